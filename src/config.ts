@@ -1,0 +1,171 @@
+/**
+ * The one config loader (SPEC F2). Sources, lowest to highest precedence:
+ *   built-in defaults < config file (`key = value`, dotted keys, JSON values, `#` comments)
+ *   < environment (`STRATA_MQTT__MAX_PACKET_SIZE=…`: prefix STRATA_, `.` written as `__`)
+ *   < explicit overrides (CLI flags, `createBroker` options).
+ * Every key is declared below with its type; an unknown key or a bad value is an error that
+ * names the key and where it came from, so a typo never silently falls back to a default.
+ */
+import { readFileSync } from 'node:fs';
+
+type Kind = 'int' | 'bool' | 'string' | 'duration' | 'enum';
+interface KeySpec {
+  kind: Kind;
+  default: number | boolean | string;
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+  doc: string;
+}
+
+/** Declared keys. Durations are seconds (numbers) or strings like `2h`, `30m`, `15s`, `500ms`. */
+export const CONFIG_KEYS = {
+  'listener.tcp.host': { kind: 'string', default: '0.0.0.0', doc: 'TCP listener address' },
+  'listener.tcp.port': { kind: 'int', default: 1883, min: 0, max: 65535, doc: 'TCP port (0 = ephemeral)' },
+  'listener.ws.port': { kind: 'int', default: 8083, min: -1, max: 65535, doc: 'WebSocket port; -1 disables (CLI: --ws-port 0 disables)' },
+  'listener.ws.path': { kind: 'string', default: '/mqtt', doc: 'WebSocket path' },
+  'listener.tls.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'TLS port (8883 conventionally); -1 disables' },
+  'listener.tls.certfile': { kind: 'string', default: '', doc: 'PEM certificate for TLS/WSS' },
+  'listener.tls.keyfile': { kind: 'string', default: '', doc: 'PEM private key for TLS/WSS' },
+  'listener.wss.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'WSS port; -1 disables' },
+  'node.data_dir': { kind: 'string', default: './data', doc: 'Directory of the embedded store' },
+  'log.level': { kind: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'Log level' },
+  'mqtt.max_packet_size': { kind: 'int', default: 1048576, min: 64, max: 268435455, doc: 'Largest packet accepted (bytes); advertised as Maximum Packet Size' },
+  'mqtt.max_clientid_len': { kind: 'int', default: 65535, min: 23, max: 65535, doc: 'Longest client id accepted' },
+  'mqtt.session_expiry_interval': { kind: 'duration', default: 7200, min: 0, max: 4294967295, doc: 'Session expiry for v3.x clean_session=0 (seconds)' },
+  'mqtt.max_session_expiry_interval': { kind: 'duration', default: 4294967295, min: 0, max: 4294967295, doc: 'Cap on the v5 Session Expiry Interval a client asks for' },
+  'mqtt.max_inflight': { kind: 'int', default: 128, min: 1, max: 65535, doc: 'Outbound QoS1/2 window per client (further capped by the client Receive Maximum)' },
+  'mqtt.receive_maximum': { kind: 'int', default: 1024, min: 1, max: 65535, doc: 'Inbound QoS 2 window advertised to v5 clients' },
+  'mqtt.max_queued_messages': { kind: 'int', default: 10000, min: 0, max: 100000000, doc: 'Messages queued per session behind the inflight window or while offline' },
+  'mqtt.queue_qos0': { kind: 'bool', default: false, doc: 'Queue QoS 0 messages for offline persistent sessions' },
+  'mqtt.max_topic_alias': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Topic Alias Maximum accepted from v5 clients' },
+  'mqtt.max_qos': { kind: 'int', default: 2, min: 0, max: 2, doc: 'Maximum QoS granted' },
+  'mqtt.retain_available': { kind: 'bool', default: true, doc: 'Accept retained messages' },
+  'mqtt.wildcard_subscription': { kind: 'bool', default: true, doc: 'Allow + and # in filters' },
+  'mqtt.shared_subscription': { kind: 'bool', default: true, doc: 'Allow $share/group/filter' },
+  'mqtt.keepalive_multiplier': { kind: 'int', default: 15, min: 10, max: 100, doc: 'Keep-alive grace in tenths (15 = 1.5x)' },
+  'mqtt.max_keepalive': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Server Keep Alive cap sent to v5 clients (0 = no cap)' },
+  'mqtt.connect_timeout': { kind: 'duration', default: 10, min: 1, max: 3600, doc: 'Seconds a socket may stay open without a CONNECT' },
+  'mqtt.max_connections': { kind: 'int', default: 1000000, min: 1, max: 100000000, doc: 'Concurrent connections' },
+  'mqtt.allow_anonymous': { kind: 'bool', default: true, doc: 'Accept clients without username' },
+  'mqtt.write_high_watermark': { kind: 'int', default: 8388608, min: 65536, max: 1073741824, doc: 'Socket send buffer above which QoS 0 messages to that client are dropped' },
+} as const satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof CONFIG_KEYS;
+type ValueOf<K extends ConfigKey> = (typeof CONFIG_KEYS)[K]['default'] extends number
+  ? number
+  : (typeof CONFIG_KEYS)[K]['default'] extends boolean
+    ? boolean
+    : string;
+export type Config = { [K in ConfigKey]: ValueOf<K> };
+export type ConfigInput = Partial<{ [K in ConfigKey]: unknown }>;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/;
+const UNIT: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+function coerce(key: string, raw: unknown, where: string): number | boolean | string {
+  const spec = (CONFIG_KEYS as Record<string, KeySpec>)[key];
+  if (!spec) {
+    const near = Object.keys(CONFIG_KEYS).find((k) => k.endsWith(key.split('.').pop() ?? '\0'));
+    throw new ConfigError(`${where}: unknown config key "${key}"${near ? ` (did you mean "${near}"?)` : ''}`);
+  }
+  const bad = (what: string): never => {
+    throw new ConfigError(`${where}: ${key} ${what}, got ${JSON.stringify(raw)}`);
+  };
+  let v: number | boolean | string;
+  switch (spec.kind) {
+    case 'int': {
+      const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
+      if (typeof n !== 'number' || !Number.isInteger(n)) bad('must be an integer');
+      v = n as number;
+      break;
+    }
+    case 'duration': {
+      if (typeof raw === 'number') v = raw;
+      else if (typeof raw === 'string' && DURATION.test(raw.trim())) {
+        const m = DURATION.exec(raw.trim()) as RegExpExecArray;
+        v = Math.round(Number(m[1]) * (UNIT[m[2] ?? 's'] as number));
+      } else v = bad('must be a duration (seconds, or e.g. "2h", "30m", "15s")');
+      break;
+    }
+    case 'bool':
+      if (raw === true || raw === 'true' || raw === 'on') v = true;
+      else if (raw === false || raw === 'false' || raw === 'off') v = false;
+      else v = bad('must be true or false');
+      break;
+    case 'enum':
+      if (typeof raw !== 'string' || !spec.values?.includes(raw)) v = bad(`must be one of ${spec.values?.join(', ')}`);
+      else v = raw;
+      break;
+    case 'string':
+      if (typeof raw !== 'string' && typeof raw !== 'number') v = bad('must be a string');
+      else v = String(raw);
+      break;
+  }
+  if (typeof v === 'number') {
+    if (spec.min !== undefined && v < spec.min) bad(`must be >= ${spec.min}`);
+    if (spec.max !== undefined && v > spec.max) bad(`must be <= ${spec.max}`);
+  }
+  return v;
+}
+
+/** Parse the seeds' `key = value` format. Values are JSON when they parse as JSON, else text. */
+export function parseConfigText(text: string, file = '<config>'): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  text.split(/\r?\n/).forEach((line, i) => {
+    const t = line.trim();
+    if (t === '' || t.startsWith('#')) return;
+    const eq = t.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`${file}:${i + 1}: expected "key = value", got ${JSON.stringify(t)}`);
+    const key = t.slice(0, eq).trim();
+    const rawValue = t.slice(eq + 1).trim();
+    if (!/^[a-z0-9_]+(\.[a-z0-9_]+)*$/i.test(key)) throw new ConfigError(`${file}:${i + 1}: bad key ${JSON.stringify(key)}`);
+    let value: unknown = rawValue;
+    try {
+      value = JSON.parse(rawValue);
+    } catch {
+      // plain text value
+    }
+    out[key] = { value, where: `${file}:${i + 1}` };
+  });
+  return out;
+}
+
+export interface LoadOptions {
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  overrides?: ConfigInput;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const cfg: Record<string, unknown> = {};
+  for (const [k, spec] of Object.entries(CONFIG_KEYS)) cfg[k] = spec.default;
+  if (opts.file) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${opts.file}: ${(e as Error).message}`);
+    }
+    for (const [k, { value, where }] of Object.entries(parseConfigText(text, opts.file) as Record<string, { value: unknown; where: string }>)) {
+      cfg[k] = coerce(k, value, where);
+    }
+  }
+  const env = opts.env ?? {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('STRATA_') || value === undefined) continue;
+    const key = name.slice(7).toLowerCase().split('__').join('.');
+    cfg[key] = coerce(key, value, `environment ${name}`);
+  }
+  for (const [k, v] of Object.entries(opts.overrides ?? {})) {
+    if (v !== undefined) cfg[k] = coerce(k, v, 'option');
+  }
+  return cfg as Config;
+}

@@ -1,0 +1,155 @@
+/**
+ * CONNECT → CONNACK (spec §3.1, §3.2). Checks run in the spec's order: protocol version
+ * (done by the decoder), client identifier, will, limits, authentication; then the session
+ * is attached (taking over any live connection with the same id) and CONNACK goes out
+ * before anything the resumed session has queued.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
+import type { Connection } from '../connection.js';
+import { createMessage } from '../message.js';
+import type { QoS } from '../protocol/codec.js';
+import { connackCodeV3, RC } from '../protocol/reason-codes.js';
+import { validateTopicName } from '../native.js';
+import { resumeSession } from '../session/delivery.js';
+
+export function refuseConnect(conn: Connection, rc: number, reason: string): void {
+  const connack: IConnackPacket =
+    conn.protocolVersion === 5
+      ? { cmd: 'connack', sessionPresent: false, reasonCode: rc, properties: { reasonString: reason.slice(0, 200) } }
+      : { cmd: 'connack', sessionPresent: false, returnCode: connackCodeV3(rc) };
+  conn.send(connack);
+  conn.broker.onClientError(conn, new Error(`CONNECT refused (0x${rc.toString(16)}): ${reason}`));
+  conn.close(`CONNECT refused: ${reason}`);
+}
+
+export function handleConnect(conn: Connection, p: IConnectPacket): void {
+  const broker = conn.broker;
+  const cfg = broker.config;
+  const version = p.protocolVersion ?? 4;
+  conn.protocolVersion = version;
+  conn.username = p.username;
+
+  if (p.properties?.authenticationMethod !== undefined) {
+    // Enhanced authentication is not offered ([MQTT-4.12.0-1]: 0x8C Bad authentication method).
+    return refuseConnect(conn, 0x8c, 'enhanced authentication is not supported');
+  }
+
+  let clientId = p.clientId;
+  let assigned: string | undefined;
+  if (clientId === '') {
+    // [MQTT-3.1.3-7]/[MQTT-3.1.3-8]: 3.1.1 allows an empty id only with CleanSession=1; 3.1 never.
+    if (version === 3 || (version === 4 && !p.clean)) {
+      return refuseConnect(conn, RC.ClientIdentifierNotValid, 'empty client id requires clean session');
+    }
+    clientId = `strata-${randomBytes(8).toString('hex')}`; // [MQTT-3.1.3-6]
+    if (version === 5) assigned = clientId;
+  }
+  if (Buffer.byteLength(clientId) > cfg['mqtt.max_clientid_len']) {
+    return refuseConnect(conn, RC.ClientIdentifierNotValid, 'client id too long');
+  }
+  conn.clientId = clientId;
+
+  if (p.will) {
+    const bad = validateTopicName(p.will.topic);
+    if (bad) return refuseConnect(conn, RC.TopicNameInvalid, `will topic: ${bad}`);
+    const wq = (p.will.qos ?? 0) as QoS;
+    if (wq > cfg['mqtt.max_qos']) return refuseConnect(conn, RC.QoSNotSupported, 'will QoS not supported'); // [MQTT-3.2.2-12]
+    if (p.will.retain && !cfg['mqtt.retain_available']) return refuseConnect(conn, RC.RetainNotSupported, 'retain not available'); // [MQTT-3.2.2-13]
+    const payload = typeof p.will.payload === 'string' ? Buffer.from(p.will.payload) : p.will.payload;
+    const { willDelayInterval, ...props } = p.will.properties ?? {};
+    conn.will = {
+      msg: createMessage(p.will.topic, payload, wq, p.will.retain ?? false, Object.keys(props).length ? props : undefined, clientId),
+      delaySeconds: version === 5 ? (willDelayInterval ?? 0) : 0,
+    };
+  }
+
+  if (broker.connectedCount >= cfg['mqtt.max_connections']) {
+    return refuseConnect(conn, RC.QuotaExceeded, 'connection limit reached');
+  }
+  if (p.username === undefined && !cfg['mqtt.allow_anonymous']) {
+    return refuseConnect(conn, RC.NotAuthorized, 'anonymous clients are not allowed');
+  }
+
+  conn.state = 'authenticating';
+  let answer;
+  try {
+    answer = broker.gates.authenticate(conn, p.username, p.password);
+  } catch (e) {
+    return refuseConnect(conn, RC.UnspecifiedError, `authenticate hook failed: ${(e as Error).message}`);
+  }
+  const finish = (ok: boolean | number): void => {
+    if (conn.state === 'closed') return;
+    if (ok !== true) {
+      const rc = typeof ok === 'number' ? ok : p.username === undefined ? RC.NotAuthorized : RC.BadUserNameOrPassword;
+      refuseConnect(conn, rc, 'authentication failed');
+      return;
+    }
+    acceptConnect(conn, p, assigned);
+  };
+  if (answer instanceof Promise) {
+    conn.holdInput();
+    answer.then(
+      (ok) => {
+        finish(ok);
+        if (conn.state === 'connected') conn.releaseInput();
+      },
+      (e: unknown) => {
+        if (conn.state !== 'closed') refuseConnect(conn, RC.UnspecifiedError, `authenticate hook failed: ${String(e)}`);
+      },
+    );
+  } else {
+    finish(answer);
+  }
+}
+
+function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | undefined): void {
+  const broker = conn.broker;
+  const cfg = broker.config;
+  const v5 = conn.protocolVersion === 5;
+  const props = p.properties ?? {};
+
+  let expiry: number;
+  if (v5) expiry = Math.min(props.sessionExpiryInterval ?? 0, cfg['mqtt.max_session_expiry_interval']);
+  else expiry = p.clean ? 0 : cfg['mqtt.session_expiry_interval'];
+
+  conn.window = Math.min(props.receiveMaximum ?? 65535, cfg['mqtt.max_inflight']);
+  if (props.maximumPacketSize !== undefined) conn.clientMaxPacketSize = props.maximumPacketSize;
+  conn.topicAliasMaximum = v5 ? cfg['mqtt.max_topic_alias'] : 0;
+
+  const { session, sessionPresent } = broker.attachSession(conn, p.clean !== false, expiry);
+  conn.state = 'connected';
+
+  let keepalive = p.keepalive ?? 0;
+  const maxKeepalive = cfg['mqtt.max_keepalive'];
+  let serverKeepAlive: number | undefined;
+  if (v5 && maxKeepalive > 0 && (keepalive === 0 || keepalive > maxKeepalive)) {
+    keepalive = maxKeepalive; // [MQTT-3.2.2-21] the client must use the Server Keep Alive
+    serverKeepAlive = keepalive;
+  }
+
+  const connack: IConnackPacket = { cmd: 'connack', sessionPresent };
+  if (v5) {
+    connack.reasonCode = RC.Success;
+    connack.properties = {
+      receiveMaximum: cfg['mqtt.receive_maximum'],
+      maximumPacketSize: cfg['mqtt.max_packet_size'],
+      topicAliasMaximum: cfg['mqtt.max_topic_alias'],
+      retainAvailable: cfg['mqtt.retain_available'],
+      wildcardSubscriptionAvailable: cfg['mqtt.wildcard_subscription'],
+      sharedSubscriptionAvailable: cfg['mqtt.shared_subscription'],
+      subscriptionIdentifiersAvailable: true,
+    };
+    if (cfg['mqtt.max_qos'] < 2) connack.properties.maximumQoS = cfg['mqtt.max_qos'];
+    if (expiry !== (props.sessionExpiryInterval ?? 0)) connack.properties.sessionExpiryInterval = expiry;
+    if (assigned !== undefined) connack.properties.assignedClientIdentifier = assigned;
+    if (serverKeepAlive !== undefined) connack.properties.serverKeepAlive = serverKeepAlive;
+  } else {
+    connack.returnCode = 0;
+  }
+  conn.send(connack);
+  conn.startKeepalive(keepalive);
+  broker.onConnected(conn, sessionPresent);
+  // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP) and PUBREL, then queued messages.
+  resumeSession(conn, session);
+}

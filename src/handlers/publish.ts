@@ -1,0 +1,73 @@
+/**
+ * Inbound PUBLISH (spec §3.3, §4.3): topic alias, validation, authorization, routing and the
+ * QoS 1 / QoS 2 acknowledgement.
+ */
+import { isUtf8 } from 'node:buffer';
+import type { IPublishPacket } from 'mqtt-packet';
+import type { Connection } from '../connection.js';
+import { createMessage } from '../message.js';
+import { encodeAck } from '../protocol/codec.js';
+import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
+import { validateTopicName } from '../native.js';
+
+export function handlePublish(conn: Connection, p: IPublishPacket): void {
+  const broker = conn.broker;
+  const cfg = broker.config;
+  const session = conn.session;
+  if (!session) return;
+  const v5 = conn.protocolVersion === 5;
+  let topic = p.topic;
+  const props = p.properties;
+  const qos = p.qos;
+  const id = p.messageId ?? 0;
+
+  if (qos > 0 && id === 0) throw new ProtocolViolation(RC.ProtocolError, 'PUBLISH QoS > 0 with packet identifier 0'); // [MQTT-2.2.1-3]
+
+  if (props?.topicAlias !== undefined) {
+    const alias = props.topicAlias;
+    // [MQTT-3.3.2-8] alias 0 and aliases above our Topic Alias Maximum are errors.
+    if (alias === 0 || alias > conn.topicAliasMaximum) throw new ProtocolViolation(RC.TopicAliasInvalid, `topic alias ${alias} out of range`);
+    if (topic === '') {
+      const known = conn.aliases.get(alias);
+      if (known === undefined) throw new ProtocolViolation(RC.ProtocolError, `unknown topic alias ${alias}`);
+      topic = known;
+    } else {
+      conn.aliases.set(alias, topic);
+    }
+  }
+  const bad = topic === '' ? 'empty topic name' : validateTopicName(topic);
+  if (bad) throw new ProtocolViolation(RC.TopicNameInvalid, `invalid topic name: ${bad}`); // [MQTT-3.3.2-2]
+  if (qos > cfg['mqtt.max_qos']) throw new ProtocolViolation(RC.QoSNotSupported, `QoS ${qos} not supported`); // [MQTT-3.2.2-11]
+  if (p.retain && !cfg['mqtt.retain_available']) throw new ProtocolViolation(RC.RetainNotSupported, 'retain not available'); // [MQTT-3.2.2-14]
+
+  if (qos === 2 && session.incomingQos2.has(id)) {
+    // [MQTT-4.3.3-9] a re-sent QoS 2 PUBLISH is acknowledged again but not delivered twice.
+    conn.write(encodeAck(5, id, conn.protocolVersion));
+    return;
+  }
+  if (qos === 2 && session.incomingQos2.size >= cfg['mqtt.receive_maximum']) {
+    throw new ProtocolViolation(RC.ReceiveMaximumExceeded, 'more QoS 2 PUBLISH in flight than Receive Maximum'); // [MQTT-3.3.4-7]
+  }
+
+  const payload = p.payload as Buffer;
+  if (v5 && props?.payloadFormatIndicator && !isUtf8(payload)) {
+    // [MQTT-3.3.2-4]-ish: the sender said UTF-8; refuse the message, not the connection.
+    if (qos === 0) throw new ProtocolViolation(RC.PayloadFormatInvalid, 'payload is not UTF-8 as its format indicator says');
+    conn.write(encodeAck(qos === 1 ? 4 : 5, id, 5, RC.PayloadFormatInvalid));
+    return;
+  }
+
+  const msg = createMessage(topic, payload, qos, p.retain, props, conn.clientId);
+  conn.gate(broker.gates.authorizePublish(conn, msg), (allowed) => {
+    if (allowed === true) {
+      broker.publish(msg, conn);
+      if (qos === 2) session.incomingQos2.add(id);
+      if (qos > 0) conn.write(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion));
+      return;
+    }
+    const rc = typeof allowed === 'number' ? allowed : RC.NotAuthorized;
+    broker.onClientError(conn, new Error(`PUBLISH to ${topic} not authorized`));
+    // v5 says no with the reason code; 3.1.1 has no way to, so the flow completes without delivery.
+    if (qos > 0) conn.write(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion, v5 ? rc : 0));
+  });
+}

@@ -1,0 +1,24 @@
+import type { IPubrecPacket } from 'mqtt-packet';
+import type { Connection } from '../connection.js';
+import { encodeAck } from '../protocol/codec.js';
+import { RC } from '../protocol/reason-codes.js';
+import { completeOutbound } from '../session/delivery.js';
+
+/** QoS 2 outbound, step 2: the client has the message; answer PUBREL ([MQTT-4.3.3-4]). */
+export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
+  const session = conn.session;
+  const id = packet.messageId ?? 0;
+  const entry = session?.inflight.get(id);
+  if (!session || !entry || entry.qos !== 2) {
+    // [MQTT-4.3.3-?] v5: PUBREL with 0x92 Packet Identifier not found.
+    conn.write(encodeAck(6, id, conn.protocolVersion, RC.PacketIdentifierNotFound));
+    return;
+  }
+  if ((packet.reasonCode ?? 0) >= 0x80) {
+    // The receiver refused the message: the flow ends here and the slot is free.
+    completeOutbound(conn, session, id, entry);
+    return;
+  }
+  entry.phase = 'pubrel';
+  conn.write(encodeAck(6, id, conn.protocolVersion));
+}

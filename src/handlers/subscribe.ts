@@ -1,0 +1,70 @@
+/**
+ * SUBSCRIBE → SUBACK (spec §3.8, §3.9), then retained messages per Retain Handling.
+ * Each filter is validated, authorized and granted on its own; one bad filter fails only
+ * its own entry ([MQTT-3.9.3-1]: one reason code per filter, in order).
+ */
+import type { ISubscribePacket } from 'mqtt-packet';
+import type { Connection } from '../connection.js';
+import type { QoS } from '../protocol/codec.js';
+import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
+import { validateTopicFilter } from '../native.js';
+import type { SubscriptionOptions } from '../session/session.js';
+
+const V3_FAILURE = 0x80;
+
+interface Wanted {
+  filter: string;
+  opts: SubscriptionOptions;
+  code: number; // granted QoS or failure reason, decided so far
+}
+
+export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
+  const broker = conn.broker;
+  const cfg = broker.config;
+  const session = conn.session;
+  if (!session) return;
+  const v5 = conn.protocolVersion === 5;
+  const subId = p.properties?.subscriptionIdentifier;
+  if (subId === 0) throw new ProtocolViolation(RC.ProtocolError, 'Subscription Identifier 0'); // [MQTT-3.8.2-?] 1..268435455
+
+  const wanted: Wanted[] = p.subscriptions.map((s) => {
+    const opts: SubscriptionOptions = {
+      qos: Math.min(s.qos, cfg['mqtt.max_qos']) as QoS,
+      noLocal: s.nl ?? false,
+      retainAsPublished: s.rap ?? false,
+      retainHandling: (s.rh ?? 0) as 0 | 1 | 2,
+      subscriptionId: subId,
+    };
+    const shared = s.topic.startsWith('$share/');
+    let code: number = opts.qos;
+    const bad = validateTopicFilter(s.topic);
+    if (bad) code = RC.TopicFilterInvalid; // [MQTT-4.7.3-?]
+    else if (shared && !cfg['mqtt.shared_subscription']) code = RC.SharedSubscriptionsNotSupported;
+    else if (shared && opts.noLocal) throw new ProtocolViolation(RC.ProtocolError, 'No Local on a shared subscription'); // [MQTT-3.8.3-4]
+    else if (!cfg['mqtt.wildcard_subscription'] && /[+#]/.test(shared ? s.topic.split('/').slice(2).join('/') : s.topic)) code = RC.WildcardSubscriptionsNotSupported;
+    return { filter: s.topic, opts, code };
+  });
+
+  const answers = wanted.map((w) => (w.code < 0x80 ? broker.gates.authorizeSubscribe(conn, w.filter, w.opts.qos) : w.code));
+  const anyAsync = answers.some((a) => a instanceof Promise);
+  conn.gate(anyAsync ? Promise.all(answers) : (answers as (QoS | false | number)[]), (results) => {
+    if (!conn.session) return;
+    const retainedToSend: { filter: string; qos: QoS; rap: boolean }[] = [];
+    const granted = wanted.map((w, i) => {
+      if (w.code >= 0x80) return v5 ? w.code : V3_FAILURE;
+      const a = results[i];
+      if (a === false || (typeof a === 'number' && a >= 0x80)) return v5 ? (a === false ? RC.NotAuthorized : a) : V3_FAILURE;
+      const qos = Math.min(w.opts.qos, typeof a === 'number' ? a : w.opts.qos) as QoS;
+      const opts = { ...w.opts, qos };
+      const existed = broker.subscribe(session, w.filter, opts);
+      const shared = w.filter.startsWith('$share/');
+      // [MQTT-3.3.1-10]/[MQTT-3.3.1-11]: retained per Retain Handling; none for shared subscriptions.
+      if (!shared && (opts.retainHandling === 0 || (opts.retainHandling === 1 && !existed))) {
+        retainedToSend.push({ filter: w.filter, qos, rap: opts.retainAsPublished });
+      }
+      return qos;
+    });
+    conn.send({ cmd: 'suback', messageId: p.messageId ?? 0, granted });
+    for (const r of retainedToSend) broker.deliverRetained(session, r.filter, r.qos, subId);
+  });
+}

@@ -1,0 +1,94 @@
+/**
+ * A routed application message and its per-delivery wire encoding.
+ *
+ * Invariant: a Message is immutable once routed; deliveries differ only in QoS, retain flag,
+ * DUP, packet id and subscription identifiers, so the bytes for a (version, qos, retain)
+ * triple are encoded once per message and shared by every subscriber (packet id patched).
+ */
+import { encodePublish, type ProtocolVersion, type PublishProperties, type QoS } from './protocol/codec.js';
+
+export interface Message {
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly qos: QoS;
+  readonly retain: boolean;
+  /** v5 properties passed through to subscribers (never topicAlias / subscriptionIdentifier). */
+  readonly properties: PublishProperties | undefined;
+  /** Absolute expiry in ms since epoch from Message Expiry Interval; 0 = never. */
+  readonly expiresAt: number;
+  /** Publishing client id ('' for messages the broker makes itself). */
+  readonly publisher: string;
+  /** Milliseconds since epoch when the broker accepted it. */
+  readonly receivedAt: number;
+  /** Encoding cache, keyed by version*8 + qos*2 + retain. */
+  encoded?: Map<number, Buffer>;
+}
+
+export function createMessage(
+  topic: string,
+  payload: Buffer,
+  qos: QoS,
+  retain: boolean,
+  properties: PublishProperties | undefined,
+  publisher: string,
+  now = Date.now(),
+): Message {
+  let props = properties;
+  let expiresAt = 0;
+  if (props) {
+    const { topicAlias: _a, subscriptionIdentifier: _s, ...rest } = props;
+    props = Object.keys(rest).length > 0 ? rest : undefined;
+    if (rest.messageExpiryInterval !== undefined) expiresAt = now + rest.messageExpiryInterval * 1000;
+  }
+  return { topic, payload, qos, retain, properties: props, expiresAt, publisher, receivedAt: now };
+}
+
+export function isExpired(msg: Message, now = Date.now()): boolean {
+  return msg.expiresAt !== 0 && msg.expiresAt <= now;
+}
+
+/** Offset of the packet identifier inside an encoded PUBLISH (after fixed header and topic). */
+function packetIdOffset(buf: Buffer): number {
+  let pos = 1;
+  while ((buf[pos++] as number) & 0x80);
+  return pos + 2 + buf.readUInt16BE(pos);
+}
+
+/**
+ * Wire bytes of one delivery. `subIds` (v5 subscription identifiers) and a live expiry make
+ * the encoding per-delivery; otherwise the cached template is reused and, for QoS > 0,
+ * copied with the packet id patched in.
+ */
+export function encodeDelivery(
+  msg: Message,
+  version: ProtocolVersion,
+  qos: QoS,
+  retain: boolean,
+  dup: boolean,
+  messageId: number,
+  subIds: readonly number[] | undefined,
+  now: number,
+): Buffer {
+  const v5 = version === 5;
+  if (v5 && ((subIds && subIds.length > 0) || msg.expiresAt !== 0)) {
+    const props: PublishProperties = { ...msg.properties };
+    if (subIds && subIds.length > 0) props.subscriptionIdentifier = subIds.length === 1 ? (subIds[0] as number) : [...subIds];
+    // [MQTT-3.3.2-6] the forwarded expiry is the time remaining.
+    if (msg.expiresAt !== 0) props.messageExpiryInterval = Math.max(0, Math.ceil((msg.expiresAt - now) / 1000));
+    return encodePublish(msg.topic, msg.payload, qos, retain, dup, messageId, version, props);
+  }
+  const key = version * 8 + qos * 2 + (retain ? 1 : 0);
+  let cache = msg.encoded;
+  let template = cache?.get(key);
+  if (!template) {
+    template = encodePublish(msg.topic, msg.payload, qos, retain, false, 0, version, v5 ? msg.properties : undefined);
+    if (!cache) cache = msg.encoded = new Map();
+    cache.set(key, template);
+  }
+  if (qos === 0 && !dup) return template;
+  const out = Buffer.allocUnsafe(template.length);
+  template.copy(out);
+  if (dup) out[0] = (out[0] as number) | 0x08;
+  if (qos > 0) out.writeUInt16BE(messageId, packetIdOffset(out));
+  return out;
+}

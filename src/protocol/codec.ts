@@ -1,0 +1,188 @@
+/**
+ * Per-connection packet codec over mqtt-packet, with a fast path for PUBLISH — the only
+ * packet on the hot path. Everything else, and any v5 PUBLISH that carries properties,
+ * goes through mqtt-packet's parser and generator.
+ */
+import { isUtf8 } from 'node:buffer';
+import { generate, parser as createParser } from 'mqtt-packet';
+import type { IPublishPacket, Packet, Parser } from 'mqtt-packet';
+import { ProtocolViolation, RC } from './reason-codes.js';
+
+export type ProtocolVersion = 3 | 4 | 5;
+export type QoS = 0 | 1 | 2;
+export type PublishProperties = NonNullable<IPublishPacket['properties']>;
+
+/** Thrown for bytes that do not form a valid packet ([MQTT-1.5.4-1], [MQTT-2.1.3-1] …). */
+export class MalformedPacket extends ProtocolViolation {
+  constructor(message: string) {
+    super(RC.MalformedPacket, message);
+    this.name = 'MalformedPacket';
+  }
+}
+
+export class Decoder {
+  private readonly parser: Parser;
+  private out: Packet | null = null;
+  private err: Error | null = null;
+  version: ProtocolVersion = 4;
+
+  constructor() {
+    this.parser = createParser();
+    this.parser.on('packet', (p: Packet) => {
+      this.out = p;
+    });
+    this.parser.on('error', (e: Error) => {
+      this.err = e;
+    });
+  }
+
+  /** Decode exactly one whole packet (as cut by the Framer). */
+  decode(frame: Buffer): Packet {
+    const type = (frame[0] as number) >> 4;
+    if (type === 3) {
+      const fast = this.decodePublish(frame);
+      if (fast) return fast;
+    }
+    this.out = null;
+    this.err = null;
+    this.parser.parse(frame);
+    if (this.err) throw new MalformedPacket((this.err as Error).message);
+    const p = this.out as Packet | null;
+    if (!p) throw new MalformedPacket('incomplete packet');
+    if (p.cmd === 'connect' && p.protocolVersion) this.version = p.protocolVersion;
+    if (hasReplacementChar(p) && !isUtf8(frame.subarray(1))) {
+      // mqtt-packet decodes ill-formed UTF-8 to U+FFFD instead of failing.
+      throw new MalformedPacket('ill-formed UTF-8 string'); // [MQTT-1.5.4-1]
+    }
+    return p;
+  }
+
+  /** Fast PUBLISH decode; returns null to defer to mqtt-packet (v5 with properties). */
+  private decodePublish(frame: Buffer): IPublishPacket | null {
+    const flags = (frame[0] as number) & 0x0f;
+    const qos = (flags >> 1) & 0x03;
+    if (qos === 3) throw new MalformedPacket('PUBLISH with QoS 3'); // [MQTT-3.3.1-4]
+    let pos = 1;
+    while ((frame[pos++] as number) & 0x80);
+    if (pos + 2 > frame.length) throw new MalformedPacket('PUBLISH too short');
+    const tlen = frame.readUInt16BE(pos);
+    pos += 2;
+    if (pos + tlen > frame.length) throw new MalformedPacket('PUBLISH topic overruns packet');
+    const topicBytes = frame.subarray(pos, pos + tlen);
+    pos += tlen;
+    let messageId: number | undefined;
+    if (qos > 0) {
+      if (pos + 2 > frame.length) throw new MalformedPacket('PUBLISH without packet identifier');
+      messageId = frame.readUInt16BE(pos);
+      pos += 2;
+    }
+    if (this.version === 5) {
+      if (pos >= frame.length) throw new MalformedPacket('PUBLISH without properties length');
+      if (frame[pos] !== 0) return null; // has properties: use the full parser
+      pos += 1;
+    }
+    if (!isUtf8(topicBytes)) throw new MalformedPacket('topic is not valid UTF-8'); // [MQTT-1.5.4-1]
+    const packet: IPublishPacket = {
+      cmd: 'publish',
+      qos: qos as QoS,
+      dup: (flags & 0x08) !== 0,
+      retain: (flags & 0x01) !== 0,
+      topic: topicBytes.toString('utf8'),
+      payload: frame.subarray(pos),
+    };
+    if (messageId !== undefined) packet.messageId = messageId;
+    return packet;
+  }
+}
+
+function hasReplacementChar(p: Packet): boolean {
+  switch (p.cmd) {
+    case 'publish':
+      return p.topic.includes('\uFFFD');
+    case 'subscribe':
+      return p.subscriptions.some((s) => s.topic.includes('\uFFFD'));
+    case 'unsubscribe':
+      return p.unsubscriptions.some((t) => t.includes('\uFFFD'));
+    case 'connect':
+      return (
+        p.clientId.includes('\uFFFD') ||
+        (p.username ?? '').includes('\uFFFD') ||
+        (p.will?.topic ?? '').includes('\uFFFD')
+      );
+    default:
+      return false;
+  }
+}
+
+/** Encode any packet for a connection of the given version. */
+export function encode(packet: Packet, version: ProtocolVersion): Buffer {
+  return generate(packet, { protocolVersion: version });
+}
+
+function varIntLength(n: number): number {
+  return n < 128 ? 1 : n < 16384 ? 2 : n < 2097152 ? 3 : 4;
+}
+
+function writeVarInt(buf: Buffer, pos: number, n: number): number {
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    buf[pos++] = b;
+  } while (n > 0);
+  return pos;
+}
+
+/**
+ * Encode a PUBLISH. Without properties this writes the bytes directly (one allocation);
+ * with v5 properties it defers to mqtt-packet.
+ */
+export function encodePublish(
+  topic: string,
+  payload: Buffer,
+  qos: QoS,
+  retain: boolean,
+  dup: boolean,
+  messageId: number,
+  version: ProtocolVersion,
+  properties: PublishProperties | undefined,
+): Buffer {
+  if (version === 5 && properties) {
+    const p: IPublishPacket = { cmd: 'publish', topic, payload, qos, retain, dup, properties };
+    if (qos > 0) p.messageId = messageId;
+    return generate(p, { protocolVersion: 5 });
+  }
+  const tlen = Buffer.byteLength(topic);
+  const remaining = 2 + tlen + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payload.length;
+  const buf = Buffer.allocUnsafe(1 + varIntLength(remaining) + remaining);
+  buf[0] = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0);
+  let pos = writeVarInt(buf, 1, remaining);
+  buf.writeUInt16BE(tlen, pos);
+  pos += 2;
+  pos += buf.write(topic, pos, 'utf8');
+  if (qos > 0) {
+    buf.writeUInt16BE(messageId, pos);
+    pos += 2;
+  }
+  if (version === 5) buf[pos++] = 0;
+  payload.copy(buf, pos);
+  return buf;
+}
+
+/** PUBACK / PUBREC / PUBREL / PUBCOMP with reason code 0 and no properties: 4 bytes (2 on v3). */
+export function encodeAck(type: 4 | 5 | 6 | 7, messageId: number, version: ProtocolVersion, reasonCode = 0): Buffer {
+  const first = (type << 4) | (type === 6 ? 0x02 : 0); // [MQTT-3.6.1-1] PUBREL flags 0010
+  if (version === 5 && reasonCode !== 0) {
+    const b = Buffer.allocUnsafe(5);
+    b[0] = first;
+    b[1] = 3;
+    b.writeUInt16BE(messageId, 2);
+    b[4] = reasonCode;
+    return b;
+  }
+  const b = Buffer.allocUnsafe(4);
+  b[0] = first;
+  b[1] = 2;
+  b.writeUInt16BE(messageId, 2);
+  return b;
+}

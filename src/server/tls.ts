@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { createServer } from 'node:tls';
+import type { Broker } from '../broker.js';
+import { ConfigError } from '../config.js';
+import { acceptSocket, bind } from './tcp.js';
+
+export interface TlsFiles {
+  certfile: string;
+  keyfile: string;
+}
+
+export function readTlsFiles(files: TlsFiles): { cert: Buffer; key: Buffer } {
+  if (!files.certfile || !files.keyfile) {
+    throw new ConfigError('TLS listener needs listener.tls.certfile and listener.tls.keyfile');
+  }
+  try {
+    return { cert: readFileSync(files.certfile), key: readFileSync(files.keyfile) };
+  } catch (e) {
+    throw new ConfigError(`cannot read TLS certificate/key: ${(e as Error).message}`);
+  }
+}
+
+export async function listenTls(broker: Broker, host: string, port: number, files: TlsFiles): Promise<{ server: Server; port: number }> {
+  const server = createServer(readTlsFiles(files), (socket) => acceptSocket(broker, socket));
+  return { server, port: await bind(server, host, port) };
+}

@@ -1,0 +1,76 @@
+/**
+ * Broker-side MQTT session state (spec §4.1): subscriptions, outbound inflight window,
+ * the queue behind it, inbound QoS 2 ids awaiting PUBREL, and the packet-id allocator.
+ *
+ * Invariants:
+ * - `inflight.size <= window` except right after a reconnect lowers the window; new sends wait.
+ * - a packet id is in `inflight` at most once; `allocateId` never returns one in use.
+ * - `queue` only holds QoS > 0 deliveries (and QoS 0 when `queue_qos0` is on and offline).
+ */
+import type { QoS } from '../protocol/codec.js';
+import type { Connection } from '../connection.js';
+import type { Message } from '../message.js';
+import { Queue } from './queue.js';
+
+export interface SubscriptionOptions {
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId: number | undefined;
+}
+
+export interface Subscription extends SubscriptionOptions {
+  readonly filter: string;
+  /** Id of this subscription in the native trie. */
+  readonly trieId: number;
+}
+
+/** A delivery waiting for a window slot (or for the client to come back). */
+export interface Pending {
+  msg: Message;
+  qos: QoS;
+  retain: boolean;
+  subIds: number[] | undefined;
+}
+
+/** An outbound QoS 1/2 delivery not yet completed by the client. */
+export interface Inflight extends Pending {
+  /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
+  phase: 'publish' | 'pubrel';
+}
+
+export interface WillState {
+  msg: Message;
+  delaySeconds: number;
+  timer: NodeJS.Timeout | null;
+}
+
+export class Session {
+  readonly subscriptions = new Map<string, Subscription>();
+  readonly inflight = new Map<number, Inflight>();
+  readonly queue = new Queue<Pending>();
+  /** Inbound QoS 2 packet ids for which PUBREC was sent and PUBREL not yet received. */
+  readonly incomingQos2 = new Set<number>();
+  /** The live connection, or null while the client is away. */
+  connection: Connection | null = null;
+  /** Seconds the session outlives its connection; 0xFFFFFFFF = never expires. */
+  expiryInterval = 0;
+  expiryTimer: NodeJS.Timeout | null = null;
+  /** A will waiting out its Will Delay Interval after the connection closed. */
+  pendingWill: WillState | null = null;
+  /** Messages dropped for this session (queue full, slow consumer, too large for the client). */
+  dropped = 0;
+  private nextId = 1;
+
+  constructor(readonly clientId: string) {}
+
+  /** Next free packet id in 1..65535 ([MQTT-2.2.1-3] non-zero, unused). */
+  allocateId(): number {
+    for (;;) {
+      const id = this.nextId;
+      this.nextId = id === 65535 ? 1 : id + 1;
+      if (!this.inflight.has(id)) return id;
+    }
+  }
+}
