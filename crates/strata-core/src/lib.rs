@@ -1,0 +1,3 @@
+//! StrataMQ core engine. Pure Rust: nothing here knows about Node.js.
+pub mod error;
+pub mod log;

@@ -1,0 +1,896 @@
+//! The durable message log: shards → generations → streams, read by cursors.
+//!
+//! See `docs/storage.md` for the on-disk format, fsync policies and recovery.
+//!
+//! Invariants of [`Log`]:
+//! - One `Log` per data directory: the `LOCK` file is held (advisory OS lock) for the
+//!   life of the value, so a second opener — in this or another process — gets
+//!   [`CoreError::StoreLocked`].
+//! - `n_shards` and the site id are written to `STORE` at first start and never change.
+//! - A message is stored once, in shard `crc32c(publisher) % n_shards`.
+//! - Each append's completion runs exactly once, after the policy's durability point.
+mod record;
+mod segment;
+mod shard;
+mod stream;
+
+pub use record::{NewMessage, RecordRef};
+pub use shard::{now_ms, Waker};
+pub use stream::{structure_may_match, topic_matches, Learner, Level, Structure};
+
+use crate::error::CoreError;
+use shard::{Cmd, Shard, StreamRead};
+use std::cell::RefCell;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// When appended bytes are forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Group commit: each batch is `fdatasync`ed before any of its appends completes.
+    /// Loss window: none for completed appends.
+    Always,
+    /// Appends complete once written to the OS; a sync runs at most every N ms.
+    /// Loss window on power failure / kernel crash: up to N ms of completed appends
+    /// (a process crash alone loses nothing: the data is in the page cache).
+    Interval(u64),
+    /// Never sync explicitly (the OS writes back when it likes, typically ≤ 30 s).
+    /// Loss window on power failure: unbounded by us; process crash: nothing.
+    None,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "none" => Ok(FsyncPolicy::None),
+            _ => s
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .map(FsyncPolicy::Interval)
+                .ok_or_else(|| {
+                    CoreError::InvalidArgument(format!(
+                        "fsync policy {s:?}: expected always, none or interval:<ms>"
+                    ))
+                }),
+        }
+    }
+}
+
+/// Store options. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Shard count; only used at first start (None: keep the recorded value, or 4).
+    pub n_shards: Option<u32>,
+    /// Fsync policy.
+    pub fsync: FsyncPolicy,
+    /// Roll a segment after this many bytes (default 64 MiB).
+    pub segment_bytes: u64,
+    /// Sparse index granularity in bytes (default 4 KiB).
+    pub index_interval: u64,
+    /// Roll a generation after this many ms (default 1 h).
+    pub generation_span_ms: u64,
+    /// `message_retention_period` in ms (None: keep forever). Default 1 day.
+    pub retention_ms: Option<u64>,
+    /// Per-topic-filter retention overrides `(filter, ms)`; first match wins.
+    pub retention_overrides: Vec<(String, u64)>,
+    /// How often the writer checks for expired generations (default 1000 ms).
+    pub retention_check_ms: u64,
+    /// Distinct values after which a topic level becomes a stream wildcard (default 16).
+    pub lts_threshold: usize,
+    /// Upper bound of one group-commit batch in bytes (default 4 MiB).
+    pub max_batch_bytes: usize,
+    /// Verify every record of sealed segments on open (default false: sealed
+    /// segments are trusted by their index and verified on read instead).
+    pub verify_on_open: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            n_shards: None,
+            fsync: FsyncPolicy::Always,
+            segment_bytes: 64 << 20,
+            index_interval: 4096,
+            generation_span_ms: 3_600_000,
+            retention_ms: Some(86_400_000),
+            retention_overrides: Vec::new(),
+            retention_check_ms: 1000,
+            lts_threshold: 16,
+            max_batch_bytes: 4 << 20,
+            verify_on_open: false,
+        }
+    }
+}
+
+impl Options {
+    /// Physical retention: the longest of the global value and every override.
+    pub fn max_retention_ms(&self) -> Option<u64> {
+        let g = self.retention_ms?;
+        Some(
+            self.retention_overrides
+                .iter()
+                .map(|(_, ms)| *ms)
+                .fold(g, u64::max),
+        )
+    }
+
+    /// Retention that applies to `topic` (None: forever).
+    pub fn retention_for(&self, topic: &[u8]) -> Option<u64> {
+        self.retention_overrides
+            .iter()
+            .find(|(f, _)| topic_matches(f, topic))
+            .map(|(_, ms)| *ms)
+            .or(self.retention_ms)
+    }
+}
+
+/// Shard-wide record offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Offset(pub u64);
+
+/// Where an appended message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Shard.
+    pub shard: u32,
+    /// Offset in the shard.
+    pub offset: Offset,
+}
+
+/// Identity of a stream: shard + generation + stream number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    /// Shard.
+    pub shard: u32,
+    /// Generation within the shard.
+    pub generation: u32,
+    /// Stream within the generation.
+    pub stream: u32,
+}
+
+/// A reader's position in one stream. A plain value: persist it (e.g. in the metadata
+/// store) and hand it back after a restart.
+///
+/// Invariants: `offset` is the next shard offset to examine; every record of the
+/// stream below it has been passed, and `seen` counts them (delivered, filtered or
+/// expired alike) — that is what makes the skipped count exact when retention drops
+/// the generation under the cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The stream read.
+    pub stream: StreamId,
+    /// Next offset to examine.
+    pub offset: Offset,
+    /// Records of the stream already passed.
+    pub seen: u64,
+    /// Topic filter applied to records (None: every record of the stream).
+    pub filter: Option<String>,
+}
+
+/// Outcome of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// The batch filled; more records may follow right away.
+    Next,
+    /// Caught up with the stream's durable end; more may be appended later
+    /// (park with [`Log::wait`]).
+    Done,
+    /// The stream's generation is sealed and fully read, or was dropped: no record
+    /// will ever follow. Move to the streams of newer generations.
+    End,
+}
+
+/// What a read did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Next / Done / End.
+    pub status: ReadStatus,
+    /// Records handed to the sink.
+    pub delivered: usize,
+    /// Records this cursor lost to retention (expired, dropped, quarantined).
+    pub skipped: u64,
+}
+
+/// A stream and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Identity.
+    pub id: StreamId,
+    /// Learned structure (`+` = learned wildcard level).
+    pub structure: String,
+    /// Records currently visible.
+    pub records: u64,
+    /// True once its generation takes no more writes.
+    pub sealed: bool,
+    /// Generation start time (ms).
+    pub generation_start: u64,
+}
+
+/// Per-generation statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationStats {
+    /// Generation id.
+    pub id: u32,
+    /// Start (ms).
+    pub start_ts: u64,
+    /// Newest record (ms).
+    pub last_ts: u64,
+    /// Stream count.
+    pub streams: u32,
+    /// Segment count.
+    pub segments: u32,
+    /// Records.
+    pub records: u64,
+    /// Bytes on disk (data files).
+    pub bytes: u64,
+    /// Sealed.
+    pub sealed: bool,
+}
+
+/// Per-shard statistics (`ds info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Shard.
+    pub shard: u32,
+    /// Generations, oldest first.
+    pub generations: Vec<GenerationStats>,
+    /// Records.
+    pub records: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// Oldest record time (ms), if any.
+    pub oldest_ts: Option<u64>,
+    /// Newest record time (ms), if any.
+    pub newest_ts: Option<u64>,
+    /// Next offset to be assigned.
+    pub end_offset: u64,
+}
+
+/// Whole-store statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Site id (hex).
+    pub site_id: String,
+    /// Shards.
+    pub shards: Vec<ShardStats>,
+    /// Records.
+    pub records: u64,
+    /// Bytes on disk (data files).
+    pub bytes: u64,
+}
+
+/// What recovery found and did while opening.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segments opened.
+    pub segments: u64,
+    /// Records found.
+    pub records: u64,
+    /// Bytes verified record by record (segments without a valid index).
+    pub scanned_bytes: u64,
+    /// Bytes cut from torn or corrupt tails.
+    pub truncated_bytes: u64,
+    /// Indexes rebuilt.
+    pub rebuilt_indexes: u64,
+    /// Segments renamed to `*.corrupt`, with the reason.
+    pub quarantined: Vec<String>,
+    /// Human-readable progress and repair log.
+    pub events: Vec<String>,
+    /// Time taken to open.
+    pub elapsed_ms: u64,
+}
+
+/// Completion of [`Log::append`]: one position per message, in input order.
+pub type AppendDone = Box<dyn FnOnce(Result<Vec<Position>, CoreError>) + Send>;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut v = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let r = f(&mut v);
+    SCRATCH.with(|s| *s.borrow_mut() = v);
+    r
+}
+
+/// The durable log of one data directory.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    opts: Arc<Options>,
+    shards: Vec<Shard>,
+    site_id: String,
+    recovery: Recovery,
+    closed: AtomicBool,
+    _lock: File,
+}
+
+fn random_hex128() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    for i in 0..2u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .elapsed()
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    #[cfg(unix)]
+    if let Some(d) = path.parent() {
+        File::open(d)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Shard of a publisher.
+pub fn shard_of(publisher: &[u8], n_shards: u32) -> u32 {
+    crc32c::crc32c(publisher) % n_shards.max(1)
+}
+
+impl Log {
+    /// Opens (recovering) or creates the log in `dir`.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log, CoreError> {
+        let t0 = Instant::now();
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir)
+            .map_err(|e| CoreError::from_io(format!("create data dir {}", dir.display()), &e))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| CoreError::from_io(format!("open {}", lock_path.display()), &e))?;
+        // `File::try_lock` is stable since 1.89; the toolchain is pinned to 1.95 in
+        // rust-toolchain.toml, the workspace's rust-version (1.88) predates it.
+        #[allow(clippy::incompatible_msrv)]
+        let locked = lock.try_lock();
+        match locked {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(CoreError::StoreLocked(format!(
+                    "{} is in use by another process or handle",
+                    dir.display()
+                )))
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(CoreError::from_io(
+                    format!("lock {}", lock_path.display()),
+                    &e,
+                ))
+            }
+        }
+        let manifest = dir.join("STORE");
+        let (n_shards, site_id) = match fs::read_to_string(&manifest) {
+            Ok(text) => {
+                let get = |k: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+                        .map(str::to_string)
+                };
+                let n: u32 = get("n_shards")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| {
+                        CoreError::Corrupt(format!("{}: no n_shards", manifest.display()))
+                    })?;
+                let site = get("site_id").ok_or_else(|| {
+                    CoreError::Corrupt(format!("{}: no site_id", manifest.display()))
+                })?;
+                if let Some(want) = opts.n_shards {
+                    if want != n {
+                        return Err(CoreError::ConfigMismatch(format!(
+                            "n_shards is fixed at first start: the store has {n}, options ask for {want}"
+                        )));
+                    }
+                }
+                (n, site)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let n = opts.n_shards.unwrap_or(4);
+                if n == 0 || n > 1024 {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "n_shards {n} not in 1..=1024"
+                    )));
+                }
+                let site = random_hex128();
+                let text = format!("format=1\nn_shards={n}\nsite_id={site}\n");
+                write_atomic(&manifest, text.as_bytes())
+                    .map_err(|e| CoreError::from_io(format!("write {}", manifest.display()), &e))?;
+                (n, site)
+            }
+            Err(e) => {
+                return Err(CoreError::from_io(
+                    format!("read {}", manifest.display()),
+                    &e,
+                ))
+            }
+        };
+        if let Some(b) = opts.fsync_interval_zero() {
+            return Err(b);
+        }
+        let opts = Arc::new(opts);
+        let mut recovery = Recovery::default();
+        let mut shards = Vec::with_capacity(n_shards as usize);
+        for i in 0..n_shards {
+            let sdir = dir.join(format!("shard-{i:04}"));
+            match Shard::open(i, sdir, opts.clone(), &mut recovery) {
+                Ok(s) => shards.push(s),
+                Err(e) => {
+                    for s in &shards {
+                        s.close();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        recovery.elapsed_ms = t0.elapsed().as_millis() as u64;
+        recovery.events.push(format!(
+            "opened {} shards, {} segments, {} records in {} ms",
+            n_shards, recovery.segments, recovery.records, recovery.elapsed_ms
+        ));
+        Ok(Log {
+            dir,
+            opts,
+            shards,
+            site_id,
+            recovery,
+            closed: AtomicBool::new(false),
+            _lock: lock,
+        })
+    }
+
+    /// Data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// Site id: random at first start, then fixed.
+    pub fn site_id(&self) -> &str {
+        &self.site_id
+    }
+    /// Shard count.
+    pub fn n_shards(&self) -> u32 {
+        self.shards.len() as u32
+    }
+    /// What recovery did while opening.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+    /// Options in force.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    fn closed_err() -> CoreError {
+        CoreError::Closed("the log is closed".into())
+    }
+
+    /// Appends messages; `done` runs (on a writer thread) once they are durable per the
+    /// fsync policy, with one position per message in input order. Never blocks on I/O.
+    pub fn append(&self, msgs: Vec<NewMessage>, done: AppendDone) {
+        if self.closed.load(Ordering::Acquire) {
+            return done(Err(Self::closed_err()));
+        }
+        if msgs.is_empty() {
+            return done(Ok(Vec::new()));
+        }
+        let n = self.n_shards();
+        let first = shard_of(&msgs[0].publisher, n);
+        if msgs.iter().all(|m| shard_of(&m.publisher, n) == first) {
+            let count = msgs.len() as u64;
+            let cb: shard::ShardDone = Box::new(move |r| {
+                done(r.map(|o| {
+                    (o..o + count)
+                        .map(|x| Position {
+                            shard: first,
+                            offset: Offset(x),
+                        })
+                        .collect()
+                }))
+            });
+            return self.send(first, Cmd::Append(msgs, cb));
+        }
+        // Mixed shards: split, then join the completions.
+        let total = msgs.len();
+        let mut groups: Vec<(Vec<usize>, Vec<NewMessage>)> =
+            (0..n).map(|_| Default::default()).collect();
+        for (i, m) in msgs.into_iter().enumerate() {
+            let s = shard_of(&m.publisher, n) as usize;
+            groups[s].0.push(i);
+            groups[s].1.push(m);
+        }
+        struct Join {
+            out: Mutex<(Vec<Position>, Option<CoreError>, Option<AppendDone>)>,
+            left: AtomicUsize,
+        }
+        let live = groups.iter().filter(|g| !g.1.is_empty()).count();
+        let join = Arc::new(Join {
+            out: Mutex::new((
+                vec![
+                    Position {
+                        shard: 0,
+                        offset: Offset(0)
+                    };
+                    total
+                ],
+                None,
+                Some(done),
+            )),
+            left: AtomicUsize::new(live),
+        });
+        for (s, (idx, ms)) in groups.into_iter().enumerate() {
+            if ms.is_empty() {
+                continue;
+            }
+            let j = join.clone();
+            let cb: shard::ShardDone = Box::new(move |r| {
+                {
+                    let mut g = j.out.lock().expect("poisoned");
+                    match r {
+                        Ok(o) => {
+                            for (k, i) in idx.iter().enumerate() {
+                                g.0[*i] = Position {
+                                    shard: s as u32,
+                                    offset: Offset(o + k as u64),
+                                };
+                            }
+                        }
+                        Err(e) => {
+                            g.1.get_or_insert(e);
+                        }
+                    }
+                }
+                if j.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    let mut g = j.out.lock().expect("poisoned");
+                    let done = g.2.take().expect("completed once");
+                    let res = match g.1.take() {
+                        Some(e) => Err(e),
+                        None => Ok(std::mem::take(&mut g.0)),
+                    };
+                    drop(g);
+                    done(res);
+                }
+            });
+            self.send(s as u32, Cmd::Append(ms, cb));
+        }
+    }
+
+    fn send(&self, shard: u32, cmd: Cmd) {
+        if let Err(cmd) = self.shards[shard as usize].send(cmd) {
+            let e = Self::closed_err();
+            match cmd {
+                Cmd::Append(_, d) => d(Err(e)),
+                Cmd::Flush(d) | Cmd::Roll(d) => d(Err(e)),
+                Cmd::DropExpired(d) => d(Err(e)),
+            }
+        }
+    }
+
+    /// Appends and blocks until durable. For tests and tools; the broker uses
+    /// [`Log::append`].
+    pub fn append_blocking(&self, msgs: Vec<NewMessage>) -> Result<Vec<Position>, CoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.append(
+            msgs,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv().unwrap_or_else(|_| Err(Self::closed_err()))
+    }
+
+    fn each_shard<T: Send + 'static>(
+        &self,
+        mk: impl Fn(Box<dyn FnOnce(Result<T, CoreError>) + Send>) -> Cmd,
+    ) -> Result<Vec<T>, CoreError> {
+        let mut rxs = Vec::new();
+        for s in 0..self.n_shards() {
+            let (tx, rx) = mpsc::sync_channel(1);
+            self.send(
+                s,
+                mk(Box::new(move |r| {
+                    let _ = tx.send(r);
+                })),
+            );
+            rxs.push(rx);
+        }
+        rxs.into_iter()
+            .map(|rx| rx.recv().unwrap_or_else(|_| Err(Self::closed_err())))
+            .collect()
+    }
+
+    /// Forces every shard's written data to stable storage.
+    pub fn flush(&self) -> Result<(), CoreError> {
+        self.each_shard(Cmd::Flush).map(|_| ())
+    }
+
+    /// Seals every shard's current generation and starts a new one.
+    pub fn roll_generations(&self) -> Result<(), CoreError> {
+        self.each_shard(Cmd::Roll).map(|_| ())
+    }
+
+    /// Drops generations past retention now (the writers also do it periodically).
+    /// Returns how many were dropped.
+    pub fn drop_expired(&self) -> Result<usize, CoreError> {
+        self.each_shard(Cmd::DropExpired)
+            .map(|v| v.into_iter().sum())
+    }
+
+    fn shard(&self, id: u32) -> Result<&Shard, CoreError> {
+        self.shards
+            .get(id as usize)
+            .ok_or_else(|| CoreError::NotFound(format!("shard {id}")))
+    }
+
+    /// Offset one past the newest visible record of a shard.
+    pub fn shard_end(&self, shard: u32) -> Result<u64, CoreError> {
+        Ok(self.shard(shard)?.shared.end.load(Ordering::Acquire))
+    }
+
+    /// Parks a caught-up reader: `waker` runs (on a writer thread, or now) once the
+    /// shard's end passes `after`.
+    pub fn wait(&self, shard: u32, after: u64, waker: Waker) -> Result<(), CoreError> {
+        self.shard(shard)?.shared.wait(after, waker);
+        Ok(())
+    }
+
+    /// Blocks up to `timeout` for the shard's end to pass `after`; returns the end.
+    pub fn wait_blocking(
+        &self,
+        shard: u32,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<u64, CoreError> {
+        Ok(self.shard(shard)?.shared.wait_blocking(after, timeout))
+    }
+
+    /// Streams that can hold messages matching `filter`, oldest generation first.
+    pub fn streams(&self, filter: &str) -> Vec<StreamInfo> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            for g in s.shared.generations() {
+                let segs = g.segments.read().expect("poisoned").clone();
+                let structs = g.streams.read().expect("poisoned").clone();
+                for (i, st) in structs.iter().enumerate() {
+                    if !structure_may_match(filter, st) {
+                        continue;
+                    }
+                    let records = segs.iter().map(|x| x.stream_count(i as u32)).sum();
+                    out.push(StreamInfo {
+                        id: StreamId {
+                            shard: s.shared.id,
+                            generation: g.id,
+                            stream: i as u32,
+                        },
+                        structure: stream::structure_to_string(st),
+                        records,
+                        sealed: g.sealed.load(Ordering::Acquire),
+                        generation_start: g.start_ts,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// A cursor at the start of `stream`.
+    pub fn cursor(&self, stream: StreamId, filter: Option<String>) -> Cursor {
+        let offset = self
+            .generation(stream)
+            .ok()
+            .and_then(|g| {
+                g.segments
+                    .read()
+                    .expect("poisoned")
+                    .first()
+                    .map(|s| s.base_offset)
+            })
+            .unwrap_or(0);
+        Cursor {
+            stream,
+            offset: Offset(offset),
+            seen: 0,
+            filter,
+        }
+    }
+
+    fn generation(&self, id: StreamId) -> Result<Arc<shard::Generation>, CoreError> {
+        self.shard(id.shard)?
+            .shared
+            .generations()
+            .into_iter()
+            .find(|g| g.id == id.generation)
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "generation {} of shard {}",
+                    id.generation, id.shard
+                ))
+            })
+    }
+
+    /// Moves `cur` to `offset` (clamped into its generation).
+    pub fn seek(&self, cur: &mut Cursor, offset: Offset) -> Result<(), CoreError> {
+        let g = self.generation(cur.stream)?;
+        let seen = with_scratch(|s| shard::count_before(&g, cur.stream.stream, offset.0, s))?;
+        cur.offset = offset;
+        cur.seen = seen;
+        Ok(())
+    }
+
+    /// Moves `cur` to the first record at or after `ts_ms`.
+    pub fn seek_time(&self, cur: &mut Cursor, ts_ms: u64) -> Result<(), CoreError> {
+        let g = self.generation(cur.stream)?;
+        let off = with_scratch(|s| shard::offset_at_time(&g, ts_ms, s))?;
+        self.seek(cur, Offset(off))
+    }
+
+    /// Reads up to `batch` records from `cur`, handing each to `sink` and advancing
+    /// the cursor. Records failing the cursor's filter are passed over silently;
+    /// records past their retention are counted in `skipped`.
+    pub fn read(
+        &self,
+        cur: &mut Cursor,
+        batch: usize,
+        sink: &mut dyn FnMut(&RecordRef<'_>),
+    ) -> Result<ReadResult, CoreError> {
+        let shard = self.shard(cur.stream.shard)?;
+        let Some(g) = shard
+            .shared
+            .generations()
+            .into_iter()
+            .find(|g| g.id == cur.stream.generation)
+        else {
+            let dropped = shard
+                .shared
+                .dropped
+                .lock()
+                .expect("poisoned")
+                .get(&(cur.stream.generation, cur.stream.stream))
+                .copied();
+            let newest = shard.shared.generations().last().map_or(0, |g| g.id);
+            if dropped.is_none() && cur.stream.generation > newest {
+                return Err(CoreError::NotFound(format!(
+                    "generation {} of shard {}",
+                    cur.stream.generation, cur.stream.shard
+                )));
+            }
+            let skipped = dropped.unwrap_or(0).saturating_sub(cur.seen);
+            cur.seen += skipped;
+            return Ok(ReadResult {
+                status: ReadStatus::End,
+                delivered: 0,
+                skipped,
+            });
+        };
+        let now = now_ms();
+        let opts = &self.opts;
+        let simple = opts.retention_overrides.is_empty();
+        let global = opts.retention_ms;
+        let visible = move |r: &RecordRef<'_>| {
+            let keep = if simple {
+                global
+            } else {
+                opts.retention_for(r.topic)
+            };
+            keep.is_none_or(|k| now.saturating_sub(r.timestamp) <= k)
+        };
+        let req = StreamRead {
+            batch,
+            filter: cur.filter.as_deref(),
+            visible: &visible,
+        };
+        let mut off = cur.offset.0;
+        let mut seen = cur.seen;
+        let raw = with_scratch(|s| {
+            shard::read_stream(&g, cur.stream.stream, &mut off, &mut seen, &req, s, sink)
+        })?;
+        cur.offset = Offset(off);
+        cur.seen = seen;
+        let status = if raw.filled {
+            ReadStatus::Next
+        } else if raw.at_end_of_sealed {
+            ReadStatus::End
+        } else {
+            ReadStatus::Done
+        };
+        Ok(ReadResult {
+            status,
+            delivered: raw.delivered,
+            skipped: raw.skipped,
+        })
+    }
+
+    /// Statistics for `ds info`.
+    pub fn stats(&self) -> Stats {
+        let mut shards = Vec::new();
+        for s in &self.shards {
+            let mut gens = Vec::new();
+            for g in s.shared.generations() {
+                let segs = g.segments.read().expect("poisoned").clone();
+                let records = segs.iter().map(|x| x.records()).sum();
+                let bytes = segs.iter().map(|x| x.committed_len()).sum();
+                gens.push(GenerationStats {
+                    id: g.id,
+                    start_ts: g.start_ts,
+                    last_ts: g.last_ts(),
+                    streams: g.streams.read().expect("poisoned").len() as u32,
+                    segments: segs.len() as u32,
+                    records,
+                    bytes,
+                    sealed: g.sealed.load(Ordering::Acquire),
+                });
+            }
+            let nonempty: Vec<_> = gens.iter().filter(|g| g.records > 0).collect();
+            shards.push(ShardStats {
+                shard: s.shared.id,
+                records: gens.iter().map(|g| g.records).sum(),
+                bytes: gens.iter().map(|g| g.bytes).sum(),
+                oldest_ts: nonempty.first().map(|g| g.start_ts),
+                newest_ts: nonempty.last().map(|g| g.last_ts),
+                end_offset: s.shared.end.load(Ordering::Acquire),
+                generations: gens,
+            });
+        }
+        Stats {
+            site_id: self.site_id.clone(),
+            records: shards.iter().map(|s| s.records).sum(),
+            bytes: shards.iter().map(|s| s.bytes).sum(),
+            shards,
+        }
+    }
+
+    /// Stops the writers after draining their queues. Idempotent; later appends fail
+    /// with [`CoreError::Closed`].
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            for s in &self.shards {
+                s.close();
+            }
+        }
+    }
+}
+
+impl Options {
+    fn fsync_interval_zero(&self) -> Option<CoreError> {
+        if self.segment_bytes < 4096 || self.index_interval == 0 || self.generation_span_ms == 0 {
+            return Some(CoreError::InvalidArgument(
+                "segment_bytes ≥ 4096, index_interval > 0 and generation_span_ms > 0 required"
+                    .into(),
+            ));
+        }
+        None
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

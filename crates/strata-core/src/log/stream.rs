@@ -1,0 +1,245 @@
+//! Streams: LTS-style learning of topic structure, and filter/structure matching.
+//!
+//! A *structure* is a topic with some levels replaced by a wildcard. Inside one
+//! shard+generation every message goes to the stream of its topic's structure.
+//!
+//! Learning rule ([`Learner`]): walk the topic's levels through a trie. At each node a
+//! level value already known stays static; an unknown value becomes a new static child
+//! while the node has fewer than `threshold` static children; past that, the node grows
+//! one wildcard child and every further unknown value at that level goes through it.
+//!
+//! Invariants:
+//! - The trie is a pure function of the ordered list of structures it produced, so it
+//!   is rebuilt on open from the persisted stream table ([`Learner::replay`]).
+//! - A topic always maps to the same stream for the life of a generation.
+//! - Every topic matching a filter lies in a stream for which
+//!   [`structure_may_match`] is true (streams are a superset, never a subset).
+use std::collections::HashMap;
+
+/// One level of a structure.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// A literal level value.
+    Static(String),
+    /// A learned wildcard level (any single value).
+    Any,
+    /// Matches anything (used for streams whose structure was lost; never learned).
+    Rest,
+}
+
+/// A learned topic structure.
+pub type Structure = Vec<Level>;
+
+/// Renders a structure as text: static levels verbatim, `+` for learned wildcards,
+/// `#` for [`Level::Rest`]. Static levels equal to `+`/`#` cannot occur (topic names
+/// may not contain them).
+pub fn structure_to_string(s: &Structure) -> String {
+    let parts: Vec<&str> = s
+        .iter()
+        .map(|l| match l {
+            Level::Static(v) => v.as_str(),
+            Level::Any => "+",
+            Level::Rest => "#",
+        })
+        .collect();
+    parts.join("/")
+}
+
+/// Parses the text produced by [`structure_to_string`].
+pub fn structure_from_string(s: &str) -> Structure {
+    s.split('/')
+        .map(|p| match p {
+            "+" => Level::Any,
+            "#" => Level::Rest,
+            v => Level::Static(v.to_string()),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    statics: HashMap<String, Node>,
+    any: Option<Box<Node>>,
+    /// Stream whose structure ends at this node, if any.
+    stream: Option<u32>,
+}
+
+/// The LTS structure learner of one shard+generation.
+#[derive(Debug, Clone)]
+pub struct Learner {
+    threshold: usize,
+    root: Node,
+    next_id: u32,
+}
+
+impl Learner {
+    /// A learner that turns a level into a wildcard after `threshold` distinct values.
+    pub fn new(threshold: usize) -> Self {
+        Learner {
+            threshold: threshold.max(1),
+            root: Node::default(),
+            next_id: 0,
+        }
+    }
+
+    /// Number of streams created so far (ids are `0..count`).
+    pub fn stream_count(&self) -> u32 {
+        self.next_id
+    }
+
+    /// Maps `topic` to its stream. Returns `(id, Some(structure))` when a new stream was
+    /// created (the caller persists it before any record refers to it).
+    pub fn learn(&mut self, topic: &str) -> (u32, Option<Structure>) {
+        let threshold = self.threshold;
+        let mut node = &mut self.root;
+        let mut structure = Vec::new();
+        for level in topic.split('/') {
+            if node.statics.contains_key(level) {
+                structure.push(Level::Static(level.to_string()));
+                node = node.statics.get_mut(level).expect("checked");
+            } else if node.any.is_some() || node.statics.len() >= threshold {
+                structure.push(Level::Any);
+                node = node.any.get_or_insert_with(Box::default);
+            } else {
+                structure.push(Level::Static(level.to_string()));
+                node = node.statics.entry(level.to_string()).or_default();
+            }
+        }
+        match node.stream {
+            Some(id) => (id, None),
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                node.stream = Some(id);
+                (id, Some(structure))
+            }
+        }
+    }
+
+    /// Rebuilds the trie from a persisted structure with id `id` (ids replayed in order).
+    pub fn replay(&mut self, id: u32, structure: &Structure) {
+        let mut node = &mut self.root;
+        for level in structure {
+            node = match level {
+                Level::Static(v) => node.statics.entry(v.clone()).or_default(),
+                Level::Any | Level::Rest => node.any.get_or_insert_with(Box::default),
+            };
+        }
+        if !structure.contains(&Level::Rest) {
+            node.stream = Some(id);
+        }
+        self.next_id = self.next_id.max(id + 1);
+    }
+}
+
+/// True when some topic matching MQTT `filter` can have structure `s`.
+pub fn structure_may_match(filter: &str, s: &Structure) -> bool {
+    let f: Vec<&str> = filter.split('/').collect();
+    // [MQTT-4.7.2-1] leading wildcards do not match `$` topics.
+    if let (Some(first), Some(Level::Static(v))) = (f.first(), s.first()) {
+        if (*first == "+" || *first == "#") && v.starts_with('$') {
+            return false;
+        }
+    }
+    may_match(&f, s)
+}
+
+fn may_match(f: &[&str], s: &[Level]) -> bool {
+    match (f.first(), s.first()) {
+        (Some(&"#"), _) => true,
+        (_, Some(Level::Rest)) => true,
+        (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(fl), Some(sl)) => {
+            let ok = match sl {
+                Level::Static(v) => *fl == "+" || fl == v,
+                Level::Any | Level::Rest => true,
+            };
+            ok && may_match(&f[1..], &s[1..])
+        }
+    }
+}
+
+/// MQTT topic matching of a concrete topic name against a filter.
+pub fn topic_matches(filter: &str, topic: &[u8]) -> bool {
+    let Ok(topic) = std::str::from_utf8(topic) else {
+        return false;
+    };
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    let mut first = true;
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), tl) => return !(first && tl.is_some_and(|l| l.starts_with('$'))),
+            (Some("+"), Some(tl)) => {
+                if first && tl.starts_with('$') {
+                    return false;
+                }
+            }
+            (Some(fl), Some(tl)) => {
+                if fl != tl {
+                    return false;
+                }
+            }
+            (None, None) => return true,
+            _ => return false,
+        }
+        first = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_wildcard_after_threshold() {
+        let mut l = Learner::new(3);
+        let ids: Vec<u32> = (0..10)
+            .map(|i| l.learn(&format!("dev/{i}/temp")).0)
+            .collect();
+        assert_eq!(&ids[..3], &[0, 1, 2]);
+        assert!(ids[3..].iter().all(|&i| i == 3));
+        let (_, s) = Learner::new(3).learn("x");
+        assert_eq!(s.unwrap(), vec![Level::Static("x".into())]);
+        // Known values stay on their static stream.
+        assert_eq!(l.learn("dev/1/temp").0, 1);
+        assert_eq!(l.learn("dev/99/hum").0, 4);
+    }
+
+    #[test]
+    fn replay_reproduces_decisions() {
+        let mut a = Learner::new(2);
+        let mut made = Vec::new();
+        for t in ["a/1", "a/2", "a/3", "b/x", "a/4", "c"] {
+            if let (id, Some(s)) = a.learn(t) {
+                made.push((id, s));
+            }
+        }
+        let mut b = Learner::new(2);
+        for (id, s) in &made {
+            b.replay(*id, s);
+        }
+        for t in ["a/1", "a/9", "b/x", "b/y", "b/z", "c", "d"] {
+            assert_eq!(a.clone().learn(t), b.clone().learn(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn filter_structure_and_topic_matching() {
+        let s = structure_from_string("dev/+/temp");
+        assert!(structure_may_match("dev/7/temp", &s));
+        assert!(structure_may_match("dev/#", &s));
+        assert!(structure_may_match("+/+/+", &s));
+        assert!(!structure_may_match("dev/7", &s));
+        assert!(!structure_may_match("dev/7/hum", &s));
+        assert!(!structure_may_match("#", &structure_from_string("$SYS/x")));
+        assert!(topic_matches("a/+/c", b"a/b/c"));
+        assert!(topic_matches("a/#", b"a"));
+        assert!(topic_matches("#", b"a/b"));
+        assert!(!topic_matches("#", b"$SYS/b"));
+        assert!(!topic_matches("+/b", b"$x/b"));
+        assert!(topic_matches("$x/b", b"$x/b"));
+        assert!(!topic_matches("a/b", b"a/b/c"));
+    }
+}
