@@ -1,3 +1,4 @@
 //! StrataMQ core engine. Pure Rust: nothing here knows about Node.js.
 pub mod error;
+pub mod fetch;
 pub mod log;

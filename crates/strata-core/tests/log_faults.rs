@@ -87,21 +87,31 @@ fn append_read_batches_next_done() {
     assert_eq!(streams.len(), 1);
     let mut c = log.cursor(streams[0].id, None);
     let mut got = Vec::new();
-    let r = log.read(&mut c, 4, &mut |r| got.push(r.payload[0])).unwrap();
+    let r = log
+        .read(&mut c, 4, &mut |r| got.push(r.payload[0]))
+        .unwrap();
     assert_eq!((r.status, r.delivered), (ReadStatus::Next, 4));
-    let r = log.read(&mut c, 4, &mut |r| got.push(r.payload[0])).unwrap();
+    let r = log
+        .read(&mut c, 4, &mut |r| got.push(r.payload[0]))
+        .unwrap();
     assert_eq!((r.status, r.delivered), (ReadStatus::Next, 4));
-    let r = log.read(&mut c, 4, &mut |r| got.push(r.payload[0])).unwrap();
+    let r = log
+        .read(&mut c, 4, &mut |r| got.push(r.payload[0]))
+        .unwrap();
     assert_eq!((r.status, r.delivered), (ReadStatus::Done, 2));
     assert_eq!(got, (0..10).collect::<Vec<u8>>());
     // Caught up: Done with nothing; a new append makes it readable.
     let r = log.read(&mut c, 4, &mut |_| {}).unwrap();
     assert_eq!((r.status, r.delivered), (ReadStatus::Done, 0));
     log.append_blocking(vec![msg("pub", "a/b", &[42])]).unwrap();
-    let r = log.read(&mut c, 4, &mut |r| got.push(r.payload[0])).unwrap();
+    let r = log
+        .read(&mut c, 4, &mut |r| got.push(r.payload[0]))
+        .unwrap();
     assert_eq!((r.status, r.delivered), (ReadStatus::Done, 1));
     // Bad input is refused without harming the store.
-    let e = log.append_blocking(vec![msg("pub", "a/+", b"x")]).unwrap_err();
+    let e = log
+        .append_blocking(vec![msg("pub", "a/+", b"x")])
+        .unwrap_err();
     assert_eq!(e.code(), "ERR_INVALID_TOPIC");
     assert_eq!(read_all(&log, "#", 3).len(), 11);
 }
@@ -162,7 +172,8 @@ fn truncated_record_is_cut_and_earlier_records_survive() {
     assert!(log.recovery().truncated_bytes > 0);
     assert_eq!(read_all(&log, "#", 100), want[..49]);
     // Writes continue at the right offset.
-    log.append_blocking(vec![msg("c1", "t/a", b"after")]).unwrap();
+    log.append_blocking(vec![msg("c1", "t/a", b"after")])
+        .unwrap();
     drop(log);
     let log = Log::open(d.path(), opts(1)).unwrap();
     let got = read_all(&log, "#", 100);
@@ -210,7 +221,9 @@ fn zero_filled_tail_and_zero_filled_file() {
     fs::write(&bogus, vec![0u8; 4096]).unwrap();
     let log = Log::open(d.path(), opts(1)).unwrap();
     assert_eq!(log.recovery().quarantined.len(), 1, "{:?}", log.recovery());
-    assert!(gen_dir.join(format!("{:020}.seg.corrupt", 1_000_000)).exists());
+    assert!(gen_dir
+        .join(format!("{:020}.seg.corrupt", 1_000_000))
+        .exists());
     assert_eq!(read_all(&log, "#", 100), want);
 }
 
@@ -235,7 +248,8 @@ fn missing_index_is_rebuilt() {
     log.seek(&mut c, strata_core::log::Offset(150)).unwrap();
     assert_eq!(c.seen, 150);
     let mut got = Vec::new();
-    log.read(&mut c, 1, &mut |r| got.push(r.payload.to_vec())).unwrap();
+    log.read(&mut c, 1, &mut |r| got.push(r.payload.to_vec()))
+        .unwrap();
     assert_eq!(got[0], want[150]);
 }
 
@@ -262,7 +276,9 @@ fn corrupt_sealed_segment_is_quarantined_and_reported() {
         let mut got = Vec::new();
         let mut skipped = 0;
         loop {
-            let r = log.read(&mut c, 1000, &mut |r| got.push(r.payload.to_vec())).unwrap();
+            let r = log
+                .read(&mut c, 1000, &mut |r| got.push(r.payload.to_vec()))
+                .unwrap();
             skipped += r.skipped;
             if r.status != ReadStatus::Next {
                 break;
@@ -278,7 +294,8 @@ fn corrupt_sealed_segment_is_quarantined_and_reported() {
         }
         assert!(got.iter().all(|p| want.contains(p)));
         // And the store still takes writes.
-        log.append_blocking(vec![msg("c1", "t/a", b"more")]).unwrap();
+        log.append_blocking(vec![msg("c1", "t/a", b"more")])
+            .unwrap();
     }
 }
 
@@ -294,7 +311,14 @@ fn unwritable_data_dir_fails_clearly() {
     let ro = d.path().join("ro");
     fs::create_dir(&ro).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro.to_str().unwrap()])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "ro,size=1m",
+            "tmpfs",
+            ro.to_str().unwrap(),
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
@@ -318,7 +342,14 @@ fn disk_full_fails_append_keeps_data_and_resumes() {
     let mnt = d.path().join("small");
     fs::create_dir(&mnt).unwrap();
     let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt.to_str().unwrap()])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
@@ -343,7 +374,9 @@ fn disk_full_fails_append_keeps_data_and_resumes() {
         let e = err.expect("tmpfs never filled");
         assert_eq!(e.code(), "ERR_STORE_DISK_FULL", "{e}");
         // Still full: fails again, cleanly.
-        assert!(log.append_blocking(vec![msg("c", "t", &[1; 1000])]).is_err());
+        assert!(log
+            .append_blocking(vec![msg("c", "t", &[1; 1000])])
+            .is_err());
         assert_eq!(read_all(&log, "#", 64), acked);
         // Space returns (the tmpfs grows) while the store stays open: writes resume.
         let st = Command::new("mount")
@@ -351,7 +384,8 @@ fn disk_full_fails_append_keeps_data_and_resumes() {
             .status()
             .unwrap();
         assert!(st.success());
-        log.append_blocking(vec![msg("c", "t", b"resumed-live")]).unwrap();
+        log.append_blocking(vec![msg("c", "t", b"resumed-live")])
+            .unwrap();
         drop(log);
         let log = Log::open(&dir, opts(1)).unwrap();
         let all = read_all(&log, "#", 64);

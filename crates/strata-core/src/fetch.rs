@@ -1,0 +1,187 @@
+//! Batch fetch: read many cursors into one contiguous buffer plus an offset table, so
+//! a batch crosses the Node boundary as one `Buffer` and one `Uint32Array` instead of
+//! one JS object per message.
+//!
+//! Entry layout in [`FetchBatch::buf`] (little-endian), starting at `offsets[i]`:
+//!
+//! | bytes | field                                   |
+//! |-------|-----------------------------------------|
+//! | 0..8  | offset (u64)                            |
+//! | 8..16 | timestamp ms (u64)                      |
+//! | 16..20| payload length (u32)                    |
+//! | 20..24| properties length (u32)                 |
+//! | 24..26| topic length (u16)                      |
+//! | 26..28| publisher length (u16)                  |
+//! | 28    | flags: bits 0–1 QoS, bit 2 retain       |
+//! | 29    | reserved (0)                            |
+//! | 30..32| shard (u16)                             |
+//! | 32..  | publisher, topic, properties, payload   |
+//!
+//! Invariants: `offsets.len() == entries + 1`, `offsets[0] == 0`, `offsets` is
+//! increasing and `offsets[entries] == buf.len()`; entries of one cursor are
+//! contiguous and in cursor order (`per_cursor[k].delivered` of them for cursor `k`).
+use crate::error::CoreError;
+use crate::log::{Cursor, Log, ReadStatus};
+
+/// Bytes of an entry header.
+pub const ENTRY_HEADER: usize = 32;
+
+/// What a fetch did for one cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorFetch {
+    /// Entries delivered for this cursor.
+    pub delivered: u32,
+    /// Records lost to retention.
+    pub skipped: u64,
+    /// Next / Done / End (`Next` also when the fetch stopped on a total limit).
+    pub status: ReadStatus,
+}
+
+/// One fetched batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchBatch {
+    /// All entries, back to back.
+    pub buf: Vec<u8>,
+    /// Start of each entry, plus the end.
+    pub offsets: Vec<u32>,
+    /// Per cursor, in input order.
+    pub per_cursor: Vec<CursorFetch>,
+}
+
+impl FetchBatch {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+    /// True when no entry was fetched.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Limits of one fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    /// At most this many entries per cursor (`max_batch_size`).
+    pub per_cursor: usize,
+    /// At most this many entries overall.
+    pub total: usize,
+    /// Stop adding cursors once the buffer holds this many bytes (soft limit).
+    pub bytes: usize,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            per_cursor: 1000,
+            total: 10_000,
+            bytes: 16 << 20,
+        }
+    }
+}
+
+/// Reads every cursor in turn into one batch, advancing the cursors.
+pub fn fetch(
+    log: &Log,
+    cursors: &mut [Cursor],
+    limits: FetchLimits,
+) -> Result<FetchBatch, CoreError> {
+    let mut out = FetchBatch {
+        buf: Vec::new(),
+        offsets: vec![0],
+        per_cursor: Vec::with_capacity(cursors.len()),
+    };
+    let mut total = 0usize;
+    for c in cursors.iter_mut() {
+        let room = limits.total.saturating_sub(total).min(limits.per_cursor);
+        if room == 0 || out.buf.len() >= limits.bytes {
+            out.per_cursor.push(CursorFetch {
+                delivered: 0,
+                skipped: 0,
+                status: ReadStatus::Next,
+            });
+            continue;
+        }
+        let shard = c.stream.shard as u16;
+        let buf = &mut out.buf;
+        let offsets = &mut out.offsets;
+        let r = log.read(c, room, &mut |r| {
+            buf.extend_from_slice(&r.offset.to_le_bytes());
+            buf.extend_from_slice(&r.timestamp.to_le_bytes());
+            buf.extend_from_slice(&(r.payload.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&(r.properties.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&(r.topic.len() as u16).to_le_bytes());
+            buf.extend_from_slice(&(r.publisher.len() as u16).to_le_bytes());
+            buf.push(r.qos | if r.retain { 4 } else { 0 });
+            buf.push(0);
+            buf.extend_from_slice(&shard.to_le_bytes());
+            buf.extend_from_slice(r.publisher);
+            buf.extend_from_slice(r.topic);
+            buf.extend_from_slice(r.properties);
+            buf.extend_from_slice(r.payload);
+            offsets.push(buf.len() as u32);
+        })?;
+        total += r.delivered;
+        out.per_cursor.push(CursorFetch {
+            delivered: r.delivered as u32,
+            skipped: r.skipped,
+            status: r.status,
+        });
+    }
+    if out.buf.len() > u32::MAX as usize {
+        return Err(CoreError::InvalidArgument(
+            "fetch exceeded 4 GiB; lower the limits".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// A decoded view of one entry (for Rust callers and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// Offset in its shard.
+    pub offset: u64,
+    /// Timestamp ms.
+    pub timestamp: u64,
+    /// Shard.
+    pub shard: u16,
+    /// QoS.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+    /// Publisher id.
+    pub publisher: &'a [u8],
+    /// Topic.
+    pub topic: &'a [u8],
+    /// MQTT 5 properties.
+    pub properties: &'a [u8],
+    /// Payload.
+    pub payload: &'a [u8],
+}
+
+impl FetchBatch {
+    /// Decodes entry `i`.
+    pub fn entry(&self, i: usize) -> Option<Entry<'_>> {
+        let start = *self.offsets.get(i)? as usize;
+        let end = *self.offsets.get(i + 1)? as usize;
+        let e = self.buf.get(start..end)?;
+        let u32_at = |p: usize| u32::from_le_bytes(e[p..p + 4].try_into().expect("4")) as usize;
+        let u16_at = |p: usize| u16::from_le_bytes(e[p..p + 2].try_into().expect("2")) as usize;
+        let (pl, prl, tl, publ) = (u32_at(16), u32_at(20), u16_at(24), u16_at(26));
+        let p0 = ENTRY_HEADER;
+        let t0 = p0 + publ;
+        let r0 = t0 + tl;
+        let y0 = r0 + prl;
+        Some(Entry {
+            offset: u64::from_le_bytes(e[0..8].try_into().expect("8")),
+            timestamp: u64::from_le_bytes(e[8..16].try_into().expect("8")),
+            shard: u16_at(30) as u16,
+            qos: e[28] & 3,
+            retain: e[28] & 4 != 0,
+            publisher: &e[p0..t0],
+            topic: &e[t0..r0],
+            properties: &e[r0..y0],
+            payload: &e[y0..y0 + pl],
+        })
+    }
+}
