@@ -2,3 +2,4 @@
 pub mod error;
 pub mod fetch;
 pub mod log;
+pub mod meta;
