@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use strata_core::error::CoreError;
-use strata_core::log::{Cursor, FsyncPolicy, Log, NewMessage, Options, ReadStatus};
+use strata_core::log::{Cursor, Log, NewMessage, Options, ReadStatus};
 
 fn msg(publisher: &str, topic: &str, payload: &[u8]) -> NewMessage {
     NewMessage {

@@ -866,6 +866,11 @@ impl Log {
         }
     }
 
+    /// True once [`Log::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Stops the writers after draining their queues. Idempotent; later appends fail
     /// with [`CoreError::Closed`].
     pub fn close(&self) {

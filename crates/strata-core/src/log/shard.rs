@@ -516,6 +516,14 @@ impl Shard {
         if let Some(t) = self.thread.lock().expect("poisoned").take() {
             let _ = t.join();
         }
+        // Parked readers are woken so nothing waits forever on a closed shard.
+        let parked: Vec<Waker> = {
+            let mut w = self.shared.waiters.lock().expect("poisoned");
+            w.0.drain(..).map(|(_, f)| f).collect()
+        };
+        for f in parked {
+            f();
+        }
     }
 }
 

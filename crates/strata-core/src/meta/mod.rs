@@ -87,6 +87,9 @@ pub enum Op {
     DeletePrefix(Table, Vec<u8>),
 }
 
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Completion of [`MetaStore::apply`].
 pub type MetaDone = Box<dyn FnOnce(Result<(), CoreError>) + Send>;
 
@@ -221,7 +224,7 @@ impl MetaStore {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, CoreError> {
+    ) -> Result<Vec<KeyValue>, CoreError> {
         let r = self.db.begin_read().map_err(meta_err)?;
         let t = r.open_table(table.def()).map_err(meta_err)?;
         let end = prefix_end(prefix);

@@ -1,0 +1,9 @@
+//! Thin napi wrappers over strata-core. Only type and error conversion lives here.
+mod store;
+use napi_derive::napi;
+
+/// Version of the native core.
+#[napi]
+pub fn core_version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}

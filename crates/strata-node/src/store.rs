@@ -1,0 +1,906 @@
+//! `Store`: the durable log + metadata store, as a JS class. Conversion only: every
+//! decision lives in `strata-core`.
+//!
+//! Errors: `crates/strata-node/src/error.rs` did not exist when this was written, so
+//! [`to_napi`] below is the one place a `CoreError` becomes a JS error. Its message is
+//! `"<CODE>: <text>"` (e.g. `ERR_STORE_DISK_FULL: disk full: …`), so synchronous throws
+//! and Promise rejections carry the same stable code; synchronous throws also set
+//! `error.code` to it.
+//!
+//! Threads: appends, metadata writes, waits, flush and close complete on Rust threads
+//! and settle their Promise through a napi deferred (a threadsafe function) — nothing
+//! here blocks the event loop or calls into JS from another thread.
+use napi::bindgen_prelude::{Buffer, Uint32Array};
+use napi::{Env, JsDeferred, Result, Status, Task};
+use napi_derive::napi;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use strata_core::error::CoreError;
+use strata_core::fetch::{self, FetchLimits};
+use strata_core::log::{
+    Cursor, FsyncPolicy, Log, NewMessage, Offset, Options, ReadStatus, StreamId,
+};
+use strata_core::meta::{MetaStore, Op, Table};
+
+/// The one CoreError → napi error mapping of this module.
+pub fn to_napi(e: CoreError) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("{}: {e}", e.code()))
+}
+
+/// Same, with `error.code` set to the stable code (synchronous throws).
+fn to_napi_coded(e: CoreError) -> napi::Error<String> {
+    napi::Error::new(e.code().to_string(), format!("{}: {e}", e.code()))
+}
+
+/// Options of `Store.open`. Omitted fields take the documented defaults.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Shards, fixed at first start (default 4).
+    pub n_shards: Option<u32>,
+    /// `always` (default), `interval:<ms>` or `none`.
+    pub fsync: Option<String>,
+    /// Segment size in bytes (default 64 MiB).
+    pub segment_bytes: Option<i64>,
+    /// Generation span in ms (default 1 h).
+    pub generation_span_ms: Option<i64>,
+    /// `message_retention_period` in ms; 0 keeps forever (default 1 day).
+    pub retention_ms: Option<i64>,
+    /// Per-topic-filter retention overrides; first match wins.
+    pub retention_overrides: Option<Vec<RetentionOverride>>,
+    /// Distinct values before a topic level becomes a stream wildcard (default 16).
+    pub lts_threshold: Option<u32>,
+    /// Verify every record of sealed segments on open (default false).
+    pub verify_on_open: Option<bool>,
+    /// `fsync` policy of the metadata store: true = durable commits (default: follows
+    /// `fsync`, durable unless `none`).
+    pub meta_durable: Option<bool>,
+}
+
+/// A per-topic retention override.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct RetentionOverride {
+    /// MQTT topic filter.
+    pub filter: String,
+    /// Retention in ms.
+    pub ms: i64,
+}
+
+/// A message to append.
+#[napi(object)]
+pub struct AppendMessage {
+    /// Publisher client id (shard key).
+    pub publisher: String,
+    /// Topic name.
+    pub topic: String,
+    /// QoS 0..2.
+    pub qos: u32,
+    /// Retain flag.
+    pub retain: bool,
+    /// Payload.
+    pub payload: Buffer,
+    /// MQTT 5 properties, opaque.
+    pub properties: Option<Buffer>,
+}
+
+/// Where an appended message landed.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct AppendPosition {
+    /// Shard.
+    pub shard: u32,
+    /// Offset in the shard (exact below 2^53).
+    pub offset: f64,
+}
+
+/// A stream that can hold messages of a filter.
+#[napi(object)]
+pub struct StreamInfo {
+    /// Shard.
+    pub shard: u32,
+    /// Generation.
+    pub generation: u32,
+    /// Stream.
+    pub stream: u32,
+    /// Learned structure (`+` = learned wildcard level).
+    pub structure: String,
+    /// Records currently visible.
+    pub records: f64,
+    /// The generation takes no more writes.
+    pub sealed: bool,
+    /// Generation start (ms).
+    pub generation_start: f64,
+}
+
+/// A cursor as a plain value, to persist in the metadata store.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct CursorState {
+    /// Shard.
+    pub shard: u32,
+    /// Generation.
+    pub generation: u32,
+    /// Stream.
+    pub stream: u32,
+    /// Next offset to examine.
+    pub offset: f64,
+    /// Records of the stream already passed.
+    pub seen: f64,
+    /// Topic filter applied to records.
+    pub filter: Option<String>,
+}
+
+/// One fetched batch: entries back to back in `buffer`, entry `i` spanning
+/// `offsets[i]..offsets[i+1]` (layout in docs/storage.md). Per input cursor:
+/// `delivered[k]` entries (contiguous, in cursor order), `skipped[k]` lost to
+/// retention, `status[k]` 0 = Next, 1 = Done (caught up), 2 = End (stream finished).
+#[napi(object)]
+pub struct FetchResult {
+    /// Entries.
+    pub buffer: Buffer,
+    /// Entry boundaries (`count + 1` values).
+    pub offsets: Uint32Array,
+    /// Entries per cursor.
+    pub delivered: Uint32Array,
+    /// Records lost to retention per cursor.
+    pub skipped: Vec<f64>,
+    /// 0 Next, 1 Done, 2 End per cursor.
+    pub status: Uint32Array,
+}
+
+/// One metadata write.
+#[napi(object)]
+pub struct MetaOp {
+    /// `put`, `delete` or `deletePrefix`.
+    pub op: String,
+    /// Table: sessions, subscriptions, cursors, acks, retained, system.
+    pub table: String,
+    /// Key (or prefix).
+    pub key: Buffer,
+    /// Value (for `put`).
+    pub value: Option<Buffer>,
+}
+
+/// A metadata entry.
+#[napi(object)]
+pub struct MetaEntry {
+    /// Key.
+    pub key: Buffer,
+    /// Value.
+    pub value: Buffer,
+}
+
+/// Per-generation statistics.
+#[napi(object)]
+pub struct GenerationStats {
+    /// Generation id.
+    pub id: u32,
+    /// Start (ms).
+    pub start_ts: f64,
+    /// Newest record (ms).
+    pub last_ts: f64,
+    /// Streams.
+    pub streams: u32,
+    /// Segments.
+    pub segments: u32,
+    /// Records.
+    pub records: f64,
+    /// Bytes on disk.
+    pub bytes: f64,
+    /// Sealed.
+    pub sealed: bool,
+}
+
+/// Per-shard statistics.
+#[napi(object)]
+pub struct ShardStats {
+    /// Shard.
+    pub shard: u32,
+    /// Generations, oldest first.
+    pub generations: Vec<GenerationStats>,
+    /// Records.
+    pub records: f64,
+    /// Bytes on disk.
+    pub bytes: f64,
+    /// Oldest record time (ms).
+    pub oldest_ts: Option<f64>,
+    /// Newest record time (ms).
+    pub newest_ts: Option<f64>,
+    /// Next offset.
+    pub end_offset: f64,
+}
+
+/// `ds info`.
+#[napi(object)]
+pub struct StoreStats {
+    /// Site id.
+    pub site_id: String,
+    /// Shards.
+    pub shards: Vec<ShardStats>,
+    /// Records.
+    pub records: f64,
+    /// Bytes on disk.
+    pub bytes: f64,
+    /// Open cursors held by this handle.
+    pub open_cursors: u32,
+}
+
+/// What recovery did at open.
+#[napi(object)]
+pub struct RecoveryInfo {
+    /// Segments opened.
+    pub segments: f64,
+    /// Records found.
+    pub records: f64,
+    /// Bytes verified record by record.
+    pub scanned_bytes: f64,
+    /// Bytes cut from torn tails.
+    pub truncated_bytes: f64,
+    /// Indexes rebuilt.
+    pub rebuilt_indexes: f64,
+    /// Quarantined segments with reasons.
+    pub quarantined: Vec<String>,
+    /// Progress / repair log.
+    pub events: Vec<String>,
+    /// Open time (ms).
+    pub elapsed_ms: f64,
+}
+
+/// The open log and metadata store behind a `Store`.
+pub struct Inner {
+    log: Log,
+    meta: MetaStore,
+    cursors: Mutex<HashMap<u32, Cursor>>,
+    next_cursor: AtomicU32,
+}
+
+/// The durable store of one data directory.
+#[napi]
+pub struct Store {
+    inner: Mutex<Option<Arc<Inner>>>,
+}
+
+fn parse_options(
+    o: Option<StoreOptions>,
+) -> std::result::Result<(Options, Option<bool>), CoreError> {
+    let o = o.unwrap_or_default();
+    let mut opts = Options {
+        n_shards: o.n_shards,
+        ..Options::default()
+    };
+    if let Some(f) = &o.fsync {
+        opts.fsync = f.parse()?;
+    }
+    let pos = |v: i64, what: &str| -> std::result::Result<u64, CoreError> {
+        u64::try_from(v).map_err(|_| CoreError::InvalidArgument(format!("{what} must be ≥ 0")))
+    };
+    if let Some(v) = o.segment_bytes {
+        opts.segment_bytes = pos(v, "segmentBytes")?;
+    }
+    if let Some(v) = o.generation_span_ms {
+        opts.generation_span_ms = pos(v, "generationSpanMs")?;
+    }
+    if let Some(v) = o.retention_ms {
+        opts.retention_ms = match pos(v, "retentionMs")? {
+            0 => None,
+            ms => Some(ms),
+        };
+    }
+    if let Some(list) = o.retention_overrides {
+        for r in list {
+            opts.retention_overrides
+                .push((r.filter, pos(r.ms, "retention override ms")?));
+        }
+    }
+    if let Some(t) = o.lts_threshold {
+        opts.lts_threshold = t as usize;
+    }
+    if let Some(v) = o.verify_on_open {
+        opts.verify_on_open = v;
+    }
+    Ok((opts, o.meta_durable))
+}
+
+fn open_inner(dir: &str, o: Option<StoreOptions>) -> std::result::Result<Inner, CoreError> {
+    let (opts, meta_durable) = parse_options(o)?;
+    let durable = meta_durable.unwrap_or(opts.fsync != FsyncPolicy::None);
+    let log = Log::open(dir, opts)?;
+    let meta = MetaStore::open(log.dir().join("meta.redb"), log.site_id(), durable)?;
+    Ok(Inner {
+        log,
+        meta,
+        cursors: Mutex::new(HashMap::new()),
+        next_cursor: AtomicU32::new(1),
+    })
+}
+
+/// Opens a store on the libuv pool (recovery can take a while).
+pub struct OpenTask {
+    dir: String,
+    options: Option<StoreOptions>,
+}
+
+impl Task for OpenTask {
+    type Output = Inner;
+    type JsValue = Store;
+    fn compute(&mut self) -> napi::Result<Inner> {
+        open_inner(&self.dir, self.options.take()).map_err(to_napi)
+    }
+    fn resolve(&mut self, _env: Env, inner: Inner) -> napi::Result<Store> {
+        Ok(Store {
+            inner: Mutex::new(Some(Arc::new(inner))),
+        })
+    }
+}
+
+type Resolver<T> = Box<dyn FnOnce(Env) -> napi::Result<T> + Send>;
+
+fn settle<T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
+    d: JsDeferred<T, Resolver<T>>,
+    r: std::result::Result<T, CoreError>,
+) {
+    match r {
+        Ok(v) => d.resolve(Box::new(move |_| Ok(v))),
+        Err(e) => d.reject(to_napi(e)),
+    }
+}
+
+fn table(name: &str) -> std::result::Result<Table, CoreError> {
+    name.parse()
+}
+
+fn status_code(s: ReadStatus) -> u32 {
+    match s {
+        ReadStatus::Next => 0,
+        ReadStatus::Done => 1,
+        ReadStatus::End => 2,
+    }
+}
+
+#[napi]
+impl Store {
+    /// Opens (recovering) or creates the store in `dir`, off the event loop.
+    #[napi(ts_return_type = "Promise<Store>")]
+    pub fn open(
+        dir: String,
+        options: Option<StoreOptions>,
+    ) -> napi::bindgen_prelude::AsyncTask<OpenTask> {
+        napi::bindgen_prelude::AsyncTask::new(OpenTask { dir, options })
+    }
+
+    /// Opens synchronously (blocks the caller for the recovery time).
+    #[napi]
+    pub fn open_sync(dir: String, options: Option<StoreOptions>) -> Result<Store, String> {
+        let inner = open_inner(&dir, options).map_err(to_napi_coded)?;
+        Ok(Store {
+            inner: Mutex::new(Some(Arc::new(inner))),
+        })
+    }
+
+    fn get(&self) -> std::result::Result<Arc<Inner>, CoreError> {
+        self.inner
+            .lock()
+            .expect("poisoned")
+            .clone()
+            .ok_or_else(|| CoreError::Closed("store closed".into()))
+    }
+
+    /// The site id (random at first start, then fixed).
+    #[napi(getter)]
+    pub fn site_id(&self) -> Result<String, String> {
+        Ok(self.get().map_err(to_napi_coded)?.log.site_id().to_string())
+    }
+
+    /// Shard count.
+    #[napi(getter)]
+    pub fn n_shards(&self) -> Result<u32, String> {
+        Ok(self.get().map_err(to_napi_coded)?.log.n_shards())
+    }
+
+    /// Appends messages; resolves with their positions once durable per the fsync
+    /// policy (group commit), rejects with `ERR_STORE_DISK_FULL` etc.
+    #[napi(ts_return_type = "Promise<Array<AppendPosition>>")]
+    pub fn append<'env>(
+        &self,
+        env: &'env Env,
+        messages: Vec<AppendMessage>,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        let (d, promise) =
+            env.create_deferred::<Vec<AppendPosition>, Resolver<Vec<AppendPosition>>>()?;
+        let inner = match self.get() {
+            Ok(i) => i,
+            Err(e) => {
+                d.reject(to_napi(e));
+                return Ok(promise);
+            }
+        };
+        let msgs = messages
+            .into_iter()
+            .map(|m| NewMessage {
+                publisher: m.publisher.into_bytes(),
+                topic: m.topic,
+                qos: m.qos.min(255) as u8,
+                retain: m.retain,
+                properties: m.properties.map(|b| b.to_vec()).unwrap_or_default(),
+                payload: m.payload.to_vec(),
+            })
+            .collect();
+        inner.log.append(
+            msgs,
+            Box::new(move |r| {
+                settle(
+                    d,
+                    r.map(|v| {
+                        v.into_iter()
+                            .map(|p| AppendPosition {
+                                shard: p.shard,
+                                offset: p.offset.0 as f64,
+                            })
+                            .collect()
+                    }),
+                )
+            }),
+        );
+        Ok(promise)
+    }
+
+    /// Appends one message without building an object per message.
+    #[napi(ts_return_type = "Promise<AppendPosition>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_one<'env>(
+        &self,
+        env: &'env Env,
+        publisher: String,
+        topic: String,
+        qos: u32,
+        retain: bool,
+        payload: &[u8],
+        properties: Option<&[u8]>,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        let (d, promise) = env.create_deferred::<AppendPosition, Resolver<AppendPosition>>()?;
+        let inner = match self.get() {
+            Ok(i) => i,
+            Err(e) => {
+                d.reject(to_napi(e));
+                return Ok(promise);
+            }
+        };
+        let m = NewMessage {
+            publisher: publisher.into_bytes(),
+            topic,
+            qos: qos.min(255) as u8,
+            retain,
+            properties: properties.map(<[u8]>::to_vec).unwrap_or_default(),
+            payload: payload.to_vec(),
+        };
+        inner.log.append(
+            vec![m],
+            Box::new(move |r| {
+                settle(
+                    d,
+                    r.map(|v| AppendPosition {
+                        shard: v[0].shard,
+                        offset: v[0].offset.0 as f64,
+                    }),
+                )
+            }),
+        );
+        Ok(promise)
+    }
+
+    /// Streams that can hold messages matching `filter`, oldest generation first.
+    #[napi]
+    pub fn streams(&self, filter: String) -> Result<Vec<StreamInfo>, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        Ok(inner
+            .log
+            .streams(&filter)
+            .into_iter()
+            .map(|s| StreamInfo {
+                shard: s.id.shard,
+                generation: s.id.generation,
+                stream: s.id.stream,
+                structure: s.structure,
+                records: s.records as f64,
+                sealed: s.sealed,
+                generation_start: s.generation_start as f64,
+            })
+            .collect())
+    }
+
+    fn put_cursor(inner: &Inner, c: Cursor) -> u32 {
+        let id = inner.next_cursor.fetch_add(1, Ordering::Relaxed);
+        inner.cursors.lock().expect("poisoned").insert(id, c);
+        id
+    }
+
+    /// Opens a cursor at the start of a stream; returns its id.
+    #[napi]
+    pub fn open_cursor(
+        &self,
+        shard: u32,
+        generation: u32,
+        stream: u32,
+        filter: Option<String>,
+    ) -> Result<u32, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let c = inner.log.cursor(
+            StreamId {
+                shard,
+                generation,
+                stream,
+            },
+            filter,
+        );
+        Ok(Self::put_cursor(&inner, c))
+    }
+
+    /// Re-opens a cursor from a persisted state; returns its id.
+    #[napi]
+    pub fn restore_cursor(&self, state: CursorState) -> Result<u32, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let c = Cursor {
+            stream: StreamId {
+                shard: state.shard,
+                generation: state.generation,
+                stream: state.stream,
+            },
+            offset: Offset(state.offset.max(0.0) as u64),
+            seen: state.seen.max(0.0) as u64,
+            filter: state.filter,
+        };
+        Ok(Self::put_cursor(&inner, c))
+    }
+
+    fn with_cursor<T>(
+        &self,
+        id: u32,
+        f: impl FnOnce(&Log, &mut Cursor) -> std::result::Result<T, CoreError>,
+    ) -> Result<T, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let mut map = inner.cursors.lock().expect("poisoned");
+        let c = map
+            .get_mut(&id)
+            .ok_or_else(|| to_napi_coded(CoreError::NotFound(format!("cursor {id}"))))?;
+        f(&inner.log, c).map_err(to_napi_coded)
+    }
+
+    /// The cursor's state, to persist.
+    #[napi]
+    pub fn cursor_state(&self, id: u32) -> Result<CursorState, String> {
+        self.with_cursor(id, |_, c| {
+            Ok(CursorState {
+                shard: c.stream.shard,
+                generation: c.stream.generation,
+                stream: c.stream.stream,
+                offset: c.offset.0 as f64,
+                seen: c.seen as f64,
+                filter: c.filter.clone(),
+            })
+        })
+    }
+
+    /// Moves a cursor to an offset.
+    #[napi]
+    pub fn seek(&self, id: u32, offset: f64) -> Result<(), String> {
+        self.with_cursor(id, |log, c| log.seek(c, Offset(offset.max(0.0) as u64)))
+    }
+
+    /// Moves a cursor to the first record at or after a time (ms).
+    #[napi]
+    pub fn seek_time(&self, id: u32, ts_ms: f64) -> Result<(), String> {
+        self.with_cursor(id, |log, c| log.seek_time(c, ts_ms.max(0.0) as u64))
+    }
+
+    /// Closes a cursor (no error if unknown).
+    #[napi]
+    pub fn close_cursor(&self, id: u32) -> Result<(), String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        inner.cursors.lock().expect("poisoned").remove(&id);
+        Ok(())
+    }
+
+    /// Reads up to `perCursor` records from each cursor (at most `total` overall) into
+    /// one buffer plus an offset table, advancing the cursors. Synchronous: it reads
+    /// the page cache and takes well under a millisecond per thousand records.
+    #[napi]
+    pub fn fetch(
+        &self,
+        cursor_ids: Vec<u32>,
+        per_cursor: u32,
+        total: Option<u32>,
+        max_bytes: Option<u32>,
+    ) -> Result<FetchResult, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let mut map = inner.cursors.lock().expect("poisoned");
+        let mut cs = Vec::with_capacity(cursor_ids.len());
+        for id in &cursor_ids {
+            let c = map
+                .get(id)
+                .ok_or_else(|| to_napi_coded(CoreError::NotFound(format!("cursor {id}"))))?;
+            cs.push(c.clone());
+        }
+        let limits = FetchLimits {
+            per_cursor: per_cursor as usize,
+            total: total.map_or(usize::MAX, |t| t as usize),
+            bytes: max_bytes.map_or(64 << 20, |b| b as usize),
+        };
+        let b = fetch::fetch(&inner.log, &mut cs, limits).map_err(to_napi_coded)?;
+        for (id, c) in cursor_ids.iter().zip(cs) {
+            map.insert(*id, c);
+        }
+        Ok(FetchResult {
+            delivered: Uint32Array::new(b.per_cursor.iter().map(|c| c.delivered).collect()),
+            skipped: b.per_cursor.iter().map(|c| c.skipped as f64).collect(),
+            status: Uint32Array::new(b.per_cursor.iter().map(|c| status_code(c.status)).collect()),
+            offsets: Uint32Array::new(b.offsets),
+            buffer: b.buf.into(),
+        })
+    }
+
+    /// Next offset of a shard (what `waitForAppend` compares against).
+    #[napi]
+    pub fn shard_end(&self, shard: u32) -> Result<f64, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        Ok(inner.log.shard_end(shard).map_err(to_napi_coded)? as f64)
+    }
+
+    /// Resolves with the shard's new end once it passes `after` (park a caught-up
+    /// reader instead of polling).
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn wait_for_append<'env>(
+        &self,
+        env: &'env Env,
+        shard: u32,
+        after: f64,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        let (d, promise) = env.create_deferred::<f64, Resolver<f64>>()?;
+        let inner = match self.get() {
+            Ok(i) => i,
+            Err(e) => {
+                d.reject(to_napi(e));
+                return Ok(promise);
+            }
+        };
+        let d = Arc::new(Mutex::new(Some(d)));
+        let d2 = d.clone();
+        let i2 = Arc::downgrade(&inner);
+        let r = inner.log.wait(
+            shard,
+            after.max(0.0) as u64,
+            Box::new(move || {
+                if let Some(d) = d2.lock().expect("poisoned").take() {
+                    let end = i2
+                        .upgrade()
+                        .ok_or_else(|| CoreError::Closed("store closed".into()))
+                        .and_then(|i| {
+                            if i.log.is_closed() {
+                                Err(CoreError::Closed("store closed while waiting".into()))
+                            } else {
+                                i.log.shard_end(shard)
+                            }
+                        })
+                        .map(|e| e as f64);
+                    settle(d, end);
+                }
+            }),
+        );
+        if let Err(e) = r {
+            if let Some(d) = d.lock().expect("poisoned").take() {
+                d.reject(to_napi(e));
+            }
+        }
+        Ok(promise)
+    }
+
+    /// Reads one metadata value.
+    #[napi]
+    pub fn meta_get(&self, table_name: String, key: &[u8]) -> Result<Option<Buffer>, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let t = table(&table_name).map_err(to_napi_coded)?;
+        Ok(inner
+            .meta
+            .get(t, key)
+            .map_err(to_napi_coded)?
+            .map(Buffer::from))
+    }
+
+    /// Up to `limit` (default 1000) entries whose key starts with `prefix`, after `after`.
+    #[napi]
+    pub fn meta_scan(
+        &self,
+        table_name: String,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: Option<u32>,
+    ) -> Result<Vec<MetaEntry>, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let t = table(&table_name).map_err(to_napi_coded)?;
+        let rows = inner
+            .meta
+            .scan(t, prefix, after, limit.map_or(1000, |l| l as usize))
+            .map_err(to_napi_coded)?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| MetaEntry {
+                key: k.into(),
+                value: v.into(),
+            })
+            .collect())
+    }
+
+    /// Applies metadata writes atomically; resolves once committed (group commit).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn meta_apply<'env>(
+        &self,
+        env: &'env Env,
+        ops: Vec<MetaOp>,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        let (d, promise) = env.create_deferred::<(), Resolver<()>>()?;
+        let parsed: std::result::Result<Vec<Op>, CoreError> = ops
+            .into_iter()
+            .map(|o| {
+                let t = table(&o.table)?;
+                let key = o.key.to_vec();
+                match o.op.as_str() {
+                    "put" => Ok(Op::Put(
+                        t,
+                        key,
+                        o.value.map(|v| v.to_vec()).ok_or_else(|| {
+                            CoreError::InvalidArgument("put needs a value".into())
+                        })?,
+                    )),
+                    "delete" => Ok(Op::Delete(t, key)),
+                    "deletePrefix" => Ok(Op::DeletePrefix(t, key)),
+                    other => Err(CoreError::InvalidArgument(format!("unknown op {other:?}"))),
+                }
+            })
+            .collect();
+        match (self.get(), parsed) {
+            (Ok(inner), Ok(ops)) => inner.meta.apply(ops, Box::new(move |r| settle(d, r))),
+            (Err(e), _) | (_, Err(e)) => d.reject(to_napi(e)),
+        }
+        Ok(promise)
+    }
+
+    /// `metaApply([{op:'put', ...}])`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn meta_put<'env>(
+        &self,
+        env: &'env Env,
+        table_name: String,
+        key: Buffer,
+        value: Buffer,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        self.meta_apply(
+            env,
+            vec![MetaOp {
+                op: "put".into(),
+                table: table_name,
+                key,
+                value: Some(value),
+            }],
+        )
+    }
+
+    /// Statistics for `ds info`.
+    #[napi]
+    pub fn stats(&self) -> Result<StoreStats, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let s = inner.log.stats();
+        let open_cursors = inner.cursors.lock().expect("poisoned").len() as u32;
+        Ok(StoreStats {
+            site_id: s.site_id,
+            records: s.records as f64,
+            bytes: s.bytes as f64,
+            open_cursors,
+            shards: s
+                .shards
+                .into_iter()
+                .map(|sh| ShardStats {
+                    shard: sh.shard,
+                    records: sh.records as f64,
+                    bytes: sh.bytes as f64,
+                    oldest_ts: sh.oldest_ts.map(|v| v as f64),
+                    newest_ts: sh.newest_ts.map(|v| v as f64),
+                    end_offset: sh.end_offset as f64,
+                    generations: sh
+                        .generations
+                        .into_iter()
+                        .map(|g| GenerationStats {
+                            id: g.id,
+                            start_ts: g.start_ts as f64,
+                            last_ts: g.last_ts as f64,
+                            streams: g.streams,
+                            segments: g.segments,
+                            records: g.records as f64,
+                            bytes: g.bytes as f64,
+                            sealed: g.sealed,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+
+    /// What recovery found and repaired at open.
+    #[napi]
+    pub fn recovery(&self) -> Result<RecoveryInfo, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let r = inner.log.recovery();
+        Ok(RecoveryInfo {
+            segments: r.segments as f64,
+            records: r.records as f64,
+            scanned_bytes: r.scanned_bytes as f64,
+            truncated_bytes: r.truncated_bytes as f64,
+            rebuilt_indexes: r.rebuilt_indexes as f64,
+            quarantined: r.quarantined.clone(),
+            events: r.events.clone(),
+            elapsed_ms: r.elapsed_ms as f64,
+        })
+    }
+
+    fn background<T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
+        env: &Env,
+        inner: std::result::Result<Arc<Inner>, CoreError>,
+        f: impl FnOnce(Arc<Inner>) -> std::result::Result<T, CoreError> + Send + 'static,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'_>> {
+        let (d, promise) = env.create_deferred::<T, Resolver<T>>()?;
+        match inner {
+            Ok(inner) => {
+                std::thread::Builder::new()
+                    .name("strata-store-bg".into())
+                    .spawn(move || settle(d, f(inner)))
+                    .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+            }
+            Err(e) => d.reject(to_napi(e)),
+        }
+        Ok(promise)
+    }
+
+    /// Forces written data to disk (useful with `interval`/`none`).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        Self::background(env, self.get(), |i| i.log.flush())
+    }
+
+    /// Seals every shard's generation and starts a new one.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn roll_generations<'env>(
+        &self,
+        env: &'env Env,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        Self::background(env, self.get(), |i| i.log.roll_generations())
+    }
+
+    /// Drops generations past retention now; resolves with how many.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn drop_expired<'env>(
+        &self,
+        env: &'env Env,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        Self::background(env, self.get(), |i| i.log.drop_expired().map(|n| n as u32))
+    }
+
+    /// Drains writers, syncs and releases the data directory lock. Idempotent.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        let taken = self.inner.lock().expect("poisoned").take();
+        match taken {
+            Some(inner) => Self::background(env, Ok(inner), |i| {
+                i.log.close();
+                i.meta.close();
+                // Drop the last reference here so the lock is released before resolving.
+                drop(i);
+                Ok(())
+            }),
+            None => {
+                let (d, promise) = env.create_deferred::<(), Resolver<()>>()?;
+                settle(d, Ok(()));
+                Ok(promise)
+            }
+        }
+    }
+}
