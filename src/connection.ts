@@ -14,11 +14,14 @@ import type { Duplex } from 'node:stream';
 import type { Packet } from 'mqtt-packet';
 import type { Broker } from './broker.js';
 import type { ClientInfo } from './hooks/index.js';
-import { encode, Decoder, type ProtocolVersion } from './protocol/codec.js';
+import { encode, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } from './protocol/codec.js';
 import { Framer } from './protocol/framer.js';
-import { ProtocolViolation, RC } from './protocol/reason-codes.js';
+import { ProtocolViolation, RC, V3_CONNACK } from './protocol/reason-codes.js';
 import { handlePacket } from './handlers/index.js';
 import type { Session, WillState } from './session/session.js';
+
+/** CONNACK, Session Present 0, return code 0x01 (3.1.1 form). */
+const CONNACK_UNSUPPORTED_VERSION = Buffer.from([0x20, 0x02, 0x00, V3_CONNACK.UnacceptableProtocolVersion]);
 
 export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
 
@@ -207,6 +210,14 @@ export class Connection implements ClientInfo {
     if (this.state === 'closed') return;
     const code = err instanceof ProtocolViolation ? err.code : RC.UnspecifiedError;
     this.broker.onClientError(this, err);
+    if (err instanceof UnsupportedProtocolVersion && this.state === 'awaiting-connect') {
+      // [MQTT-3.1.2-2] answer CONNACK 0x01 "unacceptable protocol level", then close. The
+      // client's level is one we cannot encode for, so the 3.1.1 form (what 3.1 and 3.1.1
+      // clients read; a v5 client reads it as a failed CONNACK too) is the one to send.
+      this.write(CONNACK_UNSUPPORTED_VERSION);
+      this.close(err.message);
+      return;
+    }
     this.disconnect(code, err.message);
   }
 

@@ -1,7 +1,7 @@
 /** Shared test helpers: a broker on ephemeral loopback ports, MQTT.js clients, raw packet clients. */
 import { Duplex } from 'node:stream';
 import { connect as netConnect, type Socket } from 'node:net';
-import { generate, parser as createParser, type Packet } from 'mqtt-packet';
+import { generate, parser as createParser, type IConnectPacket, type Packet } from 'mqtt-packet';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { createBroker, type Broker, type BrokerOptions } from '../src/index.js';
 import { Connection } from '../src/connection.js';
@@ -78,12 +78,14 @@ export class RawClient {
   private waiters: ((p: Packet | null) => void)[] = [];
   closed = false;
   readonly closedPromise: Promise<void>;
-  private readonly parser = createParser();
+  private readonly parser: ReturnType<typeof createParser>;
 
   constructor(
     readonly stream: Duplex | Socket,
     public version: 3 | 4 | 5 = 4,
   ) {
+    // The parser must know the version: v5 reason codes and properties are parsed only then.
+    this.parser = createParser({ protocolVersion: version });
     this.parser.on('packet', (p: Packet) => {
       const w = this.waiters.shift();
       if (w) w(p);
@@ -151,7 +153,7 @@ export class RawClient {
     }
   }
 
-  async connect(clientId: string, extra: Partial<mqtt.IConnectPacket> = {}): Promise<Packet | null> {
+  async connect(clientId: string, extra: Partial<IConnectPacket> = {}): Promise<Packet | null> {
     this.send({ cmd: 'connect', protocolId: this.version === 3 ? 'MQIsdp' : 'MQTT', protocolVersion: this.version, clientId, clean: true, keepalive: 60, ...extra } as Packet);
     return this.next('connack');
   }

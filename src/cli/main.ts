@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** `stratamq` command line (SPEC F1). */
 import { Command, InvalidArgumentError } from 'commander';
-import { createBroker } from '../index.js';
+import { createBroker, type Broker } from '../index.js';
 import { ConfigError, type ConfigInput } from '../config.js';
 
 function port(value: string): number {
@@ -29,31 +29,41 @@ program
     if (opts.wsPort !== undefined) config['listener.ws.port'] = opts.wsPort === 0 ? -1 : opts.wsPort;
     if (opts.dataDir !== undefined) config['node.data_dir'] = opts.dataDir;
     if (opts.logLevel !== undefined) config['log.level'] = opts.logLevel;
-    let broker;
-    try {
-      broker = createBroker({ configFile: opts.config, env: process.env, config });
-      await broker.listen();
-    } catch (e) {
+    let broker: Broker | undefined;
+    const fail = async (e: unknown): Promise<never> => {
       const err = e as NodeJS.ErrnoException;
       const what = e instanceof ConfigError ? 'config error' : err.code === 'EADDRINUSE' ? 'port in use' : 'failed to start';
       process.stderr.write(`stratamq: ${what}: ${err.message}\n`);
       if (broker) await broker.close().catch(() => undefined);
       process.exit(e instanceof ConfigError ? 2 : 1);
+    };
+    try {
+      broker = createBroker({ configFile: opts.config, env: process.env, config });
+    } catch (e) {
+      return fail(e);
     }
+    const running = broker;
+    // Signal handlers go in before listen(): a SIGTERM sent as soon as 'listening' is logged
+    // must stop the broker cleanly, not kill the process with the default action.
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      broker.log.info({ signal }, 'shutting down');
+      running.log.info({ signal }, 'shutting down');
       const force = setTimeout(() => process.exit(1), 10000);
       force.unref();
-      broker.close().then(
+      running.close().then(
         () => process.exit(0),
         () => process.exit(1),
       );
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    try {
+      await running.listen();
+    } catch (e) {
+      if (!stopping) await fail(e);
+    }
   });
 
 await program.parseAsync(process.argv);

@@ -35,7 +35,9 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
       conn.aliases.set(alias, topic);
     }
   }
-  const bad = topic === '' ? 'empty topic name' : validateTopicName(topic);
+  // v5 §3.3.4: a zero-length Topic Name without a Topic Alias is a Protocol Error (0x82).
+  if (topic === '') throw new ProtocolViolation(RC.ProtocolError, 'empty topic name without a topic alias'); // [MQTT-4.7.3-1]
+  const bad = validateTopicName(topic);
   if (bad) throw new ProtocolViolation(RC.TopicNameInvalid, `invalid topic name: ${bad}`); // [MQTT-3.3.2-2]
   if (qos > cfg['mqtt.max_qos']) throw new ProtocolViolation(RC.QoSNotSupported, `QoS ${qos} not supported`); // [MQTT-3.2.2-11]
   if (p.retain && !cfg['mqtt.retain_available']) throw new ProtocolViolation(RC.RetainNotSupported, 'retain not available'); // [MQTT-3.2.2-14]

@@ -24,6 +24,10 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
   const session = conn.session;
   if (!session) return;
   const v5 = conn.protocolVersion === 5;
+  // [MQTT-2.2.1-3] SUBSCRIBE carries a non-zero Packet Identifier.
+  if (!p.messageId) throw new ProtocolViolation(RC.ProtocolError, 'SUBSCRIBE with packet identifier 0');
+  // [MQTT-3.8.3-3] (3.1.1) / [MQTT-3.8.3-2] (v5) at least one filter; mqtt-packet lets an empty one through.
+  if (p.subscriptions.length === 0) throw new ProtocolViolation(RC.ProtocolError, 'SUBSCRIBE without topic filters');
   const subId = p.properties?.subscriptionIdentifier;
   if (subId === 0) throw new ProtocolViolation(RC.ProtocolError, 'Subscription Identifier 0'); // [MQTT-3.8.2-?] 1..268435455
 

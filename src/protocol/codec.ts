@@ -20,6 +20,41 @@ export class MalformedPacket extends ProtocolViolation {
   }
 }
 
+/**
+ * A CONNECT whose Protocol Level we do not speak. The connection answers with CONNACK
+ * return code 0x01 before closing ([MQTT-3.1.2-2]) instead of just dropping the socket.
+ */
+export class UnsupportedProtocolVersion extends ProtocolViolation {
+  constructor(readonly level: number) {
+    super(RC.UnsupportedProtocolVersion, `unsupported protocol level ${level}`);
+    this.name = 'UnsupportedProtocolVersion';
+  }
+}
+
+/** Offset of the variable header: past the type byte and the Remaining Length. */
+function headerLength(frame: Buffer): number {
+  let pos = 1;
+  while (pos < frame.length && (frame[pos++] as number) & 0x80);
+  return pos;
+}
+
+/**
+ * mqtt-packet refuses a CONNECT with an unknown level as a generic parse error; look at the
+ * level first so it can be answered properly. Only for the protocol names we know: anything
+ * else is not MQTT and is simply closed ([MQTT-3.1.2-1]).
+ */
+function checkProtocolLevel(frame: Buffer): void {
+  let pos = headerLength(frame);
+  if (pos + 2 > frame.length) return;
+  const nameLen = frame.readUInt16BE(pos);
+  pos += 2;
+  if (pos + nameLen >= frame.length) return;
+  const name = frame.toString('latin1', pos, pos + nameLen);
+  if (name !== 'MQTT' && name !== 'MQIsdp') return;
+  const level = (frame[pos + nameLen] as number) & 0x7f; // 0x80 marks a bridge
+  if (level !== 3 && level !== 4 && level !== 5) throw new UnsupportedProtocolVersion(level);
+}
+
 export class Decoder {
   private readonly parser: Parser;
   private out: Packet | null = null;
@@ -43,6 +78,7 @@ export class Decoder {
       const fast = this.decodePublish(frame);
       if (fast) return fast;
     }
+    if (type === 1) checkProtocolLevel(frame);
     this.out = null;
     this.err = null;
     this.parser.parse(frame);
@@ -50,10 +86,7 @@ export class Decoder {
     const p = this.out as Packet | null;
     if (!p) throw new MalformedPacket('incomplete packet');
     if (p.cmd === 'connect' && p.protocolVersion) this.version = p.protocolVersion;
-    if (hasReplacementChar(p) && !isUtf8(frame.subarray(1))) {
-      // mqtt-packet decodes ill-formed UTF-8 to U+FFFD instead of failing.
-      throw new MalformedPacket('ill-formed UTF-8 string'); // [MQTT-1.5.4-1]
-    }
+    checkStrings(p, frame);
     return p;
   }
 
@@ -82,6 +115,7 @@ export class Decoder {
       pos += 1;
     }
     if (!isUtf8(topicBytes)) throw new MalformedPacket('topic is not valid UTF-8'); // [MQTT-1.5.4-1]
+    if (topicBytes.includes(0)) throw new MalformedPacket('topic contains U+0000'); // [MQTT-1.5.4-2]
     const packet: IPublishPacket = {
       cmd: 'publish',
       qos: qos as QoS,
@@ -95,23 +129,61 @@ export class Decoder {
   }
 }
 
-function hasReplacementChar(p: Packet): boolean {
+/** The UTF-8 strings of a packet that name topics and clients (the ones routing relies on). */
+function stringsOf(p: Packet): string[] {
   switch (p.cmd) {
     case 'publish':
-      return p.topic.includes('\uFFFD');
+      return [p.topic];
     case 'subscribe':
-      return p.subscriptions.some((s) => s.topic.includes('\uFFFD'));
+      return p.subscriptions.map((s) => s.topic);
     case 'unsubscribe':
-      return p.unsubscriptions.some((t) => t.includes('\uFFFD'));
-    case 'connect':
-      return (
-        p.clientId.includes('\uFFFD') ||
-        (p.username ?? '').includes('\uFFFD') ||
-        (p.will?.topic ?? '').includes('\uFFFD')
-      );
+      return p.unsubscriptions;
+    case 'connect': {
+      const out = [p.clientId];
+      if (p.username !== undefined) out.push(p.username);
+      if (p.will) out.push(p.will.topic);
+      return out;
+    }
     default:
-      return false;
+      return [];
   }
+}
+
+function count(haystack: string, needle: string): number {
+  let n = 0;
+  for (let i = haystack.indexOf(needle); i >= 0; i = haystack.indexOf(needle, i + 1)) n++;
+  return n;
+}
+
+function countBytes(haystack: Buffer, needle: Buffer): number {
+  let n = 0;
+  for (let i = haystack.indexOf(needle); i >= 0; i = haystack.indexOf(needle, i + 1)) n++;
+  return n;
+}
+
+const REPLACEMENT_UTF8 = Buffer.from('\uFFFD', 'utf8');
+
+/**
+ * [MQTT-1.5.4-1] ill-formed UTF-8 and [MQTT-1.5.4-2] U+0000 in a string close the connection.
+ * mqtt-packet decodes ill-formed UTF-8 to U+FFFD instead of failing, so a decoded U+FFFD is
+ * ill-formed input unless the frame carries as many well-formed EF BF BD sequences (a client
+ * may legitimately send U+FFFD, and binary payloads are not strings).
+ */
+function checkStrings(p: Packet, frame: Buffer): void {
+  let replacements = 0;
+  for (const s of stringsOf(p)) {
+    if (s.includes('\u0000')) throw new MalformedPacket('string contains U+0000'); // [MQTT-1.5.4-2]
+    replacements += count(s, '\uFFFD');
+  }
+  if (replacements === 0) return;
+  if (p.cmd === 'publish') {
+    // The topic is at a known place: check its bytes exactly.
+    const pos = headerLength(frame);
+    const topicBytes = frame.subarray(pos + 2, pos + 2 + frame.readUInt16BE(pos));
+    if (!isUtf8(topicBytes)) throw new MalformedPacket('topic is not valid UTF-8');
+    return;
+  }
+  if (replacements > countBytes(frame, REPLACEMENT_UTF8)) throw new MalformedPacket('ill-formed UTF-8 string');
 }
 
 /** Encode any packet for a connection of the given version. */

@@ -4,6 +4,7 @@ import type { Server } from 'node:net';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Broker } from '../broker.js';
 import { Connection } from '../connection.js';
+import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
 import { bind } from './tcp.js';
 import { readTlsFiles, type TlsFiles } from './tls.js';
 
@@ -26,11 +27,20 @@ export async function listenWs(
     perMessageDeflate: false,
     handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
   });
+  // ws re-emits the HTTP server's errors (EADDRINUSE…); bind() below reports them, so only
+  // make sure an unheard 'error' does not crash the process.
+  wss.on('error', () => undefined);
   wss.on('connection', (ws, req) => {
     (req.socket as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true);
     const stream = createWebSocketStream(ws);
     stream.on('error', () => undefined); // reported through the Connection's close
-    broker.addConnection(new Connection(broker, stream, `${req.socket.remoteAddress}:${req.socket.remotePort}`));
+    const conn = new Connection(broker, stream, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
+    // [MQTT-6.0.0-1] MQTT travels in binary frames only: any other data frame closes the
+    // connection. Runs before the stream sees the frame, so its bytes are never parsed.
+    ws.prependListener('message', (_data, isBinary) => {
+      if (!isBinary) conn.protocolError(new ProtocolViolation(RC.MalformedPacket, 'WebSocket text frame'));
+    });
+    broker.addConnection(conn);
   });
   http.on('close', () => wss.close());
   return { server: http, port: await bind(http, host, port) };
