@@ -3,3 +3,4 @@ pub mod error;
 pub mod fetch;
 pub mod log;
 pub mod meta;
+pub mod topic;

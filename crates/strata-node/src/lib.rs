@@ -1,5 +1,7 @@
 //! Thin napi wrappers over strata-core. Only type and error conversion lives here.
+mod error;
 mod store;
+mod topic;
 use napi_derive::napi;
 
 /// Version of the native core.

@@ -1,0 +1,119 @@
+/**
+ * Micro benchmark of the native topic trie and retained index through the napi
+ * binding (SPEC H2). `npm run bench:native` after `npm run build:native` and
+ * `npx tsc -p tsconfig.json`.
+ *
+ * The workload has the same shape as `crates/strata-core/benches/trie.rs` (run that
+ * with `cargo bench -p strata-core --bench trie` for the Rust-direct figures):
+ * 100,000 subscriptions over topics `site/{0..99}/dev/{0..999}/temp` mixing exact
+ * filters, `+`, `#` and `$share` groups, and 110,001 retained topics.
+ *
+ * The binding is loaded directly (not through src/native.ts) so that this bench
+ * measures the raw boundary cost and does not depend on the broker's facade.
+ */
+import { createRequire } from 'node:module';
+import Benchmark from 'benchmark';
+import type * as Binding from '../../native/binding.js';
+
+const require = createRequire(import.meta.url);
+// dist/bench/native/trie.bench.js -> <repo>/native/binding.js
+const binding = require('../../../native/binding.js') as typeof Binding;
+
+const SITES = 100;
+const DEVICES = 1000;
+
+/** mulberry32: small, deterministic, good enough to spread a workload. */
+function rng(seed: number): (n: number) => number {
+  let a = seed >>> 0;
+  return (n: number): number => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) % n) >>> 0;
+  };
+}
+
+function filters(below: (n: number) => number): string[] {
+  const out: string[] = [];
+  const add = (n: number, f: () => string): void => {
+    for (let i = 0; i < n; i++) out.push(f());
+  };
+  add(60_000, () => `site/${below(SITES)}/dev/${below(DEVICES)}/temp`);
+  add(10_000, () => `site/${below(SITES)}/dev/${below(DEVICES)}/+`);
+  add(10_000, () => `site/${below(SITES)}/dev/${below(DEVICES)}/#`);
+  add(5_000, () => `site/+/dev/${below(DEVICES)}/temp`);
+  add(1_000, () => `site/${below(SITES)}/dev/+/temp`);
+  add(1_000, () => `site/${below(SITES)}/#`);
+  add(3_000, () => `$share/g${below(8)}/site/${below(SITES)}/dev/+/temp`);
+  add(10_000, () => `fleet/${below(50_000)}/gps`);
+  return out;
+}
+
+function ms(t0: bigint): string {
+  return (Number(process.hrtime.bigint() - t0) / 1e6).toFixed(1);
+}
+
+const below = rng(0x5eed1234);
+const subs = filters(below);
+let t0 = process.hrtime.bigint();
+const trie = new binding.TopicTrie();
+subs.forEach((f, id) => trie.subscribe(f, id));
+console.log(`trie: ${trie.size} subscriptions built in ${ms(t0)} ms`);
+
+const topics: string[] = [];
+for (let i = 0; i < 4096; i++) topics.push(`site/${below(SITES)}/dev/${below(DEVICES)}/temp`);
+const misses: string[] = [];
+for (let i = 0; i < 4096; i++) misses.push(`other/${i}/x`);
+let ids = 0;
+for (const t of topics) ids += trie.match(t).length;
+console.log(`trie: ${(ids / topics.length).toFixed(1)} ids per match on average`);
+
+t0 = process.hrtime.bigint();
+const retained = new binding.RetainedIndex();
+for (let s = 0; s < SITES; s++) for (let d = 0; d < DEVICES; d++) retained.set(`site/${s}/dev/${d}/temp`);
+for (let i = 0; i < 10_000; i++) retained.set(`fleet/${i}/gps`);
+retained.set('$SYS/broker/uptime');
+console.log(`retained: ${retained.size} topics indexed in ${ms(t0)} ms`);
+
+// Results flow into `sink` so the calls cannot be optimised away.
+let sink = 0;
+let i = 0;
+let j = 0;
+
+const suite = new Benchmark.Suite('native topic trie');
+suite
+  .add('TopicTrie.match, 100k subs, hit', () => {
+    sink ^= trie.match(topics[i++ & 4095] as string).length;
+  })
+  .add('TopicTrie.match, 100k subs, miss', () => {
+    sink ^= trie.match(misses[j++ & 4095] as string).length;
+  })
+  .add('validateTopicName', () => {
+    sink ^= binding.validateTopicName(topics[i++ & 4095] as string) === null ? 1 : 0;
+  })
+  .add('RetainedIndex.match site/42/dev/517/temp (1 of 110k)', () => {
+    sink ^= retained.match('site/42/dev/517/temp').length;
+  })
+  .add('RetainedIndex.match site/+/dev/517/temp (100)', () => {
+    sink ^= retained.match('site/+/dev/517/temp').length;
+  })
+  .add('RetainedIndex.match site/42/# (1000)', () => {
+    sink ^= retained.match('site/42/#').length;
+  })
+  .add('RetainedIndex.match # (110k)', () => {
+    sink ^= retained.match('#').length;
+  })
+  .on('cycle', (event: Benchmark.Event) => {
+    const b = event.target;
+    const hz = b.hz ?? 0;
+    const rme = b.stats?.rme ?? 0;
+    const per = hz > 0 ? 1e6 / hz : 0;
+    console.log(
+      `${String(b.name).padEnd(55)} ${hz.toLocaleString('en-US', { maximumFractionDigits: 0 }).padStart(12)} ops/s ±${rme.toFixed(1)}%  (${per < 1 ? `${(per * 1000).toFixed(0)} ns` : `${per.toFixed(1)} us`}/op)`,
+    );
+  })
+  .on('complete', () => {
+    console.log(`(sink ${sink})`);
+  })
+  .run({ async: false });
