@@ -98,8 +98,24 @@ export class Broker extends EventEmitter<BrokerEvents> {
     };
   }
 
-  /** Start every configured listener. Resolves with the bound ports. */
+  /**
+   * Start every configured listener. Resolves with the bound ports. If one fails (port in
+   * use, unreadable certificate), those already bound are closed before the error is thrown.
+   */
   async listen(): Promise<ListenAddresses> {
+    try {
+      await this.bindListeners();
+    } catch (e) {
+      await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      this.addresses = {};
+      throw e;
+    }
+    this.log.info({ ...this.addresses }, 'listening');
+    this.emit('listening', this.addresses);
+    return this.addresses;
+  }
+
+  private async bindListeners(): Promise<void> {
     const c = this.config;
     const host = c['listener.tcp.host'];
     const tcp = await listenTcp(this, host, c['listener.tcp.port']);
@@ -110,22 +126,17 @@ export class Broker extends EventEmitter<BrokerEvents> {
       this.servers.push(ws.server);
       this.addresses.ws = ws.port;
     }
-    if (c['listener.tls.port'] >= 0 || c['listener.wss.port'] >= 0) {
-      const tlsOpts = { certfile: c['listener.tls.certfile'], keyfile: c['listener.tls.keyfile'] };
-      if (c['listener.tls.port'] >= 0) {
-        const tls = await listenTls(this, host, c['listener.tls.port'], tlsOpts);
-        this.servers.push(tls.server);
-        this.addresses.tls = tls.port;
-      }
-      if (c['listener.wss.port'] >= 0) {
-        const wss = await listenWs(this, host, c['listener.wss.port'], c['listener.ws.path'], tlsOpts);
-        this.servers.push(wss.server);
-        this.addresses.wss = wss.port;
-      }
+    const tlsOpts = { certfile: c['listener.tls.certfile'], keyfile: c['listener.tls.keyfile'] };
+    if (c['listener.tls.port'] >= 0) {
+      const tls = await listenTls(this, host, c['listener.tls.port'], tlsOpts);
+      this.servers.push(tls.server);
+      this.addresses.tls = tls.port;
     }
-    this.log.info({ ...this.addresses }, 'listening');
-    this.emit('listening', this.addresses);
-    return this.addresses;
+    if (c['listener.wss.port'] >= 0) {
+      const wss = await listenWs(this, host, c['listener.wss.port'], c['listener.ws.path'], tlsOpts);
+      this.servers.push(wss.server);
+      this.addresses.wss = wss.port;
+    }
   }
 
   /** Stop listening, tell v5 clients 0x8B Server shutting down, close every socket. */

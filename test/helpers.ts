@@ -33,6 +33,12 @@ export async function client(tb: TestBroker | string, opts: IClientOptions = {})
   return mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts });
 }
 
+/** MQTT.js client created but not connected: call `.connect()` (e.g. to observe CONNACK). */
+export function unconnected(tb: TestBroker | string, opts: IClientOptions = {}): MqttClient {
+  const url = typeof tb === 'string' ? tb : tb.url;
+  return mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts, manualConnect: true });
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

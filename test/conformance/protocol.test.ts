@@ -43,7 +43,9 @@ describe('CONNECT / CONNACK', () => {
 
   test('[MQTT-3.1.3-8] MQTT 3.1 with an empty client id is refused with return code 2', async () => {
     const c = RawClient.memory(broker, 3);
-    const ack = (await c.connect('')) as IConnackPacket;
+    // mqtt-packet will not encode this CONNECT, so write it by hand: "MQIsdp", level 3, clean, keepalive 60, id "".
+    c.sendRaw([0x10, 14, 0, 6, ...Buffer.from('MQIsdp'), 3, 0x02, 0, 60, 0, 0]);
+    const ack = (await c.next('connack')) as IConnackPacket;
     assert.equal(ack.returnCode, 2);
     await c.waitClosed();
   });
@@ -144,6 +146,24 @@ describe('QoS flows', () => {
     s2.send({ cmd: 'puback', messageId: m1.messageId as number });
     s2.send({ cmd: 'pubcomp', messageId: m2.messageId as number });
     s2.send({ cmd: 'disconnect' });
+    pub.end();
+  });
+});
+
+describe('Receive Maximum', () => {
+  test('[MQTT-3.3.4-9] no more unacknowledged QoS 1/2 PUBLISH than the client Receive Maximum; acks free slots', async () => {
+    const sub = RawClient.memory(broker, 5);
+    await sub.connect('rm-sub', { properties: { receiveMaximum: 2 } });
+    await subscribe(sub, 'rm/#', 1);
+    const pub = await connected('rm-pub');
+    for (let i = 1; i <= 5; i++) pub.send({ cmd: 'publish', topic: `rm/${i}`, payload: Buffer.from(String(i)), qos: 1, dup: false, retain: false, messageId: i });
+    const first = [(await sub.next('publish')) as IPublishPacket, (await sub.next('publish')) as IPublishPacket];
+    await assert.rejects(sub.next('publish', 150), /timed out/);
+    for (const m of first) sub.send({ cmd: 'puback', messageId: m.messageId as number });
+    const more = [(await sub.next('publish')) as IPublishPacket, (await sub.next('publish')) as IPublishPacket];
+    assert.deepEqual([...first, ...more].map((m) => m.payload.toString()), ['1', '2', '3', '4']);
+    await assert.rejects(sub.next('publish', 150), /timed out/);
+    sub.end();
     pub.end();
   });
 });

@@ -1,0 +1,84 @@
+/** The framer and the PUBLISH fast path agree with mqtt-packet byte for byte. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { generate, type IPublishPacket } from 'mqtt-packet';
+import { Decoder, encodeAck, encodePublish, MalformedPacket } from '../../src/protocol/codec.js';
+import { Framer } from '../../src/protocol/framer.js';
+
+function frames(framer: Framer, chunks: Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (const c of chunks) {
+    const r = framer.push(c, (f) => {
+      out.push(Buffer.from(f));
+      return true;
+    });
+    assert.equal(r, null);
+  }
+  return out;
+}
+
+test('framer reassembles packets split at every byte boundary', () => {
+  const a = generate({ cmd: 'publish', topic: 'a/b', payload: Buffer.alloc(300, 7), qos: 1, messageId: 5, dup: false, retain: false });
+  const b = generate({ cmd: 'pingreq' });
+  const all = Buffer.concat([a, b, a]);
+  for (let cut = 1; cut < all.length; cut += 13) {
+    const got = frames(new Framer(1 << 20), [all.subarray(0, cut), all.subarray(cut)]);
+    assert.deepEqual(got, [a, b, a]);
+  }
+  const byteByByte = frames(new Framer(1 << 20), [...all].map((x) => Buffer.from([x])));
+  assert.deepEqual(byteByByte, [a, b, a]);
+});
+
+test('[MQTT-3.2.2-15] framer refuses a packet above the limit from its fixed header alone', () => {
+  const f = new Framer(100);
+  // Header announcing 1 MB; no body sent.
+  const r = f.push(Buffer.from([0x30, 0x80, 0x80, 0x40]), () => true);
+  assert.deepEqual(r, { kind: 'too-large', size: 1 + 3 + 1048576 });
+});
+
+test('[MQTT-1.5.5-1] framer rejects a Remaining Length longer than 4 bytes', () => {
+  const r = new Framer(1 << 28).push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), () => true);
+  assert.deepEqual(r, { kind: 'malformed' });
+});
+
+for (const version of [4, 5] as const) {
+  test(`encodePublish matches mqtt-packet (v${version})`, () => {
+    for (const qos of [0, 1, 2] as const) {
+      for (const payload of [Buffer.alloc(0), Buffer.from('héllo'), Buffer.alloc(20000, 1)]) {
+        const p: IPublishPacket = { cmd: 'publish', topic: 'tøpic/x', payload, qos, dup: qos > 0, retain: true };
+        if (qos > 0) p.messageId = 513;
+        assert.deepEqual(encodePublish(p.topic, payload, qos, true, qos > 0, 513, version, undefined), generate(p, { protocolVersion: version }));
+      }
+    }
+  });
+
+  test(`Decoder PUBLISH fast path matches mqtt-packet (v${version})`, () => {
+    const d = new Decoder();
+    d.version = version;
+    const p: IPublishPacket = { cmd: 'publish', topic: 'a/b/c', payload: Buffer.from('xyz'), qos: 1, messageId: 9, dup: true, retain: false };
+    const got = d.decode(generate(p, { protocolVersion: version }));
+    assert.equal(got.cmd, 'publish');
+    if (got.cmd !== 'publish') return;
+    assert.equal(got.topic, 'a/b/c');
+    assert.equal(got.messageId, 9);
+    assert.equal(got.dup, true);
+    assert.equal(got.qos, 1);
+    assert.equal(Buffer.from(got.payload).toString(), 'xyz');
+  });
+}
+
+test('[MQTT-1.5.4-1] Decoder rejects ill-formed UTF-8 in a PUBLISH topic', () => {
+  const d = new Decoder();
+  const frame = Buffer.from([0x30, 0x05, 0x00, 0x02, 0xc3, 0x28, 0x61]);
+  assert.throws(() => d.decode(frame), MalformedPacket);
+});
+
+test('[MQTT-3.3.1-4] Decoder rejects QoS 3', () => {
+  const d = new Decoder();
+  assert.throws(() => d.decode(Buffer.from([0x36, 0x03, 0x00, 0x01, 0x61])), MalformedPacket);
+});
+
+test('[MQTT-3.6.1-1] PUBREL is encoded with flags 0010', () => {
+  assert.deepEqual([...encodeAck(6, 258, 4)], [0x62, 0x02, 0x01, 0x02]);
+  assert.deepEqual([...encodeAck(4, 1, 5, 0x87)], [0x40, 0x03, 0x00, 0x01, 0x87]);
+});
