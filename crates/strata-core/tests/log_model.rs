@@ -31,7 +31,7 @@ fn topic(t: u8) -> String {
         "site/{}/dev{}/{}",
         t % 2,
         t,
-        if t % 3 == 0 { "temp" } else { "hum" }
+        if t.is_multiple_of(3) { "temp" } else { "hum" }
     )
 }
 

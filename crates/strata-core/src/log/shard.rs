@@ -346,7 +346,8 @@ impl Shard {
             let mut segs: Vec<Arc<Segment>> = Vec::new();
             let n_segs = seg_paths.len();
             for (si, path) in seg_paths.into_iter().enumerate() {
-                let active = newest && si + 1 == n_segs;
+                let last_in_gen = si + 1 == n_segs;
+                let active = newest && last_in_gen;
                 let f = File::open(&path).map_err(|e| io(format!("open {}", path.display()), e))?;
                 let flen = f.metadata().map_err(|e| io("stat segment", e))?.len();
                 let Some((base, base_ts)) =
@@ -376,22 +377,27 @@ impl Shard {
                                 .map_err(|e| io(format!("scan {}", path.display()), e))?;
                         rec.scanned_bytes += s.data_len;
                         let clean = end == ScanEnd::Limit;
+                        // The last segment of a generation may end in a torn write
+                        // (the generation rolled, or the process died, mid-batch).
+                        let mut s = s;
+                        if last_in_gen && !clean {
+                            let w = OpenOptions::new()
+                                .write(true)
+                                .open(&path)
+                                .map_err(|e| io("open for truncate", e))?;
+                            w.set_len(s.data_len).map_err(|e| io("truncate tail", e))?;
+                            w.sync_all().map_err(|e| io("sync truncated tail", e))?;
+                            rec.truncated_bytes += flen - s.data_len;
+                            rec.events.push(format!(
+                                "{}: truncated {} bytes of torn/corrupt tail ({:?})",
+                                path.display(),
+                                flen - s.data_len,
+                                end
+                            ));
+                            s.data_len = s.data_len.max(HEADER_LEN);
+                        }
+                        let clean = clean || last_in_gen;
                         if active {
-                            if !clean {
-                                let w = OpenOptions::new()
-                                    .write(true)
-                                    .open(&path)
-                                    .map_err(|e| io("open for truncate", e))?;
-                                w.set_len(s.data_len).map_err(|e| io("truncate tail", e))?;
-                                w.sync_all().map_err(|e| io("sync truncated tail", e))?;
-                                rec.truncated_bytes += flen - s.data_len;
-                                rec.events.push(format!(
-                                    "{}: truncated {} bytes of torn/corrupt tail ({:?})",
-                                    path.display(),
-                                    flen - s.data_len,
-                                    end
-                                ));
-                            }
                             (s, false)
                         } else if clean {
                             segment::write_index(&path, base, base_ts, &s)
