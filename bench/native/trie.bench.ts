@@ -34,19 +34,61 @@ function rng(seed: number): (n: number) => number {
   };
 }
 
-function filters(below: (n: number) => number): string[] {
+/** Subscriptions of each shape; 100,000 in total (see the Rust bench). */
+interface Mix {
+  name: string;
+  exact: number;
+  devPlus: number;
+  devHash: number;
+  anySite: number;
+  anyDev: number;
+  siteHash: number;
+  shared: number;
+  groups: number;
+  fleet: number;
+}
+
+/** Heavy fan-out: every topic matches ~33 subscriptions, 8 of them shared groups. */
+const DENSE: Mix = {
+  name: 'dense',
+  exact: 60_000,
+  devPlus: 10_000,
+  devHash: 10_000,
+  anySite: 5_000,
+  anyDev: 1_000,
+  siteHash: 1_000,
+  shared: 3_000,
+  groups: 8,
+  fleet: 10_000,
+};
+
+/** Routing-style: every topic matches a few subscriptions, one shared group. */
+const SPARSE: Mix = {
+  name: 'sparse',
+  exact: 80_000,
+  devPlus: 5_000,
+  devHash: 5_000,
+  anySite: 1_000,
+  anyDev: 100,
+  siteHash: 100,
+  shared: 200,
+  groups: 1,
+  fleet: 8_600,
+};
+
+function filters(below: (n: number) => number, m: Mix): string[] {
   const out: string[] = [];
   const add = (n: number, f: () => string): void => {
     for (let i = 0; i < n; i++) out.push(f());
   };
-  add(60_000, () => `site/${below(SITES)}/dev/${below(DEVICES)}/temp`);
-  add(10_000, () => `site/${below(SITES)}/dev/${below(DEVICES)}/+`);
-  add(10_000, () => `site/${below(SITES)}/dev/${below(DEVICES)}/#`);
-  add(5_000, () => `site/+/dev/${below(DEVICES)}/temp`);
-  add(1_000, () => `site/${below(SITES)}/dev/+/temp`);
-  add(1_000, () => `site/${below(SITES)}/#`);
-  add(3_000, () => `$share/g${below(8)}/site/${below(SITES)}/dev/+/temp`);
-  add(10_000, () => `fleet/${below(50_000)}/gps`);
+  add(m.exact, () => `site/${below(SITES)}/dev/${below(DEVICES)}/temp`);
+  add(m.devPlus, () => `site/${below(SITES)}/dev/${below(DEVICES)}/+`);
+  add(m.devHash, () => `site/${below(SITES)}/dev/${below(DEVICES)}/#`);
+  add(m.anySite, () => `site/+/dev/${below(DEVICES)}/temp`);
+  add(m.anyDev, () => `site/${below(SITES)}/dev/+/temp`);
+  add(m.siteHash, () => `site/${below(SITES)}/#`);
+  add(m.shared, () => `$share/g${below(m.groups)}/site/${below(SITES)}/dev/+/temp`);
+  add(m.fleet, () => `fleet/${below(50_000)}/gps`);
   return out;
 }
 
@@ -55,21 +97,33 @@ function ms(t0: bigint): string {
 }
 
 const below = rng(0x5eed1234);
-const subs = filters(below);
-let t0 = process.hrtime.bigint();
-const trie = new binding.TopicTrie();
-subs.forEach((f, id) => trie.subscribe(f, id));
-console.log(`trie: ${trie.size} subscriptions built in ${ms(t0)} ms`);
+
+function buildTrie(m: Mix): InstanceType<typeof binding.TopicTrie> {
+  const subs = filters(below, m);
+  const t0 = process.hrtime.bigint();
+  const trie = new binding.TopicTrie();
+  subs.forEach((f, id) => trie.subscribe(f, id));
+  console.log(`trie '${m.name}': ${trie.size} subscriptions built in ${ms(t0)} ms`);
+  return trie;
+}
+
+const dense = buildTrie(DENSE);
+const sparse = buildTrie(SPARSE);
 
 const topics: string[] = [];
 for (let i = 0; i < 4096; i++) topics.push(`site/${below(SITES)}/dev/${below(DEVICES)}/temp`);
 const misses: string[] = [];
 for (let i = 0; i < 4096; i++) misses.push(`other/${i}/x`);
-let ids = 0;
-for (const t of topics) ids += trie.match(t).length;
-console.log(`trie: ${(ids / topics.length).toFixed(1)} ids per match on average`);
+for (const [name, trie] of [
+  ['dense', dense],
+  ['sparse', sparse],
+] as const) {
+  let ids = 0;
+  for (const t of topics) ids += trie.match(t).length;
+  console.log(`trie '${name}': ${(ids / topics.length).toFixed(1)} ids per match on average`);
+}
 
-t0 = process.hrtime.bigint();
+const t0 = process.hrtime.bigint();
 const retained = new binding.RetainedIndex();
 for (let s = 0; s < SITES; s++) for (let d = 0; d < DEVICES; d++) retained.set(`site/${s}/dev/${d}/temp`);
 for (let i = 0; i < 10_000; i++) retained.set(`fleet/${i}/gps`);
@@ -83,11 +137,14 @@ let j = 0;
 
 const suite = new Benchmark.Suite('native topic trie');
 suite
-  .add('TopicTrie.match, 100k subs, hit', () => {
-    sink ^= trie.match(topics[i++ & 4095] as string).length;
+  .add('TopicTrie.match, 100k subs dense, hit', () => {
+    sink ^= dense.match(topics[i++ & 4095] as string).length;
+  })
+  .add('TopicTrie.match, 100k subs sparse, hit', () => {
+    sink ^= sparse.match(topics[i++ & 4095] as string).length;
   })
   .add('TopicTrie.match, 100k subs, miss', () => {
-    sink ^= trie.match(misses[j++ & 4095] as string).length;
+    sink ^= dense.match(misses[j++ & 4095] as string).length;
   })
   .add('validateTopicName', () => {
     sink ^= binding.validateTopicName(topics[i++ & 4095] as string) === null ? 1 : 0;

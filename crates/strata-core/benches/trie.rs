@@ -26,8 +26,50 @@ impl Rng {
 const SITES: u64 = 100;
 const DEVICES: u64 = 1000;
 
-/// 100,000 subscriptions over topics `site/{0..99}/dev/{0..999}/temp`.
-fn filters(rng: &mut Rng) -> Vec<String> {
+/// How many subscriptions of each shape a workload has; 100,000 in total, over
+/// topics `site/{0..99}/dev/{0..999}/temp` plus unrelated `fleet/{n}/gps`.
+struct Mix {
+    name: &'static str,
+    exact: usize,
+    dev_plus: usize,
+    dev_hash: usize,
+    any_site: usize,
+    any_dev: usize,
+    site_hash: usize,
+    shared: usize,
+    groups: u64,
+    fleet: usize,
+}
+
+/// Heavy fan-out: every topic matches ~33 subscriptions, 8 of them shared groups.
+const DENSE: Mix = Mix {
+    name: "dense",
+    exact: 60_000,
+    dev_plus: 10_000,
+    dev_hash: 10_000,
+    any_site: 5_000,
+    any_dev: 1_000,
+    site_hash: 1_000,
+    shared: 3_000,
+    groups: 8,
+    fleet: 10_000,
+};
+
+/// Routing-style: every topic matches a few subscriptions (~4), one shared group.
+const SPARSE: Mix = Mix {
+    name: "sparse",
+    exact: 80_000,
+    dev_plus: 5_000,
+    dev_hash: 5_000,
+    any_site: 1_000,
+    any_dev: 100,
+    site_hash: 100,
+    shared: 200,
+    groups: 1,
+    fleet: 8_600,
+};
+
+fn filters(rng: &mut Rng, m: &Mix) -> Vec<String> {
     let mut out = Vec::with_capacity(100_000);
     let mut add = |n: usize, f: &mut dyn FnMut(&mut Rng) -> String| {
         for _ in 0..n {
@@ -35,27 +77,32 @@ fn filters(rng: &mut Rng) -> Vec<String> {
         }
     };
     // One exact filter per device for most devices (dashboards, device twins).
-    add(60_000, &mut |r| {
+    add(m.exact, &mut |r| {
         format!("site/{}/dev/{}/temp", r.below(SITES), r.below(DEVICES))
     });
-    add(10_000, &mut |r| {
+    add(m.dev_plus, &mut |r| {
         format!("site/{}/dev/{}/+", r.below(SITES), r.below(DEVICES))
     });
-    add(10_000, &mut |r| {
+    add(m.dev_hash, &mut |r| {
         format!("site/{}/dev/{}/#", r.below(SITES), r.below(DEVICES))
     });
-    add(5_000, &mut |r| {
+    add(m.any_site, &mut |r| {
         format!("site/+/dev/{}/temp", r.below(DEVICES))
     });
-    add(1_000, &mut |r| {
+    add(m.any_dev, &mut |r| {
         format!("site/{}/dev/+/temp", r.below(SITES))
     });
-    add(1_000, &mut |r| format!("site/{}/#", r.below(SITES)));
-    add(3_000, &mut |r| {
-        format!("$share/g{}/site/{}/dev/+/temp", r.below(8), r.below(SITES))
+    add(m.site_hash, &mut |r| format!("site/{}/#", r.below(SITES)));
+    add(m.shared, &mut |r| {
+        format!(
+            "$share/g{}/site/{}/dev/+/temp",
+            r.below(m.groups),
+            r.below(SITES)
+        )
     });
     // Unrelated traffic that shares no prefix.
-    add(10_000, &mut |r| format!("fleet/{}/gps", r.below(50_000)));
+    add(m.fleet, &mut |r| format!("fleet/{}/gps", r.below(50_000)));
+    assert_eq!(out.len(), 100_000);
     out
 }
 
@@ -116,9 +163,10 @@ fn per_sec(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn bench_trie(quick: bool) {
+fn bench_trie(mix: &Mix, quick: bool) {
+    println!("trie workload '{}':", mix.name);
     let mut rng = Rng(0x5eed_1234_abcd_0001);
-    let filters = filters(&mut rng);
+    let filters = filters(&mut rng, mix);
     let t0 = Instant::now();
     let mut trie = SubscriptionTrie::new();
     for (id, f) in filters.iter().enumerate() {
@@ -239,7 +287,8 @@ fn main() {
     let only =
         |name: &str| args.iter().all(|a| a.starts_with("--")) || args.iter().any(|a| a == name);
     if only("trie") {
-        bench_trie(quick);
+        bench_trie(&DENSE, quick);
+        bench_trie(&SPARSE, quick);
     }
     if only("retained") {
         bench_retained(quick);
