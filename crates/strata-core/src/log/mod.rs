@@ -355,6 +355,9 @@ pub fn shard_of(publisher: &[u8], n_shards: u32) -> u32 {
     crc32c::crc32c(publisher) % n_shards.max(1)
 }
 
+/// How long `Log::open` retries a busy data-directory lock before `StoreLocked`.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
+
 impl Log {
     /// Opens (recovering) or creates the log in `dir`.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log, CoreError> {
@@ -371,8 +374,20 @@ impl Log {
             .map_err(|e| CoreError::from_io(format!("open {}", lock_path.display()), &e))?;
         // `File::try_lock` is stable since 1.89; the toolchain is pinned to 1.95 in
         // rust-toolchain.toml, the workspace's rust-version (1.88) predates it.
+        // A lock that is busy is retried for up to LOCK_WAIT: a process that forks
+        // (any `Command` in this or another thread) briefly holds a copy of every open
+        // descriptor until its `exec`, so a store closed a moment ago can still look
+        // held. A real second opener still gets `StoreLocked` after the wait.
+        let deadline = Instant::now() + LOCK_WAIT;
         #[allow(clippy::incompatible_msrv)]
-        let locked = lock.try_lock();
+        let locked = loop {
+            match lock.try_lock() {
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other,
+            }
+        };
         match locked {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
