@@ -161,6 +161,9 @@ suite
   .add('RetainedIndex.match # (110k)', () => {
     sink ^= retained.match('#').length;
   })
+  .add("RetainedIndex.matchJoined('#').split (110k)", () => {
+    sink ^= retained.matchJoined('#').split('\0').length;
+  })
   .on('cycle', (event: Benchmark.Event) => {
     const b = event.target;
     const hz = b.hz ?? 0;

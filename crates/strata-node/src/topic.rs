@@ -120,6 +120,24 @@ impl RetainedIndex {
         self.inner.match_filter(&filter).map_err(to_napi_coded)
     }
 
+    /// Same as `match`, as one string with the topics separated by U+0000 (which no
+    /// topic name contains) — `matchJoined(f).split('\0')` — or `''` when nothing
+    /// matches. One JS string instead of one per topic: several times faster for
+    /// large answers such as `#`.
+    #[napi]
+    pub fn match_joined(&self, filter: String) -> Result<String, String> {
+        let mut out = String::new();
+        self.inner
+            .for_each_match(&filter, |t| {
+                if !out.is_empty() {
+                    out.push('\0');
+                }
+                out.push_str(t);
+            })
+            .map_err(to_napi_coded)?;
+        Ok(out)
+    }
+
     /// Number of retained topics.
     #[napi(getter)]
     pub fn size(&self) -> u32 {

@@ -1,0 +1,129 @@
+/**
+ * The topic binding as JS sees it: TopicTrie, RetainedIndex and the validators.
+ * Matching rules themselves are tested exhaustively in Rust (crates/strata-core);
+ * this checks the conversions, the error codes and the JS-visible contract.
+ *
+ * Loads the generated binding directly: this is a test of the binding itself.
+ */
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { test } from 'node:test';
+import type * as Binding from '../../native/binding.js';
+
+const require = createRequire(import.meta.url);
+// dist/test/native/topic.test.js -> <repo>/native/binding.js
+const binding = require('../../../native/binding.js') as typeof Binding;
+
+const sorted = (a: Iterable<number>): number[] => [...a].sort((x, y) => x - y);
+
+function thrown(f: () => unknown): Error & { code?: string } {
+  try {
+    f();
+  } catch (e) {
+    return e as Error & { code?: string };
+  }
+  assert.fail('expected a throw');
+}
+
+test('TopicTrie: subscribe, match, unsubscribe, size', () => {
+  const t = new binding.TopicTrie();
+  assert.equal(t.subscribe('a/b/c', 1), true);
+  assert.equal(t.subscribe('a/b/c', 1), false, 'same id, same filter: not added twice');
+  assert.equal(t.subscribe('a/+/c', 2), true);
+  assert.equal(t.subscribe('a/#', 3), true);
+  assert.equal(t.subscribe('#', 4), true);
+  assert.equal(t.size, 4);
+  const m = t.match('a/b/c');
+  assert.ok(m instanceof Uint32Array);
+  assert.deepEqual(sorted(m), [1, 2, 3, 4]);
+  assert.deepEqual(sorted(t.match('a')), [3, 4], "[MQTT-4.7.1-1] 'a/#' matches 'a'");
+  assert.deepEqual(sorted(t.match('x')), [4]);
+  assert.equal(t.unsubscribe('a/+/c', 2), true);
+  assert.equal(t.unsubscribe('a/+/c', 2), false);
+  assert.deepEqual(sorted(t.match('a/b/c')), [1, 3, 4]);
+  assert.equal(t.size, 3);
+  // Results are fresh arrays, not views of a reused buffer.
+  const first = t.match('a/b/c');
+  t.match('x');
+  assert.deepEqual(sorted(first), [1, 3, 4]);
+});
+
+test('TopicTrie: [MQTT-4.7.2-1] $-topics are not matched by leading wildcards', () => {
+  const t = new binding.TopicTrie();
+  t.subscribe('#', 1);
+  t.subscribe('+/broker', 2);
+  t.subscribe('$SYS/#', 3);
+  assert.deepEqual(sorted(t.match('$SYS/broker')), [3]);
+  assert.deepEqual(sorted(t.match('x/broker')), [1, 2]);
+});
+
+test('TopicTrie: [MQTT-4.8.2] a shared group gets each message once, round-robin', () => {
+  const t = new binding.TopicTrie();
+  for (const id of [10, 11, 12]) t.subscribe('$share/g/s/+', id);
+  t.subscribe('s/+', 1);
+  const counts = new Map<number, number>();
+  for (let i = 0; i < 300; i++) {
+    const m = t.match('s/x');
+    assert.equal(m.length, 2);
+    assert.ok(m.includes(1));
+    for (const id of m) counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  assert.deepEqual([counts.get(10), counts.get(11), counts.get(12)], [100, 100, 100]);
+});
+
+test('TopicTrie: invalid filters throw ERR_INVALID_TOPIC', () => {
+  const t = new binding.TopicTrie();
+  for (const f of ['', 'a/#/b', 'a+', '$share//a', '$share/g', 'a\0b']) {
+    const e = thrown(() => t.subscribe(f, 1));
+    assert.equal(e.code, 'ERR_INVALID_TOPIC', f);
+    assert.match(e.message, /^ERR_INVALID_TOPIC: /, f);
+  }
+  assert.equal(thrown(() => t.unsubscribe('#/a', 1)).code, 'ERR_INVALID_TOPIC');
+  assert.equal(t.size, 0);
+});
+
+test('RetainedIndex: set, delete, match by filter', () => {
+  const r = new binding.RetainedIndex();
+  for (const topic of ['a', 'a/b', 'a/b/c', 'b/b', '$SYS/x']) r.set(topic);
+  r.set('a/b');
+  assert.equal(r.size, 5);
+  assert.deepEqual(r.match('a/#').sort(), ['a', 'a/b', 'a/b/c']);
+  assert.deepEqual(r.match('+/b').sort(), ['a/b', 'b/b']);
+  assert.deepEqual(r.match('#').sort(), ['a', 'a/b', 'a/b/c', 'b/b'], '[MQTT-4.7.2-1]');
+  assert.deepEqual(r.match('$SYS/#'), ['$SYS/x']);
+  assert.deepEqual(r.match('nothing/here'), []);
+  assert.equal(r.delete('a/b'), true);
+  assert.equal(r.delete('a/b'), false);
+  assert.deepEqual(r.match('a/#').sort(), ['a', 'a/b/c']);
+  assert.equal(r.size, 4);
+});
+
+test('RetainedIndex: matchJoined agrees with match', () => {
+  const r = new binding.RetainedIndex();
+  for (let s = 0; s < 20; s++) for (let d = 0; d < 50; d++) r.set(`site/${s}/dev/${d}/temp`);
+  for (const f of ['#', 'site/3/#', 'site/+/dev/7/temp', 'site/3/dev/7/temp', 'none']) {
+    const joined = r.matchJoined(f);
+    const split = joined === '' ? [] : joined.split('\0');
+    assert.deepEqual(split.sort(), r.match(f).sort(), f);
+  }
+});
+
+test('RetainedIndex: invalid names and filters throw ERR_INVALID_TOPIC', () => {
+  const r = new binding.RetainedIndex();
+  assert.equal(thrown(() => r.set('a/+')).code, 'ERR_INVALID_TOPIC');
+  assert.equal(thrown(() => r.set('')).code, 'ERR_INVALID_TOPIC');
+  assert.equal(thrown(() => r.match('a/#/b')).code, 'ERR_INVALID_TOPIC');
+  assert.equal(r.size, 0);
+});
+
+test('validateTopicName / validateTopicFilter return null or the reason', () => {
+  assert.equal(binding.validateTopicName('a/b'), null);
+  assert.match(binding.validateTopicName('a/+') ?? '', /wildcard/);
+  assert.match(binding.validateTopicName('') ?? '', /empty/);
+  assert.match(binding.validateTopicName('x'.repeat(65536)) ?? '', /65535/);
+  assert.equal(binding.validateTopicFilter('a/+/#'), null);
+  assert.equal(binding.validateTopicFilter('$share/g/a/#'), null);
+  assert.match(binding.validateTopicFilter('$share//a') ?? '', /group/);
+  assert.match(binding.validateTopicFilter('a/#/b') ?? '', /'#'/);
+  assert.equal(typeof binding.coreVersion(), 'string');
+});
