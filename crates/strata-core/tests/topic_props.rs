@@ -27,8 +27,30 @@ fn naive_match(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// Levels that collide often, plus a wider set so that some nodes get more than
+/// eight children (the trie's hash-table representation) and some levels are
+/// longer than the 16 bytes stored inline.
+const NARROW: &[&str] = &["a", "b", "", "$s", "c"];
+const WIDE: &[&str] = &[
+    "n0",
+    "n1",
+    "n2",
+    "n3",
+    "n4",
+    "n5",
+    "n6",
+    "n7",
+    "n8",
+    "n9",
+    "n10",
+    "n11",
+    "a-level-longer-than-16-bytes",
+    "0123456789abcdef",
+    "0123456789abcdefg",
+];
+
 fn level() -> impl Strategy<Value = &'static str> {
-    prop_oneof![Just("a"), Just("b"), Just(""), Just("$s"), Just("c")]
+    prop_oneof![3 => prop::sample::select(NARROW), 2 => prop::sample::select(WIDE)]
 }
 
 fn topic() -> impl Strategy<Value = String> {
