@@ -11,6 +11,7 @@
 //!   (most of them) stay small.
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use foldhash::fast::RandomState;
@@ -206,14 +207,22 @@ impl Children {
         matches!(self, Children::None)
     }
 
-    #[inline]
+    /// The child at level `p`. The small representations are inlined into the
+    /// walk; the hash-table probe is a separate call so it does not make every
+    /// lookup pay for its register spills.
+    #[inline(always)]
     fn get(&self, p: &Probe<'_>, state: &LevelHasher) -> Option<u32> {
         match self {
             Children::None => None,
             Children::One(e) => e.key.matches(p).then_some(e.node),
             Children::Few(v) => v.iter().find(|e| e.key.matches(p)).map(|e| e.node),
-            Children::Many(t) => t.find(p.hash(state), |e| e.key.matches(p)).map(|e| e.node),
+            Children::Many(t) => Self::get_many(t, p, state),
         }
+    }
+
+    #[inline(never)]
+    fn get_many(t: &HashTable<Edge>, p: &Probe<'_>, state: &LevelHasher) -> Option<u32> {
+        t.find(p.hash(state), |e| e.key.matches(p)).map(|e| e.node)
     }
 
     /// Insert a child that is known to be absent.
@@ -521,18 +530,71 @@ fn emit(subs: &Option<Box<Subs>>, out: &mut Vec<u32>) {
 /// `children` are literal levels (never `+` or `#`); `plus` is the `+` child or
 /// [`ROOT`] for none; `here` holds filters that end at this node and `hash`
 /// filters that continue with a final `/#` (at the root: the filter `#` itself).
+/// `solo` is `id + 1` when the only subscription ending here is one plain `id`
+/// (the common case of an exact filter), kept in the node itself so matching it
+/// costs no extra cache miss; `solo` and `here` are never both set.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 struct Node {
     children: Children,
     plus: u32,
+    solo: Option<NonZeroU32>,
     here: Option<Box<Subs>>,
     hash: Option<Box<Subs>>,
 }
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.plus == ROOT && self.here.is_none() && self.hash.is_none()
+        self.children.is_empty()
+            && self.plus == ROOT
+            && self.solo.is_none()
+            && self.here.is_none()
+            && self.hash.is_none()
+    }
+
+    /// Add a subscription that ends at this node (not a `/#` one).
+    fn insert_here(&mut self, group: Option<&str>, id: u32) -> bool {
+        if self.here.is_none() && group.is_none() {
+            match self.solo {
+                None => {
+                    if let Some(solo) = id.checked_add(1).and_then(NonZeroU32::new) {
+                        self.solo = Some(solo);
+                        return true;
+                    }
+                }
+                Some(solo) if solo.get() - 1 == id => return false,
+                Some(_) => {}
+            }
+        }
+        let here = self.here.get_or_insert_with(Box::default);
+        if let Some(solo) = self.solo.take() {
+            here.insert(None, solo.get() - 1);
+        }
+        here.insert(group, id)
+    }
+
+    /// Remove a subscription that ends at this node (not a `/#` one).
+    fn remove_here(&mut self, group: Option<&str>, id: u32) -> bool {
+        if group.is_none() && self.solo.is_some_and(|s| s.get() - 1 == id) {
+            self.solo = None;
+            return true;
+        }
+        let Some(here) = self.here.as_mut() else {
+            return false;
+        };
+        let removed = here.remove(group, id);
+        if here.is_empty() {
+            self.here = None;
+        }
+        removed
+    }
+
+    #[inline]
+    fn emit_here(&self, out: &mut Vec<u32>) {
+        if let Some(solo) = self.solo {
+            out.push(solo.get() - 1);
+        }
+        emit(&self.here, out);
     }
 }
 
@@ -710,10 +772,13 @@ impl SubscriptionTrie {
             }
         }
         let node = &mut self.nodes[cur as usize];
-        let slot = if hash { &mut node.hash } else { &mut node.here };
-        let added = slot
-            .get_or_insert_with(Box::default)
-            .insert(parsed.group, id);
+        let added = if hash {
+            node.hash
+                .get_or_insert_with(Box::default)
+                .insert(parsed.group, id)
+        } else {
+            node.insert_here(parsed.group, id)
+        };
         self.len += usize::from(added);
         Ok(added)
     }
@@ -748,15 +813,22 @@ impl SubscriptionTrie {
             cur = next;
         }
         let node = &mut self.nodes[cur as usize];
-        let slot = if hash { &mut node.hash } else { &mut node.here };
-        let Some(subs) = slot.as_mut() else {
-            return Ok(false);
+        let removed = if hash {
+            match node.hash.as_mut() {
+                None => false,
+                Some(subs) => {
+                    let removed = subs.remove(parsed.group, id);
+                    if subs.is_empty() {
+                        node.hash = None;
+                    }
+                    removed
+                }
+            }
+        } else {
+            node.remove_here(parsed.group, id)
         };
-        if !subs.remove(parsed.group, id) {
+        if !removed {
             return Ok(false);
-        }
-        if subs.is_empty() {
-            *slot = None;
         }
         self.len -= 1;
         // Prune from the bottom while nodes are left empty.
@@ -833,7 +905,7 @@ impl SubscriptionTrie {
         for &n in cur.as_slice() {
             let node = &self.nodes[n as usize];
             emit(&node.hash, out);
-            emit(&node.here, out);
+            node.emit_here(out);
         }
     }
 
@@ -849,6 +921,11 @@ impl SubscriptionTrie {
             seen[i as usize] = true;
             let n = &self.nodes[i as usize];
             assert!(i == ROOT || !n.is_empty(), "empty node {i}");
+            assert!(
+                n.solo.is_none() || n.here.is_none(),
+                "solo and here both set"
+            );
+            count += usize::from(n.solo.is_some());
             for s in [&n.here, &n.hash].into_iter().flatten() {
                 assert!(!s.is_empty());
                 count += s.ids.len() + s.shared.iter().map(|g| g.members.len()).sum::<usize>();
@@ -1177,6 +1254,41 @@ mod tests {
             let want = [le64(&padded[..8]), le64(&padded[8..])];
             assert_eq!(pack(&text[..n]), want, "{n}");
         }
+    }
+
+    #[test]
+    fn solo_id_moves_in_and_out_of_the_node() {
+        let mut t = SubscriptionTrie::new();
+        assert!(t.subscribe("a/b", 7).unwrap());
+        assert!(!t.subscribe("a/b", 7).unwrap());
+        assert_eq!(matches(&t, "a/b"), vec![7]);
+        // A second id, then a shared member, join the first one in the box.
+        assert!(t.subscribe("a/b", 8).unwrap());
+        assert!(t.subscribe("$share/g/a/b", 9).unwrap());
+        assert!(!t.subscribe("a/b", 7).unwrap());
+        t.check();
+        assert_eq!(matches(&t, "a/b"), vec![7, 8, 9]);
+        assert!(t.unsubscribe("a/b", 7).unwrap());
+        assert!(!t.unsubscribe("a/b", 7).unwrap());
+        assert_eq!(matches(&t, "a/b"), vec![8, 9]);
+        assert!(t.unsubscribe("$share/g/a/b", 9).unwrap());
+        assert!(t.unsubscribe("a/b", 8).unwrap());
+        assert_eq!(t.node_count(), 1);
+        // u32::MAX cannot be stored as id + 1: it takes the boxed path.
+        assert!(t.subscribe("x", u32::MAX).unwrap());
+        assert!(!t.subscribe("x", u32::MAX).unwrap());
+        assert!(t.subscribe("x", 0).unwrap());
+        t.check();
+        assert_eq!(matches(&t, "x"), vec![0, u32::MAX]);
+        assert!(t.unsubscribe("x", u32::MAX).unwrap());
+        assert!(t.unsubscribe("x", 0).unwrap());
+        assert!(t.is_empty());
+        assert_eq!(t.node_count(), 1);
+        // A lone shared member does not use the solo slot.
+        assert!(t.subscribe("$share/g/y", 3).unwrap());
+        assert!(t.subscribe("y", 3).unwrap());
+        t.check();
+        assert_eq!(matches(&t, "y"), vec![3, 3]);
     }
 
     #[test]
