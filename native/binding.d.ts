@@ -25,6 +25,13 @@ export declare class RetainedIndex {
    * `ERR_INVALID_TOPIC` for an invalid filter.
    */
   match(filter: string): Array<string>
+  /**
+   * Same as `match`, as one string with the topics separated by U+0000 (which no
+   * topic name contains) — `matchJoined(f).split('\0')` — or `''` when nothing
+   * matches. One JS string instead of one per topic: several times faster for
+   * large answers such as `#`.
+   */
+  matchJoined(filter: string): string
   /** Number of retained topics. */
   get size(): number
 }
@@ -66,6 +73,22 @@ export declare class Store {
    * the page cache and takes well under a millisecond per thousand records.
    */
   fetch(cursorIds: Array<number>, perCursor: number, total?: number | undefined | null, maxBytes?: number | undefined | null): FetchResult
+  /**
+   * Reads the records at `(shards[i], offsets[i])` — positions returned by
+   * `append` — into one buffer plus an offset table (layout as `fetch`). A position
+   * whose record no longer exists (its generation dropped by retention, past its
+   * own retention, in a quarantined segment, or at/after the shard's end) is
+   * reported with `found[i] = 0`, not an error. Throws `ERR_INVALID_ARGUMENT` for
+   * arrays of different lengths, a shard ≥ `nShards` or an offset that is not an
+   * integer in 0..2^53.
+   *
+   * Synchronous, like `fetch`: each position is a binary search plus one read of
+   * about 2 KiB from the page cache; ascending positions in the same segment share
+   * reads. Measured from page cache: ~2.6 µs per random position, 0.7–1 µs per
+   * position in ascending order. A read that misses the page cache goes to disk on
+   * the calling thread, so keep batches to a few thousand positions.
+   */
+  readAt(shards: Uint32Array | number[], offsets: number[]): ReadAtResult
   /** Next offset of a shard (what `waitForAppend` compares against). */
   shardEnd(shard: number): number
   /**
@@ -221,6 +244,21 @@ export interface MetaOp {
   key: Buffer
   /** Value (for `put`). */
   value?: Buffer
+}
+
+/**
+ * Records read by position (`readAt`): one entry per position found, in input
+ * order, entry `j` spanning `offsets[j]..offsets[j+1]` of `buffer` (same layout as
+ * `fetch`, docs/storage.md); `found[i]` is 1 when input position `i` has an entry,
+ * 0 when its record no longer exists (or never did).
+ */
+export interface ReadAtResult {
+  /** Entries of the positions found, back to back. */
+  buffer: Buffer
+  /** Entry boundaries (`found count + 1` values). */
+  offsets: Uint32Array
+  /** Per input position: 1 found, 0 missing. */
+  found: Uint8Array
 }
 
 /** What recovery did at open. */

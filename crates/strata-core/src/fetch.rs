@@ -20,8 +20,12 @@
 //! Invariants: `offsets.len() == entries + 1`, `offsets[0] == 0`, `offsets` is
 //! increasing and `offsets[entries] == buf.len()`; entries of one cursor are
 //! contiguous and in cursor order (`per_cursor[k].delivered` of them for cursor `k`).
+//!
+//! [`read_at`] fills the same layout from a list of `(shard, offset)` positions
+//! ([`ReadAtBatch`]): one entry per position found, in input order, and a per-position
+//! found flag.
 use crate::error::CoreError;
-use crate::log::{Cursor, Log, ReadStatus};
+use crate::log::{Cursor, Log, Position, ReadStatus, RecordRef};
 
 /// Bytes of an entry header.
 pub const ENTRY_HEADER: usize = 32;
@@ -106,19 +110,7 @@ pub fn fetch(
         let buf = &mut out.buf;
         let offsets = &mut out.offsets;
         let r = log.read(c, room, &mut |r| {
-            buf.extend_from_slice(&r.offset.to_le_bytes());
-            buf.extend_from_slice(&r.timestamp.to_le_bytes());
-            buf.extend_from_slice(&(r.payload.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&(r.properties.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&(r.topic.len() as u16).to_le_bytes());
-            buf.extend_from_slice(&(r.publisher.len() as u16).to_le_bytes());
-            buf.push(r.qos | if r.retain { 4 } else { 0 });
-            buf.push(0);
-            buf.extend_from_slice(&shard.to_le_bytes());
-            buf.extend_from_slice(r.publisher);
-            buf.extend_from_slice(r.topic);
-            buf.extend_from_slice(r.properties);
-            buf.extend_from_slice(r.payload);
+            push_entry(buf, shard, r);
             offsets.push(buf.len() as u32);
         })?;
         total += r.delivered;
@@ -131,6 +123,86 @@ pub fn fetch(
     if out.buf.len() > u32::MAX as usize {
         return Err(CoreError::InvalidArgument(
             "fetch exceeded 4 GiB; lower the limits".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Appends one entry (layout in the module docs) to `buf`.
+fn push_entry(buf: &mut Vec<u8>, shard: u16, r: &RecordRef<'_>) {
+    buf.reserve(
+        ENTRY_HEADER + r.publisher.len() + r.topic.len() + r.properties.len() + r.payload.len(),
+    );
+    buf.extend_from_slice(&r.offset.to_le_bytes());
+    buf.extend_from_slice(&r.timestamp.to_le_bytes());
+    buf.extend_from_slice(&(r.payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&(r.properties.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&(r.topic.len() as u16).to_le_bytes());
+    buf.extend_from_slice(&(r.publisher.len() as u16).to_le_bytes());
+    buf.push(r.qos | if r.retain { 4 } else { 0 });
+    buf.push(0);
+    buf.extend_from_slice(&shard.to_le_bytes());
+    buf.extend_from_slice(r.publisher);
+    buf.extend_from_slice(r.topic);
+    buf.extend_from_slice(r.properties);
+    buf.extend_from_slice(r.payload);
+}
+
+/// Records read by position ([`read_at`]).
+///
+/// Invariants: `found.len()` is the number of positions asked for; `offsets` has one
+/// more value than there are `1`s in `found`; entry `j` is the `j`-th found position
+/// in input order (same layout as [`FetchBatch`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadAtBatch {
+    /// All entries, back to back.
+    pub buf: Vec<u8>,
+    /// Start of each entry, plus the end.
+    pub offsets: Vec<u32>,
+    /// Per input position: 1 = found (has an entry), 0 = missing.
+    pub found: Vec<u8>,
+}
+
+impl ReadAtBatch {
+    /// Number of entries (positions found).
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+    /// True when no position was found.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Decodes entry `i` (the `i`-th position found, not the `i`-th asked for).
+    pub fn entry(&self, i: usize) -> Option<Entry<'_>> {
+        entry_at(&self.buf, &self.offsets, i)
+    }
+}
+
+/// Reads the records at `positions` (see [`Log::read_at`]) into one batch: one entry
+/// per position found, in input order. Missing positions are flagged, not errors.
+pub fn read_at(log: &Log, positions: &[Position]) -> Result<ReadAtBatch, CoreError> {
+    let mut out = ReadAtBatch {
+        buf: Vec::new(),
+        offsets: Vec::with_capacity(positions.len() + 1),
+        found: Vec::with_capacity(positions.len()),
+    };
+    out.offsets.push(0);
+    let mut too_big = false;
+    let (buf, offsets, found) = (&mut out.buf, &mut out.offsets, &mut out.found);
+    log.read_at(positions, &mut |i, r| {
+        match r {
+            Some(r) if !too_big => {
+                push_entry(buf, positions[i].shard as u16, r);
+                too_big = buf.len() > u32::MAX as usize;
+                offsets.push(buf.len() as u32);
+                found.push(1);
+            }
+            _ => found.push(0),
+        };
+    })?;
+    if too_big {
+        return Err(CoreError::InvalidArgument(
+            "readAt exceeded 4 GiB; read fewer positions at a time".into(),
         ));
     }
     Ok(out)
@@ -162,26 +234,30 @@ pub struct Entry<'a> {
 impl FetchBatch {
     /// Decodes entry `i`.
     pub fn entry(&self, i: usize) -> Option<Entry<'_>> {
-        let start = *self.offsets.get(i)? as usize;
-        let end = *self.offsets.get(i + 1)? as usize;
-        let e = self.buf.get(start..end)?;
-        let u32_at = |p: usize| u32::from_le_bytes(e[p..p + 4].try_into().expect("4")) as usize;
-        let u16_at = |p: usize| u16::from_le_bytes(e[p..p + 2].try_into().expect("2")) as usize;
-        let (pl, prl, tl, publ) = (u32_at(16), u32_at(20), u16_at(24), u16_at(26));
-        let p0 = ENTRY_HEADER;
-        let t0 = p0 + publ;
-        let r0 = t0 + tl;
-        let y0 = r0 + prl;
-        Some(Entry {
-            offset: u64::from_le_bytes(e[0..8].try_into().expect("8")),
-            timestamp: u64::from_le_bytes(e[8..16].try_into().expect("8")),
-            shard: u16_at(30) as u16,
-            qos: e[28] & 3,
-            retain: e[28] & 4 != 0,
-            publisher: &e[p0..t0],
-            topic: &e[t0..r0],
-            properties: &e[r0..y0],
-            payload: &e[y0..y0 + pl],
-        })
+        entry_at(&self.buf, &self.offsets, i)
     }
+}
+
+fn entry_at<'a>(buf: &'a [u8], offsets: &[u32], i: usize) -> Option<Entry<'a>> {
+    let start = *offsets.get(i)? as usize;
+    let end = *offsets.get(i + 1)? as usize;
+    let e = buf.get(start..end)?;
+    let u32_at = |p: usize| u32::from_le_bytes(e[p..p + 4].try_into().expect("4")) as usize;
+    let u16_at = |p: usize| u16::from_le_bytes(e[p..p + 2].try_into().expect("2")) as usize;
+    let (pl, prl, tl, publ) = (u32_at(16), u32_at(20), u16_at(24), u16_at(26));
+    let p0 = ENTRY_HEADER;
+    let t0 = p0 + publ;
+    let r0 = t0 + tl;
+    let y0 = r0 + prl;
+    Some(Entry {
+        offset: u64::from_le_bytes(e[0..8].try_into().expect("8")),
+        timestamp: u64::from_le_bytes(e[8..16].try_into().expect("8")),
+        shard: u16_at(30) as u16,
+        qos: e[28] & 3,
+        retain: e[28] & 4 != 0,
+        publisher: &e[p0..t0],
+        topic: &e[t0..r0],
+        properties: &e[r0..y0],
+        payload: &e[y0..y0 + pl],
+    })
 }

@@ -2,8 +2,9 @@
 //!
 //! The message is `"<CODE>: <text>"` (e.g. `ERR_INVALID_TOPIC: invalid topic: '#'
 //! must be the last level of a topic filter`), so the stable code survives any path
-//! to JS; for synchronous throws the code is also the napi status, which napi-rs
-//! exposes as `error.code`.
+//! to JS — synchronous throws and Promise rejections alike; for synchronous throws the
+//! code is also the napi status, which napi-rs exposes as `error.code`. JS callers
+//! should read the prefix (`/^(ERR_[A-Z_]+): /`), which every path carries.
 use napi::Status;
 use strata_core::error::CoreError;
 
@@ -12,9 +13,9 @@ pub fn to_napi_coded(e: CoreError) -> napi::Error<String> {
     napi::Error::new(e.code().to_string(), format!("{}: {e}", e.code()))
 }
 
-/// For Promise rejections, where the error status must be a `napi::Status`: the
-/// stable code is carried by the message prefix.
-#[allow(dead_code)] // for async bindings (the store binding keeps its own copy for now)
+/// For Promise rejections (deferreds, async tasks), where the error status must be a
+/// `napi::Status`: the stable code is carried by the message prefix, and
+/// `error.code` is napi's own `GenericFailure`.
 pub fn to_napi(e: CoreError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, format!("{}: {e}", e.code()))
 }

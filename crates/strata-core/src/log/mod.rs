@@ -9,6 +9,7 @@
 //! - `n_shards` and the site id are written to `STORE` at first start and never change.
 //! - A message is stored once, in shard `crc32c(publisher) % n_shards`.
 //! - Each append's completion runs exactly once, after the policy's durability point.
+mod position;
 mod record;
 mod segment;
 mod shard;
@@ -804,18 +805,7 @@ impl Log {
                 skipped,
             });
         };
-        let now = now_ms();
-        let opts = &self.opts;
-        let simple = opts.retention_overrides.is_empty();
-        let global = opts.retention_ms;
-        let visible = move |r: &RecordRef<'_>| {
-            let keep = if simple {
-                global
-            } else {
-                opts.retention_for(r.topic)
-            };
-            keep.is_none_or(|k| now.saturating_sub(r.timestamp) <= k)
-        };
+        let visible = self.visibility(now_ms());
         let req = StreamRead {
             batch,
             filter: cur.filter.as_deref(),
@@ -840,6 +830,69 @@ impl Log {
             delivered: raw.delivered,
             skipped: raw.skipped,
         })
+    }
+
+    /// `true` for a record still within its retention at time `now`.
+    fn visibility(&self, now: u64) -> impl Fn(&RecordRef<'_>) -> bool + '_ {
+        let opts = &self.opts;
+        let simple = opts.retention_overrides.is_empty();
+        let global = opts.retention_ms;
+        move |r: &RecordRef<'_>| {
+            let keep = if simple {
+                global
+            } else {
+                opts.retention_for(r.topic)
+            };
+            keep.is_none_or(|k| now.saturating_sub(r.timestamp) <= k)
+        }
+    }
+
+    /// Reads records by position: calls `sink(i, record)` for every `positions[i]`, in
+    /// input order, with `None` when no record is visible there — its generation was
+    /// dropped by retention, its segment quarantined, it is past its own retention
+    /// (hidden from cursor reads too), or the offset is at or beyond the shard's end.
+    /// A missing record is not an error. Returns how many were found.
+    ///
+    /// Each lookup is O(log n) — generation by offset range, segment by base offset,
+    /// sparse index — plus a walk of at most `index_interval` bytes; consecutive
+    /// positions in the same segment reuse the bytes already read and continue from
+    /// the previous record. Reads sealed segments and the committed bytes of the
+    /// active one alike (an append's positions are readable once it completed).
+    ///
+    /// Errors: [`CoreError::InvalidArgument`] for a shard ≥ `n_shards` (checked before
+    /// anything is read), [`CoreError::Io`] for a failed read, [`CoreError::Corrupt`]
+    /// for an unverifiable record in the active segment (in a sealed segment it is
+    /// quarantined instead and its positions reported missing).
+    pub fn read_at(
+        &self,
+        positions: &[Position],
+        sink: &mut dyn FnMut(usize, Option<&RecordRef<'_>>),
+    ) -> Result<usize, CoreError> {
+        let n = self.n_shards();
+        if let Some(p) = positions.iter().find(|p| p.shard >= n) {
+            return Err(CoreError::InvalidArgument(format!(
+                "shard {} out of range: the store has {n} shards",
+                p.shard
+            )));
+        }
+        let visible = self.visibility(now_ms());
+        let mut windows: Vec<position::Window> = Vec::new();
+        let mut found = 0;
+        for (i, p) in positions.iter().enumerate() {
+            let s = p.shard as usize;
+            if windows.len() <= s {
+                windows.resize_with(s + 1, Default::default);
+            }
+            let shared = &self.shards[s].shared;
+            match windows[s].lookup(shared, p.offset.0)? {
+                position::Lookup::Found(r) if visible(&r) => {
+                    found += 1;
+                    sink(i, Some(&r));
+                }
+                _ => sink(i, None),
+            }
+        }
+        Ok(found)
     }
 
     /// Statistics for `ds info`.

@@ -178,6 +178,12 @@ pub fn decode(
     Ok((rec, total))
 }
 
+/// Parses a frame whose checksum [`decode`] has already verified (no second crc).
+pub fn decode_verified(buf: &[u8], base_offset: u64, base_ts: u64) -> Option<RecordRef<'_>> {
+    let total = frame_len(buf).ok()?;
+    parse_body(buf.get(FRAME_HEADER..total)?, base_offset, base_ts)
+}
+
 fn parse_body(body: &[u8], base_offset: u64, base_ts: u64) -> Option<RecordRef<'_>> {
     let od = u32::from_le_bytes(body.get(0..4)?.try_into().ok()?);
     let td = u32::from_le_bytes(body.get(4..8)?.try_into().ok()?);

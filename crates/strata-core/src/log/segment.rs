@@ -458,6 +458,20 @@ impl Segment {
         }
     }
 
+    /// Like [`Segment::seek_offset`], plus the next index entry `(position, offset)`
+    /// when there is one: the record of `offset` then lies wholly before that
+    /// position. Interpolates a first guess (index offsets grow almost linearly) and
+    /// gallops from it, so a lookup touches O(log distance) entries, O(log n) at worst.
+    pub fn seek_offset_bounded(&self, offset: u64) -> ((u64, u64), Option<(u64, u64)>) {
+        let idx = self.index.read().expect("poisoned");
+        let i = partition_near(&idx, offset);
+        let before = match i {
+            0 => (HEADER_LEN, self.base_offset),
+            _ => (idx[i - 1].pos, idx[i - 1].offset),
+        };
+        (before, idx.get(i).map(|e| (e.pos, e.offset)))
+    }
+
     /// Best starting point to find the first record with timestamp ≥ `ts`.
     pub fn seek_time(&self, ts: u64) -> (u64, u64) {
         let idx = self.index.read().expect("poisoned");
@@ -465,6 +479,48 @@ impl Segment {
         match i {
             0 => (HEADER_LEN, self.base_offset),
             _ => (idx[i - 1].pos, idx[i - 1].offset),
+        }
+    }
+}
+
+/// `idx.partition_point(|e| e.offset <= offset)`, by interpolation then galloping.
+fn partition_near(idx: &[IndexEntry], offset: u64) -> usize {
+    let n = idx.len();
+    let (Some(first), Some(last)) = (idx.first(), idx.last()) else {
+        return 0;
+    };
+    if offset < first.offset {
+        return 0;
+    }
+    if offset >= last.offset {
+        return n;
+    }
+    // Here n ≥ 2 and first.offset ≤ offset < last.offset, so the guess is in 0..n-1.
+    let span = u128::from(last.offset - first.offset);
+    let guess = (u128::from(offset - first.offset) * (n as u128 - 1) / span) as usize;
+    let tail = |a: usize, b: usize| a + 1 + idx[a + 1..b].partition_point(|e| e.offset <= offset);
+    let mut step = 1;
+    if idx[guess].offset <= offset {
+        // Invariant: idx[a].offset ≤ offset; the answer is in (a, n].
+        let mut a = guess;
+        loop {
+            let b = (a + step).min(n);
+            if b == n || idx[b].offset > offset {
+                return tail(a, b);
+            }
+            a = b;
+            step *= 2;
+        }
+    } else {
+        // Invariant: idx[b].offset > offset; the answer is in (0, b] (idx[0] ≤ offset).
+        let mut b = guess;
+        loop {
+            let a = b.saturating_sub(step);
+            if idx[a].offset <= offset {
+                return tail(a, b);
+            }
+            b = a;
+            step *= 2;
         }
     }
 }
@@ -483,4 +539,34 @@ pub fn create(path: &Path, base_offset: u64, base_ts: u64, sync: bool) -> io::Re
     }
     let r = File::open(path)?;
     Ok((w, r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_near_equals_partition_point() {
+        // Irregular spacing, including runs of equal gaps and big jumps.
+        let mut idx = Vec::new();
+        let mut o = 100u64;
+        for k in 0..300u64 {
+            idx.push(IndexEntry {
+                offset: o,
+                pos: k,
+                ts: 0,
+            });
+            o += 1 + (k * k * 7919) % 23 + if k % 50 == 0 { 500 } else { 0 };
+        }
+        for n in (0..idx.len()).filter(|n| *n < 6 || n % 13 == 0) {
+            let idx = &idx[..n];
+            for offset in 0..o + 10 {
+                assert_eq!(
+                    partition_near(idx, offset),
+                    idx.partition_point(|e| e.offset <= offset),
+                    "n {n} offset {offset}"
+                );
+            }
+        }
+    }
 }

@@ -55,6 +55,10 @@ pub struct Generation {
     pub id: u32,
     /// Creation time (ms); the generation covers `[start_ts, next generation's start)`.
     pub start_ts: u64,
+    /// Lower bound of the offsets it holds: the shard's next offset when it was
+    /// created (at open: that, or its first segment's base if lower). Non-decreasing
+    /// in generation order, so a position's generation is found by binary search.
+    pub first_offset: u64,
     /// Directory.
     pub dir: PathBuf,
     /// Segments ordered by base offset (gaps only where a segment was quarantined).
@@ -344,6 +348,7 @@ impl Shard {
             }
             seg_paths.sort();
             let mut segs: Vec<Arc<Segment>> = Vec::new();
+            let mut first_offset = next_offset;
             let n_segs = seg_paths.len();
             for (si, path) in seg_paths.into_iter().enumerate() {
                 let last_in_gen = si + 1 == n_segs;
@@ -423,6 +428,9 @@ impl Shard {
                     }
                 }
                 rec.records += summary.records;
+                if segs.is_empty() {
+                    first_offset = first_offset.min(base);
+                }
                 next_offset = next_offset.max(summary.end_offset);
                 segs.push(Arc::new(Segment::new(
                     path, f, base, base_ts, summary, sealed,
@@ -438,6 +446,7 @@ impl Shard {
             gens.push(Arc::new(Generation {
                 id: gid,
                 start_ts,
+                first_offset,
                 dir: gdir,
                 segments: RwLock::new(segs),
                 streams: RwLock::new(structs),
@@ -702,6 +711,7 @@ impl Writer {
         let g = Arc::new(Generation {
             id,
             start_ts: ts,
+            first_offset: self.next_offset,
             dir,
             segments: RwLock::new(Vec::new()),
             streams: RwLock::new(Vec::new()),
@@ -892,10 +902,11 @@ impl Writer {
                 if let Some(s) = self.seg.as_mut() {
                     s.2 = new_len;
                 }
+                // The end first: once an append completes, `shard_end` covers it.
+                self.shared.publish_end(self.next_offset);
                 for (first, d) in batch.reqs {
                     d(Ok(first as u64));
                 }
-                self.shared.publish_end(self.next_offset);
             }
             Err(e) => {
                 self.next_offset = start_offset;
@@ -1167,7 +1178,7 @@ pub(crate) fn read_stream(
 }
 
 /// Takes a sealed segment found corrupt while reading out of service.
-fn quarantine_live(gen: &Generation, seg: &Arc<Segment>, at: u64) {
+pub(crate) fn quarantine_live(gen: &Generation, seg: &Arc<Segment>, at: u64) {
     gen.segments
         .write()
         .expect("poisoned")
