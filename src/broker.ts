@@ -15,12 +15,14 @@ import type { Connection } from './connection.js';
 import { type BrokerEvents, type ClientInfo, type Gates, type ListenAddresses, permissiveGates } from './hooks/index.js';
 import { createLogger, type Logger } from './log.js';
 import { createMessage, type Message } from './message.js';
+import type { MetaOp } from './native.js';
 import { TopicTrie } from './native.js';
 import type { QoS } from './protocol/codec.js';
 import { RC } from './protocol/reason-codes.js';
 import { MemoryRetainedStore, type RetainedStore } from './retained.js';
 import { deliver, type DeliveryLimits } from './session/delivery.js';
-import type { Session, Subscription, SubscriptionOptions } from './session/session.js';
+import { DurableSessions, decodeWill, encodeWill, type SessionRecord } from './session/durable.js';
+import type { Pending, Session, Subscription, SubscriptionOptions } from './session/session.js';
 import { MemorySessionStore, type SessionStore } from './session/store.js';
 import { listenTcp } from './server/tcp.js';
 import { listenTls } from './server/tls.js';
@@ -56,6 +58,7 @@ export interface BrokerMetrics {
   messagesRouted: number;
   messagesDropped: number;
   protocolErrors: number;
+  storeErrors: number;
 }
 
 export class Broker extends EventEmitter<BrokerEvents> {
@@ -64,14 +67,16 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly gates: Gates;
   readonly sessions: SessionStore;
   readonly retained: RetainedStore;
-  readonly metrics: BrokerMetrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0 };
+  readonly metrics: BrokerMetrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0 };
   /** Every open socket, connected or not (for shutdown). */
   readonly connections = new Set<Connection>();
   private readonly trie = new TopicTrie();
   private readonly subs: (SubRecord | undefined)[] = [];
   private readonly freeIds: number[] = [];
   private readonly servers: Server[] = [];
-  private readonly limits: DeliveryLimits;
+  readonly limits: DeliveryLimits;
+  /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
+  durable: DurableSessions | null = null;
   private readonly drops = { dropped: 0 };
   private routeSeq = 0;
   private readonly touched: Session[] = [];
@@ -95,6 +100,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       maxQueued: this.config['mqtt.max_queued_messages'],
       queueQos0: this.config['mqtt.queue_qos0'],
       writeHighWatermark: this.config['mqtt.write_high_watermark'],
+      batchSize: this.config['durable_sessions.batch_size'],
     };
   }
 
@@ -104,15 +110,61 @@ export class Broker extends EventEmitter<BrokerEvents> {
    */
   async listen(): Promise<ListenAddresses> {
     try {
+      if (this.config['durable_sessions.enable'] && !this.durable) await this.openStore();
       await this.bindListeners();
     } catch (e) {
       await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       this.addresses = {};
+      await this.durable?.close().catch(() => undefined);
+      this.durable = null;
       throw e;
     }
     this.log.info({ ...this.addresses }, 'listening');
     this.emit('listening', this.addresses);
     return this.addresses;
+  }
+
+  /** Open the embedded store and bring back retained messages and persistent sessions. */
+  private async openStore(): Promise<void> {
+    const c = this.config;
+    const fsync = c['durable_storage.fsync'];
+    const durable = await DurableSessions.open(
+      c['node.data_dir'],
+      { nShards: c['durable_storage.messages.n_shards'], fsync, retentionMs: c['durable_sessions.message_retention_period'] * 1000 },
+      this.log,
+    );
+    this.durable = durable;
+    const t0 = Date.now();
+    const retained = durable.loadRetained();
+    for (const msg of retained) this.retained.set(msg);
+    const sessions = durable.loadSessions();
+    const now = Date.now();
+    let queued = 0;
+    const restored: [Session, (typeof sessions)[number]][] = [];
+    for (const r of sessions) {
+      const session = this.sessions.create(r.clientId);
+      session.expiryInterval = r.record.expiry;
+      session.durable = durable.recorder(session);
+      for (const { filter, opts } of r.subscriptions) this.subscribe(session, filter, opts);
+      for (const { pending, packetId, phase } of r.entries) {
+        if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
+          session.inflight.set(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
+        } else {
+          session.queue.push(pending);
+        }
+        queued++;
+      }
+      for (const id of r.incomingQos2) session.incomingQos2.add(id);
+      restored.push([session, r]);
+    }
+    // Wills and expiry only once every subscription is back, so a will published now reaches them.
+    for (const [session, r] of restored) {
+      // Sessions that were connected when the broker stopped count as disconnected now.
+      const since = r.record.disconnectedAt || now;
+      if (r.record.will) this.scheduleWill(session, decodeWill(r.record.will, r.clientId), r.record.will.delay - (now - since) / 1000);
+      this.startExpiry(session, r.record.expiry - (now - since) / 1000);
+    }
+    this.log.info({ sessions: sessions.length, queued, retained: retained.length, ms: Date.now() - t0 }, 'durable state loaded');
   }
 
   private async bindListeners(): Promise<void> {
@@ -151,6 +203,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
     for (const conn of [...this.connections]) conn.socket.destroy();
     await Promise.all(closed);
+    await this.durable?.close();
     this.log.info('closed');
     this.emit('closed');
   }
@@ -205,6 +258,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     session.connection = conn;
     conn.session = session;
     this.metrics.connections++;
+    this.recordSession(session, conn.will ? encodeWill(conn.will.msg, conn.will.delaySeconds) : null, 0);
     return { session, sessionPresent };
   }
 
@@ -223,26 +277,68 @@ export class Broker extends EventEmitter<BrokerEvents> {
     conn.will = null;
     if (will) {
       if (will.delaySeconds === 0 || session.expiryInterval === 0) this.publishWill(will.msg, conn);
-      else {
-        // [MQTT-3.1.3-9] published after the delay, or when the session ends if sooner.
-        const pending = { ...will, timer: null as NodeJS.Timeout | null };
-        pending.timer = setTimeout(() => {
-          if (session.pendingWill === pending) {
-            session.pendingWill = null;
-            this.publishWill(pending.msg, null);
-          }
-        }, will.delaySeconds * 1000);
-        pending.timer.unref();
-        session.pendingWill = pending;
-      }
+      else this.scheduleWill(session, will.msg, will.delaySeconds);
     }
     if (session.expiryInterval === 0) this.endSession(session);
-    else if (session.expiryInterval !== 0xffffffff) {
-      session.expiryTimer = setTimeout(() => this.endSession(session), session.expiryInterval * 1000);
-      session.expiryTimer.unref();
+    else {
+      this.recordSession(session, session.pendingWill ? encodeWill(session.pendingWill.msg, will?.delaySeconds ?? 0) : null, Date.now());
+      this.startExpiry(session, session.expiryInterval);
     }
     this.log.debug({ clientId: conn.clientId, reason: conn.closeReason }, 'client disconnected');
     if (this.listenerCount('client.disconnected') > 0) this.emit('client.disconnected', conn, conn.closeReason);
+  }
+
+  /**
+   * Keep the durable record of a persistent session in step: created or refreshed when it
+   * (re)connects or disconnects; a session whose expiry became 0 leaves the store.
+   */
+  private recordSession(session: Session, will: SessionRecord['will'], disconnectedAt: number): void {
+    const durable = this.durable;
+    if (!durable) return;
+    if (session.expiryInterval === 0) {
+      if (session.durable) {
+        session.durable = null;
+        durable.deleteSession(session.clientId);
+      }
+      return;
+    }
+    session.durable ??= durable.recorder(session);
+    durable.putSession(session.clientId, { expiry: session.expiryInterval, disconnectedAt, will }).catch((e: unknown) => this.onStoreError(null, e as Error));
+  }
+
+  /** [MQTT-3.1.3-9] a will published after its delay, or when the session ends if sooner. */
+  private scheduleWill(session: Session, msg: Message, delaySeconds: number): void {
+    if (delaySeconds <= 0) {
+      this.publishWill(msg, null);
+      return;
+    }
+    const pending = { msg, delaySeconds, timer: null as NodeJS.Timeout | null };
+    pending.timer = setTimeout(() => {
+      if (session.pendingWill === pending) {
+        session.pendingWill = null;
+        this.publishWill(pending.msg, null);
+        if (session.connection === null) this.recordSession(session, null, Date.now());
+      }
+    }, delaySeconds * 1000);
+    pending.timer.unref();
+    session.pendingWill = pending;
+  }
+
+  /** End the session after `seconds` (0xFFFFFFFF: never). */
+  private startExpiry(session: Session, seconds: number): void {
+    if (session.expiryInterval === 0xffffffff) return;
+    if (seconds <= 0) {
+      this.endSession(session);
+      return;
+    }
+    session.expiryTimer = setTimeout(() => this.endSession(session), seconds * 1000);
+    session.expiryTimer.unref();
+  }
+
+  /** A storage write failed: logged once per failure, counted; the broker keeps serving. */
+  onStoreError(conn: Connection | null, err: Error): void {
+    this.metrics.storeErrors++;
+    this.log.error({ clientId: conn?.clientId, err: err.message, code: (err as { code?: string }).code }, 'storage write failed');
   }
 
   /** Remove a session: its subscriptions, its timers; a pending will goes out now. */
@@ -260,6 +356,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       this.publishWill(will.msg, null);
     }
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    if (session.durable) {
+      session.durable = null;
+      this.durable?.deleteSession(session.clientId);
+    }
   }
 
   private publishWill(msg: Message, conn: Connection | null): void {
@@ -269,7 +369,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const fresh = createMessage(msg.topic, msg.payload, msg.qos, msg.retain, msg.properties, msg.publisher);
     const answer = this.gates.authorizePublish(info, fresh);
     const go = (ok: boolean | number): void => {
-      if (ok === true) this.publish(fresh, conn);
+      if (ok === true) this.publish(fresh, conn)?.catch((e: unknown) => this.onStoreError(conn, e as Error));
     };
     if (answer instanceof Promise) answer.then(go, () => undefined);
     else go(answer);
@@ -283,8 +383,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   // ---- subscriptions --------------------------------------------------------------------
 
-  /** Add or replace a subscription ([MQTT-3.8.4-3]). Returns true if it already existed. */
-  subscribe(session: Session, filter: string, opts: SubscriptionOptions): boolean {
+  /**
+   * Add or replace a subscription ([MQTT-3.8.4-3]). Returns true if it already existed. For a
+   * persistent session the durable write is pushed onto `writes` (SUBACK waits for it).
+   */
+  subscribe(session: Session, filter: string, opts: SubscriptionOptions, writes: Promise<void>[] | null = null): boolean {
+    if (writes && session.durable && this.durable) writes.push(this.durable.putSubscription(session.clientId, filter, opts));
     const existing = session.subscriptions.get(filter);
     if (existing) {
       const sub: Subscription = { ...opts, filter, trieId: existing.trieId };
@@ -307,6 +411,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     if (!sub) return false;
     session.subscriptions.delete(filter);
     this.removeSub(sub);
+    if (session.durable && this.durable) this.durable.deleteSubscription(session.clientId, filter).catch((e: unknown) => this.onStoreError(null, e as Error));
     const conn = session.connection;
     if (conn && this.listenerCount('session.unsubscribed') > 0) this.emit('session.unsubscribed', conn, filter);
     return true;
@@ -324,61 +429,97 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * Accept a message: update the retained store, then deliver to every matching session
    * once, at the highest granted QoS among its matching subscriptions (capped by the
    * message QoS), with all their subscription identifiers ([MQTT-3.3.4-2], [MQTT-3.3.4-3]).
+   *
+   * In-memory sessions get the message at once. When persistent sessions need it at QoS > 0
+   * (or it is retained), it is appended to the log once and indexed for each of them; the
+   * returned Promise resolves when that is durable — the publisher's PUBACK waits for it —
+   * and only then do those sessions get it. null when nothing had to be stored.
    */
-  publish(msg: Message, from: Connection | null): void {
+  publish(msg: Message, from: Connection | null): Promise<void> | null {
     this.metrics.messagesReceived++;
     if (msg.retain) this.retained.set(msg);
     if (this.listenerCount('message.publish') > 0) this.emit('message.publish', from, msg);
     const ids = this.trie.match(msg.topic);
     const n = ids.length;
-    if (n === 0) return;
     const now = msg.receivedAt;
+    let stored: Pending[] | null = null;
+    let storedFor: Session[] | null = null;
+    const route = (session: Session, qos: QoS, retain: boolean, subIds: number[] | undefined): void => {
+      this.metrics.messagesRouted++;
+      if (qos > 0 && session.durable !== null) {
+        (stored ??= []).push({ msg, qos, retain, subIds });
+        (storedFor ??= []).push(session);
+        return;
+      }
+      deliver(session, msg, qos, retain, subIds, this.limits, this.drops, now);
+    };
     if (n === 1) {
       const rec = this.subs[ids[0] as number];
-      if (!rec) return;
-      const { session, sub } = rec;
-      if (sub.noLocal && msg.publisher === session.clientId) return; // [MQTT-3.8.3-3]
-      const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
-      // [MQTT-3.3.1-12]/[MQTT-3.3.1-13]: retain flag kept only with Retain As Published.
-      this.metrics.messagesRouted++;
-      deliver(session, msg, (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS, sub.retainAsPublished && msg.retain, subIds, this.limits, this.drops, now);
-      this.syncDrops();
+      if (rec && !(rec.sub.noLocal && msg.publisher === rec.session.clientId)) {
+        // [MQTT-3.8.3-3] no-local; [MQTT-3.3.1-12]/[MQTT-3.3.1-13] retain flag kept only with Retain As Published.
+        const { session, sub } = rec;
+        route(session, (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS, sub.retainAsPublished && msg.retain, sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined);
+      }
+    } else if (n > 1) {
+      const seq = ++this.routeSeq;
+      const touched = this.touched;
+      touched.length = 0;
+      for (let i = 0; i < n; i++) {
+        const rec = this.subs[ids[i] as number];
+        if (!rec) continue;
+        const { session, sub } = rec;
+        if (sub.noLocal && msg.publisher === session.clientId) continue;
+        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+        const retain = sub.retainAsPublished && msg.retain;
+        let st = this.stamp.get(session);
+        if (!st || st.seq !== seq) {
+          if (!st) {
+            st = { seq, qos, retain, subIds: undefined };
+            this.stamp.set(session, st);
+          }
+          st.seq = seq;
+          st.qos = qos;
+          st.retain = retain;
+          st.subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
+          touched.push(session);
+        } else {
+          if (qos > st.qos) st.qos = qos;
+          st.retain ||= retain;
+          if (sub.subscriptionId !== undefined) (st.subIds ??= []).push(sub.subscriptionId);
+        }
+      }
+      for (const session of touched) {
+        const st = this.stamp.get(session);
+        if (st) route(session, st.qos, st.retain, st.subIds);
+      }
+      touched.length = 0;
+    }
+    this.syncDrops();
+    const durable = this.durable;
+    if (!durable || (stored === null && !msg.retain)) return null;
+    return this.store(durable, msg, stored ?? [], storedFor ?? []);
+  }
+
+  /** Append once, index for each persistent session, then deliver to them (see publish). */
+  private async store(durable: DurableSessions, msg: Message, stored: Pending[], sessions: Session[]): Promise<void> {
+    const retainOps: MetaOp[] = msg.retain ? durable.retainOps(msg) : [];
+    if (stored.length === 0) {
+      await durable.write(retainOps);
       return;
     }
-    const seq = ++this.routeSeq;
-    const touched = this.touched;
-    touched.length = 0;
-    for (let i = 0; i < n; i++) {
-      const rec = this.subs[ids[i] as number];
-      if (!rec) continue;
-      const { session, sub } = rec;
-      if (sub.noLocal && msg.publisher === session.clientId) continue;
-      const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
-      const retain = sub.retainAsPublished && msg.retain;
-      let st = this.stamp.get(session);
-      if (!st || st.seq !== seq) {
-        if (!st) {
-          st = { seq, qos, retain, subIds: undefined };
-          this.stamp.set(session, st);
-        }
-        st.seq = seq;
-        st.qos = qos;
-        st.retain = retain;
-        st.subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
-        touched.push(session);
-      } else {
-        if (qos > st.qos) st.qos = qos;
-        st.retain ||= retain;
-        if (sub.subscriptionId !== undefined) (st.subIds ??= []).push(sub.subscriptionId);
+    const pos = await durable.append(msg);
+    const targets = stored.map((pending, i) => ({ clientId: (sessions[i] as Session).clientId, pending }));
+    await Promise.all([durable.enqueue(pos, targets), retainOps.length > 0 ? durable.write(retainOps) : null]);
+    const now = Date.now();
+    stored.forEach((p, i) => {
+      const session = sessions[i] as Session;
+      if (session.durable === null || this.sessions.get(session.clientId) !== session) {
+        // The session ended (or stopped being persistent) while the message was stored.
+        if (p.ref) durable.forget(session.clientId, p.ref);
+        return;
       }
-    }
-    for (const session of touched) {
-      const st = this.stamp.get(session);
-      if (!st) continue;
-      this.metrics.messagesRouted++;
-      deliver(session, msg, st.qos, st.retain, st.subIds, this.limits, this.drops, now);
-    }
-    touched.length = 0;
+      deliver(session, msg, p.qos, p.retain, p.subIds, this.limits, this.drops, now, p.ref);
+    });
     this.syncDrops();
   }
 
@@ -399,6 +540,6 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Publish from the application embedding the broker (like Aedes' broker.publish). */
   publishMessage(topic: string, payload: Buffer | string, opts: { qos?: QoS; retain?: boolean } = {}): void {
     const msg = createMessage(topic, typeof payload === 'string' ? Buffer.from(payload) : payload, opts.qos ?? 0, opts.retain ?? false, undefined, '');
-    this.publish(msg, null);
+    this.publish(msg, null)?.catch((e: unknown) => this.onStoreError(null, e as Error));
   }
 }

@@ -15,6 +15,7 @@ interface KeySpec {
   min?: number;
   max?: number;
   values?: readonly string[];
+  pattern?: RegExp;
   doc: string;
 }
 
@@ -29,6 +30,11 @@ export const CONFIG_KEYS = {
   'listener.tls.keyfile': { kind: 'string', default: '', doc: 'PEM private key for TLS/WSS' },
   'listener.wss.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'WSS port; -1 disables' },
   'node.data_dir': { kind: 'string', default: './data', doc: 'Directory of the embedded store' },
+  'durable_sessions.enable': { kind: 'bool', default: true, doc: 'Persistent sessions, their queues and retained messages live in the embedded store' },
+  'durable_sessions.batch_size': { kind: 'int', default: 100, min: 1, max: 100000, doc: 'Messages read from the store per batch when a session drains its queue' },
+  'durable_sessions.message_retention_period': { kind: 'duration', default: 86400, min: 0, max: 315360000, doc: 'How long the log keeps messages (0 = forever); older generations are dropped whole' },
+  'durable_storage.messages.n_shards': { kind: 'int', default: 4, min: 1, max: 1024, doc: 'Log shards (by publisher client id); fixed at first start' },
+  'durable_storage.fsync': { kind: 'string', default: 'always', pattern: /^(always|none|interval:[1-9][0-9]*)$/, doc: 'always | interval:<ms> | none (see README: what is durable)' },
   'log.level': { kind: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'Log level' },
   'mqtt.max_packet_size': { kind: 'int', default: 1048576, min: 64, max: 268435455, doc: 'Largest packet accepted (bytes); advertised as Maximum Packet Size' },
   'mqtt.max_clientid_len': { kind: 'int', default: 65535, min: 23, max: 65535, doc: 'Longest client id accepted' },
@@ -36,7 +42,7 @@ export const CONFIG_KEYS = {
   'mqtt.max_session_expiry_interval': { kind: 'duration', default: 4294967295, min: 0, max: 4294967295, doc: 'Cap on the v5 Session Expiry Interval a client asks for' },
   'mqtt.max_inflight': { kind: 'int', default: 128, min: 1, max: 65535, doc: 'Outbound QoS1/2 window per client (further capped by the client Receive Maximum)' },
   'mqtt.receive_maximum': { kind: 'int', default: 1024, min: 1, max: 65535, doc: 'Inbound QoS 2 window advertised to v5 clients' },
-  'mqtt.max_queued_messages': { kind: 'int', default: 10000, min: 0, max: 100000000, doc: 'Messages queued per session behind the inflight window or while offline' },
+  'mqtt.max_queued_messages': { kind: 'int', default: 1000000, min: 0, max: 100000000, doc: 'Messages queued per session behind the inflight window or while offline' },
   'mqtt.queue_qos0': { kind: 'bool', default: false, doc: 'Queue QoS 0 messages for offline persistent sessions' },
   'mqtt.max_topic_alias': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Topic Alias Maximum accepted from v5 clients' },
   'mqtt.max_qos': { kind: 'int', default: 2, min: 0, max: 2, doc: 'Maximum QoS granted' },
@@ -106,6 +112,7 @@ function coerce(key: string, raw: unknown, where: string): number | boolean | st
       break;
     case 'string':
       if (typeof raw !== 'string' && typeof raw !== 'number') v = bad('must be a string');
+      else if (spec.pattern && !spec.pattern.test(String(raw))) v = bad(`must match ${spec.pattern.source}`);
       else v = String(raw);
       break;
   }

@@ -45,9 +45,15 @@ export class Connection implements ClientInfo {
   /** Why the connection closed; reported in `client.disconnected`. */
   closeReason = '';
 
+  /**
+   * PUBACK / PUBREC waiting behind an earlier one whose message is not durable yet: they leave
+   * in the order the PUBLISH packets came in ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
+   */
+  private readonly ackQueue: { buf: Buffer | null; ready: boolean }[] = [];
   private readonly framer: Framer;
   private readonly decoder = new Decoder();
   private held: Packet[] | null = null;
+  private holds = 0;
   private corked = false;
   private timer: NodeJS.Timeout | null = null;
   private readonly uncork = (): void => {
@@ -118,11 +124,17 @@ export class Connection implements ClientInfo {
 
   /** Hold inbound packets while an asynchronous CONNECT gate runs. */
   holdInput(): void {
+    this.holds++;
     this.held ??= [];
   }
 
-  /** Replay packets held during authentication, in arrival order. */
+  /**
+   * End one hold; when none is left, replay the held packets in arrival order. Holds nest: a
+   * gate that starts inside another gate's continuation keeps input held until both end.
+   */
   releaseInput(): void {
+    if (this.holds > 0) this.holds--;
+    if (this.holds > 0) return;
     const held = this.held;
     this.held = null;
     while (held && held.length > 0 && this.state !== 'closed') {
@@ -191,6 +203,27 @@ export class Connection implements ClientInfo {
       process.nextTick(this.uncork);
     }
     this.socket.write(buf);
+  }
+
+  /** Send an acknowledgement now, or after those reserved before it. */
+  ack(buf: Buffer): void {
+    if (this.ackQueue.length === 0) this.write(buf);
+    else this.ackQueue.push({ buf, ready: true });
+  }
+
+  /** Reserve the next acknowledgement slot; call the result with the bytes (null: send nothing). */
+  reserveAck(): (buf: Buffer | null) => void {
+    const slot: { buf: Buffer | null; ready: boolean } = { buf: null, ready: false };
+    this.ackQueue.push(slot);
+    return (buf) => {
+      slot.buf = buf;
+      slot.ready = true;
+      const q = this.ackQueue;
+      while (q.length > 0 && (q[0] as { ready: boolean }).ready) {
+        const head = q.shift() as { buf: Buffer | null };
+        if (head.buf) this.write(head.buf);
+      }
+    };
   }
 
   send(packet: Packet): void {

@@ -92,3 +92,19 @@ export function encodeDelivery(
   if (qos > 0) out.writeUInt16BE(messageId, packetIdOffset(out));
   return out;
 }
+
+/** v5 properties as stored with a message in the log / metadata (JSON; binary fields base64). */
+export function encodeProperties(props: PublishProperties | undefined): Buffer | null {
+  if (!props) return null;
+  const o: Record<string, unknown> = { ...props };
+  if (props.correlationData) o['correlationData'] = { b64: props.correlationData.toString('base64') };
+  return Buffer.from(JSON.stringify(o));
+}
+
+export function decodeProperties(bytes: Buffer | null | undefined): PublishProperties | undefined {
+  if (!bytes || bytes.length === 0) return undefined;
+  const o = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+  const cd = o['correlationData'] as { b64?: string } | undefined;
+  if (cd && typeof cd.b64 === 'string') o['correlationData'] = Buffer.from(cd.b64, 'base64');
+  return o as PublishProperties;
+}

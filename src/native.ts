@@ -103,3 +103,156 @@ export function validateTopicFilter(filter: string): string | null {
 }
 
 export const coreVersion: string = binding.coreVersion();
+
+// ---- durable store ----------------------------------------------------------------------
+
+export type StoreOpenOptions = Binding.StoreOptions;
+export type StoreStats = Binding.StoreStats;
+export type RecoveryInfo = Binding.RecoveryInfo;
+export type MetaTable = 'sessions' | 'subscriptions' | 'cursors' | 'acks' | 'retained' | 'system';
+export type MetaOp =
+  | { op: 'put'; table: MetaTable; key: Buffer; value: Buffer }
+  | { op: 'delete' | 'deletePrefix'; table: MetaTable; key: Buffer };
+
+/** Where a message lives in the log: stored once, referenced by every session that needs it. */
+export interface LogPosition {
+  shard: number;
+  offset: number;
+}
+
+/** One record read back from the log. */
+export interface StoredMessage extends LogPosition {
+  timestamp: number;
+  publisher: string;
+  topic: string;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  properties: Buffer;
+  payload: Buffer;
+}
+
+/**
+ * Decode the batch-fetch entry layout (docs/storage.md): one Buffer, an offset table with
+ * count + 1 boundaries. Payload and properties are views into the batch buffer.
+ */
+export function decodeEntries(buffer: Buffer, offsets: Uint32Array): StoredMessage[] {
+  const out: StoredMessage[] = [];
+  for (let i = 0; i + 1 < offsets.length; i++) {
+    const at = offsets[i] as number;
+    const payloadLen = buffer.readUInt32LE(at + 16);
+    const propsLen = buffer.readUInt32LE(at + 20);
+    const topicLen = buffer.readUInt16LE(at + 24);
+    const pubLen = buffer.readUInt16LE(at + 26);
+    const flags = buffer[at + 28] as number;
+    let p = at + 32;
+    const publisher = buffer.toString('utf8', p, p + pubLen);
+    p += pubLen;
+    const topic = buffer.toString('utf8', p, p + topicLen);
+    p += topicLen;
+    const properties = buffer.subarray(p, p + propsLen);
+    p += propsLen;
+    out.push({
+      offset: Number(buffer.readBigUInt64LE(at)),
+      timestamp: Number(buffer.readBigUInt64LE(at + 8)),
+      shard: buffer.readUInt16LE(at + 30),
+      publisher,
+      topic,
+      qos: (flags & 3) as 0 | 1 | 2,
+      retain: (flags & 4) !== 0,
+      properties,
+      payload: buffer.subarray(p, p + payloadLen),
+    });
+  }
+  return out;
+}
+
+async function wrapAsync<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    throw wrapNativeError(e);
+  }
+}
+
+function wrapSync<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw wrapNativeError(e);
+  }
+}
+
+/**
+ * The embedded durable store (crates/strata-core log + meta): sharded append-only log with
+ * group commit, and a transactional metadata store. Errors are `NativeError` with a stable
+ * `code` (ERR_STORE_DISK_FULL, ERR_STORE_LOCKED, …).
+ */
+export class DurableStore {
+  private constructor(private readonly inner: Binding.Store) {}
+
+  /** Open (recovering) or create the store in `dir`, off the event loop. */
+  static async open(dir: string, options: StoreOpenOptions = {}): Promise<DurableStore> {
+    return new DurableStore(await wrapAsync(binding.Store.open(dir, options)));
+  }
+
+  get siteId(): string {
+    return this.inner.siteId;
+  }
+
+  get nShards(): number {
+    return this.inner.nShards;
+  }
+
+  /** Append one message; resolves once durable per the fsync policy (group commit). */
+  append(publisher: string, topic: string, qos: number, retain: boolean, payload: Buffer, properties: Buffer | null): Promise<LogPosition> {
+    return wrapAsync(this.inner.appendOne(publisher, topic, qos, retain, payload, properties));
+  }
+
+  /** Read messages back by position, in input order; null where retention dropped one. */
+  readAt(positions: readonly LogPosition[]): (StoredMessage | null)[] {
+    if (positions.length === 0) return [];
+    const shards = positions.map((p) => p.shard);
+    const offsets = positions.map((p) => p.offset);
+    const r = wrapSync(() => this.inner.readAt(shards, offsets));
+    const found = decodeEntries(r.buffer, r.offsets);
+    let k = 0;
+    return positions.map((_p, i) => (r.found[i] ? (found[k++] ?? null) : null));
+  }
+
+  metaGet(table: MetaTable, key: Buffer): Buffer | null {
+    return wrapSync(() => this.inner.metaGet(table, key));
+  }
+
+  /** Every entry whose key starts with `prefix`, paging through the binding's scan. */
+  metaScanAll(table: MetaTable, prefix: Buffer): { key: Buffer; value: Buffer }[] {
+    const out: { key: Buffer; value: Buffer }[] = [];
+    let after: Buffer | null = null;
+    for (;;) {
+      const page: Binding.MetaEntry[] = wrapSync(() => this.inner.metaScan(table, prefix, after, 10000));
+      out.push(...page);
+      if (page.length < 10000) return out;
+      after = (page[page.length - 1] as Binding.MetaEntry).key;
+    }
+  }
+
+  /** Apply metadata writes atomically; resolves once committed (group commit). */
+  metaApply(ops: MetaOp[]): Promise<void> {
+    return wrapAsync(this.inner.metaApply(ops));
+  }
+
+  stats(): StoreStats {
+    return wrapSync(() => this.inner.stats());
+  }
+
+  recovery(): RecoveryInfo {
+    return wrapSync(() => this.inner.recovery());
+  }
+
+  flush(): Promise<void> {
+    return wrapAsync(this.inner.flush());
+  }
+
+  close(): Promise<void> {
+    return wrapAsync(this.inner.close());
+  }
+}

@@ -1,6 +1,11 @@
 /** Shared test helpers: a broker on ephemeral loopback ports, MQTT.js clients, raw packet clients. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as netConnect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Duplex } from 'node:stream';
-import { connect as netConnect, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { generate, parser as createParser, type IConnectPacket, type Packet } from 'mqtt-packet';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { createBroker, type Broker, type BrokerOptions } from '../src/index.js';
@@ -14,17 +19,113 @@ export interface TestBroker {
   close(): Promise<void>;
 }
 
+/** A temporary directory, removed by the returned function. */
+export function tempDir(prefix = 'strata-test-'): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A broker on ephemeral loopback ports with its embedded store in a fresh temp dir. */
 export async function startBroker(opts: BrokerOptions = {}): Promise<TestBroker> {
+  const tmp = opts.dataDir === undefined ? tempDir() : null;
   const broker = createBroker({
     port: 0,
     host: '127.0.0.1',
     wsPort: null,
+    dataDir: tmp?.dir,
     ...opts,
-    config: { 'log.level': 'silent', ...opts.config },
+    config: { 'log.level': 'silent', 'durable_storage.messages.n_shards': 2, ...opts.config },
   });
   const addr = await broker.listen();
   const port = addr.tcp as number;
-  return { broker, port, wsPort: addr.ws, url: `mqtt://127.0.0.1:${port}`, close: () => broker.close() };
+  return {
+    broker,
+    port,
+    wsPort: addr.ws,
+    url: `mqtt://127.0.0.1:${port}`,
+    close: async () => {
+      await broker.close();
+      tmp?.remove();
+    },
+  };
+}
+
+/** A port that was free a moment ago (listen on 0, read it, close). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+/**
+ * `stratamq start` in a child process on a fixed port and data dir, so it can be killed
+ * with SIGKILL and started again on the same store.
+ */
+export class BrokerProcess {
+  private child: ChildProcess | null = null;
+  output = '';
+
+  constructor(
+    readonly port: number,
+    readonly dataDir: string,
+    readonly extraArgs: string[] = [],
+  ) {}
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Start and resolve once the broker logs 'listening'. */
+  async start(timeoutMs = 20000): Promise<void> {
+    const child = spawn(process.execPath, [CLI, 'start', '--host', '127.0.0.1', '--port', String(this.port), '--ws-port', '0', '--data-dir', this.dataDir, ...this.extraArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    this.output = ''; // readiness is read from this run's output only
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`broker did not start: ${this.output.slice(-2000)}`)), timeoutMs);
+      const onData = (b: Buffer): void => {
+        this.output += b.toString();
+        if (this.output.includes('"msg":"listening"')) {
+          clearTimeout(t);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', (b: Buffer) => (this.output += b.toString()));
+      child.once('exit', (code) => {
+        clearTimeout(t);
+        reject(new Error(`broker exited with ${code}: ${this.output.slice(-2000)}`));
+      });
+    });
+  }
+
+  /** SIGKILL: no shutdown code runs. Resolves when the process is gone. */
+  async kill9(): Promise<void> {
+    await this.signal('SIGKILL');
+  }
+
+  /** SIGTERM: graceful stop. */
+  async stop(): Promise<void> {
+    await this.signal('SIGTERM');
+  }
+
+  private async signal(sig: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    this.child = null;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(sig);
+    await gone;
+  }
 }
 
 /** MQTT.js client, connected (rejects on CONNACK failure). No auto-reconnect. */

@@ -44,7 +44,7 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
 
   if (qos === 2 && session.incomingQos2.has(id)) {
     // [MQTT-4.3.3-9] a re-sent QoS 2 PUBLISH is acknowledged again but not delivered twice.
-    conn.write(encodeAck(5, id, conn.protocolVersion));
+    conn.ack(encodeAck(5, id, conn.protocolVersion));
     return;
   }
   if (qos === 2 && session.incomingQos2.size >= cfg['mqtt.receive_maximum']) {
@@ -55,21 +55,51 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   if (v5 && props?.payloadFormatIndicator && !isUtf8(payload)) {
     // [MQTT-3.3.2-4]-ish: the sender said UTF-8; refuse the message, not the connection.
     if (qos === 0) throw new ProtocolViolation(RC.PayloadFormatInvalid, 'payload is not UTF-8 as its format indicator says');
-    conn.write(encodeAck(qos === 1 ? 4 : 5, id, 5, RC.PayloadFormatInvalid));
+    conn.ack(encodeAck(qos === 1 ? 4 : 5, id, 5, RC.PayloadFormatInvalid));
     return;
   }
 
   const msg = createMessage(topic, payload, qos, p.retain, props, conn.clientId);
   conn.gate(broker.gates.authorizePublish(conn, msg), (allowed) => {
-    if (allowed === true) {
-      broker.publish(msg, conn);
-      if (qos === 2) session.incomingQos2.add(id);
-      if (qos > 0) conn.write(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion));
+    if (allowed !== true) {
+      const rc = typeof allowed === 'number' ? allowed : RC.NotAuthorized;
+      broker.onClientError(conn, new Error(`PUBLISH to ${topic} not authorized`));
+      // v5 says no with the reason code; 3.1.1 has no way to, so the flow completes without delivery.
+      if (qos > 0) conn.ack(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion, v5 ? rc : 0));
       return;
     }
-    const rc = typeof allowed === 'number' ? allowed : RC.NotAuthorized;
-    broker.onClientError(conn, new Error(`PUBLISH to ${topic} not authorized`));
-    // v5 says no with the reason code; 3.1.1 has no way to, so the flow completes without delivery.
-    if (qos > 0) conn.write(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion, v5 ? rc : 0));
+    const durable = broker.publish(msg, conn);
+    if (qos === 0) {
+      durable?.catch((e: unknown) => broker.onStoreError(conn, e as Error));
+      return;
+    }
+    const ackType = qos === 1 ? 4 : 5;
+    let recorded: Promise<void> | null = null;
+    if (qos === 2) {
+      session.incomingQos2.add(id);
+      // A persistent publisher's QoS 2 id is recorded before PUBREC, so a PUBLISH re-sent
+      // after a restart is still recognised as a duplicate.
+      if (session.durable && broker.durable) recorded = broker.durable.putIncomingQos2(session.clientId, id);
+    }
+    if (!durable && !recorded) {
+      conn.ack(encodeAck(ackType, id, conn.protocolVersion));
+      return;
+    }
+    // PUBACK / PUBREC only once the message is durable for every persistent subscriber.
+    const send = conn.reserveAck();
+    Promise.all([durable, recorded]).then(
+      () => send(encodeAck(ackType, id, conn.protocolVersion)),
+      (err: unknown) => {
+        if (qos === 2) session.incomingQos2.delete(id);
+        broker.onStoreError(conn, err as Error);
+        if (v5) {
+          send(encodeAck(ackType, id, 5, RC.UnspecifiedError));
+        } else {
+          // 3.1.1 cannot refuse a PUBLISH: close without acknowledging so the client sends it again.
+          send(null);
+          conn.close('storage failure: message not acknowledged');
+        }
+      },
+    );
   });
 }

@@ -20,5 +20,17 @@ export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
     return;
   }
   entry.phase = 'pubrel';
-  conn.write(encodeAck(6, id, conn.protocolVersion));
+  // A persistent session records the PUBREL phase first: after a restart it resends PUBREL,
+  // never the PUBLISH the client already has.
+  const recorded = entry.ref ? session.durable?.released(entry, id) : undefined;
+  if (!recorded) {
+    conn.write(encodeAck(6, id, conn.protocolVersion));
+    return;
+  }
+  recorded.then(
+    () => {
+      if (session.connection === conn && session.inflight.get(id) === entry) conn.write(encodeAck(6, id, conn.protocolVersion));
+    },
+    () => undefined,
+  );
 }

@@ -54,13 +54,14 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
   conn.gate(anyAsync ? Promise.all(answers) : (answers as (QoS | false | number)[]), (results) => {
     if (!conn.session) return;
     const retainedToSend: { filter: string; qos: QoS; rap: boolean }[] = [];
+    const writes: Promise<void>[] = [];
     const granted = wanted.map((w, i) => {
       if (w.code >= 0x80) return v5 ? w.code : V3_FAILURE;
       const a = results[i];
       if (a === false || (typeof a === 'number' && a >= 0x80)) return v5 ? (a === false ? RC.NotAuthorized : a) : V3_FAILURE;
       const qos = Math.min(w.opts.qos, typeof a === 'number' ? a : w.opts.qos) as QoS;
       const opts = { ...w.opts, qos };
-      const existed = broker.subscribe(session, w.filter, opts);
+      const existed = broker.subscribe(session, w.filter, opts, writes);
       const shared = w.filter.startsWith('$share/');
       // [MQTT-3.3.1-10]/[MQTT-3.3.1-11]: retained per Retain Handling; none for shared subscriptions.
       if (!shared && (opts.retainHandling === 0 || (opts.retainHandling === 1 && !existed))) {
@@ -68,7 +69,32 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
       }
       return qos;
     });
-    conn.send({ cmd: 'suback', messageId: p.messageId ?? 0, granted });
-    for (const r of retainedToSend) broker.deliverRetained(session, r.filter, r.qos, subId);
+    const suback = (): void => {
+      conn.send({ cmd: 'suback', messageId: p.messageId ?? 0, granted });
+      for (const r of retainedToSend) broker.deliverRetained(session, r.filter, r.qos, subId);
+    };
+    if (writes.length === 0) {
+      suback();
+      return;
+    }
+    // A persistent session's SUBACK waits until its subscriptions are durable; later packets wait too.
+    conn.gate(
+      Promise.all(writes).then(
+        () => true,
+        (e: unknown) => {
+          broker.onStoreError(conn, e as Error);
+          return false;
+        },
+      ),
+      (ok) => {
+        if (ok) {
+          suback();
+          return;
+        }
+        // Not recorded: refuse every filter of this SUBSCRIBE and forget them again.
+        for (const w of wanted) if (session.subscriptions.has(w.filter)) broker.unsubscribe(session, w.filter);
+        conn.send({ cmd: 'suback', messageId: p.messageId ?? 0, granted: granted.map(() => (v5 ? RC.UnspecifiedError : V3_FAILURE)) });
+      },
+    );
   });
 }

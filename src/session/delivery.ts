@@ -1,17 +1,21 @@
 /**
  * Outbound delivery to one session: QoS downgrade is done by the caller; here the inflight
  * window (Receive Maximum), the queue behind it, redelivery on resume, and the per-client
- * limits (Maximum Packet Size, slow-consumer watermark, queue length).
+ * limits (Maximum Packet Size, slow-consumer watermark, queue length). Deliveries of a
+ * persistent session carry a `ref` to their durable index entry; the session's
+ * `durable` recorder is told when they are sent, released and completed.
  */
 import type { Connection } from '../connection.js';
 import { encodeAck, type QoS } from '../protocol/codec.js';
 import { encodeDelivery, isExpired, type Message } from '../message.js';
-import type { Inflight, Pending, Session } from './session.js';
+import type { DurableRef, Inflight, Pending, Session } from './session.js';
 
 export interface DeliveryLimits {
   maxQueued: number;
   queueQos0: boolean;
   writeHighWatermark: number;
+  /** Deliveries loaded from the store per batch when a queue holds only log positions. */
+  batchSize: number;
 }
 
 export interface DropCounter {
@@ -22,22 +26,50 @@ export interface DropCounter {
  * Write one PUBLISH. Returns false when the client's Maximum Packet Size forbids it: the
  * message is then discarded for this client as if delivered ([MQTT-3.1.2-25]).
  */
-function writePublish(conn: Connection, p: Pending, dup: boolean, id: number, now: number): boolean {
-  const buf = encodeDelivery(p.msg, conn.protocolVersion, p.qos, p.retain, dup, id, conn.protocolVersion === 5 ? p.subIds : undefined, now);
+function writePublish(conn: Connection, p: Pending, msg: Message, dup: boolean, id: number, now: number): boolean {
+  const buf = encodeDelivery(msg, conn.protocolVersion, p.qos, p.retain, dup, id, conn.protocolVersion === 5 ? p.subIds : undefined, now);
   if (buf.length > conn.clientMaxPacketSize) return false;
   conn.write(buf);
   const broker = conn.broker;
-  if (broker.listenerCount('message.delivered') > 0) broker.emit('message.delivered', conn.clientId, p.msg, p.qos);
+  if (broker.listenerCount('message.delivered') > 0) broker.emit('message.delivered', conn.clientId, msg, p.qos);
   return true;
 }
 
-/** Start one QoS > 0 delivery in a free window slot. */
-function sendInflight(conn: Connection, session: Session, p: Pending, now: number): void {
+/** A delivery that will not be sent (dropped, expired, too large, record gone). */
+function discard(session: Session, p: Pending): void {
+  if (p.ref) session.durable?.completed(p);
+}
+
+/**
+ * Start one QoS > 0 delivery in a free window slot. A QoS 2 delivery of a persistent session
+ * is sent only once its packet id is durable, so a restart resends it under the same id.
+ */
+function sendInflight(conn: Connection, session: Session, p: Pending, msg: Message, now: number): void {
   const id = session.allocateId();
   const entry = p as Inflight;
   entry.phase = 'publish';
-  if (writePublish(conn, entry, false, id, now)) session.inflight.set(id, entry);
-  else session.dropped++;
+  session.inflight.set(id, entry);
+  const recorded = p.ref ? session.durable?.sent(p, id) : undefined;
+  if (recorded && p.qos === 1) {
+    // QoS 1: the id is recorded in the background, only so a restart can mark the resend DUP.
+    recorded.catch(() => undefined);
+  } else if (recorded) {
+    recorded.then(
+      () => {
+        if (session.connection === conn && conn.connected && session.inflight.get(id) === entry) sendOrDrop(conn, session, id, entry, msg, Date.now());
+      },
+      () => undefined, // stays in flight: resent when the client resumes
+    );
+    return;
+  }
+  sendOrDrop(conn, session, id, entry, msg, now);
+}
+
+function sendOrDrop(conn: Connection, session: Session, id: number, entry: Inflight, msg: Message, now: number): void {
+  if (writePublish(conn, entry, msg, false, id, now)) return;
+  session.inflight.delete(id);
+  session.dropped++;
+  discard(session, entry);
 }
 
 export function deliver(
@@ -49,6 +81,7 @@ export function deliver(
   limits: DeliveryLimits,
   drops: DropCounter,
   now: number,
+  ref?: DurableRef,
 ): void {
   const conn = session.connection;
   if (conn !== null && qos === 0) {
@@ -59,44 +92,68 @@ export function deliver(
       return;
     }
     if (isExpired(msg, now)) return;
-    if (!writePublish(conn, { msg, qos, retain, subIds }, false, 0, now)) session.dropped++;
+    if (!writePublish(conn, { msg, qos, retain, subIds }, msg, false, 0, now)) session.dropped++;
     return;
   }
-  if (isExpired(msg, now)) return; // [MQTT-3.3.2-5]
-  const pending: Pending = { msg, qos, retain, subIds };
+  const pending: Pending = { msg, qos, retain, subIds, ref };
+  if (isExpired(msg, now)) {
+    discard(session, pending); // [MQTT-3.3.2-5]
+    return;
+  }
   if (conn !== null && session.queue.length === 0 && session.inflight.size < conn.window) {
-    sendInflight(conn, session, pending, now);
+    sendInflight(conn, session, pending, msg, now);
     return;
   }
   if (conn === null && qos === 0 && !limits.queueQos0) return;
   if (session.queue.length >= limits.maxQueued) {
     session.dropped++;
     drops.dropped++;
+    discard(session, pending);
     return;
   }
+  // An offline persistent session keeps only the log position: the body is read back in
+  // batches when the client returns, so a large offline queue costs little memory.
+  if (conn === null && ref && session.durable) pending.msg = null;
   session.queue.push(pending);
 }
 
 /** Move queued deliveries into free window slots. */
-export function pump(conn: Connection, session: Session): void {
+export function pump(conn: Connection, session: Session, limits: DeliveryLimits): void {
   const now = Date.now();
   while (session.queue.length > 0 && session.inflight.size < conn.window && conn.connected) {
+    const head = session.queue.peek() as Pending;
+    if (head.msg === null) loadBatch(session, limits.batchSize);
     const p = session.queue.shift() as Pending;
-    if (isExpired(p.msg, now)) continue;
-    if (p.qos === 0) {
-      writePublish(conn, p, false, 0, now);
+    const msg = p.msg;
+    if (msg === null || isExpired(msg, now)) {
+      discard(session, p);
       continue;
     }
-    sendInflight(conn, session, p, now);
+    if (p.qos === 0) {
+      writePublish(conn, p, msg, false, 0, now);
+      continue;
+    }
+    sendInflight(conn, session, p, msg, now);
   }
+}
+
+/** Batch-fetch the bodies of the next queued deliveries that hold only a log position. */
+function loadBatch(session: Session, batchSize: number): void {
+  const batch: Pending[] = [];
+  for (const p of session.queue) {
+    if (batch.length >= batchSize) break;
+    if (p.msg === null) batch.push(p);
+  }
+  session.durable?.load(batch);
 }
 
 /** A QoS 1 PUBACK or QoS 2 PUBCOMP (or a refusing PUBREC) ended this delivery. */
 export function completeOutbound(conn: Connection, session: Session, id: number, entry: Inflight): void {
   session.inflight.delete(id);
+  if (entry.ref) session.durable?.completed(entry);
   const broker = conn.broker;
-  if (broker.listenerCount('message.acked') > 0) broker.emit('message.acked', conn.clientId, entry.msg);
-  if (session.queue.length > 0) pump(conn, session);
+  if (entry.msg && broker.listenerCount('message.acked') > 0) broker.emit('message.acked', conn.clientId, entry.msg);
+  if (session.queue.length > 0) pump(conn, session, broker.limits);
 }
 
 /**
@@ -106,9 +163,17 @@ export function completeOutbound(conn: Connection, session: Session, id: number,
  */
 export function resumeSession(conn: Connection, session: Session): void {
   const now = Date.now();
+  const unloaded = [...session.inflight.values()].filter((e) => e.msg === null && e.phase === 'publish');
+  if (unloaded.length > 0) session.durable?.load(unloaded);
   for (const [id, entry] of session.inflight) {
-    if (entry.phase === 'pubrel') conn.write(encodeAck(6, id, conn.protocolVersion));
-    else if (!writePublish(conn, entry, true, id, now)) session.inflight.delete(id);
+    if (entry.phase === 'pubrel') {
+      conn.write(encodeAck(6, id, conn.protocolVersion));
+      continue;
+    }
+    if (entry.msg === null || !writePublish(conn, entry, entry.msg, true, id, now)) {
+      session.inflight.delete(id);
+      discard(session, entry);
+    }
   }
-  pump(conn, session);
+  pump(conn, session, conn.broker.limits);
 }

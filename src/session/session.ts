@@ -27,11 +27,38 @@ export interface Subscription extends SubscriptionOptions {
 }
 
 /** A delivery waiting for a window slot (or for the client to come back). */
+/** Where a persistent session's delivery is recorded in the durable store. */
+export interface DurableRef {
+  /** Orders a session's deliveries; part of the index key. */
+  readonly seq: number;
+  readonly shard: number;
+  readonly offset: number;
+}
+
 export interface Pending {
-  msg: Message;
+  /** The message, or null while only its log position is held (offline persistent session). */
+  msg: Message | null;
   qos: QoS;
   retain: boolean;
   subIds: number[] | undefined;
+  /** Set for deliveries to persistent sessions: the message is in the log, this is its index entry. */
+  ref?: DurableRef | undefined;
+}
+
+/**
+ * What a persistent session records as its deliveries progress (implemented by the durable
+ * store; in-memory sessions have none). Each call is cheap: writes are batched and
+ * group-committed in the background, ordered per session.
+ */
+export interface SessionPersistence {
+  /** A QoS 2 delivery is about to be sent with packet id `id`; send once this resolves. */
+  sent(p: Pending, id: number): Promise<void>;
+  /** PUBREC received: the delivery enters its PUBREL phase; send PUBREL once this resolves. */
+  released(p: Pending, id: number): Promise<void>;
+  /** The delivery ended (acknowledged, refused, expired or dropped): forget it. */
+  completed(p: Pending): void;
+  /** Fill in `msg` for entries that hold only a log position; those whose record is gone stay null. */
+  load(entries: Pending[]): void;
 }
 
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
@@ -59,6 +86,8 @@ export class Session {
   expiryTimer: NodeJS.Timeout | null = null;
   /** A will waiting out its Will Delay Interval after the connection closed. */
   pendingWill: WillState | null = null;
+  /** Durable record keeping; null for sessions that live in memory only. */
+  durable: SessionPersistence | null = null;
   /** Messages dropped for this session (queue full, slow consumer, too large for the client). */
   dropped = 0;
   private nextId = 1;

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import type { IConnackPacket } from 'mqtt-packet';
 import mqtt from 'mqtt';
-import { client, collect, RawClient } from '../helpers.js';
+import { client, collect, freePort, RawClient } from '../helpers.js';
 
 /** dist/test/integration/cli.test.js → dist/src/cli/main.js */
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -26,15 +26,6 @@ after(() => {
   for (const c of children) c.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** A port that was free a moment ago (listen on 0, read it, close). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '0.0.0.0', resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 let files = 0;
 function configFile(text: string): string {
@@ -125,8 +116,10 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}, killAfterMs = 30000): 
 }
 
 /** Start and wait for the 'listening' log line. */
+let stores = 0;
 async function started(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c: Cli; listening: LogLine }> {
-  const c = cli(['start', '--data-dir', join(dir, 'data'), ...args], env);
+  // Each broker gets its own store: a data directory is locked by the broker that has it open.
+  const c = cli(['start', '--data-dir', join(dir, `data-${++stores}`), ...args], env);
   const listening = await c.waitLog((l) => l.msg === 'listening');
   return { c, listening };
 }
@@ -331,7 +324,7 @@ describe('stratamq start', { concurrency: 3 }, () => {
     ];
     await Promise.all(
       cases.map(async ({ args, env, mentions }) => {
-        const c = cli(['start', '--port', '0', '--ws-port', '0', '--data-dir', join(dir, 'data'), ...args], env);
+        const c = cli(['start', '--port', '0', '--ws-port', '0', '--data-dir', join(dir, `data-${++stores}`), ...args], env);
         const { code } = await c.exited;
         assert.equal(code, 2, `exit code for ${args.join(' ')}; stderr: ${c.stderr()}`);
         assert.match(c.stderr(), /config error/);
@@ -350,7 +343,7 @@ describe('stratamq start', { concurrency: 3 }, () => {
     await new Promise<void>((resolve) => blocker.listen(0, '0.0.0.0', resolve));
     const port = (blocker.address() as { port: number }).port;
     try {
-      const c = cli(['start', '--port', String(port), '--ws-port', '0', '--data-dir', join(dir, 'data')]);
+      const c = cli(['start', '--port', String(port), '--ws-port', '0', '--data-dir', join(dir, `data-${++stores}`)]);
       const { code } = await c.exited;
       assert.equal(code, 1);
       assert.match(c.stderr(), /port in use/);
@@ -366,7 +359,7 @@ describe('stratamq start', { concurrency: 3 }, () => {
     const wsPort = (blocker.address() as { port: number }).port;
     const port = await freePort();
     try {
-      const c = cli(['start', '--port', String(port), '--ws-port', String(wsPort), '--data-dir', join(dir, 'data')]);
+      const c = cli(['start', '--port', String(port), '--ws-port', String(wsPort), '--data-dir', join(dir, `data-${++stores}`)]);
       const { code } = await c.exited;
       assert.equal(code, 1);
       assert.match(c.stderr(), /^stratamq: port in use: .*EADDRINUSE.*:\d+\n$/);
