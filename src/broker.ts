@@ -16,7 +16,7 @@ import { type BrokerEvents, type ClientInfo, type Gates, type ListenAddresses, p
 import { createLogger, type Logger } from './log.js';
 import { createMessage, type Message } from './message.js';
 import type { MetaOp } from './native.js';
-import { TopicTrie } from './native.js';
+import { TopicTrie, validateTopicName } from './native.js';
 import type { QoS } from './protocol/codec.js';
 import { RC } from './protocol/reason-codes.js';
 import { MemoryRetainedStore, type RetainedStore } from './retained.js';
@@ -47,6 +47,8 @@ export interface BrokerOptions {
   retainedStore?: RetainedStore;
 }
 
+const ROUTE_CACHE_MAX = 65536;
+
 interface SubRecord {
   session: Session;
   sub: Subscription;
@@ -71,6 +73,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Every open socket, connected or not (for shutdown). */
   readonly connections = new Set<Connection>();
   private readonly trie = new TopicTrie();
+  /**
+   * Route cache: topic → matching subscription ids, valid until the next subscription change
+   * (cleared then). Not used while any shared subscription exists, since the trie picks a
+   * group member round-robin on each match. Bounded: cleared when it reaches ROUTE_CACHE_MAX.
+   */
+  private readonly routes = new Map<string, Uint32Array>();
+  private sharedSubs = 0;
+  /** Topic names already validated ([MQTT-4.7.3-1]); bounded like the route cache. */
+  private readonly validTopics = new Set<string>();
   private readonly subs: (SubRecord | undefined)[] = [];
   private readonly freeIds: number[] = [];
   private readonly servers: Server[] = [];
@@ -398,6 +409,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
     const id = this.freeIds.pop() ?? this.subs.length;
     this.trie.subscribe(filter, id);
+    this.routes.clear();
+    if (filter.startsWith('$share/')) this.sharedSubs++;
     const sub: Subscription = { ...opts, filter, trieId: id };
     this.subs[id] = { session, sub };
     session.subscriptions.set(filter, sub);
@@ -417,7 +430,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return true;
   }
 
+  private match(topic: string): Uint32Array {
+    if (this.sharedSubs > 0) return this.trie.match(topic);
+    let ids = this.routes.get(topic);
+    if (ids === undefined) {
+      ids = this.trie.match(topic);
+      if (this.routes.size >= ROUTE_CACHE_MAX) this.routes.clear();
+      this.routes.set(topic, ids);
+    }
+    return ids;
+  }
+
+  /** null if `topic` is a valid topic name, else why not. */
+  checkTopicName(topic: string): string | null {
+    if (this.validTopics.has(topic)) return null;
+    const bad = validateTopicName(topic);
+    if (bad === null) {
+      if (this.validTopics.size >= ROUTE_CACHE_MAX) this.validTopics.clear();
+      this.validTopics.add(topic);
+    }
+    return bad;
+  }
+
   private removeSub(sub: Subscription): void {
+    this.routes.clear();
+    if (sub.filter.startsWith('$share/')) this.sharedSubs--;
     this.trie.unsubscribe(sub.filter, sub.trieId);
     this.subs[sub.trieId] = undefined;
     this.freeIds.push(sub.trieId);
@@ -439,7 +476,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.metrics.messagesReceived++;
     if (msg.retain) this.retained.set(msg);
     if (this.listenerCount('message.publish') > 0) this.emit('message.publish', from, msg);
-    const ids = this.trie.match(msg.topic);
+    const ids = this.match(msg.topic);
     const n = ids.length;
     const now = msg.receivedAt;
     let stored: Pending[] | null = null;

@@ -43,6 +43,19 @@ export function createMessage(
   return { topic, payload, qos, retain, properties: props, expiresAt, publisher, receivedAt: now };
 }
 
+/**
+ * Seed the encoding cache with the bytes the message arrived in (QoS 0, retain 0, no
+ * properties): 3.1 and 3.1.1 share one PUBLISH encoding, 5.0 adds a property length.
+ */
+export function seedEncoding(msg: Message, version: ProtocolVersion, frame: Buffer): void {
+  const cache = (msg.encoded ??= new Map());
+  if (version === 5) cache.set(5 * 8, frame);
+  else {
+    cache.set(3 * 8, frame);
+    cache.set(4 * 8, frame);
+  }
+}
+
 export function isExpired(msg: Message, now = Date.now()): boolean {
   return msg.expiresAt !== 0 && msg.expiresAt <= now;
 }

@@ -153,7 +153,9 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions): Promis
     case 'strata': {
       const dataDir = path.join(dir, 'data');
       cmd = process.execPath;
-      args = [STRATA_CLI, 'start', '--port', String(port), '--ws-port', '0', '--data-dir', dataDir];
+      // BENCH_STRATA_NODE_ARGS: node flags for the broker process only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+      const nodeArgs = (process.env['BENCH_STRATA_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+      args = [...nodeArgs, STRATA_CLI, 'start', '--port', String(port), '--ws-port', '0', '--data-dir', dataDir];
       if (strataHasHostFlag()) args.push('--host', '127.0.0.1');
       args.push(...opts.strataArgs);
       break;

@@ -5,10 +5,9 @@
 import { isUtf8 } from 'node:buffer';
 import type { IPublishPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { createMessage } from '../message.js';
-import { encodeAck } from '../protocol/codec.js';
+import { createMessage, seedEncoding } from '../message.js';
+import { type DecodedPublish, encodeAck } from '../protocol/codec.js';
 import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
-import { validateTopicName } from '../native.js';
 
 export function handlePublish(conn: Connection, p: IPublishPacket): void {
   const broker = conn.broker;
@@ -37,7 +36,7 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   }
   // v5 §3.3.4: a zero-length Topic Name without a Topic Alias is a Protocol Error (0x82).
   if (topic === '') throw new ProtocolViolation(RC.ProtocolError, 'empty topic name without a topic alias'); // [MQTT-4.7.3-1]
-  const bad = validateTopicName(topic);
+  const bad = broker.checkTopicName(topic);
   if (bad) throw new ProtocolViolation(RC.TopicNameInvalid, `invalid topic name: ${bad}`); // [MQTT-3.3.2-2]
   if (qos > cfg['mqtt.max_qos']) throw new ProtocolViolation(RC.QoSNotSupported, `QoS ${qos} not supported`); // [MQTT-3.2.2-11]
   if (p.retain && !cfg['mqtt.retain_available']) throw new ProtocolViolation(RC.RetainNotSupported, 'retain not available'); // [MQTT-3.2.2-14]
@@ -60,6 +59,8 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   }
 
   const msg = createMessage(topic, payload, qos, p.retain, props, conn.clientId);
+  const raw = (p as DecodedPublish).raw;
+  if (raw !== undefined) seedEncoding(msg, conn.protocolVersion, raw);
   conn.gate(broker.gates.authorizePublish(conn, msg), (allowed) => {
     if (allowed !== true) {
       const rc = typeof allowed === 'number' ? allowed : RC.NotAuthorized;

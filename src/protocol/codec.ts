@@ -12,6 +12,13 @@ export type ProtocolVersion = 3 | 4 | 5;
 export type QoS = 0 | 1 | 2;
 export type PublishProperties = NonNullable<IPublishPacket['properties']>;
 
+/**
+ * A PUBLISH decoded by the fast path may carry its own wire bytes: a QoS 0, non-retained,
+ * property-less PUBLISH is byte-for-byte what a subscriber of the same protocol family
+ * receives, so it can be forwarded without re-encoding.
+ */
+export type DecodedPublish = IPublishPacket & { raw?: Buffer };
+
 /** Thrown for bytes that do not form a valid packet ([MQTT-1.5.4-1], [MQTT-2.1.3-1] …). */
 export class MalformedPacket extends ProtocolViolation {
   constructor(message: string) {
@@ -55,6 +62,8 @@ function checkProtocolLevel(frame: Buffer): void {
   if (level !== 3 && level !== 4 && level !== 5) throw new UnsupportedProtocolVersion(level);
 }
 
+const ACK_CMDS = ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const;
+
 export class Decoder {
   private readonly parser: Parser;
   private out: Packet | null = null;
@@ -77,6 +86,14 @@ export class Decoder {
     if (type === 3) {
       const fast = this.decodePublish(frame);
       if (fast) return fast;
+    } else if (type >= 4 && type <= 7 && (frame.length === 4 || frame.length === 5)) {
+      // PUBACK / PUBREC / PUBREL / PUBCOMP without properties: the other hot packets.
+      // [MQTT-3.6.1-1] PUBREL has flags 0010, the others 0000.
+      if (((frame[0] as number) & 0x0f) !== (type === 6 ? 2 : 0)) throw new MalformedPacket('reserved header flags');
+      const messageId = frame.readUInt16BE(2);
+      const cmd = ACK_CMDS[type - 4] as 'puback' | 'pubrec' | 'pubrel' | 'pubcomp';
+      if (frame.length === 4) return { cmd, messageId } as Packet;
+      if (this.version === 5) return { cmd, messageId, reasonCode: frame[4] as number } as Packet;
     }
     if (type === 1) checkProtocolLevel(frame);
     this.out = null;
@@ -91,7 +108,7 @@ export class Decoder {
   }
 
   /** Fast PUBLISH decode; returns null to defer to mqtt-packet (v5 with properties). */
-  private decodePublish(frame: Buffer): IPublishPacket | null {
+  private decodePublish(frame: Buffer): DecodedPublish | null {
     const flags = (frame[0] as number) & 0x0f;
     const qos = (flags >> 1) & 0x03;
     if (qos === 3) throw new MalformedPacket('PUBLISH with QoS 3'); // [MQTT-3.3.1-4]
@@ -116,7 +133,7 @@ export class Decoder {
     }
     if (!isUtf8(topicBytes)) throw new MalformedPacket('topic is not valid UTF-8'); // [MQTT-1.5.4-1]
     if (topicBytes.includes(0)) throw new MalformedPacket('topic contains U+0000'); // [MQTT-1.5.4-2]
-    const packet: IPublishPacket = {
+    const packet: DecodedPublish = {
       cmd: 'publish',
       qos: qos as QoS,
       dup: (flags & 0x08) !== 0,
@@ -125,6 +142,7 @@ export class Decoder {
       payload: frame.subarray(pos),
     };
     if (messageId !== undefined) packet.messageId = messageId;
+    if (flags === 0) packet.raw = frame;
     return packet;
   }
 }
