@@ -150,6 +150,36 @@ describe('QoS flows', () => {
   });
 });
 
+describe('routing', () => {
+  test('a subscription made after a topic was routed receives it; after unsubscribe it does not (route cache invalidation)', async () => {
+    const pub = await connected('rc-pub');
+    const early = await connected('rc-early');
+    await subscribe(early, 'rc/+', 0);
+    pub.send({ cmd: 'publish', topic: 'rc/x', payload: Buffer.from('1'), qos: 0, dup: false, retain: false });
+    assert.equal(((await early.next('publish')) as IPublishPacket).payload.toString(), '1');
+    const late = await connected('rc-late');
+    await subscribe(late, 'rc/x', 0);
+    pub.send({ cmd: 'publish', topic: 'rc/x', payload: Buffer.from('2'), qos: 0, dup: false, retain: false });
+    assert.equal(((await late.next('publish')) as IPublishPacket).payload.toString(), '2');
+    assert.equal(((await early.next('publish')) as IPublishPacket).payload.toString(), '2');
+    late.send({ cmd: 'unsubscribe', messageId: 3, unsubscriptions: ['rc/x'] });
+    await late.next('unsuback');
+    pub.send({ cmd: 'publish', topic: 'rc/x', payload: Buffer.from('3'), qos: 0, dup: false, retain: false });
+    assert.equal(((await early.next('publish')) as IPublishPacket).payload.toString(), '3');
+    await assert.rejects(late.next('publish', 150), /timed out/);
+    // A shared group added later still takes turns between its members (the cache is bypassed).
+    const m1 = await connected('rc-m1');
+    const m2 = await connected('rc-m2');
+    await subscribe(m1, '$share/g/rc/x', 0);
+    await subscribe(m2, '$share/g/rc/x', 0);
+    for (let i = 0; i < 4; i++) pub.send({ cmd: 'publish', topic: 'rc/x', payload: Buffer.from(`s${i}`), qos: 0, dup: false, retain: false });
+    const a = [(await m1.next('publish')) as IPublishPacket, (await m1.next('publish')) as IPublishPacket];
+    const b = [(await m2.next('publish')) as IPublishPacket, (await m2.next('publish')) as IPublishPacket];
+    assert.deepEqual([...a, ...b].map((m) => m.payload.toString()).sort(), ['s0', 's1', 's2', 's3']);
+    for (const c of [pub, early, late, m1, m2]) c.end();
+  });
+});
+
 describe('Receive Maximum', () => {
   test('[MQTT-3.3.4-9] no more unacknowledged QoS 1/2 PUBLISH than the client Receive Maximum; acks free slots', async () => {
     const sub = RawClient.memory(broker, 5);
