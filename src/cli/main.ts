@@ -2,7 +2,10 @@
 /** `stratamq` command line (SPEC F1). */
 import { Command, InvalidArgumentError } from 'commander';
 import { createBroker, type Broker } from '../index.js';
-import { ConfigError, type ConfigInput } from '../config.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, type ConfigInput, loadConfig } from '../config.js';
+import { DurableStore, type NativeError } from '../native.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -63,6 +66,43 @@ program
       await running.listen();
     } catch (e) {
       if (!stopping) await fail(e);
+    }
+  });
+
+const ds = program.command('ds').description('durable storage');
+ds.command('info')
+  .description('site id, shards, generations, streams, message counts and disk use of the embedded store')
+  .option('-c, --config <file>', 'config file (for node.data_dir)')
+  .option('--data-dir <dir>', 'directory of the embedded store (default ./data)')
+  .option('--json', 'print JSON')
+  .action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
+    try {
+      const cfg = loadConfig({ file: opts.config, env: process.env, overrides: opts.dataDir ? { 'node.data_dir': opts.dataDir } : {} });
+      const dir = cfg['node.data_dir'];
+      if (!existsSync(join(dir, 'STORE'))) throw new Error(`no store in ${dir}`);
+      // Opening takes the data-dir lock: a running broker holds it, so this fails cleanly then.
+      const store = await DurableStore.open(dir, { nShards: cfg['durable_storage.messages.n_shards'] });
+      const stats = store.stats();
+      await store.close();
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
+        return;
+      }
+      const mb = (b: number): string => `${(b / 1048576).toFixed(1)} MB`;
+      const when = (t?: number): string => (t ? new Date(t).toISOString() : '-');
+      const lines = [`site ${stats.siteId}`, `data dir ${dir}`, `shards ${stats.shards.length}, messages ${stats.records}, disk ${mb(stats.bytes)}`];
+      for (const sh of stats.shards) {
+        lines.push(`shard ${sh.shard}: ${sh.records} messages, ${mb(sh.bytes)}, offsets end ${sh.endOffset}, oldest ${when(sh.oldestTs)}, newest ${when(sh.newestTs)}`);
+        for (const g of sh.generations) {
+          lines.push(`  generation ${g.id}${g.sealed ? ' (sealed)' : ''}: from ${when(g.startTs)}, ${g.streams} streams, ${g.segments} segments, ${g.records} messages, ${mb(g.bytes)}`);
+        }
+      }
+      process.stdout.write(`${lines.join('\n')}\n`);
+    } catch (e) {
+      const err = e as NativeError;
+      const why = err.code === 'ERR_STORE_LOCKED' ? 'the store is in use (is a broker running on it?)' : err.message;
+      process.stderr.write(`stratamq ds info: ${why}\n`);
+      process.exit(1);
     }
   });
 

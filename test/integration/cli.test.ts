@@ -376,3 +376,33 @@ describe('stratamq start', { concurrency: 3 }, () => {
     assert.match(c.stderr(), /port/);
   });
 });
+
+describe('stratamq ds info', () => {
+  test('reports shards, generations and message counts of a stopped broker’s store; refuses while a broker holds it', async () => {
+    const port = await freePort();
+    const data = join(dir, `data-${++stores}`);
+    const c = cli(['start', '--port', String(port), '--ws-port', '0', '--data-dir', data]);
+    await c.waitLog((l) => l.msg === 'listening');
+    const sub = await client(`mqtt://127.0.0.1:${port}`, { clientId: 'ds-sub', clean: false });
+    await sub.subscribeAsync('ds/x', { qos: 1 });
+    await sub.endAsync();
+    const pub = await client(`mqtt://127.0.0.1:${port}`, {});
+    for (let i = 0; i < 3; i++) await pub.publishAsync('ds/x', `m${i}`, { qos: 1 });
+    await pub.endAsync();
+
+    const busy = cli(['ds', 'info', '--data-dir', data]);
+    assert.equal((await busy.exited).code, 1);
+    assert.match(busy.stderr(), /in use/);
+
+    await stop(c);
+    const info = cli(['ds', 'info', '--data-dir', data, '--json']);
+    assert.equal((await info.exited).code, 0, info.stderr());
+    const stats = JSON.parse(info.stdout()) as { siteId: string; records: number; shards: { generations: unknown[] }[] };
+    assert.match(stats.siteId, /^[0-9a-f]{32}$/);
+    assert.equal(stats.records, 3);
+    assert.ok(stats.shards.length >= 1 && stats.shards.some((s) => s.generations.length > 0));
+    const text = cli(['ds', 'info', '--data-dir', data]);
+    assert.equal((await text.exited).code, 0);
+    assert.match(text.stdout(), /messages 3/);
+  });
+});
