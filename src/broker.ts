@@ -112,6 +112,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       queueQos0: this.config['mqtt.queue_qos0'],
       writeHighWatermark: this.config['mqtt.write_high_watermark'],
       batchSize: this.config['durable_sessions.batch_size'],
+      storeQos0: this.config['durable_sessions.qos0'],
     };
   }
 
@@ -483,7 +484,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     let storedFor: Session[] | null = null;
     const route = (session: Session, qos: QoS, retain: boolean, subIds: number[] | undefined): void => {
       this.metrics.messagesRouted++;
-      if (qos > 0 && session.durable !== null) {
+      // Persistent sessions get the message through the store: QoS 1/2 always, QoS 0 while the
+      // client is away (durable_sessions.qos0).
+      if (session.durable !== null && (qos > 0 || (session.connection === null && this.limits.storeQos0))) {
         (stored ??= []).push({ msg, qos, retain, subIds });
         (storedFor ??= []).push(session);
         return;

@@ -16,6 +16,8 @@ export interface DeliveryLimits {
   writeHighWatermark: number;
   /** Deliveries loaded from the store per batch when a queue holds only log positions. */
   batchSize: number;
+  /** QoS 0 messages for offline persistent sessions go through the store (durable_sessions.qos0). */
+  storeQos0: boolean;
 }
 
 export interface DropCounter {
@@ -104,7 +106,7 @@ export function deliver(
     sendInflight(conn, session, pending, msg, now);
     return;
   }
-  if (conn === null && qos === 0 && !limits.queueQos0) return;
+  if (conn === null && qos === 0 && !limits.queueQos0 && !ref) return;
   if (session.queue.length >= limits.maxQueued) {
     session.dropped++;
     drops.dropped++;
@@ -131,6 +133,7 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
     }
     if (p.qos === 0) {
       writePublish(conn, p, msg, false, 0, now);
+      discard(session, p); // QoS 0 is done once written
       continue;
     }
     sendInflight(conn, session, p, msg, now);

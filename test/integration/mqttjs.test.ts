@@ -98,13 +98,15 @@ for (const protocolVersion of [4, 5] as const) {
       const pub = await client(tb, { protocolVersion });
       await pub.publishAsync('pers/1', 'a', { qos: 1 });
       await pub.publishAsync('pers/2', 'b', { qos: 2 });
-      await pub.publishAsync('pers/3', 'c', { qos: 0 }); // QoS 0 is not queued for offline sessions by default
+      await pub.publishAsync('pers/3', 'c', { qos: 0 }); // stored for the offline session too (durable_sessions.qos0)
       const s2 = unconnected(tb, { ...opts });
-      const got = collect(s2, 2);
+      const got = collect(s2, 3);
       const connack = new Promise<boolean>((resolve) => s2.once('connect', (p) => resolve(p.sessionPresent)));
       s2.connect();
       assert.equal(await connack, true);
-      assert.deepEqual((await got).map((m) => m.payload.toString()), ['a', 'b']);
+      // Order is kept per topic and QoS ([MQTT-4.6.0-6]); these are three topics, so compare as a set.
+      const msgs = await got;
+      assert.deepEqual(msgs.map((m) => `${m.payload}:${m.packet.qos}`).sort(), ['a:1', 'b:2', 'c:0']);
       await Promise.all([s2.endAsync(), pub.endAsync()]);
     });
 
