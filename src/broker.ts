@@ -109,6 +109,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.retained = opts.retainedStore ?? new MemoryRetainedStore();
     this.limits = {
       maxQueued: this.config['mqtt.max_queued_messages'],
+      dropOldest: this.config['mqtt.queue_overflow'] === 'drop_oldest',
       queueQos0: this.config['mqtt.queue_qos0'],
       writeHighWatermark: this.config['mqtt.write_high_watermark'],
       batchSize: this.config['durable_sessions.batch_size'],

@@ -44,6 +44,7 @@ export const CONFIG_KEYS = {
   'mqtt.max_inflight': { kind: 'int', default: 128, min: 1, max: 65535, doc: 'Outbound QoS1/2 window per client (further capped by the client Receive Maximum)' },
   'mqtt.receive_maximum': { kind: 'int', default: 1024, min: 1, max: 65535, doc: 'Inbound QoS 2 window advertised to v5 clients' },
   'mqtt.max_queued_messages': { kind: 'int', default: 1000000, min: 0, max: 100000000, doc: 'Messages queued per session behind the inflight window or while offline' },
+  'mqtt.queue_overflow': { kind: 'enum', default: 'drop_oldest', values: ['drop_oldest', 'drop_newest'], doc: 'What a full session queue drops (counted in metrics.messagesDropped)' },
   'mqtt.queue_qos0': { kind: 'bool', default: false, doc: 'Queue QoS 0 messages for offline persistent sessions' },
   'mqtt.max_topic_alias': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Topic Alias Maximum accepted from v5 clients' },
   'mqtt.max_qos': { kind: 'int', default: 2, min: 0, max: 2, doc: 'Maximum QoS granted' },

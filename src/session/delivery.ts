@@ -12,6 +12,8 @@ import type { DurableRef, Inflight, Pending, Session } from './session.js';
 
 export interface DeliveryLimits {
   maxQueued: number;
+  /** A full queue drops its oldest entry for the new one, or the new one. */
+  dropOldest: boolean;
   queueQos0: boolean;
   writeHighWatermark: number;
   /** Deliveries loaded from the store per batch when a queue holds only log positions. */
@@ -110,8 +112,11 @@ export function deliver(
   if (session.queue.length >= limits.maxQueued) {
     session.dropped++;
     drops.dropped++;
-    discard(session, pending);
-    return;
+    if (!limits.dropOldest || limits.maxQueued === 0) {
+      discard(session, pending);
+      return;
+    }
+    discard(session, session.queue.shift() as Pending);
   }
   // An offline persistent session keeps only the log position: the body is read back in
   // batches when the client returns, so a large offline queue costs little memory.

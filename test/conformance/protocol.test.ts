@@ -180,6 +180,35 @@ describe('routing', () => {
   });
 });
 
+describe('offline queue limit', () => {
+  for (const policy of ['drop_oldest', 'drop_newest'] as const) {
+    test(`mqtt.queue_overflow = ${policy}: a full queue drops and counts`, async () => {
+      const b = createBroker({ config: { 'log.level': 'silent', 'mqtt.max_queued_messages': 3, 'mqtt.queue_overflow': policy } });
+      const s1 = RawClient.memory(b, 4);
+      await s1.connect('q-sub', { clean: false });
+      s1.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q/#', qos: 1 }] });
+      await s1.next('suback');
+      s1.send({ cmd: 'disconnect' });
+      await s1.waitClosed();
+      const pub = RawClient.memory(b, 4);
+      await pub.connect('q-pub');
+      for (let i = 0; i < 5; i++) {
+        pub.send({ cmd: 'publish', topic: `q/${i}`, payload: Buffer.from(String(i)), qos: 1, dup: false, retain: false, messageId: i + 1 });
+        await pub.next('puback');
+      }
+      assert.equal(b.metrics.messagesDropped, 2);
+      const s2 = RawClient.memory(b, 4);
+      await s2.connect('q-sub', { clean: false });
+      const got = [];
+      for (let i = 0; i < 3; i++) got.push(((await s2.next('publish')) as IPublishPacket).payload.toString());
+      assert.deepEqual(got, policy === 'drop_oldest' ? ['2', '3', '4'] : ['0', '1', '2']);
+      s2.end();
+      pub.end();
+      await b.close();
+    });
+  }
+});
+
 describe('Receive Maximum', () => {
   test('[MQTT-3.3.4-9] no more unacknowledged QoS 1/2 PUBLISH than the client Receive Maximum; acks free slots', async () => {
     const sub = RawClient.memory(broker, 5);
