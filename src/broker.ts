@@ -159,7 +159,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       session.expiryInterval = r.record.expiry;
       session.durable = durable.recorder(session);
       for (const { filter, opts } of r.subscriptions) this.subscribe(session, filter, opts);
-      for (const { pending, packetId, phase } of r.entries) {
+      // Only the first page of the stored queue is loaded; the rest follows as it drains.
+      for (const { pending, packetId, phase } of durable.loadPage(session)) {
         if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
           session.inflight.set(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
         } else {

@@ -229,6 +229,11 @@ export class DurableStore {
     return wrapSync(() => this.inner.metaGet(table, key));
   }
 
+  /** Up to `limit` entries whose key starts with `prefix`, after key `after`. */
+  metaScan(table: MetaTable, prefix: Buffer, after: Buffer | null, limit: number): { key: Buffer; value: Buffer }[] {
+    return wrapSync(() => this.inner.metaScan(table, prefix, after, limit));
+  }
+
   /** Every entry whose key starts with `prefix`, paging through the binding's scan. */
   metaScanAll(table: MetaTable, prefix: Buffer): { key: Buffer; value: Buffer }[] {
     const out: { key: Buffer; value: Buffer }[] = [];

@@ -99,6 +99,12 @@ export function deliver(
     if (!writePublish(conn, { msg, qos, retain, subIds }, msg, false, 0, now)) session.dropped++;
     return;
   }
+  if (ref && session.durable && (session.backlogAfter !== null || ref.seq <= session.loadedSeq)) {
+    // Already indexed in the store and behind deliveries not yet loaded (or loaded with the last
+    // page): it is queued there, in order; make sure a connected client keeps draining.
+    if (conn !== null && session.queue.length === 0) pump(conn, session, limits);
+    return;
+  }
   const pending: Pending = { msg, qos, retain, subIds, ref };
   if (isExpired(msg, now)) {
     discard(session, pending); // [MQTT-3.3.2-5]
@@ -127,7 +133,9 @@ export function deliver(
 /** Move queued deliveries into free window slots. */
 export function pump(conn: Connection, session: Session, limits: DeliveryLimits): void {
   const now = Date.now();
-  while (session.queue.length > 0 && session.inflight.size < conn.window && conn.connected) {
+  for (;;) {
+    if (session.queue.length === 0 && session.backlogAfter !== null) session.durable?.loadMore(session);
+    if (session.queue.length === 0 || session.inflight.size >= conn.window || !conn.connected) break;
     const head = session.queue.peek() as Pending;
     if (head.msg === null) loadBatch(session, limits.batchSize);
     const p = session.queue.shift() as Pending;
@@ -161,7 +169,7 @@ export function completeOutbound(conn: Connection, session: Session, id: number,
   if (entry.ref) session.durable?.completed(entry);
   const broker = conn.broker;
   if (entry.msg && broker.listenerCount('message.acked') > 0) broker.emit('message.acked', conn.clientId, entry.msg);
-  if (session.queue.length > 0) pump(conn, session, broker.limits);
+  if (session.queue.length > 0 || session.backlogAfter !== null) pump(conn, session, broker.limits);
 }
 
 /**

@@ -52,12 +52,12 @@ export interface RecoveredSession {
   clientId: string;
   record: SessionRecord;
   subscriptions: { filter: string; opts: SubscriptionOptions }[];
-  /** Deliveries in order; packetId/phase set for those that were in flight. */
-  entries: { pending: Pending; packetId: number; phase: 0 | 1 | 2 }[];
   incomingQos2: number[];
 }
 
 const SEP = Buffer.from([0]);
+/** Deliveries per page of a store-backed queue. */
+const PAGE = 1000;
 
 const idKey = (clientId: string): Buffer => Buffer.from(clientId, 'utf8');
 const subKey = (clientId: string, filter: string): Buffer => Buffer.concat([idKey(clientId), SEP, Buffer.from(filter, 'utf8')]);
@@ -129,6 +129,10 @@ interface Batch {
 }
 
 export class DurableSessions {
+  /**
+   * Delivery seqs: microseconds since the epoch, strictly increasing in this process; across a
+   * restart they keep increasing with the clock (the index is ordered by them).
+   */
   private seq = Date.now() * 1000;
   private batch: Batch | null = null;
   /** Commits run one after another so the store sees writes in the order they were made. */
@@ -228,6 +232,9 @@ export class DurableSessions {
         if (p.ref) this.background([{ op: 'delete', table: 'acks', key: entryKey(clientId, p.ref.seq) }]);
       },
       load: (entries) => this.load(entries),
+      loadMore: (s) => {
+        for (const e of this.loadPage(s)) s.queue.push(e.pending);
+      },
     };
   }
 
@@ -288,12 +295,26 @@ export class DurableSessions {
 
   // ---- recovery ---------------------------------------------------------------------------
 
+  /**
+   * The next page of a session's stored deliveries (index order = delivery order), advancing
+   * `session.backlogAfter`; it becomes null once the last page is read.
+   */
+  loadPage(session: Session): { pending: Pending; packetId: number; phase: 0 | 1 | 2 }[] {
+    const prefix = Buffer.concat([idKey(session.clientId), SEP]);
+    const rows = this.store.metaScan('acks', prefix, session.backlogAfter, PAGE + 1);
+    const page = rows.slice(0, PAGE).map((e) => decodeEntry(e.key, e.value, prefix.length));
+    session.backlogAfter = rows.length > PAGE ? (rows[PAGE - 1] as { key: Buffer }).key : null;
+    const last = page[page.length - 1]?.pending.ref?.seq;
+    if (last !== undefined && last > session.loadedSeq) session.loadedSeq = last;
+    return page;
+  }
+
   /** Every persistent session in the store, with its subscriptions and deliveries in order. */
   loadSessions(): RecoveredSession[] {
     const byId = new Map<string, RecoveredSession>();
     for (const e of this.store.metaScanAll('sessions', Buffer.alloc(0))) {
       const clientId = e.key.toString('utf8');
-      byId.set(clientId, { clientId, record: JSON.parse(e.value.toString('utf8')) as SessionRecord, subscriptions: [], entries: [], incomingQos2: [] });
+      byId.set(clientId, { clientId, record: JSON.parse(e.value.toString('utf8')) as SessionRecord, subscriptions: [], incomingQos2: [] });
     }
     const split = (key: Buffer): [string, number] | null => {
       const i = key.indexOf(0);
@@ -304,19 +325,10 @@ export class DurableSessions {
       const r = s && byId.get(s[0]);
       if (r && s) r.subscriptions.push({ filter: e.key.subarray(s[1] + 1).toString('utf8'), opts: JSON.parse(e.value.toString('utf8')) as SubscriptionOptions });
     }
-    for (const e of this.store.metaScanAll('acks', Buffer.alloc(0))) {
-      const s = split(e.key);
-      const r = s && byId.get(s[0]);
-      if (r && s) r.entries.push(decodeEntry(e.key, e.value, s[1] + 1));
-    }
     for (const e of this.store.metaScanAll('cursors', Buffer.alloc(0))) {
       const s = split(e.key);
       const r = s && byId.get(s[0]);
       if (r && s) r.incomingQos2.push(e.key.readUInt16BE(s[1] + 1));
-    }
-    for (const r of byId.values()) {
-      const last = r.entries[r.entries.length - 1]?.pending.ref?.seq ?? 0;
-      if (last > this.seq) this.seq = last;
     }
     return [...byId.values()];
   }

@@ -59,6 +59,8 @@ export interface SessionPersistence {
   completed(p: Pending): void;
   /** Fill in `msg` for entries that hold only a log position; those whose record is gone stay null. */
   load(entries: Pending[]): void;
+  /** Move the next page of store-resident deliveries into the queue (see Session.backlogAfter). */
+  loadMore(session: Session): void;
 }
 
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
@@ -86,6 +88,14 @@ export class Session {
   expiryTimer: NodeJS.Timeout | null = null;
   /** A will waiting out its Will Delay Interval after the connection closed. */
   pendingWill: WillState | null = null;
+  /**
+   * Store-backed queue: when not null, deliveries after this index key are in the store but not
+   * yet in `queue`; new deliveries stay in the store too (they are already indexed) until the
+   * pages before them are loaded. Keeps a large offline queue out of memory.
+   */
+  backlogAfter: Buffer | null = null;
+  /** Highest delivery seq loaded from the store: later live deliveries at or below it are already queued. */
+  loadedSeq = 0;
   /** Durable record keeping; null for sessions that live in memory only. */
   durable: SessionPersistence | null = null;
   /** Messages dropped for this session (queue full, slow consumer, too large for the client). */

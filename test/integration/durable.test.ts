@@ -106,6 +106,33 @@ for (const protocolVersion of [4, 5] as const) {
   });
 }
 
+describe('large stored queues', () => {
+  test('a queue larger than one page (1000) drains in order after kill -9, with new messages arriving meanwhile', async () => {
+    const id = 'paged-sub';
+    const topic = 'paged/x';
+    const sub = await client(broker.url, persistent(4, id));
+    await sub.subscribeAsync(topic, { qos: 1 });
+    await sub.endAsync();
+    const pub = await client(broker.url, { clientId: 'paged-pub' });
+    await Promise.all(Array.from({ length: 2500 }, (_, i) => pub.publishAsync(topic, String(i), { qos: 1 })));
+    await pub.endAsync();
+    await broker.kill9();
+    await broker.start();
+    const back = unconnected(broker.url, persistent(4, id));
+    const got = collect(back, 3000, 30000);
+    back.connect();
+    const more = await client(broker.url, { clientId: 'paged-pub' });
+    await Promise.all(Array.from({ length: 500 }, (_, i) => more.publishAsync(topic, String(2500 + i), { qos: 1 })));
+    const msgs = await got;
+    assert.deepEqual(
+      msgs.map((m) => Number(m.payload.toString())),
+      Array.from({ length: 3000 }, (_, i) => i),
+    );
+    assert.deepEqual(await quiet(back, 200), []);
+    await Promise.all([back.endAsync(), more.endAsync()]);
+  });
+});
+
 describe('state across restarts', () => {
   test('retained messages survive kill -9', async () => {
     const pub = await client(broker.url, { clientId: 'ret-pub' });
