@@ -1,11 +1,16 @@
 // Starting and stopping the brokers under test as child processes on free
 // loopback ports. Readiness = an MQTT CONNECT on the port gets a CONNACK.
+// Durable mode (DurableStart): StrataMQ keeps its store, Mosquitto runs with
+// `persistence true`, Aedes uses aedes-persistence-redis on a redis-server the
+// harness starts (startRedis); the caller owns the directory, so a broker can be
+// killed and started again on the same state.
 import net from 'node:net';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
 
 export type BrokerName = 'strata' | 'aedes' | 'mosquitto';
 export const BROKERS: readonly BrokerName[] = ['strata', 'aedes', 'mosquitto'];
@@ -16,7 +21,8 @@ export const BROKER_LABEL: Record<BrokerName, string> = {
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
-export const STRATA_CLI = path.resolve(here, '../../src/cli/main.js');
+// BENCH_STRATA_CLI: run another build of StrataMQ (e.g. an experiment in a copy of dist/).
+export const STRATA_CLI = process.env['BENCH_STRATA_CLI'] ?? path.resolve(here, '../../src/cli/main.js');
 const AEDES_SERVER = path.resolve(here, 'aedes-server.js');
 const MOSQUITTO_BIN = process.env['MOSQUITTO_BIN'] ?? '/usr/sbin/mosquitto';
 
@@ -113,8 +119,30 @@ export interface RunningBroker {
   pid: number;
   port: number;
   logFile: string;
+  /** Other processes that hold this broker's state (Aedes: redis-server), for RSS / CPU. */
+  extraPids: number[];
+  /** performance.now() just before spawn(). */
+  spawnedAt: number;
   alive(): boolean;
+  /** SIGTERM (SIGKILL after 3 s); removes the temp dir unless the caller owns it. */
   stop(): Promise<void>;
+  /** SIGKILL now and wait for the exit; keeps the directory. */
+  kill(): Promise<void>;
+  /** SIGTERM, SIGKILL after graceMs; keeps the directory. ms = until the process exited. */
+  terminate(graceMs: number): Promise<{ ms: number; forced: boolean }>;
+}
+
+/** Start a broker on durable state in a directory the caller owns and removes. */
+export interface DurableStart {
+  dir: string;
+  /** Listen on this port (a restart keeps the port); default a free one. */
+  port?: number;
+  /** Aedes: the redis-server holding its persistence. */
+  redisPort?: number;
+  /** Aedes: aedes-persistence-redis maxSessionDelivery (its default, 1000, caps what one reconnect gets). */
+  maxSessionDelivery?: number;
+  /** Return as soon as the process is spawned (the caller polls readiness itself). */
+  noWait?: boolean;
 }
 
 const live = new Set<ChildProcess>();
@@ -142,10 +170,22 @@ export function tail(file: string, lines = 15): string {
   }
 }
 
-export async function startBroker(name: BrokerName, opts: BrokerOptions): Promise<RunningBroker> {
-  const port = await freePort();
-  const dir = mkdtempSync(path.join(tmpdir(), `stratamq-bench-${name}-`));
+/** A fresh temp directory, removed by killAllBrokersSync unless released earlier with removeTempDir. */
+export function makeTempDir(tag: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), `stratamq-bench-${tag}-`));
   tempDirs.add(dir);
+  return dir;
+}
+
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+export async function startBroker(name: BrokerName, opts: BrokerOptions, durable?: DurableStart): Promise<RunningBroker> {
+  const port = durable?.port ?? (await freePort());
+  const ownsDir = durable === undefined;
+  const dir = durable?.dir ?? makeTempDir(name);
   const logFile = path.join(dir, `${name}.log`);
   let cmd: string;
   let args: string[];
@@ -163,15 +203,29 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions): Promis
     case 'aedes':
       cmd = process.execPath;
       args = [AEDES_SERVER, String(port)];
+      if (durable?.redisPort !== undefined) {
+        args.push('--redis', String(durable.redisPort));
+        if (durable.maxSessionDelivery !== undefined) args.push('--max-session-delivery', String(durable.maxSessionDelivery));
+      }
       break;
     case 'mosquitto': {
       const conf = path.join(dir, 'mosquitto.conf');
+      // durable: persistence on, autosave_interval left at its default (1800 s). Started as
+      // root, mosquitto drops to user 'mosquitto': its database directory must be writable.
+      let persistence = ['persistence false'];
+      if (durable) {
+        const db = path.join(dir, 'mosquitto-db');
+        mkdirSync(db, { recursive: true });
+        chmodSync(dir, 0o755);
+        chmodSync(db, 0o777);
+        persistence = ['persistence true', `persistence_location ${db}/`];
+      }
       writeFileSync(
         conf,
         [
           `listener ${port} 127.0.0.1`,
           'allow_anonymous true',
-          'persistence false',
+          ...persistence,
           'max_queued_messages 1000000',
           `max_inflight_messages ${opts.mosquittoInflight}`,
           'log_dest stderr',
@@ -187,6 +241,7 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions): Promis
     }
   }
   const fd = openSync(logFile, 'a');
+  const spawnedAt = performance.now();
   const cp = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   live.add(cp);
@@ -214,9 +269,55 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions): Promis
       clearTimeout(t);
     }
     live.delete(cp);
-    rmSync(dir, { recursive: true, force: true });
-    tempDirs.delete(dir);
+    if (ownsDir) removeTempDir(dir);
   };
+
+  const kill = async (): Promise<void> => {
+    if (exited === null && cp.pid !== undefined) {
+      cp.kill('SIGKILL');
+      await exitP;
+    }
+    live.delete(cp);
+  };
+
+  const terminate = async (graceMs: number): Promise<{ ms: number; forced: boolean }> => {
+    const t0 = performance.now();
+    let forced = false;
+    if (exited === null && cp.pid !== undefined) {
+      cp.kill('SIGTERM');
+      const t = setTimeout(() => {
+        if (exited === null) {
+          forced = true;
+          cp.kill('SIGKILL');
+        }
+      }, graceMs);
+      await exitP;
+      clearTimeout(t);
+    }
+    live.delete(cp);
+    return { ms: performance.now() - t0, forced };
+  };
+
+  const extraPids: number[] = [];
+  const done = (): RunningBroker => ({
+    name,
+    pid: cp.pid!,
+    port,
+    logFile,
+    extraPids,
+    spawnedAt,
+    alive: () => exited === null,
+    stop,
+    kill,
+    terminate,
+  });
+  if (durable?.noWait === true) {
+    if (cp.pid === undefined) {
+      await exitP;
+      throw new BrokerStartError(`${name} ${exited ?? 'failed to spawn'}`, tail(logFile));
+    }
+    return done();
+  }
 
   const deadline = Date.now() + opts.readyTimeoutMs;
   for (;;) {
@@ -236,5 +337,91 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions): Promis
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { name, pid: cp.pid!, port, logFile, alive: () => exited === null, stop };
+  return done();
+}
+
+// ---------------------------------------------------------------- redis-server (Aedes persistence)
+
+const REDIS_BIN = process.env['REDIS_BIN'] ?? 'redis-server';
+
+export interface RunningRedis {
+  pid: number;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export function redisUnavailable(): string | null {
+  try {
+    execFileSync(REDIS_BIN, ['--version'], { stdio: 'ignore', timeout: 5000 });
+    return null;
+  } catch {
+    return `redis-server not found (apt-get install -y redis-server, or set REDIS_BIN)`;
+  }
+}
+
+/** One RESP PING; true on +PONG. */
+function redisPing(port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let done = false;
+    const finish = (ok: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d: Buffer) => finish(d.toString('latin1').startsWith('+PONG')));
+    sock.on('error', () => finish(false));
+    sock.on('close', () => finish(false));
+  });
+}
+
+/**
+ * redis-server on a free loopback port with its files in `dir` (redis defaults otherwise:
+ * RDB snapshots, no AOF). Killed by killAllBrokersSync on every exit path.
+ */
+export async function startRedis(dir: string, timeoutMs = 10_000): Promise<RunningRedis> {
+  const port = await freePort();
+  const logFile = path.join(dir, 'redis.log');
+  const fd = openSync(logFile, 'a');
+  const cp = spawn(REDIS_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no'], {
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  live.add(cp);
+  let exited: string | null = null;
+  const exitP = new Promise<void>((resolve) => {
+    cp.once('exit', (code, sig) => {
+      exited = `exited (code ${code}, signal ${sig})`;
+      live.delete(cp);
+      resolve();
+    });
+    cp.once('error', (e) => {
+      exited = `failed to spawn: ${e.message}`;
+      live.delete(cp);
+      resolve();
+    });
+  });
+  const stop = async (): Promise<void> => {
+    if (exited === null) {
+      cp.kill('SIGKILL'); // bench state only: no need for a final snapshot
+      await exitP;
+    }
+    live.delete(cp);
+  };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (exited !== null) throw new BrokerStartError(`redis-server ${exited}`, tail(logFile));
+    if (await redisPing(port)) break;
+    if (Date.now() > deadline) {
+      const log = tail(logFile);
+      await stop();
+      throw new BrokerStartError(`redis-server did not answer PING on 127.0.0.1:${port}`, log);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { pid: cp.pid!, port, stop };
 }

@@ -21,7 +21,7 @@ import { bucketOf, newHist } from './hist.js';
 
 export type ClientSpec =
   | { id: string; role: 'pub'; topic: string; qos: 0 | 1; window: number }
-  | { id: string; role: 'sub'; filter: string; qos: 0 | 1 };
+  | { id: string; role: 'sub'; filter: string; qos: 0 | 1; /** false: persistent session (clean_session=0) */ clean?: boolean };
 
 export interface WorkerInit {
   host: string;
@@ -175,7 +175,7 @@ class BenchClient {
           cmd: 'connect',
           protocolId: 'MQTT',
           protocolVersion: 4,
-          clean: true,
+          clean: this.spec.role !== 'sub' || this.spec.clean !== false,
           clientId: this.spec.id,
           keepalive: 60,
         }),

@@ -77,27 +77,64 @@ export function treeCpuSeconds(pid: number): number | null {
   return any ? sum : null;
 }
 
-/** Samples tree RSS every intervalMs and remembers the maximum. */
+/** VmRSS of the process itself, in kB. */
+export function rssKb(pid: number): number | null {
+  return statusKb(pid, 'VmRSS');
+}
+
+/** Sum of treeRssKb over several roots (a broker and e.g. its redis-server). */
+export function treesRssKb(pids: number[]): number | null {
+  let sum = 0;
+  let any = false;
+  for (const p of pids) {
+    const kb = treeRssKb(p);
+    if (kb !== null) {
+      sum += kb;
+      any = true;
+    }
+  }
+  return any ? sum : null;
+}
+
+/** Sum of treeCpuSeconds over several roots; null if the first (the broker) is gone. */
+export function treesCpuSeconds(pids: number[]): number | null {
+  let sum = 0;
+  for (let i = 0; i < pids.length; i++) {
+    const s = treeCpuSeconds(pids[i]!);
+    if (s === null && i === 0) return null;
+    sum += s ?? 0;
+  }
+  return sum;
+}
+
+/**
+ * Samples tree RSS every intervalMs and remembers the maximum. `extra`: other processes whose
+ * RSS counts with the broker's (Aedes: its redis-server); sampled together, and the final peak
+ * is at least the broker's VmHWM plus the extras' RSS at the end (not their VmHWM: peaks at
+ * different moments would overstate the sum).
+ */
 export class RssSampler {
   peakKb = 0;
   private timer: NodeJS.Timeout;
   constructor(
     private readonly pid: number,
     intervalMs = 250,
+    private readonly extra: number[] = [],
   ) {
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();
   }
   sample(): void {
-    const kb = treeRssKb(this.pid);
+    const kb = this.extra.length === 0 ? treeRssKb(this.pid) : treesRssKb([this.pid, ...this.extra]);
     if (kb !== null && kb > this.peakKb) this.peakKb = kb;
   }
-  /** Final peak: max of sampled tree RSS and the main process's VmHWM. */
+  /** Final peak: max of sampled tree RSS and the main process's VmHWM (+ the extras' RSS now). */
   stop(): number | null {
     clearInterval(this.timer);
     this.sample();
-    const hwm = hwmKb(this.pid) ?? 0;
+    let hwm = hwmKb(this.pid) ?? 0;
+    if (this.extra.length > 0) hwm += treesRssKb(this.extra) ?? 0;
     const peak = Math.max(this.peakKb, hwm);
     return peak > 0 ? peak : null;
   }

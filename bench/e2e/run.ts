@@ -2,6 +2,7 @@
 //
 //   npm run bench -- [--brokers strata,aedes,mosquitto] [--scenarios fanin,pairs,fanout0,fanout1]
 //                    [--duration 5] [--warmup 1] [--payload 64] [--workers 2] ...
+//   npm run bench -- --durable      (dpairs, drain, kill9, restart: see durable.ts)
 //
 // Each broker is started (one at a time, fresh process per scenario so its
 // peak RSS is per scenario) on a free 127.0.0.1 port, loaded by worker threads
@@ -12,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -19,12 +21,17 @@ import {
   BROKER_LABEL,
   BrokerStartError,
   killAllBrokersSync,
+  makeTempDir,
+  redisUnavailable,
+  removeTempDir,
   startBroker,
+  startRedis,
   tail,
   unavailable,
   type BrokerName,
   type BrokerOptions,
   type RunningBroker,
+  type RunningRedis,
 } from './brokers.js';
 import { histCount, mergeInto, newHist, percentileMs } from './hist.js';
 import {
@@ -36,7 +43,9 @@ import {
   type WorkerMsg,
   type WorkerResult,
 } from './load.js';
-import { RssSampler, systemBusySeconds, treeCpuSeconds } from './proc.js';
+import { RssSampler, systemBusySeconds, treesCpuSeconds } from './proc.js';
+import { DURABLE_MIN_PAYLOAD } from './durable-client.js';
+import { RESTART_BROKERS, runDrain, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
 const repoRoot = path.resolve(here, '../../..');
@@ -46,7 +55,11 @@ const repoRoot = path.resolve(here, '../../..');
 const HELP = `usage: npm run bench -- [options]
 
   --brokers LIST        strata,aedes,mosquitto (default: all three)
-  --scenarios LIST      fanin,pairs,fanout0,fanout1 (default: all four)
+  --scenarios LIST      fanin,pairs,fanout0,fanout1 (default: these four), and the durable ones:
+                        dpairs, drain, kill9, restart
+  --durable             add all durable scenarios (dpairs,drain,kill9,restart); without
+                        --scenarios: only those. Peers run durable: Mosquitto 'persistence true',
+                        Aedes on aedes-persistence-redis with a redis-server started here
   --duration SEC        measured seconds per scenario (default 5)
   --warmup SEC          warm-up seconds before measuring (default 1)
   --payload BYTES       PUBLISH payload size, >= 8 (default 64)
@@ -62,13 +75,37 @@ const HELP = `usage: npm run bench -- [options]
   --strata-args "..."   extra arguments for 'stratamq start'
   --mosquitto-inflight N  mosquitto max_inflight_messages (default 100)
   --out FILE            JSON output (default bench/results/<timestamp>.json)
+  durable scenarios:
+  --drain-msgs N        drain: messages queued for the offline subscriber (default 100000)
+  --drain-timeout SEC   drain: limit for storing, and for draining (default 120)
+  --kill-after SEC      kill9: publish this long, then SIGKILL the broker (default 3)
+  --kill9-timeout SEC   kill9: limit for the redelivery after the restart (default 300)
+  --restart-msgs N      restart: messages queued for one offline session (default 1000000)
+  --restart-publishers N  restart: publishers filling the queue (default 4)
+  --restart-window N    restart: QoS1 window per publisher while filling (default 1000)
+  --restart-timeout SEC restart: limit for filling the queue (default 900)
+  --verify-timeout SEC  restart: limit for draining everything after the last restart
+                        (default 300; 0 skips the check)
+  --aedes-max-session-delivery N  aedes-persistence-redis maxSessionDelivery (default
+                        10000000; its own default, 1000, caps what a reconnect gets)
   -h, --help
 `;
 
 const { values: argv } = parseArgs({
   options: {
     brokers: { type: 'string', default: BROKERS.join(',') },
-    scenarios: { type: 'string', default: 'fanin,pairs,fanout0,fanout1' },
+    scenarios: { type: 'string' },
+    durable: { type: 'boolean', default: false },
+    'drain-msgs': { type: 'string', default: '100000' },
+    'drain-timeout': { type: 'string', default: '120' },
+    'kill-after': { type: 'string', default: '3' },
+    'kill9-timeout': { type: 'string', default: '300' },
+    'restart-msgs': { type: 'string', default: '1000000' },
+    'restart-publishers': { type: 'string', default: '4' },
+    'restart-window': { type: 'string', default: '1000' },
+    'restart-timeout': { type: 'string', default: '900' },
+    'verify-timeout': { type: 'string', default: '300' },
+    'aedes-max-session-delivery': { type: 'string', default: '10000000' },
     duration: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
     payload: { type: 'string', default: '64' },
@@ -112,6 +149,21 @@ const opts = {
   drainS: num('drain', argv.drain, 0),
 };
 
+const durableOpts: DurableOpts = {
+  payload: Math.max(DURABLE_MIN_PAYLOAD, opts.payload),
+  window: opts.window,
+  drainMsgs: Math.floor(num('drain-msgs', argv['drain-msgs'], 1)),
+  drainTimeoutS: num('drain-timeout', argv['drain-timeout'], 1),
+  killAfterS: num('kill-after', argv['kill-after'], 0.1),
+  kill9TimeoutS: num('kill9-timeout', argv['kill9-timeout'], 1),
+  restartMsgs: Math.floor(num('restart-msgs', argv['restart-msgs'], 1)),
+  restartPublishers: Math.floor(num('restart-publishers', argv['restart-publishers'], 1)),
+  restartWindow: Math.min(65000, Math.floor(num('restart-window', argv['restart-window'], 1))),
+  restartTimeoutS: num('restart-timeout', argv['restart-timeout'], 1),
+  verifyTimeoutS: num('verify-timeout', argv['verify-timeout'], 0),
+  aedesMaxSessionDelivery: Math.floor(num('aedes-max-session-delivery', argv['aedes-max-session-delivery'], 1)),
+};
+
 const brokerOpts: BrokerOptions = {
   strataArgs: argv['strata-args'].split(/\s+/).filter((s) => s !== ''),
   mosquittoInflight: Math.floor(num('mosquitto-inflight', argv['mosquitto-inflight'], 1)),
@@ -125,6 +177,8 @@ interface Scenario {
   title: string;
   /** deliveries expected per published message */
   fanout: number;
+  /** run the brokers on durable state (Mosquitto persistence, Aedes + Redis) */
+  durable?: boolean;
   clients(tag: string): ClientSpec[];
 }
 
@@ -182,7 +236,29 @@ const SCENARIOS: Scenario[] = [
       { id: `${tag}-pub`, role: 'pub', topic: 'fanout/t', qos: 1, window: opts.window },
     ],
   },
+  {
+    name: 'dpairs',
+    title: `QoS1 pairs, persistent subscribers (clean_session=0), window ${opts.window}`,
+    fanout: 1,
+    durable: true,
+    clients: (tag) =>
+      Array.from({ length: 10 }, (_, i): ClientSpec[] => [
+        { id: `${tag}-sub${i}`, role: 'sub', filter: `dpairs/${i}`, qos: 1, clean: false },
+        { id: `${tag}-pub${i}`, role: 'pub', topic: `dpairs/${i}`, qos: 1, window: opts.window },
+      ]).flat(),
+  },
 ];
+
+/** Durable scenarios with their own drivers (durable.ts), not the load workers. */
+const CUSTOM = ['drain', 'kill9', 'restart'] as const;
+type CustomName = (typeof CUSTOM)[number];
+const CUSTOM_TITLE: Record<CustomName, string> = {
+  drain: `drain of ${durableOpts.drainMsgs} queued QoS1 messages on reconnect`,
+  kill9: `acknowledged-then-lost: QoS1 to an offline session, kill -9 after ${durableOpts.killAfterS}s, restart`,
+  restart: `restart with ${durableOpts.restartMsgs} messages queued for an offline session`,
+};
+const DEFAULT_SCENARIOS = 'fanin,pairs,fanout0,fanout1';
+const DURABLE_SCENARIOS = ['dpairs', ...CUSTOM];
 
 function pickList<T extends string>(what: string, raw: string, known: readonly T[]): T[] {
   const out: T[] = [];
@@ -197,11 +273,15 @@ function pickList<T extends string>(what: string, raw: string, known: readonly T
 }
 
 const brokers = pickList('broker', argv.brokers, BROKERS);
-const scenarios = pickList(
+const scenarioNames = pickList(
   'scenario',
-  argv.scenarios,
-  SCENARIOS.map((s) => s.name),
-).map((n) => SCENARIOS.find((s) => s.name === n)!);
+  argv.durable
+    ? [argv.scenarios ?? '', ...DURABLE_SCENARIOS].join(',')
+    : (argv.scenarios ?? DEFAULT_SCENARIOS),
+  [...SCENARIOS.map((s) => s.name), ...CUSTOM],
+);
+const scenarios = scenarioNames.flatMap((n) => SCENARIOS.filter((s) => s.name === n));
+const customs = scenarioNames.filter((n): n is CustomName => (CUSTOM as readonly string[]).includes(n));
 
 // ---------------------------------------------------------------- one run
 
@@ -309,15 +389,31 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
   const cell: Cell = { broker: name, scenario: sc.name, status: 'error' };
   let broker: RunningBroker;
+  // durable: state in a directory of our own, Aedes with a redis-server
+  let ddir: string | null = null;
+  let redis: RunningRedis | null = null;
+  const cleanDurable = async (): Promise<void> => {
+    await redis?.stop().catch(() => undefined);
+    if (ddir !== null) removeTempDir(ddir);
+  };
   try {
-    broker = await startBroker(name, brokerOpts);
+    if (sc.durable === true) {
+      ddir = makeTempDir(`${name}-${sc.name}`);
+      if (name === 'aedes') redis = await startRedis(ddir);
+      broker = await startBroker(name, brokerOpts, { dir: ddir, redisPort: redis?.port, maxSessionDelivery: durableOpts.aedesMaxSessionDelivery });
+      if (redis !== null) broker.extraPids.push(redis.pid);
+    } else {
+      broker = await startBroker(name, brokerOpts);
+    }
   } catch (e) {
     cell.error = `start failed: ${errMsg(e)}`;
     cell.startFailed = true;
     if (e instanceof BrokerStartError && e.logTail !== '') cell.logTail = e.logTail;
+    await cleanDurable();
     return cell;
   }
-  const sampler = new RssSampler(broker.pid);
+  const brokerPids = [broker.pid, ...broker.extraPids];
+  const sampler = new RssSampler(broker.pid, 250, broker.extraPids);
   const slots: WorkerSlot[] = [];
   let deathPoll: NodeJS.Timeout | undefined;
   try {
@@ -379,14 +475,14 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
     at(warmEndNs, () => {
       wall0 = nowNs();
       cpu0 = process.cpuUsage();
-      bcpu0 = treeCpuSeconds(broker.pid);
+      bcpu0 = treesCpuSeconds(brokerPids);
       sys0 = systemBusySeconds();
     });
     await Promise.race([new Promise<void>((r) => at(endNs, r)), died, ...slots.map((s) => s.result)]);
     wallS = (nowNs() - wall0) / 1e9;
     cpu = process.cpuUsage(cpu0);
     const sys1 = systemBusySeconds();
-    const b1 = treeCpuSeconds(broker.pid);
+    const b1 = treesCpuSeconds(brokerPids);
     const b0 = bcpu0 as number | null;
     bcpu = b0 !== null && b1 !== null ? b1 - b0 : null;
 
@@ -473,6 +569,7 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
     cell.peakRssMB = peak === null ? null : peak / 1024;
     if (cell.status === 'error') cell.logTail = tail(broker.logFile, 10) || undefined;
     await broker.stop();
+    await cleanDurable();
   }
   return cell;
 }
@@ -533,6 +630,249 @@ function pkgVersion(name: string): string {
   }
 }
 
+
+// ---------------------------------------------------------------- durable output
+
+function aedesDurableUnavailable(): string | null {
+  const r = redisUnavailable();
+  if (r !== null) return r;
+  try {
+    createRequire(import.meta.url).resolve('aedes-persistence-redis');
+    return null;
+  } catch {
+    return 'aedes-persistence-redis not installed (npm install)';
+  }
+}
+
+function fmtMB(n: number | null | undefined): string {
+  return n === undefined || n === null ? '-' : n.toFixed(0);
+}
+
+function fmtInt(n: number | undefined): string {
+  return n === undefined ? '-' : String(n);
+}
+
+function fmtS(ms: number | undefined): string {
+  return ms === undefined ? '-' : (ms / 1000).toFixed(2);
+}
+
+function summary(c: DurableCell): string {
+  switch (c.scenario) {
+    case 'drain':
+      return `${fmtRate(c.drainMsgsPerSec)} msg/s (${c.received} in ${fmtS(c.drainMs)} s), stored at ${fmtRate(c.storeMsgsPerSec)} msg/s`;
+    case 'kill9':
+      return `${c.acked} acknowledged, ${c.deliveredAcked} of them delivered after the restart, lost ${c.lost}`;
+    case 'restart':
+      return (
+        `first delivery ${fmtMs(c.firstDeliveryMs)} ms after spawn (CONNACK ${fmtMs(c.connackMs)} ms), ` +
+        `RSS ${fmtMB(c.rssMB)} MB, HWM ${fmtMB(c.hwmMB)} MB` +
+        (c.verifyReceived !== undefined ? `; drained ${c.verifyReceived}/${c.stored} at ${fmtRate(c.verifyMsgsPerSec)} msg/s` : '')
+      );
+  }
+}
+
+function printDurable(dcells: DurableCell[]): void {
+  const label = (c: DurableCell): string => BROKER_LABEL[c.broker] + (c.broker === 'aedes' ? '+Redis' : '');
+  const errRow = (c: DurableCell, n: number): string[] => [label(c), c.status === 'skipped' ? 'skipped' : 'error', ...Array<string>(n - 2).fill('')];
+  const drain = dcells.filter((c) => c.scenario === 'drain');
+  if (drain.length > 0) {
+    const hdr = ['drain', 'drain/s', 'drain s', 'first ms', 'received', 'dup', 'order', 'stored', 'store/s', 'RSS MB', 'brk CPU', 'other'];
+    const rows = drain.map((c) =>
+      c.status !== 'ok' && c.received === undefined
+        ? errRow(c, hdr.length)
+        : [
+            label(c),
+            c.status === 'ok' ? fmtRate(c.drainMsgsPerSec) : `${fmtRate(c.drainMsgsPerSec)}!`,
+            fmtS(c.drainMs),
+            fmtMs(c.firstMs),
+            fmtInt(c.received),
+            fmtInt(c.duplicates),
+            c.outOfOrder === undefined ? '-' : c.outOfOrder === 0 ? 'ok' : `${c.outOfOrder} inv`,
+            fmtInt(c.stored),
+            fmtRate(c.storeMsgsPerSec),
+            fmtMB(c.peakRssMB),
+            fmtPct(c.brokerCpuPct),
+            fmtPct(c.otherCpuPct),
+          ],
+    );
+    process.stdout.write('\n' + table(hdr, rows, hdr.map((_, i) => i > 0)) + '\n');
+    for (const c of drain) for (const n of c.notes ?? []) process.stdout.write(`  ${label(c)}: ${n}\n`);
+    process.stdout.write(
+      `drain/s = ${durableOpts.drainMsgs} QoS1 messages queued for an offline persistent session / time from its reconnect (CONNECT)\n` +
+        'until all arrived (acknowledged as they came); order = per-publisher order inversions; store/s = rate the\n' +
+        'publisher (window ' + durableOpts.window + ') got them acknowledged while the subscriber was offline; RSS = peak over the scenario;\n' +
+        'brk CPU / other during the drain. ! = incomplete. Aedes: maxSessionDelivery ' + durableOpts.aedesMaxSessionDelivery + '.\n',
+    );
+  }
+  const kill = dcells.filter((c) => c.scenario === 'kill9');
+  if (kill.length > 0) {
+    const hdr = ['kill9', 'sent', 'acked', 'acked/s', 'restart ms', 'session', 'delivered', 'LOST', 'dup', 'unacked dlv', 'redeliver s'];
+    const rows = kill.map((c) =>
+      c.status !== 'ok'
+        ? errRow(c, hdr.length)
+        : [
+            label(c),
+            fmtInt(c.sent),
+            fmtInt(c.acked),
+            fmtRate(c.storeMsgsPerSec),
+            fmtMs(c.readyMs),
+            c.sessionPresent === true ? 'present' : 'GONE',
+            fmtInt(c.deliveredAcked),
+            c.lost === undefined ? '-' : `${c.lost}${c.lostIsUpperBound ? '?' : ''}`,
+            fmtInt(c.duplicates),
+            fmtInt(c.deliveredUnacked),
+            fmtS(c.redeliverMs),
+          ],
+    );
+    process.stdout.write('\n' + table(hdr, rows, hdr.map((_, i) => i > 0)) + '\n');
+    process.stdout.write(
+      `QoS1 to an offline persistent session, SIGKILL to the broker after ${durableOpts.killAfterS} s of publishing (window ${durableOpts.window}),\n` +
+        'restart on the same state (Aedes: redis-server keeps running), reconnect: LOST = acknowledged but never delivered;\n' +
+        'delivered = acknowledged ones that arrived; unacked dlv = arrived without a PUBACK reaching the publisher (allowed);\n' +
+        'session = session present in CONNACK after the restart; restart ms = spawn -> first CONNACK; redeliver s = reconnect\n' +
+        '-> last acknowledged message back (or the last arrival); ? = the wait limit hit while messages still arrived.\n',
+    );
+    for (const c of kill) {
+      if (c.lost !== undefined && c.lost > 0 && c.lostExamples !== undefined) {
+        process.stdout.write(`  ${label(c)}: lost e.g. seq ${c.lostExamples.join(', ')}\n`);
+      }
+      for (const n of c.notes ?? []) process.stdout.write(`  ${label(c)}: ${n}\n`);
+    }
+  }
+  const rs = dcells.filter((c) => c.scenario === 'restart');
+  if (rs.length > 0) {
+    const hdr = ['restart', 'stop', 'stored', 'store/s', 'RSS before', 'disk MB', 'stop ms', 'CONNACK ms', 'FIRST ms', 'RSS MB', 'HWM MB', 'opened@ (log) / listen@', 'drained', 'drain/s'];
+    const rows = rs.map((c) =>
+      c.status === 'skipped' || c.variant === undefined
+        ? errRow(c, hdr.length)
+        : [
+            label(c),
+            c.variant,
+            fmtInt(c.stored),
+            fmtRate(c.storeMsgsPerSec),
+            fmtMB(c.liveRssMB),
+            fmtMB(c.dataMB),
+            c.stopMs === undefined ? '-' : `${fmtMs(c.stopMs)}${c.stopForced ? '!' : ''}`,
+            c.status === 'ok' ? fmtMs(c.connackMs) : 'error',
+            fmtMs(c.firstDeliveryMs),
+            fmtMB(c.rssMB),
+            fmtMB(c.hwmMB),
+            c.storeOpenedAtMs == null ? '-' : `${c.storeOpenedAtMs.toFixed(0)} (${c.storeOpenMs ?? '?'}) / ${c.listeningMs == null ? '?' : c.listeningMs.toFixed(0)}`,
+            c.verifyReceived === undefined ? '-' : `${c.verifyReceived}${c.verifyComplete ? '' : '!'}`,
+            fmtRate(c.verifyMsgsPerSec),
+          ],
+    );
+    process.stdout.write('\n' + table(hdr, rows, hdr.map((_, i) => i > 1)) + '\n');
+    process.stdout.write(
+      'stored QoS1 messages queued for one offline persistent session (' + durableOpts.restartPublishers + ' publishers, window ' + durableOpts.restartWindow + ' each);\n' +
+        'RSS before = broker RSS holding them, before the stop; stop: kill -9, or SIGTERM (stop ms = until exit, ! = forced);\n' +
+        'disk MB = the state directory after the stop (what the new process loads);\n' +
+        'CONNACK / FIRST ms = from spawning the new process to the subscriber\'s CONNACK / first PUBLISH (it polls the port);\n' +
+        'RSS / HWM = VmRSS at the first delivery (acknowledgements held, so the queue stays loaded) / VmHWM of the new process;\n' +
+        'opened@ (log) / listen@ = StrataMQ log: ms from spawn to "store opened" (node start, modules, log recovery, metadata\n' +
+        'open), of which log recovery, and to "listening" (after loading durable state); drained = after the last restart,\n' +
+        'all acknowledged: how many stored messages arrived (! = not all) and how fast. Mosquitto is stopped with SIGTERM\n' +
+        'only: it saves on exit (after kill -9 it has nothing; see kill9). Aedes+Redis: not measured.\n',
+    );
+    for (const c of rs) for (const n of c.notes ?? []) process.stdout.write(`  ${label(c)} ${c.variant ?? ''}: ${n}\n`);
+  }
+  const errs = dcells.filter((c) => c.status === 'error');
+  if (errs.length > 0) {
+    process.stdout.write('\nerrors:\n');
+    for (const c of errs) process.stdout.write(`  ${label(c)} ${c.scenario}${c.variant ? ` (${c.variant})` : ''}: ${c.error?.split('\n')[0]}\n`);
+  }
+  // ratios
+  const get = (b: BrokerName, s: string, v?: string): DurableCell | undefined =>
+    dcells.find((x) => x.broker === b && x.scenario === s && (v === undefined || x.variant === v) && x.status === 'ok');
+  const peers = brokers.filter((b) => b !== 'strata');
+  if (brokers.includes('strata') && peers.length > 0) {
+    const rrows: string[][] = [];
+    if (drain.length > 0) {
+      // an incomplete drain (time limit) still has a rate: marked with !
+      const anyDrain = (b: BrokerName): DurableCell | undefined => dcells.find((x) => x.broker === b && x.scenario === 'drain' && x.received !== undefined);
+      const s = anyDrain('strata');
+      const mark = (c: DurableCell | undefined): string => (c !== undefined && c.drainComplete !== true ? '!' : '');
+      rrows.push(['drain msgs/s', ...peers.map((p) => ratio(s?.drainMsgsPerSec, anyDrain(p)?.drainMsgsPerSec) + mark(s) + mark(anyDrain(p)))]);
+      rrows.push(['drain RSS', ...peers.map((p) => ratio(s?.peakRssMB, anyDrain(p)?.peakRssMB))]);
+    }
+    if (kill.length > 0) {
+      const s = get('strata', 'kill9');
+      rrows.push(['kill9 lost (absolute)', ...peers.map((p) => `${s?.lost ?? '-'} vs ${get(p, 'kill9')?.lost ?? '-'}`)]);
+    }
+    if (rs.length > 0) {
+      const s = get('strata', 'restart', 'SIGTERM');
+      rrows.push(['restart first delivery (SIGTERM)', ...peers.map((p) => ratio(s?.firstDeliveryMs, get(p, 'restart', 'SIGTERM')?.firstDeliveryMs))]);
+      rrows.push(['restart RSS', ...peers.map((p) => ratio(s?.rssMB, get(p, 'restart', 'SIGTERM')?.rssMB))]);
+    }
+    const hdr = ['StrataMQ /', ...peers.map((p) => BROKER_LABEL[p] + (p === 'aedes' ? '+Redis' : ''))];
+    process.stdout.write('\n' + table(hdr, rrows, hdr.map((_, i) => i > 0)) + '\n');
+    process.stdout.write('(drain msgs/s: higher is better for StrataMQ, ! = from an incomplete drain; RSS and first delivery: lower is better)\n');
+  }
+}
+
+interface TargetRow {
+  target: string;
+  measured: string;
+  verdict: 'PASS' | 'MISS' | 'n/a';
+}
+
+function targetRows(cells: Cell[], dcells: DurableCell[]): TargetRow[] {
+  const rows: TargetRow[] = [];
+  const lc = (b: BrokerName, s: string): Cell | undefined => cells.find((x) => x.broker === b && x.scenario === s && x.status === 'ok');
+  const dc = (b: BrokerName, s: string, v?: string): DurableCell | undefined =>
+    dcells.find((x) => x.broker === b && x.scenario === s && (v === undefined || x.variant === v) && x.status === 'ok');
+  const verdict = (ok: boolean | null): TargetRow['verdict'] => (ok === null ? 'n/a' : ok ? 'PASS' : 'MISS');
+  const ratioT = (target: string, a: number | undefined, b: number | undefined, min: number): void => {
+    const r = a !== undefined && b !== undefined && b > 0 ? a / b : null;
+    rows.push({ target, measured: r === null ? 'not measured' : `${r.toFixed(2)}x (${fmtRate(a)} vs ${fmtRate(b)} msg/s)`, verdict: verdict(r === null ? null : r >= min) });
+  };
+  if (scenarioNames.includes('dpairs')) {
+    const s = lc('strata', 'dpairs')?.msgsPerSec;
+    ratioT('dpairs >= 1x Mosquitto (persistence true)', s, lc('mosquitto', 'dpairs')?.msgsPerSec, 1);
+    ratioT('dpairs >= 3x Aedes+Redis', s, lc('aedes', 'dpairs')?.msgsPerSec, 3);
+  }
+  if (customs.includes('drain')) {
+    ratioT(`drain of ${durableOpts.drainMsgs} >= 2x Mosquitto`, dc('strata', 'drain')?.drainMsgsPerSec, dc('mosquitto', 'drain')?.drainMsgsPerSec, 2);
+  }
+  if (customs.includes('kill9')) {
+    const k = dc('strata', 'kill9');
+    rows.push({
+      target: 'acknowledged-then-lost after kill -9 = 0',
+      measured: k === undefined ? 'not measured' : `${k.lost} of ${k.acked}`,
+      verdict: verdict(k === undefined ? null : k.lost === 0),
+    });
+  }
+  if (customs.includes('restart')) {
+    const note = (c: DurableCell): string => (c.stored !== undefined && c.stored < 1_000_000 ? `, only ${c.stored} stored (target: 1M)` : '');
+    for (const v of ['kill -9', 'SIGTERM'] as const) {
+      const c = dc('strata', 'restart', v);
+      rows.push({
+        target: `restart to first delivery with 1M stored < 1 s (${v})`,
+        measured: c?.firstDeliveryMs === undefined ? 'not measured' : `${fmtMs(c.firstDeliveryMs)} ms${note(c)}`,
+        verdict: verdict(c?.firstDeliveryMs === undefined ? null : c.firstDeliveryMs < 1000),
+      });
+    }
+    const c = dc('strata', 'restart', 'SIGTERM') ?? dc('strata', 'restart', 'kill -9');
+    rows.push({
+      target: 'broker RSS with 1M queued <= 300 MB (after restart, queue loaded)',
+      measured: c?.rssMB == null ? 'not measured' : `${fmtMB(c.rssMB)} MB (HWM ${fmtMB(c.hwmMB)} MB)${note(c)}`,
+      verdict: verdict(c?.rssMB == null ? null : c.rssMB <= 300),
+    });
+    rows.push({
+      target: 'broker RSS with 1M queued <= 300 MB (the broker that stored them)',
+      measured: c?.liveRssMB == null ? 'not measured' : `${fmtMB(c.liveRssMB)} MB${note(c)}`,
+      verdict: verdict(c?.liveRssMB == null ? null : c.liveRssMB <= 300),
+    });
+  }
+  return rows;
+}
+
+function printTargets(cells: Cell[], dcells: DurableCell[]): void {
+  const rows = targetRows(cells, dcells);
+  if (rows.length === 0) return;
+  process.stdout.write('\n' + table(['issue 4 target', 'measured', ''], rows.map((r) => [r.target, r.measured, r.verdict]), [false, false, false]) + '\n');
+}
+
 // ---------------------------------------------------------------- main
 
 process.on('exit', () => killAllBrokersSync());
@@ -553,6 +893,8 @@ async function main(): Promise<void> {
     cores: availableParallelism(),
     memGB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     aedes: pkgVersion('aedes'),
+    aedesPersistenceRedis: pkgVersion('aedes-persistence-redis'),
+    redis: versionOf(process.env['REDIS_BIN'] ?? 'redis-server', ['--version'], /v=(\S+)/),
     mosquitto: versionOf(process.env['MOSQUITTO_BIN'] ?? '/usr/sbin/mosquitto', ['-h'], /mosquitto version (\S+)/),
   };
   process.stdout.write(
@@ -561,12 +903,20 @@ async function main(): Promise<void> {
       `${opts.workers} load worker thread(s), MQTT 3.1.1, 127.0.0.1\n\n`,
   );
 
+  const dctx: DurableCtx = { brokerOpts, d: durableOpts, say: (l) => process.stdout.write(`${l}\n`) };
+  const durableNeeded = scenarios.some((s) => s.durable === true) || customs.length > 0;
+  /** Aedes runs durable on aedes-persistence-redis + redis-server: both must be there. */
+  const aedesDurableWhy = brokers.includes('aedes') && durableNeeded ? aedesDurableUnavailable() : null;
+  if (aedesDurableWhy !== null) process.stdout.write(`aedes (durable scenarios): ${aedesDurableWhy}\n`);
+
   const cells: Cell[] = [];
+  const dcells: DurableCell[] = [];
   for (const b of brokers) {
     const why = unavailable(b);
     if (why !== null) {
       process.stdout.write(`${b}: ${why}\n`);
       for (const sc of scenarios) cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: why });
+      for (const c of customs) dcells.push({ broker: b, scenario: c, status: 'skipped', error: why });
       continue;
     }
     let startError: string | null = null;
@@ -575,17 +925,21 @@ async function main(): Promise<void> {
         cells.push({ broker: b, scenario: sc.name, status: 'error', error: startError, startFailed: true });
         continue;
       }
+      if (sc.durable === true && b === 'aedes' && aedesDurableWhy !== null) {
+        cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: aedesDurableWhy });
+        continue;
+      }
       process.stdout.write(`${b.padEnd(9)} ${sc.name.padEnd(8)} ${sc.title} ... `);
       const cell = await runScenario(b, sc);
       if (cell.startFailed === true) {
-        startError = cell.error ?? 'start failed';
+        if (sc.durable !== true) startError = cell.error ?? 'start failed';
         if (cell.logTail !== undefined) {
           const lines = cell.logTail.split('\n').slice(-8);
           process.stdout.write(`error: ${cell.error}\n${lines.map((l) => `    | ${l}`).join('\n')}\n`);
         } else {
           process.stdout.write(`error: ${cell.error}\n`);
         }
-        process.stdout.write(`${b}: skipping its other scenarios\n`);
+        if (startError !== null) process.stdout.write(`${b}: skipping its other scenarios\n`);
         cells.push(cell);
         continue;
       }
@@ -599,62 +953,95 @@ async function main(): Promise<void> {
       }
       await sleep(300);
     }
+    for (const c of customs) {
+      if (startError !== null) {
+        dcells.push({ broker: b, scenario: c, status: 'error', error: startError });
+        continue;
+      }
+      if (b === 'aedes' && aedesDurableWhy !== null) {
+        dcells.push({ broker: b, scenario: c, status: 'skipped', error: aedesDurableWhy });
+        continue;
+      }
+      if (c === 'restart' && !RESTART_BROKERS.includes(b)) {
+        dcells.push({ broker: b, scenario: c, status: 'skipped', error: 'not measured (StrataMQ and Mosquitto only)' });
+        continue;
+      }
+      process.stdout.write(`${b.padEnd(9)} ${c.padEnd(8)} ${CUSTOM_TITLE[c]} ...${c === 'restart' ? '\n' : ' '}`);
+      const got = c === 'drain' ? [await runDrain(b, dctx)] : c === 'kill9' ? [await runKill9(b, dctx)] : await runRestart(b, dctx);
+      for (const cell of got) {
+        dcells.push(cell);
+        if (c === 'restart') process.stdout.write(`    ${cell.variant ?? ''}: `);
+        process.stdout.write(`${cell.status === 'ok' ? summary(cell) : `error: ${cell.error}`}\n`);
+        if (cell.status === 'error' && cell.logTail !== undefined) {
+          process.stdout.write(`${cell.logTail.split('\n').slice(-6).map((l) => `    | ${l}`).join('\n')}\n`);
+        }
+      }
+      await sleep(300);
+    }
   }
 
   // main table
-  const rows: string[][] = [];
-  for (const sc of scenarios) {
-    for (const b of brokers) {
-      const c = cells.find((x) => x.broker === b && x.scenario === sc.name)!;
-      if (c.status === 'skipped') {
-        rows.push([sc.name, BROKER_LABEL[b], 'not built', '', '', '', '', '', '', '', '', '']);
-        continue;
+  if (scenarios.length > 0) {
+    const rows: string[][] = [];
+    for (const sc of scenarios) {
+      for (const b of brokers) {
+        const c = cells.find((x) => x.broker === b && x.scenario === sc.name)!;
+        if (c.status === 'skipped') {
+          rows.push([sc.name, BROKER_LABEL[b], c.error === aedesDurableWhy ? 'skipped' : 'not built', '', '', '', '', '', '', '', '', '']);
+          continue;
+        }
+        const ok = c.status === 'ok';
+        rows.push([
+          sc.name,
+          BROKER_LABEL[b],
+          ok ? fmtRate(c.msgsPerSec) : 'error',
+          fmtRate(c.sentPerSec),
+          c.deliveredTotalPct === undefined ? '-' : `${fmtPct(c.deliveredTotalPct)}${c.drainTimedOut ? '~' : ''}`,
+          ok ? fmtMs(c.p50Ms) : '-',
+          ok ? fmtMs(c.p99Ms) : '-',
+          c.peakRssMB === undefined || c.peakRssMB === null ? '-' : c.peakRssMB.toFixed(0),
+          fmtPct(c.brokerCpuPct),
+          fmtPct(c.genCpuPct),
+          c.genEluMax === undefined ? '-' : c.genEluMax.toFixed(2),
+          fmtPct(c.otherCpuPct),
+        ]);
       }
-      const ok = c.status === 'ok';
-      rows.push([
-        sc.name,
-        BROKER_LABEL[b],
-        ok ? fmtRate(c.msgsPerSec) : 'error',
-        fmtRate(c.sentPerSec),
-        c.deliveredTotalPct === undefined ? '-' : `${fmtPct(c.deliveredTotalPct)}${c.drainTimedOut ? '~' : ''}`,
-        ok ? fmtMs(c.p50Ms) : '-',
-        ok ? fmtMs(c.p99Ms) : '-',
-        c.peakRssMB === undefined || c.peakRssMB === null ? '-' : c.peakRssMB.toFixed(0),
-        fmtPct(c.brokerCpuPct),
-        fmtPct(c.genCpuPct),
-        c.genEluMax === undefined ? '-' : c.genEluMax.toFixed(2),
-        fmtPct(c.otherCpuPct),
-      ]);
     }
-  }
-  process.stdout.write('\n');
-  process.stdout.write(
-    table(
-      ['scenario', 'broker', 'msgs/s', 'sent/s', 'deliv', 'p50 ms', 'p99 ms', 'RSS MB', 'brk CPU', 'gen CPU', 'gen ELU', 'other'],
-      rows,
-      [false, false, true, true, true, true, true, true, true, true, true, true],
-    ) + '\n',
-  );
-  process.stdout.write(
-    'msgs/s = PUBLISH received by subscribers per second in the window; sent/s = PUBLISH written by publishers;\n' +
-      'deliv = all received / (all sent x fan-out) after the drain; latency = publish -> receive; RSS = broker peak;\n' +
-      'CPU in % of one core (brk = broker process tree, gen = load generator, all threads);\n' +
-      'gen ELU = event-loop utilisation of the busiest generator thread (1.00 = saturated: generator-bound);\n' +
-      'other = CPU used by anything else on the machine (kernel softirq included) - high values mean a noisy run.\n',
-  );
-  if (cells.some((c) => c.drainTimedOut)) {
-    process.stdout.write(`~ = still delivering a backlog when the ${opts.drainS}s drain limit hit (not necessarily loss).\n`);
-  }
-  if (opts.qos0Inflight === 0 && scenarios.some((s) => s.name === 'fanin' || s.name === 'fanout0')) {
+    process.stdout.write('\n');
     process.stdout.write(
-      'QoS0 publishers pace by TCP back-pressure only, so QoS0 latency is mostly time queued in socket buffers;\n' +
-        'run with --qos0-inflight N (e.g. 10000) for QoS0 latency at a bounded load.\n',
+      table(
+        ['scenario', 'broker', 'msgs/s', 'sent/s', 'deliv', 'p50 ms', 'p99 ms', 'RSS MB', 'brk CPU', 'gen CPU', 'gen ELU', 'other'],
+        rows,
+        [false, false, true, true, true, true, true, true, true, true, true, true],
+      ) + '\n',
     );
-  }
-  const failed = cells.filter((c) => c.status === 'error');
-  if (failed.length > 0) {
-    process.stdout.write('\nerrors:\n');
-    for (const c of failed) process.stdout.write(`  ${BROKER_LABEL[c.broker]} ${c.scenario}: ${c.error?.split('\n')[0]}\n`);
+    process.stdout.write(
+      'msgs/s = PUBLISH received by subscribers per second in the window; sent/s = PUBLISH written by publishers;\n' +
+        'deliv = all received / (all sent x fan-out) after the drain; latency = publish -> receive; RSS = broker peak;\n' +
+        'CPU in % of one core (brk = broker process tree, gen = load generator, all threads);\n' +
+        'gen ELU = event-loop utilisation of the busiest generator thread (1.00 = saturated: generator-bound);\n' +
+        'other = CPU used by anything else on the machine (kernel softirq included) - high values mean a noisy run.\n',
+    );
+    if (scenarios.some((s) => s.durable === true)) {
+      process.stdout.write(
+        'dpairs: subscribers are persistent sessions; Mosquitto runs with persistence true (autosave every 1800 s),\n' +
+          'Aedes with aedes-persistence-redis (RSS and brk CPU include its redis-server).\n',
+      );
+    }
+    if (cells.some((c) => c.drainTimedOut)) {
+      process.stdout.write(`~ = still delivering a backlog when the ${opts.drainS}s drain limit hit (not necessarily loss).\n`);
+    }
+    if (opts.qos0Inflight === 0 && scenarios.some((s) => s.name === 'fanin' || s.name === 'fanout0')) {
+      process.stdout.write(
+        'QoS0 publishers pace by TCP back-pressure only, so QoS0 latency is mostly time queued in socket buffers;\n' +
+          'run with --qos0-inflight N (e.g. 10000) for QoS0 latency at a bounded load.\n',
+      );
+    }
+    const failed = cells.filter((c) => c.status === 'error');
+    if (failed.length > 0) {
+      process.stdout.write('\nerrors:\n');
+      for (const c of failed) process.stdout.write(`  ${BROKER_LABEL[c.broker]} ${c.scenario}: ${c.error?.split('\n')[0]}\n`);
+    }
   }
 
   // ratios
@@ -673,9 +1060,14 @@ async function main(): Promise<void> {
       ];
     });
     const hdr = ['StrataMQ /', ...peers.flatMap((p) => [`${BROKER_LABEL[p]} msgs/s`, 'p99', 'RSS'])];
-    process.stdout.write('\n' + table(hdr, rrows, hdr.map((_, i) => i > 0)) + '\n');
-    process.stdout.write('(msgs/s: higher is better for StrataMQ; p99 and RSS: lower is better)\n');
+    if (scenarios.length > 0) {
+      process.stdout.write('\n' + table(hdr, rrows, hdr.map((_, i) => i > 0)) + '\n');
+      process.stdout.write('(msgs/s: higher is better for StrataMQ; p99 and RSS: lower is better)\n');
+    }
   }
+
+  if (dcells.length > 0) printDurable(dcells);
+  if (durableNeeded && brokers.includes('strata')) printTargets(cells, dcells);
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const out = argv.out ?? path.join(repoRoot, 'bench', 'results', `${stamp}.json`);
@@ -683,7 +1075,14 @@ async function main(): Promise<void> {
   writeFileSync(
     out,
     JSON.stringify(
-      { date: new Date().toISOString(), env, options: { ...opts, brokers, scenarios: scenarios.map((s) => s.name), mosquittoInflight: brokerOpts.mosquittoInflight, strataArgs: brokerOpts.strataArgs }, results: cells },
+      {
+        date: new Date().toISOString(),
+        env,
+        options: { ...opts, brokers, scenarios: scenarioNames, mosquittoInflight: brokerOpts.mosquittoInflight, strataArgs: brokerOpts.strataArgs, durable: durableOpts },
+        results: cells,
+        durable: dcells,
+        targets: durableNeeded && brokers.includes('strata') ? targetRows(cells, dcells) : undefined,
+      },
       null,
       2,
     ) + '\n',
