@@ -546,6 +546,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private async store(durable: DurableSessions, msg: Message, stored: Pending[], sessions: Session[]): Promise<void> {
     const retainOps: MetaOp[] = msg.retain ? durable.retainOps(msg) : [];
     if (stored.length === 0) {
+      // Behind earlier appends, so a retained set/clear lands in the order it was published.
+      await durable.afterAppends();
       await durable.write(retainOps);
       return;
     }

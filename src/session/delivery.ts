@@ -10,6 +10,9 @@ import { encodeAck, type QoS } from '../protocol/codec.js';
 import { encodeDelivery, isExpired, type Message } from '../message.js';
 import type { DurableRef, Inflight, Pending, Session } from './session.js';
 
+/** Deliveries an offline persistent session keeps in memory before it leaves the rest in the store. */
+const OFFLINE_IN_MEMORY = 1000;
+
 export interface DeliveryLimits {
   maxQueued: number;
   /** A full queue drops its oldest entry for the new one, or the new one. */
@@ -124,9 +127,12 @@ export function deliver(
     }
     discard(session, session.queue.shift() as Pending);
   }
-  // An offline persistent session keeps only the log position: the body is read back in
-  // batches when the client returns, so a large offline queue costs little memory.
-  if (conn === null && ref && session.durable) pending.msg = null;
+  // An offline persistent session keeps only log positions, and at most a page of them: the
+  // rest stays in the store's index and is read back in order as the queue drains.
+  if (conn === null && ref && session.durable) {
+    pending.msg = null;
+    if (session.queue.length >= OFFLINE_IN_MEMORY && session.durable.spill(session)) return;
+  }
   session.queue.push(pending);
 }
 

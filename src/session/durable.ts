@@ -29,6 +29,7 @@ import type { Logger } from '../log.js';
 import { createMessage, decodeProperties, encodeProperties, type Message } from '../message.js';
 import { DurableStore, type LogPosition, type MetaOp, type StoreOpenOptions } from '../native.js';
 import type { QoS } from '../protocol/codec.js';
+import { InOrder } from './in-order.js';
 import type { DurableRef, Pending, Session, SessionPersistence, SubscriptionOptions } from './session.js';
 
 interface StoredWill {
@@ -56,7 +57,7 @@ export interface RecoveredSession {
 }
 
 const SEP = Buffer.from([0]);
-/** Deliveries per page of a store-backed queue. */
+/** Deliveries per page of a store-backed queue (also what an offline session keeps in memory). */
 const PAGE = 1000;
 
 const idKey = (clientId: string): Buffer => Buffer.from(clientId, 'utf8');
@@ -135,8 +136,14 @@ export class DurableSessions {
    */
   private seq = Date.now() * 1000;
   private batch: Batch | null = null;
-  /** Commits run one after another so the store sees writes in the order they were made. */
-  private chain: Promise<void> = Promise.resolve();
+  /**
+   * Metadata batches are handed to the store's writer thread in the order they were made (it
+   * commits them in that order); their completions are read back in that order too.
+   */
+  private readonly commits = new InOrder();
+  /** Appends complete in the order they were made, as far as JS can see. */
+  private readonly appends = new InOrder();
+  private inflightCommits = new Set<Promise<void>>();
   private closed = false;
 
   private constructor(
@@ -187,17 +194,21 @@ export class DurableSessions {
     const b = this.batch;
     this.batch = null;
     if (!b) return;
-    this.chain = this.chain.then(
-      () => this.store.metaApply(b.ops).then(b.resolve, b.reject),
-      () => undefined,
-    );
+    const done = this.commits.wrap(this.store.metaApply(b.ops)).then(b.resolve, b.reject);
+    this.inflightCommits.add(done);
+    void done.finally(() => this.inflightCommits.delete(done));
   }
 
   // ---- messages ---------------------------------------------------------------------------
 
   /** Append a message to the log; resolves once durable under the fsync policy. */
   append(msg: Message): Promise<LogPosition> {
-    return this.store.append(msg.publisher, msg.topic, msg.qos, msg.retain, msg.payload, encodeProperties(msg.properties));
+    return this.appends.wrap(this.store.append(msg.publisher, msg.topic, msg.qos, msg.retain, msg.payload, encodeProperties(msg.properties)));
+  }
+
+  /** Resolves after every append started before it has resolved (keeps retained-only writes in order). */
+  afterAppends(): Promise<null> {
+    return this.appends.wrap(Promise.resolve(null));
   }
 
   /** Record deliveries of one logged message to persistent sessions; resolves when durable. */
@@ -234,6 +245,12 @@ export class DurableSessions {
       load: (entries) => this.load(entries),
       loadMore: (s) => {
         for (const e of this.loadPage(s)) s.queue.push(e.pending);
+      },
+      spill: (s) => {
+        const last = s.queue.last();
+        if (!last?.ref) return false;
+        s.backlogAfter = entryKey(clientId, last.ref.seq);
+        return true;
       },
     };
   }
@@ -338,7 +355,7 @@ export class DurableSessions {
     if (this.closed) return;
     this.flush();
     this.closed = true;
-    await this.chain;
+    await Promise.all([...this.inflightCommits]);
     await this.store.close();
   }
 }

@@ -26,6 +26,10 @@ export class Queue<T> {
     return this.items[this.head];
   }
 
+  last(): T | undefined {
+    return this.length > 0 ? this.items[this.items.length - 1] : undefined;
+  }
+
   clear(): void {
     this.items = [];
     this.head = 0;

@@ -61,6 +61,11 @@ export interface SessionPersistence {
   load(entries: Pending[]): void;
   /** Move the next page of store-resident deliveries into the queue (see Session.backlogAfter). */
   loadMore(session: Session): void;
+  /**
+   * Leave further deliveries in the store (they are indexed already): sets backlogAfter to the
+   * last queued delivery. False if that delivery is not in the store.
+   */
+  spill(session: Session): boolean;
 }
 
 /** An outbound QoS 1/2 delivery not yet completed by the client. */

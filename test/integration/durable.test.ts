@@ -107,6 +107,27 @@ for (const protocolVersion of [4, 5] as const) {
 }
 
 describe('large stored queues', () => {
+  test('an offline session keeps one page in memory, the rest stays in the store, and all drain in order', async () => {
+    const id = 'spill-sub';
+    const topic = 'spill/x';
+    const sub = await client(broker.url, persistent(5, id));
+    await sub.subscribeAsync(topic, { qos: 1 });
+    await sub.endAsync();
+    const pub = await client(broker.url, { clientId: 'spill-pub' });
+    await Promise.all(Array.from({ length: 2600 }, (_, i) => pub.publishAsync(topic, String(i), { qos: 1 })));
+    const back = unconnected(broker.url, persistent(5, id));
+    const got = collect(back, 3000, 30000);
+    back.connect();
+    await Promise.all(Array.from({ length: 400 }, (_, i) => pub.publishAsync(topic, String(2600 + i), { qos: 1 })));
+    const msgs = await got;
+    assert.deepEqual(
+      msgs.map((m) => Number(m.payload.toString())),
+      Array.from({ length: 3000 }, (_, i) => i),
+    );
+    assert.deepEqual(await quiet(back, 200), []);
+    await Promise.all([back.endAsync(), pub.endAsync()]);
+  });
+
   test('a queue larger than one page (1000) drains in order after kill -9, with new messages arriving meanwhile', async () => {
     const id = 'paged-sub';
     const topic = 'paged/x';
