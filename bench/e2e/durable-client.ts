@@ -5,6 +5,7 @@
 // broker acknowledged. Payload layout: seq u32 BE, publisher index u32 BE, send
 // time (process.hrtime seconds u32 + nanoseconds u32), then filler.
 import net from 'node:net';
+import { readFixedHeader } from './frames.js';
 import { performance } from 'node:perf_hooks';
 import mqttPacket from 'mqtt-packet';
 
@@ -345,26 +346,13 @@ export class RawClient {
     let pos = 0;
     while (pos + 2 <= len) {
       const b0 = data[pos]!;
-      let rl = 0;
-      let mul = 1;
-      let i = pos + 1;
-      let done = false;
-      for (let k = 0; k < 4 && i < len; k++) {
-        const b = data[i++]!;
-        rl += (b & 127) * mul;
-        mul *= 128;
-        if ((b & 128) === 0) {
-          done = true;
-          break;
-        }
+      const header = readFixedHeader(data, pos);
+      if (header === 'incomplete') break;
+      if (header === 'malformed') {
+        this.sock.destroy(new Error('malformed remaining length from broker'));
+        return;
       }
-      if (!done) {
-        if (i - pos >= 5) {
-          this.sock.destroy(new Error('malformed remaining length from broker'));
-          return;
-        }
-        break;
-      }
+      const { bodyStart: i, remaining: rl } = header;
       const end = i + rl;
       if (end > len) break;
       const type = b0 >> 4;

@@ -14,6 +14,7 @@
 //                                    go to the shared counters
 //   recv {type:'finish'}          -> post {type:'result', ...}, close sockets
 import net from 'node:net';
+import { readFixedHeader } from './frames.js';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import mqttPacket from 'mqtt-packet';
@@ -308,28 +309,14 @@ class BenchClient {
     let pos = 0;
     while (pos + 2 <= len) {
       const b0 = data[pos]!;
-      // remaining length varint
-      let rl = 0;
-      let mul = 1;
-      let i = pos + 1;
-      let done = false;
-      for (let k = 0; k < 4 && i < len; k++) {
-        const b = data[i++]!;
-        rl += (b & 127) * mul;
-        mul *= 128;
-        if ((b & 128) === 0) {
-          done = true;
-          break;
-        }
+      const header = readFixedHeader(data, pos);
+      if (header === 'incomplete') break;
+      if (header === 'malformed') {
+        this.fail('malformed remaining length from broker');
+        this.sock.destroy();
+        return;
       }
-      if (!done) {
-        if (i - pos >= 5) {
-          this.fail('malformed remaining length from broker');
-          this.sock.destroy();
-          return;
-        }
-        break; // need more bytes
-      }
+      const { bodyStart: i, remaining: rl } = header;
       const end = i + rl;
       if (end > len) break;
       const type = b0 >> 4;
