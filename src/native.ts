@@ -113,6 +113,7 @@ export const coreVersion: string = binding.coreVersion();
 // ---- durable store ----------------------------------------------------------------------
 
 export type StoreOpenOptions = Binding.StoreOptions;
+export type AppendMessage = Binding.AppendMessage;
 export type StoreStats = Binding.StoreStats;
 export type RecoveryInfo = Binding.RecoveryInfo;
 export type MetaTable = 'sessions' | 'subscriptions' | 'cursors' | 'acks' | 'retained' | 'system';
@@ -207,6 +208,11 @@ export class DurableStore {
 
   get nShards(): number {
     return this.inner.nShards;
+  }
+
+  /** Append messages in one call; resolves with their positions once durable (group commit). */
+  appendMany(messages: Binding.AppendMessage[]): Promise<LogPosition[]> {
+    return wrapAsync(this.inner.append(messages));
   }
 
   /** Append one message; resolves once durable per the fsync policy (group commit). */

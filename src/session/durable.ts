@@ -27,7 +27,7 @@
  */
 import type { Logger } from '../log.js';
 import { createMessage, decodeProperties, encodeProperties, type Message } from '../message.js';
-import { DurableStore, type LogPosition, type MetaOp, type StoreOpenOptions } from '../native.js';
+import { type AppendMessage, DurableStore, type LogPosition, type MetaOp, type StoreOpenOptions } from '../native.js';
 import type { QoS } from '../protocol/codec.js';
 import { InOrder } from './in-order.js';
 import type { DurableRef, Pending, Session, SessionPersistence, SubscriptionOptions } from './session.js';
@@ -144,6 +144,7 @@ export class DurableSessions {
   /** Appends complete in the order they were made, as far as JS can see. */
   private readonly appends = new InOrder();
   private inflightCommits = new Set<Promise<void>>();
+  private appendBatch: { msgs: AppendMessage[]; waiters: { resolve: (p: LogPosition) => void; reject: (e: unknown) => void }[] } | null = null;
   private closed = false;
 
   private constructor(
@@ -201,13 +202,37 @@ export class DurableSessions {
 
   // ---- messages ---------------------------------------------------------------------------
 
-  /** Append a message to the log; resolves once durable under the fsync policy. */
+  /**
+   * Append a message to the log; resolves once durable under the fsync policy. Appends made in
+   * the same event-loop turn cross to the store in one call (one promise for the batch).
+   */
   append(msg: Message): Promise<LogPosition> {
-    return this.appends.wrap(this.store.append(msg.publisher, msg.topic, msg.qos, msg.retain, msg.payload, encodeProperties(msg.properties)));
+    let b = this.appendBatch;
+    if (!b) {
+      b = this.appendBatch = { msgs: [], waiters: [] };
+      setImmediate(() => this.flushAppends());
+    }
+    const props = encodeProperties(msg.properties);
+    const m: AppendMessage = { publisher: msg.publisher, topic: msg.topic, qos: msg.qos, retain: msg.retain, payload: msg.payload };
+    if (props) m.properties = props;
+    b.msgs.push(m);
+    const waiters = b.waiters;
+    return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+  }
+
+  private flushAppends(): void {
+    const b = this.appendBatch;
+    this.appendBatch = null;
+    if (!b) return;
+    this.appends.wrap(this.store.appendMany(b.msgs)).then(
+      (positions) => b.waiters.forEach((w, i) => w.resolve(positions[i] as LogPosition)),
+      (e: unknown) => b.waiters.forEach((w) => w.reject(e)),
+    );
   }
 
   /** Resolves after every append started before it has resolved (keeps retained-only writes in order). */
   afterAppends(): Promise<null> {
+    this.flushAppends(); // appends still gathering this turn come first
     return this.appends.wrap(Promise.resolve(null));
   }
 
@@ -353,6 +378,7 @@ export class DurableSessions {
   /** Commit what is queued, then close the store (releases the data-dir lock). */
   async close(): Promise<void> {
     if (this.closed) return;
+    this.flushAppends();
     this.flush();
     this.closed = true;
     await Promise.all([...this.inflightCommits]);
