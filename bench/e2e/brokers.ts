@@ -146,6 +146,31 @@ export interface DurableStart {
 }
 
 const live = new Set<ChildProcess>();
+
+/**
+ * Spawn with stdout/stderr appended to `logFile`, tracked in `live` until it exits.
+ * `state.exited` is null while it runs, then says how it ended.
+ */
+function spawnLogged(cmd: string, args: string[], logFile: string): { cp: ChildProcess; exitP: Promise<void>; state: { exited: string | null } } {
+  const fd = openSync(logFile, 'a');
+  const cp = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  live.add(cp);
+  const state: { exited: string | null } = { exited: null };
+  const exitP = new Promise<void>((resolve) => {
+    cp.once('exit', (code, sig) => {
+      state.exited = `exited (code ${code}, signal ${sig})`;
+      live.delete(cp);
+      resolve();
+    });
+    cp.once('error', (e) => {
+      state.exited = `failed to spawn: ${e.message}`;
+      live.delete(cp);
+      resolve();
+    });
+  });
+  return { cp, exitP, state };
+}
 const tempDirs = new Set<string>();
 
 /** SIGKILL every broker still running (for exit/SIGINT paths). */
@@ -240,30 +265,14 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
       break;
     }
   }
-  const fd = openSync(logFile, 'a');
   const spawnedAt = performance.now();
-  const cp = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  live.add(cp);
-  let exited: string | null = null;
-  const exitP = new Promise<void>((resolve) => {
-    cp.once('exit', (code, sig) => {
-      exited = `exited (code ${code}, signal ${sig})`;
-      live.delete(cp);
-      resolve();
-    });
-    cp.once('error', (e) => {
-      exited = `failed to spawn: ${e.message}`;
-      live.delete(cp);
-      resolve();
-    });
-  });
+  const { cp, exitP, state } = spawnLogged(cmd, args, logFile);
 
   const stop = async (): Promise<void> => {
-    if (exited === null && cp.pid !== undefined) {
+    if (state.exited === null && cp.pid !== undefined) {
       cp.kill('SIGTERM');
       const t = setTimeout(() => {
-        if (exited === null) cp.kill('SIGKILL');
+        if (state.exited === null) cp.kill('SIGKILL');
       }, 3000);
       await exitP;
       clearTimeout(t);
@@ -273,7 +282,7 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
   };
 
   const kill = async (): Promise<void> => {
-    if (exited === null && cp.pid !== undefined) {
+    if (state.exited === null && cp.pid !== undefined) {
       cp.kill('SIGKILL');
       await exitP;
     }
@@ -283,10 +292,10 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
   const terminate = async (graceMs: number): Promise<{ ms: number; forced: boolean }> => {
     const t0 = performance.now();
     let forced = false;
-    if (exited === null && cp.pid !== undefined) {
+    if (state.exited === null && cp.pid !== undefined) {
       cp.kill('SIGTERM');
       const t = setTimeout(() => {
-        if (exited === null) {
+        if (state.exited === null) {
           forced = true;
           cp.kill('SIGKILL');
         }
@@ -306,7 +315,7 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
     logFile,
     extraPids,
     spawnedAt,
-    alive: () => exited === null,
+    alive: () => state.exited === null,
     stop,
     kill,
     terminate,
@@ -314,17 +323,17 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
   if (durable?.noWait === true) {
     if (cp.pid === undefined) {
       await exitP;
-      throw new BrokerStartError(`${name} ${exited ?? 'failed to spawn'}`, tail(logFile));
+      throw new BrokerStartError(`${name} ${state.exited ?? 'failed to spawn'}`, tail(logFile));
     }
     return done();
   }
 
   const deadline = Date.now() + opts.readyTimeoutMs;
   for (;;) {
-    if (exited !== null) {
+    if (state.exited !== null) {
       const log = tail(logFile);
       await stop();
-      throw new BrokerStartError(`${name} ${exited}`, log);
+      throw new BrokerStartError(`${name} ${state.exited}`, log);
     }
     if (await mqttProbe('127.0.0.1', port, 500)) break;
     if (Date.now() > deadline) {
@@ -386,27 +395,9 @@ function redisPing(port: number, timeoutMs = 500): Promise<boolean> {
 export async function startRedis(dir: string, timeoutMs = 10_000): Promise<RunningRedis> {
   const port = await freePort();
   const logFile = path.join(dir, 'redis.log');
-  const fd = openSync(logFile, 'a');
-  const cp = spawn(REDIS_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no'], {
-    stdio: ['ignore', fd, fd],
-  });
-  closeSync(fd);
-  live.add(cp);
-  let exited: string | null = null;
-  const exitP = new Promise<void>((resolve) => {
-    cp.once('exit', (code, sig) => {
-      exited = `exited (code ${code}, signal ${sig})`;
-      live.delete(cp);
-      resolve();
-    });
-    cp.once('error', (e) => {
-      exited = `failed to spawn: ${e.message}`;
-      live.delete(cp);
-      resolve();
-    });
-  });
+  const { cp, exitP, state } = spawnLogged(REDIS_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no'], logFile);
   const stop = async (): Promise<void> => {
-    if (exited === null) {
+    if (state.exited === null) {
       cp.kill('SIGKILL'); // bench state only: no need for a final snapshot
       await exitP;
     }
@@ -414,7 +405,7 @@ export async function startRedis(dir: string, timeoutMs = 10_000): Promise<Runni
   };
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (exited !== null) throw new BrokerStartError(`redis-server ${exited}`, tail(logFile));
+    if (state.exited !== null) throw new BrokerStartError(`redis-server ${state.exited}`, tail(logFile));
     if (await redisPing(port)) break;
     if (Date.now() > deadline) {
       const log = tail(logFile);
