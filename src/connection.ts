@@ -122,8 +122,8 @@ export class Connection implements ClientInfo {
     }
   }
 
-  /** Hold inbound packets while an asynchronous CONNECT gate runs. */
-  holdInput(): void {
+  /** Hold inbound packets while an asynchronous gate runs. */
+  private holdInput(): void {
     this.holds++;
     this.held ??= [];
   }
@@ -132,7 +132,7 @@ export class Connection implements ClientInfo {
    * End one hold; when none is left, replay the held packets in arrival order. Holds nest: a
    * gate that starts inside another gate's continuation keeps input held until both end.
    */
-  releaseInput(): void {
+  private releaseInput(): void {
     if (this.holds > 0) this.holds--;
     if (this.holds > 0) return;
     const held = this.held;

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
+import type { GateAnswer } from '../hooks/index.js';
 import { createMessage } from '../message.js';
 import type { QoS } from '../protocol/codec.js';
 import { connackCodeV3, RC } from '../protocol/reason-codes.js';
@@ -72,35 +73,22 @@ export function handleConnect(conn: Connection, p: IConnectPacket): void {
   }
 
   conn.state = 'authenticating';
-  let answer;
+  let answer: GateAnswer | Promise<GateAnswer>;
   try {
     answer = broker.gates.authenticate(conn, p.username, p.password);
   } catch (e) {
     return refuseConnect(conn, RC.UnspecifiedError, `authenticate hook failed: ${(e as Error).message}`);
   }
-  const finish = (ok: boolean | number): void => {
-    if (conn.state === 'closed') return;
+  // A failing asynchronous hook refuses the CONNECT like a failing synchronous one.
+  const settled = answer instanceof Promise ? answer.catch((e: unknown) => new Error(String(e))) : answer;
+  conn.gate(settled, (ok) => {
+    if (ok instanceof Error) return refuseConnect(conn, RC.UnspecifiedError, `authenticate hook failed: ${ok.message}`);
     if (ok !== true) {
       const rc = typeof ok === 'number' ? ok : p.username === undefined ? RC.NotAuthorized : RC.BadUserNameOrPassword;
-      refuseConnect(conn, rc, 'authentication failed');
-      return;
+      return refuseConnect(conn, rc, 'authentication failed');
     }
     acceptConnect(conn, p, assigned);
-  };
-  if (answer instanceof Promise) {
-    conn.holdInput();
-    answer.then(
-      (ok) => {
-        finish(ok);
-        if (conn.state === 'connected') conn.releaseInput();
-      },
-      (e: unknown) => {
-        if (conn.state !== 'closed') refuseConnect(conn, RC.UnspecifiedError, `authenticate hook failed: ${String(e)}`);
-      },
-    );
-  } else {
-    finish(answer);
-  }
+  });
 }
 
 function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | undefined): void {
