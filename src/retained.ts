@@ -3,7 +3,8 @@
  * [MQTT-3.3.1-6]/[MQTT-3.3.1-7], expired ones are dropped when met. The native index answers
  * a wildcard filter by walking topic levels, not by scanning every retained topic.
  *
- * This in-memory store is the seam the durable engine replaces (B7).
+ * Lookups are served from here; durability (B7) is write-through: the broker records each
+ * set/clear in the embedded store and loads them back into this store at start.
  */
 import { isExpired, type Message } from './message.js';
 import { RetainedIndex } from './native.js';

@@ -8,10 +8,7 @@
 import type { Connection } from '../connection.js';
 import { encodeAck, type QoS } from '../protocol/codec.js';
 import { encodeDelivery, isExpired, type Message } from '../message.js';
-import type { DurableRef, Inflight, Pending, Session } from './session.js';
-
-/** Deliveries an offline persistent session keeps in memory before it leaves the rest in the store. */
-const OFFLINE_IN_MEMORY = 1000;
+import { type DurableRef, type Inflight, type Pending, QUEUE_PAGE, type Session } from './session.js';
 
 export interface DeliveryLimits {
   maxQueued: number;
@@ -131,7 +128,7 @@ export function deliver(
   // rest stays in the store's index and is read back in order as the queue drains.
   if (conn === null && ref && session.durable) {
     pending.msg = null;
-    if (session.queue.length >= OFFLINE_IN_MEMORY && session.durable.spill(session)) return;
+    if (session.queue.length >= QUEUE_PAGE && session.durable.spill(session)) return;
   }
   session.queue.push(pending);
 }

@@ -30,7 +30,7 @@ import { createMessage, decodeProperties, encodeProperties, type Message } from 
 import { type AppendMessage, DurableStore, type LogPosition, type MetaOp, type StoreOpenOptions } from '../native.js';
 import type { QoS } from '../protocol/codec.js';
 import { InOrder } from './in-order.js';
-import type { DurableRef, Pending, Session, SessionPersistence, SubscriptionOptions } from './session.js';
+import { type DurableRef, type Pending, QUEUE_PAGE, type Session, type SessionPersistence, type SubscriptionOptions } from './session.js';
 
 interface StoredWill {
   topic: string;
@@ -57,8 +57,6 @@ export interface RecoveredSession {
 }
 
 const SEP = Buffer.from([0]);
-/** Deliveries per page of a store-backed queue (also what an offline session keeps in memory). */
-const PAGE = 1000;
 
 const idKey = (clientId: string): Buffer => Buffer.from(clientId, 'utf8');
 const subKey = (clientId: string, filter: string): Buffer => Buffer.concat([idKey(clientId), SEP, Buffer.from(filter, 'utf8')]);
@@ -343,9 +341,9 @@ export class DurableSessions {
    */
   loadPage(session: Session): { pending: Pending; packetId: number; phase: 0 | 1 | 2 }[] {
     const prefix = Buffer.concat([idKey(session.clientId), SEP]);
-    const rows = this.store.metaScan('acks', prefix, session.backlogAfter, PAGE + 1);
-    const page = rows.slice(0, PAGE).map((e) => decodeEntry(e.key, e.value, prefix.length));
-    session.backlogAfter = rows.length > PAGE ? (rows[PAGE - 1] as { key: Buffer }).key : null;
+    const rows = this.store.metaScan('acks', prefix, session.backlogAfter, QUEUE_PAGE + 1);
+    const page = rows.slice(0, QUEUE_PAGE).map((e) => decodeEntry(e.key, e.value, prefix.length));
+    session.backlogAfter = rows.length > QUEUE_PAGE ? (rows[QUEUE_PAGE - 1] as { key: Buffer }).key : null;
     const last = page[page.length - 1]?.pending.ref?.seq;
     if (last !== undefined && last > session.loadedSeq) session.loadedSeq = last;
     return page;

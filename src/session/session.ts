@@ -27,6 +27,12 @@ export interface Subscription extends SubscriptionOptions {
 }
 
 /** A delivery waiting for a window slot (or for the client to come back). */
+/**
+ * Deliveries of a store-backed queue read per page, which is also how many an offline
+ * persistent session keeps in memory before it leaves the rest in the store.
+ */
+export const QUEUE_PAGE = 1000;
+
 /** Where a persistent session's delivery is recorded in the durable store. */
 export interface DurableRef {
   /** Orders a session's deliveries; part of the index key. */

@@ -1,8 +1,9 @@
 /**
  * The session-store seam. The broker asks this for sessions and tells it when they change;
  * this in-memory store keeps them for the process lifetime (sessions that expire are
- * removed by the broker). The durable store (embedded engine) implements the same
- * interface so persistent sessions survive a restart.
+ * removed by the broker). Persistence is not done here: a persistent session reports its
+ * progress to its `SessionPersistence` (src/session/durable.ts), and the broker rebuilds the
+ * sessions in this store from the embedded store at start.
  */
 import { Session } from './session.js';
 
