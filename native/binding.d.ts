@@ -89,6 +89,34 @@ export declare class Store {
    * the calling thread, so keep batches to a few thousand positions.
    */
   readAt(shards: Uint32Array | number[], offsets: number[]): ReadAtResult
+  /**
+   * Session replay: scans shard `shard` from offset `from`, in offset order, for the
+   * records whose topic matches any of `filters` (MQTT matching; `$share/{group}/f`
+   * matches by `f`; a leading `+`/`#` never matches a `$` topic). Filter `i` only
+   * applies to records at offsets ≥ `starts[i]` (when the subscription was made).
+   * Matching records come back in the `fetch` entry layout with one filter mask each
+   * (see `ScanResult`); `from` below the oldest stored record starts at the oldest,
+   * counting the missing records in `skipped`.
+   *
+   * Stops before the next record when its offset is ≥ `until` (status 2), when it
+   * reaches the shard's committed end (status 1, `next` = `shardEnd(shard)` at the
+   * time), or (status 0) once `maxEntries` entries were emitted, the next matching
+   * entry would take `buffer` past `maxBytes` (default 4 MiB; the first entry is
+   * always emitted), or `maxExamined` records were read (default 65536: bounds the
+   * call's time when little matches). Continue with `from = next`.
+   *
+   * Synchronous, like `fetch`: a sequential read of committed bytes from the page
+   * cache (safe while appends run). Segments holding no stream any filter can match
+   * are passed over unread. Measured from page cache (64-byte payloads, 2-core VM):
+   * 5–10M records examined/s when little matches, 2.6–4.2M matching entries/s
+   * (docs/storage.md, "Session replay scan").
+   *
+   * Throws `ERR_INVALID_ARGUMENT` for `filters.length !== starts.length`, a shard ≥
+   * `nShards`, or `from`/`starts[i]`/`until` not an integer in 0..2^53;
+   * `ERR_INVALID_TOPIC` for a malformed filter; `ERR_STORE_IO` / `ERR_STORE_CORRUPT`
+   * for a failed read or a corrupt record in the active segment.
+   */
+  scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, maxBytes?: number, until?: number, maxExamined?: number): ScanResult
   /** Next offset of a shard (what `waitForAppend` compares against). */
   shardEnd(shard: number): number
   /**
@@ -287,6 +315,40 @@ export interface RetentionOverride {
   filter: string
   /** Retention in ms. */
   ms: number
+}
+
+/**
+ * One session-replay scan of a shard (`scan`). Entries are the records that matched,
+ * in offset order, back to back in `buffer` (entry `j` spans `offsets[j]..offsets[j+1]`,
+ * layout as `fetch`, docs/storage.md). Entry `j`'s filter mask is
+ * `masks[j*words .. (j+1)*words]`: bit `i % 32` of word `i / 32` is set when
+ * `filters[i]` matched the record's topic at an offset ≥ `starts[i]`.
+ */
+export interface ScanResult {
+  /** Matching entries, back to back. */
+  buffer: Buffer
+  /** Entry boundaries (`entries + 1` values). */
+  offsets: Uint32Array
+  /** `words` mask words per entry. */
+  masks: Uint32Array
+  /** Mask words per entry: `ceil(filters.length / 32)`. */
+  words: number
+  /**
+   * First offset not examined: pass it as `from` to continue exactly (nothing
+   * re-emitted, nothing missed). Never below `from`.
+   */
+  next: number
+  /**
+   * Why the scan returned: 0 Next (a limit was reached; scan again from `next`),
+   * 1 Done (caught up with the shard's end; `next` is that end — park with
+   * `waitForAppend(shard, next)`), 2 Until (the next offset is ≥ `until`).
+   */
+  status: number
+  /**
+   * Records passed over because they are gone (dropped by retention, quarantined)
+   * or hidden by retention. Approximate: see docs/storage.md.
+   */
+  skipped: number
 }
 
 /** Per-shard statistics. */

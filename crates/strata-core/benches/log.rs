@@ -6,16 +6,21 @@
 //!    append in flight per producer, for contrast;
 //! 2. fetch from page cache into one buffer (Rust side of the binding's `fetch`);
 //! 3. open/recover a large store to ready;
-//! 4. bytes on disk per message.
+//! 4. bytes on disk per message;
+//! 5. session replay scan (`log::scan`) from page cache: records examined/s when
+//!    little matches, entries emitted/s when everything matches.
 //!
 //! Environment: `BENCH_DIR` (default: a temp dir under /tmp), `BENCH_APPEND_N`
 //! (default 2M), `BENCH_RECOVER_N` (default 10M), `BENCH_SHARDS` (default 2),
-//! `BENCH_WINDOW` (per-producer appends in flight, default 4096).
+//! `BENCH_WINDOW` (per-producer appends in flight, default 4096), `BENCH_SCAN_N`
+//! (default 4M), `BENCH_ONLY=scan` (run section 5 only).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use strata_core::fetch::{fetch, FetchLimits};
-use strata_core::log::{FsyncPolicy, Log, NewMessage, Options};
+use strata_core::log::{
+    scan, FsyncPolicy, Log, NewMessage, Options, ScanFilter, ScanLimits, ScanStatus,
+};
 
 const TOPIC: &str = "building-07/floor-3/sensor/tmp"; // 30 bytes
 
@@ -111,11 +116,117 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
     n
 }
 
+/// Section 5, session replay scan: one shard of `n` records, 64-byte payloads on 30-byte
+/// topics `building-07/floor-3/sensor/NNN` (1000 sensors: 16 static streams, the rest
+/// share the learned `building-07/floor-3/sensor/+` stream), scanned from 0 to Done
+/// with the binding's default limits.
+fn bench_scan(base: &str, n: u64) {
+    let d = tempfile::tempdir_in(base).unwrap();
+    let log = Log::open(
+        d.path(),
+        Options {
+            n_shards: Some(1),
+            fsync: FsyncPolicy::None,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let mut i = 0u64;
+    while i < n {
+        let batch: Vec<NewMessage> = (i..(i + 10_000).min(n))
+            .map(|k| NewMessage {
+                topic: format!("building-07/floor-3/sensor/{:03}", k % 1000),
+                ..msg(0, k)
+            })
+            .collect();
+        i += batch.len() as u64;
+        log.append_blocking(batch).unwrap();
+    }
+    log.flush().unwrap();
+    println!("scan: built a {n}-record shard in {:?}", t0.elapsed());
+    let f = |filter: &str| ScanFilter {
+        filter: filter.into(),
+        start: 0,
+    };
+    let cases: Vec<(&str, Vec<ScanFilter>)> = vec![
+        (
+            "1 filter, 0.1% match (learned-wildcard stream)",
+            vec![f("building-07/floor-3/sensor/500")],
+        ),
+        (
+            "1 filter, 0.1% match (static stream)",
+            vec![f("building-07/floor-3/sensor/007")],
+        ),
+        (
+            "40 filters (2 mask words), 4% match",
+            (0..40)
+                .map(|k| f(&format!("building-07/floor-3/sensor/{:03}", k * 25)))
+                .collect(),
+        ),
+        (
+            "1 filter, 100% match (building-07/#)",
+            vec![f("building-07/#")],
+        ),
+        (
+            "3 filters, 100% match ($share/g/+/+/sensor/+, #, building-07/floor-3/#)",
+            vec![
+                f("$share/g/+/+/sensor/+"),
+                f("#"),
+                f("building-07/floor-3/#"),
+            ],
+        ),
+        ("1 filter no stream can match (other/#)", vec![f("other/#")]),
+    ];
+    let lim = ScanLimits {
+        max_entries: 1000,
+        max_bytes: 4 << 20,
+        max_examined: 65_536,
+        until: None,
+    };
+    for (name, filters) in &cases {
+        // Best of 3 (page cache warm after the first).
+        let mut best = Duration::MAX;
+        let (mut entries, mut calls) = (0u64, 0u64);
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let (mut next, mut e, mut c) = (0u64, 0u64, 0u64);
+            loop {
+                let b = scan(&log, 0, next, filters, lim).unwrap();
+                e += b.len() as u64;
+                c += 1;
+                next = b.next;
+                if b.status == ScanStatus::Done {
+                    break;
+                }
+            }
+            assert_eq!(next, n);
+            best = best.min(t0.elapsed());
+            (entries, calls) = (e, c);
+        }
+        let s = best.as_secs_f64();
+        println!(
+            "scan {name}: {:.2}M records examined/s, {:.2}M entries/s ({entries} entries, {calls} calls, {best:?})",
+            n as f64 / s / 1e6,
+            entries as f64 / s / 1e6,
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs us with no such
     // flag: then do a tiny smoke run only.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let base = std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into());
+    let n_scan = if smoke {
+        20_000
+    } else {
+        env("BENCH_SCAN_N", 4_000_000)
+    };
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "scan") {
+        bench_scan(&base, n_scan);
+        return;
+    }
     let shards = env("BENCH_SHARDS", 2) as u32;
     let window = env("BENCH_WINDOW", 4096);
     let n_append = if smoke {
@@ -224,4 +335,8 @@ fn main() {
         );
         assert_eq!(r.records, n_recover / 8 * 8);
     }
+    drop(d);
+
+    // 5. Session replay scan.
+    bench_scan(&base, n_scan);
 }

@@ -23,7 +23,8 @@
 //!
 //! [`read_at`] fills the same layout from a list of `(shard, offset)` positions
 //! ([`ReadAtBatch`]): one entry per position found, in input order, and a per-position
-//! found flag.
+//! found flag. The session replay scan ([`crate::log::scan()`],
+//! [`crate::log::ScanBatch`]) fills it too, plus a filter mask per entry.
 use crate::error::CoreError;
 use crate::log::{Cursor, Log, Position, ReadStatus, RecordRef};
 
@@ -129,7 +130,7 @@ pub fn fetch(
 }
 
 /// Appends one entry (layout in the module docs) to `buf`.
-fn push_entry(buf: &mut Vec<u8>, shard: u16, r: &RecordRef<'_>) {
+pub(crate) fn push_entry(buf: &mut Vec<u8>, shard: u16, r: &RecordRef<'_>) {
     buf.reserve(
         ENTRY_HEADER + r.publisher.len() + r.topic.len() + r.properties.len() + r.payload.len(),
     );
@@ -238,7 +239,8 @@ impl FetchBatch {
     }
 }
 
-fn entry_at<'a>(buf: &'a [u8], offsets: &[u32], i: usize) -> Option<Entry<'a>> {
+/// Decodes entry `i` of a buffer + offset table in the layout of the module docs.
+pub(crate) fn entry_at<'a>(buf: &'a [u8], offsets: &[u32], i: usize) -> Option<Entry<'a>> {
     let start = *offsets.get(i)? as usize;
     let end = *offsets.get(i + 1)? as usize;
     let e = buf.get(start..end)?;

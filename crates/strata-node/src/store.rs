@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use strata_core::error::CoreError;
 use strata_core::fetch::{self, FetchLimits};
 use strata_core::log::{
-    Cursor, FsyncPolicy, Log, NewMessage, Offset, Options, Position, ReadStatus, StreamId,
+    self as core_log, Cursor, FsyncPolicy, Log, NewMessage, Offset, Options, Position, ReadStatus,
+    ScanFilter, ScanLimits, ScanStatus, StreamId,
 };
 use strata_core::meta::{MetaStore, Op, Table};
 
@@ -153,6 +154,33 @@ pub struct ReadAtResult {
     pub offsets: Uint32Array,
     /// Per input position: 1 found, 0 missing.
     pub found: Uint8Array,
+}
+
+/// One session-replay scan of a shard (`scan`). Entries are the records that matched,
+/// in offset order, back to back in `buffer` (entry `j` spans `offsets[j]..offsets[j+1]`,
+/// layout as `fetch`, docs/storage.md). Entry `j`'s filter mask is
+/// `masks[j*words .. (j+1)*words]`: bit `i % 32` of word `i / 32` is set when
+/// `filters[i]` matched the record's topic at an offset ≥ `starts[i]`.
+#[napi(object)]
+pub struct ScanResult {
+    /// Matching entries, back to back.
+    pub buffer: Buffer,
+    /// Entry boundaries (`entries + 1` values).
+    pub offsets: Uint32Array,
+    /// `words` mask words per entry.
+    pub masks: Uint32Array,
+    /// Mask words per entry: `ceil(filters.length / 32)`.
+    pub words: u32,
+    /// First offset not examined: pass it as `from` to continue exactly (nothing
+    /// re-emitted, nothing missed). Never below `from`.
+    pub next: f64,
+    /// Why the scan returned: 0 Next (a limit was reached; scan again from `next`),
+    /// 1 Done (caught up with the shard's end; `next` is that end — park with
+    /// `waitForAppend(shard, next)`), 2 Until (the next offset is ≥ `until`).
+    pub status: u32,
+    /// Records passed over because they are gone (dropped by retention, quarantined)
+    /// or hidden by retention. Approximate: see docs/storage.md.
+    pub skipped: f64,
 }
 
 /// One metadata write.
@@ -362,20 +390,51 @@ fn positions(shards: &[u32], offsets: &[f64]) -> std::result::Result<Vec<Positio
             offsets.len()
         )));
     }
-    const MAX_SAFE: f64 = 9_007_199_254_740_991.0; // Number.MAX_SAFE_INTEGER
     shards
         .iter()
         .zip(offsets)
         .enumerate()
         .map(|(i, (&shard, &o))| {
-            if !(0.0..=MAX_SAFE).contains(&o) || o.fract() != 0.0 {
-                return Err(CoreError::InvalidArgument(format!(
-                    "readAt: offsets[{i}] = {o} is not an integer in 0..2^53"
-                )));
-            }
             Ok(Position {
                 shard,
-                offset: Offset(o as u64),
+                offset: Offset(offset_arg(o, || format!("readAt: offsets[{i}]"))?),
+            })
+        })
+        .collect()
+}
+
+/// An offset from JS: an exact integer in 0..2^53 (`what` names it in the error).
+fn offset_arg(o: f64, what: impl FnOnce() -> String) -> std::result::Result<u64, CoreError> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0; // Number.MAX_SAFE_INTEGER
+    if !(0.0..=MAX_SAFE).contains(&o) || o.fract() != 0.0 {
+        return Err(CoreError::InvalidArgument(format!(
+            "{} = {o} is not an integer in 0..2^53",
+            what()
+        )));
+    }
+    Ok(o as u64)
+}
+
+/// Pairs `scan`'s filters with their start offsets.
+fn scan_filters(
+    filters: Vec<String>,
+    starts: &[f64],
+) -> std::result::Result<Vec<ScanFilter>, CoreError> {
+    if filters.len() != starts.len() {
+        return Err(CoreError::InvalidArgument(format!(
+            "scan: {} filters but {} starts",
+            filters.len(),
+            starts.len()
+        )));
+    }
+    filters
+        .into_iter()
+        .zip(starts)
+        .enumerate()
+        .map(|(i, (filter, &s))| {
+            Ok(ScanFilter {
+                filter,
+                start: offset_arg(s, || format!("scan: starts[{i}]"))?,
             })
         })
         .collect()
@@ -703,6 +762,77 @@ impl Store {
         Ok(ReadAtResult {
             offsets: Uint32Array::new(b.offsets),
             found: Uint8Array::new(b.found),
+            buffer: b.buf.into(),
+        })
+    }
+
+    /// Session replay: scans shard `shard` from offset `from`, in offset order, for the
+    /// records whose topic matches any of `filters` (MQTT matching; `$share/{group}/f`
+    /// matches by `f`; a leading `+`/`#` never matches a `$` topic). Filter `i` only
+    /// applies to records at offsets ≥ `starts[i]` (when the subscription was made).
+    /// Matching records come back in the `fetch` entry layout with one filter mask each
+    /// (see `ScanResult`); `from` below the oldest stored record starts at the oldest,
+    /// counting the missing records in `skipped`.
+    ///
+    /// Stops before the next record when its offset is ≥ `until` (status 2), when it
+    /// reaches the shard's committed end (status 1, `next` = `shardEnd(shard)` at the
+    /// time), or (status 0) once `maxEntries` entries were emitted, the next matching
+    /// entry would take `buffer` past `maxBytes` (default 4 MiB; the first entry is
+    /// always emitted), or `maxExamined` records were read (default 65536: bounds the
+    /// call's time when little matches). Continue with `from = next`.
+    ///
+    /// Synchronous, like `fetch`: a sequential read of committed bytes from the page
+    /// cache (safe while appends run). Segments holding no stream any filter can match
+    /// are passed over unread. Measured from page cache (64-byte payloads, 2-core VM):
+    /// 5–10M records examined/s when little matches, 2.6–4.2M matching entries/s
+    /// (docs/storage.md, "Session replay scan").
+    ///
+    /// Throws `ERR_INVALID_ARGUMENT` for `filters.length !== starts.length`, a shard ≥
+    /// `nShards`, or `from`/`starts[i]`/`until` not an integer in 0..2^53;
+    /// `ERR_INVALID_TOPIC` for a malformed filter; `ERR_STORE_IO` / `ERR_STORE_CORRUPT`
+    /// for a failed read or a corrupt record in the active segment.
+    #[napi(
+        ts_args_type = "shard: number, from: number, filters: string[], starts: number[], maxEntries: number, maxBytes?: number, until?: number, maxExamined?: number"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan(
+        &self,
+        shard: u32,
+        from: f64,
+        filters: Vec<String>,
+        starts: Vec<f64>,
+        max_entries: u32,
+        max_bytes: Option<u32>,
+        until: Option<f64>,
+        max_examined: Option<u32>,
+    ) -> Result<ScanResult, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let args = || -> std::result::Result<_, CoreError> {
+            let from = offset_arg(from, || "scan: from".into())?;
+            let until = until
+                .map(|u| offset_arg(u, || "scan: until".into()))
+                .transpose()?;
+            Ok((from, until, scan_filters(filters, &starts)?))
+        };
+        let (from, until, filters) = args().map_err(to_napi_coded)?;
+        let limits = ScanLimits {
+            max_entries: max_entries as usize,
+            max_bytes: max_bytes.map_or(4 << 20, |b| b as usize),
+            max_examined: max_examined.map_or(65_536, |n| n as usize),
+            until,
+        };
+        let b = core_log::scan(&inner.log, shard, from, &filters, limits).map_err(to_napi_coded)?;
+        Ok(ScanResult {
+            offsets: Uint32Array::new(b.offsets),
+            masks: Uint32Array::new(b.masks),
+            words: b.words as u32,
+            next: b.next as f64,
+            status: match b.status {
+                ScanStatus::Next => 0,
+                ScanStatus::Done => 1,
+                ScanStatus::Until => 2,
+            },
+            skipped: b.skipped as f64,
             buffer: b.buf.into(),
         })
     }

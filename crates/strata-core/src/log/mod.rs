@@ -2,6 +2,10 @@
 //!
 //! See `docs/storage.md` for the on-disk format, fsync policies and recovery.
 //!
+//! Reading: by stream cursor ([`Log::read`]), by position ([`Log::read_at`]), and
+//! shard-wide for session replay ([`scan()`]: every record from an offset, filtered by
+//! a session's subscriptions).
+//!
 //! Invariants of [`Log`]:
 //! - One `Log` per data directory: the `LOCK` file is held (advisory OS lock) for the
 //!   life of the value, so a second opener — in this or another process — gets
@@ -11,13 +15,15 @@
 //! - Each append's completion runs exactly once, after the policy's durability point.
 mod position;
 mod record;
+mod scan;
 mod segment;
 mod shard;
 mod stream;
 
 pub use record::{NewMessage, RecordRef};
+pub use scan::{scan, ScanBatch, ScanFilter, ScanLimits, ScanStatus};
 pub use shard::{now_ms, Waker};
-pub use stream::{structure_may_match, topic_matches, Learner, Level, Structure};
+pub use stream::{structure_may_match, topic_matches, FilterMatcher, Learner, Level, Structure};
 
 use crate::error::CoreError;
 use shard::{Cmd, Shard, StreamRead};

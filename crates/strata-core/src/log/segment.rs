@@ -25,7 +25,11 @@ use std::sync::{Mutex, RwLock};
 pub const HEADER_LEN: u64 = 32;
 const MAGIC: &[u8; 8] = b"STRSEG01";
 const IDX_MAGIC: &[u8; 8] = b"STRIDX01";
+/// Largest read of a sequential scan.
 const CHUNK: usize = 256 * 1024;
+/// First read of a scan; each refill doubles it up to [`CHUNK`], so a short read
+/// (a small batch from a cursor or a replay scan) does not copy 256 KiB.
+const FIRST_CHUNK: usize = 16 * 1024;
 
 /// One sparse index entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +103,8 @@ pub enum ScanEnd {
 }
 
 /// Scans records in `file` from byte `from` up to byte `limit`, calling `f(pos, frame
-/// len, record)` for each valid one until it returns false. `scratch` is reused.
+/// len, record)` for each valid one until it returns false. `scratch` is reused as is
+/// (its contents are overwritten; it is only grown, never shrunk or re-zeroed).
 pub fn scan(
     file: &File,
     base_offset: u64,
@@ -110,11 +115,13 @@ pub fn scan(
     mut f: impl FnMut(u64, usize, &RecordRef<'_>) -> bool,
 ) -> io::Result<ScanEnd> {
     let mut pos = from;
+    // `scratch[..valid]` holds the file bytes `[buf_start, buf_start + valid)`.
     let mut buf_start = from;
-    scratch.clear();
+    let mut valid = 0usize;
+    let mut chunk = FIRST_CHUNK;
     loop {
         let off = (pos - buf_start) as usize;
-        let avail = &scratch[off..];
+        let avail = &scratch[off..valid];
         let need = match record::frame_len(avail) {
             Ok(n) if avail.len() >= n => {
                 match record::decode(&avail[..n], base_offset, base_ts) {
@@ -133,7 +140,7 @@ pub fn scan(
             Err(FrameError::Incomplete) => record::FRAME_HEADER,
         };
         // Refill: keep the unconsumed tail, read more.
-        let file_end = buf_start + scratch.len() as u64;
+        let file_end = buf_start + valid as u64;
         if file_end >= limit {
             return Ok(if pos >= limit {
                 ScanEnd::Limit
@@ -141,24 +148,27 @@ pub fn scan(
                 ScanEnd::Incomplete(pos)
             });
         }
-        scratch.drain(..off);
+        scratch.copy_within(off..valid, 0);
+        valid -= off;
         buf_start = pos;
-        let want = need.max(CHUNK).min((limit - buf_start) as usize);
-        let have = scratch.len();
-        if want > have {
-            scratch.resize(want, 0);
-            let mut filled = have;
+        let want = need.max(chunk).min((limit - buf_start) as usize);
+        chunk = (chunk * 2).min(CHUNK);
+        if want > valid {
+            if scratch.len() < want {
+                scratch.resize(want, 0);
+            }
+            let mut filled = valid;
             while filled < want {
-                let n = read_at(file, &mut scratch[filled..], buf_start + filled as u64)?;
+                let n = read_at(file, &mut scratch[filled..want], buf_start + filled as u64)?;
                 if n == 0 {
                     break;
                 }
                 filled += n;
             }
-            scratch.truncate(filled);
-            if filled == have {
+            if filled == valid {
                 return Ok(ScanEnd::Incomplete(pos));
             }
+            valid = filled;
         }
     }
 }
@@ -389,6 +399,13 @@ impl Segment {
             .get(&stream)
             .copied()
             .unwrap_or(0)
+    }
+    /// Replaces `out` with the streams that have visible records here (no allocation
+    /// once `out` has grown).
+    pub fn stream_ids(&self, out: &mut Vec<u32>) {
+        out.clear();
+        let m = self.streams.lock().expect("poisoned");
+        out.extend(m.iter().filter(|(_, n)| **n > 0).map(|(k, _)| *k));
     }
     /// Visible record counts per stream.
     pub fn stream_counts(&self) -> HashMap<u32, u64> {

@@ -188,9 +188,164 @@ pub fn topic_matches(filter: &str, topic: &[u8]) -> bool {
     }
 }
 
+/// A topic filter split into levels once, then matched against many topics without
+/// allocating: the scan's per-record matcher ([`super::scan`]).
+///
+/// Matching is exactly [`topic_matches`] (MQTT rules, [MQTT-4.7.2-1] included: a
+/// leading `+` or `#` never matches a `$`-topic), and [`FilterMatcher::may_match`] is
+/// exactly [`structure_may_match`]; the unit tests and the scan property test check both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterMatcher {
+    text: String,
+    levels: Vec<FilterLevel>,
+    /// No wildcard: a topic matches when it equals the filter.
+    literal: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FilterLevel {
+    /// A literal level: `text[start..end]`.
+    Literal(usize, usize),
+    /// `+`
+    Plus,
+    /// `#` (always the last level of a valid filter)
+    Hash,
+}
+
+impl FilterMatcher {
+    /// Splits a plain filter (no `$share/` prefix: the caller resolves shared
+    /// subscriptions to their inner filter first). Not validated here.
+    pub fn new(filter: &str) -> Self {
+        let mut levels = Vec::new();
+        let mut start = 0;
+        for level in filter.split('/') {
+            let end = start + level.len();
+            levels.push(match level {
+                "+" => FilterLevel::Plus,
+                "#" => FilterLevel::Hash,
+                _ => FilterLevel::Literal(start, end),
+            });
+            start = end + 1;
+        }
+        FilterMatcher {
+            text: filter.to_string(),
+            literal: levels.iter().all(|l| matches!(l, FilterLevel::Literal(..))),
+            levels,
+        }
+    }
+
+    /// The filter text.
+    pub fn filter(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the concrete topic name `topic` matches (same answer as
+    /// [`topic_matches`], without allocating).
+    pub fn matches(&self, topic: &[u8]) -> bool {
+        let text = self.text.as_bytes();
+        if self.literal {
+            return topic == text;
+        }
+        let n = topic.len();
+        let dollar = topic.first() == Some(&b'$');
+        // Start of the topic level at hand; n + 1 once every level is consumed.
+        let mut pos = 0;
+        for (i, l) in self.levels.iter().enumerate() {
+            if pos > n {
+                // Out of topic levels: only `#` matches (`a/#` matches `a`).
+                return *l == FilterLevel::Hash;
+            }
+            match *l {
+                // [MQTT-4.7.2-1] leading wildcards do not match `$` topics.
+                FilterLevel::Hash => return !(i == 0 && dollar),
+                FilterLevel::Plus => {
+                    if i == 0 && dollar {
+                        return false;
+                    }
+                    pos += topic[pos..]
+                        .iter()
+                        .position(|b| *b == b'/')
+                        .unwrap_or(n - pos)
+                        + 1;
+                }
+                FilterLevel::Literal(a, b) => {
+                    let end = pos + (b - a);
+                    // Length and separator first: most mismatches never compare bytes.
+                    if end > n || (end < n && topic[end] != b'/') || topic[pos..end] != text[a..b] {
+                        return false;
+                    }
+                    pos = end + 1;
+                }
+            }
+        }
+        pos > n
+    }
+
+    /// Whether some topic matching the filter can have structure `s` (same answer as
+    /// [`structure_may_match`], without allocating). For a structure of static levels
+    /// only — the topic itself — this is exactly [`FilterMatcher::matches`].
+    pub fn may_match(&self, s: &[Level]) -> bool {
+        // [MQTT-4.7.2-1] leading wildcards do not match `$` topics.
+        if let (Some(FilterLevel::Plus | FilterLevel::Hash), Some(Level::Static(v))) =
+            (self.levels.first(), s.first())
+        {
+            if v.starts_with('$') {
+                return false;
+            }
+        }
+        for (i, l) in self.levels.iter().enumerate() {
+            match (*l, s.get(i)) {
+                (FilterLevel::Hash, _) | (_, Some(Level::Rest)) => return true,
+                (_, None) => return false,
+                (FilterLevel::Plus, Some(_)) | (_, Some(Level::Any)) => {}
+                (FilterLevel::Literal(a, b), Some(Level::Static(v))) => {
+                    if v.as_bytes() != &self.text.as_bytes()[a..b] {
+                        return false;
+                    }
+                }
+            }
+        }
+        match s.get(self.levels.len()) {
+            None => true,
+            Some(l) => *l == Level::Rest,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn levels(wild: bool) -> impl Strategy<Value = String> {
+        let level = if wild {
+            prop_oneof![
+                Just("a"),
+                Just(""),
+                Just("$S"),
+                Just("ab"),
+                Just("+"),
+                Just("#")
+            ]
+            .boxed()
+        } else {
+            prop_oneof![Just("a"), Just(""), Just("$S"), Just("ab"), Just("b")].boxed()
+        };
+        prop::collection::vec(level, 1..5).prop_map(|v| v.join("/"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        /// The allocation-free matcher agrees with the reference functions, including
+        /// on filters with `#` in the middle (invalid, but they must not diverge).
+        #[test]
+        fn filter_matcher_agrees(f in levels(true), t in levels(false), s in levels(true)) {
+            let m = FilterMatcher::new(&f);
+            prop_assert_eq!(m.matches(t.as_bytes()), topic_matches(&f, t.as_bytes()));
+            let s = structure_from_string(&s);
+            prop_assert_eq!(m.may_match(&s), structure_may_match(&f, &s));
+        }
+    }
 
     #[test]
     fn learns_wildcard_after_threshold() {
@@ -241,5 +396,36 @@ mod tests {
         assert!(!topic_matches("+/b", b"$x/b"));
         assert!(topic_matches("$x/b", b"$x/b"));
         assert!(!topic_matches("a/b", b"a/b/c"));
+    }
+
+    #[test]
+    fn filter_matcher_equals_topic_matches_and_structure_may_match() {
+        let filters = [
+            "#", "+", "+/+", "a", "a/#", "a/+", "a/+/c", "a/b/c", "+/b/#", "$SYS/#", "$SYS/+",
+            "+/x", "a//c", "/#", "/+", "a/b/c/#", "a/b/c/d", "$x", "$x/#", "+/+/+", "a/+/+/#",
+            "+/#", "", "ab", "a/bc", "/", "a/",
+        ];
+        let topics = [
+            "a", "a/b", "a/b/c", "a/b/c/d", "a//c", "/", "/a", "$SYS", "$SYS/x", "$SYS/x/y", "$x",
+            "x", "b/x", "a/x/c", "", "a/b/", "ab", "a/bc", "a/b/c/", "//", "a/",
+        ];
+        let structures = [
+            "a/b/c", "a/+/c", "+", "+/+", "$SYS/+", "a", "#", "a/#", "+/b/#", "$x", "/+",
+        ];
+        for f in filters {
+            let m = FilterMatcher::new(f);
+            assert_eq!(m.filter(), f);
+            for t in topics {
+                assert_eq!(
+                    m.matches(t.as_bytes()),
+                    topic_matches(f, t.as_bytes()),
+                    "{f} ~ {t}"
+                );
+            }
+            for s in structures {
+                let s = structure_from_string(s);
+                assert_eq!(m.may_match(&s), structure_may_match(f, &s), "{f} ~ {s:?}");
+            }
+        }
     }
 }
