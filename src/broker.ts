@@ -20,9 +20,9 @@ import { TopicTrie, validateTopicName } from './native.js';
 import type { QoS } from './protocol/codec.js';
 import { RC } from './protocol/reason-codes.js';
 import { MemoryRetainedStore, type RetainedStore } from './retained.js';
-import { deliver, type DeliveryLimits } from './session/delivery.js';
-import { DurableSessions, decodeWill, encodeWill, type SessionRecord } from './session/durable.js';
-import type { Pending, Session, Subscription, SubscriptionOptions } from './session/session.js';
+import { deliver, deliverLogged, type DeliveryLimits } from './session/delivery.js';
+import { DurableSessions, decodeWill, encodeWill, type SessionRecord, type StoredSubscription } from './session/durable.js';
+import type { Session, Subscription } from './session/session.js';
 import { MemorySessionStore, type SessionStore } from './session/store.js';
 import { listenTcp } from './server/tcp.js';
 import { listenTls } from './server/tls.js';
@@ -49,9 +49,21 @@ export interface BrokerOptions {
 
 const ROUTE_CACHE_MAX = 65536;
 
+/** A persistent session's delivery of a message that goes through the log. */
+interface LoggedTarget {
+  session: Session;
+  qos: QoS;
+  retain: boolean;
+  subIds: number[] | undefined;
+  /** Through shared subscriptions only: recorded explicitly (Pending.pinned). */
+  pinned: boolean;
+}
+
 interface SubRecord {
   session: Session;
   sub: Subscription;
+  /** A `$share/{group}/{filter}` member. */
+  shared: boolean;
 }
 
 export interface BrokerMetrics {
@@ -80,6 +92,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
    */
   private readonly routes = new Map<string, Uint32Array>();
   private sharedSubs = 0;
+  /** Trie ids of the members of each shared subscription (`$share/{group}/{filter}`). */
+  private readonly shareGroups = new Map<string, Set<number>>();
   /** Topic names already validated ([MQTT-4.7.3-1]); bounded like the route cache. */
   private readonly validTopics = new Set<string>();
   private readonly subs: (SubRecord | undefined)[] = [];
@@ -91,8 +105,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly drops = { dropped: 0 };
   private routeSeq = 0;
   private readonly touched: Session[] = [];
-  private readonly stamp = new WeakMap<Session, { seq: number; qos: QoS; retain: boolean; subIds: number[] | undefined }>();
+  private readonly stamp = new WeakMap<Session, { seq: number; qos: QoS; retain: boolean; subIds: number[] | undefined; shared: boolean }>();
+  /** Scratch lists of one publish: persistent sessions getting it through the log / online at QoS 0. */
+  private readonly logged: LoggedTarget[] = [];
+  private readonly live0: LoggedTarget[] = [];
   private closing = false;
+  /** Wills being stored (close() waits for them). */
+  private readonly willWrites = new Set<Promise<void>>();
   addresses: ListenAddresses = {};
 
   constructor(opts: BrokerOptions = {}) {
@@ -109,7 +128,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.retained = opts.retainedStore ?? new MemoryRetainedStore();
     this.limits = {
       maxQueued: this.config['mqtt.max_queued_messages'],
-      dropOldest: this.config['mqtt.queue_overflow'] === 'drop_oldest',
+      maxQueuedBytes: this.config['mqtt.max_queued_bytes'],
+      overflow: this.config['mqtt.queue_overflow'] as DeliveryLimits['overflow'],
       queueQos0: this.config['mqtt.queue_qos0'],
       writeHighWatermark: this.config['mqtt.write_high_watermark'],
       batchSize: this.config['durable_sessions.batch_size'],
@@ -152,33 +172,47 @@ export class Broker extends EventEmitter<BrokerEvents> {
     for (const msg of retained) this.retained.set(msg);
     const sessions = durable.loadSessions();
     const now = Date.now();
-    let queued = 0;
+    let inflight = 0;
     const restored: [Session, (typeof sessions)[number]][] = [];
+    this.log.info({ sessions: sessions.length, retained: retained.length, ms: Date.now() - t0 }, 'restoring persistent sessions');
+    let lastLog = Date.now();
     for (const r of sessions) {
+      if (Date.now() - lastLog >= 1000) {
+        lastLog = Date.now();
+        this.log.info({ restored: restored.length, of: sessions.length }, 'restoring persistent sessions');
+      }
       const session = this.sessions.create(r.clientId);
       session.expiryInterval = r.record.expiry;
-      session.durable = durable.recorder(session);
+      const ls = durable.attach(session, this.limits, this.drops);
+      session.durable = ls;
       for (const { filter, opts } of r.subscriptions) this.subscribe(session, filter, opts);
-      // Only the first page of the stored queue is loaded; the rest follows as it drains.
-      for (const { pending, packetId, phase } of durable.loadPage(session)) {
-        if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
-          session.inflight.set(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
-        } else {
-          session.queue.push(pending);
+      if (r.progress) {
+        // Deliveries in flight come back under their packet ids (resent with DUP); pinned ones
+        // queued; the rest is read from the log from where the session had got to.
+        for (const { pending, packetId, phase } of ls.restore(r.progress)) {
+          if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
+            session.inflight.set(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
+            inflight++;
+          } else session.queue.push(pending);
         }
-        queued++;
+      } else {
+        // Never recorded progress: it reads from where its subscriptions start.
+        for (let s = 0; s < durable.nShards; s++) {
+          let from = durable.shardEnd(s);
+          for (const { opts } of r.subscriptions) from = Math.min(from, opts.start?.[s] ?? 0);
+          ls.next[s] = from;
+        }
       }
       for (const id of r.incomingQos2) session.incomingQos2.add(id);
       restored.push([session, r]);
     }
-    // Wills and expiry only once every subscription is back, so a will published now reaches them.
     for (const [session, r] of restored) {
       // Sessions that were connected when the broker stopped count as disconnected now.
       const since = r.record.disconnectedAt || now;
       if (r.record.will) this.scheduleWill(session, decodeWill(r.record.will, r.clientId), r.record.will.delay - (now - since) / 1000);
       this.startExpiry(session, r.record.expiry - (now - since) / 1000);
     }
-    this.log.info({ sessions: sessions.length, queued, retained: retained.length, ms: Date.now() - t0 }, 'durable state loaded');
+    this.log.info({ sessions: sessions.length, inflight, retained: retained.length, ms: Date.now() - t0 }, 'durable state loaded');
   }
 
   private async bindListeners(): Promise<void> {
@@ -205,18 +239,26 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
   }
 
-  /** Stop listening, tell v5 clients 0x8B Server shutting down, close every socket. */
+  /**
+   * Stop listening, tell v5 clients 0x8B Server shutting down, close every socket. Wills of the
+   * clients disconnected this way are published (the server closed their connection,
+   * [MQTT-3.1.2-8]) and stored before the store is closed; wills waiting out a delay stay in the
+   * store and resume after a restart.
+   */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const conn of [...this.connections]) conn.disconnect(RC.ServerShuttingDown, 'server shutting down');
+    for (const conn of [...this.connections]) conn.socket.destroy();
+    await Promise.all(closed);
+    await new Promise((resolve) => setImmediate(resolve)); // sockets' 'close' (wills) run first
     for (const session of this.sessions) {
+      // Expiry and delayed wills resume from the store after a restart.
       if (session.expiryTimer) clearTimeout(session.expiryTimer);
       if (session.pendingWill?.timer) clearTimeout(session.pendingWill.timer);
     }
-    for (const conn of [...this.connections]) conn.socket.destroy();
-    await Promise.all(closed);
+    await Promise.all([...this.willWrites]);
     await this.durable?.close();
     this.log.info('closed');
     this.emit('closed');
@@ -270,6 +312,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
     session.expiryInterval = expiryInterval;
     session.connection = conn;
+    session.durable?.attached();
     conn.session = session;
     this.metrics.connections++;
     this.recordSession(session, conn.will ? encodeWill(conn.will.msg, conn.will.delaySeconds) : null, 0);
@@ -286,6 +329,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const session = conn.session;
     if (!session || session.connection !== conn) return;
     session.connection = null;
+    session.durable?.detached();
     this.metrics.connections--;
     const will = conn.will;
     conn.will = null;
@@ -316,7 +360,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       }
       return;
     }
-    session.durable ??= durable.recorder(session);
+    session.durable ??= durable.attach(session, this.limits, this.drops);
     durable.putSession(session.clientId, { expiry: session.expiryInterval, disconnectedAt, will }).catch((e: unknown) => this.onStoreError(null, e as Error));
   }
 
@@ -362,6 +406,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     for (const sub of session.subscriptions.values()) this.removeSub(sub);
     session.subscriptions.clear();
     session.queue.clear();
+    session.queueBytes = 0;
     session.inflight.clear();
     const will = session.pendingWill;
     session.pendingWill = null;
@@ -377,13 +422,18 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   private publishWill(msg: Message, conn: Connection | null): void {
-    if (this.closing) return;
-    // Wills pass the same publish gate as any message.
+    // Wills are published by the server: authorised like any publish from that client.
     const info: ClientInfo = conn ?? { clientId: msg.publisher, username: undefined, remoteAddress: '', protocolVersion: 4 };
     const fresh = createMessage(msg.topic, msg.payload, msg.qos, msg.retain, msg.properties, msg.publisher);
     const answer = this.gates.authorizePublish(info, fresh);
     const go = (ok: boolean | number): void => {
-      if (ok === true) this.publish(fresh, conn)?.catch((e: unknown) => this.onStoreError(conn, e as Error));
+      if (ok !== true) return;
+      const stored = this.publish(fresh, conn);
+      if (!stored) return;
+      // close() waits for wills being stored as the broker shuts down.
+      const done = stored.catch((e: unknown) => this.onStoreError(conn, e as Error));
+      this.willWrites.add(done);
+      void done.finally(() => this.willWrites.delete(done));
     };
     if (answer instanceof Promise) answer.then(go, () => undefined);
     else go(answer);
@@ -401,21 +451,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * Add or replace a subscription ([MQTT-3.8.4-3]). Returns true if it already existed. For a
    * persistent session the durable write is pushed onto `writes` (SUBACK waits for it).
    */
-  subscribe(session: Session, filter: string, opts: SubscriptionOptions, writes: Promise<void>[] | null = null): boolean {
-    if (writes && session.durable && this.durable) writes.push(this.durable.putSubscription(session.clientId, filter, opts));
+  subscribe(session: Session, filter: string, opts: StoredSubscription, writes: Promise<void>[] | null = null): boolean {
     const existing = session.subscriptions.get(filter);
+    // A persistent session's subscription starts at the log's current end: replay never
+    // delivers what was logged before it (kept when a subscription is replaced).
+    let start = opts.start ?? existing?.start;
+    if (start === undefined && session.durable && this.durable) start = this.durable.shardEnds();
+    if (writes && session.durable && this.durable) writes.push(this.durable.putSubscription(session.clientId, filter, { ...opts, start }));
     if (existing) {
-      const sub: Subscription = { ...opts, filter, trieId: existing.trieId };
+      const sub: Subscription = { ...opts, filter, trieId: existing.trieId, start };
       session.subscriptions.set(filter, sub);
-      this.subs[sub.trieId] = { session, sub };
+      this.subs[sub.trieId] = { session, sub, shared: existing.filter.startsWith('$share/') };
       return true;
     }
     const id = this.freeIds.pop() ?? this.subs.length;
     this.trie.subscribe(filter, id);
     this.routes.clear();
-    if (filter.startsWith('$share/')) this.sharedSubs++;
-    const sub: Subscription = { ...opts, filter, trieId: id };
-    this.subs[id] = { session, sub };
+    const shared = filter.startsWith('$share/');
+    if (shared) {
+      this.sharedSubs++;
+      let members = this.shareGroups.get(filter);
+      if (!members) this.shareGroups.set(filter, (members = new Set()));
+      members.add(id);
+    }
+    const sub: Subscription = { ...opts, filter, trieId: id, start };
+    this.subs[id] = { session, sub, shared };
     session.subscriptions.set(filter, sub);
     const conn = session.connection;
     if (conn && this.listenerCount('session.subscribed') > 0) this.emit('session.subscribed', conn, filter, opts.qos);
@@ -457,7 +517,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private removeSub(sub: Subscription): void {
     this.routes.clear();
-    if (sub.filter.startsWith('$share/')) this.sharedSubs--;
+    if (sub.filter.startsWith('$share/')) {
+      this.sharedSubs--;
+      const members = this.shareGroups.get(sub.filter);
+      members?.delete(sub.trieId);
+      if (members?.size === 0) this.shareGroups.delete(sub.filter);
+    }
     this.trie.unsubscribe(sub.filter, sub.trieId);
     this.subs[sub.trieId] = undefined;
     this.freeIds.push(sub.trieId);
@@ -470,10 +535,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * once, at the highest granted QoS among its matching subscriptions (capped by the
    * message QoS), with all their subscription identifiers ([MQTT-3.3.4-2], [MQTT-3.3.4-3]).
    *
-   * In-memory sessions get the message at once. When persistent sessions need it at QoS > 0
-   * (or it is retained), it is appended to the log once and indexed for each of them; the
-   * returned Promise resolves when that is durable — the publisher's PUBACK waits for it —
-   * and only then do those sessions get it. null when nothing had to be stored.
+   * In-memory sessions get the message at once. When persistent sessions need it (QoS > 0,
+   * or QoS 0 while they are away), it is appended to the log once; the returned Promise
+   * resolves when that is durable — the publisher's PUBACK waits for it — and only then is it
+   * handed to those sessions (log-session.ts). A persistent session's QoS 0 delivery goes the
+   * same way when the message is logged anyway, so replay never repeats it. null when nothing
+   * had to be stored.
    */
   publish(msg: Message, from: Connection | null): Promise<void> | null {
     this.metrics.messagesReceived++;
@@ -482,32 +549,24 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const ids = this.match(msg.topic);
     const n = ids.length;
     const now = msg.receivedAt;
-    let stored: Pending[] | null = null;
-    let storedFor: Session[] | null = null;
-    const route = (session: Session, qos: QoS, retain: boolean, subIds: number[] | undefined): void => {
-      this.metrics.messagesRouted++;
-      // Persistent sessions get the message through the store: QoS 1/2 always, QoS 0 while the
-      // client is away (durable_sessions.qos0).
-      if (session.durable !== null && (qos > 0 || (session.connection === null && this.limits.storeQos0))) {
-        (stored ??= []).push({ msg, qos, retain, subIds });
-        (storedFor ??= []).push(session);
-        return;
-      }
-      deliver(session, msg, qos, retain, subIds, this.limits, this.drops, now);
-    };
+    const logged = this.logged;
+    const live0 = this.live0;
     if (n === 1) {
-      const rec = this.subs[ids[0] as number];
+      let rec = this.subs[ids[0] as number];
+      if (rec?.shared && rec.session.connection === null) rec = this.onlineMember(rec);
       if (rec && !(rec.sub.noLocal && msg.publisher === rec.session.clientId)) {
         // [MQTT-3.8.3-3] no-local; [MQTT-3.3.1-12]/[MQTT-3.3.1-13] retain flag kept only with Retain As Published.
         const { session, sub } = rec;
-        route(session, (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS, sub.retainAsPublished && msg.retain, sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined);
+        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+        this.route(session, msg, qos, sub.retainAsPublished && msg.retain, sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, rec.shared, now);
       }
     } else if (n > 1) {
       const seq = ++this.routeSeq;
       const touched = this.touched;
       touched.length = 0;
       for (let i = 0; i < n; i++) {
-        const rec = this.subs[ids[i] as number];
+        let rec = this.subs[ids[i] as number];
+        if (rec?.shared && rec.session.connection === null) rec = this.onlineMember(rec);
         if (!rec) continue;
         const { session, sub } = rec;
         if (sub.noLocal && msg.publisher === session.clientId) continue;
@@ -516,55 +575,98 @@ export class Broker extends EventEmitter<BrokerEvents> {
         let st = this.stamp.get(session);
         if (!st || st.seq !== seq) {
           if (!st) {
-            st = { seq, qos, retain, subIds: undefined };
+            st = { seq, qos, retain, subIds: undefined, shared: rec.shared };
             this.stamp.set(session, st);
           }
           st.seq = seq;
           st.qos = qos;
           st.retain = retain;
+          st.shared = rec.shared;
           st.subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
           touched.push(session);
         } else {
           if (qos > st.qos) st.qos = qos;
           st.retain ||= retain;
+          st.shared &&= rec.shared;
           if (sub.subscriptionId !== undefined) (st.subIds ??= []).push(sub.subscriptionId);
         }
       }
       for (const session of touched) {
         const st = this.stamp.get(session);
-        if (st) route(session, st.qos, st.retain, st.subIds);
+        if (st) this.route(session, msg, st.qos, st.retain, st.subIds, st.shared, now);
       }
       touched.length = 0;
     }
+    let targets: LoggedTarget[] | null = null;
+    if (logged.length > 0) {
+      targets = logged.slice();
+      for (const t of live0) targets.push(t);
+    } else {
+      for (const t of live0) deliver(t.session, msg, t.qos, t.retain, t.subIds, this.limits, this.drops, now);
+    }
+    logged.length = 0;
+    live0.length = 0;
     this.syncDrops();
     const durable = this.durable;
-    if (!durable || (stored === null && !msg.retain)) return null;
-    return this.store(durable, msg, stored ?? [], storedFor ?? []);
+    if (!durable || (targets === null && !msg.retain)) return null;
+    return this.store(durable, msg, targets ?? []);
   }
 
-  /** Append once, index for each persistent session, then deliver to them (see publish). */
-  private async store(durable: DurableSessions, msg: Message, stored: Pending[], sessions: Session[]): Promise<void> {
+  /**
+   * One session's delivery of a message being published. Persistent sessions get it through
+   * the log: QoS 1/2 always, QoS 0 while the client is away (durable_sessions.qos0), and an
+   * online QoS 0 delivery only if the message is logged for someone anyway (decided by publish).
+   */
+  private route(session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, shared: boolean, now: number): void {
+    this.metrics.messagesRouted++;
+    if (session.durable === null || (shared && qos === 0 && session.connection !== null)) {
+      deliver(session, msg, qos, retain, subIds, this.limits, this.drops, now);
+      return;
+    }
+    const t: LoggedTarget = { session, qos, retain, subIds, pinned: shared };
+    if (qos > 0) this.logged.push(t);
+    else if (session.connection !== null) this.live0.push(t);
+    else if (this.limits.storeQos0) this.logged.push(t);
+  }
+
+  /** A shared subscription's member whose client is connected, if the group has one (else `rec`). */
+  private onlineMember(rec: SubRecord): SubRecord {
+    const members = this.shareGroups.get(rec.sub.filter);
+    if (members) {
+      for (const id of members) {
+        const r = this.subs[id];
+        if (r && r.session.connection !== null) return r;
+      }
+    }
+    return rec;
+  }
+
+  /** Append once, then hand the message to the persistent sessions (see publish). */
+  private async store(durable: DurableSessions, msg: Message, targets: LoggedTarget[]): Promise<void> {
     const retainOps: MetaOp[] = msg.retain ? durable.retainOps(msg) : [];
-    if (stored.length === 0) {
+    if (targets.length === 0) {
       // Behind earlier appends, so a retained set/clear lands in the order it was published.
       await durable.afterAppends();
       await durable.write(retainOps);
       return;
     }
     const pos = await durable.append(msg);
-    const targets = stored.map((pending, i) => ({ clientId: (sessions[i] as Session).clientId, pending }));
-    await Promise.all([durable.enqueue(pos, targets), retainOps.length > 0 ? durable.write(retainOps) : null]);
+    const waits: Promise<void>[] = [];
+    if (retainOps.length > 0) waits.push(durable.write(retainOps));
     const now = Date.now();
-    stored.forEach((p, i) => {
-      const session = sessions[i] as Session;
-      if (session.durable === null || this.sessions.get(session.clientId) !== session) {
-        // The session ended (or stopped being persistent) while the message was stored.
-        if (p.ref) durable.forget(session.clientId, p.ref);
-        return;
-      }
-      deliver(session, msg, p.qos, p.retain, p.subIds, this.limits, this.drops, now, p.ref);
-    });
+    for (const t of targets) {
+      const session = t.session;
+      const d = session.durable;
+      if (d === null || this.sessions.get(session.clientId) !== session) continue; // ended meanwhile
+      if (t.pinned) {
+        // Through a shared subscription: replay cannot find it again, so it is recorded for the
+        // session before the publisher hears it is stored.
+        const p = deliver(session, msg, t.qos, t.retain, t.subIds, this.limits, this.drops, now, pos);
+        if (p) waits.push(d.pin(p));
+      } else deliverLogged(session, msg, t.qos, t.retain, t.subIds, pos, this.limits, now);
+    }
     this.syncDrops();
+    if (waits.length > 0) await Promise.all(waits);
   }
 
   private syncDrops(): void {

@@ -139,6 +139,21 @@ export interface StoredMessage extends LogPosition {
 }
 
 /**
+ * One replay scan of a shard (`DurableStore.scan`): matching records in the batch-fetch entry
+ * layout, `words` u32 mask words per entry (bit i: filter i matched), where to continue, and
+ * why it stopped (0 more may follow, 1 caught up with the shard, 2 reached `until`).
+ */
+export interface ScanResult {
+  buffer: Buffer;
+  offsets: Uint32Array;
+  masks: Uint32Array;
+  words: number;
+  next: number;
+  status: number;
+  skipped: number;
+}
+
+/**
  * Decode the batch-fetch entry layout (docs/storage.md): one Buffer, an offset table with
  * count + 1 boundaries. Payload and properties are views into the batch buffer.
  */
@@ -229,6 +244,19 @@ export class DurableStore {
     const found = decodeEntries(r.buffer, r.offsets);
     let k = 0;
     return positions.map((_p, i) => (r.found[i] ? (found[k++] ?? null) : null));
+  }
+
+  /**
+   * Scan a shard from offset `from` for records matching any of `filters` (filter i only at
+   * offsets >= starts[i]), up to `maxEntries`, stopping before offset `until`. Synchronous.
+   */
+  scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult {
+    return wrapSync(() => this.inner.scan(shard, from, filters, starts, maxEntries, undefined, until ?? undefined));
+  }
+
+  /** The offset the next record of a shard will get. */
+  shardEnd(shard: number): number {
+    return wrapSync(() => this.inner.shardEnd(shard));
   }
 
   metaGet(table: MetaTable, key: Buffer): Buffer | null {

@@ -1,22 +1,22 @@
 /**
  * Outbound delivery to one session: QoS downgrade is done by the caller; here the inflight
  * window (Receive Maximum), the queue behind it, redelivery on resume, and the per-client
- * limits (Maximum Packet Size, slow-consumer watermark, queue length). Deliveries of a
- * persistent session carry a `ref` to their durable index entry; the session's
- * `durable` recorder is told when they are sent, released and completed.
+ * limits (Maximum Packet Size, slow-consumer watermark, queue length and bytes). Deliveries of
+ * logged messages to persistent sessions carry a `ref` to the message's log position; the
+ * session's `durable` side decides whether it takes them now or reads them from the log later
+ * (session/log-session.ts), and is told when they are sent, released and completed.
  */
 import type { Connection } from '../connection.js';
 import { encodeAck, type QoS } from '../protocol/codec.js';
+import { RC } from '../protocol/reason-codes.js';
 import { encodeDelivery, isExpired, type Message } from '../message.js';
+import type { BacklogLimits } from './log-session.js';
 import { type DurableRef, type Inflight, type Pending, QUEUE_PAGE, type Session } from './session.js';
 
-export interface DeliveryLimits {
-  maxQueued: number;
-  /** A full queue drops its oldest entry for the new one, or the new one. */
-  dropOldest: boolean;
+export interface DeliveryLimits extends BacklogLimits {
   queueQos0: boolean;
   writeHighWatermark: number;
-  /** Deliveries loaded from the store per batch when a queue holds only log positions. */
+  /** Deliveries read from the log per batch when a persistent session catches up. */
   batchSize: number;
   /** QoS 0 messages for offline persistent sessions go through the store (durable_sessions.qos0). */
   storeQos0: boolean;
@@ -39,7 +39,7 @@ function writePublish(conn: Connection, p: Pending, msg: Message, dup: boolean, 
   return true;
 }
 
-/** A delivery that will not be sent (dropped, expired, too large, record gone). */
+/** A delivery that will not be sent (dropped, expired, too large, record gone) or is done (QoS 0 written). */
 function discard(session: Session, p: Pending): void {
   if (p.ref) session.durable?.completed(p);
 }
@@ -53,11 +53,9 @@ function sendInflight(conn: Connection, session: Session, p: Pending, msg: Messa
   const entry = p as Inflight;
   entry.phase = 'publish';
   session.inflight.set(id, entry);
-  const recorded = p.ref ? session.durable?.sent(p, id) : undefined;
-  if (recorded && p.qos === 1) {
-    // QoS 1: the id is recorded in the background, only so a restart can mark the resend DUP.
-    recorded.catch(() => undefined);
-  } else if (recorded) {
+  // QoS 1: the id is recorded in the background (null here), so a restart resends with DUP.
+  const recorded = p.ref ? session.durable?.sent(p, id) : null;
+  if (recorded) {
     recorded.then(
       () => {
         if (session.connection === conn && conn.connected && session.inflight.get(id) === entry) sendOrDrop(conn, session, id, entry, msg, Date.now());
@@ -86,63 +84,111 @@ export function deliver(
   drops: DropCounter,
   now: number,
   ref?: DurableRef,
-): void {
+): Pending | null {
   const conn = session.connection;
-  if (conn !== null && qos === 0) {
+  if (conn !== null && qos === 0 && !ref) {
     if (conn.backlog > limits.writeHighWatermark) {
       // Slow consumer: QoS 0 is dropped (and counted) rather than buffered without bound.
       session.dropped++;
       drops.dropped++;
-      return;
+      return null;
     }
-    if (isExpired(msg, now)) return;
+    if (isExpired(msg, now)) return null;
     if (!writePublish(conn, { msg, qos, retain, subIds }, msg, false, 0, now)) session.dropped++;
-    return;
-  }
-  if (ref && session.durable && (session.backlogAfter !== null || ref.seq <= session.loadedSeq)) {
-    // Already indexed in the store and behind deliveries not yet loaded (or loaded with the last
-    // page): it is queued there, in order; make sure a connected client keeps draining.
-    if (conn !== null && session.queue.length === 0) pump(conn, session, limits);
-    return;
+    return null;
   }
   const pending: Pending = { msg, qos, retain, subIds, ref };
-  if (isExpired(msg, now)) {
-    discard(session, pending); // [MQTT-3.3.2-5]
-    return;
-  }
+  if (isExpired(msg, now)) return null; // [MQTT-3.3.2-5]
   if (conn !== null && session.queue.length === 0 && session.inflight.size < conn.window) {
-    sendInflight(conn, session, pending, msg, now);
-    return;
+    if (qos === 0) writePublish(conn, pending, msg, false, 0, now);
+    else sendInflight(conn, session, pending, msg, now);
+    return pending;
   }
-  if (conn === null && qos === 0 && !limits.queueQos0 && !ref) return;
-  if (session.queue.length >= limits.maxQueued) {
+  if (conn === null && qos === 0 && !limits.queueQos0 && !ref) return null;
+  if (session.queue.length >= limits.maxQueued || queueBytesFull(session, limits, msg)) {
     session.dropped++;
     drops.dropped++;
-    if (!limits.dropOldest || limits.maxQueued === 0) {
-      discard(session, pending);
-      return;
+    if (limits.overflow === 'disconnect' && conn !== null) {
+      conn.disconnect(RC.QuotaExceeded, 'session queue full');
+      return null;
     }
-    discard(session, session.queue.shift() as Pending);
-  }
-  // An offline persistent session keeps only log positions, and at most a page of them: the
-  // rest stays in the store's index and is read back in order as the queue drains.
-  if (conn === null && ref && session.durable) {
-    pending.msg = null;
-    if (session.queue.length >= QUEUE_PAGE && session.durable.spill(session)) return;
+    if (limits.overflow !== 'drop_oldest' || limits.maxQueued === 0) return null;
+    const oldest = session.queue.shift() as Pending;
+    session.queueBytes -= oldest.msg?.payload.length ?? 0;
+    discard(session, oldest);
   }
   session.queue.push(pending);
+  session.queueBytes += msg.payload.length;
+  return pending;
 }
 
-/** Move queued deliveries into free window slots. */
+function queueBytesFull(session: Session, limits: DeliveryLimits, msg: Message): boolean {
+  return limits.maxQueuedBytes > 0 && session.queueBytes + msg.payload.length > limits.maxQueuedBytes;
+}
+
+/**
+ * A logged message reached a persistent session as it was stored: delivered now if the
+ * session is caught up with the log, else left there for it to read back in order.
+ */
+export function deliverLogged(
+  session: Session,
+  msg: Message,
+  qos: QoS,
+  retain: boolean,
+  subIds: number[] | undefined,
+  ref: DurableRef,
+  limits: DeliveryLimits,
+  now: number,
+): void {
+  const d = session.durable;
+  if (d === null) return;
+  const conn = session.connection;
+  switch (d.arrive(ref, msg.payload.length, session.queue.length < QUEUE_PAGE, conn !== null)) {
+    case 'take': {
+      const p: Pending = { msg, qos, retain, subIds, ref };
+      if (isExpired(msg, now)) return discard(session, p);
+      if (conn !== null && session.queue.length === 0) {
+        if (qos === 0) {
+          writePublish(conn, p, msg, false, 0, now);
+          return discard(session, p);
+        }
+        if (session.inflight.size < conn.window) return sendInflight(conn, session, p, msg, now);
+      }
+      session.queue.push(p);
+      session.queueBytes += msg.payload.length;
+      return;
+    }
+    case 'left':
+      if (conn !== null && session.queue.length === 0 && session.inflight.size < conn.window) pump(conn, session, limits);
+      return;
+    case 'disconnect':
+      conn?.disconnect(RC.QuotaExceeded, 'session queue full');
+      return;
+    case 'duplicate':
+    case 'dropped':
+      return;
+  }
+}
+
+/** Connections whose pump waits for the socket to drain. */
+const waitingDrain = new WeakSet<Connection>();
+
+/** Move queued deliveries into free window slots; a persistent session reads its backlog from the log. */
 export function pump(conn: Connection, session: Session, limits: DeliveryLimits): void {
   const now = Date.now();
+  const durable = session.durable;
   for (;;) {
-    if (session.queue.length === 0 && session.backlogAfter !== null) session.durable?.loadMore(session);
-    if (session.queue.length === 0 || session.inflight.size >= conn.window || !conn.connected) break;
+    if (!conn.connected || session.inflight.size >= conn.window) break;
+    if (session.queue.length === 0) {
+      if (durable === null || !durable.replaying) break;
+      durable.fill(session, limits.batchSize);
+      if (session.queue.length === 0) break;
+    }
     const head = session.queue.peek() as Pending;
     if (head.msg === null) loadBatch(session, limits.batchSize);
     const p = session.queue.shift() as Pending;
     const msg = p.msg;
+    if (msg !== null) session.queueBytes -= msg.payload.length;
     if (msg === null || isExpired(msg, now)) {
       discard(session, p);
       continue;
@@ -150,6 +196,17 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
     if (p.qos === 0) {
       writePublish(conn, p, msg, false, 0, now);
       discard(session, p); // QoS 0 is done once written
+      if (conn.backlog > limits.writeHighWatermark) {
+        // QoS 0 takes no window slot: stop at the socket's high watermark, go on once it drains.
+        if (!waitingDrain.has(conn)) {
+          waitingDrain.add(conn);
+          conn.socket.once('drain', () => {
+            waitingDrain.delete(conn);
+            pump(conn, session, limits);
+          });
+        }
+        break;
+      }
       continue;
     }
     sendInflight(conn, session, p, msg, now);
@@ -164,6 +221,7 @@ function loadBatch(session: Session, batchSize: number): void {
     if (p.msg === null) batch.push(p);
   }
   session.durable?.load(batch);
+  for (const p of batch) session.queueBytes += p.msg?.payload.length ?? 0;
 }
 
 /** A QoS 1 PUBACK or QoS 2 PUBCOMP (or a refusing PUBREC) ended this delivery. */
@@ -172,7 +230,7 @@ export function completeOutbound(conn: Connection, session: Session, id: number,
   if (entry.ref) session.durable?.completed(entry);
   const broker = conn.broker;
   if (entry.msg && broker.listenerCount('message.acked') > 0) broker.emit('message.acked', conn.clientId, entry.msg);
-  if (session.queue.length > 0 || session.backlogAfter !== null) pump(conn, session, broker.limits);
+  if (session.queue.length > 0 || session.durable?.replaying) pump(conn, session, broker.limits);
 }
 
 /**

@@ -1,36 +1,40 @@
 /**
  * Durable sessions on the embedded store (SPEC B1–B3, B6, B7, B9).
  *
- * A message that a persistent session needs is appended to the log ONCE; each such session
- * then holds a small index entry pointing at it (shard + offset) plus its own delivery state.
- * Everything a publisher or subscriber was told is committed before it is told:
+ * A message that persistent sessions need is appended to the log ONCE; each session keeps
+ * only its progress through the log (session/log-session.ts, EMQX 5 style). Everything a
+ * publisher or subscriber was told is committed before it is told:
  *
- * - PUBACK / PUBREC to a publisher go out after the log append and the index entries of every
- *   persistent subscriber are durable (group commit), so an acknowledged message is never lost.
- * - an outbound QoS 2 PUBLISH is sent only after its packet id is recorded, and PUBREL only after
- *   the PUBREL phase is recorded: a restart resends with the same id and never delivers twice.
- * - an inbound QoS 2 packet id is recorded before PUBREC, so a re-sent PUBLISH after a restart is
- *   recognised as a duplicate.
- * - SUBACK goes out after the subscription is recorded.
- * Acknowledgements from subscribers (the index entry is deleted) and session records are written
- * in the background, in order; a crash can lose at most those not yet committed, which only
- * means a QoS 1 message acknowledged in the last moment is delivered again (with DUP).
+ * - PUBACK / PUBREC to a publisher go out after the log append is durable (group commit):
+ *   every persistent session whose subscriptions match finds the message in the log (a
+ *   delivery through a shared subscription is recorded in the session's progress record
+ *   first, since replay cannot tell which member had it);
+ * - an outbound QoS 2 PUBLISH is sent only after its packet id is recorded, and PUBREL only
+ *   after the PUBREL phase is recorded: a restart resends with the same id and never delivers
+ *   twice;
+ * - an inbound QoS 2 packet id is recorded before PUBREC, so a re-sent PUBLISH after a restart
+ *   is recognised as a duplicate;
+ * - SUBACK goes out after the subscription (with the log position it starts at) is recorded.
+ * Progress records and session records are otherwise written in the background, batched per
+ * event-loop turn; a crash loses at most the progress of that moment, which only means QoS 1
+ * messages in flight are delivered again (with DUP).
  *
  * Metadata layout (tables of the store's meta database; keys are bytes):
  *   sessions       clientId                      → JSON SessionRecord
- *   subscriptions  clientId 00 filter            → JSON SubscriptionOptions
- *   acks           clientId 00 seq(u64 BE)       → entry: shard u16, offset u64, qos u8, retain u8,
- *                                                  packetId u16, phase u8, subIds JSON
+ *   subscriptions  clientId 00 filter            → JSON SubscriptionOptions + start offsets
+ *   acks           clientId                      → progress record (session/progress.ts)
  *   cursors        clientId 00 packetId(u16 BE)  → inbound QoS 2 awaiting PUBREL (empty value)
  *   retained       topic                         → retained message (header JSON + payload)
  * Client ids and topics never contain U+0000 ([MQTT-1.5.4-2]), so the 00 separator is safe.
  */
 import type { Logger } from '../log.js';
 import { createMessage, decodeProperties, encodeProperties, type Message } from '../message.js';
-import { type AppendMessage, DurableStore, type LogPosition, type MetaOp, type StoreOpenOptions } from '../native.js';
+import { type AppendMessage, DurableStore, type LogPosition, type MetaOp, type ScanResult, type StoreOpenOptions } from '../native.js';
 import type { QoS } from '../protocol/codec.js';
 import { InOrder } from './in-order.js';
-import { type DurableRef, type Pending, QUEUE_PAGE, type Session, type SessionPersistence, type SubscriptionOptions } from './session.js';
+import { type BacklogLimits, LogSession, type LogSource } from './log-session.js';
+import { decodeProgress, type Progress } from './progress.js';
+import type { Pending, Session, SubscriptionOptions } from './session.js';
 
 interface StoredWill {
   topic: string;
@@ -48,11 +52,17 @@ export interface SessionRecord {
   will: StoredWill | null;
 }
 
+/** A subscription as stored: its options and, per shard, the log offset it starts at. */
+export interface StoredSubscription extends SubscriptionOptions {
+  start?: number[];
+}
+
 /** A session as found in the store at start-up. */
 export interface RecoveredSession {
   clientId: string;
   record: SessionRecord;
-  subscriptions: { filter: string; opts: SubscriptionOptions }[];
+  subscriptions: { filter: string; opts: StoredSubscription }[];
+  progress: Progress | null;
   incomingQos2: number[];
 }
 
@@ -60,42 +70,10 @@ const SEP = Buffer.from([0]);
 
 const idKey = (clientId: string): Buffer => Buffer.from(clientId, 'utf8');
 const subKey = (clientId: string, filter: string): Buffer => Buffer.concat([idKey(clientId), SEP, Buffer.from(filter, 'utf8')]);
-function entryKey(clientId: string, seq: number): Buffer {
-  const b = Buffer.allocUnsafe(8);
-  b.writeUInt32BE(Math.floor(seq / 0x100000000), 0);
-  b.writeUInt32BE(seq >>> 0, 4);
-  return Buffer.concat([idKey(clientId), SEP, b]);
-}
 function q2Key(clientId: string, id: number): Buffer {
   const b = Buffer.allocUnsafe(2);
   b.writeUInt16BE(id);
   return Buffer.concat([idKey(clientId), SEP, b]);
-}
-
-function encodeEntry(p: Pending, ref: DurableRef, packetId: number, phase: number): Buffer {
-  const sub = p.subIds && p.subIds.length > 0 ? Buffer.from(JSON.stringify(p.subIds)) : Buffer.alloc(0);
-  const b = Buffer.allocUnsafe(17 + sub.length);
-  b.writeUInt16BE(ref.shard, 0);
-  b.writeUInt32BE(Math.floor(ref.offset / 0x100000000), 2);
-  b.writeUInt32BE(ref.offset >>> 0, 6);
-  b[10] = p.qos;
-  b[11] = p.retain ? 1 : 0;
-  b.writeUInt16BE(packetId, 12);
-  b[14] = phase;
-  b.writeUInt16BE(0, 15);
-  sub.copy(b, 17);
-  return b;
-}
-
-function decodeEntry(key: Buffer, value: Buffer, prefixLen: number): { pending: Pending; packetId: number; phase: 0 | 1 | 2 } {
-  const seq = key.readUInt32BE(prefixLen) * 0x100000000 + key.readUInt32BE(prefixLen + 4);
-  const ref: DurableRef = { seq, shard: value.readUInt16BE(0), offset: value.readUInt32BE(2) * 0x100000000 + value.readUInt32BE(6) };
-  const subIds = value.length > 17 ? (JSON.parse(value.subarray(17).toString('utf8')) as number[]) : undefined;
-  return {
-    pending: { msg: null, qos: value[10] as QoS, retain: value[11] === 1, subIds, ref },
-    packetId: value.readUInt16BE(12),
-    phase: value[14] as 0 | 1 | 2,
-  };
 }
 
 export function encodeWill(msg: Message, delay: number): StoredWill {
@@ -120,19 +98,22 @@ function decodeRetained(topic: string, value: Buffer): Message {
   return createMessage(topic, Buffer.from(value.subarray(4 + hlen)), h.q, true, decodeProperties(h.pr ? Buffer.from(h.pr) : null), h.p, h.t);
 }
 
+/**
+ * How long a session's progress may wait to be committed when nothing waits for it (QoS 1
+ * sends and acknowledgements, reads from the log): a crash redelivers at most this much more.
+ */
+const PROGRESS_INTERVAL_MS = 10;
+
 interface Batch {
   ops: MetaOp[];
+  /** Sessions whose progress record is written with this batch. */
+  progress: Set<LogSession>;
   done: Promise<void>;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
 
-export class DurableSessions {
-  /**
-   * Delivery seqs: microseconds since the epoch, strictly increasing in this process; across a
-   * restart they keep increasing with the clock (the index is ordered by them).
-   */
-  private seq = Date.now() * 1000;
+export class DurableSessions implements LogSource {
   private batch: Batch | null = null;
   /**
    * Metadata batches are handed to the store's writer thread in the order they were made (it
@@ -144,31 +125,31 @@ export class DurableSessions {
   private inflightCommits = new Set<Promise<void>>();
   private appendBatch: { msgs: AppendMessage[]; waiters: { resolve: (p: LogPosition) => void; reject: (e: unknown) => void }[] } | null = null;
   private closed = false;
+  readonly nShards: number;
+  /** Sessions whose progress changed in ways that need no prompt commit (see mark). */
+  private readonly lazy = new Set<LogSession>();
+  private lazyTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     readonly store: DurableStore,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.nShards = store.nShards;
+  }
 
   static async open(dir: string, options: StoreOpenOptions, log: Logger): Promise<DurableSessions> {
+    log.info({ dir }, 'opening store (recovering what was written before the last stop)');
     const store = await DurableStore.open(dir, options);
     const rec = store.recovery();
+    const events = rec.events.slice(0, 50);
+    for (const ev of events) log.info({ event: ev }, 'store recovery');
+    if (rec.events.length > events.length) log.info({ more: rec.events.length - events.length }, 'store recovery: further events not shown');
     log.info({ dir, siteId: store.siteId, shards: store.nShards, segments: rec.segments, records: rec.records, ms: rec.elapsedMs, quarantined: rec.quarantined.length }, 'store opened');
     for (const q of rec.quarantined) log.error({ segment: q }, 'corrupt segment quarantined');
     return new DurableSessions(store, log);
   }
 
-  private nextSeq(): number {
-    this.seq = Math.max(this.seq + 1, Date.now() * 1000);
-    return this.seq;
-  }
-
-  /**
-   * Queue metadata writes; they are committed with everything queued in the same event-loop
-   * turn, after every earlier batch. The Promise resolves once they are durable.
-   */
-  write(ops: MetaOp[]): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('store closed'));
+  private open(): Batch {
     let b = this.batch;
     if (!b) {
       let resolve!: () => void;
@@ -177,9 +158,19 @@ export class DurableSessions {
         resolve = res;
         reject = rej;
       });
-      b = this.batch = { ops: [], done, resolve, reject };
+      b = this.batch = { ops: [], progress: new Set(), done, resolve, reject };
       setImmediate(() => this.flush());
     }
+    return b;
+  }
+
+  /**
+   * Queue metadata writes; they are committed with everything queued in the same event-loop
+   * turn, after every earlier batch. The Promise resolves once they are durable.
+   */
+  write(ops: MetaOp[]): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('store closed'));
+    const b = this.open();
     for (const op of ops) b.ops.push(op);
     return b.done;
   }
@@ -189,10 +180,40 @@ export class DurableSessions {
     this.write(ops).catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'durable metadata write failed'));
   }
 
+  touch(session: LogSession): Promise<void> {
+    if (this.closed) {
+      const refused = Promise.reject(new Error('store closed'));
+      refused.catch(() => undefined); // callers that do not wait must not leave it unhandled
+      return refused;
+    }
+    const b = this.open();
+    if (!b.progress.has(session)) {
+      b.progress.add(session);
+      if (b.progress.size === 1) b.done.catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'session progress write failed'));
+    }
+    return b.done;
+  }
+
+  mark(session: LogSession): void {
+    if (this.closed) return;
+    this.lazy.add(session);
+    if (this.lazyTimer === null) {
+      this.lazyTimer = setTimeout(() => {
+        this.lazyTimer = null;
+        for (const ls of this.lazy) void this.touch(ls);
+        this.lazy.clear();
+      }, PROGRESS_INTERVAL_MS);
+    }
+  }
+
   private flush(): void {
     const b = this.batch;
     this.batch = null;
     if (!b) return;
+    for (const ls of b.progress) {
+      // A session that ended (its records deleted in this batch or before) writes nothing more.
+      if (ls.session.durable === ls) b.ops.push({ op: 'put', table: 'acks', key: idKey(ls.session.clientId), value: ls.encode() });
+    }
     const done = this.commits.wrap(this.store.metaApply(b.ops)).then(b.resolve, b.reject);
     this.inflightCommits.add(done);
     void done.finally(() => this.inflightCommits.delete(done));
@@ -234,55 +255,33 @@ export class DurableSessions {
     return this.appends.wrap(Promise.resolve(null));
   }
 
-  /** Record deliveries of one logged message to persistent sessions; resolves when durable. */
-  enqueue(pos: LogPosition, targets: { clientId: string; pending: Pending }[]): Promise<void> {
-    const ops: MetaOp[] = [];
-    for (const t of targets) {
-      const ref: DurableRef = { seq: this.nextSeq(), shard: pos.shard, offset: pos.offset };
-      t.pending.ref = ref;
-      ops.push({ op: 'put', table: 'acks', key: entryKey(t.clientId, ref.seq), value: encodeEntry(t.pending, ref, 0, 0) });
-    }
-    return this.write(ops);
+  shardEnd(shard: number): number {
+    return this.store.shardEnd(shard);
   }
 
-  /** Forget a delivery whose session went away while it was being recorded. */
-  forget(clientId: string, ref: DurableRef): void {
-    this.background([{ op: 'delete', table: 'acks', key: entryKey(clientId, ref.seq) }]);
+  /** Every shard's end: where a new subscription starts. */
+  shardEnds(): number[] {
+    const out: number[] = [];
+    for (let s = 0; s < this.nShards; s++) out.push(this.store.shardEnd(s));
+    return out;
+  }
+
+  scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult {
+    return this.store.scan(shard, from, filters, starts, maxEntries, until);
   }
 
   // ---- sessions ---------------------------------------------------------------------------
 
-  /** The recorder a persistent session reports its delivery progress to. */
-  recorder(session: Session): SessionPersistence {
-    const clientId = session.clientId;
-    const put = (p: Pending, id: number, phase: number): Promise<void> => {
-      const ref = p.ref as DurableRef;
-      return this.write([{ op: 'put', table: 'acks', key: entryKey(clientId, ref.seq), value: encodeEntry(p, ref, id, phase) }]);
-    };
-    return {
-      sent: (p, id) => put(p, id, 1),
-      released: (p, id) => put(p, id, 2),
-      completed: (p) => {
-        if (p.ref) this.background([{ op: 'delete', table: 'acks', key: entryKey(clientId, p.ref.seq) }]);
-      },
-      load: (entries) => this.load(entries),
-      loadMore: (s) => {
-        for (const e of this.loadPage(s)) s.queue.push(e.pending);
-      },
-      spill: (s) => {
-        const last = s.queue.last();
-        if (!last?.ref) return false;
-        s.backlogAfter = entryKey(clientId, last.ref.seq);
-        return true;
-      },
-    };
+  /** The durable side of a persistent session, reading the log from its current end. */
+  attach(session: Session, limits: BacklogLimits, drops: { dropped: number }): LogSession {
+    return new LogSession(this, session, limits, drops, this.shardEnds());
   }
 
   /** Batch-read message bodies for deliveries that hold only their log position. */
   load(entries: Pending[]): void {
     const want = entries.filter((p) => p.msg === null && p.ref);
     if (want.length === 0) return;
-    const got = this.store.readAt(want.map((p) => p.ref as DurableRef));
+    const got = this.store.readAt(want.map((p) => p.ref as LogPosition));
     got.forEach((m, i) => {
       const p = want[i] as Pending;
       if (!m) return; // dropped by retention: stays null and is discarded by the caller
@@ -300,12 +299,12 @@ export class DurableSessions {
     this.background([
       { op: 'delete', table: 'sessions', key: idKey(clientId) },
       { op: 'deletePrefix', table: 'subscriptions', key: prefix },
-      { op: 'deletePrefix', table: 'acks', key: prefix },
+      { op: 'delete', table: 'acks', key: idKey(clientId) },
       { op: 'deletePrefix', table: 'cursors', key: prefix },
     ]);
   }
 
-  putSubscription(clientId: string, filter: string, opts: SubscriptionOptions): Promise<void> {
+  putSubscription(clientId: string, filter: string, opts: StoredSubscription): Promise<void> {
     return this.write([{ op: 'put', table: 'subscriptions', key: subKey(clientId, filter), value: Buffer.from(JSON.stringify(opts)) }]);
   }
 
@@ -335,26 +334,12 @@ export class DurableSessions {
 
   // ---- recovery ---------------------------------------------------------------------------
 
-  /**
-   * The next page of a session's stored deliveries (index order = delivery order), advancing
-   * `session.backlogAfter`; it becomes null once the last page is read.
-   */
-  loadPage(session: Session): { pending: Pending; packetId: number; phase: 0 | 1 | 2 }[] {
-    const prefix = Buffer.concat([idKey(session.clientId), SEP]);
-    const rows = this.store.metaScan('acks', prefix, session.backlogAfter, QUEUE_PAGE + 1);
-    const page = rows.slice(0, QUEUE_PAGE).map((e) => decodeEntry(e.key, e.value, prefix.length));
-    session.backlogAfter = rows.length > QUEUE_PAGE ? (rows[QUEUE_PAGE - 1] as { key: Buffer }).key : null;
-    const last = page[page.length - 1]?.pending.ref?.seq;
-    if (last !== undefined && last > session.loadedSeq) session.loadedSeq = last;
-    return page;
-  }
-
-  /** Every persistent session in the store, with its subscriptions and deliveries in order. */
+  /** Every persistent session in the store, with its subscriptions and progress. */
   loadSessions(): RecoveredSession[] {
     const byId = new Map<string, RecoveredSession>();
     for (const e of this.store.metaScanAll('sessions', Buffer.alloc(0))) {
       const clientId = e.key.toString('utf8');
-      byId.set(clientId, { clientId, record: JSON.parse(e.value.toString('utf8')) as SessionRecord, subscriptions: [], incomingQos2: [] });
+      byId.set(clientId, { clientId, record: JSON.parse(e.value.toString('utf8')) as SessionRecord, subscriptions: [], progress: null, incomingQos2: [] });
     }
     const split = (key: Buffer): [string, number] | null => {
       const i = key.indexOf(0);
@@ -363,7 +348,16 @@ export class DurableSessions {
     for (const e of this.store.metaScanAll('subscriptions', Buffer.alloc(0))) {
       const s = split(e.key);
       const r = s && byId.get(s[0]);
-      if (r && s) r.subscriptions.push({ filter: e.key.subarray(s[1] + 1).toString('utf8'), opts: JSON.parse(e.value.toString('utf8')) as SubscriptionOptions });
+      if (r && s) r.subscriptions.push({ filter: e.key.subarray(s[1] + 1).toString('utf8'), opts: JSON.parse(e.value.toString('utf8')) as StoredSubscription });
+    }
+    for (const e of this.store.metaScanAll('acks', Buffer.alloc(0))) {
+      const r = byId.get(e.key.toString('utf8'));
+      if (!r) continue;
+      try {
+        r.progress = decodeProgress(e.value, this.nShards);
+      } catch (err) {
+        this.log.error({ clientId: r.clientId, err: (err as Error).message }, 'unreadable session progress record: the session replays from its subscriptions');
+      }
     }
     for (const e of this.store.metaScanAll('cursors', Buffer.alloc(0))) {
       const s = split(e.key);
@@ -376,6 +370,10 @@ export class DurableSessions {
   /** Commit what is queued, then close the store (releases the data-dir lock). */
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.lazyTimer !== null) clearTimeout(this.lazyTimer);
+    this.lazyTimer = null;
+    for (const ls of this.lazy) void this.touch(ls);
+    this.lazy.clear();
     this.flushAppends();
     this.flush();
     this.closed = true;

@@ -24,54 +24,77 @@ export interface Subscription extends SubscriptionOptions {
   readonly filter: string;
   /** Id of this subscription in the native trie. */
   readonly trieId: number;
+  /**
+   * Persistent sessions: per log shard, the shard's end when the subscription was made. A
+   * logged message before it predates the subscription and is not replayed for it.
+   */
+  start?: number[] | undefined;
 }
 
-/** A delivery waiting for a window slot (or for the client to come back). */
 /**
- * Deliveries of a store-backed queue read per page, which is also how many an offline
- * persistent session keeps in memory before it leaves the rest in the store.
+ * The most deliveries a persistent session holds in memory behind its window: beyond that
+ * (and always while the client is away) the log itself is the queue, read back in batches.
  */
 export const QUEUE_PAGE = 1000;
 
-/** Where a persistent session's delivery is recorded in the durable store. */
+/** Where a logged message is: written once, read by every persistent session that needs it. */
 export interface DurableRef {
-  /** Orders a session's deliveries; part of the index key. */
-  readonly seq: number;
   readonly shard: number;
   readonly offset: number;
 }
 
 export interface Pending {
-  /** The message, or null while only its log position is held (offline persistent session). */
+  /** The message, or null while only its log position is known (restored after a restart). */
   msg: Message | null;
   qos: QoS;
   retain: boolean;
   subIds: number[] | undefined;
-  /** Set for deliveries to persistent sessions: the message is in the log, this is its index entry. */
+  /** Deliveries of logged messages to persistent sessions: where the message is in the log. */
   ref?: DurableRef | undefined;
+  /**
+   * A delivery that replaying the log would not find again (it came through a shared
+   * subscription): the session records it explicitly until it completes.
+   */
+  pinned?: boolean | undefined;
 }
 
 /**
- * What a persistent session records as its deliveries progress (implemented by the durable
- * store; in-memory sessions have none). Each call is cheap: writes are batched and
- * group-committed in the background, ordered per session.
+ * What a persistent session does with a logged message that reached it as it was stored:
+ * - take: deliver (or queue) it now, the session is caught up with the log;
+ * - duplicate: already taken (the session read it from the log first);
+ * - left: left in the log, the session is behind or away and reads it from there in order;
+ * - dropped: dropped for this session, its queue is full (drop_newest), counted;
+ * - disconnect: queue full with overflow policy `disconnect`, the client is disconnected.
+ */
+export type Arrival = 'take' | 'duplicate' | 'left' | 'dropped' | 'disconnect';
+
+/**
+ * A persistent session's durable side (implemented for the embedded store by
+ * session/log-session.ts; in-memory sessions have none). Its progress — how far it has read
+ * each log shard, and the deliveries in flight — is committed in the background, batched per
+ * event-loop turn, except where a caller waits for it (QoS 2 steps, shared deliveries).
  */
 export interface SessionPersistence {
-  /** A QoS 2 delivery is about to be sent with packet id `id`; send once this resolves. */
-  sent(p: Pending, id: number): Promise<void>;
+  /** True while the session is behind the log (or away): new logged messages are left there. */
+  readonly replaying: boolean;
+  /** A logged message for this session was stored (`canTake`: it has room to take it now). */
+  arrive(ref: DurableRef, bytes: number, canTake: boolean, connected: boolean): Arrival;
+  /** A delivery the log cannot replay (see Pending.pinned): resolves once it is recorded. */
+  pin(p: Pending): Promise<void>;
+  /** A delivery is about to be sent with packet id `id`; QoS 2 sends once this resolves. */
+  sent(p: Pending, id: number): Promise<void> | null;
   /** PUBREC received: the delivery enters its PUBREL phase; send PUBREL once this resolves. */
   released(p: Pending, id: number): Promise<void>;
-  /** The delivery ended (acknowledged, refused, expired or dropped): forget it. */
+  /** The delivery ended (acknowledged, refused, expired or dropped). */
   completed(p: Pending): void;
   /** Fill in `msg` for entries that hold only a log position; those whose record is gone stay null. */
   load(entries: Pending[]): void;
-  /** Move the next page of store-resident deliveries into the queue (see Session.backlogAfter). */
-  loadMore(session: Session): void;
-  /**
-   * Leave further deliveries in the store (they are indexed already): sets backlogAfter to the
-   * last queued delivery. False if that delivery is not in the store.
-   */
-  spill(session: Session): boolean;
+  /** Read up to `n` further deliveries from the log into the session's queue (while replaying). */
+  fill(session: Session, n: number): void;
+  /** The client came back: it drains what it missed from the log. */
+  attached(): void;
+  /** The client went away: everything new is left in the log. */
+  detached(): void;
 }
 
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
@@ -99,14 +122,8 @@ export class Session {
   expiryTimer: NodeJS.Timeout | null = null;
   /** A will waiting out its Will Delay Interval after the connection closed. */
   pendingWill: WillState | null = null;
-  /**
-   * Store-backed queue: when not null, deliveries after this index key are in the store but not
-   * yet in `queue`; new deliveries stay in the store too (they are already indexed) until the
-   * pages before them are loaded. Keeps a large offline queue out of memory.
-   */
-  backlogAfter: Buffer | null = null;
-  /** Highest delivery seq loaded from the store: later live deliveries at or below it are already queued. */
-  loadedSeq = 0;
+  /** Payload bytes of the messages in `queue` (mqtt.max_queued_bytes). */
+  queueBytes = 0;
   /** Durable record keeping; null for sessions that live in memory only. */
   durable: SessionPersistence | null = null;
   /** Messages dropped for this session (queue full, slow consumer, too large for the client). */

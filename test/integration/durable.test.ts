@@ -107,7 +107,7 @@ for (const protocolVersion of [4, 5] as const) {
 }
 
 describe('large stored queues', () => {
-  test('an offline session keeps one page in memory, the rest stays in the store, and all drain in order', async () => {
+  test('the queue of an offline session stays in the log and drains in order while new messages arrive', async () => {
     const id = 'spill-sub';
     const topic = 'spill/x';
     const sub = await client(broker.url, persistent(5, id));
@@ -198,14 +198,20 @@ describe('state across restarts', () => {
 
   test('a delayed will survives kill -9 and is published after its delay', async () => {
     const will = { topic: 'wd/restart', payload: Buffer.from('bye'), qos: 1 as const, retain: false, properties: { willDelayInterval: 2 } };
+    // The watcher is a persistent session too, so the will reaches it whenever it comes back.
+    const w = await client(broker.url, persistent(5, 'will-watcher', 3600));
+    await w.subscribeAsync('wd/#', { qos: 1 });
+    await w.endAsync();
     const c = await client(broker.url, { ...persistent(5, 'will-restart', 3600), will });
     await broker.kill9(); // the client is connected when the broker dies
     c.end(true);
+    const t0 = Date.now();
     await broker.start();
-    const watcher = await client(broker.url, {});
-    await watcher.subscribeAsync('wd/#', { qos: 1 });
-    const got = collect(watcher, 1, 5000);
+    const watcher = unconnected(broker.url, persistent(5, 'will-watcher', 3600));
+    const got = collect(watcher, 1, 8000);
+    watcher.connect();
     assert.equal((await got)[0]?.payload.toString(), 'bye');
+    assert.ok(Date.now() - t0 >= 1500, 'not before its delay');
     await watcher.endAsync();
   });
 

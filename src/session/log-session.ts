@@ -1,0 +1,328 @@
+/**
+ * A persistent session reading the log (SPEC B3, EMQX 5 durable sessions): the log is its
+ * queue. A logged message is written once; each session keeps only how far it has read each
+ * shard (`next`) and its deliveries in flight, in one progress record (session/progress.ts)
+ * committed in the background, batched per event-loop turn.
+ *
+ * Two modes:
+ * - live: caught up with the log; a logged message for the session is taken as it is stored
+ *   (Arrival 'take': delivered or queued, `next` moves past it);
+ * - replaying: behind (window and memory queue full) or away; new logged messages are left in
+ *   the log (Arrival 'left') and the session reads them back with `fill`, which scans each
+ *   shard from `next` for messages matching its subscriptions. Once every shard reports
+ *   caught up in one `fill`, it is live again.
+ *
+ * Invariants:
+ * - per shard, messages are taken in offset order (appends complete in order; scans read in
+ *   order), so every delivery sent or in flight has a lower offset than every one still
+ *   queued; the record's `next` is lowered to the first queued one, so a restart neither
+ *   loses a queued delivery nor repeats a completed one;
+ * - a logged message at an offset below `next` is never taken again (Arrival 'duplicate');
+ * - deliveries through shared subscriptions cannot be found again by a scan (another member
+ *   may have had them): they are `pinned`, recorded one by one in the progress record.
+ */
+import { createMessage, decodeProperties } from '../message.js';
+import type { ScanResult } from '../native.js';
+import type { QoS } from '../protocol/codec.js';
+import { encodeProgress, type Gap, type Progress, type ProgressEntry } from './progress.js';
+import type { Arrival, DurableRef, Pending, Session, SessionPersistence, Subscription } from './session.js';
+
+/** What a LogSession needs from the store (implemented by DurableSessions). */
+export interface LogSource {
+  readonly nShards: number;
+  shardEnd(shard: number): number;
+  scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult;
+  /** Fill in `msg` for entries holding only a log position (null where the record is gone). */
+  load(entries: Pending[]): void;
+  /** Commit this session's progress record with the current batch; resolves once durable. */
+  touch(session: LogSession): Promise<void>;
+  /** Commit this session's progress record soon (within milliseconds), nobody waiting. */
+  mark(session: LogSession): void;
+}
+
+/** Queue limits of persistent sessions (a part of DeliveryLimits). */
+export interface BacklogLimits {
+  maxQueued: number;
+  /** 0 = no byte limit. */
+  maxQueuedBytes: number;
+  overflow: 'drop_oldest' | 'drop_newest' | 'disconnect';
+}
+
+/** A delivery read from one shard, waiting to be merged by time with the other shards'. */
+interface Candidate {
+  ts: number;
+  p: Pending;
+}
+
+const SCAN_NEXT = 0;
+const SCAN_DONE = 1;
+const SCAN_UNTIL = 2;
+
+export class LogSession implements SessionPersistence {
+  replaying = true;
+  /** Per shard: every logged message for this session below it was taken (or dropped). */
+  readonly next: number[];
+  /** Per shard: ranges dropped because the queue was full (drop_newest), oldest first. */
+  readonly gaps: Gap[][];
+  /** drop_oldest: deliveries still to discard from the head of the backlog (already counted). */
+  excess = 0;
+  /**
+   * Messages (and payload bytes) left in the log for this session since this process started:
+   * what the queue limits count. Reset by a restart (the log itself holds the truth).
+   */
+  backlog = 0;
+  backlogBytes = 0;
+  private readonly clientId: string;
+
+  constructor(
+    private readonly src: LogSource,
+    readonly session: Session,
+    private readonly limits: BacklogLimits,
+    private readonly drops: { dropped: number },
+    next: number[],
+  ) {
+    this.clientId = session.clientId;
+    this.next = next;
+    this.gaps = next.map(() => []);
+  }
+
+  /** Apply a progress record read at start-up; returns the deliveries it holds. */
+  restore(p: Progress): ProgressEntry[] {
+    p.next.forEach((v, i) => (this.next[i] = v));
+    p.gaps.forEach((g, i) => this.gaps[i]?.push(...g));
+    this.excess = p.excess;
+    return p.entries;
+  }
+
+  attached(): void {
+    this.replaying = true;
+  }
+
+  detached(): void {
+    this.replaying = true;
+  }
+
+  arrive(ref: DurableRef, bytes: number, canTake: boolean, connected: boolean): Arrival {
+    const s = ref.shard;
+    if (ref.offset < (this.next[s] as number)) return 'duplicate';
+    const session = this.session;
+    const lim = this.limits;
+    // The limits count what waits in memory and what waits in the log alike.
+    const full =
+      this.backlog + session.queue.length >= lim.maxQueued ||
+      (lim.maxQueuedBytes > 0 && this.backlogBytes + session.queueBytes + bytes > lim.maxQueuedBytes);
+    if (connected && !this.replaying && canTake && !full) {
+      this.next[s] = ref.offset + 1;
+      this.src.mark(this);
+      return 'take';
+    }
+    this.replaying = true;
+    const gaps = this.gaps[s] as Gap[];
+    const open = gaps[gaps.length - 1];
+    if (open && open.to === null) {
+      if (full) return this.dropped();
+      open.to = ref.offset; // room again: the gap ends before this message
+      this.src.mark(this);
+    } else if (full) {
+      if (lim.overflow === 'disconnect' && connected) {
+        this.backlog++;
+        this.backlogBytes += bytes;
+        return 'disconnect';
+      }
+      if (lim.overflow === 'drop_oldest' && lim.maxQueued > 0) {
+        // Keep the new message; the oldest waiting one goes: from memory, else when read.
+        const oldest = session.queue.length > 0 ? session.queue.shift() : undefined;
+        if (oldest) {
+          session.queueBytes -= oldest.msg?.payload.length ?? 0;
+          this.backlog++;
+          this.backlogBytes += bytes;
+        } else this.excess++;
+        this.dropped();
+        this.src.mark(this);
+        return 'left';
+      }
+      gaps.push({ from: ref.offset, to: null });
+      this.src.mark(this);
+      return this.dropped();
+    }
+    this.backlog++;
+    this.backlogBytes += bytes;
+    return 'left';
+  }
+
+  private dropped(): Arrival {
+    this.session.dropped++;
+    this.drops.dropped++;
+    return 'dropped';
+  }
+
+  pin(p: Pending): Promise<void> {
+    p.pinned = true;
+    return this.src.touch(this);
+  }
+
+  sent(p: Pending, _id: number): Promise<void> | null {
+    if (p.qos === 2) return this.src.touch(this);
+    this.src.mark(this);
+    return null;
+  }
+
+  released(_p: Pending, _id: number): Promise<void> {
+    return this.src.touch(this);
+  }
+
+  completed(_p: Pending): void {
+    this.src.mark(this);
+  }
+
+  load(entries: Pending[]): void {
+    this.src.load(entries);
+  }
+
+  /**
+   * Read up to `n` deliveries from the log into the session's queue. Each shard is scanned
+   * from `next` and the shards' entries are merged by time, so messages from different
+   * publishers come back in about the order they were published (one publisher's are always in
+   * order: it has one shard). A shard whose entries were not all taken resumes at the first
+   * one left. Ends replay once every shard is caught up.
+   */
+  fill(session: Session, n: number): void {
+    if (!this.replaying) return;
+    const subs: Subscription[] = [];
+    const filters: string[] = [];
+    for (const sub of session.subscriptions.values()) {
+      if (sub.filter.startsWith('$share/')) continue; // shared deliveries are pinned, not replayed
+      subs.push(sub);
+      filters.push(sub.filter);
+    }
+    const shards = this.next.length;
+    const found: Candidate[][] = [];
+    const results: (ScanResult | null)[] = [];
+    for (let s = 0; s < shards; s++) {
+      if (subs.length === 0) {
+        results.push(null);
+        found.push([]);
+        continue;
+      }
+      const gap = (this.gaps[s] as Gap[])[0];
+      const starts = subs.map((sub) => sub.start?.[s] ?? 0);
+      const r = this.src.scan(s, this.next[s] as number, filters, starts, n, gap ? gap.from : null);
+      results.push(r);
+      found.push(this.decode(s, r, subs));
+    }
+    // Merge by time; per shard the entries are in offset order already.
+    const heads = new Array<number>(shards).fill(0);
+    for (let taken = 0; taken < n; taken++) {
+      let best = -1;
+      for (let s = 0; s < shards; s++) {
+        const c = (found[s] as Candidate[])[heads[s] as number];
+        if (c && (best < 0 || c.ts < ((found[best] as Candidate[])[heads[best] as number] as Candidate).ts)) best = s;
+      }
+      if (best < 0) break;
+      const c = (found[best] as Candidate[])[heads[best] as number] as Candidate;
+      heads[best] = (heads[best] as number) + 1;
+      if (this.backlog > 0) {
+        this.backlog--;
+        this.backlogBytes = Math.max(0, this.backlogBytes - c.p.msg!.payload.length);
+      }
+      if (this.excess > 0) {
+        this.excess--; // dropped (and counted) when a newer message overflowed the queue
+        continue;
+      }
+      session.queue.push(c.p);
+      session.queueBytes += c.p.msg!.payload.length;
+    }
+    let caughtUp = 0;
+    for (let s = 0; s < shards; s++) {
+      const r = results[s];
+      if (!r) {
+        this.next[s] = this.src.shardEnd(s);
+        caughtUp++;
+        continue;
+      }
+      const left = (found[s] as Candidate[])[heads[s] as number];
+      if (left) {
+        this.next[s] = left.p.ref!.offset; // read again next time
+        continue;
+      }
+      this.next[s] = r.next;
+      const gaps = this.gaps[s] as Gap[];
+      const gap = gaps[0];
+      if (r.status === SCAN_UNTIL && gap) {
+        this.next[s] = gap.to ?? this.src.shardEnd(s);
+        gaps.shift();
+      } else if (r.status === SCAN_DONE) caughtUp++;
+      else if (r.status !== SCAN_NEXT) throw new Error(`scan status ${r.status}`);
+    }
+    if (caughtUp === shards) {
+      this.replaying = false;
+      this.backlog = 0;
+      this.backlogBytes = 0;
+    }
+    this.src.mark(this);
+  }
+
+  /** The deliveries in scanned entries of shard `s` (entry layout: docs/storage.md, fetch). */
+  private decode(s: number, r: ScanResult, subs: Subscription[]): Candidate[] {
+    const buf = r.buffer;
+    const offs = r.offsets;
+    const words = r.words;
+    const masks = r.masks;
+    const out: Candidate[] = [];
+    for (let j = 0; j + 1 < offs.length; j++) {
+      const at = offs[j] as number;
+      const flags = buf[at + 28] as number;
+      const msgQos = (flags & 3) as QoS;
+      const msgRetain = (flags & 4) !== 0;
+      const pubLen = buf.readUInt16LE(at + 26);
+      const publisher = buf.toString('utf8', at + 32, at + 32 + pubLen);
+      let qos = -1;
+      let retain = false;
+      let subIds: number[] | undefined;
+      for (let w = 0; w < words; w++) {
+        let bits = masks[j * words + w] as number;
+        while (bits !== 0) {
+          const bit = 31 - Math.clz32(bits & -bits);
+          bits &= bits - 1;
+          const sub = subs[w * 32 + bit];
+          if (!sub || (sub.noLocal && publisher === this.clientId)) continue;
+          const q = sub.qos < msgQos ? sub.qos : msgQos;
+          if (q > qos) qos = q;
+          if (sub.retainAsPublished && msgRetain) retain = true;
+          if (sub.subscriptionId !== undefined) (subIds ??= []).push(sub.subscriptionId);
+        }
+      }
+      if (qos < 0) continue; // only its own messages under no-local
+      const offset = buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x100000000;
+      const ts = buf.readUInt32LE(at + 8) + buf.readUInt32LE(at + 12) * 0x100000000;
+      const payloadLen = buf.readUInt32LE(at + 16);
+      const propsLen = buf.readUInt32LE(at + 20);
+      const topicLen = buf.readUInt16LE(at + 24);
+      let p = at + 32 + pubLen;
+      const topic = buf.toString('utf8', p, p + topicLen);
+      p += topicLen;
+      const props = propsLen > 0 ? decodeProperties(buf.subarray(p, p + propsLen)) : undefined;
+      p += propsLen;
+      const msg = createMessage(topic, buf.subarray(p, p + payloadLen), msgQos, msgRetain, props, publisher, ts);
+      out.push({ ts, p: { msg, qos: qos as QoS, retain, subIds, ref: { shard: s, offset } } });
+    }
+    return out;
+  }
+
+  /** The progress record: `next` lowered to the first delivery still queued in each shard. */
+  encode(): Buffer {
+    const session = this.session;
+    const next = this.next.slice();
+    const entries: ProgressEntry[] = [];
+    for (const [id, e] of session.inflight) {
+      if (e.ref) entries.push({ pending: e, packetId: id, phase: e.phase === 'pubrel' ? 2 : 1 });
+    }
+    for (const p of session.queue) {
+      const ref = p.ref;
+      if (!ref) continue;
+      if (p.pinned) entries.push({ pending: p, packetId: 0, phase: 0 });
+      else if (ref.offset < (next[ref.shard] as number)) next[ref.shard] = ref.offset;
+    }
+    return encodeProgress({ next, excess: this.excess, gaps: this.gaps, entries });
+  }
+}

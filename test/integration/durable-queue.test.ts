@@ -1,0 +1,258 @@
+/**
+ * Persistent sessions reading the log (session/log-session.ts): queue limits and overflow
+ * policies on the log-backed queue (SPEC B9), subscriptions that start where the log was when
+ * they were made, QoS 0 never repeated by replay, and shared subscriptions with persistent
+ * members (delivered to a connected member first, recorded for an offline one).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { IClientOptions } from 'mqtt';
+import type { IDisconnectPacket } from 'mqtt-packet';
+import { client, collect, quiet, RawClient, sleep, startBroker, tempDir, unconnected } from '../helpers.js';
+
+function persistent(clientId: string, extra: IClientOptions = {}): IClientOptions {
+  return { protocolVersion: 5, clientId, clean: false, properties: { sessionExpiryInterval: 3600 }, ...extra };
+}
+
+async function offlineSubscriber(url: string, id: string, filter: string, qos: 0 | 1 | 2 = 1): Promise<void> {
+  const sub = await client(url, persistent(id));
+  await sub.subscribeAsync(filter, { qos });
+  await sub.endAsync();
+}
+
+async function publishN(url: string, topic: string, n: number, qos: 0 | 1, from = 0, payloadSize = 0): Promise<void> {
+  const pub = await client(url, { clientId: `pub-${topic}-${from}` });
+  await Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync(topic, String(from + i).padEnd(payloadSize, '.'), { qos })));
+  await pub.endAsync();
+}
+
+const nums = (msgs: { payload: Buffer }[]): number[] => msgs.map((m) => Number.parseInt(m.payload.toString(), 10));
+const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
+
+describe('queue limits of persistent sessions', () => {
+  test('drop_newest: an offline session keeps the first max_queued_messages and counts the rest as dropped', async () => {
+    const tb = await startBroker({ config: { 'mqtt.max_queued_messages': 50, 'mqtt.queue_overflow': 'drop_newest' } });
+    try {
+      await offlineSubscriber(tb.url, 'dn', 'lim/dn');
+      await publishN(tb.url, 'lim/dn', 80, 1);
+      assert.equal(tb.broker.metrics.messagesDropped, 30);
+      const back = unconnected(tb.url, persistent('dn'));
+      const got = collect(back, 50, 10000);
+      back.connect();
+      assert.deepEqual(nums(await got), range(0, 50));
+      assert.deepEqual(await quiet(back, 300), []);
+      // Once it has room again, new messages are queued as before.
+      await publishN(tb.url, 'lim/dn', 5, 1, 1000);
+      await back.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  test('drop_oldest: an offline session keeps the newest max_queued_messages', async () => {
+    const tb = await startBroker({ config: { 'mqtt.max_queued_messages': 50, 'mqtt.queue_overflow': 'drop_oldest' } });
+    try {
+      await offlineSubscriber(tb.url, 'do', 'lim/do');
+      await publishN(tb.url, 'lim/do', 80, 1);
+      assert.equal(tb.broker.metrics.messagesDropped, 30);
+      const back = unconnected(tb.url, persistent('do'));
+      const got = collect(back, 50, 10000);
+      back.connect();
+      assert.deepEqual(nums(await got), range(30, 50));
+      assert.deepEqual(await quiet(back, 300), []);
+      await back.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  test('max_queued_bytes bounds the queued payload bytes', async () => {
+    const tb = await startBroker({ config: { 'mqtt.max_queued_bytes': 1000, 'mqtt.queue_overflow': 'drop_newest' } });
+    try {
+      await offlineSubscriber(tb.url, 'bytes', 'lim/bytes');
+      await publishN(tb.url, 'lim/bytes', 30, 1, 0, 100); // 100-byte payloads: 10 fit
+      const back = unconnected(tb.url, persistent('bytes'));
+      const got = collect(back, 10, 10000);
+      back.connect();
+      assert.deepEqual(nums(await got), range(0, 10));
+      assert.deepEqual(await quiet(back, 300), []);
+      assert.equal(tb.broker.metrics.messagesDropped, 20);
+      await back.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  test('disconnect: a connected client that falls behind by more than the limit is disconnected with 0x97', async () => {
+    const tb = await startBroker({ config: { 'mqtt.max_queued_messages': 20, 'mqtt.queue_overflow': 'disconnect', 'mqtt.max_inflight': 5 } });
+    try {
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('slow', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'lim/slow', qos: 1 }] });
+      await raw.next('suback');
+      // Never acknowledges: 5 in flight, then 20 queued, then the limit.
+      await publishN(tb.url, 'lim/slow', 40, 1);
+      const d = (await raw.next('disconnect')) as IDisconnectPacket;
+      assert.equal(d.reasonCode, 0x97);
+      raw.end();
+      // The session stays; what it had not acknowledged comes when it resumes, in order and once.
+      await sleep(100);
+      const back = unconnected(tb.url, persistent('slow'));
+      const got: number[] = [];
+      back.on('message', (_t, p) => got.push(Number(p.toString())));
+      back.connect();
+      await quiet(back, 500);
+      assert.ok(got.length >= 25, `${got.length} received`);
+      assert.deepEqual(got, range(0, got.length));
+      assert.equal(tb.broker.metrics.messagesDropped, 40 - got.length);
+      await back.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+});
+
+describe('replay from the log', () => {
+  test('a new subscription does not replay what was logged before it was made', async () => {
+    const tb = await startBroker();
+    try {
+      // "other" makes rs/# messages durable while "late" is subscribed elsewhere only.
+      await offlineSubscriber(tb.url, 'rs-other', 'rs/#');
+      await offlineSubscriber(tb.url, 'rs-late', 'rs-unrelated');
+      await publishN(tb.url, 'rs/a', 20, 1);
+      const late = await client(tb.url, persistent('rs-late'));
+      await late.subscribeAsync('rs/#', { qos: 1 });
+      await late.endAsync();
+      await publishN(tb.url, 'rs/a', 5, 1, 100);
+      const back = unconnected(tb.url, persistent('rs-late'));
+      const got = collect(back, 5, 10000);
+      back.connect();
+      assert.deepEqual(nums(await got), range(100, 5));
+      assert.deepEqual(await quiet(back, 300), []);
+      await back.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  test('QoS 0 delivered live to a persistent session is not repeated when another session logs it', async () => {
+    const tb = await startBroker();
+    try {
+      await offlineSubscriber(tb.url, 'q0-offline', 'q0/t', 1); // makes q0/t durable
+      const live = await client(tb.url, persistent('q0-live'));
+      await live.subscribeAsync('q0/t', { qos: 0 });
+      const got = collect(live, 30, 10000);
+      await publishN(tb.url, 'q0/t', 30, 0);
+      assert.deepEqual(nums(await got), range(0, 30));
+      // Falling behind and coming back replays from the log: nothing delivered twice.
+      await live.endAsync();
+      await publishN(tb.url, 'q0/t', 3, 0, 100);
+      const back = unconnected(tb.url, persistent('q0-live'));
+      const more = collect(back, 3, 10000);
+      back.connect();
+      assert.deepEqual(nums(await more), range(100, 3));
+      assert.deepEqual(await quiet(back, 300), []);
+      await back.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  test('a persistent subscriber that stays connected but slow gets everything in order', async () => {
+    const tb = await startBroker({ config: { 'mqtt.max_inflight': 4 } });
+    try {
+      const sub = await client(tb.url, persistent('slowpoke'));
+      await sub.subscribeAsync('sp/#', { qos: 1 });
+      const got = collect(sub, 3000, 30000);
+      await Promise.all([publishN(tb.url, 'sp/a', 1500, 1), publishN(tb.url, 'sp/b', 1500, 1, 10000)]);
+      const msgs = await got;
+      const a = msgs.filter((m) => m.topic === 'sp/a');
+      const b = msgs.filter((m) => m.topic === 'sp/b');
+      assert.deepEqual(nums(a), range(0, 1500));
+      assert.deepEqual(nums(b), range(10000, 1500));
+      assert.deepEqual(await quiet(sub, 300), []);
+      await sub.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+});
+
+describe('shared subscriptions with persistent members', () => {
+  test('a connected member gets the messages while the other member is offline', async () => {
+    const tb = await startBroker();
+    try {
+      await offlineSubscriber(tb.url, 'sh-away', '$share/g/sh/t');
+      const on = await client(tb.url, persistent('sh-on'));
+      await on.subscribeAsync('$share/g/sh/t', { qos: 1 });
+      const got = collect(on, 40, 10000);
+      await publishN(tb.url, 'sh/t', 40, 1);
+      assert.deepEqual(nums(await got), range(0, 40));
+      await on.endAsync();
+      const away = unconnected(tb.url, persistent('sh-away'));
+      away.connect();
+      assert.deepEqual(await quiet(away, 400), [], 'the offline member got none of them');
+      await away.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  test('with every member offline, their shares survive a restart of the broker', async () => {
+    const data = tempDir('strata-share-');
+    try {
+      let tb = await startBroker({ dataDir: data.dir });
+      await offlineSubscriber(tb.url, 'sh1', '$share/g2/sh2/t');
+      await offlineSubscriber(tb.url, 'sh2', '$share/g2/sh2/t');
+      await publishN(tb.url, 'sh2/t', 60, 1);
+      await tb.close();
+      tb = await startBroker({ dataDir: data.dir });
+      const a = unconnected(tb.url, persistent('sh1'));
+      const b = unconnected(tb.url, persistent('sh2'));
+      const seen: number[] = [];
+      for (const c of [a, b]) c.on('message', (_t, p) => seen.push(Number(p.toString())));
+      a.connect();
+      b.connect();
+      for (let i = 0; i < 100 && seen.length < 60; i++) await sleep(50);
+      await sleep(200);
+      assert.deepEqual(
+        seen.sort((x, y) => x - y),
+        range(0, 60),
+      );
+      await Promise.all([a.endAsync(), b.endAsync()]);
+      await tb.close();
+    } finally {
+      data.remove();
+    }
+  });
+});
+
+describe('graceful shutdown', () => {
+  test('wills of the clients a shutdown disconnects reach persistent subscribers after the restart', async () => {
+    const data = tempDir('strata-willstop-');
+    try {
+      let tb = await startBroker({ dataDir: data.dir });
+      await offlineSubscriber(tb.url, 'will-watcher', 'wills/#');
+      const dying = await client(tb.url, { clientId: 'dying', will: { topic: 'wills/dying', payload: Buffer.from('gone'), qos: 1, retain: true } });
+      dying.on('error', () => undefined);
+      await tb.close();
+      dying.end(true);
+      tb = await startBroker({ dataDir: data.dir });
+      const w = unconnected(tb.url, persistent('will-watcher'));
+      const got = collect(w, 1, 5000);
+      w.connect();
+      const [m] = await got;
+      assert.equal(m?.topic, 'wills/dying');
+      assert.equal(m?.payload.toString(), 'gone');
+      // Retained too, like any will with the retain flag.
+      const late = await client(tb.url, { clientId: 'late-reader' });
+      const retained = collect(late, 1, 5000);
+      await late.subscribeAsync('wills/#', { qos: 1 });
+      assert.equal((await retained)[0]?.payload.toString(), 'gone');
+      await Promise.all([w.endAsync(), late.endAsync()]);
+      await tb.close();
+    } finally {
+      data.remove();
+    }
+  });
+});
