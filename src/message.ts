@@ -20,8 +20,11 @@ export interface Message {
   readonly publisher: string;
   /** Milliseconds since epoch when the broker accepted it. */
   readonly receivedAt: number;
-  /** Encoding cache, keyed by version*8 + qos*2 + retain. */
-  encoded?: Map<number, Buffer>;
+  /**
+   * Encoding cache, keyed by version*8 + qos*2 + retain; null for a message delivered once
+   * (read back from the log for one session), which is encoded straight into its packet.
+   */
+  encoded?: Map<number, Buffer> | null;
 }
 
 export function createMessage(
@@ -90,6 +93,7 @@ export function encodeDelivery(
     if (msg.expiresAt !== 0) props.messageExpiryInterval = Math.max(0, Math.ceil((msg.expiresAt - now) / 1000));
     return encodePublish(msg.topic, msg.payload, qos, retain, dup, messageId, version, props);
   }
+  if (msg.encoded === null) return encodePublish(msg.topic, msg.payload, qos, retain, dup, messageId, version, v5 ? msg.properties : undefined);
   const key = version * 8 + qos * 2 + (retain ? 1 : 0);
   let cache = msg.encoded;
   let template = cache?.get(key);

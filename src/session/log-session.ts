@@ -204,9 +204,16 @@ export class LogSession implements SessionPersistence {
         found.push([]);
         continue;
       }
+      const from = this.next[s] as number;
+      if (from >= this.src.shardEnd(s)) {
+        // Caught up with this shard: nothing to read (cheaper than a scan call).
+        results.push(null);
+        found.push([]);
+        continue;
+      }
       const gap = (this.gaps[s] as Gap[])[0];
       const starts = subs.map((sub) => sub.start?.[s] ?? 0);
-      const r = this.src.scan(s, this.next[s] as number, filters, starts, n, gap ? gap.from : null);
+      const r = this.src.scan(s, from, filters, starts, n, gap ? gap.from : null);
       results.push(r);
       found.push(this.decode(s, r, subs));
     }
@@ -236,7 +243,7 @@ export class LogSession implements SessionPersistence {
     for (let s = 0; s < shards; s++) {
       const r = results[s];
       if (!r) {
-        this.next[s] = this.src.shardEnd(s);
+        if (subs.length === 0) this.next[s] = this.src.shardEnd(s);
         caughtUp++;
         continue;
       }
@@ -304,6 +311,7 @@ export class LogSession implements SessionPersistence {
       const props = propsLen > 0 ? decodeProperties(buf.subarray(p, p + propsLen)) : undefined;
       p += propsLen;
       const msg = createMessage(topic, buf.subarray(p, p + payloadLen), msgQos, msgRetain, props, publisher, ts);
+      msg.encoded = null; // delivered to this session only: no encoding cache
       out.push({ ts, p: { msg, qos: qos as QoS, retain, subIds, ref: { shard: s, offset } } });
     }
     return out;

@@ -185,11 +185,28 @@ pub fn scan(
     // taken below and within that segment's committed bytes (the writer publishes
     // the segment, then the end).
     let end = shared.end.load(Ordering::Acquire);
+    let until = limits.until.unwrap_or(u64::MAX);
+    if from >= end || from >= until {
+        // Caught up (the common case for a live session's other shards): nothing to read.
+        return Ok(ScanBatch {
+            buf: Vec::new(),
+            offsets: vec![0],
+            masks: Vec::new(),
+            words: set.words,
+            next: from,
+            status: if from >= until {
+                ScanStatus::Until
+            } else {
+                ScanStatus::Done
+            },
+            skipped: 0,
+        });
+    }
     let visible = log.visibility(now_ms());
     let mut w = Walk {
         set: &set,
         shard: shard as u16,
-        until: limits.until.unwrap_or(u64::MAX),
+        until,
         max_entries: limits.max_entries,
         max_bytes: limits.max_bytes.min(u32::MAX as usize),
         max_examined: limits.max_examined,
