@@ -5,7 +5,7 @@
  * DUP, packet id and subscription identifiers, so the bytes for a (version, qos, retain)
  * triple are encoded once per message and shared by every subscriber (packet id patched).
  */
-import { encodePublish, type ProtocolVersion, type PublishProperties, type QoS } from './protocol/codec.js';
+import { encodePublish, type ProtocolVersion, type PublishProperties, type QoS, varIntLength, writeVarInt } from './protocol/codec.js';
 
 export interface Message {
   readonly topic: string;
@@ -59,6 +59,11 @@ export function seedEncoding(msg: Message, version: ProtocolVersion, frame: Buff
   }
 }
 
+/** Payload bytes, without materialising a log message's payload view. */
+export function payloadSize(msg: Message): number {
+  return msg instanceof LogMessage ? msg.payloadLength : msg.payload.length;
+}
+
 export function isExpired(msg: Message, now = Date.now()): boolean {
   return msg.expiresAt !== 0 && msg.expiresAt <= now;
 }
@@ -93,6 +98,7 @@ export function encodeDelivery(
     if (msg.expiresAt !== 0) props.messageExpiryInterval = Math.max(0, Math.ceil((msg.expiresAt - now) / 1000));
     return encodePublish(msg.topic, msg.payload, qos, retain, dup, messageId, version, props);
   }
+  if (msg instanceof LogMessage) return msg.frame(version, qos, retain, dup, messageId);
   if (msg.encoded === null) return encodePublish(msg.topic, msg.payload, qos, retain, dup, messageId, version, v5 ? msg.properties : undefined);
   const key = version * 8 + qos * 2 + (retain ? 1 : 0);
   let cache = msg.encoded;
@@ -124,4 +130,61 @@ export function decodeProperties(bytes: Buffer | null | undefined): PublishPrope
   const cd = o['correlationData'] as { b64?: string } | undefined;
   if (cd && typeof cd.b64 === 'string') o['correlationData'] = Buffer.from(cd.b64, 'base64');
   return o as PublishProperties;
+}
+
+/**
+ * A message read back from the log for one session, without properties: its topic, publisher
+ * and payload stay bytes of the scan buffer until something asks for them, and its PUBLISH is
+ * built from those bytes directly (no string decoding and re-encoding on the replay path).
+ */
+export class LogMessage implements Message {
+  readonly properties = undefined;
+  readonly expiresAt = 0;
+  encoded = null;
+  private topicStr: string | undefined;
+  private publisherStr: string | undefined;
+  private payloadBuf: Buffer | undefined;
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly pubAt: number,
+    private readonly pubLen: number,
+    private readonly topicAt: number,
+    private readonly topicLen: number,
+    private readonly payloadAt: number,
+    readonly payloadLength: number,
+    readonly qos: QoS,
+    readonly retain: boolean,
+    readonly receivedAt: number,
+  ) {}
+
+  get topic(): string {
+    return (this.topicStr ??= this.buf.toString('utf8', this.topicAt, this.topicAt + this.topicLen));
+  }
+
+  get publisher(): string {
+    return (this.publisherStr ??= this.buf.toString('utf8', this.pubAt, this.pubAt + this.pubLen));
+  }
+
+  get payload(): Buffer {
+    return (this.payloadBuf ??= this.buf.subarray(this.payloadAt, this.payloadAt + this.payloadLength));
+  }
+
+  /** The PUBLISH packet (v5: empty property section). */
+  frame(version: ProtocolVersion, qos: QoS, retain: boolean, dup: boolean, messageId: number): Buffer {
+    const remaining = 2 + this.topicLen + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + this.payloadLength;
+    const out = Buffer.allocUnsafe(1 + varIntLength(remaining) + remaining);
+    out[0] = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0);
+    let pos = writeVarInt(out, 1, remaining);
+    out.writeUInt16BE(this.topicLen, pos);
+    pos += 2;
+    pos += this.buf.copy(out, pos, this.topicAt, this.topicAt + this.topicLen);
+    if (qos > 0) {
+      out.writeUInt16BE(messageId, pos);
+      pos += 2;
+    }
+    if (version === 5) out[pos++] = 0;
+    this.buf.copy(out, pos, this.payloadAt, this.payloadAt + this.payloadLength);
+    return out;
+  }
 }

@@ -209,11 +209,11 @@ export function encode(packet: Packet, version: ProtocolVersion): Buffer {
   return generate(packet, { protocolVersion: version });
 }
 
-function varIntLength(n: number): number {
+export function varIntLength(n: number): number {
   return n < 128 ? 1 : n < 16384 ? 2 : n < 2097152 ? 3 : 4;
 }
 
-function writeVarInt(buf: Buffer, pos: number, n: number): number {
+export function writeVarInt(buf: Buffer, pos: number, n: number): number {
   do {
     let b = n % 128;
     n = Math.floor(n / 128);

@@ -9,7 +9,7 @@
 import type { Connection } from '../connection.js';
 import { encodeAck, type QoS } from '../protocol/codec.js';
 import { RC } from '../protocol/reason-codes.js';
-import { encodeDelivery, isExpired, type Message } from '../message.js';
+import { encodeDelivery, isExpired, type Message, payloadSize } from '../message.js';
 import type { BacklogLimits } from './log-session.js';
 import { type DurableRef, type Inflight, type Pending, QUEUE_PAGE, type Session } from './session.js';
 
@@ -188,7 +188,7 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
     if (head.msg === null) loadBatch(session, limits.batchSize);
     const p = session.queue.shift() as Pending;
     const msg = p.msg;
-    if (msg !== null) session.queueBytes -= msg.payload.length;
+    if (msg !== null) session.queueBytes -= payloadSize(msg);
     if (msg === null || isExpired(msg, now)) {
       discard(session, p);
       continue;

@@ -21,7 +21,7 @@
  * - deliveries through shared subscriptions cannot be found again by a scan (another member
  *   may have had them): they are `pinned`, recorded one by one in the progress record.
  */
-import { createMessage, decodeProperties } from '../message.js';
+import { createMessage, decodeProperties, LogMessage, type Message, payloadSize } from '../message.js';
 import type { ScanResult } from '../native.js';
 import type { QoS } from '../protocol/codec.js';
 import { encodeProgress, type Gap, type Progress, type ProgressEntry } from './progress.js';
@@ -230,14 +230,14 @@ export class LogSession implements SessionPersistence {
       heads[best] = (heads[best] as number) + 1;
       if (this.backlog > 0) {
         this.backlog--;
-        this.backlogBytes = Math.max(0, this.backlogBytes - c.p.msg!.payload.length);
+        this.backlogBytes = Math.max(0, this.backlogBytes - payloadSize(c.p.msg as Message));
       }
       if (this.excess > 0) {
         this.excess--; // dropped (and counted) when a newer message overflowed the queue
         continue;
       }
       session.queue.push(c.p);
-      session.queueBytes += c.p.msg!.payload.length;
+      session.queueBytes += payloadSize(c.p.msg as Message);
     }
     let caughtUp = 0;
     for (let s = 0; s < shards; s++) {
@@ -282,7 +282,7 @@ export class LogSession implements SessionPersistence {
       const msgQos = (flags & 3) as QoS;
       const msgRetain = (flags & 4) !== 0;
       const pubLen = buf.readUInt16LE(at + 26);
-      const publisher = buf.toString('utf8', at + 32, at + 32 + pubLen);
+      let publisher: string | undefined; // decoded only for a no-local check
       let qos = -1;
       let retain = false;
       let subIds: number[] | undefined;
@@ -292,7 +292,8 @@ export class LogSession implements SessionPersistence {
           const bit = 31 - Math.clz32(bits & -bits);
           bits &= bits - 1;
           const sub = subs[w * 32 + bit];
-          if (!sub || (sub.noLocal && publisher === this.clientId)) continue;
+          if (!sub) continue;
+          if (sub.noLocal && (publisher ??= buf.toString('utf8', at + 32, at + 32 + pubLen)) === this.clientId) continue;
           const q = sub.qos < msgQos ? sub.qos : msgQos;
           if (q > qos) qos = q;
           if (sub.retainAsPublished && msgRetain) retain = true;
@@ -305,13 +306,18 @@ export class LogSession implements SessionPersistence {
       const payloadLen = buf.readUInt32LE(at + 16);
       const propsLen = buf.readUInt32LE(at + 20);
       const topicLen = buf.readUInt16LE(at + 24);
-      let p = at + 32 + pubLen;
-      const topic = buf.toString('utf8', p, p + topicLen);
-      p += topicLen;
-      const props = propsLen > 0 ? decodeProperties(buf.subarray(p, p + propsLen)) : undefined;
-      p += propsLen;
-      const msg = createMessage(topic, buf.subarray(p, p + payloadLen), msgQos, msgRetain, props, publisher, ts);
-      msg.encoded = null; // delivered to this session only: no encoding cache
+      const topicAt = at + 32 + pubLen;
+      const payloadAt = topicAt + topicLen + propsLen;
+      let msg: Message;
+      if (propsLen === 0) {
+        msg = new LogMessage(buf, at + 32, pubLen, topicAt, topicLen, payloadAt, payloadLen, msgQos, msgRetain, ts);
+      } else {
+        const topic = buf.toString('utf8', topicAt, topicAt + topicLen);
+        const props = decodeProperties(buf.subarray(topicAt + topicLen, payloadAt));
+        publisher ??= buf.toString('utf8', at + 32, at + 32 + pubLen);
+        msg = createMessage(topic, buf.subarray(payloadAt, payloadAt + payloadLen), msgQos, msgRetain, props, publisher, ts);
+        msg.encoded = null; // delivered to this session only: no encoding cache
+      }
       out.push({ ts, p: { msg, qos: qos as QoS, retain, subIds, ref: { shard: s, offset } } });
     }
     return out;

@@ -158,6 +158,38 @@ describe('replay from the log', () => {
     }
   });
 
+  test('replayed messages keep their v5 properties, subscription identifiers and expiry', async () => {
+    const tb = await startBroker();
+    try {
+      const sub = await client(tb.url, persistent('props-sub'));
+      await sub.subscribeAsync('pr/#', { qos: 1, properties: { subscriptionIdentifier: 7 } });
+      await sub.endAsync();
+      const pub = await client(tb.url, { protocolVersion: 5, clientId: 'props-pub' });
+      await pub.publishAsync('pr/a', 'with-props', { qos: 1, properties: { userProperties: { k: 'v' }, contentType: 'text/plain', messageExpiryInterval: 3600 } });
+      await pub.publishAsync('pr/b', 'short-lived', { qos: 1, properties: { messageExpiryInterval: 1 } });
+      await pub.publishAsync('pr/c', 'plain', { qos: 1 });
+      await pub.endAsync();
+      await sleep(1100); // pr/b expires while the subscriber is away [MQTT-3.3.2-5]
+      const back = unconnected(tb.url, persistent('props-sub'));
+      const got = collect(back, 2, 10000);
+      back.connect();
+      const [a, c] = await got;
+      assert.equal(a?.topic, 'pr/a');
+      assert.equal(a?.payload.toString(), 'with-props');
+      assert.deepEqual({ ...a?.packet.properties?.userProperties }, { k: 'v' });
+      assert.equal(a?.packet.properties?.contentType, 'text/plain');
+      assert.ok((a?.packet.properties?.messageExpiryInterval ?? 0) <= 3600);
+      assert.deepEqual(a?.packet.properties?.subscriptionIdentifier, 7);
+      assert.equal(c?.topic, 'pr/c');
+      assert.equal(c?.payload.toString(), 'plain');
+      assert.deepEqual(c?.packet.properties?.subscriptionIdentifier, 7);
+      assert.deepEqual(await quiet(back, 300), []);
+      await back.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
   test('a persistent subscriber that stays connected but slow gets everything in order', async () => {
     const tb = await startBroker({ config: { 'mqtt.max_inflight': 4 } });
     try {
