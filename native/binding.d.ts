@@ -51,6 +51,16 @@ export declare class Store {
    * policy (group commit), rejects with `ERR_STORE_DISK_FULL` etc.
    */
   append(messages: Array<AppendMessage>): Promise<Array<AppendPosition>>
+  /**
+   * Appends messages packed in one buffer — per message, little-endian: `u16`
+   * publisher length, `u16` topic length, `u32` properties length, `u32` payload
+   * length, `u8` QoS, `u8` retain, then the publisher, topic, properties and payload
+   * bytes — without a JS object per message. Resolves like `append`, with the
+   * positions as one `Float64Array` of `[shard, offset]` pairs in input order.
+   * Rejects with `ERR_INVALID_ARGUMENT` for a buffer that does not hold exactly
+   * `count` well-formed messages (or a topic that is not UTF-8).
+   */
+  appendPacked(packed: Uint8Array, count: number): Promise<Float64Array>
   /** Appends one message without building an object per message. */
   appendOne(publisher: string, topic: string, qos: number, retain: boolean, payload: Uint8Array, properties?: Uint8Array | undefined | null): Promise<AppendPosition>
   /** Streams that can hold messages matching `filter`, oldest generation first. */

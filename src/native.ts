@@ -113,7 +113,6 @@ export const coreVersion: string = binding.coreVersion();
 // ---- durable store ----------------------------------------------------------------------
 
 export type StoreOpenOptions = Binding.StoreOptions;
-export type AppendMessage = Binding.AppendMessage;
 export type StoreStats = Binding.StoreStats;
 export type RecoveryInfo = Binding.RecoveryInfo;
 export type MetaTable = 'sessions' | 'subscriptions' | 'cursors' | 'acks' | 'retained' | 'system';
@@ -136,6 +135,47 @@ export interface StoredMessage extends LogPosition {
   retain: boolean;
   properties: Buffer;
   payload: Buffer;
+}
+
+/** A message to append, as `packMessages` takes it. */
+export interface PackedMessage {
+  publisher: string;
+  topic: string;
+  qos: number;
+  retain: boolean;
+  properties: Buffer | null;
+  payload: Buffer;
+}
+
+/** The `appendPacked` layout (see the binding's doc): a 14-byte header, then the bytes. */
+export function packMessages(msgs: readonly PackedMessage[]): Buffer {
+  let size = 0;
+  const lens: number[] = [];
+  for (const m of msgs) {
+    const p = Buffer.byteLength(m.publisher);
+    const t = Buffer.byteLength(m.topic);
+    lens.push(p, t);
+    size += 14 + p + t + (m.properties?.length ?? 0) + m.payload.length;
+  }
+  const b = Buffer.allocUnsafe(size);
+  let o = 0;
+  msgs.forEach((m, i) => {
+    const p = lens[2 * i] as number;
+    const t = lens[2 * i + 1] as number;
+    const props = m.properties?.length ?? 0;
+    b.writeUInt16LE(p, o);
+    b.writeUInt16LE(t, o + 2);
+    b.writeUInt32LE(props, o + 4);
+    b.writeUInt32LE(m.payload.length, o + 8);
+    b[o + 12] = m.qos;
+    b[o + 13] = m.retain ? 1 : 0;
+    o += 14;
+    o += b.write(m.publisher, o, p, 'utf8');
+    o += b.write(m.topic, o, t, 'utf8');
+    if (m.properties) o += m.properties.copy(b, o);
+    o += m.payload.copy(b, o);
+  });
+  return b;
 }
 
 /**
@@ -225,14 +265,12 @@ export class DurableStore {
     return this.inner.nShards;
   }
 
-  /** Append messages in one call; resolves with their positions once durable (group commit). */
-  appendMany(messages: Binding.AppendMessage[]): Promise<LogPosition[]> {
-    return wrapAsync(this.inner.append(messages));
-  }
-
-  /** Append one message; resolves once durable per the fsync policy (group commit). */
-  append(publisher: string, topic: string, qos: number, retain: boolean, payload: Buffer, properties: Buffer | null): Promise<LogPosition> {
-    return wrapAsync(this.inner.appendOne(publisher, topic, qos, retain, payload, properties));
+  /**
+   * Append `count` messages packed by `packMessages` in one call (no object per message
+   * crosses the binding); resolves with `[shard, offset]` pairs once durable.
+   */
+  appendPacked(packed: Buffer, count: number): Promise<Float64Array> {
+    return wrapAsync(this.inner.appendPacked(packed, count));
   }
 
   /** Read messages back by position, in input order; null where retention dropped one. */

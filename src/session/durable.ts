@@ -29,7 +29,7 @@
  */
 import type { Logger } from '../log.js';
 import { createMessage, decodeProperties, encodeProperties, type Message } from '../message.js';
-import { type AppendMessage, DurableStore, type LogPosition, type MetaOp, type ScanResult, type StoreOpenOptions } from '../native.js';
+import { DurableStore, type LogPosition, type MetaOp, type PackedMessage, packMessages, type ScanResult, type StoreOpenOptions } from '../native.js';
 import type { QoS } from '../protocol/codec.js';
 import { InOrder } from './in-order.js';
 import { type BacklogLimits, LogSession, type LogSource } from './log-session.js';
@@ -123,7 +123,7 @@ export class DurableSessions implements LogSource {
   /** Appends complete in the order they were made, as far as JS can see. */
   private readonly appends = new InOrder();
   private inflightCommits = new Set<Promise<void>>();
-  private appendBatch: { msgs: AppendMessage[]; waiters: { resolve: (p: LogPosition) => void; reject: (e: unknown) => void }[] } | null = null;
+  private appendBatch: { msgs: PackedMessage[]; waiters: { resolve: (p: LogPosition) => void; reject: (e: unknown) => void }[] } | null = null;
   private closed = false;
   readonly nShards: number;
   /** Sessions whose progress changed in ways that need no prompt commit (see mark). */
@@ -231,10 +231,7 @@ export class DurableSessions implements LogSource {
       b = this.appendBatch = { msgs: [], waiters: [] };
       setImmediate(() => this.flushAppends());
     }
-    const props = encodeProperties(msg.properties);
-    const m: AppendMessage = { publisher: msg.publisher, topic: msg.topic, qos: msg.qos, retain: msg.retain, payload: msg.payload };
-    if (props) m.properties = props;
-    b.msgs.push(m);
+    b.msgs.push({ publisher: msg.publisher, topic: msg.topic, qos: msg.qos, retain: msg.retain, properties: encodeProperties(msg.properties), payload: msg.payload });
     const waiters = b.waiters;
     return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
   }
@@ -243,8 +240,8 @@ export class DurableSessions implements LogSource {
     const b = this.appendBatch;
     this.appendBatch = null;
     if (!b) return;
-    this.appends.wrap(this.store.appendMany(b.msgs)).then(
-      (positions) => b.waiters.forEach((w, i) => w.resolve(positions[i] as LogPosition)),
+    this.appends.wrap(this.store.appendPacked(packMessages(b.msgs), b.msgs.length)).then(
+      (pos) => b.waiters.forEach((w, i) => w.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number })),
       (e: unknown) => b.waiters.forEach((w) => w.reject(e)),
     );
   }

@@ -11,7 +11,7 @@
 //! and settle their Promise through a napi deferred (a threadsafe function) — nothing
 //! here blocks the event loop or calls into JS from another thread.
 use crate::error::{to_napi, to_napi_coded};
-use napi::bindgen_prelude::{Buffer, Either, Uint32Array, Uint8Array};
+use napi::bindgen_prelude::{Buffer, Either, Float64Array, Uint32Array, Uint8Array};
 use napi::{Env, JsDeferred, Result, Task};
 use napi_derive::napi;
 use std::collections::HashMap;
@@ -380,6 +380,47 @@ fn settle<T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
     }
 }
 
+/// Splits `appendPacked`'s buffer (layout in its doc) into messages.
+fn unpack_messages(b: &[u8], count: usize) -> std::result::Result<Vec<NewMessage>, CoreError> {
+    let bad = |what: &str| CoreError::InvalidArgument(format!("appendPacked: {what}"));
+    let mut out = Vec::with_capacity(count);
+    let mut at = 0usize;
+    let take = |at: &mut usize, n: usize| -> std::result::Result<&[u8], CoreError> {
+        let end = at
+            .checked_add(n)
+            .filter(|e| *e <= b.len())
+            .ok_or_else(|| bad("truncated buffer"))?;
+        let s = &b[*at..end];
+        *at = end;
+        Ok(s)
+    };
+    for _ in 0..count {
+        let h = take(&mut at, 14)?;
+        let pub_len = u16::from_le_bytes([h[0], h[1]]) as usize;
+        let topic_len = u16::from_le_bytes([h[2], h[3]]) as usize;
+        let props_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let payload_len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+        let (qos, retain) = (h[12], h[13] != 0);
+        let publisher = take(&mut at, pub_len)?.to_vec();
+        let topic = String::from_utf8(take(&mut at, topic_len)?.to_vec())
+            .map_err(|_| bad("topic is not UTF-8"))?;
+        let properties = take(&mut at, props_len)?.to_vec();
+        let payload = take(&mut at, payload_len)?.to_vec();
+        out.push(NewMessage {
+            publisher,
+            topic,
+            qos,
+            retain,
+            properties,
+            payload,
+        });
+    }
+    if at != b.len() {
+        return Err(bad("bytes left after the last message"));
+    }
+    Ok(out)
+}
+
 /// Pairs `readAt`'s arrays into positions, checking every offset is an exact
 /// integer (shards are range-checked by the core).
 fn positions(shards: &[u32], offsets: &[f64]) -> std::result::Result<Vec<Position>, CoreError> {
@@ -532,6 +573,54 @@ impl Store {
                                 offset: p.offset.0 as f64,
                             })
                             .collect()
+                    }),
+                )
+            }),
+        );
+        Ok(promise)
+    }
+
+    /// Appends messages packed in one buffer — per message, little-endian: `u16`
+    /// publisher length, `u16` topic length, `u32` properties length, `u32` payload
+    /// length, `u8` QoS, `u8` retain, then the publisher, topic, properties and payload
+    /// bytes — without a JS object per message. Resolves like `append`, with the
+    /// positions as one `Float64Array` of `[shard, offset]` pairs in input order.
+    /// Rejects with `ERR_INVALID_ARGUMENT` for a buffer that does not hold exactly
+    /// `count` well-formed messages (or a topic that is not UTF-8).
+    #[napi(ts_return_type = "Promise<Float64Array>")]
+    pub fn append_packed<'env>(
+        &self,
+        env: &'env Env,
+        packed: &[u8],
+        count: u32,
+    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        let (d, promise) = env.create_deferred::<Float64Array, Resolver<Float64Array>>()?;
+        let inner = match self.get() {
+            Ok(i) => i,
+            Err(e) => {
+                d.reject(to_napi(e));
+                return Ok(promise);
+            }
+        };
+        let msgs = match unpack_messages(packed, count as usize) {
+            Ok(m) => m,
+            Err(e) => {
+                d.reject(to_napi(e));
+                return Ok(promise);
+            }
+        };
+        inner.log.append(
+            msgs,
+            Box::new(move |r| {
+                settle(
+                    d,
+                    r.map(|v| {
+                        let mut out = Vec::with_capacity(v.len() * 2);
+                        for p in v {
+                            out.push(p.shard as f64);
+                            out.push(p.offset.0 as f64);
+                        }
+                        Float64Array::new(out)
                     }),
                 )
             }),

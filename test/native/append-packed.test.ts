@@ -1,0 +1,63 @@
+/**
+ * The packed append path the broker uses (DurableStore.appendPacked + packMessages): messages
+ * come back by position exactly as written, positions are in input order, and a malformed
+ * buffer is refused with ERR_INVALID_ARGUMENT without writing anything.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { DurableStore, packMessages, type PackedMessage } from '../../src/native.js';
+import { tempDir } from '../helpers.js';
+
+const tmp = tempDir('strata-packed-');
+let store: DurableStore;
+before(async () => {
+  store = await DurableStore.open(tmp.dir, { nShards: 2 });
+});
+after(async () => {
+  await store.close();
+  tmp.remove();
+});
+
+test('packed messages are stored as given and come back by position, in input order', async () => {
+  const msgs: PackedMessage[] = [
+    { publisher: 'p-a', topic: 'a/b', qos: 1, retain: false, properties: null, payload: Buffer.from('one') },
+    { publisher: 'p-b', topic: 'ü/ñ', qos: 2, retain: true, properties: Buffer.from('{"contentType":"x"}'), payload: Buffer.alloc(0) },
+    { publisher: '', topic: 'c', qos: 0, retain: false, properties: null, payload: Buffer.alloc(70000, 7) },
+  ];
+  const pos = await store.appendPacked(packMessages(msgs), msgs.length);
+  assert.equal(pos.length, 6);
+  const positions = msgs.map((_m, i) => ({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
+  const back = store.readAt(positions);
+  back.forEach((m, i) => {
+    const want = msgs[i] as PackedMessage;
+    assert.ok(m, `message ${i} found`);
+    assert.equal(m.publisher, want.publisher);
+    assert.equal(m.topic, want.topic);
+    assert.equal(m.qos, want.qos);
+    assert.equal(m.retain, want.retain);
+    assert.deepEqual(Buffer.from(m.properties), want.properties ?? Buffer.alloc(0));
+    assert.deepEqual(Buffer.from(m.payload), want.payload);
+  });
+});
+
+test('a malformed packed buffer is refused with ERR_INVALID_ARGUMENT and writes nothing', async () => {
+  const before = store.stats().records;
+  const good = packMessages([{ publisher: 'p', topic: 't', qos: 1, retain: false, properties: null, payload: Buffer.from('x') }]);
+  const bad = Buffer.from(good);
+  bad.writeUInt32LE(1_000_000, 8); // payload length past the end
+  const notUtf8 = Buffer.from(good);
+  notUtf8[14 + 1] = 0xff; // the topic byte
+  for (const [buf, count] of [
+    [good.subarray(0, good.length - 1), 1],
+    [bad, 1],
+    [good, 2],
+    [Buffer.concat([good, Buffer.from([0])]), 1],
+    [notUtf8, 1],
+  ] as const) {
+    await assert.rejects(store.appendPacked(buf, count), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'ERR_INVALID_ARGUMENT', e.message);
+      return true;
+    });
+  }
+  assert.equal(store.stats().records, before);
+});
