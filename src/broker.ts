@@ -110,6 +110,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly logged: LoggedTarget[] = [];
   private readonly live0: LoggedTarget[] = [];
   private closing = false;
+  /** publish() is routing a message; publishes from hooks meanwhile wait in `nested`. */
+  private publishing = false;
+  private readonly nested: { msg: Message; from: Connection | null; resolve: () => void; reject: (e: unknown) => void }[] = [];
   /** Wills being stored (close() waits for them). */
   private readonly willWrites = new Set<Promise<void>>();
   addresses: ListenAddresses = {};
@@ -543,6 +546,32 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * had to be stored.
    */
   publish(msg: Message, from: Connection | null): Promise<void> | null {
+    if (this.publishing) {
+      // Published from a hook while a message is being routed (e.g. in 'message.delivered'):
+      // routed right after it, since routing reuses per-broker scratch state.
+      return new Promise((resolve, reject) => this.nested.push({ msg, from, resolve, reject }));
+    }
+    this.publishing = true;
+    try {
+      const stored = this.routeMessage(msg, from);
+      for (let n = this.nested.shift(); n; n = this.nested.shift()) {
+        const { resolve, reject } = n;
+        try {
+          const p = this.routeMessage(n.msg, n.from);
+          if (p) p.then(resolve, reject);
+          else resolve();
+        } catch (e) {
+          reject(e);
+        }
+      }
+      return stored;
+    } finally {
+      this.publishing = false;
+    }
+  }
+
+  /** Route one message (publish without the re-entrancy guard). */
+  private routeMessage(msg: Message, from: Connection | null): Promise<void> | null {
     this.metrics.messagesReceived++;
     if (msg.retain) this.retained.set(msg);
     if (this.listenerCount('message.publish') > 0) this.emit('message.publish', from, msg);

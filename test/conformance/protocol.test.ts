@@ -315,6 +315,34 @@ describe('hooks', () => {
     await b.close();
   });
 
+  test('a message published from a message.delivered hook reaches every subscriber, after the one being delivered', async () => {
+    const b = createBroker({ config: { 'log.level': 'silent' } });
+    b.on('message.delivered', (_id, m) => {
+      if (m.topic === 'nest/a') b.publishMessage('nest/b', 'from-hook', { qos: 1 });
+    });
+    const subs = [RawClient.memory(b, 4), RawClient.memory(b, 4), RawClient.memory(b, 4)];
+    for (const [i, s] of subs.entries()) {
+      await s.connect(`nest-${i}`);
+      s.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'nest/#', qos: 1 }] });
+      await s.next('suback');
+    }
+    const pub = RawClient.memory(b, 4);
+    await pub.connect('nest-pub');
+    pub.send({ cmd: 'publish', topic: 'nest/a', payload: Buffer.from('x'), qos: 1, dup: false, retain: false, messageId: 1 });
+    for (const s of subs) {
+      const got: string[] = [];
+      for (let k = 0; k < 4; k++) {
+        const m = (await s.next('publish')) as IPublishPacket;
+        got.push(m.topic);
+        s.send({ cmd: 'puback', messageId: m.messageId as number });
+      }
+      // nest/a first, then one nest/b per delivery of nest/a (three subscribers).
+      assert.deepEqual(got, ['nest/a', 'nest/b', 'nest/b', 'nest/b']);
+    }
+    for (const s of [...subs, pub]) s.end();
+    await b.close();
+  });
+
   test('events: client.connected, session.subscribed, message.publish, message.acked, client.disconnected', async () => {
     const b = createBroker({ config: { 'log.level': 'silent' } });
     const seen: string[] = [];
