@@ -193,6 +193,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
         // Deliveries in flight come back under their packet ids (resent with DUP); pinned ones
         // queued; the rest is read from the log from where the session had got to.
         for (const { pending, packetId, phase } of ls.restore(r.progress)) {
+          if (pending.retainedTopic !== undefined) {
+            // A retained message sent on subscribe: the topic's retained message now, if any.
+            const msg = this.retained.get(pending.retainedTopic);
+            if (!msg) continue;
+            pending.msg = msg;
+          }
           if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
             session.inflight.set(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
             inflight++;
@@ -706,8 +712,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
   deliverRetained(session: Session, filter: string, qos: QoS, subId: number | undefined): void {
     const now = Date.now();
     const subIds = subId !== undefined ? [subId] : undefined;
+    const durable = session.durable;
     for (const msg of this.retained.match(filter, now)) {
-      deliver(session, msg, (qos < msg.qos ? qos : msg.qos) as QoS, true, subIds, this.limits, this.drops, now);
+      const q = (qos < msg.qos ? qos : msg.qos) as QoS;
+      // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
+      const p = deliver(session, msg, q, true, subIds, this.limits, this.drops, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
+      if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.connection, e as Error));
     }
     this.syncDrops();
   }

@@ -3,6 +3,7 @@ import type { Connection } from '../connection.js';
 import { encodeAck } from '../protocol/codec.js';
 import { RC } from '../protocol/reason-codes.js';
 import { completeOutbound } from '../session/delivery.js';
+import { isRecorded } from '../session/session.js';
 
 /** QoS 2 outbound, step 2: the client has the message; answer PUBREL ([MQTT-4.3.3-4]). */
 export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
@@ -22,7 +23,7 @@ export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
   entry.phase = 'pubrel';
   // A persistent session records the PUBREL phase first: after a restart it resends PUBREL,
   // never the PUBLISH the client already has.
-  const recorded = entry.ref ? session.durable?.released(entry, id) : undefined;
+  const recorded = isRecorded(entry) ? session.durable?.released(entry, id) : undefined;
   if (!recorded) {
     conn.write(encodeAck(6, id, conn.protocolVersion));
     return;

@@ -11,7 +11,7 @@ import { encodeAck, type QoS } from '../protocol/codec.js';
 import { RC } from '../protocol/reason-codes.js';
 import { encodeDelivery, isExpired, type Message, payloadSize } from '../message.js';
 import type { BacklogLimits } from './log-session.js';
-import { type DurableRef, type Inflight, type Pending, QUEUE_PAGE, type Session } from './session.js';
+import { type DurableRef, type Inflight, isRecorded, type Pending, QUEUE_PAGE, type Session } from './session.js';
 
 export interface DeliveryLimits extends BacklogLimits {
   queueQos0: boolean;
@@ -41,7 +41,7 @@ function writePublish(conn: Connection, p: Pending, msg: Message, dup: boolean, 
 
 /** A delivery that will not be sent (dropped, expired, too large, record gone) or is done (QoS 0 written). */
 function discard(session: Session, p: Pending): void {
-  if (p.ref) session.durable?.completed(p);
+  if (isRecorded(p)) session.durable?.completed(p);
 }
 
 /**
@@ -54,7 +54,7 @@ function sendInflight(conn: Connection, session: Session, p: Pending, msg: Messa
   entry.phase = 'publish';
   session.inflight.set(id, entry);
   // QoS 1: the id is recorded in the background (null here), so a restart resends with DUP.
-  const recorded = p.ref ? session.durable?.sent(p, id) : null;
+  const recorded = isRecorded(p) ? session.durable?.sent(p, id) : null;
   if (recorded) {
     recorded.then(
       () => {
@@ -84,6 +84,7 @@ export function deliver(
   drops: DropCounter,
   now: number,
   ref?: DurableRef,
+  retainedTopic?: string,
 ): Pending | null {
   const conn = session.connection;
   if (conn !== null && qos === 0 && !ref) {
@@ -97,7 +98,7 @@ export function deliver(
     if (!writePublish(conn, { msg, qos, retain, subIds }, msg, false, 0, now)) session.dropped++;
     return null;
   }
-  const pending: Pending = { msg, qos, retain, subIds, ref };
+  const pending: Pending = { msg, qos, retain, subIds, ref, retainedTopic };
   if (isExpired(msg, now)) return null; // [MQTT-3.3.2-5]
   if (conn !== null && session.queue.length === 0 && session.inflight.size < conn.window) {
     if (qos === 0) writePublish(conn, pending, msg, false, 0, now);
@@ -227,7 +228,7 @@ function loadBatch(session: Session, batchSize: number): void {
 /** A QoS 1 PUBACK or QoS 2 PUBCOMP (or a refusing PUBREC) ended this delivery. */
 export function completeOutbound(conn: Connection, session: Session, id: number, entry: Inflight): void {
   session.inflight.delete(id);
-  if (entry.ref) session.durable?.completed(entry);
+  if (isRecorded(entry)) session.durable?.completed(entry);
   const broker = conn.broker;
   if (entry.msg && broker.listenerCount('message.acked') > 0) broker.emit('message.acked', conn.clientId, entry.msg);
   if (session.queue.length > 0 || session.durable?.replaying) pump(conn, session, broker.limits);

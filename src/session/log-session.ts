@@ -25,7 +25,7 @@ import { createMessage, decodeProperties, LogMessage, type Message, payloadSize 
 import type { ScanResult } from '../native.js';
 import type { QoS } from '../protocol/codec.js';
 import { encodeProgress, type Gap, type Progress, type ProgressEntry } from './progress.js';
-import type { Arrival, DurableRef, Pending, Session, SessionPersistence, Subscription } from './session.js';
+import { type Arrival, type DurableRef, isRecorded, type Pending, type Session, type SessionPersistence, type Subscription } from './session.js';
 
 /** What a LogSession needs from the store (implemented by DurableSessions). */
 export interface LogSource {
@@ -329,10 +329,11 @@ export class LogSession implements SessionPersistence {
     const next = this.next.slice();
     const entries: ProgressEntry[] = [];
     for (const [id, e] of session.inflight) {
-      if (e.ref) entries.push({ pending: e, packetId: id, phase: e.phase === 'pubrel' ? 2 : 1 });
+      if (isRecorded(e)) entries.push({ pending: e, packetId: id, phase: e.phase === 'pubrel' ? 2 : 1 });
     }
     for (const p of session.queue) {
       const ref = p.ref;
+      if (p.retainedTopic !== undefined) entries.push({ pending: p, packetId: 0, phase: 0 });
       if (!ref) continue;
       if (p.pinned) entries.push({ pending: p, packetId: 0, phase: 0 });
       else if (ref.offset < (next[ref.shard] as number)) next[ref.shard] = ref.offset;

@@ -9,8 +9,9 @@
  *   u32 excess: deliveries still to drop from the head of the backlog (drop_oldest)
  *   u16 gaps, each: u16 shard, f64 from, f64 to (-1 = still open): ranges dropped (drop_newest)
  *   u32 entries, each: u16 shard, f64 offset, u16 packet id, u8 qos, u8 phase
- *       (0 queued, 1 PUBLISH sent, 2 PUBREL sent), u8 flags (1 retain, 2 pinned),
- *       u8 subscription ids k, k × u32
+ *       (0 queued, 1 PUBLISH sent, 2 PUBREL sent), u8 flags (1 retain, 2 pinned, 4 retained
+ *       message sent on subscribe: shard and offset are 0, and after the ids come u16 topic
+ *       length + topic), u8 subscription ids k, k × u32
  */
 import type { QoS } from '../protocol/codec.js';
 import type { Pending } from './session.js';
@@ -42,7 +43,8 @@ export function encodeProgress(p: Progress): Buffer {
   let gapCount = 0;
   for (const g of p.gaps) gapCount += g.length;
   let size = 1 + 2 + 8 * n + 4 + 2 + gapCount * 18 + 4;
-  for (const e of p.entries) size += 16 + 4 * (e.pending.subIds?.length ?? 0);
+  const topics = p.entries.map((e) => (e.pending.retainedTopic === undefined ? null : Buffer.from(e.pending.retainedTopic, 'utf8')));
+  p.entries.forEach((e, i) => (size += 16 + 4 * (e.pending.subIds?.length ?? 0) + (topics[i] ? 2 + (topics[i] as Buffer).length : 0)));
   const b = Buffer.allocUnsafe(size);
   let o = b.writeUInt8(VERSION, 0);
   o = b.writeUInt16BE(n, o);
@@ -57,18 +59,23 @@ export function encodeProgress(p: Progress): Buffer {
     }
   });
   o = b.writeUInt32BE(p.entries.length, o);
-  for (const e of p.entries) {
-    const ref = e.pending.ref as { shard: number; offset: number };
+  p.entries.forEach((e, i) => {
+    const topic = topics[i];
+    const ref = e.pending.ref ?? { shard: 0, offset: 0 };
     o = b.writeUInt16BE(ref.shard, o);
     o = b.writeDoubleBE(ref.offset, o);
     o = b.writeUInt16BE(e.packetId, o);
     o = b.writeUInt8(e.pending.qos, o);
     o = b.writeUInt8(e.phase, o);
-    o = b.writeUInt8((e.pending.retain ? 1 : 0) | (e.pending.pinned ? 2 : 0), o);
+    o = b.writeUInt8((e.pending.retain ? 1 : 0) | (e.pending.pinned ? 2 : 0) | (topic ? 4 : 0), o);
     const ids = e.pending.subIds ?? [];
     o = b.writeUInt8(ids.length, o);
     for (const id of ids) o = b.writeUInt32BE(id, o);
-  }
+    if (topic) {
+      o = b.writeUInt16BE(topic.length, o);
+      o += topic.copy(b, o);
+    }
+  });
   return b;
 }
 
@@ -106,6 +113,13 @@ export function decodeProgress(b: Buffer, shards: number): Progress {
     if (k > 0) {
       subIds = [];
       for (let j = 0; j < k; j++, o += 4) subIds.push(b.readUInt32BE(o));
+    }
+    if ((flags & 4) !== 0) {
+      const len = b.readUInt16BE(o);
+      const retainedTopic = b.toString('utf8', o + 2, o + 2 + len);
+      o += 2 + len;
+      entries.push({ pending: { msg: null, qos, retain: (flags & 1) !== 0, subIds, retainedTopic }, packetId, phase });
+      continue;
     }
     entries.push({ pending: { msg: null, qos, retain: (flags & 1) !== 0, subIds, ref: { shard, offset }, pinned: (flags & 2) !== 0 }, packetId, phase });
   }

@@ -56,6 +56,16 @@ export interface Pending {
    * subscription): the session records it explicitly until it completes.
    */
   pinned?: boolean | undefined;
+  /**
+   * A retained message sent to a persistent session on subscribe: recorded by topic (it is not
+   * in the log) until it completes; after a restart the topic's retained message is resent.
+   */
+  retainedTopic?: string | undefined;
+}
+
+/** A delivery the session's durable side keeps track of (logged, or retained on subscribe). */
+export function isRecorded(p: Pending): boolean {
+  return p.ref !== undefined || p.retainedTopic !== undefined;
 }
 
 /**

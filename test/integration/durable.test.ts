@@ -174,6 +174,31 @@ describe('state across restarts', () => {
     await sub.endAsync();
   });
 
+  test('retained messages sent on subscribe and not yet acknowledged come again after kill -9', async () => {
+    const pub = await client(broker.url, { clientId: 'rt-pub' });
+    for (const i of [1, 2, 3]) await pub.publishAsync(`rt/${i}`, `kept-${i}`, { qos: 1, retain: true });
+    await pub.endAsync();
+    const raw = await RawClient.tcp(broker.port, 5);
+    await raw.connect('rt-sub', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rt/#', qos: 1 }] });
+    await raw.next('suback');
+    const first: IPublishPacket[] = [];
+    for (let i = 0; i < 3; i++) first.push((await raw.next('publish')) as IPublishPacket);
+    raw.send({ cmd: 'puback', messageId: first[0]?.messageId as number }); // only rt/1 is acknowledged
+    await sleep(300);
+    await broker.kill9();
+    raw.end();
+    await broker.start();
+    const again = unconnected(broker.url, persistent(5, 'rt-sub'));
+    const got = collect(again, 2, 10000);
+    again.connect();
+    const back = await got;
+    assert.deepEqual(back.map((m) => m.payload.toString()).sort(), first.slice(1).map((m) => m.payload.toString()).sort());
+    for (const m of back) assert.equal(m.packet.dup, true);
+    assert.deepEqual(await quiet(again, 300), []);
+    await again.endAsync();
+  });
+
   test('session expiry is honoured across a restart', async () => {
     const short = await client(broker.url, persistent(5, 'exp-short', 2));
     await short.subscribeAsync('exp/x', { qos: 1 });
