@@ -93,7 +93,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly routes = new Map<string, Uint32Array>();
   private sharedSubs = 0;
   /** Trie ids of the members of each shared subscription (`$share/{group}/{filter}`). */
-  private readonly shareGroups = new Map<string, Set<number>>();
+  private readonly shareGroups = new Map<string, { ids: number[]; next: number }>();
   /** Topic names already validated ([MQTT-4.7.3-1]); bounded like the route cache. */
   private readonly validTopics = new Set<string>();
   private readonly subs: (SubRecord | undefined)[] = [];
@@ -479,9 +479,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const shared = filter.startsWith('$share/');
     if (shared) {
       this.sharedSubs++;
-      let members = this.shareGroups.get(filter);
-      if (!members) this.shareGroups.set(filter, (members = new Set()));
-      members.add(id);
+      let group = this.shareGroups.get(filter);
+      if (!group) this.shareGroups.set(filter, (group = { ids: [], next: 0 }));
+      group.ids.push(id);
     }
     const sub: Subscription = { ...opts, filter, trieId: id, start };
     this.subs[id] = { session, sub, shared };
@@ -528,9 +528,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.routes.clear();
     if (sub.filter.startsWith('$share/')) {
       this.sharedSubs--;
-      const members = this.shareGroups.get(sub.filter);
-      members?.delete(sub.trieId);
-      if (members?.size === 0) this.shareGroups.delete(sub.filter);
+      const group = this.shareGroups.get(sub.filter);
+      if (group) {
+        const i = group.ids.indexOf(sub.trieId);
+        if (i >= 0) group.ids.splice(i, 1);
+        if (group.ids.length === 0) this.shareGroups.delete(sub.filter);
+      }
     }
     this.trie.unsubscribe(sub.filter, sub.trieId);
     this.subs[sub.trieId] = undefined;
@@ -664,13 +667,20 @@ export class Broker extends EventEmitter<BrokerEvents> {
     else if (this.limits.storeQos0) this.logged.push(t);
   }
 
-  /** A shared subscription's member whose client is connected, if the group has one (else `rec`). */
+  /**
+   * A shared subscription's member whose client is connected, taken round-robin among the
+   * group (else `rec`, the trie's pick, which keeps the message for it while it is away).
+   */
   private onlineMember(rec: SubRecord): SubRecord {
-    const members = this.shareGroups.get(rec.sub.filter);
-    if (members) {
-      for (const id of members) {
-        const r = this.subs[id];
-        if (r && r.session.connection !== null) return r;
+    const group = this.shareGroups.get(rec.sub.filter);
+    if (!group) return rec;
+    const n = group.ids.length;
+    for (let k = 0; k < n; k++) {
+      const i = (group.next + k) % n;
+      const r = this.subs[group.ids[i] as number];
+      if (r && r.session.connection !== null) {
+        group.next = (i + 1) % n;
+        return r;
       }
     }
     return rec;

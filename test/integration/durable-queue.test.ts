@@ -230,6 +230,27 @@ describe('shared subscriptions with persistent members', () => {
     }
   });
 
+  test('connected members take turns while another member is offline', async () => {
+    const tb = await startBroker();
+    try {
+      await offlineSubscriber(tb.url, 'rr-away', '$share/rr/rr/t');
+      const a = await client(tb.url, persistent('rr-a'));
+      const b = await client(tb.url, persistent('rr-b'));
+      for (const c of [a, b]) await c.subscribeAsync('$share/rr/rr/t', { qos: 1 });
+      const got: Record<string, number[]> = { a: [], b: [] };
+      a.on('message', (_t, p) => got['a']?.push(Number(p.toString())));
+      b.on('message', (_t, p) => got['b']?.push(Number(p.toString())));
+      await publishN(tb.url, 'rr/t', 40, 1);
+      for (let i = 0; i < 100 && (got['a']?.length ?? 0) + (got['b']?.length ?? 0) < 40; i++) await sleep(20);
+      assert.deepEqual([...(got['a'] ?? []), ...(got['b'] ?? [])].sort((x, y) => x - y), range(0, 40));
+      // The offline member's turns go round-robin to the connected ones: an even split.
+      assert.ok(Math.abs((got['a']?.length ?? 0) - (got['b']?.length ?? 0)) <= 6, `split ${got['a']?.length}/${got['b']?.length}`);
+      await Promise.all([a.endAsync(), b.endAsync()]);
+    } finally {
+      await tb.close();
+    }
+  });
+
   test('with every member offline, their shares survive a restart of the broker', async () => {
     const data = tempDir('strata-share-');
     try {
