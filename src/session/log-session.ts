@@ -67,8 +67,8 @@ export class LogSession implements SessionPersistence {
   /** drop_oldest: deliveries still to discard from the head of the backlog (already counted). */
   excess = 0;
   /**
-   * Messages (and payload bytes) left in the log for this session since this process started:
-   * what the queue limits count. Reset by a restart (the log itself holds the truth).
+   * Messages (and payload bytes) left in the log for this session: what the queue limits
+   * count. Kept in the progress record; a crash can lose the last milliseconds of counting.
    */
   backlog = 0;
   backlogBytes = 0;
@@ -91,6 +91,8 @@ export class LogSession implements SessionPersistence {
     p.next.forEach((v, i) => (this.next[i] = v));
     p.gaps.forEach((g, i) => this.gaps[i]?.push(...g));
     this.excess = p.excess;
+    this.backlog = p.backlog;
+    this.backlogBytes = p.backlogBytes;
     return p.entries;
   }
 
@@ -147,6 +149,7 @@ export class LogSession implements SessionPersistence {
     }
     this.backlog++;
     this.backlogBytes += bytes;
+    this.src.mark(this); // the counts survive a restart (within milliseconds)
     return 'left';
   }
 
@@ -338,6 +341,6 @@ export class LogSession implements SessionPersistence {
       if (p.pinned) entries.push({ pending: p, packetId: 0, phase: 0 });
       else if (ref.offset < (next[ref.shard] as number)) next[ref.shard] = ref.offset;
     }
-    return encodeProgress({ next, excess: this.excess, gaps: this.gaps, entries });
+    return encodeProgress({ next, excess: this.excess, backlog: this.backlog, backlogBytes: this.backlogBytes, gaps: this.gaps, entries });
   }
 }

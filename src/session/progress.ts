@@ -3,10 +3,11 @@
  * `acks` table, rewritten as the session advances; layout below, big-endian). Offsets are
  * shard-wide log offsets, below 2^53, stored as float64.
  *
- *   u8  version (1)
+ *   u8  version (2; 1 = without the backlog counts)
  *   u16 shards n, then n × f64 next offset: every logged message of the session's subscriptions
  *       below it was taken (delivered, in flight or dropped); from it on, replay reads the log
  *   u32 excess: deliveries still to drop from the head of the backlog (drop_oldest)
+ *   f64 backlog, f64 backlog bytes: what the queue limits count as waiting in the log
  *   u16 gaps, each: u16 shard, f64 from, f64 to (-1 = still open): ranges dropped (drop_newest)
  *   u32 entries, each: u16 shard, f64 offset, u16 packet id, u8 qos, u8 phase
  *       (0 queued, 1 PUBLISH sent, 2 PUBREL sent), u8 flags (1 retain, 2 pinned, 4 retained
@@ -16,7 +17,7 @@
 import type { QoS } from '../protocol/codec.js';
 import type { Pending } from './session.js';
 
-const VERSION = 1;
+const VERSION = 2;
 
 /** Messages of one shard the session skips (its queue was full): [from, to), `to` null while open. */
 export interface Gap {
@@ -33,6 +34,8 @@ export interface ProgressEntry {
 export interface Progress {
   next: number[];
   excess: number;
+  backlog: number;
+  backlogBytes: number;
   /** Per shard, oldest first. */
   gaps: Gap[][];
   entries: ProgressEntry[];
@@ -42,7 +45,7 @@ export function encodeProgress(p: Progress): Buffer {
   const n = p.next.length;
   let gapCount = 0;
   for (const g of p.gaps) gapCount += g.length;
-  let size = 1 + 2 + 8 * n + 4 + 2 + gapCount * 18 + 4;
+  let size = 1 + 2 + 8 * n + 4 + 16 + 2 + gapCount * 18 + 4;
   const topics = p.entries.map((e) => (e.pending.retainedTopic === undefined ? null : Buffer.from(e.pending.retainedTopic, 'utf8')));
   p.entries.forEach((e, i) => (size += 16 + 4 * (e.pending.subIds?.length ?? 0) + (topics[i] ? 2 + (topics[i] as Buffer).length : 0)));
   const b = Buffer.allocUnsafe(size);
@@ -50,6 +53,8 @@ export function encodeProgress(p: Progress): Buffer {
   o = b.writeUInt16BE(n, o);
   for (const v of p.next) o = b.writeDoubleBE(v, o);
   o = b.writeUInt32BE(p.excess, o);
+  o = b.writeDoubleBE(p.backlog, o);
+  o = b.writeDoubleBE(p.backlogBytes, o);
   o = b.writeUInt16BE(gapCount, o);
   p.gaps.forEach((gaps, shard) => {
     for (const g of gaps) {
@@ -81,7 +86,8 @@ export function encodeProgress(p: Progress): Buffer {
 
 /** Decode a record; throws on a value that is not one (the caller logs and starts afresh). */
 export function decodeProgress(b: Buffer, shards: number): Progress {
-  if (b[0] !== VERSION) throw new Error(`unknown progress record version ${b[0]}`);
+  const version = b[0];
+  if (version !== VERSION && version !== 1) throw new Error(`unknown progress record version ${version}`);
   let o = 1;
   const n = b.readUInt16BE(o);
   o += 2;
@@ -90,6 +96,13 @@ export function decodeProgress(b: Buffer, shards: number): Progress {
   for (let i = 0; i < n; i++, o += 8) next.push(b.readDoubleBE(o));
   const excess = b.readUInt32BE(o);
   o += 4;
+  let backlog = 0;
+  let backlogBytes = 0;
+  if (version === VERSION) {
+    backlog = b.readDoubleBE(o);
+    backlogBytes = b.readDoubleBE(o + 8);
+    o += 16;
+  }
   const gaps: Gap[][] = next.map(() => []);
   const gapCount = b.readUInt16BE(o);
   o += 2;
@@ -124,5 +137,5 @@ export function decodeProgress(b: Buffer, shards: number): Progress {
     entries.push({ pending: { msg: null, qos, retain: (flags & 1) !== 0, subIds, ref: { shard, offset }, pinned: (flags & 2) !== 0 }, packetId, phase });
   }
   if (o !== b.length) throw new Error('progress record has trailing bytes');
-  return { next, excess, gaps, entries };
+  return { next, excess, backlog, backlogBytes, gaps, entries };
 }

@@ -49,6 +49,29 @@ describe('queue limits of persistent sessions', () => {
     }
   });
 
+  test('the queue count survives a restart: the limit still holds for messages stored before it', async () => {
+    const data = tempDir('strata-limit-');
+    const config = { 'mqtt.max_queued_messages': 50, 'mqtt.queue_overflow': 'drop_newest' };
+    try {
+      let tb = await startBroker({ dataDir: data.dir, config });
+      await offlineSubscriber(tb.url, 'count', 'lim/count');
+      await publishN(tb.url, 'lim/count', 30, 1);
+      await tb.close();
+      tb = await startBroker({ dataDir: data.dir, config });
+      await publishN(tb.url, 'lim/count', 40, 1, 30);
+      assert.equal(tb.broker.metrics.messagesDropped, 20);
+      const back = unconnected(tb.url, persistent('count'));
+      const got = collect(back, 50, 10000);
+      back.connect();
+      assert.deepEqual(nums(await got), range(0, 50));
+      assert.deepEqual(await quiet(back, 300), []);
+      await back.endAsync();
+      await tb.close();
+    } finally {
+      data.remove();
+    }
+  });
+
   test('drop_oldest: an offline session keeps the newest max_queued_messages', async () => {
     const tb = await startBroker({ config: { 'mqtt.max_queued_messages': 50, 'mqtt.queue_overflow': 'drop_oldest' } });
     try {
