@@ -102,6 +102,17 @@ export class LogSession implements SessionPersistence {
 
   detached(): void {
     this.replaying = true;
+    // Nothing read from the log stays in memory while the client is away (a scan buffer a
+    // message points into can be megabytes): bodies are read again by position when it
+    // returns (resumeSession, pump).
+    const session = this.session;
+    for (const e of session.inflight.values()) if (e.ref) e.msg = null;
+    let bytes = 0;
+    for (const p of session.queue) {
+      if (p.ref) p.msg = null;
+      else if (p.msg) bytes += payloadSize(p.msg);
+    }
+    session.queueBytes = bytes;
   }
 
   arrive(ref: DurableRef, bytes: number, canTake: boolean, connected: boolean): Arrival {
@@ -207,14 +218,19 @@ export class LogSession implements SessionPersistence {
         found.push([]);
         continue;
       }
-      const from = this.next[s] as number;
+      let from = this.next[s] as number;
+      let gap = this.gapAhead(s, from);
+      if (gap && gap.from <= from) {
+        // Inside a dropped range (a restart resumed before it): skip the rest of it.
+        from = this.next[s] = gap.to ?? (gap.to = this.src.shardEnd(s));
+        gap = this.gapAhead(s, from);
+      }
       if (from >= this.src.shardEnd(s)) {
         // Caught up with this shard: nothing to read (cheaper than a scan call).
         results.push(null);
         found.push([]);
         continue;
       }
-      const gap = (this.gaps[s] as Gap[])[0];
       const starts = subs.map((sub) => sub.start?.[s] ?? 0);
       const r = this.src.scan(s, from, filters, starts, n, gap ? gap.from : null);
       results.push(r);
@@ -256,11 +272,10 @@ export class LogSession implements SessionPersistence {
         continue;
       }
       this.next[s] = r.next;
-      const gaps = this.gaps[s] as Gap[];
-      const gap = gaps[0];
+      const gap = this.gapAhead(s, r.next);
       if (r.status === SCAN_UNTIL && gap) {
-        this.next[s] = gap.to ?? this.src.shardEnd(s);
-        gaps.shift();
+        // Jump the dropped range; it is forgotten once the recorded `next` is past it (encode).
+        this.next[s] = gap.to ?? (gap.to = this.src.shardEnd(s));
       } else if (r.status === SCAN_DONE) caughtUp++;
       else if (r.status !== SCAN_NEXT) throw new Error(`scan status ${r.status}`);
     }
@@ -270,6 +285,11 @@ export class LogSession implements SessionPersistence {
       this.backlogBytes = 0;
     }
     this.src.mark(this);
+  }
+
+  /** The first dropped range of shard `s` not entirely below `offset`. */
+  private gapAhead(s: number, offset: number): Gap | undefined {
+    return (this.gaps[s] as Gap[]).find((g) => g.to === null || g.to > offset);
   }
 
   /** The deliveries in scanned entries of shard `s` (entry layout: docs/storage.md, fetch). */
@@ -341,6 +361,11 @@ export class LogSession implements SessionPersistence {
       if (p.pinned) entries.push({ pending: p, packetId: 0, phase: 0 });
       else if (ref.offset < (next[ref.shard] as number)) next[ref.shard] = ref.offset;
     }
+    // Ranges wholly below the recorded `next` can never be read again: forget them.
+    this.gaps.forEach((gaps, s) => {
+      const keep = gaps.filter((g) => g.to === null || g.to > (next[s] as number));
+      if (keep.length !== gaps.length) gaps.splice(0, gaps.length, ...keep);
+    });
     return encodeProgress({ next, excess: this.excess, backlog: this.backlog, backlogBytes: this.backlogBytes, gaps: this.gaps, entries });
   }
 }

@@ -1,0 +1,81 @@
+/**
+ * LogSession (session/log-session.ts) on a real store, driven directly: what its progress
+ * record brings back after a restart. Broker-level behaviour is in
+ * test/integration/durable-queue.test.ts; these cases need a queue in an exact state.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { createLogger } from '../../src/log.js';
+import { createMessage } from '../../src/message.js';
+import { DurableSessions } from '../../src/session/durable.js';
+import type { BacklogLimits, LogSession } from '../../src/session/log-session.js';
+import { decodeProgress } from '../../src/session/progress.js';
+import { Session } from '../../src/session/session.js';
+import { tempDir } from '../helpers.js';
+
+const tmp = tempDir('strata-logsession-');
+let durable: DurableSessions;
+before(async () => {
+  durable = await DurableSessions.open(tmp.dir, { nShards: 1 }, createLogger('silent'));
+});
+after(async () => {
+  await durable.close();
+  tmp.remove();
+});
+
+const limits: BacklogLimits = { maxQueued: 3, maxQueuedBytes: 0, overflow: 'drop_newest' };
+
+/** A persistent session subscribed to `filter` from `start` (default: the log's end now). */
+function sessionOn(clientId: string, filter: string, start = durable.shardEnds()): { session: Session; ls: LogSession } {
+  const session = new Session(clientId);
+  const ls = durable.attach(session, limits, { dropped: 0 });
+  session.durable = ls;
+  session.subscriptions.set(filter, { filter, trieId: 0, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined, start });
+  return { session, ls };
+}
+
+const payloads = (s: Session): string[] => [...s.queue].map((p) => p.msg?.payload.toString() ?? '?');
+
+test('a range dropped by drop_newest stays dropped after a restart, even when deliveries before it were still queued', async () => {
+  const start = durable.shardEnds();
+  const { session, ls } = sessionOn('gap', 'g/t', start);
+  // 10 messages while the client is away: 3 fit (limit 3), 7 are dropped (one open range).
+  const verdicts: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const pos = await durable.append(createMessage('g/t', Buffer.from(String(i)), 1, false, undefined, 'pub'));
+    verdicts.push(ls.arrive(pos, 1, false, false));
+  }
+  assert.deepEqual(verdicts, ['left', 'left', 'left', ...Array(7).fill('dropped')]);
+  // The client is back and reads its backlog: all 3, then the scan jumps the dropped range.
+  ls.attached();
+  ls.fill(session, 2);
+  ls.fill(session, 2);
+  assert.deepEqual(payloads(session), ['0', '1', '2']);
+  // None of them sent yet: the record resumes at the first queued one and keeps the range.
+  const record = decodeProgress(ls.encode(), 1);
+  assert.equal(record.next[0], 0);
+  const again = sessionOn('gap', 'g/t', start); // as the stored subscription restores it
+  again.ls.restore(record);
+  again.ls.fill(again.session, 100);
+  assert.deepEqual(payloads(again.session), ['0', '1', '2'], 'the dropped messages are not replayed');
+});
+
+test('the backlog count comes back from the record', async () => {
+  const start = durable.shardEnds();
+  const { session, ls } = sessionOn('counts', 'c/t', start);
+  for (let i = 0; i < 2; i++) {
+    const pos = await durable.append(createMessage('c/t', Buffer.from(String(i)), 1, false, undefined, 'pub'));
+    assert.equal(ls.arrive(pos, 10, false, false), 'left');
+  }
+  const record = decodeProgress(ls.encode(), 1);
+  assert.equal(record.backlog, 2);
+  assert.equal(record.backlogBytes, 20);
+  const again = sessionOn('counts', 'c/t', start);
+  again.ls.restore(record);
+  assert.equal(again.ls.backlog, 2);
+  again.ls.attached();
+  again.ls.fill(again.session, 100);
+  assert.deepEqual(payloads(again.session), ['0', '1']);
+  assert.equal(again.ls.backlog, 0);
+  assert.equal(session.queue.length, 0);
+});
