@@ -268,6 +268,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       if (session.pendingWill?.timer) clearTimeout(session.pendingWill.timer);
     }
     await Promise.all([...this.willWrites]);
+    for (const session of this.sessions) session.durable?.save(); // exact counts and progress
     await this.durable?.close();
     this.log.info('closed');
     this.emit('closed');

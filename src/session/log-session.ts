@@ -54,6 +54,9 @@ interface Candidate {
   p: Pending;
 }
 
+/** An offline session's record is rewritten for its backlog count every this many messages. */
+const COUNT_STEP = 64;
+
 const SCAN_NEXT = 0;
 const SCAN_DONE = 1;
 const SCAN_UNTIL = 2;
@@ -68,7 +71,7 @@ export class LogSession implements SessionPersistence {
   excess = 0;
   /**
    * Messages (and payload bytes) left in the log for this session: what the queue limits
-   * count. Kept in the progress record; a crash can lose the last milliseconds of counting.
+   * count. Kept in the progress record (see COUNT_STEP).
    */
   backlog = 0;
   backlogBytes = 0;
@@ -160,7 +163,9 @@ export class LogSession implements SessionPersistence {
     }
     this.backlog++;
     this.backlogBytes += bytes;
-    this.src.mark(this); // the counts survive a restart (within milliseconds)
+    // The counts survive a restart, give or take the last COUNT_STEP: a busy offline session
+    // does not rewrite its record for every message.
+    if (this.backlog % COUNT_STEP === 0) this.src.mark(this);
     return 'left';
   }
 
@@ -168,6 +173,10 @@ export class LogSession implements SessionPersistence {
     this.session.dropped++;
     this.drops.dropped++;
     return 'dropped';
+  }
+
+  save(): void {
+    this.src.mark(this);
   }
 
   pin(p: Pending): Promise<void> {

@@ -105,6 +105,8 @@ export interface SessionPersistence {
   attached(): void;
   /** The client went away: everything new is left in the log. */
   detached(): void;
+  /** Record the current progress with the next commit (graceful shutdown). */
+  save(): void;
 }
 
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
