@@ -176,12 +176,15 @@ describe('persistent sessions with mosquitto_sub -c', { skip }, () => {
       await sleep(300);
       const session2 = tb.broker.sessions.get(id);
       assert.equal(session2?.queue.length, 0);
-      const unacked = [...(session2?.inflight.values() ?? [])].map((e) => e.msg?.payload.toString() ?? "");
-      assert.ok(unacked.every((p) => ['q-1', 'q-2', 'q-3'].includes(p)));
-      if (unacked.length > 0) {
-        const again = await run(SUB, [...common(version), '-c', '-i', id, '-q', '1', '-t', topic, '-C', String(unacked.length), '-W', '5', '-F', '%p']).done;
+      // (While the client is away the session keeps only their log positions.)
+      const unacked = session2?.inflight.size ?? 0;
+      assert.ok(unacked <= 3);
+      if (unacked > 0) {
+        const again = await run(SUB, [...common(version), '-c', '-i', id, '-q', '1', '-t', topic, '-C', String(unacked), '-W', '5', '-F', '%p']).done;
         assert.equal(again.code, 0, again.stderr);
-        assert.deepEqual(again.stdout.trimEnd().split('\n'), unacked);
+        const lines = again.stdout.trimEnd().split('\n');
+        assert.equal(lines.length, unacked);
+        assert.ok(lines.every((p) => ['q-1', 'q-2', 'q-3'].includes(p)), lines.join(','));
       }
     });
   }
