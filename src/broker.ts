@@ -202,7 +202,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
           if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
             session.inflight.set(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
             inflight++;
-          } else session.queue.push(pending);
+          } else session.enqueue(pending);
         }
       } else {
         // Never recorded progress: it reads from where its subscriptions start.

@@ -114,12 +114,9 @@ export function deliver(
       return null;
     }
     if (limits.overflow !== 'drop_oldest' || limits.maxQueued === 0) return null;
-    const oldest = session.queue.shift() as Pending;
-    session.queueBytes -= oldest.msg?.payload.length ?? 0;
-    discard(session, oldest);
+    discard(session, session.dequeue() as Pending);
   }
-  session.queue.push(pending);
-  session.queueBytes += msg.payload.length;
+  session.enqueue(pending);
   return pending;
 }
 
@@ -155,8 +152,7 @@ export function deliverLogged(
         }
         if (session.inflight.size < conn.window) return sendInflight(conn, session, p, msg, now);
       }
-      session.queue.push(p);
-      session.queueBytes += msg.payload.length;
+      session.enqueue(p);
       return;
     }
     case 'left':
@@ -187,9 +183,8 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
     }
     const head = session.queue.peek() as Pending;
     if (head.msg === null) loadBatch(session, limits.batchSize);
-    const p = session.queue.shift() as Pending;
+    const p = session.dequeue() as Pending;
     const msg = p.msg;
-    if (msg !== null) session.queueBytes -= payloadSize(msg);
     if (msg === null || isExpired(msg, now)) {
       discard(session, p);
       continue;
@@ -222,7 +217,7 @@ function loadBatch(session: Session, batchSize: number): void {
     if (p.msg === null) batch.push(p);
   }
   session.durable?.load(batch);
-  for (const p of batch) session.queueBytes += p.msg?.payload.length ?? 0;
+  for (const p of batch) if (p.msg) session.queueBytes += payloadSize(p.msg); // bodies held again count again
 }
 
 /** A QoS 1 PUBACK or QoS 2 PUBCOMP (or a refusing PUBREC) ended this delivery. */

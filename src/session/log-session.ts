@@ -147,9 +147,8 @@ export class LogSession implements SessionPersistence {
       }
       if (lim.overflow === 'drop_oldest' && lim.maxQueued > 0) {
         // Keep the new message; the oldest waiting one goes: from memory, else when read.
-        const oldest = session.queue.length > 0 ? session.queue.shift() : undefined;
+        const oldest = session.dequeue();
         if (oldest) {
-          session.queueBytes -= oldest.msg?.payload.length ?? 0;
           this.backlog++;
           this.backlogBytes += bytes;
         } else this.excess++;
@@ -264,8 +263,7 @@ export class LogSession implements SessionPersistence {
         this.excess--; // dropped (and counted) when a newer message overflowed the queue
         continue;
       }
-      session.queue.push(c.p);
-      session.queueBytes += payloadSize(c.p.msg as Message);
+      session.enqueue(c.p);
     }
     let caughtUp = 0;
     for (let s = 0; s < shards; s++) {

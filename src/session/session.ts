@@ -9,7 +9,7 @@
  */
 import type { QoS } from '../protocol/codec.js';
 import type { Connection } from '../connection.js';
-import type { Message } from '../message.js';
+import { type Message, payloadSize } from '../message.js';
 import { Queue } from './queue.js';
 
 export interface SubscriptionOptions {
@@ -143,6 +143,19 @@ export class Session {
   private nextId = 1;
 
   constructor(readonly clientId: string) {}
+
+  /** Queue a delivery behind the window; its payload counts in queueBytes while its body is held. */
+  enqueue(p: Pending): void {
+    this.queue.push(p);
+    if (p.msg) this.queueBytes += payloadSize(p.msg);
+  }
+
+  /** The next queued delivery, out of the queue (and out of queueBytes). */
+  dequeue(): Pending | undefined {
+    const p = this.queue.shift();
+    if (p?.msg) this.queueBytes -= payloadSize(p.msg);
+    return p;
+  }
 
   /** Next free packet id in 1..65535 ([MQTT-2.2.1-3] non-zero, unused). */
   allocateId(): number {
