@@ -205,11 +205,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
           } else session.enqueue(pending);
         }
       } else {
-        // Never recorded progress: it reads from where its subscriptions start.
+        // Never recorded progress: it reads from where its subscriptions start (attach set
+        // `next` to the log's end).
         for (let s = 0; s < durable.nShards; s++) {
-          let from = durable.shardEnd(s);
-          for (const { opts } of r.subscriptions) from = Math.min(from, opts.start?.[s] ?? 0);
-          ls.next[s] = from;
+          for (const { opts } of r.subscriptions) ls.next[s] = Math.min(ls.next[s] as number, opts.start?.[s] ?? 0);
         }
       }
       for (const id of r.incomingQos2) session.incomingQos2.add(id);
