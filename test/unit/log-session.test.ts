@@ -79,3 +79,22 @@ test('the backlog count comes back from the record', async () => {
   assert.equal(again.ls.backlog, 0);
   assert.equal(session.queue.length, 0);
 });
+
+test('an unreadable progress record is refused with a clear error; the session is still loaded and replays from its subscriptions', async () => {
+  const { ls } = sessionOn('damaged', 'd/t');
+  const good = ls.encode();
+  assert.throws(() => decodeProgress(good.subarray(0, good.length - 1), 1), RangeError);
+  assert.throws(() => decodeProgress(Buffer.concat([good, Buffer.from([0])]), 1), /trailing bytes/);
+  assert.throws(() => decodeProgress(Buffer.from([9, 0, 1]), 1), /unknown progress record version 9/);
+  assert.throws(() => decodeProgress(good, 2), /for 1 shards, the store has 2/);
+  await durable.putSession('damaged', { expiry: 3600, disconnectedAt: 0, will: null });
+  await durable.putSubscription('damaged', 'd/t', { qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined, start: [0] });
+  await durable.write([{ op: 'put', table: 'acks', key: Buffer.from('damaged'), value: Buffer.from('garbage') }]);
+  const loaded = durable.loadSessions().find((r) => r.clientId === 'damaged');
+  assert.ok(loaded, 'the session is loaded');
+  assert.equal(loaded.progress, null);
+  assert.deepEqual(
+    loaded.subscriptions.map((s) => s.filter),
+    ['d/t'],
+  );
+});
