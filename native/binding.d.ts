@@ -127,6 +127,19 @@ export declare class Store {
    * for a failed read or a corrupt record in the active segment.
    */
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, maxBytes?: number, until?: number, maxExamined?: number): ScanResult
+  /**
+   * Session replay as wire-ready PUBLISH packets (`strata_core::log::replay_frames`):
+   * scans `shards` for the records matching `subs` (each from its shard's `starts`),
+   * works out each delivery's QoS and retain flag, merges the shards by timestamp and
+   * encodes up to `maxEntries` PUBLISH packets for protocol level `version` (5 adds an
+   * empty property section). No-local subscriptions skip `clientId`'s own messages.
+   * Stops (status 3) before a delivery the general path must make. Synchronous, like
+   * `scan`.
+   *
+   * Throws `ERR_INVALID_ARGUMENT` for a shard's `starts` not matching `subs`, a bad
+   * offset or QoS; otherwise as `scan`.
+   */
+  replay(shards: Array<ReplayShardArg>, subs: Array<ReplaySubArg>, version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult
   /** Next offset of a shard (what `waitForAppend` compares against). */
   shardEnd(shard: number): number
   /**
@@ -317,6 +330,46 @@ export interface RecoveryInfo {
   events: Array<string>
   /** Open time (ms). */
   elapsedMs: number
+}
+
+/**
+ * Deliveries of a `replay` call as PUBLISH packets back to back in `buffer`.
+ * `meta` holds 6 values per packet: shard, offset, timestamp ms, end of the packet
+ * in `buffer` (it starts where the previous one ends), position of its packet
+ * identifier (0 in the buffer, to patch; -1 for QoS 0), payload length.
+ */
+export interface ReplayResult {
+  buffer: Buffer
+  meta: Float64Array
+  /** Per requested shard: the first offset not consumed. */
+  next: Float64Array
+  /**
+   * Per requested shard: 0 Next (a limit was reached), 1 Done (caught up), 2 Until,
+   * 3 Slow (stopped before a delivery the general path must make: a message with
+   * properties, a QoS 2 delivery, a packet over `maxPacket`).
+   */
+  status: Uint32Array
+  /** Records passed over because they are gone. */
+  skipped: number
+}
+
+/** One shard of a `replay` call. */
+export interface ReplayShardArg {
+  shard: number
+  /** First offset to examine. */
+  from: number
+  /** Stop before this offset (a range the session dropped). */
+  until?: number
+  /** Per subscription (order of `subs`), the first offset it applies to. */
+  starts: Array<number>
+}
+
+/** One subscription of the session a `replay` call is for. */
+export interface ReplaySubArg {
+  filter: string
+  qos: number
+  noLocal: boolean
+  retainAsPublished: boolean
 }
 
 /** A per-topic retention override. */

@@ -115,6 +115,26 @@ export const coreVersion: string = binding.coreVersion();
 export type StoreOpenOptions = Binding.StoreOptions;
 export type StoreStats = Binding.StoreStats;
 export type RecoveryInfo = Binding.RecoveryInfo;
+/** One shard of a `replay` call: where to start, where to stop, each subscription's start offset. */
+export type ReplayShard = Binding.ReplayShardArg;
+export type ReplaySub = Binding.ReplaySubArg;
+/**
+ * Deliveries of a `replay` call as PUBLISH packets back to back in `buffer`; per packet
+ * REPLAY_STRIDE values in `meta` (REPLAY_* indexes); per shard requested `next` and `status`
+ * (the REPLAY_STATUS_* values).
+ */
+export type ReplayResult = Binding.ReplayResult;
+export const REPLAY_STRIDE = 6;
+export const REPLAY_SHARD = 0;
+export const REPLAY_OFFSET = 1;
+export const REPLAY_TS = 2;
+export const REPLAY_END = 3;
+export const REPLAY_ID_POS = 4;
+export const REPLAY_PAYLOAD = 5;
+export const REPLAY_STATUS_NEXT = 0;
+export const REPLAY_STATUS_DONE = 1;
+export const REPLAY_STATUS_UNTIL = 2;
+export const REPLAY_STATUS_SLOW = 3;
 export type MetaTable = 'sessions' | 'subscriptions' | 'cursors' | 'acks' | 'retained' | 'system';
 export type MetaOp =
   | { op: 'put'; table: MetaTable; key: Buffer; value: Buffer }
@@ -290,6 +310,15 @@ export class DurableStore {
    */
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult {
     return wrapSync(() => this.inner.scan(shard, from, filters, starts, maxEntries, undefined, until ?? undefined));
+  }
+
+  /**
+   * Session replay as wire-ready PUBLISH packets (packet ids 0, to patch at their `meta`
+   * position): the matching records of `shards`, merged by time, up to `maxEntries`, stopping
+   * before a delivery the general path must make (status REPLAY_STATUS_SLOW). Synchronous.
+   */
+  replay(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult {
+    return wrapSync(() => this.inner.replay(shards, subs, version, clientId, maxEntries, maxPacket));
   }
 
   /** The offset the next record of a shard will get. */

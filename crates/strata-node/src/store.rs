@@ -21,7 +21,7 @@ use strata_core::error::CoreError;
 use strata_core::fetch::{self, FetchLimits};
 use strata_core::log::{
     self as core_log, Cursor, FsyncPolicy, Log, NewMessage, Offset, Options, Position, ReadStatus,
-    ScanFilter, ScanLimits, ScanStatus, StreamId,
+    ReplayOptions, ReplayShard, ReplaySub, ScanFilter, ScanLimits, ScanStatus, StreamId,
 };
 use strata_core::meta::{MetaStore, Op, Table};
 
@@ -180,6 +180,45 @@ pub struct ScanResult {
     pub status: u32,
     /// Records passed over because they are gone (dropped by retention, quarantined)
     /// or hidden by retention. Approximate: see docs/storage.md.
+    pub skipped: f64,
+}
+
+/// One shard of a `replay` call.
+#[napi(object)]
+pub struct ReplayShardArg {
+    pub shard: u32,
+    /// First offset to examine.
+    pub from: f64,
+    /// Stop before this offset (a range the session dropped).
+    pub until: Option<f64>,
+    /// Per subscription (order of `subs`), the first offset it applies to.
+    pub starts: Vec<f64>,
+}
+
+/// One subscription of the session a `replay` call is for.
+#[napi(object)]
+pub struct ReplaySubArg {
+    pub filter: String,
+    pub qos: u32,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+}
+
+/// Deliveries of a `replay` call as PUBLISH packets back to back in `buffer`.
+/// `meta` holds 6 values per packet: shard, offset, timestamp ms, end of the packet
+/// in `buffer` (it starts where the previous one ends), position of its packet
+/// identifier (0 in the buffer, to patch; -1 for QoS 0), payload length.
+#[napi(object)]
+pub struct ReplayResult {
+    pub buffer: Buffer,
+    pub meta: Float64Array,
+    /// Per requested shard: the first offset not consumed.
+    pub next: Float64Array,
+    /// Per requested shard: 0 Next (a limit was reached), 1 Done (caught up), 2 Until,
+    /// 3 Slow (stopped before a delivery the general path must make: a message with
+    /// properties, a QoS 2 delivery, a packet over `maxPacket`).
+    pub status: Uint32Array,
+    /// Records passed over because they are gone.
     pub skipped: f64,
 }
 
@@ -923,6 +962,85 @@ impl Store {
             },
             skipped: b.skipped as f64,
             buffer: b.buf.into(),
+        })
+    }
+
+    /// Session replay as wire-ready PUBLISH packets (`strata_core::log::replay_frames`):
+    /// scans `shards` for the records matching `subs` (each from its shard's `starts`),
+    /// works out each delivery's QoS and retain flag, merges the shards by timestamp and
+    /// encodes up to `maxEntries` PUBLISH packets for protocol level `version` (5 adds an
+    /// empty property section). No-local subscriptions skip `clientId`'s own messages.
+    /// Stops (status 3) before a delivery the general path must make. Synchronous, like
+    /// `scan`.
+    ///
+    /// Throws `ERR_INVALID_ARGUMENT` for a shard's `starts` not matching `subs`, a bad
+    /// offset or QoS; otherwise as `scan`.
+    #[napi]
+    pub fn replay(
+        &self,
+        shards: Vec<ReplayShardArg>,
+        subs: Vec<ReplaySubArg>,
+        version: u32,
+        client_id: String,
+        max_entries: u32,
+        max_packet: f64,
+    ) -> Result<ReplayResult, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let args = || -> std::result::Result<_, CoreError> {
+            let shards = shards
+                .into_iter()
+                .map(|a| {
+                    Ok(ReplayShard {
+                        shard: a.shard,
+                        from: offset_arg(a.from, || "replay: from".into())?,
+                        until: a
+                            .until
+                            .map(|u| offset_arg(u, || "replay: until".into()))
+                            .transpose()?,
+                        starts: a
+                            .starts
+                            .iter()
+                            .map(|&s| offset_arg(s, || "replay: starts".into()))
+                            .collect::<std::result::Result<_, _>>()?,
+                    })
+                })
+                .collect::<std::result::Result<Vec<_>, CoreError>>()?;
+            let subs = subs
+                .into_iter()
+                .map(|a| {
+                    if a.qos > 2 {
+                        return Err(CoreError::InvalidArgument(format!("replay: qos {}", a.qos)));
+                    }
+                    Ok(ReplaySub {
+                        filter: a.filter,
+                        qos: a.qos as u8,
+                        no_local: a.no_local,
+                        retain_as_published: a.retain_as_published,
+                    })
+                })
+                .collect::<std::result::Result<Vec<_>, CoreError>>()?;
+            Ok((shards, subs))
+        };
+        let (shards, subs) = args().map_err(to_napi_coded)?;
+        let opts = ReplayOptions {
+            version: version as u8,
+            client_id: client_id.into_bytes(),
+            max_entries: max_entries as usize,
+            max_bytes: 4 << 20,
+            max_packet: if max_packet.is_finite() && max_packet >= 0.0 {
+                max_packet as usize
+            } else {
+                usize::MAX
+            },
+        };
+        let r =
+            core_log::replay_frames(&inner.log, &shards, &subs, &opts).map_err(to_napi_coded)?;
+        Ok(ReplayResult {
+            meta: Float64Array::new(r.meta),
+            next: Float64Array::new(r.next.into_iter().map(|n| n as f64).collect()),
+            status: Uint32Array::new(r.status.into_iter().map(u32::from).collect()),
+            skipped: r.skipped as f64,
+            buffer: r.buf.into(),
         })
     }
 

@@ -15,12 +15,17 @@
 //! - Each append's completion runs exactly once, after the policy's durability point.
 mod position;
 mod record;
+mod replay;
 mod scan;
 mod segment;
 mod shard;
 mod stream;
 
 pub use record::{NewMessage, RecordRef};
+pub use replay::{
+    replay_frames, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_STRIDE, REPLAY_DONE,
+    REPLAY_NEXT, REPLAY_SLOW, REPLAY_UNTIL,
+};
 pub use scan::{scan, ScanBatch, ScanFilter, ScanLimits, ScanStatus};
 pub use shard::{now_ms, Waker};
 pub use stream::{structure_may_match, topic_matches, FilterMatcher, Learner, Level, Structure};
