@@ -26,6 +26,13 @@ import type { Session, WillState } from './session/session.js';
 const OUT_FLUSH_BYTES = 256 * 1024;
 const CONNACK_UNSUPPORTED_VERSION = Buffer.from([0x20, 0x02, 0x00, V3_CONNACK.UnacceptableProtocolVersion]);
 
+/** A write waiting its turn: bytes, or a send to run once its gate settled (`ready`). */
+interface Gated {
+  ready: boolean;
+  run: (() => void) | null;
+  buf: Buffer | null;
+}
+
 export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
 
 export class Connection implements ClientInfo {
@@ -64,6 +71,10 @@ export class Connection implements ClientInfo {
    */
   private out: Buffer[] = [];
   private outBytes = 0;
+  /** Writes waiting behind a `writeAfter` gate, in order; null when none waits. */
+  private gated: Gated[] | null = null;
+  private gatedBytes = 0;
+  private releasing = false;
   private timer: NodeJS.Timeout | null = null;
   private readonly flushOut = (): void => {
     const out = this.out;
@@ -207,13 +218,59 @@ export class Connection implements ClientInfo {
     this.timer.unref();
   }
 
-  /** Queue bytes for this turn's single flush. */
+  /**
+   * Queue bytes for this turn's single flush; behind a `writeAfter` whose gate has not settled
+   * they wait their turn.
+   */
   write(buf: Buffer): void {
     if (this.state === 'closed') return;
+    if (this.gated !== null && !this.releasing) {
+      this.gated.push({ ready: true, run: null, buf });
+      this.gatedBytes += buf.length;
+      return;
+    }
     if (this.out.length === 0) setImmediate(this.flushOut);
     this.out.push(buf);
     this.outBytes += buf.length;
     if (this.outBytes >= OUT_FLUSH_BYTES) this.flushOut();
+  }
+
+  /**
+   * Run `send` (which writes) once `gate` settles, and keep every write made after this call
+   * behind it: a QoS 2 delivery of a persistent session goes out only once its packet id is
+   * durable, and what follows it must not overtake it (ordered topics, [MQTT-4.6.0-6]). A
+   * rejected gate runs nothing.
+   */
+  writeAfter(gate: Promise<unknown>, send: () => void): void {
+    const slot: Gated = { ready: false, run: send, buf: null };
+    (this.gated ??= []).push(slot);
+    const settle = (ok: boolean): void => {
+      if (!ok) slot.run = null;
+      slot.ready = true;
+      this.releaseGated();
+    };
+    gate.then(
+      () => settle(true),
+      () => settle(false),
+    );
+  }
+
+  private releaseGated(): void {
+    const q = this.gated;
+    if (q === null) return;
+    this.releasing = true;
+    try {
+      while (q.length > 0 && (q[0] as Gated).ready) {
+        const slot = q.shift() as Gated;
+        if (slot.buf) {
+          this.gatedBytes -= slot.buf.length;
+          this.write(slot.buf);
+        } else slot.run?.();
+      }
+    } finally {
+      this.releasing = false;
+    }
+    if (q.length === 0 && this.gated === q) this.gated = null;
   }
 
   /** Send an acknowledgement now, or after those reserved before it. */
@@ -243,7 +300,7 @@ export class Connection implements ClientInfo {
 
   /** Bytes written but not yet handed to the kernel. */
   get backlog(): number {
-    return this.socket.writableLength + this.outBytes;
+    return this.socket.writableLength + this.outBytes + this.gatedBytes;
   }
 
   /**

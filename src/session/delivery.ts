@@ -56,12 +56,11 @@ function sendInflight(conn: Connection, session: Session, p: Pending, msg: Messa
   // QoS 1: the id is recorded in the background (null here), so a restart resends with DUP.
   const recorded = isRecorded(p) ? session.durable?.sent(p, id) : null;
   if (recorded) {
-    recorded.then(
-      () => {
-        if (session.connection === conn && conn.connected && session.inflight.get(id) === entry) sendOrDrop(conn, session, id, entry, msg, Date.now());
-      },
-      () => undefined, // stays in flight: resent when the client resumes
-    );
+    // What is sent after it waits behind it (Connection.writeAfter). Should the record fail,
+    // the delivery stays in flight and is resent when the client resumes.
+    conn.writeAfter(recorded, () => {
+      if (session.connection === conn && conn.connected && session.inflight.get(id) === entry) sendOrDrop(conn, session, id, entry, msg, Date.now());
+    });
     return;
   }
   sendOrDrop(conn, session, id, entry, msg, now);
@@ -169,6 +168,29 @@ export function deliverLogged(
 
 /** Connections whose pump waits for the socket to drain. */
 const waitingDrain = new WeakSet<Connection>();
+/** Connections whose pump runs again at setImmediate (a replay read found nothing yet). */
+const pumpSoon = new WeakSet<Connection>();
+/** Sessions whose pump runs once the current batch of acknowledgements is handled. */
+const pumpAfterAcks = new WeakSet<Session>();
+
+function waitDrain(conn: Connection, session: Session, limits: DeliveryLimits): void {
+  if (waitingDrain.has(conn)) return;
+  waitingDrain.add(conn);
+  conn.socket.once('drain', () => {
+    waitingDrain.delete(conn);
+    pump(conn, session, limits);
+  });
+}
+
+/** Pump again on the next turn: a read of the log that may take a while found nothing yet. */
+function pumpLater(conn: Connection, session: Session, limits: DeliveryLimits): void {
+  if (pumpSoon.has(conn)) return;
+  pumpSoon.add(conn);
+  setImmediate(() => {
+    pumpSoon.delete(conn);
+    pump(conn, session, limits);
+  });
+}
 
 /** Move queued deliveries into free window slots; a persistent session reads its backlog from the log. */
 export function pump(conn: Connection, session: Session, limits: DeliveryLimits): void {
@@ -178,8 +200,22 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
     if (!conn.connected || session.inflight.size >= conn.window) break;
     if (session.queue.length === 0) {
       if (durable === null || !durable.replaying) break;
+      if (durable.stream) {
+        const broker = conn.broker;
+        const plain = broker.listenerCount('message.delivered') === 0 && broker.listenerCount('message.acked') === 0;
+        const outcome = durable.stream(conn, limits.batchSize, plain);
+        if (outcome === 'more') pumpLater(conn, session, limits);
+        if (outcome !== 'slow') {
+          if (conn.backlog > limits.writeHighWatermark) waitDrain(conn, session, limits);
+          break;
+        }
+      }
       durable.fill(session, limits.batchSize);
-      if (session.queue.length === 0) break;
+      if (session.queue.length === 0) {
+        // Nothing found within one read's bounds, the log goes on: read on next turn.
+        if (durable.replaying) pumpLater(conn, session, limits);
+        break;
+      }
     }
     const head = session.queue.peek() as Pending;
     if (head.msg === null) loadBatch(session, limits.batchSize);
@@ -194,13 +230,7 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
       discard(session, p); // QoS 0 is done once written
       if (conn.backlog > limits.writeHighWatermark) {
         // QoS 0 takes no window slot: stop at the socket's high watermark, go on once it drains.
-        if (!waitingDrain.has(conn)) {
-          waitingDrain.add(conn);
-          conn.socket.once('drain', () => {
-            waitingDrain.delete(conn);
-            pump(conn, session, limits);
-          });
-        }
+        waitDrain(conn, session, limits);
         break;
       }
       continue;
@@ -226,7 +256,14 @@ export function completeOutbound(conn: Connection, session: Session, id: number,
   if (isRecorded(entry)) session.durable?.completed(entry);
   const broker = conn.broker;
   if (entry.msg && broker.listenerCount('message.acked') > 0) broker.emit('message.acked', conn.clientId, entry.msg);
-  if (session.queue.length > 0 || session.durable?.replaying) pump(conn, session, broker.limits);
+  if ((session.queue.length > 0 || session.durable?.replaying) && !pumpAfterAcks.has(session)) {
+    // Once per batch of acknowledgements (a socket read holds many), not once per ack.
+    pumpAfterAcks.add(session);
+    queueMicrotask(() => {
+      pumpAfterAcks.delete(session);
+      if (session.connection === conn) pump(conn, session, broker.limits);
+    });
+  }
 }
 
 /**

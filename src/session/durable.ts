@@ -29,7 +29,18 @@
  */
 import type { Logger } from '../log.js';
 import { createMessage, decodeProperties, encodeProperties, type Message } from '../message.js';
-import { DurableStore, type LogPosition, type MetaOp, type PackedMessage, packMessages, type ScanResult, type StoreOpenOptions } from '../native.js';
+import {
+  DurableStore,
+  type LogPosition,
+  type MetaOp,
+  type PackedMessage,
+  packMessages,
+  type ReplayResult,
+  type ReplayShard,
+  type ReplaySub,
+  type ScanResult,
+  type StoreOpenOptions,
+} from '../native.js';
 import type { QoS } from '../protocol/codec.js';
 import { InOrder } from './in-order.js';
 import { type BacklogLimits, LogSession, type LogSource } from './log-session.js';
@@ -265,6 +276,10 @@ export class DurableSessions implements LogSource {
 
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult {
     return this.store.scan(shard, from, filters, starts, maxEntries, until);
+  }
+
+  replay(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult {
+    return this.store.replay(shards, subs, version, clientId, maxEntries, maxPacket);
   }
 
   // ---- sessions ---------------------------------------------------------------------------

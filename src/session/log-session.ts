@@ -21,17 +21,40 @@
  * - deliveries through shared subscriptions cannot be found again by a scan (another member
  *   may have had them): they are `pinned`, recorded one by one in the progress record.
  */
+import type { Connection } from '../connection.js';
 import { createMessage, decodeProperties, LogMessage, type Message, payloadSize } from '../message.js';
-import type { ScanResult } from '../native.js';
+import {
+  REPLAY_END,
+  REPLAY_ID_POS,
+  REPLAY_OFFSET,
+  REPLAY_PAYLOAD,
+  REPLAY_SHARD,
+  REPLAY_STATUS_SLOW,
+  REPLAY_STRIDE,
+  type ReplayResult,
+  type ReplayShard,
+  type ReplaySub,
+  type ScanResult,
+} from '../native.js';
 import type { QoS } from '../protocol/codec.js';
 import { encodeProgress, type Gap, type Progress, type ProgressEntry } from './progress.js';
-import { type Arrival, type DurableRef, isRecorded, type Pending, type Session, type SessionPersistence, type Subscription } from './session.js';
+import {
+  type Arrival,
+  type DurableRef,
+  isRecorded,
+  type Pending,
+  type Session,
+  type SessionPersistence,
+  type StreamOutcome,
+  type Subscription,
+} from './session.js';
 
 /** What a LogSession needs from the store (implemented by DurableSessions). */
 export interface LogSource {
   readonly nShards: number;
   shardEnd(shard: number): number;
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult;
+  replay(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult;
   /** Fill in `msg` for entries holding only a log position (null where the record is gone). */
   load(entries: Pending[]): void;
   /** Commit this session's progress record with the current batch; resolves once durable. */
@@ -52,6 +75,14 @@ export interface BacklogLimits {
 interface Candidate {
   ts: number;
   p: Pending;
+}
+
+/** PUBLISH packets `stream` read from the log and has not sent yet: from packet `at` (byte `pos`) on. */
+interface Ahead {
+  r: ReplayResult;
+  count: number;
+  at: number;
+  pos: number;
 }
 
 /** An offline session's record is rewritten for its backlog count every this many messages. */
@@ -76,6 +107,10 @@ export class LogSession implements SessionPersistence {
   backlog = 0;
   backlogBytes = 0;
   private readonly clientId: string;
+  /** Read ahead by `stream`, not sent yet; its shards' `next` is already past them. */
+  private ahead: Ahead | null = null;
+  /** The last `stream` read stopped before a delivery only `fill` makes. */
+  private slow = false;
 
   constructor(
     private readonly src: LogSource,
@@ -105,6 +140,7 @@ export class LogSession implements SessionPersistence {
 
   detached(): void {
     this.replaying = true;
+    this.unreadAhead();
     // Nothing read from the log stays in memory while the client is away (a scan buffer a
     // message points into can be megabytes): bodies are read again by position when it
     // returns (resumeSession, pump).
@@ -210,37 +246,20 @@ export class LogSession implements SessionPersistence {
    */
   fill(session: Session, n: number): void {
     if (!this.replaying) return;
-    const subs: Subscription[] = [];
-    const filters: string[] = [];
-    for (const sub of session.subscriptions.values()) {
-      if (sub.filter.startsWith('$share/')) continue; // shared deliveries are pinned, not replayed
-      subs.push(sub);
-      filters.push(sub.filter);
-    }
+    this.unreadAhead();
+    const subs = this.replayedSubs();
+    const filters = subs.map((sub) => sub.filter);
     const shards = this.next.length;
     const found: Candidate[][] = [];
     const results: (ScanResult | null)[] = [];
     for (let s = 0; s < shards; s++) {
-      if (subs.length === 0) {
+      const at = subs.length === 0 ? null : this.readFrom(s);
+      if (!at) {
         results.push(null);
         found.push([]);
         continue;
       }
-      let from = this.next[s] as number;
-      let gap = this.gapAhead(s, from);
-      if (gap && gap.from <= from) {
-        // Inside a dropped range (a restart resumed before it): skip the rest of it.
-        from = this.next[s] = gap.to ?? (gap.to = this.src.shardEnd(s));
-        gap = this.gapAhead(s, from);
-      }
-      if (from >= this.src.shardEnd(s)) {
-        // Caught up with this shard: nothing to read (cheaper than a scan call).
-        results.push(null);
-        found.push([]);
-        continue;
-      }
-      const starts = subs.map((sub) => sub.start?.[s] ?? 0);
-      const r = this.src.scan(s, from, filters, starts, n, gap ? gap.from : null);
+      const r = this.src.scan(s, at.from, filters, this.starts(subs, s), n, at.until);
       results.push(r);
       found.push(this.decode(s, r, subs));
     }
@@ -278,20 +297,161 @@ export class LogSession implements SessionPersistence {
         this.next[s] = left.p.ref!.offset; // read again next time
         continue;
       }
-      this.next[s] = r.next;
-      const gap = this.gapAhead(s, r.next);
-      if (r.status === SCAN_UNTIL && gap) {
-        // Jump the dropped range; it is forgotten once the recorded `next` is past it (encode).
-        this.next[s] = gap.to ?? (gap.to = this.src.shardEnd(s));
-      } else if (r.status === SCAN_DONE) caughtUp++;
-      else if (r.status !== SCAN_NEXT) throw new Error(`scan status ${r.status}`);
+      if (this.advance(s, r.next, r.status)) caughtUp++;
     }
-    if (caughtUp === shards) {
-      this.replaying = false;
-      this.backlog = 0;
-      this.backlogBytes = 0;
-    }
+    if (caughtUp === shards) this.caughtUp();
     this.src.mark(this);
+  }
+
+  /**
+   * The drain fast path (SessionPersistence.stream): the Rust replay frames the deliveries
+   * as PUBLISH packets in one buffer, merged across shards by time as `fill` does; here they
+   * get their packet ids and go to the socket as slices of that buffer. In flight they hold
+   * only their log position (`msg` null), as after a restart.
+   */
+  stream(conn: Connection, n: number, plain: boolean): StreamOutcome {
+    const session = this.session;
+    const subs = this.replayedSubs();
+    if (!plain || (conn.protocolVersion === 5 && subs.some((sub) => sub.subscriptionId !== undefined))) {
+      this.unreadAhead();
+      return 'slow';
+    }
+    for (let reads = 0; ; ) {
+      const a = this.ahead;
+      if (a) {
+        this.sendAhead(conn, a);
+        if (a.at < a.count) return 'sent'; // the window is full
+        this.ahead = null;
+      }
+      if (session.inflight.size >= conn.window) return 'sent';
+      if (this.slow) {
+        this.slow = false;
+        return 'slow';
+      }
+      if (reads++ === 2) return 'more';
+      this.readAhead(conn, subs, n);
+      if (!this.replaying) return 'caught-up';
+    }
+  }
+
+  /** One `replay` of every shard not caught up, into `ahead`; ends replay when all are. */
+  private readAhead(conn: Connection, subs: Subscription[], n: number): void {
+    const want: ReplayShard[] = [];
+    for (let s = 0; s < this.next.length; s++) {
+      const at = subs.length === 0 ? null : this.readFrom(s);
+      if (at) want.push({ shard: s, from: at.from, until: at.until ?? undefined, starts: this.starts(subs, s) });
+      else if (subs.length === 0) this.next[s] = this.src.shardEnd(s);
+    }
+    if (want.length === 0) {
+      this.caughtUp();
+      this.src.mark(this);
+      return;
+    }
+    const args = subs.map((sub) => ({ filter: sub.filter, qos: sub.qos, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished }));
+    const r = this.src.replay(want, args, conn.protocolVersion, this.clientId, n, conn.clientMaxPacketSize);
+    want.forEach((w, i) => {
+      const status = r.status[i] as number;
+      this.advance(w.shard, r.next[i] as number, status);
+      if (status === REPLAY_STATUS_SLOW) this.slow = true;
+    });
+    const count = r.meta.length / REPLAY_STRIDE;
+    if (count > 0) this.ahead = { r, count, at: 0, pos: 0 };
+    this.src.mark(this);
+  }
+
+  /**
+   * Send read-ahead packets while the window has room (QoS 0 ones need none): contiguous runs
+   * of the buffer, packet ids patched in. A delivery still to drop under drop_oldest is cut
+   * out of the run.
+   */
+  private sendAhead(conn: Connection, a: Ahead): void {
+    const session = this.session;
+    const meta = a.r.meta;
+    const buf = a.r.buffer;
+    let run = a.pos;
+    let pos = a.pos;
+    let i = a.at;
+    for (; i < a.count; i++) {
+      const m = i * REPLAY_STRIDE;
+      const idPos = meta[m + REPLAY_ID_POS] as number;
+      if (idPos >= 0 && session.inflight.size >= conn.window) break;
+      const end = meta[m + REPLAY_END] as number;
+      if (this.backlog > 0) {
+        this.backlog--;
+        this.backlogBytes = Math.max(0, this.backlogBytes - (meta[m + REPLAY_PAYLOAD] as number));
+      }
+      if (this.excess > 0) {
+        this.excess--; // dropped (and counted) when a newer message overflowed the queue
+        if (pos > run) conn.write(buf.subarray(run, pos));
+        run = end;
+      } else if (idPos >= 0) {
+        const id = session.allocateId();
+        buf[idPos] = id >> 8;
+        buf[idPos + 1] = id & 0xff;
+        const head = buf[pos] as number;
+        const ref = { shard: meta[m + REPLAY_SHARD] as number, offset: meta[m + REPLAY_OFFSET] as number };
+        session.inflight.set(id, { msg: null, qos: ((head >> 1) & 3) as QoS, retain: (head & 1) === 1, subIds: undefined, ref, phase: 'publish' });
+      }
+      pos = end;
+    }
+    if (pos > run) conn.write(buf.subarray(run, pos));
+    a.at = i;
+    a.pos = pos;
+    this.src.mark(this);
+  }
+
+  /** Put the read-ahead packets not sent back in the log: `next` goes back to the first of each shard. */
+  private unreadAhead(): void {
+    const a = this.ahead;
+    if (!a) return;
+    this.ahead = null;
+    this.slow = false;
+    lowerToAhead(a, this.next);
+  }
+
+  /** The subscriptions replay reads for: shared deliveries are pinned, not replayed. */
+  private replayedSubs(): Subscription[] {
+    const subs: Subscription[] = [];
+    for (const sub of this.session.subscriptions.values()) if (!sub.filter.startsWith('$share/')) subs.push(sub);
+    return subs;
+  }
+
+  private starts(subs: Subscription[], s: number): number[] {
+    return subs.map((sub) => sub.start?.[s] ?? 0);
+  }
+
+  /** Where to read shard `s` from (past a dropped range it is in) and until; null when caught up. */
+  private readFrom(s: number): { from: number; until: number | null } | null {
+    let from = this.next[s] as number;
+    let gap = this.gapAhead(s, from);
+    if (gap && gap.from <= from) {
+      // Inside a dropped range (a restart resumed before it): skip the rest of it.
+      from = this.next[s] = gap.to ?? (gap.to = this.src.shardEnd(s));
+      gap = this.gapAhead(s, from);
+    }
+    // Caught up with this shard: nothing to read (cheaper than a scan call).
+    if (from >= this.src.shardEnd(s)) return null;
+    return { from, until: gap ? gap.from : null };
+  }
+
+  /** Shard `s` was read up to `next` (scan status): jump a dropped range it stopped at. True when caught up. */
+  private advance(s: number, next: number, status: number): boolean {
+    this.next[s] = next;
+    const gap = this.gapAhead(s, next);
+    if (status === SCAN_UNTIL && gap) {
+      // Jump the dropped range; it is forgotten once the recorded `next` is past it (encode).
+      this.next[s] = gap.to ?? (gap.to = this.src.shardEnd(s));
+      return false;
+    }
+    if (status === SCAN_DONE) return true;
+    if (status !== SCAN_NEXT && status !== REPLAY_STATUS_SLOW) throw new Error(`scan status ${status}`);
+    return false;
+  }
+
+  private caughtUp(): void {
+    this.replaying = false;
+    this.backlog = 0;
+    this.backlogBytes = 0;
   }
 
   /** The first dropped range of shard `s` not entirely below `offset`. */
@@ -368,11 +528,23 @@ export class LogSession implements SessionPersistence {
       if (p.pinned) entries.push({ pending: p, packetId: 0, phase: 0 });
       else if (ref.offset < (next[ref.shard] as number)) next[ref.shard] = ref.offset;
     }
+    if (this.ahead) lowerToAhead(this.ahead, next);
     // Ranges wholly below the recorded `next` can never be read again: forget them.
     this.gaps.forEach((gaps, s) => {
       const keep = gaps.filter((g) => g.to === null || g.to > (next[s] as number));
       if (keep.length !== gaps.length) gaps.splice(0, gaps.length, ...keep);
     });
     return encodeProgress({ next, excess: this.excess, backlog: this.backlog, backlogBytes: this.backlogBytes, gaps: this.gaps, entries });
+  }
+}
+
+/** Lower `next` to the first read-ahead packet not sent of each shard. */
+function lowerToAhead(a: Ahead, next: number[]): void {
+  const meta = a.r.meta;
+  for (let i = a.at; i < a.count; i++) {
+    const m = i * REPLAY_STRIDE;
+    const s = meta[m + REPLAY_SHARD] as number;
+    const offset = meta[m + REPLAY_OFFSET] as number;
+    if (offset < (next[s] as number)) next[s] = offset;
   }
 }

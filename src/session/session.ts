@@ -101,6 +101,13 @@ export interface SessionPersistence {
   load(entries: Pending[]): void;
   /** Read up to `n` further deliveries from the log into the session's queue (while replaying). */
   fill(session: Session, n: number): void;
+  /**
+   * The drain fast path (while replaying, with nothing queued in memory): read deliveries
+   * from the log as ready-made PUBLISH packets and send them while the window has room,
+   * reading up to `n` ahead. `plain`: nothing needs the deliveries as Message objects (no
+   * delivery hooks). See StreamOutcome.
+   */
+  stream?(conn: Connection, n: number, plain: boolean): StreamOutcome;
   /** The client came back: it drains what it missed from the log. */
   attached(): void;
   /** The client went away: everything new is left in the log. */
@@ -108,6 +115,16 @@ export interface SessionPersistence {
   /** Record the current progress with the next commit (graceful shutdown). */
   save(): void;
 }
+
+/**
+ * What `SessionPersistence.stream` did:
+ * - sent: sent what the window had room for (or the socket's buffer is full);
+ * - caught-up: nothing is left in the log, the session takes new messages as they come;
+ * - slow: the next delivery needs the general path (`fill`): properties, QoS 2, too large
+ *   for the client, subscription identifiers, hooks;
+ * - more: read as far as one call may without finding a delivery; call again soon.
+ */
+export type StreamOutcome = 'sent' | 'caught-up' | 'slow' | 'more';
 
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
 export interface Inflight extends Pending {

@@ -213,6 +213,102 @@ describe('replay from the log', () => {
     }
   });
 
+  test('a backlog mixing plain messages, properties and QoS 2 drains in order, each once, as the fast and general paths take turns', async () => {
+    const tb = await startBroker({ config: { 'mqtt.max_inflight': 16 } });
+    try {
+      await offlineSubscriber(tb.url, 'mix-sub', 'mix/#', 2);
+      const pub = await client(tb.url, { protocolVersion: 5, clientId: 'mix-pub' });
+      const kind = (i: number): 'props' | 'qos2' | 'plain' => (i % 7 === 3 ? 'props' : i % 11 === 5 ? 'qos2' : 'plain');
+      await Promise.all(
+        range(0, 400).map((i) =>
+          pub.publishAsync(`mix/${i % 3}`, String(i), {
+            qos: kind(i) === 'qos2' ? 2 : 1,
+            ...(kind(i) === 'props' ? { properties: { userProperties: { i: String(i) } } } : {}),
+          }),
+        ),
+      );
+      await pub.endAsync();
+      // A raw client sees the wire order (MQTT.js reports a QoS 2 message only at PUBREL).
+      const raw = await RawClient.tcp(tb.port, 5);
+      assert.equal((await raw.connect('mix-sub', { clean: false, properties: { sessionExpiryInterval: 3600 } }))?.cmd, 'connack');
+      const seen: number[] = [];
+      while (seen.length < 400) {
+        const p = await raw.next(undefined, 10000);
+        if (p === null) throw new Error('connection closed');
+        if (p.cmd === 'pubrel') raw.send({ cmd: 'pubcomp', messageId: p.messageId });
+        if (p.cmd !== 'publish') continue;
+        const i = Number.parseInt(p.payload.toString(), 10);
+        seen.push(i);
+        assert.equal(p.qos, kind(i) === 'qos2' ? 2 : 1, `message ${i}`);
+        assert.equal(p.topic, `mix/${i % 3}`);
+        assert.deepEqual({ ...p.properties?.userProperties }, kind(i) === 'props' ? { i: String(i) } : {}, `message ${i}`);
+        raw.send({ cmd: p.qos === 2 ? 'pubrec' : 'puback', messageId: p.messageId });
+      }
+      assert.deepEqual(seen, range(0, 400));
+      await assert.rejects(raw.next('publish', 300));
+      raw.end();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  test('a client that leaves mid-drain gets the rest when it returns: only unacknowledged ones again, with DUP', async () => {
+    const tb = await startBroker({ config: { 'mqtt.max_inflight': 8 } });
+    try {
+      await offlineSubscriber(tb.url, 'leaver', 'lv/t');
+      await publishN(tb.url, 'lv/t', 600, 1);
+      const first = unconnected(tb.url, persistent('leaver'));
+      const part: number[] = [];
+      const gone = new Promise<void>((resolve) => first.once('close', () => resolve()));
+      first.on('message', (_t, payload) => {
+        part.push(Number.parseInt(payload.toString(), 10));
+        if (part.length === 50) first.end(true); // gone at once: what is in flight stays unacknowledged
+      });
+      first.connect();
+      await gone;
+      assert.ok(part.length >= 50 && part.length < 600, `first connection got ${part.length}`);
+      const back = unconnected(tb.url, persistent('leaver'));
+      const seen = new Set(part);
+      const again: { n: number; dup: boolean }[] = [];
+      back.on('message', (_t, payload, packet) => {
+        const n = Number.parseInt(payload.toString(), 10);
+        if (seen.has(n)) again.push({ n, dup: packet.dup });
+        seen.add(n);
+      });
+      back.connect();
+      for (let i = 0; i < 100 && seen.size < 600; i++) await sleep(50);
+      assert.deepEqual([...seen].sort((a, b) => a - b), range(0, 600));
+      assert.ok(again.length <= 8, `at most the window again, got ${again.length}`);
+      for (const a of again) assert.ok(a.dup, `message ${a.n} again without DUP`);
+      await back.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
+  test('with a message.delivered hook the drain takes the general path and reports every delivery', async () => {
+    const tb = await startBroker();
+    try {
+      await offlineSubscriber(tb.url, 'hooked', 'hk/t');
+      await publishN(tb.url, 'hk/t', 300, 1);
+      const delivered: string[] = [];
+      const acked: string[] = [];
+      tb.broker.on('message.delivered', (clientId, msg) => delivered.push(`${clientId}:${msg.payload.toString()}`));
+      tb.broker.on('message.acked', (clientId, msg) => acked.push(`${clientId}:${msg.payload.toString()}`));
+      const back = unconnected(tb.url, persistent('hooked'));
+      const got = collect(back, 300, 10000);
+      back.connect();
+      assert.deepEqual(nums(await got), range(0, 300));
+      await sleep(100);
+      const want = range(0, 300).map((i) => `hooked:${i}`);
+      assert.deepEqual(delivered, want);
+      assert.deepEqual(acked, want);
+      await back.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
   test('a persistent subscriber that stays connected but slow gets everything in order', async () => {
     const tb = await startBroker({ config: { 'mqtt.max_inflight': 4 } });
     try {
