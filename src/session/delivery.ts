@@ -201,9 +201,14 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
     if (session.queue.length === 0) {
       if (durable === null || !durable.replaying) break;
       if (durable.stream) {
+        if (conn.backlog > limits.writeHighWatermark) {
+          // QoS 0 packets take no window slot: go on once the socket drains.
+          waitDrain(conn, session, limits);
+          break;
+        }
         const broker = conn.broker;
         const plain = broker.listenerCount('message.delivered') === 0 && broker.listenerCount('message.acked') === 0;
-        const outcome = durable.stream(conn, limits.batchSize, plain);
+        const outcome = durable.stream(conn, limits.batchSize, plain, limits.writeHighWatermark);
         if (outcome === 'more') pumpLater(conn, session, limits);
         if (outcome !== 'slow') {
           if (conn.backlog > limits.writeHighWatermark) waitDrain(conn, session, limits);

@@ -309,7 +309,7 @@ export class LogSession implements SessionPersistence {
    * get their packet ids and go to the socket as slices of that buffer. In flight they hold
    * only their log position (`msg` null), as after a restart.
    */
-  stream(conn: Connection, n: number, plain: boolean): StreamOutcome {
+  stream(conn: Connection, n: number, plain: boolean, maxBacklog: number): StreamOutcome {
     const session = this.session;
     const subs = this.replayedSubs();
     if (!plain || (conn.protocolVersion === 5 && subs.some((sub) => sub.subscriptionId !== undefined))) {
@@ -319,8 +319,8 @@ export class LogSession implements SessionPersistence {
     for (let reads = 0; ; ) {
       const a = this.ahead;
       if (a) {
-        this.sendAhead(conn, a);
-        if (a.at < a.count) return 'sent'; // the window is full
+        this.sendAhead(conn, a, maxBacklog);
+        if (a.at < a.count) return 'sent'; // the window is full, or the socket's buffer
         this.ahead = null;
       }
       if (session.inflight.size >= conn.window) return 'sent';
@@ -360,11 +360,12 @@ export class LogSession implements SessionPersistence {
   }
 
   /**
-   * Send read-ahead packets while the window has room (QoS 0 ones need none): contiguous runs
+   * Send read-ahead packets while the window has room (QoS 0 ones: while the socket's buffer
+   * is below `maxBacklog`, the write high watermark): contiguous runs
    * of the buffer, packet ids patched in. A delivery still to drop under drop_oldest is cut
    * out of the run.
    */
-  private sendAhead(conn: Connection, a: Ahead): void {
+  private sendAhead(conn: Connection, a: Ahead, maxBacklog: number): void {
     const session = this.session;
     const meta = a.r.meta;
     const buf = a.r.buffer;
@@ -374,7 +375,7 @@ export class LogSession implements SessionPersistence {
     for (; i < a.count; i++) {
       const m = i * REPLAY_STRIDE;
       const idPos = meta[m + REPLAY_ID_POS] as number;
-      if (idPos >= 0 && session.inflight.size >= conn.window) break;
+      if (idPos >= 0 ? session.inflight.size >= conn.window : conn.backlog > maxBacklog) break;
       const end = meta[m + REPLAY_END] as number;
       if (this.backlog > 0) {
         this.backlog--;

@@ -104,10 +104,11 @@ export interface SessionPersistence {
   /**
    * The drain fast path (while replaying, with nothing queued in memory): read deliveries
    * from the log as ready-made PUBLISH packets and send them while the window has room,
-   * reading up to `n` ahead. `plain`: nothing needs the deliveries as Message objects (no
-   * delivery hooks). See StreamOutcome.
+   * reading up to `n` ahead; QoS 0 ones while the socket holds less than `maxBacklog` bytes.
+   * `plain`: nothing needs the deliveries as Message objects (no delivery hooks). See
+   * StreamOutcome.
    */
-  stream?(conn: Connection, n: number, plain: boolean): StreamOutcome;
+  stream?(conn: Connection, n: number, plain: boolean, maxBacklog: number): StreamOutcome;
   /** The client came back: it drains what it missed from the log. */
   attached(): void;
   /** The client went away: everything new is left in the log. */

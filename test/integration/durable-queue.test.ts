@@ -286,6 +286,37 @@ describe('replay from the log', () => {
     }
   });
 
+  test('a QoS 0 backlog drains to a client that does not read only up to the write high watermark', async () => {
+    const tb = await startBroker({ config: { 'mqtt.write_high_watermark': 65536 } });
+    try {
+      await offlineSubscriber(tb.url, 'q0-slow', 'q0s/t', 0);
+      const pub = await client(tb.url, { clientId: 'q0-pub' });
+      const payload = Buffer.alloc(4096, 7);
+      for (let i = 0; i < 3000; i++) pub.publish('q0s/t', payload, { qos: 0 });
+      await pub.endAsync();
+      await sleep(200);
+      const raw = await RawClient.tcp(tb.port, 4);
+      (raw.stream as import('node:net').Socket).pause(); // reads nothing for now
+      raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'q0-slow', clean: false, keepalive: 60 } as never);
+      await sleep(500);
+      const conn = [...tb.broker.connections].find((c) => c.clientId === 'q0-slow');
+      assert.ok(conn, 'connected');
+      // 12 MB are waiting; the broker holds about the watermark plus one read of the log.
+      assert.ok(conn.backlog < 6 * 1024 * 1024, `backlog ${conn.backlog}`);
+      (raw.stream as import('node:net').Socket).resume();
+      let n = 0;
+      while (n < 3000) {
+        const p = await raw.next('publish', 5000);
+        if (p === null) break;
+        n++;
+      }
+      assert.equal(n, 3000);
+      raw.end();
+    } finally {
+      await tb.close();
+    }
+  });
+
   test('with a message.delivered hook the drain takes the general path and reports every delivery', async () => {
     const tb = await startBroker();
     try {
