@@ -19,6 +19,7 @@ import { encode, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } fro
 import { Framer } from './protocol/framer.js';
 import { ProtocolViolation, RC, V3_CONNACK } from './protocol/reason-codes.js';
 import { handlePacket } from './handlers/index.js';
+import { pubackReceived } from './handlers/puback.js';
 import type { Session, WillState } from './session/session.js';
 
 /** CONNACK, Session Present 0, return code 0x01 (3.1.1 form). */
@@ -123,6 +124,12 @@ export class Connection implements ClientInfo {
 
   private onFrame(frame: Buffer): boolean {
     if (this.state === 'closed') return false;
+    if (frame.length === 4 && frame[0] === 0x40 && this.state === 'connected' && this.held === null) {
+      // A plain PUBACK (any version: no reason code, no properties), the packet a drain gets
+      // most of: handled without building a packet object.
+      pubackReceived(this, frame.readUInt16BE(2));
+      return (this.state as ConnectionState) !== 'closed';
+    }
     let packet: Packet;
     try {
       packet = this.decoder.decode(frame);

@@ -157,6 +157,10 @@ pub fn replay_frames(
             .collect(),
         skipped: batches.iter().map(|b| b.skipped).sum(),
     };
+    // Each frame is shorter than its scanned entry: one allocation holds them all.
+    out.buf.reserve(batches.iter().map(|b| b.buf.len()).sum());
+    out.meta
+        .reserve(META_STRIDE * batches.iter().map(ScanBatch::len).sum::<usize>());
     let mut heads = vec![0usize; batches.len()];
     let mut framed = 0usize;
     while framed < opts.max_entries {
