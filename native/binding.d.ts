@@ -140,6 +140,12 @@ export declare class Store {
    * offset or QoS; otherwise as `scan`.
    */
   replay(shards: Array<ReplayShardArg>, subs: Array<ReplaySubArg>, version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult
+  /**
+   * `replay` on a libuv worker thread: the arguments are checked at once (throwing as
+   * `replay` does), the read runs off the event loop and the Promise rejects as `replay`
+   * would throw.
+   */
+  replayAsync(shards: Array<ReplayShardArg>, subs: Array<ReplaySubArg>, version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult>
   /** Next offset of a shard (what `waitForAppend` compares against). */
   shardEnd(shard: number): number
   /**

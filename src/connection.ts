@@ -112,7 +112,7 @@ export class Connection implements ClientInfo {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastSeen = Date.now();
-    const result = this.framer.push(chunk, (frame) => this.onFrame(frame));
+    const result = this.framer.push(chunk, this.onFrameBound, this.onPubackBound);
     if (!result) return;
     if (result.kind === 'too-large') {
       // [MQTT-3.1.2-24]-style limit on our side: v5 gets 0x95 Packet too large.
@@ -122,14 +122,21 @@ export class Connection implements ClientInfo {
     }
   }
 
+  private readonly onFrameBound = (frame: Buffer): boolean => this.onFrame(frame);
+
+  /**
+   * A plain PUBACK (any version: no reason code, no properties), the packet a drain gets most
+   * of: handled from its id alone. Undefined: not now (before CONNECT, input held), take the
+   * general path.
+   */
+  private readonly onPubackBound = (id: number): boolean | undefined => {
+    if (this.state !== 'connected' || this.held !== null) return undefined;
+    pubackReceived(this, id);
+    return (this.state as ConnectionState) !== 'closed';
+  };
+
   private onFrame(frame: Buffer): boolean {
     if (this.state === 'closed') return false;
-    if (frame.length === 4 && frame[0] === 0x40 && this.state === 'connected' && this.held === null) {
-      // A plain PUBACK (any version: no reason code, no properties), the packet a drain gets
-      // most of: handled without building a packet object.
-      pubackReceived(this, frame.readUInt16BE(2));
-      return (this.state as ConnectionState) !== 'closed';
-    }
     let packet: Packet;
     try {
       packet = this.decoder.decode(frame);

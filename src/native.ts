@@ -321,6 +321,11 @@ export class DurableStore {
     return wrapSync(() => this.inner.replay(shards, subs, version, clientId, maxEntries, maxPacket));
   }
 
+  /** `replay` on a worker thread (bad arguments throw at once; read errors reject). */
+  replayAsync(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult> {
+    return wrapAsync(wrapSync(() => this.inner.replayAsync(shards, subs, version, clientId, maxEntries, maxPacket)));
+  }
+
   /** The offset the next record of a shard will get. */
   shardEnd(shard: number): number {
     return wrapSync(() => this.inner.shardEnd(shard));

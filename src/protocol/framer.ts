@@ -15,8 +15,12 @@ export class Framer {
 
   constructor(private readonly maxPacketSize: number) {}
 
-  /** Feed bytes; calls `onFrame` per whole packet. Returns an error outcome or null. */
-  push(chunk: Buffer, onFrame: (frame: Buffer) => boolean): FrameResult | null {
+  /**
+   * Feed bytes; calls `onFrame` per whole packet. Returns an error outcome or null. A plain
+   * PUBACK (remaining length 2) goes to `onPuback` with its packet id, without a frame Buffer,
+   * unless that returns undefined (then to `onFrame` as any packet).
+   */
+  push(chunk: Buffer, onFrame: (frame: Buffer) => boolean, onPuback?: (id: number) => boolean | undefined): FrameResult | null {
     const buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = null;
     let pos = 0;
@@ -42,6 +46,14 @@ export class Framer {
       const total = i - pos + len;
       if (total > this.maxPacketSize) return { kind: 'too-large', size: total };
       if (pos + total > buf.length) break;
+      if (total === 4 && buf[pos] === 0x40 && onPuback) {
+        const go = onPuback(buf.readUInt16BE(pos + 2));
+        if (go !== undefined) {
+          pos += 4;
+          if (!go) return null;
+          continue;
+        }
+      }
       const frame = buf.subarray(pos, pos + total);
       pos += total;
       if (!onFrame(frame)) return null;

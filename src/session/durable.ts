@@ -282,6 +282,10 @@ export class DurableSessions implements LogSource {
     return this.store.replay(shards, subs, version, clientId, maxEntries, maxPacket);
   }
 
+  replayAsync(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult> {
+    return this.store.replayAsync(shards, subs, version, clientId, maxEntries, maxPacket);
+  }
+
   // ---- sessions ---------------------------------------------------------------------------
 
   /** The durable side of a persistent session, reading the log from its current end. */

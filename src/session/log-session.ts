@@ -55,6 +55,7 @@ export interface LogSource {
   shardEnd(shard: number): number;
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult;
   replay(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult;
+  replayAsync(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult>;
   /** Fill in `msg` for entries holding only a log position (null where the record is gone). */
   load(entries: Pending[]): void;
   /** Commit this session's progress record with the current batch; resolves once durable. */
@@ -107,10 +108,13 @@ export class LogSession implements SessionPersistence {
   backlog = 0;
   backlogBytes = 0;
   private readonly clientId: string;
-  /** Read ahead by `stream`, not sent yet; its shards' `next` is already past them. */
-  private ahead: Ahead | null = null;
-  /** The last `stream` read stopped before a delivery only `fill` makes. */
+  /** Read ahead by `stream`, not sent yet, oldest first; their shards' `next` is past them. */
+  private ahead: Ahead[] = [];
+  /** A `stream` read stopped before a delivery only `fill` makes. */
   private slow = false;
+  /** A worker-thread read is under way (`readBehind`); `gen` tells a given-up one. */
+  private reading = false;
+  private gen = 0;
 
   constructor(
     private readonly src: LogSource,
@@ -308,8 +312,13 @@ export class LogSession implements SessionPersistence {
    * as PUBLISH packets in one buffer, merged across shards by time as `fill` does; here they
    * get their packet ids and go to the socket as slices of that buffer. In flight they hold
    * only their log position (`msg` null), as after a restart.
+   *
+   * Reading is double-buffered: while one buffer is being sent, the next is read on a worker
+   * thread (`replayAsync`), so the event loop only patches ids and writes. A read is made on
+   * the event loop only when nothing is ahead (the first, or one the worker did not finish in
+   * time); `wake` is called when a worker read completes.
    */
-  stream(conn: Connection, n: number, plain: boolean, maxBacklog: number): StreamOutcome {
+  stream(conn: Connection, n: number, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome {
     const session = this.session;
     const subs = this.replayedSubs();
     if (!plain || (conn.protocolVersion === 5 && subs.some((sub) => sub.subscriptionId !== undefined))) {
@@ -317,13 +326,19 @@ export class LogSession implements SessionPersistence {
       return 'slow';
     }
     for (let reads = 0; ; ) {
-      const a = this.ahead;
-      if (a) {
+      for (let a = this.ahead[0]; a; a = this.ahead[0]) {
         this.sendAhead(conn, a, maxBacklog);
-        if (a.at < a.count) return 'sent'; // the window is full, or the socket's buffer
-        this.ahead = null;
+        if (a.at < a.count) {
+          this.readBehind(conn, subs, n, wake);
+          return 'sent'; // the window is full, or the socket's buffer
+        }
+        this.ahead.shift();
       }
-      if (session.inflight.size >= conn.window) return 'sent';
+      if (this.reading) return 'waiting';
+      if (session.inflight.size >= conn.window) {
+        this.readBehind(conn, subs, n, wake);
+        return 'sent';
+      }
       if (this.slow) {
         this.slow = false;
         return 'slow';
@@ -334,29 +349,71 @@ export class LogSession implements SessionPersistence {
     }
   }
 
-  /** One `replay` of every shard not caught up, into `ahead`; ends replay when all are. */
-  private readAhead(conn: Connection, subs: Subscription[], n: number): void {
+  /** Each shard not caught up, as a replay request; `bounded`: read nothing appended after now. */
+  private replayShards(subs: Subscription[], bounded: boolean): ReplayShard[] {
     const want: ReplayShard[] = [];
     for (let s = 0; s < this.next.length; s++) {
       const at = subs.length === 0 ? null : this.readFrom(s);
-      if (at) want.push({ shard: s, from: at.from, until: at.until ?? undefined, starts: this.starts(subs, s) });
-      else if (subs.length === 0) this.next[s] = this.src.shardEnd(s);
+      if (!at) {
+        if (subs.length === 0) this.next[s] = this.src.shardEnd(s);
+        continue;
+      }
+      // A worker read must not take what arrives meanwhile: such a message may be dropped
+      // for this session on arrival (its queue full) or read by the next request anyway.
+      const end = bounded ? this.src.shardEnd(s) : Number.POSITIVE_INFINITY;
+      const until = Math.min(at.until ?? Number.POSITIVE_INFINITY, end);
+      want.push({ shard: s, from: at.from, until: Number.isFinite(until) ? until : undefined, starts: this.starts(subs, s) });
     }
-    if (want.length === 0) {
-      this.caughtUp();
-      this.src.mark(this);
-      return;
-    }
-    const args = subs.map((sub) => ({ filter: sub.filter, qos: sub.qos, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished }));
-    const r = this.src.replay(want, args, conn.protocolVersion, this.clientId, n, conn.clientMaxPacketSize);
+    return want;
+  }
+
+  private replaySubs(subs: Subscription[]): ReplaySub[] {
+    return subs.map((sub) => ({ filter: sub.filter, qos: sub.qos, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished }));
+  }
+
+  /** A replay result for `want`: shards move on, its packets go behind those already ahead. */
+  private took(want: ReplayShard[], r: ReplayResult): void {
     want.forEach((w, i) => {
       const status = r.status[i] as number;
       this.advance(w.shard, r.next[i] as number, status);
       if (status === REPLAY_STATUS_SLOW) this.slow = true;
     });
     const count = r.meta.length / REPLAY_STRIDE;
-    if (count > 0) this.ahead = { r, count, at: 0, pos: 0 };
+    if (count > 0) this.ahead.push({ r, count, at: 0, pos: 0 });
     this.src.mark(this);
+  }
+
+  /** One `replay` on the event loop, into `ahead`; ends replay when every shard is caught up. */
+  private readAhead(conn: Connection, subs: Subscription[], n: number): void {
+    const want = this.replayShards(subs, false);
+    if (want.length === 0) {
+      this.caughtUp();
+      this.src.mark(this);
+      return;
+    }
+    this.took(want, this.src.replay(want, this.replaySubs(subs), conn.protocolVersion, this.clientId, n, conn.clientMaxPacketSize));
+  }
+
+  /** Start reading the next buffer on a worker thread while this one is sent (one read at a time). */
+  private readBehind(conn: Connection, subs: Subscription[], n: number, wake: () => void): void {
+    if (this.reading || this.slow || this.ahead.length > 1) return;
+    const want = this.replayShards(subs, true);
+    if (want.length === 0) return; // caught up: decided on the event loop once all is sent
+    const gen = this.gen;
+    this.reading = true;
+    this.src.replayAsync(want, this.replaySubs(subs), conn.protocolVersion, this.clientId, n, conn.clientMaxPacketSize).then(
+      (r) => {
+        if (gen !== this.gen) return; // given up (unreadAhead): `next` was not moved for it
+        this.reading = false;
+        this.took(want, r);
+        wake();
+      },
+      () => {
+        if (gen !== this.gen) return;
+        this.reading = false; // read again on the event loop, where an error is reported
+        wake();
+      },
+    );
   }
 
   /**
@@ -403,11 +460,13 @@ export class LogSession implements SessionPersistence {
 
   /** Put the read-ahead packets not sent back in the log: `next` goes back to the first of each shard. */
   private unreadAhead(): void {
-    const a = this.ahead;
-    if (!a) return;
-    this.ahead = null;
+    for (const a of this.ahead) lowerToAhead(a, this.next);
+    this.ahead = [];
     this.slow = false;
-    lowerToAhead(a, this.next);
+    if (this.reading) {
+      this.reading = false;
+      this.gen++; // its result is dropped when it comes
+    }
   }
 
   /** The subscriptions replay reads for: shared deliveries are pinned, not replayed. */
@@ -439,13 +498,14 @@ export class LogSession implements SessionPersistence {
   private advance(s: number, next: number, status: number): boolean {
     this.next[s] = next;
     const gap = this.gapAhead(s, next);
-    if (status === SCAN_UNTIL && gap) {
+    if (status === SCAN_UNTIL && gap && gap.from <= next) {
       // Jump the dropped range; it is forgotten once the recorded `next` is past it (encode).
       this.next[s] = gap.to ?? (gap.to = this.src.shardEnd(s));
       return false;
     }
     if (status === SCAN_DONE) return true;
-    if (status !== SCAN_NEXT && status !== REPLAY_STATUS_SLOW) throw new Error(`scan status ${status}`);
+    // Until without a gap there: a worker read bounded by the end when it was asked for.
+    if (status !== SCAN_NEXT && status !== SCAN_UNTIL && status !== REPLAY_STATUS_SLOW) throw new Error(`scan status ${status}`);
     return false;
   }
 
@@ -529,7 +589,7 @@ export class LogSession implements SessionPersistence {
       if (p.pinned) entries.push({ pending: p, packetId: 0, phase: 0 });
       else if (ref.offset < (next[ref.shard] as number)) next[ref.shard] = ref.offset;
     }
-    if (this.ahead) lowerToAhead(this.ahead, next);
+    for (const a of this.ahead) lowerToAhead(a, next);
     // Ranges wholly below the recorded `next` can never be read again: forget them.
     this.gaps.forEach((gaps, s) => {
       const keep = gaps.filter((g) => g.to === null || g.to > (next[s] as number));

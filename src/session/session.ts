@@ -108,7 +108,7 @@ export interface SessionPersistence {
    * `plain`: nothing needs the deliveries as Message objects (no delivery hooks). See
    * StreamOutcome.
    */
-  stream?(conn: Connection, n: number, plain: boolean, maxBacklog: number): StreamOutcome;
+  stream?(conn: Connection, n: number, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome;
   /** The client came back: it drains what it missed from the log. */
   attached(): void;
   /** The client went away: everything new is left in the log. */
@@ -123,9 +123,10 @@ export interface SessionPersistence {
  * - caught-up: nothing is left in the log, the session takes new messages as they come;
  * - slow: the next delivery needs the general path (`fill`): properties, QoS 2, too large
  *   for the client, subscription identifiers, hooks;
- * - more: read as far as one call may without finding a delivery; call again soon.
+ * - more: read as far as one call may without finding a delivery; call again soon;
+ * - waiting: the next deliveries are being read on a worker thread; `wake` is called then.
  */
-export type StreamOutcome = 'sent' | 'caught-up' | 'slow' | 'more';
+export type StreamOutcome = 'sent' | 'caught-up' | 'slow' | 'more' | 'waiting';
 
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
 export interface Inflight extends Pending {

@@ -29,6 +29,48 @@ test('framer reassembles packets split at every byte boundary', () => {
   assert.deepEqual(byteByByte, [a, b, a]);
 });
 
+test('framer hands plain PUBACKs over by packet id, split anywhere, and the rest as frames', () => {
+  const ack = (id: number): Buffer => generate({ cmd: 'puback', messageId: id });
+  const pub = generate({ cmd: 'publish', topic: 'a', payload: Buffer.from('x'), qos: 1, messageId: 3, dup: false, retain: false });
+  const v5ack = Buffer.from([0x40, 0x03, 0x00, 0x07, 0x10]); // with a reason code: a frame
+  const all = Buffer.concat([ack(1), pub, ack(258), v5ack, ack(65535)]);
+  for (let cut = 1; cut < all.length; cut++) {
+    const f = new Framer(1 << 20);
+    const ids: number[] = [];
+    const got: Buffer[] = [];
+    for (const c of [all.subarray(0, cut), all.subarray(cut)]) {
+      const r = f.push(
+        c,
+        (fr) => {
+          got.push(Buffer.from(fr));
+          return true;
+        },
+        (id) => {
+          ids.push(id);
+          return true;
+        },
+      );
+      assert.equal(r, null);
+    }
+    assert.deepEqual(ids, [1, 258, 65535], `cut ${cut}`);
+    assert.deepEqual(got, [pub, v5ack], `cut ${cut}`);
+  }
+  // Declined (undefined): the PUBACK comes as a frame; false: stop reading.
+  const got: Buffer[] = [];
+  new Framer(1 << 20).push(
+    all,
+    (fr) => {
+      got.push(Buffer.from(fr));
+      return true;
+    },
+    () => undefined,
+  );
+  assert.equal(got.length, 5);
+  let calls = 0;
+  new Framer(1 << 20).push(all, () => assert.fail('no frame after a stop'), () => (calls++, false));
+  assert.equal(calls, 1);
+});
+
 test('[MQTT-3.2.2-15] framer refuses a packet above the limit from its fixed header alone', () => {
   const f = new Framer(100);
   // Header announcing 1 MB; no body sent.

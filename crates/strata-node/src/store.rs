@@ -407,6 +407,102 @@ impl Task for OpenTask {
     }
 }
 
+/// One `replay` / `replayAsync` call, its arguments checked.
+pub struct ReplayTask {
+    inner: Arc<Inner>,
+    shards: Vec<ReplayShard>,
+    subs: Vec<ReplaySub>,
+    opts: ReplayOptions,
+}
+
+impl ReplayTask {
+    fn new(
+        store: &Store,
+        shards: Vec<ReplayShardArg>,
+        subs: Vec<ReplaySubArg>,
+        version: u32,
+        client_id: String,
+        max_entries: u32,
+        max_packet: f64,
+    ) -> std::result::Result<ReplayTask, CoreError> {
+        let inner = store.get()?;
+        let shards = shards
+            .into_iter()
+            .map(|a| {
+                Ok(ReplayShard {
+                    shard: a.shard,
+                    from: offset_arg(a.from, || "replay: from".into())?,
+                    until: a
+                        .until
+                        .map(|u| offset_arg(u, || "replay: until".into()))
+                        .transpose()?,
+                    starts: a
+                        .starts
+                        .iter()
+                        .map(|&s| offset_arg(s, || "replay: starts".into()))
+                        .collect::<std::result::Result<_, _>>()?,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, CoreError>>()?;
+        let subs = subs
+            .into_iter()
+            .map(|a| {
+                if a.qos > 2 {
+                    return Err(CoreError::InvalidArgument(format!("replay: qos {}", a.qos)));
+                }
+                Ok(ReplaySub {
+                    filter: a.filter,
+                    qos: a.qos as u8,
+                    no_local: a.no_local,
+                    retain_as_published: a.retain_as_published,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, CoreError>>()?;
+        let opts = ReplayOptions {
+            version: version as u8,
+            client_id: client_id.into_bytes(),
+            max_entries: max_entries as usize,
+            max_bytes: 4 << 20,
+            max_packet: if max_packet.is_finite() && max_packet >= 0.0 {
+                max_packet as usize
+            } else {
+                usize::MAX
+            },
+        };
+        Ok(ReplayTask {
+            inner,
+            shards,
+            subs,
+            opts,
+        })
+    }
+
+    fn run(&mut self) -> std::result::Result<core_log::ReplayFrames, CoreError> {
+        core_log::replay_frames(&self.inner.log, &self.shards, &self.subs, &self.opts)
+    }
+}
+
+impl Task for ReplayTask {
+    type Output = core_log::ReplayFrames;
+    type JsValue = ReplayResult;
+    fn compute(&mut self) -> napi::Result<core_log::ReplayFrames> {
+        self.run().map_err(to_napi)
+    }
+    fn resolve(&mut self, _env: Env, r: core_log::ReplayFrames) -> napi::Result<ReplayResult> {
+        Ok(replay_result(r))
+    }
+}
+
+fn replay_result(r: core_log::ReplayFrames) -> ReplayResult {
+    ReplayResult {
+        meta: Float64Array::new(r.meta),
+        next: Float64Array::new(r.next.into_iter().map(|n| n as f64).collect()),
+        status: Uint32Array::new(r.status.into_iter().map(u32::from).collect()),
+        skipped: r.skipped as f64,
+        buffer: r.buf.into(),
+    }
+}
+
 type Resolver<T> = Box<dyn FnOnce(Env) -> napi::Result<T> + Send>;
 
 fn settle<T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
@@ -985,63 +1081,44 @@ impl Store {
         max_entries: u32,
         max_packet: f64,
     ) -> Result<ReplayResult, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let args = || -> std::result::Result<_, CoreError> {
-            let shards = shards
-                .into_iter()
-                .map(|a| {
-                    Ok(ReplayShard {
-                        shard: a.shard,
-                        from: offset_arg(a.from, || "replay: from".into())?,
-                        until: a
-                            .until
-                            .map(|u| offset_arg(u, || "replay: until".into()))
-                            .transpose()?,
-                        starts: a
-                            .starts
-                            .iter()
-                            .map(|&s| offset_arg(s, || "replay: starts".into()))
-                            .collect::<std::result::Result<_, _>>()?,
-                    })
-                })
-                .collect::<std::result::Result<Vec<_>, CoreError>>()?;
-            let subs = subs
-                .into_iter()
-                .map(|a| {
-                    if a.qos > 2 {
-                        return Err(CoreError::InvalidArgument(format!("replay: qos {}", a.qos)));
-                    }
-                    Ok(ReplaySub {
-                        filter: a.filter,
-                        qos: a.qos as u8,
-                        no_local: a.no_local,
-                        retain_as_published: a.retain_as_published,
-                    })
-                })
-                .collect::<std::result::Result<Vec<_>, CoreError>>()?;
-            Ok((shards, subs))
-        };
-        let (shards, subs) = args().map_err(to_napi_coded)?;
-        let opts = ReplayOptions {
-            version: version as u8,
-            client_id: client_id.into_bytes(),
-            max_entries: max_entries as usize,
-            max_bytes: 4 << 20,
-            max_packet: if max_packet.is_finite() && max_packet >= 0.0 {
-                max_packet as usize
-            } else {
-                usize::MAX
-            },
-        };
-        let r =
-            core_log::replay_frames(&inner.log, &shards, &subs, &opts).map_err(to_napi_coded)?;
-        Ok(ReplayResult {
-            meta: Float64Array::new(r.meta),
-            next: Float64Array::new(r.next.into_iter().map(|n| n as f64).collect()),
-            status: Uint32Array::new(r.status.into_iter().map(u32::from).collect()),
-            skipped: r.skipped as f64,
-            buffer: r.buf.into(),
-        })
+        let mut task = ReplayTask::new(
+            self,
+            shards,
+            subs,
+            version,
+            client_id,
+            max_entries,
+            max_packet,
+        )
+        .map_err(to_napi_coded)?;
+        let r = task.run().map_err(to_napi_coded)?;
+        Ok(replay_result(r))
+    }
+
+    /// `replay` on a libuv worker thread: the arguments are checked at once (throwing as
+    /// `replay` does), the read runs off the event loop and the Promise rejects as `replay`
+    /// would throw.
+    #[napi(ts_return_type = "Promise<ReplayResult>")]
+    pub fn replay_async(
+        &self,
+        shards: Vec<ReplayShardArg>,
+        subs: Vec<ReplaySubArg>,
+        version: u32,
+        client_id: String,
+        max_entries: u32,
+        max_packet: f64,
+    ) -> Result<napi::bindgen_prelude::AsyncTask<ReplayTask>, String> {
+        let task = ReplayTask::new(
+            self,
+            shards,
+            subs,
+            version,
+            client_id,
+            max_entries,
+            max_packet,
+        )
+        .map_err(to_napi_coded)?;
+        Ok(napi::bindgen_prelude::AsyncTask::new(task))
     }
 
     /// Next offset of a shard (what `waitForAppend` compares against).
