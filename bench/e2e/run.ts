@@ -45,7 +45,7 @@ import {
 } from './load.js';
 import { RssSampler, systemBusySeconds, treesCpuSeconds } from './proc.js';
 import { DURABLE_MIN_PAYLOAD } from './durable-client.js';
-import { RESTART_BROKERS, runDrain, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
+import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
 const repoRoot = path.resolve(here, '../../..');
@@ -78,6 +78,8 @@ const HELP = `usage: npm run bench -- [options]
   durable scenarios:
   --drain-msgs N        drain: messages queued for the offline subscriber (default 100000)
   --drain-timeout SEC   drain: limit for storing, and for draining (default 120)
+  --drain-runs N        drain: runs per broker, each on a fresh broker; the median is
+                        reported (default 3; Aedes+Redis runs once: it does not finish)
   --kill-after SEC      kill9: publish this long, then SIGKILL the broker (default 3)
   --kill9-timeout SEC   kill9: limit for the redelivery after the restart (default 300)
   --restart-msgs N      restart: messages queued for one offline session (default 1000000)
@@ -98,6 +100,7 @@ const { values: argv } = parseArgs({
     durable: { type: 'boolean', default: false },
     'drain-msgs': { type: 'string', default: '100000' },
     'drain-timeout': { type: 'string', default: '120' },
+    'drain-runs': { type: 'string', default: '3' },
     'kill-after': { type: 'string', default: '3' },
     'kill9-timeout': { type: 'string', default: '300' },
     'restart-msgs': { type: 'string', default: '1000000' },
@@ -154,6 +157,7 @@ const durableOpts: DurableOpts = {
   window: opts.window,
   drainMsgs: Math.floor(num('drain-msgs', argv['drain-msgs'], 1)),
   drainTimeoutS: num('drain-timeout', argv['drain-timeout'], 1),
+  drainRuns: Math.floor(num('drain-runs', argv['drain-runs'], 1)),
   killAfterS: num('kill-after', argv['kill-after'], 0.1),
   kill9TimeoutS: num('kill9-timeout', argv['kill9-timeout'], 1),
   restartMsgs: Math.floor(num('restart-msgs', argv['restart-msgs'], 1)),
@@ -659,7 +663,10 @@ function fmtS(ms: number | undefined): string {
 function summary(c: DurableCell): string {
   switch (c.scenario) {
     case 'drain':
-      return `${fmtRate(c.drainMsgsPerSec)} msg/s (${c.received} in ${fmtS(c.drainMs)} s), stored at ${fmtRate(c.storeMsgsPerSec)} msg/s`;
+      return (
+        `${fmtRate(c.drainMsgsPerSec)} msg/s (${c.received} in ${fmtS(c.drainMs)} s), stored at ${fmtRate(c.storeMsgsPerSec)} msg/s` +
+        ((c.drainRuns?.length ?? 0) > 1 ? `; median of runs ${c.drainRuns!.map(fmtRate).join(' ')}` : '')
+      );
     case 'kill9':
       return `${c.acked} acknowledged, ${c.deliveredAcked} of them delivered after the restart, lost ${c.lost}`;
     case 'restart':
@@ -676,7 +683,7 @@ function printDurable(dcells: DurableCell[]): void {
   const errRow = (c: DurableCell, n: number): string[] => [label(c), c.status === 'skipped' ? 'skipped' : 'error', ...Array<string>(n - 2).fill('')];
   const drain = dcells.filter((c) => c.scenario === 'drain');
   if (drain.length > 0) {
-    const hdr = ['drain', 'drain/s', 'drain s', 'first ms', 'received', 'dup', 'order', 'stored', 'store/s', 'RSS MB', 'brk CPU', 'other'];
+    const hdr = ['drain', 'drain/s', 'drain s', 'first ms', 'received', 'dup', 'order', 'stored', 'store/s', 'RSS MB', 'brk CPU', 'other', 'cli ELU'];
     const rows = drain.map((c) =>
       c.status !== 'ok' && c.received === undefined
         ? errRow(c, hdr.length)
@@ -693,15 +700,21 @@ function printDurable(dcells: DurableCell[]): void {
             fmtMB(c.peakRssMB),
             fmtPct(c.brokerCpuPct),
             fmtPct(c.otherCpuPct),
+            c.clientElu === undefined ? '-' : c.clientElu.toFixed(2),
           ],
     );
     process.stdout.write('\n' + table(hdr, rows, hdr.map((_, i) => i > 0)) + '\n');
     for (const c of drain) for (const n of c.notes ?? []) process.stdout.write(`  ${label(c)}: ${n}\n`);
+    for (const c of drain) {
+      if ((c.drainRuns?.length ?? 0) > 1) process.stdout.write(`  ${label(c)}: runs ${c.drainRuns!.map(fmtRate).join(', ')} msg/s; the row is the median run\n`);
+    }
     process.stdout.write(
       `drain/s = ${durableOpts.drainMsgs} QoS1 messages queued for an offline persistent session / time from its reconnect (CONNECT)\n` +
         'until all arrived (acknowledged as they came); order = per-publisher order inversions; store/s = rate the\n' +
         'publisher (window ' + durableOpts.window + ') got them acknowledged while the subscriber was offline; RSS = peak over the scenario;\n' +
-        'brk CPU / other during the drain. ! = incomplete. Aedes: maxSessionDelivery ' + durableOpts.aedesMaxSessionDelivery + '.\n',
+        'brk CPU / other during the drain; cli ELU = event-loop utilisation of the draining client (this process;\n' +
+        'the broker waits while it works: at window W the drain is a ping-pong of W messages). ! = incomplete.\n' +
+        'Aedes: maxSessionDelivery ' + durableOpts.aedesMaxSessionDelivery + '.\n',
     );
   }
   const kill = dcells.filter((c) => c.scenario === 'kill9');
@@ -967,7 +980,8 @@ async function main(): Promise<void> {
         continue;
       }
       process.stdout.write(`${b.padEnd(9)} ${c.padEnd(8)} ${CUSTOM_TITLE[c]} ...${c === 'restart' ? '\n' : ' '}`);
-      const got = c === 'drain' ? [await runDrain(b, dctx)] : c === 'kill9' ? [await runKill9(b, dctx)] : await runRestart(b, dctx);
+      const drainRuns = b === 'aedes' ? 1 : durableOpts.drainRuns;
+      const got = c === 'drain' ? [await runDrains(b, dctx, drainRuns)] : c === 'kill9' ? [await runKill9(b, dctx)] : await runRestart(b, dctx);
       for (const cell of got) {
         dcells.push(cell);
         if (c === 'restart') process.stdout.write(`    ${cell.variant ?? ''}: `);

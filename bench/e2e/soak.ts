@@ -79,6 +79,7 @@ async function main(): Promise<void> {
         window: num('window', argv.window, 1),
         drainMsgs: 0,
         drainTimeoutS: 60,
+        drainRuns: 1,
         killAfterS,
         kill9TimeoutS: 120,
         restartMsgs: 0,
