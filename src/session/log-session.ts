@@ -37,7 +37,7 @@ import {
   type ScanResult,
 } from '../native.js';
 import type { QoS } from '../protocol/codec.js';
-import { encodeProgress, type Gap, type Progress, type ProgressEntry } from './progress.js';
+import { type Gap, type Progress, type ProgressEntry, ProgressWriter } from './progress.js';
 import {
   type Arrival,
   type DurableRef,
@@ -578,15 +578,13 @@ export class LogSession implements SessionPersistence {
   encode(): Buffer {
     const session = this.session;
     const next = this.next.slice();
-    const entries: ProgressEntry[] = [];
-    for (const [id, e] of session.inflight) {
-      if (isRecorded(e)) entries.push({ pending: e, packetId: id, phase: e.phase === 'pubrel' ? 2 : 1 });
-    }
+    // Queued deliveries a replay would not find again are recorded one by one.
+    let queued: Pending[] | null = null;
     for (const p of session.queue) {
       const ref = p.ref;
-      if (p.retainedTopic !== undefined) entries.push({ pending: p, packetId: 0, phase: 0 });
+      if (p.retainedTopic !== undefined) (queued ??= []).push(p);
       if (!ref) continue;
-      if (p.pinned) entries.push({ pending: p, packetId: 0, phase: 0 });
+      if (p.pinned) (queued ??= []).push(p);
       else if (ref.offset < (next[ref.shard] as number)) next[ref.shard] = ref.offset;
     }
     for (const a of this.ahead) lowerToAhead(a, next);
@@ -595,7 +593,10 @@ export class LogSession implements SessionPersistence {
       const keep = gaps.filter((g) => g.to === null || g.to > (next[s] as number));
       if (keep.length !== gaps.length) gaps.splice(0, gaps.length, ...keep);
     });
-    return encodeProgress({ next, excess: this.excess, backlog: this.backlog, backlogBytes: this.backlogBytes, gaps: this.gaps, entries });
+    const w = new ProgressWriter({ next, excess: this.excess, backlog: this.backlog, backlogBytes: this.backlogBytes, gaps: this.gaps });
+    for (const [id, e] of session.inflight) if (isRecorded(e)) w.add(e, id, e.phase === 'pubrel' ? 2 : 1);
+    if (queued !== null) for (const p of queued) w.add(p, 0, 0);
+    return w.finish();
   }
 }
 

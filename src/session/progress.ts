@@ -41,47 +41,105 @@ export interface Progress {
   entries: ProgressEntry[];
 }
 
+/**
+ * Writes one progress record straight into a scratch buffer, entry by entry, and copies it out
+ * (`finish`): LogSession.encode runs at every commit of a draining session, over its whole
+ * window, so it builds no Progress object and no per-entry one. One writer at a time (the
+ * scratch buffer is shared); `finish` ends it.
+ */
+export class ProgressWriter {
+  private buf: Buffer;
+  private view: DataView;
+  private o = 0;
+  private count = 0;
+  private readonly countAt: number;
+
+  constructor(head: Omit<Progress, 'entries'>) {
+    this.buf = scratch;
+    this.view = scratchView;
+    const n = head.next.length;
+    let gapCount = 0;
+    for (const g of head.gaps) gapCount += g.length;
+    this.room(1 + 2 + 8 * n + 4 + 16 + 2 + gapCount * 18 + 4);
+    const v = this.view;
+    let o = 0;
+    v.setUint8(o, VERSION);
+    v.setUint16(o + 1, n);
+    o += 3;
+    for (const x of head.next) {
+      v.setFloat64(o, x);
+      o += 8;
+    }
+    v.setUint32(o, head.excess);
+    v.setFloat64(o + 4, head.backlog);
+    v.setFloat64(o + 12, head.backlogBytes);
+    v.setUint16(o + 20, gapCount);
+    o += 22;
+    head.gaps.forEach((gaps, shard) => {
+      for (const g of gaps) {
+        v.setUint16(o, shard);
+        v.setFloat64(o + 2, g.from);
+        v.setFloat64(o + 10, g.to ?? -1);
+        o += 18;
+      }
+    });
+    this.countAt = o;
+    this.o = o + 4;
+  }
+
+  /** One delivery: queued (phase 0, packet id 0), PUBLISH sent (1) or PUBREL sent (2). */
+  add(p: Pending, packetId: number, phase: 0 | 1 | 2): void {
+    const topic = p.retainedTopic;
+    const ids = p.subIds;
+    const k = ids === undefined ? 0 : ids.length;
+    if (k > 255) throw new RangeError(`progress record: ${k} subscription identifiers on one delivery (at most 255)`);
+    const topicLen = topic === undefined ? 0 : Buffer.byteLength(topic, 'utf8');
+    this.room(16 + 4 * k + (topic === undefined ? 0 : 2 + topicLen));
+    const v = this.view;
+    const ref = p.ref;
+    let o = this.o;
+    v.setUint16(o, ref === undefined ? 0 : ref.shard);
+    v.setFloat64(o + 2, ref === undefined ? 0 : ref.offset);
+    v.setUint16(o + 10, packetId);
+    v.setUint8(o + 12, p.qos);
+    v.setUint8(o + 13, phase);
+    v.setUint8(o + 14, (p.retain ? 1 : 0) | (p.pinned ? 2 : 0) | (topic !== undefined ? 4 : 0));
+    v.setUint8(o + 15, k);
+    o += 16;
+    for (let i = 0; i < k; i++, o += 4) v.setUint32(o, (ids as number[])[i] as number);
+    if (topic !== undefined) {
+      v.setUint16(o, topicLen);
+      o += 2 + this.buf.write(topic, o + 2, 'utf8');
+    }
+    this.o = o;
+    this.count++;
+  }
+
+  /** The record, copied out of the scratch buffer. */
+  finish(): Buffer {
+    this.view.setUint32(this.countAt, this.count);
+    return Buffer.from(this.buf.subarray(0, this.o));
+  }
+
+  /** Make room for `n` more bytes (the scratch buffer doubles, keeping what is written). */
+  private room(n: number): void {
+    if (this.o + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.o + n) size *= 2;
+    const bigger = Buffer.allocUnsafeSlow(size);
+    this.buf.copy(bigger, 0, 0, this.o);
+    scratch = this.buf = bigger;
+    scratchView = this.view = new DataView(bigger.buffer, bigger.byteOffset, bigger.byteLength);
+  }
+}
+
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+let scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.byteLength);
+
 export function encodeProgress(p: Progress): Buffer {
-  const n = p.next.length;
-  let gapCount = 0;
-  for (const g of p.gaps) gapCount += g.length;
-  let size = 1 + 2 + 8 * n + 4 + 16 + 2 + gapCount * 18 + 4;
-  const topics = p.entries.map((e) => (e.pending.retainedTopic === undefined ? null : Buffer.from(e.pending.retainedTopic, 'utf8')));
-  p.entries.forEach((e, i) => (size += 16 + 4 * (e.pending.subIds?.length ?? 0) + (topics[i] ? 2 + (topics[i] as Buffer).length : 0)));
-  const b = Buffer.allocUnsafe(size);
-  let o = b.writeUInt8(VERSION, 0);
-  o = b.writeUInt16BE(n, o);
-  for (const v of p.next) o = b.writeDoubleBE(v, o);
-  o = b.writeUInt32BE(p.excess, o);
-  o = b.writeDoubleBE(p.backlog, o);
-  o = b.writeDoubleBE(p.backlogBytes, o);
-  o = b.writeUInt16BE(gapCount, o);
-  p.gaps.forEach((gaps, shard) => {
-    for (const g of gaps) {
-      o = b.writeUInt16BE(shard, o);
-      o = b.writeDoubleBE(g.from, o);
-      o = b.writeDoubleBE(g.to ?? -1, o);
-    }
-  });
-  o = b.writeUInt32BE(p.entries.length, o);
-  p.entries.forEach((e, i) => {
-    const topic = topics[i];
-    const ref = e.pending.ref ?? { shard: 0, offset: 0 };
-    o = b.writeUInt16BE(ref.shard, o);
-    o = b.writeDoubleBE(ref.offset, o);
-    o = b.writeUInt16BE(e.packetId, o);
-    o = b.writeUInt8(e.pending.qos, o);
-    o = b.writeUInt8(e.phase, o);
-    o = b.writeUInt8((e.pending.retain ? 1 : 0) | (e.pending.pinned ? 2 : 0) | (topic ? 4 : 0), o);
-    const ids = e.pending.subIds ?? [];
-    o = b.writeUInt8(ids.length, o);
-    for (const id of ids) o = b.writeUInt32BE(id, o);
-    if (topic) {
-      o = b.writeUInt16BE(topic.length, o);
-      o += topic.copy(b, o);
-    }
-  });
-  return b;
+  const w = new ProgressWriter(p);
+  for (const e of p.entries) w.add(e.pending, e.packetId, e.phase);
+  return w.finish();
 }
 
 /** Decode a record; throws on a value that is not one (the caller logs and starts afresh). */
