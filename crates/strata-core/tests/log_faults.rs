@@ -396,3 +396,76 @@ fn disk_full_fails_append_keeps_data_and_resumes() {
     let _ = Command::new("umount").arg(&mnt).status();
     result.unwrap();
 }
+
+#[test]
+fn shards_recover_in_parallel_reported_in_shard_order_and_one_bad_shard_fails_the_open() {
+    let d = tempfile::tempdir().unwrap();
+    let mut want = Vec::new();
+    {
+        let log = Log::open(d.path(), opts(4)).unwrap();
+        for i in 0..400 {
+            let p = format!("payload-{i:04}").into_bytes();
+            log.append_blocking(vec![msg(&format!("pub-{}", i % 16), "t/a", &p)])
+                .unwrap();
+            want.push(p);
+        }
+    }
+    // Every shard that holds records loses the last 5 bytes of its active segment.
+    let segs = files_with_ext(d.path(), ".seg");
+    let mut torn = Vec::new();
+    for shard in 0..4 {
+        let dir = format!("shard-{shard:04}");
+        if let Some(seg) = segs.iter().rfind(|p| p.to_string_lossy().contains(&dir)) {
+            let len = fs::metadata(seg).unwrap().len();
+            OpenOptions::new()
+                .write(true)
+                .open(seg)
+                .unwrap()
+                .set_len(len - 5)
+                .unwrap();
+            torn.push(dir);
+        }
+    }
+    assert!(
+        torn.len() >= 2,
+        "records spread over several shards: {torn:?}"
+    );
+    {
+        let log = Log::open(d.path(), opts(4)).unwrap();
+        let r = log.recovery();
+        assert_eq!(
+            r.records,
+            400 - torn.len() as u64,
+            "one torn record per shard"
+        );
+        let tails: Vec<&String> = r
+            .events
+            .iter()
+            .filter(|e| e.contains("torn/corrupt tail"))
+            .collect();
+        assert_eq!(tails.len(), torn.len());
+        for (event, dir) in tails.iter().zip(&torn) {
+            assert!(
+                event.contains(dir.as_str()),
+                "events in shard order: {event} for {dir}"
+            );
+        }
+        assert!(r.events.last().unwrap().starts_with("opened 4 shards"));
+        let mut got = read_all(&log, "#", 1000);
+        got.sort();
+        assert_eq!(got.len(), 400 - torn.len());
+        assert!(got.iter().all(|p| want.contains(p)));
+    }
+    // A shard that cannot be opened (its directory is a file) fails the whole open with
+    // an error naming it; once it is fixed, the store opens again (the lock was released).
+    let bad = d.path().join("shard-0002");
+    let moved = d.path().join("shard-0002.aside");
+    fs::rename(&bad, &moved).unwrap();
+    fs::write(&bad, b"not a directory").unwrap();
+    let err = Log::open(d.path(), opts(4)).expect_err("open fails");
+    assert!(err.to_string().contains("shard-0002"), "{err}");
+    fs::remove_file(&bad).unwrap();
+    fs::rename(&moved, &bad).unwrap();
+    let log = Log::open(d.path(), opts(4)).unwrap();
+    assert_eq!(log.recovery().records, 400 - torn.len() as u64);
+}

@@ -36,7 +36,7 @@ use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -299,6 +299,57 @@ pub struct Recovery {
     pub elapsed_ms: u64,
 }
 
+impl Recovery {
+    /// Adds what one shard's recovery found (its events after those already here).
+    fn absorb(&mut self, other: Recovery) {
+        self.segments += other.segments;
+        self.records += other.records;
+        self.scanned_bytes += other.scanned_bytes;
+        self.truncated_bytes += other.truncated_bytes;
+        self.rebuilt_indexes += other.rebuilt_indexes;
+        self.quarantined.extend(other.quarantined);
+        self.events.extend(other.events);
+    }
+}
+
+/// One shard opened (or not), with what its recovery did.
+type ShardOpened = (Result<Shard, CoreError>, Recovery);
+
+/// Opens (recovering) shards `0..n` on up to one thread per core: recovery scans each
+/// shard's active segment record by record, and shards are independent. Results come back
+/// in shard order, each with what its recovery did.
+fn open_shards(dir: &Path, n: u32, opts: &Arc<Options>) -> Vec<ShardOpened> {
+    let threads = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1)
+        .min(n as usize)
+        .max(1);
+    let next = AtomicU32::new(0);
+    let slots: Vec<Mutex<Option<ShardOpened>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let mut rec = Recovery::default();
+                let opened =
+                    Shard::open(i, dir.join(format!("shard-{i:04}")), opts.clone(), &mut rec);
+                *slots[i as usize].lock().unwrap_or_else(|p| p.into_inner()) = Some((opened, rec));
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every shard was opened")
+        })
+        .collect()
+}
+
 /// Completion of [`Log::append`]: one position per message, in input order.
 pub type AppendDone = Box<dyn FnOnce(Result<Vec<Position>, CoreError>) + Send>;
 
@@ -466,17 +517,21 @@ impl Log {
         let opts = Arc::new(opts);
         let mut recovery = Recovery::default();
         let mut shards = Vec::with_capacity(n_shards as usize);
-        for i in 0..n_shards {
-            let sdir = dir.join(format!("shard-{i:04}"));
-            match Shard::open(i, sdir, opts.clone(), &mut recovery) {
+        let mut failed = None;
+        for (opened, rec) in open_shards(&dir, n_shards, &opts) {
+            recovery.absorb(rec);
+            match opened {
                 Ok(s) => shards.push(s),
                 Err(e) => {
-                    for s in &shards {
-                        s.close();
-                    }
-                    return Err(e);
+                    failed.get_or_insert(e);
                 }
             }
+        }
+        if let Some(e) = failed {
+            for s in &shards {
+                s.close();
+            }
+            return Err(e);
         }
         recovery.elapsed_ms = t0.elapsed().as_millis() as u64;
         recovery.events.push(format!(
