@@ -60,6 +60,9 @@ export class ProgressWriter {
     const n = head.next.length;
     let gapCount = 0;
     for (const g of head.gaps) gapCount += g.length;
+    // DataView wraps what does not fit its field; the layout's limits are checked here instead.
+    fits('excess', head.excess, 0xffffffff);
+    fits('gap count', gapCount, 0xffff);
     this.room(1 + 2 + 8 * n + 4 + 16 + 2 + gapCount * 18 + 4);
     const v = this.view;
     let o = 0;
@@ -94,6 +97,7 @@ export class ProgressWriter {
     const k = ids === undefined ? 0 : ids.length;
     if (k > 255) throw new RangeError(`progress record: ${k} subscription identifiers on one delivery (at most 255)`);
     const topicLen = topic === undefined ? 0 : Buffer.byteLength(topic, 'utf8');
+    fits('retained topic length', topicLen, 0xffff);
     this.room(16 + 4 * k + (topic === undefined ? 0 : 2 + topicLen));
     const v = this.view;
     const ref = p.ref;
@@ -131,6 +135,10 @@ export class ProgressWriter {
     scratch = this.buf = bigger;
     scratchView = this.view = new DataView(bigger.buffer, bigger.byteOffset, bigger.byteLength);
   }
+}
+
+function fits(what: string, value: number, max: number): void {
+  if (!(value >= 0 && value <= max)) throw new RangeError(`progress record: ${what} ${value} out of range (0..${max})`);
 }
 
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);

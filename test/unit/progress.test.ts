@@ -72,3 +72,15 @@ test('more than 255 subscription identifiers on one delivery are refused, not wr
     /256 subscription identifiers/,
   );
 });
+
+test('values beyond their field are refused, not wrapped: excess, a retained topic longer than 65535 bytes', () => {
+  assert.throws(() => encodeProgress({ next: [0], excess: 2 ** 32, backlog: 0, backlogBytes: 0, gaps: [[]], entries: [] }), /excess 4294967296 out of range/);
+  const retainedTopic = 'é'.repeat(40_000); // 80,000 bytes
+  assert.throws(
+    () => encodeProgress({ next: [0], excess: 0, backlog: 0, backlogBytes: 0, gaps: [[]], entries: [{ pending: { msg: null, qos: 1, retain: true, subIds: undefined, retainedTopic }, packetId: 1, phase: 1 }] }),
+    /retained topic length 80000 out of range/,
+  );
+  // The refused record left nothing behind in the shared scratch buffer.
+  const ok = encodeProgress({ next: [3], excess: 1, backlog: 0, backlogBytes: 0, gaps: [[]], entries: [] });
+  assert.deepEqual(decodeProgress(ok, 1), { next: [3], excess: 1, backlog: 0, backlogBytes: 0, gaps: [[]], entries: [] });
+});
