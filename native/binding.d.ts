@@ -9,6 +9,25 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** One drain loop: `run()` starts it on a worker thread, `stop()` takes the state back. */
+export declare class DrainControl {
+  /**
+   * Runs the loop on a thread of its own (not libuv's pool: a loop lasts as long as the
+   * drain, and must start at once); resolves with why it ended (its state waits for
+   * `stop()`). Once only.
+   */
+  run(): Promise<string>
+  /**
+   * Stops the loop (at once; it wakes from its poll) and returns the session's state;
+   * null once taken. A loop not started yet never starts.
+   */
+  stop(): DrainHandback | null
+  /** What `stop()` would return now, without stopping; null once taken. */
+  snapshot(): DrainSnapshot | null
+  /** When the loop last read from the client, ms since the epoch. */
+  lastReadMs(): number
+}
+
 /** Topic names that hold a retained message, answered per subscription filter. */
 export declare class RetainedIndex {
   constructor()
@@ -38,6 +57,13 @@ export declare class RetainedIndex {
 
 /** The durable store of one data directory. */
 export declare class Store {
+  /**
+   * A native drain loop for the session replay `shards`/`subs` (as `replay`) over the
+   * TCP socket with descriptor `fd` (duplicated here; the caller must neither read nor
+   * write the socket until it has the state back). `window`: in-flight QoS 1 limit;
+   * `inflight`: quads already in flight; `nextId`: the next packet id to try.
+   */
+  drain(fd: number, shards: Array<ReplayShardArg>, subs: Array<ReplaySubArg>, version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl
   /** Opens (recovering) or creates the store in `dir`, off the event loop. */
   static open(dir: string, options?: StoreOptions | undefined | null): Promise<Store>
   /** Opens synchronously (blocks the caller for the recovery time). */
@@ -242,6 +268,35 @@ export interface CursorState {
   seen: number
   /** Topic filter applied to records. */
   filter?: string
+}
+
+/** What the loop hands back (`strata_core::drain::Handback`). */
+export interface DrainHandback {
+  /** caught-up, slow, stopped, packet, eof or failed. */
+  ended: string
+  error?: string
+  /** Per requested shard: the next offset to read. */
+  next: Float64Array
+  /** Per requested shard: the last replay status (0 Next, 1 Done, 2 Until, 3 Slow). */
+  status: Uint32Array
+  /** In flight, quads (id, shard, offset, retain), in the order sent. */
+  inflight: Float64Array
+  nextId: number
+  /** Received, not consumed: from the first packet that is not a plain PUBACK. */
+  rest: Buffer
+  /** Frames in flight not yet taken by the socket: write them first. */
+  unsent: Buffer
+  sent: number
+  sentPayload: number
+  acked: number
+}
+
+/** A running loop's state, as a stop now would hand it back. */
+export interface DrainSnapshot {
+  next: Float64Array
+  inflight: Float64Array
+  sent: number
+  sentPayload: number
 }
 
 /**

@@ -1,4 +1,5 @@
 //! Thin napi wrappers over strata-core. Only type and error conversion lives here.
+mod drain;
 mod error;
 mod store;
 mod topic;

@@ -322,7 +322,7 @@ pub struct RecoveryInfo {
 
 /// The open log and metadata store behind a `Store`.
 pub struct Inner {
-    log: Log,
+    pub(crate) log: Log,
     meta: MetaStore,
     cursors: Mutex<HashMap<u32, Cursor>>,
     next_cursor: AtomicU32,
@@ -409,14 +409,14 @@ impl Task for OpenTask {
 
 /// One `replay` / `replayAsync` call, its arguments checked.
 pub struct ReplayTask {
-    inner: Arc<Inner>,
-    shards: Vec<ReplayShard>,
-    subs: Vec<ReplaySub>,
-    opts: ReplayOptions,
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) shards: Vec<ReplayShard>,
+    pub(crate) subs: Vec<ReplaySub>,
+    pub(crate) opts: ReplayOptions,
 }
 
 impl ReplayTask {
-    fn new(
+    pub(crate) fn new(
         store: &Store,
         shards: Vec<ReplayShardArg>,
         subs: Vec<ReplaySubArg>,
@@ -503,7 +503,7 @@ fn replay_result(r: core_log::ReplayFrames) -> ReplayResult {
     }
 }
 
-type Resolver<T> = Box<dyn FnOnce(Env) -> napi::Result<T> + Send>;
+pub(crate) type Resolver<T> = Box<dyn FnOnce(Env) -> napi::Result<T> + Send>;
 
 fn settle<T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
     d: JsDeferred<T, Resolver<T>>,
@@ -580,7 +580,10 @@ fn positions(shards: &[u32], offsets: &[f64]) -> std::result::Result<Vec<Positio
 }
 
 /// An offset from JS: an exact integer in 0..2^53 (`what` names it in the error).
-fn offset_arg(o: f64, what: impl FnOnce() -> String) -> std::result::Result<u64, CoreError> {
+pub(crate) fn offset_arg(
+    o: f64,
+    what: impl FnOnce() -> String,
+) -> std::result::Result<u64, CoreError> {
     const MAX_SAFE: f64 = 9_007_199_254_740_991.0; // Number.MAX_SAFE_INTEGER
     if !(0.0..=MAX_SAFE).contains(&o) || o.fract() != 0.0 {
         return Err(CoreError::InvalidArgument(format!(

@@ -1,0 +1,601 @@
+//! The native drain loop: a persistent session's backlog written to its socket without
+//! the JavaScript event loop doing any per-message work (SPEC B3, issue 4's drain).
+//!
+//! The broker hands a plain TCP connection over while its session drains the log on the
+//! fast path (`replay_frames`): [`run`] reads the session's shards in batches, gives each
+//! QoS 1 frame a free packet id, keeps the in-flight window, writes the frames to the
+//! socket and takes plain PUBACKs off it, on its own thread, until
+//! - every shard is read up to the bounds it was given ([`Ended::CaughtUp`]), or up to a
+//!   delivery the general path must make ([`Ended::Slow`]);
+//! - the client sends anything but a plain PUBACK ([`Ended::Packet`]: the bytes from that
+//!   packet on are handed back unread), closes ([`Ended::Eof`]) or fails
+//!   ([`Ended::Failed`]);
+//! - the broker asks for it back ([`Control::stop`], synchronous: it returns once the
+//!   loop has parked, so the caller has the session's state at once — a takeover, a close
+//!   or a kick never waits for a callback).
+//!
+//! What comes back ([`Handback`]) is everything the JavaScript side needs to carry on as
+//! if it had sent the frames itself: the in-flight deliveries in the order they were sent
+//! (packet id and log position), each shard's next offset and scan status, the packet id
+//! counter, bytes received and not consumed, and bytes of frames already given packet ids
+//! but not yet accepted by the socket (to be written first).
+//!
+//! Invariants:
+//! - a frame is either in the in-flight table (its bytes written or in `unsent`), or at
+//!   or after the `next` handed back for its shard: nothing is skipped or sent twice;
+//! - while the loop runs, nothing else reads or writes the socket (the caller stops
+//!   reading and holds its writes), so frames and packets are never interleaved;
+//! - [`Control::snapshot`] sees the same state a stop at that moment would hand back
+//!   (the session's progress is committed from it while the loop runs).
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{send, SendFlags};
+
+use crate::log::{
+    now_ms, replay_frames, Log, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_STRIDE,
+    REPLAY_NEXT, REPLAY_SLOW,
+};
+
+/// Bytes read from the socket per read call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One delivery in flight: sent, its PUBACK not yet received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// Packet identifier.
+    pub id: u16,
+    /// Log position of the message.
+    pub shard: u32,
+    /// Log position of the message.
+    pub offset: u64,
+    /// The RETAIN flag it was sent with.
+    pub retain: bool,
+}
+
+/// What the loop is given.
+#[derive(Debug, Clone)]
+pub struct DrainSpec {
+    /// The shards to read, each from `from` to its `until` (give a bound: what arrives while
+    /// the loop runs is the caller's to decide about).
+    pub shards: Vec<ReplayShard>,
+    /// The session's subscriptions, as for `replay_frames`.
+    pub subs: Vec<ReplaySub>,
+    /// Encoding and batch size, as for `replay_frames`.
+    pub opts: ReplayOptions,
+    /// At most this many QoS 1 deliveries in flight.
+    pub window: usize,
+    /// Deliveries already in flight (handed over by the caller), in the order sent.
+    pub inflight: Vec<InFlight>,
+    /// The next packet id to try.
+    pub next_id: u16,
+}
+
+/// Why the loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Every shard was read to its bound and every frame written to the socket.
+    CaughtUp,
+    /// A shard stopped before a delivery the general path must make; all before it were sent.
+    Slow,
+    /// [`Control::stop`] asked for it.
+    Stopped,
+    /// The client sent a packet other than a plain PUBACK (its bytes are in `rest`).
+    Packet,
+    /// The client closed the connection.
+    Eof,
+    /// A socket or log error (in `error`).
+    Failed,
+}
+
+impl Ended {
+    /// A name for logs and the binding.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::CaughtUp => "caught-up",
+            Ended::Slow => "slow",
+            Ended::Stopped => "stopped",
+            Ended::Packet => "packet",
+            Ended::Eof => "eof",
+            Ended::Failed => "failed",
+        }
+    }
+}
+
+/// The session's state, handed back when the loop ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handback {
+    /// Why the loop ended.
+    pub ended: Ended,
+    /// The error, for [`Ended::Failed`].
+    pub error: Option<String>,
+    /// Per shard of the spec (same order): the next offset to read.
+    pub next: Vec<u64>,
+    /// Per shard: the last scan status (`REPLAY_*`); `REPLAY_NEXT` when frames were unsent.
+    pub status: Vec<u8>,
+    /// Deliveries in flight, in the order sent.
+    pub inflight: Vec<InFlight>,
+    /// The next packet id to try.
+    pub next_id: u16,
+    /// Bytes received and not consumed (from the first packet that is not a plain PUBACK).
+    pub rest: Vec<u8>,
+    /// Bytes of frames in flight the socket has not taken yet: write them before anything.
+    pub unsent: Vec<u8>,
+    /// Frames written (or in `unsent`) by this loop.
+    pub sent: u64,
+    /// Their payload bytes.
+    pub sent_payload: u64,
+    /// PUBACKs that completed a delivery.
+    pub acked: u64,
+}
+
+/// A consistent view of a running loop: what a stop now would hand back, without stopping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// As [`Handback::next`].
+    pub next: Vec<u64>,
+    /// As [`Handback::inflight`].
+    pub inflight: Vec<InFlight>,
+    /// Frames sent so far.
+    pub sent: u64,
+    /// Their payload bytes.
+    pub sent_payload: u64,
+}
+
+/// The loop's working state.
+#[derive(Debug)]
+struct Run {
+    spec: DrainSpec,
+    /// Per shard: the last scan status; `REPLAY_NEXT` = more to read.
+    status: Vec<u8>,
+    /// In flight, keyed by send order.
+    order: BTreeMap<u64, InFlight>,
+    /// Per packet id: its key in `order`, or 0.
+    seq_of: Vec<u64>,
+    seq: u64,
+    next_id: u16,
+    /// The batch being sent and the index of its next frame.
+    frames: Option<ReplayFrames>,
+    at: usize,
+    /// Frames given ids, and how much of them the socket has taken.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// Received bytes not consumed.
+    rbuf: Vec<u8>,
+    sent: u64,
+    sent_payload: u64,
+    acked: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Not started yet.
+    Ready(Box<Run>),
+    Running(Box<Run>),
+    Done(Box<Handback>),
+    Taken,
+}
+
+/// Shared between the loop's thread and the broker's: stop, snapshot, last activity.
+#[derive(Debug)]
+pub struct Control {
+    phase: Mutex<Phase>,
+    parked: Condvar,
+    stop: AtomicBool,
+    wake: OwnedFd,
+    last_read_ms: AtomicU64,
+}
+
+impl Run {
+    fn new(spec: DrainSpec) -> Run {
+        let mut run = Run {
+            status: vec![REPLAY_NEXT; spec.shards.len()],
+            order: BTreeMap::new(),
+            seq_of: vec![0; 65536],
+            seq: 0,
+            next_id: spec.next_id.max(1),
+            frames: None,
+            at: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            rbuf: Vec::new(),
+            sent: 0,
+            sent_payload: 0,
+            acked: 0,
+            spec,
+        };
+        for f in std::mem::take(&mut run.spec.inflight) {
+            run.insert(f);
+        }
+        run
+    }
+
+    fn insert(&mut self, f: InFlight) {
+        self.seq += 1;
+        self.seq_of[usize::from(f.id)] = self.seq;
+        self.order.insert(self.seq, f);
+    }
+
+    fn allocate_id(&mut self) -> u16 {
+        loop {
+            let id = self.next_id;
+            self.next_id = if id == 65535 { 1 } else { id + 1 };
+            if self.seq_of[usize::from(id)] == 0 {
+                return id;
+            }
+        }
+    }
+
+    /// Takes the plain PUBACKs at the front of `rbuf`: packet id, then (MQTT 5) a reason
+    /// code and an empty property section, each optional. A reason code does not matter: any
+    /// PUBACK ends the delivery, as in the broker. False: a packet of another kind is there
+    /// (it and what follows stay in `rbuf`).
+    fn take_acks(&mut self) -> bool {
+        let mut pos = 0;
+        let mut other = false;
+        let b = &self.rbuf;
+        while pos + 2 <= b.len() {
+            let rl = usize::from(b[pos + 1]);
+            if b[pos] != 0x40 || !(2..=4).contains(&rl) {
+                other = true;
+                break;
+            }
+            if pos + 2 + rl > b.len() {
+                break;
+            }
+            if rl == 4 && b[pos + 5] != 0 {
+                other = true; // properties: the broker's parser reads them
+                break;
+            }
+            let id = u16::from_be_bytes([b[pos + 2], b[pos + 3]]);
+            pos += 2 + rl;
+            let seq = std::mem::take(&mut self.seq_of[usize::from(id)]);
+            if seq != 0 && self.order.remove(&seq).is_some() {
+                self.acked += 1;
+            }
+        }
+        self.rbuf.drain(..pos);
+        !other
+    }
+
+    fn room(&self) -> bool {
+        self.order.len() < self.spec.window
+    }
+
+    /// Moves frames of the current batch into `wbuf` while the window has room. Only when
+    /// `wbuf` is all written, so what is unwritten at a stop is whole frames in flight.
+    fn fill(&mut self) {
+        if self.wpos < self.wbuf.len() {
+            return;
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        let Some(fr) = self.frames.take() else { return };
+        let count = fr.meta.len() / META_STRIDE;
+        let mut start = if self.at == 0 {
+            0
+        } else {
+            fr.meta[(self.at - 1) * META_STRIDE + 3] as usize
+        };
+        while self.at < count {
+            let m = &fr.meta[self.at * META_STRIDE..(self.at + 1) * META_STRIDE];
+            let end = m[3] as usize;
+            let id_pos = m[4];
+            if id_pos >= 0.0 {
+                if !self.room() {
+                    break;
+                }
+                let id = self.allocate_id();
+                let head = fr.buf[start];
+                self.insert(InFlight {
+                    id,
+                    shard: m[0] as u32,
+                    offset: m[1] as u64,
+                    retain: head & 1 == 1,
+                });
+                let p = id_pos as usize;
+                self.wbuf.extend_from_slice(&fr.buf[start..p]);
+                self.wbuf.extend_from_slice(&id.to_be_bytes());
+                self.wbuf.extend_from_slice(&fr.buf[p + 2..end]);
+            } else {
+                self.wbuf.extend_from_slice(&fr.buf[start..end]);
+            }
+            self.sent += 1;
+            self.sent_payload += m[5] as u64;
+            start = end;
+            self.at += 1;
+        }
+        if self.at < count {
+            self.frames = Some(fr);
+        } else {
+            self.at = 0;
+        }
+    }
+
+    /// Reads the next batch when the current one is sent and a shard has more.
+    fn read_more(&mut self, log: &Log) -> Result<bool, String> {
+        if self.frames.is_some() {
+            return Ok(false);
+        }
+        let want: Vec<usize> = (0..self.status.len())
+            .filter(|&i| self.status[i] == REPLAY_NEXT)
+            .collect();
+        if want.is_empty() {
+            return Ok(false);
+        }
+        let shards: Vec<ReplayShard> = want.iter().map(|&i| self.spec.shards[i].clone()).collect();
+        let r = replay_frames(log, &shards, &self.spec.subs, &self.spec.opts)
+            .map_err(|e| e.to_string())?;
+        for (k, &i) in want.iter().enumerate() {
+            self.spec.shards[i].from = r.next[k];
+            self.status[i] = r.status[k];
+        }
+        if !r.meta.is_empty() {
+            self.frames = Some(r);
+            self.at = 0;
+        }
+        Ok(true)
+    }
+
+    /// Nothing left to send and nothing left to read: how the loop ends, if it does.
+    fn finished(&self) -> Option<Ended> {
+        if self.frames.is_some()
+            || self.wpos < self.wbuf.len()
+            || self.status.contains(&REPLAY_NEXT)
+        {
+            return None;
+        }
+        Some(if self.status.contains(&REPLAY_SLOW) {
+            Ended::Slow
+        } else {
+            Ended::CaughtUp
+        })
+    }
+
+    /// Each shard's next offset, lowered to the first frame not given an id.
+    fn next(&self) -> (Vec<u64>, Vec<u8>) {
+        let mut next: Vec<u64> = self.spec.shards.iter().map(|s| s.from).collect();
+        let mut status = self.status.clone();
+        if let Some(fr) = &self.frames {
+            for m in fr.meta.chunks_exact(META_STRIDE).skip(self.at) {
+                let shard = m[0] as u32;
+                let offset = m[1] as u64;
+                if let Some(i) = self.spec.shards.iter().position(|s| s.shard == shard) {
+                    if offset < next[i] {
+                        next[i] = offset;
+                        status[i] = REPLAY_NEXT;
+                    }
+                }
+            }
+        }
+        (next, status)
+    }
+
+    fn handback(mut self, ended: Ended, error: Option<String>) -> Handback {
+        let (next, status) = self.next();
+        Handback {
+            ended,
+            error,
+            next,
+            status,
+            inflight: std::mem::take(&mut self.order).into_values().collect(),
+            next_id: self.next_id,
+            rest: std::mem::take(&mut self.rbuf),
+            unsent: self.wbuf.split_off(self.wpos),
+            sent: self.sent,
+            sent_payload: self.sent_payload,
+            acked: self.acked,
+        }
+    }
+}
+
+/// What one turn of the loop found.
+enum Turn {
+    Go,
+    End(Ended, Option<String>),
+}
+
+impl Control {
+    /// A loop that will run `spec` once [`run`] is called with this control.
+    pub fn new(spec: DrainSpec) -> std::io::Result<Control> {
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Control {
+            phase: Mutex::new(Phase::Ready(Box::new(Run::new(spec)))),
+            parked: Condvar::new(),
+            stop: AtomicBool::new(false),
+            wake,
+            last_read_ms: AtomicU64::new(now_ms()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops the loop and returns the session's state; None once it was taken. Blocks
+    /// until the loop has parked (it wakes at once: an eventfd is in its poll set). A
+    /// loop that has not started yet never starts.
+    pub fn stop(&self) -> Option<Handback> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+        let mut g = self.lock();
+        loop {
+            match std::mem::replace(&mut *g, Phase::Taken) {
+                Phase::Ready(run) => return Some(run.handback(Ended::Stopped, None)),
+                Phase::Done(h) => return Some(*h),
+                Phase::Taken => return None,
+                running @ Phase::Running(_) => {
+                    *g = running;
+                    g = self.parked.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+
+    /// What a stop now would hand back (None once taken).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let g = self.lock();
+        let view = |r: &Run| {
+            let (next, _) = r.next();
+            Snapshot {
+                next,
+                inflight: r.order.values().copied().collect(),
+                sent: r.sent,
+                sent_payload: r.sent_payload,
+            }
+        };
+        match &*g {
+            Phase::Ready(r) | Phase::Running(r) => Some(view(r)),
+            Phase::Done(h) => Some(Snapshot {
+                next: h.next.clone(),
+                inflight: h.inflight.clone(),
+                sent: h.sent,
+                sent_payload: h.sent_payload,
+            }),
+            Phase::Taken => None,
+        }
+    }
+
+    /// When the loop last read from the client (ms since the epoch; its start before that).
+    pub fn last_read_ms(&self) -> u64 {
+        self.last_read_ms.load(Ordering::Relaxed)
+    }
+
+    /// Why the loop ended, once it has (the state stays until [`Control::stop`] takes it).
+    pub fn ended(&self) -> Option<Ended> {
+        match &*self.lock() {
+            Phase::Done(h) => Some(h.ended),
+            _ => None,
+        }
+    }
+}
+
+/// Runs the drain loop of `ctl` on `sock` (a non-blocking stream socket the caller neither
+/// reads nor writes meanwhile) until it ends; returns why. The state waits in `ctl` for
+/// [`Control::stop`]. Returns at once when the loop was stopped before it started.
+pub fn run(log: &Log, sock: &OwnedFd, ctl: &Control) -> Ended {
+    {
+        let mut g = ctl.lock();
+        match std::mem::replace(&mut *g, Phase::Taken) {
+            Phase::Ready(run) => *g = Phase::Running(run),
+            other => {
+                *g = other;
+                return Ended::Stopped;
+            }
+        }
+    }
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut readable = false;
+    loop {
+        let mut g = ctl.lock();
+        let Phase::Running(run) = &mut *g else {
+            unreachable!("only the loop leaves Running")
+        };
+        let turn = if ctl.stop.load(Ordering::SeqCst) {
+            Turn::End(Ended::Stopped, None)
+        } else {
+            turn(log, sock, ctl, run, &mut chunk, readable)
+        };
+        let want_out = run.wpos < run.wbuf.len();
+        if let Turn::End(ended, error) = turn {
+            let Phase::Running(run) = std::mem::replace(&mut *g, Phase::Taken) else {
+                unreachable!()
+            };
+            *g = Phase::Done(Box::new(run.handback(ended, error)));
+            drop(g);
+            ctl.parked.notify_all();
+            return ended;
+        }
+        drop(g);
+        let mut flags = PollFlags::IN;
+        if want_out {
+            flags |= PollFlags::OUT;
+        }
+        let mut fds = [
+            PollFd::new(sock, flags),
+            PollFd::new(&ctl.wake, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => {
+                let mut g = ctl.lock();
+                if let Phase::Running(run) = std::mem::replace(&mut *g, Phase::Taken) {
+                    *g = Phase::Done(Box::new(
+                        run.handback(Ended::Failed, Some(format!("poll: {e}"))),
+                    ));
+                }
+                drop(g);
+                ctl.parked.notify_all();
+                return Ended::Failed;
+            }
+        }
+        readable = !fds[0].revents().is_empty() && fds[0].revents() != PollFlags::OUT;
+    }
+}
+
+/// One turn: take what the client sent, then send what the window allows.
+fn turn(
+    log: &Log,
+    sock: &OwnedFd,
+    ctl: &Control,
+    run: &mut Run,
+    chunk: &mut [u8],
+    readable: bool,
+) -> Turn {
+    if readable {
+        loop {
+            match rustix::io::read(sock, &mut *chunk) {
+                Ok(0) => {
+                    if !run.take_acks() {
+                        return Turn::End(Ended::Packet, None);
+                    }
+                    return Turn::End(Ended::Eof, None);
+                }
+                Ok(n) => {
+                    ctl.last_read_ms.store(now_ms(), Ordering::Relaxed);
+                    run.rbuf.extend_from_slice(&chunk[..n]);
+                    if !run.take_acks() {
+                        return Turn::End(Ended::Packet, None);
+                    }
+                    if n < chunk.len() {
+                        break;
+                    }
+                }
+                Err(Errno::AGAIN) => break,
+                Err(Errno::INTR) => {}
+                Err(e) => return Turn::End(Ended::Failed, Some(format!("read: {e}"))),
+            }
+        }
+    }
+    loop {
+        run.fill();
+        if run.wpos < run.wbuf.len() {
+            match send(sock.as_fd(), &run.wbuf[run.wpos..], SendFlags::NOSIGNAL) {
+                Ok(n) => run.wpos += n,
+                Err(Errno::AGAIN) => return Turn::Go,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Turn::End(Ended::Failed, Some(format!("write: {e}"))),
+            }
+            if run.wpos < run.wbuf.len() {
+                return Turn::Go; // the socket's buffer is full: wait for POLLOUT
+            }
+            continue;
+        }
+        if !run.room() && run.frames.is_some() {
+            return Turn::Go; // wait for PUBACKs
+        }
+        match run.read_more(log) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => return Turn::End(Ended::Failed, Some(format!("log: {e}"))),
+        }
+        return match run.finished() {
+            Some(ended) => Turn::End(ended, None),
+            None => Turn::Go,
+        };
+    }
+}

@@ -1,0 +1,243 @@
+//! `DrainControl`: the native drain loop (`strata_core::drain`) over a socket the broker
+//! hands over. Conversion only.
+//!
+//! In-flight deliveries cross as a Float64Array of quads: packet id, shard, offset,
+//! retain (0/1), in the order they were sent.
+use crate::error::{to_napi, to_napi_coded};
+use crate::store::{offset_arg, Inner, ReplayShardArg, ReplaySubArg, ReplayTask, Resolver, Store};
+use napi::bindgen_prelude::{Buffer, Float64Array, Object, Uint32Array};
+use napi::{Env, Result};
+use napi_derive::napi;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use strata_core::drain::{self, Control, DrainSpec, Handback, InFlight};
+use strata_core::error::CoreError;
+
+/// Values per in-flight delivery in the binding's Float64Arrays.
+const QUAD: usize = 4;
+
+/// What the loop hands back (`strata_core::drain::Handback`).
+#[napi(object)]
+pub struct DrainHandback {
+    /// caught-up, slow, stopped, packet, eof or failed.
+    pub ended: String,
+    pub error: Option<String>,
+    /// Per requested shard: the next offset to read.
+    pub next: Float64Array,
+    /// Per requested shard: the last replay status (0 Next, 1 Done, 2 Until, 3 Slow).
+    pub status: Uint32Array,
+    /// In flight, quads (id, shard, offset, retain), in the order sent.
+    pub inflight: Float64Array,
+    pub next_id: u32,
+    /// Received, not consumed: from the first packet that is not a plain PUBACK.
+    pub rest: Buffer,
+    /// Frames in flight not yet taken by the socket: write them first.
+    pub unsent: Buffer,
+    pub sent: f64,
+    pub sent_payload: f64,
+    pub acked: f64,
+}
+
+/// A running loop's state, as a stop now would hand it back.
+#[napi(object)]
+pub struct DrainSnapshot {
+    pub next: Float64Array,
+    pub inflight: Float64Array,
+    pub sent: f64,
+    pub sent_payload: f64,
+}
+
+/// One drain loop: `run()` starts it on a worker thread, `stop()` takes the state back.
+#[napi]
+pub struct DrainControl {
+    ctl: Arc<Control>,
+    inner: Arc<Inner>,
+    sock: Arc<Mutex<Option<OwnedFd>>>,
+}
+
+fn quads(v: &[InFlight]) -> Float64Array {
+    let mut out = Vec::with_capacity(v.len() * QUAD);
+    for f in v {
+        out.extend_from_slice(&[
+            f64::from(f.id),
+            f64::from(f.shard),
+            f.offset as f64,
+            f64::from(u8::from(f.retain)),
+        ]);
+    }
+    Float64Array::new(out)
+}
+
+fn handback(h: Handback) -> DrainHandback {
+    DrainHandback {
+        ended: h.ended.as_str().into(),
+        error: h.error,
+        next: Float64Array::new(h.next.iter().map(|&n| n as f64).collect()),
+        status: Uint32Array::new(h.status.iter().map(|&s| u32::from(s)).collect()),
+        inflight: quads(&h.inflight),
+        next_id: u32::from(h.next_id),
+        rest: h.rest.into(),
+        unsent: h.unsent.into(),
+        sent: h.sent as f64,
+        sent_payload: h.sent_payload as f64,
+        acked: h.acked as f64,
+    }
+}
+
+/// Duplicates the socket descriptor `fd`, so a close on the JavaScript side cannot hand
+/// the number to another file while the loop uses it.
+#[allow(unsafe_code)]
+fn dup_socket(fd: i32) -> std::result::Result<OwnedFd, CoreError> {
+    if fd < 0 {
+        return Err(CoreError::InvalidArgument(format!(
+            "drain: bad descriptor {fd}"
+        )));
+    }
+    // SAFETY: `fd` is the descriptor of a socket the caller holds open for the duration of
+    // this call (a libuv TCP handle); it is only borrowed to be duplicated.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    borrowed
+        .try_clone_to_owned()
+        .map_err(|e| CoreError::Io(format!("drain: dup {fd}: {e}")))
+}
+
+#[napi]
+impl Store {
+    /// A native drain loop for the session replay `shards`/`subs` (as `replay`) over the
+    /// TCP socket with descriptor `fd` (duplicated here; the caller must neither read nor
+    /// write the socket until it has the state back). `window`: in-flight QoS 1 limit;
+    /// `inflight`: quads already in flight; `nextId`: the next packet id to try.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn drain(
+        &self,
+        fd: i32,
+        shards: Vec<ReplayShardArg>,
+        subs: Vec<ReplaySubArg>,
+        version: u32,
+        client_id: String,
+        max_entries: u32,
+        max_packet: f64,
+        window: u32,
+        inflight: Float64Array,
+        next_id: u32,
+    ) -> Result<DrainControl, String> {
+        let t = ReplayTask::new(
+            self,
+            shards,
+            subs,
+            version,
+            client_id,
+            max_entries,
+            max_packet,
+        )
+        .map_err(to_napi_coded)?;
+        let bad =
+            |what: String| to_napi_coded(CoreError::InvalidArgument(format!("drain: {what}")));
+        if !inflight.len().is_multiple_of(QUAD) {
+            return Err(bad(format!(
+                "inflight has {} values, not quads",
+                inflight.len()
+            )));
+        }
+        let mut held = Vec::with_capacity(inflight.len() / QUAD);
+        for q in inflight.chunks_exact(QUAD) {
+            if !(1.0..=65535.0).contains(&q[0])
+                || q[0].fract() != 0.0
+                || !(0.0..=f64::from(u32::MAX)).contains(&q[1])
+            {
+                return Err(bad(format!("bad in-flight entry {q:?}")));
+            }
+            held.push(InFlight {
+                id: q[0] as u16,
+                shard: q[1] as u32,
+                offset: offset_arg(q[2], || "drain: in-flight offset".into())
+                    .map_err(to_napi_coded)?,
+                retain: q[3] != 0.0,
+            });
+        }
+        if window == 0 || next_id > 65535 {
+            return Err(bad(format!("window {window}, next id {next_id}")));
+        }
+        let spec = DrainSpec {
+            shards: t.shards,
+            subs: t.subs,
+            opts: t.opts,
+            window: window as usize,
+            inflight: held,
+            next_id: next_id as u16,
+        };
+        let sock = dup_socket(fd).map_err(to_napi_coded)?;
+        let ctl = Control::new(spec)
+            .map_err(|e| to_napi_coded(CoreError::Io(format!("drain: eventfd: {e}"))))?;
+        Ok(DrainControl {
+            ctl: Arc::new(ctl),
+            inner: t.inner,
+            sock: Arc::new(Mutex::new(Some(sock))),
+        })
+    }
+}
+
+#[napi]
+impl DrainControl {
+    /// Runs the loop on a thread of its own (not libuv's pool: a loop lasts as long as the
+    /// drain, and must start at once); resolves with why it ended (its state waits for
+    /// `stop()`). Once only.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn run<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        let (d, promise) = env.create_deferred::<String, Resolver<String>>()?;
+        let d = Arc::new(Mutex::new(Some(d)));
+        let (ctl, inner, sock, d2) = (
+            self.ctl.clone(),
+            self.inner.clone(),
+            self.sock.clone(),
+            d.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("strata-drain".into())
+            .spawn(move || {
+                let sock = sock.lock().unwrap_or_else(|e| e.into_inner()).take();
+                // The duplicate descriptor is closed when the loop ends (`sock` drops here).
+                let ended = match sock {
+                    Some(s) => drain::run(&inner.log, &s, &ctl).as_str(),
+                    None => "stopped",
+                };
+                if let Some(d) = d2.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    d.resolve(Box::new(move |_| Ok(ended.to_string())));
+                }
+            });
+        if let Err(e) = spawned {
+            if let Some(d) = d.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                d.reject(to_napi(CoreError::Io(format!("drain: thread: {e}"))));
+            }
+        }
+        Ok(promise)
+    }
+
+    /// Stops the loop (at once; it wakes from its poll) and returns the session's state;
+    /// null once taken. A loop not started yet never starts.
+    #[napi]
+    pub fn stop(&self) -> Option<DrainHandback> {
+        let h = self.ctl.stop().map(handback);
+        // Not started: nothing will run to close the duplicate.
+        drop(self.sock.lock().unwrap_or_else(|e| e.into_inner()).take());
+        h
+    }
+
+    /// What `stop()` would return now, without stopping; null once taken.
+    #[napi]
+    pub fn snapshot(&self) -> Option<DrainSnapshot> {
+        self.ctl.snapshot().map(|s| DrainSnapshot {
+            next: Float64Array::new(s.next.iter().map(|&n| n as f64).collect()),
+            inflight: quads(&s.inflight),
+            sent: s.sent as f64,
+            sent_payload: s.sent_payload as f64,
+        })
+    }
+
+    /// When the loop last read from the client, ms since the epoch.
+    #[napi]
+    pub fn last_read_ms(&self) -> f64 {
+        self.ctl.last_read_ms() as f64
+    }
+}
