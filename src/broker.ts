@@ -292,9 +292,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /**
    * Bind a connection to its session: take over a live connection with the same client id
    * ([MQTT-3.1.4-3]), discard the old session on Clean Start ([MQTT-3.1.2-4]) or resume it
-   * ([MQTT-3.1.2-5]), and cancel a will waiting out its delay ([MQTT-3.1.3-9]).
+   * ([MQTT-3.1.2-5]), and cancel a will waiting out its delay ([MQTT-3.1.3-9]). `recorded`:
+   * the persistent session's record (with the connection's will) is durable once it resolves.
    */
-  attachSession(conn: Connection, cleanStart: boolean, expiryInterval: number): { session: Session; sessionPresent: boolean } {
+  attachSession(conn: Connection, cleanStart: boolean, expiryInterval: number): { session: Session; sessionPresent: boolean; recorded: Promise<void> | null } {
     const clientId = conn.clientId;
     let session = this.sessions.get(clientId);
     const old = session?.connection;
@@ -324,8 +325,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     session.durable?.attached();
     conn.session = session;
     this.metrics.connections++;
-    this.recordSession(session, conn.will ? encodeWill(conn.will.msg, conn.will.delaySeconds) : null, 0);
-    return { session, sessionPresent };
+    const recorded = this.recordSession(session, conn.will ? encodeWill(conn.will.msg, conn.will.delaySeconds) : null, 0);
+    return { session, sessionPresent, recorded };
   }
 
   onConnected(conn: Connection, sessionPresent: boolean): void {
@@ -357,20 +358,23 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   /**
    * Keep the durable record of a persistent session in step: created or refreshed when it
-   * (re)connects or disconnects; a session whose expiry became 0 leaves the store.
+   * (re)connects or disconnects; a session whose expiry became 0 leaves the store. Resolves
+   * once the record is durable (null: nothing to record); a failure is reported here.
    */
-  private recordSession(session: Session, will: SessionRecord['will'], disconnectedAt: number): void {
+  private recordSession(session: Session, will: SessionRecord['will'], disconnectedAt: number): Promise<void> | null {
     const durable = this.durable;
-    if (!durable) return;
+    if (!durable) return null;
     if (session.expiryInterval === 0) {
       if (session.durable) {
         session.durable = null;
         durable.deleteSession(session.clientId);
       }
-      return;
+      return null;
     }
     session.durable ??= durable.attach(session, this.limits, this.drops);
-    durable.putSession(session.clientId, { expiry: session.expiryInterval, disconnectedAt, will }).catch((e: unknown) => this.onStoreError(null, e as Error));
+    const done = durable.putSession(session.clientId, { expiry: session.expiryInterval, disconnectedAt, will });
+    done.catch((e: unknown) => this.onStoreError(null, e as Error));
+    return done;
   }
 
   /** [MQTT-3.1.3-9] a will published after its delay, or when the session ends if sooner. */

@@ -105,7 +105,7 @@ function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | u
   if (props.maximumPacketSize !== undefined) conn.clientMaxPacketSize = props.maximumPacketSize;
   conn.topicAliasMaximum = v5 ? cfg['mqtt.max_topic_alias'] : 0;
 
-  const { session, sessionPresent } = broker.attachSession(conn, p.clean !== false, expiry);
+  const { session, sessionPresent, recorded } = broker.attachSession(conn, p.clean !== false, expiry);
   conn.state = 'connected';
 
   let keepalive = p.keepalive ?? 0;
@@ -135,7 +135,13 @@ function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | u
   } else {
     connack.returnCode = 0;
   }
-  conn.send(connack);
+  if (recorded !== null && conn.will !== null) {
+    // The will must survive a crash from the moment the client is told it is connected: CONNACK
+    // (and all written after it) waits for the session record. Should the record fail, the
+    // client is closed without CONNACK (the store error is logged).
+    conn.writeAfter(recorded, () => conn.send(connack));
+    recorded.catch(() => conn.close('session record failed'));
+  } else conn.send(connack);
   conn.startKeepalive(keepalive);
   broker.onConnected(conn, sessionPresent);
   // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP) and PUBREL, then queued messages.
