@@ -73,6 +73,8 @@ export interface BrokerMetrics {
   messagesDropped: number;
   protocolErrors: number;
   storeErrors: number;
+  /** Drains of persistent sessions handed to the native loop (durable_sessions.native_drain). */
+  nativeDrains: number;
 }
 
 export class Broker extends EventEmitter<BrokerEvents> {
@@ -81,7 +83,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly gates: Gates;
   readonly sessions: SessionStore;
   readonly retained: RetainedStore;
-  readonly metrics: BrokerMetrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0 };
+  readonly metrics: BrokerMetrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, nativeDrains: 0 };
   /** Every open socket, connected or not (for shutdown). */
   readonly connections = new Set<Connection>();
   private readonly trie = new TopicTrie();
@@ -137,6 +139,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       writeHighWatermark: this.config['mqtt.write_high_watermark'],
       batchSize: this.config['durable_sessions.batch_size'],
       storeQos0: this.config['durable_sessions.qos0'],
+      nativeDrain: this.config['durable_sessions.native_drain'],
     };
   }
 

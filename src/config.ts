@@ -33,6 +33,7 @@ export const CONFIG_KEYS = {
   'durable_sessions.enable': { kind: 'bool', default: true, doc: 'Persistent sessions, their queues and retained messages live in the embedded store' },
   'durable_sessions.qos0': { kind: 'bool', default: true, doc: 'Store QoS 0 messages for offline persistent sessions too (delivered at QoS 0 when they return)' },
   'durable_sessions.batch_size': { kind: 'int', default: 1000, min: 1, max: 100000, doc: 'Messages read from the log per scan when a persistent session catches up' },
+  'durable_sessions.native_drain': { kind: 'bool', default: true, doc: 'A session catching up over plain TCP is drained by a native loop (Rust thread) instead of the event loop' },
   'durable_sessions.message_retention_period': { kind: 'duration', default: 86400, min: 0, max: 315360000, doc: 'How long the log keeps messages (0 = forever); older generations are dropped whole' },
   'durable_storage.messages.n_shards': { kind: 'int', default: 4, min: 1, max: 1024, doc: 'Log shards (by publisher client id); fixed at first start' },
   'durable_storage.fsync': { kind: 'string', default: 'always', pattern: /^(always|none|interval:[1-9][0-9]*)$/, doc: 'always | interval:<ms> | none (see README: what is durable)' },

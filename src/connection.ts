@@ -11,6 +11,7 @@
  * read of one poll phase is answered together) and handed to the socket as one Buffer (SPEC
  * A1): with TCP_NODELAY set this gives one segment per batch, without Nagle's 40 ms stalls.
  */
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Packet } from 'mqtt-packet';
 import type { Broker } from './broker.js';
@@ -77,9 +78,14 @@ export class Connection implements ClientInfo {
   private gatedBytes = 0;
   private releasing = false;
   private timer: NodeJS.Timeout | null = null;
+  /**
+   * While the native drain loop has the socket (handOff): takes it back at once (close),
+   * tells when the loop last read from the client (keep-alive), and the window to restore.
+   */
+  private native: { stop: () => void; lastRead: () => number; window: number } | null = null;
   private readonly flushOut = (): void => {
     const out = this.out;
-    if (out.length === 0) return;
+    if (out.length === 0 || this.native !== null) return;
     const buf = out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, this.outBytes);
     this.out = [];
     this.outBytes = 0;
@@ -220,7 +226,8 @@ export class Connection implements ClientInfo {
     const graceMs = (seconds * 1000 * this.broker.config['mqtt.keepalive_multiplier']) / 10;
     const check = (): void => {
       if (this.state === 'closed') return;
-      const idle = Date.now() - this.lastSeen;
+      const seen = this.native === null ? this.lastSeen : Math.max(this.lastSeen, this.native.lastRead());
+      const idle = Date.now() - seen;
       if (idle >= graceMs) {
         this.disconnect(RC.KeepAliveTimeout, 'keep-alive timeout');
         return;
@@ -243,7 +250,7 @@ export class Connection implements ClientInfo {
       this.gatedBytes += buf.length;
       return;
     }
-    if (this.out.length === 0) setImmediate(this.flushOut);
+    if (this.out.length === 0 && this.native === null) setImmediate(this.flushOut);
     this.out.push(buf);
     this.outBytes += buf.length;
     if (this.outBytes >= OUT_FLUSH_BYTES) this.flushOut();
@@ -345,9 +352,63 @@ export class Connection implements ClientInfo {
     this.close(reason);
   }
 
+  /**
+   * The socket's descriptor, when the native drain loop may take the socket now: a plain TCP
+   * connection (not TLS, not WebSocket) with nothing buffered either way (what this turn
+   * wrote is flushed first). Null otherwise.
+   */
+  nativeFd(): number | null {
+    const s = this.socket;
+    if (!(s instanceof net.Socket) || (s as Duplex & { encrypted?: boolean }).encrypted) return null;
+    if (this.state !== 'connected' || this.native !== null || this.held !== null || this.gated !== null || this.ackQueue.length > 0) return null;
+    this.flushOut();
+    const handle = (s as unknown as { _handle?: { fd?: number } })._handle;
+    const fd = handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return null;
+    if (s.writableLength > 0 || s.readableLength > 0 || this.framer.buffered > 0) return null;
+    return fd;
+  }
+
+  /**
+   * Hand the socket to the native drain loop: stop libuv reading it, hold every write, and give the session no window (nothing else is sent meanwhile).
+   * `stop` must take it back synchronously; close() calls it.
+   */
+  handOff(stop: () => void, lastRead: () => number): void {
+    const handle = (this.socket as unknown as { _handle: { reading: boolean; readStop(): number } })._handle;
+    handle.readStop();
+    // net.Socket restarts a stopped handle whenever its stream wants more (even paused, to
+    // fill its buffer): marked as reading, it is left alone until takeBack.
+    handle.reading = true;
+    this.native = { stop, lastRead, window: this.window };
+    this.window = 0;
+  }
+
+  /**
+   * The native loop is done with the socket: write `unsent` (frames it had sent but the socket
+   * had not taken), then what was held; then, unless closing, read `rest` (received, not
+   * consumed) and the socket again.
+   */
+  takeBack(unsent: Buffer, rest: Buffer, closing: boolean): void {
+    const n = this.native;
+    if (n === null) return;
+    this.native = null;
+    this.window = n.window;
+    this.lastSeen = Math.max(this.lastSeen, n.lastRead());
+    if (unsent.length > 0) this.socket.write(unsent);
+    this.flushOut();
+    if (closing || this.state !== 'connected') return;
+    if (rest.length > 0) this.onData(rest);
+    if (this.state !== 'connected') return;
+    const handle = (this.socket as unknown as { _handle: { readStart(): number } | null })._handle;
+    if (handle === null) return;
+    const err = handle.readStart();
+    if (err !== 0) this.socket.destroy(new Error(`read start failed (${err})`));
+  }
+
   /** Flush what is queued and close. The broker is told through onClosed. */
   close(reason: string): void {
     if (this.state === 'closed') return;
+    this.native?.stop(); // the session's state comes back first
     if (!this.closeReason) this.closeReason = reason;
     const wasConnected = this.state === 'connected';
     this.state = 'closed';

@@ -124,6 +124,10 @@ export type ReplaySub = Binding.ReplaySubArg;
  * (the REPLAY_STATUS_* values).
  */
 export type ReplayResult = Binding.ReplayResult;
+export type DrainControl = Binding.DrainControl;
+export type DrainHandback = Binding.DrainHandback;
+/** Values per in-flight delivery in the drain loop's arrays: packet id, shard, offset, retain. */
+export const DRAIN_QUAD = 4;
 export const REPLAY_STRIDE = 6;
 export const REPLAY_SHARD = 0;
 export const REPLAY_OFFSET = 1;
@@ -324,6 +328,15 @@ export class DurableStore {
   /** `replay` on a worker thread (bad arguments throw at once; read errors reject). */
   replayAsync(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult> {
     return wrapAsync(wrapSync(() => this.inner.replayAsync(shards, subs, version, clientId, maxEntries, maxPacket)));
+  }
+
+  /**
+   * A native drain loop (strata_core::drain) for the session replay `shards`/`subs` over the
+   * TCP socket with descriptor `fd`: start it with `run()`, take the state back with `stop()`.
+   * `inflight`: DRAIN_QUAD values per delivery already in flight. Throws on bad arguments.
+   */
+  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl {
+    return wrapSync(() => this.inner.drain(fd, shards, subs, version, clientId, maxEntries, maxPacket, window, inflight, nextId));
   }
 
   /** The offset the next record of a shard will get. */

@@ -20,6 +20,8 @@ export interface DeliveryLimits extends BacklogLimits {
   batchSize: number;
   /** QoS 0 messages for offline persistent sessions go through the store (durable_sessions.qos0). */
   storeQos0: boolean;
+  /** Persistent sessions catching up over plain TCP may be drained by the native loop. */
+  nativeDrain: boolean;
 }
 
 export interface DropCounter {
@@ -208,7 +210,7 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
         }
         const broker = conn.broker;
         const plain = broker.listenerCount('message.delivered') === 0 && broker.listenerCount('message.acked') === 0;
-        const outcome = durable.stream(conn, limits.batchSize, plain, limits.writeHighWatermark, () => {
+        const outcome = durable.stream(conn, limits.batchSize, plain && limits.nativeDrain, plain, limits.writeHighWatermark, () => {
           if (session.connection === conn) pump(conn, session, limits);
         });
         if (outcome === 'more') pumpLater(conn, session, limits);

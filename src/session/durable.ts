@@ -35,6 +35,7 @@ import {
   type MetaOp,
   type PackedMessage,
   packMessages,
+  type DrainControl,
   type ReplayResult,
   type ReplayShard,
   type ReplaySub,
@@ -284,6 +285,10 @@ export class DurableSessions implements LogSource {
 
   replayAsync(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult> {
     return this.store.replayAsync(shards, subs, version, clientId, maxEntries, maxPacket);
+  }
+
+  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl {
+    return this.store.drain(fd, shards, subs, version, clientId, maxEntries, maxPacket, window, inflight, nextId);
   }
 
   // ---- sessions ---------------------------------------------------------------------------

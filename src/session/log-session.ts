@@ -24,6 +24,8 @@
 import type { Connection } from '../connection.js';
 import { createMessage, decodeProperties, LogMessage, type Message, payloadSize } from '../message.js';
 import {
+  DRAIN_QUAD,
+  type DrainControl,
   REPLAY_END,
   REPLAY_ID_POS,
   REPLAY_OFFSET,
@@ -56,6 +58,7 @@ export interface LogSource {
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult;
   replay(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult;
   replayAsync(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult>;
+  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl;
   /** Fill in `msg` for entries holding only a log position (null where the record is gone). */
   load(entries: Pending[]): void;
   /** Commit this session's progress record with the current batch; resolves once durable. */
@@ -89,6 +92,26 @@ interface Ahead {
 /** An offline session's record is rewritten for its backlog count every this many messages. */
 const COUNT_STEP = 64;
 
+/**
+ * Native drain loops running at once, each on a thread of its own; beyond that, sessions drain
+ * on the event loop (`stream`). On a machine with few cores more loops would only take turns.
+ */
+const MAX_NATIVE_DRAINS = 16;
+let nativeDrains = 0;
+/** How often a session drained by the native loop has its progress committed (as `mark`). */
+const NATIVE_PROGRESS_MS = 10;
+
+/** A connection handed to the native drain loop (startNative), and the shards it reads. */
+interface Native {
+  ctl: DrainControl;
+  conn: Connection;
+  want: ReplayShard[];
+  /** Pump again (once the loop ended by itself). */
+  wake: () => void;
+  /** Commits the session's progress (from the loop's snapshot) while the loop runs. */
+  timer: NodeJS.Timeout;
+}
+
 const SCAN_NEXT = 0;
 const SCAN_DONE = 1;
 const SCAN_UNTIL = 2;
@@ -115,6 +138,8 @@ export class LogSession implements SessionPersistence {
   /** A worker-thread read is under way (`readBehind`); `gen` tells a given-up one. */
   private reading = false;
   private gen = 0;
+  /** The native drain loop has the connection. */
+  private native: Native | null = null;
 
   constructor(
     private readonly src: LogSource,
@@ -191,7 +216,11 @@ export class LogSession implements SessionPersistence {
         if (oldest) {
           this.backlog++;
           this.backlogBytes += bytes;
-        } else this.excess++;
+        } else {
+          this.excess++;
+          // The native loop does not skip deliveries: the event loop takes the drain back.
+          if (this.native !== null) setImmediate(() => this.endNative(false));
+        }
         this.dropped();
         this.src.mark(this);
         return 'left';
@@ -318,13 +347,15 @@ export class LogSession implements SessionPersistence {
    * the event loop only when nothing is ahead (the first, or one the worker did not finish in
    * time); `wake` is called when a worker read completes.
    */
-  stream(conn: Connection, n: number, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome {
+  stream(conn: Connection, n: number, native: boolean, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome {
     const session = this.session;
+    if (this.native !== null) return 'native';
     const subs = this.replayedSubs();
     if (!plain || (conn.protocolVersion === 5 && subs.some((sub) => sub.subscriptionId !== undefined))) {
       this.unreadAhead();
       return 'slow';
     }
+    if (native && this.ahead.length === 0 && !this.reading && !this.slow && this.startNative(conn, subs, n, wake)) return 'native';
     for (let reads = 0; ; ) {
       for (let a = this.ahead[0]; a; a = this.ahead[0]) {
         this.sendAhead(conn, a, maxBacklog);
@@ -347,6 +378,79 @@ export class LogSession implements SessionPersistence {
       this.readAhead(conn, subs, n);
       if (!this.replaying) return 'caught-up';
     }
+  }
+
+  /**
+   * Hand the connection to the native drain loop (strata_core::drain) for the log as it is
+   * now: it sends, keeps the window and takes the PUBACKs on its own thread, and hands back
+   * (endNative) when it has read that far, before a delivery only `fill` makes, when the
+   * client sends another packet or closes, or when the connection is closed here. False:
+   * not now (not plain TCP, something buffered, a delivery in flight it cannot carry, all
+   * loops busy), `stream` goes on as usual.
+   */
+  private startNative(conn: Connection, subs: Subscription[], n: number, wake: () => void): boolean {
+    const session = this.session;
+    if (nativeDrains >= MAX_NATIVE_DRAINS || this.excess > 0 || session.queue.length > 0) return false;
+    const quads: number[] = [];
+    for (const [id, e] of session.inflight) {
+      // What the loop carries: QoS 1 deliveries of logged messages the log finds again.
+      if (e.qos !== 1 || e.phase !== 'publish' || !e.ref || e.pinned || e.retainedTopic !== undefined || e.subIds !== undefined) return false;
+      quads.push(id, e.ref.shard, e.ref.offset, e.retain ? 1 : 0);
+    }
+    const fd = conn.nativeFd();
+    if (fd === null) return false;
+    const want = this.replayShards(subs, true);
+    if (want.length === 0) return false;
+    const ctl = this.src.drain(fd, want, this.replaySubs(subs), conn.protocolVersion, this.clientId, n, conn.clientMaxPacketSize, conn.window, Float64Array.from(quads), session.nextId);
+    session.inflight.clear();
+    const timer = setInterval(() => this.src.mark(this), NATIVE_PROGRESS_MS);
+    timer.unref();
+    this.native = { ctl, conn, want, wake, timer };
+    nativeDrains++;
+    conn.broker.metrics.nativeDrains++;
+    conn.handOff(
+      () => this.endNative(true),
+      () => ctl.lastReadMs(),
+    );
+    ctl.run().then(
+      () => this.endNative(false),
+      () => this.endNative(false),
+    );
+    return true;
+  }
+
+  /**
+   * Take the session's state back from the native loop: its deliveries in flight (in the
+   * order sent, as after a restart: log position only), packet ids, each shard's next offset;
+   * then the connection (unsent frames, held writes, unread bytes). `closing`: the connection
+   * is being closed (nothing more is read from it); else the session is pumped again.
+   */
+  private endNative(closing: boolean): void {
+    const nat = this.native;
+    if (nat === null) return;
+    this.native = null;
+    nativeDrains--;
+    clearInterval(nat.timer);
+    const h = nat.ctl.stop();
+    if (h === null) return;
+    const session = this.session;
+    const q = h.inflight;
+    for (let i = 0; i + DRAIN_QUAD <= q.length; i += DRAIN_QUAD) {
+      const ref = { shard: q[i + 1] as number, offset: q[i + 2] as number };
+      session.inflight.set(q[i] as number, { msg: null, qos: 1, retain: q[i + 3] === 1, subIds: undefined, ref, phase: 'publish' });
+    }
+    session.nextId = h.nextId;
+    this.backlog = Math.max(0, this.backlog - h.sent);
+    this.backlogBytes = Math.max(0, this.backlogBytes - h.sentPayload);
+    nat.want.forEach((w, i) => {
+      const status = h.status[i] as number;
+      this.advance(w.shard, h.next[i] as number, status);
+      if (status === REPLAY_STATUS_SLOW) this.slow = true;
+    });
+    this.src.mark(this);
+    nat.conn.takeBack(h.unsent, h.rest, closing);
+    if (h.error) nat.conn.broker.log.debug({ clientId: this.clientId, err: h.error }, 'native drain ended');
+    if (!closing) nat.wake();
   }
 
   /** Each shard not caught up, as a replay request; `bounded`: read nothing appended after now. */
@@ -578,6 +682,10 @@ export class LogSession implements SessionPersistence {
   encode(): Buffer {
     const session = this.session;
     const next = this.next.slice();
+    // While the native loop drains, its state is the session's: where each shard is read to,
+    // what is in flight.
+    const snap = this.native?.ctl.snapshot() ?? null;
+    if (snap !== null) (this.native as Native).want.forEach((w, i) => (next[w.shard] = snap.next[i] as number));
     // Queued deliveries a replay would not find again are recorded one by one.
     let queued: Pending[] | null = null;
     for (const p of session.queue) {
@@ -593,8 +701,17 @@ export class LogSession implements SessionPersistence {
       const keep = gaps.filter((g) => g.to === null || g.to > (next[s] as number));
       if (keep.length !== gaps.length) gaps.splice(0, gaps.length, ...keep);
     });
-    const w = new ProgressWriter({ next, excess: this.excess, backlog: this.backlog, backlogBytes: this.backlogBytes, gaps: this.gaps });
+    const backlog = snap === null ? this.backlog : Math.max(0, this.backlog - snap.sent);
+    const backlogBytes = snap === null ? this.backlogBytes : Math.max(0, this.backlogBytes - snap.sentPayload);
+    const w = new ProgressWriter({ next, excess: this.excess, backlog, backlogBytes, gaps: this.gaps });
     for (const [id, e] of session.inflight) if (isRecorded(e)) w.add(e, id, e.phase === 'pubrel' ? 2 : 1);
+    if (snap !== null) {
+      const q = snap.inflight;
+      for (let i = 0; i + DRAIN_QUAD <= q.length; i += DRAIN_QUAD) {
+        const ref = { shard: q[i + 1] as number, offset: q[i + 2] as number };
+        w.add({ msg: null, qos: 1, retain: q[i + 3] === 1, subIds: undefined, ref }, q[i] as number, 1);
+      }
+    }
     if (queued !== null) for (const p of queued) w.add(p, 0, 0);
     return w.finish();
   }

@@ -105,10 +105,11 @@ export interface SessionPersistence {
    * The drain fast path (while replaying, with nothing queued in memory): read deliveries
    * from the log as ready-made PUBLISH packets and send them while the window has room,
    * reading up to `n` ahead; QoS 0 ones while the socket holds less than `maxBacklog` bytes.
-   * `plain`: nothing needs the deliveries as Message objects (no delivery hooks). See
+   * `plain`: nothing needs the deliveries as Message objects (no delivery hooks). `native`:
+   * the connection may be handed to the native drain loop (plain, and enabled). See
    * StreamOutcome.
    */
-  stream?(conn: Connection, n: number, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome;
+  stream?(conn: Connection, n: number, native: boolean, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome;
   /** The client came back: it drains what it missed from the log. */
   attached(): void;
   /** The client went away: everything new is left in the log. */
@@ -124,9 +125,11 @@ export interface SessionPersistence {
  * - slow: the next delivery needs the general path (`fill`): properties, QoS 2, too large
  *   for the client, subscription identifiers, hooks;
  * - more: read as far as one call may without finding a delivery; call again soon;
- * - waiting: the next deliveries are being read on a worker thread; `wake` is called then.
+ * - waiting: the next deliveries are being read on a worker thread; `wake` is called then;
+ * - native: the connection was handed to the native drain loop; `wake` is called when it is
+ *   back.
  */
-export type StreamOutcome = 'sent' | 'caught-up' | 'slow' | 'more' | 'waiting';
+export type StreamOutcome = 'sent' | 'caught-up' | 'slow' | 'more' | 'waiting' | 'native';
 
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
 export interface Inflight extends Pending {
@@ -159,7 +162,8 @@ export class Session {
   durable: SessionPersistence | null = null;
   /** Messages dropped for this session (queue full, slow consumer, too large for the client). */
   dropped = 0;
-  private nextId = 1;
+  /** The next packet id `allocateId` tries (the native drain loop carries it on). */
+  nextId = 1;
 
   constructor(readonly clientId: string) {}
 
