@@ -27,7 +27,7 @@
 //!   reading and holds its writes), so frames and packets are never interleaved;
 //! - [`Control::snapshot`] sees the same state a stop at that moment would hand back
 //!   (the session's progress is committed from it while the loop runs).
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -158,8 +158,9 @@ struct Run {
     seq_of: Vec<u64>,
     seq: u64,
     next_id: u16,
-    /// The batch being sent and the index of its next frame.
-    frames: Option<ReplayFrames>,
+    /// Batches read, oldest first (at most two: the one being sent, and the next, read while
+    /// the window was full); `at` = the index of the next frame of the first.
+    frames: VecDeque<ReplayFrames>,
     at: usize,
     /// Frames given ids, and how much of them the socket has taken.
     wbuf: Vec<u8>,
@@ -198,7 +199,7 @@ impl Run {
             seq_of: vec![0; 65536],
             seq: 0,
             next_id: spec.next_id.max(1),
-            frames: None,
+            frames: VecDeque::new(),
             at: 0,
             wbuf: Vec::new(),
             wpos: 0,
@@ -274,7 +275,18 @@ impl Run {
         }
         self.wbuf.clear();
         self.wpos = 0;
-        let Some(fr) = self.frames.take() else { return };
+        while let Some(fr) = self.frames.pop_front() {
+            if self.fill_from(&fr) {
+                self.at = 0; // all of it given ids: on to the next batch
+                continue;
+            }
+            self.frames.push_front(fr);
+            return;
+        }
+    }
+
+    /// `fill` from one batch; true when every frame of it was taken.
+    fn fill_from(&mut self, fr: &ReplayFrames) -> bool {
         let count = fr.meta.len() / META_STRIDE;
         let mut start = if self.at == 0 {
             0
@@ -309,16 +321,13 @@ impl Run {
             start = end;
             self.at += 1;
         }
-        if self.at < count {
-            self.frames = Some(fr);
-        } else {
-            self.at = 0;
-        }
+        self.at == count
     }
 
-    /// Reads the next batch when the current one is sent and a shard has more.
-    fn read_more(&mut self, log: &Log) -> Result<bool, String> {
-        if self.frames.is_some() {
+    /// Reads the next batch when a shard has more: when nothing is left to send, or (`ahead`)
+    /// while the window is full and only the batch being sent is there.
+    fn read_more(&mut self, log: &Log, ahead: bool) -> Result<bool, String> {
+        if self.frames.len() > usize::from(ahead) {
             return Ok(false);
         }
         let want: Vec<usize> = (0..self.status.len())
@@ -335,15 +344,17 @@ impl Run {
             self.status[i] = r.status[k];
         }
         if !r.meta.is_empty() {
-            self.frames = Some(r);
-            self.at = 0;
+            if self.frames.is_empty() {
+                self.at = 0;
+            }
+            self.frames.push_back(r);
         }
         Ok(true)
     }
 
     /// Nothing left to send and nothing left to read: how the loop ends, if it does.
     fn finished(&self) -> Option<Ended> {
-        if self.frames.is_some()
+        if !self.frames.is_empty()
             || self.wpos < self.wbuf.len()
             || self.status.contains(&REPLAY_NEXT)
         {
@@ -360,8 +371,9 @@ impl Run {
     fn next(&self) -> (Vec<u64>, Vec<u8>) {
         let mut next: Vec<u64> = self.spec.shards.iter().map(|s| s.from).collect();
         let mut status = self.status.clone();
-        if let Some(fr) = &self.frames {
-            for m in fr.meta.chunks_exact(META_STRIDE).skip(self.at) {
+        for (k, fr) in self.frames.iter().enumerate() {
+            let skip = if k == 0 { self.at } else { 0 };
+            for m in fr.meta.chunks_exact(META_STRIDE).skip(skip) {
                 let shard = m[0] as u32;
                 let offset = m[1] as u64;
                 if let Some(i) = self.spec.shards.iter().position(|s| s.shard == shard) {
@@ -585,10 +597,14 @@ fn turn(
             }
             continue;
         }
-        if !run.room() && run.frames.is_some() {
-            return Turn::Go; // wait for PUBACKs
+        if !run.room() && !run.frames.is_empty() {
+            // Waiting for PUBACKs: read the next batch meanwhile, ready when they come.
+            if let Err(e) = run.read_more(log, true) {
+                return Turn::End(Ended::Failed, Some(format!("log: {e}")));
+            }
+            return Turn::Go;
         }
-        match run.read_more(log) {
+        match run.read_more(log, false) {
             Ok(true) => continue,
             Ok(false) => {}
             Err(e) => return Turn::End(Ended::Failed, Some(format!("log: {e}"))),
