@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { IConnackPacket, IPublishPacket } from 'mqtt-packet';
-import { client, RawClient, sleep, startBroker, type TestBroker } from '../helpers.js';
+import { client, RawClient, sleep, startBroker, tempDir, type TestBroker } from '../helpers.js';
 
 const N = 3000;
 
@@ -146,6 +146,31 @@ describe('native drain loop', () => {
       again.end();
     });
   }
+
+  test('a graceful shutdown mid-drain takes the state back: after the restart only unacknowledged messages come', async () => {
+    const data = tempDir('strata-nd-restart-');
+    try {
+      let tb = await startBroker({ dataDir: data.dir });
+      await queued(tb, 'nd-stop', 'nd/stop');
+      const raw = await resume(tb, 'nd-stop');
+      for (let i = 0; i < 700; i++) {
+        const p = await nextPublish(raw);
+        raw.send({ cmd: 'puback', messageId: p.messageId as number });
+      }
+      await sleep(50); // the last PUBACKs reach the loop
+      assert.ok(tb.broker.metrics.nativeDrains > 0);
+      await tb.close();
+      await raw.closedPromise;
+      tb = await startBroker({ dataDir: data.dir });
+      const again = await resume(tb, 'nd-stop');
+      const got = await drainTo(again, N - 1, (p) => again.send({ cmd: 'puback', messageId: p.messageId as number }));
+      assert.deepEqual(got, range(700, N));
+      again.end();
+      await tb.close();
+    } finally {
+      data.remove();
+    }
+  });
 
   test('a takeover mid-drain: the new connection gets every message the old one did not acknowledge', async () => {
     const tb = await broker();

@@ -126,7 +126,11 @@ impl Client {
             b.extend_from_slice(&[0x40, 2]);
             b.extend_from_slice(&id.to_be_bytes());
         }
-        self.sock.write_all(&b).unwrap();
+        // Once every frame is written the loop ends and closes its end of the pair (in the
+        // broker it has a duplicate of the descriptor): a late PUBACK may find it gone.
+        if let Err(e) = self.sock.write_all(&b) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+        }
     }
 }
 
@@ -426,4 +430,34 @@ fn mqtt5_puback_forms_complete_deliveries_and_one_with_properties_is_handed_back
         "the broker's parser reads the one with properties"
     );
     assert!(h.inflight.iter().any(|f| f.id == frames[3].0));
+}
+
+#[test]
+fn frames_held_for_the_refill_share_go_out_anyway_to_a_client_that_waits_for_them() {
+    let d = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
+    fill(&log, 60, false);
+    let (fd, mut c) = pair();
+    // Window 16: refilled once 2 slots are free. This client acknowledges one message only
+    // when 16 are unacknowledged, so it never frees 2 at once: without the hold's timeout
+    // the drain would stop at the first 16.
+    let ctl = Arc::new(Control::new(spec(&log, 16, 100)).unwrap());
+    let (l2, c2) = (log.clone(), ctl.clone());
+    let t = thread::spawn(move || run(&l2, &fd, &c2));
+    let mut unacked = std::collections::VecDeque::new();
+    let mut got = Vec::new();
+    while got.len() < 60 {
+        for (id, seq) in c.read() {
+            unacked.push_back(id);
+            got.push(seq);
+        }
+        while unacked.len() >= 16 {
+            let id = unacked.pop_front().unwrap();
+            c.ack(&[id]);
+        }
+    }
+    assert_eq!(got, (0..60).collect::<Vec<u32>>());
+    assert_eq!(t.join().unwrap(), Ended::CaughtUp);
+    let h = ctl.stop().unwrap();
+    assert_eq!(h.sent, 60);
 }

