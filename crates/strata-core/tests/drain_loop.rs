@@ -146,6 +146,15 @@ fn pair() -> (OwnedFd, Client) {
     )
 }
 
+/// A loop for `spec` running on its own thread against a fresh client.
+fn start(log: &Arc<Log>, spec: DrainSpec) -> (Arc<Control>, thread::JoinHandle<Ended>, Client) {
+    let (fd, c) = pair();
+    let ctl = Arc::new(Control::new(spec).unwrap());
+    let (l2, c2) = (log.clone(), ctl.clone());
+    let t = thread::spawn(move || run(&*l2, &fd, &c2));
+    (ctl, t, c)
+}
+
 /// Each stored message is exactly one of: acknowledged, in flight, at or after `next`.
 fn check_accounted(stored: &[(u32, u64)], acked: &[u32], h: &Handback, shards: &[u32]) {
     for (seq, &(shard, offset)) in stored.iter().enumerate() {
@@ -170,10 +179,7 @@ fn drains_everything_in_order_within_the_window() {
     let d = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
     let stored = fill(&log, 5000, false);
-    let (fd, mut c) = pair();
-    let ctl = Arc::new(Control::new(spec(&log, 32, 300)).unwrap());
-    let (l2, c2) = (log.clone(), ctl.clone());
-    let t = thread::spawn(move || run(&l2, &fd, &c2));
+    let (ctl, t, mut c) = start(&log, spec(&log, 32, 300));
     let mut got = Vec::new();
     let mut outstanding = 0usize;
     while got.len() < stored.len() {
@@ -204,10 +210,7 @@ fn stop_mid_drain_hands_back_an_exact_account() {
     let d = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
     let stored = fill(&log, 3000, true);
-    let (fd, mut c) = pair();
-    let ctl = Arc::new(Control::new(spec(&log, 64, 100)).unwrap());
-    let (l2, c2) = (log.clone(), ctl.clone());
-    let t = thread::spawn(move || run(&l2, &fd, &c2));
+    let (ctl, t, mut c) = start(&log, spec(&log, 64, 100));
     let mut acked = Vec::new();
     let mut received = Vec::new();
     while received.len() < 1000 {
@@ -249,10 +252,7 @@ fn another_packet_ends_the_loop_with_its_bytes_unread() {
     let d = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
     fill(&log, 500, false);
-    let (fd, mut c) = pair();
-    let ctl = Arc::new(Control::new(spec(&log, 16, 100)).unwrap());
-    let (l2, c2) = (log.clone(), ctl.clone());
-    let t = thread::spawn(move || run(&l2, &fd, &c2));
+    let (ctl, t, mut c) = start(&log, spec(&log, 16, 100));
     let frames = c.read();
     // A PUBACK, then PINGREQ, then another PUBACK: only the first is the loop's.
     let mut b = vec![0x40, 2];
@@ -274,10 +274,7 @@ fn client_close_ends_the_loop_and_keeps_what_is_in_flight() {
     let d = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
     let stored = fill(&log, 500, false);
-    let (fd, mut c) = pair();
-    let ctl = Arc::new(Control::new(spec(&log, 16, 100)).unwrap());
-    let (l2, c2) = (log.clone(), ctl.clone());
-    let t = thread::spawn(move || run(&l2, &fd, &c2));
+    let (ctl, t, mut c) = start(&log, spec(&log, 16, 100));
     c.read();
     drop(c);
     let ended = t.join().unwrap();
@@ -303,10 +300,7 @@ fn a_delivery_for_the_general_path_ends_the_loop_before_it() {
     };
     let p = log.append_blocking(vec![with_props]).unwrap()[0];
     stored.push((p.shard, p.offset.0));
-    let (fd, mut c) = pair();
-    let ctl = Arc::new(Control::new(spec(&log, 1000, 1000)).unwrap());
-    let (l2, c2) = (log.clone(), ctl.clone());
-    let t = thread::spawn(move || run(&l2, &fd, &c2));
+    let (ctl, t, mut c) = start(&log, spec(&log, 1000, 1000));
     let mut got = 0;
     while got < 100 {
         got += c.read().len();
@@ -342,7 +336,7 @@ fn stopped_before_it_runs_it_never_touches_the_socket() {
     assert_eq!(h.inflight, vec![held]);
     assert_eq!(h.next, vec![0, 0]);
     assert_eq!(h.next_id, 7);
-    assert_eq!(run(&log, &fd, &ctl), Ended::Stopped);
+    assert_eq!(run(&*log, &fd, &ctl), Ended::Stopped);
     drop(fd);
     let mut rest = Vec::new();
     c.sock.read_to_end(&mut rest).unwrap();
@@ -354,7 +348,6 @@ fn handed_over_deliveries_keep_their_ids_and_new_ones_avoid_them() {
     let d = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
     let stored = fill(&log, 50, false);
-    let (fd, mut c) = pair();
     let mut s = spec(&log, 8, 100);
     // Two deliveries already in flight (ids 1 and 2): six slots are left.
     s.inflight = vec![
@@ -372,9 +365,7 @@ fn handed_over_deliveries_keep_their_ids_and_new_ones_avoid_them() {
         },
     ];
     s.shards[0].from = stored[2].1;
-    let ctl = Arc::new(Control::new(s).unwrap());
-    let (l2, c2) = (log.clone(), ctl.clone());
-    let t = thread::spawn(move || run(&l2, &fd, &c2));
+    let (ctl, t, mut c) = start(&log, s);
     let mut first = Vec::new();
     while first.len() < 6 {
         first.extend(c.read());
@@ -400,10 +391,7 @@ fn mqtt5_puback_forms_complete_deliveries_and_one_with_properties_is_handed_back
     let d = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
     fill(&log, 100, false);
-    let (fd, mut c) = pair();
-    let ctl = Arc::new(Control::new(spec(&log, 4, 100)).unwrap());
-    let (l2, c2) = (log.clone(), ctl.clone());
-    let t = thread::spawn(move || run(&l2, &fd, &c2));
+    let (ctl, t, mut c) = start(&log, spec(&log, 4, 100));
     let mut frames = Vec::new();
     while frames.len() < 4 {
         frames.extend(c.read());
@@ -437,13 +425,10 @@ fn frames_held_for_the_refill_share_go_out_anyway_to_a_client_that_waits_for_the
     let d = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
     fill(&log, 60, false);
-    let (fd, mut c) = pair();
     // Window 16: refilled once 2 slots are free. This client acknowledges one message only
     // when 16 are unacknowledged, so it never frees 2 at once: without the hold's timeout
     // the drain would stop at the first 16.
-    let ctl = Arc::new(Control::new(spec(&log, 16, 100)).unwrap());
-    let (l2, c2) = (log.clone(), ctl.clone());
-    let t = thread::spawn(move || run(&l2, &fd, &c2));
+    let (ctl, t, mut c) = start(&log, spec(&log, 16, 100));
     let mut unacked = std::collections::VecDeque::new();
     let mut got = Vec::new();
     while got.len() < 60 {

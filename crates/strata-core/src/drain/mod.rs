@@ -81,17 +81,6 @@ impl FrameSource for Log {
     }
 }
 
-impl<T: FrameSource + ?Sized> FrameSource for std::sync::Arc<T> {
-    fn replay(
-        &self,
-        shards: &[ReplayShard],
-        subs: &[ReplaySub],
-        opts: &ReplayOptions,
-    ) -> Result<ReplayFrames, CoreError> {
-        (**self).replay(shards, subs, opts)
-    }
-}
-
 /// One delivery in flight: sent, its PUBACK not yet received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InFlight {
