@@ -362,9 +362,10 @@ export class Connection implements ClientInfo {
     if (!(s instanceof net.Socket) || (s as Duplex & { encrypted?: boolean }).encrypted) return null;
     if (this.state !== 'connected' || this.native !== null || this.held !== null || this.gated !== null || this.ackQueue.length > 0) return null;
     this.flushOut();
-    const handle = (s as unknown as { _handle?: { fd?: number } })._handle;
+    // net.Socket internals (Node 20): a TCP handle with its descriptor and read start/stop.
+    const handle = (s as unknown as { _handle?: { fd?: number; readStop?: unknown; readStart?: unknown } })._handle;
     const fd = handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) return null;
+    if (typeof fd !== 'number' || fd < 0 || typeof handle?.readStop !== 'function' || typeof handle.readStart !== 'function') return null;
     if (s.writableLength > 0 || s.readableLength > 0 || this.framer.buffered > 0) return null;
     return fd;
   }
