@@ -469,3 +469,39 @@ fn shards_recover_in_parallel_reported_in_shard_order_and_one_bad_shard_fails_th
     let log = Log::open(d.path(), opts(4)).unwrap();
     assert_eq!(log.recovery().records, 400 - torn.len() as u64);
 }
+
+#[test]
+fn a_segment_cut_short_at_creation_is_removed_not_quarantined() {
+    let d = tempfile::tempdir().unwrap();
+    let mut want = {
+        let log = Log::open(d.path(), opts(1)).unwrap();
+        fill(&log, 20)
+    };
+    let seg = files_with_ext(d.path(), ".seg").pop().unwrap();
+    let gen_dir = seg.parent().unwrap().to_path_buf();
+    // What a kill between creating the next segment and writing its header leaves: an empty
+    // file, or part of a header. It holds no record.
+    for len in [0usize, 17] {
+        let cut = gen_dir.join(format!("{:020}.seg", 1_000_000));
+        fs::write(&cut, vec![0u8; len]).unwrap();
+        let log = Log::open(d.path(), opts(1)).unwrap();
+        let rec = log.recovery().clone();
+        assert!(rec.quarantined.is_empty(), "{rec:?}");
+        assert!(
+            rec.events
+                .iter()
+                .any(|e| e.contains("interrupted creation")),
+            "{rec:?}"
+        );
+        assert!(!cut.exists());
+        assert_eq!(read_all(&log, "#", 100), want);
+        // Appends go on, and survive the next open.
+        log.append_blocking(vec![msg("p", "t/x", b"after")])
+            .unwrap();
+        want.push(b"after".to_vec());
+        drop(log);
+        let log = Log::open(d.path(), opts(1)).unwrap();
+        assert!(log.recovery().quarantined.is_empty());
+        assert_eq!(read_all(&log, "#", 100), want);
+    }
+}

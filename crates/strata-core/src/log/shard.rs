@@ -347,6 +347,23 @@ impl Shard {
                 }
             }
             seg_paths.sort();
+            // A segment whose creation was cut short (the process died between creating the
+            // file and writing its header) holds no record: it goes, and the one before it is
+            // the generation's last again (its tail is checked as such).
+            while let Some(path) = seg_paths.last() {
+                let f = File::open(path).map_err(|e| io(format!("open {}", path.display()), e))?;
+                let flen = f.metadata().map_err(|e| io("stat segment", e))?.len();
+                let valid = segment::read_header(&f).map_err(|e| io("read segment header", e))?;
+                if flen > segment::HEADER_LEN || valid.is_some() {
+                    break;
+                }
+                fs::remove_file(path).map_err(|e| io(format!("remove {}", path.display()), e))?;
+                rec.events.push(format!(
+                    "{}: removed an empty segment left by an interrupted creation ({flen} bytes)",
+                    path.display()
+                ));
+                seg_paths.pop();
+            }
             let mut segs: Vec<Arc<Segment>> = Vec::new();
             let mut first_offset = next_offset;
             let n_segs = seg_paths.len();
