@@ -526,12 +526,14 @@ impl Control {
         self.last_read_ms.load(Ordering::Relaxed)
     }
 
-    /// Why the loop ended, once it has (the state stays until [`Control::stop`] takes it).
-    pub fn ended(&self) -> Option<Ended> {
-        match &*self.lock() {
-            Phase::Done(h) => Some(h.ended),
-            _ => None,
+    /// The loop ends: its state becomes the hand-back `stop` takes, and a waiting `stop` wakes.
+    fn park(&self, mut g: MutexGuard<'_, Phase>, ended: Ended, error: Option<String>) -> Ended {
+        if let Phase::Running(run) = std::mem::replace(&mut *g, Phase::Taken) {
+            *g = Phase::Done(Box::new(run.handback(ended, error)));
         }
+        drop(g);
+        self.parked.notify_all();
+        ended
     }
 }
 
@@ -565,13 +567,7 @@ pub fn run(log: &dyn FrameSource, sock: &OwnedFd, ctl: &Control) -> Ended {
         let want_out = run.wpos < run.wbuf.len();
         let hold = run.holding();
         if let Turn::End(ended, error) = turn {
-            let Phase::Running(run) = std::mem::replace(&mut *g, Phase::Taken) else {
-                unreachable!()
-            };
-            *g = Phase::Done(Box::new(run.handback(ended, error)));
-            drop(g);
-            ctl.parked.notify_all();
-            return ended;
+            return ctl.park(g, ended, error);
         }
         drop(g);
         let mut flags = PollFlags::IN;
@@ -587,17 +583,7 @@ pub fn run(log: &dyn FrameSource, sock: &OwnedFd, ctl: &Control) -> Ended {
         match poll(&mut fds, timeout) {
             Ok(0) => held_out = hold,
             Ok(_) | Err(Errno::INTR) => {}
-            Err(e) => {
-                let mut g = ctl.lock();
-                if let Phase::Running(run) = std::mem::replace(&mut *g, Phase::Taken) {
-                    *g = Phase::Done(Box::new(
-                        run.handback(Ended::Failed, Some(format!("poll: {e}"))),
-                    ));
-                }
-                drop(g);
-                ctl.parked.notify_all();
-                return Ended::Failed;
-            }
+            Err(e) => return ctl.park(ctl.lock(), Ended::Failed, Some(format!("poll: {e}"))),
         }
         readable = !fds[0].revents().is_empty() && fds[0].revents() != PollFlags::OUT;
     }
