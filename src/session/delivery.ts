@@ -210,7 +210,7 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
         }
         const broker = conn.broker;
         const plain = broker.listenerCount('message.delivered') === 0 && broker.listenerCount('message.acked') === 0;
-        const outcome = durable.stream(conn, limits.batchSize, plain && limits.nativeDrain, plain, limits.writeHighWatermark, () => {
+        const outcome = durable.stream(conn, limits.batchSize, limits.nativeDrain, plain, limits.writeHighWatermark, () => {
           if (session.connection === conn) pump(conn, session, limits);
         });
         if (outcome === 'more') pumpLater(conn, session, limits);

@@ -43,6 +43,7 @@ import { type Gap, type Progress, type ProgressEntry, ProgressWriter } from './p
 import {
   type Arrival,
   type DurableRef,
+  type Inflight,
   isRecorded,
   type Pending,
   type Session,
@@ -434,19 +435,11 @@ export class LogSession implements SessionPersistence {
     const h = nat.ctl.stop();
     if (h === null) return;
     const session = this.session;
-    const q = h.inflight;
-    for (let i = 0; i + DRAIN_QUAD <= q.length; i += DRAIN_QUAD) {
-      const ref = { shard: q[i + 1] as number, offset: q[i + 2] as number };
-      session.inflight.set(q[i] as number, { msg: null, qos: 1, retain: q[i + 3] === 1, subIds: undefined, ref, phase: 'publish' });
-    }
+    forEachQuad(h.inflight, (id, e) => session.inflight.set(id, e));
     session.nextId = h.nextId;
     this.backlog = Math.max(0, this.backlog - h.sent);
     this.backlogBytes = Math.max(0, this.backlogBytes - h.sentPayload);
-    nat.want.forEach((w, i) => {
-      const status = h.status[i] as number;
-      this.advance(w.shard, h.next[i] as number, status);
-      if (status === REPLAY_STATUS_SLOW) this.slow = true;
-    });
+    this.advanceRead(nat.want, h.next, h.status);
     this.src.mark(this);
     nat.conn.takeBack(h.unsent, h.rest, closing);
     if (h.error) nat.conn.broker.log.debug({ clientId: this.clientId, err: h.error }, 'native drain ended');
@@ -477,14 +470,19 @@ export class LogSession implements SessionPersistence {
 
   /** A replay result for `want`: shards move on, its packets go behind those already ahead. */
   private took(want: ReplayShard[], r: ReplayResult): void {
-    want.forEach((w, i) => {
-      const status = r.status[i] as number;
-      this.advance(w.shard, r.next[i] as number, status);
-      if (status === REPLAY_STATUS_SLOW) this.slow = true;
-    });
+    this.advanceRead(want, r.next, r.status);
     const count = r.meta.length / REPLAY_STRIDE;
     if (count > 0) this.ahead.push({ r, count, at: 0, pos: 0 });
     this.src.mark(this);
+  }
+
+  /** The shards of a replay request were read to `next` (with their `status`, per request). */
+  private advanceRead(want: ReplayShard[], next: Float64Array, status: Uint32Array): void {
+    want.forEach((w, i) => {
+      const st = status[i] as number;
+      this.advance(w.shard, next[i] as number, st);
+      if (st === REPLAY_STATUS_SLOW) this.slow = true;
+    });
   }
 
   /** One `replay` on the event loop, into `ahead`; ends replay when every shard is caught up. */
@@ -705,15 +703,20 @@ export class LogSession implements SessionPersistence {
     const backlogBytes = snap === null ? this.backlogBytes : Math.max(0, this.backlogBytes - snap.sentPayload);
     const w = new ProgressWriter({ next, excess: this.excess, backlog, backlogBytes, gaps: this.gaps });
     for (const [id, e] of session.inflight) if (isRecorded(e)) w.add(e, id, e.phase === 'pubrel' ? 2 : 1);
-    if (snap !== null) {
-      const q = snap.inflight;
-      for (let i = 0; i + DRAIN_QUAD <= q.length; i += DRAIN_QUAD) {
-        const ref = { shard: q[i + 1] as number, offset: q[i + 2] as number };
-        w.add({ msg: null, qos: 1, retain: q[i + 3] === 1, subIds: undefined, ref }, q[i] as number, 1);
-      }
-    }
+    if (snap !== null) forEachQuad(snap.inflight, (id, e) => w.add(e, id, 1));
     if (queued !== null) for (const p of queued) w.add(p, 0, 0);
     return w.finish();
+  }
+}
+
+/**
+ * The native loop's deliveries in flight (DRAIN_QUAD values each: packet id, shard, offset,
+ * retain) as the session holds them after a restart: QoS 1, PUBLISH sent, log position only.
+ */
+function forEachQuad(q: Float64Array, fn: (id: number, e: Inflight) => void): void {
+  for (let i = 0; i + DRAIN_QUAD <= q.length; i += DRAIN_QUAD) {
+    const ref = { shard: q[i + 1] as number, offset: q[i + 2] as number };
+    fn(q[i] as number, { msg: null, qos: 1, retain: q[i + 3] === 1, subIds: undefined, ref, phase: 'publish' });
   }
 }
 

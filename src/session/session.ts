@@ -106,7 +106,7 @@ export interface SessionPersistence {
    * from the log as ready-made PUBLISH packets and send them while the window has room,
    * reading up to `n` ahead; QoS 0 ones while the socket holds less than `maxBacklog` bytes.
    * `plain`: nothing needs the deliveries as Message objects (no delivery hooks). `native`:
-   * the connection may be handed to the native drain loop (plain, and enabled). See
+   * a plain drain may be handed to the native loop (durable_sessions.native_drain). See
    * StreamOutcome.
    */
   stream?(conn: Connection, n: number, native: boolean, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome;
