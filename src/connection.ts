@@ -28,6 +28,21 @@ import type { Session, WillState } from './session/session.js';
 const OUT_FLUSH_BYTES = 256 * 1024;
 const CONNACK_UNSUPPORTED_VERSION = Buffer.from([0x20, 0x02, 0x00, V3_CONNACK.UnacceptableProtocolVersion]);
 
+/** The libuv TCP handle under a net.Socket: Node 20 internals the native drain loop relies on. */
+interface TcpHandle {
+  fd: number;
+  reading: boolean;
+  readStop(): number;
+  readStart(): number;
+}
+
+/** The socket's TCP handle, when it has a descriptor and read start/stop; else null. */
+function tcpHandle(s: Duplex): TcpHandle | null {
+  const h = (s as unknown as { _handle?: Partial<TcpHandle> | null })._handle;
+  if (!h || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function' || typeof h.readStart !== 'function') return null;
+  return h as TcpHandle;
+}
+
 /** A write waiting its turn: bytes, or a send to run once its gate settled (`ready`). */
 interface Gated {
   ready: boolean;
@@ -362,12 +377,9 @@ export class Connection implements ClientInfo {
     if (!(s instanceof net.Socket) || (s as Duplex & { encrypted?: boolean }).encrypted) return null;
     if (this.state !== 'connected' || this.native !== null || this.held !== null || this.gated !== null || this.ackQueue.length > 0) return null;
     this.flushOut();
-    // net.Socket internals (Node 20): a TCP handle with its descriptor and read start/stop.
-    const handle = (s as unknown as { _handle?: { fd?: number; readStop?: unknown; readStart?: unknown } })._handle;
-    const fd = handle?.fd;
-    if (typeof fd !== 'number' || fd < 0 || typeof handle?.readStop !== 'function' || typeof handle.readStart !== 'function') return null;
-    if (s.writableLength > 0 || s.readableLength > 0 || this.framer.buffered > 0) return null;
-    return fd;
+    const handle = tcpHandle(s);
+    if (handle === null || s.writableLength > 0 || s.readableLength > 0 || this.framer.buffered > 0) return null;
+    return handle.fd;
   }
 
   /**
@@ -375,7 +387,7 @@ export class Connection implements ClientInfo {
    * `stop` must take it back synchronously; close() calls it.
    */
   handOff(stop: () => void, lastRead: () => number): void {
-    const handle = (this.socket as unknown as { _handle: { reading: boolean; readStop(): number } })._handle;
+    const handle = tcpHandle(this.socket) as TcpHandle; // nativeFd found it
     handle.readStop();
     // net.Socket restarts a stopped handle whenever its stream wants more (even paused, to
     // fill its buffer): marked as reading, it is left alone until takeBack.
@@ -400,7 +412,7 @@ export class Connection implements ClientInfo {
     if (closing || this.state !== 'connected') return;
     if (rest.length > 0) this.onData(rest);
     if (this.state !== 'connected') return;
-    const handle = (this.socket as unknown as { _handle: { readStart(): number } | null })._handle;
+    const handle = tcpHandle(this.socket);
     if (handle === null) return;
     const err = handle.readStart();
     if (err !== 0) this.socket.destroy(new Error(`read start failed (${err})`));
