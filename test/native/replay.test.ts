@@ -118,3 +118,23 @@ test('bad arguments throw at once, with a code', () => {
     }
   }
 });
+
+test('Store.drain: bad arguments throw at once, with a code and what was wrong', () => {
+  const [shards, subs, version, clientId, maxEntries, maxPacket] = args(4);
+  const ok = { window: 16, inflight: new Float64Array(), nextId: 1, fd: 0 };
+  const drain = (o: Partial<typeof ok>, sh = shards): unknown => {
+    const a = { ...ok, ...o };
+    return store.drain(a.fd, sh, subs, version, clientId, maxEntries, maxPacket, a.window, a.inflight, a.nextId);
+  };
+  for (const [call, says] of [
+    [() => drain({ fd: -1 }), /bad descriptor -1/],
+    [() => drain({ window: 0 }), /window 0/],
+    [() => drain({ nextId: 65536 }), /next id 65536/],
+    [() => drain({ inflight: new Float64Array([1, shard, 0]) }), /not quads/],
+    [() => drain({ inflight: new Float64Array([0, shard, 0, 0]) }), /bad in-flight entry/],
+    [() => drain({ inflight: new Float64Array([1, shard, -5, 0]) }), /in-flight offset/],
+    [() => drain({}, [{ ...shards[0]!, starts: [0] }]), /starts/],
+  ] as const) {
+    assert.throws(call, (e: Error & { code?: string }) => e.code === 'ERR_INVALID_ARGUMENT' && says.test(e.message), String(says));
+  }
+});

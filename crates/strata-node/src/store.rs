@@ -458,6 +458,8 @@ impl ReplayTask {
                 })
             })
             .collect::<std::result::Result<Vec<_>, CoreError>>()?;
+        // replay_frames checks this when it runs: replayAsync and drain refuse at the call.
+        core_log::check_starts(&shards, &subs)?;
         let opts = ReplayOptions {
             version: version as u8,
             client_id: client_id.into_bytes(),

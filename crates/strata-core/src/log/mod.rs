@@ -23,8 +23,8 @@ mod stream;
 
 pub use record::{NewMessage, RecordRef};
 pub use replay::{
-    replay_frames, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_STRIDE, REPLAY_DONE,
-    REPLAY_NEXT, REPLAY_SLOW, REPLAY_UNTIL,
+    check_starts, replay_frames, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_STRIDE,
+    REPLAY_DONE, REPLAY_NEXT, REPLAY_SLOW, REPLAY_UNTIL,
 };
 pub use scan::{scan, ScanBatch, ScanFilter, ScanLimits, ScanStatus};
 pub use shard::{now_ms, Waker};

@@ -106,6 +106,20 @@ enum Delivery {
     Frame(u8, bool),
 }
 
+/// Each shard must have one `starts` value per subscription ([`CoreError::InvalidArgument`]
+/// otherwise); [`replay_frames()`] checks it, and callers that run it later can check first.
+pub fn check_starts(shards: &[ReplayShard], subs: &[ReplaySub]) -> Result<(), CoreError> {
+    match shards.iter().find(|sh| sh.starts.len() != subs.len()) {
+        Some(sh) => Err(CoreError::InvalidArgument(format!(
+            "replay: shard {} has {} starts for {} subscriptions",
+            sh.shard,
+            sh.starts.len(),
+            subs.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Replays `shards` of `log` for a session subscribed with `subs` (see module docs).
 ///
 /// Errors: as [`scan()`]; [`CoreError::InvalidArgument`] when a shard's `starts` does
@@ -116,16 +130,9 @@ pub fn replay_frames(
     subs: &[ReplaySub],
     opts: &ReplayOptions,
 ) -> Result<ReplayFrames, CoreError> {
+    check_starts(shards, subs)?;
     let mut batches: Vec<ScanBatch> = Vec::with_capacity(shards.len());
     for sh in shards {
-        if sh.starts.len() != subs.len() {
-            return Err(CoreError::InvalidArgument(format!(
-                "replay: shard {} has {} starts for {} subscriptions",
-                sh.shard,
-                sh.starts.len(),
-                subs.len()
-            )));
-        }
         let filters: Vec<ScanFilter> = subs
             .iter()
             .zip(&sh.starts)
