@@ -80,8 +80,9 @@ export declare class Store {
   /**
    * Appends messages packed in one buffer — per message, little-endian: `u16`
    * publisher length, `u16` topic length, `u32` properties length, `u32` payload
-   * length, `u8` QoS, `u8` retain, then the publisher, topic, properties and payload
-   * bytes — without a JS object per message. Resolves like `append`, with the
+   * length, `u8` QoS, `u8` retain, `u16` the publisher's QoS 2 packet id (0 = none, see
+   * `findInbound`), then the publisher, topic, properties and payload bytes — without a
+   * JS object per message. Resolves like `append`, with the
    * positions as one `Float64Array` of `[shard, offset]` pairs in input order.
    * Rejects with `ERR_INVALID_ARGUMENT` for a buffer that does not hold exactly
    * `count` well-formed messages (or a topic that is not UTF-8).
@@ -109,6 +110,15 @@ export declare class Store {
    * the page cache and takes well under a millisecond per thousand records.
    */
   fetch(cursorIds: Array<number>, perCursor: number, total?: number | undefined | null, maxBytes?: number | undefined | null): FetchResult
+  /** The shard a publisher's messages go to (`crc32c(publisher) % nShards`). */
+  shardOf(publisher: string): number
+  /**
+   * The offset of the first record of shard `shard` at or after `from` that
+   * `publisher` appended with QoS 2 packet id `id` (`appendPacked`), or null. Resolves
+   * an inbound QoS 2 id recorded as pending before a crash: found, its message was
+   * stored. Synchronous: it reads the shard from `from` (meant for start-up).
+   */
+  findInbound(shard: number, from: number, publisher: string, id: number): number | null
   /**
    * Reads the records at `(shards[i], offsets[i])` — positions returned by
    * `append` — into one buffer plus an offset table (layout as `fetch`). A position

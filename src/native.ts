@@ -169,9 +169,11 @@ export interface PackedMessage {
   retain: boolean;
   properties: Buffer | null;
   payload: Buffer;
+  /** The publisher's QoS 2 packet id, kept with the record (0 or absent: none; see findInbound). */
+  inboundId?: number;
 }
 
-/** The `appendPacked` layout (see the binding's doc): a 14-byte header, then the bytes. */
+/** The `appendPacked` layout (see the binding's doc): a 16-byte header, then the bytes. */
 export function packMessages(msgs: readonly PackedMessage[]): Buffer {
   let size = 0;
   const lens: number[] = [];
@@ -179,7 +181,7 @@ export function packMessages(msgs: readonly PackedMessage[]): Buffer {
     const p = Buffer.byteLength(m.publisher);
     const t = Buffer.byteLength(m.topic);
     lens.push(p, t);
-    size += 14 + p + t + (m.properties?.length ?? 0) + m.payload.length;
+    size += 16 + p + t + (m.properties?.length ?? 0) + m.payload.length;
   }
   const b = Buffer.allocUnsafe(size);
   let o = 0;
@@ -193,7 +195,8 @@ export function packMessages(msgs: readonly PackedMessage[]): Buffer {
     b.writeUInt32LE(m.payload.length, o + 8);
     b[o + 12] = m.qos;
     b[o + 13] = m.retain ? 1 : 0;
-    o += 14;
+    b.writeUInt16LE(m.inboundId ?? 0, o + 14);
+    o += 16;
     o += b.write(m.publisher, o, p, 'utf8');
     o += b.write(m.topic, o, t, 'utf8');
     if (m.properties) o += m.properties.copy(b, o);
@@ -342,6 +345,20 @@ export class DurableStore {
   /** The offset the next record of a shard will get. */
   shardEnd(shard: number): number {
     return wrapSync(() => this.inner.shardEnd(shard));
+  }
+
+  /** The shard a publisher's messages are appended to. */
+  shardOf(publisher: string): number {
+    return wrapSync(() => this.inner.shardOf(publisher));
+  }
+
+  /**
+   * The offset of the record `publisher` appended with QoS 2 packet id `id`, at or after
+   * `from` in `shard`, or null: resolves an inbound id left pending by a crash (start-up only,
+   * it reads the shard from `from`).
+   */
+  findInbound(shard: number, from: number, publisher: string, id: number): number | null {
+    return wrapSync(() => this.inner.findInbound(shard, from, publisher, id));
   }
 
   metaGet(table: MetaTable, key: Buffer): Buffer | null {

@@ -46,7 +46,7 @@ test('a malformed packed buffer is refused with ERR_INVALID_ARGUMENT and writes 
   const bad = Buffer.from(good);
   bad.writeUInt32LE(1_000_000, 8); // payload length past the end
   const notUtf8 = Buffer.from(good);
-  notUtf8[14 + 1] = 0xff; // the topic byte
+  notUtf8[16 + 1] = 0xff; // the topic byte
   for (const [buf, count] of [
     [good.subarray(0, good.length - 1), 1],
     [bad, 1],
@@ -60,4 +60,26 @@ test('a malformed packed buffer is refused with ERR_INVALID_ARGUMENT and writes 
     });
   }
   assert.equal(store.stats().records, before);
+});
+
+test('a QoS 2 packet id appended with a message is found again by findInbound, in its shard only', async () => {
+  const shard = store.shardOf('pub-q2');
+  assert.equal(shard, store.shardOf('pub-q2'));
+  const from = store.shardEnd(shard);
+  const msgs: PackedMessage[] = [
+    { publisher: 'pub-q2', topic: 'q2/a', qos: 2, retain: false, properties: null, payload: Buffer.from('one'), inboundId: 1 },
+    { publisher: 'pub-q2', topic: 'q2/a', qos: 1, retain: false, properties: null, payload: Buffer.from('two') },
+    { publisher: 'pub-q2', topic: 'q2/a', qos: 2, retain: false, properties: null, payload: Buffer.from('three'), inboundId: 65535 },
+  ];
+  const pos = await store.appendPacked(packMessages(msgs), msgs.length);
+  assert.equal(store.findInbound(shard, from, 'pub-q2', 1), pos[1]);
+  assert.equal(store.findInbound(shard, from, 'pub-q2', 65535), pos[5]);
+  assert.equal(store.findInbound(shard, (pos[1] as number) + 1, 'pub-q2', 1), null, 'not before from');
+  assert.equal(store.findInbound(shard, from, 'pub-q2', 2), null, 'another id');
+  assert.equal(store.findInbound(shard, from, 'other', 1), null, 'another publisher');
+  // The id is the log's own: readers see the message as it was published.
+  const [back] = store.readAt([{ shard, offset: pos[1] as number }]);
+  assert.equal(back?.qos, 2);
+  assert.deepEqual(Buffer.from(back?.payload ?? []), Buffer.from('one'));
+  assert.throws(() => store.findInbound(shard, from, 'pub-q2', 0), (e: Error & { code?: string }) => e.code === 'ERR_INVALID_ARGUMENT');
 });

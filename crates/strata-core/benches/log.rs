@@ -41,6 +41,7 @@ fn msg(p: usize, i: u64) -> NewMessage {
         retain: false,
         properties: Vec::new(),
         payload,
+        inbound_id: 0,
     }
 }
 

@@ -48,6 +48,7 @@ fn fill(log: &Log, n: u32, both: bool) -> Vec<(u32, u64)> {
                 retain: false,
                 properties: Vec::new(),
                 payload: i.to_be_bytes().to_vec(),
+                inbound_id: 0,
             };
             let p = log.append_blocking(vec![m]).unwrap()[0];
             (p.shard, p.offset.0)
@@ -297,6 +298,7 @@ fn a_delivery_for_the_general_path_ends_the_loop_before_it() {
         retain: false,
         properties: vec![0x02, 0, 0, 0, 60], // Message Expiry Interval
         payload: 100u32.to_be_bytes().to_vec(),
+        inbound_id: 0,
     };
     let p = log.append_blocking(vec![with_props]).unwrap()[0];
     stored.push((p.shard, p.offset.0));

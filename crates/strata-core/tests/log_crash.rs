@@ -62,6 +62,7 @@ fn crash_writer_child() {
                                 retain: false,
                                 properties: Vec::new(),
                                 payload: body,
+                                inbound_id: 0,
                             }],
                             Box::new(move |r: Result<_, CoreError>| {
                                 let pos = r.unwrap();

@@ -14,6 +14,7 @@ fn msg(publisher: &str, topic: &str, payload: &[u8]) -> NewMessage {
         retain: false,
         properties: Vec::new(),
         payload: payload.to_vec(),
+        inbound_id: 0,
     }
 }
 

@@ -102,6 +102,7 @@ proptest! {
                             retain: false,
                             properties: Vec::new(),
                             payload,
+                            inbound_id: 0,
                         })
                         .collect();
                     let pos = log.append_blocking(msgs.clone()).unwrap();

@@ -55,6 +55,7 @@ fn msg(i: usize) -> NewMessage {
             Vec::new()
         },
         payload: (0..len).map(|k| (k + i) as u8).collect(),
+        inbound_id: 0,
     }
 }
 
@@ -423,6 +424,7 @@ proptest! {
                             retain: p % 2 == 0,
                             properties: vec![p; usize::from(p % 4)],
                             payload: vec![p; usize::from(len)],
+                            inbound_id: 0,
                         })
                         .collect();
                     log.append_blocking(ms).unwrap();

@@ -132,6 +132,7 @@ fn msg(shard: u32, topic: &str, qos: u8, retain: bool, payload: &[u8]) -> NewMes
         retain,
         properties: Vec::new(),
         payload: payload.to_vec(),
+        inbound_id: 0,
     }
 }
 

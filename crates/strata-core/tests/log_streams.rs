@@ -12,6 +12,7 @@ fn msg(publisher: &str, topic: &str, payload: &[u8]) -> NewMessage {
         retain: true,
         properties: vec![0x23, 0, 5],
         payload: payload.to_vec(),
+        inbound_id: 0,
     }
 }
 

@@ -532,12 +532,13 @@ fn unpack_messages(b: &[u8], count: usize) -> std::result::Result<Vec<NewMessage
         Ok(s)
     };
     for _ in 0..count {
-        let h = take(&mut at, 14)?;
+        let h = take(&mut at, 16)?;
         let pub_len = u16::from_le_bytes([h[0], h[1]]) as usize;
         let topic_len = u16::from_le_bytes([h[2], h[3]]) as usize;
         let props_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
         let payload_len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
         let (qos, retain) = (h[12], h[13] != 0);
+        let inbound_id = u16::from_le_bytes([h[14], h[15]]);
         let publisher = take(&mut at, pub_len)?.to_vec();
         let topic = String::from_utf8(take(&mut at, topic_len)?.to_vec())
             .map_err(|_| bad("topic is not UTF-8"))?;
@@ -550,6 +551,7 @@ fn unpack_messages(b: &[u8], count: usize) -> std::result::Result<Vec<NewMessage
             retain,
             properties,
             payload,
+            inbound_id,
         });
     }
     if at != b.len() {
@@ -699,6 +701,7 @@ impl Store {
                 retain: m.retain,
                 properties: m.properties.map(|b| b.to_vec()).unwrap_or_default(),
                 payload: m.payload.to_vec(),
+                inbound_id: 0,
             })
             .collect();
         inner.log.append(
@@ -722,8 +725,9 @@ impl Store {
 
     /// Appends messages packed in one buffer — per message, little-endian: `u16`
     /// publisher length, `u16` topic length, `u32` properties length, `u32` payload
-    /// length, `u8` QoS, `u8` retain, then the publisher, topic, properties and payload
-    /// bytes — without a JS object per message. Resolves like `append`, with the
+    /// length, `u8` QoS, `u8` retain, `u16` the publisher's QoS 2 packet id (0 = none, see
+    /// `findInbound`), then the publisher, topic, properties and payload bytes — without a
+    /// JS object per message. Resolves like `append`, with the
     /// positions as one `Float64Array` of `[shard, offset]` pairs in input order.
     /// Rejects with `ERR_INVALID_ARGUMENT` for a buffer that does not hold exactly
     /// `count` well-formed messages (or a topic that is not UTF-8).
@@ -796,6 +800,7 @@ impl Store {
             retain,
             properties: properties.map(<[u8]>::to_vec).unwrap_or_default(),
             payload: payload.to_vec(),
+            inbound_id: 0,
         };
         inner.log.append(
             vec![m],
@@ -960,6 +965,35 @@ impl Store {
             offsets: Uint32Array::new(b.offsets),
             buffer: b.buf.into(),
         })
+    }
+
+    /// The shard a publisher's messages go to (`crc32c(publisher) % nShards`).
+    #[napi]
+    pub fn shard_of(&self, publisher: String) -> Result<u32, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        Ok(core_log::shard_of(publisher.as_bytes(), inner.log.n_shards()))
+    }
+
+    /// The offset of the first record of shard `shard` at or after `from` that
+    /// `publisher` appended with QoS 2 packet id `id` (`appendPacked`), or null. Resolves
+    /// an inbound QoS 2 id recorded as pending before a crash: found, its message was
+    /// stored. Synchronous: it reads the shard from `from` (meant for start-up).
+    #[napi]
+    pub fn find_inbound(
+        &self,
+        shard: u32,
+        from: f64,
+        publisher: String,
+        id: u32,
+    ) -> Result<Option<f64>, String> {
+        let inner = self.get().map_err(to_napi_coded)?;
+        let from = offset_arg(from, || "findInbound: from".into()).map_err(to_napi_coded)?;
+        let id = u16::try_from(id)
+            .map_err(|_| CoreError::InvalidArgument(format!("findInbound: packet id {id}")))
+            .map_err(to_napi_coded)?;
+        let found = core_log::find_inbound(&inner.log, shard, from, publisher.as_bytes(), id)
+            .map_err(to_napi_coded)?;
+        Ok(found.map(|o| o as f64))
     }
 
     /// Reads the records at `(shards[i], offsets[i])` — positions returned by

@@ -13,6 +13,7 @@
 //! - `n_shards` and the site id are written to `STORE` at first start and never change.
 //! - A message is stored once, in shard `crc32c(publisher) % n_shards`.
 //! - Each append's completion runs exactly once, after the policy's durability point.
+mod inbound;
 mod position;
 mod record;
 mod replay;
@@ -21,6 +22,7 @@ mod segment;
 mod shard;
 mod stream;
 
+pub use inbound::find_inbound;
 pub use record::{NewMessage, RecordRef};
 pub use replay::{
     check_starts, replay_frames, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_STRIDE,

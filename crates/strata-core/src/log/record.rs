@@ -6,7 +6,8 @@
 //! |----------------|--------------------------------------------|
 //! | offset delta   | u32, record offset − segment base offset   |
 //! | ts delta       | u32, record timestamp (ms) − segment base  |
-//! | flags          | u8: bits 0–1 QoS, bit 2 retain, rest zero  |
+//! | flags          | u8: bits 0–1 QoS, bit 2 retain, bit 3 inbound id, rest zero |
+//! | inbound id     | u16, only with flag bit 3: the publisher's QoS 2 packet id |
 //! | stream         | varint                                     |
 //! | publisher      | varint length + bytes                      |
 //! | topic          | varint length + UTF-8 bytes                |
@@ -42,13 +43,17 @@ pub struct NewMessage {
     pub properties: Vec<u8>,
     /// Application payload.
     pub payload: Vec<u8>,
+    /// The publisher's QoS 2 packet identifier (1..=65535), 0 for none. Kept with the
+    /// record so a restart can tell whether a QoS 2 PUBLISH whose id was recorded as
+    /// pending reached the log ([`super::find_inbound`]).
+    pub inbound_id: u16,
 }
 
 impl NewMessage {
     /// Encoded frame size of this message (upper bound of varints included).
     pub fn encoded_len_hint(&self) -> usize {
         FRAME_HEADER
-            + 9
+            + 11
             + 4 * 5
             + self.publisher.len()
             + self.topic.len()
@@ -78,6 +83,8 @@ pub struct RecordRef<'a> {
     pub properties: &'a [u8],
     /// Payload.
     pub payload: &'a [u8],
+    /// The publisher's QoS 2 packet id recorded with the message, 0 for none.
+    pub inbound_id: u16,
 }
 
 /// Why bytes at a position are not a valid record.
@@ -127,7 +134,11 @@ pub fn encode(
     out.extend_from_slice(&[0u8; FRAME_HEADER]);
     out.extend_from_slice(&offset_delta.to_le_bytes());
     out.extend_from_slice(&ts_delta.to_le_bytes());
-    out.push((msg.qos & 0x3) | if msg.retain { 0x4 } else { 0 });
+    let inbound = if msg.inbound_id != 0 { 0x8 } else { 0 };
+    out.push((msg.qos & 0x3) | if msg.retain { 0x4 } else { 0 } | inbound);
+    if msg.inbound_id != 0 {
+        out.extend_from_slice(&msg.inbound_id.to_le_bytes());
+    }
     put_varint(out, u64::from(stream));
     put_varint(out, msg.publisher.len() as u64);
     out.extend_from_slice(&msg.publisher);
@@ -188,10 +199,18 @@ fn parse_body(body: &[u8], base_offset: u64, base_ts: u64) -> Option<RecordRef<'
     let od = u32::from_le_bytes(body.get(0..4)?.try_into().ok()?);
     let td = u32::from_le_bytes(body.get(4..8)?.try_into().ok()?);
     let flags = *body.get(8)?;
-    if flags & !0x7 != 0 || flags & 0x3 == 3 {
+    if flags & !0xf != 0 || flags & 0x3 == 3 {
         return None;
     }
     let mut pos = 9;
+    let mut inbound_id = 0;
+    if flags & 0x8 != 0 {
+        inbound_id = u16::from_le_bytes(body.get(9..11)?.try_into().ok()?);
+        if inbound_id == 0 {
+            return None;
+        }
+        pos = 11;
+    }
     let stream = u32::try_from(get_varint(body, &mut pos)?).ok()?;
     let field = |pos: &mut usize| -> Option<&[u8]> {
         let n = usize::try_from(get_varint(body, pos)?).ok()?;
@@ -213,6 +232,7 @@ fn parse_body(body: &[u8], base_offset: u64, base_ts: u64) -> Option<RecordRef<'
         topic,
         properties,
         payload: &body[pos..],
+        inbound_id,
     })
 }
 
@@ -228,7 +248,26 @@ mod tests {
             retain: true,
             properties: vec![1, 2, 3],
             payload: vec![7; 64],
+            inbound_id: 0,
         }
+    }
+
+    #[test]
+    fn inbound_id_roundtrips_and_is_checked() {
+        let m = NewMessage {
+            inbound_id: 0xbeef,
+            ..msg()
+        };
+        let mut buf = Vec::new();
+        encode(&mut buf, 0, 0, 7, &m);
+        let (r, _) = decode(&buf, 0, 0).unwrap();
+        assert_eq!(r.inbound_id, 0xbeef);
+        assert_eq!(r.stream, 7);
+        assert_eq!(r.payload, &[7; 64][..]);
+        let mut plain = Vec::new();
+        encode(&mut plain, 0, 0, 7, &msg());
+        assert_eq!(decode(&plain, 0, 0).unwrap().0.inbound_id, 0);
+        assert_eq!(buf.len(), plain.len() + 2);
     }
 
     #[test]

@@ -670,6 +670,7 @@ mod tests {
             payload: (0..if i % 97 == 50 { 40_000 } else { (i * 7) % 90 })
                 .map(|k| (k + i) as u8)
                 .collect(),
+            inbound_id: 0,
         }
     }
 

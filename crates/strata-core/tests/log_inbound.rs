@@ -1,0 +1,104 @@
+//! `find_inbound`: a publisher's QoS 2 PUBLISH found again by its packet id, across segments,
+//! generations and a reopen; the id travels with the record through every reader.
+use strata_core::log::{find_inbound, scan, Log, NewMessage, Options, ScanFilter, ScanLimits};
+
+fn msg(publisher: &str, i: u32, inbound_id: u16) -> NewMessage {
+    NewMessage {
+        publisher: publisher.as_bytes().to_vec(),
+        topic: format!("t/{}", i % 5),
+        qos: if inbound_id == 0 { 1 } else { 2 },
+        retain: false,
+        properties: Vec::new(),
+        payload: i.to_le_bytes().to_vec(),
+        inbound_id,
+    }
+}
+
+fn opts() -> Options {
+    Options {
+        n_shards: Some(1),
+        segment_bytes: 4096,
+        retention_check_ms: 3_600_000,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn finds_the_record_of_a_pending_inbound_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    // Packet ids are reused as real clients reuse them: id 1 again and again, two publishers.
+    let mut batch = Vec::new();
+    for i in 0..400u32 {
+        let publisher = if i % 2 == 0 { "a" } else { "b" };
+        let id = if i % 10 == 3 {
+            1
+        } else if i % 10 == 8 {
+            7
+        } else {
+            0
+        };
+        batch.push(msg(publisher, i, id));
+    }
+    let pos = log.append_blocking(batch).unwrap();
+    log.roll_generations().unwrap();
+    let late = log.append_blocking(vec![msg("a", 1000, 9)]).unwrap()[0]
+        .offset
+        .0;
+
+    // i = 3, 13, 23, … are publisher "b" with id 1; i = 8, 18, … publisher "a" with id 7.
+    let off = |i: usize| pos[i].offset.0;
+    assert_eq!(find_inbound(&log, 0, 0, b"b", 1).unwrap(), Some(off(3)));
+    assert_eq!(
+        find_inbound(&log, 0, off(3) + 1, b"b", 1).unwrap(),
+        Some(off(13))
+    );
+    assert_eq!(
+        find_inbound(&log, 0, off(393), b"b", 1).unwrap(),
+        Some(off(393))
+    );
+    assert_eq!(find_inbound(&log, 0, off(393) + 1, b"b", 1).unwrap(), None);
+    assert_eq!(
+        find_inbound(&log, 0, 0, b"a", 1).unwrap(),
+        None,
+        "another publisher's id"
+    );
+    assert_eq!(
+        find_inbound(&log, 0, off(200), b"a", 7).unwrap(),
+        Some(off(208))
+    );
+    assert_eq!(
+        find_inbound(&log, 0, 0, b"a", 9).unwrap(),
+        Some(late),
+        "in a later generation"
+    );
+    assert!(find_inbound(&log, 0, 0, b"a", 0).is_err());
+    assert!(find_inbound(&log, 1, 0, b"a", 1).is_err());
+    drop(log);
+
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_eq!(
+        find_inbound(&log, 0, off(100), b"b", 1).unwrap(),
+        Some(off(103))
+    );
+    assert_eq!(find_inbound(&log, 0, late + 1, b"a", 9).unwrap(), None);
+    // Readers see the same message: the id is not part of what is delivered.
+    let b = scan(
+        &log,
+        0,
+        off(3),
+        &[ScanFilter {
+            filter: "t/3".into(),
+            start: 0,
+        }],
+        ScanLimits {
+            max_entries: 1,
+            ..ScanLimits::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(b.len(), 1);
+    let e = b.entry(0).unwrap();
+    assert_eq!(e.offset, off(3));
+    assert_eq!(e.payload, 3u32.to_le_bytes());
+}
