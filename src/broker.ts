@@ -15,7 +15,6 @@ import type { Connection } from './connection.js';
 import { type BrokerEvents, type ClientInfo, type Gates, type ListenAddresses, permissiveGates } from './hooks/index.js';
 import { createLogger, type Logger } from './log.js';
 import { createMessage, type Message } from './message.js';
-import type { MetaOp } from './native.js';
 import { TopicTrie, validateTopicName } from './native.js';
 import type { QoS } from './protocol/codec.js';
 import { RC } from './protocol/reason-codes.js';
@@ -75,7 +74,12 @@ export interface BrokerMetrics {
   storeErrors: number;
   /** Drains of persistent sessions handed to the native loop (durable_sessions.native_drain). */
   nativeDrains: number;
+  /** Event listeners that threw (or rejected), per event name; see Broker.emit. */
+  listenerErrors: Record<string, number>;
 }
+
+/** A failing event listener is logged at most once per this many ms per event (with the count since). */
+const LISTENER_ERROR_LOG_MS = 10_000;
 
 export class Broker extends EventEmitter<BrokerEvents> {
   readonly config: Config;
@@ -83,7 +87,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly gates: Gates;
   readonly sessions: SessionStore;
   readonly retained: RetainedStore;
-  readonly metrics: BrokerMetrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, nativeDrains: 0 };
+  readonly metrics: BrokerMetrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, nativeDrains: 0, listenerErrors: {} };
   /** Every open socket, connected or not (for shutdown). */
   readonly connections = new Set<Connection>();
   private readonly trie = new TopicTrie();
@@ -114,10 +118,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private closing = false;
   /** publish() is routing a message; publishes from hooks meanwhile wait in `nested`. */
   private publishing = false;
-  private readonly nested: { msg: Message; from: Connection | null; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private readonly nested: { msg: Message; from: Connection | null; inboundId: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
   /** Wills being stored (close() waits for them). */
   private readonly willWrites = new Set<Promise<void>>();
   addresses: ListenAddresses = {};
+  /** Per event: when a listener error was last logged, and how many were not logged since. */
+  private readonly listenerErrorLog = new Map<string, { at: number; quiet: number }>();
 
   constructor(opts: BrokerOptions = {}) {
     super();
@@ -368,11 +374,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const durable = this.durable;
     if (!durable) return null;
     if (session.expiryInterval === 0) {
-      if (session.durable) {
+      // A persistent session resumed with expiry 0 is still the session ([MQTT-3.1.2-4]): it
+      // drains its queue on this connection and ends when the connection closes (endSession).
+      // Its record says expiry 0, so a crash meanwhile ends it at the restart.
+      if (!session.durable) return null;
+      if (session.connection === null) {
         session.durable = null;
         durable.deleteSession(session.clientId);
+        return null;
       }
-      return null;
     }
     session.durable ??= durable.attach(session, this.limits, this.drops);
     const done = durable.putSession(session.clientId, { expiry: session.expiryInterval, disconnectedAt, will });
@@ -453,6 +463,39 @@ export class Broker extends EventEmitter<BrokerEvents> {
     };
     if (answer instanceof Promise) answer.then(go, () => undefined);
     else go(answer);
+  }
+
+  /**
+   * Tell the listeners of an event, each on its own: a listener that throws (or returns a
+   * rejected Promise) is counted in `metrics.listenerErrors` and logged (at most once per 10 s per
+   * event), and neither the other listeners nor the broker's own work — routing, the connection
+   * that caused the event — are affected. Events inform; gates decide.
+   */
+  override emit<K extends keyof BrokerEvents>(event: K, ...args: BrokerEvents[K]): boolean {
+    const listeners = this.rawListeners(event) as ((...a: unknown[]) => unknown)[];
+    if (listeners.length === 0) return false;
+    for (const listener of listeners) {
+      try {
+        const r = listener.apply(this, args);
+        if (r instanceof Promise) r.catch((e: unknown) => this.onListenerError(event, e));
+      } catch (e) {
+        this.onListenerError(event, e);
+      }
+    }
+    return true;
+  }
+
+  private onListenerError(event: string, err: unknown): void {
+    const counts = this.metrics.listenerErrors;
+    counts[event] = (counts[event] ?? 0) + 1;
+    const now = Date.now();
+    const last = this.listenerErrorLog.get(event);
+    if (last && now - last.at < LISTENER_ERROR_LOG_MS) {
+      last.quiet++;
+      return;
+    }
+    this.listenerErrorLog.set(event, { at: now, quiet: 0 });
+    this.log.error({ event, err: err instanceof Error ? err.message : String(err), notLogged: last?.quiet ?? 0, total: counts[event] }, 'event listener failed');
   }
 
   onClientError(conn: Connection, err: Error): void {
@@ -561,19 +604,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * same way when the message is logged anyway, so replay never repeats it. null when nothing
    * had to be stored.
    */
-  publish(msg: Message, from: Connection | null): Promise<void> | null {
+  publish(msg: Message, from: Connection | null, inboundId = 0): Promise<void> | null {
     if (this.publishing) {
       // Published from a hook while a message is being routed (e.g. in 'message.delivered'):
       // routed right after it, since routing reuses per-broker scratch state.
-      return new Promise((resolve, reject) => this.nested.push({ msg, from, resolve, reject }));
+      return new Promise((resolve, reject) => this.nested.push({ msg, from, inboundId, resolve, reject }));
     }
     this.publishing = true;
     try {
-      const stored = this.routeMessage(msg, from);
+      const stored = this.routeMessage(msg, from, inboundId);
       for (let n = this.nested.shift(); n; n = this.nested.shift()) {
         const { resolve, reject } = n;
         try {
-          const p = this.routeMessage(n.msg, n.from);
+          const p = this.routeMessage(n.msg, n.from, n.inboundId);
           if (p) p.then(resolve, reject);
           else resolve();
         } catch (e) {
@@ -583,11 +626,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
       return stored;
     } finally {
       this.publishing = false;
+      // Scratch state of routing is never carried into the next message, whatever was thrown.
+      this.logged.length = 0;
+      this.live0.length = 0;
     }
   }
 
   /** Route one message (publish without the re-entrancy guard). */
-  private routeMessage(msg: Message, from: Connection | null): Promise<void> | null {
+  private routeMessage(msg: Message, from: Connection | null, inboundId: number): Promise<void> | null {
     this.metrics.messagesReceived++;
     if (msg.retain) this.retained.set(msg);
     if (this.listenerCount('message.publish') > 0) this.emit('message.publish', from, msg);
@@ -653,8 +699,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     live0.length = 0;
     this.syncDrops();
     const durable = this.durable;
-    if (!durable || (targets === null && !msg.retain)) return null;
-    return this.store(durable, msg, targets ?? []);
+    if (!durable || (targets === null && !msg.retain && inboundId === 0)) return null;
+    return this.store(durable, msg, targets ?? [], inboundId);
   }
 
   /**
@@ -693,18 +739,26 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return rec;
   }
 
-  /** Append once, then hand the message to the persistent sessions (see publish). */
-  private async store(durable: DurableSessions, msg: Message, targets: LoggedTarget[]): Promise<void> {
-    const retainOps: MetaOp[] = msg.retain ? durable.retainOps(msg) : [];
+  /**
+   * Append once, then hand the message to the persistent sessions (see publish). `inboundId`: a
+   * persistent publisher's QoS 2 packet id, recorded with the message (DurableSessions.appendInbound)
+   * or, when nothing is appended, on its own — before the PUBREC either way.
+   */
+  private async store(durable: DurableSessions, msg: Message, targets: LoggedTarget[], inboundId: number): Promise<void> {
+    const waits: Promise<void>[] = [];
+    // Written as it is routed (before any await), so retained sets and clears land in the order
+    // they were published, as in the in-memory retained store.
+    if (msg.retain) {
+      const retained = durable.write(durable.retainOps(msg));
+      retained.catch(() => undefined); // awaited below, unless the append fails first
+      waits.push(retained);
+    }
     if (targets.length === 0) {
-      // Behind earlier appends, so a retained set/clear lands in the order it was published.
-      await durable.afterAppends();
-      await durable.write(retainOps);
+      if (inboundId !== 0) waits.push(durable.putIncomingQos2(msg.publisher, inboundId));
+      await Promise.all(waits);
       return;
     }
-    const pos = await durable.append(msg);
-    const waits: Promise<void>[] = [];
-    if (retainOps.length > 0) waits.push(durable.write(retainOps));
+    const pos = await (inboundId !== 0 ? durable.appendInbound(msg, inboundId) : durable.append(msg));
     const now = Date.now();
     for (const t of targets) {
       const session = t.session;

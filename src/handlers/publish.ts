@@ -69,26 +69,22 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
       if (qos > 0) conn.ack(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion, v5 ? rc : 0));
       return;
     }
-    const durable = broker.publish(msg, conn);
+    // A persistent publisher's QoS 2 id is recorded (with its message, when that is appended)
+    // before PUBREC, so a PUBLISH re-sent after a restart is still recognised as a duplicate.
+    const durable = broker.publish(msg, conn, qos === 2 && session.durable ? id : 0);
     if (qos === 0) {
       durable?.catch((e: unknown) => broker.onStoreError(conn, e as Error));
       return;
     }
     const ackType = qos === 1 ? 4 : 5;
-    let recorded: Promise<void> | null = null;
-    if (qos === 2) {
-      session.incomingQos2.add(id);
-      // A persistent publisher's QoS 2 id is recorded before PUBREC, so a PUBLISH re-sent
-      // after a restart is still recognised as a duplicate.
-      if (session.durable && broker.durable) recorded = broker.durable.putIncomingQos2(session.clientId, id);
-    }
-    if (!durable && !recorded) {
+    if (qos === 2) session.incomingQos2.add(id);
+    if (!durable) {
       conn.ack(encodeAck(ackType, id, conn.protocolVersion));
       return;
     }
     // PUBACK / PUBREC only once the message is durable for every persistent subscriber.
     const send = conn.reserveAck();
-    Promise.all([durable, recorded]).then(
+    durable.then(
       () => send(encodeAck(ackType, id, conn.protocolVersion)),
       (err: unknown) => {
         if (qos === 2) session.incomingQos2.delete(id);

@@ -3,9 +3,30 @@ import type { Connection } from '../connection.js';
 import { encodeAck } from '../protocol/codec.js';
 import { RC } from '../protocol/reason-codes.js';
 
-/** QoS 2 inbound, step 3: release the packet id and answer PUBCOMP ([MQTT-4.3.3-11]). */
+/**
+ * QoS 2 inbound, step 3: release the packet id and answer PUBCOMP ([MQTT-4.3.3-11]). A persistent
+ * session's id is released in the store first: the client may reuse it as soon as it has PUBCOMP,
+ * and an id still recorded after a restart would make that new message look like a duplicate.
+ */
 export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const id = packet.messageId ?? 0;
-  const known = conn.session?.incomingQos2.delete(id) ?? false;
-  conn.write(encodeAck(7, id, conn.protocolVersion, known ? RC.Success : RC.PacketIdentifierNotFound));
+  const session = conn.session;
+  const known = session?.incomingQos2.delete(id) ?? false;
+  const pubcomp = encodeAck(7, id, conn.protocolVersion, known ? RC.Success : RC.PacketIdentifierNotFound);
+  const durable = conn.broker.durable;
+  if (!known || !session?.durable || !durable) {
+    conn.ack(pubcomp);
+    return;
+  }
+  const send = conn.reserveAck();
+  durable.releaseIncomingQos2(session.clientId, id).then(
+    () => send(pubcomp),
+    (err: unknown) => {
+      // Not released: no PUBCOMP, the client sends PUBREL again when it reconnects.
+      session.incomingQos2.add(id);
+      conn.broker.onStoreError(conn, err as Error);
+      send(null);
+      conn.close('storage failure: PUBREL not completed');
+    },
+  );
 }

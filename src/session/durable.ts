@@ -13,7 +13,12 @@
  *   after the PUBREL phase is recorded: a restart resends with the same id and never delivers
  *   twice;
  * - an inbound QoS 2 packet id is recorded before PUBREC, so a re-sent PUBLISH after a restart
- *   is recognised as a duplicate;
+ *   is recognised as a duplicate; when the message is appended, the id is recorded as pending
+ *   first and travels with the record, so a crash between the two can neither lose the message
+ *   (id recorded, message not stored) nor store it twice (message stored, id unknown): a
+ *   pending id is resolved at start-up by looking for its record (findInbound). PUBCOMP goes
+ *   out once the id is released in the store, so a client reusing it at once is never taken
+ *   for a duplicate after a restart;
  * - SUBACK goes out after the subscription (with the log position it starts at) is recorded.
  * Progress records and session records are otherwise written in the background, batched per
  * event-loop turn; a crash loses at most the progress of that moment, which only means QoS 1
@@ -23,7 +28,9 @@
  *   sessions       clientId                      → JSON SessionRecord
  *   subscriptions  clientId 00 filter            → JSON SubscriptionOptions + start offsets
  *   acks           clientId                      → progress record (session/progress.ts)
- *   cursors        clientId 00 packetId(u16 BE)  → inbound QoS 2 awaiting PUBREL (empty value)
+ *   cursors        clientId 00 packetId(u16 BE)  → inbound QoS 2 awaiting PUBREL: empty value =
+ *                                                  stored; 01 shard(u16 BE) from(f64 BE) = pending
+ *                                                  (appended with the id at or after `from`?)
  *   retained       topic                         → retained message (header JSON + payload)
  * Client ids and topics never contain U+0000 ([MQTT-1.5.4-2]), so the 00 separator is safe.
  */
@@ -86,6 +93,17 @@ function q2Key(clientId: string, id: number): Buffer {
   const b = Buffer.allocUnsafe(2);
   b.writeUInt16BE(id);
   return Buffer.concat([idKey(clientId), SEP, b]);
+}
+
+const Q2_STORED = Buffer.alloc(0);
+const Q2_PENDING = 1;
+
+function q2Pending(shard: number, from: number): Buffer {
+  const b = Buffer.allocUnsafe(11);
+  b[0] = Q2_PENDING;
+  b.writeUInt16BE(shard, 1);
+  b.writeDoubleBE(from, 3);
+  return b;
 }
 
 export function encodeWill(msg: Message, delay: number): StoredWill {
@@ -237,13 +255,13 @@ export class DurableSessions implements LogSource {
    * Append a message to the log; resolves once durable under the fsync policy. Appends made in
    * the same event-loop turn cross to the store in one call (one promise for the batch).
    */
-  append(msg: Message): Promise<LogPosition> {
+  append(msg: Message, inboundId = 0): Promise<LogPosition> {
     let b = this.appendBatch;
     if (!b) {
       b = this.appendBatch = { msgs: [], waiters: [] };
       setImmediate(() => this.flushAppends());
     }
-    b.msgs.push({ publisher: msg.publisher, topic: msg.topic, qos: msg.qos, retain: msg.retain, properties: encodeProperties(msg.properties), payload: msg.payload });
+    b.msgs.push({ publisher: msg.publisher, topic: msg.topic, qos: msg.qos, retain: msg.retain, properties: encodeProperties(msg.properties), payload: msg.payload, inboundId });
     const waiters = b.waiters;
     return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
   }
@@ -258,10 +276,20 @@ export class DurableSessions implements LogSource {
     );
   }
 
-  /** Resolves after every append started before it has resolved (keeps retained-only writes in order). */
-  afterAppends(): Promise<null> {
-    this.flushAppends(); // appends still gathering this turn come first
-    return this.appends.wrap(Promise.resolve(null));
+  /**
+   * Append a persistent publisher's QoS 2 message with its packet id `id`: the id is recorded as
+   * pending (with its shard's end) and durable before the append starts, and recorded as stored
+   * once the append is. Whatever a crash interrupts, the start-up finds out exactly whether the
+   * message was stored (loadSessions): a re-sent PUBLISH is then a duplicate, or stored anew.
+   */
+  async appendInbound(msg: Message, id: number): Promise<LogPosition> {
+    const key = q2Key(msg.publisher, id);
+    const shard = this.store.shardOf(msg.publisher);
+    await this.write([{ op: 'put', table: 'cursors', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]);
+    const pos = await this.append(msg, id);
+    // Queued before the PUBREC is written, so a PUBREL's release is committed after it.
+    this.background([{ op: 'put', table: 'cursors', key, value: Q2_STORED }]);
+    return pos;
   }
 
   shardEnd(shard: number): number {
@@ -333,13 +361,14 @@ export class DurableSessions implements LogSource {
     return this.write([{ op: 'delete', table: 'subscriptions', key: subKey(clientId, filter) }]);
   }
 
-  /** Inbound QoS 2 id seen (before PUBREC) / released (PUBREL). */
+  /** Inbound QoS 2 id of a message nothing had to be appended for: seen (before PUBREC). */
   putIncomingQos2(clientId: string, id: number): Promise<void> {
-    return this.write([{ op: 'put', table: 'cursors', key: q2Key(clientId, id), value: Buffer.alloc(0) }]);
+    return this.write([{ op: 'put', table: 'cursors', key: q2Key(clientId, id), value: Q2_STORED }]);
   }
 
-  deleteIncomingQos2(clientId: string, id: number): void {
-    this.background([{ op: 'delete', table: 'cursors', key: q2Key(clientId, id) }]);
+  /** Inbound QoS 2 id released (PUBREL): PUBCOMP waits for it. */
+  releaseIncomingQos2(clientId: string, id: number): Promise<void> {
+    return this.write([{ op: 'delete', table: 'cursors', key: q2Key(clientId, id) }]);
   }
 
   // ---- retained ---------------------------------------------------------------------------
@@ -380,10 +409,27 @@ export class DurableSessions implements LogSource {
         this.log.error({ clientId: r.clientId, err: (err as Error).message }, 'unreadable session progress record: the session replays from its subscriptions');
       }
     }
+    const settle: MetaOp[] = [];
     for (const e of this.store.metaScanAll('cursors', Buffer.alloc(0))) {
       const s = split(e.key);
       const r = s && byId.get(s[0]);
-      if (r && s) r.incomingQos2.push(e.key.readUInt16BE(s[1] + 1));
+      if (!r || !s) continue;
+      const id = e.key.readUInt16BE(s[1] + 1);
+      if (e.value.length > 0 && e.value[0] === Q2_PENDING) {
+        // Recorded before its message was appended; did the append happen before the stop?
+        const found = this.store.findInbound(e.value.readUInt16BE(1), e.value.readDoubleBE(3), r.clientId, id);
+        if (found === null) {
+          // Never stored, and never acknowledged: the client's re-sent PUBLISH is a new one.
+          settle.push({ op: 'delete', table: 'cursors', key: e.key });
+          continue;
+        }
+        settle.push({ op: 'put', table: 'cursors', key: e.key, value: Q2_STORED });
+      }
+      r.incomingQos2.push(id);
+    }
+    if (settle.length > 0) {
+      this.log.info({ ids: settle.length }, 'inbound QoS 2 ids left pending by the last stop resolved');
+      this.background(settle);
     }
     return [...byId.values()];
   }

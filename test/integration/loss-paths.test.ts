@@ -1,0 +1,212 @@
+/**
+ * Loss paths found from outside with stock clients (issue 12, items 1 and 2), on a real broker
+ * process that is stopped (SIGTERM) or killed (SIGKILL) and started again on the same store:
+ * - a persistent QoS 2 publisher reusing its packet ids across restarts (as `mosquitto_pub -c`
+ *   does: every run starts at id 1) must have every message delivered [MQTT-4.3.3-9];
+ * - an inbound QoS 2 id a crash left recorded as pending is resolved exactly: the message was
+ *   stored (a re-sent PUBLISH is a duplicate) or it was not (the re-sent PUBLISH is stored);
+ * - a v5 session resumed with Session Expiry 0 is resumed, queue and all, and ends when that
+ *   connection closes [MQTT-3.1.2-4].
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import type { IClientOptions } from 'mqtt';
+import type { IConnackPacket, IPubcompPacket, IPublishPacket, IPubrecPacket } from 'mqtt-packet';
+import { DurableStore, packMessages } from '../../src/native.js';
+import { BrokerProcess, client, collect, freePort, quiet, RawClient, tempDir, unconnected } from '../helpers.js';
+
+const PUB = '/usr/bin/mosquitto_pub';
+const skipMosquitto = existsSync(PUB) ? false : 'mosquitto-clients is not installed (apt-get install mosquitto-clients)';
+
+/** `mosquitto_pub` to completion (killed after 10 s); resolves with its exit code. */
+function mosquittoPub(args: string[]): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PUB, args, { stdio: 'ignore' });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(killer);
+      resolve(code);
+    });
+  });
+}
+
+function persistent(protocolVersion: 4 | 5, clientId: string, expiry = 3600): IClientOptions {
+  return protocolVersion === 5
+    ? { protocolVersion, clientId, clean: false, properties: { sessionExpiryInterval: expiry } }
+    : { protocolVersion, clientId, clean: false };
+}
+
+const tmp = tempDir('strata-loss-');
+let broker: BrokerProcess;
+before(async () => {
+  broker = new BrokerProcess(await freePort(), tmp.dir);
+  await broker.start();
+});
+after(async () => {
+  await broker.stop();
+  tmp.remove();
+});
+
+describe('a persistent QoS 2 publisher reusing packet ids across restarts (mosquitto_pub -c)', { skip: skipMosquitto }, () => {
+  for (const stop of ['SIGTERM', 'kill -9'] as const) {
+    test(`[MQTT-4.3.3-9] every message is delivered after a ${stop} restart, none twice`, async () => {
+      const topic = `q2/${stop === 'SIGTERM' ? 'term' : 'kill'}`;
+      const subId = `q2-sub-${stop === 'SIGTERM' ? 'term' : 'kill'}`;
+      const sub = await client(broker.url, persistent(4, subId));
+      await sub.subscribeAsync(topic, { qos: 2 });
+      await sub.endAsync();
+      const pubId = `pubx-${stop === 'SIGTERM' ? 'term' : 'kill'}`;
+      // Each run is a new connection to the same persistent session, starting at packet id 1.
+      const publish = (m: string): Promise<number | null> => mosquittoPub(['-h', '127.0.0.1', '-p', String(broker.port), '-c', '-i', pubId, '-q', '2', '-t', topic, '-m', m]);
+      assert.equal(await publish('one'), 0);
+      if (stop === 'SIGTERM') await broker.stop();
+      else await broker.kill9();
+      await broker.start();
+      assert.equal(await publish('two'), 0);
+      // More runs than the Receive Maximum the broker advertises would be refused if released
+      // ids stayed recorded; a few show the id is released each time.
+      for (const m of ['three', 'four']) assert.equal(await publish(m), 0);
+      await broker.kill9();
+      await broker.start();
+      assert.equal(await publish('five'), 0);
+
+      const back = unconnected(broker.url, persistent(4, subId));
+      const got = collect(back, 5, 10000);
+      back.connect();
+      assert.deepEqual(
+        (await got).map((m) => m.payload.toString()),
+        ['one', 'two', 'three', 'four', 'five'],
+      );
+      assert.deepEqual(await quiet(back, 300), [], 'exactly once');
+      await back.endAsync();
+    });
+  }
+});
+
+describe('an inbound QoS 2 id left pending by a crash', () => {
+  /**
+   * Stop the broker and leave, in its store, what a crash between recording a persistent
+   * publisher's QoS 2 id as pending and the end of its append leaves: the pending id, with or
+   * without the appended message.
+   */
+  async function crashState(pubId: string, topic: string, id: number, appended: boolean): Promise<void> {
+    // The publisher's persistent session exists (as after its first CONNECT).
+    const pub = await client(broker.url, persistent(5, pubId));
+    await pub.endAsync();
+    await broker.stop();
+    const store = await DurableStore.open(tmp.dir);
+    const shard = store.shardOf(pubId);
+    const from = store.shardEnd(shard);
+    const key = Buffer.concat([Buffer.from(pubId), Buffer.from([0, id >> 8, id & 0xff])]);
+    const pending = Buffer.alloc(11);
+    pending[0] = 1;
+    pending.writeUInt16BE(shard, 1);
+    pending.writeDoubleBE(from, 3);
+    await store.metaApply([{ op: 'put', table: 'cursors', key, value: pending }]);
+    if (appended) {
+      await store.appendPacked(packMessages([{ publisher: pubId, topic, qos: 2, retain: false, properties: null, payload: Buffer.from('pending'), inboundId: id }]), 1);
+    }
+    await store.close();
+    await broker.start();
+  }
+
+  for (const appended of [false, true]) {
+    test(`${appended ? 'stored before the crash: the re-sent PUBLISH is a duplicate' : 'not stored before the crash: the re-sent PUBLISH is stored'}, delivered exactly once`, async () => {
+      const tag = appended ? 'in' : 'out';
+      const topic = `pending/${tag}`;
+      const sub = await client(broker.url, persistent(5, `pending-sub-${tag}`));
+      await sub.subscribeAsync(topic, { qos: 2 });
+      await sub.endAsync();
+      await crashState(`pending-pub-${tag}`, topic, 7, appended);
+
+      // The client never had PUBREC: it sends the PUBLISH again, same id, DUP set.
+      const raw = await RawClient.tcp(broker.port, 5);
+      const ack = (await raw.connect(`pending-pub-${tag}`, { clean: false, properties: { sessionExpiryInterval: 3600 } })) as IConnackPacket;
+      assert.equal(ack.sessionPresent, true);
+      raw.send({ cmd: 'publish', topic, payload: Buffer.from('pending'), qos: 2, messageId: 7, dup: true, retain: false });
+      const rec = (await raw.next('pubrec')) as IPubrecPacket;
+      assert.equal(rec.messageId, 7);
+      assert.equal(rec.reasonCode ?? 0, 0);
+      raw.send({ cmd: 'pubrel', messageId: 7 });
+      const comp = (await raw.next('pubcomp')) as IPubcompPacket;
+      assert.equal(comp.reasonCode ?? 0, 0, 'the id was known');
+      // Reused at once for a new message (as clients do): not a duplicate.
+      raw.send({ cmd: 'publish', topic, payload: Buffer.from('next'), qos: 2, messageId: 7, dup: false, retain: false });
+      assert.equal(((await raw.next('pubrec')) as IPubrecPacket).messageId, 7);
+      raw.send({ cmd: 'pubrel', messageId: 7 });
+      await raw.next('pubcomp');
+      raw.end();
+
+      const back = unconnected(broker.url, persistent(5, `pending-sub-${tag}`));
+      const got = collect(back, 2, 10000);
+      back.connect();
+      assert.deepEqual(
+        (await got).map((m) => m.payload.toString()),
+        ['pending', 'next'],
+      );
+      assert.deepEqual(await quiet(back, 300), [], 'exactly once');
+      await back.endAsync();
+    });
+  }
+});
+
+describe('[MQTT-3.1.2-4] a v5 session resumed with Session Expiry 0', () => {
+  async function queueFor(id: string, topic: string): Promise<void> {
+    const sub = await client(broker.url, persistent(5, id, 99999));
+    await sub.subscribeAsync(topic, { qos: 2 });
+    await sub.endAsync();
+    const pub = await client(broker.url, { protocolVersion: 5, clientId: `${id}-pub` });
+    await pub.publishAsync(topic, 'q1', { qos: 1 });
+    await pub.publishAsync(topic, 'q2', { qos: 2 });
+    await pub.endAsync();
+  }
+
+  test('is resumed: session present, its queue delivered; it ends when that connection closes', async () => {
+    await queueFor('exp0', 'exp0/t');
+    // Clean Start 0, no Session Expiry Interval property (= 0).
+    const back = unconnected(broker.url, { protocolVersion: 5, clientId: 'exp0', clean: false });
+    const present = new Promise<boolean>((resolve) => back.once('connect', (p) => resolve(p.sessionPresent)));
+    const got = collect(back, 2, 10000);
+    back.connect();
+    assert.equal(await present, true);
+    assert.deepEqual(
+      (await got).map((m) => m.payload.toString()),
+      ['q1', 'q2'],
+    );
+    // Still the session while connected: new messages come, and subscriptions hold.
+    const pub = await client(broker.url, { protocolVersion: 5, clientId: 'exp0-pub2' });
+    const live = collect(back, 1, 5000);
+    await pub.publishAsync('exp0/t', 'live', { qos: 1 });
+    assert.equal((await live)[0]?.payload.toString(), 'live');
+    await back.endAsync();
+    // The connection closed: the session is gone, nothing is queued for it any more.
+    await pub.publishAsync('exp0/t', 'after', { qos: 1 });
+    await pub.endAsync();
+    const again = unconnected(broker.url, persistent(5, 'exp0'));
+    const present2 = new Promise<boolean>((resolve) => again.once('connect', (p) => resolve(p.sessionPresent)));
+    again.connect();
+    assert.equal(await present2, false);
+    assert.deepEqual(await quiet(again, 300), []);
+    await again.endAsync();
+  });
+
+  test('a kill -9 while it is connected ends it too, and its queue is delivered before', async () => {
+    await queueFor('exp0k', 'exp0k/t');
+    const raw = await RawClient.tcp(broker.port, 5);
+    const ack = (await raw.connect('exp0k', { clean: false })) as IConnackPacket;
+    assert.equal(ack.sessionPresent, true);
+    const first = (await raw.next('publish')) as IPublishPacket;
+    assert.equal(first.payload.toString(), 'q1');
+    await broker.kill9();
+    raw.end();
+    await broker.start();
+    const again = unconnected(broker.url, persistent(5, 'exp0k'));
+    const present = new Promise<boolean>((resolve) => again.once('connect', (p) => resolve(p.sessionPresent)));
+    again.connect();
+    assert.equal(await present, false, 'a session with expiry 0 does not outlive its connection');
+    await again.endAsync();
+  });
+});
