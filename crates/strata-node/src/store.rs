@@ -971,7 +971,10 @@ impl Store {
     #[napi]
     pub fn shard_of(&self, publisher: String) -> Result<u32, String> {
         let inner = self.get().map_err(to_napi_coded)?;
-        Ok(core_log::shard_of(publisher.as_bytes(), inner.log.n_shards()))
+        Ok(core_log::shard_of(
+            publisher.as_bytes(),
+            inner.log.n_shards(),
+        ))
     }
 
     /// The offset of the first record of shard `shard` at or after `from` that

@@ -17,6 +17,7 @@ mod inbound;
 mod position;
 mod record;
 mod replay;
+mod salvage;
 mod scan;
 mod segment;
 mod shard;
@@ -295,10 +296,37 @@ pub struct Recovery {
     pub rebuilt_indexes: u64,
     /// Segments renamed to `*.corrupt`, with the reason.
     pub quarantined: Vec<String>,
+    /// Offset ranges whose records are gone: damaged and salvaged around, in a file that
+    /// could not be read, or missing from the directory. Reported once per open that finds
+    /// them; a caller keeps them (the metadata `losses` table) to report each only once.
+    pub losses: Vec<Loss>,
     /// Human-readable progress and repair log.
     pub events: Vec<String>,
     /// Time taken to open.
     pub elapsed_ms: u64,
+}
+
+/// Records of one shard found gone: offsets `from..to` (`to` None: up to an end the log
+/// cannot know, e.g. the tail of a damaged last segment; the caller may know it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// Shard.
+    pub shard: u32,
+    /// First offset gone.
+    pub from: u64,
+    /// One past the last offset gone, when known.
+    pub to: Option<u64>,
+    /// The file (or directory) concerned.
+    pub file: String,
+    /// What happened.
+    pub reason: String,
+}
+
+impl Loss {
+    /// Records gone, when known.
+    pub fn records(&self) -> Option<u64> {
+        self.to.map(|t| t.saturating_sub(self.from))
+    }
 }
 
 impl Recovery {
@@ -310,6 +338,7 @@ impl Recovery {
         self.truncated_bytes += other.truncated_bytes;
         self.rebuilt_indexes += other.rebuilt_indexes;
         self.quarantined.extend(other.quarantined);
+        self.losses.extend(other.losses);
         self.events.extend(other.events);
     }
 }
@@ -673,6 +702,7 @@ impl Log {
                 Cmd::Append(_, d) => d(Err(e)),
                 Cmd::Flush(d) | Cmd::Roll(d) => d(Err(e)),
                 Cmd::DropExpired(d) => d(Err(e)),
+                Cmd::RaiseEnd(_, d) => d(Err(e)),
             }
         }
     }
@@ -725,6 +755,38 @@ impl Log {
     pub fn drop_expired(&self) -> Result<usize, CoreError> {
         self.each_shard(Cmd::DropExpired)
             .map(|v| v.into_iter().sum())
+    }
+
+    /// Makes shard `shard` continue at offset `floor` at least: when its end is below
+    /// (its last files were lost), the offsets in between are never used — readers count
+    /// them as records gone — and the next append gets `floor`. A session that had read
+    /// up to `floor` then misses nothing appended later. Durable on return (a segment based
+    /// at `floor` exists). True when the end moved.
+    pub fn raise_end(&self, shard: u32, floor: u64) -> Result<bool, CoreError> {
+        self.shard(shard)?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(
+            shard,
+            Cmd::RaiseEnd(
+                floor,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            ),
+        );
+        rx.recv().unwrap_or_else(|_| Err(Self::closed_err()))
+    }
+
+    /// Records found gone while running (sealed segments damaged in place, salvaged when
+    /// read) since the last call. Recovery at open reports its own in [`Log::recovery`].
+    pub fn take_losses(&self) -> Vec<Loss> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            for g in s.shared.generations() {
+                out.append(&mut g.losses.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+        }
+        out
     }
 
     fn shard(&self, id: u32) -> Result<&Shard, CoreError> {

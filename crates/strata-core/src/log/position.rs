@@ -178,6 +178,15 @@ impl Window {
         shared: &ShardShared,
         offset: u64,
     ) -> Result<Lookup<'_>, CoreError> {
+        self.lookup_once(shared, offset, true)
+    }
+
+    fn lookup_once(
+        &mut self,
+        shared: &ShardShared,
+        offset: u64,
+        may_retry: bool,
+    ) -> Result<Lookup<'_>, CoreError> {
         let Some((gen, seg)) = locate(shared, offset) else {
             return Ok(Lookup::Missing);
         };
@@ -199,10 +208,12 @@ impl Window {
         };
         self.next = None;
         if seg.is_sealed() {
-            // As for cursor reads: a sealed segment failing verification is taken out
-            // of service; what it held is gone.
-            shard::quarantine_live(&gen, &seg, bad);
+            // A sealed segment failing verification is replaced by its intact runs: the
+            // position is looked up again among them (once), else it is gone.
             self.seg = None;
+            if shard::salvage_live(&gen, &seg, bad) && may_retry {
+                return self.lookup_once(shared, offset, false);
+            }
             Ok(Lookup::Missing)
         } else {
             Err(CoreError::Corrupt(format!(

@@ -220,6 +220,8 @@ pub fn scan(
         cur: vec![0; set.words],
         active: vec![0; set.words],
         memo: TopicMemo::new(set.words),
+        salvaged: false,
+        no_salvage: false,
     };
     let status = with_scratch(|scratch| w.run(shared, &visible, scratch))?;
     Ok(ScanBatch {
@@ -418,7 +420,15 @@ struct Walk<'a> {
     active: Vec<u32>,
     /// Masks of the topics of wildcard streams matched so far.
     memo: TopicMemo,
+    /// A damaged segment was replaced during this walk: walk again.
+    salvaged: bool,
+    /// Salvage was retried enough: pass damaged segments over.
+    no_salvage: bool,
 }
+
+/// Walks of one scan that may find (and salvage) a damaged segment before it gives up
+/// salvaging and passes such segments over.
+const SALVAGE_RETRIES: usize = 4;
 
 impl Walk<'_> {
     /// Why the scan stops before examining offset `at`, if it does.
@@ -447,6 +457,25 @@ impl Walk<'_> {
     }
 
     fn run(
+        &mut self,
+        shared: &ShardShared,
+        visible: &dyn Fn(&RecordRef<'_>) -> bool,
+        scratch: &mut Vec<u8>,
+    ) -> Result<ScanStatus, CoreError> {
+        // A damaged segment salvaged on the way changes the segment list: walk again from
+        // `next` over the new one (a few times at most; then its rest is skipped).
+        for _ in 0..SALVAGE_RETRIES {
+            self.salvaged = false;
+            let status = self.walk(shared, visible, scratch)?;
+            if !self.salvaged {
+                return Ok(status);
+            }
+        }
+        self.no_salvage = true;
+        self.walk(shared, visible, scratch)
+    }
+
+    fn walk(
         &mut self,
         shared: &ShardShared,
         visible: &dyn Fn(&RecordRef<'_>) -> bool,
@@ -483,6 +512,9 @@ impl Walk<'_> {
                 }
                 if let Some(s) = self.scan_segment(g, seg, seg_end, &mut masks, visible, scratch)? {
                     return Ok(s);
+                }
+                if self.salvaged {
+                    return Ok(ScanStatus::Next);
                 }
             }
         }
@@ -574,8 +606,12 @@ impl Walk<'_> {
             ScanEnd::Stopped(_) => Ok(status),
             ScanEnd::Incomplete(p) | ScanEnd::Corrupt(p) if seg.is_sealed() => {
                 // As for cursor and positional reads: a sealed segment that fails
-                // verification is taken out of service; what it still held is gone.
-                shard::quarantine_live(g, seg, p);
+                // verification is replaced by its intact runs, read again from `next`
+                // (see `run`); what it held that is gone is skipped when passed.
+                if !self.no_salvage && shard::salvage_live(g, seg, p) {
+                    self.salvaged = true;
+                    return Ok(None);
+                }
                 self.skipped += self.pass_to(seg_end);
                 Ok(None)
             }

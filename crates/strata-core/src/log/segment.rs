@@ -319,6 +319,14 @@ pub fn write_index(seg_path: &Path, base_offset: u64, base_ts: u64, s: &Summary)
 
 /// Reads a `.idx` file; `None` when missing, malformed or not matching the segment.
 pub fn read_index(seg_path: &Path, base_offset: u64, base_ts: u64) -> Option<Summary> {
+    read_index_any(seg_path, base_offset)
+        .filter(|(ts, _)| *ts == base_ts)
+        .map(|(_, s)| s)
+}
+
+/// Reads a `.idx` file written for a segment based at `base_offset`, whatever its base
+/// time: `(base_ts, summary)`. What recovery uses when a segment's own header is damaged.
+pub fn read_index_any(seg_path: &Path, base_offset: u64) -> Option<(u64, Summary)> {
     let b = fs::read(idx_path(seg_path)).ok()?;
     if b.len() < 8 + 48 + 8 + 4 || &b[..8] != IDX_MAGIC {
         return None;
@@ -329,9 +337,10 @@ pub fn read_index(seg_path: &Path, base_offset: u64, base_ts: u64) -> Option<Sum
     }
     let u64_at = |p: usize| u64::from_le_bytes(body[p..p + 8].try_into().expect("8"));
     let u32_at = |p: usize| u32::from_le_bytes(body[p..p + 4].try_into().expect("4"));
-    if u64_at(8) != base_offset || u64_at(16) != base_ts {
+    if u64_at(8) != base_offset {
         return None;
     }
+    let base_ts = u64_at(16);
     let n_index = u32_at(56) as usize;
     let n_streams = u32_at(60) as usize;
     if body.len() != 64 + n_index * 24 + n_streams * 12 {
@@ -357,7 +366,7 @@ pub fn read_index(seg_path: &Path, base_offset: u64, base_ts: u64) -> Option<Sum
         s.streams.insert(u32_at(p), u64_at(p + 4));
         p += 12;
     }
-    Some(s)
+    Some((base_ts, s))
 }
 
 impl Segment {

@@ -13,9 +13,10 @@
 //!   `FsyncPolicy::Always`, after the `fdatasync` that covers them returned.
 //! - A stream's structure is on disk (synced) before any record naming it.
 use super::record::{self, NewMessage, RecordRef};
+use super::salvage;
 use super::segment::{self, IndexEntry, ScanEnd, Segment, Summary, HEADER_LEN};
 use super::stream::{self, Learner, Level, Structure};
-use super::{FsyncPolicy, Options, Recovery};
+use super::{FsyncPolicy, Loss, Options, Recovery};
 use crate::error::CoreError;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -46,6 +47,7 @@ pub(crate) enum Cmd {
     Flush(Box<dyn FnOnce(Result<(), CoreError>) + Send>),
     Roll(Box<dyn FnOnce(Result<(), CoreError>) + Send>),
     DropExpired(Box<dyn FnOnce(Result<usize, CoreError>) + Send>),
+    RaiseEnd(u64, Box<dyn FnOnce(Result<bool, CoreError>) + Send>),
 }
 
 /// A time-ranged part of a shard's log.
@@ -69,6 +71,13 @@ pub struct Generation {
     pub sealed: AtomicBool,
     /// Segments taken out of service while running (path: reason).
     pub quarantined: Mutex<Vec<String>>,
+    /// Shard it belongs to.
+    pub shard: u32,
+    /// Records found gone while running (a sealed segment damaged in place), not yet
+    /// taken by [`super::Log::take_losses`].
+    pub losses: Mutex<Vec<Loss>>,
+    /// Held while a damaged segment of this generation is replaced by its runs.
+    salvaging: Mutex<()>,
 }
 
 impl Generation {
@@ -121,6 +130,7 @@ impl std::fmt::Debug for Cmd {
             Cmd::Flush(_) => "Flush",
             Cmd::Roll(_) => "Roll",
             Cmd::DropExpired(_) => "DropExpired",
+            Cmd::RaiseEnd(..) => "RaiseEnd",
         })
     }
 }
@@ -265,16 +275,91 @@ fn gen_dir_name(id: u32, start_ts: u64) -> String {
 }
 
 fn quarantine(path: &Path, rec: &mut Recovery, why: &str) {
-    let mut q = path.as_os_str().to_owned();
-    q.push(".corrupt");
-    let _ = fs::rename(path, &q);
-    let idx = segment::idx_path(path);
-    if idx.exists() {
-        let mut qi = idx.as_os_str().to_owned();
-        qi.push(".corrupt");
-        let _ = fs::rename(&idx, qi);
+    let to = salvage::quarantine(path)
+        .map_or_else(|e| format!("not renamed: {e}"), |p| p.display().to_string());
+    rec.quarantined
+        .push(format!("{}: {why} (now {to})", path.display()));
+}
+
+/// Offsets from the shard's first (0, or where retention left off) to its last segment
+/// that no segment holds — files missing from the directory — as losses, unless this
+/// recovery already accounted for them.
+fn find_holes(shard: u32, first: u64, gens: &[Arc<Generation>], rec: &mut Recovery) {
+    let mut expect = first;
+    for g in gens {
+        for seg in g.segs() {
+            if seg.base_offset > expect
+                && !rec
+                    .losses
+                    .iter()
+                    .any(|l| l.shard == shard && l.from == expect)
+            {
+                rec.losses.push(Loss {
+                    shard,
+                    from: expect,
+                    to: Some(seg.base_offset),
+                    file: g.dir.display().to_string(),
+                    reason: "no segment holds these offsets (files missing or dropped)".into(),
+                });
+            }
+            expect = expect.max(seg.end_offset());
+        }
     }
-    rec.quarantined.push(format!("{}: {why}", path.display()));
+}
+
+/// The base offset a segment file's name gives (`<base:020>.seg`).
+fn base_of_name(path: &Path) -> Option<u64> {
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+/// Replaces a damaged segment by its runs of valid records (see [`salvage`]), recording
+/// the losses: the gaps between runs, and after the last run up to `known_end` (its
+/// sealed end or the next segment's base) when that is beyond it. Returns the new segment
+/// paths.
+#[allow(clippy::too_many_arguments)]
+fn salvage_segment(
+    path: &Path,
+    f: &File,
+    base: u64,
+    base_ts: u64,
+    runs: &salvage::Runs,
+    known_end: Option<u64>,
+    shard: u32,
+    rec: &mut Recovery,
+) -> Result<Vec<PathBuf>, CoreError> {
+    let file = path.display().to_string();
+    let mut lost = 0u64;
+    let mut at = base;
+    for r in &runs.runs {
+        if r.first > at {
+            lost += r.first - at;
+            rec.losses.push(Loss {
+                shard,
+                from: at,
+                to: Some(r.first),
+                file: file.clone(),
+                reason: "damaged records".into(),
+            });
+        }
+        at = r.end;
+    }
+    if let Some(end) = known_end.filter(|e| *e > at) {
+        lost += end - at;
+        rec.losses.push(Loss {
+            shard,
+            from: at,
+            to: Some(end),
+            file: file.clone(),
+            reason: "damaged end of segment".into(),
+        });
+    }
+    let placed = salvage::replace_with_runs(path, f, base, base_ts, &runs.runs)
+        .map_err(|e| io(format!("salvage {}", path.display()), e))?;
+    rec.quarantined.push(format!(
+        "{file}: damaged, {lost} record(s) lost; {} run(s) of intact records kept as new segments",
+        placed.len()
+    ));
+    Ok(placed)
 }
 
 /// What the writer thread owns.
@@ -321,6 +406,7 @@ impl Shard {
         let mut structures = Vec::new();
         let n_gens = gen_dirs.len();
         let mut scratch_last = None;
+        let mut lost_structures = false;
         for (gi, (gid, start_ts, gdir)) in gen_dirs.into_iter().enumerate() {
             let newest = gi + 1 == n_gens;
             let spath = gdir.join("streams");
@@ -339,6 +425,10 @@ impl Shard {
                 f.set_len(valid).map_err(|e| io("truncate streams", e))?;
                 f.sync_all().map_err(|e| io("sync streams", e))?;
             }
+            // A salvage a crash interrupted is finished (or undone) before anything is read.
+            let finished = salvage::finish_interrupted(&gdir)
+                .map_err(|e| io(format!("finish salvage in {}", gdir.display()), e))?;
+            rec.events.extend(finished);
             let mut seg_paths = Vec::new();
             for ent in fs::read_dir(&gdir).map_err(|e| io(format!("list {}", gdir.display()), e))? {
                 let p = ent.map_err(|e| io("list generation", e))?.path();
@@ -366,16 +456,38 @@ impl Shard {
             }
             let mut segs: Vec<Arc<Segment>> = Vec::new();
             let mut first_offset = next_offset;
-            let n_segs = seg_paths.len();
-            for (si, path) in seg_paths.into_iter().enumerate() {
-                let last_in_gen = si + 1 == n_segs;
+            // Segments still to open, in offset order; a salvaged segment's runs go first.
+            let mut queue: std::collections::VecDeque<PathBuf> = seg_paths.into();
+            while let Some(path) = queue.pop_front() {
+                let last_in_gen = queue.is_empty();
                 let active = newest && last_in_gen;
                 let f = File::open(&path).map_err(|e| io(format!("open {}", path.display()), e))?;
                 let flen = f.metadata().map_err(|e| io("stat segment", e))?.len();
+                let named = base_of_name(&path);
+                // The index as written when the segment was sealed (its end, its base time),
+                // read only where the data itself cannot say.
+                let index = || named.and_then(|b| segment::read_index_any(&path, b));
+                let header = segment::read_header(&f).map_err(|e| io("read segment header", e))?;
+                let header_bad = header.is_none();
                 let Some((base, base_ts)) =
-                    segment::read_header(&f).map_err(|e| io("read segment header", e))?
+                    header.or_else(|| index().map(|(ts, _)| (named.unwrap_or(0), ts)))
                 else {
-                    quarantine(&path, rec, "invalid header (zero-filled or foreign file)");
+                    let index = index();
+                    let to = index
+                        .as_ref()
+                        .map(|(_, s)| s.end_offset)
+                        .or_else(|| queue.front().and_then(|p| base_of_name(p)));
+                    let why = "invalid header (zero-filled or foreign file)";
+                    quarantine(&path, rec, why);
+                    if let Some(from) = named {
+                        rec.losses.push(Loss {
+                            shard: id,
+                            from,
+                            to,
+                            file: path.display().to_string(),
+                            reason: why.into(),
+                        });
+                    }
                     continue;
                 };
                 if let Some(prev) = segs.last() {
@@ -384,8 +496,7 @@ impl Shard {
                         continue;
                     }
                 }
-                rec.segments += 1;
-                let indexed = if active {
+                let indexed = if active || header_bad {
                     None
                 } else {
                     segment::read_index(&path, base, base_ts)
@@ -398,11 +509,53 @@ impl Shard {
                             segment::rebuild_summary(&f, base, base_ts, flen, opts.index_interval)
                                 .map_err(|e| io(format!("scan {}", path.display()), e))?;
                         rec.scanned_bytes += s.data_len;
-                        let clean = end == ScanEnd::Limit;
-                        // The last segment of a generation may end in a torn write
-                        // (the generation rolled, or the process died, mid-batch).
-                        let mut s = s;
-                        if last_in_gen && !clean {
+                        let mut clean = end == ScanEnd::Limit;
+                        if !clean || header_bad {
+                            let runs = salvage::find_runs(&f, base, base_ts, flen)
+                                .map_err(|e| io(format!("scan {}", path.display()), e))?;
+                            // Records after the damage, a damaged end that is not a torn write
+                            // (a sealed segment's recorded end), or a rebuilt header: the
+                            // segment is rewritten around the damage.
+                            let known_end = index().map(|(_, s)| s.end_offset);
+                            let tail_lost = known_end.filter(|e| *e > s.end_offset);
+                            if header_bad
+                                || runs.runs.len() > 1
+                                || (!last_in_gen && runs.runs[0].end > base)
+                                || tail_lost.is_some()
+                            {
+                                let placed = salvage_segment(
+                                    &path,
+                                    &f,
+                                    base,
+                                    base_ts,
+                                    &runs,
+                                    known_end
+                                        .or_else(|| queue.front().and_then(|p| base_of_name(p))),
+                                    id,
+                                    rec,
+                                )?;
+                                for p in placed.into_iter().rev() {
+                                    queue.push_front(p);
+                                }
+                                continue;
+                            }
+                            if !last_in_gen {
+                                quarantine(
+                                    &path,
+                                    rec,
+                                    &format!("sealed segment fails verification at {end:?}"),
+                                );
+                                rec.losses.push(Loss {
+                                    shard: id,
+                                    from: base,
+                                    to: queue.front().and_then(|p| base_of_name(p)),
+                                    file: path.display().to_string(),
+                                    reason: format!("no readable record ({end:?})"),
+                                });
+                                continue;
+                            }
+                            // The last segment of a generation may end in a torn write
+                            // (the generation rolled, or the process died, mid-batch).
                             let w = OpenOptions::new()
                                 .write(true)
                                 .open(&path)
@@ -416,32 +569,30 @@ impl Shard {
                                 flen - s.data_len,
                                 end
                             ));
-                            s.data_len = s.data_len.max(HEADER_LEN);
+                            clean = true;
                         }
-                        let clean = clean || last_in_gen;
+                        let mut s = s;
+                        s.data_len = s.data_len.max(HEADER_LEN);
                         if active {
                             (s, false)
-                        } else if clean {
+                        } else {
+                            debug_assert!(clean);
                             segment::write_index(&path, base, base_ts, &s)
                                 .map_err(|e| io("write index", e))?;
                             rec.events
                                 .push(format!("{}: rebuilt index", path.display()));
                             rec.rebuilt_indexes += 1;
                             (s, true)
-                        } else {
-                            quarantine(
-                                &path,
-                                rec,
-                                &format!("sealed segment fails verification at {end:?}"),
-                            );
-                            continue;
                         }
                     }
                 };
+                rec.segments += 1;
                 for (sid, _) in summary.streams.iter() {
                     while structs.len() <= *sid as usize {
-                        // Lost structure (only possible without fsync): match anything.
+                        // Lost structure (a damaged stream table): match anything. The
+                        // table is rewritten whole before the next stream is added.
                         structs.push(vec![Level::Rest]);
+                        lost_structures |= newest;
                     }
                 }
                 rec.records += summary.records;
@@ -469,8 +620,12 @@ impl Shard {
                 streams: RwLock::new(structs),
                 sealed: AtomicBool::new(!newest),
                 quarantined: Mutex::new(Vec::new()),
+                shard: id,
+                losses: Mutex::new(Vec::new()),
+                salvaging: Mutex::new(()),
             }));
         }
+        find_holes(id, dropped.1, &gens, rec);
         let last_ts = gens.last().map_or(0, |g| g.last_ts());
         let shared = Arc::new(ShardShared {
             id,
@@ -514,7 +669,7 @@ impl Shard {
             learner,
             structures,
             streams_file,
-            streams_need_rewrite: false,
+            streams_need_rewrite: lost_structures,
             next_offset,
             last_ts,
             last_sync: Instant::now(),
@@ -690,7 +845,33 @@ impl Writer {
                 done(r)
             }
             Cmd::DropExpired(done) => done(self.drop_expired()),
+            Cmd::RaiseEnd(floor, done) => done(self.raise_end(floor)),
         }
+    }
+
+    /// See [`super::Log::raise_end`]: a new segment based at `floor` makes it durable.
+    fn raise_end(&mut self, floor: u64) -> Result<bool, CoreError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        if floor <= self.next_offset {
+            return Ok(false);
+        }
+        let now = now_ms().max(self.last_ts);
+        let before = self.next_offset;
+        self.next_offset = floor;
+        let r = (|| {
+            if self.gen.is_none() {
+                self.roll_generation(now)?;
+            }
+            self.roll_segment(now)
+        })();
+        if let Err(e) = r {
+            self.next_offset = before;
+            return Err(e);
+        }
+        self.shared.publish_end(floor);
+        Ok(true)
     }
 
     fn sync_meta(&self) -> bool {
@@ -734,6 +915,9 @@ impl Writer {
             streams: RwLock::new(Vec::new()),
             sealed: AtomicBool::new(false),
             quarantined: Mutex::new(Vec::new()),
+            shard: self.shared.id,
+            losses: Mutex::new(Vec::new()),
+            salvaging: Mutex::new(()),
         });
         {
             let mut gens = self.shared.gens.write().expect("poisoned");
@@ -1168,9 +1352,10 @@ pub(crate) fn read_stream(
                 return Ok(out);
             }
             ScanEnd::Incomplete(p) | ScanEnd::Corrupt(p) if seg.is_sealed() => {
-                // A sealed segment that fails verification is quarantined, and the
-                // records it held for this stream are reported as skipped.
-                quarantine_live(gen, seg, p);
+                // A sealed segment that fails verification is salvaged (the intact records
+                // stay readable for later reads), and the records it held for this stream
+                // past here are reported as skipped by this read.
+                salvage_live(gen, seg, p);
                 out.skipped += seen_after_seg.saturating_sub(*seen);
                 *seen = (*seen).max(seen_after_seg);
                 *offset = (*offset).max(seg.end_offset());
@@ -1194,22 +1379,91 @@ pub(crate) fn read_stream(
     Ok(out)
 }
 
-/// Takes a sealed segment found corrupt while reading out of service.
-pub(crate) fn quarantine_live(gen: &Generation, seg: &Arc<Segment>, at: u64) {
-    gen.segments
-        .write()
-        .expect("poisoned")
-        .retain(|s| !Arc::ptr_eq(s, seg));
+/// A sealed segment found damaged while reading (its index was trusted at open): it is
+/// replaced by its runs of intact records (see [`salvage`]), so the damage costs only the
+/// damaged records; they are recorded in `gen.losses`. True when the segment list changed
+/// (the caller reads again from where it was); false when nothing could be kept and the
+/// segment is simply out of service.
+pub(crate) fn salvage_live(gen: &Generation, seg: &Arc<Segment>, at: u64) -> bool {
+    let _one_at_a_time = gen.salvaging.lock().unwrap_or_else(|p| p.into_inner());
+    let in_service = gen
+        .segments
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|s| Arc::ptr_eq(s, seg));
+    if !in_service {
+        return true; // another reader replaced it meanwhile
+    }
     let mut rec = Recovery::default();
-    quarantine(
-        &seg.path,
-        &mut rec,
-        &format!("record at byte {at} fails verification"),
-    );
+    let replaced = (|| -> Result<Vec<Arc<Segment>>, CoreError> {
+        let runs = salvage::find_runs(
+            seg.file(),
+            seg.base_offset,
+            seg.base_ts,
+            seg.committed_len(),
+        )
+        .map_err(|e| io(format!("scan {}", seg.path.display()), e))?;
+        let placed = salvage_segment(
+            &seg.path,
+            seg.file(),
+            seg.base_offset,
+            seg.base_ts,
+            &runs,
+            Some(seg.end_offset()),
+            gen.shard,
+            &mut rec,
+        )?;
+        let mut out = Vec::new();
+        for path in placed {
+            let f = File::open(&path).map_err(|e| io(format!("open {}", path.display()), e))?;
+            let len = f.metadata().map_err(|e| io("stat segment", e))?.len();
+            let base = base_of_name(&path).unwrap_or(seg.base_offset);
+            let interval = super::Options::default().index_interval;
+            let (s, _) = segment::rebuild_summary(&f, base, seg.base_ts, len, interval)
+                .map_err(|e| io(format!("scan {}", path.display()), e))?;
+            segment::write_index(&path, base, seg.base_ts, &s).map_err(|e| io("write index", e))?;
+            out.push(Arc::new(Segment::new(path, f, base, seg.base_ts, s, true)));
+        }
+        Ok(out)
+    })();
+    let mut segs = gen.segments.write().unwrap_or_else(|p| p.into_inner());
+    let Some(i) = segs.iter().position(|s| Arc::ptr_eq(s, seg)) else {
+        return true;
+    };
+    let changed = match replaced {
+        Ok(runs) => {
+            segs.splice(i..=i, runs);
+            true
+        }
+        Err(e) => {
+            // Nothing could be rewritten: the segment is taken out of service whole.
+            segs.remove(i);
+            drop(segs);
+            quarantine(
+                &seg.path,
+                &mut rec,
+                &format!("record at byte {at} fails verification; salvage failed: {e}"),
+            );
+            rec.losses.push(Loss {
+                shard: gen.shard,
+                from: seg.base_offset,
+                to: Some(seg.end_offset()),
+                file: seg.path.display().to_string(),
+                reason: format!("damaged, could not be salvaged: {e}"),
+            });
+            false
+        }
+    };
     gen.quarantined
         .lock()
-        .expect("poisoned")
+        .unwrap_or_else(|p| p.into_inner())
         .extend(rec.quarantined);
+    gen.losses
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(rec.losses);
+    changed
 }
 
 /// Number of records of `stream` in `gen` with offset below `offset`.
