@@ -14,7 +14,15 @@
 //! A caught panic becomes `ERR_PANIC: panic in <Operation>: <panic message>` (the
 //! `"CODE: text"` convention of `crate::error`; synchronous throws also set
 //! `error.code = "ERR_PANIC"`). The default panic hook still prints the message and where it
-//! happened to stderr. `<Operation>` is the JS name (`Store.open`, `TopicTrie.match`).
+//! happened to stderr (injected panics excepted). `<Operation>` is the JS name (`Store.open`,
+//! `TopicTrie.match`).
+//!
+//! Why not napi-rs' own `#[napi(catch_unwind)]`: it guards only the generated function glue
+//! (not `AsyncTask::compute`/`resolve`, which napi-rs calls from plain `extern "C"` callbacks,
+//! nor threads settling a deferred; a `JsDeferred` dropped unsettled leaves its Promise pending
+//! and its threadsafe function holding the event loop), and its error is napi's
+//! `GenericFailure` with the bare payload, without a code or the operation. Left outside this
+//! guard: napi-rs' own argument and return-value conversions around each body.
 //!
 //! After a caught panic the process and every other object keep working. The binding's own
 //! mutexes are taken with [`lock`], which recovers a guard a panic poisoned: each guards state
