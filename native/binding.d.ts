@@ -561,6 +561,13 @@ export interface StreamInfo {
 }
 
 /**
+ * Test only: makes the site `site` panic the next time it runs, once (sites: see
+ * docs/storage.md, "Errors"; e.g. `Store.open/thread`); `null` disarms. Returns the site
+ * that was armed and has not fired, or null.
+ */
+export declare function testInjectPanic(site?: string | undefined | null): string | null
+
+/**
  * `null` when `filter` is a valid subscription filter (`$share/{group}/{filter}`
  * included), else the reason.
  */

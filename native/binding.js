@@ -840,5 +840,6 @@ module.exports.RetainedIndex = nativeBinding.RetainedIndex
 module.exports.Store = nativeBinding.Store
 module.exports.TopicTrie = nativeBinding.TopicTrie
 module.exports.coreVersion = nativeBinding.coreVersion
+module.exports.testInjectPanic = nativeBinding.testInjectPanic
 module.exports.validateTopicFilter = nativeBinding.validateTopicFilter
 module.exports.validateTopicName = nativeBinding.validateTopicName

@@ -2,6 +2,8 @@
  * The only importer of the generated binding (native/binding.js). Everything else in
  * src/ sees this typed facade. Errors thrown by the core carry a stable code prefix
  * ("ERR_…: message") which `wrapNativeError` turns into a `NativeError` with `.code`.
+ * That includes `ERR_PANIC`: a Rust panic the binding caught ("panic in <Operation>: …",
+ * a bug) — that call failed, the process and every other call carry on.
  */
 import { createRequire } from 'node:module';
 import type * as Binding from '../native/binding.js';
@@ -22,6 +24,7 @@ function loadBinding(): typeof Binding {
 
 const binding = loadBinding();
 
+/** An error of the native core; `code` is its stable code (ERR_STORE_IO, …, ERR_PANIC). */
 export class NativeError extends Error {
   constructor(
     readonly code: string,
@@ -42,7 +45,7 @@ export function wrapNativeError(e: unknown): unknown {
 
 /** Subscription trie: filters map to numeric subscription ids kept by the broker. */
 export class TopicTrie {
-  private readonly inner = new binding.TopicTrie();
+  private readonly inner = wrapSync(() => new binding.TopicTrie());
 
   /** Add `id` under `filter` (may be `$share/group/filter`). Returns false if already there. */
   subscribe(filter: string, id: number): boolean {
@@ -63,24 +66,28 @@ export class TopicTrie {
 
   /** Ids of every matching plain subscription plus one member per matching shared group. */
   match(topic: string): Uint32Array {
-    return this.inner.match(topic);
+    try {
+      return this.inner.match(topic);
+    } catch (e) {
+      throw wrapNativeError(e);
+    }
   }
 
   get size(): number {
-    return this.inner.size;
+    return wrapSync(() => this.inner.size);
   }
 }
 
 /** Index of retained topics, walked by filter level (no full scan). */
 export class RetainedIndex {
-  private readonly inner = new binding.RetainedIndex();
+  private readonly inner = wrapSync(() => new binding.RetainedIndex());
 
   set(topic: string): void {
-    this.inner.set(topic);
+    wrapSync(() => this.inner.set(topic));
   }
 
   delete(topic: string): boolean {
-    return this.inner.delete(topic);
+    return wrapSync(() => this.inner.delete(topic));
   }
 
   /**
@@ -89,26 +96,43 @@ export class RetainedIndex {
    * topic, about 2.5x faster for large answers (`#` over 110k topics: 33 ms vs 87 ms).
    */
   match(filter: string): string[] {
-    const joined = this.inner.matchJoined(filter);
+    const joined = wrapSync(() => this.inner.matchJoined(filter));
     return joined === '' ? [] : joined.split('\0');
   }
 
   get size(): number {
-    return this.inner.size;
+    return wrapSync(() => this.inner.size);
   }
 }
 
 /** null when valid, else the reason ([MQTT-4.7.3-1], [MQTT-4.7.1-1], [MQTT-4.7.3-2]). */
 export function validateTopicName(topic: string): string | null {
-  return binding.validateTopicName(topic) ?? null;
+  try {
+    return binding.validateTopicName(topic) ?? null;
+  } catch (e) {
+    throw wrapNativeError(e);
+  }
 }
 
 /** null when valid, else the reason. Accepts `$share/group/filter`. */
 export function validateTopicFilter(filter: string): string | null {
-  return binding.validateTopicFilter(filter) ?? null;
+  try {
+    return binding.validateTopicFilter(filter) ?? null;
+  } catch (e) {
+    throw wrapNativeError(e);
+  }
 }
 
 export const coreVersion: string = binding.coreVersion();
+
+/**
+ * Test only (fault injection): the native site `site` panics the next time it runs, once, so
+ * the binding's guard turns it into an ERR_PANIC error; null disarms. Sites are listed in
+ * docs/storage.md, "Errors". Returns the site still armed (it has not fired), or null.
+ */
+export function testInjectPanic(site: string | null): string | null {
+  return binding.testInjectPanic(site);
+}
 
 // ---- durable store ----------------------------------------------------------------------
 
@@ -281,15 +305,15 @@ export class DurableStore {
 
   /** Open (recovering) or create the store in `dir`, off the event loop. */
   static async open(dir: string, options: StoreOpenOptions = {}): Promise<DurableStore> {
-    return new DurableStore(await wrapAsync(binding.Store.open(dir, options)));
+    return new DurableStore(await wrapAsync(wrapSync(() => binding.Store.open(dir, options))));
   }
 
   get siteId(): string {
-    return this.inner.siteId;
+    return wrapSync(() => this.inner.siteId);
   }
 
   get nShards(): number {
-    return this.inner.nShards;
+    return wrapSync(() => this.inner.nShards);
   }
 
   /**

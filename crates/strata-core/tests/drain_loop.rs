@@ -6,13 +6,15 @@
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use strata_core::drain::{run, Control, DrainSpec, Ended, Handback, InFlight};
+use strata_core::drain::{run, Control, DrainSpec, Ended, FrameSource, Handback, InFlight};
+use strata_core::error::CoreError;
 use strata_core::log::{
-    shard_of, FsyncPolicy, Log, NewMessage, Options, ReplayOptions, ReplayShard, ReplaySub,
-    REPLAY_SLOW,
+    shard_of, FsyncPolicy, Log, NewMessage, Options, ReplayFrames, ReplayOptions, ReplayShard,
+    ReplaySub, REPLAY_SLOW,
 };
 
 fn log_opts() -> Options {
@@ -447,4 +449,49 @@ fn frames_held_for_the_refill_share_go_out_anyway_to_a_client_that_waits_for_the
     assert_eq!(t.join().unwrap(), Ended::CaughtUp);
     let h = ctl.stop().unwrap();
     assert_eq!(h.sent, 60);
+}
+
+/// The log's frames, until call `at` of `replay` panics (a bug under the loop).
+struct PanicsAt<'a> {
+    log: &'a Log,
+    calls: AtomicUsize,
+    at: usize,
+}
+
+impl FrameSource for PanicsAt<'_> {
+    fn replay(
+        &self,
+        shards: &[ReplayShard],
+        subs: &[ReplaySub],
+        opts: &ReplayOptions,
+    ) -> Result<ReplayFrames, CoreError> {
+        let n = 1 + self.calls.fetch_add(1, Ordering::Relaxed);
+        assert!(n != self.at, "frame source bug");
+        self.log.replay(shards, subs, opts)
+    }
+}
+
+#[test]
+fn a_panic_in_the_loop_parks_it_as_failed_and_stop_still_hands_back_an_exact_account() {
+    let d = tempfile::tempdir().unwrap();
+    let log = Log::open(d.path(), log_opts()).unwrap();
+    let stored = fill(&log, 100, false);
+    let (fd, mut c) = pair();
+    let ctl = Control::new(spec(&log, 16, 10)).unwrap();
+    let src = PanicsAt {
+        log: &log,
+        calls: Default::default(),
+        at: 2,
+    };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&src, &fd, &ctl)));
+    assert!(r.is_err(), "the panic goes on to the caller");
+    // Without the parking, stop() would wait forever for a loop that is gone.
+    let h = ctl.stop().expect("the state is there");
+    assert_eq!(h.ended, Ended::Failed);
+    assert_eq!(h.error.as_deref(), Some("the drain loop panicked"));
+    assert_eq!(h.sent, 10, "the first batch went out");
+    let got = c.read();
+    assert_eq!(got.len(), 10);
+    check_accounted(&stored, &[], &h, &[0, 1]);
+    assert!(ctl.stop().is_none(), "taken once");
 }

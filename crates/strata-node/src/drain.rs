@@ -3,8 +3,9 @@
 //!
 //! In-flight deliveries cross as a Float64Array of quads: packet id, shard, offset,
 //! retain (0/1), in the order they were sent.
-use crate::error::{to_napi, to_napi_coded};
-use crate::store::{offset_arg, Inner, ReplayShardArg, ReplaySubArg, ReplayTask, Resolver, Store};
+use crate::error::to_napi_coded;
+use crate::guard::{self, lock};
+use crate::store::{offset_arg, Inner, ReplayShardArg, ReplaySubArg, ReplayTask, Store};
 use napi::bindgen_prelude::{Buffer, Float64Array, Object, Uint32Array};
 use napi::{Env, Result};
 use napi_derive::napi;
@@ -96,6 +97,7 @@ impl FrameSource for StoreFrames {
         subs: &[ReplaySub],
         opts: &ReplayOptions,
     ) -> std::result::Result<ReplayFrames, CoreError> {
+        guard::inject("DrainControl.run", "/loop");
         let inner = self
             .0
             .upgrade()
@@ -142,58 +144,60 @@ impl Store {
         inflight: Float64Array,
         next_id: u32,
     ) -> Result<DrainControl, String> {
-        let t = ReplayTask::new(
-            self,
-            shards,
-            subs,
-            version,
-            client_id,
-            max_entries,
-            max_packet,
-        )
-        .map_err(to_napi_coded)?;
-        let bad =
-            |what: String| to_napi_coded(CoreError::InvalidArgument(format!("drain: {what}")));
-        if !inflight.len().is_multiple_of(QUAD) {
-            return Err(bad(format!(
-                "inflight has {} values, not quads",
-                inflight.len()
-            )));
-        }
-        let mut held = Vec::with_capacity(inflight.len() / QUAD);
-        for q in inflight.chunks_exact(QUAD) {
-            if !(1.0..=65535.0).contains(&q[0])
-                || q[0].fract() != 0.0
-                || !(0.0..=f64::from(u32::MAX)).contains(&q[1])
-            {
-                return Err(bad(format!("bad in-flight entry {q:?}")));
+        guard::call("Store.drain", || {
+            let t = ReplayTask::new(
+                self,
+                shards,
+                subs,
+                version,
+                client_id,
+                max_entries,
+                max_packet,
+            )
+            .map_err(to_napi_coded)?;
+            let bad =
+                |what: String| to_napi_coded(CoreError::InvalidArgument(format!("drain: {what}")));
+            if !inflight.len().is_multiple_of(QUAD) {
+                return Err(bad(format!(
+                    "inflight has {} values, not quads",
+                    inflight.len()
+                )));
             }
-            held.push(InFlight {
-                id: q[0] as u16,
-                shard: q[1] as u32,
-                offset: offset_arg(q[2], || "drain: in-flight offset".into())
-                    .map_err(to_napi_coded)?,
-                retain: q[3] != 0.0,
-            });
-        }
-        if window == 0 || next_id > 65535 {
-            return Err(bad(format!("window {window}, next id {next_id}")));
-        }
-        let spec = DrainSpec {
-            shards: t.shards,
-            subs: t.subs,
-            opts: t.opts,
-            window: window as usize,
-            inflight: held,
-            next_id: next_id as u16,
-        };
-        let sock = dup_socket(fd).map_err(to_napi_coded)?;
-        let ctl = Control::new(spec)
-            .map_err(|e| to_napi_coded(CoreError::Io(format!("drain: eventfd: {e}"))))?;
-        Ok(DrainControl {
-            ctl: Arc::new(ctl),
-            inner: Arc::downgrade(&t.inner),
-            sock: Arc::new(Mutex::new(Some(sock))),
+            let mut held = Vec::with_capacity(inflight.len() / QUAD);
+            for q in inflight.chunks_exact(QUAD) {
+                if !(1.0..=65535.0).contains(&q[0])
+                    || q[0].fract() != 0.0
+                    || !(0.0..=f64::from(u32::MAX)).contains(&q[1])
+                {
+                    return Err(bad(format!("bad in-flight entry {q:?}")));
+                }
+                held.push(InFlight {
+                    id: q[0] as u16,
+                    shard: q[1] as u32,
+                    offset: offset_arg(q[2], || "drain: in-flight offset".into())
+                        .map_err(to_napi_coded)?,
+                    retain: q[3] != 0.0,
+                });
+            }
+            if window == 0 || next_id > 65535 {
+                return Err(bad(format!("window {window}, next id {next_id}")));
+            }
+            let spec = DrainSpec {
+                shards: t.shards,
+                subs: t.subs,
+                opts: t.opts,
+                window: window as usize,
+                inflight: held,
+                next_id: next_id as u16,
+            };
+            let sock = dup_socket(fd).map_err(to_napi_coded)?;
+            let ctl = Control::new(spec)
+                .map_err(|e| to_napi_coded(CoreError::Io(format!("drain: eventfd: {e}"))))?;
+            Ok(DrainControl {
+                ctl: Arc::new(ctl),
+                inner: Arc::downgrade(&t.inner),
+                sock: Arc::new(Mutex::new(Some(sock))),
+            })
         })
     }
 }
@@ -205,59 +209,52 @@ impl DrainControl {
     /// `stop()`). Once only.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn run<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        let (d, promise) = env.create_deferred::<String, Resolver<String>>()?;
-        let d = Arc::new(Mutex::new(Some(d)));
-        let (ctl, inner, sock, d2) = (
-            self.ctl.clone(),
-            self.inner.clone(),
-            self.sock.clone(),
-            d.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name("strata-drain".into())
-            .spawn(move || {
-                let sock = sock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        guard::promise(env, "DrainControl.run", |p| {
+            let (ctl, inner, sock) = (self.ctl.clone(), self.inner.clone(), self.sock.clone());
+            guard::spawn("strata-drain", p, move || {
+                let sock = lock(&sock).take();
                 // The duplicate descriptor is closed when the loop ends (`sock` drops here).
+                // A panic in the loop parks its state as `failed` for `stop()` (see
+                // `strata_core::drain::run`) and rejects this Promise with ERR_PANIC.
                 let ended = match sock {
                     Some(s) => drain::run(&StoreFrames(inner), &s, &ctl).as_str(),
                     None => "stopped",
                 };
-                if let Some(d) = d2.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    d.resolve(Box::new(move |_| Ok(ended.to_string())));
-                }
+                Ok(ended.to_string())
             });
-        if let Err(e) = spawned {
-            if let Some(d) = d.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                d.reject(to_napi(CoreError::Io(format!("drain: thread: {e}"))));
-            }
-        }
-        Ok(promise)
+        })
     }
 
     /// Stops the loop (at once; it wakes from its poll) and returns the session's state;
     /// null once taken. A loop not started yet never starts.
     #[napi]
-    pub fn stop(&self) -> Option<DrainHandback> {
-        let h = self.ctl.stop().map(handback);
-        // Not started: nothing will run to close the duplicate.
-        drop(self.sock.lock().unwrap_or_else(|e| e.into_inner()).take());
-        h
+    pub fn stop(&self) -> Result<Option<DrainHandback>, String> {
+        guard::call("DrainControl.stop", || {
+            let h = self.ctl.stop().map(handback);
+            // Not started: nothing will run to close the duplicate.
+            drop(lock(&self.sock).take());
+            Ok(h)
+        })
     }
 
     /// What `stop()` would return now, without stopping; null once taken.
     #[napi]
-    pub fn snapshot(&self) -> Option<DrainSnapshot> {
-        self.ctl.snapshot().map(|s| DrainSnapshot {
-            next: Float64Array::new(s.next.iter().map(|&n| n as f64).collect()),
-            inflight: quads(&s.inflight),
-            sent: s.sent as f64,
-            sent_payload: s.sent_payload as f64,
+    pub fn snapshot(&self) -> Result<Option<DrainSnapshot>, String> {
+        guard::call("DrainControl.snapshot", || {
+            Ok(self.ctl.snapshot().map(|s| DrainSnapshot {
+                next: Float64Array::new(s.next.iter().map(|&n| n as f64).collect()),
+                inflight: quads(&s.inflight),
+                sent: s.sent as f64,
+                sent_payload: s.sent_payload as f64,
+            }))
         })
     }
 
     /// When the loop last read from the client, ms since the epoch.
     #[napi]
-    pub fn last_read_ms(&self) -> f64 {
-        self.ctl.last_read_ms() as f64
+    pub fn last_read_ms(&self) -> Result<f64, String> {
+        guard::call("DrainControl.lastReadMs", || {
+            Ok(self.ctl.last_read_ms() as f64)
+        })
     }
 }

@@ -10,9 +10,14 @@
 //! Threads: appends, metadata writes, waits, flush and close complete on Rust threads
 //! and settle their Promise through a napi deferred (a threadsafe function) — nothing
 //! here blocks the event loop or calls into JS from another thread.
+//!
+//! Panics: every entry point runs its body through `crate::guard` (`call`, `promise`,
+//! `call_at` in the tasks), and every Promise settled from another thread through a
+//! `guard::Pending`, so a panic becomes `ERR_PANIC` instead of aborting Node.
 use crate::error::{to_napi, to_napi_coded};
-use napi::bindgen_prelude::{Buffer, Either, Float64Array, Uint32Array, Uint8Array};
-use napi::{Env, JsDeferred, Result, Task};
+use crate::guard::{self, lock, Pending, RESOLVE, THREAD};
+use napi::bindgen_prelude::{Buffer, Either, Float64Array, Object, Uint32Array, Uint8Array};
+use napi::{Env, Result, Task};
 use napi_derive::napi;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -398,12 +403,13 @@ impl Task for OpenTask {
     type Output = Inner;
     type JsValue = Store;
     fn compute(&mut self) -> napi::Result<Inner> {
-        open_inner(&self.dir, self.options.take()).map_err(to_napi)
+        // A cut-short `meta.redb` makes redb panic here: `ERR_PANIC`, not an abort.
+        guard::call_at("Store.open", THREAD, || {
+            open_inner(&self.dir, self.options.take()).map_err(to_napi)
+        })
     }
     fn resolve(&mut self, _env: Env, inner: Inner) -> napi::Result<Store> {
-        Ok(Store {
-            inner: Mutex::new(Some(Arc::new(inner))),
-        })
+        guard::call_at("Store.open", RESOLVE, || Ok(Store::new(inner)))
     }
 }
 
@@ -488,10 +494,10 @@ impl Task for ReplayTask {
     type Output = core_log::ReplayFrames;
     type JsValue = ReplayResult;
     fn compute(&mut self) -> napi::Result<core_log::ReplayFrames> {
-        self.run().map_err(to_napi)
+        guard::call_at("Store.replayAsync", THREAD, || self.run().map_err(to_napi))
     }
     fn resolve(&mut self, _env: Env, r: core_log::ReplayFrames) -> napi::Result<ReplayResult> {
-        Ok(replay_result(r))
+        guard::call_at("Store.replayAsync", RESOLVE, || Ok(replay_result(r)))
     }
 }
 
@@ -502,18 +508,6 @@ fn replay_result(r: core_log::ReplayFrames) -> ReplayResult {
         status: Uint32Array::new(r.status.into_iter().map(u32::from).collect()),
         skipped: r.skipped as f64,
         buffer: r.buf.into(),
-    }
-}
-
-pub(crate) type Resolver<T> = Box<dyn FnOnce(Env) -> napi::Result<T> + Send>;
-
-fn settle<T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
-    d: JsDeferred<T, Resolver<T>>,
-    r: std::result::Result<T, CoreError>,
-) {
-    match r {
-        Ok(v) => d.resolve(Box::new(move |_| Ok(v))),
-        Err(e) => d.reject(to_napi(e)),
     }
 }
 
@@ -642,23 +636,32 @@ impl Store {
     pub fn open(
         dir: String,
         options: Option<StoreOptions>,
-    ) -> napi::bindgen_prelude::AsyncTask<OpenTask> {
-        napi::bindgen_prelude::AsyncTask::new(OpenTask { dir, options })
+    ) -> Result<napi::bindgen_prelude::AsyncTask<OpenTask>, String> {
+        guard::call("Store.open", || {
+            Ok(napi::bindgen_prelude::AsyncTask::new(OpenTask {
+                dir,
+                options,
+            }))
+        })
     }
 
     /// Opens synchronously (blocks the caller for the recovery time).
     #[napi]
     pub fn open_sync(dir: String, options: Option<StoreOptions>) -> Result<Store, String> {
-        let inner = open_inner(&dir, options).map_err(to_napi_coded)?;
-        Ok(Store {
-            inner: Mutex::new(Some(Arc::new(inner))),
+        guard::call("Store.openSync", || {
+            let inner = open_inner(&dir, options).map_err(to_napi_coded)?;
+            Ok(Store::new(inner))
         })
     }
 
+    fn new(inner: Inner) -> Store {
+        Store {
+            inner: Mutex::new(Some(Arc::new(inner))),
+        }
+    }
+
     fn get(&self) -> std::result::Result<Arc<Inner>, CoreError> {
-        self.inner
-            .lock()
-            .expect("poisoned")
+        lock(&self.inner)
             .clone()
             .ok_or_else(|| CoreError::Closed("store closed".into()))
     }
@@ -666,13 +669,17 @@ impl Store {
     /// The site id (random at first start, then fixed).
     #[napi(getter)]
     pub fn site_id(&self) -> Result<String, String> {
-        Ok(self.get().map_err(to_napi_coded)?.log.site_id().to_string())
+        guard::call("Store.siteId", || {
+            Ok(self.get().map_err(to_napi_coded)?.log.site_id().to_string())
+        })
     }
 
     /// Shard count.
     #[napi(getter)]
     pub fn n_shards(&self) -> Result<u32, String> {
-        Ok(self.get().map_err(to_napi_coded)?.log.n_shards())
+        guard::call("Store.nShards", || {
+            Ok(self.get().map_err(to_napi_coded)?.log.n_shards())
+        })
     }
 
     /// Appends messages; resolves with their positions once durable per the fsync
@@ -682,45 +689,36 @@ impl Store {
         &self,
         env: &'env Env,
         messages: Vec<AppendMessage>,
-    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        let (d, promise) =
-            env.create_deferred::<Vec<AppendPosition>, Resolver<Vec<AppendPosition>>>()?;
-        let inner = match self.get() {
-            Ok(i) => i,
-            Err(e) => {
-                d.reject(to_napi(e));
-                return Ok(promise);
-            }
-        };
-        let msgs = messages
-            .into_iter()
-            .map(|m| NewMessage {
-                publisher: m.publisher.into_bytes(),
-                topic: m.topic,
-                qos: m.qos.min(255) as u8,
-                retain: m.retain,
-                properties: m.properties.map(|b| b.to_vec()).unwrap_or_default(),
-                payload: m.payload.to_vec(),
-                inbound_id: 0,
-            })
-            .collect();
-        inner.log.append(
-            msgs,
-            Box::new(move |r| {
-                settle(
-                    d,
-                    r.map(|v| {
-                        v.into_iter()
-                            .map(|p| AppendPosition {
-                                shard: p.shard,
-                                offset: p.offset.0 as f64,
-                            })
-                            .collect()
-                    }),
-                )
-            }),
-        );
-        Ok(promise)
+    ) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.append", |p: Pending<Vec<AppendPosition>>| {
+            let inner = match self.get() {
+                Ok(i) => i,
+                Err(e) => return p.reject(e),
+            };
+            let msgs = messages
+                .into_iter()
+                .map(|m| NewMessage {
+                    publisher: m.publisher.into_bytes(),
+                    topic: m.topic,
+                    qos: m.qos.min(255) as u8,
+                    retain: m.retain,
+                    properties: m.properties.map(|b| b.to_vec()).unwrap_or_default(),
+                    payload: m.payload.to_vec(),
+                    inbound_id: 0,
+                })
+                .collect();
+            inner.log.append(
+                msgs,
+                p.completion(|v: Vec<Position>| {
+                    v.into_iter()
+                        .map(|p| AppendPosition {
+                            shard: p.shard,
+                            offset: p.offset.0 as f64,
+                        })
+                        .collect()
+                }),
+            );
+        })
     }
 
     /// Appends messages packed in one buffer — per message, little-endian: `u16`
@@ -737,39 +735,28 @@ impl Store {
         env: &'env Env,
         packed: &[u8],
         count: u32,
-    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        let (d, promise) = env.create_deferred::<Float64Array, Resolver<Float64Array>>()?;
-        let inner = match self.get() {
-            Ok(i) => i,
-            Err(e) => {
-                d.reject(to_napi(e));
-                return Ok(promise);
-            }
-        };
-        let msgs = match unpack_messages(packed, count as usize) {
-            Ok(m) => m,
-            Err(e) => {
-                d.reject(to_napi(e));
-                return Ok(promise);
-            }
-        };
-        inner.log.append(
-            msgs,
-            Box::new(move |r| {
-                settle(
-                    d,
-                    r.map(|v| {
-                        let mut out = Vec::with_capacity(v.len() * 2);
-                        for p in v {
-                            out.push(p.shard as f64);
-                            out.push(p.offset.0 as f64);
-                        }
-                        Float64Array::new(out)
-                    }),
-                )
-            }),
-        );
-        Ok(promise)
+    ) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.appendPacked", |p: Pending<Float64Array>| {
+            let inner = match self.get() {
+                Ok(i) => i,
+                Err(e) => return p.reject(e),
+            };
+            let msgs = match unpack_messages(packed, count as usize) {
+                Ok(m) => m,
+                Err(e) => return p.reject(e),
+            };
+            inner.log.append(
+                msgs,
+                p.completion(|v: Vec<Position>| {
+                    let mut out = Vec::with_capacity(v.len() * 2);
+                    for p in v {
+                        out.push(p.shard as f64);
+                        out.push(p.offset.0 as f64);
+                    }
+                    Float64Array::new(out)
+                }),
+            );
+        })
     }
 
     /// Appends one message without building an object per message.
@@ -784,62 +771,56 @@ impl Store {
         retain: bool,
         payload: &[u8],
         properties: Option<&[u8]>,
-    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        let (d, promise) = env.create_deferred::<AppendPosition, Resolver<AppendPosition>>()?;
-        let inner = match self.get() {
-            Ok(i) => i,
-            Err(e) => {
-                d.reject(to_napi(e));
-                return Ok(promise);
-            }
-        };
-        let m = NewMessage {
-            publisher: publisher.into_bytes(),
-            topic,
-            qos: qos.min(255) as u8,
-            retain,
-            properties: properties.map(<[u8]>::to_vec).unwrap_or_default(),
-            payload: payload.to_vec(),
-            inbound_id: 0,
-        };
-        inner.log.append(
-            vec![m],
-            Box::new(move |r| {
-                settle(
-                    d,
-                    r.map(|v| AppendPosition {
-                        shard: v[0].shard,
-                        offset: v[0].offset.0 as f64,
-                    }),
-                )
-            }),
-        );
-        Ok(promise)
+    ) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.appendOne", |p: Pending<AppendPosition>| {
+            let inner = match self.get() {
+                Ok(i) => i,
+                Err(e) => return p.reject(e),
+            };
+            let m = NewMessage {
+                publisher: publisher.into_bytes(),
+                topic,
+                qos: qos.min(255) as u8,
+                retain,
+                properties: properties.map(<[u8]>::to_vec).unwrap_or_default(),
+                payload: payload.to_vec(),
+                inbound_id: 0,
+            };
+            inner.log.append(
+                vec![m],
+                p.completion(|v: Vec<Position>| AppendPosition {
+                    shard: v[0].shard,
+                    offset: v[0].offset.0 as f64,
+                }),
+            );
+        })
     }
 
     /// Streams that can hold messages matching `filter`, oldest generation first.
     #[napi]
     pub fn streams(&self, filter: String) -> Result<Vec<StreamInfo>, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        Ok(inner
-            .log
-            .streams(&filter)
-            .into_iter()
-            .map(|s| StreamInfo {
-                shard: s.id.shard,
-                generation: s.id.generation,
-                stream: s.id.stream,
-                structure: s.structure,
-                records: s.records as f64,
-                sealed: s.sealed,
-                generation_start: s.generation_start as f64,
-            })
-            .collect())
+        guard::call("Store.streams", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            Ok(inner
+                .log
+                .streams(&filter)
+                .into_iter()
+                .map(|s| StreamInfo {
+                    shard: s.id.shard,
+                    generation: s.id.generation,
+                    stream: s.id.stream,
+                    structure: s.structure,
+                    records: s.records as f64,
+                    sealed: s.sealed,
+                    generation_start: s.generation_start as f64,
+                })
+                .collect())
+        })
     }
 
     fn put_cursor(inner: &Inner, c: Cursor) -> u32 {
         let id = inner.next_cursor.fetch_add(1, Ordering::Relaxed);
-        inner.cursors.lock().expect("poisoned").insert(id, c);
+        lock(&inner.cursors).insert(id, c);
         id
     }
 
@@ -852,33 +833,37 @@ impl Store {
         stream: u32,
         filter: Option<String>,
     ) -> Result<u32, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let c = inner.log.cursor(
-            StreamId {
-                shard,
-                generation,
-                stream,
-            },
-            filter,
-        );
-        Ok(Self::put_cursor(&inner, c))
+        guard::call("Store.openCursor", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let c = inner.log.cursor(
+                StreamId {
+                    shard,
+                    generation,
+                    stream,
+                },
+                filter,
+            );
+            Ok(Self::put_cursor(&inner, c))
+        })
     }
 
     /// Re-opens a cursor from a persisted state; returns its id.
     #[napi]
     pub fn restore_cursor(&self, state: CursorState) -> Result<u32, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let c = Cursor {
-            stream: StreamId {
-                shard: state.shard,
-                generation: state.generation,
-                stream: state.stream,
-            },
-            offset: Offset(state.offset.max(0.0) as u64),
-            seen: state.seen.max(0.0) as u64,
-            filter: state.filter,
-        };
-        Ok(Self::put_cursor(&inner, c))
+        guard::call("Store.restoreCursor", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let c = Cursor {
+                stream: StreamId {
+                    shard: state.shard,
+                    generation: state.generation,
+                    stream: state.stream,
+                },
+                offset: Offset(state.offset.max(0.0) as u64),
+                seen: state.seen.max(0.0) as u64,
+                filter: state.filter,
+            };
+            Ok(Self::put_cursor(&inner, c))
+        })
     }
 
     fn with_cursor<T>(
@@ -887,24 +872,31 @@ impl Store {
         f: impl FnOnce(&Log, &mut Cursor) -> std::result::Result<T, CoreError>,
     ) -> Result<T, String> {
         let inner = self.get().map_err(to_napi_coded)?;
-        let mut map = inner.cursors.lock().expect("poisoned");
-        let c = map
-            .get_mut(&id)
+        let mut map = lock(&inner.cursors);
+        let mut c = map
+            .get(&id)
+            .cloned()
             .ok_or_else(|| to_napi_coded(CoreError::NotFound(format!("cursor {id}"))))?;
-        f(&inner.log, c).map_err(to_napi_coded)
+        // On a copy, kept as `f` leaves it (error or not): a panic in `f` leaves the map as
+        // it was (see crate::guard on poisoned locks).
+        let r = f(&inner.log, &mut c);
+        map.insert(id, c);
+        r.map_err(to_napi_coded)
     }
 
     /// The cursor's state, to persist.
     #[napi]
     pub fn cursor_state(&self, id: u32) -> Result<CursorState, String> {
-        self.with_cursor(id, |_, c| {
-            Ok(CursorState {
-                shard: c.stream.shard,
-                generation: c.stream.generation,
-                stream: c.stream.stream,
-                offset: c.offset.0 as f64,
-                seen: c.seen as f64,
-                filter: c.filter.clone(),
+        guard::call("Store.cursorState", || {
+            self.with_cursor(id, |_, c| {
+                Ok(CursorState {
+                    shard: c.stream.shard,
+                    generation: c.stream.generation,
+                    stream: c.stream.stream,
+                    offset: c.offset.0 as f64,
+                    seen: c.seen as f64,
+                    filter: c.filter.clone(),
+                })
             })
         })
     }
@@ -912,21 +904,27 @@ impl Store {
     /// Moves a cursor to an offset.
     #[napi]
     pub fn seek(&self, id: u32, offset: f64) -> Result<(), String> {
-        self.with_cursor(id, |log, c| log.seek(c, Offset(offset.max(0.0) as u64)))
+        guard::call("Store.seek", || {
+            self.with_cursor(id, |log, c| log.seek(c, Offset(offset.max(0.0) as u64)))
+        })
     }
 
     /// Moves a cursor to the first record at or after a time (ms).
     #[napi]
     pub fn seek_time(&self, id: u32, ts_ms: f64) -> Result<(), String> {
-        self.with_cursor(id, |log, c| log.seek_time(c, ts_ms.max(0.0) as u64))
+        guard::call("Store.seekTime", || {
+            self.with_cursor(id, |log, c| log.seek_time(c, ts_ms.max(0.0) as u64))
+        })
     }
 
     /// Closes a cursor (no error if unknown).
     #[napi]
     pub fn close_cursor(&self, id: u32) -> Result<(), String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        inner.cursors.lock().expect("poisoned").remove(&id);
-        Ok(())
+        guard::call("Store.closeCursor", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            lock(&inner.cursors).remove(&id);
+            Ok(())
+        })
     }
 
     /// Reads up to `perCursor` records from each cursor (at most `total` overall) into
@@ -940,41 +938,47 @@ impl Store {
         total: Option<u32>,
         max_bytes: Option<u32>,
     ) -> Result<FetchResult, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let mut map = inner.cursors.lock().expect("poisoned");
-        let mut cs = Vec::with_capacity(cursor_ids.len());
-        for id in &cursor_ids {
-            let c = map
-                .get(id)
-                .ok_or_else(|| to_napi_coded(CoreError::NotFound(format!("cursor {id}"))))?;
-            cs.push(c.clone());
-        }
-        let limits = FetchLimits {
-            per_cursor: per_cursor as usize,
-            total: total.map_or(usize::MAX, |t| t as usize),
-            bytes: max_bytes.map_or(64 << 20, |b| b as usize),
-        };
-        let b = fetch::fetch(&inner.log, &mut cs, limits).map_err(to_napi_coded)?;
-        for (id, c) in cursor_ids.iter().zip(cs) {
-            map.insert(*id, c);
-        }
-        Ok(FetchResult {
-            delivered: Uint32Array::new(b.per_cursor.iter().map(|c| c.delivered).collect()),
-            skipped: b.per_cursor.iter().map(|c| c.skipped as f64).collect(),
-            status: Uint32Array::new(b.per_cursor.iter().map(|c| status_code(c.status)).collect()),
-            offsets: Uint32Array::new(b.offsets),
-            buffer: b.buf.into(),
+        guard::call("Store.fetch", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let mut map = lock(&inner.cursors);
+            let mut cs = Vec::with_capacity(cursor_ids.len());
+            for id in &cursor_ids {
+                let c = map
+                    .get(id)
+                    .ok_or_else(|| to_napi_coded(CoreError::NotFound(format!("cursor {id}"))))?;
+                cs.push(c.clone());
+            }
+            let limits = FetchLimits {
+                per_cursor: per_cursor as usize,
+                total: total.map_or(usize::MAX, |t| t as usize),
+                bytes: max_bytes.map_or(64 << 20, |b| b as usize),
+            };
+            let b = fetch::fetch(&inner.log, &mut cs, limits).map_err(to_napi_coded)?;
+            for (id, c) in cursor_ids.iter().zip(cs) {
+                map.insert(*id, c);
+            }
+            Ok(FetchResult {
+                delivered: Uint32Array::new(b.per_cursor.iter().map(|c| c.delivered).collect()),
+                skipped: b.per_cursor.iter().map(|c| c.skipped as f64).collect(),
+                status: Uint32Array::new(
+                    b.per_cursor.iter().map(|c| status_code(c.status)).collect(),
+                ),
+                offsets: Uint32Array::new(b.offsets),
+                buffer: b.buf.into(),
+            })
         })
     }
 
     /// The shard a publisher's messages go to (`crc32c(publisher) % nShards`).
     #[napi]
     pub fn shard_of(&self, publisher: String) -> Result<u32, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        Ok(core_log::shard_of(
-            publisher.as_bytes(),
-            inner.log.n_shards(),
-        ))
+        guard::call("Store.shardOf", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            Ok(core_log::shard_of(
+                publisher.as_bytes(),
+                inner.log.n_shards(),
+            ))
+        })
     }
 
     /// The offset of the first record of shard `shard` at or after `from` that
@@ -989,14 +993,16 @@ impl Store {
         publisher: String,
         id: u32,
     ) -> Result<Option<f64>, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let from = offset_arg(from, || "findInbound: from".into()).map_err(to_napi_coded)?;
-        let id = u16::try_from(id)
-            .map_err(|_| CoreError::InvalidArgument(format!("findInbound: packet id {id}")))
-            .map_err(to_napi_coded)?;
-        let found = core_log::find_inbound(&inner.log, shard, from, publisher.as_bytes(), id)
-            .map_err(to_napi_coded)?;
-        Ok(found.map(|o| o as f64))
+        guard::call("Store.findInbound", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let from = offset_arg(from, || "findInbound: from".into()).map_err(to_napi_coded)?;
+            let id = u16::try_from(id)
+                .map_err(|_| CoreError::InvalidArgument(format!("findInbound: packet id {id}")))
+                .map_err(to_napi_coded)?;
+            let found = core_log::find_inbound(&inner.log, shard, from, publisher.as_bytes(), id)
+                .map_err(to_napi_coded)?;
+            Ok(found.map(|o| o as f64))
+        })
     }
 
     /// Reads the records at `(shards[i], offsets[i])` — positions returned by
@@ -1018,17 +1024,19 @@ impl Store {
         shards: Either<&[u32], Vec<u32>>,
         offsets: Vec<f64>,
     ) -> Result<ReadAtResult, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let shards: &[u32] = match &shards {
-            Either::A(s) => s,
-            Either::B(v) => v,
-        };
-        let positions = positions(shards, &offsets).map_err(to_napi_coded)?;
-        let b = fetch::read_at(&inner.log, &positions).map_err(to_napi_coded)?;
-        Ok(ReadAtResult {
-            offsets: Uint32Array::new(b.offsets),
-            found: Uint8Array::new(b.found),
-            buffer: b.buf.into(),
+        guard::call("Store.readAt", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let shards: &[u32] = match &shards {
+                Either::A(s) => s,
+                Either::B(v) => v,
+            };
+            let positions = positions(shards, &offsets).map_err(to_napi_coded)?;
+            let b = fetch::read_at(&inner.log, &positions).map_err(to_napi_coded)?;
+            Ok(ReadAtResult {
+                offsets: Uint32Array::new(b.offsets),
+                found: Uint8Array::new(b.found),
+                buffer: b.buf.into(),
+            })
         })
     }
 
@@ -1072,34 +1080,37 @@ impl Store {
         until: Option<f64>,
         max_examined: Option<u32>,
     ) -> Result<ScanResult, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let args = || -> std::result::Result<_, CoreError> {
-            let from = offset_arg(from, || "scan: from".into())?;
-            let until = until
-                .map(|u| offset_arg(u, || "scan: until".into()))
-                .transpose()?;
-            Ok((from, until, scan_filters(filters, &starts)?))
-        };
-        let (from, until, filters) = args().map_err(to_napi_coded)?;
-        let limits = ScanLimits {
-            max_entries: max_entries as usize,
-            max_bytes: max_bytes.map_or(4 << 20, |b| b as usize),
-            max_examined: max_examined.map_or(65_536, |n| n as usize),
-            until,
-        };
-        let b = core_log::scan(&inner.log, shard, from, &filters, limits).map_err(to_napi_coded)?;
-        Ok(ScanResult {
-            offsets: Uint32Array::new(b.offsets),
-            masks: Uint32Array::new(b.masks),
-            words: b.words as u32,
-            next: b.next as f64,
-            status: match b.status {
-                ScanStatus::Next => 0,
-                ScanStatus::Done => 1,
-                ScanStatus::Until => 2,
-            },
-            skipped: b.skipped as f64,
-            buffer: b.buf.into(),
+        guard::call("Store.scan", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let args = || -> std::result::Result<_, CoreError> {
+                let from = offset_arg(from, || "scan: from".into())?;
+                let until = until
+                    .map(|u| offset_arg(u, || "scan: until".into()))
+                    .transpose()?;
+                Ok((from, until, scan_filters(filters, &starts)?))
+            };
+            let (from, until, filters) = args().map_err(to_napi_coded)?;
+            let limits = ScanLimits {
+                max_entries: max_entries as usize,
+                max_bytes: max_bytes.map_or(4 << 20, |b| b as usize),
+                max_examined: max_examined.map_or(65_536, |n| n as usize),
+                until,
+            };
+            let b =
+                core_log::scan(&inner.log, shard, from, &filters, limits).map_err(to_napi_coded)?;
+            Ok(ScanResult {
+                offsets: Uint32Array::new(b.offsets),
+                masks: Uint32Array::new(b.masks),
+                words: b.words as u32,
+                next: b.next as f64,
+                status: match b.status {
+                    ScanStatus::Next => 0,
+                    ScanStatus::Done => 1,
+                    ScanStatus::Until => 2,
+                },
+                skipped: b.skipped as f64,
+                buffer: b.buf.into(),
+            })
         })
     }
 
@@ -1123,18 +1134,20 @@ impl Store {
         max_entries: u32,
         max_packet: f64,
     ) -> Result<ReplayResult, String> {
-        let mut task = ReplayTask::new(
-            self,
-            shards,
-            subs,
-            version,
-            client_id,
-            max_entries,
-            max_packet,
-        )
-        .map_err(to_napi_coded)?;
-        let r = task.run().map_err(to_napi_coded)?;
-        Ok(replay_result(r))
+        guard::call("Store.replay", || {
+            let mut task = ReplayTask::new(
+                self,
+                shards,
+                subs,
+                version,
+                client_id,
+                max_entries,
+                max_packet,
+            )
+            .map_err(to_napi_coded)?;
+            let r = task.run().map_err(to_napi_coded)?;
+            Ok(replay_result(r))
+        })
     }
 
     /// `replay` on a libuv worker thread: the arguments are checked at once (throwing as
@@ -1150,24 +1163,28 @@ impl Store {
         max_entries: u32,
         max_packet: f64,
     ) -> Result<napi::bindgen_prelude::AsyncTask<ReplayTask>, String> {
-        let task = ReplayTask::new(
-            self,
-            shards,
-            subs,
-            version,
-            client_id,
-            max_entries,
-            max_packet,
-        )
-        .map_err(to_napi_coded)?;
-        Ok(napi::bindgen_prelude::AsyncTask::new(task))
+        guard::call("Store.replayAsync", || {
+            let task = ReplayTask::new(
+                self,
+                shards,
+                subs,
+                version,
+                client_id,
+                max_entries,
+                max_packet,
+            )
+            .map_err(to_napi_coded)?;
+            Ok(napi::bindgen_prelude::AsyncTask::new(task))
+        })
     }
 
     /// Next offset of a shard (what `waitForAppend` compares against).
     #[napi]
     pub fn shard_end(&self, shard: u32) -> Result<f64, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        Ok(inner.log.shard_end(shard).map_err(to_napi_coded)? as f64)
+        guard::call("Store.shardEnd", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            Ok(inner.log.shard_end(shard).map_err(to_napi_coded)? as f64)
+        })
     }
 
     /// Resolves with the shard's new end once it passes `after` (park a caught-up
@@ -1178,56 +1195,54 @@ impl Store {
         env: &'env Env,
         shard: u32,
         after: f64,
-    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        let (d, promise) = env.create_deferred::<f64, Resolver<f64>>()?;
-        let inner = match self.get() {
-            Ok(i) => i,
-            Err(e) => {
-                d.reject(to_napi(e));
-                return Ok(promise);
-            }
-        };
-        let d = Arc::new(Mutex::new(Some(d)));
-        let d2 = d.clone();
-        let i2 = Arc::downgrade(&inner);
-        let r = inner.log.wait(
-            shard,
-            after.max(0.0) as u64,
-            Box::new(move || {
-                if let Some(d) = d2.lock().expect("poisoned").take() {
-                    let end = i2
-                        .upgrade()
-                        .ok_or_else(|| CoreError::Closed("store closed".into()))
-                        .and_then(|i| {
+    ) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.waitForAppend", |p: Pending<f64>| {
+            let inner = match self.get() {
+                Ok(i) => i,
+                Err(e) => return p.reject(e),
+            };
+            let p = Arc::new(Mutex::new(Some(p)));
+            let p2 = p.clone();
+            let i2 = Arc::downgrade(&inner);
+            let r = inner.log.wait(
+                shard,
+                after.max(0.0) as u64,
+                Box::new(move || {
+                    let p = lock(&p2).take();
+                    if let Some(p) = p {
+                        p.run(|| {
+                            let i = i2
+                                .upgrade()
+                                .ok_or_else(|| CoreError::Closed("store closed".into()))?;
                             if i.log.is_closed() {
-                                Err(CoreError::Closed("store closed while waiting".into()))
-                            } else {
-                                i.log.shard_end(shard)
+                                return Err(CoreError::Closed("store closed while waiting".into()));
                             }
-                        })
-                        .map(|e| e as f64);
-                    settle(d, end);
+                            Ok(i.log.shard_end(shard)? as f64)
+                        });
+                    }
+                }),
+            );
+            if let Err(e) = r {
+                let p = lock(&p).take();
+                if let Some(p) = p {
+                    p.reject(e);
                 }
-            }),
-        );
-        if let Err(e) = r {
-            if let Some(d) = d.lock().expect("poisoned").take() {
-                d.reject(to_napi(e));
             }
-        }
-        Ok(promise)
+        })
     }
 
     /// Reads one metadata value.
     #[napi]
     pub fn meta_get(&self, table_name: String, key: &[u8]) -> Result<Option<Buffer>, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let t = table(&table_name).map_err(to_napi_coded)?;
-        Ok(inner
-            .meta
-            .get(t, key)
-            .map_err(to_napi_coded)?
-            .map(Buffer::from))
+        guard::call("Store.metaGet", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let t = table(&table_name).map_err(to_napi_coded)?;
+            Ok(inner
+                .meta
+                .get(t, key)
+                .map_err(to_napi_coded)?
+                .map(Buffer::from))
+        })
     }
 
     /// Up to `limit` (default 1000) entries whose key starts with `prefix`, after `after`.
@@ -1239,29 +1254,51 @@ impl Store {
         after: Option<&[u8]>,
         limit: Option<u32>,
     ) -> Result<Vec<MetaEntry>, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let t = table(&table_name).map_err(to_napi_coded)?;
-        let rows = inner
-            .meta
-            .scan(t, prefix, after, limit.map_or(1000, |l| l as usize))
-            .map_err(to_napi_coded)?;
-        Ok(rows
-            .into_iter()
-            .map(|(k, v)| MetaEntry {
-                key: k.into(),
-                value: v.into(),
-            })
-            .collect())
+        guard::call("Store.metaScan", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let t = table(&table_name).map_err(to_napi_coded)?;
+            let rows = inner
+                .meta
+                .scan(t, prefix, after, limit.map_or(1000, |l| l as usize))
+                .map_err(to_napi_coded)?;
+            Ok(rows
+                .into_iter()
+                .map(|(k, v)| MetaEntry {
+                    key: k.into(),
+                    value: v.into(),
+                })
+                .collect())
+        })
     }
 
     /// Applies metadata writes atomically; resolves once committed (group commit).
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn meta_apply<'env>(
+    pub fn meta_apply<'env>(&self, env: &'env Env, ops: Vec<MetaOp>) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.metaApply", |p| self.apply_ops(p, ops))
+    }
+
+    /// `metaApply([{op:'put', ...}])`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn meta_put<'env>(
         &self,
         env: &'env Env,
-        ops: Vec<MetaOp>,
-    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        let (d, promise) = env.create_deferred::<(), Resolver<()>>()?;
+        table_name: String,
+        key: Buffer,
+        value: Buffer,
+    ) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.metaPut", |p| {
+            let op = MetaOp {
+                op: "put".into(),
+                table: table_name,
+                key,
+                value: Some(value),
+            };
+            self.apply_ops(p, vec![op]);
+        })
+    }
+
+    /// Checks `ops` and hands them to the metadata writer; `p` settles once committed.
+    fn apply_ops(&self, p: Pending<()>, ops: Vec<MetaOp>) {
         let parsed: std::result::Result<Vec<Op>, CoreError> = ops
             .into_iter()
             .map(|o| {
@@ -1282,148 +1319,120 @@ impl Store {
             })
             .collect();
         match (self.get(), parsed) {
-            (Ok(inner), Ok(ops)) => inner.meta.apply(ops, Box::new(move |r| settle(d, r))),
-            (Err(e), _) | (_, Err(e)) => d.reject(to_napi(e)),
+            (Ok(inner), Ok(ops)) => inner.meta.apply(ops, p.completion(|()| ())),
+            (Err(e), _) | (_, Err(e)) => p.reject(e),
         }
-        Ok(promise)
-    }
-
-    /// `metaApply([{op:'put', ...}])`.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn meta_put<'env>(
-        &self,
-        env: &'env Env,
-        table_name: String,
-        key: Buffer,
-        value: Buffer,
-    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        self.meta_apply(
-            env,
-            vec![MetaOp {
-                op: "put".into(),
-                table: table_name,
-                key,
-                value: Some(value),
-            }],
-        )
     }
 
     /// Statistics for `ds info`.
     #[napi]
     pub fn stats(&self) -> Result<StoreStats, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let s = inner.log.stats();
-        let open_cursors = inner.cursors.lock().expect("poisoned").len() as u32;
-        Ok(StoreStats {
-            site_id: s.site_id,
-            records: s.records as f64,
-            bytes: s.bytes as f64,
-            open_cursors,
-            shards: s
-                .shards
-                .into_iter()
-                .map(|sh| ShardStats {
-                    shard: sh.shard,
-                    records: sh.records as f64,
-                    bytes: sh.bytes as f64,
-                    oldest_ts: sh.oldest_ts.map(|v| v as f64),
-                    newest_ts: sh.newest_ts.map(|v| v as f64),
-                    end_offset: sh.end_offset as f64,
-                    generations: sh
-                        .generations
-                        .into_iter()
-                        .map(|g| GenerationStats {
-                            id: g.id,
-                            start_ts: g.start_ts as f64,
-                            last_ts: g.last_ts as f64,
-                            streams: g.streams,
-                            segments: g.segments,
-                            records: g.records as f64,
-                            bytes: g.bytes as f64,
-                            sealed: g.sealed,
-                        })
-                        .collect(),
-                })
-                .collect(),
+        guard::call("Store.stats", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let s = inner.log.stats();
+            let open_cursors = lock(&inner.cursors).len() as u32;
+            Ok(StoreStats {
+                site_id: s.site_id,
+                records: s.records as f64,
+                bytes: s.bytes as f64,
+                open_cursors,
+                shards: s
+                    .shards
+                    .into_iter()
+                    .map(|sh| ShardStats {
+                        shard: sh.shard,
+                        records: sh.records as f64,
+                        bytes: sh.bytes as f64,
+                        oldest_ts: sh.oldest_ts.map(|v| v as f64),
+                        newest_ts: sh.newest_ts.map(|v| v as f64),
+                        end_offset: sh.end_offset as f64,
+                        generations: sh
+                            .generations
+                            .into_iter()
+                            .map(|g| GenerationStats {
+                                id: g.id,
+                                start_ts: g.start_ts as f64,
+                                last_ts: g.last_ts as f64,
+                                streams: g.streams,
+                                segments: g.segments,
+                                records: g.records as f64,
+                                bytes: g.bytes as f64,
+                                sealed: g.sealed,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
         })
     }
 
     /// What recovery found and repaired at open.
     #[napi]
     pub fn recovery(&self) -> Result<RecoveryInfo, String> {
-        let inner = self.get().map_err(to_napi_coded)?;
-        let r = inner.log.recovery();
-        Ok(RecoveryInfo {
-            segments: r.segments as f64,
-            records: r.records as f64,
-            scanned_bytes: r.scanned_bytes as f64,
-            truncated_bytes: r.truncated_bytes as f64,
-            rebuilt_indexes: r.rebuilt_indexes as f64,
-            quarantined: r.quarantined.clone(),
-            events: r.events.clone(),
-            elapsed_ms: r.elapsed_ms as f64,
+        guard::call("Store.recovery", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let r = inner.log.recovery();
+            Ok(RecoveryInfo {
+                segments: r.segments as f64,
+                records: r.records as f64,
+                scanned_bytes: r.scanned_bytes as f64,
+                truncated_bytes: r.truncated_bytes as f64,
+                rebuilt_indexes: r.rebuilt_indexes as f64,
+                quarantined: r.quarantined.clone(),
+                events: r.events.clone(),
+                elapsed_ms: r.elapsed_ms as f64,
+            })
         })
     }
 
-    fn background<T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
-        env: &Env,
-        inner: std::result::Result<Arc<Inner>, CoreError>,
+    /// Operation `op`: `f` on a thread of its own with the open store.
+    fn background<'env, T: napi::bindgen_prelude::ToNapiValue + Send + 'static>(
+        &self,
+        env: &'env Env,
+        op: &'static str,
         f: impl FnOnce(Arc<Inner>) -> std::result::Result<T, CoreError> + Send + 'static,
-    ) -> napi::Result<napi::bindgen_prelude::Object<'_>> {
-        let (d, promise) = env.create_deferred::<T, Resolver<T>>()?;
-        match inner {
-            Ok(inner) => {
-                std::thread::Builder::new()
-                    .name("strata-store-bg".into())
-                    .spawn(move || settle(d, f(inner)))
-                    .map_err(|e| napi::Error::from_reason(e.to_string()))?;
-            }
-            Err(e) => d.reject(to_napi(e)),
-        }
-        Ok(promise)
+    ) -> napi::Result<Object<'env>> {
+        guard::promise(env, op, |p| match self.get() {
+            Ok(inner) => guard::spawn("strata-store-bg", p, move || f(inner)),
+            Err(e) => p.reject(e),
+        })
     }
 
     /// Forces written data to disk (useful with `interval`/`none`).
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        Self::background(env, self.get(), |i| i.log.flush())
+    pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        self.background(env, "Store.flush", |i| i.log.flush())
     }
 
     /// Seals every shard's generation and starts a new one.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn roll_generations<'env>(
-        &self,
-        env: &'env Env,
-    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        Self::background(env, self.get(), |i| i.log.roll_generations())
+    pub fn roll_generations<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        self.background(env, "Store.rollGenerations", |i| i.log.roll_generations())
     }
 
     /// Drops generations past retention now; resolves with how many.
     #[napi(ts_return_type = "Promise<number>")]
-    pub fn drop_expired<'env>(
-        &self,
-        env: &'env Env,
-    ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        Self::background(env, self.get(), |i| i.log.drop_expired().map(|n| n as u32))
+    pub fn drop_expired<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        self.background(env, "Store.dropExpired", |i| {
+            i.log.drop_expired().map(|n| n as u32)
+        })
     }
 
     /// Drains writers, syncs and releases the data directory lock. Idempotent.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn close<'env>(&self, env: &'env Env) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        let taken = self.inner.lock().expect("poisoned").take();
-        match taken {
-            Some(inner) => Self::background(env, Ok(inner), |i| {
-                i.log.close();
-                i.meta.close();
-                // Drop the last reference here so the lock is released before resolving.
-                drop(i);
-                Ok(())
-            }),
-            None => {
-                let (d, promise) = env.create_deferred::<(), Resolver<()>>()?;
-                settle(d, Ok(()));
-                Ok(promise)
+    pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.close", |p| {
+            let taken = lock(&self.inner).take();
+            match taken {
+                Some(inner) => guard::spawn("strata-store-bg", p, move || {
+                    inner.log.close();
+                    inner.meta.close();
+                    // Drop the last reference here so the lock is released before resolving.
+                    drop(inner);
+                    Ok(())
+                }),
+                None => p.resolve(()),
             }
-        }
+        })
     }
 }

@@ -125,7 +125,7 @@ pub enum Ended {
     Packet,
     /// The client closed the connection.
     Eof,
-    /// A socket or log error (in `error`).
+    /// A socket or log error, or a panic in the loop (in `error`).
     Failed,
 }
 
@@ -537,10 +537,27 @@ impl Control {
     }
 }
 
+/// Parks a loop that unwinds (a panic in it or in its frame source) as `Failed`, so the
+/// state stays in `ctl` for [`Control::stop`], which would otherwise wait forever for a
+/// loop that is gone. The state is the loop's as the panic left it.
+struct ParkOnUnwind<'a>(&'a Control);
+
+impl Drop for ParkOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let g = self.0.lock();
+            self.0
+                .park(g, Ended::Failed, Some("the drain loop panicked".into()));
+        }
+    }
+}
+
 /// Runs the drain loop of `ctl` on `sock` (a non-blocking stream socket the caller neither
 /// reads nor writes meanwhile) until it ends; returns why. The state waits in `ctl` for
-/// [`Control::stop`]. Returns at once when the loop was stopped before it started.
+/// [`Control::stop`]. Returns at once when the loop was stopped before it started. A panic
+/// in the loop parks the state as [`Ended::Failed`] before it unwinds out of `run`.
 pub fn run(log: &dyn FrameSource, sock: &OwnedFd, ctl: &Control) -> Ended {
+    let _park = ParkOnUnwind(ctl);
     {
         let mut g = ctl.lock();
         match std::mem::replace(&mut *g, Phase::Taken) {
