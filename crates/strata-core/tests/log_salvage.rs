@@ -335,3 +335,119 @@ fn a_whole_shard_directory_deleted_starts_over_above_the_floor() {
     assert_eq!(got, vec![100]);
     assert_eq!(skipped, 100);
 }
+
+/// Every file under `dir` with its bytes, for "nothing changed" checks.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files(dir, "")
+        .into_iter()
+        .map(|p| {
+            let b = fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+#[test]
+fn a_damaged_or_missing_store_manifest_is_written_again() {
+    use strata_core::log::Manifest;
+    for damage in ["cut", "zero", "overwrite", "delete", "legacy"] {
+        let d = tempfile::tempdir().unwrap();
+        let o = Options {
+            n_shards: Some(3),
+            ..opts(64 << 20)
+        };
+        fill(d.path(), o.clone(), 50);
+        let store = d.path().join("STORE");
+        let text = fs::read_to_string(&store).unwrap();
+        assert!(text.contains("crc="), "{text}");
+        let site = text
+            .lines()
+            .find_map(|l| l.strip_prefix("site_id="))
+            .unwrap()
+            .to_string();
+        match damage {
+            "cut" => fs::write(&store, &text.as_bytes()[..text.len() - 7]).unwrap(),
+            "zero" => fs::write(&store, vec![0u8; text.len()]).unwrap(),
+            "overwrite" => overwrite(&store, text.len() / 2, b"zzzz"),
+            "delete" => fs::remove_file(&store).unwrap(),
+            _ => fs::write(&store, text.split("crc=").next().unwrap()).unwrap(),
+        }
+        let before = snapshot(d.path());
+        let checked = Log::check(d.path(), Options::default(), None).unwrap();
+        assert_eq!(
+            snapshot(d.path()),
+            before,
+            "{damage}: check changed nothing"
+        );
+        assert_eq!(
+            checked.manifest.is_some(),
+            damage != "legacy",
+            "{damage}: {checked:?}"
+        );
+        // The metadata's copy of the identity, when there is one, is what STORE becomes.
+        let known = Manifest {
+            n_shards: 3,
+            site_id: site.clone(),
+        };
+        let log = Log::open_with(d.path(), Options::default(), Some(&known)).unwrap();
+        assert_eq!(log.n_shards(), 3, "{damage}");
+        assert_eq!(log.site_id(), site, "{damage}");
+        assert_eq!(
+            log.recovery().manifest.is_some(),
+            damage != "legacy",
+            "{damage}"
+        );
+        assert_eq!(
+            d.path().join("STORE.corrupt").exists(),
+            ["cut", "zero", "overwrite"].contains(&damage),
+            "{damage}: a damaged STORE is kept aside"
+        );
+        assert_eq!(log.stats().records, 50, "{damage}: the data is intact");
+        drop(log);
+        assert!(fs::read_to_string(&store).unwrap().contains("crc="));
+        // Without the metadata's copy: the shard directories say how many shards.
+        fs::remove_file(&store).unwrap();
+        let log = Log::open(d.path(), Options::default()).unwrap();
+        assert_eq!(log.n_shards(), 3, "{damage}");
+        assert!(log
+            .recovery()
+            .manifest
+            .as_deref()
+            .unwrap()
+            .contains("shard directories"));
+    }
+}
+
+#[test]
+fn check_reports_what_open_repairs_and_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path(), opts(8192), 800);
+    let segs = files(d.path(), ".seg");
+    overwrite(
+        &segs[1],
+        frame_of(
+            &segs[1],
+            u64::from_le_bytes(fs::read(&segs[1]).unwrap()[8..16].try_into().unwrap()) + 2,
+        ) + 20,
+        &[7, 7, 7, 7],
+    );
+    fs::remove_file(segs[1].with_extension("idx")).unwrap();
+    fs::remove_file(&segs[3]).unwrap();
+    let before = snapshot(d.path());
+    let checked = Log::check(d.path(), opts(8192), None).unwrap();
+    assert_eq!(snapshot(d.path()), before, "check changed nothing");
+    let open_log = Log::open(d.path(), opts(8192)).unwrap();
+    let opened = open_log.recovery().clone();
+    let ranges = |r: &strata_core::log::Recovery| {
+        r.losses.iter().map(|l| (l.from, l.to)).collect::<Vec<_>>()
+    };
+    assert_eq!(ranges(&checked), ranges(&opened), "{checked:?}\n{opened:?}");
+    assert_eq!(checked.losses.len(), 2);
+    drop(open_log);
+    // A store in use cannot be checked.
+    let _log = Log::open(d.path(), opts(8192)).unwrap();
+    assert_eq!(
+        Log::check(d.path(), opts(8192), None).unwrap_err().code(),
+        "ERR_STORE_LOCKED"
+    );
+}

@@ -14,6 +14,7 @@
 //! - A message is stored once, in shard `crc32c(publisher) % n_shards`.
 //! - Each append's completion runs exactly once, after the policy's durability point.
 mod inbound;
+mod manifest;
 mod position;
 mod record;
 mod replay;
@@ -24,6 +25,7 @@ mod shard;
 mod stream;
 
 pub use inbound::find_inbound;
+pub use manifest::Manifest;
 pub use record::{NewMessage, RecordRef};
 pub use replay::{
     check_starts, replay_frames, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_STRIDE,
@@ -37,7 +39,6 @@ use crate::error::CoreError;
 use shard::{Cmd, Shard, StreamRead};
 use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -304,6 +305,10 @@ pub struct Recovery {
     pub events: Vec<String>,
     /// Time taken to open.
     pub elapsed_ms: u64,
+    /// `STORE` was missing or damaged and written again: why.
+    pub manifest: Option<String>,
+    /// A check ([`Log::check`]): report what recovery would do, change nothing.
+    pub(crate) check: bool,
 }
 
 /// Records of one shard found gone: offsets `from..to` (`to` None: up to an end the log
@@ -407,41 +412,48 @@ pub struct Log {
     _lock: File,
 }
 
-fn random_hex128() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::new();
-    for i in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .elapsed()
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        out.push_str(&format!("{:016x}", h.finish()));
+/// Takes the data directory's lock (`LOCK`, an advisory OS lock held for the life of the
+/// returned file).
+fn lock_dir(dir: &Path) -> Result<File, CoreError> {
+    let lock_path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| CoreError::from_io(format!("open {}", lock_path.display()), &e))?;
+    // `File::try_lock` is stable since 1.89; the toolchain is pinned to 1.95 in
+    // rust-toolchain.toml, the workspace's rust-version (1.88) predates it.
+    // A lock that is busy is retried for up to LOCK_WAIT: a process that forks
+    // (any `Command` in this or another thread) briefly holds a copy of every open
+    // descriptor until its `exec`, so a store closed a moment ago can still look
+    // held. A real second opener still gets `StoreLocked` after the wait.
+    let deadline = Instant::now() + LOCK_WAIT;
+    #[allow(clippy::incompatible_msrv)]
+    let locked = loop {
+        match lock.try_lock() {
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    match locked {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(CoreError::StoreLocked(format!(
+                "{} is in use by another process or handle",
+                dir.display()
+            )))
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(CoreError::from_io(
+                format!("lock {}", lock_path.display()),
+                &e,
+            ))
+        }
     }
-    out
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    #[cfg(unix)]
-    if let Some(d) = path.parent() {
-        File::open(d)?.sync_all()?;
-    }
-    Ok(())
+    Ok(lock)
 }
 
 /// Shard of a publisher.
@@ -455,98 +467,31 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
 impl Log {
     /// Opens (recovering) or creates the log in `dir`.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log, CoreError> {
+        Self::open_with(dir, opts, None)
+    }
+
+    /// [`Log::open`], where `known` is the store's identity as recorded elsewhere (the
+    /// metadata): what `STORE` is written from again when it is missing or damaged.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        opts: Options,
+        known: Option<&Manifest>,
+    ) -> Result<Log, CoreError> {
         let t0 = Instant::now();
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir)
             .map_err(|e| CoreError::from_io(format!("create data dir {}", dir.display()), &e))?;
-        let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| CoreError::from_io(format!("open {}", lock_path.display()), &e))?;
-        // `File::try_lock` is stable since 1.89; the toolchain is pinned to 1.95 in
-        // rust-toolchain.toml, the workspace's rust-version (1.88) predates it.
-        // A lock that is busy is retried for up to LOCK_WAIT: a process that forks
-        // (any `Command` in this or another thread) briefly holds a copy of every open
-        // descriptor until its `exec`, so a store closed a moment ago can still look
-        // held. A real second opener still gets `StoreLocked` after the wait.
-        let deadline = Instant::now() + LOCK_WAIT;
-        #[allow(clippy::incompatible_msrv)]
-        let locked = loop {
-            match lock.try_lock() {
-                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                other => break other,
-            }
-        };
-        match locked {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(CoreError::StoreLocked(format!(
-                    "{} is in use by another process or handle",
-                    dir.display()
-                )))
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(CoreError::from_io(
-                    format!("lock {}", lock_path.display()),
-                    &e,
-                ))
-            }
-        }
-        let manifest = dir.join("STORE");
-        let (n_shards, site_id) = match fs::read_to_string(&manifest) {
-            Ok(text) => {
-                let get = |k: &str| {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
-                        .map(str::to_string)
-                };
-                let n: u32 = get("n_shards")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| {
-                        CoreError::Corrupt(format!("{}: no n_shards", manifest.display()))
-                    })?;
-                let site = get("site_id").ok_or_else(|| {
-                    CoreError::Corrupt(format!("{}: no site_id", manifest.display()))
-                })?;
-                if let Some(want) = opts.n_shards {
-                    if want != n {
-                        return Err(CoreError::ConfigMismatch(format!(
-                            "n_shards is fixed at first start: the store has {n}, options ask for {want}"
-                        )));
-                    }
-                }
-                (n, site)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let n = opts.n_shards.unwrap_or(4);
-                if n == 0 || n > 1024 {
-                    return Err(CoreError::InvalidArgument(format!(
-                        "n_shards {n} not in 1..=1024"
-                    )));
-                }
-                let site = random_hex128();
-                let text = format!("format=1\nn_shards={n}\nsite_id={site}\n");
-                write_atomic(&manifest, text.as_bytes())
-                    .map_err(|e| CoreError::from_io(format!("write {}", manifest.display()), &e))?;
-                (n, site)
-            }
-            Err(e) => {
-                return Err(CoreError::from_io(
-                    format!("read {}", manifest.display()),
-                    &e,
-                ))
-            }
-        };
+        let lock = lock_dir(&dir)?;
+        let (manifest, rebuilt) = manifest::resolve(&dir, opts.n_shards, known, false)?;
+        let Manifest { n_shards, site_id } = manifest;
         if let Some(b) = opts.fsync_interval_zero() {
             return Err(b);
         }
         let opts = Arc::new(opts);
-        let mut recovery = Recovery::default();
+        let mut recovery = Recovery {
+            manifest: rebuilt,
+            ..Recovery::default()
+        };
         let mut shards = Vec::with_capacity(n_shards as usize);
         let mut failed = None;
         for (opened, rec) in open_shards(&dir, n_shards, &opts) {
@@ -578,6 +523,60 @@ impl Log {
             closed: AtomicBool::new(false),
             _lock: lock,
         })
+    }
+
+    /// What opening the log in `dir` would find and repair — damaged or missing files,
+    /// the records lost with them, a damaged `STORE` — changing nothing. The leftovers of
+    /// a crash that recovery repairs silently (a torn tail, a missing index) are events.
+    /// Takes the data directory's lock when there is one, so a store in use is refused
+    /// ([`CoreError::StoreLocked`]).
+    pub fn check(
+        dir: impl AsRef<Path>,
+        opts: Options,
+        known: Option<&Manifest>,
+    ) -> Result<Recovery, CoreError> {
+        let t0 = Instant::now();
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(CoreError::NotFound(format!(
+                "no store in {}",
+                dir.display()
+            )));
+        }
+        let _lock = if dir.join("LOCK").exists() {
+            Some(lock_dir(&dir)?)
+        } else {
+            None
+        };
+        let (m, rebuilt) = manifest::resolve(&dir, opts.n_shards, known, true)?;
+        let opts = Arc::new(opts);
+        let mut recovery = Recovery {
+            manifest: rebuilt,
+            check: true,
+            ..Recovery::default()
+        };
+        for i in 0..m.n_shards {
+            let shard_dir = dir.join(format!("shard-{i:04}"));
+            let mut rec = Recovery {
+                check: true,
+                ..Recovery::default()
+            };
+            match Shard::open(i, shard_dir.clone(), opts.clone(), &mut rec) {
+                Err(CoreError::Closed(_)) => {} // a check returns before starting the shard
+                Err(CoreError::NotFound(_)) => rec.losses.push(Loss {
+                    shard: i,
+                    from: 0,
+                    to: None,
+                    file: shard_dir.display().to_string(),
+                    reason: "shard directory missing".into(),
+                }),
+                Err(e) => return Err(e),
+                Ok(s) => s.close(),
+            }
+            recovery.absorb(rec);
+        }
+        recovery.elapsed_ms = t0.elapsed().as_millis() as u64;
+        Ok(recovery)
     }
 
     /// Data directory.

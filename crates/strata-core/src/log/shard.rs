@@ -275,6 +275,11 @@ fn gen_dir_name(id: u32, start_ts: u64) -> String {
 }
 
 fn quarantine(path: &Path, rec: &mut Recovery, why: &str) {
+    if rec.check {
+        rec.quarantined
+            .push(format!("{}: {why} (would be quarantined)", path.display()));
+        return;
+    }
     let to = salvage::quarantine(path)
         .map_or_else(|e| format!("not renamed: {e}"), |p| p.display().to_string());
     rec.quarantined
@@ -288,12 +293,9 @@ fn find_holes(shard: u32, first: u64, gens: &[Arc<Generation>], rec: &mut Recove
     let mut expect = first;
     for g in gens {
         for seg in g.segs() {
-            if seg.base_offset > expect
-                && !rec
-                    .losses
-                    .iter()
-                    .any(|l| l.shard == shard && l.from == expect)
-            {
+            let accounted =
+                |l: &Loss| l.shard == shard && l.from >= expect && l.from < seg.base_offset;
+            if seg.base_offset > expect && !rec.losses.iter().any(accounted) {
                 rec.losses.push(Loss {
                     shard,
                     from: expect,
@@ -353,6 +355,13 @@ fn salvage_segment(
             reason: "damaged end of segment".into(),
         });
     }
+    if rec.check {
+        rec.quarantined.push(format!(
+            "{file}: damaged, {lost} record(s) lost; would be salvaged into {} run(s)",
+            runs.runs.iter().filter(|r| r.end > r.first).count()
+        ));
+        return Ok(Vec::new());
+    }
     let placed = salvage::replace_with_runs(path, f, base, base_ts, &runs.runs)
         .map_err(|e| io(format!("salvage {}", path.display()), e))?;
     rec.quarantined.push(format!(
@@ -390,6 +399,10 @@ impl Shard {
         opts: Arc<Options>,
         rec: &mut Recovery,
     ) -> Result<Shard, CoreError> {
+        let check = rec.check;
+        if check && !dir.exists() {
+            return Err(CoreError::NotFound(format!("{} is missing", dir.display())));
+        }
         fs::create_dir_all(&dir).map_err(|e| io(format!("create {}", dir.display()), e))?;
         let mut gen_dirs = Vec::new();
         for ent in fs::read_dir(&dir).map_err(|e| io(format!("list {}", dir.display()), e))? {
@@ -412,7 +425,13 @@ impl Shard {
             let spath = gdir.join("streams");
             let (mut structs, valid, total) =
                 read_streams(&spath).map_err(|e| io(format!("read {}", spath.display()), e))?;
-            if valid < total {
+            if valid < total && check {
+                rec.events.push(format!(
+                    "{}: would truncate {} bytes of torn stream table",
+                    spath.display(),
+                    total - valid
+                ));
+            } else if valid < total {
                 rec.events.push(format!(
                     "{}: truncated {} bytes of torn stream table",
                     spath.display(),
@@ -426,9 +445,11 @@ impl Shard {
                 f.sync_all().map_err(|e| io("sync streams", e))?;
             }
             // A salvage a crash interrupted is finished (or undone) before anything is read.
-            let finished = salvage::finish_interrupted(&gdir)
-                .map_err(|e| io(format!("finish salvage in {}", gdir.display()), e))?;
-            rec.events.extend(finished);
+            if !check {
+                let finished = salvage::finish_interrupted(&gdir)
+                    .map_err(|e| io(format!("finish salvage in {}", gdir.display()), e))?;
+                rec.events.extend(finished);
+            }
             let mut seg_paths = Vec::new();
             for ent in fs::read_dir(&gdir).map_err(|e| io(format!("list {}", gdir.display()), e))? {
                 let p = ent.map_err(|e| io("list generation", e))?.path();
@@ -447,7 +468,10 @@ impl Shard {
                 if flen > segment::HEADER_LEN || valid.is_some() {
                     break;
                 }
-                fs::remove_file(path).map_err(|e| io(format!("remove {}", path.display()), e))?;
+                if !check {
+                    fs::remove_file(path)
+                        .map_err(|e| io(format!("remove {}", path.display()), e))?;
+                }
                 rec.events.push(format!(
                     "{}: removed an empty segment left by an interrupted creation ({flen} bytes)",
                     path.display()
@@ -556,12 +580,14 @@ impl Shard {
                             }
                             // The last segment of a generation may end in a torn write
                             // (the generation rolled, or the process died, mid-batch).
-                            let w = OpenOptions::new()
-                                .write(true)
-                                .open(&path)
-                                .map_err(|e| io("open for truncate", e))?;
-                            w.set_len(s.data_len).map_err(|e| io("truncate tail", e))?;
-                            w.sync_all().map_err(|e| io("sync truncated tail", e))?;
+                            if !check {
+                                let w = OpenOptions::new()
+                                    .write(true)
+                                    .open(&path)
+                                    .map_err(|e| io("open for truncate", e))?;
+                                w.set_len(s.data_len).map_err(|e| io("truncate tail", e))?;
+                                w.sync_all().map_err(|e| io("sync truncated tail", e))?;
+                            }
                             rec.truncated_bytes += flen - s.data_len;
                             rec.events.push(format!(
                                 "{}: truncated {} bytes of torn/corrupt tail ({:?})",
@@ -577,8 +603,10 @@ impl Shard {
                             (s, false)
                         } else {
                             debug_assert!(clean);
-                            segment::write_index(&path, base, base_ts, &s)
-                                .map_err(|e| io("write index", e))?;
+                            if !check {
+                                segment::write_index(&path, base, base_ts, &s)
+                                    .map_err(|e| io("write index", e))?;
+                            }
                             rec.events
                                 .push(format!("{}: rebuilt index", path.display()));
                             rec.rebuilt_indexes += 1;
@@ -626,6 +654,9 @@ impl Shard {
             }));
         }
         find_holes(id, dropped.1, &gens, rec);
+        if check {
+            return Err(CoreError::Closed("opened for a check only".into()));
+        }
         let last_ts = gens.last().map_or(0, |g| g.last_ts());
         let shared = Arc::new(ShardShared {
             id,
