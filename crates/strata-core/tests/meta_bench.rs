@@ -1,0 +1,64 @@
+//! Cost of a durable metadata commit (run by hand, ignored by default):
+//!
+//! ```text
+//! cargo test -p strata-core --release --test meta_bench -- --ignored --nocapture
+//! ```
+//!
+//! 8 threads each commit 100 single-key ack updates one after the other
+//! (`apply_blocking`, `Durability::Immediate`): 800 commits, group-committed by the
+//! writer thread. Repeated `META_BENCH_RUNS` times (default 7) on a fresh store each
+//! time; prints every run, the median and the best. `BENCH_DIR` picks the disk
+//! (default: the system temp dir).
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_core::meta::{MetaStore, Op, Table};
+
+fn run_once(dir: &std::path::Path) -> Duration {
+    let m = Arc::new(MetaStore::open(dir.join("meta.redb"), "bench", true).unwrap());
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for i in 0..100u32 {
+                    let key = format!("session-{t}").into_bytes();
+                    m.apply_blocking(vec![Op::Put(Table::Acks, key, i.to_le_bytes().to_vec())])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let el = t0.elapsed();
+    m.close();
+    el
+}
+
+#[test]
+#[ignore]
+fn durable_group_commit_800_from_8_threads() {
+    let runs = std::env::var("META_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7usize);
+    let base = std::env::var_os("BENCH_DIR").map(std::path::PathBuf::from);
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let d = match &base {
+            Some(b) => tempfile::tempdir_in(b).unwrap(),
+            None => tempfile::tempdir().unwrap(),
+        };
+        let el = run_once(d.path());
+        eprintln!("800 durable commits from 8 threads: {el:?}");
+        times.push(el);
+    }
+    times.sort();
+    eprintln!(
+        "median {:?}, best {:?} ({:.0} commits/s at the median)",
+        times[times.len() / 2],
+        times[0],
+        800.0 / times[times.len() / 2].as_secs_f64()
+    );
+}
