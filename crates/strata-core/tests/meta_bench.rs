@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use strata_core::meta::{MetaStore, Op, Table};
 
 fn run_once(dir: &std::path::Path) -> Duration {
-    let m = Arc::new(MetaStore::open(dir.join("meta.redb"), "bench", true).unwrap());
+    let m = Arc::new(MetaStore::open(dir, true).unwrap().0);
     let t0 = Instant::now();
     let threads: Vec<_> = (0..8)
         .map(|t| {

@@ -379,7 +379,24 @@ fn open_inner(dir: &str, o: Option<StoreOptions>) -> std::result::Result<Inner, 
     let (opts, meta_durable) = parse_options(o)?;
     let durable = meta_durable.unwrap_or(opts.fsync != FsyncPolicy::None);
     let log = Log::open(dir, opts)?;
-    let meta = MetaStore::open(log.dir().join("meta.redb"), log.site_id(), durable)?;
+    // The recovery report is not surfaced yet (reworked separately).
+    let (meta, _recovery) = MetaStore::open(log.dir(), durable)?;
+    let site = log.site_id().as_bytes();
+    match meta.get(Table::System, b"site_id")? {
+        Some(v) if v != site => {
+            return Err(CoreError::ConfigMismatch(format!(
+                "metadata belongs to site {}, the log to {}",
+                String::from_utf8_lossy(&v),
+                log.site_id()
+            )))
+        }
+        Some(_) => {}
+        None => meta.apply_blocking(vec![Op::Put(
+            Table::System,
+            b"site_id".to_vec(),
+            site.to_vec(),
+        )])?,
+    }
     Ok(Inner {
         log,
         meta,
@@ -971,7 +988,10 @@ impl Store {
     #[napi]
     pub fn shard_of(&self, publisher: String) -> Result<u32, String> {
         let inner = self.get().map_err(to_napi_coded)?;
-        Ok(core_log::shard_of(publisher.as_bytes(), inner.log.n_shards()))
+        Ok(core_log::shard_of(
+            publisher.as_bytes(),
+            inner.log.n_shards(),
+        ))
     }
 
     /// The offset of the first record of shard `shard` at or after `from` that
