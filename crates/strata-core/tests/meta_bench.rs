@@ -62,3 +62,60 @@ fn durable_group_commit_800_from_8_threads() {
         800.0 / times[times.len() / 2].as_secs_f64()
     );
 }
+
+/// Time to open a store holding `META_BENCH_KEYS` (default 100 000) keys of ~100-byte
+/// values after a clean close: probe, integrity check, journal replay and whole-content
+/// comparison included. Also prints the sizes of both files and what `check` costs.
+#[test]
+#[ignore]
+fn open_cost_with_100k_keys() {
+    let keys = std::env::var("META_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000usize);
+    let d = match std::env::var_os("BENCH_DIR") {
+        Some(b) => tempfile::tempdir_in(b).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    {
+        let (m, _) = MetaStore::open(d.path(), true).unwrap();
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(5000) {
+            let ops = chunk
+                .iter()
+                .map(|i| {
+                    Op::Put(
+                        Table::Sessions,
+                        format!("client-{i:08}").into_bytes(),
+                        vec![(i % 251) as u8; 100],
+                    )
+                })
+                .collect();
+            m.apply_blocking(ops).unwrap();
+        }
+    }
+    let size = |n: &str| std::fs::metadata(d.path().join(n)).map_or(0, |m| m.len());
+    eprintln!(
+        "{keys} keys: meta.redb {} bytes, meta.journal {} bytes",
+        size("meta.redb"),
+        size("meta.journal")
+    );
+    let mut opens = Vec::new();
+    let mut checks = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let r = MetaStore::check(d.path()).unwrap();
+        checks.push(t0.elapsed());
+        assert!(r.events.is_empty(), "{r:?}");
+        let t0 = Instant::now();
+        let (m, r) = MetaStore::open(d.path(), true).unwrap();
+        opens.push(t0.elapsed());
+        assert!(r.events.is_empty(), "{r:?}");
+        drop(m);
+    }
+    opens.sort();
+    checks.sort();
+    eprintln!(
+        "open: median {:?} (best {:?}); check: median {:?}",
+        opens[2], opens[0], checks[2]
+    );
+}
