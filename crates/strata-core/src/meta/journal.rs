@@ -313,7 +313,7 @@ pub(crate) fn read(path: &Path, after: Option<u64>) -> Result<Found, CoreError> 
         if kind == KIND_COMMIT && resume.is_none() && after.is_some_and(|a| a < fseq) {
             resume = Some(pos);
         }
-        for op in &ops {
+        for op in ops {
             state.apply(op);
         }
         pos += FRAME_HEADER + len as u64;

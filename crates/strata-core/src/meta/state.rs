@@ -14,11 +14,11 @@ pub(crate) struct State {
 
 impl State {
     /// Applies one operation, as a redb transaction would.
-    pub(crate) fn apply(&mut self, op: &Op) {
+    pub(crate) fn apply(&mut self, op: Op) {
         match op {
             Op::Put(t, k, v) => {
-                if !is_reserved(*t, k) {
-                    self.tables[t.index()].insert(k.clone(), v.clone());
+                if !is_reserved(t, &k) {
+                    self.tables[t.index()].insert(k, v);
                 }
             }
             Op::Delete(t, k) => {
@@ -26,7 +26,7 @@ impl State {
             }
             Op::DeletePrefix(t, p) => {
                 let map = &mut self.tables[t.index()];
-                let keys: Vec<Vec<u8>> = match prefix_end(p) {
+                let keys: Vec<Vec<u8>> = match prefix_end(&p) {
                     Some(end) => map
                         .range::<[u8], _>((
                             std::ops::Bound::Included(p.as_slice()),
