@@ -614,6 +614,8 @@ mod model {
         Reopen,
         /// Closed; the journal's last `n` commit frames cut (at frame boundaries).
         CutJournalFrames(usize),
+        /// Closed; the second half of the journal's last commit frame cut (a torn write).
+        TearJournalTail,
         /// Closed; meta.redb deleted.
         DeleteRedb,
         /// Closed; meta.journal deleted.
@@ -647,6 +649,7 @@ mod model {
             12 => proptest::collection::vec(op(), 1..6).prop_map(Action::Ops),
             2 => Just(Action::Reopen),
             2 => (0usize..4).prop_map(Action::CutJournalFrames),
+            1 => Just(Action::TearJournalTail),
             1 => Just(Action::DeleteRedb),
             1 => Just(Action::DeleteJournal),
             1 => Just(Action::Compact),
@@ -663,23 +666,36 @@ mod model {
         }
     }
 
+    /// Cuts the second half of the journal's last commit frame, if any.
+    fn tear_tail(path: &Path) -> bool {
+        let j = fs::read(path).unwrap();
+        let Some(&last) = frames(&j).iter().rev().find(|&&p| j[p + 16] == 0) else {
+            return false;
+        };
+        fs::write(path, &j[..last + (j.len() - last) / 2]).unwrap();
+        true
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
         #[test]
         fn random_ops_reopens_and_journal_cuts_match_a_model(
+            durable in any::<bool>(),
             actions in proptest::collection::vec(action(), 1..40)
         ) {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path();
             let mut model = Model::new();
-            let mut m = Some(MetaStore::open(dir, false).unwrap().0);
+            let mut m = Some(MetaStore::open(dir, durable).unwrap().0);
             for a in actions {
                 match a {
                     Action::Ops(ops) => apply(m.as_ref().unwrap(), &mut model, ops),
                     Action::Compact => m.as_ref().unwrap().compact_journal().unwrap(),
                     other => {
                         drop(m.take());
+                        let mut torn = false;
                         match other {
+                            Action::TearJournalTail => torn = tear_tail(&dir.join("meta.journal")),
                             Action::CutJournalFrames(n) => cut_frames(&dir.join("meta.journal"), n),
                             Action::DeleteRedb => fs::remove_file(dir.join("meta.redb")).unwrap(),
                             Action::DeleteJournal => {
@@ -690,10 +706,11 @@ mod model {
                         let before = files(dir);
                         let checked = MetaStore::check(dir).unwrap();
                         prop_assert_eq!(&files(dir), &before);
-                        let (s, rec) = MetaStore::open(dir, false).unwrap();
+                        let (s, rec) = MetaStore::open(dir, durable).unwrap();
                         prop_assert_eq!(gist(&checked), gist(&rec));
                         prop_assert_eq!(rec.lost.clone(), None);
-                        prop_assert!(rec.quarantined.is_empty(), "{:#?}", rec);
+                        prop_assert_eq!(rec.quarantined.len(), usize::from(torn), "{:#?}", rec);
+                        prop_assert!(!torn || rec.quarantined[0].starts_with("meta.journal ->"));
                         prop_assert_eq!(dump(&s), model.clone());
                         m = Some(s);
                     }

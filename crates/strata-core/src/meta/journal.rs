@@ -417,6 +417,7 @@ pub(crate) struct SnapshotWriter {
     part: Vec<u8>,
     part_start: usize,
     len: u64,
+    installed: bool,
 }
 
 impl SnapshotWriter {
@@ -435,6 +436,7 @@ impl SnapshotWriter {
             part,
             part_start,
             len: HEADER_LEN,
+            installed: false,
         })
     }
 
@@ -478,14 +480,17 @@ impl SnapshotWriter {
             fs::rename(&path, q)?;
         }
         fs::rename(&self.tmp, &path)?;
+        self.installed = true;
         sync_dir(&self.dir)?;
         Ok(self.len)
     }
 }
 
 impl Drop for SnapshotWriter {
+    /// A snapshot that was not installed leaves no temp file behind (best effort).
     fn drop(&mut self) {
-        if self.w.take().is_some() {
+        drop(self.w.take());
+        if !self.installed {
             let _ = fs::remove_file(&self.tmp);
         }
     }

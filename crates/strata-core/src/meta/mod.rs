@@ -24,7 +24,9 @@
 //!   after every operation completed before it.
 //! - Commits have consecutive seqs. `meta.redb` is at seq `R` (`system/journal_seq`),
 //!   the journal at `J`; while open `R == J`. A crash can leave `R == J + 1` (redb
-//!   committed, journal frame not written, nobody told), never `R < J` when durable.
+//!   committed, journal frame not written, nobody told), never `R < J` when durable
+//!   (non-durable: a process crash loses redb's unsynced commits, not the journal's,
+//!   so `R < J` and open replays the difference).
 //! - Replaying the journal gives exactly redb's content at the same seq, every table,
 //!   key and value (but `system/journal_seq` itself, which only the store writes).
 //! - The journal is compacted — rewritten from redb's current state — once larger than
