@@ -1,14 +1,21 @@
-//! Metadata store: put/get/scan, prefix delete, restart, site id, group commit.
+//! Metadata store: put/get/scan, prefix delete, restart, group commit.
 use std::sync::Arc;
 use std::time::Instant;
-use strata_core::meta::{MetaStore, Op, Table};
+use strata_core::meta::{MetaRecovery, MetaStore, Op, Table};
 
 #[test]
 fn put_get_scan_delete_and_restart() {
     let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("meta.redb");
+    let path = d.path();
     {
-        let m = MetaStore::open(&path, "site-a", true).unwrap();
+        let (m, rec) = MetaStore::open(path, true).unwrap();
+        assert_eq!(rec, MetaRecovery::default(), "a new store reports nothing");
+        m.apply_blocking(vec![Op::Put(
+            Table::System,
+            b"site_id".to_vec(),
+            b"site-a".to_vec(),
+        )])
+        .unwrap();
         let mut ops = Vec::new();
         for i in 0..10u8 {
             ops.push(Op::Put(
@@ -46,7 +53,12 @@ fn put_get_scan_delete_and_restart() {
             .is_empty());
         assert_eq!(m.scan(Table::Cursors, b"", None, 100).unwrap().len(), 10);
     }
-    let m = MetaStore::open(&path, "site-a", true).unwrap();
+    let (m, rec) = MetaStore::open(path, true).unwrap();
+    assert_eq!(
+        rec,
+        MetaRecovery::default(),
+        "a clean restart reports nothing"
+    );
     assert_eq!(
         m.scan(Table::Cursors, b"c2\0", None, 100).unwrap().len(),
         10
@@ -56,17 +68,36 @@ fn put_get_scan_delete_and_restart() {
         b"site-a"
     );
     assert_eq!(m.get(Table::Retained, b"a/b").unwrap(), None);
+    let e = MetaStore::open(path, true).unwrap_err();
+    assert_eq!(
+        e.code(),
+        "ERR_STORE_LOCKED",
+        "a second opener of the same directory"
+    );
+    let e = MetaStore::check(path).unwrap_err();
+    assert_eq!(
+        e.code(),
+        "ERR_STORE_LOCKED",
+        "check refuses a store that is open"
+    );
+    let e = m
+        .apply_blocking(vec![Op::Put(
+            Table::System,
+            b"journal_seq".to_vec(),
+            vec![0; 8],
+        )])
+        .unwrap_err();
+    assert_eq!(e.code(), "ERR_INVALID_ARGUMENT");
     drop(m);
-    let e = MetaStore::open(&path, "site-b", true).unwrap_err();
-    assert_eq!(e.code(), "ERR_STORE_CONFIG_MISMATCH");
     assert_eq!("acks".parse::<Table>().unwrap(), Table::Acks);
+    assert_eq!("losses".parse::<Table>().unwrap(), Table::Losses);
     assert!("nope".parse::<Table>().is_err());
 }
 
 #[test]
 fn concurrent_ack_commits_are_group_committed() {
     let d = tempfile::tempdir().unwrap();
-    let m = Arc::new(MetaStore::open(d.path().join("meta.redb"), "s", true).unwrap());
+    let m = Arc::new(MetaStore::open(d.path(), true).unwrap().0);
     let t0 = Instant::now();
     let threads: Vec<_> = (0..8)
         .map(|t| {

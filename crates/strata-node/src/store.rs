@@ -384,7 +384,24 @@ fn open_inner(dir: &str, o: Option<StoreOptions>) -> std::result::Result<Inner, 
     let (opts, meta_durable) = parse_options(o)?;
     let durable = meta_durable.unwrap_or(opts.fsync != FsyncPolicy::None);
     let log = Log::open(dir, opts)?;
-    let meta = MetaStore::open(log.dir().join("meta.redb"), log.site_id(), durable)?;
+    // The recovery report is not surfaced yet (reworked separately).
+    let (meta, _recovery) = MetaStore::open(log.dir(), durable)?;
+    let site = log.site_id().as_bytes();
+    match meta.get(Table::System, b"site_id")? {
+        Some(v) if v != site => {
+            return Err(CoreError::ConfigMismatch(format!(
+                "metadata belongs to site {}, the log to {}",
+                String::from_utf8_lossy(&v),
+                log.site_id()
+            )))
+        }
+        Some(_) => {}
+        None => meta.apply_blocking(vec![Op::Put(
+            Table::System,
+            b"site_id".to_vec(),
+            site.to_vec(),
+        )])?,
+    }
     Ok(Inner {
         log,
         meta,

@@ -1,25 +1,67 @@
 //! Durable metadata for persistent sessions: session records, subscriptions, per-stream
-//! cursors, per-session ack state, retained messages and the site id.
+//! cursors, per-session ack state, retained messages, loss reports and store-wide
+//! values, kept twice so that either copy can rebuild the other.
 //!
-//! Backed by `redb` (a copy-on-write B-tree with checksummed, atomically committed
-//! transactions) in `<data dir>/meta.redb`. Writes go through one writer thread that
-//! **group-commits**: all operations queued while a commit is running are applied in
-//! the next single transaction, so committing ack state per ack batch costs one shared
-//! fsync, not one per caller.
+//! Files in the data directory:
+//! - `meta.redb`: `redb` (a copy-on-write B-tree with atomically committed
+//!   transactions), the copy reads are served from;
+//! - `meta.journal`: an append-only file of checksummed frames ([`journal`] has the
+//!   format), the second copy: replaying it onto an empty state gives the committed
+//!   state;
+//! - `meta.lock`: locked (flock) while a store is open; once a store has been created
+//!   it holds a line of text, so losing both copies is reported, not taken for a new
+//!   store.
+//!
+//! Writes go through one writer thread that **group-commits**: all operations queued
+//! while a commit is running go into the next one. A group commit is, in this order:
+//! one redb transaction (`Durability::Immediate` when durable) that also sets
+//! `system/journal_seq` to the commit's seq; one journal frame holding the same
+//! operations, appended and (when durable) fdatasync'ed; then the callers' completions.
 //!
 //! Invariants of [`MetaStore`]:
-//! - A completed [`MetaStore::apply`] is durable (`Durability::Immediate`) when the
-//!   store was opened with `durable = true`; its operations are applied atomically, in
-//!   order, after every operation completed before it.
+//! - A completed [`MetaStore::apply`] is in both copies, durably when the store was
+//!   opened with `durable = true`; its operations are applied atomically, in order,
+//!   after every operation completed before it.
+//! - Commits have consecutive seqs. `meta.redb` is at seq `R` (`system/journal_seq`),
+//!   the journal at `J`; while open `R == J`. A crash can leave `R == J + 1` (redb
+//!   committed, journal frame not written, nobody told), never `R < J` when durable
+//!   (non-durable: a process crash loses redb's unsynced commits, not the journal's,
+//!   so `R < J` and open replays the difference).
+//! - Replaying the journal gives exactly redb's content at the same seq, every table,
+//!   key and value (but `system/journal_seq` itself, which only the store writes).
+//! - The journal is compacted — rewritten from redb's current state — once larger than
+//!   max(8 MiB, 4 × its size after the last compaction); it is replaced whole (temp
+//!   file, fsync, rename, fsync of the directory), so a crash leaves the old or the new
+//!   one, both complete.
+//! - [`MetaStore::open`] never deletes a damaged file: it renames it aside
+//!   (`<file>.corrupt-<unix ms>`) and reports it; what it lost, if anything, it says
+//!   in [`MetaRecovery::lost`]. [`MetaStore::check`] reports the same without changing
+//!   anything in the directory.
 //! - Keys and values are opaque bytes; each [`Table`] is an ordered map, so prefix
 //!   scans return keys in byte order.
-//! - `system/site_id` always holds the log's site id.
+//!
+//! The store does not interpret what it holds: the caller records and compares its own
+//! identity (`system/site_id`, `system/n_shards`) and writes loss reports to
+//! [`Table::Losses`].
 use crate::error::CoreError;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use std::path::Path;
+use redb::{Database, Durability, ReadableDatabase, TableDefinition, WriteTransaction};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+mod journal;
+mod recovery;
+mod state;
+
+/// Key of `system/journal_seq`: the seq of redb's last commit. Written by the store
+/// only; [`MetaStore::apply`] refuses to put it.
+pub const JOURNAL_SEQ_KEY: &[u8] = b"journal_seq";
+/// Lock file of the metadata store, inside the data directory.
+pub const LOCK_FILE: &str = "meta.lock";
 
 /// The metadata tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,19 +76,23 @@ pub enum Table {
     Acks,
     /// Retained messages by topic.
     Retained,
-    /// Store-wide values (`site_id`).
+    /// Store-wide values (`site_id`, `n_shards`, written by the caller; `journal_seq`,
+    /// written by the store).
     System,
+    /// Loss reports, written by the caller (e.g. what a recovery reported lost).
+    Losses,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Sessions,
         Table::Subscriptions,
         Table::Cursors,
         Table::Acks,
         Table::Retained,
         Table::System,
+        Table::Losses,
     ];
 
     /// Stable name (also the redb table name).
@@ -58,7 +104,33 @@ impl Table {
             Table::Acks => "acks",
             Table::Retained => "retained",
             Table::System => "system",
+            Table::Losses => "losses",
         }
+    }
+
+    /// Stable id in the journal's frames.
+    fn id(self) -> u8 {
+        match self {
+            Table::Sessions => 1,
+            Table::Subscriptions => 2,
+            Table::Cursors => 3,
+            Table::Acks => 4,
+            Table::Retained => 5,
+            Table::System => 6,
+            Table::Losses => 7,
+        }
+    }
+
+    fn from_id(id: u8) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.id() == id)
+    }
+
+    /// Position in [`Table::ALL`].
+    fn index(self) -> usize {
+        Table::ALL
+            .iter()
+            .position(|&t| t == self)
+            .expect("every table is in ALL")
     }
 
     fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -93,7 +165,38 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 /// Completion of [`MetaStore::apply`].
 pub type MetaDone = Box<dyn FnOnce(Result<(), CoreError>) + Send>;
 
-struct Req(Vec<Op>, MetaDone);
+/// What [`MetaStore::open`] found and did (or, from [`MetaStore::check`], would do).
+///
+/// Empty after a clean shutdown and for a new store. `rebuilt`, `quarantined` and
+/// `lost` mean damage was found ([`MetaRecovery::damage_found`]); `journal_rewritten`
+/// alone is also what a crash between a commit and its journal write leaves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaRecovery {
+    /// What was found and done, one line each.
+    pub events: Vec<String>,
+    /// Files renamed aside: `<file> -> <new name>: <why>` (from `check`:
+    /// `<file>: <why> (open renames it aside)`).
+    pub quarantined: Vec<String>,
+    /// `meta.redb` was (would be) created anew from the journal, or empty.
+    pub rebuilt: bool,
+    /// `meta.journal` was (would be) written anew from `meta.redb`.
+    pub journal_rewritten: bool,
+    /// Set when acknowledged metadata is (or may be) gone, saying what and why.
+    pub lost: Option<String>,
+}
+
+impl MetaRecovery {
+    /// Whether a file was damaged or missing: something was or would be rebuilt,
+    /// quarantined or lost.
+    pub fn damage_found(&self) -> bool {
+        self.rebuilt || !self.quarantined.is_empty() || self.lost.is_some()
+    }
+}
+
+enum Req {
+    Ops(Vec<Op>, MetaDone),
+    Compact(MetaDone),
+}
 
 fn meta_err(e: impl Into<redb::Error>) -> CoreError {
     match e.into() {
@@ -108,16 +211,15 @@ fn meta_err(e: impl Into<redb::Error>) -> CoreError {
 /// The metadata store. Cheap to share behind an `Arc`.
 pub struct MetaStore {
     db: Arc<Database>,
+    dir: PathBuf,
     tx: Mutex<Option<Sender<Req>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    site_id: String,
+    _lock: File,
 }
 
 impl std::fmt::Debug for MetaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetaStore")
-            .field("site_id", &self.site_id)
-            .finish()
+        f.debug_struct("MetaStore").field("dir", &self.dir).finish()
     }
 }
 
@@ -132,67 +234,158 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-impl MetaStore {
-    /// Opens or creates `path`, recording `site_id` on first open. `durable` selects
-    /// `Durability::Immediate` commits (else commits are not synced).
-    pub fn open(path: impl AsRef<Path>, site_id: &str, durable: bool) -> Result<Self, CoreError> {
-        let db = Arc::new(Database::create(path.as_ref()).map_err(meta_err)?);
-        {
-            let w = db.begin_write().map_err(meta_err)?;
-            for t in Table::ALL {
-                w.open_table(t.def()).map_err(meta_err)?;
+/// How long `open` retries a busy `meta.lock` (a process that forks briefly holds a
+/// copy of every descriptor, so a store closed a moment ago can still look held).
+const LOCK_WAIT: Duration = Duration::from_millis(1000);
+
+/// Takes `lock` (shared or exclusive), retrying for [`LOCK_WAIT`].
+#[allow(clippy::incompatible_msrv)] // File locking is stable since 1.89; the toolchain is 1.95.
+fn take_lock(f: &File, path: &Path, shared: bool) -> Result<(), CoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        let r = if shared {
+            f.try_lock_shared()
+        } else {
+            f.try_lock()
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
             }
-            {
-                let mut sys = w.open_table(Table::System.def()).map_err(meta_err)?;
-                let existing = sys
-                    .get(&b"site_id"[..])
-                    .map_err(meta_err)?
-                    .map(|v| v.value().to_vec());
-                match existing {
-                    Some(v) if v != site_id.as_bytes() => {
-                        return Err(CoreError::ConfigMismatch(format!(
-                            "metadata belongs to site {}, the log to {site_id}",
-                            String::from_utf8_lossy(&v)
-                        )))
-                    }
-                    Some(_) => {}
-                    None => {
-                        sys.insert(&b"site_id"[..], site_id.as_bytes())
-                            .map_err(meta_err)?;
-                    }
-                }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(CoreError::StoreLocked(format!(
+                    "{} is held by another metadata store",
+                    path.display()
+                )))
             }
-            w.commit().map_err(meta_err)?;
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(CoreError::from_io(format!("lock {}", path.display()), &e))
+            }
         }
+    }
+}
+
+/// Largest encoded size of one `apply` (it must fit one journal frame).
+const MAX_APPLY_BYTES: usize = journal::MAX_BODY - 9;
+/// A group commit stops taking more callers once its operations encode to this.
+const BATCH_BYTES: usize = 64 << 20;
+/// ... or once it has this many callers.
+const BATCH_CALLERS: usize = 4096;
+
+fn ops_len(ops: &[Op]) -> usize {
+    ops.iter().map(journal::op_len).sum()
+}
+
+impl MetaStore {
+    /// Opens the metadata store in `dir` (creating the directory and the store if
+    /// needed), after checking both copies against each other and repairing what it
+    /// can: see [`MetaRecovery`] and docs/storage.md ("Metadata journal") for what it
+    /// does in each case. `durable` selects `Durability::Immediate` commits and an
+    /// fdatasync of every journal frame (else neither is synced).
+    ///
+    /// Errors: I/O errors (`Io`, `DiskFull`, `PermissionDenied`), `StoreLocked` when
+    /// another store holds `dir`. Damaged files are not errors.
+    pub fn open(dir: &Path, durable: bool) -> Result<(MetaStore, MetaRecovery), CoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CoreError::from_io(format!("create {}", dir.display()), &e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let mut lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| CoreError::from_io(format!("open {}", lock_path.display()), &e))?;
+        take_lock(&lock, &lock_path, false)?;
+        let plan = recovery::examine(dir)?;
+        let opened = recovery::execute(plan, durable)?;
+        let io = |e: std::io::Error| CoreError::from_io(format!("write {LOCK_FILE}"), &e);
+        if lock.metadata().map_err(io)?.len() == 0 {
+            lock.write_all(b"stratamq metadata store\n").map_err(io)?;
+            lock.sync_all().map_err(io)?;
+            journal::sync_dir(dir).map_err(io)?;
+        }
+        let db = Arc::new(opened.db);
         let (tx, rx) = mpsc::channel();
-        let wdb = db.clone();
+        let writer = Writer {
+            db: db.clone(),
+            dir: dir.to_path_buf(),
+            journal: Some(opened.journal),
+            durable,
+            seq: opened.seq,
+            frame: Vec::new(),
+        };
         let thread = std::thread::Builder::new()
             .name("strata-meta".into())
-            .spawn(move || writer(wdb, rx, durable))
+            .spawn(move || writer.run(rx))
             .map_err(|e| CoreError::from_io("spawn metadata writer", &e))?;
-        Ok(MetaStore {
-            db,
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-            site_id: site_id.to_string(),
-        })
+        Ok((
+            MetaStore {
+                db,
+                dir: dir.to_path_buf(),
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+                _lock: lock,
+            },
+            opened.recovery,
+        ))
     }
 
-    /// The site id.
-    pub fn site_id(&self) -> &str {
-        &self.site_id
-    }
-
-    /// Queues `ops` for the next group commit; `done` runs once they are committed.
-    pub fn apply(&self, ops: Vec<Op>, done: MetaDone) {
-        let g = self.tx.lock().expect("poisoned");
-        match g.as_ref() {
-            Some(tx) => {
-                if let Err(mpsc::SendError(Req(_, d))) = tx.send(Req(ops, done)) {
-                    d(Err(CoreError::Closed("metadata store closed".into())));
-                }
+    /// Reports what [`MetaStore::open`] would find and do in `dir`, changing nothing
+    /// in it (`meta.redb` is examined through an in-memory copy-on-write view, so not
+    /// even redb's crash repair writes to it). `StoreLocked` while a store is open in
+    /// `dir`.
+    pub fn check(dir: &Path) -> Result<MetaRecovery, CoreError> {
+        let lock_path = dir.join(LOCK_FILE);
+        let _lock = match File::open(&lock_path) {
+            Ok(f) => {
+                take_lock(&f, &lock_path, true)?;
+                Some(f)
             }
-            None => done(Err(CoreError::Closed("metadata store closed".into()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(CoreError::from_io(
+                    format!("open {}", lock_path.display()),
+                    &e,
+                ))
+            }
+        };
+        Ok(recovery::examine(dir)?.report())
+    }
+
+    /// Queues `ops` for the next group commit; `done` runs once they are committed
+    /// (in both copies). `InvalidArgument` for a put of `system/journal_seq` or ops
+    /// larger than 1 GiB encoded.
+    pub fn apply(&self, ops: Vec<Op>, done: MetaDone) {
+        if ops
+            .iter()
+            .any(|op| matches!(op, Op::Put(t, k, _) if state::is_reserved(*t, k)))
+        {
+            return done(Err(CoreError::InvalidArgument(
+                "system/journal_seq is written by the metadata store only".into(),
+            )));
+        }
+        if ops_len(&ops) > MAX_APPLY_BYTES {
+            return done(Err(CoreError::InvalidArgument(format!(
+                "metadata operations larger than {MAX_APPLY_BYTES} bytes"
+            ))));
+        }
+        self.send(Req::Ops(ops, done));
+    }
+
+    fn send(&self, req: Req) {
+        let closed = || Err(CoreError::Closed("metadata store closed".into()));
+        let g = self.tx.lock().expect("poisoned");
+        let unsent = match g.as_ref() {
+            Some(tx) => match tx.send(req) {
+                Ok(()) => return,
+                Err(mpsc::SendError(r)) => r,
+            },
+            None => req,
+        };
+        match unsent {
+            Req::Ops(_, d) | Req::Compact(d) => d(closed()),
         }
     }
 
@@ -205,6 +398,17 @@ impl MetaStore {
                 let _ = tx.send(r);
             }),
         );
+        rx.recv()
+            .unwrap_or_else(|_| Err(CoreError::Closed("metadata store closed".into())))
+    }
+
+    /// Rewrites the journal from the current state now (the writer does it by itself
+    /// once the journal has grown enough) and waits for it.
+    pub fn compact_journal(&self) -> Result<(), CoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Req::Compact(Box::new(move |r| {
+            let _ = tx.send(r);
+        })));
         rx.recv()
             .unwrap_or_else(|_| Err(CoreError::Closed("metadata store closed".into())))
     }
@@ -267,58 +471,161 @@ impl Drop for MetaStore {
     }
 }
 
-fn apply_ops(db: &Database, reqs: &[Req], durable: bool) -> Result<(), CoreError> {
-    let mut w = db.begin_write().map_err(meta_err)?;
-    w.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    })
-    .map_err(|e| CoreError::Meta(e.to_string()))?;
-    for Req(ops, _) in reqs {
-        for op in ops {
-            match op {
-                Op::Put(t, k, v) => {
-                    w.open_table(t.def())
-                        .map_err(meta_err)?
-                        .insert(k.as_slice(), v.as_slice())
-                        .map_err(meta_err)?;
-                }
-                Op::Delete(t, k) => {
-                    w.open_table(t.def())
-                        .map_err(meta_err)?
-                        .remove(k.as_slice())
-                        .map_err(meta_err)?;
-                }
-                Op::DeletePrefix(t, p) => {
-                    let mut tab = w.open_table(t.def()).map_err(meta_err)?;
-                    let end = prefix_end(p);
-                    match end {
-                        Some(e) => {
-                            tab.retain_in::<&[u8], _>(p.as_slice()..e.as_slice(), |_, _| false)
-                        }
-                        None => tab.retain_in::<&[u8], _>(p.as_slice().., |_, _| false),
-                    }
-                    .map_err(meta_err)?;
-                }
+/// Applies `ops` in a write transaction.
+pub(crate) fn apply_to_txn(w: &WriteTransaction, ops: &[Op]) -> Result<(), redb::Error> {
+    for op in ops {
+        match op {
+            Op::Put(t, k, v) => {
+                w.open_table(t.def())?.insert(k.as_slice(), v.as_slice())?;
+            }
+            Op::Delete(t, k) => {
+                w.open_table(t.def())?.remove(k.as_slice())?;
+            }
+            Op::DeletePrefix(t, p) => {
+                let mut tab = w.open_table(t.def())?;
+                match prefix_end(p) {
+                    Some(e) => tab.retain_in::<&[u8], _>(p.as_slice()..e.as_slice(), |_, _| false),
+                    None => tab.retain_in::<&[u8], _>(p.as_slice().., |_, _| false),
+                }?;
             }
         }
     }
-    w.commit().map_err(meta_err)
+    Ok(())
 }
 
-fn writer(db: Arc<Database>, rx: Receiver<Req>, durable: bool) {
-    while let Ok(first) = rx.recv() {
-        let mut reqs = vec![first];
-        while reqs.len() < 4096 {
-            match rx.try_recv() {
-                Ok(r) => reqs.push(r),
-                Err(_) => break,
+/// Sets `system/journal_seq`.
+pub(crate) fn put_seq(w: &WriteTransaction, seq: u64) -> Result<(), redb::Error> {
+    w.open_table(Table::System.def())?
+        .insert(JOURNAL_SEQ_KEY, &seq.to_le_bytes()[..])?;
+    Ok(())
+}
+
+/// The writer thread's state.
+struct Writer {
+    db: Arc<Database>,
+    dir: PathBuf,
+    /// `None` after a failed append or compaction: redb may hold a commit the journal
+    /// lacks, so the journal is rewritten before the next commit.
+    journal: Option<journal::Journal>,
+    durable: bool,
+    /// Seq of the last commit.
+    seq: u64,
+    /// Reused frame buffer.
+    frame: Vec<u8>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Req>) {
+        let mut pending = None;
+        loop {
+            let Some(first) = pending.take().or_else(|| rx.recv().ok()) else {
+                break;
+            };
+            let mut batch: Vec<(Vec<Op>, MetaDone)> = Vec::new();
+            let mut compacts: Vec<MetaDone> = Vec::new();
+            let mut bytes = 0;
+            let mut next = Some(first);
+            while let Some(req) = next.take() {
+                match req {
+                    Req::Compact(d) => compacts.push(d),
+                    Req::Ops(ops, d) => {
+                        let n = ops_len(&ops);
+                        if !batch.is_empty() && bytes + n > BATCH_BYTES {
+                            pending = Some(Req::Ops(ops, d));
+                            break;
+                        }
+                        bytes += n;
+                        batch.push((ops, d));
+                    }
+                }
+                if batch.len() < BATCH_CALLERS {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                let r = self.commit(&batch);
+                for (_, done) in batch {
+                    done(r.clone());
+                }
+            }
+            let wants = self
+                .journal
+                .as_ref()
+                .is_some_and(journal::Journal::wants_compaction);
+            if wants || !compacts.is_empty() {
+                let r = self.compact();
+                for done in compacts {
+                    done(r.clone());
+                }
             }
         }
-        let r = apply_ops(&db, &reqs, durable);
-        for Req(_, done) in reqs {
-            done(r.clone());
+        if let Some(j) = &self.journal {
+            let _ = j.sync();
+        }
+        if !self.durable {
+            if let Ok(w) = self.db.begin_write() {
+                let _ = w.commit();
+            }
+        }
+    }
+
+    /// One group commit: redb, then the journal.
+    fn commit(&mut self, batch: &[(Vec<Op>, MetaDone)]) -> Result<(), CoreError> {
+        if self.journal.is_none() {
+            self.compact()?;
+        }
+        let seq = self.seq + 1;
+        self.frame.clear();
+        journal::encode_commit(
+            &mut self.frame,
+            seq,
+            batch.iter().flat_map(|(ops, _)| ops.iter()),
+        );
+        let mut w = self.db.begin_write().map_err(meta_err)?;
+        w.set_durability(if self.durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(|e| CoreError::Meta(e.to_string()))?;
+        for (ops, _) in batch {
+            apply_to_txn(&w, ops).map_err(meta_err)?;
+        }
+        put_seq(&w, seq).map_err(meta_err)?;
+        w.commit().map_err(meta_err)?;
+        self.seq = seq;
+        let j = self.journal.as_mut().expect("rewritten above");
+        if let Err(e) = j.append(&self.frame, self.durable) {
+            // redb holds the commit and the journal does not: replace the journal
+            // from redb; if that works, the commit is in both copies after all.
+            let err = CoreError::from_io(format!("append to {}", j.path().display()), &e);
+            self.journal = None;
+            return self.compact().map_err(|_| err);
+        }
+        Ok(())
+    }
+
+    /// Rewrites the journal from redb's current state.
+    fn compact(&mut self) -> Result<(), CoreError> {
+        let r = recovery::journal_from_db(&self.db, &self.dir, None).and_then(|len| {
+            journal::Journal::open(&self.dir, len, len).map_err(|e| {
+                CoreError::from_io(
+                    format!("open {}", self.dir.join("meta.journal").display()),
+                    &e,
+                )
+            })
+        });
+        match r {
+            Ok(j) => {
+                self.journal = Some(j);
+                Ok(())
+            }
+            Err(e) => {
+                // Whether or not the new file replaced the old one, the handle may no
+                // longer be the journal: rewrite before the next commit.
+                self.journal = None;
+                Err(e)
+            }
         }
     }
 }
