@@ -199,6 +199,28 @@ export declare class Store {
   metaPut(tableName: string, key: Buffer, value: Buffer): Promise<void>
   /** Statistics for `ds info`. */
   stats(): StoreStats
+  /**
+   * What this open found and repaired — log, metadata, STORE — and the losses it was
+   * the first to report (each loss is reported by one open only; `losses` lists all).
+   */
+  openReport(): StoreReportInfo
+  /**
+   * What opening the store in `dir` would find and repair, changing nothing; refused
+   * (`ERR_STORE_LOCKED`) while it is open.
+   */
+  static check(dir: string, options?: StoreOptions | undefined | null): Promise<StoreReportInfo>
+  /**
+   * Losses found while running (damaged sealed segments salvaged as read) not reported
+   * before, as JSON; recorded in the store.
+   */
+  takeLosses(): Array<string>
+  /**
+   * Makes shard `shard` continue at `floor` at least, recording the offsets skipped as
+   * lost with `reason`; the new loss as JSON, or null.
+   */
+  raiseEnd(shard: number, floor: number, reason: string): string | null
+  /** Every loss recorded in this store, as JSON. */
+  losses(): Array<string>
   /** What recovery found and repaired at open. */
   recovery(): RecoveryInfo
   /** Forces written data to disk (useful with `interval`/`none`). */
@@ -526,6 +548,30 @@ export interface StoreOptions {
    * `fsync`, durable unless `none`).
    */
   metaDurable?: boolean
+  /**
+   * `recover` (default): repair damaged files and report each loss once; `refuse`:
+   * fail with `ERR_STORE_CORRUPT`, changing nothing, when there is damage beyond a
+   * crash's leftovers.
+   */
+  onCorruption?: string
+}
+
+/** What opening (or checking) a store found (`openReport`, `Store.check`). */
+export interface StoreReportInfo {
+  /** Damage beyond a crash's leftovers was found (and, for an open, repaired). */
+  damaged: boolean
+  /**
+   * One line per finding: files quarantined or salvaged, STORE or metadata rebuilt,
+   * losses.
+   */
+  summary: Array<string>
+  /** Everything recovery did, including a crash's ordinary repairs. */
+  events: Array<string>
+  /**
+   * Losses as JSON (`{shard, from, to, records, file, reason, foundMs}`): those this open
+   * reported first, or every loss a check finds.
+   */
+  losses: Array<string>
 }
 
 /** `ds info`. */

@@ -15,7 +15,7 @@ import type { Connection } from './connection.js';
 import { type BrokerEvents, type ClientInfo, type Gates, type ListenAddresses, permissiveGates } from './hooks/index.js';
 import { createLogger, type Logger } from './log.js';
 import { createMessage, type Message } from './message.js';
-import { TopicTrie, validateTopicName } from './native.js';
+import { type LossInfo, TopicTrie, validateTopicName } from './native.js';
 import type { QoS } from './protocol/codec.js';
 import { RC } from './protocol/reason-codes.js';
 import { MemoryRetainedStore, type RetainedStore } from './retained.js';
@@ -74,6 +74,8 @@ export interface BrokerMetrics {
   storeErrors: number;
   /** Drains of persistent sessions handed to the native loop (durable_sessions.native_drain). */
   nativeDrains: number;
+  /** Stored records found lost (damaged or missing store files), as reported in the log. */
+  recordsLost: number;
   /** Event listeners that threw (or rejected), per event name; see Broker.emit. */
   listenerErrors: Record<string, number>;
 }
@@ -87,7 +89,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly gates: Gates;
   readonly sessions: SessionStore;
   readonly retained: RetainedStore;
-  readonly metrics: BrokerMetrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, nativeDrains: 0, listenerErrors: {} };
+  readonly metrics: BrokerMetrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, nativeDrains: 0, recordsLost: 0, listenerErrors: {} };
   /** Every open socket, connected or not (for shutdown). */
   readonly connections = new Set<Connection>();
   private readonly trie = new TopicTrie();
@@ -122,6 +124,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Wills being stored (close() waits for them). */
   private readonly willWrites = new Set<Promise<void>>();
   addresses: ListenAddresses = {};
+  /** Persistent sessions restored at start-up: how far each had read each shard (see reportLoss). */
+  private readonly readFromAtOpen = new Map<string, number[]>();
   /** Per event: when a listener error was last logged, and how many were not logged since. */
   private readonly listenerErrorLog = new Map<string, { at: number; quiet: number }>();
 
@@ -169,13 +173,39 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.addresses;
   }
 
-  /** Open the embedded store and bring back retained messages and persistent sessions. */
-  private async openStore(): Promise<void> {
+  /**
+   * `stratamq ds repair`: what the start-up does to the store — recovery, reconciling the log
+   * with the sessions, recording each loss — without listeners; then the store is closed.
+   * Returns what was repaired and the losses found.
+   */
+  async repairStore(): Promise<{ summary: string[]; losses: LossInfo[] }> {
+    try {
+      const found = await this.openStore();
+      await this.close();
+      return found;
+    } catch (e) {
+      await this.durable?.close().catch(() => undefined);
+      this.durable = null;
+      throw e;
+    }
+  }
+
+  /**
+   * Open the embedded store and bring back retained messages and persistent sessions. Returns
+   * what recovery repaired and the losses it found (each also logged).
+   */
+  private async openStore(): Promise<{ summary: string[]; losses: LossInfo[] }> {
     const c = this.config;
     const fsync = c['durable_storage.fsync'];
     const durable = await DurableSessions.open(
       c['node.data_dir'],
-      { nShards: c['durable_storage.messages.n_shards'], fsync, retentionMs: c['durable_sessions.message_retention_period'] * 1000 },
+      {
+        nShards: c['durable_storage.messages.n_shards'],
+        fsync,
+        retentionMs: c['durable_sessions.message_retention_period'] * 1000,
+        segmentBytes: c['durable_storage.segment_bytes'],
+        onCorruption: c['durable_storage.on_corruption'],
+      },
       this.log,
     );
     this.durable = durable;
@@ -183,6 +213,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const retained = durable.loadRetained();
     for (const msg of retained) this.retained.set(msg);
     const sessions = durable.loadSessions();
+    const losses = [...durable.takeOpenLosses(), ...durable.reconcile(sessions)];
     const now = Date.now();
     let inflight = 0;
     const restored: [Session, (typeof sessions)[number]][] = [];
@@ -230,6 +261,34 @@ export class Broker extends EventEmitter<BrokerEvents> {
       this.startExpiry(session, r.record.expiry - (now - since) / 1000);
     }
     this.log.info({ sessions: sessions.length, inflight, retained: retained.length, ms: Date.now() - t0 }, 'durable state loaded');
+    // Files are damaged while the broker is stopped: a loss found later (a damaged segment found
+    // as it is read) costs the sessions that had not read that far when it started.
+    for (const [session] of restored) {
+      const next = (session.durable as { next?: number[] } | null)?.next;
+      if (next && session.subscriptions.size > 0) this.readFromAtOpen.set(session.clientId, next.slice());
+    }
+    for (const loss of losses) this.reportLoss(loss);
+    durable.watchLosses((loss) => this.reportLoss(loss));
+    return { summary: durable.store.report().summary, losses };
+  }
+
+  /**
+   * Log a loss of stored data once (the store keeps it, `stratamq ds info` lists it), with the
+   * persistent sessions it may cost messages: those that, when the broker started, had not read
+   * the shard past it.
+   */
+  private reportLoss(loss: LossInfo): void {
+    if (loss.shard === null) {
+      this.log.error({ ...loss }, 'store loss: metadata (sessions, subscriptions, progress and retained messages it held)');
+      return;
+    }
+    const shard = loss.shard;
+    const affected: string[] = [];
+    for (const [clientId, next] of this.readFromAtOpen) {
+      if ((next[shard] ?? 0) < (loss.to ?? Number.POSITIVE_INFINITY)) affected.push(clientId);
+    }
+    this.metrics.recordsLost += loss.records ?? 0;
+    this.log.error({ ...loss, sessions: affected.slice(0, 100), sessionsAffected: affected.length }, 'store loss: records gone');
   }
 
   private async bindListeners(): Promise<void> {

@@ -37,6 +37,13 @@ export const CONFIG_KEYS = {
   'durable_sessions.message_retention_period': { kind: 'duration', default: 86400, min: 0, max: 315360000, doc: 'How long the log keeps messages (0 = forever); older generations are dropped whole' },
   'durable_storage.messages.n_shards': { kind: 'int', default: 4, min: 1, max: 1024, doc: 'Log shards (by publisher client id); fixed at first start' },
   'durable_storage.fsync': { kind: 'string', default: 'always', pattern: /^(always|none|interval:[1-9][0-9]*)$/, doc: 'always | interval:<ms> | none (see README: what is durable)' },
+  'durable_storage.on_corruption': {
+    kind: 'enum',
+    default: 'recover',
+    values: ['recover', 'refuse'],
+    doc: 'Damaged store files found at start: recover (quarantine, salvage, rebuild, report each loss once) or refuse to start (nothing changed; see `stratamq ds check` / `ds repair`)',
+  },
+  'durable_storage.segment_bytes': { kind: 'int', default: 67108864, min: 4096, max: 4294967295, doc: 'Log segment size: a segment is sealed (and indexed) once it holds this many bytes' },
   'log.level': { kind: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'Log level' },
   'mqtt.max_packet_size': { kind: 'int', default: 1048576, min: 64, max: 268435455, doc: 'Largest packet accepted (bytes); advertised as Maximum Packet Size' },
   'mqtt.max_clientid_len': { kind: 'int', default: 65535, min: 23, max: 65535, doc: 'Longest client id accepted' },

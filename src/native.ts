@@ -139,6 +139,37 @@ export function testInjectPanic(site: string | null): string | null {
 export type StoreOpenOptions = Binding.StoreOptions;
 export type StoreStats = Binding.StoreStats;
 export type RecoveryInfo = Binding.RecoveryInfo;
+
+/**
+ * Records gone from the store (docs/storage.md, "Losses"): offsets `from..to` of a shard, or
+ * metadata (`shard` null). Kept in the store's `losses` table so each is reported once.
+ */
+export interface LossInfo {
+  shard: number | null;
+  from: number;
+  to: number | null;
+  records: number | null;
+  file: string;
+  reason: string;
+  foundMs: number;
+}
+
+/** What opening (or checking) a store found: `damaged` beyond a crash's leftovers, one line per finding. */
+export interface StoreReport {
+  damaged: boolean;
+  summary: string[];
+  events: string[];
+  /** New losses (an open) or every loss found (a check). */
+  losses: LossInfo[];
+}
+
+function parseLosses(json: string[]): LossInfo[] {
+  return json.map((j) => JSON.parse(j) as LossInfo);
+}
+
+function report(r: Binding.StoreReportInfo): StoreReport {
+  return { damaged: r.damaged, summary: r.summary, events: r.events, losses: parseLosses(r.losses) };
+}
 /** One shard of a `replay` call: where to start, where to stop, each subscription's start offset. */
 export type ReplayShard = Binding.ReplayShardArg;
 export type ReplaySub = Binding.ReplaySubArg;
@@ -163,7 +194,7 @@ export const REPLAY_STATUS_NEXT = 0;
 export const REPLAY_STATUS_DONE = 1;
 export const REPLAY_STATUS_UNTIL = 2;
 export const REPLAY_STATUS_SLOW = 3;
-export type MetaTable = 'sessions' | 'subscriptions' | 'cursors' | 'acks' | 'retained' | 'system';
+export type MetaTable = 'sessions' | 'subscriptions' | 'cursors' | 'acks' | 'retained' | 'system' | 'losses';
 export type MetaOp =
   | { op: 'put'; table: MetaTable; key: Buffer; value: Buffer }
   | { op: 'delete' | 'deletePrefix'; table: MetaTable; key: Buffer };
@@ -417,6 +448,42 @@ export class DurableStore {
 
   recovery(): RecoveryInfo {
     return wrapSync(() => this.inner.recovery());
+  }
+
+  /**
+   * What this open found and repaired (log, metadata, STORE), and the losses it reported for
+   * the first time (each loss is reported by one open only).
+   */
+  report(): StoreReport {
+    return report(wrapSync(() => this.inner.openReport()));
+  }
+
+  /**
+   * What opening the store in `dir` would find and repair, changing nothing (`stratamq ds
+   * check`); refused while the store is in use (ERR_STORE_LOCKED).
+   */
+  static async check(dir: string, options: StoreOpenOptions = {}): Promise<StoreReport> {
+    return report(await wrapAsync(wrapSync(() => binding.Store.check(dir, options))));
+  }
+
+  /** Losses found while running (damaged sealed segments salvaged as they were read), not reported before. */
+  takeLosses(): LossInfo[] {
+    return parseLosses(wrapSync(() => this.inner.takeLosses()));
+  }
+
+  /**
+   * Make shard `shard` continue at `floor` at least (a session had read that far, so records
+   * below it existed): the offsets between its end and `floor` are recorded as lost. The new
+   * loss, or null when the end was not below.
+   */
+  raiseEnd(shard: number, floor: number, reason: string): LossInfo | null {
+    const j = wrapSync(() => this.inner.raiseEnd(shard, floor, reason));
+    return j === null ? null : (JSON.parse(j) as LossInfo);
+  }
+
+  /** Every loss recorded in this store. */
+  losses(): LossInfo[] {
+    return parseLosses(wrapSync(() => this.inner.losses()));
   }
 
   flush(): Promise<void> {

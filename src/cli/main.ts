@@ -4,8 +4,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { createBroker, type Broker } from '../index.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, type ConfigInput, loadConfig } from '../config.js';
-import { DurableStore, type NativeError } from '../native.js';
+import { type Config, ConfigError, type ConfigInput, loadConfig } from '../config.js';
+import { DurableStore, type LossInfo, type NativeError, type StoreOpenOptions, type StoreReport } from '../native.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -69,7 +69,73 @@ program
     }
   });
 
+/** The store options a broker with this config opens its store with (ds commands open it the same way). */
+function storeConfig(opts: { config?: string; dataDir?: string }): { dir: string; options: StoreOpenOptions; cfg: Config } {
+  const cfg = loadConfig({ file: opts.config, env: process.env, overrides: opts.dataDir ? { 'node.data_dir': opts.dataDir } : {} });
+  return {
+    dir: cfg['node.data_dir'],
+    cfg,
+    options: { nShards: cfg['durable_storage.messages.n_shards'], segmentBytes: cfg['durable_storage.segment_bytes'], fsync: cfg['durable_storage.fsync'] },
+  };
+}
+
+function lossLine(l: LossInfo): string {
+  const when = new Date(l.foundMs).toISOString();
+  if (l.shard === null) return `metadata lost (found ${when}): ${l.reason} (${l.file})`;
+  const range = l.to === null ? `from offset ${l.from}` : `offsets ${l.from}..${l.to} (${l.records} messages)`;
+  return `shard ${l.shard}: ${range} lost (found ${when}): ${l.reason} (${l.file})`;
+}
+
+function dsFail(cmd: string, e: unknown, code = 1): never {
+  const err = e as NativeError;
+  const why = err.code === 'ERR_STORE_LOCKED' ? 'the store is in use (is a broker running on it?)' : err.message;
+  process.stderr.write(`stratamq ds ${cmd}: ${why}\n`);
+  process.exit(code);
+}
+
 const ds = program.command('ds').description('durable storage');
+ds.command('check')
+  .description('verify a stopped store read-only: damaged or missing files and the messages they cost (exit 0: nothing to repair, 1: damage found, 2: cannot check)')
+  .option('-c, --config <file>', 'config file (for node.data_dir)')
+  .option('--data-dir <dir>', 'directory of the embedded store (default ./data)')
+  .option('--json', 'print JSON')
+  .action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
+    let r: StoreReport;
+    try {
+      const { dir, options } = storeConfig(opts);
+      r = await DurableStore.check(dir, options);
+    } catch (e) {
+      dsFail('check', e, 2);
+    }
+    if (opts.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    else {
+      const lines = r.damaged ? ['damaged: `stratamq ds repair` (or starting a broker with durable_storage.on_corruption = recover) repairs it', ...r.summary] : ['no damage found'];
+      for (const e of r.events) lines.push(`note: ${e}`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    }
+    process.exit(r.damaged ? 1 : 0);
+  });
+
+ds.command('repair')
+  .description('repair a stopped store without starting a broker: quarantine damaged files, salvage intact records, rebuild STORE and metadata, record each loss')
+  .option('-c, --config <file>', 'config file (for node.data_dir)')
+  .option('--data-dir <dir>', 'directory of the embedded store (default ./data)')
+  .action(async (opts: { config?: string; dataDir?: string }) => {
+    try {
+      const { cfg } = storeConfig(opts);
+      if (!existsSync(cfg['node.data_dir'])) throw new Error(`no store in ${cfg['node.data_dir']}`);
+      // The broker's own start-up path (sessions reconciled with the log), without listeners.
+      const broker = createBroker({ configFile: opts.config, env: process.env, config: { 'node.data_dir': cfg['node.data_dir'], 'log.level': 'silent', 'durable_storage.on_corruption': 'recover' } });
+      const lines: string[] = [];
+      const report = await broker.repairStore();
+      lines.push(...(report.summary.length > 0 ? report.summary : ['nothing to repair']));
+      for (const l of report.losses) lines.push(lossLine(l));
+      process.stdout.write(`${lines.join('\n')}\n`);
+    } catch (e) {
+      dsFail('repair', e);
+    }
+  });
+
 ds.command('info')
   .description('site id, shards, generations, streams, message counts and disk use of the embedded store')
   .option('-c, --config <file>', 'config file (for node.data_dir)')
@@ -77,15 +143,15 @@ ds.command('info')
   .option('--json', 'print JSON')
   .action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
     try {
-      const cfg = loadConfig({ file: opts.config, env: process.env, overrides: opts.dataDir ? { 'node.data_dir': opts.dataDir } : {} });
-      const dir = cfg['node.data_dir'];
-      if (!existsSync(join(dir, 'STORE'))) throw new Error(`no store in ${dir}`);
+      const { dir, options } = storeConfig(opts);
+      if (!existsSync(join(dir, 'STORE')) && !existsSync(join(dir, 'meta.redb'))) throw new Error(`no store in ${dir}`);
       // Opening takes the data-dir lock: a running broker holds it, so this fails cleanly then.
-      const store = await DurableStore.open(dir, { nShards: cfg['durable_storage.messages.n_shards'] });
+      const store = await DurableStore.open(dir, options);
       const stats = store.stats();
+      const losses = store.losses();
       await store.close();
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ ...stats, losses }, null, 2)}\n`);
         return;
       }
       const mb = (b: number): string => `${(b / 1048576).toFixed(1)} MB`;
@@ -97,12 +163,10 @@ ds.command('info')
           lines.push(`  generation ${g.id}${g.sealed ? ' (sealed)' : ''}: from ${when(g.startTs)}, ${g.streams} streams, ${g.segments} segments, ${g.records} messages, ${mb(g.bytes)}`);
         }
       }
+      if (losses.length > 0) lines.push(`losses recorded: ${losses.length}`, ...losses.map((l) => `  ${lossLine(l)}`));
       process.stdout.write(`${lines.join('\n')}\n`);
     } catch (e) {
-      const err = e as NativeError;
-      const why = err.code === 'ERR_STORE_LOCKED' ? 'the store is in use (is a broker running on it?)' : err.message;
-      process.stderr.write(`stratamq ds info: ${why}\n`);
-      process.exit(1);
+      dsFail('info', e);
     }
   });
 

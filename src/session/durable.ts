@@ -39,6 +39,7 @@ import { createMessage, decodeProperties, encodeProperties, type Message } from 
 import {
   DurableStore,
   type LogPosition,
+  type LossInfo,
   type MetaOp,
   type PackedMessage,
   packMessages,
@@ -134,6 +135,9 @@ function decodeRetained(topic: string, value: Buffer): Message {
  */
 const PROGRESS_INTERVAL_MS = 10;
 
+/** How often losses found while running (damaged segments found as they are read) are reported. */
+const LOSS_CHECK_MS = 1000;
+
 interface Batch {
   ops: MetaOp[];
   /** Sessions whose progress record is written with this batch. */
@@ -160,9 +164,12 @@ export class DurableSessions implements LogSource {
   private readonly lazy = new Set<LogSession>();
   private lazyTimer: NodeJS.Timeout | null = null;
 
+  private lossTimer: NodeJS.Timeout | null = null;
+
   private constructor(
     readonly store: DurableStore,
     private readonly log: Logger,
+    private readonly openLosses: LossInfo[],
   ) {
     this.nShards = store.nShards;
   }
@@ -171,12 +178,63 @@ export class DurableSessions implements LogSource {
     log.info({ dir }, 'opening store (recovering what was written before the last stop)');
     const store = await DurableStore.open(dir, options);
     const rec = store.recovery();
-    const events = rec.events.slice(0, 50);
+    const report = store.report();
+    const events = report.events.slice(0, 50);
     for (const ev of events) log.info({ event: ev }, 'store recovery');
-    if (rec.events.length > events.length) log.info({ more: rec.events.length - events.length }, 'store recovery: further events not shown');
+    if (report.events.length > events.length) log.info({ more: report.events.length - events.length }, 'store recovery: further events not shown');
     log.info({ dir, siteId: store.siteId, shards: store.nShards, segments: rec.segments, records: rec.records, ms: rec.elapsedMs, quarantined: rec.quarantined.length }, 'store opened');
-    for (const q of rec.quarantined) log.error({ segment: q }, 'corrupt segment quarantined');
-    return new DurableSessions(store, log);
+    // Damage found and repaired (quarantined files, salvaged segments, rebuilt STORE or
+    // metadata); the records it cost are reported by the broker, with the sessions concerned.
+    for (const line of report.summary) log.error({ repair: line }, 'damaged store file repaired');
+    return new DurableSessions(store, log, report.losses);
+  }
+
+  /** Losses this open found that no earlier open reported. */
+  takeOpenLosses(): LossInfo[] {
+    return this.openLosses.splice(0);
+  }
+
+  /**
+   * The log must not end below where persistent sessions had got to: their progress, their
+   * subscriptions' start offsets and their deliveries in flight name offsets the log had handed
+   * out, so a shard that ends below them lost its last records (files) — and offsets must never
+   * be handed out twice, or those sessions would skip new messages. Such shards are raised over
+   * the gap; the losses are returned.
+   */
+  reconcile(sessions: RecoveredSession[]): LossInfo[] {
+    const floors = new Array<number>(this.nShards).fill(0);
+    const up = (s: number, v: number): void => {
+      if (s < floors.length && v > (floors[s] as number)) floors[s] = v;
+    };
+    for (const r of sessions) {
+      r.subscriptions.forEach((sub) => sub.opts.start?.forEach((v, s) => up(s, v)));
+      const p = r.progress;
+      if (!p) continue;
+      p.next.forEach((v, s) => up(s, v));
+      p.gaps.forEach((gaps, s) => gaps.forEach((g) => up(s, g.to ?? g.from)));
+      for (const e of p.entries) if (e.pending.ref) up(e.pending.ref.shard, e.pending.ref.offset + 1);
+    }
+    const out: LossInfo[] = [];
+    floors.forEach((floor, s) => {
+      if (floor <= this.store.shardEnd(s)) return;
+      const loss = this.store.raiseEnd(s, floor, `persistent sessions had read the shard up to offset ${floor}; its records from the present end on are gone`);
+      if (loss) out.push(loss);
+    });
+    return out;
+  }
+
+  /** Report, every few seconds, losses found while running (damaged sealed segments found as read). */
+  watchLosses(report: (loss: LossInfo) => void): void {
+    this.lossTimer = setInterval(() => {
+      let found: LossInfo[] = [];
+      try {
+        found = this.store.takeLosses();
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, 'store loss check failed');
+      }
+      for (const l of found) report(l);
+    }, LOSS_CHECK_MS);
+    this.lossTimer.unref();
   }
 
   private open(): Batch {
@@ -437,6 +495,7 @@ export class DurableSessions implements LogSource {
   /** Commit what is queued, then close the store (releases the data-dir lock). */
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.lossTimer !== null) clearInterval(this.lossTimer);
     if (this.lazyTimer !== null) clearTimeout(this.lazyTimer);
     this.lazyTimer = null;
     for (const ls of this.lazy) void this.touch(ls);

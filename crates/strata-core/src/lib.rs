@@ -4,4 +4,5 @@ pub mod error;
 pub mod fetch;
 pub mod log;
 pub mod meta;
+pub mod store;
 pub mod topic;

@@ -29,6 +29,7 @@ use strata_core::log::{
     ReplayOptions, ReplayShard, ReplaySub, ScanFilter, ScanLimits, ScanStatus, StreamId,
 };
 use strata_core::meta::{MetaStore, Op, Table};
+use strata_core::store::{LossRecord, OnCorruption, OpenReport, Store as CoreStore};
 
 /// Options of `Store.open`. Omitted fields take the documented defaults.
 #[napi(object)]
@@ -53,6 +54,40 @@ pub struct StoreOptions {
     /// `fsync` policy of the metadata store: true = durable commits (default: follows
     /// `fsync`, durable unless `none`).
     pub meta_durable: Option<bool>,
+    /// `recover` (default): repair damaged files and report each loss once; `refuse`:
+    /// fail with `ERR_STORE_CORRUPT`, changing nothing, when there is damage beyond a
+    /// crash's leftovers.
+    pub on_corruption: Option<String>,
+}
+
+/// What opening (or checking) a store found (`openReport`, `Store.check`).
+#[napi(object)]
+pub struct StoreReportInfo {
+    /// Damage beyond a crash's leftovers was found (and, for an open, repaired).
+    pub damaged: bool,
+    /// One line per finding: files quarantined or salvaged, STORE or metadata rebuilt,
+    /// losses.
+    pub summary: Vec<String>,
+    /// Everything recovery did, including a crash's ordinary repairs.
+    pub events: Vec<String>,
+    /// Losses as JSON (`{shard, from, to, records, file, reason, foundMs}`): those this open
+    /// reported first, or every loss a check finds.
+    pub losses: Vec<String>,
+}
+
+fn report_info(r: &OpenReport) -> StoreReportInfo {
+    StoreReportInfo {
+        damaged: r.damaged(),
+        summary: r.summary(),
+        events: r
+            .log
+            .events
+            .iter()
+            .chain(r.meta.events.iter())
+            .cloned()
+            .collect(),
+        losses: r.losses.iter().map(LossRecord::to_json).collect(),
+    }
 }
 
 /// A per-topic retention override.
@@ -325,10 +360,12 @@ pub struct RecoveryInfo {
     pub elapsed_ms: f64,
 }
 
-/// The open log and metadata store behind a `Store`.
+/// The open log and metadata store behind a `Store` (`log` and `meta` are the core
+/// store's own).
 pub struct Inner {
-    pub(crate) log: Log,
-    meta: MetaStore,
+    core: CoreStore,
+    pub(crate) log: Arc<Log>,
+    meta: Arc<MetaStore>,
     cursors: Mutex<HashMap<u32, Cursor>>,
     next_cursor: AtomicU32,
 }
@@ -339,9 +376,10 @@ pub struct Store {
     inner: Mutex<Option<Arc<Inner>>>,
 }
 
-fn parse_options(
-    o: Option<StoreOptions>,
-) -> std::result::Result<(Options, Option<bool>), CoreError> {
+/// Store options: the log's, whether metadata commits are durable, what to do with damage.
+type Parsed = (Options, Option<bool>, OnCorruption);
+
+fn parse_options(o: Option<StoreOptions>) -> std::result::Result<Parsed, CoreError> {
     let o = o.unwrap_or_default();
     let mut opts = Options {
         n_shards: o.n_shards,
@@ -377,37 +415,44 @@ fn parse_options(
     if let Some(v) = o.verify_on_open {
         opts.verify_on_open = v;
     }
-    Ok((opts, o.meta_durable))
+    let on_corruption = match &o.on_corruption {
+        Some(v) => v.parse()?,
+        None => OnCorruption::default(),
+    };
+    Ok((opts, o.meta_durable, on_corruption))
 }
 
 fn open_inner(dir: &str, o: Option<StoreOptions>) -> std::result::Result<Inner, CoreError> {
-    let (opts, meta_durable) = parse_options(o)?;
+    let (opts, meta_durable, on_corruption) = parse_options(o)?;
     let durable = meta_durable.unwrap_or(opts.fsync != FsyncPolicy::None);
-    let log = Log::open(dir, opts)?;
-    // The recovery report is not surfaced yet (reworked separately).
-    let (meta, _recovery) = MetaStore::open(log.dir(), durable)?;
-    let site = log.site_id().as_bytes();
-    match meta.get(Table::System, b"site_id")? {
-        Some(v) if v != site => {
-            return Err(CoreError::ConfigMismatch(format!(
-                "metadata belongs to site {}, the log to {}",
-                String::from_utf8_lossy(&v),
-                log.site_id()
-            )))
-        }
-        Some(_) => {}
-        None => meta.apply_blocking(vec![Op::Put(
-            Table::System,
-            b"site_id".to_vec(),
-            site.to_vec(),
-        )])?,
-    }
+    let core = CoreStore::open(dir, opts, durable, on_corruption)?;
     Ok(Inner {
-        log,
-        meta,
+        log: core.log.clone(),
+        meta: core.meta.clone(),
+        core,
         cursors: Mutex::new(HashMap::new()),
         next_cursor: AtomicU32::new(1),
     })
+}
+
+/// Checks a store on the libuv pool (it scans what recovery would).
+pub struct CheckTask {
+    dir: String,
+    options: Option<StoreOptions>,
+}
+
+impl Task for CheckTask {
+    type Output = OpenReport;
+    type JsValue = StoreReportInfo;
+    fn compute(&mut self) -> napi::Result<OpenReport> {
+        guard::call_at("Store.check", THREAD, || {
+            let (opts, _, _) = parse_options(self.options.take()).map_err(to_napi)?;
+            CoreStore::check(&self.dir, opts).map_err(to_napi)
+        })
+    }
+    fn resolve(&mut self, _env: Env, r: OpenReport) -> napi::Result<StoreReportInfo> {
+        guard::call_at("Store.check", RESOLVE, || Ok(report_info(&r)))
+    }
 }
 
 /// Opens a store on the libuv pool (recovery can take a while).
@@ -1383,6 +1428,71 @@ impl Store {
         })
     }
 
+    /// What this open found and repaired — log, metadata, STORE — and the losses it was
+    /// the first to report (each loss is reported by one open only; `losses` lists all).
+    #[napi]
+    pub fn open_report(&self) -> Result<StoreReportInfo, String> {
+        guard::call("Store.openReport", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            Ok(report_info(inner.core.report()))
+        })
+    }
+
+    /// What opening the store in `dir` would find and repair, changing nothing; refused
+    /// (`ERR_STORE_LOCKED`) while it is open.
+    #[napi(ts_return_type = "Promise<StoreReportInfo>")]
+    pub fn check(
+        dir: String,
+        options: Option<StoreOptions>,
+    ) -> Result<napi::bindgen_prelude::AsyncTask<CheckTask>, String> {
+        guard::call("Store.check", || {
+            Ok(napi::bindgen_prelude::AsyncTask::new(CheckTask {
+                dir,
+                options,
+            }))
+        })
+    }
+
+    /// Losses found while running (damaged sealed segments salvaged as read) not reported
+    /// before, as JSON; recorded in the store.
+    #[napi]
+    pub fn take_losses(&self) -> Result<Vec<String>, String> {
+        guard::call("Store.takeLosses", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let found = inner.core.take_losses().map_err(to_napi_coded)?;
+            Ok(found.iter().map(LossRecord::to_json).collect())
+        })
+    }
+
+    /// Makes shard `shard` continue at `floor` at least, recording the offsets skipped as
+    /// lost with `reason`; the new loss as JSON, or null.
+    #[napi]
+    pub fn raise_end(
+        &self,
+        shard: u32,
+        floor: f64,
+        reason: String,
+    ) -> Result<Option<String>, String> {
+        guard::call("Store.raiseEnd", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let floor = offset_arg(floor, || "raiseEnd: floor".into()).map_err(to_napi_coded)?;
+            let loss = inner
+                .core
+                .raise_end(shard, floor, &reason)
+                .map_err(to_napi_coded)?;
+            Ok(loss.as_ref().map(LossRecord::to_json))
+        })
+    }
+
+    /// Every loss recorded in this store, as JSON.
+    #[napi]
+    pub fn losses(&self) -> Result<Vec<String>, String> {
+        guard::call("Store.losses", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            inner.core.losses().map_err(to_napi_coded)
+        })
+    }
+
     /// What recovery found and repaired at open.
     #[napi]
     pub fn recovery(&self) -> Result<RecoveryInfo, String> {
@@ -1442,8 +1552,7 @@ impl Store {
             let taken = lock(&self.inner).take();
             match taken {
                 Some(inner) => guard::spawn("strata-store-bg", p, move || {
-                    inner.log.close();
-                    inner.meta.close();
+                    inner.core.close();
                     // Drop the last reference here so the lock is released before resolving.
                     drop(inner);
                     Ok(())

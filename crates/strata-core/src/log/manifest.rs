@@ -120,11 +120,9 @@ fn shard_dirs(dir: &Path) -> Option<u32> {
     n
 }
 
-/// True when `dir` holds nothing of a store yet (a first start).
-fn fresh(dir: &Path) -> bool {
-    shard_dirs(dir).is_none()
-        && !dir.join("meta.redb").exists()
-        && !dir.join("meta.journal").exists()
+/// True when `dir` holds no log yet and nothing else records an identity (a first start).
+fn fresh(dir: &Path, known: Option<&Manifest>) -> bool {
+    known.is_none() && shard_dirs(dir).is_none()
 }
 
 fn random_hex128() -> String {
@@ -163,7 +161,7 @@ pub(crate) fn resolve(
             }
             (m, None)
         }
-        Read::Missing if fresh(dir) => {
+        Read::Missing if fresh(dir, known) => {
             if check {
                 return Err(CoreError::NotFound(format!(
                     "no store in {}",

@@ -307,6 +307,8 @@ pub struct Recovery {
     pub elapsed_ms: u64,
     /// `STORE` was missing or damaged and written again: why.
     pub manifest: Option<String>,
+    /// Each shard's end after recovery (`(shard, end)`, in shard order).
+    pub shard_ends: Vec<(u32, u64)>,
     /// A check ([`Log::check`]): report what recovery would do, change nothing.
     pub(crate) check: bool,
 }
@@ -344,6 +346,7 @@ impl Recovery {
         self.rebuilt_indexes += other.rebuilt_indexes;
         self.quarantined.extend(other.quarantined);
         self.losses.extend(other.losses);
+        self.shard_ends.extend(other.shard_ends);
         self.events.extend(other.events);
     }
 }

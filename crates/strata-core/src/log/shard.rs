@@ -654,6 +654,7 @@ impl Shard {
             }));
         }
         find_holes(id, dropped.1, &gens, rec);
+        rec.shard_ends.push((id, next_offset));
         if check {
             return Err(CoreError::Closed("opened for a check only".into()));
         }

@@ -162,6 +162,9 @@ pub enum Op {
 /// A key and its value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// A table's entries, in key order.
+pub type TableEntries = Vec<KeyValue>;
+
 /// Completion of [`MetaStore::apply`].
 pub type MetaDone = Box<dyn FnOnce(Result<(), CoreError>) + Send>;
 
@@ -337,6 +340,15 @@ impl MetaStore {
     /// even redb's crash repair writes to it). `StoreLocked` while a store is open in
     /// `dir`.
     pub fn check(dir: &Path) -> Result<MetaRecovery, CoreError> {
+        Self::check_contents(dir, &[]).map(|(r, _)| r)
+    }
+
+    /// [`MetaStore::check`], plus the entries of `tables` as the journal holds them (None
+    /// without a usable journal). Changes nothing.
+    pub fn check_contents(
+        dir: &Path,
+        tables: &[Table],
+    ) -> Result<(MetaRecovery, Option<Vec<TableEntries>>), CoreError> {
         let lock_path = dir.join(LOCK_FILE);
         let _lock = match File::open(&lock_path) {
             Ok(f) => {
@@ -351,7 +363,12 @@ impl MetaStore {
                 ))
             }
         };
-        Ok(recovery::examine(dir)?.report())
+        let plan = recovery::examine(dir)?;
+        let contents = tables
+            .iter()
+            .map(|t| plan.journal_table(*t))
+            .collect::<Option<Vec<_>>>();
+        Ok((plan.report(), contents))
     }
 
     /// Queues `ops` for the next group commit; `done` runs once they are committed

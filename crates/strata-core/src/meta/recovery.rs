@@ -793,6 +793,17 @@ fn decide(plan: &mut Plan, redb: Redb, found: Found, initialized: bool) {
 }
 
 impl Plan {
+    /// A table's entries as the journal holds them (None without a usable journal).
+    pub(crate) fn journal_table(&self, table: Table) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.journal.as_ref().map(|j| {
+            j.state
+                .table(table)
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
     /// The report of what open would do (for [`super::MetaStore::check`]).
     pub(crate) fn report(&self) -> MetaRecovery {
         let mut quarantined = Vec::new();
