@@ -128,6 +128,13 @@ export class BrokerProcess {
   }
 }
 
+/** Options of a persistent session: v5 with a Session Expiry Interval, or 3.1.1 clean_session 0. */
+export function persistent(protocolVersion: 4 | 5, clientId: string, expiry = 3600): IClientOptions {
+  return protocolVersion === 5
+    ? { protocolVersion, clientId, clean: false, properties: { sessionExpiryInterval: expiry } }
+    : { protocolVersion, clientId, clean: false };
+}
+
 /** MQTT.js client, connected (rejects on CONNACK failure). No auto-reconnect. */
 export async function client(tb: TestBroker | string, opts: IClientOptions = {}): Promise<MqttClient> {
   const url = typeof tb === 'string' ? tb : tb.url;

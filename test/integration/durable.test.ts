@@ -7,15 +7,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import type { IClientOptions } from 'mqtt';
 import type { IConnackPacket, IPublishPacket } from 'mqtt-packet';
-import { BrokerProcess, client, collect, freePort, quiet, RawClient, sleep, tempDir, unconnected } from '../helpers.js';
+import { BrokerProcess, client, collect, freePort, persistent, quiet, RawClient, sleep, tempDir, unconnected } from '../helpers.js';
 
-function persistent(protocolVersion: 4 | 5, clientId: string, expiry = 3600): IClientOptions {
-  return protocolVersion === 5
-    ? { protocolVersion, clientId, clean: false, properties: { sessionExpiryInterval: expiry } }
-    : { protocolVersion, clientId, clean: false };
-}
 
 /** Publish `n` messages `prefix-<i>` at `qos`, all in flight at once; resolves when all are acknowledged. */
 async function publishAll(url: string, topic: string, n: number, qos: 1 | 2, protocolVersion: 4 | 5): Promise<void> {

@@ -12,10 +12,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import type { IClientOptions } from 'mqtt';
 import type { IConnackPacket, IPubcompPacket, IPublishPacket, IPubrecPacket } from 'mqtt-packet';
 import { DurableStore, packMessages } from '../../src/native.js';
-import { BrokerProcess, client, collect, freePort, quiet, RawClient, tempDir, unconnected } from '../helpers.js';
+import { BrokerProcess, client, collect, freePort, persistent, quiet, RawClient, tempDir, unconnected } from '../helpers.js';
 
 const PUB = '/usr/bin/mosquitto_pub';
 const skipMosquitto = existsSync(PUB) ? false : 'mosquitto-clients is not installed (apt-get install mosquitto-clients)';
@@ -33,11 +32,6 @@ function mosquittoPub(args: string[]): Promise<number | null> {
   });
 }
 
-function persistent(protocolVersion: 4 | 5, clientId: string, expiry = 3600): IClientOptions {
-  return protocolVersion === 5
-    ? { protocolVersion, clientId, clean: false, properties: { sessionExpiryInterval: expiry } }
-    : { protocolVersion, clientId, clean: false };
-}
 
 const tmp = tempDir('strata-loss-');
 let broker: BrokerProcess;

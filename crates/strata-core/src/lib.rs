@@ -2,6 +2,7 @@
 pub mod drain;
 pub mod error;
 pub mod fetch;
+mod fsutil;
 pub mod log;
 pub mod meta;
 pub mod store;

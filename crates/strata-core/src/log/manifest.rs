@@ -98,9 +98,7 @@ fn write(dir: &Path, m: &Manifest) -> std::io::Result<()> {
         f.sync_all()?;
     }
     fs::rename(&tmp, &path)?;
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    crate::fsutil::sync_dir(dir)
 }
 
 /// Shard directories present: one past the highest `shard-NNNN`.

@@ -21,6 +21,7 @@
 //! whose original is gone are put in place.
 use super::record::{self, FRAME_HEADER, MAX_BODY, MIN_BODY};
 use super::segment::{self, ScanEnd, HEADER_LEN};
+use crate::fsutil::sync_dir;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -331,14 +332,6 @@ fn reads_cleanly(f: &File) -> io::Result<bool> {
     };
     let len = f.metadata()?.len();
     Ok(find_runs(f, base, base_ts, len)?.clean())
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }
 
 #[cfg(test)]

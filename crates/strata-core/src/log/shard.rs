@@ -201,13 +201,9 @@ pub struct Shard {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Best effort: a failed directory sync is not a reason to fail the write it follows.
 fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
+    let _ = crate::fsutil::sync_dir(dir);
 }
 
 fn io(context: impl std::fmt::Display, e: std::io::Error) -> CoreError {

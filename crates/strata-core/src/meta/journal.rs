@@ -496,14 +496,7 @@ impl Drop for SnapshotWriter {
     }
 }
 
-/// fsyncs a directory (its entries: renames, new files).
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
+pub(crate) use crate::fsutil::sync_dir;
 
 /// The open journal, appended to by the metadata writer thread.
 #[derive(Debug)]
