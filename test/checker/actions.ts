@@ -25,6 +25,11 @@ export type Action =
   /** `n` publishes at once; `wait`: for their acknowledgements (else they stay in flight). */
   | { a: 'publish'; c: number; topic: number; qos: QoS; n: number; retain: boolean; clear: boolean; expiry: number | null; wait: boolean }
   | { a: 'subscribe'; c: number; subs: { f: number; qos: QoS; nl: boolean }[] }
+  /**
+   * A persistent subscriber that goes away (as `mosquitto_sub -c -E`): connect with Clean
+   * Start 0 and a Session Expiry > 0 (3.1.1: clean_session 0), subscribe, DISCONNECT.
+   */
+  | { a: 'park'; c: number; v: Version; expiry: number; subs: { f: number; qos: QoS; nl: boolean }[] }
   | { a: 'unsubscribe'; c: number; fs: number[] }
   /** Wait until client `c`'s connection is quiet, then judge what its session was owed. */
   | { a: 'drain'; c: number }
@@ -59,6 +64,8 @@ export function formatAction(x: Action): string {
     }
     case 'subscribe':
       return `subscribe(c${x.c} ${x.subs.map((s) => `${FILTERS[s.f]}:q${s.qos}${s.nl ? ':nl' : ''}`).join(' ')})`;
+    case 'park':
+      return `park(c${x.c} ${x.v === 5 ? `v5 expiry=${x.expiry === NEVER_EXPIRES ? 'never' : x.expiry}` : 'v3.1.1'} ${x.subs.map((s) => `${FILTERS[s.f]}:q${s.qos}${s.nl ? ':nl' : ''}`).join(' ')})`;
     case 'unsubscribe':
       return `unsubscribe(c${x.c} ${x.fs.map((f) => FILTERS[f]).join(' ')})`;
     case 'drain':
@@ -109,35 +116,36 @@ export function actionArbitraries(clients: number): fc.Arbitrary<Action>[] {
     how: fc.constantFrom('normal' as const, 'normal' as const, 'abrupt' as const, 'abrupt' as const, 'will' as const),
     expiry: sometimes(fc.constantFrom(0, 5, 3600), 1, 2),
   });
+  // Mostly a few publishes at once, sometimes a burst (a backlog to drain, many in flight at a kill).
+  const burst = fc.oneof({ arbitrary: fc.integer({ min: 1, max: 4 }), weight: 6 }, { arbitrary: fc.integer({ min: 10, max: 60 }), weight: 1 });
   // Retained on 3 in 20 publishes, a clear (empty payload) on 1 in 20.
   const retained = fc.integer({ min: 0, max: 19 });
   const publish: fc.Arbitrary<Action> = fc
-    .record({ c, topic, qos: qosPub, n: fc.integer({ min: 1, max: 4 }), r: retained, expiry: sometimes(fc.constantFrom(2, 3600), 1, 5), wait: fc.boolean() })
+    .record({ c, topic, qos: qosPub, n: burst, r: retained, expiry: sometimes(fc.constantFrom(2, 3600), 1, 5), wait: fc.boolean() })
     .map(({ c, topic, qos, n, r, expiry, wait }) => ({ a: 'publish' as const, c, topic, qos, n, retain: r < 3, clear: r === 0, expiry, wait }));
-  const subscribe: fc.Arbitrary<Action> = fc.record({
-    a: fc.constant('subscribe' as const),
-    c,
-    subs: fc.array(fc.record({ f: filter, qos, nl: fc.integer({ min: 0, max: 4 }).map((i) => i === 0) }), { minLength: 1, maxLength: 3 }),
-  });
+  const subs = fc.array(fc.record({ f: filter, qos, nl: fc.integer({ min: 0, max: 4 }).map((i) => i === 0) }), { minLength: 1, maxLength: 3 });
+  const subscribe: fc.Arbitrary<Action> = fc.record({ a: fc.constant('subscribe' as const), c, subs });
+  const park: fc.Arbitrary<Action> = fc.record({ a: fc.constant('park' as const), c, v: fc.constantFrom<Version>(4, 5), expiry: fc.constantFrom(30, 3600, NEVER_EXPIRES), subs });
   const unsubscribe: fc.Arbitrary<Action> = fc.record({ a: fc.constant('unsubscribe' as const), c, fs: fc.array(filter, { minLength: 1, maxLength: 2 }) });
   const drain: fc.Arbitrary<Action> = fc.record({ a: fc.constant('drain' as const), c });
   const restart: fc.Arbitrary<Action> = fc.record({
     a: fc.constant('restart' as const),
     how: fc.constantFrom('term' as const, 'kill' as const, 'kill' as const),
     settle: fc.boolean(),
-    reconnect: fc.integer({ min: 0, max: 9 }).map((i) => i < 7),
+    reconnect: fc.boolean(),
   });
   const pause: fc.Arbitrary<Action> = fc.record({ a: fc.constant('pause' as const), ms: fc.integer({ min: 50, max: 3000 }) });
   const checkpoint: fc.Arbitrary<Action> = fc.constant({ a: 'checkpoint' as const });
   // Weights by repetition (fc.commands picks uniformly among the arbitraries).
   return [
     ...[connect, connect, connect, connect],
-    ...[disconnect, disconnect],
-    ...[publish, publish, publish, publish, publish, publish],
-    ...[subscribe, subscribe, subscribe, subscribe],
+    ...[disconnect, disconnect, disconnect],
+    ...[publish, publish, publish, publish, publish, publish, publish],
+    ...[subscribe, subscribe, subscribe],
+    ...[park, park],
     unsubscribe,
     ...[drain, drain],
-    ...[restart, restart],
+    ...[restart, restart, restart],
     pause,
     checkpoint,
   ];

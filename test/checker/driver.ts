@@ -165,6 +165,7 @@ export class Run {
     if (this.failed) return false;
     switch (x.a) {
       case 'connect':
+      case 'park':
       case 'restart':
       case 'pause':
       case 'checkpoint':
@@ -176,7 +177,7 @@ export class Run {
 
   async exec(action: Action): Promise<void> {
     let x = action;
-    if (x.a !== 'connect' && x.a !== 'restart' && x.a !== 'pause' && x.a !== 'checkpoint') {
+    if (x.a !== 'connect' && x.a !== 'park' && x.a !== 'restart' && x.a !== 'pause' && x.a !== 'checkpoint') {
       const c = this.resolve(x.c);
       if (c === null) return;
       x = { ...x, c };
@@ -199,6 +200,13 @@ export class Run {
       case 'unsubscribe':
         await this.unsubscribe(x);
         break;
+      case 'park': {
+        const w = await this.connect({ a: 'connect', c: x.c, v: x.v, clean: false, expiry: x.v === 5 ? x.expiry : null, will: null, drain: false });
+        if (!w) break;
+        await this.subscribe({ a: 'subscribe', c: x.c, subs: x.subs });
+        await this.disconnect({ a: 'disconnect', c: x.c, how: 'normal', expiry: null });
+        break;
+      }
       case 'drain': {
         const w = this.live(this.slotOf(x.c));
         if (w) await this.drain(w);

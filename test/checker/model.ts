@@ -85,6 +85,10 @@ export interface ModelStats {
   released: number;
   /** ... and missing at a quiet moment. */
   lost: number;
+  /** Owed to a session that was offline when the message was acknowledged. */
+  owedOffline: number;
+  /** Delivered after a broker restart that came after the acknowledgement. */
+  deliveredAfterRestart: number;
   retainedChecks: number;
   quiets: number;
 }
@@ -203,11 +207,13 @@ interface Obligation {
   group: string | null;
   since: number;
   state: 'open' | 'done' | 'released' | 'violated';
+  /** Broker stops before it was owed. */
+  stops: number;
 }
 
 export class Model {
   readonly violations: Violation[] = [];
-  readonly stats: ModelStats = { events: 0, deliveries: 0, acknowledged: 0, obligations: 0, delivered: 0, released: 0, lost: 0, retainedChecks: 0, quiets: 0 };
+  readonly stats: ModelStats = { events: 0, deliveries: 0, acknowledged: 0, obligations: 0, delivered: 0, released: 0, lost: 0, owedOffline: 0, deliveredAfterRestart: 0, retainedChecks: 0, quiets: 0 };
   private readonly clients = new Map<string, ClientState>();
   /** Every session incarnation so far. */
   private readonly incs: Inc[] = [];
@@ -220,8 +226,14 @@ export class Model {
   private readonly obligations: Obligation[] = [];
   private readonly byMsg = new Map<string, Obligation[]>();
   private readonly byInc = new Map<Inc, Set<Obligation>>();
-  private readonly cancelledWills = new Set<string>();
-  private readonly discardedWills = new Set<string>();
+  /**
+   * Wills that must not be published: discarded by a normal DISCONNECT, or cancelled by the
+   * session's resumption within the Will Delay → when that was seen. Both live in the
+   * session record, written in the background: a kill -9 before the next barrier may bring
+   * the will back, so those are forgotten then.
+   */
+  private readonly cancelledWills = new Map<string, number>();
+  private readonly discardedWills = new Map<string, number>();
   private incSeq = 0;
   private now = 0;
   /** Broker stops so far (delayed-will checks do not span one). */
@@ -517,7 +529,7 @@ export class Model {
     if (c.will) {
       const w = c.will;
       if (processed === 'yes' && d?.reason === 0) {
-        this.discardedWills.add(w.m.msg); // [MQTT-3.14.4-3]
+        this.discardedWills.set(w.m.msg, t); // [MQTT-3.14.4-3]
       } else if (processed === 'no' || (processed === 'yes' && d?.reason === 4)) {
         const now = w.spec.delay === 0 || cs.expiry === 0;
         const byClient = droppedByClient || (processed === 'yes' && d?.reason === 4);
@@ -557,8 +569,12 @@ export class Model {
       }
       return;
     }
-    // kill -9: wills still to be published are not owed any more.
+    // kill -9: wills still to be published are not owed any more; wills discarded or cancelled
+    // since the last barrier may come back.
     for (const o of this.obligations) if (o.state === 'open' && o.m.will) this.release(o);
+    for (const wills of [this.discardedWills, this.cancelledWills]) {
+      for (const [msg, seen] of wills) if (seen >= this.lastBarrierT) wills.delete(msg);
+    }
     for (const cs of this.clients.values()) {
       const cands = this.storedCandidates(cs);
       cs.base = cands;
@@ -705,7 +721,10 @@ export class Model {
         if (isShared(filter) || !matches(filter, m.topic)) continue;
         if (this.stableGrant(ivs, m, cs.id, from) >= 1) pairs.add(`${inc.n}|${filter}`);
       }
-      if (pairs.size > 0) this.addObligation({ m, incs: [inc], pairs, group: null, since: t, state: 'open' });
+      if (pairs.size > 0) {
+        if (cs.conn === null) this.stats.owedOffline++;
+        this.addObligation({ m, incs: [inc], pairs, group: null, since: t, state: 'open', stops: this.stops });
+      }
     }
     // Shared groups: every session that may have been a member while the broker routed the
     // message (also since ended, or uncertain) must be a settled one with a stable grant ≥ 1.
@@ -725,7 +744,7 @@ export class Model {
     for (const [filter, g] of groups) {
       if (!g.ok || g.incs.length === 0) continue;
       const pairs = new Set(g.incs.map((inc) => `${inc.n}|${filter}`));
-      this.addObligation({ m, incs: g.incs, pairs, group: filter, since: t, state: 'open' });
+      this.addObligation({ m, incs: g.incs, pairs, group: filter, since: t, state: 'open', stops: this.stops });
     }
   }
 
@@ -950,6 +969,7 @@ export class Model {
       if (o.state === 'open' && o.incs.includes(inc)) {
         o.state = 'done';
         this.stats.delivered++;
+        if (this.stops > o.stops) this.stats.deliveredAfterRestart++;
       }
     }
     if (e.retain) {
@@ -1029,7 +1049,7 @@ export class Model {
 
   private cancelDelayedWills(cs: ClientState, t: number): void {
     for (const w of cs.delayedWills) {
-      if (w.stops === this.stops && t < w.closeT + w.delay * 1000 - ABORT_NOTICE_MS - 300) this.cancelledWills.add(w.m.msg);
+      if (w.stops === this.stops && t < w.closeT + w.delay * 1000 - ABORT_NOTICE_MS - 300) this.cancelledWills.set(w.m.msg, t);
     }
     cs.delayedWills = [];
   }

@@ -5,8 +5,8 @@
 //   npm run check:durability -- --seed N --runs K          exactly K seeds from N (reproduction)
 //   npm run check:durability -- --replay FILE              run a saved trace once, no shrinking
 //
-// Options: --actions A (most actions per run, 30), --clients C (3–6, 4), --shrink-runs S (broker
-// runs spent shrinking one failure, 12), --shrink-minutes X (4), --shrink-failures F (failing
+// Options: --actions A (most actions per run, 40), --clients C (3–6, 4), --shrink-runs S (broker
+// runs spent shrinking one failure, 20), --shrink-minutes X (4), --shrink-failures F (failing
 // seeds that get shrunk, 3; later ones are reported as generated), --avoid-known (steer clear of
 // the broker's known bugs 1 and 2, to look for others), --quiet-ms Q (400), --out DIR (failure
 // files), --keep-data, --broker-args "...", --verbose (print every run's trace).
@@ -20,16 +20,16 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Action, formatAction } from './actions.js';
 import { DEFAULT_RUN_CONFIG, type RunResult } from './driver.js';
-import { addRun, type CheckOptions, checkSeed, emptyTotals, runActions, runLine, type Totals } from './runner.js';
+import { addRun, type CheckOptions, checkSeed, DEFAULT_ACTIONS, emptyTotals, runActions, runLine, type Totals } from './runner.js';
 
 const { values: argv } = parseArgs({
   options: {
     seed: { type: 'string' },
     minutes: { type: 'string' },
     runs: { type: 'string' },
-    actions: { type: 'string', default: '30' },
+    actions: { type: 'string', default: String(DEFAULT_ACTIONS) },
     clients: { type: 'string', default: '4' },
-    'shrink-runs': { type: 'string', default: '12' },
+    'shrink-runs': { type: 'string', default: '20' },
     'shrink-minutes': { type: 'string', default: '4' },
     'shrink-failures': { type: 'string', default: '3' },
     'avoid-known': { type: 'boolean', default: false },
@@ -100,7 +100,8 @@ async function replay(file: string): Promise<number> {
 function summary(t: Totals, firstSeed: number, lastSeed: number, ms: number): void {
   say('');
   say(`seeds ${firstSeed}..${lastSeed}: ${t.runs} runs in ${(ms / 60000).toFixed(1)} min, ${t.actions} actions, ${t.sigterm + t.kill9} restarts (${t.sigterm} SIGTERM, ${t.kill9} kill -9), ${t.connects} connections, ${t.publishes} publishes`);
-  say(`  ${t.acknowledged} messages acknowledged; ${t.obligations} (message, session) deliveries owed: ${t.delivered} delivered, ${t.released} released (legal end / change / uncertainty), ${t.lost} lost; ${t.retainedChecks} retained checks; ${t.deliveries} deliveries seen; ${t.quiets} quiet checks (${t.drainTimeouts} drains timed out)`);
+  say(`  ${t.acknowledged} messages acknowledged; ${t.obligations} (message, session) deliveries owed (${t.owedOffline} to offline sessions): ${t.delivered} delivered (${t.deliveredAfterRestart} after a restart), ${t.released} released (legal end / subscription change / uncertainty), ${t.lost} lost`);
+  say(`  ${t.retainedChecks} retained-on-subscribe checks; ${t.deliveries} deliveries seen; ${t.quiets} quiet checks (${t.drainTimeouts} drains timed out)`);
   say(`  violations: ${t.violations} in ${t.failedRuns} run(s); ${t.shrinkRuns} extra broker runs spent shrinking${t.errors ? `; ${t.errors} checker error(s)` : ''}`);
 }
 

@@ -11,6 +11,9 @@ import { type Action, actionArbitraries, formatAction } from './actions.js';
 import { Run, type RunConfig, type RunCounts, type RunResult } from './driver.js';
 import type { ModelStats, Violation } from './model.js';
 
+/** Most actions per run (fc.commands' maxCommands): a seed's trace depends on it, so the CLI and tests share it. */
+export const DEFAULT_ACTIONS = 40;
+
 export interface CheckOptions extends RunConfig {
   /** Most actions per run. */
   actions: number;
@@ -121,6 +124,8 @@ export interface Totals {
   delivered: number;
   released: number;
   lost: number;
+  owedOffline: number;
+  deliveredAfterRestart: number;
   retainedChecks: number;
   deliveries: number;
   quiets: number;
@@ -132,7 +137,7 @@ export interface Totals {
 }
 
 export function emptyTotals(): Totals {
-  return { runs: 0, actions: 0, sigterm: 0, kill9: 0, connects: 0, publishes: 0, acknowledged: 0, obligations: 0, delivered: 0, released: 0, lost: 0, retainedChecks: 0, deliveries: 0, quiets: 0, drainTimeouts: 0, violations: 0, failedRuns: 0, shrinkRuns: 0, errors: 0 };
+  return { runs: 0, actions: 0, sigterm: 0, kill9: 0, connects: 0, publishes: 0, acknowledged: 0, obligations: 0, delivered: 0, released: 0, lost: 0, owedOffline: 0, deliveredAfterRestart: 0, retainedChecks: 0, deliveries: 0, quiets: 0, drainTimeouts: 0, violations: 0, failedRuns: 0, shrinkRuns: 0, errors: 0 };
 }
 
 export function addRun(t: Totals, r: { counts: RunCounts; stats: ModelStats; violations: Violation[] }): void {
@@ -148,6 +153,8 @@ export function addRun(t: Totals, r: { counts: RunCounts; stats: ModelStats; vio
   t.delivered += r.stats.delivered;
   t.released += r.stats.released;
   t.lost += r.stats.lost;
+  t.owedOffline += r.stats.owedOffline;
+  t.deliveredAfterRestart += r.stats.deliveredAfterRestart;
   t.retainedChecks += r.stats.retainedChecks;
   t.deliveries += r.stats.deliveries;
   t.quiets += r.stats.quiets;
@@ -159,5 +166,5 @@ export function runLine(seed: number, r: RunResult, ms: number): string {
   const s = r.stats;
   const c = r.counts;
   const verdict = r.violations.length === 0 ? 'ok' : `${r.violations.length} VIOLATION(S)`;
-  return `seed ${seed}: ${c.actions} actions, ${c.sigterm} SIGTERM + ${c.kill9} kill -9, ${s.acknowledged} acknowledged, ${s.obligations} owed (${s.delivered} delivered, ${s.released} released, ${s.lost} lost), ${s.retainedChecks} retained checks, ${s.deliveries} deliveries, ${(ms / 1000).toFixed(1)} s — ${verdict}`;
+  return `seed ${seed}: ${c.actions} actions, ${c.sigterm} SIGTERM + ${c.kill9} kill -9, ${s.acknowledged} acknowledged, ${s.obligations} owed (${s.owedOffline} offline; ${s.delivered} delivered, ${s.deliveredAfterRestart} of them after a restart; ${s.released} released, ${s.lost} lost), ${s.retainedChecks} retained checks, ${s.deliveries} deliveries, ${(ms / 1000).toFixed(1)} s — ${verdict}`;
 }

@@ -297,6 +297,11 @@ describe('checker model: what MAY be delivered', () => {
     assert.deepEqual(t.kinds(), ['unexpected', 'unexpected', 'unexpected']);
   });
 
+  test('a will discarded or cancelled just before a kill -9 may come back (the session record is written in the background)', () => {
+    const t = new Trace().connect(1, 'sub').subscribe(1, 1, '#').connect(2, 'w', { will: { topic: 'a/y', qos: 1, delay: 0, msg: 'w:2' } }).disconnect(2).restart('kill').connect(3, 'sub', { present: true });
+    t.deliver(3, 1, 'w:2', 'a/y').assertClean();
+  });
+
   test('no local: own messages are not delivered through a No Local subscription [MQTT-3.8.3-3]', () => {
     const t = new Trace().connect(1, 'c').subscribe(1, 1, 'a/x', 1, true).publish(1, 2, 'c#1', 'a/x').deliver(1, 1, 'c#1', 'a/x');
     assert.deepEqual(t.kinds(), ['unexpected']);
