@@ -18,8 +18,10 @@ export type Action =
   /**
    * Connect client `c` (a takeover when it is connected). `expiry`: v5 Session Expiry Interval,
    * null = absent. `drain`: afterwards, wait until nothing more arrives (and judge what was owed).
+   * `slow`: this connection answers deliveries (PUBACK, PUBREC) only after SLOW_ACK_MS, so some
+   * are in flight whenever the broker dies.
    */
-  | { a: 'connect'; c: number; v: Version; clean: boolean; expiry: number | null; will: { topic: number; qos: QoS; delay: number } | null; drain: boolean }
+  | { a: 'connect'; c: number; v: Version; clean: boolean; expiry: number | null; will: { topic: number; qos: QoS; delay: number } | null; drain: boolean; slow: boolean }
   /** normal: DISCONNECT 0x00; will: DISCONNECT 0x04 (v5); abrupt: close the socket. v5 may change the Session Expiry. */
   | { a: 'disconnect'; c: number; how: 'normal' | 'will' | 'abrupt'; expiry: number | null }
   /** `n` publishes at once; `wait`: for their acknowledgements (else they stay in flight). */
@@ -49,6 +51,7 @@ export function formatAction(x: Action): string {
       const parts = [`c${x.c}`, x.v === 5 ? 'v5' : 'v3.1.1', x.clean ? 'clean' : 'resume'];
       if (x.v === 5) parts.push(x.expiry === null ? 'expiry=absent' : `expiry=${x.expiry === NEVER_EXPIRES ? 'never' : x.expiry}`);
       if (x.will) parts.push(`will=${TOPICS[x.will.topic]}:q${x.will.qos}${x.will.delay ? `:delay${x.will.delay}` : ''}`);
+      if (x.slow) parts.push('slow-acks');
       if (x.drain) parts.push('drain');
       return `connect(${parts.join(' ')})`;
     }
@@ -109,6 +112,7 @@ export function actionArbitraries(clients: number): fc.Arbitrary<Action>[] {
     expiry: sessionExpiry,
     will: sometimes(fc.record({ topic, qos, delay: fc.constantFrom(0, 0, 1, 3) }), 1, 3),
     drain: fc.boolean(),
+    slow: fc.integer({ min: 0, max: 4 }).map((i) => i === 0),
   });
   const disconnect: fc.Arbitrary<Action> = fc.record({
     a: fc.constant('disconnect' as const),

@@ -91,6 +91,8 @@ interface Slot {
 }
 
 const ACK_WAIT_MS = 3000;
+/** A slow connection's delay before PUBACK / PUBREC (action connect.slow). */
+const SLOW_ACK_MS = 300;
 const CONNACK_WAIT_MS = 5000;
 const DRAIN_MAX_MS = 8000;
 const DRAIN_MORE_QUIET_MS = 1500;
@@ -108,6 +110,7 @@ export class Run {
   private connSeq = 0;
   private msgSeq = 0;
   private readonly wires = new Set<Wire>();
+  private readonly slowWires = new WeakSet<Wire>();
 
   private constructor(
     readonly cfg: RunConfig,
@@ -201,7 +204,7 @@ export class Run {
         await this.unsubscribe(x);
         break;
       case 'park': {
-        const w = await this.connect({ a: 'connect', c: x.c, v: x.v, clean: false, expiry: x.v === 5 ? x.expiry : null, will: null, drain: false });
+        const w = await this.connect({ a: 'connect', c: x.c, v: x.v, clean: false, expiry: x.v === 5 ? x.expiry : null, will: null, drain: false, slow: false });
         if (!w) break;
         await this.subscribe({ a: 'subscribe', c: x.c, subs: x.subs });
         await this.disconnect({ a: 'disconnect', c: x.c, how: 'normal', expiry: null });
@@ -252,8 +255,10 @@ export class Run {
         const id = p.messageId ?? 0;
         const payload = typeof p.payload === 'string' ? p.payload : p.payload.toString('utf8');
         this.record({ k: 'deliver', t, conn: w.n, id, msg: payload, topic: p.topic, qos: p.qos, retain: p.retain, dup: p.dup });
-        if (p.qos === 1) w.send({ cmd: 'puback', messageId: id });
-        else if (p.qos === 2) w.send({ cmd: 'pubrec', messageId: id });
+        if (p.qos === 0) return;
+        const answer = (): void => w.send(p.qos === 1 ? { cmd: 'puback', messageId: id } : { cmd: 'pubrec', messageId: id });
+        if (this.slowWires.has(w)) setTimeout(answer, SLOW_ACK_MS).unref();
+        else answer();
         return;
       }
       case 'pubrel':
@@ -335,6 +340,7 @@ export class Run {
     );
     if (!w) return null;
     this.wires.add(w);
+    if (x.slow) this.slowWires.add(w);
     slot.lastConnect = { ...x, drain: false };
     this.counts.connects++;
     let will: WillSpec | null = null;
@@ -553,7 +559,7 @@ export class Run {
       }
       const s = this.model.session(slot.id);
       if (s.exists !== 'yes' || s.expiry === 0) continue;
-      const back = await this.connect({ a: 'connect', c, v: 5, clean: false, expiry: s.expiry === NEVER_EXPIRES ? NEVER_EXPIRES : s.expiry, will: null, drain: false }, false);
+      const back = await this.connect({ a: 'connect', c, v: 5, clean: false, expiry: s.expiry === NEVER_EXPIRES ? NEVER_EXPIRES : s.expiry, will: null, drain: false, slow: false }, false);
       if (back) wires.push(back);
     }
     await Promise.all(wires.map((w) => this.drain(w)));

@@ -364,7 +364,6 @@ export class Model {
     if (cs.conn && cs.conn !== c) this.closeConn(cs.conn, 'takeover', e.t);
     const t = e.t;
     const expiry = c.v === 5 ? (c.connectExpiry ?? 0) : c.clean ? 0 : V311_EXPIRY_S;
-    const storedBefore = this.stored(cs);
 
     const mayHold = this.storedCandidates(cs).some((v) => v > 0);
     if (c.clean) {
@@ -604,16 +603,13 @@ export class Model {
     }
   }
 
+  /** Sessions the broker had as connected, or whose disconnect it had not recorded, count from now. */
   private onBrokerStart(t: number): void {
     for (const cs of this.clients.values()) {
-      if (cs.deadline && cs.deadline.hi === Infinity) {
-        const positive = cs.base.filter((v) => v > 0 && v !== NEVER);
-        cs.deadline.hi = positive.length > 0 ? t + Math.max(...positive) * 1000 + MARGIN_MS : Infinity;
-      } else if (cs.deadline) {
-        // A disconnect not yet recorded when the broker died counts from the restart.
-        const positive = cs.base.filter((v) => v > 0 && v !== NEVER);
-        if (positive.length > 0) cs.deadline.hi = Math.max(cs.deadline.hi, t + Math.max(...positive) * 1000 + MARGIN_MS);
-      }
+      if (!cs.deadline) continue;
+      const positive = cs.base.filter((v) => v > 0);
+      if (positive.length === 0) continue;
+      cs.deadline.hi = positive.includes(NEVER) ? Infinity : Math.max(cs.deadline.hi === Infinity ? 0 : cs.deadline.hi, t + Math.max(...positive) * 1000 + MARGIN_MS);
     }
   }
 
