@@ -15,7 +15,7 @@ import type { Connection } from './connection.js';
 import { type BrokerEvents, type ClientInfo, type Gates, type ListenAddresses, permissiveGates } from './hooks/index.js';
 import { createLogger, type Logger } from './log.js';
 import { createMessage, type Message } from './message.js';
-import { type LossInfo, TopicTrie, validateTopicName } from './native.js';
+import { type LogPosition, type LossInfo, TopicTrie, validateTopicName } from './native.js';
 import type { QoS } from './protocol/codec.js';
 import { RC } from './protocol/reason-codes.js';
 import { MemoryRetainedStore, type RetainedStore } from './retained.js';
@@ -752,7 +752,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
       targets = logged.slice();
       for (const t of live0) targets.push(t);
     } else {
-      for (const t of live0) deliver(t.session, msg, t.qos, t.retain, t.subIds, this.limits, this.drops, now);
+      for (const t of live0) {
+        const session = t.session;
+        // [MQTT-4.6.0-6] not before this session's earlier messages still on their way through the log.
+        if (session.loggedPending > 0) (session.afterLogged ??= []).push(() => deliver(session, msg, t.qos, t.retain, t.subIds, this.limits, this.drops, Date.now()));
+        else deliver(session, msg, t.qos, t.retain, t.subIds, this.limits, this.drops, now);
+      }
     }
     logged.length = 0;
     live0.length = 0;
@@ -760,6 +765,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const durable = this.durable;
     if (!durable || (targets === null && !msg.retain && inboundId === 0)) return null;
     return this.store(durable, msg, targets ?? [], inboundId);
+  }
+
+  /** A logged delivery for `session` was handed to it (or failed): what waited behind it goes. */
+  private loggedDone(session: Session): void {
+    if (--session.loggedPending > 0) return;
+    const waiting = session.afterLogged;
+    session.afterLogged = null;
+    if (waiting) for (const go of waiting) go();
   }
 
   /**
@@ -817,18 +830,29 @@ export class Broker extends EventEmitter<BrokerEvents> {
       await Promise.all(waits);
       return;
     }
-    const pos = await (inboundId !== 0 ? durable.appendInbound(msg, inboundId) : durable.append(msg));
+    for (const t of targets) t.session.loggedPending++;
+    let pos: LogPosition;
+    try {
+      pos = await (inboundId !== 0 ? durable.appendInbound(msg, inboundId) : durable.append(msg));
+    } catch (e) {
+      for (const t of targets) this.loggedDone(t.session);
+      throw e;
+    }
     const now = Date.now();
     for (const t of targets) {
       const session = t.session;
       const d = session.durable;
-      if (d === null || this.sessions.get(session.clientId) !== session) continue; // ended meanwhile
+      if (d === null || this.sessions.get(session.clientId) !== session) {
+        this.loggedDone(session);
+        continue; // ended meanwhile
+      }
       if (t.pinned) {
         // Through a shared subscription: replay cannot find it again, so it is recorded for the
         // session before the publisher hears it is stored.
         const p = deliver(session, msg, t.qos, t.retain, t.subIds, this.limits, this.drops, now, pos);
         if (p) waits.push(d.pin(p));
       } else deliverLogged(session, msg, t.qos, t.retain, t.subIds, pos, this.limits, now);
+      this.loggedDone(session);
     }
     this.syncDrops();
     if (waits.length > 0) await Promise.all(waits);

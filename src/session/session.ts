@@ -164,6 +164,13 @@ export class Session {
   dropped = 0;
   /** The next packet id `allocateId` tries (the native drain loop carries it on). */
   nextId = 1;
+  /**
+   * Logged deliveries of messages routed to this session and still being stored (Broker.store),
+   * and the QoS 0 deliveries that do not go through the log waiting for them, so that none
+   * overtakes an earlier message of the same topic ([MQTT-4.6.0-6]).
+   */
+  loggedPending = 0;
+  afterLogged: (() => void)[] | null = null;
 
   constructor(readonly clientId: string) {}
 
