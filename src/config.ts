@@ -21,57 +21,89 @@ interface KeySpec {
 
 /** Declared keys. Durations are seconds (numbers) or strings like `2h`, `30m`, `15s`, `500ms`. */
 export const CONFIG_KEYS = {
-  'listener.tcp.host': { kind: 'string', default: '0.0.0.0', doc: 'TCP listener address' },
-  'listener.tcp.port': { kind: 'int', default: 1883, min: 0, max: 65535, doc: 'TCP port (0 = ephemeral)' },
-  'listener.ws.port': { kind: 'int', default: 8083, min: -1, max: 65535, doc: 'WebSocket port; -1 disables (CLI: --ws-port 0 disables)' },
-  'listener.ws.path': { kind: 'string', default: '/mqtt', doc: 'WebSocket path' },
-  'listener.tls.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'TLS port (8883 conventionally); -1 disables' },
-  'listener.tls.certfile': { kind: 'string', default: '', doc: 'PEM certificate for TLS/WSS' },
-  'listener.tls.keyfile': { kind: 'string', default: '', doc: 'PEM private key for TLS/WSS' },
-  'listener.wss.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'WSS port; -1 disables' },
-  'node.data_dir': { kind: 'string', default: './data', doc: 'Directory of the embedded store' },
-  'durable_sessions.enable': { kind: 'bool', default: true, doc: 'Persistent sessions, their queues and retained messages live in the embedded store' },
-  'durable_sessions.qos0': { kind: 'bool', default: true, doc: 'Store QoS 0 messages for offline persistent sessions too (delivered at QoS 0 when they return)' },
-  'durable_sessions.batch_size': { kind: 'int', default: 1000, min: 1, max: 100000, doc: 'Messages read from the log per scan when a persistent session catches up' },
-  'durable_sessions.native_drain': { kind: 'bool', default: true, doc: 'A session catching up over plain TCP is drained by a native loop (Rust thread) instead of the event loop' },
-  'durable_sessions.message_retention_period': { kind: 'duration', default: 86400, min: 0, max: 315360000, doc: 'How long the log keeps messages (0 = forever); older generations are dropped whole' },
-  'durable_storage.messages.n_shards': { kind: 'int', default: 4, min: 1, max: 1024, doc: 'Log shards (by publisher client id); fixed at first start' },
-  'durable_storage.fsync': { kind: 'string', default: 'always', pattern: /^(always|none|interval:[1-9][0-9]*)$/, doc: 'always | interval:<ms> | none (see README: what is durable)' },
+  'listener.tcp.host': { kind: 'string', default: '0.0.0.0', doc: 'listen address for every listener' },
+  'listener.tcp.port': { kind: 'int', default: 1883, min: 0, max: 65535, doc: 'MQTT over TCP (0 = ephemeral)' },
+  'listener.ws.port': { kind: 'int', default: 8083, min: -1, max: 65535, doc: 'MQTT over WebSocket; `-1` disables' },
+  'listener.ws.path': { kind: 'string', default: '/mqtt', doc: 'WebSocket path (also for WSS)' },
+  'listener.tls.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'MQTT over TLS (8883 conventionally)' },
+  'listener.tls.certfile': { kind: 'string', default: '', doc: 'PEM certificate for TLS and WSS' },
+  'listener.tls.keyfile': { kind: 'string', default: '', doc: 'PEM private key for TLS and WSS' },
+  'listener.wss.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'MQTT over secure WebSocket' },
+  'node.data_dir': { kind: 'string', default: './data', doc: 'directory of the embedded store' },
+  'durable_sessions.enable': { kind: 'bool', default: true, doc: 'keep persistent sessions, their queues and retained messages in the store' },
+  'durable_sessions.qos0': { kind: 'bool', default: true, doc: 'store QoS 0 messages for offline persistent sessions too (delivered at QoS 0 when they return)' },
+  'durable_sessions.batch_size': { kind: 'int', default: 1000, min: 1, max: 100000, doc: 'messages read from the log per scan when a persistent session catches up' },
+  'durable_sessions.native_drain': { kind: 'bool', default: true, doc: 'a persistent session catching up over plain TCP is drained by a Rust thread that has the socket meanwhile; `false` drains on the event loop' },
+  'durable_sessions.message_retention_period': { kind: 'duration', default: 86400, min: 0, max: 315360000, doc: 'how long the log keeps messages (0 = forever); older generations are dropped whole' },
+  'durable_storage.messages.n_shards': { kind: 'int', default: 4, min: 1, max: 1024, doc: 'log shards (by publisher client id), fixed at first start' },
+  'durable_storage.fsync': { kind: 'string', default: 'always', pattern: /^(always|none|interval:[1-9][0-9]*)$/, doc: '`always` | `interval:<ms>` | `none` — see "What is durable"' },
   'durable_storage.on_corruption': {
     kind: 'enum',
     default: 'recover',
     values: ['recover', 'refuse'],
-    doc: 'Damaged store files found at start: recover (quarantine, salvage, rebuild, report each loss once) or refuse to start (nothing changed; see `stratamq ds check` / `ds repair`)',
+    doc: 'damaged store files at start: `recover` (quarantine, salvage, rebuild, report each loss once) or `refuse` to start, changing nothing',
   },
-  'durable_storage.segment_bytes': { kind: 'int', default: 67108864, min: 4096, max: 4294967295, doc: 'Log segment size: a segment is sealed (and indexed) once it holds this many bytes' },
-  'log.level': { kind: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'Log level' },
-  'mqtt.max_packet_size': { kind: 'int', default: 1048576, min: 64, max: 268435455, doc: 'Largest packet accepted (bytes); advertised as Maximum Packet Size' },
-  'mqtt.max_clientid_len': { kind: 'int', default: 65535, min: 23, max: 65535, doc: 'Longest client id accepted' },
-  'mqtt.session_expiry_interval': { kind: 'duration', default: 7200, min: 0, max: 4294967295, doc: 'Session expiry for v3.x clean_session=0 (seconds)' },
-  'mqtt.max_session_expiry_interval': { kind: 'duration', default: 4294967295, min: 0, max: 4294967295, doc: 'Cap on the v5 Session Expiry Interval a client asks for' },
-  'mqtt.max_inflight': { kind: 'int', default: 128, min: 1, max: 65535, doc: 'Outbound QoS1/2 window per client (further capped by the client Receive Maximum)' },
-  'mqtt.receive_maximum': { kind: 'int', default: 1024, min: 1, max: 65535, doc: 'Inbound QoS 2 window advertised to v5 clients' },
-  'mqtt.max_queued_messages': { kind: 'int', default: 1000000, min: 0, max: 100000000, doc: 'Messages queued per session behind the inflight window or while offline' },
-  'mqtt.max_queued_bytes': { kind: 'int', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, doc: 'Payload bytes queued per session (0 = no limit); counted like max_queued_messages' },
+  'durable_storage.segment_bytes': { kind: 'int', default: 67108864, min: 4096, max: 4294967295, doc: 'log segment size: a segment is sealed and indexed once it holds this many bytes' },
+  'log.level': { kind: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'trace, debug, info, warn, error, fatal, silent' },
+  'mqtt.max_packet_size': { kind: 'int', default: 1048576, min: 64, max: 268435455, doc: 'larger packets are refused (v5: DISCONNECT 0x95); advertised in CONNACK' },
+  'mqtt.max_clientid_len': { kind: 'int', default: 65535, min: 23, max: 65535, doc: 'longer client ids get CONNACK 0x85 / 2' },
+  'mqtt.session_expiry_interval': { kind: 'duration', default: 7200, min: 0, max: 4294967295, doc: 'session lifetime for 3.x clients with clean_session = 0' },
+  'mqtt.max_session_expiry_interval': { kind: 'duration', default: 4294967295, min: 0, max: 4294967295, doc: 'cap on what v5 clients ask for' },
+  'mqtt.max_inflight': { kind: 'int', default: 128, min: 1, max: 65535, doc: 'outbound QoS 1/2 window per client (also capped by the client\'s Receive Maximum)' },
+  'mqtt.receive_maximum': { kind: 'int', default: 1024, min: 1, max: 65535, doc: 'inbound QoS 2 window advertised to v5 clients' },
+  'mqtt.max_queued_messages': { kind: 'int', default: 1000000, min: 0, max: 100000000, doc: 'per-session queue behind the window / while offline; the excess is handled per `mqtt.queue_overflow` and counted (`metrics.messagesDropped`). A persistent session\'s queue is the log itself: nothing per message in memory while it is away (its count is kept in the session\'s progress record across restarts)' },
+  'mqtt.max_queued_bytes': { kind: 'int', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, doc: 'payload bytes per session queue (0 = no limit), handled like `max_queued_messages`' },
   'mqtt.queue_overflow': {
     kind: 'enum',
     default: 'drop_oldest',
     values: ['drop_oldest', 'drop_newest', 'disconnect'],
-    doc: 'A full session queue drops its oldest or the newest message (counted in metrics.messagesDropped), or disconnects the client (0x97; while it is away: drop_newest)',
+    doc: 'what a full session queue does: `drop_oldest` (as EMQX), `drop_newest` (as Mosquitto), or `disconnect` (a connected client is disconnected with 0x97 Quota exceeded; while it is away, as `drop_newest`)',
   },
-  'mqtt.queue_qos0': { kind: 'bool', default: false, doc: 'Queue QoS 0 messages for offline persistent sessions' },
+  'mqtt.queue_qos0': { kind: 'bool', default: false, doc: 'also queue QoS 0 for offline sessions' },
   'mqtt.max_topic_alias': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Topic Alias Maximum accepted from v5 clients' },
-  'mqtt.max_qos': { kind: 'int', default: 2, min: 0, max: 2, doc: 'Maximum QoS granted' },
-  'mqtt.retain_available': { kind: 'bool', default: true, doc: 'Accept retained messages' },
-  'mqtt.wildcard_subscription': { kind: 'bool', default: true, doc: 'Allow + and # in filters' },
-  'mqtt.shared_subscription': { kind: 'bool', default: true, doc: 'Allow $share/group/filter' },
-  'mqtt.keepalive_multiplier': { kind: 'int', default: 15, min: 10, max: 100, doc: 'Keep-alive grace in tenths (15 = 1.5x)' },
-  'mqtt.max_keepalive': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Server Keep Alive cap sent to v5 clients (0 = no cap)' },
-  'mqtt.connect_timeout': { kind: 'duration', default: 10, min: 1, max: 3600, doc: 'Seconds a socket may stay open without a CONNECT' },
-  'mqtt.max_connections': { kind: 'int', default: 1000000, min: 1, max: 100000000, doc: 'Concurrent connections' },
-  'mqtt.allow_anonymous': { kind: 'bool', default: true, doc: 'Accept clients without username' },
-  'mqtt.write_high_watermark': { kind: 'int', default: 8388608, min: 65536, max: 1073741824, doc: 'Socket send buffer above which QoS 0 messages to that client are dropped' },
+  'mqtt.max_qos': { kind: 'int', default: 2, min: 0, max: 2, doc: 'highest QoS granted' },
+  'mqtt.retain_available': { kind: 'bool', default: true, doc: 'accept retained messages' },
+  'mqtt.wildcard_subscription': { kind: 'bool', default: true, doc: 'allow `+` and `#` in filters' },
+  'mqtt.shared_subscription': { kind: 'bool', default: true, doc: 'allow shared subscriptions `$share/{group}/{filter}`' },
+  'mqtt.keepalive_multiplier': { kind: 'int', default: 15, min: 10, max: 100, doc: 'keep-alive grace in tenths (1.5×)' },
+  'mqtt.max_keepalive': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Server Keep Alive cap for v5 clients' },
+  'mqtt.connect_timeout': { kind: 'duration', default: 10, min: 1, max: 3600, doc: 'seconds a socket may stay open without CONNECT' },
+  'mqtt.max_connections': { kind: 'int', default: 1000000, min: 1, max: 100000000, doc: 'beyond it CONNACK 0x97 (v5) / 3' },
+  'mqtt.allow_anonymous': { kind: 'bool', default: true, doc: 'refuse clients without a username when false' },
+  'mqtt.write_high_watermark': { kind: 'int', default: 8388608, min: 65536, max: 1073741824, doc: 'bytes buffered for a slow client above which its QoS 0 messages are dropped (counted)' },
 } as const satisfies Record<string, KeySpec>;
+
+/** A duration in seconds as the README shows it: `7200` (2h). */
+function humanSeconds(v: number): string {
+  for (const [unit, n] of [
+    ['d', 86400],
+    ['h', 3600],
+    ['m', 60],
+  ] as const) {
+    if (v >= n && v % n === 0 && v < 4294967295) return ` (${v / n}${unit})`;
+  }
+  return '';
+}
+
+/**
+ * The configuration reference, a Markdown table generated from CONFIG_KEYS: what the README
+ * shows (`stratamq config reference`; a test keeps the README equal to it).
+ */
+export function configReference(): string {
+  const rows = ['| key | default | meaning |', '|---|---|---|'];
+  for (const [key, spec] of Object.entries(CONFIG_KEYS) as [string, KeySpec][]) {
+    const d = spec.default;
+    let shown = d === '' ? '—' : `\`${String(d)}\``;
+    if (spec.kind === 'duration' && typeof d === 'number') shown += humanSeconds(d);
+    if (key.endsWith('.port') && d === -1) shown += ' (off)';
+    rows.push(`| \`${key}\` | ${shown} | ${spec.doc.replace(/\|/g, '\\|')} |`);
+  }
+  return rows.join('\n');
+}
+
+/** Where the README holds the reference (the start marker's line, then the table, then the end marker). */
+export const REFERENCE_START = '<!-- config reference';
+export const REFERENCE_END = '<!-- end of config reference -->';
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 type ValueOf<K extends ConfigKey> = (typeof CONFIG_KEYS)[K]['default'] extends number

@@ -2,9 +2,9 @@
 /** `stratamq` command line (SPEC F1). */
 import { Command, InvalidArgumentError } from 'commander';
 import { createBroker, type Broker } from '../index.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Config, ConfigError, type ConfigInput, loadConfig } from '../config.js';
+import { type Config, ConfigError, type ConfigInput, configReference, loadConfig, REFERENCE_END, REFERENCE_START } from '../config.js';
 import { DurableStore, type LossInfo, type NativeError, type StoreOpenOptions, type StoreReport } from '../native.js';
 
 function port(value: string): number {
@@ -92,6 +92,29 @@ function dsFail(cmd: string, e: unknown, code = 1): never {
   process.stderr.write(`stratamq ds ${cmd}: ${why}\n`);
   process.exit(code);
 }
+
+program
+  .command('config')
+  .description('configuration')
+  .command('reference')
+  .description('print every configuration key with its default and meaning (Markdown)')
+  .option('--update <file>', 'replace the reference in a Markdown file (between its config reference markers)')
+  .action((opts: { update?: string }) => {
+    const table = configReference();
+    if (!opts.update) {
+      process.stdout.write(`${table}\n`);
+      return;
+    }
+    const text = readFileSync(opts.update, 'utf8');
+    const start = text.indexOf(REFERENCE_START);
+    const end = text.indexOf(REFERENCE_END);
+    if (start < 0 || end < start) {
+      process.stderr.write(`stratamq config reference: no config reference markers in ${opts.update}\n`);
+      process.exit(2);
+    }
+    const at = text.indexOf('\n', start) + 1;
+    writeFileSync(opts.update, `${text.slice(0, at)}${table}\n${text.slice(end)}`);
+  });
 
 const ds = program.command('ds').description('durable storage');
 ds.command('check')

@@ -1,10 +1,10 @@
 /** The config loader (SPEC F2): defaults < file < environment < overrides, typed and checked. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { CONFIG_KEYS, ConfigError, loadConfig, parseConfigText } from '../../src/config.js';
+import { CONFIG_KEYS, ConfigError, configReference, loadConfig, parseConfigText, REFERENCE_END, REFERENCE_START } from '../../src/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -254,4 +254,14 @@ test('loadConfig does not read process.env unless given it', () => {
     if (saved === undefined) delete process.env.STRATA_MQTT__MAX_QOS;
     else process.env.STRATA_MQTT__MAX_QOS = saved;
   }
+});
+
+test('the README configuration reference is the one generated from the code (stratamq config reference --update README.md)', () => {
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+  const start = readme.indexOf(REFERENCE_START);
+  const end = readme.indexOf(REFERENCE_END);
+  assert.ok(start >= 0 && end > start, 'markers present');
+  const table = readme.slice(readme.indexOf('\n', start) + 1, end).trimEnd();
+  assert.equal(table, configReference());
+  for (const key of Object.keys(CONFIG_KEYS)) assert.ok(table.includes(`| \`${key}\` |`), key);
 });
