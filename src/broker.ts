@@ -362,8 +362,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * ([MQTT-3.1.4-3]), discard the old session on Clean Start ([MQTT-3.1.2-4]) or resume it
    * ([MQTT-3.1.2-5]), and cancel a will waiting out its delay ([MQTT-3.1.3-9]). `recorded`:
    * the persistent session's record (with the connection's will) is durable once it resolves.
+   * `discarded`: a persistent session Clean Start ended is gone from the store once it resolves.
    */
-  attachSession(conn: Connection, cleanStart: boolean, expiryInterval: number): { session: Session; sessionPresent: boolean; recorded: Promise<void> | null } {
+  attachSession(
+    conn: Connection,
+    cleanStart: boolean,
+    expiryInterval: number,
+  ): { session: Session; sessionPresent: boolean; recorded: Promise<void> | null; discarded: Promise<void> | null } {
     const clientId = conn.clientId;
     let session = this.sessions.get(clientId);
     const old = session?.connection;
@@ -373,8 +378,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
       session = this.sessions.get(clientId); // the old connection's close may have ended it
     }
     let sessionPresent = false;
+    let discarded: Promise<void> | null = null;
     if (session && cleanStart) {
-      this.endSession(session);
+      discarded = this.endSession(session);
       session = undefined;
     }
     if (session) {
@@ -394,7 +400,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     conn.session = session;
     this.metrics.connections++;
     const recorded = this.recordSession(session, conn.will ? encodeWill(conn.will.msg, conn.will.delaySeconds) : null, 0);
-    return { session, sessionPresent, recorded };
+    return { session, sessionPresent, recorded, discarded };
   }
 
   onConnected(conn: Connection, sessionPresent: boolean): void {
@@ -484,8 +490,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.log.error({ clientId: conn?.clientId, err: err.message, code: (err as { code?: string }).code }, 'storage write failed');
   }
 
-  /** Remove a session: its subscriptions, its timers; a pending will goes out now. */
-  endSession(session: Session): void {
+  /**
+   * Remove a session: its subscriptions, its timers; a pending will goes out now. For a persistent
+   * session, resolves once it is gone from the store (null: nothing stored).
+   */
+  endSession(session: Session): Promise<void> | null {
     if (session.expiryTimer) clearTimeout(session.expiryTimer);
     session.expiryTimer = null;
     for (const sub of session.subscriptions.values()) this.removeSub(sub);
@@ -500,10 +509,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
       this.publishWill(will.msg, null);
     }
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
-    if (session.durable) {
+    if (session.durable && this.durable) {
       session.durable = null;
-      this.durable?.deleteSession(session.clientId);
+      return this.durable.deleteSession(session.clientId);
     }
+    session.durable = null;
+    return null;
   }
 
   private publishWill(msg: Message, conn: Connection | null): void {
@@ -600,12 +611,17 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return false;
   }
 
-  unsubscribe(session: Session, filter: string): boolean {
+  /** Remove a subscription; for a persistent session the durable removal is pushed onto `writes` (UNSUBACK waits for it). */
+  unsubscribe(session: Session, filter: string, writes: Promise<void>[] | null = null): boolean {
     const sub = session.subscriptions.get(filter);
     if (!sub) return false;
     session.subscriptions.delete(filter);
     this.removeSub(sub);
-    if (session.durable && this.durable) this.durable.deleteSubscription(session.clientId, filter).catch((e: unknown) => this.onStoreError(null, e as Error));
+    if (session.durable && this.durable) {
+      const removed = this.durable.deleteSubscription(session.clientId, filter);
+      removed.catch((e: unknown) => this.onStoreError(null, e as Error));
+      writes?.push(removed);
+    }
     const conn = session.connection;
     if (conn && this.listenerCount('session.unsubscribed') > 0) this.emit('session.unsubscribed', conn, filter);
     return true;

@@ -73,6 +73,8 @@ export class BrokerProcess {
     readonly port: number,
     readonly dataDir: string,
     readonly extraArgs: string[] = [],
+    /** Environment added to this process's for the broker (fault injection, config). */
+    readonly env: NodeJS.ProcessEnv = {},
   ) {}
 
   get url(): string {
@@ -87,6 +89,7 @@ export class BrokerProcess {
   async start(timeoutMs = 20000): Promise<void> {
     const child = spawn(process.execPath, [CLI, 'start', '--host', '127.0.0.1', '--port', String(this.port), '--ws-port', '0', '--data-dir', this.dataDir, ...this.extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.env },
     });
     this.child = child;
     this.output = ''; // readiness is read from this run's output only

@@ -10,12 +10,24 @@ export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket):
   if (!packet.messageId) throw new ProtocolViolation(RC.ProtocolError, 'UNSUBSCRIBE with packet identifier 0');
   // [MQTT-3.10.3-2] at least one filter.
   if (packet.unsubscriptions.length === 0) throw new ProtocolViolation(RC.ProtocolError, 'UNSUBSCRIBE without topic filters');
-  const codes = packet.unsubscriptions.map((filter) =>
-    conn.broker.unsubscribe(session, filter) ? RC.Success : RC.NoSubscriptionExisted,
-  );
-  if (conn.protocolVersion === 5) {
-    conn.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: codes });
-  } else {
-    conn.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: [] });
+  const writes: Promise<void>[] = [];
+  const codes = packet.unsubscriptions.map((filter) => (conn.broker.unsubscribe(session, filter, writes) ? RC.Success : RC.NoSubscriptionExisted));
+  const unsuback = (): void => conn.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: conn.protocolVersion === 5 ? codes : [] });
+  if (writes.length === 0) {
+    unsuback();
+    return;
   }
+  // A persistent session's UNSUBACK waits until the subscriptions are gone from the store, so a
+  // crash after it cannot bring them back; later packets wait too. Not removed (a store error,
+  // logged): no UNSUBACK, the connection closes and the client unsubscribes again.
+  conn.gate(
+    Promise.all(writes).then(
+      () => true,
+      () => false,
+    ),
+    (ok) => {
+      if (ok) unsuback();
+      else conn.close('storage failure: UNSUBSCRIBE not recorded');
+    },
+  );
 }

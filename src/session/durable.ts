@@ -135,6 +135,13 @@ function decodeRetained(topic: string, value: Buffer): Message {
  */
 const PROGRESS_INTERVAL_MS = 10;
 
+/**
+ * Fault injection for tests (a slow metadata disk): every metadata commit starts this many ms
+ * late, in order, so what waits for one — and what does not — shows under a kill -9.
+ * `STRATAMQ_TEST_METADATA_DELAY_MS`; 0 (unset) in production.
+ */
+const METADATA_DELAY_MS = Number(process.env.STRATAMQ_TEST_METADATA_DELAY_MS ?? 0) || 0;
+
 /** How often losses found while running (damaged segments found as they are read) are reported. */
 const LOSS_CHECK_MS = 1000;
 
@@ -302,7 +309,9 @@ export class DurableSessions implements LogSource {
       // A session that ended (its records deleted in this batch or before) writes nothing more.
       if (ls.session.durable === ls) b.ops.push({ op: 'put', table: 'acks', key: idKey(ls.session.clientId), value: ls.encode() });
     }
-    const done = this.commits.wrap(this.store.metaApply(b.ops)).then(b.resolve, b.reject);
+    const ops = b.ops;
+    const applied = METADATA_DELAY_MS > 0 ? new Promise<void>((r) => setTimeout(r, METADATA_DELAY_MS)).then(() => this.store.metaApply(ops)) : this.store.metaApply(ops);
+    const done = this.commits.wrap(applied).then(b.resolve, b.reject);
     this.inflightCommits.add(done);
     void done.finally(() => this.inflightCommits.delete(done));
   }
@@ -400,15 +409,17 @@ export class DurableSessions implements LogSource {
     return this.write([{ op: 'put', table: 'sessions', key: idKey(clientId), value: Buffer.from(JSON.stringify(record)) }]);
   }
 
-  /** Remove everything a session left in the store. */
-  deleteSession(clientId: string): void {
+  /** Remove everything a session left in the store; resolves once that is durable (failures are logged). */
+  deleteSession(clientId: string): Promise<void> {
     const prefix = Buffer.concat([idKey(clientId), SEP]);
-    this.background([
+    const done = this.write([
       { op: 'delete', table: 'sessions', key: idKey(clientId) },
       { op: 'deletePrefix', table: 'subscriptions', key: prefix },
       { op: 'delete', table: 'acks', key: idKey(clientId) },
       { op: 'deletePrefix', table: 'cursors', key: prefix },
     ]);
+    done.catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'durable metadata write failed'));
+    return done;
   }
 
   putSubscription(clientId: string, filter: string, opts: StoredSubscription): Promise<void> {

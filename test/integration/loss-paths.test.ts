@@ -204,3 +204,59 @@ describe('[MQTT-3.1.2-4] a v5 session resumed with Session Expiry 0', () => {
     await again.endAsync();
   });
 });
+
+describe('what CONNACK and UNSUBACK say survives a kill -9 right after them', () => {
+  // Metadata commits are slowed down (a slow disk), so a reply sent before its write is durable
+  // is caught by the kill -9 that follows it.
+  const slowDir = tempDir('strata-slowmeta-');
+  let broker: BrokerProcess;
+  before(async () => {
+    broker = new BrokerProcess(await freePort(), slowDir.dir, [], { STRATAMQ_TEST_METADATA_DELAY_MS: '300' });
+    await broker.start();
+  });
+  after(async () => {
+    await broker.stop();
+    slowDir.remove();
+  });
+
+  test('[MQTT-3.1.2-4] a persistent session discarded by Clean Start is gone for good once CONNACK is out', async () => {
+    const sub = await client(broker.url, persistent(5, 'clean-kill'));
+    await sub.subscribeAsync('ck/t', { qos: 1 });
+    await sub.endAsync();
+    const pub = await client(broker.url, { protocolVersion: 5, clientId: 'clean-kill-pub' });
+    await pub.publishAsync('ck/t', 'old', { qos: 1 });
+    await pub.endAsync();
+    // Clean Start: the old session (its subscription, its queued message) is discarded.
+    const raw = await RawClient.tcp(broker.port, 5);
+    const ack = (await raw.connect('clean-kill', { clean: true, properties: { sessionExpiryInterval: 3600 } })) as IConnackPacket;
+    assert.equal(ack.sessionPresent, false);
+    await broker.kill9();
+    raw.end();
+    await broker.start();
+    const back = unconnected(broker.url, persistent(5, 'clean-kill'));
+    const present = new Promise<boolean>((resolve) => back.once('connect', (p) => resolve(p.sessionPresent)));
+    back.connect();
+    assert.equal(await present, true, 'the new session (expiry 3600) was recorded');
+    assert.deepEqual(await quiet(back, 300), [], 'nothing of the discarded session comes back');
+    await back.endAsync();
+  });
+
+  test('a subscription removed by UNSUBSCRIBE stays removed once UNSUBACK is out', async () => {
+    const raw = await RawClient.tcp(broker.port, 4);
+    await raw.connect('unsub-kill', { clean: false });
+    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'uk/t', qos: 1 }] });
+    await raw.next('suback');
+    raw.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: ['uk/t'] });
+    await raw.next('unsuback');
+    await broker.kill9();
+    raw.end();
+    await broker.start();
+    const pub = await client(broker.url, { clientId: 'unsub-kill-pub' });
+    await pub.publishAsync('uk/t', 'after', { qos: 1 });
+    await pub.endAsync();
+    const back = unconnected(broker.url, persistent(4, 'unsub-kill'));
+    back.connect();
+    assert.deepEqual(await quiet(back, 300), [], 'the subscription did not come back');
+    await back.endAsync();
+  });
+});
