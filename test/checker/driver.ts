@@ -59,6 +59,8 @@ export interface RunResult {
   history: Event[];
   dataDir: string;
   brokerLog: string;
+  /** How long the run took (broker start to the final checkpoint). */
+  ms: number;
 }
 
 interface Flow {
@@ -585,6 +587,7 @@ export class Run {
       history: this.history,
       dataDir: this.dataDir,
       brokerLog: this.broker.output,
+      ms: performance.now() - this.t0,
     };
   }
 
