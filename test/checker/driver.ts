@@ -59,6 +59,8 @@ export interface RunResult {
   history: Event[];
   dataDir: string;
   brokerLog: string;
+  /** How long the run took (broker start to the final checkpoint). */
+  ms: number;
 }
 
 interface Flow {
@@ -185,6 +187,7 @@ export class Run {
       if (c === null) return;
       x = { ...x, c };
     }
+    x = this.normalize(x);
     this.actions.push(x);
     this.counts.actions++;
     switch (x.a) {
@@ -226,6 +229,41 @@ export class Run {
         break;
     }
     this.checkBrokerAlive();
+  }
+
+  /**
+   * The action as it will be sent: what the protocol version or the rules forbid is left out
+   * (No Local on v3.1.1 and on shared subscriptions, v5 properties on v3.1.1, DISCONNECT raising
+   * the Session Expiry from 0), and `avoidKnown` changes are applied, so traces show what ran.
+   */
+  private normalize(x: Action): Action {
+    const slot = (c: number): Slot => this.slotOf(c);
+    // One entry per filter (the last one, as the driver sends them); No Local where it is allowed.
+    const nl = (v5: boolean, subs: { f: number; qos: QoS; nl: boolean }[]): { f: number; qos: QoS; nl: boolean }[] =>
+      [...new Map(subs.map((s) => [s.f, s])).values()].map((s) => ({ ...s, nl: v5 && s.nl && !isShared(FILTERS[s.f] as string) }));
+    switch (x.a) {
+      case 'connect': {
+        let expiry = x.v === 5 ? x.expiry : null;
+        if (this.cfg.avoidKnown && x.v === 5 && !x.clean && (expiry === null || expiry === 0)) expiry = 3600; // known bug 2
+        return { ...x, expiry, will: x.will && x.v === 4 ? { ...x.will, delay: 0 } : x.will };
+      }
+      case 'park':
+        return { ...x, subs: nl(x.v === 5, x.subs) };
+      case 'subscribe':
+        return { ...x, subs: nl(this.live(slot(x.c))?.version === 5, x.subs) };
+      case 'unsubscribe':
+        return { ...x, fs: [...new Set(x.fs)] };
+      case 'publish':
+        return this.live(slot(x.c))?.version === 5 ? x : { ...x, expiry: null };
+      case 'disconnect': {
+        if (x.how === 'abrupt') return { ...x, expiry: null };
+        const s = slot(x.c);
+        if (this.live(s)?.version !== 5) return { ...x, how: 'normal', expiry: null };
+        return x.expiry !== null && s.expiry === 0 && x.expiry !== 0 ? { ...x, expiry: null } : x; // [MQTT-3.14.2-2]
+      }
+      default:
+        return x;
+    }
   }
 
   private checkBrokerAlive(): void {
@@ -328,8 +366,7 @@ export class Run {
 
   private async connect(x: Extract<Action, { a: 'connect' }>, drainAfter = x.drain): Promise<Wire | null> {
     const slot = this.slotOf(x.c);
-    let expiry = x.v === 5 ? x.expiry : null;
-    if (this.cfg.avoidKnown && x.v === 5 && !x.clean && (expiry === null || expiry === 0)) expiry = 3600; // known bug 2
+    const expiry = x.v === 5 ? x.expiry : null;
     const n = ++this.connSeq;
     const w = await Wire.open(
       this.broker.port,
@@ -413,9 +450,7 @@ export class Run {
     }
     const v5 = w.version === 5;
     const reason = v5 && x.how === 'will' ? 4 : 0;
-    // [MQTT-3.14.2-2] never from 0 to non-zero.
-    let expiry = v5 ? x.expiry : null;
-    if (expiry !== null && slot.expiry === 0 && expiry !== 0) expiry = null;
+    const expiry = v5 ? x.expiry : null;
     this.record({ k: 'disconnect', t: this.clock(), conn: w.n, reason, expiry });
     w.send({ cmd: 'disconnect', ...(v5 ? { reasonCode: reason, ...(expiry !== null ? { properties: { sessionExpiryInterval: expiry } } : {}) } : {}) });
     if (!(await w.waitClosed(2000))) {
@@ -585,6 +620,7 @@ export class Run {
       history: this.history,
       dataDir: this.dataDir,
       brokerLog: this.broker.output,
+      ms: performance.now() - this.t0,
     };
   }
 

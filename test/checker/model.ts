@@ -383,7 +383,7 @@ export class Model {
       if (e.present) {
         if (cs.exists === 'yes' && cs.inc && !cs.inc.ended) {
           // resumed [MQTT-3.1.2-5]
-        } else if (cs.exists === 'unknown' && cs.resurrect === 'same' && cs.inc && !cs.inc.ended) {
+        } else if (cs.exists === 'unknown' && cs.resurrect === 'same' && cs.inc && !cs.inc.ended && cs.endedSinceBarrier.length === 0) {
           // not expired after all: the same session
         } else {
           this.taintedInc(cs, t);
@@ -588,7 +588,9 @@ export class Model {
       // Disconnected from the kill at the latest; the broker counts from its restart (hi, see onBrokerStart).
       const lo = t + Math.min(...positive) * 1000 - MARGIN_MS;
       cs.deadline = positive.includes(NEVER) && positive.length === 1 ? null : { lo: cs.deadline ? Math.min(cs.deadline.lo, lo) : lo, hi: Infinity };
-      if (positive.length !== cands.length) this.setUnknown(cs, cs.inc && !cs.inc.ended ? 'same' : 'tainted');
+      // 'same' only if no other incarnation could come back instead (Clean Start not yet durable).
+      const same = cs.inc !== null && !cs.inc.ended && cs.endedSinceBarrier.length === 0;
+      if (positive.length !== cands.length) this.setUnknown(cs, same ? 'same' : 'tainted');
       else if (cs.exists === 'no') this.setUnknown(cs, 'tainted');
       // Unsubscribes not yet durable may come back.
       const inc = cs.inc;

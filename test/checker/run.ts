@@ -87,9 +87,8 @@ function save(name: string, data: unknown): string {
 async function replay(file: string): Promise<number> {
   const saved = JSON.parse(readFileSync(file, 'utf8')) as { actions: Action[] };
   say(`replaying ${saved.actions.length} actions from ${file}`);
-  const t0 = Date.now();
   const r = await runActions(saved.actions, opts);
-  say(runLine(-1, r, Date.now() - t0));
+  say(runLine(-1, r));
   if (r.violations.length > 0) {
     printFailure('replay', r);
     say(`  history: ${save(`replay-${Date.now()}.json`, { actions: r.actions, violations: r.violations, history: r.history })}`);
@@ -116,7 +115,6 @@ async function main(): Promise<number> {
   let seed = firstSeed;
   let shrunk = 0;
   for (let i = 0; i < runs && Date.now() < deadline; i++, seed++) {
-    const started = Date.now();
     const left = deadline - Date.now();
     const report = await checkSeed(seed, {
       ...opts,
@@ -130,7 +128,7 @@ async function main(): Promise<number> {
       continue;
     }
     addRun(totals, report.original);
-    say(runLine(seed, report.original, Date.now() - started));
+    say(runLine(seed, report.original));
     if (argv.verbose) report.original.actions.forEach((x, i) => say(`    ${String(i + 1).padStart(2)}. ${formatAction(x)}`));
     if (report.original.violations.length === 0) continue;
     if (report.shrinkRuns > 0) shrunk++;

@@ -162,9 +162,9 @@ export function addRun(t: Totals, r: { counts: RunCounts; stats: ModelStats; vio
   if (r.violations.length > 0) t.failedRuns++;
 }
 
-export function runLine(seed: number, r: RunResult, ms: number): string {
+export function runLine(seed: number, r: RunResult): string {
   const s = r.stats;
   const c = r.counts;
   const verdict = r.violations.length === 0 ? 'ok' : `${r.violations.length} VIOLATION(S)`;
-  return `seed ${seed}: ${c.actions} actions, ${c.sigterm} SIGTERM + ${c.kill9} kill -9, ${s.acknowledged} acknowledged, ${s.obligations} owed (${s.owedOffline} offline; ${s.delivered} delivered, ${s.deliveredAfterRestart} of them after a restart; ${s.released} released, ${s.lost} lost), ${s.retainedChecks} retained checks, ${s.deliveries} deliveries, ${(ms / 1000).toFixed(1)} s — ${verdict}`;
+  return `seed ${seed}: ${c.actions} actions, ${c.sigterm} SIGTERM + ${c.kill9} kill -9, ${s.acknowledged} acknowledged, ${s.obligations} owed (${s.owedOffline} offline; ${s.delivered} delivered, ${s.deliveredAfterRestart} of them after a restart; ${s.released} released, ${s.lost} lost), ${s.retainedChecks} retained checks, ${s.deliveries} deliveries, ${(r.ms / 1000).toFixed(1)} s — ${verdict}`;
 }

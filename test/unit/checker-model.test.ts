@@ -263,6 +263,11 @@ describe('checker model: session present', () => {
     );
   });
 
+  test('a Clean Start not yet durable at a kill -9 may bring the old session back, with its subscriptions', () => {
+    const t = new Trace().connect(1, 'c', { expiry: 3600 }).subscribe(1, 1, 'a/#', 0).disconnect(1).connect(2, 'c', { clean: true, expiry: 30 }).restart('kill');
+    t.connect(3, 'c', { present: true }).connect(4, 'pub').publish(4, 1, 'pub#1', 'a/x').deliver(3, 1, 'pub#1', 'a/x', 0).assertClean();
+  });
+
   test('a session past its expiry deadline is gone, one just around it may go either way', () => {
     const t = new Trace().connect(1, 'c', { expiry: 2 }).disconnect(1);
     t.at(t.now + 5000).connect(2, 'c', { present: true });
