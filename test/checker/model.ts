@@ -110,6 +110,8 @@ interface Interval {
   endT: number | null;
   /** Possibly brought back by a kill -9 (an UNSUBACK or session end not yet durable): MAY only. */
   ghost: boolean;
+  /** Ended by an UNSUBACK to a persistent session: the broker sends it once the removal is durable. */
+  durableEnd?: boolean;
 }
 
 /** One incarnation of a session: from the CONNACK that created it to its end. */
@@ -369,7 +371,13 @@ export class Model {
     if (c.clean) {
       if (e.present) this.violate('session-present', t, cs.id, undefined, `conn ${c.n}: CONNACK session present = 1 after Clean Start [MQTT-3.2.2-2]`);
       if (cs.inc && !cs.inc.ended) this.endInc(cs, cs.inc, t);
-      if (mayHold) this.store(cs, t, 0); // the old session leaves the store
+      // The old session leaves the store, and the broker sends this CONNACK only once that is
+      // durable: no kill -9 can bring back an incarnation ended by now.
+      if (mayHold) {
+        cs.base = [0];
+        cs.pending = [];
+      }
+      cs.endedSinceBarrier = [];
       cs.delayedWills = []; // the old session ended: its delayed wills went out
       this.newInc(cs, t);
     } else {
@@ -597,7 +605,7 @@ export class Model {
       if (inc && !inc.ended) {
         for (const [filter, ivs] of inc.intervals) {
           for (const iv of [...ivs]) {
-            if (iv.endT !== null && iv.endT > this.lastBarrierT) ivs.push({ ...iv, unsubSentT: null, endT: null, ghost: true });
+            if (iv.endT !== null && iv.endT > this.lastBarrierT && !iv.durableEnd) ivs.push({ ...iv, unsubSentT: null, endT: null, ghost: true });
           }
           inc.intervals.set(filter, ivs);
         }
@@ -867,7 +875,12 @@ export class Model {
     if (!c || !req || !c.inc) return;
     c.unsubReqs.delete(e.id);
     for (const filter of req.filters) {
-      for (const iv of c.inc.intervals.get(filter) ?? []) if (iv.unsubSentT !== null && iv.endT === null && iv.unsubSentT <= req.t) iv.endT = e.t;
+      for (const iv of c.inc.intervals.get(filter) ?? []) {
+        if (iv.unsubSentT !== null && iv.endT === null && iv.unsubSentT <= req.t) {
+          iv.endT = e.t;
+          iv.durableEnd = c.durable;
+        }
+      }
     }
   }
 

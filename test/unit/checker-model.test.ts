@@ -263,9 +263,16 @@ describe('checker model: session present', () => {
     );
   });
 
-  test('a Clean Start not yet durable at a kill -9 may bring the old session back, with its subscriptions', () => {
+  test('a Clean Start is durable once its CONNACK is out: a kill -9 right after it cannot bring the old session back', () => {
     const t = new Trace().connect(1, 'c', { expiry: 3600 }).subscribe(1, 1, 'a/#', 0).disconnect(1).connect(2, 'c', { clean: true, expiry: 30 }).restart('kill');
-    t.connect(3, 'c', { present: true }).connect(4, 'pub').publish(4, 1, 'pub#1', 'a/x').deliver(3, 1, 'pub#1', 'a/x', 0).assertClean();
+    t.connect(3, 'c', { present: true }).connect(4, 'pub').publish(4, 1, 'pub#1', 'a/x').deliver(3, 1, 'pub#1', 'a/x', 0);
+    assert.deepEqual(t.kinds(), ['unexpected']);
+  });
+
+  test('an UNSUBACK to a persistent session is durable: a kill -9 right after it cannot bring the subscription back', () => {
+    const t = new Trace().connect(1, 'c', { expiry: 3600 }).subscribe(1, 1, 'a/#', 0).unsubscribe(1, 2, 'a/#').restart('kill');
+    t.connect(3, 'c', { present: true }).connect(4, 'pub').publish(4, 1, 'pub#1', 'a/x').deliver(3, 1, 'pub#1', 'a/x', 0);
+    assert.deepEqual(t.kinds(), ['unexpected']);
   });
 
   test('a session past its expiry deadline is gone, one just around it may go either way', () => {
