@@ -360,15 +360,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /**
    * Bind a connection to its session: take over a live connection with the same client id
    * ([MQTT-3.1.4-3]), discard the old session on Clean Start ([MQTT-3.1.2-4]) or resume it
-   * ([MQTT-3.1.2-5]), and cancel a will waiting out its delay ([MQTT-3.1.3-9]). `recorded`:
-   * the persistent session's record (with the connection's will) is durable once it resolves.
-   * `discarded`: a persistent session Clean Start ended is gone from the store once it resolves.
+   * ([MQTT-3.1.2-5]), and cancel a will waiting out its delay ([MQTT-3.1.3-9]). `connackAfter`:
+   * CONNACK waits for it (the store writes what CONNACK tells; null: nothing to wait for).
    */
-  attachSession(
-    conn: Connection,
-    cleanStart: boolean,
-    expiryInterval: number,
-  ): { session: Session; sessionPresent: boolean; recorded: Promise<void> | null; discarded: Promise<void> | null } {
+  attachSession(conn: Connection, cleanStart: boolean, expiryInterval: number): { session: Session; sessionPresent: boolean; connackAfter: Promise<unknown> | null } {
     const clientId = conn.clientId;
     let session = this.sessions.get(clientId);
     const old = session?.connection;
@@ -383,8 +378,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       discarded = this.endSession(session);
       session = undefined;
     }
+    let storedExpiry: number | null = null;
     if (session) {
       sessionPresent = true;
+      if (session.durable) storedExpiry = session.expiryInterval;
       if (session.expiryTimer) clearTimeout(session.expiryTimer);
       session.expiryTimer = null;
       if (session.pendingWill) {
@@ -400,7 +397,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
     conn.session = session;
     this.metrics.connections++;
     const recorded = this.recordSession(session, conn.will ? encodeWill(conn.will.msg, conn.will.delaySeconds) : null, 0);
-    return { session, sessionPresent, recorded, discarded };
+    // What CONNACK tells must survive a crash from the moment the client hears it: a will must be
+    // in the session record; a resumed session's new expiry too (expiry 0: it ends with this
+    // connection, even if the broker dies first); and a persistent session Clean Start discarded
+    // must be gone from the store (else a crash would bring it back, subscriptions and queue,
+    // after CONNACK said the session is new).
+    const waitRecord = recorded !== null && (conn.will !== null || (storedExpiry !== null && storedExpiry !== expiryInterval));
+    const connackAfter = waitRecord && discarded ? Promise.all([recorded, discarded]) : waitRecord ? recorded : discarded;
+    return { session, sessionPresent, connackAfter };
   }
 
   onConnected(conn: Connection, sessionPresent: boolean): void {

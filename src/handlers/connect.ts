@@ -105,7 +105,7 @@ function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | u
   if (props.maximumPacketSize !== undefined) conn.clientMaxPacketSize = props.maximumPacketSize;
   conn.topicAliasMaximum = v5 ? cfg['mqtt.max_topic_alias'] : 0;
 
-  const { session, sessionPresent, recorded, discarded } = broker.attachSession(conn, p.clean !== false, expiry);
+  const { session, sessionPresent, connackAfter } = broker.attachSession(conn, p.clean !== false, expiry);
   conn.state = 'connected';
 
   let keepalive = p.keepalive ?? 0;
@@ -135,15 +135,11 @@ function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | u
   } else {
     connack.returnCode = 0;
   }
-  // What CONNACK tells must survive a crash from the moment the client hears it: a will must be
-  // in the session record, and a persistent session Clean Start discarded must be gone from the
-  // store (else a crash would bring it back, subscriptions and queue, after CONNACK said it is new).
-  // CONNACK (and all written after it) waits for those writes; should one fail, the client is
-  // closed without CONNACK (the store error is logged).
-  const durableFirst = recorded !== null && conn.will !== null ? (discarded ? Promise.all([recorded, discarded]) : recorded) : discarded;
-  if (durableFirst !== null) {
-    conn.writeAfter(durableFirst, () => conn.send(connack));
-    durableFirst.catch(() => conn.close('session record failed'));
+  // CONNACK (and all written after it) waits for what it tells to be durable (Broker.attachSession);
+  // should that write fail, the client is closed without CONNACK (the store error is logged).
+  if (connackAfter !== null) {
+    conn.writeAfter(connackAfter, () => conn.send(connack));
+    connackAfter.catch(() => conn.close('session record failed'));
   } else conn.send(connack);
   conn.startKeepalive(keepalive);
   broker.onConnected(conn, sessionPresent);

@@ -186,23 +186,6 @@ describe('[MQTT-3.1.2-4] a v5 session resumed with Session Expiry 0', () => {
     assert.deepEqual(await quiet(again, 300), []);
     await again.endAsync();
   });
-
-  test('a kill -9 while it is connected ends it too, and its queue is delivered before', async () => {
-    await queueFor('exp0k', 'exp0k/t');
-    const raw = await RawClient.tcp(broker.port, 5);
-    const ack = (await raw.connect('exp0k', { clean: false })) as IConnackPacket;
-    assert.equal(ack.sessionPresent, true);
-    const first = (await raw.next('publish')) as IPublishPacket;
-    assert.equal(first.payload.toString(), 'q1');
-    await broker.kill9();
-    raw.end();
-    await broker.start();
-    const again = unconnected(broker.url, persistent(5, 'exp0k'));
-    const present = new Promise<boolean>((resolve) => again.once('connect', (p) => resolve(p.sessionPresent)));
-    again.connect();
-    assert.equal(await present, false, 'a session with expiry 0 does not outlive its connection');
-    await again.endAsync();
-  });
 });
 
 describe('what CONNACK and UNSUBACK say survives a kill -9 right after them', () => {
@@ -239,6 +222,29 @@ describe('what CONNACK and UNSUBACK say survives a kill -9 right after them', ()
     assert.equal(await present, true, 'the new session (expiry 3600) was recorded');
     assert.deepEqual(await quiet(back, 300), [], 'nothing of the discarded session comes back');
     await back.endAsync();
+  });
+
+  test('[MQTT-3.1.2-4] a session resumed with expiry 0 gets its queue, and a kill -9 while it is connected ends it', async () => {
+    const sub = await client(broker.url, persistent(5, 'exp0k', 99999));
+    await sub.subscribeAsync('exp0k/t', { qos: 2 });
+    await sub.endAsync();
+    const pub = await client(broker.url, { protocolVersion: 5, clientId: 'exp0k-pub' });
+    await pub.publishAsync('exp0k/t', 'q1', { qos: 1 });
+    await pub.publishAsync('exp0k/t', 'q2', { qos: 2 });
+    await pub.endAsync();
+    const raw = await RawClient.tcp(broker.port, 5);
+    const ack = (await raw.connect('exp0k', { clean: false })) as IConnackPacket;
+    assert.equal(ack.sessionPresent, true);
+    const first = (await raw.next('publish')) as IPublishPacket;
+    assert.equal(first.payload.toString(), 'q1');
+    await broker.kill9();
+    raw.end();
+    await broker.start();
+    const again = unconnected(broker.url, persistent(5, 'exp0k'));
+    const present = new Promise<boolean>((resolve) => again.once('connect', (p) => resolve(p.sessionPresent)));
+    again.connect();
+    assert.equal(await present, false, 'a session with expiry 0 does not outlive its connection');
+    await again.endAsync();
   });
 
   test('a subscription removed by UNSUBSCRIBE stays removed once UNSUBACK is out', async () => {
