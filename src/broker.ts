@@ -252,6 +252,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         }
       }
       for (const id of r.incomingQos2) session.incomingQos2.add(id);
+      for (const { id, pos } of r.incomingHalf) (session.inboundHalf ??= new Map()).set(id, pos);
       restored.push([session, r]);
     }
     for (const [session, r] of restored) {
@@ -833,8 +834,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   /**
    * Append once, then hand the message to the persistent sessions (see publish). `inboundId`: a
-   * persistent publisher's QoS 2 packet id, recorded with the message (DurableSessions.appendInbound)
-   * or, when nothing is appended, on its own — before the PUBREC either way.
+   * persistent publisher's QoS 2 packet id, recorded as pending and appended with the message
+   * (DurableSessions.appendInbound), then recorded as stored in the same commit as the shared
+   * deliveries pinned for it — or, when nothing is appended, on its own; before the PUBREC
+   * either way.
    */
   private async store(durable: DurableSessions, msg: Message, targets: LoggedTarget[], inboundId: number): Promise<void> {
     const waits: Promise<void>[] = [];
@@ -846,7 +849,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       waits.push(retained);
     }
     if (targets.length === 0) {
-      if (inboundId !== 0) waits.push(durable.putIncomingQos2(msg.publisher, inboundId));
+      if (inboundId !== 0) waits.push(durable.inboundStored(msg.publisher, inboundId));
       await Promise.all(waits);
       return;
     }
@@ -874,8 +877,38 @@ export class Broker extends EventEmitter<BrokerEvents> {
       } else deliverLogged(session, msg, t.qos, t.retain, t.subIds, pos, this.limits, now);
       this.loggedDone(session);
     }
+    // Same turn as the pins above, so the same commit: a restart finds the id stored only if they are.
+    if (inboundId !== 0) waits.push(durable.inboundStored(msg.publisher, inboundId));
     this.syncDrops();
     if (waits.length > 0) await Promise.all(waits);
+  }
+
+  /**
+   * A persistent publisher sends again a QoS 2 PUBLISH whose record reached the log before a
+   * stop while its id was still pending (DurableSessions.loadSessions): it is not stored twice,
+   * but what had to be recorded besides the log — its deliveries through shared subscriptions —
+   * may be missing, so it is routed again to the shared subscriptions it matches now, pinned
+   * at its log position, and its id recorded as stored in the same commit. Resolves before PUBREC.
+   */
+  restoreInbound(msg: Message, pos: LogPosition, inboundId: number): Promise<void> {
+    const durable = this.durable;
+    if (!durable) return Promise.resolve();
+    const waits: Promise<void>[] = [];
+    const now = Date.now();
+    for (const id of this.trie.match(msg.topic)) {
+      let rec = this.subs[id];
+      if (!rec?.shared) continue;
+      if (rec.session.connection === null) rec = this.onlineMember(rec);
+      const { session, sub } = rec;
+      if (sub.noLocal && msg.publisher === session.clientId) continue;
+      const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+      const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
+      const p = deliver(session, msg, qos, sub.retainAsPublished && msg.retain, subIds, this.limits, this.drops, now, session.durable ? pos : undefined);
+      if (p && session.durable) waits.push(session.durable.pin(p));
+    }
+    waits.push(durable.inboundStored(msg.publisher, inboundId));
+    this.syncDrops();
+    return Promise.all(waits).then(() => undefined);
   }
 
   private syncDrops(): void {

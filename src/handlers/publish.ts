@@ -43,7 +43,24 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
 
   if (qos === 2 && session.incomingQos2.has(id)) {
     // [MQTT-4.3.3-9] a re-sent QoS 2 PUBLISH is acknowledged again but not delivered twice.
-    conn.ack(encodeAck(5, id, conn.protocolVersion));
+    const half = session.inboundHalf?.get(id);
+    if (half === undefined) {
+      conn.ack(encodeAck(5, id, conn.protocolVersion));
+      return;
+    }
+    // Its record reached the log before a stop, its id still pending: what it needs besides the
+    // log (shared deliveries) is recorded now, before PUBREC.
+    session.inboundHalf?.delete(id);
+    const send = conn.reserveAck();
+    broker.restoreInbound(createMessage(topic, p.payload as Buffer, qos, p.retain, props, conn.clientId), half, id).then(
+      () => send(encodeAck(5, id, conn.protocolVersion)),
+      (err: unknown) => {
+        session.inboundHalf?.set(id, half);
+        broker.onStoreError(conn, err as Error);
+        send(null);
+        conn.close('storage failure: message not acknowledged');
+      },
+    );
     return;
   }
   if (qos === 2 && session.incomingQos2.size >= cfg['mqtt.receive_maximum']) {

@@ -12,6 +12,7 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const id = packet.messageId ?? 0;
   const session = conn.session;
   const known = session?.incomingQos2.delete(id) ?? false;
+  session?.inboundHalf?.delete(id);
   const pubcomp = encodeAck(7, id, conn.protocolVersion, known ? RC.Success : RC.PacketIdentifierNotFound);
   const durable = conn.broker.durable;
   if (!known || !session?.durable || !durable) {

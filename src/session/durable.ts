@@ -84,6 +84,13 @@ export interface RecoveredSession {
   subscriptions: { filter: string; opts: StoredSubscription }[];
   progress: Progress | null;
   incomingQos2: number[];
+  /**
+   * Inbound QoS 2 messages whose record reached the log but whose id was still pending at the
+   * stop: what had to be recorded besides the log (pinned shared deliveries) may be missing. The
+   * client never had PUBREC and sends the PUBLISH again; it is then routed to shared
+   * subscriptions only (Broker.restoreInbound), not stored twice.
+   */
+  incomingHalf: { id: number; pos: LogPosition }[];
 }
 
 const SEP = Buffer.from([0]);
@@ -353,10 +360,16 @@ export class DurableSessions implements LogSource {
     const key = q2Key(msg.publisher, id);
     const shard = this.store.shardOf(msg.publisher);
     await this.write([{ op: 'put', table: 'cursors', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]);
-    const pos = await this.append(msg, id);
-    // Queued before the PUBREC is written, so a PUBREL's release is committed after it.
-    this.background([{ op: 'put', table: 'cursors', key, value: Q2_STORED }]);
-    return pos;
+    return this.append(msg, id);
+  }
+
+  /**
+   * A persistent publisher's QoS 2 message and all it needs recorded besides the log (its
+   * deliveries through shared subscriptions, pinned in the same turn, hence the same commit) are
+   * stored: its id is recorded as such. Until then a restart finds the id pending (see loadSessions).
+   */
+  inboundStored(clientId: string, id: number): Promise<void> {
+    return this.write([{ op: 'put', table: 'cursors', key: q2Key(clientId, id), value: Q2_STORED }]);
   }
 
   shardEnd(shard: number): number {
@@ -430,11 +443,6 @@ export class DurableSessions implements LogSource {
     return this.write([{ op: 'delete', table: 'subscriptions', key: subKey(clientId, filter) }]);
   }
 
-  /** Inbound QoS 2 id of a message nothing had to be appended for: seen (before PUBREC). */
-  putIncomingQos2(clientId: string, id: number): Promise<void> {
-    return this.write([{ op: 'put', table: 'cursors', key: q2Key(clientId, id), value: Q2_STORED }]);
-  }
-
   /** Inbound QoS 2 id released (PUBREL): PUBCOMP waits for it. */
   releaseIncomingQos2(clientId: string, id: number): Promise<void> {
     return this.write([{ op: 'delete', table: 'cursors', key: q2Key(clientId, id) }]);
@@ -458,7 +466,7 @@ export class DurableSessions implements LogSource {
     const byId = new Map<string, RecoveredSession>();
     for (const e of this.store.metaScanAll('sessions', Buffer.alloc(0))) {
       const clientId = e.key.toString('utf8');
-      byId.set(clientId, { clientId, record: JSON.parse(e.value.toString('utf8')) as SessionRecord, subscriptions: [], progress: null, incomingQos2: [] });
+      byId.set(clientId, { clientId, record: JSON.parse(e.value.toString('utf8')) as SessionRecord, subscriptions: [], progress: null, incomingQos2: [], incomingHalf: [] });
     }
     const split = (key: Buffer): [string, number] | null => {
       const i = key.indexOf(0);
@@ -486,13 +494,14 @@ export class DurableSessions implements LogSource {
       const id = e.key.readUInt16BE(s[1] + 1);
       if (e.value.length > 0 && e.value[0] === Q2_PENDING) {
         // Recorded before its message was appended; did the append happen before the stop?
-        const found = this.store.findInbound(e.value.readUInt16BE(1), e.value.readDoubleBE(3), r.clientId, id);
+        const shard = e.value.readUInt16BE(1);
+        const found = this.store.findInbound(shard, e.value.readDoubleBE(3), r.clientId, id);
         if (found === null) {
           // Never stored, and never acknowledged: the client's re-sent PUBLISH is a new one.
           settle.push({ op: 'delete', table: 'cursors', key: e.key });
           continue;
         }
-        settle.push({ op: 'put', table: 'cursors', key: e.key, value: Q2_STORED });
+        r.incomingHalf.push({ id, pos: { shard, offset: found } });
       }
       r.incomingQos2.push(id);
     }

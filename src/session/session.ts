@@ -149,6 +149,12 @@ export class Session {
   readonly queue = new Queue<Pending>();
   /** Inbound QoS 2 packet ids for which PUBREC was sent and PUBREL not yet received. */
   readonly incomingQos2 = new Set<number>();
+  /**
+   * Of those, the ids a restart found half stored — the message in the log (at this position),
+   * the id still pending — whose re-sent PUBLISH must be routed to shared subscriptions again
+   * before PUBREC (Broker.restoreInbound). Null when none.
+   */
+  inboundHalf: Map<number, DurableRef> | null = null;
   /** The live connection, or null while the client is away. */
   connection: Connection | null = null;
   /** Seconds the session outlives its connection; 0xFFFFFFFF = never expires. */
