@@ -11,21 +11,21 @@
 import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import { type Config, type ConfigInput, loadConfig } from './config.js';
-import type { Connection } from './connection.js';
+import type { Connection } from './protocol/connection.js';
 import { type BrokerEvents, type ClientInfo, type Gates, type ListenAddresses, permissiveGates } from './hooks/index.js';
 import { createLogger, type Logger } from './log.js';
-import { createMessage, type Message } from './message.js';
+import { createMessage, type Message } from './wire/message.js';
 import { type LogPosition, type LossInfo, TopicTrie, validateTopicName } from './native.js';
-import type { QoS } from './protocol/codec.js';
-import { RC } from './protocol/reason-codes.js';
-import { MemoryRetainedStore, type RetainedStore } from './retained.js';
+import type { QoS } from './wire/codec.js';
+import { RC } from './wire/reason-codes.js';
+import { MemoryRetainedStore, type RetainedStore } from './routing/retained.js';
 import { deliver, deliverLogged, type DeliveryLimits } from './session/delivery.js';
 import { DurableSessions, decodeWill, encodeWill, type SessionRecord, type StoredSubscription } from './session/durable.js';
 import type { Session, Subscription } from './session/session.js';
 import { MemorySessionStore, type SessionStore } from './session/store.js';
-import { listenTcp } from './server/tcp.js';
-import { listenTls } from './server/tls.js';
-import { listenWs } from './server/ws.js';
+import { listenTcp } from './transport/tcp.js';
+import { listenTls } from './transport/tls.js';
+import { listenWs } from './transport/ws.js';
 
 export interface BrokerOptions {
   /** Dotted config keys (see config.ts / README), applied over file and environment. */

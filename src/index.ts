@@ -3,9 +3,9 @@ import { Broker, type BrokerOptions } from './broker.js';
 
 export { Broker, type BrokerOptions, type BrokerMetrics } from './broker.js';
 export type { BrokerEvents, ClientInfo, Gates, GateAnswer, ListenAddresses } from './hooks/index.js';
-export type { Message } from './message.js';
+export type { Message } from './wire/message.js';
 export { CONFIG_KEYS, ConfigError, loadConfig, type Config, type ConfigInput } from './config.js';
-export { RC } from './protocol/reason-codes.js';
+export { RC } from './wire/reason-codes.js';
 export { coreVersion } from './native.js';
 
 /** Create a broker; call `listen()` to start serving and `close()` to stop. */

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { generate, parser as createParser, type IConnectPacket, type Packet } from 'mqtt-packet';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { createBroker, type Broker, type BrokerOptions } from '../src/index.js';
-import { Connection } from '../src/connection.js';
+import { Connection } from '../src/protocol/connection.js';
 
 export interface TestBroker {
   broker: Broker;

@@ -8,8 +8,8 @@
  *   `client.disconnected`, `session.subscribed`, `session.unsubscribed`, `message.publish`,
  *   `message.delivered`, `message.acked`. Backends (Redis/SQL rules) attach here.
  */
-import type { QoS } from '../protocol/codec.js';
-import type { Message } from '../message.js';
+import type { QoS } from '../wire/codec.js';
+import type { Message } from '../wire/message.js';
 
 export interface ClientInfo {
   readonly clientId: string;

@@ -6,10 +6,10 @@
  * session's `durable` side decides whether it takes them now or reads them from the log later
  * (session/log-session.ts), and is told when they are sent, released and completed.
  */
-import type { Connection } from '../connection.js';
-import { encodeAck, type QoS } from '../protocol/codec.js';
-import { RC } from '../protocol/reason-codes.js';
-import { encodeDelivery, isExpired, type Message, payloadSize } from '../message.js';
+import type { Connection } from '../protocol/connection.js';
+import { encodeAck, type QoS } from '../wire/codec.js';
+import { RC } from '../wire/reason-codes.js';
+import { encodeDelivery, isExpired, type Message, payloadSize } from '../wire/message.js';
 import type { BacklogLimits } from './log-session.js';
 import { type DurableRef, type Inflight, isRecorded, type Pending, QUEUE_PAGE, type Session } from './session.js';
 

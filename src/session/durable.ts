@@ -35,7 +35,7 @@
  * Client ids and topics never contain U+0000 ([MQTT-1.5.4-2]), so the 00 separator is safe.
  */
 import type { Logger } from '../log.js';
-import { createMessage, decodeProperties, encodeProperties, type Message } from '../message.js';
+import { createMessage, decodeProperties, encodeProperties, type Message } from '../wire/message.js';
 import {
   DurableStore,
   type LogPosition,
@@ -50,7 +50,7 @@ import {
   type ScanResult,
   type StoreOpenOptions,
 } from '../native.js';
-import type { QoS } from '../protocol/codec.js';
+import type { QoS } from '../wire/codec.js';
 import { InOrder } from './in-order.js';
 import { type BacklogLimits, LogSession, type LogSource } from './log-session.js';
 import { decodeProgress, type Progress } from './progress.js';

@@ -21,8 +21,8 @@
  * - deliveries through shared subscriptions cannot be found again by a scan (another member
  *   may have had them): they are `pinned`, recorded one by one in the progress record.
  */
-import type { Connection } from '../connection.js';
-import { createMessage, decodeProperties, LogMessage, type Message, payloadSize } from '../message.js';
+import type { Connection } from '../protocol/connection.js';
+import { createMessage, decodeProperties, LogMessage, type Message, payloadSize } from '../wire/message.js';
 import {
   DRAIN_QUAD,
   type DrainControl,
@@ -38,7 +38,7 @@ import {
   type ReplaySub,
   type ScanResult,
 } from '../native.js';
-import type { QoS } from '../protocol/codec.js';
+import type { QoS } from '../wire/codec.js';
 import { type Gap, type Progress, type ProgressEntry, ProgressWriter } from './progress.js';
 import {
   type Arrival,

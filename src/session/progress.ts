@@ -14,7 +14,7 @@
  *       message sent on subscribe: shard and offset are 0, and after the ids come u16 topic
  *       length + topic), u8 subscription ids k, k × u32
  */
-import type { QoS } from '../protocol/codec.js';
+import type { QoS } from '../wire/codec.js';
 import type { Pending } from './session.js';
 
 const VERSION = 2;

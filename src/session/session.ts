@@ -7,9 +7,9 @@
  * - a packet id is in `inflight` at most once; `allocateId` never returns one in use.
  * - `queue` only holds QoS > 0 deliveries (and QoS 0 when `queue_qos0` is on and offline).
  */
-import type { QoS } from '../protocol/codec.js';
-import type { Connection } from '../connection.js';
-import { type Message, payloadSize } from '../message.js';
+import type { QoS } from '../wire/codec.js';
+import type { Connection } from '../protocol/connection.js';
+import { type Message, payloadSize } from '../wire/message.js';
 import { Queue } from './queue.js';
 
 export interface SubscriptionOptions {

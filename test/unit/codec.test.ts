@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { generate, type IPublishPacket } from 'mqtt-packet';
-import { Decoder, encodeAck, encodePublish, MalformedPacket } from '../../src/protocol/codec.js';
-import { Framer } from '../../src/protocol/framer.js';
+import { Decoder, encodeAck, encodePublish, MalformedPacket } from '../../src/wire/codec.js';
+import { Framer } from '../../src/wire/framer.js';
 
 function frames(framer: Framer, chunks: Buffer[]): Buffer[] {
   const out: Buffer[] = [];

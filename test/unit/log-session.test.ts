@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createLogger } from '../../src/log.js';
-import { createMessage } from '../../src/message.js';
+import { createMessage } from '../../src/wire/message.js';
 import { DurableSessions } from '../../src/session/durable.js';
 import type { BacklogLimits, LogSession } from '../../src/session/log-session.js';
 import { decodeProgress } from '../../src/session/progress.js';

@@ -7,12 +7,12 @@
 import { randomBytes } from 'node:crypto';
 import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import type { GateAnswer } from '../hooks/index.js';
-import { createMessage } from '../message.js';
-import type { QoS } from '../protocol/codec.js';
-import { connackCodeV3, RC } from '../protocol/reason-codes.js';
-import { validateTopicName } from '../native.js';
-import { resumeSession } from '../session/delivery.js';
+import type { GateAnswer } from '../../hooks/index.js';
+import { createMessage } from '../../wire/message.js';
+import type { QoS } from '../../wire/codec.js';
+import { connackCodeV3, RC } from '../../wire/reason-codes.js';
+import { validateTopicName } from '../../native.js';
+import { resumeSession } from '../../session/delivery.js';
 
 export function refuseConnect(conn: Connection, rc: number, reason: string): void {
   const connack: IConnackPacket =

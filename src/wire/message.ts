@@ -5,7 +5,7 @@
  * DUP, packet id and subscription identifiers, so the bytes for a (version, qos, retain)
  * triple are encoded once per message and shared by every subscriber (packet id patched).
  */
-import { encodePublish, type ProtocolVersion, type PublishProperties, type QoS, varIntLength, writeVarInt } from './protocol/codec.js';
+import { encodePublish, type ProtocolVersion, type PublishProperties, type QoS, varIntLength, writeVarInt } from './codec.js';
 
 export interface Message {
   readonly topic: string;

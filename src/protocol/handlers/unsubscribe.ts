@@ -1,6 +1,6 @@
 import type { IUnsubscribePacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
+import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
 
 /** [MQTT-3.10.4-4] UNSUBACK answers every UNSUBSCRIBE, with a reason per filter on v5. */
 export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket): void {

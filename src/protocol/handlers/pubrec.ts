@@ -1,9 +1,9 @@
 import type { IPubrecPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { encodeAck } from '../protocol/codec.js';
-import { RC } from '../protocol/reason-codes.js';
-import { completeOutbound } from '../session/delivery.js';
-import { isRecorded } from '../session/session.js';
+import { encodeAck } from '../../wire/codec.js';
+import { RC } from '../../wire/reason-codes.js';
+import { completeOutbound } from '../../session/delivery.js';
+import { isRecorded } from '../../session/session.js';
 
 /** QoS 2 outbound, step 2: the client has the message; answer PUBREL ([MQTT-4.3.3-4]). */
 export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {

@@ -5,10 +5,10 @@
  */
 import type { ISubscribePacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import type { QoS } from '../protocol/codec.js';
-import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
-import { validateTopicFilter } from '../native.js';
-import type { SubscriptionOptions } from '../session/session.js';
+import type { QoS } from '../../wire/codec.js';
+import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
+import { validateTopicFilter } from '../../native.js';
+import type { SubscriptionOptions } from '../../session/session.js';
 
 const V3_FAILURE = 0x80;
 

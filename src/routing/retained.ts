@@ -6,8 +6,8 @@
  * Lookups are served from here; durability (B7) is write-through: the broker records each
  * set/clear in the embedded store and loads them back into this store at start.
  */
-import { isExpired, type Message } from './message.js';
-import { RetainedIndex } from './native.js';
+import { isExpired, type Message } from '../wire/message.js';
+import { RetainedIndex } from '../native.js';
 
 export interface RetainedStore {
   /** Store `msg` (or clear its topic when the payload is empty). */

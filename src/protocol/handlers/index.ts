@@ -1,7 +1,7 @@
 /** The one dispatch switch: one module per packet type (Aedes lib/handlers, Mosquitto handle_*.c). */
 import type { Packet } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
+import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
 import { handleConnect } from './connect.js';
 import { handleDisconnect } from './disconnect.js';
 import { handlePingreq } from './pingreq.js';

@@ -1,6 +1,6 @@
 import type { IPubcompPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { completeOutbound } from '../session/delivery.js';
+import { completeOutbound } from '../../session/delivery.js';
 
 /** QoS 2 outbound, step 4: the flow is complete; free the window slot. */
 export function handlePubcomp(conn: Connection, packet: IPubcompPacket): void {

@@ -5,9 +5,9 @@
 import { isUtf8 } from 'node:buffer';
 import type { IPublishPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { createMessage, seedEncoding } from '../message.js';
-import { type DecodedPublish, encodeAck } from '../protocol/codec.js';
-import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
+import { createMessage, seedEncoding } from '../../wire/message.js';
+import { type DecodedPublish, encodeAck } from '../../wire/codec.js';
+import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
 
 export function handlePublish(conn: Connection, p: IPublishPacket): void {
   const broker = conn.broker;

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Broker } from '../broker.js';
-import { Connection } from '../connection.js';
+import { Connection } from '../protocol/connection.js';
 
 /** Hand one accepted stream socket to a new Connection (TCP and TLS share this). */
 export function acceptSocket(broker: Broker, socket: Socket): void {

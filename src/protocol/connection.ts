@@ -14,14 +14,14 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Packet } from 'mqtt-packet';
-import type { Broker } from './broker.js';
-import type { ClientInfo } from './hooks/index.js';
-import { encode, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } from './protocol/codec.js';
-import { Framer } from './protocol/framer.js';
-import { ProtocolViolation, RC, V3_CONNACK } from './protocol/reason-codes.js';
+import type { Broker } from '../broker.js';
+import type { ClientInfo } from '../hooks/index.js';
+import { encode, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } from '../wire/codec.js';
+import { Framer } from '../wire/framer.js';
+import { ProtocolViolation, RC, V3_CONNACK } from '../wire/reason-codes.js';
 import { handlePacket } from './handlers/index.js';
 import { pubackReceived } from './handlers/puback.js';
-import type { Session, WillState } from './session/session.js';
+import type { Session, WillState } from '../session/session.js';
 
 /** CONNACK, Session Present 0, return code 0x01 (3.1.1 form). */
 /** Pending output past this many bytes is handed to the socket at once. */

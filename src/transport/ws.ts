@@ -3,8 +3,8 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:net';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Broker } from '../broker.js';
-import { Connection } from '../connection.js';
-import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
+import { Connection } from '../protocol/connection.js';
+import { ProtocolViolation, RC } from '../wire/reason-codes.js';
 import { bind } from './tcp.js';
 import { readTlsFiles, type TlsFiles } from './tls.js';
 

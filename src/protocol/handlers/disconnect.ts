@@ -1,6 +1,6 @@
 import type { IDisconnectPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { ProtocolViolation, RC } from '../protocol/reason-codes.js';
+import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
 
 /**
  * Client DISCONNECT. Reason 0x00 discards the will [MQTT-3.14.4-3]; 0x04 keeps it. A v5

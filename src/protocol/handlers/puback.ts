@@ -1,6 +1,6 @@
 import type { IPubackPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { completeOutbound } from '../session/delivery.js';
+import { completeOutbound } from '../../session/delivery.js';
 
 /** QoS 1 outbound delivery acknowledged: free its window slot ([MQTT-4.3.2-?]). */
 export function handlePuback(conn: Connection, packet: IPubackPacket): void {

@@ -1,7 +1,7 @@
 import type { IPubrelPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { encodeAck } from '../protocol/codec.js';
-import { RC } from '../protocol/reason-codes.js';
+import { encodeAck } from '../../wire/codec.js';
+import { RC } from '../../wire/reason-codes.js';
 
 /**
  * QoS 2 inbound, step 3: release the packet id and answer PUBCOMP ([MQTT-4.3.3-11]). A persistent
