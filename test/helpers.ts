@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url';
 import { generate, parser as createParser, type IConnectPacket, type Packet } from 'mqtt-packet';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { createBroker, type Broker, type BrokerOptions } from '../src/index.js';
-import { Connection } from '../src/protocol/connection.js';
 
 export interface TestBroker {
   broker: Broker;
@@ -235,7 +234,7 @@ export class RawClient {
   /** An in-memory duplex pair: one end is a broker Connection, the other this client. */
   static memory(broker: Broker, version: 3 | 4 | 5 = 4): RawClient {
     const [a, b] = duplexPair();
-    broker.addConnection(new Connection(broker, a, 'memory'));
+    broker.accept(a, 'memory', null);
     return new RawClient(b, version);
   }
 

@@ -11,36 +11,39 @@
  * read of one poll phase is answered together) and handed to the socket as one Buffer (SPEC
  * A1): with TCP_NODELAY set this gives one segment per batch, without Nagle's 40 ms stalls.
  */
-import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Packet } from 'mqtt-packet';
-import type { Broker } from '../broker.js';
-import type { ClientInfo } from '../hooks/index.js';
 import { encode, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } from '../wire/codec.js';
 import { Framer } from '../wire/framer.js';
 import { ProtocolViolation, RC, V3_CONNACK } from '../wire/reason-codes.js';
-import { handlePacket } from './handlers/index.js';
-import { pubackReceived } from './handlers/puback.js';
+import type { Client } from '../lifecycle/sessions.js';
 import type { Session, WillState } from '../session/session.js';
+import type { ProtocolContext } from './context.js';
 
 /** CONNACK, Session Present 0, return code 0x01 (3.1.1 form). */
 /** Pending output past this many bytes is handed to the socket at once. */
 const OUT_FLUSH_BYTES = 256 * 1024;
 const CONNACK_UNSUPPORTED_VERSION = Buffer.from([0x20, 0x02, 0x00, V3_CONNACK.UnacceptableProtocolVersion]);
 
-/** The libuv TCP handle under a net.Socket: Node 20 internals the native drain loop relies on. */
-interface TcpHandle {
-  fd: number;
-  reading: boolean;
-  readStop(): number;
-  readStart(): number;
+/**
+ * How the native drain loop takes a plain TCP socket (transport/socket-handoff.ts; null for TLS
+ * and WebSocket connections).
+ */
+export interface SocketHandoff {
+  /** The descriptor, when nothing is buffered in the socket either way; else null. */
+  fd(): number | null;
+  /** Stop libuv reading the socket (the native loop reads it). */
+  stopReading(): void;
+  /** Read it again; non-zero: the libuv error. */
+  startReading(): number;
 }
 
-/** The socket's TCP handle, when it has a descriptor and read start/stop; else null. */
-function tcpHandle(s: Duplex): TcpHandle | null {
-  const h = (s as unknown as { _handle?: Partial<TcpHandle> | null })._handle;
-  if (!h || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function' || typeof h.readStart !== 'function') return null;
-  return h as TcpHandle;
+/** The packet handlers (handlers/index.ts), given to each connection by protocol/accept.ts. */
+export interface PacketHandlers {
+  /** Any packet, decoded. */
+  packet(conn: Connection, packet: Packet): void;
+  /** A plain PUBACK, from its packet id alone (the packet a drain gets most of). */
+  puback(conn: Connection, id: number): void;
 }
 
 /** A write waiting its turn: bytes, or a send to run once its gate settled (`ready`). */
@@ -52,7 +55,7 @@ interface Gated {
 
 export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
 
-export class Connection implements ClientInfo {
+export class Connection implements Client {
   state: ConnectionState = 'awaiting-connect';
   clientId = '';
   username: string | undefined = undefined;
@@ -108,9 +111,11 @@ export class Connection implements ClientInfo {
   };
 
   constructor(
-    readonly broker: Broker,
+    readonly broker: ProtocolContext,
     readonly socket: Duplex,
     readonly remoteAddress: string,
+    private readonly handlers: PacketHandlers,
+    private readonly handoff: SocketHandoff | null = null,
   ) {
     this.framer = new Framer(broker.config['mqtt.max_packet_size']);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -152,7 +157,7 @@ export class Connection implements ClientInfo {
    */
   private readonly onPubackBound = (id: number): boolean | undefined => {
     if (this.state !== 'connected' || this.held !== null) return undefined;
-    pubackReceived(this, id);
+    this.handlers.puback(this, id);
     return (this.state as ConnectionState) !== 'closed';
   };
 
@@ -175,7 +180,7 @@ export class Connection implements ClientInfo {
 
   private dispatch(packet: Packet): void {
     try {
-      handlePacket(this, packet);
+      this.handlers.packet(this, packet);
     } catch (e) {
       this.protocolError(e as Error);
     }
@@ -330,6 +335,10 @@ export class Connection implements ClientInfo {
     };
   }
 
+  onDrain(fn: () => void): void {
+    this.socket.once('drain', fn);
+  }
+
   send(packet: Packet): void {
     this.write(encode(packet, this.protocolVersion));
   }
@@ -373,13 +382,11 @@ export class Connection implements ClientInfo {
    * wrote is flushed first). Null otherwise.
    */
   nativeFd(): number | null {
-    const s = this.socket;
-    if (!(s instanceof net.Socket) || (s as Duplex & { encrypted?: boolean }).encrypted) return null;
-    if (this.state !== 'connected' || this.native !== null || this.held !== null || this.gated !== null || this.ackQueue.length > 0) return null;
+    const h = this.handoff;
+    if (h === null || this.state !== 'connected' || this.native !== null || this.held !== null || this.gated !== null || this.ackQueue.length > 0) return null;
     this.flushOut();
-    const handle = tcpHandle(s);
-    if (handle === null || s.writableLength > 0 || s.readableLength > 0 || this.framer.buffered > 0) return null;
-    return handle.fd;
+    if (this.framer.buffered > 0) return null;
+    return h.fd();
   }
 
   /**
@@ -387,11 +394,7 @@ export class Connection implements ClientInfo {
    * `stop` must take it back synchronously; close() calls it.
    */
   handOff(stop: () => void, lastRead: () => number): void {
-    const handle = tcpHandle(this.socket) as TcpHandle; // nativeFd found it
-    handle.readStop();
-    // net.Socket restarts a stopped handle whenever its stream wants more (even paused, to
-    // fill its buffer): marked as reading, it is left alone until takeBack.
-    handle.reading = true;
+    (this.handoff as SocketHandoff).stopReading(); // nativeFd found it
     this.native = { stop, lastRead, window: this.window };
     this.window = 0;
   }
@@ -412,9 +415,7 @@ export class Connection implements ClientInfo {
     if (closing || this.state !== 'connected') return;
     if (rest.length > 0) this.onData(rest);
     if (this.state !== 'connected') return;
-    const handle = tcpHandle(this.socket);
-    if (handle === null) return;
-    const err = handle.readStart();
+    const err = (this.handoff as SocketHandoff).startReading();
     if (err !== 0) this.socket.destroy(new Error(`read start failed (${err})`));
   }
 
@@ -434,7 +435,7 @@ export class Connection implements ClientInfo {
     const t = setTimeout(() => this.socket.destroy(), 2000);
     t.unref();
     if (!wasConnected) this.onClosed();
-    else this.broker.onConnectionClosed(this);
+    else this.broker.lifecycle.closed(this);
   }
 
   private onClosed(): void {
@@ -444,7 +445,7 @@ export class Connection implements ClientInfo {
       const wasConnected = this.state === 'connected';
       this.state = 'closed';
       if (!this.closeReason) this.closeReason = 'connection closed by client';
-      if (wasConnected) this.broker.onConnectionClosed(this);
+      if (wasConnected) this.broker.lifecycle.closed(this);
     }
   }
 }

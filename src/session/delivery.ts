@@ -6,38 +6,21 @@
  * session's `durable` side decides whether it takes them now or reads them from the log later
  * (session/log-session.ts), and is told when they are sent, released and completed.
  */
-import type { Connection } from '../protocol/connection.js';
 import { encodeAck, type QoS } from '../wire/codec.js';
 import { RC } from '../wire/reason-codes.js';
 import { encodeDelivery, isExpired, type Message, payloadSize } from '../wire/message.js';
-import type { BacklogLimits } from './log-session.js';
-import { type DurableRef, type Inflight, isRecorded, type Pending, QUEUE_PAGE, type Session } from './session.js';
-
-export interface DeliveryLimits extends BacklogLimits {
-  queueQos0: boolean;
-  writeHighWatermark: number;
-  /** Deliveries read from the log per batch when a persistent session catches up. */
-  batchSize: number;
-  /** QoS 0 messages for offline persistent sessions go through the store (durable_sessions.qos0). */
-  storeQos0: boolean;
-  /** Persistent sessions catching up over plain TCP may be drained by the native loop. */
-  nativeDrain: boolean;
-}
-
-export interface DropCounter {
-  dropped: number;
-}
+import type { Outlet } from './outlet.js';
+import { type DeliveryLimits, type DurableRef, type Inflight, isRecorded, type Pending, QUEUE_PAGE, type Session } from './session.js';
 
 /**
  * Write one PUBLISH. Returns false when the client's Maximum Packet Size forbids it: the
  * message is then discarded for this client as if delivered ([MQTT-3.1.2-25]).
  */
-function writePublish(conn: Connection, p: Pending, msg: Message, dup: boolean, id: number, now: number): boolean {
-  const buf = encodeDelivery(msg, conn.protocolVersion, p.qos, p.retain, dup, id, conn.protocolVersion === 5 ? p.subIds : undefined, now);
-  if (buf.length > conn.clientMaxPacketSize) return false;
-  conn.write(buf);
-  const broker = conn.broker;
-  if (broker.listenerCount('message.delivered') > 0) broker.emit('message.delivered', conn.clientId, msg, p.qos);
+function writePublish(session: Session, out: Outlet, p: Pending, msg: Message, dup: boolean, id: number, now: number): boolean {
+  const buf = encodeDelivery(msg, out.protocolVersion, p.qos, p.retain, dup, id, out.protocolVersion === 5 ? p.subIds : undefined, now);
+  if (buf.length > out.clientMaxPacketSize) return false;
+  out.write(buf);
+  session.env.delivered(session.clientId, msg, p.qos);
   return true;
 }
 
@@ -50,7 +33,7 @@ function discard(session: Session, p: Pending): void {
  * Start one QoS > 0 delivery in a free window slot. A QoS 2 delivery of a persistent session
  * is sent only once its packet id is durable, so a restart resends it under the same id.
  */
-function sendInflight(conn: Connection, session: Session, p: Pending, msg: Message, now: number): void {
+function sendInflight(conn: Outlet, session: Session, p: Pending, msg: Message, now: number): void {
   const id = session.allocateId();
   const entry = p as Inflight;
   entry.phase = 'publish';
@@ -58,18 +41,18 @@ function sendInflight(conn: Connection, session: Session, p: Pending, msg: Messa
   // QoS 1: the id is recorded in the background (null here), so a restart resends with DUP.
   const recorded = isRecorded(p) ? session.durable?.sent(p, id) : null;
   if (recorded) {
-    // What is sent after it waits behind it (Connection.writeAfter). Should the record fail,
+    // What is sent after it waits behind it (Outlet.writeAfter). Should the record fail,
     // the delivery stays in flight and is resent when the client resumes.
     conn.writeAfter(recorded, () => {
-      if (session.connection === conn && conn.connected && session.inflight.get(id) === entry) sendOrDrop(conn, session, id, entry, msg, Date.now());
+      if (session.outlet === conn && conn.connected && session.inflight.get(id) === entry) sendOrDrop(conn, session, id, entry, msg, Date.now());
     });
     return;
   }
   sendOrDrop(conn, session, id, entry, msg, now);
 }
 
-function sendOrDrop(conn: Connection, session: Session, id: number, entry: Inflight, msg: Message, now: number): void {
-  if (writePublish(conn, entry, msg, false, id, now)) return;
+function sendOrDrop(conn: Outlet, session: Session, id: number, entry: Inflight, msg: Message, now: number): void {
+  if (writePublish(session, conn, entry, msg, false, id, now)) return;
   session.inflight.delete(id);
   session.dropped++;
   discard(session, entry);
@@ -81,35 +64,34 @@ export function deliver(
   qos: QoS,
   retain: boolean,
   subIds: number[] | undefined,
-  limits: DeliveryLimits,
-  drops: DropCounter,
   now: number,
   ref?: DurableRef,
   retainedTopic?: string,
 ): Pending | null {
-  const conn = session.connection;
+  const conn = session.outlet;
+  const limits = session.env.limits;
   if (conn !== null && qos === 0 && !ref) {
     if (conn.backlog > limits.writeHighWatermark) {
       // Slow consumer: QoS 0 is dropped (and counted) rather than buffered without bound.
       session.dropped++;
-      drops.dropped++;
+      session.env.stats.dropped++;
       return null;
     }
     if (isExpired(msg, now)) return null;
-    if (!writePublish(conn, { msg, qos, retain, subIds }, msg, false, 0, now)) session.dropped++;
+    if (!writePublish(session, conn, { msg, qos, retain, subIds }, msg, false, 0, now)) session.dropped++;
     return null;
   }
   const pending: Pending = { msg, qos, retain, subIds, ref, retainedTopic };
   if (isExpired(msg, now)) return null; // [MQTT-3.3.2-5]
   if (conn !== null && session.queue.length === 0 && session.inflight.size < conn.window) {
-    if (qos === 0) writePublish(conn, pending, msg, false, 0, now);
+    if (qos === 0) writePublish(session, conn, pending, msg, false, 0, now);
     else sendInflight(conn, session, pending, msg, now);
     return pending;
   }
   if (conn === null && qos === 0 && !limits.queueQos0 && !ref) return null;
   if (session.queue.length >= limits.maxQueued || queueBytesFull(session, limits, msg)) {
     session.dropped++;
-    drops.dropped++;
+    session.env.stats.dropped++;
     if (limits.overflow === 'disconnect' && conn !== null) {
       conn.disconnect(RC.QuotaExceeded, 'session queue full');
       return null;
@@ -136,19 +118,18 @@ export function deliverLogged(
   retain: boolean,
   subIds: number[] | undefined,
   ref: DurableRef,
-  limits: DeliveryLimits,
   now: number,
 ): void {
   const d = session.durable;
   if (d === null) return;
-  const conn = session.connection;
+  const conn = session.outlet;
   switch (d.arrive(ref, msg.payload.length, session.queue.length < QUEUE_PAGE, conn !== null)) {
     case 'take': {
       const p: Pending = { msg, qos, retain, subIds, ref };
       if (isExpired(msg, now)) return discard(session, p);
       if (conn !== null && session.queue.length === 0) {
         if (qos === 0) {
-          writePublish(conn, p, msg, false, 0, now);
+          writePublish(session, conn, p, msg, false, 0, now);
           return discard(session, p);
         }
         if (session.inflight.size < conn.window) return sendInflight(conn, session, p, msg, now);
@@ -157,7 +138,7 @@ export function deliverLogged(
       return;
     }
     case 'left':
-      if (conn !== null && session.queue.length === 0 && session.inflight.size < conn.window) pump(conn, session, limits);
+      if (conn !== null && session.queue.length === 0 && session.inflight.size < conn.window) pump(conn, session);
       return;
     case 'disconnect':
       conn?.disconnect(RC.QuotaExceeded, 'session queue full');
@@ -168,34 +149,35 @@ export function deliverLogged(
   }
 }
 
-/** Connections whose pump waits for the socket to drain. */
-const waitingDrain = new WeakSet<Connection>();
-/** Connections whose pump runs again at setImmediate (a replay read found nothing yet). */
-const pumpSoon = new WeakSet<Connection>();
+/** Outlets whose pump waits for the socket to drain. */
+const waitingDrain = new WeakSet<Outlet>();
+/** Outlets whose pump runs again at setImmediate (a replay read found nothing yet). */
+const pumpSoon = new WeakSet<Outlet>();
 /** Sessions whose pump runs once the current batch of acknowledgements is handled. */
 const pumpAfterAcks = new WeakSet<Session>();
 
-function waitDrain(conn: Connection, session: Session, limits: DeliveryLimits): void {
+function waitDrain(conn: Outlet, session: Session): void {
   if (waitingDrain.has(conn)) return;
   waitingDrain.add(conn);
-  conn.socket.once('drain', () => {
+  conn.onDrain(() => {
     waitingDrain.delete(conn);
-    pump(conn, session, limits);
+    pump(conn, session);
   });
 }
 
 /** Pump again on the next turn: a read of the log that may take a while found nothing yet. */
-function pumpLater(conn: Connection, session: Session, limits: DeliveryLimits): void {
+function pumpLater(conn: Outlet, session: Session): void {
   if (pumpSoon.has(conn)) return;
   pumpSoon.add(conn);
   setImmediate(() => {
     pumpSoon.delete(conn);
-    pump(conn, session, limits);
+    pump(conn, session);
   });
 }
 
 /** Move queued deliveries into free window slots; a persistent session reads its backlog from the log. */
-export function pump(conn: Connection, session: Session, limits: DeliveryLimits): void {
+export function pump(conn: Outlet, session: Session): void {
+  const limits = session.env.limits;
   const now = Date.now();
   const durable = session.durable;
   for (;;) {
@@ -205,24 +187,23 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
       if (durable.stream) {
         if (conn.backlog > limits.writeHighWatermark) {
           // QoS 0 packets take no window slot: go on once the socket drains.
-          waitDrain(conn, session, limits);
+          waitDrain(conn, session);
           break;
         }
-        const broker = conn.broker;
-        const plain = broker.listenerCount('message.delivered') === 0 && broker.listenerCount('message.acked') === 0;
+        const plain = !session.env.observed();
         const outcome = durable.stream(conn, limits.batchSize, limits.nativeDrain, plain, limits.writeHighWatermark, () => {
-          if (session.connection === conn) pump(conn, session, limits);
+          if (session.outlet === conn) pump(conn, session);
         });
-        if (outcome === 'more') pumpLater(conn, session, limits);
+        if (outcome === 'more') pumpLater(conn, session);
         if (outcome !== 'slow') {
-          if (conn.backlog > limits.writeHighWatermark) waitDrain(conn, session, limits);
+          if (conn.backlog > limits.writeHighWatermark) waitDrain(conn, session);
           break;
         }
       }
       durable.fill(session, limits.batchSize);
       if (session.queue.length === 0) {
         // Nothing found within one read's bounds, the log goes on: read on next turn.
-        if (durable.replaying) pumpLater(conn, session, limits);
+        if (durable.replaying) pumpLater(conn, session);
         break;
       }
     }
@@ -235,11 +216,11 @@ export function pump(conn: Connection, session: Session, limits: DeliveryLimits)
       continue;
     }
     if (p.qos === 0) {
-      writePublish(conn, p, msg, false, 0, now);
+      writePublish(session, conn, p, msg, false, 0, now);
       discard(session, p); // QoS 0 is done once written
       if (conn.backlog > limits.writeHighWatermark) {
         // QoS 0 takes no window slot: stop at the socket's high watermark, go on once it drains.
-        waitDrain(conn, session, limits);
+        waitDrain(conn, session);
         break;
       }
       continue;
@@ -260,17 +241,17 @@ function loadBatch(session: Session, batchSize: number): void {
 }
 
 /** A QoS 1 PUBACK or QoS 2 PUBCOMP (or a refusing PUBREC) ended this delivery. */
-export function completeOutbound(conn: Connection, session: Session, id: number, entry: Inflight): void {
+export function completeOutbound(session: Session, id: number, entry: Inflight): void {
   session.inflight.delete(id);
   if (isRecorded(entry)) session.durable?.completed(entry);
-  const broker = conn.broker;
-  if (entry.msg && broker.listenerCount('message.acked') > 0) broker.emit('message.acked', conn.clientId, entry.msg);
+  if (entry.msg) session.env.acked(session.clientId, entry.msg);
+  const conn = session.outlet;
   if ((session.queue.length > 0 || session.durable?.replaying) && !pumpAfterAcks.has(session)) {
     // Once per batch of acknowledgements (a socket read holds many), not once per ack.
     pumpAfterAcks.add(session);
     queueMicrotask(() => {
       pumpAfterAcks.delete(session);
-      if (session.connection === conn) pump(conn, session, broker.limits);
+      if (conn !== null && session.outlet === conn) pump(conn, session);
     });
   }
 }
@@ -280,7 +261,7 @@ export function completeOutbound(conn: Connection, session: Session, id: number,
  * its original packet id, and PUBREL for those past PUBREC ([MQTT-4.4.0-1], [MQTT-3.3.1-1]),
  * in the original order; then fill the window from the queue.
  */
-export function resumeSession(conn: Connection, session: Session): void {
+export function resumeSession(conn: Outlet, session: Session): void {
   const now = Date.now();
   const unloaded = [...session.inflight.values()].filter((e) => e.msg === null && e.phase === 'publish');
   if (unloaded.length > 0) session.durable?.load(unloaded);
@@ -289,10 +270,10 @@ export function resumeSession(conn: Connection, session: Session): void {
       conn.write(encodeAck(6, id, conn.protocolVersion));
       continue;
     }
-    if (entry.msg === null || !writePublish(conn, entry, entry.msg, true, id, now)) {
+    if (entry.msg === null || !writePublish(session, conn, entry, entry.msg, true, id, now)) {
       session.inflight.delete(id);
       discard(session, entry);
     }
   }
-  pump(conn, session, conn.broker.limits);
+  pump(conn, session);
 }

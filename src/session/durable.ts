@@ -52,9 +52,9 @@ import {
 } from '../native.js';
 import type { QoS } from '../wire/codec.js';
 import { InOrder } from './in-order.js';
-import { type BacklogLimits, LogSession, type LogSource } from './log-session.js';
+import { LogSession, type LogSource } from './log-session.js';
 import { decodeProgress, type Progress } from './progress.js';
-import type { Pending, Session, SubscriptionOptions } from './session.js';
+import type { BacklogLimits, DeliveryStats, Pending, Session, SubscriptionOptions } from './session.js';
 
 interface StoredWill {
   topic: string;
@@ -182,7 +182,7 @@ export class DurableSessions implements LogSource {
 
   private constructor(
     readonly store: DurableStore,
-    private readonly log: Logger,
+    readonly log: Logger,
     private readonly openLosses: LossInfo[],
   ) {
     this.nShards = store.nShards;
@@ -402,8 +402,8 @@ export class DurableSessions implements LogSource {
   // ---- sessions ---------------------------------------------------------------------------
 
   /** The durable side of a persistent session, reading the log from its current end. */
-  attach(session: Session, limits: BacklogLimits, drops: { dropped: number }): LogSession {
-    return new LogSession(this, session, limits, drops, this.shardEnds());
+  attach(session: Session, limits: BacklogLimits = session.env.limits, stats: DeliveryStats = session.env.stats): LogSession {
+    return new LogSession(this, session, limits, stats, this.shardEnds());
   }
 
   /** Batch-read message bodies for deliveries that hold only their log position. */

@@ -21,7 +21,6 @@
  * - deliveries through shared subscriptions cannot be found again by a scan (another member
  *   may have had them): they are `pinned`, recorded one by one in the progress record.
  */
-import type { Connection } from '../protocol/connection.js';
 import { createMessage, decodeProperties, LogMessage, type Message, payloadSize } from '../wire/message.js';
 import {
   DRAIN_QUAD,
@@ -38,10 +37,14 @@ import {
   type ReplaySub,
   type ScanResult,
 } from '../native.js';
+import type { Logger } from '../log.js';
 import type { QoS } from '../wire/codec.js';
+import type { Outlet } from './outlet.js';
 import { type Gap, type Progress, type ProgressEntry, ProgressWriter } from './progress.js';
 import {
   type Arrival,
+  type BacklogLimits,
+  type DeliveryStats,
   type DurableRef,
   type Inflight,
   isRecorded,
@@ -55,6 +58,7 @@ import {
 /** What a LogSession needs from the store (implemented by DurableSessions). */
 export interface LogSource {
   readonly nShards: number;
+  readonly log: Logger;
   shardEnd(shard: number): number;
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult;
   replay(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult;
@@ -66,14 +70,6 @@ export interface LogSource {
   touch(session: LogSession): Promise<void>;
   /** Commit this session's progress record soon (within milliseconds), nobody waiting. */
   mark(session: LogSession): void;
-}
-
-/** Queue limits of persistent sessions (a part of DeliveryLimits). */
-export interface BacklogLimits {
-  maxQueued: number;
-  /** 0 = no byte limit. */
-  maxQueuedBytes: number;
-  overflow: 'drop_oldest' | 'drop_newest' | 'disconnect';
 }
 
 /** A delivery read from one shard, waiting to be merged by time with the other shards'. */
@@ -105,7 +101,7 @@ const NATIVE_PROGRESS_MS = 10;
 /** A connection handed to the native drain loop (startNative), and the shards it reads. */
 interface Native {
   ctl: DrainControl;
-  conn: Connection;
+  conn: Outlet;
   want: ReplayShard[];
   /** Pump again (once the loop ended by itself). */
   wake: () => void;
@@ -146,7 +142,7 @@ export class LogSession implements SessionPersistence {
     private readonly src: LogSource,
     readonly session: Session,
     private readonly limits: BacklogLimits,
-    private readonly drops: { dropped: number },
+    private readonly drops: DeliveryStats,
     next: number[],
   ) {
     this.clientId = session.clientId;
@@ -348,7 +344,7 @@ export class LogSession implements SessionPersistence {
    * the event loop only when nothing is ahead (the first, or one the worker did not finish in
    * time); `wake` is called when a worker read completes.
    */
-  stream(conn: Connection, n: number, native: boolean, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome {
+  stream(conn: Outlet, n: number, native: boolean, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome {
     const session = this.session;
     if (this.native !== null) return 'native';
     const subs = this.replayedSubs();
@@ -389,7 +385,7 @@ export class LogSession implements SessionPersistence {
    * not now (not plain TCP, something buffered, a delivery in flight it cannot carry, all
    * loops busy), `stream` goes on as usual.
    */
-  private startNative(conn: Connection, subs: Subscription[], n: number, wake: () => void): boolean {
+  private startNative(conn: Outlet, subs: Subscription[], n: number, wake: () => void): boolean {
     const session = this.session;
     if (nativeDrains >= MAX_NATIVE_DRAINS || this.excess > 0 || session.queue.length > 0) return false;
     const quads: number[] = [];
@@ -408,7 +404,7 @@ export class LogSession implements SessionPersistence {
     timer.unref();
     this.native = { ctl, conn, want, wake, timer };
     nativeDrains++;
-    conn.broker.metrics.nativeDrains++;
+    session.env.stats.nativeDrains++;
     conn.handOff(
       () => this.endNative(true),
       () => ctl.lastReadMs(),
@@ -442,7 +438,7 @@ export class LogSession implements SessionPersistence {
     this.advanceRead(nat.want, h.next, h.status);
     this.src.mark(this);
     nat.conn.takeBack(h.unsent, h.rest, closing);
-    if (h.error) nat.conn.broker.log.debug({ clientId: this.clientId, err: h.error }, 'native drain ended');
+    if (h.error) this.src.log.debug({ clientId: this.clientId, err: h.error }, 'native drain ended');
     if (!closing) nat.wake();
   }
 
@@ -486,7 +482,7 @@ export class LogSession implements SessionPersistence {
   }
 
   /** One `replay` on the event loop, into `ahead`; ends replay when every shard is caught up. */
-  private readAhead(conn: Connection, subs: Subscription[], n: number): void {
+  private readAhead(conn: Outlet, subs: Subscription[], n: number): void {
     const want = this.replayShards(subs, false);
     if (want.length === 0) {
       this.caughtUp();
@@ -497,7 +493,7 @@ export class LogSession implements SessionPersistence {
   }
 
   /** Start reading the next buffer on a worker thread while this one is sent (one read at a time). */
-  private readBehind(conn: Connection, subs: Subscription[], n: number, wake: () => void): void {
+  private readBehind(conn: Outlet, subs: Subscription[], n: number, wake: () => void): void {
     if (this.reading || this.slow || this.ahead.length > 1) return;
     const want = this.replayShards(subs, true);
     if (want.length === 0) return; // caught up: decided on the event loop once all is sent
@@ -524,7 +520,7 @@ export class LogSession implements SessionPersistence {
    * of the buffer, packet ids patched in. A delivery still to drop under drop_oldest is cut
    * out of the run.
    */
-  private sendAhead(conn: Connection, a: Ahead, maxBacklog: number): void {
+  private sendAhead(conn: Outlet, a: Ahead, maxBacklog: number): void {
     const session = this.session;
     const meta = a.r.meta;
     const buf = a.r.buffer;

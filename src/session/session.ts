@@ -8,8 +8,8 @@
  * - `queue` only holds QoS > 0 deliveries (and QoS 0 when `queue_qos0` is on and offline).
  */
 import type { QoS } from '../wire/codec.js';
-import type { Connection } from '../protocol/connection.js';
 import { type Message, payloadSize } from '../wire/message.js';
+import type { Outlet } from './outlet.js';
 import { Queue } from './queue.js';
 
 export interface SubscriptionOptions {
@@ -109,7 +109,7 @@ export interface SessionPersistence {
    * a plain drain may be handed to the native loop (durable_sessions.native_drain). See
    * StreamOutcome.
    */
-  stream?(conn: Connection, n: number, native: boolean, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome;
+  stream?(out: Outlet, n: number, native: boolean, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome;
   /** The client came back: it drains what it missed from the log. */
   attached(): void;
   /** The client went away: everything new is left in the log. */
@@ -143,6 +143,53 @@ export interface WillState {
   timer: NodeJS.Timeout | null;
 }
 
+/**
+ * What delivery needs from outside a session: the limits it applies and who to tell of
+ * deliveries and acknowledgements (the hook bus, wired by the broker).
+ */
+export interface DeliveryEnv {
+  readonly limits: DeliveryLimits;
+  /** True when someone listens to `delivered` or `acked`: the fast drain paths then stay off. */
+  observed(): boolean;
+  delivered(clientId: string, msg: Message, qos: QoS): void;
+  acked(clientId: string, msg: Message): void;
+  /** Deliveries dropped (queue full, too large, slow consumer) and native drains started, for the metrics. */
+  readonly stats: DeliveryStats;
+}
+
+export interface DeliveryStats {
+  dropped: number;
+  nativeDrains: number;
+}
+
+/** Queue limits of persistent sessions (a part of DeliveryLimits). */
+export interface BacklogLimits {
+  maxQueued: number;
+  /** 0 = no byte limit. */
+  maxQueuedBytes: number;
+  overflow: 'drop_oldest' | 'drop_newest' | 'disconnect';
+}
+
+export interface DeliveryLimits extends BacklogLimits {
+  queueQos0: boolean;
+  writeHighWatermark: number;
+  /** Deliveries read from the log per batch when a persistent session catches up. */
+  batchSize: number;
+  /** QoS 0 messages for offline persistent sessions go through the store (durable_sessions.qos0). */
+  storeQos0: boolean;
+  /** Persistent sessions catching up over plain TCP may be drained by the native loop. */
+  nativeDrain: boolean;
+}
+
+/** Until a session is given its environment: no limits beyond the defaults, nobody told. */
+const NO_ENV: DeliveryEnv = {
+  limits: { maxQueued: 1000, maxQueuedBytes: 0, overflow: 'drop_oldest', queueQos0: false, writeHighWatermark: 1 << 20, batchSize: 1000, storeQos0: false, nativeDrain: false },
+  observed: () => false,
+  delivered: () => undefined,
+  acked: () => undefined,
+  stats: { dropped: 0, nativeDrains: 0 },
+};
+
 export class Session {
   readonly subscriptions = new Map<string, Subscription>();
   readonly inflight = new Map<number, Inflight>();
@@ -155,8 +202,10 @@ export class Session {
    * before PUBREC (Broker.restoreInbound). Null when none.
    */
   inboundHalf: Map<number, DurableRef> | null = null;
-  /** The live connection, or null while the client is away. */
-  connection: Connection | null = null;
+  /** Where packets go while the client is connected; null while it is away. */
+  outlet: Outlet | null = null;
+  /** Limits and delivery events, set by whoever creates the session (lifecycle/). */
+  env: DeliveryEnv = NO_ENV;
   /** Seconds the session outlives its connection; 0xFFFFFFFF = never expires. */
   expiryInterval = 0;
   expiryTimer: NodeJS.Timeout | null = null;

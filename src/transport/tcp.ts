@@ -1,11 +1,20 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Broker } from '../broker.js';
-import { Connection } from '../protocol/connection.js';
+import type { Duplex } from 'node:stream';
+import type { Connection, SocketHandoff } from '../protocol/connection.js';
+import { socketHandoff } from './socket-handoff.js';
+
+/** What the listeners hand accepted streams to (the broker). */
+export interface Acceptor {
+  /** Largest MQTT packet accepted, bytes (mqtt.max_packet_size). */
+  readonly maxPacketSize: number;
+  /** A connection for `stream`; null when the broker is closing (the stream was destroyed). */
+  accept(stream: Duplex, remoteAddress: string, handoff: SocketHandoff | null): Connection | null;
+}
 
 /** Hand one accepted stream socket to a new Connection (TCP and TLS share this). */
-export function acceptSocket(broker: Broker, socket: Socket): void {
+export function acceptSocket(acceptor: Acceptor, socket: Socket): void {
   socket.setNoDelay(true); // SPEC A1: no Nagle; writes are coalesced per turn instead.
-  broker.addConnection(new Connection(broker, socket, `${socket.remoteAddress}:${socket.remotePort}`));
+  acceptor.accept(socket, `${socket.remoteAddress}:${socket.remotePort}`, socketHandoff(socket));
 }
 
 export function bind(server: Server, host: string, port: number): Promise<number> {
@@ -20,7 +29,7 @@ export function bind(server: Server, host: string, port: number): Promise<number
   });
 }
 
-export async function listenTcp(broker: Broker, host: string, port: number): Promise<{ server: Server; port: number }> {
-  const server = createServer({ noDelay: true }, (socket) => acceptSocket(broker, socket));
+export async function listenTcp(acceptor: Acceptor, host: string, port: number): Promise<{ server: Server; port: number }> {
+  const server = createServer({ noDelay: true }, (socket) => acceptSocket(acceptor, socket));
   return { server, port: await bind(server, host, port) };
 }

@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { createServer } from 'node:tls';
-import type { Broker } from '../broker.js';
 import { ConfigError } from '../config.js';
-import { acceptSocket, bind } from './tcp.js';
+import { type Acceptor, acceptSocket, bind } from './tcp.js';
 
 export interface TlsFiles {
   certfile: string;
@@ -21,7 +20,7 @@ export function readTlsFiles(files: TlsFiles): { cert: Buffer; key: Buffer } {
   }
 }
 
-export async function listenTls(broker: Broker, host: string, port: number, files: TlsFiles): Promise<{ server: Server; port: number }> {
-  const server = createServer(readTlsFiles(files), (socket) => acceptSocket(broker, socket));
+export async function listenTls(acceptor: Acceptor, host: string, port: number, files: TlsFiles): Promise<{ server: Server; port: number }> {
+  const server = createServer(readTlsFiles(files), (socket) => acceptSocket(acceptor, socket));
   return { server, port: await bind(server, host, port) };
 }

@@ -2,15 +2,13 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:net';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import type { Broker } from '../broker.js';
-import { Connection } from '../protocol/connection.js';
 import { ProtocolViolation, RC } from '../wire/reason-codes.js';
-import { bind } from './tcp.js';
+import { type Acceptor, bind } from './tcp.js';
 import { readTlsFiles, type TlsFiles } from './tls.js';
 
 /** MQTT over WebSocket (and WSS when `tls` is given) on `path`, subprotocol `mqtt`. */
 export async function listenWs(
-  broker: Broker,
+  acceptor: Acceptor,
   host: string,
   port: number,
   path: string,
@@ -23,7 +21,7 @@ export async function listenWs(
   const wss = new WebSocketServer({
     server: http,
     path,
-    maxPayload: broker.config['mqtt.max_packet_size'] + 8,
+    maxPayload: acceptor.maxPacketSize + 8,
     perMessageDeflate: false,
     handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
   });
@@ -34,13 +32,13 @@ export async function listenWs(
     (req.socket as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true);
     const stream = createWebSocketStream(ws);
     stream.on('error', () => undefined); // reported through the Connection's close
-    const conn = new Connection(broker, stream, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
+    const conn = acceptor.accept(stream, `${req.socket.remoteAddress}:${req.socket.remotePort}`, null);
+    if (conn === null) return;
     // [MQTT-6.0.0-1] MQTT travels in binary frames only: any other data frame closes the
     // connection. Runs before the stream sees the frame, so its bytes are never parsed.
     ws.prependListener('message', (_data, isBinary) => {
       if (!isBinary) conn.protocolError(new ProtocolViolation(RC.MalformedPacket, 'WebSocket text frame'));
     });
-    broker.addConnection(conn);
   });
   http.on('close', () => wss.close());
   return { server: http, port: await bind(http, host, port) };

@@ -162,7 +162,7 @@ describe('persistent sessions with mosquitto_sub -c', { skip }, () => {
       assert.equal(first.code, 0, first.stderr);
       const session = tb.broker.sessions.get(id);
       assert.ok(session, 'the session outlives the connection');
-      assert.equal(session.connection, null);
+      assert.equal(session.outlet, null);
       assert.ok(session.subscriptions.has(topic));
 
       for (const m of ['q-1', 'q-2', 'q-3']) await pub(version, ['-q', '1', '-t', topic, '-m', m]);

@@ -105,7 +105,7 @@ function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | u
   if (props.maximumPacketSize !== undefined) conn.clientMaxPacketSize = props.maximumPacketSize;
   conn.topicAliasMaximum = v5 ? cfg['mqtt.max_topic_alias'] : 0;
 
-  const { session, sessionPresent, connackAfter } = broker.attachSession(conn, p.clean !== false, expiry);
+  const { session, sessionPresent, connackAfter } = broker.lifecycle.attach(conn, p.clean !== false, expiry);
   conn.state = 'connected';
 
   let keepalive = p.keepalive ?? 0;
@@ -142,7 +142,7 @@ function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | u
     connackAfter.catch(() => conn.close('session record failed'));
   } else conn.send(connack);
   conn.startKeepalive(keepalive);
-  broker.onConnected(conn, sessionPresent);
+  broker.lifecycle.connected(conn, sessionPresent);
   // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP) and PUBREL, then queued messages.
   resumeSession(conn, session);
 }

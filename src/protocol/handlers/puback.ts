@@ -12,5 +12,5 @@ export function pubackReceived(conn: Connection, id: number): void {
   const session = conn.session;
   const entry = session?.inflight.get(id);
   if (!session || !entry || entry.qos !== 1) return; // unknown id: nothing to complete
-  completeOutbound(conn, session, id, entry);
+  completeOutbound(session, id, entry);
 }

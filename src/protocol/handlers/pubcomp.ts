@@ -8,5 +8,5 @@ export function handlePubcomp(conn: Connection, packet: IPubcompPacket): void {
   const id = packet.messageId ?? 0;
   const entry = session?.inflight.get(id);
   if (!session || !entry || entry.phase !== 'pubrel') return;
-  completeOutbound(conn, session, id, entry);
+  completeOutbound(session, id, entry);
 }

@@ -36,7 +36,7 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   }
   // v5 §3.3.4: a zero-length Topic Name without a Topic Alias is a Protocol Error (0x82).
   if (topic === '') throw new ProtocolViolation(RC.ProtocolError, 'empty topic name without a topic alias'); // [MQTT-4.7.3-1]
-  const bad = broker.checkTopicName(topic);
+  const bad = broker.router.checkTopicName(topic);
   if (bad) throw new ProtocolViolation(RC.TopicNameInvalid, `invalid topic name: ${bad}`); // [MQTT-3.3.2-2]
   if (qos > cfg['mqtt.max_qos']) throw new ProtocolViolation(RC.QoSNotSupported, `QoS ${qos} not supported`); // [MQTT-3.2.2-11]
   if (p.retain && !cfg['mqtt.retain_available']) throw new ProtocolViolation(RC.RetainNotSupported, 'retain not available'); // [MQTT-3.2.2-14]
@@ -52,11 +52,11 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
     // log (shared deliveries) is recorded now, before PUBREC.
     session.inboundHalf?.delete(id);
     const send = conn.reserveAck();
-    broker.restoreInbound(createMessage(topic, p.payload as Buffer, qos, p.retain, props, conn.clientId), half, id).then(
+    broker.router.restoreInbound(createMessage(topic, p.payload as Buffer, qos, p.retain, props, conn.clientId), half, id).then(
       () => send(encodeAck(5, id, conn.protocolVersion)),
       (err: unknown) => {
         session.inboundHalf?.set(id, half);
-        broker.onStoreError(conn, err as Error);
+        broker.onStoreError(conn.clientId, err as Error);
         send(null);
         conn.close('storage failure: message not acknowledged');
       },
@@ -88,9 +88,9 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
     }
     // A persistent publisher's QoS 2 id is recorded (with its message, when that is appended)
     // before PUBREC, so a PUBLISH re-sent after a restart is still recognised as a duplicate.
-    const durable = broker.publish(msg, conn, qos === 2 && session.durable ? id : 0);
+    const durable = broker.router.publish(msg, conn, qos === 2 && session.durable ? id : 0);
     if (qos === 0) {
-      durable?.catch((e: unknown) => broker.onStoreError(conn, e as Error));
+      durable?.catch((e: unknown) => broker.onStoreError(conn.clientId, e as Error));
       return;
     }
     const ackType = qos === 1 ? 4 : 5;
@@ -105,7 +105,7 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
       () => send(encodeAck(ackType, id, conn.protocolVersion)),
       (err: unknown) => {
         if (qos === 2) session.incomingQos2.delete(id);
-        broker.onStoreError(conn, err as Error);
+        broker.onStoreError(conn.clientId, err as Error);
         if (v5) {
           send(encodeAck(ackType, id, 5, RC.UnspecifiedError));
         } else {

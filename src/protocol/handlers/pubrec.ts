@@ -17,7 +17,7 @@ export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
   }
   if ((packet.reasonCode ?? 0) >= 0x80) {
     // The receiver refused the message: the flow ends here and the slot is free.
-    completeOutbound(conn, session, id, entry);
+    completeOutbound(session, id, entry);
     return;
   }
   entry.phase = 'pubrel';
@@ -30,7 +30,7 @@ export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
   }
   recorded.then(
     () => {
-      if (session.connection === conn && session.inflight.get(id) === entry) conn.write(encodeAck(6, id, conn.protocolVersion));
+      if (session.outlet === conn && session.inflight.get(id) === entry) conn.write(encodeAck(6, id, conn.protocolVersion));
     },
     () => undefined,
   );

@@ -25,7 +25,7 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
     (err: unknown) => {
       // Not released: no PUBCOMP, the client sends PUBREL again when it reconnects.
       session.incomingQos2.add(id);
-      conn.broker.onStoreError(conn, err as Error);
+      conn.broker.onStoreError(conn.clientId, err as Error);
       send(null);
       conn.close('storage failure: PUBREL not completed');
     },

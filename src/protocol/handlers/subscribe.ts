@@ -61,7 +61,7 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
       if (a === false || (typeof a === 'number' && a >= 0x80)) return v5 ? (a === false ? RC.NotAuthorized : a) : V3_FAILURE;
       const qos = Math.min(w.opts.qos, typeof a === 'number' ? a : w.opts.qos) as QoS;
       const opts = { ...w.opts, qos };
-      const existed = broker.subscribe(session, w.filter, opts, writes);
+      const existed = broker.router.subscribe(session, w.filter, opts, writes);
       const shared = w.filter.startsWith('$share/');
       // [MQTT-3.3.1-10]/[MQTT-3.3.1-11]: retained per Retain Handling; none for shared subscriptions.
       if (!shared && (opts.retainHandling === 0 || (opts.retainHandling === 1 && !existed))) {
@@ -71,7 +71,7 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
     });
     const suback = (): void => {
       conn.send({ cmd: 'suback', messageId: p.messageId ?? 0, granted });
-      for (const r of retainedToSend) broker.deliverRetained(session, r.filter, r.qos, subId);
+      for (const r of retainedToSend) broker.router.deliverRetained(session, r.filter, r.qos, subId);
     };
     if (writes.length === 0) {
       suback();
@@ -82,7 +82,7 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
       Promise.all(writes).then(
         () => true,
         (e: unknown) => {
-          broker.onStoreError(conn, e as Error);
+          broker.onStoreError(conn.clientId, e as Error);
           return false;
         },
       ),
@@ -92,7 +92,7 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
           return;
         }
         // Not recorded: refuse every filter of this SUBSCRIBE and forget them again.
-        for (const w of wanted) if (session.subscriptions.has(w.filter)) broker.unsubscribe(session, w.filter);
+        for (const w of wanted) if (session.subscriptions.has(w.filter)) broker.router.unsubscribe(session, w.filter);
         conn.send({ cmd: 'suback', messageId: p.messageId ?? 0, granted: granted.map(() => (v5 ? RC.UnspecifiedError : V3_FAILURE)) });
       },
     );

@@ -1,0 +1,124 @@
+/**
+ * Restore at start: open the embedded store and bring back retained messages and persistent
+ * sessions — subscriptions, deliveries in flight, inbound QoS 2 ids, wills and expiry — and
+ * report every loss of stored data the opening found (or finds later) once.
+ */
+import type { Logger } from '../log.js';
+import type { LossInfo, StoreOpenOptions } from '../native.js';
+import type { RetainedStore } from '../routing/retained.js';
+import type { Router } from '../routing/router.js';
+import { decodeWill, DurableSessions } from '../session/durable.js';
+import type { Session } from '../session/session.js';
+import type { SessionLifecycle } from './sessions.js';
+
+export interface RestoreParts {
+  dataDir: string;
+  options: StoreOpenOptions;
+  log: Logger;
+  retained: RetainedStore;
+  router: Router;
+  lifecycle: SessionLifecycle;
+  /** Stored records found lost, counted (BrokerMetrics.recordsLost). */
+  counters: { recordsLost: number };
+}
+
+export interface Restored {
+  durable: DurableSessions;
+  /** What recovery repaired, and the losses it found (each also logged). */
+  summary: string[];
+  losses: LossInfo[];
+}
+
+/**
+ * Open the store and restore from it. The caller gives the store to the router and the
+ * lifecycle once this resolves (they are handed it here first, for the sessions restored).
+ */
+export async function restore(p: RestoreParts): Promise<Restored> {
+  const { log, router, lifecycle } = p;
+  const durable = await DurableSessions.open(p.dataDir, p.options, log);
+  router.durable = durable;
+  lifecycle.durable = durable;
+  const t0 = Date.now();
+  const retained = durable.loadRetained();
+  for (const msg of retained) p.retained.set(msg);
+  const sessions = durable.loadSessions();
+  const losses = [...durable.takeOpenLosses(), ...durable.reconcile(sessions)];
+  const now = Date.now();
+  let inflight = 0;
+  const restored: [Session, (typeof sessions)[number]][] = [];
+  log.info({ sessions: sessions.length, retained: retained.length, ms: Date.now() - t0 }, 'restoring persistent sessions');
+  let lastLog = Date.now();
+  for (const r of sessions) {
+    if (Date.now() - lastLog >= 1000) {
+      lastLog = Date.now();
+      log.info({ restored: restored.length, of: sessions.length }, 'restoring persistent sessions');
+    }
+    const session = lifecycle.create(r.clientId);
+    session.expiryInterval = r.record.expiry;
+    const ls = durable.attach(session);
+    session.durable = ls;
+    for (const { filter, opts } of r.subscriptions) router.subscribe(session, filter, opts);
+    if (r.progress) {
+      // Deliveries in flight come back under their packet ids (resent with DUP); pinned ones
+      // queued; the rest is read from the log from where the session had got to.
+      for (const { pending, packetId, phase } of ls.restore(r.progress)) {
+        if (pending.retainedTopic !== undefined) {
+          // A retained message sent on subscribe: the topic's retained message now, if any.
+          const msg = p.retained.get(pending.retainedTopic);
+          if (!msg) continue;
+          pending.msg = msg;
+        }
+        if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
+          session.inflight.set(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
+          inflight++;
+        } else session.enqueue(pending);
+      }
+    } else {
+      // Never recorded progress: it reads from where its subscriptions start (attach set
+      // `next` to the log's end).
+      for (let s = 0; s < durable.nShards; s++) {
+        for (const { opts } of r.subscriptions) ls.next[s] = Math.min(ls.next[s] as number, opts.start?.[s] ?? 0);
+      }
+    }
+    for (const id of r.incomingQos2) session.incomingQos2.add(id);
+    for (const { id, pos } of r.incomingHalf) (session.inboundHalf ??= new Map()).set(id, pos);
+    restored.push([session, r]);
+  }
+  for (const [session, r] of restored) {
+    // Sessions that were connected when the broker stopped count as disconnected now.
+    const since = r.record.disconnectedAt || now;
+    if (r.record.will) lifecycle.scheduleWill(session, decodeWill(r.record.will, r.clientId), r.record.will.delay - (now - since) / 1000);
+    lifecycle.startExpiry(session, r.record.expiry - (now - since) / 1000);
+  }
+  log.info({ sessions: sessions.length, inflight, retained: retained.length, ms: Date.now() - t0 }, 'durable state loaded');
+  // Files are damaged while the broker is stopped: a loss found later (a damaged segment found
+  // as it is read) costs the sessions that had not read that far when it started.
+  const readFromAtOpen = new Map<string, number[]>();
+  for (const [session] of restored) {
+    const next = (session.durable as { next?: number[] } | null)?.next;
+    if (next && session.subscriptions.size > 0) readFromAtOpen.set(session.clientId, next.slice());
+  }
+  const report = (loss: LossInfo): void => reportLoss(loss, readFromAtOpen, log, p.counters);
+  for (const loss of losses) report(loss);
+  durable.watchLosses(report);
+  return { durable, summary: durable.store.report().summary, losses };
+}
+
+/**
+ * Log a loss of stored data once (the store keeps it, `stratamq ds info` lists it), with the
+ * persistent sessions it may cost messages: those that, when the broker started, had not read
+ * the shard past it.
+ */
+function reportLoss(loss: LossInfo, readFromAtOpen: Map<string, number[]>, log: Logger, counters: { recordsLost: number }): void {
+  if (loss.shard === null) {
+    log.error({ ...loss }, 'store loss: metadata (sessions, subscriptions, progress and retained messages it held)');
+    return;
+  }
+  const shard = loss.shard;
+  const affected: string[] = [];
+  for (const [clientId, next] of readFromAtOpen) {
+    if ((next[shard] ?? 0) < (loss.to ?? Number.POSITIVE_INFINITY)) affected.push(clientId);
+  }
+  counters.recordsLost += loss.records ?? 0;
+  log.error({ ...loss, sessions: affected.slice(0, 100), sessionsAffected: affected.length }, 'store loss: records gone');
+}

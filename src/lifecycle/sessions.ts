@@ -1,0 +1,246 @@
+/**
+ * Session lifecycle (SPEC §4.1): binding a connection to its session — takeover by the same
+ * client id, Clean Start, resume — wills and Will Delay, session expiry, and keeping a
+ * persistent session's record in the store in step.
+ *
+ * Invariants:
+ * - a session has at most one live connection (`session.outlet`), and `connections` counts a
+ *   client as connected from CONNACK until `closed`.
+ * - what CONNACK tells survives a crash from the moment the client hears it (attach).
+ */
+import type { Logger } from '../log.js';
+import type { HookBus } from '../hooks/bus.js';
+import type { ClientInfo, Gates } from '../hooks/index.js';
+import type { Router } from '../routing/router.js';
+import { type DurableSessions, encodeWill, type SessionRecord } from '../session/durable.js';
+import type { Outlet } from '../session/outlet.js';
+import type { DeliveryEnv, Session, WillState } from '../session/session.js';
+import type { SessionStore } from '../session/store.js';
+import { RC } from '../wire/reason-codes.js';
+import { createMessage, type Message } from '../wire/message.js';
+
+/** A connected client as the lifecycle sees it: where its session's packets go, its will, why it closed. */
+export interface Client extends Outlet {
+  session: Session | null;
+  /** Will to publish if the connection ends without a normal DISCONNECT. */
+  will: Omit<WillState, 'timer'> | null;
+  /** Why the connection closed; reported in `client.disconnected`. */
+  readonly closeReason: string;
+}
+
+export interface LifecycleParts {
+  sessions: SessionStore;
+  router: Router;
+  bus: HookBus;
+  gates: Gates;
+  log: Logger;
+  env: DeliveryEnv;
+  counters: { connections: number };
+  onStoreError: (clientId: string | undefined, err: Error) => void;
+}
+
+export class SessionLifecycle {
+  /** The embedded store, once opened. */
+  durable: DurableSessions | null = null;
+  /** Wills being stored (the broker's close waits for them). */
+  readonly willWrites = new Set<Promise<void>>();
+  private readonly p: LifecycleParts;
+
+  constructor(parts: LifecycleParts) {
+    this.p = parts;
+  }
+
+  /** A new session, in the registry, with the broker's limits and delivery events. */
+  create(clientId: string): Session {
+    const session = this.p.sessions.create(clientId);
+    session.env = this.p.env;
+    return session;
+  }
+
+  /**
+   * Bind a connection to its session: take over a live connection with the same client id
+   * ([MQTT-3.1.4-3]), discard the old session on Clean Start ([MQTT-3.1.2-4]) or resume it
+   * ([MQTT-3.1.2-5]), and cancel a will waiting out its delay ([MQTT-3.1.3-9]). `connackAfter`:
+   * CONNACK waits for it (the store writes what CONNACK tells; null: nothing to wait for).
+   */
+  attach(conn: Client, cleanStart: boolean, expiryInterval: number): { session: Session; sessionPresent: boolean; connackAfter: Promise<unknown> | null } {
+    const { sessions, log } = this.p;
+    const clientId = conn.clientId;
+    let session = sessions.get(clientId);
+    const old = session?.outlet;
+    if (old && old !== conn) {
+      log.info({ clientId }, 'session taken over');
+      old.disconnect(RC.SessionTakenOver, 'session taken over');
+      session = sessions.get(clientId); // the old connection's close may have ended it
+    }
+    let sessionPresent = false;
+    let discarded: Promise<void> | null = null;
+    if (session && cleanStart) {
+      discarded = this.end(session);
+      session = undefined;
+    }
+    let storedExpiry: number | null = null;
+    if (session) {
+      sessionPresent = true;
+      if (session.durable) storedExpiry = session.expiryInterval;
+      if (session.expiryTimer) clearTimeout(session.expiryTimer);
+      session.expiryTimer = null;
+      if (session.pendingWill) {
+        if (session.pendingWill.timer) clearTimeout(session.pendingWill.timer);
+        session.pendingWill = null;
+      }
+    } else {
+      session = this.create(clientId);
+    }
+    session.expiryInterval = expiryInterval;
+    session.outlet = conn;
+    session.durable?.attached();
+    conn.session = session;
+    this.p.counters.connections++;
+    const recorded = this.record(session, conn.will ? encodeWill(conn.will.msg, conn.will.delaySeconds) : null, 0);
+    // What CONNACK tells must survive a crash from the moment the client hears it: a will must be
+    // in the session record; a resumed session's new expiry too (expiry 0: it ends with this
+    // connection, even if the broker dies first); and a persistent session Clean Start discarded
+    // must be gone from the store (else a crash would bring it back, subscriptions and queue,
+    // after CONNACK said the session is new).
+    const waitRecord = recorded !== null && (conn.will !== null || (storedExpiry !== null && storedExpiry !== expiryInterval));
+    const connackAfter = waitRecord && discarded ? Promise.all([recorded, discarded]) : waitRecord ? recorded : discarded;
+    return { session, sessionPresent, connackAfter };
+  }
+
+  connected(conn: Client, sessionPresent: boolean): void {
+    this.p.log.debug({ clientId: conn.clientId, v: conn.protocolVersion, sessionPresent }, 'client connected');
+    const bus = this.p.bus;
+    if (bus.listenerCount('client.connected') > 0) bus.emit('client.connected', conn, sessionPresent);
+  }
+
+  /** A connected client's socket closed (any reason). Applies will and session expiry. */
+  closed(conn: Client): void {
+    const session = conn.session;
+    if (!session || session.outlet !== conn) return;
+    session.outlet = null;
+    session.durable?.detached();
+    this.p.counters.connections--;
+    const will = conn.will;
+    conn.will = null;
+    if (will) {
+      if (will.delaySeconds === 0 || session.expiryInterval === 0) this.publishWill(will.msg, conn);
+      else this.scheduleWill(session, will.msg, will.delaySeconds);
+    }
+    if (session.expiryInterval === 0) this.end(session);
+    else {
+      this.record(session, session.pendingWill ? encodeWill(session.pendingWill.msg, will?.delaySeconds ?? 0) : null, Date.now());
+      this.startExpiry(session, session.expiryInterval);
+    }
+    this.p.log.debug({ clientId: conn.clientId, reason: conn.closeReason }, 'client disconnected');
+    const bus = this.p.bus;
+    if (bus.listenerCount('client.disconnected') > 0) bus.emit('client.disconnected', conn, conn.closeReason);
+  }
+
+  /**
+   * Keep the durable record of a persistent session in step: created or refreshed when it
+   * (re)connects or disconnects; a session whose expiry became 0 leaves the store. Resolves
+   * once the record is durable (null: nothing to record); a failure is reported here.
+   */
+  record(session: Session, will: SessionRecord['will'], disconnectedAt: number): Promise<void> | null {
+    const durable = this.durable;
+    if (!durable) return null;
+    if (session.expiryInterval === 0) {
+      // A persistent session resumed with expiry 0 is still the session ([MQTT-3.1.2-4]): it
+      // drains its queue on this connection and ends when the connection closes (end).
+      // Its record says expiry 0, so a crash meanwhile ends it at the restart.
+      if (!session.durable) return null;
+      if (session.outlet === null) {
+        session.durable = null;
+        durable.deleteSession(session.clientId);
+        return null;
+      }
+    }
+    session.durable ??= durable.attach(session);
+    const done = durable.putSession(session.clientId, { expiry: session.expiryInterval, disconnectedAt, will });
+    done.catch((e: unknown) => this.p.onStoreError(undefined, e as Error));
+    return done;
+  }
+
+  /** [MQTT-3.1.3-9] a will published after its delay, or when the session ends if sooner. */
+  scheduleWill(session: Session, msg: Message, delaySeconds: number): void {
+    if (delaySeconds <= 0) {
+      this.publishWill(msg, null);
+      return;
+    }
+    const pending = { msg, delaySeconds, timer: null as NodeJS.Timeout | null };
+    pending.timer = setTimeout(() => {
+      if (session.pendingWill === pending) {
+        session.pendingWill = null;
+        this.publishWill(pending.msg, null);
+        if (session.outlet === null) this.record(session, null, Date.now());
+      }
+    }, delaySeconds * 1000);
+    pending.timer.unref();
+    session.pendingWill = pending;
+  }
+
+  /** End the session after `seconds` (0xFFFFFFFF: never). */
+  startExpiry(session: Session, seconds: number): void {
+    if (session.expiryInterval === 0xffffffff) return;
+    if (seconds <= 0) {
+      this.end(session);
+      return;
+    }
+    session.expiryTimer = setTimeout(() => this.end(session), seconds * 1000);
+    session.expiryTimer.unref();
+  }
+
+  /** Stop the timers of every session (expiry and delayed wills resume from the store after a restart). */
+  stopTimers(): void {
+    for (const session of this.p.sessions) {
+      if (session.expiryTimer) clearTimeout(session.expiryTimer);
+      if (session.pendingWill?.timer) clearTimeout(session.pendingWill.timer);
+    }
+  }
+
+  /**
+   * Remove a session: its subscriptions, its timers; a pending will goes out now. For a persistent
+   * session, resolves once it is gone from the store (null: nothing stored).
+   */
+  end(session: Session): Promise<void> | null {
+    if (session.expiryTimer) clearTimeout(session.expiryTimer);
+    session.expiryTimer = null;
+    this.p.router.removeAll(session);
+    session.queue.clear();
+    session.queueBytes = 0;
+    session.inflight.clear();
+    const will = session.pendingWill;
+    session.pendingWill = null;
+    if (will) {
+      if (will.timer) clearTimeout(will.timer);
+      this.publishWill(will.msg, null);
+    }
+    const sessions = this.p.sessions;
+    if (sessions.get(session.clientId) === session) sessions.delete(session.clientId);
+    if (session.durable && this.durable) {
+      session.durable = null;
+      return this.durable.deleteSession(session.clientId);
+    }
+    session.durable = null;
+    return null;
+  }
+
+  private publishWill(msg: Message, conn: ClientInfo | null): void {
+    // Wills are published by the server: authorised like any publish from that client.
+    const info: ClientInfo = conn ?? { clientId: msg.publisher, username: undefined, remoteAddress: '', protocolVersion: 4 };
+    const fresh = createMessage(msg.topic, msg.payload, msg.qos, msg.retain, msg.properties, msg.publisher);
+    const answer = this.p.gates.authorizePublish(info, fresh);
+    const go = (ok: boolean | number): void => {
+      if (ok !== true) return;
+      const stored = this.p.router.publish(fresh, conn);
+      if (!stored) return;
+      // close() waits for wills being stored as the broker shuts down.
+      const done = stored.catch((e: unknown) => this.p.onStoreError(conn?.clientId, e as Error));
+      this.willWrites.add(done);
+      void done.finally(() => this.willWrites.delete(done));
+    };
+    if (answer instanceof Promise) answer.then(go, () => undefined);
+    else go(answer);
+  }
+}

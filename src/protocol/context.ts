@@ -1,0 +1,24 @@
+/**
+ * The broker as protocol/ sees it: what a connection and its packet handlers use. broker.ts
+ * builds it; nothing here imports broker.ts.
+ */
+import type { Config } from '../config.js';
+import type { ClientInfo, Gates } from '../hooks/index.js';
+import type { SessionLifecycle } from '../lifecycle/sessions.js';
+import type { Router } from '../routing/router.js';
+import type { DurableSessions } from '../session/durable.js';
+
+export interface ProtocolContext {
+  readonly config: Config;
+  readonly gates: Gates;
+  readonly router: Router;
+  readonly lifecycle: SessionLifecycle;
+  /** The embedded store, when open. */
+  readonly durable: DurableSessions | null;
+  /** Clients connected now (from CONNACK until their connection closed). */
+  readonly connectedCount: number;
+  /** A client broke the protocol or sent bad bytes: counted, logged, told to `client.error` listeners. */
+  onClientError(client: ClientInfo & { readonly state: string }, err: Error): void;
+  /** A storage write failed: logged once per failure, counted; the broker keeps serving. */
+  onStoreError(clientId: string | undefined, err: Error): void;
+}

@@ -1,0 +1,365 @@
+/**
+ * Routing: subscribe and unsubscribe (with their durable records), and publish → targets.
+ *
+ * A message goes to every matching session once, at the highest granted QoS among its matching
+ * subscriptions (capped by the message QoS), with all their subscription identifiers
+ * ([MQTT-3.3.4-2], [MQTT-3.3.4-3]). In-memory sessions get it at once. When persistent sessions
+ * need it (QoS > 0, or QoS 0 while they are away) it is appended to the log once; `publish`
+ * resolves when that is durable — the publisher's PUBACK waits for it — and only then is it
+ * handed to those sessions (session/log-session.ts). A persistent session's QoS 0 delivery goes
+ * the same way when the message is logged anyway, so replay never repeats it.
+ */
+import type { ClientInfo } from '../hooks/index.js';
+import type { HookBus } from '../hooks/bus.js';
+import type { LogPosition } from '../native.js';
+import { deliver, deliverLogged } from '../session/delivery.js';
+import type { DurableSessions, StoredSubscription } from '../session/durable.js';
+import type { DeliveryStats, Session } from '../session/session.js';
+import type { SessionStore } from '../session/store.js';
+import type { QoS } from '../wire/codec.js';
+import type { Message } from '../wire/message.js';
+import type { RetainedStore } from './retained.js';
+import type { SubRecord, SubscriptionTable } from './subscriptions.js';
+
+/** A persistent session's delivery of a message that goes through the log. */
+interface LoggedTarget {
+  session: Session;
+  qos: QoS;
+  retain: boolean;
+  subIds: number[] | undefined;
+  /** Through shared subscriptions only: recorded explicitly (Pending.pinned). */
+  pinned: boolean;
+}
+
+/** The counters routing keeps (a part of BrokerMetrics). */
+export interface RoutingCounters {
+  messagesReceived: number;
+  messagesRouted: number;
+  messagesDropped: number;
+}
+
+export interface RouterParts {
+  table: SubscriptionTable;
+  retained: RetainedStore;
+  sessions: SessionStore;
+  bus: HookBus;
+  counters: RoutingCounters;
+  stats: DeliveryStats;
+  /** QoS 0 messages for offline persistent sessions go through the store (durable_sessions.qos0). */
+  storeQos0: boolean;
+  /** A storage write failed (logged and counted by the caller). */
+  onStoreError: (clientId: string | undefined, err: Error) => void;
+}
+
+export class Router {
+  /** The embedded store, once opened. */
+  durable: DurableSessions | null = null;
+  private readonly table: SubscriptionTable;
+  private readonly retained: RetainedStore;
+  private readonly sessions: SessionStore;
+  private readonly bus: HookBus;
+  private readonly counters: RoutingCounters;
+  private readonly stats: DeliveryStats;
+  private readonly storeQos0: boolean;
+  private readonly onStoreError: RouterParts['onStoreError'];
+  private routeSeq = 0;
+  private readonly touched: Session[] = [];
+  private readonly stamp = new WeakMap<Session, { seq: number; qos: QoS; retain: boolean; subIds: number[] | undefined; shared: boolean }>();
+  /** Scratch lists of one publish: persistent sessions getting it through the log / online at QoS 0. */
+  private readonly logged: LoggedTarget[] = [];
+  private readonly live0: LoggedTarget[] = [];
+  /** publish() is routing a message; publishes from hooks meanwhile wait in `nested`. */
+  private publishing = false;
+  private readonly nested: { msg: Message; from: ClientInfo | null; inboundId: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+
+  constructor(parts: RouterParts) {
+    this.table = parts.table;
+    this.retained = parts.retained;
+    this.sessions = parts.sessions;
+    this.bus = parts.bus;
+    this.counters = parts.counters;
+    this.stats = parts.stats;
+    this.storeQos0 = parts.storeQos0;
+    this.onStoreError = parts.onStoreError;
+  }
+
+  // ---- subscriptions --------------------------------------------------------------------
+
+  /**
+   * Add or replace a subscription ([MQTT-3.8.4-3]). Returns true if it already existed. For a
+   * persistent session the durable write is pushed onto `writes` (SUBACK waits for it).
+   */
+  subscribe(session: Session, filter: string, opts: StoredSubscription, writes: Promise<void>[] | null = null): boolean {
+    const existing = session.subscriptions.get(filter);
+    // A persistent session's subscription starts at the log's current end: replay never
+    // delivers what was logged before it (kept when a subscription is replaced).
+    let start = opts.start ?? existing?.start;
+    if (start === undefined && session.durable && this.durable) start = this.durable.shardEnds();
+    if (writes && session.durable && this.durable) writes.push(this.durable.putSubscription(session.clientId, filter, { ...opts, start }));
+    const { existed } = this.table.put(session, filter, { ...opts, start });
+    const out = session.outlet;
+    if (!existed && out && this.bus.listenerCount('session.subscribed') > 0) this.bus.emit('session.subscribed', out, filter, opts.qos);
+    return existed;
+  }
+
+  /** Remove a subscription; for a persistent session the durable removal is pushed onto `writes` (UNSUBACK waits for it). */
+  unsubscribe(session: Session, filter: string, writes: Promise<void>[] | null = null): boolean {
+    const sub = session.subscriptions.get(filter);
+    if (!sub) return false;
+    session.subscriptions.delete(filter);
+    this.table.remove(sub);
+    if (session.durable && this.durable) {
+      const removed = this.durable.deleteSubscription(session.clientId, filter);
+      removed.catch((e: unknown) => this.onStoreError(undefined, e as Error));
+      writes?.push(removed);
+    }
+    const out = session.outlet;
+    if (out && this.bus.listenerCount('session.unsubscribed') > 0) this.bus.emit('session.unsubscribed', out, filter);
+    return true;
+  }
+
+  /** Every subscription of an ending session out of the table (its durable records go with the session). */
+  removeAll(session: Session): void {
+    for (const sub of session.subscriptions.values()) this.table.remove(sub);
+    session.subscriptions.clear();
+  }
+
+  /** null if `topic` is a valid topic name, else why not. */
+  checkTopicName(topic: string): string | null {
+    return this.table.checkTopicName(topic);
+  }
+
+  // ---- publish --------------------------------------------------------------------------
+
+  /**
+   * Accept a message: update the retained store, then deliver it (see the module comment).
+   * `inboundId`: a persistent publisher's QoS 2 packet id, stored with the message. Resolves
+   * when what had to be stored is durable; null when nothing had to be stored.
+   */
+  publish(msg: Message, from: ClientInfo | null, inboundId = 0): Promise<void> | null {
+    if (this.publishing) {
+      // Published from a hook while a message is being routed (e.g. in 'message.delivered'):
+      // routed right after it, since routing reuses per-router scratch state.
+      return new Promise((resolve, reject) => this.nested.push({ msg, from, inboundId, resolve, reject }));
+    }
+    this.publishing = true;
+    try {
+      const stored = this.routeMessage(msg, from, inboundId);
+      for (let n = this.nested.shift(); n; n = this.nested.shift()) {
+        const { resolve, reject } = n;
+        try {
+          const p = this.routeMessage(n.msg, n.from, n.inboundId);
+          if (p) p.then(resolve, reject);
+          else resolve();
+        } catch (e) {
+          reject(e);
+        }
+      }
+      return stored;
+    } finally {
+      this.publishing = false;
+      // Scratch state of routing is never carried into the next message, whatever was thrown.
+      this.logged.length = 0;
+      this.live0.length = 0;
+    }
+  }
+
+  /** Route one message (publish without the re-entrancy guard). */
+  private routeMessage(msg: Message, from: ClientInfo | null, inboundId: number): Promise<void> | null {
+    this.counters.messagesReceived++;
+    if (msg.retain) this.retained.set(msg);
+    if (this.bus.listenerCount('message.publish') > 0) this.bus.emit('message.publish', from, msg);
+    const table = this.table;
+    const ids = table.match(msg.topic);
+    const n = ids.length;
+    const now = msg.receivedAt;
+    const logged = this.logged;
+    const live0 = this.live0;
+    if (n === 1) {
+      let rec = table.get(ids[0] as number);
+      if (rec?.shared && rec.session.outlet === null) rec = table.onlineMember(rec);
+      if (rec && !(rec.sub.noLocal && msg.publisher === rec.session.clientId)) {
+        // [MQTT-3.8.3-3] no-local; [MQTT-3.3.1-12]/[MQTT-3.3.1-13] retain flag kept only with Retain As Published.
+        const { session, sub } = rec;
+        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+        this.route(session, msg, qos, sub.retainAsPublished && msg.retain, sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, rec.shared, now);
+      }
+    } else if (n > 1) {
+      const seq = ++this.routeSeq;
+      const touched = this.touched;
+      touched.length = 0;
+      for (let i = 0; i < n; i++) {
+        let rec: SubRecord | undefined = table.get(ids[i] as number);
+        if (rec?.shared && rec.session.outlet === null) rec = table.onlineMember(rec);
+        if (!rec) continue;
+        const { session, sub } = rec;
+        if (sub.noLocal && msg.publisher === session.clientId) continue;
+        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+        const retain = sub.retainAsPublished && msg.retain;
+        let st = this.stamp.get(session);
+        if (!st || st.seq !== seq) {
+          if (!st) {
+            st = { seq, qos, retain, subIds: undefined, shared: rec.shared };
+            this.stamp.set(session, st);
+          }
+          st.seq = seq;
+          st.qos = qos;
+          st.retain = retain;
+          st.shared = rec.shared;
+          st.subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
+          touched.push(session);
+        } else {
+          if (qos > st.qos) st.qos = qos;
+          st.retain ||= retain;
+          st.shared &&= rec.shared;
+          if (sub.subscriptionId !== undefined) (st.subIds ??= []).push(sub.subscriptionId);
+        }
+      }
+      for (const session of touched) {
+        const st = this.stamp.get(session);
+        if (st) this.route(session, msg, st.qos, st.retain, st.subIds, st.shared, now);
+      }
+      touched.length = 0;
+    }
+    let targets: LoggedTarget[] | null = null;
+    if (logged.length > 0) {
+      targets = logged.slice();
+      for (const t of live0) targets.push(t);
+    } else {
+      for (const t of live0) {
+        const session = t.session;
+        // [MQTT-4.6.0-6] not before this session's earlier messages still on their way through the log.
+        if (session.loggedPending > 0) (session.afterLogged ??= []).push(() => deliver(session, msg, t.qos, t.retain, t.subIds, Date.now()));
+        else deliver(session, msg, t.qos, t.retain, t.subIds, now);
+      }
+    }
+    logged.length = 0;
+    live0.length = 0;
+    this.syncDrops();
+    const durable = this.durable;
+    if (!durable || (targets === null && !msg.retain && inboundId === 0)) return null;
+    return this.store(durable, msg, targets ?? [], inboundId);
+  }
+
+  /** A logged delivery for `session` was handed to it (or failed): what waited behind it goes. */
+  private loggedDone(session: Session): void {
+    if (--session.loggedPending > 0) return;
+    const waiting = session.afterLogged;
+    session.afterLogged = null;
+    if (waiting) for (const go of waiting) go();
+  }
+
+  /**
+   * One session's delivery of a message being published. Persistent sessions get it through
+   * the log: QoS 1/2 always, QoS 0 while the client is away (durable_sessions.qos0), and an
+   * online QoS 0 delivery only if the message is logged for someone anyway (decided by publish).
+   */
+  private route(session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, shared: boolean, now: number): void {
+    this.counters.messagesRouted++;
+    if (session.durable === null || (shared && qos === 0 && session.outlet !== null)) {
+      deliver(session, msg, qos, retain, subIds, now);
+      return;
+    }
+    const t: LoggedTarget = { session, qos, retain, subIds, pinned: shared };
+    if (qos > 0) this.logged.push(t);
+    else if (session.outlet !== null) this.live0.push(t);
+    else if (this.storeQos0) this.logged.push(t);
+  }
+
+  /**
+   * Append once, then hand the message to the persistent sessions (see publish). `inboundId`: a
+   * persistent publisher's QoS 2 packet id, recorded as pending and appended with the message
+   * (DurableSessions.appendInbound), then recorded as stored in the same commit as the shared
+   * deliveries pinned for it — or, when nothing is appended, on its own; before the PUBREC
+   * either way.
+   */
+  private async store(durable: DurableSessions, msg: Message, targets: LoggedTarget[], inboundId: number): Promise<void> {
+    const waits: Promise<void>[] = [];
+    // Written as it is routed (before any await), so retained sets and clears land in the order
+    // they were published, as in the in-memory retained store.
+    if (msg.retain) {
+      const retained = durable.write(durable.retainOps(msg));
+      retained.catch(() => undefined); // awaited below, unless the append fails first
+      waits.push(retained);
+    }
+    if (targets.length === 0) {
+      if (inboundId !== 0) waits.push(durable.inboundStored(msg.publisher, inboundId));
+      await Promise.all(waits);
+      return;
+    }
+    for (const t of targets) t.session.loggedPending++;
+    let pos: LogPosition;
+    try {
+      pos = await (inboundId !== 0 ? durable.appendInbound(msg, inboundId) : durable.append(msg));
+    } catch (e) {
+      for (const t of targets) this.loggedDone(t.session);
+      throw e;
+    }
+    const now = Date.now();
+    for (const t of targets) {
+      const session = t.session;
+      const d = session.durable;
+      if (d === null || this.sessions.get(session.clientId) !== session) {
+        this.loggedDone(session);
+        continue; // ended meanwhile
+      }
+      if (t.pinned) {
+        // Through a shared subscription: replay cannot find it again, so it is recorded for the
+        // session before the publisher hears it is stored.
+        const p = deliver(session, msg, t.qos, t.retain, t.subIds, now, pos);
+        if (p) waits.push(d.pin(p));
+      } else deliverLogged(session, msg, t.qos, t.retain, t.subIds, pos, now);
+      this.loggedDone(session);
+    }
+    // Same turn as the pins above, so the same commit: a restart finds the id stored only if they are.
+    if (inboundId !== 0) waits.push(durable.inboundStored(msg.publisher, inboundId));
+    this.syncDrops();
+    if (waits.length > 0) await Promise.all(waits);
+  }
+
+  /**
+   * A persistent publisher sends again a QoS 2 PUBLISH whose record reached the log before a
+   * stop while its id was still pending (DurableSessions.loadSessions): it is not stored twice,
+   * but what had to be recorded besides the log — its deliveries through shared subscriptions —
+   * may be missing, so it is routed again to the shared subscriptions it matches now, pinned
+   * at its log position, and its id recorded as stored in the same commit. Resolves before PUBREC.
+   */
+  restoreInbound(msg: Message, pos: LogPosition, inboundId: number): Promise<void> {
+    const durable = this.durable;
+    if (!durable) return Promise.resolve();
+    const waits: Promise<void>[] = [];
+    const now = Date.now();
+    for (const id of this.table.match(msg.topic)) {
+      let rec = this.table.get(id);
+      if (!rec?.shared) continue;
+      if (rec.session.outlet === null) rec = this.table.onlineMember(rec);
+      const { session, sub } = rec;
+      if (sub.noLocal && msg.publisher === session.clientId) continue;
+      const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+      const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
+      const p = deliver(session, msg, qos, sub.retainAsPublished && msg.retain, subIds, now, session.durable ? pos : undefined);
+      if (p && session.durable) waits.push(session.durable.pin(p));
+    }
+    waits.push(durable.inboundStored(msg.publisher, inboundId));
+    this.syncDrops();
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  /** Send the retained messages matching a new subscription, retain flag set ([MQTT-3.3.1-8]). */
+  deliverRetained(session: Session, filter: string, qos: QoS, subId: number | undefined): void {
+    const now = Date.now();
+    const subIds = subId !== undefined ? [subId] : undefined;
+    const durable = session.durable;
+    for (const msg of this.retained.match(filter, now)) {
+      const q = (qos < msg.qos ? qos : msg.qos) as QoS;
+      // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
+      const p = deliver(session, msg, q, true, subIds, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
+      if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+    }
+    this.syncDrops();
+  }
+
+  private syncDrops(): void {
+    this.counters.messagesDropped = this.stats.dropped;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The subscription table: every session's subscriptions in the native trie, by trie id, with
+ * shared-subscription groups and a route cache.
+ *
+ * Invariants:
+ * - `records[id]` is set exactly while subscription `id` is in the native trie.
+ * - the route cache is cleared on every change of the trie, and not used while any shared
+ *   subscription exists (the trie picks a group member round-robin on each match).
+ */
+import { TopicTrie, validateTopicName } from '../native.js';
+import type { Session, Subscription } from '../session/session.js';
+
+const ROUTE_CACHE_MAX = 65536;
+
+export interface SubRecord {
+  session: Session;
+  sub: Subscription;
+  /** A `$share/{group}/{filter}` member. */
+  shared: boolean;
+}
+
+export class SubscriptionTable {
+  private readonly trie = new TopicTrie();
+  /** topic → matching subscription ids, valid until the next change; bounded by ROUTE_CACHE_MAX. */
+  private readonly routes = new Map<string, Uint32Array>();
+  private sharedSubs = 0;
+  /** Trie ids of the members of each shared subscription (`$share/{group}/{filter}`). */
+  private readonly shareGroups = new Map<string, { ids: number[]; next: number }>();
+  /** Topic names already validated ([MQTT-4.7.3-1]); bounded like the route cache. */
+  private readonly validTopics = new Set<string>();
+  private readonly records: (SubRecord | undefined)[] = [];
+  private readonly freeIds: number[] = [];
+
+  /** The subscription with trie id `id`. */
+  get(id: number): SubRecord | undefined {
+    return this.records[id];
+  }
+
+  /** Put `filter` for `session` (replacing its subscription to the same filter, same trie id). */
+  put(session: Session, filter: string, opts: Omit<Subscription, 'filter' | 'trieId'>): { sub: Subscription; existed: boolean } {
+    const existing = session.subscriptions.get(filter);
+    if (existing) {
+      const sub: Subscription = { ...opts, filter, trieId: existing.trieId };
+      session.subscriptions.set(filter, sub);
+      this.records[sub.trieId] = { session, sub, shared: filter.startsWith('$share/') };
+      return { sub, existed: true };
+    }
+    const id = this.freeIds.pop() ?? this.records.length;
+    this.trie.subscribe(filter, id);
+    this.routes.clear();
+    const shared = filter.startsWith('$share/');
+    if (shared) {
+      this.sharedSubs++;
+      let group = this.shareGroups.get(filter);
+      if (!group) this.shareGroups.set(filter, (group = { ids: [], next: 0 }));
+      group.ids.push(id);
+    }
+    const sub: Subscription = { ...opts, filter, trieId: id };
+    this.records[id] = { session, sub, shared };
+    session.subscriptions.set(filter, sub);
+    return { sub, existed: false };
+  }
+
+  /** Take `sub` out of the trie (the caller removes it from its session). */
+  remove(sub: Subscription): void {
+    this.routes.clear();
+    if (sub.filter.startsWith('$share/')) {
+      this.sharedSubs--;
+      const group = this.shareGroups.get(sub.filter);
+      if (group) {
+        const i = group.ids.indexOf(sub.trieId);
+        if (i >= 0) group.ids.splice(i, 1);
+        if (group.ids.length === 0) this.shareGroups.delete(sub.filter);
+      }
+    }
+    this.trie.unsubscribe(sub.filter, sub.trieId);
+    this.records[sub.trieId] = undefined;
+    this.freeIds.push(sub.trieId);
+  }
+
+  /** Ids of the subscriptions matching `topic` (one member per shared group). */
+  match(topic: string): Uint32Array {
+    if (this.sharedSubs > 0) return this.trie.match(topic);
+    let ids = this.routes.get(topic);
+    if (ids === undefined) {
+      ids = this.trie.match(topic);
+      if (this.routes.size >= ROUTE_CACHE_MAX) this.routes.clear();
+      this.routes.set(topic, ids);
+    }
+    return ids;
+  }
+
+  /** null if `topic` is a valid topic name, else why not. */
+  checkTopicName(topic: string): string | null {
+    if (this.validTopics.has(topic)) return null;
+    const bad = validateTopicName(topic);
+    if (bad === null) {
+      if (this.validTopics.size >= ROUTE_CACHE_MAX) this.validTopics.clear();
+      this.validTopics.add(topic);
+    }
+    return bad;
+  }
+
+  /**
+   * A shared subscription's member whose client is connected, taken round-robin among the
+   * group (else `rec`, the trie's pick, which keeps the message for it while it is away).
+   */
+  onlineMember(rec: SubRecord): SubRecord {
+    const group = this.shareGroups.get(rec.sub.filter);
+    if (!group) return rec;
+    const n = group.ids.length;
+    for (let k = 0; k < n; k++) {
+      const i = (group.next + k) % n;
+      const r = this.records[group.ids[i] as number];
+      if (r && r.session.outlet !== null) {
+        group.next = (i + 1) % n;
+        return r;
+      }
+    }
+    return rec;
+  }
+}
