@@ -19,7 +19,9 @@ import type { ProtocolContext } from './protocol/context.js';
 import { MemoryRetainedStore, type RetainedStore } from './routing/retained.js';
 import { Router } from './routing/router.js';
 import { SubscriptionTable } from './routing/subscriptions.js';
-import type { DurableSessions } from './session/durable.js';
+import type { DurableSessions } from './persistence/embedded/durable-sessions.js';
+import type { Persistence } from './persistence/registries.js';
+import { logSession } from './session/log-session.js';
 import type { DeliveryEnv, DeliveryLimits, DeliveryStats } from './session/session.js';
 import { MemorySessionStore, type SessionStore } from './session/store.js';
 import { listenTcp } from './transport/tcp.js';
@@ -76,6 +78,8 @@ export class Broker extends HookBus implements ProtocolContext {
   /** Every open socket, connected or not (for shutdown). */
   readonly connections = new Set<Connection>();
   addresses: ListenAddresses = {};
+  /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
+  durable: DurableSessions | null = null;
   private readonly stats: DeliveryStats = { dropped: 0, nativeDrains: 0 };
   private readonly servers: Server[] = [];
   private closing = false;
@@ -118,9 +122,9 @@ export class Broker extends HookBus implements ProtocolContext {
     this.lifecycle = new SessionLifecycle({ sessions: this.sessions, router: this.router, bus: this, gates: this.gates, log: this.log, env, counters: this.metrics, onStoreError });
   }
 
-  /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
-  get durable(): DurableSessions | null {
-    return this.router.durable;
+  /** Where broker state is stored (the embedded store's registries), null while in memory only. */
+  get store(): Persistence | null {
+    return this.router.store;
   }
 
   get connectedCount(): number {
@@ -174,14 +178,20 @@ export class Broker extends HookBus implements ProtocolContext {
       segmentBytes: c['durable_storage.segment_bytes'],
       onCorruption: c['durable_storage.on_corruption'],
     };
-    const { summary, losses } = await restore({ dataDir: c['node.data_dir'], options, log: this.log, retained: this.retained, router: this.router, lifecycle: this.lifecycle, counters: this.metrics });
+    const opened = (d: DurableSessions): void => this.useStore(d);
+    const { summary, losses } = await restore({ dataDir: c['node.data_dir'], options, log: this.log, retained: this.retained, router: this.router, lifecycle: this.lifecycle, opened, counters: this.metrics });
     return { summary, losses };
+  }
+
+  private useStore(d: DurableSessions | null): void {
+    this.durable = d;
+    this.router.store = d;
+    this.lifecycle.store = d && { sessions: d.sessions, durableSide: (s) => logSession(d, s) };
   }
 
   private async dropStore(): Promise<void> {
     await this.durable?.close().catch(() => undefined);
-    this.router.durable = null;
-    this.lifecycle.durable = null;
+    this.useStore(null);
   }
 
   private async bindListeners(): Promise<void> {

@@ -7,7 +7,9 @@ import type { Logger } from '../log.js';
 import type { LossInfo, StoreOpenOptions } from '../native.js';
 import type { RetainedStore } from '../routing/retained.js';
 import type { Router } from '../routing/router.js';
-import { decodeWill, DurableSessions } from '../session/durable.js';
+import { DurableSessions } from '../persistence/embedded/durable-sessions.js';
+import { decodeWill } from '../persistence/registries.js';
+import { logSession } from '../session/log-session.js';
 import type { Session } from '../session/session.js';
 import type { SessionLifecycle } from './sessions.js';
 
@@ -18,6 +20,8 @@ export interface RestoreParts {
   retained: RetainedStore;
   router: Router;
   lifecycle: SessionLifecycle;
+  /** The store is open: wire it (before sessions are restored through the router and lifecycle). */
+  opened: (durable: DurableSessions) => void;
   /** Stored records found lost, counted (BrokerMetrics.recordsLost). */
   counters: { recordsLost: number };
 }
@@ -30,14 +34,12 @@ export interface Restored {
 }
 
 /**
- * Open the store and restore from it. The caller gives the store to the router and the
- * lifecycle once this resolves (they are handed it here first, for the sessions restored).
+ * Open the embedded store and restore from it.
  */
 export async function restore(p: RestoreParts): Promise<Restored> {
   const { log, router, lifecycle } = p;
   const durable = await DurableSessions.open(p.dataDir, p.options, log);
-  router.durable = durable;
-  lifecycle.durable = durable;
+  p.opened(durable);
   const t0 = Date.now();
   const retained = durable.loadRetained();
   for (const msg of retained) p.retained.set(msg);
@@ -55,7 +57,7 @@ export async function restore(p: RestoreParts): Promise<Restored> {
     }
     const session = lifecycle.create(r.clientId);
     session.expiryInterval = r.record.expiry;
-    const ls = durable.attach(session);
+    const ls = logSession(durable, session);
     session.durable = ls;
     for (const { filter, opts } of r.subscriptions) router.subscribe(session, filter, opts);
     if (r.progress) {

@@ -12,9 +12,9 @@ import type { Logger } from '../log.js';
 import type { HookBus } from '../hooks/bus.js';
 import type { ClientInfo, Gates } from '../hooks/index.js';
 import type { Router } from '../routing/router.js';
-import { type DurableSessions, encodeWill, type SessionRecord } from '../session/durable.js';
+import { encodeWill, type SessionRecord, type SessionRegistry } from '../persistence/registries.js';
 import type { Outlet } from '../session/outlet.js';
-import type { DeliveryEnv, Session, WillState } from '../session/session.js';
+import type { DeliveryEnv, Session, SessionPersistence, WillState } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
 import { RC } from '../wire/reason-codes.js';
 import { createMessage, type Message } from '../wire/message.js';
@@ -26,6 +26,12 @@ export interface Client extends Outlet {
   will: Omit<WillState, 'timer'> | null;
   /** Why the connection closed; reported in `client.disconnected`. */
   readonly closeReason: string;
+}
+
+/** The store as the lifecycle uses it: the session registry, and a persistent session's durable side. */
+export interface LifecycleStore {
+  readonly sessions: SessionRegistry;
+  durableSide(session: Session): SessionPersistence;
 }
 
 export interface LifecycleParts {
@@ -40,8 +46,8 @@ export interface LifecycleParts {
 }
 
 export class SessionLifecycle {
-  /** The embedded store, once opened. */
-  durable: DurableSessions | null = null;
+  /** Where sessions are stored, once opened (null: in memory only). */
+  store: LifecycleStore | null = null;
   /** Wills being stored (the broker's close waits for them). */
   readonly willWrites = new Set<Promise<void>>();
   private readonly p: LifecycleParts;
@@ -143,8 +149,8 @@ export class SessionLifecycle {
    * once the record is durable (null: nothing to record); a failure is reported here.
    */
   record(session: Session, will: SessionRecord['will'], disconnectedAt: number): Promise<void> | null {
-    const durable = this.durable;
-    if (!durable) return null;
+    const store = this.store;
+    if (!store) return null;
     if (session.expiryInterval === 0) {
       // A persistent session resumed with expiry 0 is still the session ([MQTT-3.1.2-4]): it
       // drains its queue on this connection and ends when the connection closes (end).
@@ -152,12 +158,12 @@ export class SessionLifecycle {
       if (!session.durable) return null;
       if (session.outlet === null) {
         session.durable = null;
-        durable.deleteSession(session.clientId);
+        store.sessions.deleteSession(session.clientId);
         return null;
       }
     }
-    session.durable ??= durable.attach(session);
-    const done = durable.putSession(session.clientId, { expiry: session.expiryInterval, disconnectedAt, will });
+    session.durable ??= store.durableSide(session);
+    const done = store.sessions.putSession(session.clientId, { expiry: session.expiryInterval, disconnectedAt, will });
     done.catch((e: unknown) => this.p.onStoreError(undefined, e as Error));
     return done;
   }
@@ -218,9 +224,9 @@ export class SessionLifecycle {
     }
     const sessions = this.p.sessions;
     if (sessions.get(session.clientId) === session) sessions.delete(session.clientId);
-    if (session.durable && this.durable) {
+    if (session.durable && this.store) {
       session.durable = null;
-      return this.durable.deleteSession(session.clientId);
+      return this.store.sessions.deleteSession(session.clientId);
     }
     session.durable = null;
     return null;

@@ -6,15 +6,15 @@ import type { Config } from '../config.js';
 import type { ClientInfo, Gates } from '../hooks/index.js';
 import type { SessionLifecycle } from '../lifecycle/sessions.js';
 import type { Router } from '../routing/router.js';
-import type { DurableSessions } from '../session/durable.js';
+import type { Persistence } from '../persistence/registries.js';
 
 export interface ProtocolContext {
   readonly config: Config;
   readonly gates: Gates;
   readonly router: Router;
   readonly lifecycle: SessionLifecycle;
-  /** The embedded store, when open. */
-  readonly durable: DurableSessions | null;
+  /** Where broker state is stored, when persistence is on. */
+  readonly store: Persistence | null;
   /** Clients connected now (from CONNACK until their connection closed). */
   readonly connectedCount: number;
   /** A client broke the protocol or sent bad bytes: counted, logged, told to `client.error` listeners. */

@@ -13,7 +13,7 @@ import type { ClientInfo } from '../hooks/index.js';
 import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
 import { deliver, deliverLogged } from '../session/delivery.js';
-import type { DurableSessions, StoredSubscription } from '../session/durable.js';
+import type { Persistence, StoredSubscription } from '../persistence/registries.js';
 import type { DeliveryStats, Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
 import type { QoS } from '../wire/codec.js';
@@ -52,8 +52,8 @@ export interface RouterParts {
 }
 
 export class Router {
-  /** The embedded store, once opened. */
-  durable: DurableSessions | null = null;
+  /** Where broker state is stored, once opened (null: in memory only). */
+  store: Persistence | null = null;
   private readonly table: SubscriptionTable;
   private readonly retained: RetainedStore;
   private readonly sessions: SessionStore;
@@ -94,8 +94,9 @@ export class Router {
     // A persistent session's subscription starts at the log's current end: replay never
     // delivers what was logged before it (kept when a subscription is replaced).
     let start = opts.start ?? existing?.start;
-    if (start === undefined && session.durable && this.durable) start = this.durable.shardEnds();
-    if (writes && session.durable && this.durable) writes.push(this.durable.putSubscription(session.clientId, filter, { ...opts, start }));
+    const store = this.store;
+    if (start === undefined && session.durable && store) start = store.messages.shardEnds();
+    if (writes && session.durable && store) writes.push(store.sessions.putSubscription(session.clientId, filter, { ...opts, start }));
     const { existed } = this.table.put(session, filter, { ...opts, start });
     const out = session.outlet;
     if (!existed && out && this.bus.listenerCount('session.subscribed') > 0) this.bus.emit('session.subscribed', out, filter, opts.qos);
@@ -108,8 +109,8 @@ export class Router {
     if (!sub) return false;
     session.subscriptions.delete(filter);
     this.table.remove(sub);
-    if (session.durable && this.durable) {
-      const removed = this.durable.deleteSubscription(session.clientId, filter);
+    if (session.durable && this.store) {
+      const removed = this.store.sessions.deleteSubscription(session.clientId, filter);
       removed.catch((e: unknown) => this.onStoreError(undefined, e as Error));
       writes?.push(removed);
     }
@@ -236,9 +237,9 @@ export class Router {
     logged.length = 0;
     live0.length = 0;
     this.syncDrops();
-    const durable = this.durable;
-    if (!durable || (targets === null && !msg.retain && inboundId === 0)) return null;
-    return this.store(durable, msg, targets ?? [], inboundId);
+    const store = this.store;
+    if (!store || (targets === null && !msg.retain && inboundId === 0)) return null;
+    return this.persist(store, msg, targets ?? [], inboundId);
   }
 
   /** A logged delivery for `session` was handed to it (or failed): what waited behind it goes. */
@@ -273,24 +274,24 @@ export class Router {
    * deliveries pinned for it — or, when nothing is appended, on its own; before the PUBREC
    * either way.
    */
-  private async store(durable: DurableSessions, msg: Message, targets: LoggedTarget[], inboundId: number): Promise<void> {
+  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number): Promise<void> {
     const waits: Promise<void>[] = [];
     // Written as it is routed (before any await), so retained sets and clears land in the order
     // they were published, as in the in-memory retained store.
     if (msg.retain) {
-      const retained = durable.write(durable.retainOps(msg));
+      const retained = store.retained.saveRetainMessage(msg);
       retained.catch(() => undefined); // awaited below, unless the append fails first
       waits.push(retained);
     }
     if (targets.length === 0) {
-      if (inboundId !== 0) waits.push(durable.inboundStored(msg.publisher, inboundId));
+      if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
       await Promise.all(waits);
       return;
     }
     for (const t of targets) t.session.loggedPending++;
     let pos: LogPosition;
     try {
-      pos = await (inboundId !== 0 ? durable.appendInbound(msg, inboundId) : durable.append(msg));
+      pos = await (inboundId !== 0 ? store.messages.appendInbound(msg, inboundId) : store.messages.append(msg));
     } catch (e) {
       for (const t of targets) this.loggedDone(t.session);
       throw e;
@@ -312,7 +313,7 @@ export class Router {
       this.loggedDone(session);
     }
     // Same turn as the pins above, so the same commit: a restart finds the id stored only if they are.
-    if (inboundId !== 0) waits.push(durable.inboundStored(msg.publisher, inboundId));
+    if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
     this.syncDrops();
     if (waits.length > 0) await Promise.all(waits);
   }
@@ -325,8 +326,8 @@ export class Router {
    * at its log position, and its id recorded as stored in the same commit. Resolves before PUBREC.
    */
   restoreInbound(msg: Message, pos: LogPosition, inboundId: number): Promise<void> {
-    const durable = this.durable;
-    if (!durable) return Promise.resolve();
+    const store = this.store;
+    if (!store) return Promise.resolve();
     const waits: Promise<void>[] = [];
     const now = Date.now();
     for (const id of this.table.match(msg.topic)) {
@@ -340,7 +341,7 @@ export class Router {
       const p = deliver(session, msg, qos, sub.retainAsPublished && msg.retain, subIds, now, session.durable ? pos : undefined);
       if (p && session.durable) waits.push(session.durable.pin(p));
     }
-    waits.push(durable.inboundStored(msg.publisher, inboundId));
+    waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
     this.syncDrops();
     return Promise.all(waits).then(() => undefined);
   }

@@ -37,10 +37,10 @@ import {
   type ReplaySub,
   type ScanResult,
 } from '../native.js';
-import type { Logger } from '../log.js';
 import type { QoS } from '../wire/codec.js';
 import type { Outlet } from './outlet.js';
-import { type Gap, type Progress, type ProgressEntry, ProgressWriter } from './progress.js';
+import { ProgressWriter } from '../persistence/embedded/progress.js';
+import type { Gap, MessageLog, Progress, ProgressEntry, ProgressSource } from '../persistence/registries.js';
 import {
   type Arrival,
   type BacklogLimits,
@@ -55,22 +55,8 @@ import {
   type Subscription,
 } from './session.js';
 
-/** What a LogSession needs from the store (implemented by DurableSessions). */
-export interface LogSource {
-  readonly nShards: number;
-  readonly log: Logger;
-  shardEnd(shard: number): number;
-  scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult;
-  replay(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult;
-  replayAsync(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult>;
-  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl;
-  /** Fill in `msg` for entries holding only a log position (null where the record is gone). */
-  load(entries: Pending[]): void;
-  /** Commit this session's progress record with the current batch; resolves once durable. */
-  touch(session: LogSession): Promise<void>;
-  /** Commit this session's progress record soon (within milliseconds), nobody waiting. */
-  mark(session: LogSession): void;
-}
+/** What a LogSession needs from the store: its message log (implemented by the embedded store). */
+export type LogSource = MessageLog;
 
 /** A delivery read from one shard, waiting to be merged by time with the other shards'. */
 interface Candidate {
@@ -113,7 +99,7 @@ const SCAN_NEXT = 0;
 const SCAN_DONE = 1;
 const SCAN_UNTIL = 2;
 
-export class LogSession implements SessionPersistence {
+export class LogSession implements SessionPersistence, ProgressSource {
   replaying = true;
   /** Per shard: every logged message for this session below it was taken (or dropped). */
   readonly next: number[];
@@ -127,7 +113,7 @@ export class LogSession implements SessionPersistence {
    */
   backlog = 0;
   backlogBytes = 0;
-  private readonly clientId: string;
+  readonly clientId: string;
   /** Read ahead by `stream`, not sent yet, oldest first; their shards' `next` is past them. */
   private ahead: Ahead[] = [];
   /** A `stream` read stopped before a delivery only `fill` makes. */
@@ -673,6 +659,11 @@ export class LogSession implements SessionPersistence {
   }
 
   /** The progress record: `next` lowered to the first delivery still queued in each shard. */
+  /** Whether this is still its session's durable side (an ended session writes nothing more). */
+  current(): boolean {
+    return this.session.durable === this;
+  }
+
   encode(): Buffer {
     const session = this.session;
     const next = this.next.slice();
@@ -725,4 +716,9 @@ function lowerToAhead(a: Ahead, next: number[]): void {
     const offset = meta[m + REPLAY_OFFSET] as number;
     if (offset < (next[s] as number)) next[s] = offset;
   }
+}
+
+/** The durable side of a persistent session on the embedded store, reading the log from its current end. */
+export function logSession(src: LogSource, session: Session, limits: BacklogLimits = session.env.limits, stats: DeliveryStats = session.env.stats): LogSession {
+  return new LogSession(src, session, limits, stats, src.shardEnds());
 }

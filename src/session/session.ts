@@ -9,16 +9,11 @@
  */
 import type { QoS } from '../wire/codec.js';
 import { type Message, payloadSize } from '../wire/message.js';
+import type { DurableRef, Pending, SubscriptionOptions } from '../persistence/registries.js';
 import type { Outlet } from './outlet.js';
 import { Queue } from './queue.js';
 
-export interface SubscriptionOptions {
-  qos: QoS;
-  noLocal: boolean;
-  retainAsPublished: boolean;
-  retainHandling: 0 | 1 | 2;
-  subscriptionId: number | undefined;
-}
+export type { DurableRef, Pending, SubscriptionOptions };
 
 export interface Subscription extends SubscriptionOptions {
   readonly filter: string;
@@ -36,32 +31,6 @@ export interface Subscription extends SubscriptionOptions {
  * (and always while the client is away) the log itself is the queue, read back in batches.
  */
 export const QUEUE_PAGE = 1000;
-
-/** Where a logged message is: written once, read by every persistent session that needs it. */
-export interface DurableRef {
-  readonly shard: number;
-  readonly offset: number;
-}
-
-export interface Pending {
-  /** The message, or null while only its log position is known (restored after a restart). */
-  msg: Message | null;
-  qos: QoS;
-  retain: boolean;
-  subIds: number[] | undefined;
-  /** Deliveries of logged messages to persistent sessions: where the message is in the log. */
-  ref?: DurableRef | undefined;
-  /**
-   * A delivery that replaying the log would not find again (it came through a shared
-   * subscription): the session records it explicitly until it completes.
-   */
-  pinned?: boolean | undefined;
-  /**
-   * A retained message sent to a persistent session on subscribe: recorded by topic (it is not
-   * in the log) until it completes; after a restart the topic's retained message is resent.
-   */
-  retainedTopic?: string | undefined;
-}
 
 /** A delivery the session's durable side keeps track of (logged, or retained on subscribe). */
 export function isRecorded(p: Pending): boolean {

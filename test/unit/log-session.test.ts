@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createLogger } from '../../src/log.js';
 import { createMessage } from '../../src/wire/message.js';
-import { DurableSessions } from '../../src/session/durable.js';
-import type { LogSession } from '../../src/session/log-session.js';
-import { decodeProgress } from '../../src/session/progress.js';
+import { DurableSessions } from '../../src/persistence/embedded/durable-sessions.js';
+import { type LogSession, logSession } from '../../src/session/log-session.js';
+import { decodeProgress } from '../../src/persistence/embedded/progress.js';
 import { type BacklogLimits, Session } from '../../src/session/session.js';
 import { tempDir } from '../helpers.js';
 
@@ -28,7 +28,7 @@ const limits: BacklogLimits = { maxQueued: 3, maxQueuedBytes: 0, overflow: 'drop
 /** A persistent session subscribed to `filter` from `start` (default: the log's end now). */
 function sessionOn(clientId: string, filter: string, start = durable.shardEnds()): { session: Session; ls: LogSession } {
   const session = new Session(clientId);
-  const ls = durable.attach(session, limits, { dropped: 0, nativeDrains: 0 });
+  const ls = logSession(durable, session, limits, { dropped: 0, nativeDrains: 0 });
   session.durable = ls;
   session.subscriptions.set(filter, { filter, trieId: 0, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined, start });
   return { session, ls };

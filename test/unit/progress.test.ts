@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeProgress, encodeProgress, type Progress } from '../../src/session/progress.js';
+import { decodeProgress, encodeProgress, type Progress } from '../../src/persistence/embedded/progress.js';
 
 test('a small record has the documented layout, byte for byte', () => {
   const record = encodeProgress({

@@ -14,13 +14,13 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const known = session?.incomingQos2.delete(id) ?? false;
   session?.inboundHalf?.delete(id);
   const pubcomp = encodeAck(7, id, conn.protocolVersion, known ? RC.Success : RC.PacketIdentifierNotFound);
-  const durable = conn.broker.durable;
-  if (!known || !session?.durable || !durable) {
+  const registry = conn.broker.store?.sessions;
+  if (!known || !session?.durable || !registry) {
     conn.ack(pubcomp);
     return;
   }
   const send = conn.reserveAck();
-  durable.releaseIncomingQos2(session.clientId, id).then(
+  registry.releaseInbound(session.clientId, id).then(
     () => send(pubcomp),
     (err: unknown) => {
       // Not released: no PUBCOMP, the client sends PUBREL again when it reconnects.

@@ -1,5 +1,7 @@
 /**
- * Durable sessions on the embedded store (SPEC B1–B3, B6, B7, B9).
+ * The embedded store behind the three registries (persistence/registries.ts): durable
+ * sessions, messages and retained messages on the sharded log + metadata store (SPEC B1–B3,
+ * B6, B7, B9).
  *
  * A message that persistent sessions need is appended to the log ONCE; each session keeps
  * only its progress through the log (session/log-session.ts, EMQX 5 style). Everything a
@@ -27,15 +29,15 @@
  * Metadata layout (tables of the store's meta database; keys are bytes):
  *   sessions       clientId                      → JSON SessionRecord
  *   subscriptions  clientId 00 filter            → JSON SubscriptionOptions + start offsets
- *   acks           clientId                      → progress record (session/progress.ts)
+ *   acks           clientId                      → progress record (embedded/progress.ts)
  *   cursors        clientId 00 packetId(u16 BE)  → inbound QoS 2 awaiting PUBREL: empty value =
  *                                                  stored; 01 shard(u16 BE) from(f64 BE) = pending
  *                                                  (appended with the id at or after `from`?)
  *   retained       topic                         → retained message (header JSON + payload)
  * Client ids and topics never contain U+0000 ([MQTT-1.5.4-2]), so the 00 separator is safe.
  */
-import type { Logger } from '../log.js';
-import { createMessage, decodeProperties, encodeProperties, type Message } from '../wire/message.js';
+import type { Logger } from '../../log.js';
+import { createMessage, decodeProperties, encodeProperties, type Message } from '../../wire/message.js';
 import {
   DurableStore,
   type LogPosition,
@@ -49,49 +51,11 @@ import {
   type ReplaySub,
   type ScanResult,
   type StoreOpenOptions,
-} from '../native.js';
-import type { QoS } from '../wire/codec.js';
+} from '../../native.js';
+import type { QoS } from '../../wire/codec.js';
 import { InOrder } from './in-order.js';
-import { LogSession, type LogSource } from './log-session.js';
 import { decodeProgress, type Progress } from './progress.js';
-import type { BacklogLimits, DeliveryStats, Pending, Session, SubscriptionOptions } from './session.js';
-
-interface StoredWill {
-  topic: string;
-  payload: string; // base64
-  qos: QoS;
-  retain: boolean;
-  props: string | null; // encodeProperties, utf8
-  delay: number;
-}
-
-/** The durable part of a session. `disconnectedAt` 0 = connected when written. */
-export interface SessionRecord {
-  expiry: number;
-  disconnectedAt: number;
-  will: StoredWill | null;
-}
-
-/** A subscription as stored: its options and, per shard, the log offset it starts at. */
-export interface StoredSubscription extends SubscriptionOptions {
-  start?: number[];
-}
-
-/** A session as found in the store at start-up. */
-export interface RecoveredSession {
-  clientId: string;
-  record: SessionRecord;
-  subscriptions: { filter: string; opts: StoredSubscription }[];
-  progress: Progress | null;
-  incomingQos2: number[];
-  /**
-   * Inbound QoS 2 messages whose record reached the log but whose id was still pending at the
-   * stop: what had to be recorded besides the log (pinned shared deliveries) may be missing. The
-   * client never had PUBREC and sends the PUBLISH again; it is then routed to shared
-   * subscriptions only (Broker.restoreInbound), not stored twice.
-   */
-  incomingHalf: { id: number; pos: LogPosition }[];
-}
+import type { MessageLog, Pending, Persistence, ProgressSource, RecoveredSession, SessionRecord, SessionRegistry, StoredSubscription, RetainedRegistry } from '../registries.js';
 
 const SEP = Buffer.from([0]);
 
@@ -112,15 +76,6 @@ function q2Pending(shard: number, from: number): Buffer {
   b.writeUInt16BE(shard, 1);
   b.writeDoubleBE(from, 3);
   return b;
-}
-
-export function encodeWill(msg: Message, delay: number): StoredWill {
-  const props = encodeProperties(msg.properties);
-  return { topic: msg.topic, payload: msg.payload.toString('base64'), qos: msg.qos, retain: msg.retain, props: props ? props.toString('utf8') : null, delay };
-}
-
-export function decodeWill(w: StoredWill, publisher: string): Message {
-  return createMessage(w.topic, Buffer.from(w.payload, 'base64'), w.qos, w.retain, decodeProperties(w.props ? Buffer.from(w.props) : null), publisher);
 }
 
 function encodeRetained(msg: Message): Buffer {
@@ -155,13 +110,13 @@ const LOSS_CHECK_MS = 1000;
 interface Batch {
   ops: MetaOp[];
   /** Sessions whose progress record is written with this batch. */
-  progress: Set<LogSession>;
+  progress: Set<ProgressSource>;
   done: Promise<void>;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
 
-export class DurableSessions implements LogSource {
+export class DurableSessions implements SessionRegistry, MessageLog, RetainedRegistry, Persistence {
   private batch: Batch | null = null;
   /**
    * Metadata batches are handed to the store's writer thread in the order they were made (it
@@ -175,10 +130,14 @@ export class DurableSessions implements LogSource {
   private closed = false;
   readonly nShards: number;
   /** Sessions whose progress changed in ways that need no prompt commit (see mark). */
-  private readonly lazy = new Set<LogSession>();
+  private readonly lazy = new Set<ProgressSource>();
   private lazyTimer: NodeJS.Timeout | null = null;
 
   private lossTimer: NodeJS.Timeout | null = null;
+  /** Persistence: the embedded store is all three registries. */
+  readonly sessions: SessionRegistry = this;
+  readonly messages: MessageLog = this;
+  readonly retained: RetainedRegistry = this;
 
   private constructor(
     readonly store: DurableStore,
@@ -282,7 +241,7 @@ export class DurableSessions implements LogSource {
     this.write(ops).catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'durable metadata write failed'));
   }
 
-  touch(session: LogSession): Promise<void> {
+  touch(session: ProgressSource): Promise<void> {
     if (this.closed) {
       const refused = Promise.reject(new Error('store closed'));
       refused.catch(() => undefined); // callers that do not wait must not leave it unhandled
@@ -296,7 +255,7 @@ export class DurableSessions implements LogSource {
     return b.done;
   }
 
-  mark(session: LogSession): void {
+  mark(session: ProgressSource): void {
     if (this.closed) return;
     this.lazy.add(session);
     if (this.lazyTimer === null) {
@@ -314,7 +273,7 @@ export class DurableSessions implements LogSource {
     if (!b) return;
     for (const ls of b.progress) {
       // A session that ended (its records deleted in this batch or before) writes nothing more.
-      if (ls.session.durable === ls) b.ops.push({ op: 'put', table: 'acks', key: idKey(ls.session.clientId), value: ls.encode() });
+      if (ls.current()) b.ops.push({ op: 'put', table: 'acks', key: idKey(ls.clientId), value: ls.encode() });
     }
     const ops = b.ops;
     const applied = METADATA_DELAY_MS > 0 ? new Promise<void>((r) => setTimeout(r, METADATA_DELAY_MS)).then(() => this.store.metaApply(ops)) : this.store.metaApply(ops);
@@ -401,11 +360,6 @@ export class DurableSessions implements LogSource {
 
   // ---- sessions ---------------------------------------------------------------------------
 
-  /** The durable side of a persistent session, reading the log from its current end. */
-  attach(session: Session, limits: BacklogLimits = session.env.limits, stats: DeliveryStats = session.env.stats): LogSession {
-    return new LogSession(this, session, limits, stats, this.shardEnds());
-  }
-
   /** Batch-read message bodies for deliveries that hold only their log position. */
   load(entries: Pending[]): void {
     const want = entries.filter((p) => p.msg === null && p.ref);
@@ -444,15 +398,16 @@ export class DurableSessions implements LogSource {
   }
 
   /** Inbound QoS 2 id released (PUBREL): PUBCOMP waits for it. */
-  releaseIncomingQos2(clientId: string, id: number): Promise<void> {
+  releaseInbound(clientId: string, id: number): Promise<void> {
     return this.write([{ op: 'delete', table: 'cursors', key: q2Key(clientId, id) }]);
   }
 
   // ---- retained ---------------------------------------------------------------------------
 
-  retainOps(msg: Message): MetaOp[] {
+  /** Queued with this turn's commit as it is called, so sets and clears land in the order they were published. */
+  saveRetainMessage(msg: Message): Promise<void> {
     const key = Buffer.from(msg.topic, 'utf8');
-    return msg.payload.length === 0 ? [{ op: 'delete', table: 'retained', key }] : [{ op: 'put', table: 'retained', key, value: encodeRetained(msg) }];
+    return this.write(msg.payload.length === 0 ? [{ op: 'delete', table: 'retained', key }] : [{ op: 'put', table: 'retained', key, value: encodeRetained(msg) }]);
   }
 
   loadRetained(): Message[] {

@@ -14,32 +14,12 @@
  *       message sent on subscribe: shard and offset are 0, and after the ids come u16 topic
  *       length + topic), u8 subscription ids k, k × u32
  */
-import type { QoS } from '../wire/codec.js';
-import type { Pending } from './session.js';
+import type { QoS } from '../../wire/codec.js';
+import type { Gap, Pending, Progress, ProgressEntry } from '../registries.js';
+
+export type { Gap, Progress, ProgressEntry };
 
 const VERSION = 2;
-
-/** Messages of one shard the session skips (its queue was full): [from, to), `to` null while open. */
-export interface Gap {
-  from: number;
-  to: number | null;
-}
-
-export interface ProgressEntry {
-  pending: Pending;
-  packetId: number;
-  phase: 0 | 1 | 2;
-}
-
-export interface Progress {
-  next: number[];
-  excess: number;
-  backlog: number;
-  backlogBytes: number;
-  /** Per shard, oldest first. */
-  gaps: Gap[][];
-  entries: ProgressEntry[];
-}
 
 /**
  * Writes one progress record straight into a scratch buffer, entry by entry, and copies it out

@@ -1,0 +1,194 @@
+/**
+ * What the broker stores, behind three interfaces (the embedded store implements them all,
+ * persistence/embedded/; Redis and SQL registries plug in here, as smqtt's registries and
+ * EMQX 4's backends do):
+ * - SessionRegistry: persistent sessions — their records (expiry, will), subscriptions and
+ *   inbound QoS 2 packet ids awaiting PUBREL; every one of them at start.
+ * - MessageRegistry: messages persistent sessions need, stored once (saveSessionMessages in
+ *   smqtt's terms, for all the sessions it goes to), and read back by where they are
+ *   (getSessionMessages).
+ * - RetainedRegistry: retained messages (saveRetainMessage, and all of them at start; reads
+ *   are served from memory, routing/retained.ts).
+ * Every caller that stores something goes through one of these. Types here are plain data.
+ */
+import type { Logger } from '../log.js';
+import type { DrainControl, LogPosition, ReplayResult, ReplayShard, ReplaySub, ScanResult } from '../native.js';
+import type { QoS } from '../wire/codec.js';
+import { createMessage, decodeProperties, encodeProperties, type Message } from '../wire/message.js';
+
+export interface SubscriptionOptions {
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId: number | undefined;
+}
+
+/** Where a logged message is: written once, read by every persistent session that needs it. */
+export interface DurableRef {
+  readonly shard: number;
+  readonly offset: number;
+}
+
+/** A delivery to a session, as its durable side records it (session/ calls it Pending). */
+export interface Pending {
+  /** The message, or null while only its log position is known (restored after a restart). */
+  msg: Message | null;
+  qos: QoS;
+  retain: boolean;
+  subIds: number[] | undefined;
+  /** Deliveries of logged messages to persistent sessions: where the message is in the log. */
+  ref?: DurableRef | undefined;
+  /**
+   * A delivery that replaying the log would not find again (it came through a shared
+   * subscription): the session records it explicitly until it completes.
+   */
+  pinned?: boolean | undefined;
+  /**
+   * A retained message sent to a persistent session on subscribe: recorded by topic (it is not
+   * in the log) until it completes; after a restart the topic's retained message is resent.
+   */
+  retainedTopic?: string | undefined;
+}
+
+/**
+ * A persistent session's progress: how far it has read each shard of the message log, what it
+ * skipped, and its deliveries queued or in flight (the embedded store's layout: embedded/progress.ts).
+ */
+/** Messages of one shard the session skips (its queue was full): [from, to), `to` null while open. */
+export interface Gap {
+  from: number;
+  to: number | null;
+}
+
+export interface ProgressEntry {
+  pending: Pending;
+  packetId: number;
+  phase: 0 | 1 | 2;
+}
+
+export interface Progress {
+  next: number[];
+  excess: number;
+  backlog: number;
+  backlogBytes: number;
+  /** Per shard, oldest first. */
+  gaps: Gap[][];
+  entries: ProgressEntry[];
+}
+
+/** A will as stored in its session's record. */
+export interface StoredWill {
+  topic: string;
+  payload: string; // base64
+  qos: QoS;
+  retain: boolean;
+  props: string | null; // encodeProperties, utf8
+  delay: number;
+}
+
+/** A will, as its session's record keeps it. */
+export function encodeWill(msg: Message, delay: number): StoredWill {
+  const props = encodeProperties(msg.properties);
+  return { topic: msg.topic, payload: msg.payload.toString('base64'), qos: msg.qos, retain: msg.retain, props: props ? props.toString('utf8') : null, delay };
+}
+
+/** The will a session's record keeps, as a message from `publisher`. */
+export function decodeWill(w: StoredWill, publisher: string): Message {
+  return createMessage(w.topic, Buffer.from(w.payload, 'base64'), w.qos, w.retain, decodeProperties(w.props ? Buffer.from(w.props) : null), publisher);
+}
+
+/** The durable part of a session. `disconnectedAt` 0 = connected when written. */
+export interface SessionRecord {
+  expiry: number;
+  disconnectedAt: number;
+  will: StoredWill | null;
+}
+
+/** A subscription as stored: its options and, per shard, the log offset it starts at. */
+export interface StoredSubscription extends SubscriptionOptions {
+  start?: number[];
+}
+
+/** A session as found in the store at start-up. */
+export interface RecoveredSession {
+  clientId: string;
+  record: SessionRecord;
+  subscriptions: { filter: string; opts: StoredSubscription }[];
+  progress: Progress | null;
+  incomingQos2: number[];
+  /**
+   * Inbound QoS 2 messages whose record reached the log but whose id was still pending at the
+   * stop: what had to be recorded besides the log (pinned shared deliveries) may be missing. The
+   * client never had PUBREC and sends the PUBLISH again; it is then routed to shared
+   * subscriptions only (Broker.restoreInbound), not stored twice.
+   */
+  incomingHalf: { id: number; pos: LogPosition }[];
+}
+
+export interface SessionRegistry {
+  /** Every persistent session stored, with its subscriptions, progress and inbound QoS 2 ids. */
+  loadSessions(): RecoveredSession[];
+  /** Create or replace a session's record; resolves once durable. */
+  putSession(clientId: string, record: SessionRecord): Promise<void>;
+  /** Remove everything a session left; resolves once durable. */
+  deleteSession(clientId: string): Promise<void>;
+  putSubscription(clientId: string, filter: string, opts: StoredSubscription): Promise<void>;
+  deleteSubscription(clientId: string, filter: string): Promise<void>;
+  /** A persistent publisher's QoS 2 message (and what it needs besides) is stored: its id is recorded as such. */
+  inboundStored(clientId: string, id: number): Promise<void>;
+  /** PUBREL received: the inbound id is released (PUBCOMP waits for it). */
+  releaseInbound(clientId: string, id: number): Promise<void>;
+}
+
+export interface MessageRegistry {
+  /** Store a message once for every session that needs it; resolves with where it is, once durable. */
+  append(msg: Message): Promise<LogPosition>;
+  /** Like append, for a persistent publisher's QoS 2 message with its packet id (crash-safe either way). */
+  appendInbound(msg: Message, id: number): Promise<LogPosition>;
+  /** Fill in `msg` for deliveries that hold only where their message is (null where it is gone). */
+  load(entries: Pending[]): void;
+  /** Where the next message of each shard will be: a new subscription starts there. */
+  shardEnds(): number[];
+}
+
+export interface RetainedRegistry {
+  /** Set (or, with an empty payload, clear) a topic's retained message, in publish order; resolves once durable. */
+  saveRetainMessage(msg: Message): Promise<void>;
+  /** Every retained message stored (at start). */
+  loadRetained(): Message[];
+}
+
+/** A persistent session's progress record, written with the store's next commit (session/log-session.ts). */
+export interface ProgressSource {
+  readonly clientId: string;
+  /** False once the session ended or has another durable side: nothing more is written for it. */
+  current(): boolean;
+  /** The record (embedded/progress.ts layout). */
+  encode(): Buffer;
+}
+
+/**
+ * The embedded store's message log, read by the sessions whose queue it is (session/log-session.ts):
+ * a message is stored once and each session keeps how far it has read (EMQX 5 durable sessions).
+ */
+export interface MessageLog extends MessageRegistry {
+  readonly nShards: number;
+  readonly log: Logger;
+  shardEnd(shard: number): number;
+  scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult;
+  replay(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult;
+  replayAsync(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult>;
+  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl;
+  /** Commit this session's progress record with the current batch; resolves once durable. */
+  touch(session: ProgressSource): Promise<void>;
+  /** Commit this session's progress record soon (within milliseconds), nobody waiting. */
+  mark(session: ProgressSource): void;
+}
+
+/** The three registries of one broker. */
+export interface Persistence {
+  readonly sessions: SessionRegistry;
+  readonly messages: MessageRegistry;
+  readonly retained: RetainedRegistry;
+}
