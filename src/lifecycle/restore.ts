@@ -89,7 +89,7 @@ export async function restore(p: RestoreParts): Promise<Restored> {
   for (const [session, r] of restored) {
     // Sessions that were connected when the broker stopped count as disconnected now.
     const since = r.record.disconnectedAt || now;
-    if (r.record.will) lifecycle.scheduleWill(session, decodeWill(r.record.will, r.clientId), r.record.will.delay - (now - since) / 1000);
+    if (r.record.will) lifecycle.scheduleWill(session, decodeWill(r.record.will, r.clientId), r.record.will.delay - (now - since) / 1000, since);
     lifecycle.startExpiry(session, r.record.expiry - (now - since) / 1000);
   }
   log.info({ sessions: sessions.length, inflight, retained: retained.length, ms: Date.now() - t0 }, 'durable state loaded');

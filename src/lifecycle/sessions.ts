@@ -168,18 +168,27 @@ export class SessionLifecycle {
     return done;
   }
 
-  /** [MQTT-3.1.3-9] a will published after its delay, or when the session ends if sooner. */
-  scheduleWill(session: Session, msg: Message, delaySeconds: number): void {
+  /**
+   * [MQTT-3.1.3-9] a will published after its delay (at once if it is past), or when the session
+   * ends if sooner. The session's record keeps the will until the will is stored as published,
+   * so a restart before then publishes it, and one after does not publish it again.
+   * `disconnectedAt`: when the client went away (the record keeps it; expiry counts from it).
+   */
+  scheduleWill(session: Session, msg: Message, delaySeconds: number, disconnectedAt = Date.now()): void {
+    const publish = (): void => {
+      void this.publishWill(msg, null).then(() => {
+        if (session.outlet === null && session.pendingWill === null && this.p.sessions.get(session.clientId) === session) this.record(session, null, disconnectedAt);
+      }, () => undefined); // not stored: the record keeps the will for the next start
+    };
     if (delaySeconds <= 0) {
-      this.publishWill(msg, null);
+      publish();
       return;
     }
     const pending = { msg, delaySeconds, timer: null as NodeJS.Timeout | null };
     pending.timer = setTimeout(() => {
       if (session.pendingWill === pending) {
         session.pendingWill = null;
-        this.publishWill(pending.msg, null);
-        if (session.outlet === null) this.record(session, null, Date.now());
+        publish();
       }
     }, delaySeconds * 1000);
     pending.timer.unref();
@@ -232,21 +241,27 @@ export class SessionLifecycle {
     return null;
   }
 
-  private publishWill(msg: Message, conn: ClientInfo | null): void {
+  /**
+   * Publish a will. Resolves once it is stored (at once when nothing had to be stored, or it was
+   * not authorised); a storage failure is reported here and the Promise rejects.
+   */
+  private publishWill(msg: Message, conn: ClientInfo | null): Promise<void> {
     // Wills are published by the server: authorised like any publish from that client.
     const info: ClientInfo = conn ?? { clientId: msg.publisher, username: undefined, remoteAddress: '', protocolVersion: 4 };
     const fresh = createMessage(msg.topic, msg.payload, msg.qos, msg.retain, msg.properties, msg.publisher);
     const answer = this.p.gates.authorizePublish(info, fresh);
-    const go = (ok: boolean | number): void => {
-      if (ok !== true) return;
+    const go = (ok: boolean | number): Promise<void> => {
+      if (ok !== true) return Promise.resolve();
       const stored = this.p.router.publish(fresh, conn);
-      if (!stored) return;
+      if (!stored) return Promise.resolve();
       // close() waits for wills being stored as the broker shuts down.
       const done = stored.catch((e: unknown) => this.p.onStoreError(conn?.clientId, e as Error));
       this.willWrites.add(done);
       void done.finally(() => this.willWrites.delete(done));
+      return stored;
     };
-    if (answer instanceof Promise) answer.then(go, () => undefined);
-    else go(answer);
+    const published = answer instanceof Promise ? answer.then(go) : go(answer);
+    published.catch(() => undefined); // callers that do not wait must not leave it unhandled
+    return published;
   }
 }

@@ -234,6 +234,28 @@ describe('state across restarts', () => {
     await watcher.endAsync();
   });
 
+  test('a will published at a restart (its client was connected when the broker died) is not published again at the next one', async () => {
+    // Found by the durability checker (seed 200225): the record kept the will, so every restart
+    // until the client came back published it again — a QoS 2 message delivered many times.
+    const will = { topic: 'wo/x', payload: Buffer.from('once'), qos: 2 as const, retain: false };
+    const w = await client(broker.url, persistent(5, 'will-once-watcher', 3600));
+    await w.subscribeAsync('wo/#', { qos: 2 });
+    await w.endAsync();
+    const c = await client(broker.url, { ...persistent(4, 'will-once'), will });
+    await broker.kill9(); // connected when the broker dies: its will goes out at the restart
+    c.end(true);
+    await broker.start();
+    await sleep(500); // the will is stored, and the record without it
+    await broker.kill9();
+    await broker.start();
+    const watcher = unconnected(broker.url, persistent(5, 'will-once-watcher', 3600));
+    const got = collect(watcher, 1, 8000);
+    watcher.connect();
+    assert.equal((await got)[0]?.payload.toString(), 'once');
+    assert.deepEqual(await quiet(watcher, 1000), [], 'published once');
+    await watcher.endAsync();
+  });
+
   test('20 rounds of kill -9 at random moments under QoS 1 load lose no acknowledged message', async () => {
     const id = 'soak-sub';
     const topic = 'soak/x';
