@@ -7,8 +7,8 @@
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Config, type ConfigInput, loadConfig } from './config.js';
-import { HookBus } from './hooks/bus.js';
-import { type Gates, type ListenAddresses, permissiveGates } from './hooks/index.js';
+import { type ConsumerCounters, HookBus } from './hooks/bus.js';
+import { clientSnapshot, type Gates, type ListenAddresses, permissiveGates } from './hooks/index.js';
 import { restore } from './lifecycle/restore.js';
 import { SessionLifecycle } from './lifecycle/sessions.js';
 import { createLogger, type Logger } from './log.js';
@@ -22,7 +22,7 @@ import { SubscriptionTable } from './routing/subscriptions.js';
 import type { DurableSessions } from './persistence/embedded/durable-sessions.js';
 import type { Persistence } from './persistence/registries.js';
 import { logSession } from './session/log-session.js';
-import type { DeliveryEnv, DeliveryLimits, DeliveryStats } from './session/session.js';
+import { type DeliveryEnv, type DeliveryLimits, deliveryLimits, type DeliveryStats } from './session/session.js';
 import { MemorySessionStore, type SessionStore } from './session/store.js';
 import { listenTcp } from './transport/tcp.js';
 import { listenTls } from './transport/tls.js';
@@ -59,10 +59,14 @@ export interface BrokerMetrics {
   storeErrors: number;
   /** Drains of persistent sessions handed to the native loop (durable_sessions.native_drain). */
   nativeDrains: number;
+  /** Deliveries drains sent on the event loop's fast path (ready-made packets from the log). */
+  fastDrained: number;
   /** Stored records found lost (damaged or missing store files), as reported in the log. */
   recordsLost: number;
   /** Event listeners that threw (or rejected), per event name; see hooks/bus.ts. */
   listenerErrors: Record<string, number>;
+  /** Async event consumers (Broker.consume): queued, handled, failed, dropped, waiting. */
+  consumers: Record<string, ConsumerCounters>;
 }
 
 export class Broker extends HookBus implements ProtocolContext {
@@ -80,7 +84,7 @@ export class Broker extends HookBus implements ProtocolContext {
   addresses: ListenAddresses = {};
   /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
   durable: DurableSessions | null = null;
-  private readonly stats: DeliveryStats = { dropped: 0, nativeDrains: 0 };
+  private readonly stats: DeliveryStats = { dropped: 0, nativeDrains: 0, fastDrained: 0 };
   private readonly servers: Server[] = [];
   private closing = false;
 
@@ -97,18 +101,9 @@ export class Broker extends HookBus implements ProtocolContext {
     this.sessions = opts.sessionStore ?? new MemorySessionStore();
     this.retained = opts.retainedStore ?? new MemoryRetainedStore();
     const stats = this.stats;
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, nativeDrains: 0, recordsLost: 0, listenerErrors: this.listenerErrors };
-    Object.defineProperty(this.metrics, 'nativeDrains', { get: () => stats.nativeDrains, enumerable: true });
-    this.limits = {
-      maxQueued: c['mqtt.max_queued_messages'],
-      maxQueuedBytes: c['mqtt.max_queued_bytes'],
-      overflow: c['mqtt.queue_overflow'] as DeliveryLimits['overflow'],
-      queueQos0: c['mqtt.queue_qos0'],
-      writeHighWatermark: c['mqtt.write_high_watermark'],
-      batchSize: c['durable_sessions.batch_size'],
-      storeQos0: c['durable_sessions.qos0'],
-      nativeDrain: c['durable_sessions.native_drain'],
-    };
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, nativeDrains: 0, fastDrained: 0, recordsLost: 0, listenerErrors: this.listenerErrors, consumers: this.consumers };
+    for (const k of ['nativeDrains', 'fastDrained'] as const) Object.defineProperty(this.metrics, k, { get: () => stats[k], enumerable: true });
+    this.limits = deliveryLimits(c);
     const env: DeliveryEnv = {
       limits: this.limits,
       stats,
@@ -170,16 +165,8 @@ export class Broker extends HookBus implements ProtocolContext {
   }
 
   private async openStore(): Promise<{ summary: string[]; losses: LossInfo[] }> {
-    const c = this.config;
-    const options = {
-      nShards: c['durable_storage.messages.n_shards'],
-      fsync: c['durable_storage.fsync'],
-      retentionMs: c['durable_sessions.message_retention_period'] * 1000,
-      segmentBytes: c['durable_storage.segment_bytes'],
-      onCorruption: c['durable_storage.on_corruption'],
-    };
     const opened = (d: DurableSessions): void => this.useStore(d);
-    const { summary, losses } = await restore({ dataDir: c['node.data_dir'], options, log: this.log, retained: this.retained, router: this.router, lifecycle: this.lifecycle, opened, counters: this.metrics });
+    const { summary, losses } = await restore({ config: this.config, log: this.log, retained: this.retained, router: this.router, lifecycle: this.lifecycle, opened, counters: this.metrics });
     return { summary, losses };
   }
 
@@ -245,7 +232,7 @@ export class Broker extends HookBus implements ProtocolContext {
   onClientError(conn: Connection, err: Error): void {
     this.metrics.protocolErrors++;
     this.log.warn({ clientId: conn.clientId || undefined, remote: conn.remoteAddress, err: err.message }, 'client error');
-    if (this.listenerCount('client.error') > 0) this.emit('client.error', conn.state === 'awaiting-connect' ? null : conn, err);
+    if (this.listenerCount('client.error') > 0) this.emit('client.error', conn.state === 'awaiting-connect' ? null : clientSnapshot(conn), err);
   }
 
   /** A storage write failed: logged once per failure, counted; the broker keeps serving. */

@@ -2,7 +2,8 @@
 import { Broker, type BrokerOptions } from './broker.js';
 
 export { Broker, type BrokerOptions, type BrokerMetrics } from './broker.js';
-export type { BrokerEvents, ClientInfo, Gates, GateAnswer, ListenAddresses } from './hooks/index.js';
+export type { BrokerEvents, ClientInfo, Gates, GateAnswer, ListenAddresses, MessageInfo } from './hooks/index.js';
+export type { Consumer, ConsumerCounters, ConsumerOptions } from './hooks/bus.js';
 export type { Message } from './wire/message.js';
 export { CONFIG_KEYS, ConfigError, loadConfig, type Config, type ConfigInput } from './config.js';
 export { RC } from './wire/reason-codes.js';

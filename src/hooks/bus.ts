@@ -4,21 +4,131 @@
  * once per 10 s per event; neither the other listeners nor the broker's own work — routing, the
  * connection that caused the event — are affected. Events inform; gates decide.
  *
- * Cost on the hot path: an event nobody listens to costs one `listenerCount` lookup where it
- * would fire; a listened-to event builds its arguments and calls each listener synchronously.
+ * Two ways to listen:
+ * - `on(event, listener)`: synchronous, on the hot path. An event nobody listens to costs one
+ *   `listenerCount` lookup where it would fire; a listened-to one builds its snapshot arguments
+ *   (one small frozen object per client or message) and calls each listener in turn, so a slow
+ *   listener slows the broker by exactly its own time.
+ * - `consume(event, handler, { maxQueued, concurrency })`: asynchronous, off the hot path. The
+ *   event's arguments are queued (bounded) and the handler runs on them later, at most
+ *   `concurrency` at a time; a full queue drops the event. Each consumer counts what it queued,
+ *   handled, failed and dropped (`consumers`), so a slow backend shows instead of stalling
+ *   publishers or growing without bound.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
-import type { BrokerEvents } from './index.js';
+import { type BrokerEvents, messageSnapshot } from './index.js';
 
 /** A failing event listener is logged at most once per this many ms per event (with the count since). */
 const LISTENER_ERROR_LOG_MS = 10_000;
 
+export interface ConsumerOptions {
+  /** Name in `consumers` and the logs (default: the event name, numbered if taken). */
+  name?: string;
+  /** Events waiting beyond this are dropped (counted). Default 10,000. */
+  maxQueued?: number;
+  /** Handler calls running at once. Default 1 (events handled in the order they fired). */
+  concurrency?: number;
+}
+
+/** What an async consumer did: every event it was told is queued or dropped; queued ones end handled or failed. */
+export interface ConsumerCounters {
+  queued: number;
+  handled: number;
+  failed: number;
+  dropped: number;
+  /** Waiting now (not counting those running). */
+  waiting: number;
+}
+
+type Args = unknown[];
+
+/** An async consumer of one event: a bounded queue and the handler calls draining it. */
+export class Consumer {
+  readonly counters: ConsumerCounters = { queued: 0, handled: 0, failed: 0, dropped: 0, waiting: 0 };
+  private readonly queue: Args[] = [];
+  private head = 0;
+  private running = 0;
+  private closed = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly name: string,
+    private readonly handler: (...args: Args) => unknown,
+    private readonly maxQueued: number,
+    private readonly concurrency: number,
+    private readonly onError: (err: unknown) => void,
+    private readonly detach: () => void,
+  ) {}
+
+  /** Called by the bus for each event (synchronously, where it fires). */
+  push(args: Args): void {
+    if (this.closed) return;
+    if (this.queue.length - this.head >= this.maxQueued) {
+      this.counters.dropped++;
+      return;
+    }
+    this.queue.push(args);
+    this.counters.queued++;
+    this.counters.waiting = this.queue.length - this.head;
+    if (this.running < this.concurrency) queueMicrotask(() => this.pump());
+  }
+
+  private pump(): void {
+    while (this.running < this.concurrency && this.head < this.queue.length) {
+      const args = this.queue[this.head] as Args;
+      this.queue[this.head++] = [];
+      if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue.splice(0, this.head);
+        this.head = 0;
+      }
+      this.counters.waiting = this.queue.length - this.head;
+      this.running++;
+      let done: Promise<unknown>;
+      try {
+        done = Promise.resolve(this.handler(...args));
+      } catch (e) {
+        done = Promise.reject(e);
+      }
+      done.then(
+        () => this.settle(true, null),
+        (e: unknown) => this.settle(false, e),
+      );
+    }
+  }
+
+  private settle(ok: boolean, err: unknown): void {
+    this.running--;
+    if (ok) this.counters.handled++;
+    else {
+      this.counters.failed++;
+      this.onError(err);
+    }
+    this.pump();
+    if (this.running === 0 && this.head >= this.queue.length) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Resolves once everything queued so far has been handled (or failed). */
+  idle(): Promise<void> {
+    if (this.running === 0 && this.head >= this.queue.length) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stop taking events; what is queued is still handled. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.detach();
+  }
+}
+
 export class HookBus extends EventEmitter<BrokerEvents> {
   /** Event listeners that threw (or rejected), per event name. */
   readonly listenerErrors: Record<string, number> = {};
+  /** Async consumers (consume), by name: what each queued, handled, failed and dropped. */
+  readonly consumers: Record<string, ConsumerCounters> = {};
   /** Where listener failures are logged (set by the broker once its logger exists). */
   protected busLog: Logger | null = null;
   /** Per event: when a listener error was last logged, and how many were not logged since. */
@@ -38,20 +148,45 @@ export class HookBus extends EventEmitter<BrokerEvents> {
     return true;
   }
 
+  /**
+   * Handle `event` asynchronously, off the hot path, through a bounded queue (see the module
+   * comment). The handler's failures are counted and logged like a listener's.
+   */
+  consume<K extends keyof BrokerEvents>(event: K, handler: (...args: BrokerEvents[K]) => unknown, opts: ConsumerOptions = {}): Consumer {
+    let name = opts.name ?? event;
+    for (let i = 2; this.consumers[name] !== undefined; i++) name = `${opts.name ?? event}#${i}`;
+    const maxQueued = Math.max(1, opts.maxQueued ?? 10_000);
+    const concurrency = Math.max(1, opts.concurrency ?? 1);
+    const listener = (...args: BrokerEvents[K]): void => consumer.push(args);
+    const consumer: Consumer = new Consumer(
+      name,
+      handler as (...args: Args) => unknown,
+      maxQueued,
+      concurrency,
+      (e) => this.onListenerError(`${event} (consumer ${name})`, e),
+      () => {
+        this.off(event, listener as never);
+      },
+    );
+    this.consumers[name] = consumer.counters;
+    this.on(event, listener as never);
+    return consumer;
+  }
+
   /** True when a delivery or acknowledgement listener is attached (the drain then builds Message objects). */
   observesDeliveries(): boolean {
     return this.listenerCount('message.delivered') > 0 || this.listenerCount('message.acked') > 0;
   }
 
   delivered(clientId: string, msg: Message, qos: QoS): void {
-    if (this.listenerCount('message.delivered') > 0) this.emit('message.delivered', clientId, msg, qos);
+    if (this.listenerCount('message.delivered') > 0) this.emit('message.delivered', clientId, messageSnapshot(msg), qos);
   }
 
   acked(clientId: string, msg: Message): void {
-    if (this.listenerCount('message.acked') > 0) this.emit('message.acked', clientId, msg);
+    if (this.listenerCount('message.acked') > 0) this.emit('message.acked', clientId, messageSnapshot(msg));
   }
 
-  private onListenerError(event: string, err: unknown): void {
+  protected onListenerError(event: string, err: unknown): void {
     const counts = this.listenerErrors;
     counts[event] = (counts[event] ?? 0) + 1;
     const now = Date.now();

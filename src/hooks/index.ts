@@ -6,9 +6,12 @@
  *   answer synchronously or with a Promise; the fast path never awaits a sync answer.
  * - events, told after the fact (SPEC D1 names), emitted on the broker: `client.connected`,
  *   `client.disconnected`, `session.subscribed`, `session.unsubscribed`, `message.publish`,
- *   `message.delivered`, `message.acked`. Backends (Redis/SQL rules) attach here.
+ *   `message.delivered`, `message.acked`. Backends (Redis/SQL rules) attach here. Events carry
+ *   snapshots — plain data, frozen, never the live connection or the broker's message with its
+ *   wire-encoding cache — so a listener (or an async consumer that reads them later, bus.ts)
+ *   sees what was true when the event fired and cannot reach into the broker.
  */
-import type { QoS } from '../wire/codec.js';
+import type { PublishProperties, QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
 
 export interface ClientInfo {
@@ -16,6 +19,31 @@ export interface ClientInfo {
   readonly username: string | undefined;
   readonly remoteAddress: string;
   readonly protocolVersion: 3 | 4 | 5;
+}
+
+/** A message as events carry it: plain data. */
+export interface MessageInfo {
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly qos: QoS;
+  readonly retain: boolean;
+  readonly properties: PublishProperties | undefined;
+  /** Publishing client id ('' for messages the broker makes itself). */
+  readonly publisher: string;
+  /** Milliseconds since epoch when the broker accepted it. */
+  readonly receivedAt: number;
+  /** Absolute expiry (ms since epoch); 0 = never. */
+  readonly expiresAt: number;
+}
+
+/** The client as it is now, as plain data. */
+export function clientSnapshot(c: ClientInfo): ClientInfo {
+  return Object.freeze({ clientId: c.clientId, username: c.username, remoteAddress: c.remoteAddress, protocolVersion: c.protocolVersion });
+}
+
+/** The message as plain data (its payload is shared: the broker never changes a payload). */
+export function messageSnapshot(m: Message | MessageInfo): MessageInfo {
+  return Object.freeze({ topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, publisher: m.publisher, receivedAt: m.receivedAt, expiresAt: m.expiresAt });
 }
 
 /** `true`/`false`, or a v5 reason code (>= 0x80) to refuse with. */
@@ -40,9 +68,9 @@ export interface BrokerEvents {
   'client.disconnected': [client: ClientInfo, reason: string];
   'session.subscribed': [client: ClientInfo, filter: string, qos: QoS];
   'session.unsubscribed': [client: ClientInfo, filter: string];
-  'message.publish': [client: ClientInfo | null, msg: Message];
-  'message.delivered': [clientId: string, msg: Message, qos: QoS];
-  'message.acked': [clientId: string, msg: Message];
+  'message.publish': [client: ClientInfo | null, msg: MessageInfo];
+  'message.delivered': [clientId: string, msg: MessageInfo, qos: QoS];
+  'message.acked': [clientId: string, msg: MessageInfo];
   /** A client broke the protocol or sent bad bytes; it was disconnected. */
   'client.error': [client: ClientInfo | null, error: Error];
   'listening': [addresses: ListenAddresses];

@@ -3,6 +3,7 @@
  * sessions — subscriptions, deliveries in flight, inbound QoS 2 ids, wills and expiry — and
  * report every loss of stored data the opening found (or finds later) once.
  */
+import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { LossInfo, StoreOpenOptions } from '../native.js';
 import type { RetainedStore } from '../routing/retained.js';
@@ -14,8 +15,8 @@ import type { Session } from '../session/session.js';
 import type { SessionLifecycle } from './sessions.js';
 
 export interface RestoreParts {
-  dataDir: string;
-  options: StoreOpenOptions;
+  /** node.data_dir and the durable_storage / durable_sessions keys. */
+  config: Config;
   log: Logger;
   retained: RetainedStore;
   router: Router;
@@ -38,7 +39,7 @@ export interface Restored {
  */
 export async function restore(p: RestoreParts): Promise<Restored> {
   const { log, router, lifecycle } = p;
-  const durable = await DurableSessions.open(p.dataDir, p.options, log);
+  const durable = await DurableSessions.open(p.config['node.data_dir'], storeOptions(p.config), log);
   p.opened(durable);
   const t0 = Date.now();
   const retained = durable.loadRetained();
@@ -104,6 +105,17 @@ export async function restore(p: RestoreParts): Promise<Restored> {
   for (const loss of losses) report(loss);
   durable.watchLosses(report);
   return { durable, summary: durable.store.report().summary, losses };
+}
+
+/** The embedded store's options from the configuration. */
+export function storeOptions(c: Config): StoreOpenOptions {
+  return {
+    nShards: c['durable_storage.messages.n_shards'],
+    fsync: c['durable_storage.fsync'],
+    retentionMs: c['durable_sessions.message_retention_period'] * 1000,
+    segmentBytes: c['durable_storage.segment_bytes'],
+    onCorruption: c['durable_storage.on_corruption'],
+  };
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import type { Logger } from '../log.js';
 import type { HookBus } from '../hooks/bus.js';
-import type { ClientInfo, Gates } from '../hooks/index.js';
+import { type ClientInfo, clientSnapshot, type Gates } from '../hooks/index.js';
 import type { Router } from '../routing/router.js';
 import { encodeWill, type SessionRecord, type SessionRegistry } from '../persistence/registries.js';
 import type { Outlet } from '../session/outlet.js';
@@ -117,7 +117,7 @@ export class SessionLifecycle {
   connected(conn: Client, sessionPresent: boolean): void {
     this.p.log.debug({ clientId: conn.clientId, v: conn.protocolVersion, sessionPresent }, 'client connected');
     const bus = this.p.bus;
-    if (bus.listenerCount('client.connected') > 0) bus.emit('client.connected', conn, sessionPresent);
+    if (bus.listenerCount('client.connected') > 0) bus.emit('client.connected', clientSnapshot(conn), sessionPresent);
   }
 
   /** A connected client's socket closed (any reason). Applies will and session expiry. */
@@ -140,7 +140,7 @@ export class SessionLifecycle {
     }
     this.p.log.debug({ clientId: conn.clientId, reason: conn.closeReason }, 'client disconnected');
     const bus = this.p.bus;
-    if (bus.listenerCount('client.disconnected') > 0) bus.emit('client.disconnected', conn, conn.closeReason);
+    if (bus.listenerCount('client.disconnected') > 0) bus.emit('client.disconnected', clientSnapshot(conn), conn.closeReason);
   }
 
   /**

@@ -9,7 +9,7 @@
  * handed to those sessions (session/log-session.ts). A persistent session's QoS 0 delivery goes
  * the same way when the message is logged anyway, so replay never repeats it.
  */
-import type { ClientInfo } from '../hooks/index.js';
+import { type ClientInfo, clientSnapshot, messageSnapshot } from '../hooks/index.js';
 import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
 import { deliver, deliverLogged } from '../session/delivery.js';
@@ -99,7 +99,7 @@ export class Router {
     if (writes && session.durable && store) writes.push(store.sessions.putSubscription(session.clientId, filter, { ...opts, start }));
     const { existed } = this.table.put(session, filter, { ...opts, start });
     const out = session.outlet;
-    if (!existed && out && this.bus.listenerCount('session.subscribed') > 0) this.bus.emit('session.subscribed', out, filter, opts.qos);
+    if (!existed && out && this.bus.listenerCount('session.subscribed') > 0) this.bus.emit('session.subscribed', clientSnapshot(out), filter, opts.qos);
     return existed;
   }
 
@@ -115,7 +115,7 @@ export class Router {
       writes?.push(removed);
     }
     const out = session.outlet;
-    if (out && this.bus.listenerCount('session.unsubscribed') > 0) this.bus.emit('session.unsubscribed', out, filter);
+    if (out && this.bus.listenerCount('session.unsubscribed') > 0) this.bus.emit('session.unsubscribed', clientSnapshot(out), filter);
     return true;
   }
 
@@ -169,7 +169,7 @@ export class Router {
   private routeMessage(msg: Message, from: ClientInfo | null, inboundId: number): Promise<void> | null {
     this.counters.messagesReceived++;
     if (msg.retain) this.retained.set(msg);
-    if (this.bus.listenerCount('message.publish') > 0) this.bus.emit('message.publish', from, msg);
+    if (this.bus.listenerCount('message.publish') > 0) this.bus.emit('message.publish', from && clientSnapshot(from), messageSnapshot(msg));
     const table = this.table;
     const ids = table.match(msg.topic);
     const n = ids.length;

@@ -334,14 +334,15 @@ export class LogSession implements SessionPersistence, ProgressSource {
     const session = this.session;
     if (this.native !== null) return 'native';
     const subs = this.replayedSubs();
-    if (!plain || (conn.protocolVersion === 5 && subs.some((sub) => sub.subscriptionId !== undefined))) {
+    if (conn.protocolVersion === 5 && subs.some((sub) => sub.subscriptionId !== undefined)) {
       this.unreadAhead();
       return 'slow';
     }
-    if (native && this.ahead.length === 0 && !this.reading && !this.slow && this.startNative(conn, subs, n, wake)) return 'native';
+    // The native loop does not report deliveries to listeners yet: it drains only unobserved sessions.
+    if (native && plain && this.ahead.length === 0 && !this.reading && !this.slow && this.startNative(conn, subs, n, wake)) return 'native';
     for (let reads = 0; ; ) {
       for (let a = this.ahead[0]; a; a = this.ahead[0]) {
-        this.sendAhead(conn, a, maxBacklog);
+        this.sendAhead(conn, a, maxBacklog, !plain);
         if (a.at < a.count) {
           this.readBehind(conn, subs, n, wake);
           return 'sent'; // the window is full, or the socket's buffer
@@ -506,8 +507,11 @@ export class LogSession implements SessionPersistence, ProgressSource {
    * of the buffer, packet ids patched in. A delivery still to drop under drop_oldest is cut
    * out of the run.
    */
-  private sendAhead(conn: Outlet, a: Ahead, maxBacklog: number): void {
+  private sendAhead(conn: Outlet, a: Ahead, maxBacklog: number, observed: boolean): void {
     const session = this.session;
+    // Observed (delivery listeners): what is sent is read back as messages (one batch read) and
+    // reported; in-flight entries keep theirs, so their acknowledgements are reported too.
+    const sent: Pending[] | null = observed ? [] : null;
     const meta = a.r.meta;
     const buf = a.r.buffer;
     let run = a.pos;
@@ -532,14 +536,25 @@ export class LogSession implements SessionPersistence, ProgressSource {
         buf[idPos + 1] = id & 0xff;
         const head = buf[pos] as number;
         const ref = { shard: meta[m + REPLAY_SHARD] as number, offset: meta[m + REPLAY_OFFSET] as number };
-        session.inflight.set(id, { msg: null, qos: ((head >> 1) & 3) as QoS, retain: (head & 1) === 1, subIds: undefined, ref, phase: 'publish' });
+        const entry: Inflight = { msg: null, qos: ((head >> 1) & 3) as QoS, retain: (head & 1) === 1, subIds: undefined, ref, phase: 'publish' };
+        session.inflight.set(id, entry);
+        sent?.push(entry);
+      } else if (sent !== null) {
+        const head = buf[pos] as number;
+        sent.push({ msg: null, qos: 0, retain: (head & 1) === 1, subIds: undefined, ref: { shard: meta[m + REPLAY_SHARD] as number, offset: meta[m + REPLAY_OFFSET] as number } });
       }
       pos = end;
     }
     if (pos > run) conn.write(buf.subarray(run, pos));
+    this.drops.fastDrained += i - a.at;
     a.at = i;
     a.pos = pos;
     this.src.mark(this);
+    if (sent !== null && sent.length > 0) {
+      this.src.load(sent);
+      const env = session.env;
+      for (const p of sent) if (p.msg) env.delivered(this.clientId, p.msg, p.qos);
+    }
   }
 
   /** Put the read-ahead packets not sent back in the log: `next` goes back to the first of each shard. */

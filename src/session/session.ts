@@ -9,6 +9,7 @@
  */
 import type { QoS } from '../wire/codec.js';
 import { type Message, payloadSize } from '../wire/message.js';
+import type { Config } from '../config.js';
 import type { DurableRef, Pending, SubscriptionOptions } from '../persistence/registries.js';
 import type { Outlet } from './outlet.js';
 import { Queue } from './queue.js';
@@ -74,9 +75,10 @@ export interface SessionPersistence {
    * The drain fast path (while replaying, with nothing queued in memory): read deliveries
    * from the log as ready-made PUBLISH packets and send them while the window has room,
    * reading up to `n` ahead; QoS 0 ones while the socket holds less than `maxBacklog` bytes.
-   * `plain`: nothing needs the deliveries as Message objects (no delivery hooks). `native`:
-   * a plain drain may be handed to the native loop (durable_sessions.native_drain). See
-   * StreamOutcome.
+   * `plain`: no delivery listeners; otherwise what is sent is read back as messages (one
+   * batch read per send) and reported to them, and so are its acknowledgements. `native`: a
+   * plain drain may be handed to the native loop (durable_sessions.native_drain), which does not
+   * report deliveries yet. See StreamOutcome.
    */
   stream?(out: Outlet, n: number, native: boolean, plain: boolean, maxBacklog: number, wake: () => void): StreamOutcome;
   /** The client came back: it drains what it missed from the log. */
@@ -92,7 +94,7 @@ export interface SessionPersistence {
  * - sent: sent what the window had room for (or the socket's buffer is full);
  * - caught-up: nothing is left in the log, the session takes new messages as they come;
  * - slow: the next delivery needs the general path (`fill`): properties, QoS 2, too large
- *   for the client, subscription identifiers, hooks;
+ *   for the client, subscription identifiers;
  * - more: read as far as one call may without finding a delivery; call again soon;
  * - waiting: the next deliveries are being read on a worker thread; `wake` is called then;
  * - native: the connection was handed to the native drain loop; `wake` is called when it is
@@ -129,6 +131,8 @@ export interface DeliveryEnv {
 export interface DeliveryStats {
   dropped: number;
   nativeDrains: number;
+  /** Deliveries persistent sessions' drains sent as ready-made packets on the event loop (the fast path). */
+  fastDrained: number;
 }
 
 /** Queue limits of persistent sessions (a part of DeliveryLimits). */
@@ -150,13 +154,27 @@ export interface DeliveryLimits extends BacklogLimits {
   nativeDrain: boolean;
 }
 
+/** The delivery limits the configuration sets. */
+export function deliveryLimits(c: Config): DeliveryLimits {
+  return {
+    maxQueued: c['mqtt.max_queued_messages'],
+    maxQueuedBytes: c['mqtt.max_queued_bytes'],
+    overflow: c['mqtt.queue_overflow'] as DeliveryLimits['overflow'],
+    queueQos0: c['mqtt.queue_qos0'],
+    writeHighWatermark: c['mqtt.write_high_watermark'],
+    batchSize: c['durable_sessions.batch_size'],
+    storeQos0: c['durable_sessions.qos0'],
+    nativeDrain: c['durable_sessions.native_drain'],
+  };
+}
+
 /** Until a session is given its environment: no limits beyond the defaults, nobody told. */
 const NO_ENV: DeliveryEnv = {
   limits: { maxQueued: 1000, maxQueuedBytes: 0, overflow: 'drop_oldest', queueQos0: false, writeHighWatermark: 1 << 20, batchSize: 1000, storeQos0: false, nativeDrain: false },
   observed: () => false,
   delivered: () => undefined,
   acked: () => undefined,
-  stats: { dropped: 0, nativeDrains: 0 },
+  stats: { dropped: 0, nativeDrains: 0, fastDrained: 0 },
 };
 
 export class Session {

@@ -317,7 +317,7 @@ describe('replay from the log', () => {
     }
   });
 
-  test('with a message.delivered hook the drain takes the general path and reports every delivery', async () => {
+  test('with message.delivered / message.acked listeners the drain keeps its fast path and reports every delivery and acknowledgement', async () => {
     const tb = await startBroker();
     try {
       await offlineSubscriber(tb.url, 'hooked', 'hk/t');
@@ -334,6 +334,7 @@ describe('replay from the log', () => {
       const want = range(0, 300).map((i) => `hooked:${i}`);
       assert.deepEqual(delivered, want);
       assert.deepEqual(acked, want);
+      assert.ok(tb.broker.metrics.fastDrained > 0, 'drained on the fast path');
       await back.endAsync();
     } finally {
       await tb.close();

@@ -80,3 +80,25 @@ test('a once listener that throws is removed like any once listener', async () =
   assert.equal(tb.broker.listenerCount('client.connected'), 0);
   await Promise.all([a.endAsync(), b.endAsync()]);
 });
+
+test('events carry snapshots (plain, frozen), never the live connection; a slow async consumer holds nobody up', async () => {
+  const clients: object[] = [];
+  const messages: object[] = [];
+  tb.broker.on('client.connected', (c) => clients.push(c));
+  tb.broker.on('message.publish', (_c, m) => messages.push(m));
+  // A consumer whose backend never answers: publishes go on, its queue stays bounded.
+  const stuck = tb.broker.consume('message.publish', () => new Promise(() => undefined), { name: 'stuck', maxQueued: 3 });
+  const sub = await client(tb, { clientId: 'snap-sub' });
+  await sub.subscribeAsync('snap/#', { qos: 1 });
+  const got = collect(sub, 10);
+  const pub = await client(tb, { clientId: 'snap-pub' });
+  for (let i = 0; i < 10; i++) await pub.publishAsync('snap/x', String(i), { qos: 1 });
+  assert.equal((await got).length, 10);
+  const c = clients.find((x) => (x as { clientId: string }).clientId === 'snap-pub') as Record<string, unknown>;
+  assert.ok(Object.isFrozen(c));
+  assert.deepEqual(Object.keys(c).sort(), ['clientId', 'protocolVersion', 'remoteAddress', 'username']);
+  assert.ok(messages.every((m) => Object.isFrozen(m) && !('encoded' in m)));
+  assert.deepEqual({ ...tb.broker.metrics.consumers.stuck }, { queued: 4, handled: 0, failed: 0, dropped: 6, waiting: 3 });
+  stuck.close();
+  await Promise.all([sub, pub].map((x) => x.endAsync()));
+});

@@ -1,0 +1,77 @@
+/**
+ * The hook bus (src/hooks/bus.ts): async consumers take events through a bounded queue, off the
+ * path that fires them, and count what they queued, handled, failed and dropped.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { HookBus } from '../../src/hooks/bus.js';
+import { messageSnapshot } from '../../src/hooks/index.js';
+import { createMessage } from '../../src/wire/message.js';
+
+const msg = (topic: string): ReturnType<typeof messageSnapshot> => messageSnapshot(createMessage(topic, Buffer.from(topic), 1, false, undefined, 'p'));
+
+test('a blocked consumer never blocks the emitter: its queue fills to maxQueued, the rest is dropped and counted', async () => {
+  const bus = new HookBus();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const seen: string[] = [];
+  const c = bus.consume(
+    'message.publish',
+    async (_client, m) => {
+      await gate;
+      seen.push(m.topic);
+    },
+    { maxQueued: 5 },
+  );
+  for (let i = 0; i < 12; i++) bus.emit('message.publish', null, msg(`t/${i}`)); // returns at once every time
+  await new Promise((r) => setImmediate(r));
+  // All twelve fired before the consumer ran: five were queued, seven dropped; one of the five
+  // is running now (taken off the queue), four wait.
+  assert.deepEqual({ ...c.counters }, { queued: 5, handled: 0, failed: 0, dropped: 7, waiting: 4 });
+  release();
+  await c.idle();
+  assert.deepEqual(seen, ['t/0', 't/1', 't/2', 't/3', 't/4'], 'in the order they fired');
+  assert.deepEqual(bus.consumers['message.publish'], { queued: 5, handled: 5, failed: 0, dropped: 7, waiting: 0 });
+});
+
+test('a failing consumer is counted and goes on; closing it stops new events but finishes the queued ones', async () => {
+  const bus = new HookBus();
+  const handled: string[] = [];
+  const c = bus.consume(
+    'message.acked',
+    (clientId) => {
+      if (clientId === 'bad') throw new Error('backend down');
+      handled.push(clientId);
+    },
+    { name: 'rules', concurrency: 2 },
+  );
+  bus.emit('message.acked', 'a', msg('x'));
+  bus.emit('message.acked', 'bad', msg('x'));
+  bus.emit('message.acked', 'b', msg('x'));
+  c.close();
+  bus.emit('message.acked', 'after-close', msg('x'));
+  await c.idle();
+  assert.deepEqual(handled.sort(), ['a', 'b']);
+  assert.deepEqual(bus.consumers.rules, { queued: 3, handled: 2, failed: 1, dropped: 0, waiting: 0 });
+  assert.equal(bus.listenerErrors['message.acked (consumer rules)'], 1);
+  assert.equal(bus.listenerCount('message.acked'), 0, 'closed: detached from the bus');
+});
+
+test('a second consumer of the same event gets its own name and counters', () => {
+  const bus = new HookBus();
+  const a = bus.consume('client.connected', () => undefined);
+  const b = bus.consume('client.connected', () => undefined);
+  assert.equal(a.name, 'client.connected');
+  assert.equal(b.name, 'client.connected#2');
+  assert.deepEqual(Object.keys(bus.consumers), ['client.connected', 'client.connected#2']);
+});
+
+test('a message snapshot is plain, frozen data without the wire-encoding cache', () => {
+  const m = createMessage('s/t', Buffer.from('x'), 2, true, { contentType: 'text/plain' }, 'pub');
+  m.encoded = new Map([[40, Buffer.from('cached')]]);
+  const s = messageSnapshot(m);
+  assert.ok(Object.isFrozen(s));
+  assert.equal('encoded' in s, false);
+  assert.deepEqual(Object.keys(s).sort(), ['expiresAt', 'payload', 'properties', 'publisher', 'qos', 'receivedAt', 'retain', 'topic']);
+  assert.equal(s.topic, 's/t');
+});
