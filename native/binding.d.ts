@@ -391,6 +391,13 @@ export interface MetaOp {
 }
 
 /**
+ * Whether this build has the native drain loop (`Store.drain` and `DrainControl`, over a
+ * socket's file descriptor): true on Linux only. Elsewhere those are absent from the
+ * binding and the broker drains a session's backlog on the event loop.
+ */
+export declare function nativeDrainSupported(): boolean
+
+/**
  * Records read by position (`readAt`): one entry per position found, in input
  * order, entry `j` spanning `offsets[j]..offsets[j+1]` of `buffer` (same layout as
  * `fetch`, docs/storage.md); `found[i]` is 1 when input position `i` has an entry,

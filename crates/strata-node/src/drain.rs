@@ -1,5 +1,6 @@
 //! `DrainControl`: the native drain loop (`strata_core::drain`) over a socket the broker
-//! hands over. Conversion only.
+//! hands over. Conversion only. Linux only (`lib.rs` gates the module, as
+//! `strata_core::drain` gates the loop); `nativeDrainSupported()` tells JavaScript.
 //!
 //! In-flight deliveries cross as a Float64Array of quads: packet id, shard, offset,
 //! retain (0/1), in the order they were sent.

@@ -247,7 +247,7 @@ pub fn replay_frames(
 }
 
 fn delivery(
-    e: &crate::fetch::Entry<'_>,
+    e: &super::entry::Entry<'_>,
     mask: &[u32],
     subs: &[ReplaySub],
     opts: &ReplayOptions,
