@@ -382,7 +382,7 @@ export interface MetaEntry {
 export interface MetaOp {
   /** `put`, `delete` or `deletePrefix`. */
   op: string
-  /** Table: sessions, subscriptions, cursors, acks, retained, system. */
+  /** Table: sessions, subscriptions, inbound_qos2, progress, retained, system, losses. */
   table: string
   /** Key (or prefix). */
   key: Buffer

@@ -314,7 +314,7 @@ export class DurableSessions implements LogSource {
     if (!b) return;
     for (const ls of b.progress) {
       // A session that ended (its records deleted in this batch or before) writes nothing more.
-      if (ls.session.durable === ls) b.ops.push({ op: 'put', table: 'acks', key: idKey(ls.session.clientId), value: ls.encode() });
+      if (ls.session.durable === ls) b.ops.push({ op: 'put', table: 'progress', key: idKey(ls.session.clientId), value: ls.encode() });
     }
     const ops = b.ops;
     const applied = METADATA_DELAY_MS > 0 ? new Promise<void>((r) => setTimeout(r, METADATA_DELAY_MS)).then(() => this.store.metaApply(ops)) : this.store.metaApply(ops);
@@ -359,7 +359,7 @@ export class DurableSessions implements LogSource {
   async appendInbound(msg: Message, id: number): Promise<LogPosition> {
     const key = q2Key(msg.publisher, id);
     const shard = this.store.shardOf(msg.publisher);
-    await this.write([{ op: 'put', table: 'cursors', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]);
+    await this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]);
     return this.append(msg, id);
   }
 
@@ -369,7 +369,7 @@ export class DurableSessions implements LogSource {
    * stored: its id is recorded as such. Until then a restart finds the id pending (see loadSessions).
    */
   inboundStored(clientId: string, id: number): Promise<void> {
-    return this.write([{ op: 'put', table: 'cursors', key: q2Key(clientId, id), value: Q2_STORED }]);
+    return this.write([{ op: 'put', table: 'inbound_qos2', key: q2Key(clientId, id), value: Q2_STORED }]);
   }
 
   shardEnd(shard: number): number {
@@ -428,8 +428,8 @@ export class DurableSessions implements LogSource {
     const done = this.write([
       { op: 'delete', table: 'sessions', key: idKey(clientId) },
       { op: 'deletePrefix', table: 'subscriptions', key: prefix },
-      { op: 'delete', table: 'acks', key: idKey(clientId) },
-      { op: 'deletePrefix', table: 'cursors', key: prefix },
+      { op: 'delete', table: 'progress', key: idKey(clientId) },
+      { op: 'deletePrefix', table: 'inbound_qos2', key: prefix },
     ]);
     done.catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'durable metadata write failed'));
     return done;
@@ -445,7 +445,7 @@ export class DurableSessions implements LogSource {
 
   /** Inbound QoS 2 id released (PUBREL): PUBCOMP waits for it. */
   releaseIncomingQos2(clientId: string, id: number): Promise<void> {
-    return this.write([{ op: 'delete', table: 'cursors', key: q2Key(clientId, id) }]);
+    return this.write([{ op: 'delete', table: 'inbound_qos2', key: q2Key(clientId, id) }]);
   }
 
   // ---- retained ---------------------------------------------------------------------------
@@ -477,7 +477,7 @@ export class DurableSessions implements LogSource {
       const r = s && byId.get(s[0]);
       if (r && s) r.subscriptions.push({ filter: e.key.subarray(s[1] + 1).toString('utf8'), opts: JSON.parse(e.value.toString('utf8')) as StoredSubscription });
     }
-    for (const e of this.store.metaScanAll('acks', Buffer.alloc(0))) {
+    for (const e of this.store.metaScanAll('progress', Buffer.alloc(0))) {
       const r = byId.get(e.key.toString('utf8'));
       if (!r) continue;
       try {
@@ -487,7 +487,7 @@ export class DurableSessions implements LogSource {
       }
     }
     const settle: MetaOp[] = [];
-    for (const e of this.store.metaScanAll('cursors', Buffer.alloc(0))) {
+    for (const e of this.store.metaScanAll('inbound_qos2', Buffer.alloc(0))) {
       const s = split(e.key);
       const r = s && byId.get(s[0]);
       if (!r || !s) continue;
@@ -498,7 +498,7 @@ export class DurableSessions implements LogSource {
         const found = this.store.findInbound(shard, e.value.readDoubleBE(3), r.clientId, id);
         if (found === null) {
           // Never stored, and never acknowledged: the client's re-sent PUBLISH is a new one.
-          settle.push({ op: 'delete', table: 'cursors', key: e.key });
+          settle.push({ op: 'delete', table: 'inbound_qos2', key: e.key });
           continue;
         }
         r.incomingHalf.push({ id, pos: { shard, offset: found } });

@@ -267,7 +267,7 @@ pub struct ReplayResult {
 pub struct MetaOp {
     /// `put`, `delete` or `deletePrefix`.
     pub op: String,
-    /// Table: sessions, subscriptions, cursors, acks, retained, system.
+    /// Table: sessions, subscriptions, inbound_qos2, progress, retained, system, losses.
     pub table: String,
     /// Key (or prefix).
     pub key: Buffer,

@@ -34,10 +34,10 @@ await assert.rejects(s.appendOne('c1', 'a/+', 0, false, Buffer.alloc(1)), /^Erro
 await assert.rejects(Store.open(dir, { nShards: 2 }), /ERR_STORE_LOCKED/);
 assert.throws(() => Store.openSync(dir, {}), (e) => e.code === 'ERR_STORE_LOCKED');
 // Meta
-await s.metaApply([{ op: 'put', table: 'cursors', key: Buffer.from('s1\0a'), value: Buffer.from('x') }, { op: 'put', table: 'cursors', key: Buffer.from('s1\0b'), value: Buffer.from('y') }]);
+await s.metaApply([{ op: 'put', table: 'inbound_qos2', key: Buffer.from('s1\0a'), value: Buffer.from('x') }, { op: 'put', table: 'inbound_qos2', key: Buffer.from('s1\0b'), value: Buffer.from('y') }]);
 await s.metaPut('sessions', Buffer.from('s1'), Buffer.from('{}'));
 assert.equal(s.metaGet('sessions', Buffer.from('s1')).toString(), '{}');
-assert.equal(s.metaScan('cursors', Buffer.from('s1\0')).length, 2);
+assert.equal(s.metaScan('inbound_qos2', Buffer.from('s1\0')).length, 2);
 // Park and wake
 const end = s.shardEnd(pos[0].shard);
 const woke = s.waitForAppend(pos[0].shard, end);
