@@ -840,6 +840,7 @@ module.exports.RetainedIndex = nativeBinding.RetainedIndex
 module.exports.Store = nativeBinding.Store
 module.exports.TopicTrie = nativeBinding.TopicTrie
 module.exports.coreVersion = nativeBinding.coreVersion
+module.exports.layouts = nativeBinding.layouts
 module.exports.nativeDrainSupported = nativeBinding.nativeDrainSupported
 module.exports.testInjectPanic = nativeBinding.testInjectPanic
 module.exports.validateTopicFilter = nativeBinding.validateTopicFilter

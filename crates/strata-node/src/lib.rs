@@ -4,6 +4,7 @@
 mod drain;
 mod error;
 mod guard;
+mod layouts;
 mod store;
 mod topic;
 use napi_derive::napi;

@@ -17,6 +17,7 @@ pub mod entry;
 mod inbound;
 mod manifest;
 mod open;
+pub mod packed;
 mod position;
 mod read;
 mod record;
@@ -31,7 +32,8 @@ pub use inbound::find_inbound;
 pub use manifest::Manifest;
 pub use record::{NewMessage, RecordRef};
 pub use replay::{
-    check_starts, replay_frames, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_STRIDE,
+    check_starts, replay_frames, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_END,
+    META_ID_POS, META_OFFSET, META_PAYLOAD_LEN, META_SHARD, META_STRIDE, META_TIMESTAMP,
     REPLAY_DONE, REPLAY_NEXT, REPLAY_SLOW, REPLAY_UNTIL,
 };
 pub use scan::{scan, ScanBatch, ScanFilter, ScanLimits, ScanStatus};
