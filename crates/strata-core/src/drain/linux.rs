@@ -10,7 +10,10 @@ use rustix::io::Errno;
 use rustix::net::{send, SendFlags};
 
 use super::{DrainSpec, Ended, FrameSource, Handback, InFlight, Snapshot};
-use crate::log::{now_ms, ReplayFrames, ReplayShard, META_STRIDE, REPLAY_NEXT, REPLAY_SLOW};
+use crate::log::{
+    now_ms, ReplayFrames, ReplayShard, META_END, META_ID_POS, META_OFFSET, META_PAYLOAD_LEN,
+    META_SHARD, META_STRIDE, REPLAY_NEXT, REPLAY_SLOW,
+};
 
 /// Bytes read from the socket per read call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -184,12 +187,12 @@ impl Run {
         let mut start = if self.at == 0 {
             0
         } else {
-            fr.meta[(self.at - 1) * META_STRIDE + 3] as usize
+            fr.meta[(self.at - 1) * META_STRIDE + META_END] as usize
         };
         while self.at < count {
             let m = &fr.meta[self.at * META_STRIDE..(self.at + 1) * META_STRIDE];
-            let end = m[3] as usize;
-            let id_pos = m[4];
+            let end = m[META_END] as usize;
+            let id_pos = m[META_ID_POS];
             if id_pos >= 0.0 {
                 if !self.room() {
                     break;
@@ -198,8 +201,8 @@ impl Run {
                 let head = fr.buf[start];
                 self.insert(InFlight {
                     id,
-                    shard: m[0] as u32,
-                    offset: m[1] as u64,
+                    shard: m[META_SHARD] as u32,
+                    offset: m[META_OFFSET] as u64,
                     retain: head & 1 == 1,
                 });
                 let p = id_pos as usize;
@@ -210,7 +213,7 @@ impl Run {
                 self.wbuf.extend_from_slice(&fr.buf[start..end]);
             }
             self.sent += 1;
-            self.sent_payload += m[5] as u64;
+            self.sent_payload += m[META_PAYLOAD_LEN] as u64;
             start = end;
             self.at += 1;
         }
@@ -268,8 +271,8 @@ impl Run {
         for (k, fr) in self.frames.iter().enumerate() {
             let skip = if k == 0 { self.at } else { 0 };
             for m in fr.meta.chunks_exact(META_STRIDE).skip(skip) {
-                let shard = m[0] as u32;
-                let offset = m[1] as u64;
+                let shard = m[META_SHARD] as u32;
+                let offset = m[META_OFFSET] as u64;
                 if let Some(i) = self.spec.shards.iter().position(|s| s.shard == shard) {
                     if offset < next[i] {
                         next[i] = offset;

@@ -49,6 +49,16 @@ pub const META_END: usize = 3;
 pub const META_ID_POS: usize = 4;
 /// Frame meta: payload length.
 pub const META_PAYLOAD_LEN: usize = 5;
+// `replay_frames` pushes a frame's meta in this order.
+const _: () = assert!(
+    META_SHARD == 0
+        && META_OFFSET == 1
+        && META_TIMESTAMP == 2
+        && META_END == 3
+        && META_ID_POS == 4
+        && META_PAYLOAD_LEN == 5
+        && META_STRIDE == 6
+);
 
 /// One subscription of the replaying session.
 #[derive(Debug, Clone, PartialEq, Eq)]
