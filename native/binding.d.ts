@@ -64,52 +64,39 @@ export declare class Store {
    * `inflight`: quads already in flight; `nextId`: the next packet id to try.
    */
   drain(fd: number, shards: Array<ReplayShardArg>, subs: Array<ReplaySubArg>, version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl
-  /** Opens (recovering) or creates the store in `dir`, off the event loop. */
-  static open(dir: string, options?: StoreOptions | undefined | null): Promise<Store>
-  /** Opens synchronously (blocks the caller for the recovery time). */
-  static openSync(dir: string, options?: StoreOptions | undefined | null): Store
-  /** The site id (random at first start, then fixed). */
-  get siteId(): string
-  /** Shard count. */
-  get nShards(): number
   /**
    * Appends messages; resolves with their positions once durable per the fsync
    * policy (group commit), rejects with `ERR_STORE_DISK_FULL` etc.
    */
   append(messages: Array<AppendMessage>): Promise<Array<AppendPosition>>
   /**
-   * Appends messages packed in one buffer — per message, little-endian: `u16`
-   * publisher length, `u16` topic length, `u32` properties length, `u32` payload
-   * length, `u8` QoS, `u8` retain, `u16` the publisher's QoS 2 packet id (0 = none, see
-   * `findInbound`), then the publisher, topic, properties and payload bytes — without a
-   * JS object per message. Resolves like `append`, with the
-   * positions as one `Float64Array` of `[shard, offset]` pairs in input order.
-   * Rejects with `ERR_INVALID_ARGUMENT` for a buffer that does not hold exactly
-   * `count` well-formed messages (or a topic that is not UTF-8).
+   * Appends `count` messages packed in one buffer (layout: `layouts().packed`, see
+   * `strata_core::log::packed`: per message a 16-byte little-endian header — publisher,
+   * topic, properties and payload lengths, QoS, retain, the publisher's QoS 2 packet id
+   * (0 = none, see `findInbound`) — then those bytes) without a JS object per message.
+   * Resolves like `append`, with the positions as one `Float64Array` of
+   * `[shard, offset]` pairs in input order. Rejects with `ERR_INVALID_ARGUMENT` for a
+   * buffer that does not hold exactly `count` well-formed messages (or a topic that is
+   * not UTF-8).
    */
   appendPacked(packed: Uint8Array, count: number): Promise<Float64Array>
-  /** Appends one message without building an object per message. */
-  appendOne(publisher: string, topic: string, qos: number, retain: boolean, payload: Uint8Array, properties?: Uint8Array | undefined | null): Promise<AppendPosition>
+  /** Reads one metadata value. */
+  metaGet(tableName: string, key: Uint8Array): Buffer | null
+  /** Up to `limit` (default 1000) entries whose key starts with `prefix`, after `after`. */
+  metaScan(tableName: string, prefix: Uint8Array, after?: Uint8Array | undefined | null, limit?: number | undefined | null): Array<MetaEntry>
+  /** Applies metadata writes atomically; resolves once committed (group commit). */
+  metaApply(ops: Array<MetaOp>): Promise<void>
+  /** `metaApply([{op:'put', ...}])`. */
+  metaPut(tableName: string, key: Buffer, value: Buffer): Promise<void>
   /** Streams that can hold messages matching `filter`, oldest generation first. */
   streams(filter: string): Array<StreamInfo>
-  /** Opens a cursor at the start of a stream; returns its id. */
-  openCursor(shard: number, generation: number, stream: number, filter?: string | undefined | null): number
-  /** Re-opens a cursor from a persisted state; returns its id. */
-  restoreCursor(state: CursorState): number
-  /** The cursor's state, to persist. */
-  cursorState(id: number): CursorState
-  /** Moves a cursor to an offset. */
-  seek(id: number, offset: number): void
-  /** Moves a cursor to the first record at or after a time (ms). */
-  seekTime(id: number, tsMs: number): void
-  /** Closes a cursor (no error if unknown). */
-  closeCursor(id: number): void
+  /** Next offset of a shard (what `waitForAppend` compares against). */
+  shardEnd(shard: number): number
   /**
-   * Reads up to `perCursor` records from each cursor (at most `total` overall) into
-   * one buffer plus an offset table, advancing the cursors. Synchronous: it reads
-   * the page cache and takes well under a millisecond per thousand records.
+   * Resolves with the shard's new end once it passes `after` (park a caught-up
+   * reader instead of polling).
    */
-  fetch(cursorIds: Array<number>, perCursor: number, total?: number | undefined | null, maxBytes?: number | undefined | null): FetchResult
+  waitForAppend(shard: number, after: number): Promise<number>
   /** The shard a publisher's messages go to (`crc32c(publisher) % nShards`). */
   shardOf(publisher: string): number
   /**
@@ -121,14 +108,14 @@ export declare class Store {
   findInbound(shard: number, from: number, publisher: string, id: number): number | null
   /**
    * Reads the records at `(shards[i], offsets[i])` — positions returned by
-   * `append` — into one buffer plus an offset table (layout as `fetch`). A position
+   * `append` — into one buffer plus an offset table (entry layout `layouts().entry`). A position
    * whose record no longer exists (its generation dropped by retention, past its
    * own retention, in a quarantined segment, or at/after the shard's end) is
    * reported with `found[i] = 0`, not an error. Throws `ERR_INVALID_ARGUMENT` for
    * arrays of different lengths, a shard ≥ `nShards` or an offset that is not an
    * integer in 0..2^53.
    *
-   * Synchronous, like `fetch`: each position is a binary search plus one read of
+   * Synchronous: each position is a binary search plus one read of
    * about 2 KiB from the page cache; ascending positions in the same segment share
    * reads. Measured from page cache: ~2.6 µs per random position, 0.7–1 µs per
    * position in ascending order. A read that misses the page cache goes to disk on
@@ -140,7 +127,7 @@ export declare class Store {
    * records whose topic matches any of `filters` (MQTT matching; `$share/{group}/f`
    * matches by `f`; a leading `+`/`#` never matches a `$` topic). Filter `i` only
    * applies to records at offsets ≥ `starts[i]` (when the subscription was made).
-   * Matching records come back in the `fetch` entry layout with one filter mask each
+   * Matching records come back in the batch entry layout (`layouts().entry`) with one filter mask each
    * (see `ScanResult`); `from` below the oldest stored record starts at the oldest,
    * counting the missing records in `skipped`.
    *
@@ -151,7 +138,7 @@ export declare class Store {
    * always emitted), or `maxExamined` records were read (default 65536: bounds the
    * call's time when little matches). Continue with `from = next`.
    *
-   * Synchronous, like `fetch`: a sequential read of committed bytes from the page
+   * Synchronous: a sequential read of committed bytes from the page
    * cache (safe while appends run). Segments holding no stream any filter can match
    * are passed over unread. Measured from page cache (64-byte payloads, 2-core VM):
    * 5–10M records examined/s when little matches, 2.6–4.2M matching entries/s
@@ -182,21 +169,14 @@ export declare class Store {
    * would throw.
    */
   replayAsync(shards: Array<ReplayShardArg>, subs: Array<ReplaySubArg>, version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult>
-  /** Next offset of a shard (what `waitForAppend` compares against). */
-  shardEnd(shard: number): number
-  /**
-   * Resolves with the shard's new end once it passes `after` (park a caught-up
-   * reader instead of polling).
-   */
-  waitForAppend(shard: number, after: number): Promise<number>
-  /** Reads one metadata value. */
-  metaGet(tableName: string, key: Uint8Array): Buffer | null
-  /** Up to `limit` (default 1000) entries whose key starts with `prefix`, after `after`. */
-  metaScan(tableName: string, prefix: Uint8Array, after?: Uint8Array | undefined | null, limit?: number | undefined | null): Array<MetaEntry>
-  /** Applies metadata writes atomically; resolves once committed (group commit). */
-  metaApply(ops: Array<MetaOp>): Promise<void>
-  /** `metaApply([{op:'put', ...}])`. */
-  metaPut(tableName: string, key: Buffer, value: Buffer): Promise<void>
+  /** Opens (recovering) or creates the store in `dir`, off the event loop. */
+  static open(dir: string, options?: StoreOptions | undefined | null): Promise<Store>
+  /** Opens synchronously (blocks the caller for the recovery time). */
+  static openSync(dir: string, options?: StoreOptions | undefined | null): Store
+  /** The site id (random at first start, then fixed). */
+  get siteId(): string
+  /** Shard count. */
+  get nShards(): number
   /** Statistics for `ds info`. */
   stats(): StoreStats
   /**
@@ -286,22 +266,6 @@ export interface AppendPosition {
 /** Version of the native core. */
 export declare function coreVersion(): string
 
-/** A cursor as a plain value, to persist in the metadata store. */
-export interface CursorState {
-  /** Shard. */
-  shard: number
-  /** Generation. */
-  generation: number
-  /** Stream. */
-  stream: number
-  /** Next offset to examine. */
-  offset: number
-  /** Records of the stream already passed. */
-  seen: number
-  /** Topic filter applied to records. */
-  filter?: string
-}
-
 /** What the loop hands back (`strata_core::drain::Handback`). */
 export interface DrainHandback {
   /** caught-up, slow, stopped, packet, eof or failed. */
@@ -332,22 +296,33 @@ export interface DrainSnapshot {
 }
 
 /**
- * One fetched batch: entries back to back in `buffer`, entry `i` spanning
- * `offsets[i]..offsets[i+1]` (layout in docs/storage.md). Per input cursor:
- * `delivered[k]` entries (contiguous, in cursor order), `skipped[k]` lost to
- * retention, `status[k]` 0 = Next, 1 = Done (caught up), 2 = End (stream finished).
+ * The batch entry (`readAt`, `scan`; `strata_core::log::entry`): byte offsets of the
+ * fields of one entry, little-endian; the publisher, topic, properties and payload bytes
+ * follow the header in that order.
  */
-export interface FetchResult {
-  /** Entries. */
-  buffer: Buffer
-  /** Entry boundaries (`count + 1` values). */
-  offsets: Uint32Array
-  /** Entries per cursor. */
-  delivered: Uint32Array
-  /** Records lost to retention per cursor. */
-  skipped: Array<number>
-  /** 0 Next, 1 Done, 2 End per cursor. */
-  status: Uint32Array
+export interface EntryLayout {
+  /** Header bytes (32): where the publisher's bytes start. */
+  header: number
+  /** Offset in the shard, u64 (0). */
+  offset: number
+  /** Timestamp ms, u64 (8). */
+  timestamp: number
+  /** Payload length, u32 (16). */
+  payloadLen: number
+  /** Properties length, u32 (20). */
+  propertiesLen: number
+  /** Topic length, u16 (24). */
+  topicLen: number
+  /** Publisher length, u16 (26). */
+  publisherLen: number
+  /** Flags, u8 (28). */
+  flags: number
+  /** Shard, u16 (30). */
+  shard: number
+  /** Flags: QoS bits (3). */
+  flagQosMask: number
+  /** Flags: retain bit (4). */
+  flagRetain: number
 }
 
 /** Per-generation statistics. */
@@ -370,6 +345,42 @@ export interface GenerationStats {
   sealed: boolean
 }
 
+/**
+ * In-flight deliveries as numbers (`Store.drain`'s `inflight`, `DrainHandback.inflight`,
+ * `DrainSnapshot.inflight`).
+ */
+export interface InflightLayout {
+  /** Values per delivery (4). */
+  quad: number
+  /** Packet id (0). */
+  id: number
+  /** Shard (1). */
+  shard: number
+  /** Offset (2). */
+  offset: number
+  /** Retain, 0/1 (3). */
+  retain: number
+}
+
+/**
+ * The layouts that cross the binding, from their one definition in `strata-core`:
+ * `entry` (the batch entries of `readAt` and `scan`), `progress` (the session progress
+ * record kept in the `progress` table), `packed` (`appendPacked`'s buffer), `replay`
+ * (`ReplayResult.meta` and status codes), `inflight` (the drain loop's in-flight quads).
+ * Byte offsets and sizes, flag bits and codes; values in each field's doc. Read once at
+ * start-up.
+ */
+export declare function layouts(): Layouts
+
+/** Every layout `layouts()` exports. */
+export interface Layouts {
+  entry: EntryLayout
+  progress: ProgressLayout
+  packed: PackedLayout
+  replay: ReplayLayout
+  inflight: InflightLayout
+}
+
 /** A metadata entry. */
 export interface MetaEntry {
   /** Key. */
@@ -382,7 +393,7 @@ export interface MetaEntry {
 export interface MetaOp {
   /** `put`, `delete` or `deletePrefix`. */
   op: string
-  /** Table: sessions, subscriptions, cursors, acks, retained, system. */
+  /** Table: sessions, subscriptions, inbound_qos2, progress, retained, system, losses. */
   table: string
   /** Key (or prefix). */
   key: Buffer
@@ -391,9 +402,110 @@ export interface MetaOp {
 }
 
 /**
+ * Whether this build has the native drain loop (`Store.drain` and `DrainControl`, over a
+ * socket's file descriptor): true on Linux only. Elsewhere those are absent from the
+ * binding and the broker drains a session's backlog on the event loop.
+ */
+export declare function nativeDrainSupported(): boolean
+
+/**
+ * The packed append buffer (`appendPacked`; `strata_core::log::packed`): byte offsets in
+ * each message's header, little-endian; publisher, topic, properties and payload follow.
+ */
+export interface PackedLayout {
+  /** Header bytes (16). */
+  header: number
+  /** Publisher length, u16 (0). */
+  publisherLen: number
+  /** Topic length, u16 (2). */
+  topicLen: number
+  /** Properties length, u32 (4). */
+  propertiesLen: number
+  /** Payload length, u32 (8). */
+  payloadLen: number
+  /** QoS, u8 (12). */
+  qos: number
+  /** Retain, u8 (13). */
+  retain: number
+  /** The publisher's QoS 2 packet id, u16, 0 = none (14). */
+  inboundId: number
+}
+
+/**
+ * The session progress record (`strata_core::meta::progress`, table `progress`),
+ * big-endian; see that module for the whole layout.
+ */
+export interface ProgressLayout {
+  /** Current version (2). */
+  version: number
+  /** Version without the backlog counts (1). */
+  versionNoBacklog: number
+  /** Byte offset of the shard count, u16 (1). */
+  shardCount: number
+  /** Byte offset of the first next offset (3). */
+  next: number
+  /** Bytes per next offset, f64 (8). */
+  nextBytes: number
+  /** After the next offsets: excess, u32 (+0). */
+  excess: number
+  /** After the next offsets: backlog, f64 (+4). */
+  backlog: number
+  /** After the next offsets: backlog bytes, f64 (+12). */
+  backlogBytes: number
+  /** After the next offsets: gap count, u16 (+20). */
+  gapCount: number
+  /** Bytes from the end of the next offsets to the first gap (22). */
+  headTailBytes: number
+  /** Bytes per gap (18). */
+  gapBytes: number
+  /** Gap: shard, u16 (0). */
+  gapShard: number
+  /** Gap: from, f64 (2). */
+  gapFrom: number
+  /** Gap: to, f64 (10). */
+  gapTo: number
+  /** Gap `to` while open (-1). */
+  gapOpen: number
+  /** Bytes of the entry count, u32 (4). */
+  entryCountBytes: number
+  /** Fixed bytes per entry (16). */
+  entryBytes: number
+  /** Entry: shard, u16 (0). */
+  entryShard: number
+  /** Entry: offset, f64 (2). */
+  entryOffset: number
+  /** Entry: packet id, u16 (10). */
+  entryPacketId: number
+  /** Entry: QoS, u8 (12). */
+  entryQos: number
+  /** Entry: phase, u8 (13). */
+  entryPhase: number
+  /** Entry: flags, u8 (14). */
+  entryFlags: number
+  /** Entry: subscription id count, u8 (15). */
+  entrySubIdCount: number
+  /** Bytes per subscription id, u32 (4). */
+  subIdBytes: number
+  /** Bytes of a retained topic's length, u16 (2). */
+  topicLenBytes: number
+  /** Flag: retain (1). */
+  flagRetain: number
+  /** Flag: pinned (2). */
+  flagPinned: number
+  /** Flag: retained message sent on subscribe, topic follows (4). */
+  flagRetainedMessage: number
+  /** Phase: queued (0). */
+  phaseQueued: number
+  /** Phase: PUBLISH sent (1). */
+  phasePublishSent: number
+  /** Phase: PUBREL sent (2). */
+  phasePubrelSent: number
+}
+
+/**
  * Records read by position (`readAt`): one entry per position found, in input
- * order, entry `j` spanning `offsets[j]..offsets[j+1]` of `buffer` (same layout as
- * `fetch`, docs/storage.md); `found[i]` is 1 when input position `i` has an entry,
+ * order, entry `j` spanning `offsets[j]..offsets[j+1]` of `buffer` (the batch entry
+ * layout: `layouts().entry`, docs/storage.md); `found[i]` is 1 when input position `i` has an entry,
  * 0 when its record no longer exists (or never did).
  */
 export interface ReadAtResult {
@@ -423,6 +535,35 @@ export interface RecoveryInfo {
   events: Array<string>
   /** Open time (ms). */
   elapsedMs: number
+}
+
+/**
+ * `ReplayResult.meta` (`replay`, `replayAsync`): values per frame and their positions;
+ * the per-shard status codes.
+ */
+export interface ReplayLayout {
+  /** Values per frame (6). */
+  stride: number
+  /** Shard (0). */
+  shard: number
+  /** Offset (1). */
+  offset: number
+  /** Timestamp ms (2). */
+  timestamp: number
+  /** End of the frame in the buffer (3). */
+  end: number
+  /** Position of the packet id, -1 for QoS 0 (4). */
+  idPos: number
+  /** Payload length (5). */
+  payloadLen: number
+  /** Status: a limit was reached (0). */
+  statusNext: number
+  /** Status: caught up (1). */
+  statusDone: number
+  /** Status: reached `until` (2). */
+  statusUntil: number
+  /** Status: stopped before a delivery the general path must make (3). */
+  statusSlow: number
 }
 
 /**
@@ -476,7 +617,7 @@ export interface RetentionOverride {
 /**
  * One session-replay scan of a shard (`scan`). Entries are the records that matched,
  * in offset order, back to back in `buffer` (entry `j` spans `offsets[j]..offsets[j+1]`,
- * layout as `fetch`, docs/storage.md). Entry `j`'s filter mask is
+ * layout `layouts().entry`, docs/storage.md). Entry `j`'s filter mask is
  * `masks[j*words .. (j+1)*words]`: bit `i % 32` of word `i / 32` is set when
  * `filters[i]` matched the record's topic at an offset ≥ `starts[i]`.
  */
@@ -584,8 +725,6 @@ export interface StoreStats {
   records: number
   /** Bytes on disk. */
   bytes: number
-  /** Open cursors held by this handle. */
-  openCursors: number
 }
 
 /** A stream that can hold messages of a filter. */

@@ -194,7 +194,7 @@ export const REPLAY_STATUS_NEXT = 0;
 export const REPLAY_STATUS_DONE = 1;
 export const REPLAY_STATUS_UNTIL = 2;
 export const REPLAY_STATUS_SLOW = 3;
-export type MetaTable = 'sessions' | 'subscriptions' | 'cursors' | 'acks' | 'retained' | 'system' | 'losses';
+export type MetaTable = 'sessions' | 'subscriptions' | 'inbound_qos2' | 'progress' | 'retained' | 'system' | 'losses';
 export type MetaOp =
   | { op: 'put'; table: MetaTable; key: Buffer; value: Buffer }
   | { op: 'delete' | 'deletePrefix'; table: MetaTable; key: Buffer };

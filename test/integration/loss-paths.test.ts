@@ -99,7 +99,7 @@ describe('an inbound QoS 2 id left pending by a crash', () => {
     pending[0] = 1;
     pending.writeUInt16BE(shard, 1);
     pending.writeDoubleBE(from, 3);
-    await store.metaApply([{ op: 'put', table: 'cursors', key, value: pending }]);
+    await store.metaApply([{ op: 'put', table: 'inbound_qos2', key, value: pending }]);
     if (appended) {
       await store.appendPacked(packMessages([{ publisher: pubId, topic, qos: 2, retain: false, properties: null, payload: Buffer.from('pending'), inboundId: id }]), 1);
     }

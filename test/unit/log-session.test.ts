@@ -89,7 +89,7 @@ test('an unreadable progress record is refused with a clear error; the session i
   assert.throws(() => decodeProgress(good, 2), /for 1 shards, the store has 2/);
   await durable.putSession('damaged', { expiry: 3600, disconnectedAt: 0, will: null });
   await durable.putSubscription('damaged', 'd/t', { qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined, start: [0] });
-  await durable.write([{ op: 'put', table: 'acks', key: Buffer.from('damaged'), value: Buffer.from('garbage') }]);
+  await durable.write([{ op: 'put', table: 'progress', key: Buffer.from('damaged'), value: Buffer.from('garbage') }]);
   const loaded = durable.loadSessions().find((r) => r.clientId === 'damaged');
   assert.ok(loaded, 'the session is loaded');
   assert.equal(loaded.progress, null);

@@ -2,20 +2,7 @@
 //! a batch crosses the Node boundary as one `Buffer` and one `Uint32Array` instead of
 //! one JS object per message.
 //!
-//! Entry layout in [`FetchBatch::buf`] (little-endian), starting at `offsets[i]`:
-//!
-//! | bytes | field                                   |
-//! |-------|-----------------------------------------|
-//! | 0..8  | offset (u64)                            |
-//! | 8..16 | timestamp ms (u64)                      |
-//! | 16..20| payload length (u32)                    |
-//! | 20..24| properties length (u32)                 |
-//! | 24..26| topic length (u16)                      |
-//! | 26..28| publisher length (u16)                  |
-//! | 28    | flags: bits 0–1 QoS, bit 2 retain       |
-//! | 29    | reserved (0)                            |
-//! | 30..32| shard (u16)                             |
-//! | 32..  | publisher, topic, properties, payload   |
+//! Entries use the layout of [`crate::log::entry`] (defined there, once).
 //!
 //! Invariants: `offsets.len() == entries + 1`, `offsets[0] == 0`, `offsets` is
 //! increasing and `offsets[entries] == buf.len()`; entries of one cursor are
@@ -26,10 +13,10 @@
 //! found flag. The session replay scan ([`crate::log::scan()`],
 //! [`crate::log::ScanBatch`]) fills it too, plus a filter mask per entry.
 use crate::error::CoreError;
-use crate::log::{Cursor, Log, Position, ReadStatus, RecordRef};
+use crate::log::entry::{entry_at, push_entry};
+use crate::log::{Cursor, Log, Position, ReadStatus};
 
-/// Bytes of an entry header.
-pub const ENTRY_HEADER: usize = 32;
+pub use crate::log::entry::{Entry, ENTRY_HEADER};
 
 /// What a fetch did for one cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,26 +116,6 @@ pub fn fetch(
     Ok(out)
 }
 
-/// Appends one entry (layout in the module docs) to `buf`.
-pub(crate) fn push_entry(buf: &mut Vec<u8>, shard: u16, r: &RecordRef<'_>) {
-    buf.reserve(
-        ENTRY_HEADER + r.publisher.len() + r.topic.len() + r.properties.len() + r.payload.len(),
-    );
-    buf.extend_from_slice(&r.offset.to_le_bytes());
-    buf.extend_from_slice(&r.timestamp.to_le_bytes());
-    buf.extend_from_slice(&(r.payload.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&(r.properties.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&(r.topic.len() as u16).to_le_bytes());
-    buf.extend_from_slice(&(r.publisher.len() as u16).to_le_bytes());
-    buf.push(r.qos | if r.retain { 4 } else { 0 });
-    buf.push(0);
-    buf.extend_from_slice(&shard.to_le_bytes());
-    buf.extend_from_slice(r.publisher);
-    buf.extend_from_slice(r.topic);
-    buf.extend_from_slice(r.properties);
-    buf.extend_from_slice(r.payload);
-}
-
 /// Records read by position ([`read_at`]).
 ///
 /// Invariants: `found.len()` is the number of positions asked for; `offsets` has one
@@ -209,57 +176,9 @@ pub fn read_at(log: &Log, positions: &[Position]) -> Result<ReadAtBatch, CoreErr
     Ok(out)
 }
 
-/// A decoded view of one entry (for Rust callers and tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry<'a> {
-    /// Offset in its shard.
-    pub offset: u64,
-    /// Timestamp ms.
-    pub timestamp: u64,
-    /// Shard.
-    pub shard: u16,
-    /// QoS.
-    pub qos: u8,
-    /// Retain flag.
-    pub retain: bool,
-    /// Publisher id.
-    pub publisher: &'a [u8],
-    /// Topic.
-    pub topic: &'a [u8],
-    /// MQTT 5 properties.
-    pub properties: &'a [u8],
-    /// Payload.
-    pub payload: &'a [u8],
-}
-
 impl FetchBatch {
     /// Decodes entry `i`.
     pub fn entry(&self, i: usize) -> Option<Entry<'_>> {
         entry_at(&self.buf, &self.offsets, i)
     }
-}
-
-/// Decodes entry `i` of a buffer + offset table in the layout of the module docs.
-pub(crate) fn entry_at<'a>(buf: &'a [u8], offsets: &[u32], i: usize) -> Option<Entry<'a>> {
-    let start = *offsets.get(i)? as usize;
-    let end = *offsets.get(i + 1)? as usize;
-    let e = buf.get(start..end)?;
-    let u32_at = |p: usize| u32::from_le_bytes(e[p..p + 4].try_into().expect("4")) as usize;
-    let u16_at = |p: usize| u16::from_le_bytes(e[p..p + 2].try_into().expect("2")) as usize;
-    let (pl, prl, tl, publ) = (u32_at(16), u32_at(20), u16_at(24), u16_at(26));
-    let p0 = ENTRY_HEADER;
-    let t0 = p0 + publ;
-    let r0 = t0 + tl;
-    let y0 = r0 + prl;
-    Some(Entry {
-        offset: u64::from_le_bytes(e[0..8].try_into().expect("8")),
-        timestamp: u64::from_le_bytes(e[8..16].try_into().expect("8")),
-        shard: u16_at(30) as u16,
-        qos: e[28] & 3,
-        retain: e[28] & 4 != 0,
-        publisher: &e[p0..t0],
-        topic: &e[t0..r0],
-        properties: &e[r0..y0],
-        payload: &e[y0..y0 + pl],
-    })
 }

@@ -1,5 +1,4 @@
 //! File-system steps the log and the metadata share.
-use std::fs::File;
 use std::io;
 use std::path::Path;
 
@@ -7,7 +6,7 @@ use std::path::Path;
 /// A no-op where directories cannot be synced (Windows).
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())

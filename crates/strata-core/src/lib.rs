@@ -1,4 +1,5 @@
 //! StrataMQ core engine. Pure Rust: nothing here knows about Node.js.
+pub mod args;
 pub mod drain;
 pub mod error;
 pub mod fetch;

@@ -3,6 +3,7 @@
 //! slots, and every way the loop ends (caught up, slow, stop, another packet, EOF) hands
 //! back a state in which each message is exactly one of: acknowledged, in flight, or at
 //! or after its shard's `next`.
+#![cfg(target_os = "linux")]
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;

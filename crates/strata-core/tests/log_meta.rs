@@ -19,12 +19,12 @@ fn put_get_scan_delete_and_restart() {
         let mut ops = Vec::new();
         for i in 0..10u8 {
             ops.push(Op::Put(
-                Table::Cursors,
+                Table::InboundQos2,
                 format!("c1\0s{i}").into_bytes(),
                 vec![i],
             ));
             ops.push(Op::Put(
-                Table::Cursors,
+                Table::InboundQos2,
                 format!("c2\0s{i}").into_bytes(),
                 vec![i],
             ));
@@ -37,21 +37,26 @@ fn put_get_scan_delete_and_restart() {
         m.apply_blocking(ops).unwrap();
         assert_eq!(m.get(Table::Retained, b"a/b").unwrap().unwrap(), b"payload");
         assert_eq!(m.get(Table::Retained, b"a/c").unwrap(), None);
-        let all = m.scan(Table::Cursors, b"c1\0", None, 100).unwrap();
+        let all = m.scan(Table::InboundQos2, b"c1\0", None, 100).unwrap();
         assert_eq!(all.len(), 10);
         assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
-        let page = m.scan(Table::Cursors, b"c1\0", Some(&all[4].0), 3).unwrap();
+        let page = m
+            .scan(Table::InboundQos2, b"c1\0", Some(&all[4].0), 3)
+            .unwrap();
         assert_eq!(page, all[5..8].to_vec());
         m.apply_blocking(vec![
-            Op::DeletePrefix(Table::Cursors, b"c1\0".to_vec()),
+            Op::DeletePrefix(Table::InboundQos2, b"c1\0".to_vec()),
             Op::Delete(Table::Retained, b"a/b".to_vec()),
         ])
         .unwrap();
         assert!(m
-            .scan(Table::Cursors, b"c1\0", None, 100)
+            .scan(Table::InboundQos2, b"c1\0", None, 100)
             .unwrap()
             .is_empty());
-        assert_eq!(m.scan(Table::Cursors, b"", None, 100).unwrap().len(), 10);
+        assert_eq!(
+            m.scan(Table::InboundQos2, b"", None, 100).unwrap().len(),
+            10
+        );
     }
     let (m, rec) = MetaStore::open(path, true).unwrap();
     assert_eq!(
@@ -60,7 +65,9 @@ fn put_get_scan_delete_and_restart() {
         "a clean restart reports nothing"
     );
     assert_eq!(
-        m.scan(Table::Cursors, b"c2\0", None, 100).unwrap().len(),
+        m.scan(Table::InboundQos2, b"c2\0", None, 100)
+            .unwrap()
+            .len(),
         10
     );
     assert_eq!(
@@ -89,7 +96,11 @@ fn put_get_scan_delete_and_restart() {
         .unwrap_err();
     assert_eq!(e.code(), "ERR_INVALID_ARGUMENT");
     drop(m);
-    assert_eq!("acks".parse::<Table>().unwrap(), Table::Acks);
+    assert_eq!("progress".parse::<Table>().unwrap(), Table::Progress);
+    assert_eq!("inbound_qos2".parse::<Table>().unwrap(), Table::InboundQos2);
+    // The old names are migrated on open, not accepted from callers.
+    assert!("acks".parse::<Table>().is_err());
+    assert!("cursors".parse::<Table>().is_err());
     assert_eq!("losses".parse::<Table>().unwrap(), Table::Losses);
     assert!("nope".parse::<Table>().is_err());
 }
@@ -105,8 +116,12 @@ fn concurrent_ack_commits_are_group_committed() {
             std::thread::spawn(move || {
                 for i in 0..100u32 {
                     let key = format!("session-{t}").into_bytes();
-                    m.apply_blocking(vec![Op::Put(Table::Acks, key, i.to_le_bytes().to_vec())])
-                        .unwrap();
+                    m.apply_blocking(vec![Op::Put(
+                        Table::Progress,
+                        key,
+                        i.to_le_bytes().to_vec(),
+                    )])
+                    .unwrap();
                 }
             })
         })
@@ -118,7 +133,7 @@ fn concurrent_ack_commits_are_group_committed() {
     eprintln!("800 durable ack commits from 8 threads in {el:?}");
     for t in 0..8 {
         let v = m
-            .get(Table::Acks, format!("session-{t}").as_bytes())
+            .get(Table::Progress, format!("session-{t}").as_bytes())
             .unwrap()
             .unwrap();
         assert_eq!(v, 99u32.to_le_bytes());

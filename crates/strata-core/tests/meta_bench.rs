@@ -22,8 +22,12 @@ fn run_once(dir: &std::path::Path) -> Duration {
             std::thread::spawn(move || {
                 for i in 0..100u32 {
                     let key = format!("session-{t}").into_bytes();
-                    m.apply_blocking(vec![Op::Put(Table::Acks, key, i.to_le_bytes().to_vec())])
-                        .unwrap();
+                    m.apply_blocking(vec![Op::Put(
+                        Table::Progress,
+                        key,
+                        i.to_le_bytes().to_vec(),
+                    )])
+                    .unwrap();
                 }
             })
         })

@@ -77,12 +77,12 @@ fn fill(m: &MetaStore, model: &mut Model) {
                 vec![(i % 3) as u8],
             ));
             ops.push(Op::Put(
-                Table::Cursors,
+                Table::InboundQos2,
                 format!("{c}\0{}", i % 5).into_bytes(),
                 ((i * 1000 + round) as u64).to_le_bytes().to_vec(),
             ));
             ops.push(Op::Put(
-                Table::Acks,
+                Table::Progress,
                 c.clone().into_bytes(),
                 value("acks", i, round, 24),
             ));
@@ -103,13 +103,13 @@ fn fill(m: &MetaStore, model: &mut Model) {
             format!("client-{i:04}").into_bytes(),
         ));
     }
-    ops.push(Op::DeletePrefix(Table::Cursors, b"client-001".to_vec()));
+    ops.push(Op::DeletePrefix(Table::InboundQos2, b"client-001".to_vec()));
     ops.push(Op::DeletePrefix(
         Table::Subscriptions,
         b"client-0042\0".to_vec(),
     ));
     ops.push(Op::DeletePrefix(Table::Retained, b"building/3/".to_vec()));
-    ops.push(Op::Delete(Table::Acks, b"absent".to_vec()));
+    ops.push(Op::Delete(Table::Progress, b"absent".to_vec()));
     ops.push(Op::Put(
         Table::Losses,
         b"2026-12-06T00:00:00Z".to_vec(),
@@ -384,7 +384,7 @@ fn crash_between_redb_commit_and_journal_write() {
     apply(
         &m,
         &mut model,
-        vec![Op::Put(Table::Acks, b"late".to_vec(), b"ack".to_vec())],
+        vec![Op::Put(Table::Progress, b"late".to_vec(), b"ack".to_vec())],
     );
     drop(m);
     let j2 = fs::read(dir.join("meta.journal")).unwrap();
@@ -421,7 +421,7 @@ fn stale_redb_catches_up_from_the_journal() {
             &mut model,
             vec![
                 Op::Put(Table::Sessions, vec![b'n', i], vec![i; 10]),
-                Op::DeletePrefix(Table::Cursors, format!("client-02{i}").into_bytes()),
+                Op::DeletePrefix(Table::InboundQos2, format!("client-02{i}").into_bytes()),
             ],
         );
     }
@@ -549,7 +549,11 @@ fn killed_process_loses_nothing_acknowledged() {
         let acked = Path::new(&dir).join("acked");
         for i in 0u32.. {
             m.apply_blocking(vec![
-                Op::Put(Table::Acks, b"counter".to_vec(), i.to_le_bytes().to_vec()),
+                Op::Put(
+                    Table::Progress,
+                    b"counter".to_vec(),
+                    i.to_le_bytes().to_vec(),
+                ),
                 Op::Put(Table::Sessions, format!("s{i}").into_bytes(), vec![1; 100]),
             ])
             .unwrap();
@@ -580,7 +584,7 @@ fn killed_process_loses_nothing_acknowledged() {
         let acked = u32::from_le_bytes(fs::read(dir.join("acked")).unwrap().try_into().unwrap());
         fs::remove_file(dir.join("acked")).unwrap();
         let (_, opened, _, m) = check_then_open(dir);
-        let counter = m.get(Table::Acks, b"counter").unwrap().unwrap();
+        let counter = m.get(Table::Progress, b"counter").unwrap().unwrap();
         let counter = u32::from_le_bytes(counter.try_into().unwrap());
         assert!(counter >= acked, "durable {durable}: {counter} < {acked}");
         for i in 0..=counter {
@@ -626,7 +630,7 @@ mod model {
     fn table() -> impl Strategy<Value = Table> {
         prop_oneof![
             Just(Table::Sessions),
-            Just(Table::Cursors),
+            Just(Table::InboundQos2),
             Just(Table::Retained)
         ]
     }

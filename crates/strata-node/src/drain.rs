@@ -1,22 +1,21 @@
 //! `DrainControl`: the native drain loop (`strata_core::drain`) over a socket the broker
-//! hands over. Conversion only.
+//! hands over. Conversion only. Linux only (`lib.rs` gates the module, as
+//! `strata_core::drain` gates the loop); `nativeDrainSupported()` tells JavaScript.
 //!
 //! In-flight deliveries cross as a Float64Array of quads: packet id, shard, offset,
 //! retain (0/1), in the order they were sent.
 use crate::error::to_napi_coded;
 use crate::guard::{self, lock};
-use crate::store::{offset_arg, Inner, ReplayShardArg, ReplaySubArg, ReplayTask, Store};
+use crate::store::{Inner, ReplayShardArg, ReplaySubArg, ReplayTask, Store};
 use napi::bindgen_prelude::{Buffer, Float64Array, Object, Uint32Array};
 use napi::{Env, Result};
 use napi_derive::napi;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
+use strata_core::args::{self, INFLIGHT_QUAD as QUAD};
 use strata_core::drain::{self, Control, DrainSpec, FrameSource, Handback, InFlight};
 use strata_core::error::CoreError;
 use strata_core::log::{ReplayFrames, ReplayOptions, ReplayShard, ReplaySub};
-
-/// Values per in-flight delivery in the binding's Float64Arrays.
-const QUAD: usize = 4;
 
 /// What the loop hands back (`strata_core::drain::Handback`).
 #[napi(object)]
@@ -155,40 +154,15 @@ impl Store {
                 max_packet,
             )
             .map_err(to_napi_coded)?;
-            let bad =
-                |what: String| to_napi_coded(CoreError::InvalidArgument(format!("drain: {what}")));
-            if !inflight.len().is_multiple_of(QUAD) {
-                return Err(bad(format!(
-                    "inflight has {} values, not quads",
-                    inflight.len()
-                )));
-            }
-            let mut held = Vec::with_capacity(inflight.len() / QUAD);
-            for q in inflight.chunks_exact(QUAD) {
-                if !(1.0..=65535.0).contains(&q[0])
-                    || q[0].fract() != 0.0
-                    || !(0.0..=f64::from(u32::MAX)).contains(&q[1])
-                {
-                    return Err(bad(format!("bad in-flight entry {q:?}")));
-                }
-                held.push(InFlight {
-                    id: q[0] as u16,
-                    shard: q[1] as u32,
-                    offset: offset_arg(q[2], || "drain: in-flight offset".into())
-                        .map_err(to_napi_coded)?,
-                    retain: q[3] != 0.0,
-                });
-            }
-            if window == 0 || next_id > 65535 {
-                return Err(bad(format!("window {window}, next id {next_id}")));
-            }
+            let held = args::inflight(&inflight).map_err(to_napi_coded)?;
+            let (window, next_id) = args::drain_window(window, next_id).map_err(to_napi_coded)?;
             let spec = DrainSpec {
-                shards: t.shards,
-                subs: t.subs,
-                opts: t.opts,
-                window: window as usize,
+                shards: t.req.shards,
+                subs: t.req.subs,
+                opts: t.req.opts,
+                window,
                 inflight: held,
-                next_id: next_id as u16,
+                next_id,
             };
             let sock = dup_socket(fd).map_err(to_napi_coded)?;
             let ctl = Control::new(spec)

@@ -29,8 +29,8 @@
  * Metadata layout (tables of the store's meta database; keys are bytes):
  *   sessions       clientId                      → JSON SessionRecord
  *   subscriptions  clientId 00 filter            → JSON SubscriptionOptions + start offsets
- *   acks           clientId                      → progress record (embedded/progress.ts)
- *   cursors        clientId 00 packetId(u16 BE)  → inbound QoS 2 awaiting PUBREL: empty value =
+ *   progress       clientId                      → progress record (embedded/progress.ts)
+ *   inbound_qos2   clientId 00 packetId(u16 BE)  → inbound QoS 2 awaiting PUBREL: empty value =
  *                                                  stored; 01 shard(u16 BE) from(f64 BE) = pending
  *                                                  (appended with the id at or after `from`?)
  *   retained       topic                         → retained message (header JSON + payload)
@@ -273,7 +273,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     if (!b) return;
     for (const ls of b.progress) {
       // A session that ended (its records deleted in this batch or before) writes nothing more.
-      if (ls.current()) b.ops.push({ op: 'put', table: 'acks', key: idKey(ls.clientId), value: ls.encode() });
+      if (ls.current()) b.ops.push({ op: 'put', table: 'progress', key: idKey(ls.clientId), value: ls.encode() });
     }
     const ops = b.ops;
     const applied = METADATA_DELAY_MS > 0 ? new Promise<void>((r) => setTimeout(r, METADATA_DELAY_MS)).then(() => this.store.metaApply(ops)) : this.store.metaApply(ops);
@@ -318,7 +318,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   async appendInbound(msg: Message, id: number): Promise<LogPosition> {
     const key = q2Key(msg.publisher, id);
     const shard = this.store.shardOf(msg.publisher);
-    await this.write([{ op: 'put', table: 'cursors', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]);
+    await this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]);
     return this.append(msg, id);
   }
 
@@ -328,7 +328,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * stored: its id is recorded as such. Until then a restart finds the id pending (see loadSessions).
    */
   inboundStored(clientId: string, id: number): Promise<void> {
-    return this.write([{ op: 'put', table: 'cursors', key: q2Key(clientId, id), value: Q2_STORED }]);
+    return this.write([{ op: 'put', table: 'inbound_qos2', key: q2Key(clientId, id), value: Q2_STORED }]);
   }
 
   shardEnd(shard: number): number {
@@ -382,8 +382,8 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     const done = this.write([
       { op: 'delete', table: 'sessions', key: idKey(clientId) },
       { op: 'deletePrefix', table: 'subscriptions', key: prefix },
-      { op: 'delete', table: 'acks', key: idKey(clientId) },
-      { op: 'deletePrefix', table: 'cursors', key: prefix },
+      { op: 'delete', table: 'progress', key: idKey(clientId) },
+      { op: 'deletePrefix', table: 'inbound_qos2', key: prefix },
     ]);
     done.catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'durable metadata write failed'));
     return done;
@@ -399,7 +399,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
 
   /** Inbound QoS 2 id released (PUBREL): PUBCOMP waits for it. */
   releaseInbound(clientId: string, id: number): Promise<void> {
-    return this.write([{ op: 'delete', table: 'cursors', key: q2Key(clientId, id) }]);
+    return this.write([{ op: 'delete', table: 'inbound_qos2', key: q2Key(clientId, id) }]);
   }
 
   // ---- retained ---------------------------------------------------------------------------
@@ -432,7 +432,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
       const r = s && byId.get(s[0]);
       if (r && s) r.subscriptions.push({ filter: e.key.subarray(s[1] + 1).toString('utf8'), opts: JSON.parse(e.value.toString('utf8')) as StoredSubscription });
     }
-    for (const e of this.store.metaScanAll('acks', Buffer.alloc(0))) {
+    for (const e of this.store.metaScanAll('progress', Buffer.alloc(0))) {
       const r = byId.get(e.key.toString('utf8'));
       if (!r) continue;
       try {
@@ -442,7 +442,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
       }
     }
     const settle: MetaOp[] = [];
-    for (const e of this.store.metaScanAll('cursors', Buffer.alloc(0))) {
+    for (const e of this.store.metaScanAll('inbound_qos2', Buffer.alloc(0))) {
       const s = split(e.key);
       const r = s && byId.get(s[0]);
       if (!r || !s) continue;
@@ -453,7 +453,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
         const found = this.store.findInbound(shard, e.value.readDoubleBE(3), r.clientId, id);
         if (found === null) {
           // Never stored, and never acknowledged: the client's re-sent PUBLISH is a new one.
-          settle.push({ op: 'delete', table: 'cursors', key: e.key });
+          settle.push({ op: 'delete', table: 'inbound_qos2', key: e.key });
           continue;
         }
         r.incomingHalf.push({ id, pos: { shard, offset: found } });

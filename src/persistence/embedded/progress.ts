@@ -1,6 +1,6 @@
 /**
  * The durable progress record of a persistent session (one value per session in the store's
- * `acks` table, rewritten as the session advances; layout below, big-endian). Offsets are
+ * `progress` table, rewritten as the session advances; layout below, big-endian). Offsets are
  * shard-wide log offsets, below 2^53, stored as float64.
  *
  *   u8  version (2; 1 = without the backlog counts)

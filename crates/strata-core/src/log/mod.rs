@@ -13,9 +13,13 @@
 //! - `n_shards` and the site id are written to `STORE` at first start and never change.
 //! - A message is stored once, in shard `crc32c(publisher) % n_shards`.
 //! - Each append's completion runs exactly once, after the policy's durability point.
+pub mod entry;
 mod inbound;
 mod manifest;
+mod open;
+pub mod packed;
 mod position;
+mod read;
 mod record;
 mod replay;
 mod salvage;
@@ -28,7 +32,8 @@ pub use inbound::find_inbound;
 pub use manifest::Manifest;
 pub use record::{NewMessage, RecordRef};
 pub use replay::{
-    check_starts, replay_frames, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_STRIDE,
+    check_starts, replay_frames, ReplayFrames, ReplayOptions, ReplayShard, ReplaySub, META_END,
+    META_ID_POS, META_OFFSET, META_PAYLOAD_LEN, META_SHARD, META_STRIDE, META_TIMESTAMP,
     REPLAY_DONE, REPLAY_NEXT, REPLAY_SLOW, REPLAY_UNTIL,
 };
 pub use scan::{scan, ScanBatch, ScanFilter, ScanLimits, ScanStatus};
@@ -36,13 +41,13 @@ pub use shard::{now_ms, Waker};
 pub use stream::{structure_may_match, topic_matches, FilterMatcher, Learner, Level, Structure};
 
 use crate::error::CoreError;
-use shard::{Cmd, Shard, StreamRead};
+use shard::{Cmd, Shard};
 use std::cell::RefCell;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// When appended bytes are forced to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,44 +356,6 @@ impl Recovery {
     }
 }
 
-/// One shard opened (or not), with what its recovery did.
-type ShardOpened = (Result<Shard, CoreError>, Recovery);
-
-/// Opens (recovering) shards `0..n` on up to one thread per core: recovery scans each
-/// shard's active segment record by record, and shards are independent. Results come back
-/// in shard order, each with what its recovery did.
-fn open_shards(dir: &Path, n: u32, opts: &Arc<Options>) -> Vec<ShardOpened> {
-    let threads = std::thread::available_parallelism()
-        .map(|p| p.get())
-        .unwrap_or(1)
-        .min(n as usize)
-        .max(1);
-    let next = AtomicU32::new(0);
-    let slots: Vec<Mutex<Option<ShardOpened>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let mut rec = Recovery::default();
-                let opened =
-                    Shard::open(i, dir.join(format!("shard-{i:04}")), opts.clone(), &mut rec);
-                *slots[i as usize].lock().unwrap_or_else(|p| p.into_inner()) = Some((opened, rec));
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .expect("every shard was opened")
-        })
-        .collect()
-}
-
 /// Completion of [`Log::append`]: one position per message, in input order.
 pub type AppendDone = Box<dyn FnOnce(Result<Vec<Position>, CoreError>) + Send>;
 
@@ -415,173 +382,12 @@ pub struct Log {
     _lock: File,
 }
 
-/// Takes the data directory's lock (`LOCK`, an advisory OS lock held for the life of the
-/// returned file).
-fn lock_dir(dir: &Path) -> Result<File, CoreError> {
-    let lock_path = dir.join("LOCK");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| CoreError::from_io(format!("open {}", lock_path.display()), &e))?;
-    // `File::try_lock` is stable since 1.89; the toolchain is pinned to 1.95 in
-    // rust-toolchain.toml, the workspace's rust-version (1.88) predates it.
-    // A lock that is busy is retried for up to LOCK_WAIT: a process that forks
-    // (any `Command` in this or another thread) briefly holds a copy of every open
-    // descriptor until its `exec`, so a store closed a moment ago can still look
-    // held. A real second opener still gets `StoreLocked` after the wait.
-    let deadline = Instant::now() + LOCK_WAIT;
-    #[allow(clippy::incompatible_msrv)]
-    let locked = loop {
-        match lock.try_lock() {
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => break other,
-        }
-    };
-    match locked {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            return Err(CoreError::StoreLocked(format!(
-                "{} is in use by another process or handle",
-                dir.display()
-            )))
-        }
-        Err(fs::TryLockError::Error(e)) => {
-            return Err(CoreError::from_io(
-                format!("lock {}", lock_path.display()),
-                &e,
-            ))
-        }
-    }
-    Ok(lock)
-}
-
 /// Shard of a publisher.
 pub fn shard_of(publisher: &[u8], n_shards: u32) -> u32 {
     crc32c::crc32c(publisher) % n_shards.max(1)
 }
 
-/// How long `Log::open` retries a busy data-directory lock before `StoreLocked`.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
-
 impl Log {
-    /// Opens (recovering) or creates the log in `dir`.
-    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log, CoreError> {
-        Self::open_with(dir, opts, None)
-    }
-
-    /// [`Log::open`], where `known` is the store's identity as recorded elsewhere (the
-    /// metadata): what `STORE` is written from again when it is missing or damaged.
-    pub fn open_with(
-        dir: impl AsRef<Path>,
-        opts: Options,
-        known: Option<&Manifest>,
-    ) -> Result<Log, CoreError> {
-        let t0 = Instant::now();
-        let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir)
-            .map_err(|e| CoreError::from_io(format!("create data dir {}", dir.display()), &e))?;
-        let lock = lock_dir(&dir)?;
-        let (manifest, rebuilt) = manifest::resolve(&dir, opts.n_shards, known, false)?;
-        let Manifest { n_shards, site_id } = manifest;
-        if let Some(b) = opts.fsync_interval_zero() {
-            return Err(b);
-        }
-        let opts = Arc::new(opts);
-        let mut recovery = Recovery {
-            manifest: rebuilt,
-            ..Recovery::default()
-        };
-        let mut shards = Vec::with_capacity(n_shards as usize);
-        let mut failed = None;
-        for (opened, rec) in open_shards(&dir, n_shards, &opts) {
-            recovery.absorb(rec);
-            match opened {
-                Ok(s) => shards.push(s),
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = failed {
-            for s in &shards {
-                s.close();
-            }
-            return Err(e);
-        }
-        recovery.elapsed_ms = t0.elapsed().as_millis() as u64;
-        recovery.events.push(format!(
-            "opened {} shards, {} segments, {} records in {} ms",
-            n_shards, recovery.segments, recovery.records, recovery.elapsed_ms
-        ));
-        Ok(Log {
-            dir,
-            opts,
-            shards,
-            site_id,
-            recovery,
-            closed: AtomicBool::new(false),
-            _lock: lock,
-        })
-    }
-
-    /// What opening the log in `dir` would find and repair — damaged or missing files,
-    /// the records lost with them, a damaged `STORE` — changing nothing. The leftovers of
-    /// a crash that recovery repairs silently (a torn tail, a missing index) are events.
-    /// Takes the data directory's lock when there is one, so a store in use is refused
-    /// ([`CoreError::StoreLocked`]).
-    pub fn check(
-        dir: impl AsRef<Path>,
-        opts: Options,
-        known: Option<&Manifest>,
-    ) -> Result<Recovery, CoreError> {
-        let t0 = Instant::now();
-        let dir = dir.as_ref().to_path_buf();
-        if !dir.is_dir() {
-            return Err(CoreError::NotFound(format!(
-                "no store in {}",
-                dir.display()
-            )));
-        }
-        let _lock = if dir.join("LOCK").exists() {
-            Some(lock_dir(&dir)?)
-        } else {
-            None
-        };
-        let (m, rebuilt) = manifest::resolve(&dir, opts.n_shards, known, true)?;
-        let opts = Arc::new(opts);
-        let mut recovery = Recovery {
-            manifest: rebuilt,
-            check: true,
-            ..Recovery::default()
-        };
-        for i in 0..m.n_shards {
-            let shard_dir = dir.join(format!("shard-{i:04}"));
-            let mut rec = Recovery {
-                check: true,
-                ..Recovery::default()
-            };
-            match Shard::open(i, shard_dir.clone(), opts.clone(), &mut rec) {
-                Err(CoreError::Closed(_)) => {} // a check returns before starting the shard
-                Err(CoreError::NotFound(_)) => rec.losses.push(Loss {
-                    shard: i,
-                    from: 0,
-                    to: None,
-                    file: shard_dir.display().to_string(),
-                    reason: "shard directory missing".into(),
-                }),
-                Err(e) => return Err(e),
-                Ok(s) => s.close(),
-            }
-            recovery.absorb(rec);
-        }
-        recovery.elapsed_ms = t0.elapsed().as_millis() as u64;
-        Ok(recovery)
-    }
-
     /// Data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -846,185 +652,6 @@ impl Log {
             }
         }
         out
-    }
-
-    /// A cursor at the start of `stream`.
-    pub fn cursor(&self, stream: StreamId, filter: Option<String>) -> Cursor {
-        let offset = self
-            .generation(stream)
-            .ok()
-            .and_then(|g| {
-                g.segments
-                    .read()
-                    .expect("poisoned")
-                    .first()
-                    .map(|s| s.base_offset)
-            })
-            .unwrap_or(0);
-        Cursor {
-            stream,
-            offset: Offset(offset),
-            seen: 0,
-            filter,
-        }
-    }
-
-    fn generation(&self, id: StreamId) -> Result<Arc<shard::Generation>, CoreError> {
-        self.shard(id.shard)?
-            .shared
-            .generations()
-            .into_iter()
-            .find(|g| g.id == id.generation)
-            .ok_or_else(|| {
-                CoreError::NotFound(format!(
-                    "generation {} of shard {}",
-                    id.generation, id.shard
-                ))
-            })
-    }
-
-    /// Moves `cur` to `offset` (clamped into its generation).
-    pub fn seek(&self, cur: &mut Cursor, offset: Offset) -> Result<(), CoreError> {
-        let g = self.generation(cur.stream)?;
-        let seen = with_scratch(|s| shard::count_before(&g, cur.stream.stream, offset.0, s))?;
-        cur.offset = offset;
-        cur.seen = seen;
-        Ok(())
-    }
-
-    /// Moves `cur` to the first record at or after `ts_ms`.
-    pub fn seek_time(&self, cur: &mut Cursor, ts_ms: u64) -> Result<(), CoreError> {
-        let g = self.generation(cur.stream)?;
-        let off = with_scratch(|s| shard::offset_at_time(&g, ts_ms, s))?;
-        self.seek(cur, Offset(off))
-    }
-
-    /// Reads up to `batch` records from `cur`, handing each to `sink` and advancing
-    /// the cursor. Records failing the cursor's filter are passed over silently;
-    /// records past their retention are counted in `skipped`.
-    pub fn read(
-        &self,
-        cur: &mut Cursor,
-        batch: usize,
-        sink: &mut dyn FnMut(&RecordRef<'_>),
-    ) -> Result<ReadResult, CoreError> {
-        let shard = self.shard(cur.stream.shard)?;
-        let Some(g) = shard
-            .shared
-            .generations()
-            .into_iter()
-            .find(|g| g.id == cur.stream.generation)
-        else {
-            let dropped = shard
-                .shared
-                .dropped
-                .lock()
-                .expect("poisoned")
-                .get(&(cur.stream.generation, cur.stream.stream))
-                .copied();
-            let newest = shard.shared.generations().last().map_or(0, |g| g.id);
-            if dropped.is_none() && cur.stream.generation > newest {
-                return Err(CoreError::NotFound(format!(
-                    "generation {} of shard {}",
-                    cur.stream.generation, cur.stream.shard
-                )));
-            }
-            let skipped = dropped.unwrap_or(0).saturating_sub(cur.seen);
-            cur.seen += skipped;
-            return Ok(ReadResult {
-                status: ReadStatus::End,
-                delivered: 0,
-                skipped,
-            });
-        };
-        let visible = self.visibility(now_ms());
-        let req = StreamRead {
-            batch,
-            filter: cur.filter.as_deref(),
-            visible: &visible,
-        };
-        let mut off = cur.offset.0;
-        let mut seen = cur.seen;
-        let raw = with_scratch(|s| {
-            shard::read_stream(&g, cur.stream.stream, &mut off, &mut seen, &req, s, sink)
-        })?;
-        cur.offset = Offset(off);
-        cur.seen = seen;
-        let status = if raw.filled {
-            ReadStatus::Next
-        } else if raw.at_end_of_sealed {
-            ReadStatus::End
-        } else {
-            ReadStatus::Done
-        };
-        Ok(ReadResult {
-            status,
-            delivered: raw.delivered,
-            skipped: raw.skipped,
-        })
-    }
-
-    /// `true` for a record still within its retention at time `now`.
-    fn visibility(&self, now: u64) -> impl Fn(&RecordRef<'_>) -> bool + '_ {
-        let opts = &self.opts;
-        let simple = opts.retention_overrides.is_empty();
-        let global = opts.retention_ms;
-        move |r: &RecordRef<'_>| {
-            let keep = if simple {
-                global
-            } else {
-                opts.retention_for(r.topic)
-            };
-            keep.is_none_or(|k| now.saturating_sub(r.timestamp) <= k)
-        }
-    }
-
-    /// Reads records by position: calls `sink(i, record)` for every `positions[i]`, in
-    /// input order, with `None` when no record is visible there — its generation was
-    /// dropped by retention, its segment quarantined, it is past its own retention
-    /// (hidden from cursor reads too), or the offset is at or beyond the shard's end.
-    /// A missing record is not an error. Returns how many were found.
-    ///
-    /// Each lookup is O(log n) — generation by offset range, segment by base offset,
-    /// sparse index — plus a walk of at most `index_interval` bytes; consecutive
-    /// positions in the same segment reuse the bytes already read and continue from
-    /// the previous record. Reads sealed segments and the committed bytes of the
-    /// active one alike (an append's positions are readable once it completed).
-    ///
-    /// Errors: [`CoreError::InvalidArgument`] for a shard ≥ `n_shards` (checked before
-    /// anything is read), [`CoreError::Io`] for a failed read, [`CoreError::Corrupt`]
-    /// for an unverifiable record in the active segment (in a sealed segment it is
-    /// quarantined instead and its positions reported missing).
-    pub fn read_at(
-        &self,
-        positions: &[Position],
-        sink: &mut dyn FnMut(usize, Option<&RecordRef<'_>>),
-    ) -> Result<usize, CoreError> {
-        let n = self.n_shards();
-        if let Some(p) = positions.iter().find(|p| p.shard >= n) {
-            return Err(CoreError::InvalidArgument(format!(
-                "shard {} out of range: the store has {n} shards",
-                p.shard
-            )));
-        }
-        let visible = self.visibility(now_ms());
-        let mut windows: Vec<position::Window> = Vec::new();
-        let mut found = 0;
-        for (i, p) in positions.iter().enumerate() {
-            let s = p.shard as usize;
-            if windows.len() <= s {
-                windows.resize_with(s + 1, Default::default);
-            }
-            let shared = &self.shards[s].shared;
-            match windows[s].lookup(shared, p.offset.0)? {
-                position::Lookup::Found(r) if visible(&r) => {
-                    found += 1;
-                    sink(i, Some(&r));
-                }
-                _ => sink(i, None),
-            }
-        }
-        Ok(found)
     }
 
     /// Statistics for `ds info`.

@@ -37,6 +37,28 @@ pub const REPLAY_SLOW: u8 = 3;
 
 /// Values per frame in [`ReplayFrames::meta`].
 pub const META_STRIDE: usize = 6;
+/// Frame meta: shard.
+pub const META_SHARD: usize = 0;
+/// Frame meta: offset.
+pub const META_OFFSET: usize = 1;
+/// Frame meta: timestamp ms.
+pub const META_TIMESTAMP: usize = 2;
+/// Frame meta: end of the frame in the buffer (it starts where the previous one ends).
+pub const META_END: usize = 3;
+/// Frame meta: position of the packet identifier in the buffer (-1 for QoS 0).
+pub const META_ID_POS: usize = 4;
+/// Frame meta: payload length.
+pub const META_PAYLOAD_LEN: usize = 5;
+// `replay_frames` pushes a frame's meta in this order.
+const _: () = assert!(
+    META_SHARD == 0
+        && META_OFFSET == 1
+        && META_TIMESTAMP == 2
+        && META_END == 3
+        && META_ID_POS == 4
+        && META_PAYLOAD_LEN == 5
+        && META_STRIDE == 6
+);
 
 /// One subscription of the replaying session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +269,7 @@ pub fn replay_frames(
 }
 
 fn delivery(
-    e: &crate::fetch::Entry<'_>,
+    e: &super::entry::Entry<'_>,
     mask: &[u32],
     subs: &[ReplaySub],
     opts: &ReplayOptions,

@@ -1,5 +1,5 @@
-//! Durable metadata for persistent sessions: session records, subscriptions, per-stream
-//! cursors, per-session ack state, retained messages, loss reports and store-wide
+//! Durable metadata for persistent sessions: session records, subscriptions, progress
+//! records, inbound QoS 2 packet ids, retained messages, loss reports and store-wide
 //! values, kept twice so that either copy can rebuild the other.
 //!
 //! Files in the data directory:
@@ -54,6 +54,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod journal;
+pub mod progress;
 mod recovery;
 mod state;
 
@@ -70,10 +71,13 @@ pub enum Table {
     Sessions,
     /// Subscriptions, keyed e.g. `client id \0 filter`.
     Subscriptions,
-    /// Per-stream cursors, keyed e.g. `client id \0 stream id`.
-    Cursors,
-    /// Per-session ack state (unacked packet ids, QoS 2 state).
-    Acks,
+    /// Inbound QoS 2 packet ids a publisher's PUBREL has not released yet (pending or
+    /// stored), keyed by client id and packet id. Named `cursors` before 0.1 stores were
+    /// migrated (see [`Table::legacy_name`]).
+    InboundQos2,
+    /// Per-session progress records (how far each shard was read, deliveries in flight;
+    /// layout in [`progress`]), keyed by client id. Named `acks` before.
+    Progress,
     /// Retained messages by topic.
     Retained,
     /// Store-wide values (`site_id`, `n_shards`, written by the caller; `journal_seq`,
@@ -88,8 +92,8 @@ impl Table {
     pub const ALL: [Table; 7] = [
         Table::Sessions,
         Table::Subscriptions,
-        Table::Cursors,
-        Table::Acks,
+        Table::InboundQos2,
+        Table::Progress,
         Table::Retained,
         Table::System,
         Table::Losses,
@@ -100,21 +104,32 @@ impl Table {
         match self {
             Table::Sessions => "sessions",
             Table::Subscriptions => "subscriptions",
-            Table::Cursors => "cursors",
-            Table::Acks => "acks",
+            Table::InboundQos2 => "inbound_qos2",
+            Table::Progress => "progress",
             Table::Retained => "retained",
             Table::System => "system",
             Table::Losses => "losses",
         }
     }
 
-    /// Stable id in the journal's frames.
+    /// The redb name the table had in stores written before it was renamed: `open`
+    /// renames such a table (see `recovery::migrate_names`); reads of a store not yet
+    /// migrated (`check`) fall back to it. Not accepted by `from_str`.
+    pub fn legacy_name(self) -> Option<&'static str> {
+        match self {
+            Table::InboundQos2 => Some("cursors"),
+            Table::Progress => Some("acks"),
+            _ => None,
+        }
+    }
+
+    /// Stable id in the journal's frames (unchanged by renames).
     fn id(self) -> u8 {
         match self {
             Table::Sessions => 1,
             Table::Subscriptions => 2,
-            Table::Cursors => 3,
-            Table::Acks => 4,
+            Table::InboundQos2 => 3,
+            Table::Progress => 4,
             Table::Retained => 5,
             Table::System => 6,
             Table::Losses => 7,
@@ -155,7 +170,7 @@ pub enum Op {
     Put(Table, Vec<u8>, Vec<u8>),
     /// Remove one key (no error when absent).
     Delete(Table, Vec<u8>),
-    /// Remove every key starting with the prefix (e.g. all of a session's cursors).
+    /// Remove every key starting with the prefix (e.g. all of a session's inbound ids).
     DeletePrefix(Table, Vec<u8>),
 }
 

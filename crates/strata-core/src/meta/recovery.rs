@@ -30,6 +30,60 @@ fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     TableDefinition::new(t.name())
 }
 
+type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// Opens table `t` for reading, under its legacy name in a store not migrated yet (see
+/// [`Table::legacy_name`]); None when neither exists.
+fn open_read(r: &redb::ReadTransaction, t: Table) -> Result<Option<ReadTable>, TableError> {
+    match r.open_table(def(t)) {
+        Ok(x) => return Ok(Some(x)),
+        Err(TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let Some(old) = t.legacy_name() else {
+        return Ok(None);
+    };
+    match r.open_table(TableDefinition::<&[u8], &[u8]>::new(old)) {
+        Ok(x) => Ok(Some(x)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Renames the tables of a store written before they were renamed (`acks` → `progress`,
+/// `cursors` → `inbound_qos2`), in `w`. When both names exist (a store opened by an older
+/// version after it was migrated), the legacy table's entries are copied over the new one's.
+/// The journal names tables by id, so it needs no change.
+fn migrate_names(w: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    for t in Table::ALL {
+        let Some(old) = t.legacy_name() else {
+            continue;
+        };
+        let old_def = TableDefinition::<&[u8], &[u8]>::new(old);
+        let exists = w.list_tables()?.any(|h| redb::TableHandle::name(&h) == old);
+        if !exists {
+            continue;
+        }
+        let new_exists = w
+            .list_tables()?
+            .any(|h| redb::TableHandle::name(&h) == t.name());
+        if !new_exists {
+            w.rename_table(old_def, def(t))?;
+            continue;
+        }
+        {
+            let from = w.open_table(old_def)?;
+            let mut to = w.open_table(def(t))?;
+            for item in from.iter()? {
+                let (k, v) = item?;
+                to.insert(k.value(), v.value())?;
+            }
+        }
+        w.delete_table(old_def)?;
+    }
+    Ok(())
+}
+
 /// Why an operation on `meta.redb` failed.
 #[derive(Debug)]
 pub(crate) enum Fault {
@@ -301,11 +355,7 @@ fn compare(db: &Database, state: &State) -> Result<Diff, Fault> {
         for t in Table::ALL {
             let want = state.table(t);
             let mut want_it = want.iter().peekable();
-            let table = match r.open_table(def(t)) {
-                Ok(x) => Some(x),
-                Err(TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(classify(e)),
-            };
+            let table = open_read(&r, t).map_err(classify)?;
             if let Some(table) = table {
                 for item in table.iter().map_err(classify)? {
                     let (k, v) = item.map_err(classify)?;
@@ -895,9 +945,9 @@ pub(crate) fn journal_from_db(
     let r = db.begin_read().map_err(|e| fail(classify(e)))?;
     let mut w = SnapshotWriter::create(dir, seq).map_err(io)?;
     for t in Table::ALL {
-        let tab = match r.open_table(def(t)) {
-            Ok(x) => x,
-            Err(TableError::TableDoesNotExist(_)) => continue,
+        let tab = match open_read(&r, t) {
+            Ok(Some(x)) => x,
+            Ok(None) => continue,
             Err(e) => return Err(fail(classify(e))),
         };
         for item in tab.iter().map_err(|e| fail(classify(e)))? {
@@ -964,6 +1014,7 @@ pub(crate) fn execute(plan: Plan, durable: bool) -> Result<Opened, CoreError> {
     }
     let ensured = guard("create tables", || {
         let w = db.begin_write().map_err(classify)?;
+        migrate_names(&w).map_err(classify)?;
         for t in Table::ALL {
             w.open_table(def(t)).map_err(classify)?;
         }

@@ -1,0 +1,99 @@
+//! The metadata tables (`strata_core::meta`): reads, scans and atomic group-committed
+//! writes. Table names: sessions, subscriptions, inbound_qos2, progress, retained, system,
+//! losses (progress record layout: `layouts().progress`).
+use super::{MetaEntry, MetaOp, Store};
+use crate::error::to_napi_coded;
+use crate::guard::{self, Pending};
+use napi::bindgen_prelude::{Buffer, Object};
+use napi::{Env, Result};
+use napi_derive::napi;
+use strata_core::args;
+use strata_core::error::CoreError;
+use strata_core::meta::{Op, Table};
+
+fn table(name: &str) -> std::result::Result<Table, CoreError> {
+    name.parse()
+}
+
+impl Store {
+    /// Checks `ops` and hands them to the metadata writer; `p` settles once committed.
+    fn apply_ops(&self, p: Pending<()>, ops: Vec<MetaOp>) {
+        let parsed: std::result::Result<Vec<Op>, CoreError> = ops
+            .into_iter()
+            .map(|o| args::meta_op(&o.op, &o.table, o.key.to_vec(), o.value.map(|v| v.to_vec())))
+            .collect();
+        match (self.get(), parsed) {
+            (Ok(inner), Ok(ops)) => inner.meta.apply(ops, p.completion(|()| ())),
+            (Err(e), _) | (_, Err(e)) => p.reject(e),
+        }
+    }
+}
+
+#[napi]
+impl Store {
+    /// Reads one metadata value.
+    #[napi]
+    pub fn meta_get(&self, table_name: String, key: &[u8]) -> Result<Option<Buffer>, String> {
+        guard::call("Store.metaGet", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let t = table(&table_name).map_err(to_napi_coded)?;
+            Ok(inner
+                .meta
+                .get(t, key)
+                .map_err(to_napi_coded)?
+                .map(Buffer::from))
+        })
+    }
+
+    /// Up to `limit` (default 1000) entries whose key starts with `prefix`, after `after`.
+    #[napi]
+    pub fn meta_scan(
+        &self,
+        table_name: String,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: Option<u32>,
+    ) -> Result<Vec<MetaEntry>, String> {
+        guard::call("Store.metaScan", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let t = table(&table_name).map_err(to_napi_coded)?;
+            let rows = inner
+                .meta
+                .scan(t, prefix, after, limit.map_or(1000, |l| l as usize))
+                .map_err(to_napi_coded)?;
+            Ok(rows
+                .into_iter()
+                .map(|(k, v)| MetaEntry {
+                    key: k.into(),
+                    value: v.into(),
+                })
+                .collect())
+        })
+    }
+
+    /// Applies metadata writes atomically; resolves once committed (group commit).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn meta_apply<'env>(&self, env: &'env Env, ops: Vec<MetaOp>) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.metaApply", |p| self.apply_ops(p, ops))
+    }
+
+    /// `metaApply([{op:'put', ...}])`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn meta_put<'env>(
+        &self,
+        env: &'env Env,
+        table_name: String,
+        key: Buffer,
+        value: Buffer,
+    ) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.metaPut", |p| {
+            let op = MetaOp {
+                op: "put".into(),
+                table: table_name,
+                key,
+                value: Some(value),
+            };
+            self.apply_ops(p, vec![op]);
+        })
+    }
+}
