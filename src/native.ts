@@ -181,19 +181,27 @@ export type ReplaySub = Binding.ReplaySubArg;
 export type ReplayResult = Binding.ReplayResult;
 export type DrainControl = Binding.DrainControl;
 export type DrainHandback = Binding.DrainHandback;
-/** Values per in-flight delivery in the drain loop's arrays: packet id, shard, offset, retain. */
-export const DRAIN_QUAD = 4;
-export const REPLAY_STRIDE = 6;
-export const REPLAY_SHARD = 0;
-export const REPLAY_OFFSET = 1;
-export const REPLAY_TS = 2;
-export const REPLAY_END = 3;
-export const REPLAY_ID_POS = 4;
-export const REPLAY_PAYLOAD = 5;
-export const REPLAY_STATUS_NEXT = 0;
-export const REPLAY_STATUS_DONE = 1;
-export const REPLAY_STATUS_UNTIL = 2;
-export const REPLAY_STATUS_SLOW = 3;
+/**
+ * The data layouts the core defines (`layouts()` of the binding: docs/storage.md): the
+ * batch-fetch entry, the progress record, the packed append buffer, replay results and the
+ * drain loop's in-flight arrays. TypeScript reads them from here; nothing restates them.
+ */
+export const LAYOUTS: Binding.Layouts = binding.layouts();
+/** Values per in-flight delivery in the drain loop's arrays: packet id, shard, offset, retain (LAYOUTS.inflight). */
+export const DRAIN_QUAD = LAYOUTS.inflight.quad;
+export const REPLAY_STRIDE = LAYOUTS.replay.stride;
+export const REPLAY_SHARD = LAYOUTS.replay.shard;
+export const REPLAY_OFFSET = LAYOUTS.replay.offset;
+export const REPLAY_TS = LAYOUTS.replay.timestamp;
+export const REPLAY_END = LAYOUTS.replay.end;
+export const REPLAY_ID_POS = LAYOUTS.replay.idPos;
+export const REPLAY_PAYLOAD = LAYOUTS.replay.payloadLen;
+export const REPLAY_STATUS_NEXT = LAYOUTS.replay.statusNext;
+export const REPLAY_STATUS_DONE = LAYOUTS.replay.statusDone;
+export const REPLAY_STATUS_UNTIL = LAYOUTS.replay.statusUntil;
+export const REPLAY_STATUS_SLOW = LAYOUTS.replay.statusSlow;
+/** Whether this build has the native drain loop (Linux); elsewhere sessions drain on the event loop. */
+export const NATIVE_DRAIN_SUPPORTED: boolean = binding.nativeDrainSupported();
 export type MetaTable = 'sessions' | 'subscriptions' | 'inbound_qos2' | 'progress' | 'retained' | 'system' | 'losses';
 export type MetaOp =
   | { op: 'put'; table: MetaTable; key: Buffer; value: Buffer }
@@ -230,13 +238,15 @@ export interface PackedMessage {
 
 /** The `appendPacked` layout (see the binding's doc): a 16-byte header, then the bytes. */
 export function packMessages(msgs: readonly PackedMessage[]): Buffer {
+  const L = LAYOUTS.packed;
+  const header = L.header;
   let size = 0;
   const lens: number[] = [];
   for (const m of msgs) {
     const p = Buffer.byteLength(m.publisher);
     const t = Buffer.byteLength(m.topic);
     lens.push(p, t);
-    size += 16 + p + t + (m.properties?.length ?? 0) + m.payload.length;
+    size += header + p + t + (m.properties?.length ?? 0) + m.payload.length;
   }
   const b = Buffer.allocUnsafe(size);
   let o = 0;
@@ -244,14 +254,14 @@ export function packMessages(msgs: readonly PackedMessage[]): Buffer {
     const p = lens[2 * i] as number;
     const t = lens[2 * i + 1] as number;
     const props = m.properties?.length ?? 0;
-    b.writeUInt16LE(p, o);
-    b.writeUInt16LE(t, o + 2);
-    b.writeUInt32LE(props, o + 4);
-    b.writeUInt32LE(m.payload.length, o + 8);
-    b[o + 12] = m.qos;
-    b[o + 13] = m.retain ? 1 : 0;
-    b.writeUInt16LE(m.inboundId ?? 0, o + 14);
-    o += 16;
+    b.writeUInt16LE(p, o + L.publisherLen);
+    b.writeUInt16LE(t, o + L.topicLen);
+    b.writeUInt32LE(props, o + L.propertiesLen);
+    b.writeUInt32LE(m.payload.length, o + L.payloadLen);
+    b[o + L.qos] = m.qos;
+    b[o + L.retain] = m.retain ? 1 : 0;
+    b.writeUInt16LE(m.inboundId ?? 0, o + L.inboundId);
+    o += header;
     o += b.write(m.publisher, o, p, 'utf8');
     o += b.write(m.topic, o, t, 'utf8');
     if (m.properties) o += m.properties.copy(b, o);
@@ -280,15 +290,16 @@ export interface ScanResult {
  * count + 1 boundaries. Payload and properties are views into the batch buffer.
  */
 export function decodeEntries(buffer: Buffer, offsets: Uint32Array): StoredMessage[] {
+  const E = LAYOUTS.entry;
   const out: StoredMessage[] = [];
   for (let i = 0; i + 1 < offsets.length; i++) {
     const at = offsets[i] as number;
-    const payloadLen = buffer.readUInt32LE(at + 16);
-    const propsLen = buffer.readUInt32LE(at + 20);
-    const topicLen = buffer.readUInt16LE(at + 24);
-    const pubLen = buffer.readUInt16LE(at + 26);
-    const flags = buffer[at + 28] as number;
-    let p = at + 32;
+    const payloadLen = buffer.readUInt32LE(at + E.payloadLen);
+    const propsLen = buffer.readUInt32LE(at + E.propertiesLen);
+    const topicLen = buffer.readUInt16LE(at + E.topicLen);
+    const pubLen = buffer.readUInt16LE(at + E.publisherLen);
+    const flags = buffer[at + E.flags] as number;
+    let p = at + E.header;
     const publisher = buffer.toString('utf8', p, p + pubLen);
     p += pubLen;
     const topic = buffer.toString('utf8', p, p + topicLen);
@@ -296,13 +307,13 @@ export function decodeEntries(buffer: Buffer, offsets: Uint32Array): StoredMessa
     const properties = buffer.subarray(p, p + propsLen);
     p += propsLen;
     out.push({
-      offset: Number(buffer.readBigUInt64LE(at)),
-      timestamp: Number(buffer.readBigUInt64LE(at + 8)),
-      shard: buffer.readUInt16LE(at + 30),
+      offset: Number(buffer.readBigUInt64LE(at + E.offset)),
+      timestamp: Number(buffer.readBigUInt64LE(at + E.timestamp)),
+      shard: buffer.readUInt16LE(at + E.shard),
       publisher,
       topic,
-      qos: (flags & 3) as 0 | 1 | 2,
-      retain: (flags & 4) !== 0,
+      qos: (flags & E.flagQosMask) as 0 | 1 | 2,
+      retain: (flags & E.flagRetain) !== 0,
       properties,
       payload: buffer.subarray(p, p + payloadLen),
     });
@@ -394,6 +405,7 @@ export class DurableStore {
    * `inflight`: DRAIN_QUAD values per delivery already in flight. Throws on bad arguments.
    */
   drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl {
+    if (!NATIVE_DRAIN_SUPPORTED) throw new NativeError('ERR_UNSUPPORTED', 'this build has no native drain loop (Linux only)');
     return wrapSync(() => this.inner.drain(fd, shards, subs, version, clientId, maxEntries, maxPacket, window, inflight, nextId));
   }
 

@@ -24,6 +24,7 @@
 import { createMessage, decodeProperties, LogMessage, type Message, payloadSize } from '../wire/message.js';
 import {
   DRAIN_QUAD,
+  LAYOUTS,
   type DrainControl,
   REPLAY_END,
   REPLAY_ID_POS,
@@ -95,9 +96,12 @@ interface Native {
   timer: NodeJS.Timeout;
 }
 
-const SCAN_NEXT = 0;
-const SCAN_DONE = 1;
-const SCAN_UNTIL = 2;
+const SCAN_NEXT = LAYOUTS.replay.statusNext;
+const SCAN_DONE = LAYOUTS.replay.statusDone;
+const SCAN_UNTIL = LAYOUTS.replay.statusUntil;
+/** The batch-fetch entry layout and the drain loop's in-flight quads, as the core defines them. */
+const ENTRY = LAYOUTS.entry;
+const INFLIGHT = LAYOUTS.inflight;
 
 export class LogSession implements SessionPersistence, ProgressSource {
   replaying = true;
@@ -379,7 +383,12 @@ export class LogSession implements SessionPersistence, ProgressSource {
     for (const [id, e] of session.inflight) {
       // What the loop carries: QoS 1 deliveries of logged messages the log finds again.
       if (e.qos !== 1 || e.phase !== 'publish' || !e.ref || e.pinned || e.retainedTopic !== undefined || e.subIds !== undefined) return false;
-      quads.push(id, e.ref.shard, e.ref.offset, e.retain ? 1 : 0);
+      const q = new Array<number>(DRAIN_QUAD).fill(0);
+      q[INFLIGHT.id] = id;
+      q[INFLIGHT.shard] = e.ref.shard;
+      q[INFLIGHT.offset] = e.ref.offset;
+      q[INFLIGHT.retain] = e.retain ? 1 : 0;
+      quads.push(...q);
     }
     const fd = conn.nativeFd();
     if (fd === null) return false;
@@ -621,6 +630,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
 
   /** The deliveries in scanned entries of shard `s` (entry layout: docs/storage.md, fetch). */
   private decode(s: number, r: ScanResult, subs: Subscription[]): Candidate[] {
+    const E = ENTRY;
     const buf = r.buffer;
     const offs = r.offsets;
     const words = r.words;
@@ -628,10 +638,10 @@ export class LogSession implements SessionPersistence, ProgressSource {
     const out: Candidate[] = [];
     for (let j = 0; j + 1 < offs.length; j++) {
       const at = offs[j] as number;
-      const flags = buf[at + 28] as number;
-      const msgQos = (flags & 3) as QoS;
-      const msgRetain = (flags & 4) !== 0;
-      const pubLen = buf.readUInt16LE(at + 26);
+      const flags = buf[at + E.flags] as number;
+      const msgQos = (flags & E.flagQosMask) as QoS;
+      const msgRetain = (flags & E.flagRetain) !== 0;
+      const pubLen = buf.readUInt16LE(at + E.publisherLen);
       let publisher: string | undefined; // decoded only for a no-local check
       let qos = -1;
       let retain = false;
@@ -643,7 +653,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
           bits &= bits - 1;
           const sub = subs[w * 32 + bit];
           if (!sub) continue;
-          if (sub.noLocal && (publisher ??= buf.toString('utf8', at + 32, at + 32 + pubLen)) === this.clientId) continue;
+          if (sub.noLocal && (publisher ??= buf.toString('utf8', at + E.header, at + E.header + pubLen)) === this.clientId) continue;
           const q = sub.qos < msgQos ? sub.qos : msgQos;
           if (q > qos) qos = q;
           if (sub.retainAsPublished && msgRetain) retain = true;
@@ -651,20 +661,20 @@ export class LogSession implements SessionPersistence, ProgressSource {
         }
       }
       if (qos < 0) continue; // only its own messages under no-local
-      const offset = buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 0x100000000;
-      const ts = buf.readUInt32LE(at + 8) + buf.readUInt32LE(at + 12) * 0x100000000;
-      const payloadLen = buf.readUInt32LE(at + 16);
-      const propsLen = buf.readUInt32LE(at + 20);
-      const topicLen = buf.readUInt16LE(at + 24);
-      const topicAt = at + 32 + pubLen;
+      const offset = buf.readUInt32LE(at + E.offset) + buf.readUInt32LE(at + E.offset + 4) * 0x100000000;
+      const ts = buf.readUInt32LE(at + E.timestamp) + buf.readUInt32LE(at + E.timestamp + 4) * 0x100000000;
+      const payloadLen = buf.readUInt32LE(at + E.payloadLen);
+      const propsLen = buf.readUInt32LE(at + E.propertiesLen);
+      const topicLen = buf.readUInt16LE(at + E.topicLen);
+      const topicAt = at + E.header + pubLen;
       const payloadAt = topicAt + topicLen + propsLen;
       let msg: Message;
       if (propsLen === 0) {
-        msg = new LogMessage(buf, at + 32, pubLen, topicAt, topicLen, payloadAt, payloadLen, msgQos, msgRetain, ts);
+        msg = new LogMessage(buf, at + E.header, pubLen, topicAt, topicLen, payloadAt, payloadLen, msgQos, msgRetain, ts);
       } else {
         const topic = buf.toString('utf8', topicAt, topicAt + topicLen);
         const props = decodeProperties(buf.subarray(topicAt + topicLen, payloadAt));
-        publisher ??= buf.toString('utf8', at + 32, at + 32 + pubLen);
+        publisher ??= buf.toString('utf8', at + E.header, at + E.header + pubLen);
         msg = createMessage(topic, buf.subarray(payloadAt, payloadAt + payloadLen), msgQos, msgRetain, props, publisher, ts);
         msg.encoded = null; // delivered to this session only: no encoding cache
       }
@@ -673,12 +683,12 @@ export class LogSession implements SessionPersistence, ProgressSource {
     return out;
   }
 
-  /** The progress record: `next` lowered to the first delivery still queued in each shard. */
   /** Whether this is still its session's durable side (an ended session writes nothing more). */
   current(): boolean {
     return this.session.durable === this;
   }
 
+  /** The progress record: `next` lowered to the first delivery still queued in each shard. */
   encode(): Buffer {
     const session = this.session;
     const next = this.next.slice();
@@ -717,8 +727,8 @@ export class LogSession implements SessionPersistence, ProgressSource {
  */
 function forEachQuad(q: Float64Array, fn: (id: number, e: Inflight) => void): void {
   for (let i = 0; i + DRAIN_QUAD <= q.length; i += DRAIN_QUAD) {
-    const ref = { shard: q[i + 1] as number, offset: q[i + 2] as number };
-    fn(q[i] as number, { msg: null, qos: 1, retain: q[i + 3] === 1, subIds: undefined, ref, phase: 'publish' });
+    const ref = { shard: q[i + INFLIGHT.shard] as number, offset: q[i + INFLIGHT.offset] as number };
+    fn(q[i + INFLIGHT.id] as number, { msg: null, qos: 1, retain: q[i + INFLIGHT.retain] === 1, subIds: undefined, ref, phase: 'publish' });
   }
 }
 

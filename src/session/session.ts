@@ -10,6 +10,7 @@
 import type { QoS } from '../wire/codec.js';
 import { type Message, payloadSize } from '../wire/message.js';
 import type { Config } from '../config.js';
+import { NATIVE_DRAIN_SUPPORTED } from '../native.js';
 import type { DurableRef, Pending, SubscriptionOptions } from '../persistence/registries.js';
 import type { Outlet } from './outlet.js';
 import { Queue } from './queue.js';
@@ -164,7 +165,8 @@ export function deliveryLimits(c: Config): DeliveryLimits {
     writeHighWatermark: c['mqtt.write_high_watermark'],
     batchSize: c['durable_sessions.batch_size'],
     storeQos0: c['durable_sessions.qos0'],
-    nativeDrain: c['durable_sessions.native_drain'],
+    // The native loop exists on Linux builds only; elsewhere sessions drain on the event loop.
+    nativeDrain: c['durable_sessions.native_drain'] && NATIVE_DRAIN_SUPPORTED,
   };
 }
 

@@ -18,9 +18,12 @@ const require = createRequire(import.meta.url);
 // dist/test/native/scan.test.js -> <repo>/native/binding.js
 const binding = require('../../../native/binding.js') as typeof Binding;
 
-const NEXT = 0;
-const DONE = 1;
-const UNTIL = 2;
+// The layouts as the core defines them (one source: `layouts()`).
+const L = binding.layouts();
+const E = L.entry;
+const NEXT = L.replay.statusNext;
+const DONE = L.replay.statusDone;
+const UNTIL = L.replay.statusUntil;
 
 interface Entry {
   offset: number;
@@ -46,23 +49,23 @@ function decode(r: Binding.ScanResult): Entry[] {
   for (let j = 0; j < n; j++) {
     const e = r.offsets[j] as number;
     const end = r.offsets[j + 1] as number;
-    const payloadLen = b.readUInt32LE(e + 16);
-    const propsLen = b.readUInt32LE(e + 20);
-    const topicLen = b.readUInt16LE(e + 24);
-    const pubLen = b.readUInt16LE(e + 26);
-    const flags = b.readUInt8(e + 28);
-    let p = e + 32;
+    const payloadLen = b.readUInt32LE(e + E.payloadLen);
+    const propsLen = b.readUInt32LE(e + E.propertiesLen);
+    const topicLen = b.readUInt16LE(e + E.topicLen);
+    const pubLen = b.readUInt16LE(e + E.publisherLen);
+    const flags = b.readUInt8(e + E.flags);
+    let p = e + E.header;
     const publisher = b.toString('utf8', p, (p += pubLen));
     const topic = b.toString('utf8', p, (p += topicLen));
     const properties = b.subarray(p, (p += propsLen));
     const payload = b.subarray(p, (p += payloadLen));
     assert.equal(p, end, 'entry lengths add up');
     out.push({
-      offset: Number(b.readBigUInt64LE(e)),
-      timestamp: Number(b.readBigUInt64LE(e + 8)),
-      shard: b.readUInt16LE(e + 30),
-      qos: flags & 3,
-      retain: (flags & 4) !== 0,
+      offset: Number(b.readBigUInt64LE(e + E.offset)),
+      timestamp: Number(b.readBigUInt64LE(e + E.timestamp)),
+      shard: b.readUInt16LE(e + E.shard),
+      qos: flags & E.flagQosMask,
+      retain: (flags & E.flagRetain) !== 0,
       publisher,
       topic,
       properties,

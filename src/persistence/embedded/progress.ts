@@ -14,12 +14,15 @@
  *       message sent on subscribe: shard and offset are 0, and after the ids come u16 topic
  *       length + topic), u8 subscription ids k, k × u32
  */
+import { LAYOUTS } from '../../native.js';
 import type { QoS } from '../../wire/codec.js';
 import type { Gap, Pending, Progress, ProgressEntry } from '../registries.js';
 
 export type { Gap, Progress, ProgressEntry };
 
-const VERSION = 2;
+/** The layout, as the core defines it (strata_core::meta::progress; `layouts().progress`). */
+const P = LAYOUTS.progress;
+const VERSION = P.version;
 
 /**
  * Writes one progress record straight into a scratch buffer, entry by entry, and copies it out
@@ -43,31 +46,30 @@ export class ProgressWriter {
     // DataView wraps what does not fit its field; the layout's limits are checked here instead.
     fits('excess', head.excess, 0xffffffff);
     fits('gap count', gapCount, 0xffff);
-    this.room(1 + 2 + 8 * n + 4 + 16 + 2 + gapCount * 18 + 4);
+    this.room(P.next + P.nextBytes * n + P.headTailBytes + gapCount * P.gapBytes + P.entryCountBytes);
     const v = this.view;
-    let o = 0;
-    v.setUint8(o, VERSION);
-    v.setUint16(o + 1, n);
-    o += 3;
+    v.setUint8(0, VERSION);
+    v.setUint16(P.shardCount, n);
+    let o = P.next;
     for (const x of head.next) {
       v.setFloat64(o, x);
-      o += 8;
+      o += P.nextBytes;
     }
-    v.setUint32(o, head.excess);
-    v.setFloat64(o + 4, head.backlog);
-    v.setFloat64(o + 12, head.backlogBytes);
-    v.setUint16(o + 20, gapCount);
-    o += 22;
+    v.setUint32(o + P.excess, head.excess);
+    v.setFloat64(o + P.backlog, head.backlog);
+    v.setFloat64(o + P.backlogBytes, head.backlogBytes);
+    v.setUint16(o + P.gapCount, gapCount);
+    o += P.headTailBytes;
     head.gaps.forEach((gaps, shard) => {
       for (const g of gaps) {
-        v.setUint16(o, shard);
-        v.setFloat64(o + 2, g.from);
-        v.setFloat64(o + 10, g.to ?? -1);
-        o += 18;
+        v.setUint16(o + P.gapShard, shard);
+        v.setFloat64(o + P.gapFrom, g.from);
+        v.setFloat64(o + P.gapTo, g.to ?? P.gapOpen);
+        o += P.gapBytes;
       }
     });
     this.countAt = o;
-    this.o = o + 4;
+    this.o = o + P.entryCountBytes;
   }
 
   /** One delivery: queued (phase 0, packet id 0), PUBLISH sent (1) or PUBREL sent (2). */
@@ -78,22 +80,22 @@ export class ProgressWriter {
     if (k > 255) throw new RangeError(`progress record: ${k} subscription identifiers on one delivery (at most 255)`);
     const topicLen = topic === undefined ? 0 : Buffer.byteLength(topic, 'utf8');
     fits('retained topic length', topicLen, 0xffff);
-    this.room(16 + 4 * k + (topic === undefined ? 0 : 2 + topicLen));
+    this.room(P.entryBytes + P.subIdBytes * k + (topic === undefined ? 0 : P.topicLenBytes + topicLen));
     const v = this.view;
     const ref = p.ref;
     let o = this.o;
-    v.setUint16(o, ref === undefined ? 0 : ref.shard);
-    v.setFloat64(o + 2, ref === undefined ? 0 : ref.offset);
-    v.setUint16(o + 10, packetId);
-    v.setUint8(o + 12, p.qos);
-    v.setUint8(o + 13, phase);
-    v.setUint8(o + 14, (p.retain ? 1 : 0) | (p.pinned ? 2 : 0) | (topic !== undefined ? 4 : 0));
-    v.setUint8(o + 15, k);
-    o += 16;
-    for (let i = 0; i < k; i++, o += 4) v.setUint32(o, (ids as number[])[i] as number);
+    v.setUint16(o + P.entryShard, ref === undefined ? 0 : ref.shard);
+    v.setFloat64(o + P.entryOffset, ref === undefined ? 0 : ref.offset);
+    v.setUint16(o + P.entryPacketId, packetId);
+    v.setUint8(o + P.entryQos, p.qos);
+    v.setUint8(o + P.entryPhase, phase);
+    v.setUint8(o + P.entryFlags, (p.retain ? P.flagRetain : 0) | (p.pinned ? P.flagPinned : 0) | (topic !== undefined ? P.flagRetainedMessage : 0));
+    v.setUint8(o + P.entrySubIdCount, k);
+    o += P.entryBytes;
+    for (let i = 0; i < k; i++, o += P.subIdBytes) v.setUint32(o, (ids as number[])[i] as number);
     if (topic !== undefined) {
       v.setUint16(o, topicLen);
-      o += 2 + this.buf.write(topic, o + 2, 'utf8');
+      o += P.topicLenBytes + this.buf.write(topic, o + P.topicLenBytes, 'utf8');
     }
     this.o = o;
     this.count++;
@@ -133,54 +135,57 @@ export function encodeProgress(p: Progress): Buffer {
 /** Decode a record; throws on a value that is not one (the caller logs and starts afresh). */
 export function decodeProgress(b: Buffer, shards: number): Progress {
   const version = b[0];
-  if (version !== VERSION && version !== 1) throw new Error(`unknown progress record version ${version}`);
-  let o = 1;
-  const n = b.readUInt16BE(o);
-  o += 2;
+  if (version !== VERSION && version !== P.versionNoBacklog) throw new Error(`unknown progress record version ${version}`);
+  const n = b.readUInt16BE(P.shardCount);
   if (n !== shards) throw new Error(`progress record for ${n} shards, the store has ${shards}`);
+  let o = P.next;
   const next: number[] = [];
-  for (let i = 0; i < n; i++, o += 8) next.push(b.readDoubleBE(o));
-  const excess = b.readUInt32BE(o);
-  o += 4;
+  for (let i = 0; i < n; i++, o += P.nextBytes) next.push(b.readDoubleBE(o));
+  const excess = b.readUInt32BE(o + P.excess);
   let backlog = 0;
   let backlogBytes = 0;
+  let gapCount: number;
   if (version === VERSION) {
-    backlog = b.readDoubleBE(o);
-    backlogBytes = b.readDoubleBE(o + 8);
-    o += 16;
+    backlog = b.readDoubleBE(o + P.backlog);
+    backlogBytes = b.readDoubleBE(o + P.backlogBytes);
+    gapCount = b.readUInt16BE(o + P.gapCount);
+    o += P.headTailBytes;
+  } else {
+    // Version 1: no backlog counts; the u16 gap count right after the u32 `excess`.
+    gapCount = b.readUInt16BE(o + P.excess + 4);
+    o += P.excess + 4 + 2;
   }
   const gaps: Gap[][] = next.map(() => []);
-  const gapCount = b.readUInt16BE(o);
-  o += 2;
-  for (let i = 0; i < gapCount; i++, o += 18) {
-    const to = b.readDoubleBE(o + 10);
-    gaps[b.readUInt16BE(o)]?.push({ from: b.readDoubleBE(o + 2), to: to < 0 ? null : to });
+  for (let i = 0; i < gapCount; i++, o += P.gapBytes) {
+    const to = b.readDoubleBE(o + P.gapTo);
+    gaps[b.readUInt16BE(o + P.gapShard)]?.push({ from: b.readDoubleBE(o + P.gapFrom), to: to < 0 ? null : to });
   }
   const count = b.readUInt32BE(o);
-  o += 4;
+  o += P.entryCountBytes;
   const entries: ProgressEntry[] = [];
   for (let i = 0; i < count; i++) {
-    const shard = b.readUInt16BE(o);
-    const offset = b.readDoubleBE(o + 2);
-    const packetId = b.readUInt16BE(o + 10);
-    const qos = b[o + 12] as QoS;
-    const phase = b[o + 13] as 0 | 1 | 2;
-    const flags = b[o + 14] as number;
-    const k = b[o + 15] as number;
-    o += 16;
+    const shard = b.readUInt16BE(o + P.entryShard);
+    const offset = b.readDoubleBE(o + P.entryOffset);
+    const packetId = b.readUInt16BE(o + P.entryPacketId);
+    const qos = b[o + P.entryQos] as QoS;
+    const phase = b[o + P.entryPhase] as 0 | 1 | 2;
+    const flags = b[o + P.entryFlags] as number;
+    const k = b[o + P.entrySubIdCount] as number;
+    o += P.entryBytes;
     let subIds: number[] | undefined;
     if (k > 0) {
       subIds = [];
-      for (let j = 0; j < k; j++, o += 4) subIds.push(b.readUInt32BE(o));
+      for (let j = 0; j < k; j++, o += P.subIdBytes) subIds.push(b.readUInt32BE(o));
     }
-    if ((flags & 4) !== 0) {
+    const retain = (flags & P.flagRetain) !== 0;
+    if ((flags & P.flagRetainedMessage) !== 0) {
       const len = b.readUInt16BE(o);
-      const retainedTopic = b.toString('utf8', o + 2, o + 2 + len);
-      o += 2 + len;
-      entries.push({ pending: { msg: null, qos, retain: (flags & 1) !== 0, subIds, retainedTopic }, packetId, phase });
+      const retainedTopic = b.toString('utf8', o + P.topicLenBytes, o + P.topicLenBytes + len);
+      o += P.topicLenBytes + len;
+      entries.push({ pending: { msg: null, qos, retain, subIds, retainedTopic }, packetId, phase });
       continue;
     }
-    entries.push({ pending: { msg: null, qos, retain: (flags & 1) !== 0, subIds, ref: { shard, offset }, pinned: (flags & 2) !== 0 }, packetId, phase });
+    entries.push({ pending: { msg: null, qos, retain, subIds, ref: { shard, offset }, pinned: (flags & P.flagPinned) !== 0 }, packetId, phase });
   }
   if (o !== b.length) throw new Error('progress record has trailing bytes');
   return { next, excess, backlog, backlogBytes, gaps, entries };
