@@ -24,6 +24,11 @@ export declare class DrainControl {
   stop(): DrainHandback | null
   /** What `stop()` would return now, without stopping; null once taken. */
   snapshot(): DrainSnapshot | null
+  /**
+   * What the loop wrote and what was acknowledged since the last call (when started with
+   * `report`), oldest first: REPORT_STRIDE numbers each (`layouts().report`).
+   */
+  takeReports(): Float64Array
   /** When the loop last read from the client, ms since the epoch. */
   lastReadMs(): number
 }
@@ -63,7 +68,7 @@ export declare class Store {
    * write the socket until it has the state back). `window`: in-flight QoS 1 limit;
    * `inflight`: quads already in flight; `nextId`: the next packet id to try.
    */
-  drain(fd: number, shards: Array<ReplayShardArg>, subs: Array<ReplaySubArg>, version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl
+  drain(fd: number, shards: Array<ReplayShardArg>, subs: Array<ReplaySubArg>, version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number, report: boolean): DrainControl
   /**
    * Appends messages; resolves with their positions once durable per the fsync
    * policy (group commit), rejects with `ERR_STORE_DISK_FULL` etc.
@@ -285,6 +290,8 @@ export interface DrainHandback {
   sent: number
   sentPayload: number
   acked: number
+  /** Reports not taken yet (`report`), as `takeReports` gives them. */
+  reports: Float64Array
 }
 
 /** A running loop's state, as a stop now would hand it back. */
@@ -366,7 +373,8 @@ export interface InflightLayout {
  * The layouts that cross the binding, from their one definition in `strata-core`:
  * `entry` (the batch entries of `readAt` and `scan`), `progress` (the session progress
  * record kept in the `progress` table), `packed` (`appendPacked`'s buffer), `replay`
- * (`ReplayResult.meta` and status codes), `inflight` (the drain loop's in-flight quads).
+ * (`ReplayResult.meta` and status codes), `inflight` (the drain loop's in-flight quads),
+ * `report` (the drain loop's reports of deliveries written and acknowledged).
  * Byte offsets and sizes, flag bits and codes; values in each field's doc. Read once at
  * start-up.
  */
@@ -379,6 +387,7 @@ export interface Layouts {
   packed: PackedLayout
   replay: ReplayLayout
   inflight: InflightLayout
+  report: ReportLayout
 }
 
 /** A metadata entry. */
@@ -604,6 +613,22 @@ export interface ReplaySubArg {
   qos: number
   noLocal: boolean
   retainAsPublished: boolean
+}
+
+/** Drain reports as numbers (`DrainControl.takeReports`, `DrainHandback.reports`). */
+export interface ReportLayout {
+  /** Values per report (5). */
+  stride: number
+  /** 0: the frame was written; 1: its delivery was acknowledged (0). */
+  acked: number
+  /** Shard (1). */
+  shard: number
+  /** Offset (2). */
+  offset: number
+  /** QoS it was sent with (3). */
+  qos: number
+  /** Retain, 0/1 (4). */
+  retain: number
 }
 
 /** A per-topic retention override. */

@@ -402,11 +402,13 @@ export class DurableStore {
   /**
    * A native drain loop (strata_core::drain) for the session replay `shards`/`subs` over the
    * TCP socket with descriptor `fd`: start it with `run()`, take the state back with `stop()`.
-   * `inflight`: DRAIN_QUAD values per delivery already in flight. Throws on bad arguments.
+   * `inflight`: DRAIN_QUAD values per delivery already in flight. `report`: record what it
+   * writes and what is acknowledged (`DrainControl.takeReports`, LAYOUTS.report) for the
+   * delivery listeners. Throws on bad arguments.
    */
-  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl {
+  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number, report: boolean): DrainControl {
     if (!NATIVE_DRAIN_SUPPORTED) throw new NativeError('ERR_UNSUPPORTED', 'this build has no native drain loop (Linux only)');
-    return wrapSync(() => this.inner.drain(fd, shards, subs, version, clientId, maxEntries, maxPacket, window, inflight, nextId));
+    return wrapSync(() => this.inner.drain(fd, shards, subs, version, clientId, maxEntries, maxPacket, window, inflight, nextId, report));
   }
 
   /** The offset the next record of a shard will get. */

@@ -179,7 +179,7 @@ export interface MessageLog extends MessageRegistry {
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult;
   replay(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): ReplayResult;
   replayAsync(shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number): Promise<ReplayResult>;
-  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl;
+  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number, report: boolean): DrainControl;
   /** Commit this session's progress record with the current batch; resolves once durable. */
   touch(session: ProgressSource): Promise<void>;
   /** Commit this session's progress record soon (within milliseconds), nobody waiting. */

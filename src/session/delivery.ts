@@ -244,6 +244,7 @@ function loadBatch(session: Session, batchSize: number): void {
 export function completeOutbound(session: Session, id: number, entry: Inflight): void {
   session.inflight.delete(id);
   if (isRecorded(entry)) session.durable?.completed(entry);
+  if (entry.msg === null && entry.ref && session.env.observed()) session.durable?.load([entry]); // held by log position only (after a restart, or the native loop)
   if (entry.msg) session.env.acked(session.clientId, entry.msg);
   const conn = session.outlet;
   if ((session.queue.length > 0 || session.durable?.replaying) && !pumpAfterAcks.has(session)) {

@@ -92,8 +92,10 @@ interface Native {
   want: ReplayShard[];
   /** Pump again (once the loop ended by itself). */
   wake: () => void;
-  /** Commits the session's progress (from the loop's snapshot) while the loop runs. */
+  /** Commits the session's progress (from the loop's snapshot) while the loop runs, and reports. */
   timer: NodeJS.Timeout;
+  /** The loop records what it writes and what is acknowledged, for the delivery listeners. */
+  report: boolean;
 }
 
 const SCAN_NEXT = LAYOUTS.replay.statusNext;
@@ -342,8 +344,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
       this.unreadAhead();
       return 'slow';
     }
-    // The native loop does not report deliveries to listeners yet: it drains only unobserved sessions.
-    if (native && plain && this.ahead.length === 0 && !this.reading && !this.slow && this.startNative(conn, subs, n, wake)) return 'native';
+    if (native && this.ahead.length === 0 && !this.reading && !this.slow && this.startNative(conn, subs, n, wake, !plain)) return 'native';
     for (let reads = 0; ; ) {
       for (let a = this.ahead[0]; a; a = this.ahead[0]) {
         this.sendAhead(conn, a, maxBacklog, !plain);
@@ -376,7 +377,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
    * not now (not plain TCP, something buffered, a delivery in flight it cannot carry, all
    * loops busy), `stream` goes on as usual.
    */
-  private startNative(conn: Outlet, subs: Subscription[], n: number, wake: () => void): boolean {
+  private startNative(conn: Outlet, subs: Subscription[], n: number, wake: () => void, report: boolean): boolean {
     const session = this.session;
     if (nativeDrains >= MAX_NATIVE_DRAINS || this.excess > 0 || session.queue.length > 0) return false;
     const quads: number[] = [];
@@ -394,11 +395,14 @@ export class LogSession implements SessionPersistence, ProgressSource {
     if (fd === null) return false;
     const want = this.replayShards(subs, true);
     if (want.length === 0) return false;
-    const ctl = this.src.drain(fd, want, this.replaySubs(subs), conn.protocolVersion, this.clientId, n, conn.clientMaxPacketSize, conn.window, Float64Array.from(quads), session.nextId);
+    const ctl = this.src.drain(fd, want, this.replaySubs(subs), conn.protocolVersion, this.clientId, n, conn.clientMaxPacketSize, conn.window, Float64Array.from(quads), session.nextId, report);
     session.inflight.clear();
-    const timer = setInterval(() => this.src.mark(this), NATIVE_PROGRESS_MS);
+    const timer = setInterval(() => {
+      this.src.mark(this);
+      if (report) this.reported(ctl.takeReports());
+    }, NATIVE_PROGRESS_MS);
     timer.unref();
-    this.native = { ctl, conn, want, wake, timer };
+    this.native = { ctl, conn, want, wake, timer, report };
     nativeDrains++;
     session.env.stats.nativeDrains++;
     conn.handOff(
@@ -433,9 +437,33 @@ export class LogSession implements SessionPersistence, ProgressSource {
     this.backlogBytes = Math.max(0, this.backlogBytes - h.sentPayload);
     this.advanceRead(nat.want, h.next, h.status);
     this.src.mark(this);
+    if (nat.report) this.reported(h.reports);
     nat.conn.takeBack(h.unsent, h.rest, closing);
     if (h.error) this.src.log.debug({ clientId: this.clientId, err: h.error }, 'native drain ended');
     if (!closing) nat.wake();
+  }
+
+  /**
+   * Tell the delivery listeners what the native loop wrote and what was acknowledged
+   * (LAYOUTS.report values each, in the order it happened): the messages are read back from the
+   * log in one batch.
+   */
+  private reported(r: Float64Array): void {
+    const R = LAYOUTS.report;
+    const n = r.length / R.stride;
+    if (n === 0) return;
+    const items: Pending[] = [];
+    for (let i = 0; i < r.length; i += R.stride) {
+      const ref = { shard: r[i + R.shard] as number, offset: r[i + R.offset] as number };
+      items.push({ msg: null, qos: r[i + R.qos] as QoS, retain: r[i + R.retain] === 1, subIds: undefined, ref });
+    }
+    this.src.load(items);
+    const env = this.session.env;
+    items.forEach((p, k) => {
+      if (p.msg === null) return; // gone from the log meanwhile (retention)
+      if (r[k * R.stride + R.acked] === 1) env.acked(this.clientId, p.msg);
+      else env.delivered(this.clientId, p.msg, p.qos);
+    });
   }
 
   /** Each shard not caught up, as a replay request; `bounded`: read nothing appended after now. */

@@ -317,29 +317,32 @@ describe('replay from the log', () => {
     }
   });
 
-  test('with message.delivered / message.acked listeners the drain keeps its fast path and reports every delivery and acknowledgement', async () => {
-    const tb = await startBroker();
-    try {
-      await offlineSubscriber(tb.url, 'hooked', 'hk/t');
-      await publishN(tb.url, 'hk/t', 300, 1);
-      const delivered: string[] = [];
-      const acked: string[] = [];
-      tb.broker.on('message.delivered', (clientId, msg) => delivered.push(`${clientId}:${msg.payload.toString()}`));
-      tb.broker.on('message.acked', (clientId, msg) => acked.push(`${clientId}:${msg.payload.toString()}`));
-      const back = unconnected(tb.url, persistent('hooked'));
-      const got = collect(back, 300, 10000);
-      back.connect();
-      assert.deepEqual(nums(await got), range(0, 300));
-      await sleep(100);
-      const want = range(0, 300).map((i) => `hooked:${i}`);
-      assert.deepEqual(delivered, want);
-      assert.deepEqual(acked, want);
-      assert.ok(tb.broker.metrics.fastDrained > 0, 'drained on the fast path');
-      await back.endAsync();
-    } finally {
-      await tb.close();
-    }
-  });
+  for (const native of [true, false]) {
+    test(`with message.delivered / message.acked listeners the drain keeps its fast path (${native ? 'the native loop' : 'on the event loop'}) and reports every delivery and acknowledgement`, async () => {
+      const tb = await startBroker({ config: { 'durable_sessions.native_drain': native } });
+      try {
+        await offlineSubscriber(tb.url, 'hooked', 'hk/t');
+        await publishN(tb.url, 'hk/t', 300, 1);
+        const delivered: string[] = [];
+        const acked: string[] = [];
+        tb.broker.on('message.delivered', (clientId, msg) => delivered.push(`${clientId}:${msg.payload.toString()}`));
+        tb.broker.on('message.acked', (clientId, msg) => acked.push(`${clientId}:${msg.payload.toString()}`));
+        const back = unconnected(tb.url, persistent('hooked'));
+        const got = collect(back, 300, 10000);
+        back.connect();
+        assert.deepEqual(nums(await got), range(0, 300));
+        await sleep(100);
+        const want = range(0, 300).map((i) => `hooked:${i}`);
+        assert.deepEqual(delivered, want);
+        assert.deepEqual(acked, want);
+        if (native) assert.ok(tb.broker.metrics.nativeDrains > 0, 'drained by the native loop');
+        else assert.ok(tb.broker.metrics.fastDrained > 0, 'drained on the event loop fast path');
+        await back.endAsync();
+      } finally {
+        await tb.close();
+      }
+    });
+  }
 
   test('a persistent subscriber that stays connected but slow gets everything in order', async () => {
     const tb = await startBroker({ config: { 'mqtt.max_inflight': 4 } });

@@ -183,7 +183,7 @@ test('a panic in the drain loop rejects run() with ERR_PANIC, stop() still hands
   const sock = await accepted;
   const fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
   const drain = () =>
-    store.drain(fd, [{ shard: 0, from: 0, starts: [0] }], [{ filter: 'p/#', qos: 1, noLocal: false, retainAsPublished: false }], 4, 'sub', 100, 1e9, 16, new Float64Array(), 1);
+    store.drain(fd, [{ shard: 0, from: 0, starts: [0] }], [{ filter: 'p/#', qos: 1, noLocal: false, retainAsPublished: false }], 4, 'sub', 100, 1e9, 16, new Float64Array(), 1, false);
   try {
     const ctl = drain();
     arm('DrainControl.run/loop'); // inside the loop, from the frame source it calls

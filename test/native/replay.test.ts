@@ -124,7 +124,7 @@ test('Store.drain: bad arguments throw at once, with a code and what was wrong',
   const ok = { window: 16, inflight: new Float64Array(), nextId: 1, fd: 0 };
   const drain = (o: Partial<typeof ok>, sh = shards): unknown => {
     const a = { ...ok, ...o };
-    return store.drain(a.fd, sh, subs, version, clientId, maxEntries, maxPacket, a.window, a.inflight, a.nextId);
+    return store.drain(a.fd, sh, subs, version, clientId, maxEntries, maxPacket, a.window, a.inflight, a.nextId, false);
   };
   for (const [call, says] of [
     [() => drain({ fd: -1 }), /bad descriptor -1/],

@@ -298,6 +298,20 @@ pub const INFLIGHT_OFFSET: usize = 2;
 /// In-flight quad: retain (0/1).
 pub const INFLIGHT_RETAIN: usize = 3;
 
+/// Values per drain report (`drain::Report`) when they cross as numbers: acked (0 written,
+/// 1 acknowledged), shard, offset, QoS, retain (0/1).
+pub const REPORT_STRIDE: usize = 5;
+/// Report: 0 the frame was written, 1 its delivery was acknowledged.
+pub const REPORT_ACKED: usize = 0;
+/// Report: shard.
+pub const REPORT_SHARD: usize = 1;
+/// Report: offset.
+pub const REPORT_OFFSET: usize = 2;
+/// Report: QoS it was sent with.
+pub const REPORT_QOS: usize = 3;
+/// Report: retain (0/1).
+pub const REPORT_RETAIN: usize = 4;
+
 /// The in-flight deliveries handed to a drain loop, as [`INFLIGHT_QUAD`] numbers each.
 pub fn inflight(quads: &[f64]) -> Result<Vec<InFlight>, CoreError> {
     if !quads.len().is_multiple_of(INFLIGHT_QUAD) {

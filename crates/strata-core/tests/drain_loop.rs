@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use strata_core::drain::{run, Control, DrainSpec, Ended, FrameSource, Handback, InFlight};
+use strata_core::drain::{run, Control, DrainSpec, Ended, FrameSource, Handback, InFlight, Report};
 use strata_core::error::CoreError;
 use strata_core::log::{
     shard_of, FsyncPolicy, Log, NewMessage, Options, ReplayFrames, ReplayOptions, ReplayShard,
@@ -85,6 +85,7 @@ fn spec(log: &Log, window: usize, batch: usize) -> DrainSpec {
         window,
         inflight: Vec::new(),
         next_id: 1,
+        report: false,
     }
 }
 
@@ -207,6 +208,71 @@ fn drains_everything_in_order_within_the_window() {
     // Acks the loop had not read when it ended stay in flight: the broker takes them.
     assert!(h.inflight.len() <= 32);
     assert!(ctl.stop().is_none(), "taken once");
+}
+
+#[test]
+fn reports_every_frame_written_and_every_delivery_acknowledged_in_order() {
+    let d = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
+    let stored = fill(&log, 2000, true);
+    let mut sp = spec(&log, 32, 100);
+    sp.report = true;
+    let (ctl, t, mut c) = start(&log, sp);
+    let mut reports: Vec<Report> = Vec::new();
+    let mut got = 0;
+    while got < stored.len() {
+        let frames = c.read();
+        got += frames.len();
+        c.ack(&frames.iter().map(|f| f.0).collect::<Vec<_>>());
+        reports.extend(ctl.take_reports()); // taken while it runs, as the broker does
+    }
+    assert_eq!(t.join().unwrap(), Ended::CaughtUp);
+    let h = ctl.stop().unwrap();
+    reports.extend(h.reports.iter().copied());
+    let written: Vec<(u32, u64)> = reports
+        .iter()
+        .filter(|r| !r.acked)
+        .map(|r| (r.shard, r.offset))
+        .collect();
+    let mut want = stored.clone();
+    want.sort_by_key(|&(s, o)| (o, s));
+    let mut seen = written.clone();
+    seen.sort_by_key(|&(s, o)| (o, s));
+    assert_eq!(seen, want, "every frame written is reported once");
+    assert!(reports.iter().all(|r| r.qos == 1 && !r.retain));
+    // Each acknowledgement comes after its delivery; the last ones may still be in flight.
+    let acked: Vec<(u32, u64)> = reports
+        .iter()
+        .filter(|r| r.acked)
+        .map(|r| (r.shard, r.offset))
+        .collect();
+    assert_eq!(acked.len() + h.inflight.len(), stored.len());
+    for (k, r) in reports.iter().enumerate().filter(|(_, r)| r.acked) {
+        assert!(
+            reports[..k]
+                .iter()
+                .any(|w| !w.acked && w.shard == r.shard && w.offset == r.offset),
+            "ack before its delivery"
+        );
+    }
+    assert!(ctl.take_reports().is_empty(), "taken once");
+}
+
+#[test]
+fn reports_nothing_unless_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(d.path(), log_opts()).unwrap());
+    let stored = fill(&log, 200, false);
+    let (ctl, t, mut c) = start(&log, spec(&log, 16, 100));
+    let mut got = 0;
+    while got < stored.len() {
+        let frames = c.read();
+        got += frames.len();
+        c.ack(&frames.iter().map(|f| f.0).collect::<Vec<_>>());
+    }
+    t.join().unwrap();
+    assert!(ctl.take_reports().is_empty());
+    assert!(ctl.stop().unwrap().reports.is_empty());
 }
 
 #[test]

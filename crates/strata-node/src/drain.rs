@@ -12,8 +12,11 @@ use napi::{Env, Result};
 use napi_derive::napi;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
-use strata_core::args::{self, INFLIGHT_QUAD as QUAD};
-use strata_core::drain::{self, Control, DrainSpec, FrameSource, Handback, InFlight};
+use strata_core::args::{
+    self, INFLIGHT_QUAD as QUAD, REPORT_ACKED, REPORT_OFFSET, REPORT_QOS, REPORT_RETAIN,
+    REPORT_SHARD, REPORT_STRIDE,
+};
+use strata_core::drain::{self, Control, DrainSpec, FrameSource, Handback, InFlight, Report};
 use strata_core::error::CoreError;
 use strata_core::log::{ReplayFrames, ReplayOptions, ReplayShard, ReplaySub};
 
@@ -37,6 +40,8 @@ pub struct DrainHandback {
     pub sent: f64,
     pub sent_payload: f64,
     pub acked: f64,
+    /// Reports not taken yet (`report`), as `takeReports` gives them.
+    pub reports: Float64Array,
 }
 
 /// A running loop's state, as a stop now would hand it back.
@@ -55,6 +60,18 @@ pub struct DrainControl {
     /// Weak: a loop must not keep a closed store (and its directory lock) alive.
     inner: Weak<Inner>,
     sock: Arc<Mutex<Option<OwnedFd>>>,
+}
+
+fn reports(v: &[Report]) -> Float64Array {
+    let mut out = vec![0.0; v.len() * REPORT_STRIDE];
+    for (r, o) in v.iter().zip(out.chunks_exact_mut(REPORT_STRIDE)) {
+        o[REPORT_ACKED] = f64::from(u8::from(r.acked));
+        o[REPORT_SHARD] = f64::from(r.shard);
+        o[REPORT_OFFSET] = r.offset as f64;
+        o[REPORT_QOS] = f64::from(r.qos);
+        o[REPORT_RETAIN] = f64::from(u8::from(r.retain));
+    }
+    Float64Array::new(out)
 }
 
 fn quads(v: &[InFlight]) -> Float64Array {
@@ -83,6 +100,7 @@ fn handback(h: Handback) -> DrainHandback {
         sent: h.sent as f64,
         sent_payload: h.sent_payload as f64,
         acked: h.acked as f64,
+        reports: reports(&h.reports),
     }
 }
 
@@ -142,6 +160,7 @@ impl Store {
         window: u32,
         inflight: Float64Array,
         next_id: u32,
+        report: bool,
     ) -> Result<DrainControl, String> {
         guard::call("Store.drain", || {
             let t = ReplayTask::new(
@@ -163,6 +182,7 @@ impl Store {
                 window,
                 inflight: held,
                 next_id,
+                report,
             };
             let sock = dup_socket(fd).map_err(to_napi_coded)?;
             let ctl = Control::new(spec)
@@ -221,6 +241,15 @@ impl DrainControl {
                 sent: s.sent as f64,
                 sent_payload: s.sent_payload as f64,
             }))
+        })
+    }
+
+    /// What the loop wrote and what was acknowledged since the last call (when started with
+    /// `report`), oldest first: REPORT_STRIDE numbers each (`layouts().report`).
+    #[napi]
+    pub fn take_reports(&self) -> Result<Float64Array, String> {
+        guard::call("DrainControl.takeReports", || {
+            Ok(reports(&self.ctl.take_reports()))
         })
     }
 

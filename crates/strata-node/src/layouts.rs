@@ -175,6 +175,23 @@ pub struct InflightLayout {
     pub retain: u32,
 }
 
+/// Drain reports as numbers (`DrainControl.takeReports`, `DrainHandback.reports`).
+#[napi(object)]
+pub struct ReportLayout {
+    /// Values per report (5).
+    pub stride: u32,
+    /// 0: the frame was written; 1: its delivery was acknowledged (0).
+    pub acked: u32,
+    /// Shard (1).
+    pub shard: u32,
+    /// Offset (2).
+    pub offset: u32,
+    /// QoS it was sent with (3).
+    pub qos: u32,
+    /// Retain, 0/1 (4).
+    pub retain: u32,
+}
+
 /// Every layout `layouts()` exports.
 #[napi(object)]
 pub struct Layouts {
@@ -183,6 +200,7 @@ pub struct Layouts {
     pub packed: PackedLayout,
     pub replay: ReplayLayout,
     pub inflight: InflightLayout,
+    pub report: ReportLayout,
 }
 
 fn n(v: usize) -> u32 {
@@ -192,7 +210,8 @@ fn n(v: usize) -> u32 {
 /// The layouts that cross the binding, from their one definition in `strata-core`:
 /// `entry` (the batch entries of `readAt` and `scan`), `progress` (the session progress
 /// record kept in the `progress` table), `packed` (`appendPacked`'s buffer), `replay`
-/// (`ReplayResult.meta` and status codes), `inflight` (the drain loop's in-flight quads).
+/// (`ReplayResult.meta` and status codes), `inflight` (the drain loop's in-flight quads),
+/// `report` (the drain loop's reports of deliveries written and acknowledged).
 /// Byte offsets and sizes, flag bits and codes; values in each field's doc. Read once at
 /// start-up.
 #[napi]
@@ -275,6 +294,14 @@ pub fn layouts() -> napi::Result<Layouts, String> {
                 shard: n(core_args::INFLIGHT_SHARD),
                 offset: n(core_args::INFLIGHT_OFFSET),
                 retain: n(core_args::INFLIGHT_RETAIN),
+            },
+            report: ReportLayout {
+                stride: n(core_args::REPORT_STRIDE),
+                acked: n(core_args::REPORT_ACKED),
+                shard: n(core_args::REPORT_SHARD),
+                offset: n(core_args::REPORT_OFFSET),
+                qos: n(core_args::REPORT_QOS),
+                retain: n(core_args::REPORT_RETAIN),
             },
         })
     })

@@ -354,8 +354,8 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     return this.store.replayAsync(shards, subs, version, clientId, maxEntries, maxPacket);
   }
 
-  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number): DrainControl {
-    return this.store.drain(fd, shards, subs, version, clientId, maxEntries, maxPacket, window, inflight, nextId);
+  drain(fd: number, shards: ReplayShard[], subs: ReplaySub[], version: number, clientId: string, maxEntries: number, maxPacket: number, window: number, inflight: Float64Array, nextId: number, report: boolean): DrainControl {
+    return this.store.drain(fd, shards, subs, version, clientId, maxEntries, maxPacket, window, inflight, nextId, report);
   }
 
   // ---- sessions ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::net::{send, SendFlags};
 
-use super::{DrainSpec, Ended, FrameSource, Handback, InFlight, Snapshot};
+use super::{DrainSpec, Ended, FrameSource, Handback, InFlight, Report, Snapshot};
 use crate::log::{
     now_ms, ReplayFrames, ReplayShard, META_END, META_ID_POS, META_OFFSET, META_PAYLOAD_LEN,
     META_SHARD, META_STRIDE, REPLAY_NEXT, REPLAY_SLOW,
@@ -55,6 +55,8 @@ struct Run {
     sent: u64,
     sent_payload: u64,
     acked: u64,
+    /// With `spec.report`: frames written and deliveries acknowledged, not taken yet.
+    reports: Vec<Report>,
 }
 
 #[derive(Debug)]
@@ -92,6 +94,7 @@ impl Run {
             sent: 0,
             sent_payload: 0,
             acked: 0,
+            reports: Vec::new(),
             spec,
         };
         for f in std::mem::take(&mut run.spec.inflight) {
@@ -140,8 +143,20 @@ impl Run {
             let id = u16::from_be_bytes([b[pos + 2], b[pos + 3]]);
             pos += 2 + rl;
             let seq = std::mem::take(&mut self.seq_of[usize::from(id)]);
-            if seq != 0 && self.order.remove(&seq).is_some() {
+            if seq == 0 {
+                continue;
+            }
+            if let Some(f) = self.order.remove(&seq) {
                 self.acked += 1;
+                if self.spec.report {
+                    self.reports.push(Report {
+                        acked: true,
+                        shard: f.shard,
+                        offset: f.offset,
+                        qos: 1,
+                        retain: f.retain,
+                    });
+                }
             }
         }
         self.rbuf.drain(..pos);
@@ -211,6 +226,16 @@ impl Run {
                 self.wbuf.extend_from_slice(&fr.buf[p + 2..end]);
             } else {
                 self.wbuf.extend_from_slice(&fr.buf[start..end]);
+            }
+            if self.spec.report {
+                let head = fr.buf[start];
+                self.reports.push(Report {
+                    acked: false,
+                    shard: m[META_SHARD] as u32,
+                    offset: m[META_OFFSET] as u64,
+                    qos: (head >> 1) & 3,
+                    retain: head & 1 == 1,
+                });
             }
             self.sent += 1;
             self.sent_payload += m[META_PAYLOAD_LEN] as u64;
@@ -298,6 +323,7 @@ impl Run {
             sent: self.sent,
             sent_payload: self.sent_payload,
             acked: self.acked,
+            reports: std::mem::take(&mut self.reports),
         }
     }
 }
@@ -366,6 +392,17 @@ impl Control {
                 sent_payload: h.sent_payload,
             }),
             Phase::Taken => None,
+        }
+    }
+
+    /// The reports recorded since the last call (with [`DrainSpec::report`]), oldest first;
+    /// what is left when the loop ends goes to [`Handback::reports`].
+    pub fn take_reports(&self) -> Vec<Report> {
+        let mut g = self.lock();
+        match &mut *g {
+            Phase::Ready(r) | Phase::Running(r) => std::mem::take(&mut r.reports),
+            Phase::Done(h) => std::mem::take(&mut h.reports),
+            Phase::Taken => Vec::new(),
         }
     }
 

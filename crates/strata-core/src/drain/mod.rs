@@ -94,6 +94,25 @@ pub struct DrainSpec {
     pub inflight: Vec<InFlight>,
     /// The next packet id to try.
     pub next_id: u16,
+    /// Record every frame written and every delivery acknowledged ([`Report`]), for the
+    /// broker's event listeners: taken with `Control::take_reports` while the loop runs, the
+    /// rest in [`Handback::reports`].
+    pub report: bool,
+}
+
+/// A delivery written, or acknowledged, by the loop (when [`DrainSpec::report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// False: the frame was written (or is in `unsent`); true: its PUBACK came.
+    pub acked: bool,
+    /// Log position of the message.
+    pub shard: u32,
+    /// Log position of the message.
+    pub offset: u64,
+    /// The QoS it was sent with (0 or 1).
+    pub qos: u8,
+    /// The RETAIN flag it was sent with.
+    pub retain: bool,
 }
 
 /// Why the loop stopped.
@@ -152,6 +171,8 @@ pub struct Handback {
     pub sent_payload: u64,
     /// PUBACKs that completed a delivery.
     pub acked: u64,
+    /// Reports not taken yet (with [`DrainSpec::report`]), in the order they happened.
+    pub reports: Vec<Report>,
 }
 
 /// A consistent view of a running loop: what a stop now would hand back, without stopping.
