@@ -101,16 +101,17 @@ export class Broker extends HookBus implements ProtocolContext {
     this.sessions = opts.sessionStore ?? new MemorySessionStore();
     this.retained = opts.retainedStore ?? new MemoryRetainedStore();
     const stats = this.stats;
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, nativeDrains: 0, fastDrained: 0, recordsLost: 0, listenerErrors: this.listenerErrors, consumers: this.consumers };
-    for (const k of ['nativeDrains', 'fastDrained'] as const) Object.defineProperty(this.metrics, k, { get: () => stats[k], enumerable: true });
+    // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
+    // routing increments its counters once per delivery.
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, listenerErrors: this.listenerErrors, consumers: this.consumers };
     this.limits = deliveryLimits(c);
     const env: DeliveryEnv = {
       limits: this.limits,
       stats,
-      observed: () => this.observesDeliveries(),
-      delivered: (clientId, msg, qos) => this.delivered(clientId, msg, qos),
-      acked: (clientId, msg) => this.acked(clientId, msg),
+      delivered: null,
+      acked: null,
     };
+    this.tapInto(env);
     const onStoreError = (clientId: string | undefined, err: Error): void => this.onStoreError(clientId, err);
     const table = new SubscriptionTable();
     this.router = new Router({ table, retained: this.retained, sessions: this.sessions, bus: this, counters: this.metrics, stats, storeQos0: this.limits.storeQos0, onStoreError });

@@ -173,17 +173,29 @@ export class HookBus extends EventEmitter<BrokerEvents> {
     return consumer;
   }
 
-  /** True when a delivery or acknowledgement listener is attached (the drain then builds Message objects). */
-  observesDeliveries(): boolean {
-    return this.listenerCount('message.delivered') > 0 || this.listenerCount('message.acked') > 0;
-  }
-
-  delivered(clientId: string, msg: Message, qos: QoS): void {
-    if (this.listenerCount('message.delivered') > 0) this.emit('message.delivered', clientId, messageSnapshot(msg), qos);
-  }
-
-  acked(clientId: string, msg: Message): void {
-    if (this.listenerCount('message.acked') > 0) this.emit('message.acked', clientId, messageSnapshot(msg));
+  /**
+   * Keep `taps.delivered` / `taps.acked` set exactly while someone listens to
+   * `message.delivered` / `message.acked` (listeners and consumers alike), so the delivery hot
+   * path pays one null check when nobody does.
+   */
+  tapInto(taps: { delivered: ((clientId: string, msg: Message, qos: QoS) => void) | null; acked: ((clientId: string, msg: Message) => void) | null }): void {
+    const delivered = (clientId: string, msg: Message, qos: QoS): void => {
+      this.emit('message.delivered', clientId, messageSnapshot(msg), qos);
+    };
+    const acked = (clientId: string, msg: Message): void => {
+      this.emit('message.acked', clientId, messageSnapshot(msg));
+    };
+    const sync = (event: string | symbol, adding: boolean): void => {
+      // 'newListener' fires before the listener is added, 'removeListener' after it is gone.
+      const on = adding || this.listenerCount(event as keyof BrokerEvents) > 0;
+      if (event === 'message.delivered') taps.delivered = on ? delivered : null;
+      else if (event === 'message.acked') taps.acked = on ? acked : null;
+    };
+    sync('message.delivered', false);
+    sync('message.acked', false);
+    const raw = this as EventEmitter;
+    raw.on('newListener', (event: string | symbol) => sync(event, true));
+    raw.on('removeListener', (event: string | symbol) => sync(event, false));
   }
 
   protected onListenerError(event: string, err: unknown): void {

@@ -20,7 +20,8 @@ function writePublish(session: Session, out: Outlet, p: Pending, msg: Message, d
   const buf = encodeDelivery(msg, out.protocolVersion, p.qos, p.retain, dup, id, out.protocolVersion === 5 ? p.subIds : undefined, now);
   if (buf.length > out.clientMaxPacketSize) return false;
   out.write(buf);
-  session.env.delivered(session.clientId, msg, p.qos);
+  const told = session.env.delivered;
+  if (told !== null) told(session.clientId, msg, p.qos);
   return true;
 }
 
@@ -190,7 +191,7 @@ export function pump(conn: Outlet, session: Session): void {
           waitDrain(conn, session);
           break;
         }
-        const plain = !session.env.observed();
+        const plain = session.env.delivered === null && session.env.acked === null;
         const outcome = durable.stream(conn, limits.batchSize, limits.nativeDrain, plain, limits.writeHighWatermark, () => {
           if (session.outlet === conn) pump(conn, session);
         });
@@ -244,8 +245,11 @@ function loadBatch(session: Session, batchSize: number): void {
 export function completeOutbound(session: Session, id: number, entry: Inflight): void {
   session.inflight.delete(id);
   if (isRecorded(entry)) session.durable?.completed(entry);
-  if (entry.msg === null && entry.ref && session.env.observed()) session.durable?.load([entry]); // held by log position only (after a restart, or the native loop)
-  if (entry.msg) session.env.acked(session.clientId, entry.msg);
+  const told = session.env.acked;
+  if (told !== null) {
+    if (entry.msg === null && entry.ref) session.durable?.load([entry]); // held by log position only (after a restart, or the native loop)
+    if (entry.msg) told(session.clientId, entry.msg);
+  }
   const conn = session.outlet;
   if ((session.queue.length > 0 || session.durable?.replaying) && !pumpAfterAcks.has(session)) {
     // Once per batch of acknowledgements (a socket read holds many), not once per ack.

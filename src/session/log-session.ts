@@ -461,8 +461,8 @@ export class LogSession implements SessionPersistence, ProgressSource {
     const env = this.session.env;
     items.forEach((p, k) => {
       if (p.msg === null) return; // gone from the log meanwhile (retention)
-      if (r[k * R.stride + R.acked] === 1) env.acked(this.clientId, p.msg);
-      else env.delivered(this.clientId, p.msg, p.qos);
+      if (r[k * R.stride + R.acked] === 1) env.acked?.(this.clientId, p.msg);
+      else env.delivered?.(this.clientId, p.msg, p.qos);
     });
   }
 
@@ -590,7 +590,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
     if (sent !== null && sent.length > 0) {
       this.src.load(sent);
       const env = session.env;
-      for (const p of sent) if (p.msg) env.delivered(this.clientId, p.msg, p.qos);
+      for (const p of sent) if (p.msg) env.delivered?.(this.clientId, p.msg, p.qos);
     }
   }
 

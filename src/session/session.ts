@@ -119,14 +119,19 @@ export interface WillState {
  * What delivery needs from outside a session: the limits it applies and who to tell of
  * deliveries and acknowledgements (the hook bus, wired by the broker).
  */
-export interface DeliveryEnv {
+export interface DeliveryEnv extends DeliveryTaps {
   readonly limits: DeliveryLimits;
-  /** True when someone listens to `delivered` or `acked`: the fast drain paths then stay off. */
-  observed(): boolean;
-  delivered(clientId: string, msg: Message, qos: QoS): void;
-  acked(clientId: string, msg: Message): void;
   /** Deliveries dropped (queue full, too large, slow consumer) and native drains started, for the metrics. */
   readonly stats: DeliveryStats;
+}
+
+/**
+ * Who to tell of each delivery and acknowledgement: set while someone listens (the hook bus
+ * keeps them in step, HookBus.tapInto), null otherwise — then the hot path only checks for null.
+ */
+export interface DeliveryTaps {
+  delivered: ((clientId: string, msg: Message, qos: QoS) => void) | null;
+  acked: ((clientId: string, msg: Message) => void) | null;
 }
 
 export interface DeliveryStats {
@@ -173,9 +178,8 @@ export function deliveryLimits(c: Config): DeliveryLimits {
 /** Until a session is given its environment: no limits beyond the defaults, nobody told. */
 const NO_ENV: DeliveryEnv = {
   limits: { maxQueued: 1000, maxQueuedBytes: 0, overflow: 'drop_oldest', queueQos0: false, writeHighWatermark: 1 << 20, batchSize: 1000, storeQos0: false, nativeDrain: false },
-  observed: () => false,
-  delivered: () => undefined,
-  acked: () => undefined,
+  delivered: null,
+  acked: null,
   stats: { dropped: 0, nativeDrains: 0, fastDrained: 0 },
 };
 

@@ -75,3 +75,28 @@ test('a message snapshot is plain, frozen data without the wire-encoding cache',
   assert.deepEqual(Object.keys(s).sort(), ['expiresAt', 'payload', 'properties', 'publisher', 'qos', 'receivedAt', 'retain', 'topic']);
   assert.equal(s.topic, 's/t');
 });
+
+test('the delivery taps are set exactly while someone listens (listener, once, consumer)', () => {
+  const bus = new HookBus();
+  const taps: Parameters<HookBus['tapInto']>[0] = { delivered: null, acked: null };
+  bus.tapInto(taps);
+  assert.equal(taps.delivered, null);
+  const seen: string[] = [];
+  const l = (clientId: string): void => void seen.push(clientId);
+  bus.on('message.delivered', l);
+  assert.notEqual(taps.delivered, null);
+  assert.equal(taps.acked, null);
+  const tell = taps.delivered as unknown as NonNullable<(typeof taps)['delivered']>;
+  tell('c1', createMessage('t', Buffer.from('x'), 1, false, undefined, 'p'), 1);
+  assert.deepEqual(seen, ['c1']);
+  bus.off('message.delivered', l);
+  assert.equal(taps.delivered, null);
+  bus.once('message.acked', () => undefined);
+  assert.notEqual(taps.acked, null);
+  bus.emit('message.acked', 'c', msg('t'));
+  assert.equal(taps.acked, null, 'a once listener gone after its call');
+  const c = bus.consume('message.acked', () => undefined);
+  assert.notEqual(taps.acked, null);
+  c.close();
+  assert.equal(taps.acked, null);
+});
