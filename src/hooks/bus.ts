@@ -21,6 +21,15 @@ import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
 import { type BrokerEvents, messageSnapshot } from './index.js';
 
+/**
+ * Who to tell of each delivery and acknowledgement: set while someone listens (tapInto keeps
+ * them in step), null otherwise — then the delivery hot path only checks for null.
+ */
+export interface DeliveryTaps {
+  delivered: ((clientId: string, msg: Message, qos: QoS) => void) | null;
+  acked: ((clientId: string, msg: Message) => void) | null;
+}
+
 /** A failing event listener is logged at most once per this many ms per event (with the count since). */
 const LISTENER_ERROR_LOG_MS = 10_000;
 
@@ -178,7 +187,7 @@ export class HookBus extends EventEmitter<BrokerEvents> {
    * `message.delivered` / `message.acked` (listeners and consumers alike), so the delivery hot
    * path pays one null check when nobody does.
    */
-  tapInto(taps: { delivered: ((clientId: string, msg: Message, qos: QoS) => void) | null; acked: ((clientId: string, msg: Message) => void) | null }): void {
+  tapInto(taps: DeliveryTaps): void {
     const delivered = (clientId: string, msg: Message, qos: QoS): void => {
       this.emit('message.delivered', clientId, messageSnapshot(msg), qos);
     };

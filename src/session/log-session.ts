@@ -31,7 +31,10 @@ import {
   REPLAY_OFFSET,
   REPLAY_PAYLOAD,
   REPLAY_SHARD,
+  REPLAY_STATUS_DONE,
+  REPLAY_STATUS_NEXT,
   REPLAY_STATUS_SLOW,
+  REPLAY_STATUS_UNTIL,
   REPLAY_STRIDE,
   type ReplayResult,
   type ReplayShard,
@@ -98,9 +101,9 @@ interface Native {
   report: boolean;
 }
 
-const SCAN_NEXT = LAYOUTS.replay.statusNext;
-const SCAN_DONE = LAYOUTS.replay.statusDone;
-const SCAN_UNTIL = LAYOUTS.replay.statusUntil;
+const SCAN_NEXT = REPLAY_STATUS_NEXT;
+const SCAN_DONE = REPLAY_STATUS_DONE;
+const SCAN_UNTIL = REPLAY_STATUS_UNTIL;
 /** The batch-fetch entry layout and the drain loop's in-flight quads, as the core defines them. */
 const ENTRY = LAYOUTS.entry;
 const INFLIGHT = LAYOUTS.inflight;
@@ -380,22 +383,22 @@ export class LogSession implements SessionPersistence, ProgressSource {
   private startNative(conn: Outlet, subs: Subscription[], n: number, wake: () => void, report: boolean): boolean {
     const session = this.session;
     if (nativeDrains >= MAX_NATIVE_DRAINS || this.excess > 0 || session.queue.length > 0) return false;
-    const quads: number[] = [];
+    const quads = new Float64Array(session.inflight.size * DRAIN_QUAD);
+    let q = 0;
     for (const [id, e] of session.inflight) {
       // What the loop carries: QoS 1 deliveries of logged messages the log finds again.
       if (e.qos !== 1 || e.phase !== 'publish' || !e.ref || e.pinned || e.retainedTopic !== undefined || e.subIds !== undefined) return false;
-      const q = new Array<number>(DRAIN_QUAD).fill(0);
-      q[INFLIGHT.id] = id;
-      q[INFLIGHT.shard] = e.ref.shard;
-      q[INFLIGHT.offset] = e.ref.offset;
-      q[INFLIGHT.retain] = e.retain ? 1 : 0;
-      quads.push(...q);
+      quads[q + INFLIGHT.id] = id;
+      quads[q + INFLIGHT.shard] = e.ref.shard;
+      quads[q + INFLIGHT.offset] = e.ref.offset;
+      quads[q + INFLIGHT.retain] = e.retain ? 1 : 0;
+      q += DRAIN_QUAD;
     }
     const fd = conn.nativeFd();
     if (fd === null) return false;
     const want = this.replayShards(subs, true);
     if (want.length === 0) return false;
-    const ctl = this.src.drain(fd, want, this.replaySubs(subs), conn.protocolVersion, this.clientId, n, conn.clientMaxPacketSize, conn.window, Float64Array.from(quads), session.nextId, report);
+    const ctl = this.src.drain(fd, want, this.replaySubs(subs), conn.protocolVersion, this.clientId, n, conn.clientMaxPacketSize, conn.window, quads, session.nextId, report);
     session.inflight.clear();
     const timer = setInterval(() => {
       this.src.mark(this);

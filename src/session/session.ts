@@ -9,7 +9,8 @@
  */
 import type { QoS } from '../wire/codec.js';
 import { type Message, payloadSize } from '../wire/message.js';
-import type { Config } from '../config.js';
+import { type Config, loadConfig } from '../config.js';
+import type { DeliveryTaps } from '../hooks/bus.js';
 import { NATIVE_DRAIN_SUPPORTED } from '../native.js';
 import type { DurableRef, Pending, SubscriptionOptions } from '../persistence/registries.js';
 import type { Outlet } from './outlet.js';
@@ -125,15 +126,6 @@ export interface DeliveryEnv extends DeliveryTaps {
   readonly stats: DeliveryStats;
 }
 
-/**
- * Who to tell of each delivery and acknowledgement: set while someone listens (the hook bus
- * keeps them in step, HookBus.tapInto), null otherwise — then the hot path only checks for null.
- */
-export interface DeliveryTaps {
-  delivered: ((clientId: string, msg: Message, qos: QoS) => void) | null;
-  acked: ((clientId: string, msg: Message) => void) | null;
-}
-
 export interface DeliveryStats {
   dropped: number;
   nativeDrains: number;
@@ -177,7 +169,7 @@ export function deliveryLimits(c: Config): DeliveryLimits {
 
 /** Until a session is given its environment: no limits beyond the defaults, nobody told. */
 const NO_ENV: DeliveryEnv = {
-  limits: { maxQueued: 1000, maxQueuedBytes: 0, overflow: 'drop_oldest', queueQos0: false, writeHighWatermark: 1 << 20, batchSize: 1000, storeQos0: false, nativeDrain: false },
+  limits: deliveryLimits(loadConfig()),
   delivered: null,
   acked: null,
   stats: { dropped: 0, nativeDrains: 0, fastDrained: 0 },
