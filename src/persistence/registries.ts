@@ -4,11 +4,11 @@
  * EMQX 4's backends do):
  * - SessionRegistry: persistent sessions — their records (expiry, will), subscriptions and
  *   inbound QoS 2 packet ids awaiting PUBREL; every one of them at start.
- * - MessageRegistry: messages persistent sessions need, stored once (saveSessionMessages in
- *   smqtt's terms, for all the sessions it goes to), and read back by where they are
- *   (getSessionMessages).
- * - RetainedRegistry: retained messages (saveRetainMessage, and all of them at start; reads
- *   are served from memory, routing/retained.ts).
+ * - MessageRegistry: messages persistent sessions need, stored once for all the sessions they
+ *   go to (smqtt's saveSessionMessages), read back by where they are, and listed per session
+ *   (getSessionMessages: what an offline session has waiting).
+ * - RetainedRegistry: retained messages (saveRetainMessage; getRetainMessage by filter; all of
+ *   them at start — routing reads them from memory, routing/retained.ts).
  * Every caller that stores something goes through one of these. Types here are plain data.
  */
 import type { Logger } from '../log.js';
@@ -141,9 +141,27 @@ export interface SessionRegistry {
   releaseInbound(clientId: string, id: number): Promise<void>;
 }
 
+/** A message waiting for a session (smqtt's SessionMessage), as its registry has it. */
+export interface SessionMessage {
+  msg: Message;
+  /** The QoS it is delivered with (the message's, capped by the subscription's). */
+  qos: QoS;
+  /** Sent and not yet acknowledged; false while it waits in the queue. */
+  inflight: boolean;
+}
+
 export interface MessageRegistry {
-  /** Store a message once for every session that needs it; resolves with where it is, once durable. */
-  append(msg: Message): Promise<LogPosition>;
+  /**
+   * Store a message once for every persistent session that needs it (smqtt's
+   * saveSessionMessages, one write for all of them); resolves with where it is, once durable.
+   */
+  saveSessionMessages(msg: Message): Promise<LogPosition>;
+  /**
+   * Up to `limit` messages waiting for `clientId`, in flight first, then queued oldest first
+   * (smqtt's getSessionMessages), as last stored: a connected session's own view may be a few
+   * milliseconds ahead. Empty for a session the registry does not have.
+   */
+  getSessionMessages(clientId: string, limit: number): Promise<SessionMessage[]>;
   /** Like append, for a persistent publisher's QoS 2 message with its packet id (crash-safe either way). */
   appendInbound(msg: Message, id: number): Promise<LogPosition>;
   /** Fill in `msg` for deliveries that hold only where their message is (null where it is gone). */
@@ -155,6 +173,8 @@ export interface MessageRegistry {
 export interface RetainedRegistry {
   /** Set (or, with an empty payload, clear) a topic's retained message, in publish order; resolves once durable. */
   saveRetainMessage(msg: Message): Promise<void>;
+  /** Stored retained messages whose topic matches `filter` (smqtt's getRetainMessage), topic order. */
+  getRetainMessage(filter: string): Promise<Message[]>;
   /** Every retained message stored (at start). */
   loadRetained(): Message[];
 }

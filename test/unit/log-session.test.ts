@@ -42,7 +42,7 @@ test('a range dropped by drop_newest stays dropped after a restart, even when de
   // 10 messages while the client is away: 3 fit (limit 3), 7 are dropped (one open range).
   const verdicts: string[] = [];
   for (let i = 0; i < 10; i++) {
-    const pos = await durable.append(createMessage('g/t', Buffer.from(String(i)), 1, false, undefined, 'pub'));
+    const pos = await durable.saveSessionMessages(createMessage('g/t', Buffer.from(String(i)), 1, false, undefined, 'pub'));
     verdicts.push(ls.arrive(pos, 1, false, false));
   }
   assert.deepEqual(verdicts, ['left', 'left', 'left', ...Array(7).fill('dropped')]);
@@ -64,7 +64,7 @@ test('the backlog count comes back from the record', async () => {
   const start = durable.shardEnds();
   const { session, ls } = sessionOn('counts', 'c/t', start);
   for (let i = 0; i < 2; i++) {
-    const pos = await durable.append(createMessage('c/t', Buffer.from(String(i)), 1, false, undefined, 'pub'));
+    const pos = await durable.saveSessionMessages(createMessage('c/t', Buffer.from(String(i)), 1, false, undefined, 'pub'));
     assert.equal(ls.arrive(pos, 10, false, false), 'left');
   }
   const record = decodeProgress(ls.encode(), 1);

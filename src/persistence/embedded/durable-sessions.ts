@@ -53,9 +53,11 @@ import {
   type StoreOpenOptions,
 } from '../../native.js';
 import type { QoS } from '../../wire/codec.js';
+import { topicMatches } from '../../wire/topic.js';
 import { InOrder } from './in-order.js';
 import { decodeProgress, type Progress } from './progress.js';
-import type { MessageLog, Pending, Persistence, ProgressSource, RecoveredSession, SessionRecord, SessionRegistry, StoredSubscription, RetainedRegistry } from '../registries.js';
+import { waitingInLog } from './waiting.js';
+import type { MessageLog, Pending, Persistence, ProgressSource, RecoveredSession, SessionMessage, SessionRecord, SessionRegistry, StoredSubscription, RetainedRegistry } from '../registries.js';
 
 const SEP = Buffer.from([0]);
 
@@ -288,7 +290,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * Append a message to the log; resolves once durable under the fsync policy. Appends made in
    * the same event-loop turn cross to the store in one call (one promise for the batch).
    */
-  append(msg: Message, inboundId = 0): Promise<LogPosition> {
+  saveSessionMessages(msg: Message, inboundId = 0): Promise<LogPosition> {
     let b = this.appendBatch;
     if (!b) {
       b = this.appendBatch = { msgs: [], waiters: [] };
@@ -319,7 +321,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     const key = q2Key(msg.publisher, id);
     const shard = this.store.shardOf(msg.publisher);
     await this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]);
-    return this.append(msg, id);
+    return this.saveSessionMessages(msg, id);
   }
 
   /**
@@ -372,6 +374,40 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     });
   }
 
+  /**
+   * What a stored session has waiting: its deliveries in flight or queued by its progress
+   * record, then what its subscriptions find in the log past where it has read.
+   */
+  getSessionMessages(clientId: string, limit: number): Promise<SessionMessage[]> {
+    const out: SessionMessage[] = [];
+    if (limit <= 0 || this.store.metaGet('sessions', idKey(clientId)) === null) return Promise.resolve(out);
+    const subs: { filter: string; opts: StoredSubscription }[] = [];
+    for (const e of this.store.metaScanAll('subscriptions', Buffer.concat([idKey(clientId), SEP]))) {
+      subs.push({ filter: e.key.subarray(e.key.indexOf(0) + 1).toString('utf8'), opts: JSON.parse(e.value.toString('utf8')) as StoredSubscription });
+    }
+    const raw = this.store.metaGet('progress', idKey(clientId));
+    let progress: Progress | null = null;
+    try {
+      progress = raw ? decodeProgress(raw, this.nShards) : null;
+    } catch {
+      progress = null; // unreadable: the session replays from its subscriptions (as loadSessions says)
+    }
+    const entries = progress ? progress.entries.slice(0, limit) : [];
+    this.load(entries.map((e) => e.pending));
+    for (const e of entries) {
+      const p = e.pending;
+      const msg = p.msg ?? (p.retainedTopic !== undefined ? this.retainedAt(p.retainedTopic) : null);
+      if (msg) out.push({ msg, qos: p.qos, inflight: e.phase !== 0 });
+    }
+    if (out.length < limit) out.push(...waitingInLog(this, clientId, subs, progress, limit - out.length));
+    return Promise.resolve(out);
+  }
+
+  private retainedAt(topic: string): Message | null {
+    const v = this.store.metaGet('retained', Buffer.from(topic, 'utf8'));
+    return v ? decodeRetained(topic, v) : null;
+  }
+
   putSession(clientId: string, record: SessionRecord): Promise<void> {
     return this.write([{ op: 'put', table: 'sessions', key: idKey(clientId), value: Buffer.from(JSON.stringify(record)) }]);
   }
@@ -408,6 +444,15 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   saveRetainMessage(msg: Message): Promise<void> {
     const key = Buffer.from(msg.topic, 'utf8');
     return this.write(msg.payload.length === 0 ? [{ op: 'delete', table: 'retained', key }] : [{ op: 'put', table: 'retained', key, value: encodeRetained(msg) }]);
+  }
+
+  getRetainMessage(filter: string): Promise<Message[]> {
+    const out: Message[] = [];
+    for (const e of this.store.metaScanAll('retained', Buffer.alloc(0))) {
+      const topic = e.key.toString('utf8');
+      if (topicMatches(filter, topic)) out.push(decodeRetained(topic, e.value));
+    }
+    return Promise.resolve(out);
   }
 
   loadRetained(): Message[] {
