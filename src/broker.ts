@@ -6,14 +6,16 @@
  */
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { AccessControl } from './auth/access.js';
 import { type Config, type ConfigInput, loadConfig } from './config.js';
 import { type ConsumerCounters, HookBus } from './hooks/bus.js';
-import { clientSnapshot, type Gates, type ListenAddresses, permissiveGates } from './hooks/index.js';
+import { clientSnapshot, type Gates, type ListenAddresses, noRefusals, permissiveGates, type Refusals } from './hooks/index.js';
 import { restore } from './lifecycle/restore.js';
 import { SessionLifecycle } from './lifecycle/sessions.js';
 import { createLogger, type Logger } from './log.js';
 import type { LossInfo } from './native.js';
 import { createConnection } from './protocol/accept.js';
+import { ConnectRate } from './protocol/rate.js';
 import type { Connection, SocketHandoff } from './protocol/connection.js';
 import type { ProtocolContext } from './protocol/context.js';
 import { MemoryRetainedStore, type RetainedStore } from './routing/retained.js';
@@ -65,6 +67,8 @@ export interface BrokerMetrics {
   recordsLost: number;
   /** Event listeners that threw (or rejected), per event name; see hooks/bus.ts. */
   listenerErrors: Record<string, number>;
+  /** Requests refused by the ACL file or a limit, per reason. */
+  refused: Refusals;
   /** Async event consumers (Broker.consume): queued, handled, failed, dropped, waiting. */
   consumers: Record<string, ConsumerCounters>;
 }
@@ -73,6 +77,8 @@ export class Broker extends HookBus implements ProtocolContext {
   readonly config: Config;
   readonly log: Logger;
   readonly gates: Gates;
+  /** The ACL file's rules (auth.acl_file), null without one. */
+  readonly access: AccessControl | null;
   readonly sessions: SessionStore;
   readonly retained: RetainedStore;
   readonly metrics: BrokerMetrics;
@@ -84,6 +90,7 @@ export class Broker extends HookBus implements ProtocolContext {
   addresses: ListenAddresses = {};
   /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
   durable: DurableSessions | null = null;
+  readonly connectRate: ConnectRate | null;
   private readonly stats: DeliveryStats = { dropped: 0, nativeDrains: 0, fastDrained: 0 };
   private readonly servers: Server[] = [];
   private closing = false;
@@ -97,14 +104,17 @@ export class Broker extends HookBus implements ProtocolContext {
     if (opts.dataDir !== undefined) overrides['node.data_dir'] = opts.dataDir;
     const c = (this.config = loadConfig({ file: opts.configFile, env: opts.env ?? {}, overrides }));
     this.log = this.busLog = opts.logger ?? createLogger(c['log.level']);
-    this.gates = { ...permissiveGates, ...opts.gates };
+    const refused = noRefusals();
+    this.access = c['auth.acl_file'] ? new AccessControl(c['auth.acl_file'], refused) : null;
+    this.gates = this.access ? this.access.gates({ ...permissiveGates, ...opts.gates }) : { ...permissiveGates, ...opts.gates };
     this.sessions = opts.sessionStore ?? new MemorySessionStore();
     this.retained = opts.retainedStore ?? new MemoryRetainedStore();
     const stats = this.stats;
     // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
     // routing increments its counters once per delivery.
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, listenerErrors: this.listenerErrors, consumers: this.consumers };
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, refused, listenerErrors: this.listenerErrors, consumers: this.consumers };
     this.limits = deliveryLimits(c);
+    this.connectRate = c['limits.connect_rate'] > 0 ? new ConnectRate(c['limits.connect_rate']) : null;
     const env: DeliveryEnv = {
       limits: this.limits,
       stats,
@@ -114,8 +124,22 @@ export class Broker extends HookBus implements ProtocolContext {
     this.tapInto(env);
     const onStoreError = (clientId: string | undefined, err: Error): void => this.onStoreError(clientId, err);
     const table = new SubscriptionTable();
-    this.router = new Router({ table, retained: this.retained, sessions: this.sessions, bus: this, counters: this.metrics, stats, storeQos0: this.limits.storeQos0, onStoreError });
+    this.router = new Router({ table, retained: this.retained, sessions: this.sessions, bus: this, counters: this.metrics, stats, storeQos0: this.limits.storeQos0, onStoreError, access: this.access });
     this.lifecycle = new SessionLifecycle({ sessions: this.sessions, router: this.router, bus: this, gates: this.gates, log: this.log, env, counters: this.metrics, onStoreError });
+  }
+
+  /** SIGHUP: the ACL file read again and applied to connected sessions at once (a bad file keeps the rules in force). */
+  reload(): void {
+    if (!this.access) return;
+    try {
+      this.access.reload();
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'ACL file not reloaded: the rules in force stay');
+      return;
+    }
+    let removed = 0;
+    for (const session of this.sessions) removed += this.router.enforceAcl(session).length;
+    this.log.info({ file: this.access.path, subscriptionsRemoved: removed }, 'ACL file reloaded');
   }
 
   /** Where broker state is stored (the embedded store's registries), null while in memory only. */
@@ -211,6 +235,7 @@ export class Broker extends HookBus implements ProtocolContext {
     await Promise.all(closed);
     await new Promise((resolve) => setImmediate(resolve)); // sockets' 'close' (wills) run first
     this.lifecycle.stopTimers();
+    this.connectRate?.close();
     await Promise.all([...this.lifecycle.willWrites]);
     for (const session of this.sessions) session.durable?.save(); // exact counts and progress
     await this.durable?.close();

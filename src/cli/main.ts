@@ -62,6 +62,7 @@ program
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', () => running.reload());
     try {
       await running.listen();
     } catch (e) {

@@ -47,6 +47,22 @@ export function messageSnapshot(m: Message | MessageInfo): MessageInfo {
 }
 
 /** `true`/`false`, or a v5 reason code (>= 0x80) to refuse with. */
+/** Requests refused by the ACL or a limit, per reason (Broker.metrics.refused). */
+export interface Refusals {
+  aclPublish: number;
+  aclSubscribe: number;
+  topicLevels: number;
+  topicLength: number;
+  subscriptions: number;
+  connectRate: number;
+  messageRate: number;
+  byteRate: number;
+}
+
+export function noRefusals(): Refusals {
+  return { aclPublish: 0, aclSubscribe: 0, topicLevels: 0, topicLength: 0, subscriptions: 0, connectRate: 0, messageRate: 0, byteRate: 0 };
+}
+
 export type GateAnswer = boolean | number;
 type MaybePromise<T> = T | Promise<T>;
 

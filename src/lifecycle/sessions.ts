@@ -100,6 +100,8 @@ export class SessionLifecycle {
     }
     session.expiryInterval = expiryInterval;
     session.outlet = conn;
+    // A resumed session's subscriptions meet the ACL as it is now, before anything is delivered.
+    if (sessionPresent) this.p.router.enforceAcl(session);
     session.durable?.attached();
     conn.session = session;
     this.p.counters.connections++;

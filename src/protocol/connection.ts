@@ -11,6 +11,7 @@
  * read of one poll phase is answered together) and handed to the socket as one Buffer (SPEC
  * A1): with TCP_NODELAY set this gives one segment per batch, without Nagle's 40 ms stalls.
  */
+import type { TokenBucket } from './rate.js';
 import type { Duplex } from 'node:stream';
 import type { Packet } from 'mqtt-packet';
 import { encode, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } from '../wire/codec.js';
@@ -67,6 +68,10 @@ export class Connection implements Client {
   window = 65535;
   /** Largest packet the client accepts (v5 Maximum Packet Size), bytes. */
   clientMaxPacketSize = Number.POSITIVE_INFINITY;
+  /** limits.messages_rate / limits.bytes_rate for this client; null when off. */
+  inMessages: TokenBucket | null = null;
+  inBytes: TokenBucket | null = null;
+  private paused = false;
   /** Inbound topic aliases (v5): alias → topic name. */
   readonly aliases = new Map<number, string>();
   topicAliasMaximum = 0;
@@ -417,6 +422,21 @@ export class Connection implements Client {
     if (this.state !== 'connected') return;
     const err = (this.handoff as SocketHandoff).startReading();
     if (err !== 0) this.socket.destroy(new Error(`read start failed (${err})`));
+  }
+
+  /**
+   * Read nothing more from the socket for `ms` (a 3.1.1 client over its rate cannot be told,
+   * only slowed; what it sends meanwhile waits in the kernel, then TCP holds the client back).
+   */
+  pauseReading(ms: number): void {
+    if (this.paused || ms <= 0) return;
+    this.paused = true;
+    this.socket.pause();
+    setTimeout(() => {
+      this.paused = false;
+      // While the native drain loop has the socket it reads it; takeBack starts reading again.
+      if (this.state !== 'closed' && this.native === null) this.socket.resume();
+    }, ms).unref();
   }
 
   /** Flush what is queued and close. The broker is told through onClosed. */

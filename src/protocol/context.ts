@@ -3,7 +3,8 @@
  * builds it; nothing here imports broker.ts.
  */
 import type { Config } from '../config.js';
-import type { ClientInfo, Gates } from '../hooks/index.js';
+import type { ClientInfo, Gates, Refusals } from '../hooks/index.js';
+import type { ConnectRate } from './rate.js';
 import type { SessionLifecycle } from '../lifecycle/sessions.js';
 import type { Router } from '../routing/router.js';
 import type { Persistence } from '../persistence/registries.js';
@@ -15,6 +16,10 @@ export interface ProtocolContext {
   readonly lifecycle: SessionLifecycle;
   /** Where broker state is stored, when persistence is on. */
   readonly store: Persistence | null;
+  /** Requests refused by the ACL or a limit, counted per reason. */
+  readonly metrics: { readonly refused: Refusals };
+  /** limits.connect_rate per source address; null when off. */
+  readonly connectRate: ConnectRate | null;
   /** Clients connected now (from CONNACK until their connection closed). */
   readonly connectedCount: number;
   /** A client broke the protocol or sent bad bytes: counted, logged, told to `client.error` listeners. */

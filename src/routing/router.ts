@@ -9,6 +9,7 @@
  * handed to those sessions (session/log-session.ts). A persistent session's QoS 0 delivery goes
  * the same way when the message is logged anyway, so replay never repeats it.
  */
+import type { ClientAcl } from '../auth/acl.js';
 import { type ClientInfo, clientSnapshot, messageSnapshot } from '../hooks/index.js';
 import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
@@ -49,6 +50,8 @@ export interface RouterParts {
   storeQos0: boolean;
   /** A storage write failed (logged and counted by the caller). */
   onStoreError: (clientId: string | undefined, err: Error) => void;
+  /** The ACL file's rules per client (auth.acl_file), or null when there is none. */
+  access: { forClient(client: ClientInfo): ClientAcl } | null;
 }
 
 export class Router {
@@ -62,6 +65,7 @@ export class Router {
   private readonly stats: DeliveryStats;
   private readonly storeQos0: boolean;
   private readonly onStoreError: RouterParts['onStoreError'];
+  private readonly access: RouterParts['access'];
   private routeSeq = 0;
   private readonly touched: Session[] = [];
   private readonly stamp = new WeakMap<Session, { seq: number; qos: QoS; retain: boolean; subIds: number[] | undefined; shared: boolean }>();
@@ -81,6 +85,7 @@ export class Router {
     this.stats = parts.stats;
     this.storeQos0 = parts.storeQos0;
     this.onStoreError = parts.onStoreError;
+    this.access = parts.access;
   }
 
   // ---- subscriptions --------------------------------------------------------------------
@@ -97,8 +102,9 @@ export class Router {
     const store = this.store;
     if (start === undefined && session.durable && store) start = store.messages.shardEnds();
     if (writes && session.durable && store) writes.push(store.sessions.putSubscription(session.clientId, filter, { ...opts, start }));
-    const { existed } = this.table.put(session, filter, { ...opts, start });
     const out = session.outlet;
+    const readDenied = out && this.access ? this.access.forClient(out).readDenied(filter) : undefined;
+    const { existed } = this.table.put(session, filter, { ...opts, start, readDenied });
     if (!existed && out && this.bus.listenerCount('session.subscribed') > 0) this.bus.emit('session.subscribed', clientSnapshot(out), filter, opts.qos);
     return existed;
   }
@@ -117,6 +123,27 @@ export class Router {
     const out = session.outlet;
     if (out && this.bus.listenerCount('session.unsubscribed') > 0) this.bus.emit('session.unsubscribed', clientSnapshot(out), filter);
     return true;
+  }
+
+  /**
+   * The ACL as it stands now, applied to a connected session's subscriptions (at connect, and
+   * after the ACL file is reloaded): those it no longer allows are removed, durably, and stop
+   * receiving at once; deny rules inside the others are set. Returns the filters removed.
+   */
+  enforceAcl(session: Session): string[] {
+    const out = session.outlet;
+    if (!out || !this.access) return [];
+    const acl = this.access.forClient(out);
+    const removed: string[] = [];
+    for (const sub of [...session.subscriptions.values()]) {
+      if (!acl.canSubscribe(sub.filter)) {
+        this.unsubscribe(session, sub.filter);
+        removed.push(sub.filter);
+      } else {
+        sub.readDenied = acl.readDenied(sub.filter);
+      }
+    }
+    return removed;
   }
 
   /** Every subscription of an ending session out of the table (its durable records go with the session). */
@@ -179,7 +206,7 @@ export class Router {
     if (n === 1) {
       let rec = table.get(ids[0] as number);
       if (rec?.shared && rec.session.outlet === null) rec = table.onlineMember(rec);
-      if (rec && !(rec.sub.noLocal && msg.publisher === rec.session.clientId)) {
+      if (rec && !(rec.sub.noLocal && msg.publisher === rec.session.clientId) && !(rec.sub.readDenied !== undefined && rec.sub.readDenied(msg.topic))) {
         // [MQTT-3.8.3-3] no-local; [MQTT-3.3.1-12]/[MQTT-3.3.1-13] retain flag kept only with Retain As Published.
         const { session, sub } = rec;
         const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
@@ -195,6 +222,7 @@ export class Router {
         if (!rec) continue;
         const { session, sub } = rec;
         if (sub.noLocal && msg.publisher === session.clientId) continue;
+        if (sub.readDenied !== undefined && sub.readDenied(msg.topic)) continue; // an ACL deny rule inside the filter
         const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
         const retain = sub.retainAsPublished && msg.retain;
         let st = this.stamp.get(session);
@@ -351,7 +379,9 @@ export class Router {
     const now = Date.now();
     const subIds = subId !== undefined ? [subId] : undefined;
     const durable = session.durable;
+    const denied = session.subscriptions.get(filter)?.readDenied;
     for (const msg of this.retained.match(filter, now)) {
+      if (denied?.(msg.topic)) continue;
       const q = (qos < msg.qos ? qos : msg.qos) as QoS;
       // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
       const p = deliver(session, msg, q, true, subIds, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);

@@ -343,7 +343,8 @@ export class LogSession implements SessionPersistence, ProgressSource {
     const session = this.session;
     if (this.native !== null) return 'native';
     const subs = this.replayedSubs();
-    if (conn.protocolVersion === 5 && subs.some((sub) => sub.subscriptionId !== undefined)) {
+    // Subscription ids, and ACL deny rules inside a filter, are applied per delivery by `fill`.
+    if (subs.some((sub) => sub.readDenied !== undefined || (conn.protocolVersion === 5 && sub.subscriptionId !== undefined))) {
       this.unreadAhead();
       return 'slow';
     }
@@ -685,6 +686,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
           const sub = subs[w * 32 + bit];
           if (!sub) continue;
           if (sub.noLocal && (publisher ??= buf.toString('utf8', at + E.header, at + E.header + pubLen)) === this.clientId) continue;
+          if (sub.readDenied !== undefined && sub.readDenied(buf.toString('utf8', at + E.header + pubLen, at + E.header + pubLen + buf.readUInt16LE(at + E.topicLen)))) continue;
           const q = sub.qos < msgQos ? sub.qos : msgQos;
           if (q > qos) qos = q;
           if (sub.retainAsPublished && msgRetain) retain = true;

@@ -27,6 +27,11 @@ export interface Subscription extends SubscriptionOptions {
    * logged message before it predates the subscription and is not replayed for it.
    */
   start?: number[] | undefined;
+  /**
+   * Topics inside this subscription the ACL keeps from the client (a deny rule within a granted
+   * filter): not delivered. Undefined when none can be (the usual case: one property read).
+   */
+  readDenied?: ((topic: string) => boolean) | undefined;
 }
 
 /**

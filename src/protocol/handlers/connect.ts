@@ -13,6 +13,7 @@ import type { QoS } from '../../wire/codec.js';
 import { connackCodeV3, RC } from '../../wire/reason-codes.js';
 import { validateTopicName } from '../../native.js';
 import { resumeSession } from '../../session/delivery.js';
+import { TokenBucket } from '../rate.js';
 
 export function refuseConnect(conn: Connection, rc: number, reason: string): void {
   const connack: IConnackPacket =
@@ -68,6 +69,10 @@ export function handleConnect(conn: Connection, p: IConnectPacket): void {
   if (broker.connectedCount >= cfg['mqtt.max_connections']) {
     return refuseConnect(conn, RC.QuotaExceeded, 'connection limit reached');
   }
+  if (broker.connectRate !== null && !broker.connectRate.allow(conn.remoteAddress)) {
+    broker.metrics.refused.connectRate++;
+    return refuseConnect(conn, RC.ConnectionRateExceeded, `more than ${cfg['limits.connect_rate']} connections per second from ${conn.remoteAddress}`);
+  }
   if (p.username === undefined && !cfg['mqtt.allow_anonymous']) {
     return refuseConnect(conn, RC.NotAuthorized, 'anonymous clients are not allowed');
   }
@@ -104,6 +109,8 @@ function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | u
   conn.window = Math.min(props.receiveMaximum ?? 65535, cfg['mqtt.max_inflight']);
   if (props.maximumPacketSize !== undefined) conn.clientMaxPacketSize = props.maximumPacketSize;
   conn.topicAliasMaximum = v5 ? cfg['mqtt.max_topic_alias'] : 0;
+  if (cfg['limits.messages_rate'] > 0) conn.inMessages = new TokenBucket(cfg['limits.messages_rate']);
+  if (cfg['limits.bytes_rate'] > 0) conn.inBytes = new TokenBucket(cfg['limits.bytes_rate']);
 
   const { session, sessionPresent, connackAfter } = broker.lifecycle.attach(conn, p.clean !== false, expiry);
   conn.state = 'connected';

@@ -9,6 +9,50 @@ import { createMessage, seedEncoding } from '../../wire/message.js';
 import { type DecodedPublish, encodeAck } from '../../wire/codec.js';
 import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
 
+/**
+ * Topic limits and the client's rates (mqtt.max_topic_*, limits.*): the reason code refusing
+ * this PUBLISH, or 0. A 3.1.1 client over its rate is not refused but read more slowly.
+ */
+function overLimits(conn: Connection, topic: string, bytes: number): number {
+  const cfg = conn.broker.config;
+  const refused = conn.broker.metrics.refused;
+  if (topic.length > cfg['mqtt.max_topic_length'] / 3 && Buffer.byteLength(topic) > cfg['mqtt.max_topic_length']) {
+    refused.topicLength++;
+    return RC.TopicNameInvalid;
+  }
+  if (topicLevels(topic) > cfg['mqtt.max_topic_levels']) {
+    refused.topicLevels++;
+    return RC.TopicNameInvalid;
+  }
+  const msgs = conn.inMessages;
+  const octets = conn.inBytes;
+  if (msgs === null && octets === null) return 0;
+  if (conn.protocolVersion === 5) {
+    if (msgs !== null && !msgs.take(1)) {
+      refused.messageRate++;
+      return RC.MessageRateTooHigh;
+    }
+    if (octets !== null && !octets.take(bytes)) {
+      refused.byteRate++;
+      return RC.MessageRateTooHigh;
+    }
+    return 0;
+  }
+  const waitMsgs = msgs?.charge(1) ?? 0;
+  const waitBytes = octets?.charge(bytes) ?? 0;
+  if (waitMsgs > 0) refused.messageRate++;
+  if (waitBytes > 0) refused.byteRate++;
+  conn.pauseReading(Math.max(waitMsgs, waitBytes));
+  return 0;
+}
+
+/** Levels of a topic name or filter (`a/b` 2, `a/` 2). */
+export function topicLevels(topic: string): number {
+  let n = 1;
+  for (let i = topic.indexOf("/"); i >= 0; i = topic.indexOf("/", i + 1)) n++;
+  return n;
+}
+
 export function handlePublish(conn: Connection, p: IPublishPacket): void {
   const broker = conn.broker;
   const cfg = broker.config;
@@ -38,6 +82,12 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   if (topic === '') throw new ProtocolViolation(RC.ProtocolError, 'empty topic name without a topic alias'); // [MQTT-4.7.3-1]
   const bad = broker.router.checkTopicName(topic);
   if (bad) throw new ProtocolViolation(RC.TopicNameInvalid, `invalid topic name: ${bad}`); // [MQTT-3.3.2-2]
+  const over = overLimits(conn, topic, (p.payload as Buffer).length);
+  if (over !== 0) {
+    // Refused, not a protocol error: v5 is told in the acknowledgement; a 3.1.1 flow completes undelivered.
+    if (qos > 0) conn.ack(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion, v5 ? over : 0));
+    return;
+  }
   if (qos > cfg['mqtt.max_qos']) throw new ProtocolViolation(RC.QoSNotSupported, `QoS ${qos} not supported`); // [MQTT-3.2.2-11]
   if (p.retain && !cfg['mqtt.retain_available']) throw new ProtocolViolation(RC.RetainNotSupported, 'retain not available'); // [MQTT-3.2.2-14]
 

@@ -3,6 +3,7 @@
  * Each filter is validated, authorized and granted on its own; one bad filter fails only
  * its own entry ([MQTT-3.9.3-1]: one reason code per filter, in order).
  */
+import { topicLevels } from './publish.js';
 import type { ISubscribePacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
 import type { QoS } from '../../wire/codec.js';
@@ -31,6 +32,7 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
   const subId = p.properties?.subscriptionIdentifier;
   if (subId === 0) throw new ProtocolViolation(RC.ProtocolError, 'Subscription Identifier 0'); // [MQTT-3.8.2-?] 1..268435455
 
+  const refused = broker.metrics.refused;
   const wanted: Wanted[] = p.subscriptions.map((s) => {
     const opts: SubscriptionOptions = {
       qos: Math.min(s.qos, cfg['mqtt.max_qos']) as QoS,
@@ -46,6 +48,13 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
     else if (shared && !cfg['mqtt.shared_subscription']) code = RC.SharedSubscriptionsNotSupported;
     else if (shared && opts.noLocal) throw new ProtocolViolation(RC.ProtocolError, 'No Local on a shared subscription'); // [MQTT-3.8.3-4]
     else if (!cfg['mqtt.wildcard_subscription'] && /[+#]/.test(shared ? s.topic.split('/').slice(2).join('/') : s.topic)) code = RC.WildcardSubscriptionsNotSupported;
+    else if (Buffer.byteLength(s.topic) > cfg['mqtt.max_topic_length']) {
+      refused.topicLength++;
+      code = RC.TopicFilterInvalid;
+    } else if (topicLevels(s.topic) - (shared ? 2 : 0) > cfg['mqtt.max_topic_levels']) {
+      refused.topicLevels++;
+      code = RC.TopicFilterInvalid;
+    }
     return { filter: s.topic, opts, code };
   });
 
@@ -59,6 +68,11 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
       if (w.code >= 0x80) return v5 ? w.code : V3_FAILURE;
       const a = results[i];
       if (a === false || (typeof a === 'number' && a >= 0x80)) return v5 ? (a === false ? RC.NotAuthorized : a) : V3_FAILURE;
+      const max = cfg['mqtt.max_subscriptions'];
+      if (max > 0 && session.subscriptions.size >= max && !session.subscriptions.has(w.filter)) {
+        refused.subscriptions++;
+        return v5 ? RC.QuotaExceeded : V3_FAILURE;
+      }
       const qos = Math.min(w.opts.qos, typeof a === 'number' ? a : w.opts.qos) as QoS;
       const opts = { ...w.opts, qos };
       const existed = broker.router.subscribe(session, w.filter, opts, writes);
