@@ -16,6 +16,7 @@ export const LAYERS = [
   ['routing'],
   ['session'],
   ['persistence'],
+  ['auth'],
   ['hooks'],
   ['wire', 'native.ts', 'config.ts', 'log.ts'],
 ];

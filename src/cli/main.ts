@@ -193,4 +193,5 @@ ds.command('info')
     }
   });
 
+(await import('./passwd.js')).registerPasswd(program);
 await program.parseAsync(process.argv);
