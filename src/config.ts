@@ -77,6 +77,16 @@ export const CONFIG_KEYS = {
   'mqtt.connect_timeout': { kind: 'duration', default: 10, min: 1, max: 3600, doc: 'seconds a socket may stay open without CONNECT' },
   'mqtt.max_connections': { kind: 'int', default: 1000000, min: 1, max: 100000000, doc: 'beyond it CONNACK 0x97 (v5) / 3' },
   'mqtt.allow_anonymous': { kind: 'bool', default: true, doc: 'refuse clients without a username when false' },
+  'auth.password_file': { kind: 'string', default: '', doc: 'Mosquitto-format password file (`username:hash` lines; `$7$`, `$6$` and `$argon2id$` hashes, written by `stratamq passwd` or `mosquitto_passwd`); empty = none' },
+  'auth.jwt.secret': { kind: 'string', default: '', doc: 'HMAC secret for HS256/HS384/HS512 tokens; with `public_key` and `jwks_file` empty = no JWT authentication' },
+  'auth.jwt.public_key': { kind: 'string', default: '', doc: 'PEM public key file for RS*/PS*/ES*/EdDSA tokens' },
+  'auth.jwt.jwks_file': { kind: 'string', default: '', doc: 'JWKS (JSON) file of public keys, chosen by the token\'s `kid` and `alg`; used before `public_key`' },
+  'auth.jwt.algorithms': { kind: 'string', default: 'HS256,RS256,ES256', pattern: /^(?:(?:HS|RS|PS|ES)(?:256|384|512)|EdDSA)(?:\s*,\s*(?:(?:HS|RS|PS|ES)(?:256|384|512)|EdDSA))*$/, doc: 'accepted token algorithms, comma-separated (`none` never is)' },
+  'auth.jwt.from': { kind: 'enum', default: 'password', values: ['password', 'username'], doc: 'where clients put the token: the CONNECT `password` or `username`' },
+  'auth.jwt.username_claim': { kind: 'string', default: 'sub', doc: 'claim naming the user: required, and equal to the CONNECT username when the token comes as the password; empty = not checked' },
+  'auth.jwt.clientid_claim': { kind: 'string', default: '', doc: 'claim that must equal the client id; empty = not checked' },
+  'auth.jwt.issuer': { kind: 'string', default: '', doc: 'required `iss`; empty = not checked' },
+  'auth.jwt.audience': { kind: 'string', default: '', doc: 'required `aud`; empty = not checked' },
   'mqtt.write_high_watermark': { kind: 'int', default: 8388608, min: 65536, max: 1073741824, doc: 'bytes buffered for a slow client above which its QoS 0 messages are dropped (counted)' },
 } as const satisfies Record<string, KeySpec>;
 

@@ -194,4 +194,5 @@ ds.command('info')
     }
   });
 
+(await import('./passwd.js')).registerPasswd(program);
 await program.parseAsync(process.argv);
