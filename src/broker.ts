@@ -6,6 +6,7 @@
  */
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { type Admin, startAdmin, type TrafficMetrics } from './admin/index.js';
 import { type Config, type ConfigInput, loadConfig } from './config.js';
 import { type ConsumerCounters, HookBus } from './hooks/bus.js';
 import { clientSnapshot, type Gates, type ListenAddresses, permissiveGates } from './hooks/index.js';
@@ -50,7 +51,7 @@ export interface BrokerOptions {
   retainedStore?: RetainedStore;
 }
 
-export interface BrokerMetrics {
+export interface BrokerMetrics extends TrafficMetrics {
   connections: number;
   messagesReceived: number;
   messagesRouted: number;
@@ -84,7 +85,8 @@ export class Broker extends HookBus implements ProtocolContext {
   addresses: ListenAddresses = {};
   /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
   durable: DurableSessions | null = null;
-  private readonly stats: DeliveryStats = { dropped: 0, nativeDrains: 0, fastDrained: 0 };
+  private readonly stats: DeliveryStats = { dropped: 0, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 };
+  private admin: Admin | null = null;
   private readonly servers: Server[] = [];
   private closing = false;
 
@@ -96,21 +98,16 @@ export class Broker extends HookBus implements ProtocolContext {
     if (opts.wsPort !== undefined) overrides['listener.ws.port'] = opts.wsPort === null ? -1 : opts.wsPort;
     if (opts.dataDir !== undefined) overrides['node.data_dir'] = opts.dataDir;
     const c = (this.config = loadConfig({ file: opts.configFile, env: opts.env ?? {}, overrides }));
-    this.log = this.busLog = opts.logger ?? createLogger(c['log.level']);
+    this.log = this.busLog = opts.logger ?? createLogger(c['log.level'], c['log.format']);
     this.gates = { ...permissiveGates, ...opts.gates };
     this.sessions = opts.sessionStore ?? new MemorySessionStore();
     this.retained = opts.retainedStore ?? new MemoryRetainedStore();
     const stats = this.stats;
     // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
     // routing increments its counters once per delivery.
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, listenerErrors: this.listenerErrors, consumers: this.consumers };
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers };
     this.limits = deliveryLimits(c);
-    const env: DeliveryEnv = {
-      limits: this.limits,
-      stats,
-      delivered: null,
-      acked: null,
-    };
+    const env: DeliveryEnv = { limits: this.limits, stats, delivered: null, acked: null };
     this.tapInto(env);
     const onStoreError = (clientId: string | undefined, err: Error): void => this.onStoreError(clientId, err);
     const table = new SubscriptionTable();
@@ -139,6 +136,7 @@ export class Broker extends HookBus implements ProtocolContext {
     try {
       if (this.config['durable_sessions.enable'] && !this.durable) await this.openStore();
       await this.bindListeners();
+      this.admin = await startAdmin(this); // admin API (its port in addresses.admin), $SYS
     } catch (e) {
       await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       this.addresses = {};
@@ -208,6 +206,7 @@ export class Broker extends HookBus implements ProtocolContext {
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const conn of [...this.connections]) conn.disconnect(RC.ServerShuttingDown, 'server shutting down');
     for (const conn of [...this.connections]) conn.socket.destroy();
+    await this.admin?.close();
     await Promise.all(closed);
     await new Promise((resolve) => setImmediate(resolve)); // sockets' 'close' (wills) run first
     this.lifecycle.stopTimers();

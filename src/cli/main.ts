@@ -2,6 +2,7 @@
 /** `stratamq` command line (SPEC F1). */
 import { Command, InvalidArgumentError } from 'commander';
 import { createBroker, type Broker } from '../index.js';
+import { VERSION } from '../admin/index.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Config, ConfigError, type ConfigInput, configReference, loadConfig, REFERENCE_END, REFERENCE_START } from '../config.js';
@@ -14,7 +15,7 @@ function port(value: string): number {
 }
 
 const program = new Command();
-program.name('stratamq').description('MQTT broker with a Rust core and durable storage').version('0.1.0');
+program.name('stratamq').description('MQTT broker with a Rust core and durable storage').version(VERSION);
 
 program
   .command('start')
@@ -25,13 +26,15 @@ program
   .option('--ws-port <n>', 'MQTT over WebSocket port, path /mqtt (default 8083; 0 disables)', port)
   .option('--data-dir <dir>', 'directory of the embedded store (default ./data)')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
-  .action(async (opts: { config?: string; port?: number; host?: string; wsPort?: number; dataDir?: string; logLevel?: string }) => {
+  .option('--admin-port <n>', 'admin HTTP API, /metrics, /health (default 18083; 0 disables)', port)
+  .action(async (opts: { config?: string; port?: number; host?: string; wsPort?: number; dataDir?: string; logLevel?: string; adminPort?: number }) => {
     const config: ConfigInput = {};
     if (opts.port !== undefined) config['listener.tcp.port'] = opts.port;
     if (opts.host !== undefined) config['listener.tcp.host'] = opts.host;
     if (opts.wsPort !== undefined) config['listener.ws.port'] = opts.wsPort === 0 ? -1 : opts.wsPort;
     if (opts.dataDir !== undefined) config['node.data_dir'] = opts.dataDir;
     if (opts.logLevel !== undefined) config['log.level'] = opts.logLevel;
+    if (opts.adminPort !== undefined) config['admin.port'] = opts.adminPort === 0 ? -1 : opts.adminPort;
     let broker: Broker | undefined;
     const fail = async (e: unknown): Promise<never> => {
       const err = e as NodeJS.ErrnoException;
@@ -63,7 +66,10 @@ program
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
     try {
-      await running.listen();
+      // As Mosquitto does: version and config first; the store's recovery, the listeners, then running.
+      running.log.info({ version: VERSION, config: opts.config ?? null, dataDir: running.config['node.data_dir'] }, `stratamq ${VERSION} starting`);
+      const addrs = await running.listen();
+      running.log.info({ ...addrs }, `stratamq ${VERSION} running`);
     } catch (e) {
       if (!stopping) await fail(e);
     }

@@ -82,4 +82,6 @@ export interface ListenAddresses {
   ws?: number;
   tls?: number;
   wss?: number;
+  /** The admin HTTP API (admin.port). */
+  admin?: number;
 }

@@ -107,6 +107,7 @@ export class Connection implements Client {
     const buf = out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, this.outBytes);
     this.out = [];
     this.outBytes = 0;
+    this.broker.metrics.bytesSent += buf.length;
     this.socket.write(buf);
   };
 
@@ -138,6 +139,7 @@ export class Connection implements Client {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastSeen = Date.now();
+    this.broker.metrics.bytesReceived += chunk.length;
     const result = this.framer.push(chunk, this.onFrameBound, this.onPubackBound);
     if (!result) return;
     if (result.kind === 'too-large') {
@@ -410,7 +412,10 @@ export class Connection implements Client {
     this.native = null;
     this.window = n.window;
     this.lastSeen = Math.max(this.lastSeen, n.lastRead());
-    if (unsent.length > 0) this.socket.write(unsent);
+    if (unsent.length > 0) {
+      this.broker.metrics.bytesSent += unsent.length;
+      this.socket.write(unsent);
+    }
     this.flushOut();
     if (closing || this.state !== 'connected') return;
     if (rest.length > 0) this.onData(rest);

@@ -15,6 +15,8 @@ export interface ProtocolContext {
   readonly lifecycle: SessionLifecycle;
   /** Where broker state is stored, when persistence is on. */
   readonly store: Persistence | null;
+  /** Bytes read from and written to clients' streams (the native drain loop's writes excepted). */
+  readonly metrics: { bytesReceived: number; bytesSent: number };
   /** Clients connected now (from CONNACK until their connection closed). */
   readonly connectedCount: number;
   /** A client broke the protocol or sent bad bytes: counted, logged, told to `client.error` listeners. */

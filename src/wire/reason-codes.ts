@@ -28,6 +28,7 @@ export const RC = {
   TopicAliasInvalid: 0x94,
   PacketTooLarge: 0x95,
   QuotaExceeded: 0x97,
+  AdministrativeAction: 0x98,
   PayloadFormatInvalid: 0x99,
   RetainNotSupported: 0x9a,
   QoSNotSupported: 0x9b,
