@@ -6,6 +6,7 @@
  * query methods to the composition root. Plain data in and out: the HTTP layer (server.ts) and
  * the CLI (cli/manage.ts, through HTTP) format it.
  */
+import { resolve } from 'node:path';
 import type { Config } from '../config.js';
 import type { ListenAddresses } from '../hooks/index.js';
 import type { SessionLifecycle } from '../lifecycle/sessions.js';
@@ -269,7 +270,7 @@ export class AdminView {
   storage(): StorageInfo | null {
     const d = this.b.durable;
     if (!d) return null;
-    return { ...d.store.stats(), dataDir: this.b.config['node.data_dir'], losses: d.store.losses() };
+    return { ...d.store.stats(), dataDir: resolve(this.b.config['node.data_dir']), losses: d.store.losses() };
   }
 
   /** Clients connected now, and the most at once since start. */

@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { createBroker, type Broker } from '../index.js';
 import { VERSION } from '../admin/index.js';
+import { registerManage, storeInfoOnline, storeInfoText } from './manage.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Config, ConfigError, type ConfigInput, configReference, loadConfig, REFERENCE_END, REFERENCE_START } from '../config.js';
@@ -166,37 +167,35 @@ ds.command('repair')
   });
 
 ds.command('info')
-  .description('site id, shards, generations, streams, message counts and disk use of the embedded store')
+  .description('site id, shards, generations, streams, message counts and disk use of the embedded store (a running broker\'s: through its admin API)')
   .option('-c, --config <file>', 'config file (for node.data_dir)')
   .option('--data-dir <dir>', 'directory of the embedded store (default ./data)')
+  .option('--url <url>', 'admin API of the broker holding the store (default http://127.0.0.1:18083)')
+  .option('--token <token>', 'admin token (default <data-dir>/admin.token)')
   .option('--json', 'print JSON')
-  .action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
+  .action(async (opts: { config?: string; dataDir?: string; json?: boolean; url?: string; token?: string }) => {
+    let dir = '';
     try {
-      const { dir, options } = storeConfig(opts);
+      const { options, ...rest } = storeConfig(opts);
+      dir = rest.dir;
       if (!existsSync(join(dir, 'STORE')) && !existsSync(join(dir, 'meta.redb'))) throw new Error(`no store in ${dir}`);
       // Opening takes the data-dir lock: a running broker holds it, so this fails cleanly then.
       const store = await DurableStore.open(dir, options);
       const stats = store.stats();
       const losses = store.losses();
       await store.close();
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ ...stats, losses }, null, 2)}\n`);
-        return;
-      }
-      const mb = (b: number): string => `${(b / 1048576).toFixed(1)} MB`;
-      const when = (t?: number): string => (t ? new Date(t).toISOString() : '-');
-      const lines = [`site ${stats.siteId}`, `data dir ${dir}`, `shards ${stats.shards.length}, messages ${stats.records}, disk ${mb(stats.bytes)}`];
-      for (const sh of stats.shards) {
-        lines.push(`shard ${sh.shard}: ${sh.records} messages, ${mb(sh.bytes)}, offsets end ${sh.endOffset}, oldest ${when(sh.oldestTs)}, newest ${when(sh.newestTs)}`);
-        for (const g of sh.generations) {
-          lines.push(`  generation ${g.id}${g.sealed ? ' (sealed)' : ''}: from ${when(g.startTs)}, ${g.streams} streams, ${g.segments} segments, ${g.records} messages, ${mb(g.bytes)}`);
-        }
-      }
-      if (losses.length > 0) lines.push(`losses recorded: ${losses.length}`, ...losses.map((l) => `  ${lossLine(l)}`));
-      process.stdout.write(`${lines.join('\n')}\n`);
+      if (opts.json) process.stdout.write(`${JSON.stringify({ ...stats, losses }, null, 2)}\n`);
+      else process.stdout.write(`${storeInfoText(stats, losses, dir, lossLine)}\n`);
     } catch (e) {
-      dsFail('info', e);
+      // In use: the broker holding it answers through its admin API, if that is reachable and serves this directory.
+      const online = (e as NativeError).code === 'ERR_STORE_LOCKED' ? await storeInfoOnline({ ...opts, dataDir: dir }, dir) : null;
+      if (!online) dsFail('info', e);
+      const { dataDir: _d, losses, ...stats } = online;
+      if (opts.json) process.stdout.write(`${JSON.stringify({ ...stats, losses }, null, 2)}\n`);
+      else process.stdout.write(`${storeInfoText(stats, losses, dir, lossLine)}\n`);
     }
   });
+
+registerManage(program);
 
 await program.parseAsync(process.argv);
