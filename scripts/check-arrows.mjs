@@ -10,6 +10,7 @@ export const LAYERS = [
   ['cli'],
   ['index.ts'],
   ['broker.ts'],
+  ['admin'],
   ['transport'],
   ['protocol'],
   ['lifecycle'],

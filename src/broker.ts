@@ -7,9 +7,12 @@
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AccessControl } from './auth/access.js';
+import { type Authenticator, createAuthenticator } from './auth/authenticator.js';
+import { type Admin, startAdmin, type TrafficMetrics } from './admin/index.js';
 import { type Config, type ConfigInput, loadConfig } from './config.js';
 import { type ConsumerCounters, HookBus } from './hooks/bus.js';
 import { clientSnapshot, type Gates, type ListenAddresses, noRefusals, permissiveGates, type Refusals } from './hooks/index.js';
+import { reloadSecurity } from './lifecycle/reload.js';
 import { restore } from './lifecycle/restore.js';
 import { SessionLifecycle } from './lifecycle/sessions.js';
 import { createLogger, type Logger } from './log.js';
@@ -52,7 +55,7 @@ export interface BrokerOptions {
   retainedStore?: RetainedStore;
 }
 
-export interface BrokerMetrics {
+export interface BrokerMetrics extends TrafficMetrics {
   connections: number;
   messagesReceived: number;
   messagesRouted: number;
@@ -77,6 +80,7 @@ export class Broker extends HookBus implements ProtocolContext {
   readonly config: Config;
   readonly log: Logger;
   readonly gates: Gates;
+  readonly authenticator: Authenticator;
   /** The ACL file's rules (auth.acl_file), null without one. */
   readonly access: AccessControl | null;
   readonly sessions: SessionStore;
@@ -91,7 +95,8 @@ export class Broker extends HookBus implements ProtocolContext {
   /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
   durable: DurableSessions | null = null;
   readonly connectRate: ConnectRate | null;
-  private readonly stats: DeliveryStats = { dropped: 0, nativeDrains: 0, fastDrained: 0 };
+  private readonly stats: DeliveryStats = { dropped: 0, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 };
+  private admin: Admin | null = null;
   private readonly servers: Server[] = [];
   private closing = false;
 
@@ -103,7 +108,8 @@ export class Broker extends HookBus implements ProtocolContext {
     if (opts.wsPort !== undefined) overrides['listener.ws.port'] = opts.wsPort === null ? -1 : opts.wsPort;
     if (opts.dataDir !== undefined) overrides['node.data_dir'] = opts.dataDir;
     const c = (this.config = loadConfig({ file: opts.configFile, env: opts.env ?? {}, overrides }));
-    this.log = this.busLog = opts.logger ?? createLogger(c['log.level']);
+    this.log = this.busLog = opts.logger ?? createLogger(c['log.level'], c['log.format']);
+    this.authenticator = createAuthenticator(c, this.log);
     const refused = noRefusals();
     this.access = c['auth.acl_file'] ? new AccessControl(c['auth.acl_file'], refused) : null;
     this.gates = this.access ? this.access.gates({ ...permissiveGates, ...opts.gates }) : { ...permissiveGates, ...opts.gates };
@@ -112,15 +118,10 @@ export class Broker extends HookBus implements ProtocolContext {
     const stats = this.stats;
     // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
     // routing increments its counters once per delivery.
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, refused, listenerErrors: this.listenerErrors, consumers: this.consumers };
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers };
     this.limits = deliveryLimits(c);
     this.connectRate = c['limits.connect_rate'] > 0 ? new ConnectRate(c['limits.connect_rate']) : null;
-    const env: DeliveryEnv = {
-      limits: this.limits,
-      stats,
-      delivered: null,
-      acked: null,
-    };
+    const env: DeliveryEnv = { limits: this.limits, stats, delivered: null, acked: null };
     this.tapInto(env);
     const onStoreError = (clientId: string | undefined, err: Error): void => this.onStoreError(clientId, err);
     const table = new SubscriptionTable();
@@ -128,18 +129,9 @@ export class Broker extends HookBus implements ProtocolContext {
     this.lifecycle = new SessionLifecycle({ sessions: this.sessions, router: this.router, bus: this, gates: this.gates, log: this.log, env, counters: this.metrics, onStoreError });
   }
 
-  /** SIGHUP: the ACL file read again and applied to connected sessions at once (a bad file keeps the rules in force). */
-  reload(): void {
-    if (!this.access) return;
-    try {
-      this.access.reload();
-    } catch (e) {
-      this.log.error({ err: (e as Error).message }, 'ACL file not reloaded: the rules in force stay');
-      return;
-    }
-    let removed = 0;
-    for (const session of this.sessions) removed += this.router.enforceAcl(session).length;
-    this.log.info({ file: this.access.path, subscriptionsRemoved: removed }, 'ACL file reloaded');
+  /** SIGHUP: credentials and the ACL file read again (lifecycle/reload.ts). */
+  reload(): Promise<void> {
+    return reloadSecurity(this);
   }
 
   /** Where broker state is stored (the embedded store's registries), null while in memory only. */
@@ -163,6 +155,7 @@ export class Broker extends HookBus implements ProtocolContext {
     try {
       if (this.config['durable_sessions.enable'] && !this.durable) await this.openStore();
       await this.bindListeners();
+      this.admin = await startAdmin(this); // admin API (its port in addresses.admin), $SYS
     } catch (e) {
       await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       this.addresses = {};
@@ -232,6 +225,7 @@ export class Broker extends HookBus implements ProtocolContext {
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const conn of [...this.connections]) conn.disconnect(RC.ServerShuttingDown, 'server shutting down');
     for (const conn of [...this.connections]) conn.socket.destroy();
+    await this.admin?.close();
     await Promise.all(closed);
     await new Promise((resolve) => setImmediate(resolve)); // sockets' 'close' (wills) run first
     this.lifecycle.stopTimers();

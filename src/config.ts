@@ -88,6 +88,13 @@ export const CONFIG_KEYS = {
   'auth.jwt.issuer': { kind: 'string', default: '', doc: 'required `iss`; empty = not checked' },
   'auth.jwt.audience': { kind: 'string', default: '', doc: 'required `aud`; empty = not checked' },
   'mqtt.write_high_watermark': { kind: 'int', default: 8388608, min: 65536, max: 1073741824, doc: 'bytes buffered for a slow client above which its QoS 0 messages are dropped (counted)' },
+  // Operating a running broker (src/admin/): admin HTTP API, /metrics, $SYS, log format.
+  'admin.port': { kind: 'int', default: 18083, min: -1, max: 65535, doc: 'admin HTTP API, `/metrics`, `/health`, `/ready` (0 = ephemeral; `-1` disables; `stratamq start --admin-port 0` disables too)' },
+  'admin.host': { kind: 'string', default: '127.0.0.1', doc: 'listen address of the admin API' },
+  'admin.token': { kind: 'string', default: '', doc: 'bearer token of the admin API; empty: read from `<data_dir>/admin.token`, generated there (mode 0600) and logged once at the first start' },
+  'admin.metrics_public': { kind: 'bool', default: false, doc: '`/metrics` without the token (for a Prometheus scraper on a trusted network)' },
+  'sys.interval': { kind: 'duration', default: 10, min: 0, max: 86400, doc: 'seconds between `$SYS/broker/...` updates (retained, QoS 0, in memory only; 0 disables)' },
+  'log.format': { kind: 'enum', default: 'auto', values: ['auto', 'pretty', 'json'], doc: '`pretty`: readable lines (pino-pretty); `json`: JSON lines; `auto`: pretty when stdout is a terminal' },
 } as const satisfies Record<string, KeySpec>;
 
 /** A duration in seconds as the README shows it: `7200` (2h). */

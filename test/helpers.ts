@@ -33,7 +33,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<TestBroker>
     wsPort: null,
     dataDir: tmp?.dir,
     ...opts,
-    config: { 'log.level': 'silent', 'durable_storage.messages.n_shards': 2, ...opts.config },
+    config: { 'log.level': 'silent', 'durable_storage.messages.n_shards': 2, 'admin.port': -1, ...opts.config },
   });
   const addr = await broker.listen();
   const port = addr.tcp as number;
@@ -88,7 +88,7 @@ export class BrokerProcess {
   async start(timeoutMs = 20000): Promise<void> {
     const child = spawn(process.execPath, [CLI, 'start', '--host', '127.0.0.1', '--port', String(this.port), '--ws-port', '0', '--data-dir', this.dataDir, ...this.extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...this.env },
+      env: { ...process.env, STRATA_ADMIN__PORT: '-1', ...this.env }, // no admin API unless a test asks (else every broker wants 18083)
     });
     this.child = child;
     this.output = ''; // readiness is read from this run's output only

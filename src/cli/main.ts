@@ -2,6 +2,8 @@
 /** `stratamq` command line (SPEC F1). */
 import { Command, InvalidArgumentError } from 'commander';
 import { createBroker, type Broker } from '../index.js';
+import { VERSION } from '../admin/index.js';
+import { registerManage, storeInfoOnline, storeInfoText } from './manage.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Config, ConfigError, type ConfigInput, configReference, loadConfig, REFERENCE_END, REFERENCE_START } from '../config.js';
@@ -14,7 +16,7 @@ function port(value: string): number {
 }
 
 const program = new Command();
-program.name('stratamq').description('MQTT broker with a Rust core and durable storage').version('0.1.0');
+program.name('stratamq').description('MQTT broker with a Rust core and durable storage').version(VERSION);
 
 program
   .command('start')
@@ -25,13 +27,15 @@ program
   .option('--ws-port <n>', 'MQTT over WebSocket port, path /mqtt (default 8083; 0 disables)', port)
   .option('--data-dir <dir>', 'directory of the embedded store (default ./data)')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
-  .action(async (opts: { config?: string; port?: number; host?: string; wsPort?: number; dataDir?: string; logLevel?: string }) => {
+  .option('--admin-port <n>', 'admin HTTP API, /metrics, /health (default 18083; 0 disables)', port)
+  .action(async (opts: { config?: string; port?: number; host?: string; wsPort?: number; dataDir?: string; logLevel?: string; adminPort?: number }) => {
     const config: ConfigInput = {};
     if (opts.port !== undefined) config['listener.tcp.port'] = opts.port;
     if (opts.host !== undefined) config['listener.tcp.host'] = opts.host;
     if (opts.wsPort !== undefined) config['listener.ws.port'] = opts.wsPort === 0 ? -1 : opts.wsPort;
     if (opts.dataDir !== undefined) config['node.data_dir'] = opts.dataDir;
     if (opts.logLevel !== undefined) config['log.level'] = opts.logLevel;
+    if (opts.adminPort !== undefined) config['admin.port'] = opts.adminPort === 0 ? -1 : opts.adminPort;
     let broker: Broker | undefined;
     const fail = async (e: unknown): Promise<never> => {
       const err = e as NodeJS.ErrnoException;
@@ -62,9 +66,12 @@ program
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGHUP', () => running.reload());
+    process.on('SIGHUP', () => void running.reload());
     try {
-      await running.listen();
+      // As Mosquitto does: version and config first; the store's recovery, the listeners, then running.
+      running.log.info({ version: VERSION, config: opts.config ?? null, dataDir: running.config['node.data_dir'] }, `stratamq ${VERSION} starting`);
+      const addrs = await running.listen();
+      running.log.info({ ...addrs }, `stratamq ${VERSION} running`);
     } catch (e) {
       if (!stopping) await fail(e);
     }
@@ -161,38 +168,36 @@ ds.command('repair')
   });
 
 ds.command('info')
-  .description('site id, shards, generations, streams, message counts and disk use of the embedded store')
+  .description('site id, shards, generations, streams, message counts and disk use of the embedded store (a running broker\'s: through its admin API)')
   .option('-c, --config <file>', 'config file (for node.data_dir)')
   .option('--data-dir <dir>', 'directory of the embedded store (default ./data)')
+  .option('--url <url>', 'admin API of the broker holding the store (default http://127.0.0.1:18083)')
+  .option('--token <token>', 'admin token (default <data-dir>/admin.token)')
   .option('--json', 'print JSON')
-  .action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
+  .action(async (opts: { config?: string; dataDir?: string; json?: boolean; url?: string; token?: string }) => {
+    let dir = '';
     try {
-      const { dir, options } = storeConfig(opts);
+      const { options, ...rest } = storeConfig(opts);
+      dir = rest.dir;
       if (!existsSync(join(dir, 'STORE')) && !existsSync(join(dir, 'meta.redb'))) throw new Error(`no store in ${dir}`);
       // Opening takes the data-dir lock: a running broker holds it, so this fails cleanly then.
       const store = await DurableStore.open(dir, options);
       const stats = store.stats();
       const losses = store.losses();
       await store.close();
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ ...stats, losses }, null, 2)}\n`);
-        return;
-      }
-      const mb = (b: number): string => `${(b / 1048576).toFixed(1)} MB`;
-      const when = (t?: number): string => (t ? new Date(t).toISOString() : '-');
-      const lines = [`site ${stats.siteId}`, `data dir ${dir}`, `shards ${stats.shards.length}, messages ${stats.records}, disk ${mb(stats.bytes)}`];
-      for (const sh of stats.shards) {
-        lines.push(`shard ${sh.shard}: ${sh.records} messages, ${mb(sh.bytes)}, offsets end ${sh.endOffset}, oldest ${when(sh.oldestTs)}, newest ${when(sh.newestTs)}`);
-        for (const g of sh.generations) {
-          lines.push(`  generation ${g.id}${g.sealed ? ' (sealed)' : ''}: from ${when(g.startTs)}, ${g.streams} streams, ${g.segments} segments, ${g.records} messages, ${mb(g.bytes)}`);
-        }
-      }
-      if (losses.length > 0) lines.push(`losses recorded: ${losses.length}`, ...losses.map((l) => `  ${lossLine(l)}`));
-      process.stdout.write(`${lines.join('\n')}\n`);
+      if (opts.json) process.stdout.write(`${JSON.stringify({ ...stats, losses }, null, 2)}\n`);
+      else process.stdout.write(`${storeInfoText(stats, losses, dir, lossLine)}\n`);
     } catch (e) {
-      dsFail('info', e);
+      // In use: the broker holding it answers through its admin API, if that is reachable and serves this directory.
+      const online = (e as NativeError).code === 'ERR_STORE_LOCKED' ? await storeInfoOnline({ ...opts, dataDir: dir }, dir) : null;
+      if (!online) dsFail('info', e);
+      const { dataDir: _d, losses, ...stats } = online;
+      if (opts.json) process.stdout.write(`${JSON.stringify({ ...stats, losses }, null, 2)}\n`);
+      else process.stdout.write(`${storeInfoText(stats, losses, dir, lossLine)}\n`);
     }
   });
 
 (await import('./passwd.js')).registerPasswd(program);
+registerManage(program);
+
 await program.parseAsync(process.argv);

@@ -98,4 +98,6 @@ export interface ListenAddresses {
   ws?: number;
   tls?: number;
   wss?: number;
+  /** The admin HTTP API (admin.port). */
+  admin?: number;
 }

@@ -72,6 +72,7 @@ export class Connection implements Client {
   inMessages: TokenBucket | null = null;
   inBytes: TokenBucket | null = null;
   private paused = false;
+  private expiry: NodeJS.Timeout | null = null;
   /** Inbound topic aliases (v5): alias → topic name. */
   readonly aliases = new Map<number, string>();
   topicAliasMaximum = 0;
@@ -112,6 +113,7 @@ export class Connection implements Client {
     const buf = out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, this.outBytes);
     this.out = [];
     this.outBytes = 0;
+    this.broker.metrics.bytesSent += buf.length;
     this.socket.write(buf);
   };
 
@@ -143,6 +145,7 @@ export class Connection implements Client {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastSeen = Date.now();
+    this.broker.metrics.bytesReceived += chunk.length;
     const result = this.framer.push(chunk, this.onFrameBound, this.onPubackBound);
     if (!result) return;
     if (result.kind === 'too-large') {
@@ -415,13 +418,27 @@ export class Connection implements Client {
     this.native = null;
     this.window = n.window;
     this.lastSeen = Math.max(this.lastSeen, n.lastRead());
-    if (unsent.length > 0) this.socket.write(unsent);
+    if (unsent.length > 0) {
+      this.broker.metrics.bytesSent += unsent.length;
+      this.socket.write(unsent);
+    }
     this.flushOut();
     if (closing || this.state !== 'connected') return;
     if (rest.length > 0) this.onData(rest);
     if (this.state !== 'connected') return;
     const err = (this.handoff as SocketHandoff).startReading();
     if (err !== 0) this.socket.destroy(new Error(`read start failed (${err})`));
+  }
+
+  /**
+   * The credential this client connected with expires at `at` (ms since epoch; a JWT's `exp`):
+   * then a v5 client gets DISCONNECT 0xA0 Maximum connect time and a 3.1.1 client is closed.
+   */
+  expireAt(at: number): void {
+    const ms = Math.max(0, at - Date.now());
+    if (ms > 0x7fffffff) return; // beyond a timer's reach (24 days): a reconnect checks it again
+    this.expiry = setTimeout(() => this.disconnect(RC.MaximumConnectTime, 'credential expired'), ms);
+    this.expiry.unref();
   }
 
   /**
@@ -459,6 +476,7 @@ export class Connection implements Client {
   }
 
   private onClosed(): void {
+    if (this.expiry) clearTimeout(this.expiry);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.state !== 'closed') {

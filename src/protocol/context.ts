@@ -3,6 +3,7 @@
  * builds it; nothing here imports broker.ts.
  */
 import type { Config } from '../config.js';
+import type { Authenticator } from '../auth/authenticator.js';
 import type { ClientInfo, Gates, Refusals } from '../hooks/index.js';
 import type { ConnectRate } from './rate.js';
 import type { SessionLifecycle } from '../lifecycle/sessions.js';
@@ -12,12 +13,14 @@ import type { Persistence } from '../persistence/registries.js';
 export interface ProtocolContext {
   readonly config: Config;
   readonly gates: Gates;
+  /** The password file / JWT checks, before the gates' authenticate (auth/authenticator.ts). */
+  readonly authenticator: Authenticator;
   readonly router: Router;
   readonly lifecycle: SessionLifecycle;
   /** Where broker state is stored, when persistence is on. */
   readonly store: Persistence | null;
-  /** Requests refused by the ACL or a limit, counted per reason. */
-  readonly metrics: { readonly refused: Refusals };
+  /** Requests refused by the ACL or a limit, per reason; bytes read from and written to clients' streams (the native drain loop's writes excepted). */
+  readonly metrics: { readonly refused: Refusals; bytesReceived: number; bytesSent: number };
   /** limits.connect_rate per source address; null when off. */
   readonly connectRate: ConnectRate | null;
   /** Clients connected now (from CONNACK until their connection closed). */

@@ -35,6 +35,8 @@ interface LoggedTarget {
 /** The counters routing keeps (a part of BrokerMetrics). */
 export interface RoutingCounters {
   messagesReceived: number;
+  /** messagesReceived by QoS (index 0..2). */
+  messagesReceivedByQos: number[];
   messagesRouted: number;
   messagesDropped: number;
 }
@@ -75,6 +77,8 @@ export class Router {
   /** publish() is routing a message; publishes from hooks meanwhile wait in `nested`. */
   private publishing = false;
   private readonly nested: { msg: Message; from: ClientInfo | null; inboundId: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /** The broker's own message publishVolatile is routing (null otherwise). */
+  private volatileMsg: Message | null = null;
 
   constructor(parts: RouterParts) {
     this.table = parts.table;
@@ -192,9 +196,30 @@ export class Router {
     }
   }
 
+  /**
+   * Route a message of the broker's own that is never stored ($SYS, admin/sys.ts): retained in
+   * memory only, never appended to the log; persistent sessions get it only while connected.
+   */
+  publishVolatile(msg: Message): void {
+    if (this.publishing) {
+      queueMicrotask(() => this.publishVolatile(msg)); // not from inside routing: the flag must cover it alone
+      return;
+    }
+    this.volatileMsg = msg;
+    try {
+      void this.publish(msg, null);
+    } finally {
+      this.volatileMsg = null;
+    }
+    // Not a message received: the counters (and $SYS/broker/messages/received) count clients' and the application's.
+    this.counters.messagesReceived--;
+    (this.counters.messagesReceivedByQos[msg.qos] as number)--;
+  }
+
   /** Route one message (publish without the re-entrancy guard). */
   private routeMessage(msg: Message, from: ClientInfo | null, inboundId: number): Promise<void> | null {
     this.counters.messagesReceived++;
+    (this.counters.messagesReceivedByQos[msg.qos] as number)++;
     if (msg.retain) this.retained.set(msg);
     if (this.bus.listenerCount('message.publish') > 0) this.bus.emit('message.publish', from && clientSnapshot(from), messageSnapshot(msg));
     const table = this.table;
@@ -266,7 +291,7 @@ export class Router {
     live0.length = 0;
     this.syncDrops();
     const store = this.store;
-    if (!store || (targets === null && !msg.retain && inboundId === 0)) return null;
+    if (!store || msg === this.volatileMsg || (targets === null && !msg.retain && inboundId === 0)) return null;
     return this.persist(store, msg, targets ?? [], inboundId);
   }
 
@@ -287,6 +312,10 @@ export class Router {
     this.counters.messagesRouted++;
     if (session.durable === null || (shared && qos === 0 && session.outlet !== null)) {
       deliver(session, msg, qos, retain, subIds, now);
+      return;
+    }
+    if (msg === this.volatileMsg) {
+      if (session.outlet !== null) deliver(session, msg, qos, retain, subIds, now);
       return;
     }
     const t: LoggedTarget = { session, qos, retain, subIds, pinned: shared };

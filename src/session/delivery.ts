@@ -20,6 +20,7 @@ function writePublish(session: Session, out: Outlet, p: Pending, msg: Message, d
   const buf = encodeDelivery(msg, out.protocolVersion, p.qos, p.retain, dup, id, out.protocolVersion === 5 ? p.subIds : undefined, now);
   if (buf.length > out.clientMaxPacketSize) return false;
   out.write(buf);
+  (session.env.stats.sent[p.qos] as number)++;
   const told = session.env.delivered;
   if (told !== null) told(session.clientId, msg, p.qos);
   return true;

@@ -85,6 +85,12 @@ const COUNT_STEP = 64;
  */
 const MAX_NATIVE_DRAINS = 16;
 let nativeDrains = 0;
+
+/** Native drain loops running now (all brokers of this process): the admin metrics' gauge. */
+export function activeNativeDrains(): number {
+  return nativeDrains;
+}
+
 /** How often a session drained by the native loop has its progress committed (as `mark`). */
 const NATIVE_PROGRESS_MS = 10;
 
@@ -437,6 +443,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
     const session = this.session;
     forEachQuad(h.inflight, (id, e) => session.inflight.set(id, e));
     session.nextId = h.nextId;
+    this.drops.nativeSent += h.sent;
     this.backlog = Math.max(0, this.backlog - h.sent);
     this.backlogBytes = Math.max(0, this.backlogBytes - h.sentPayload);
     this.advanceRead(nat.want, h.next, h.status);
@@ -580,7 +587,10 @@ export class LogSession implements SessionPersistence, ProgressSource {
         const entry: Inflight = { msg: null, qos: ((head >> 1) & 3) as QoS, retain: (head & 1) === 1, subIds: undefined, ref, phase: 'publish' };
         session.inflight.set(id, entry);
         sent?.push(entry);
-      } else if (sent !== null) {
+        (this.drops.sent[entry.qos] as number)++;
+      } else if (sent === null) (this.drops.sent[0] as number)++;
+      else {
+        (this.drops.sent[0] as number)++;
         const head = buf[pos] as number;
         sent.push({ msg: null, qos: 0, retain: (head & 1) === 1, subIds: undefined, ref: { shard: meta[m + REPLAY_SHARD] as number, offset: meta[m + REPLAY_OFFSET] as number } });
       }

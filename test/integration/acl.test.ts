@@ -165,13 +165,13 @@ test('reload: a subscription the new file forbids stops receiving at once and is
     const pub = await client(tb, { username: 'alice', clientId: 'alice-pub2' });
 
     writeFileSync(acl.path, 'user bob\ntopic readwrite nonsense +x/y\n');
-    tb.broker.reload(); // does not parse: logged, the rules in force stay
+    await tb.broker.reload(); // does not parse: logged, the rules in force stay
     const before = collect(bob, 1);
     await pub.publishAsync('home/alice/a', 'still', { qos: 1 });
     assert.equal((await before)[0]?.payload.toString(), 'still');
 
     writeFileSync(acl.path, ACL.replace('topic read home/alice/#\n', ''));
-    tb.broker.reload();
+    await tb.broker.reload();
     const after = collect(bob, 1);
     await pub.publishAsync('home/alice/a', 'gone', { qos: 1 });
     await pub.publishAsync('shared/in', 'kept', { qos: 1 });

@@ -54,7 +54,7 @@ interface Cli {
 function cli(args: string[], env: NodeJS.ProcessEnv = {}, killAfterMs = 30000): Cli {
   const cleanEnv: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('STRATA_')) cleanEnv[k] = v;
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...cleanEnv, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...cleanEnv, STRATA_ADMIN__PORT: '-1', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   children.add(child);
   let out = '';
   let err = '';

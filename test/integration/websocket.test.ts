@@ -306,7 +306,7 @@ describe('TLS and WSS', () => {
 });
 
 test('a TLS listener without certificate files refuses to start with a clear error', async () => {
-  const b = createBroker({ port: 0, host: '127.0.0.1', wsPort: null, config: { 'log.level': 'silent', 'listener.tls.port': 0, 'durable_sessions.enable': false } });
+  const b = createBroker({ port: 0, host: '127.0.0.1', wsPort: null, config: { 'log.level': 'silent', 'listener.tls.port': 0, 'durable_sessions.enable': false, 'admin.port': -1 } });
   try {
     await assert.rejects(b.listen(), (e: Error) => e.name === 'ConfigError' && /certfile/.test(e.message));
   } finally {

@@ -42,3 +42,16 @@ test('an import that points up is caught, type-only or not, and so is a room out
     ['session/delivery.ts → protocol/connection.ts', 'session/delivery.ts → broker.ts', 'session/delivery.ts → transport/tcp.ts', 'routing/router.ts → lifecycle/sessions.ts', 'server/old.ts → '],
   );
 });
+
+test('admin/ sits between broker.ts and transport/: it may read the rooms below, never the composition root', () => {
+  const bad = arrows.violations([
+    ['admin/view.ts', ['../session/log-session.js', '../transport/tcp.js', '../protocol/context.js']],
+    ['admin/index.ts', ['../broker.js']],
+    ['broker.ts', ['./admin/index.js']],
+    ['transport/tcp.ts', ['../admin/view.js']],
+  ]);
+  assert.deepEqual(
+    bad.map(([from, to]) => `${from} → ${to}`),
+    ['admin/index.ts → broker.ts', 'transport/tcp.ts → admin/view.ts'],
+  );
+});

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
 import type { GateAnswer } from '../../hooks/index.js';
+import type { AuthResult } from '../../auth/authenticator.js';
 import { createMessage } from '../../wire/message.js';
 import type { QoS } from '../../wire/codec.js';
 import { connackCodeV3, RC } from '../../wire/reason-codes.js';
@@ -73,27 +74,39 @@ export function handleConnect(conn: Connection, p: IConnectPacket): void {
     broker.metrics.refused.connectRate++;
     return refuseConnect(conn, RC.ConnectionRateExceeded, `more than ${cfg['limits.connect_rate']} connections per second from ${conn.remoteAddress}`);
   }
-  if (p.username === undefined && !cfg['mqtt.allow_anonymous']) {
-    return refuseConnect(conn, RC.NotAuthorized, 'anonymous clients are not allowed');
-  }
-
   conn.state = 'authenticating';
-  let answer: GateAnswer | Promise<GateAnswer>;
+  let answer: AuthAnswer | Promise<AuthAnswer>;
   try {
-    answer = broker.gates.authenticate(conn, p.username, p.password);
+    answer = authenticate(conn, p);
   } catch (e) {
-    return refuseConnect(conn, RC.UnspecifiedError, `authenticate hook failed: ${(e as Error).message}`);
+    answer = { ok: false, rc: RC.UnspecifiedError, reason: `authenticate hook failed: ${(e as Error).message}` };
   }
-  // A failing asynchronous hook refuses the CONNECT like a failing synchronous one.
-  const settled = answer instanceof Promise ? answer.catch((e: unknown) => new Error(String(e))) : answer;
-  conn.gate(settled, (ok) => {
-    if (ok instanceof Error) return refuseConnect(conn, RC.UnspecifiedError, `authenticate hook failed: ${ok.message}`);
-    if (ok !== true) {
-      const rc = typeof ok === 'number' ? ok : p.username === undefined ? RC.NotAuthorized : RC.BadUserNameOrPassword;
-      return refuseConnect(conn, rc, 'authentication failed');
-    }
+  const settled = answer instanceof Promise ? answer.catch((e: unknown): AuthAnswer => ({ ok: false, rc: RC.UnspecifiedError, reason: `authenticate hook failed: ${String(e)}` })) : answer;
+  conn.gate(settled, (a) => {
+    if (!a.ok) return refuseConnect(conn, a.rc, a.reason);
     acceptConnect(conn, p, assigned);
+    if (a.expiresAt !== undefined && conn.state === 'connected') conn.expireAt(a.expiresAt);
   });
+}
+
+type AuthAnswer = { ok: true; expiresAt?: number | undefined } | { ok: false; rc: number; reason: string };
+
+/**
+ * The authentication chain: the password file / JWT checks (auth/authenticator.ts), then the
+ * embedding application's `authenticate` gate. Synchronous when both answer at once.
+ */
+function authenticate(conn: Connection, p: IConnectPacket): AuthAnswer | Promise<AuthAnswer> {
+  const broker = conn.broker;
+  const then = (r: AuthResult): AuthAnswer | Promise<AuthAnswer> => {
+    if (!r.ok) return { ok: false, rc: r.reasonCode, reason: r.reason };
+    if (r.username !== undefined) conn.username = r.username; // the user a token names (ACLs apply to it)
+    const gate = broker.gates.authenticate(conn, p.username, p.password);
+    const judge = (ok: GateAnswer): AuthAnswer =>
+      ok === true ? { ok: true, expiresAt: r.expiresAt } : { ok: false, rc: typeof ok === 'number' ? ok : p.username === undefined ? RC.NotAuthorized : RC.BadUserNameOrPassword, reason: 'authentication failed' };
+    return gate instanceof Promise ? gate.then(judge) : judge(gate);
+  };
+  const first = broker.authenticator.authenticate(conn, p.username, p.password);
+  return first instanceof Promise ? first.then(then) : then(first);
 }
 
 function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | undefined): void {
