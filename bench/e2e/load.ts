@@ -14,6 +14,7 @@
 //                                    go to the shared counters
 //   recv {type:'finish'}          -> post {type:'result', ...}, close sockets
 import net from 'node:net';
+import { BENCH_PASSWORD, BENCH_USER } from './credentials.js';
 import { readFixedHeader } from './frames.js';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
@@ -178,6 +179,8 @@ class BenchClient {
           protocolVersion: 4,
           clean: this.spec.role !== 'sub' || this.spec.clean !== false,
           clientId: this.spec.id,
+          username: BENCH_USER,
+          password: Buffer.from(BENCH_PASSWORD),
           keepalive: 60,
         }),
       );

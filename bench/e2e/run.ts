@@ -28,6 +28,7 @@ import {
   startRedis,
   tail,
   unavailable,
+  ALL_BROKERS,
   type BrokerName,
   type BrokerOptions,
   type RunningBroker,
@@ -277,7 +278,7 @@ function pickList<T extends string>(what: string, raw: string, known: readonly T
   return out;
 }
 
-const brokers = pickList('broker', argv.brokers, BROKERS);
+const brokers = pickList('broker', argv.brokers, ALL_BROKERS);
 const scenarioNames = pickList(
   'scenario',
   argv.durable

@@ -34,6 +34,9 @@ interface Rule {
 /** A file that does not read or parse: a configuration error (the broker does not start). */
 export class AclFileError extends ConfigError {}
 
+/** Topics per client whose PUBLISH answer is kept (the rules cannot change under it: a reload builds a new ClientAcl). */
+const PUBLISH_MEMORY = 256;
+
 const ACCESS = new Set<Access>(['read', 'write', 'readwrite', 'deny']);
 
 /** What the file says for one client: built once per connection (and again after a reload). */
@@ -129,7 +132,19 @@ class RulesAcl implements ClientAcl {
     }
   }
 
+  /** Answers for the topics this client published to lately: most publish to a few, again and again. */
+  private readonly published = new Map<string, boolean>();
+
   canPublish(topic: string): boolean {
+    const known = this.published.get(topic);
+    if (known !== undefined) return known;
+    const ok = this.judgePublish(topic);
+    if (this.published.size >= PUBLISH_MEMORY) this.published.clear();
+    this.published.set(topic, ok);
+    return ok;
+  }
+
+  private judgePublish(topic: string): boolean {
     for (const f of this.deny) if (topicMatches(f, topic)) return false;
     for (const f of this.write) if (topicMatches(f, topic)) return true;
     return false;
