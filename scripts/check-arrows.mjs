@@ -10,6 +10,7 @@ export const LAYERS = [
   ['cli'],
   ['index.ts'],
   ['broker.ts'],
+  ['broker-options.ts'],
   ['admin'],
   ['transport'],
   ['protocol'],

@@ -7,6 +7,7 @@
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AccessControl } from './auth/access.js';
+import type { BrokerMetrics, BrokerOptions } from './broker-options.js';
 import { type Authenticator, createAuthenticator } from './auth/authenticator.js';
 import { type Admin, startAdmin, type TrafficMetrics } from './admin/index.js';
 import { type Config, type ConfigInput, loadConfig } from './config.js';
@@ -35,46 +36,6 @@ import { listenWs } from './transport/ws.js';
 import type { QoS } from './wire/codec.js';
 import { createMessage } from './wire/message.js';
 import { RC } from './wire/reason-codes.js';
-
-export interface BrokerOptions {
-  /** Dotted config keys (see config.ts / README), applied over file and environment. */
-  config?: ConfigInput;
-  /** Path of a `key = value` config file. */
-  configFile?: string;
-  /** Environment to read STRATA_* overrides from (the CLI passes process.env). */
-  env?: NodeJS.ProcessEnv;
-  /** Shorthands for listener.tcp.port / listener.tcp.host / listener.ws.port (null disables WS). */
-  port?: number;
-  host?: string;
-  wsPort?: number | null;
-  dataDir?: string;
-  logger?: Logger;
-  /** Authentication / authorization gates; each defaults to allow. */
-  gates?: Partial<Gates>;
-  sessionStore?: SessionStore;
-  retainedStore?: RetainedStore;
-}
-
-export interface BrokerMetrics extends TrafficMetrics {
-  connections: number;
-  messagesReceived: number;
-  messagesRouted: number;
-  messagesDropped: number;
-  protocolErrors: number;
-  storeErrors: number;
-  /** Drains of persistent sessions handed to the native loop (durable_sessions.native_drain). */
-  nativeDrains: number;
-  /** Deliveries drains sent on the event loop's fast path (ready-made packets from the log). */
-  fastDrained: number;
-  /** Stored records found lost (damaged or missing store files), as reported in the log. */
-  recordsLost: number;
-  /** Event listeners that threw (or rejected), per event name; see hooks/bus.ts. */
-  listenerErrors: Record<string, number>;
-  /** Requests refused by the ACL file or a limit, per reason. */
-  refused: Refusals;
-  /** Async event consumers (Broker.consume): queued, handled, failed, dropped, waiting. */
-  consumers: Record<string, ConsumerCounters>;
-}
 
 export class Broker extends HookBus implements ProtocolContext {
   readonly config: Config;

@@ -65,6 +65,7 @@ export const CONFIG_KEYS = {
   'mqtt.retain_available': { kind: 'bool', default: true, doc: 'accept retained messages' },
   'mqtt.wildcard_subscription': { kind: 'bool', default: true, doc: 'allow `+` and `#` in filters' },
   'mqtt.shared_subscription': { kind: 'bool', default: true, doc: 'allow shared subscriptions `$share/{group}/{filter}`' },
+  'mqtt.max_outbound_topic_alias': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'topic aliases the broker uses towards a v5 client, at most the Topic Alias Maximum it sent (0 = never); its deliveries are then encoded per client (no native drain)' },
   'mqtt.max_subscriptions': { kind: 'int', default: 0, min: 0, max: 100000000, doc: 'subscriptions per client (0 = no limit); beyond it SUBACK 0x97 Quota exceeded (3.1.1: 0x80)' },
   'mqtt.max_topic_levels': { kind: 'int', default: 128, min: 1, max: 65535, doc: 'topic levels in a topic name or filter; deeper ones are refused: PUBLISH 0x90 Topic Name invalid (3.1.1: dropped), SUBSCRIBE 0x8F (3.1.1: 0x80)' },
   'mqtt.max_topic_length': { kind: 'int', default: 65535, min: 1, max: 65535, doc: 'bytes in a topic name or filter; longer ones are refused like `max_topic_levels`' },

@@ -1,7 +1,9 @@
 /** Public API: embed StrataMQ in an application, as with Aedes. */
-import { Broker, type BrokerOptions } from './broker.js';
+import { Broker } from './broker.js';
+import type { BrokerOptions } from './broker-options.js';
 
-export { Broker, type BrokerOptions, type BrokerMetrics } from './broker.js';
+export { Broker } from './broker.js';
+export type { BrokerOptions, BrokerMetrics } from './broker-options.js';
 export type { BrokerEvents, ClientInfo, Gates, GateAnswer, ListenAddresses, MessageInfo } from './hooks/index.js';
 export type { Consumer, ConsumerCounters, ConsumerOptions } from './hooks/bus.js';
 export type { Message } from './wire/message.js';

@@ -12,6 +12,7 @@
  * A1): with TCP_NODELAY set this gives one segment per batch, without Nagle's 40 ms stalls.
  */
 import type { TokenBucket } from './rate.js';
+import type { OutboundAliases } from '../session/topic-aliases.js';
 import type { Duplex } from 'node:stream';
 import type { Packet } from 'mqtt-packet';
 import { encode, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } from '../wire/codec.js';
@@ -68,6 +69,8 @@ export class Connection implements Client {
   window = 65535;
   /** Largest packet the client accepts (v5 Maximum Packet Size), bytes. */
   clientMaxPacketSize = Number.POSITIVE_INFINITY;
+  /** Outbound topic aliases (v5 clients that sent a Topic Alias Maximum); null otherwise. */
+  outAliases: OutboundAliases | null = null;
   /** limits.messages_rate / limits.bytes_rate for this client; null when off. */
   inMessages: TokenBucket | null = null;
   inBytes: TokenBucket | null = null;

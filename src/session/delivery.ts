@@ -17,8 +17,11 @@ import { type DeliveryLimits, type DurableRef, type Inflight, isRecorded, type P
  * message is then discarded for this client as if delivered ([MQTT-3.1.2-25]).
  */
 function writePublish(session: Session, out: Outlet, p: Pending, msg: Message, dup: boolean, id: number, now: number): boolean {
-  const buf = encodeDelivery(msg, out.protocolVersion, p.qos, p.retain, dup, id, out.protocolVersion === 5 ? p.subIds : undefined, now);
+  const aliases = out.outAliases;
+  const alias = aliases === null ? 0 : aliases.lookup(msg.topic);
+  const buf = encodeDelivery(msg, out.protocolVersion, p.qos, p.retain, dup, id, out.protocolVersion === 5 ? p.subIds : undefined, now, alias);
   if (buf.length > out.clientMaxPacketSize) return false;
+  if (alias < 0) aliases?.remember(msg.topic, -alias); // the client learns it from this packet
   out.write(buf);
   (session.env.stats.sent[p.qos] as number)++;
   const told = session.env.delivered;

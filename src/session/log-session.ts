@@ -349,8 +349,8 @@ export class LogSession implements SessionPersistence, ProgressSource {
     const session = this.session;
     if (this.native !== null) return 'native';
     const subs = this.replayedSubs();
-    // Subscription ids, and ACL deny rules inside a filter, are applied per delivery by `fill`.
-    if (subs.some((sub) => sub.readDenied !== undefined || (conn.protocolVersion === 5 && sub.subscriptionId !== undefined))) {
+    // Subscription ids, topic aliases and ACL deny rules inside a filter are applied per delivery (`fill`).
+    if (conn.outAliases !== null || subs.some((sub) => sub.readDenied !== undefined || (conn.protocolVersion === 5 && sub.subscriptionId !== undefined))) {
       this.unreadAhead();
       return 'slow';
     }

@@ -4,6 +4,7 @@
  * Connection or the broker.
  */
 import type { ClientInfo } from '../hooks/index.js';
+import type { OutboundAliases } from './topic-aliases.js';
 
 /** The client it goes to (as hooks see it), and how to write to it. */
 export interface Outlet extends ClientInfo {
@@ -11,6 +12,8 @@ export interface Outlet extends ClientInfo {
   readonly clientMaxPacketSize: number;
   /** Outbound window: deliveries in flight at most (min(client Receive Maximum, mqtt.max_inflight)). */
   readonly window: number;
+  /** Topic aliases for this connection's PUBLISHes (v5, the client's Topic Alias Maximum > 0); null when none. */
+  readonly outAliases: OutboundAliases | null;
   /** Bytes written but not yet taken by the kernel. */
   readonly backlog: number;
   /** False once the connection is closing or closed: nothing more is written. */

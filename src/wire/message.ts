@@ -76,9 +76,10 @@ function packetIdOffset(buf: Buffer): number {
 }
 
 /**
- * Wire bytes of one delivery. `subIds` (v5 subscription identifiers) and a live expiry make
- * the encoding per-delivery; otherwise the cached template is reused and, for QoS > 0,
- * copied with the packet id patched in.
+ * Wire bytes of one delivery. `subIds` (v5 subscription identifiers), a live expiry and a
+ * topic alias make the encoding per-delivery; otherwise the cached template is reused and, for
+ * QoS > 0, copied with the packet id patched in. `alias`: 0 none; n > 0 the client knows alias
+ * n for this topic (the topic name is left out); -n: alias n is new (sent with the name).
  */
 export function encodeDelivery(
   msg: Message,
@@ -89,14 +90,16 @@ export function encodeDelivery(
   messageId: number,
   subIds: readonly number[] | undefined,
   now: number,
+  alias = 0,
 ): Buffer {
   const v5 = version === 5;
-  if (v5 && ((subIds && subIds.length > 0) || msg.expiresAt !== 0)) {
+  if (v5 && ((subIds && subIds.length > 0) || msg.expiresAt !== 0 || alias !== 0)) {
     const props: PublishProperties = { ...msg.properties };
+    if (alias !== 0) props.topicAlias = alias < 0 ? -alias : alias;
     if (subIds && subIds.length > 0) props.subscriptionIdentifier = subIds.length === 1 ? (subIds[0] as number) : [...subIds];
     // [MQTT-3.3.2-6] the forwarded expiry is the time remaining.
     if (msg.expiresAt !== 0) props.messageExpiryInterval = Math.max(0, Math.ceil((msg.expiresAt - now) / 1000));
-    return encodePublish(msg.topic, msg.payload, qos, retain, dup, messageId, version, props);
+    return encodePublish(alias > 0 ? '' : msg.topic, msg.payload, qos, retain, dup, messageId, version, props);
   }
   if (msg instanceof LogMessage) return msg.frame(version, qos, retain, dup, messageId);
   if (msg.encoded === null) return encodePublish(msg.topic, msg.payload, qos, retain, dup, messageId, version, v5 ? msg.properties : undefined);

@@ -15,6 +15,7 @@ import { connackCodeV3, RC } from '../../wire/reason-codes.js';
 import { validateTopicName } from '../../native.js';
 import { resumeSession } from '../../session/delivery.js';
 import { TokenBucket } from '../rate.js';
+import { OutboundAliases } from '../../session/topic-aliases.js';
 
 export function refuseConnect(conn: Connection, rc: number, reason: string): void {
   const connack: IConnackPacket =
@@ -122,6 +123,9 @@ function acceptConnect(conn: Connection, p: IConnectPacket, assigned: string | u
   conn.window = Math.min(props.receiveMaximum ?? 65535, cfg['mqtt.max_inflight']);
   if (props.maximumPacketSize !== undefined) conn.clientMaxPacketSize = props.maximumPacketSize;
   conn.topicAliasMaximum = v5 ? cfg['mqtt.max_topic_alias'] : 0;
+  // Outbound aliases up to what the client accepts (mqtt.max_outbound_topic_alias caps it; 0 = never).
+  const outMax = v5 ? Math.min(props.topicAliasMaximum ?? 0, cfg['mqtt.max_outbound_topic_alias']) : 0;
+  if (outMax > 0) conn.outAliases = new OutboundAliases(outMax);
   if (cfg['limits.messages_rate'] > 0) conn.inMessages = new TokenBucket(cfg['limits.messages_rate']);
   if (cfg['limits.bytes_rate'] > 0) conn.inBytes = new TokenBucket(cfg['limits.bytes_rate']);
 
