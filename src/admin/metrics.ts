@@ -75,6 +75,9 @@ export function createMetrics(view: AdminView): Registry {
   gauge('stratamq_store_bytes', 'Bytes of the embedded store\'s message log on disk', [], () => storeStat(view, 'bytes'));
   gauge('stratamq_store_records', 'Messages in the embedded store\'s log', [], () => storeStat(view, 'records'));
   gauge('stratamq_native_drain_active', 'Native drain loops running now (this process)', [], one(activeNativeDrains));
+  counter('stratamq_refused_total', 'Requests refused by the ACL file or a limit, by reason (aclPublish, aclSubscribe, topicLevels, topicLength, subscriptions, connectRate, messageRate, byteRate)', ['reason'], () =>
+    Object.entries(m.refused).map(([reason, n]): Sample => [{ reason }, n]),
+  );
   counter('stratamq_native_drains_total', 'Drains handed to the native loop', [], one(() => m.nativeDrains));
   counter('stratamq_fast_drained_total', 'Deliveries sent by the event loop\'s drain fast path', [], one(() => m.fastDrained));
   gauge('stratamq_hook_consumer_waiting', 'Events waiting in each async hook consumer\'s queue', ['consumer'], () => Object.entries(m.consumers).map(([name, c]): Sample => [{ consumer: name }, c.waiting]));

@@ -6,6 +6,7 @@
  * query methods to the composition root. Plain data in and out: the HTTP layer (server.ts) and
  * the CLI (cli/manage.ts, through HTTP) format it.
  */
+import type { Refusals } from '../hooks/index.js';
 import { resolve } from 'node:path';
 import type { Config } from '../config.js';
 import type { ListenAddresses } from '../hooks/index.js';
@@ -52,6 +53,8 @@ export interface TrafficMetrics {
 /** The counters of BrokerMetrics the admin room reads. */
 export interface AdminMetricsSource extends TrafficMetrics {
   connections: number;
+  /** Requests refused by the ACL or a limit, per reason. */
+  readonly refused: Readonly<Refusals>;
   messagesReceived: number;
   messagesRouted: number;
   messagesDropped: number;

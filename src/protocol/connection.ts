@@ -445,17 +445,21 @@ export class Connection implements Client {
   }
 
   /**
-   * Read nothing more from the socket for `ms` (a 3.1.1 client over its rate cannot be told,
-   * only slowed; what it sends meanwhile waits in the kernel, then TCP holds the client back).
+   * Take nothing more from this client for `ms` (a 3.1.1 client over its rate cannot be told,
+   * only slowed): packets already read wait, in order, with the input held as for a gate, and
+   * the socket is not read, so the client is held back by TCP.
    */
   pauseReading(ms: number): void {
     if (this.paused || ms <= 0) return;
     this.paused = true;
+    this.holdInput();
     this.socket.pause();
     setTimeout(() => {
       this.paused = false;
+      if (this.state === 'closed') return;
       // While the native drain loop has the socket it reads it; takeBack starts reading again.
-      if (this.state !== 'closed' && this.native === null) this.socket.resume();
+      if (this.native === null) this.socket.resume();
+      this.releaseInput();
     }, ms).unref();
   }
 

@@ -51,9 +51,12 @@ export class ConnectRate {
     this.sweep.unref();
   }
 
+  /** `address` as connections name it (`host:port`): counted per host. */
   allow(address: string): boolean {
-    let b = this.buckets.get(address);
-    if (!b) this.buckets.set(address, (b = new TokenBucket(this.rate)));
+    const colon = address.lastIndexOf(':');
+    const host = colon > 0 ? address.slice(0, colon) : address;
+    let b = this.buckets.get(host);
+    if (!b) this.buckets.set(host, (b = new TokenBucket(this.rate)));
     return b.take();
   }
 

@@ -198,10 +198,14 @@ describe('admin API', () => {
     const got = collect(sub, 5);
     for (let i = 0; i < 5; i++) await pub.publishAsync('adm/m', 'x'.repeat(100), { qos: 1 });
     await got;
+    // A refusal by a limit shows, by its reason.
+    await pub.publishAsync(Array.from({ length: 200 }, () => 'l').join('/'), 'deep', { qos: 1 }); // 3.1.1: acknowledged, dropped
     const now = await scrape();
     const moved = (k: string): number => (now.get(k) ?? 0) - (before.get(k) ?? 0);
     assert.equal(moved('stratamq_messages_received_total{qos=1}'), 5);
     assert.equal(moved('stratamq_messages_sent_total{qos=1}'), 5);
+    assert.equal(moved('stratamq_refused_total{reason=topicLevels}'), 1);
+    assert.ok(now.has('stratamq_refused_total{reason=aclPublish}'));
     assert.ok(moved('stratamq_bytes_received_total') >= 500);
     assert.ok(moved('stratamq_bytes_sent_total') >= 500);
     assert.equal(now.get('stratamq_connections'), (before.get('stratamq_connections') ?? 0) + 2);

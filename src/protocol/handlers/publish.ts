@@ -11,7 +11,8 @@ import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
 
 /**
  * Topic limits and the client's rates (mqtt.max_topic_*, limits.*): the reason code refusing
- * this PUBLISH, or 0. A 3.1.1 client over its rate is not refused but read more slowly.
+ * this PUBLISH, or 0. A v5 client over its rate is disconnected with 0x96; a 3.1.1 client,
+ * which cannot be told, is read more slowly instead.
  */
 function overLimits(conn: Connection, topic: string, bytes: number): number {
   const cfg = conn.broker.config;
@@ -83,6 +84,11 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   const bad = broker.router.checkTopicName(topic);
   if (bad) throw new ProtocolViolation(RC.TopicNameInvalid, `invalid topic name: ${bad}`); // [MQTT-3.3.2-2]
   const over = overLimits(conn, topic, (p.payload as Buffer).length);
+  if (over === RC.MessageRateTooHigh) {
+    // 0x96 is a DISCONNECT reason (§3.14.2.1): the v5 client over its rate is disconnected, the message not taken.
+    conn.disconnect(over, 'message rate too high');
+    return;
+  }
   if (over !== 0) {
     // Refused, not a protocol error: v5 is told in the acknowledgement; a 3.1.1 flow completes undelivered.
     if (qos > 0) conn.ack(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion, v5 ? over : 0));
