@@ -245,7 +245,7 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
       cmd = process.execPath;
       // BENCH_STRATA_NODE_ARGS: node flags for the broker process only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
       const nodeArgs = (process.env['BENCH_STRATA_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-      args = [...nodeArgs, STRATA_CLI, 'start', '--port', String(port), '--ws-port', '0', '--data-dir', dataDir];
+      args = [...nodeArgs, STRATA_CLI, 'start', '--port', String(port), '--ws-port', '0', '--data-dir', dataDir, '--admin-port', '0'];
       if (strataHasHostFlag()) args.push('--host', '127.0.0.1');
       args.push(...opts.strataArgs);
       if (name === 'strata-secure') args.push('--config', await secureConfig(dir));
