@@ -2,10 +2,11 @@
  * Prometheus `/metrics` (prom-client, a Registry of the broker's own): every value is read from
  * the broker when scraped (collect callbacks over BrokerMetrics, the sessions and the store) —
  * nothing here runs on the message path. Node's default metrics (event-loop lag, heap, GC) come
- * from prom-client's collectDefaultMetrics. The store exposes sizes (records, bytes) but no
- * append-latency or group-commit batch-size figures yet, so there are no histograms of those.
+ * from prom-client's collectDefaultMetrics. Group-commit batch sizes and append / metadata
+ * commit latencies are histograms the store keeps per batch (persistence/embedded/commit-stats.ts).
  */
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
+import type { Histogram } from '../persistence/embedded/commit-stats.js';
 import { activeNativeDrains } from '../session/log-session.js';
 import type { AdminView } from './view.js';
 
@@ -75,6 +76,29 @@ export function createMetrics(view: AdminView): Registry {
   gauge('stratamq_store_bytes', 'Bytes of the embedded store\'s message log on disk', [], () => storeStat(view, 'bytes'));
   gauge('stratamq_store_records', 'Messages in the embedded store\'s log', [], () => storeStat(view, 'records'));
   gauge('stratamq_native_drain_active', 'Native drain loops running now (this process)', [], one(activeNativeDrains));
+  // The store's group commits, as fixed-bucket histograms kept by the store (observed per batch).
+  const histogram = (name: string, help: string, read: () => Histogram | undefined): void => {
+    registry.registerMetric({
+      name,
+      help,
+      type: 'histogram',
+      get: () => {
+        const h = read();
+        const values: { metricName: string; labels: Labels; value: number }[] = [];
+        let below = 0;
+        (h?.bounds ?? []).forEach((le, i) => {
+          below += h?.counts[i] ?? 0;
+          values.push({ metricName: `${name}_bucket`, labels: { le: String(le) }, value: below });
+        });
+        values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: h?.count ?? 0 });
+        values.push({ metricName: `${name}_sum`, labels: {}, value: h?.sum ?? 0 }, { metricName: `${name}_count`, labels: {}, value: h?.count ?? 0 });
+        return { name, help, type: 'histogram', values, aggregator: 'sum' };
+      },
+    } as unknown as Metric);
+  };
+  histogram('stratamq_store_append_batch_size', 'Messages per append batch handed to the store (one group commit)', () => view.b.durable?.commitStats.appendBatch);
+  histogram('stratamq_store_append_seconds', 'Time from an append batch handed to the store until it is durable (write + fsync under durable_storage.fsync)', () => view.b.durable?.commitStats.appendSeconds);
+  histogram('stratamq_store_meta_commit_seconds', 'Time from a metadata batch handed to the store until it is committed', () => view.b.durable?.commitStats.metaCommitSeconds);
   counter('stratamq_refused_total', 'Requests refused by the ACL file or a limit, by reason (aclPublish, aclSubscribe, topicLevels, topicLength, subscriptions, connectRate, messageRate, byteRate)', ['reason'], () =>
     Object.entries(m.refused).map(([reason, n]): Sample => [{ reason }, n]),
   );

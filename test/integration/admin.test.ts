@@ -186,6 +186,12 @@ describe('admin API', () => {
             .map(([k, v]) => `${k}=${v}`)
             .join(',');
           if (m.value !== undefined) out.set(labels ? `${f.name}{${labels}}` : f.name, Number(m.value));
+          const h = m as { buckets?: Record<string, string>; count?: string; sum?: string };
+          if (h.buckets) {
+            out.set(`${f.name}_count`, Number(h.count));
+            out.set(`${f.name}_sum`, Number(h.sum));
+            for (const [le, n] of Object.entries(h.buckets)) out.set(`${f.name}_bucket{le=${le}}`, Number(n));
+          }
         }
       }
       return out;
@@ -200,12 +206,16 @@ describe('admin API', () => {
     await got;
     // A refusal by a limit shows, by its reason.
     await pub.publishAsync(Array.from({ length: 200 }, () => 'l').join('/'), 'deep', { qos: 1 }); // 3.1.1: acknowledged, dropped
+    await pub.publishAsync('adm/m/retained', 'r', { qos: 1, retain: true }); // a metadata commit before the PUBACK
     const now = await scrape();
     const moved = (k: string): number => (now.get(k) ?? 0) - (before.get(k) ?? 0);
-    assert.equal(moved('stratamq_messages_received_total{qos=1}'), 5);
+    assert.equal(moved('stratamq_messages_received_total{qos=1}'), 6, 'five, and the retained one');
     assert.equal(moved('stratamq_messages_sent_total{qos=1}'), 5);
     assert.equal(moved('stratamq_refused_total{reason=topicLevels}'), 1);
     assert.ok(now.has('stratamq_refused_total{reason=aclPublish}'));
+    assert.ok(moved('stratamq_store_meta_commit_seconds_count') >= 1);
+    assert.equal(now.get('stratamq_store_meta_commit_seconds_bucket{le=+Inf}'), now.get('stratamq_store_meta_commit_seconds_count'));
+    assert.ok(now.has('stratamq_store_append_batch_size_bucket{le=1}'));
     assert.ok(moved('stratamq_bytes_received_total') >= 500);
     assert.ok(moved('stratamq_bytes_sent_total') >= 500);
     assert.equal(now.get('stratamq_connections'), (before.get('stratamq_connections') ?? 0) + 2);

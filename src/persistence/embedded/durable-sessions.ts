@@ -54,6 +54,7 @@ import {
 } from '../../native.js';
 import type { QoS } from '../../wire/codec.js';
 import { topicMatches } from '../../wire/topic.js';
+import { type CommitStats, commitStats } from './commit-stats.js';
 import { InOrder } from './in-order.js';
 import { decodeProgress, type Progress } from './progress.js';
 import { waitingInLog } from './waiting.js';
@@ -136,6 +137,8 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   private lazyTimer: NodeJS.Timeout | null = null;
 
   private lossTimer: NodeJS.Timeout | null = null;
+  /** Group commits: batch sizes and how long they take to be durable (for /metrics). */
+  readonly commitStats: CommitStats = commitStats();
   /** Persistence: the embedded store is all three registries. */
   readonly sessions: SessionRegistry = this;
   readonly messages: MessageLog = this;
@@ -278,7 +281,9 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
       if (ls.current()) b.ops.push({ op: 'put', table: 'progress', key: idKey(ls.clientId), value: ls.encode() });
     }
     const ops = b.ops;
-    const applied = METADATA_DELAY_MS > 0 ? new Promise<void>((r) => setTimeout(r, METADATA_DELAY_MS)).then(() => this.store.metaApply(ops)) : this.store.metaApply(ops);
+    const t0 = performance.now();
+    const meta = this.commitStats.metaCommitSeconds;
+    const applied = (METADATA_DELAY_MS > 0 ? new Promise<void>((r) => setTimeout(r, METADATA_DELAY_MS)).then(() => this.store.metaApply(ops)) : this.store.metaApply(ops)).then(() => meta.observe((performance.now() - t0) / 1000));
     const done = this.commits.wrap(applied).then(b.resolve, b.reject);
     this.inflightCommits.add(done);
     void done.finally(() => this.inflightCommits.delete(done));
@@ -305,8 +310,14 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     const b = this.appendBatch;
     this.appendBatch = null;
     if (!b) return;
+    const t0 = performance.now();
+    const stats = this.commitStats;
     this.appends.wrap(this.store.appendPacked(packMessages(b.msgs), b.msgs.length)).then(
-      (pos) => b.waiters.forEach((w, i) => w.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number })),
+      (pos) => {
+        stats.appendBatch.observe(b.msgs.length);
+        stats.appendSeconds.observe((performance.now() - t0) / 1000);
+        b.waiters.forEach((w, i) => w.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
+      },
       (e: unknown) => b.waiters.forEach((w) => w.reject(e)),
     );
   }
