@@ -7,9 +7,10 @@
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AccessControl } from './auth/access.js';
-import type { BrokerMetrics, BrokerOptions } from './broker-options.js';
+import type { BrokerOptions } from './broker-options.js';
+import type { BrokerMetrics } from './hooks/metrics.js';
 import { type Authenticator, createAuthenticator } from './auth/authenticator.js';
-import { type Admin, startAdmin, type TrafficMetrics } from './admin/index.js';
+import { type Admin, startAdmin } from './admin/index.js';
 import { type Config, type ConfigInput, loadConfig } from './config.js';
 import { type ConsumerCounters, HookBus } from './hooks/bus.js';
 import { clientSnapshot, type Gates, type ListenAddresses, noRefusals, permissiveGates, type Refusals } from './hooks/index.js';

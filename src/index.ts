@@ -3,7 +3,8 @@ import { Broker } from './broker.js';
 import type { BrokerOptions } from './broker-options.js';
 
 export { Broker } from './broker.js';
-export type { BrokerOptions, BrokerMetrics } from './broker-options.js';
+export type { BrokerOptions } from './broker-options.js';
+export type { BrokerMetrics } from './hooks/metrics.js';
 export type { BrokerEvents, ClientInfo, Gates, GateAnswer, ListenAddresses, MessageInfo } from './hooks/index.js';
 export type { Consumer, ConsumerCounters, ConsumerOptions } from './hooks/bus.js';
 export type { Message } from './wire/message.js';

@@ -9,7 +9,7 @@ import { SysPublisher } from './sys.js';
 import { adminToken } from './token.js';
 import { type AdminSource, AdminView } from './view.js';
 
-export type { AdminSource, TrafficMetrics } from './view.js';
+export type { AdminSource } from './view.js';
 
 /** The package's version (package.json, two levels above dist/src/admin). */
 export const VERSION: string = (() => {

@@ -6,7 +6,7 @@
  * query methods to the composition root. Plain data in and out: the HTTP layer (server.ts) and
  * the CLI (cli/manage.ts, through HTTP) format it.
  */
-import type { Refusals } from '../hooks/index.js';
+import type { BrokerMetrics } from '../hooks/metrics.js';
 import { resolve } from 'node:path';
 import type { Config } from '../config.js';
 import type { ListenAddresses } from '../hooks/index.js';
@@ -33,38 +33,7 @@ export interface AdminSource {
   readonly lifecycle: SessionLifecycle;
   readonly durable: DurableSessions | null;
   readonly addresses: ListenAddresses;
-  readonly metrics: AdminMetricsSource;
-}
-
-/** Traffic counters of BrokerMetrics (broker.ts), kept for /metrics and $SYS. */
-export interface TrafficMetrics {
-  /** Bytes read from clients' streams. */
-  bytesReceived: number;
-  /** Bytes written to clients' streams (the native drain loop writes to the socket itself: not counted). */
-  bytesSent: number;
-  /** Messages accepted (messagesReceived) by QoS, index 0..2. */
-  messagesReceivedByQos: number[];
-  /** PUBLISH packets sent to clients through the event loop, by QoS, index 0..2. */
-  readonly messagesSentByQos: number[];
-  /** PUBLISH packets the native drain loop sent (QoS 0 and 1 together), counted when it hands back. */
-  readonly nativeSent: number;
-}
-
-/** The counters of BrokerMetrics the admin room reads. */
-export interface AdminMetricsSource extends TrafficMetrics {
-  connections: number;
-  /** Requests refused by the ACL or a limit, per reason. */
-  readonly refused: Readonly<Refusals>;
-  messagesReceived: number;
-  messagesRouted: number;
-  messagesDropped: number;
-  protocolErrors: number;
-  storeErrors: number;
-  nativeDrains: number;
-  fastDrained: number;
-  recordsLost: number;
-  listenerErrors: Record<string, number>;
-  consumers: Record<string, { queued: number; handled: number; failed: number; dropped: number; waiting: number }>;
+  readonly metrics: BrokerMetrics;
 }
 
 export interface ClientSummary {

@@ -1,0 +1,41 @@
+/**
+ * What the broker counts (Broker.metrics): plain numbers the parts increment and the admin room
+ * (/metrics, $SYS) reads. One definition, below everything that writes or reads it.
+ */
+import type { ConsumerCounters } from './bus.js';
+import type { Refusals } from './index.js';
+
+/** Traffic counters of BrokerMetrics, kept for /metrics and $SYS. */
+export interface TrafficMetrics {
+  /** Bytes read from clients' streams. */
+  bytesReceived: number;
+  /** Bytes written to clients' streams (the native drain loop writes to the socket itself: not counted). */
+  bytesSent: number;
+  /** Messages accepted (messagesReceived) by QoS, index 0..2. */
+  messagesReceivedByQos: number[];
+  /** PUBLISH packets sent to clients through the event loop, by QoS, index 0..2. */
+  readonly messagesSentByQos: number[];
+  /** PUBLISH packets the native drain loop sent (QoS 0 and 1 together), counted when it hands back. */
+  readonly nativeSent: number;
+}
+
+export interface BrokerMetrics extends TrafficMetrics {
+  connections: number;
+  messagesReceived: number;
+  messagesRouted: number;
+  messagesDropped: number;
+  protocolErrors: number;
+  storeErrors: number;
+  /** Drains of persistent sessions handed to the native loop (durable_sessions.native_drain). */
+  nativeDrains: number;
+  /** Deliveries drains sent on the event loop's fast path (ready-made packets from the log). */
+  fastDrained: number;
+  /** Stored records found lost (damaged or missing store files), as reported in the log. */
+  recordsLost: number;
+  /** Event listeners that threw (or rejected), per event name; see hooks/bus.ts. */
+  listenerErrors: Record<string, number>;
+  /** Requests refused by the ACL file or a limit, per reason. */
+  refused: Refusals;
+  /** Async event consumers (Broker.consume): queued, handled, failed, dropped, waiting. */
+  consumers: Record<string, ConsumerCounters>;
+}
