@@ -8,6 +8,7 @@
  *   client as connected from CONNACK until `closed`.
  * - what CONNACK tells survives a crash from the moment the client hears it (attach).
  */
+import { LongTimer } from '../timers.js';
 import type { Logger } from '../log.js';
 import type { HookBus } from '../hooks/bus.js';
 import { type ClientInfo, clientSnapshot, type Gates } from '../hooks/index.js';
@@ -89,10 +90,10 @@ export class SessionLifecycle {
     if (session) {
       sessionPresent = true;
       if (session.durable) storedExpiry = session.expiryInterval;
-      if (session.expiryTimer) clearTimeout(session.expiryTimer);
+      session.expiryTimer?.clear();
       session.expiryTimer = null;
       if (session.pendingWill) {
-        if (session.pendingWill.timer) clearTimeout(session.pendingWill.timer);
+        session.pendingWill.timer?.clear();
         session.pendingWill = null;
       }
     } else {
@@ -186,14 +187,13 @@ export class SessionLifecycle {
       publish();
       return;
     }
-    const pending = { msg, delaySeconds, timer: null as NodeJS.Timeout | null };
-    pending.timer = setTimeout(() => {
+    const pending = { msg, delaySeconds, timer: null as LongTimer | null };
+    pending.timer = new LongTimer(() => {
       if (session.pendingWill === pending) {
         session.pendingWill = null;
         publish();
       }
     }, delaySeconds * 1000);
-    pending.timer.unref();
     session.pendingWill = pending;
   }
 
@@ -204,15 +204,14 @@ export class SessionLifecycle {
       this.end(session);
       return;
     }
-    session.expiryTimer = setTimeout(() => this.end(session), seconds * 1000);
-    session.expiryTimer.unref();
+    session.expiryTimer = new LongTimer(() => this.end(session), seconds * 1000);
   }
 
   /** Stop the timers of every session (expiry and delayed wills resume from the store after a restart). */
   stopTimers(): void {
     for (const session of this.p.sessions) {
-      if (session.expiryTimer) clearTimeout(session.expiryTimer);
-      if (session.pendingWill?.timer) clearTimeout(session.pendingWill.timer);
+      session.expiryTimer?.clear();
+      session.pendingWill?.timer?.clear();
     }
   }
 
@@ -221,7 +220,7 @@ export class SessionLifecycle {
    * session, resolves once it is gone from the store (null: nothing stored).
    */
   end(session: Session): Promise<void> | null {
-    if (session.expiryTimer) clearTimeout(session.expiryTimer);
+    session.expiryTimer?.clear();
     session.expiryTimer = null;
     this.p.router.removeAll(session);
     session.queue.clear();
@@ -230,7 +229,7 @@ export class SessionLifecycle {
     const will = session.pendingWill;
     session.pendingWill = null;
     if (will) {
-      if (will.timer) clearTimeout(will.timer);
+      will.timer?.clear();
       this.publishWill(will.msg, null);
     }
     const sessions = this.p.sessions;

@@ -11,6 +11,7 @@
  * read of one poll phase is answered together) and handed to the socket as one Buffer (SPEC
  * A1): with TCP_NODELAY set this gives one segment per batch, without Nagle's 40 ms stalls.
  */
+import { LongTimer } from '../timers.js';
 import type { TokenBucket } from './rate.js';
 import type { OutboundAliases } from '../session/topic-aliases.js';
 import type { Duplex } from 'node:stream';
@@ -75,7 +76,7 @@ export class Connection implements Client {
   inMessages: TokenBucket | null = null;
   inBytes: TokenBucket | null = null;
   private paused = false;
-  private expiry: NodeJS.Timeout | null = null;
+  private expiry: LongTimer | null = null;
   /** Inbound topic aliases (v5): alias → topic name. */
   readonly aliases = new Map<number, string>();
   topicAliasMaximum = 0;
@@ -438,10 +439,7 @@ export class Connection implements Client {
    * then a v5 client gets DISCONNECT 0xA0 Maximum connect time and a 3.1.1 client is closed.
    */
   expireAt(at: number): void {
-    const ms = Math.max(0, at - Date.now());
-    if (ms > 0x7fffffff) return; // beyond a timer's reach (24 days): a reconnect checks it again
-    this.expiry = setTimeout(() => this.disconnect(RC.MaximumConnectTime, 'credential expired'), ms);
-    this.expiry.unref();
+    this.expiry = new LongTimer(() => this.disconnect(RC.MaximumConnectTime, 'credential expired'), Math.max(0, at - Date.now()));
   }
 
   /**
@@ -483,7 +481,7 @@ export class Connection implements Client {
   }
 
   private onClosed(): void {
-    if (this.expiry) clearTimeout(this.expiry);
+    this.expiry?.clear();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.state !== 'closed') {

@@ -7,6 +7,7 @@
  * - a packet id is in `inflight` at most once; `allocateId` never returns one in use.
  * - `queue` only holds QoS > 0 deliveries (and QoS 0 when `queue_qos0` is on and offline).
  */
+import type { LongTimer } from '../timers.js';
 import type { QoS } from '../wire/codec.js';
 import { type Message, payloadSize } from '../wire/message.js';
 import { type Config, loadConfig } from '../config.js';
@@ -118,7 +119,7 @@ export interface Inflight extends Pending {
 export interface WillState {
   msg: Message;
   delaySeconds: number;
-  timer: NodeJS.Timeout | null;
+  timer: LongTimer | null;
 }
 
 /**
@@ -202,7 +203,7 @@ export class Session {
   env: DeliveryEnv = NO_ENV;
   /** Seconds the session outlives its connection; 0xFFFFFFFF = never expires. */
   expiryInterval = 0;
-  expiryTimer: NodeJS.Timeout | null = null;
+  expiryTimer: LongTimer | null = null;
   /** A will waiting out its Will Delay Interval after the connection closed. */
   pendingWill: WillState | null = null;
   /** Payload bytes of the messages in `queue` (mqtt.max_queued_bytes). */
