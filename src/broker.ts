@@ -57,7 +57,7 @@ export class Broker extends HookBus implements ProtocolContext {
   /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
   durable: DurableSessions | null = null;
   readonly connectRate: ConnectRate | null;
-  private readonly stats: DeliveryStats = { dropped: 0, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 };
+  private readonly stats: DeliveryStats = { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 };
   private admin: Admin | null = null;
   private readonly servers: Server[] = [];
   private closing = false;
@@ -80,7 +80,7 @@ export class Broker extends HookBus implements ProtocolContext {
     const stats = this.stats;
     // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
     // routing increments its counters once per delivery.
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers };
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers };
     this.limits = deliveryLimits(c);
     this.connectRate = c['limits.connect_rate'] > 0 ? new ConnectRate(c['limits.connect_rate']) : null;
     const env: DeliveryEnv = { limits: this.limits, stats, delivered: null, acked: null };

@@ -60,11 +60,14 @@ export function createMetrics(view: AdminView): Registry {
   counter('stratamq_messages_routed_total', 'Deliveries routed to sessions', [], one(() => m.messagesRouted));
   counter('stratamq_bytes_received_total', 'Bytes read from clients', [], one(() => m.bytesReceived));
   counter('stratamq_bytes_sent_total', 'Bytes written to clients (the native drain loop excepted)', [], one(() => m.bytesSent));
-  counter('stratamq_messages_dropped_total', 'Messages dropped, by reason: delivery (session queue full, slow QoS 0 consumer, too large for the client), hook_consumer (an async event consumer queue full)', ['reason'], () => {
+  counter('stratamq_messages_dropped_total', 'Messages dropped, by reason: queue_full (a session queue at its limit), slow_consumer (QoS 0 past the write high watermark), too_large (over the client\'s Maximum Packet Size), hook_consumer (an async event consumer queue full)', ['reason'], () => {
     let consumers = 0;
     for (const c of Object.values(m.consumers)) consumers += c.dropped;
+    const d = m.dropReasons;
     return [
-      [{ reason: 'delivery' }, m.messagesDropped],
+      [{ reason: 'queue_full' }, d.queueFull],
+      [{ reason: 'slow_consumer' }, d.slowConsumer],
+      [{ reason: 'too_large' }, d.tooLarge],
       [{ reason: 'hook_consumer' }, consumers],
     ];
   });

@@ -32,6 +32,8 @@ export interface BrokerMetrics extends TrafficMetrics {
   fastDrained: number;
   /** Stored records found lost (damaged or missing store files), as reported in the log. */
   recordsLost: number;
+  /** Deliveries dropped by why: queue full, slow QoS 0 consumer, too large for the client (their sum is messagesDropped). */
+  readonly dropReasons: { readonly queueFull: number; readonly slowConsumer: number; readonly tooLarge: number };
   /** Event listeners that threw (or rejected), per event name; see hooks/bus.ts. */
   listenerErrors: Record<string, number>;
   /** Requests refused by the ACL file or a limit, per reason. */

@@ -29,6 +29,13 @@ function writePublish(session: Session, out: Outlet, p: Pending, msg: Message, d
   return true;
 }
 
+/** A delivery larger than the client accepts: discarded for it as if delivered, counted. */
+function tooLarge(session: Session): void {
+  session.dropped++;
+  session.env.stats.dropped++;
+  session.env.stats.dropReasons.tooLarge++;
+}
+
 /** A delivery that will not be sent (dropped, expired, too large, record gone) or is done (QoS 0 written). */
 function discard(session: Session, p: Pending): void {
   if (isRecorded(p)) session.durable?.completed(p);
@@ -59,7 +66,7 @@ function sendInflight(conn: Outlet, session: Session, p: Pending, msg: Message, 
 function sendOrDrop(conn: Outlet, session: Session, id: number, entry: Inflight, msg: Message, now: number): void {
   if (writePublish(session, conn, entry, msg, false, id, now)) return;
   session.inflight.delete(id);
-  session.dropped++;
+  tooLarge(session);
   discard(session, entry);
 }
 
@@ -80,10 +87,11 @@ export function deliver(
       // Slow consumer: QoS 0 is dropped (and counted) rather than buffered without bound.
       session.dropped++;
       session.env.stats.dropped++;
+      session.env.stats.dropReasons.slowConsumer++;
       return null;
     }
     if (isExpired(msg, now)) return null;
-    if (!writePublish(session, conn, { msg, qos, retain, subIds }, msg, false, 0, now)) session.dropped++;
+    if (!writePublish(session, conn, { msg, qos, retain, subIds }, msg, false, 0, now)) tooLarge(session);
     return null;
   }
   const pending: Pending = { msg, qos, retain, subIds, ref, retainedTopic };
@@ -97,6 +105,7 @@ export function deliver(
   if (session.queue.length >= limits.maxQueued || queueBytesFull(session, limits, msg)) {
     session.dropped++;
     session.env.stats.dropped++;
+    session.env.stats.dropReasons.queueFull++;
     if (limits.overflow === 'disconnect' && conn !== null) {
       conn.disconnect(RC.QuotaExceeded, 'session queue full');
       return null;

@@ -238,6 +238,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
   private dropped(): Arrival {
     this.session.dropped++;
     this.drops.dropped++;
+    this.drops.dropReasons.queueFull++;
     return 'dropped';
   }
 

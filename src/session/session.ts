@@ -132,8 +132,19 @@ export interface DeliveryEnv extends DeliveryTaps {
   readonly stats: DeliveryStats;
 }
 
+/** Deliveries dropped, by why (their sum is DeliveryStats.dropped). */
+export interface DropReasons {
+  /** A session queue at mqtt.max_queued_messages / max_queued_bytes. */
+  queueFull: number;
+  /** A QoS 0 message for a client whose socket buffer is past mqtt.write_high_watermark. */
+  slowConsumer: number;
+  /** Larger than the client's Maximum Packet Size ([MQTT-3.1.2-25]). */
+  tooLarge: number;
+}
+
 export interface DeliveryStats {
   dropped: number;
+  readonly dropReasons: DropReasons;
   nativeDrains: number;
   /** Deliveries persistent sessions' drains sent as ready-made packets on the event loop (the fast path). */
   fastDrained: number;
@@ -182,7 +193,7 @@ const NO_ENV: DeliveryEnv = {
   limits: deliveryLimits(loadConfig()),
   delivered: null,
   acked: null,
-  stats: { dropped: 0, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 },
+  stats: { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 },
 };
 
 export class Session {

@@ -200,6 +200,8 @@ describe('admin API', () => {
     assert.ok(before.has('nodejs_eventloop_lag_seconds'), 'default metrics: event-loop lag');
     const sub = await client(tb, { clientId: 'adm-m-sub' });
     await sub.subscribeAsync('adm/m', { qos: 1 });
+    const small = await client(tb, { clientId: 'adm-m-small', protocolVersion: 5, properties: { maximumPacketSize: 64 } });
+    await small.subscribeAsync('adm/m', { qos: 1 });
     const pub = await client(tb, { clientId: 'adm-m-pub' });
     const got = collect(sub, 5);
     for (let i = 0; i < 5; i++) await pub.publishAsync('adm/m', 'x'.repeat(100), { qos: 1 });
@@ -218,11 +220,11 @@ describe('admin API', () => {
     assert.ok(now.has('stratamq_store_append_batch_size_bucket{le=1}'));
     assert.ok(moved('stratamq_bytes_received_total') >= 500);
     assert.ok(moved('stratamq_bytes_sent_total') >= 500);
-    assert.equal(now.get('stratamq_connections'), (before.get('stratamq_connections') ?? 0) + 2);
+    assert.equal(now.get('stratamq_connections'), (before.get('stratamq_connections') ?? 0) + 3);
     assert.ok((now.get('stratamq_store_bytes') ?? -1) >= 0);
-    for (const k of ['stratamq_queue_depth_sum', 'stratamq_queue_depth_max', 'stratamq_inflight', 'stratamq_retained_messages', 'stratamq_native_drain_active', 'stratamq_messages_dropped_total{reason=delivery}']) assert.ok(now.has(k), k);
-    await sub.endAsync();
-    await pub.endAsync();
+    for (const k of ['stratamq_queue_depth_sum', 'stratamq_queue_depth_max', 'stratamq_inflight', 'stratamq_retained_messages', 'stratamq_native_drain_active', 'stratamq_messages_dropped_total{reason=queue_full}', 'stratamq_messages_dropped_total{reason=slow_consumer}']) assert.ok(now.has(k), k);
+    assert.equal(moved('stratamq_messages_dropped_total{reason=too_large}'), 5, 'five too large for the small client');
+    await Promise.all([sub.endAsync(), pub.endAsync(), small.endAsync()]);
   });
 
   test('$SYS/broker/... every sys.interval, retained, received by a subscriber; never written to the store', async () => {
