@@ -33,29 +33,27 @@ export declare class DrainControl {
   lastReadMs(): number
 }
 
-/** Topic names that hold a retained message, answered per subscription filter. */
-export declare class RetainedIndex {
+/**
+ * Retained messages in Rust-owned memory: each topic's record (layout:
+ * `layouts().retained`, `strata_core::topic::retained_record`) in the retained tree, so
+ * payloads wait here and cross to JavaScript only when delivered, in batches.
+ */
+export declare class RetainedMessages {
   constructor()
   /**
-   * Records that `topic` holds a retained message. Throws `ERR_INVALID_TOPIC`
-   * for an invalid topic name.
+   * Sets `topic`'s record (copied). Throws `ERR_INVALID_TOPIC` for an invalid topic
+   * name and `ERR_INVALID_ARGUMENT` for a record not in the layout.
    */
-  set(topic: string): void
+  set(topic: string, record: Uint8Array): void
   /** Forgets `topic`; `true` if it was present. */
   delete(topic: string): boolean
+  /** `topic`'s record, or null. */
+  get(topic: string): Buffer | null
   /**
-   * Every retained topic matching `filter`, in no particular order. A
-   * `$share/{group}/{filter}` is matched by its inner filter. Throws
-   * `ERR_INVALID_TOPIC` for an invalid filter.
+   * The records of every topic matching `filter` (a `$share/…` by its inner filter),
+   * in one batch. Throws `ERR_INVALID_TOPIC` for an invalid filter.
    */
-  match(filter: string): Array<string>
-  /**
-   * Same as `match`, as one string with the topics separated by U+0000 (which no
-   * topic name contains) — `matchJoined(f).split('\0')` — or `''` when nothing
-   * matches. One JS string instead of one per topic: several times faster for
-   * large answers such as `#`.
-   */
-  matchJoined(filter: string): string
+  match(filter: string): RetainedBatch
   /** Number of retained topics. */
   get size(): number
 }
@@ -87,6 +85,12 @@ export declare class Store {
   appendPacked(packed: Uint8Array, count: number): Promise<Float64Array>
   /** Reads one metadata value. */
   metaGet(tableName: string, key: Uint8Array): Buffer | null
+  /**
+   * Loads every record of the `retained` table into `into` (in Rust: nothing crosses to
+   * JavaScript). Records in the earlier layout are not loaded: their keys are returned
+   * for the caller to convert.
+   */
+  loadRetained(into: RetainedMessages): RetainedLoadInfo
   /** Up to `limit` (default 1000) entries whose key starts with `prefix`, after `after`. */
   metaScan(tableName: string, prefix: Uint8Array, after?: Uint8Array | undefined | null, limit?: number | undefined | null): Array<MetaEntry>
   /** Applies metadata writes atomically; resolves once committed (group commit). */
@@ -383,6 +387,7 @@ export declare function layouts(): Layouts
 /** Every layout `layouts()` exports. */
 export interface Layouts {
   entry: EntryLayout
+  retained: RetainedLayout
   progress: ProgressLayout
   packed: PackedLayout
   replay: ReplayLayout
@@ -629,6 +634,43 @@ export interface ReportLayout {
   qos: number
   /** Retain, 0/1 (4). */
   retain: number
+}
+
+/**
+ * Records matching a filter: `buffer` with `offsets` (count + 1 boundaries); each entry is
+ * the topic length (u16 LE), the topic, then the record.
+ */
+export interface RetainedBatch {
+  buffer: Buffer
+  offsets: Uint32Array
+}
+
+/** The retained record (`RetainedMessages`, the `retained` table) and its match batches. */
+export interface RetainedLayout {
+  /** First byte of a record (1). */
+  version: number
+  /** Bytes before the publisher (16). */
+  header: number
+  /** QoS (1). */
+  qos: number
+  /** Receive time, u64 ms (2). */
+  receivedAt: number
+  /** Publisher length, u16 (10). */
+  publisherLen: number
+  /** Properties length, u32 (12). */
+  propertiesLen: number
+  /** Bytes of the topic length before each match in a batch, u16 (2). */
+  batchTopicLen: number
+}
+
+/** What `loadRetained` found. */
+export interface RetainedLoadInfo {
+  /** Records loaded. */
+  loaded: number
+  /** Topics whose record is in the earlier layout (not loaded). */
+  legacy: Array<Buffer>
+  /** Entries neither layout reads (skipped). */
+  unreadable: number
 }
 
 /** A per-topic retention override. */

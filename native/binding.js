@@ -836,7 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.DrainControl = nativeBinding.DrainControl
-module.exports.RetainedIndex = nativeBinding.RetainedIndex
+module.exports.RetainedMessages = nativeBinding.RetainedMessages
 module.exports.Store = nativeBinding.Store
 module.exports.TopicTrie = nativeBinding.TopicTrie
 module.exports.coreVersion = nativeBinding.coreVersion

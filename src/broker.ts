@@ -23,7 +23,7 @@ import { createConnection } from './protocol/accept.js';
 import { ConnectRate } from './protocol/rate.js';
 import type { Connection, SocketHandoff } from './protocol/connection.js';
 import type { ProtocolContext } from './protocol/context.js';
-import { MemoryRetainedStore, type RetainedStore } from './routing/retained.js';
+import { NativeRetainedStore, type RetainedStore } from './routing/retained.js';
 import { Router } from './routing/router.js';
 import { SubscriptionTable } from './routing/subscriptions.js';
 import type { DurableSessions } from './persistence/embedded/durable-sessions.js';
@@ -76,7 +76,7 @@ export class Broker extends HookBus implements ProtocolContext {
     this.access = c['auth.acl_file'] ? new AccessControl(c['auth.acl_file'], refused) : null;
     this.gates = this.access ? this.access.gates({ ...permissiveGates, ...opts.gates }) : { ...permissiveGates, ...opts.gates };
     this.sessions = opts.sessionStore ?? new MemorySessionStore();
-    this.retained = opts.retainedStore ?? new MemoryRetainedStore();
+    this.retained = opts.retainedStore ?? new NativeRetainedStore();
     const stats = this.stats;
     // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
     // routing increments its counters once per delivery.

@@ -6,7 +6,7 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { LossInfo, StoreOpenOptions } from '../native.js';
-import type { RetainedStore } from '../routing/retained.js';
+import { NativeRetainedStore, type RetainedStore } from '../routing/retained.js';
 import type { Router } from '../routing/router.js';
 import { DurableSessions } from '../persistence/embedded/durable-sessions.js';
 import { decodeWill } from '../persistence/registries.js';
@@ -42,14 +42,24 @@ export async function restore(p: RestoreParts): Promise<Restored> {
   const durable = await DurableSessions.open(p.config['node.data_dir'], storeOptions(p.config), log);
   p.opened(durable);
   const t0 = Date.now();
-  const retained = durable.loadRetained();
-  for (const msg of retained) p.retained.set(msg);
+  // Retained records go from the store to the native tree without crossing to JavaScript.
+  let retainedCount: number;
+  if (p.retained instanceof NativeRetainedStore) {
+    const got = durable.loadRetainedInto(p.retained.native);
+    retainedCount = got.loaded + got.converted;
+    if (got.converted > 0) log.info({ converted: got.converted }, 'retained messages converted to the record layout');
+    if (got.unreadable > 0) log.error({ unreadable: got.unreadable }, 'unreadable retained entries skipped');
+  } else {
+    const msgs = durable.loadRetained();
+    for (const msg of msgs) p.retained.set(msg);
+    retainedCount = msgs.length;
+  }
   const sessions = durable.loadSessions();
   const losses = [...durable.takeOpenLosses(), ...durable.reconcile(sessions)];
   const now = Date.now();
   let inflight = 0;
   const restored: [Session, (typeof sessions)[number]][] = [];
-  log.info({ sessions: sessions.length, retained: retained.length, ms: Date.now() - t0 }, 'restoring persistent sessions');
+  log.info({ sessions: sessions.length, retained: retainedCount, ms: Date.now() - t0 }, 'restoring persistent sessions');
   let lastLog = Date.now();
   for (const r of sessions) {
     if (Date.now() - lastLog >= 1000) {
@@ -93,7 +103,7 @@ export async function restore(p: RestoreParts): Promise<Restored> {
     if (r.record.will) lifecycle.scheduleWill(session, decodeWill(r.record.will, r.clientId), r.record.will.delay - (now - since) / 1000, since);
     lifecycle.startExpiry(session, r.record.expiry - (now - since) / 1000);
   }
-  log.info({ sessions: sessions.length, inflight, retained: retained.length, ms: Date.now() - t0 }, 'durable state loaded');
+  log.info({ sessions: sessions.length, inflight, retained: retainedCount, ms: Date.now() - t0 }, 'durable state loaded');
   // Files are damaged while the broker is stopped: a loss found later (a damaged segment found
   // as it is read) costs the sessions that had not read that far when it started.
   const readFromAtOpen = new Map<string, number[]>();

@@ -12,7 +12,7 @@
  * Every caller that stores something goes through one of these. Types here are plain data.
  */
 import type { Logger } from '../log.js';
-import type { DrainControl, LogPosition, ReplayResult, ReplayShard, ReplaySub, ScanResult } from '../native.js';
+import { type DrainControl, encodeRetainedRecord, type LogPosition, type ReplayResult, type ReplayShard, type ReplaySub, type RetainedRecord, type ScanResult } from '../native.js';
 import type { QoS } from '../wire/codec.js';
 import { createMessage, decodeProperties, encodeProperties, type Message } from '../wire/message.js';
 
@@ -96,6 +96,16 @@ export function encodeWill(msg: Message, delay: number): StoredWill {
 /** The will a session's record keeps, as a message from `publisher`. */
 export function decodeWill(w: StoredWill, publisher: string): Message {
   return createMessage(w.topic, Buffer.from(w.payload, 'base64'), w.qos, w.retain, decodeProperties(w.props ? Buffer.from(w.props) : null), publisher);
+}
+
+/** A retained message's record, as the native retained tree and the embedded store's `retained` table hold it (LAYOUTS.retained). */
+export function retainedRecord(msg: Message): Buffer {
+  return encodeRetainedRecord(msg.publisher, msg.qos, msg.receivedAt, encodeProperties(msg.properties), msg.payload);
+}
+
+/** The message a retained record holds (payload and properties are views into the record's buffer). */
+export function retainedMessage(topic: string, r: RetainedRecord): Message {
+  return createMessage(topic, r.payload, r.qos, true, r.properties.length > 0 ? decodeProperties(r.properties) : undefined, r.publisher, r.receivedAt);
 }
 
 /** The durable part of a session. `disconnectedAt` 0 = connected when written. */

@@ -1,13 +1,16 @@
 /**
  * Retained messages (spec §3.3.1.3, SPEC A4): one per topic, an empty payload clears it
- * [MQTT-3.3.1-6]/[MQTT-3.3.1-7], expired ones are dropped when met. The native index answers
- * a wildcard filter by walking topic levels, not by scanning every retained topic.
+ * [MQTT-3.3.1-6]/[MQTT-3.3.1-7], expired ones are dropped when met.
  *
- * Lookups are served from here; durability (B7) is write-through: the broker records each
- * set/clear in the embedded store and loads them back into this store at start.
+ * They live in the native core (RetainedMessages: the retained tree with each topic's record
+ * in Rust-owned memory): a wildcard filter is answered by walking topic levels, and a payload
+ * becomes a JavaScript object only when it is delivered. Durability (B7) is write-through: the
+ * router records each set/clear in the store, which holds the same record and loads it back
+ * into this tree at start without crossing to JavaScript (lifecycle/restore.ts).
  */
+import { RetainedMessages } from '../native.js';
+import { retainedMessage, retainedRecord } from '../persistence/registries.js';
 import { isExpired, type Message } from '../wire/message.js';
-import { RetainedIndex } from '../native.js';
 
 export interface RetainedStore {
   /** Store `msg` (or clear its topic when the payload is empty). */
@@ -18,31 +21,26 @@ export interface RetainedStore {
   readonly size: number;
 }
 
-export class MemoryRetainedStore implements RetainedStore {
-  private readonly messages = new Map<string, Message>();
-  private readonly index = new RetainedIndex();
+export class NativeRetainedStore implements RetainedStore {
+  /** The native tree (the store loads records into it at start). */
+  readonly native = new RetainedMessages();
 
   set(msg: Message): void {
-    if (msg.payload.length === 0) {
-      if (this.messages.delete(msg.topic)) this.index.delete(msg.topic);
-      return;
-    }
-    if (!this.messages.has(msg.topic)) this.index.set(msg.topic);
-    this.messages.set(msg.topic, msg);
+    if (msg.payload.length === 0) this.native.delete(msg.topic);
+    else this.native.set(msg.topic, retainedRecord(msg));
   }
 
   get(topic: string): Message | undefined {
-    return this.messages.get(topic);
+    const r = this.native.get(topic);
+    return r ? retainedMessage(topic, r) : undefined;
   }
 
   match(filter: string, now = Date.now()): Message[] {
     const out: Message[] = [];
-    for (const topic of this.index.match(filter)) {
-      const m = this.messages.get(topic);
-      if (!m) continue;
+    for (const { topic, record } of this.native.match(filter)) {
+      const m = retainedMessage(topic, record);
       if (isExpired(m, now)) {
-        this.messages.delete(topic);
-        this.index.delete(topic);
+        this.native.delete(topic);
         continue;
       }
       out.push(m);
@@ -51,6 +49,7 @@ export class MemoryRetainedStore implements RetainedStore {
   }
 
   get size(): number {
-    return this.messages.size;
+    return this.native.size;
   }
 }
+

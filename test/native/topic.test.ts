@@ -1,5 +1,5 @@
 /**
- * The topic binding as JS sees it: TopicTrie, RetainedIndex and the validators.
+ * The topic binding as JS sees it: TopicTrie, RetainedMessages and the validators.
  * Matching rules themselves are tested exhaustively in Rust (crates/strata-core);
  * this checks the conversions, the error codes and the JS-visible contract.
  *
@@ -82,37 +82,57 @@ test('TopicTrie: invalid filters throw ERR_INVALID_TOPIC', () => {
   assert.equal(t.size, 0);
 });
 
-test('RetainedIndex: set, delete, match by filter', () => {
-  const r = new binding.RetainedIndex();
-  for (const topic of ['a', 'a/b', 'a/b/c', 'b/b', '$SYS/x']) r.set(topic);
-  r.set('a/b');
+/** A record in layouts().retained: version, QoS, time, publisher, no properties, payload. */
+function record(qos: number, publisher: string, payload: string): Buffer {
+  const R = binding.layouts().retained;
+  const pub = Buffer.from(publisher);
+  const out = Buffer.alloc(R.header + pub.length + payload.length);
+  out[0] = R.version;
+  out[R.qos] = qos;
+  out.writeBigUInt64LE(1234n, R.receivedAt);
+  out.writeUInt16LE(pub.length, R.publisherLen);
+  pub.copy(out, R.header);
+  out.write(payload, R.header + pub.length);
+  return out;
+}
+
+function topicsOf(batch: { buffer: Buffer; offsets: Uint32Array }): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < batch.offsets.length; i++) {
+    const at = batch.offsets[i] as number;
+    const tl = batch.buffer.readUInt16LE(at);
+    out.push(batch.buffer.toString('utf8', at + 2, at + 2 + tl));
+  }
+  return out.sort();
+}
+
+test('RetainedMessages: set, get, delete, match by filter in one batch', () => {
+  const r = new binding.RetainedMessages();
+  for (const topic of ['a', 'a/b', 'a/b/c', 'b/b', '$SYS/x']) r.set(topic, record(1, 'p', topic));
+  r.set('a/b', record(2, 'q', 'again'));
   assert.equal(r.size, 5);
-  assert.deepEqual(r.match('a/#').sort(), ['a', 'a/b', 'a/b/c']);
-  assert.deepEqual(r.match('+/b').sort(), ['a/b', 'b/b']);
-  assert.deepEqual(r.match('#').sort(), ['a', 'a/b', 'a/b/c', 'b/b'], '[MQTT-4.7.2-1]');
-  assert.deepEqual(r.match('$SYS/#'), ['$SYS/x']);
-  assert.deepEqual(r.match('nothing/here'), []);
+  assert.deepEqual(r.get('a/b'), record(2, 'q', 'again'));
+  assert.equal(r.get('nope'), null);
+  assert.deepEqual(topicsOf(r.match('a/#')), ['a', 'a/b', 'a/b/c']);
+  assert.deepEqual(topicsOf(r.match('+/b')), ['a/b', 'b/b']);
+  assert.deepEqual(topicsOf(r.match('#')), ['a', 'a/b', 'a/b/c', 'b/b'], '[MQTT-4.7.2-1]');
+  assert.deepEqual(topicsOf(r.match('$SYS/#')), ['$SYS/x']);
+  assert.deepEqual(topicsOf(r.match('nothing/here')), []);
+  const one = r.match('a/b/c');
+  assert.deepEqual(one.buffer.subarray(2 + 5), record(1, 'p', 'a/b/c'), 'topic length, topic, then the record');
   assert.equal(r.delete('a/b'), true);
   assert.equal(r.delete('a/b'), false);
-  assert.deepEqual(r.match('a/#').sort(), ['a', 'a/b/c']);
+  assert.deepEqual(topicsOf(r.match('a/#')), ['a', 'a/b/c']);
   assert.equal(r.size, 4);
 });
 
-test('RetainedIndex: matchJoined agrees with match', () => {
-  const r = new binding.RetainedIndex();
-  for (let s = 0; s < 20; s++) for (let d = 0; d < 50; d++) r.set(`site/${s}/dev/${d}/temp`);
-  for (const f of ['#', 'site/3/#', 'site/+/dev/7/temp', 'site/3/dev/7/temp', 'none']) {
-    const joined = r.matchJoined(f);
-    const split = joined === '' ? [] : joined.split('\0');
-    assert.deepEqual(split.sort(), r.match(f).sort(), f);
-  }
-});
-
-test('RetainedIndex: invalid names and filters throw ERR_INVALID_TOPIC', () => {
-  const r = new binding.RetainedIndex();
-  assert.equal(thrown(() => r.set('a/+')).code, 'ERR_INVALID_TOPIC');
-  assert.equal(thrown(() => r.set('')).code, 'ERR_INVALID_TOPIC');
+test('RetainedMessages: invalid names, filters and records throw', () => {
+  const r = new binding.RetainedMessages();
+  assert.equal(thrown(() => r.set('a/+', record(0, '', 'x'))).code, 'ERR_INVALID_TOPIC');
+  assert.equal(thrown(() => r.set('', record(0, '', 'x'))).code, 'ERR_INVALID_TOPIC');
   assert.equal(thrown(() => r.match('a/#/b')).code, 'ERR_INVALID_TOPIC');
+  assert.equal(thrown(() => r.set('a', Buffer.from([1, 0, 0]))).code, 'ERR_INVALID_ARGUMENT');
+  assert.equal(thrown(() => r.set('a', Buffer.alloc(20))).code, 'ERR_INVALID_ARGUMENT', 'version 0: the earlier layout');
   assert.equal(r.size, 0);
 });
 

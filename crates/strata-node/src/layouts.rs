@@ -4,6 +4,7 @@
 
 // napi-derive registers the exports only outside `cfg(test)` (see topic.rs).
 #![cfg_attr(test, allow(dead_code))]
+use strata_core::topic::retained_record;
 use crate::guard;
 use napi_derive::napi;
 use strata_core::args as core_args;
@@ -131,6 +132,25 @@ pub struct PackedLayout {
     pub inbound_id: u32,
 }
 
+/// The retained record (`RetainedMessages`, the `retained` table) and its match batches.
+#[napi(object)]
+pub struct RetainedLayout {
+    /// First byte of a record (1).
+    pub version: u32,
+    /// Bytes before the publisher (16).
+    pub header: u32,
+    /// QoS (1).
+    pub qos: u32,
+    /// Receive time, u64 ms (2).
+    pub received_at: u32,
+    /// Publisher length, u16 (10).
+    pub publisher_len: u32,
+    /// Properties length, u32 (12).
+    pub properties_len: u32,
+    /// Bytes of the topic length before each match in a batch, u16 (2).
+    pub batch_topic_len: u32,
+}
+
 /// `ReplayResult.meta` (`replay`, `replayAsync`): values per frame and their positions;
 /// the per-shard status codes.
 #[napi(object)]
@@ -196,6 +216,7 @@ pub struct ReportLayout {
 #[napi(object)]
 pub struct Layouts {
     pub entry: EntryLayout,
+    pub retained: RetainedLayout,
     pub progress: ProgressLayout,
     pub packed: PackedLayout,
     pub replay: ReplayLayout,
@@ -218,6 +239,15 @@ fn n(v: usize) -> u32 {
 pub fn layouts() -> napi::Result<Layouts, String> {
     guard::call("layouts", || {
         Ok(Layouts {
+            retained: RetainedLayout {
+                version: u32::from(retained_record::RECORD_VERSION),
+                header: n(retained_record::RECORD_HEADER),
+                qos: n(retained_record::RECORD_QOS),
+                received_at: n(retained_record::RECORD_RECEIVED_AT),
+                publisher_len: n(retained_record::RECORD_PUBLISHER_LEN),
+                properties_len: n(retained_record::RECORD_PROPERTIES_LEN),
+                batch_topic_len: n(retained_record::BATCH_TOPIC_LEN),
+            },
             entry: EntryLayout {
                 header: n(entry::ENTRY_HEADER),
                 offset: n(entry::ENTRY_OFFSET),

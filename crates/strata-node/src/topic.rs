@@ -1,9 +1,9 @@
-//! Topic trie, retained index and topic validation as JS classes and functions.
+//! Topic trie, retained messages and topic validation as JS classes and functions.
 //! Conversion only: every rule lives in `strata_core::topic`.
 // napi-derive registers the exports only outside `cfg(test)`, so a test build of
 // this crate sees the free functions below as unused.
 #![cfg_attr(test, allow(dead_code))]
-use napi::bindgen_prelude::Uint32ArraySlice;
+use napi::bindgen_prelude::{Buffer, Uint32Array, Uint32ArraySlice};
 use napi::{Env, Result};
 use napi_derive::napi;
 use strata_core::error::CoreError;
@@ -84,74 +84,77 @@ impl TopicTrie {
     }
 }
 
-/// Topic names that hold a retained message, answered per subscription filter.
+/// Retained messages in Rust-owned memory: each topic's record (layout:
+/// `layouts().retained`, `strata_core::topic::retained_record`) in the retained tree, so
+/// payloads wait here and cross to JavaScript only when delivered, in batches.
 #[napi]
-pub struct RetainedIndex {
-    inner: core::RetainedIndex,
+pub struct RetainedMessages {
+    pub(crate) inner: core::retained::RetainedMessages,
+}
+
+/// Records matching a filter: `buffer` with `offsets` (count + 1 boundaries); each entry is
+/// the topic length (u16 LE), the topic, then the record.
+#[napi(object)]
+pub struct RetainedBatch {
+    pub buffer: Buffer,
+    pub offsets: Uint32Array,
 }
 
 #[napi]
-impl RetainedIndex {
+impl RetainedMessages {
     #[napi(constructor)]
     pub fn new() -> Result<Self, String> {
-        guard::call("RetainedIndex.constructor", || {
-            Ok(RetainedIndex {
-                inner: core::RetainedIndex::new(),
+        guard::call("RetainedMessages.constructor", || {
+            Ok(RetainedMessages {
+                inner: core::retained::RetainedMessages::new(),
             })
         })
     }
 
-    /// Records that `topic` holds a retained message. Throws `ERR_INVALID_TOPIC`
-    /// for an invalid topic name.
+    /// Sets `topic`'s record (copied). Throws `ERR_INVALID_TOPIC` for an invalid topic
+    /// name and `ERR_INVALID_ARGUMENT` for a record not in the layout.
     #[napi]
-    pub fn set(&mut self, topic: String) -> Result<(), String> {
-        guard::call("RetainedIndex.set", || {
-            self.inner.set(&topic).map(|_| ()).map_err(to_napi_coded)
+    pub fn set(&mut self, topic: String, record: &[u8]) -> Result<(), String> {
+        guard::call("RetainedMessages.set", || {
+            if !core::retained_record::is_record(record) {
+                return Err(to_napi_coded(CoreError::InvalidArgument("retained record not in the layout".into())));
+            }
+            self.inner
+                .insert(&topic, record.into())
+                .map(|_| ())
+                .map_err(to_napi_coded)
         })
     }
 
     /// Forgets `topic`; `true` if it was present.
     #[napi]
     pub fn delete(&mut self, topic: String) -> Result<bool, String> {
-        guard::call("RetainedIndex.delete", || Ok(self.inner.remove(&topic)))
+        guard::call("RetainedMessages.delete", || Ok(self.inner.take(&topic).is_some()))
     }
 
-    /// Every retained topic matching `filter`, in no particular order. A
-    /// `$share/{group}/{filter}` is matched by its inner filter. Throws
-    /// `ERR_INVALID_TOPIC` for an invalid filter.
-    #[napi(js_name = "match")]
-    pub fn match_filter(&self, filter: String) -> Result<Vec<String>, String> {
-        guard::call("RetainedIndex.match", || {
-            self.inner.match_filter(&filter).map_err(to_napi_coded)
-        })
-    }
-
-    /// Same as `match`, as one string with the topics separated by U+0000 (which no
-    /// topic name contains) — `matchJoined(f).split('\0')` — or `''` when nothing
-    /// matches. One JS string instead of one per topic: several times faster for
-    /// large answers such as `#`.
+    /// `topic`'s record, or null.
     #[napi]
-    pub fn match_joined(&self, filter: String) -> Result<String, String> {
-        guard::call("RetainedIndex.matchJoined", || {
-            let mut out = String::new();
-            self.inner
-                .for_each_match(&filter, |t| {
-                    if !out.is_empty() {
-                        out.push('\0');
-                    }
-                    out.push_str(t);
-                })
-                .map_err(to_napi_coded)?;
-            Ok(out)
+    pub fn get(&self, topic: String) -> Result<Option<Buffer>, String> {
+        guard::call("RetainedMessages.get", || Ok(self.inner.get(&topic).map(|r| Buffer::from(r.to_vec()))))
+    }
+
+    /// The records of every topic matching `filter` (a `$share/…` by its inner filter),
+    /// in one batch. Throws `ERR_INVALID_TOPIC` for an invalid filter.
+    #[napi(js_name = "match")]
+    pub fn match_filter(&self, filter: String) -> Result<RetainedBatch, String> {
+        guard::call("RetainedMessages.match", || {
+            let (buf, offsets) = core::retained_record::pack_matches(&self.inner, &filter).map_err(to_napi_coded)?;
+            Ok(RetainedBatch {
+                buffer: buf.into(),
+                offsets: offsets.into(),
+            })
         })
     }
 
     /// Number of retained topics.
     #[napi(getter)]
     pub fn size(&self) -> Result<u32, String> {
-        guard::call("RetainedIndex.size", || {
-            Ok(u32::try_from(self.inner.len()).unwrap_or(u32::MAX))
-        })
+        guard::call("RetainedMessages.size", || Ok(u32::try_from(self.inner.len()).unwrap_or(u32::MAX)))
     }
 }
 

@@ -33,7 +33,8 @@
  *   inbound_qos2   clientId 00 packetId(u16 BE)  → inbound QoS 2 awaiting PUBREL: empty value =
  *                                                  stored; 01 shard(u16 BE) from(f64 BE) = pending
  *                                                  (appended with the id at or after `from`?)
- *   retained       topic                         → retained message (header JSON + payload)
+ *   retained       topic                         → retained record (LAYOUTS.retained, the bytes the
+ *                                                  native retained tree holds)
  * Client ids and topics never contain U+0000 ([MQTT-1.5.4-2]), so the 00 separator is safe.
  */
 import type { Logger } from '../../log.js';
@@ -51,6 +52,9 @@ import {
   type ReplaySub,
   type ScanResult,
   type StoreOpenOptions,
+  decodeRetainedRecord,
+  LAYOUTS,
+  type RetainedMessages,
 } from '../../native.js';
 import type { QoS } from '../../wire/codec.js';
 import { topicMatches } from '../../wire/topic.js';
@@ -58,7 +62,7 @@ import { type CommitStats, commitStats } from './commit-stats.js';
 import { InOrder } from './in-order.js';
 import { decodeProgress, type Progress } from './progress.js';
 import { waitingInLog } from './waiting.js';
-import type { MessageLog, Pending, Persistence, ProgressSource, RecoveredSession, SessionMessage, SessionRecord, SessionRegistry, StoredSubscription, RetainedRegistry } from '../registries.js';
+import { retainedMessage, retainedRecord, type MessageLog, type Pending, type Persistence, type ProgressSource, type RecoveredSession, type SessionMessage, type SessionRecord, type SessionRegistry, type StoredSubscription, type RetainedRegistry } from '../registries.js';
 
 const SEP = Buffer.from([0]);
 
@@ -81,17 +85,16 @@ function q2Pending(shard: number, from: number): Buffer {
   return b;
 }
 
-function encodeRetained(msg: Message): Buffer {
-  const header = Buffer.from(JSON.stringify({ p: msg.publisher, q: msg.qos, t: msg.receivedAt, pr: encodeProperties(msg.properties)?.toString('utf8') ?? null }));
-  const len = Buffer.allocUnsafe(4);
-  len.writeUInt32BE(header.length);
-  return Buffer.concat([len, header, msg.payload]);
-}
-
-function decodeRetained(topic: string, value: Buffer): Message {
+/** A retained value in the layout before the native record (a u32 BE JSON header length, the header, the payload). */
+function decodeLegacyRetained(topic: string, value: Buffer): Message {
   const hlen = value.readUInt32BE(0);
   const h = JSON.parse(value.subarray(4, 4 + hlen).toString('utf8')) as { p: string; q: QoS; t: number; pr: string | null };
   return createMessage(topic, Buffer.from(value.subarray(4 + hlen)), h.q, true, decodeProperties(h.pr ? Buffer.from(h.pr) : null), h.p, h.t);
+}
+
+/** A stored retained value as a message (the record layout, or the one before it). */
+function decodeRetained(topic: string, value: Buffer): Message {
+  return value[0] === LAYOUTS.retained.version ? retainedMessage(topic, decodeRetainedRecord(value, 0, value.length)) : decodeLegacyRetained(topic, value);
 }
 
 /**
@@ -454,7 +457,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   /** Queued with this turn's commit as it is called, so sets and clears land in the order they were published. */
   saveRetainMessage(msg: Message): Promise<void> {
     const key = Buffer.from(msg.topic, 'utf8');
-    return this.write(msg.payload.length === 0 ? [{ op: 'delete', table: 'retained', key }] : [{ op: 'put', table: 'retained', key, value: encodeRetained(msg) }]);
+    return this.write(msg.payload.length === 0 ? [{ op: 'delete', table: 'retained', key }] : [{ op: 'put', table: 'retained', key, value: retainedRecord(msg) }]);
   }
 
   getRetainMessage(filter: string): Promise<Message[]> {
@@ -464,6 +467,24 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
       if (topicMatches(filter, topic)) out.push(decodeRetained(topic, e.value));
     }
     return Promise.resolve(out);
+  }
+
+  /**
+   * Every stored retained record into the native tree `into`, without crossing to JavaScript;
+   * records in the earlier layout are converted (and rewritten in the new one).
+   */
+  loadRetainedInto(into: RetainedMessages): { loaded: number; converted: number; unreadable: number } {
+    const got = this.store.loadRetained(into);
+    const rewrite: MetaOp[] = [];
+    for (const key of got.legacy) {
+      const value = this.store.metaGet('retained', key);
+      if (!value) continue;
+      const record = retainedRecord(decodeLegacyRetained(key.toString('utf8'), value));
+      into.set(key.toString('utf8'), record);
+      rewrite.push({ op: 'put', table: 'retained', key, value: record });
+    }
+    if (rewrite.length > 0) this.background(rewrite);
+    return { loaded: got.loaded, converted: rewrite.length, unreadable: got.unreadable };
   }
 
   loadRetained(): Message[] {

@@ -4,6 +4,7 @@
 //! * [`SubscriptionTrie`]: filter -> ids, matched per published topic;
 //! * [`RetainedIndex`]: retained topic names, matched per new subscription.
 pub mod retained;
+pub mod retained_record;
 pub mod trie;
 pub mod validate;
 

@@ -2,6 +2,7 @@
 //! writes. Table names: sessions, subscriptions, inbound_qos2, progress, retained, system,
 //! losses (progress record layout: `layouts().progress`).
 use super::{MetaEntry, MetaOp, Store};
+use crate::topic::RetainedMessages;
 use crate::error::to_napi_coded;
 use crate::guard::{self, Pending};
 use napi::bindgen_prelude::{Buffer, Object};
@@ -42,6 +43,22 @@ impl Store {
                 .get(t, key)
                 .map_err(to_napi_coded)?
                 .map(Buffer::from))
+        })
+    }
+
+    /// Loads every record of the `retained` table into `into` (in Rust: nothing crosses to
+    /// JavaScript). Records in the earlier layout are not loaded: their keys are returned
+    /// for the caller to convert.
+    #[napi]
+    pub fn load_retained(&self, into: &mut RetainedMessages) -> Result<RetainedLoadInfo, String> {
+        guard::call("Store.loadRetained", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let got = strata_core::topic::retained_record::load(&inner.meta, &mut into.inner).map_err(to_napi_coded)?;
+            Ok(RetainedLoadInfo {
+                loaded: got.loaded as f64,
+                legacy: got.legacy.into_iter().map(Buffer::from).collect(),
+                unreadable: got.unreadable as f64,
+            })
         })
     }
 
@@ -96,4 +113,15 @@ impl Store {
             self.apply_ops(p, vec![op]);
         })
     }
+}
+
+/// What `loadRetained` found.
+#[napi(object)]
+pub struct RetainedLoadInfo {
+    /// Records loaded.
+    pub loaded: f64,
+    /// Topics whose record is in the earlier layout (not loaded).
+    pub legacy: Vec<Buffer>,
+    /// Entries neither layout reads (skipped).
+    pub unreadable: f64,
 }

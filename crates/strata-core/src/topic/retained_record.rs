@@ -1,0 +1,114 @@
+//! The retained record: one retained message as it waits in memory
+//! ([`RetainedMessages`]) and as the metadata `retained` table stores it, keyed by its
+//! topic — the same bytes, so a restart loads them without decoding.
+//!
+//! Record layout (little-endian):
+//!
+//! | bytes  | field                               |
+//! |--------|-------------------------------------|
+//! | 0      | version ([`RECORD_VERSION`])        |
+//! | 1      | QoS                                 |
+//! | 2..10  | received at, ms since epoch (u64)   |
+//! | 10..12 | publisher length (u16)              |
+//! | 12..16 | properties length (u32)             |
+//! | 16..   | publisher, properties, payload      |
+//!
+//! A batch of matches (for delivery) is one buffer with an offset table of count + 1
+//! boundaries; each entry is the topic length (u16), the topic, then the record.
+//!
+//! Records written before this layout (a big-endian u32 JSON header length, the header,
+//! the payload: their first byte is 0) are reported as legacy by [`load`] for the caller
+//! to convert.
+use crate::error::CoreError;
+use crate::meta::{MetaStore, Table};
+use crate::topic::retained::RetainedMessages;
+
+/// The first byte of a record in this layout.
+pub const RECORD_VERSION: u8 = 1;
+/// Bytes before the publisher.
+pub const RECORD_HEADER: usize = 16;
+/// Byte offset of the QoS.
+pub const RECORD_QOS: usize = 1;
+/// Byte offset of the receive time (u64 ms).
+pub const RECORD_RECEIVED_AT: usize = 2;
+/// Byte offset of the publisher length (u16).
+pub const RECORD_PUBLISHER_LEN: usize = 10;
+/// Byte offset of the properties length (u32).
+pub const RECORD_PROPERTIES_LEN: usize = 12;
+/// Bytes of the topic length before each match in a batch (u16).
+pub const BATCH_TOPIC_LEN: usize = 2;
+
+/// Whether `rec` is a whole record in this layout.
+pub fn is_record(rec: &[u8]) -> bool {
+    if rec.len() < RECORD_HEADER || rec[0] != RECORD_VERSION || rec[RECORD_QOS] > 2 {
+        return false;
+    }
+    let publ = u16::from_le_bytes([rec[RECORD_PUBLISHER_LEN], rec[RECORD_PUBLISHER_LEN + 1]]) as usize;
+    let prl = u32::from_le_bytes(rec[RECORD_PROPERTIES_LEN..RECORD_PROPERTIES_LEN + 4].try_into().expect("4")) as usize;
+    RECORD_HEADER + publ + prl <= rec.len()
+}
+
+/// The records of every topic matching `filter`, as a batch (layout in the module docs).
+pub fn pack_matches(tree: &RetainedMessages, filter: &str) -> Result<(Vec<u8>, Vec<u32>), CoreError> {
+    let mut buf = Vec::new();
+    let mut offsets = vec![0u32];
+    tree.for_each_match_value(filter, |topic, rec| {
+        buf.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+        buf.extend_from_slice(topic.as_bytes());
+        buf.extend_from_slice(rec);
+        offsets.push(buf.len() as u32);
+    })?;
+    if buf.len() > u32::MAX as usize {
+        return Err(CoreError::InvalidArgument("retained matches exceed 4 GiB in one batch".into()));
+    }
+    Ok((buf, offsets))
+}
+
+/// What [`load`] found.
+#[derive(Debug, Default)]
+pub struct RetainedLoad {
+    /// Records loaded.
+    pub loaded: usize,
+    /// Keys (topics) of records in the earlier layout, for the caller to convert.
+    pub legacy: Vec<Vec<u8>>,
+    /// Entries neither layout reads (skipped; counted).
+    pub unreadable: usize,
+}
+
+/// Load every record of the metadata `retained` table into `into`.
+pub fn load(meta: &MetaStore, into: &mut RetainedMessages) -> Result<RetainedLoad, CoreError> {
+    const PAGE: usize = 10_000;
+    let mut out = RetainedLoad::default();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = meta.scan(Table::Retained, &[], after.as_deref(), PAGE)?;
+        let n = page.len();
+        for (key, value) in page.iter() {
+            let topic = match std::str::from_utf8(key) {
+                Ok(t) => t,
+                Err(_) => {
+                    out.unreadable += 1;
+                    continue;
+                }
+            };
+            if is_record(value) {
+                if into.insert(topic, value.clone().into_boxed_slice()).is_ok() {
+                    out.loaded += 1;
+                } else {
+                    out.unreadable += 1;
+                }
+            } else if value.first() == Some(&0) {
+                out.legacy.push(key.clone());
+            } else {
+                out.unreadable += 1;
+            }
+        }
+        if n < PAGE {
+            return Ok(out);
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests;
