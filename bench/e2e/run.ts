@@ -45,6 +45,7 @@ import {
   type WorkerResult,
 } from './load.js';
 import { RssSampler, systemBusySeconds, treesCpuSeconds } from './proc.js';
+import { fmtMs, fmtRate, ratio, table } from './table.js';
 import { DURABLE_MIN_PAYLOAD } from './durable-client.js';
 import { noWorkDrain } from './nowork.js';
 import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
@@ -582,38 +583,13 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
 
 // ---------------------------------------------------------------- output
 
-function fmtRate(n: number | undefined): string {
-  if (n === undefined) return '-';
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
-  return n.toFixed(0);
-}
 
-function fmtMs(n: number | null | undefined): string {
-  if (n === undefined || n === null) return '-';
-  if (n >= 100) return n.toFixed(0);
-  if (n >= 10) return n.toFixed(1);
-  return n.toFixed(2);
-}
 
 function fmtPct(n: number | null | undefined): string {
   return n === undefined || n === null ? '-' : `${n.toFixed(0)}%`;
 }
 
-function table(headers: string[], rows: string[][], rightAlign: boolean[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    cells
-      .map((c, i) => (rightAlign[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
 
-function ratio(a: number | null | undefined, b: number | null | undefined): string {
-  if (a === undefined || a === null || b === undefined || b === null || b === 0) return 'n/a';
-  return `${(a / b).toFixed(2)}x`;
-}
 
 function versionOf(cmd: string, args: string[], re: RegExp): string {
   try {
