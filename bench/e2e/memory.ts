@@ -1099,7 +1099,8 @@ export function memoryTargetRows(cells: MemoryCell[], m: MemoryOpts): MemoryTarg
     const r = a !== undefined && b !== undefined && b > 0 ? a / b : null;
     rows.push({ target, measured: r === null ? 'not measured' : `${r.toFixed(2)}x (${fmtRate(a)} vs ${fmtRate(b)} ${unit})${extra}`, verdict: verdict(r === null ? null : r >= min) });
   };
-  const k = `${Math.round(m.retained / 1000)}k`;
+  const count = (n: number): string => (n >= 1e6 && n % 1e5 === 0 ? `${n / 1e6}M` : `${Math.round(n / 1000)}k`);
+  const k = count(m.retained);
   if (has('mretained')) {
     const s = ok('strata', 'mretained');
     abs('retained <= 400 B RSS per message beyond its payload', s?.beyondPayload, 400, (v) => `${v.toFixed(0)} B`, s ? ` (${fmtB(s.bytesPerItem)} B/msg incl. the 100 B payload)` : '');
@@ -1126,7 +1127,7 @@ export function memoryTargetRows(cells: MemoryCell[], m: MemoryOpts): MemoryTarg
     const f = ok('strata', 'mflood');
     const p99 = f?.p99Ms;
     rows.push({
-      target: `QoS 1 p99 during a flood of ${Math.round(m.flood / 1000)}k retained < 50 ms`,
+      target: `QoS 1 p99 during a flood of ${count(m.flood)} retained < 50 ms`,
       measured: p99 == null ? 'not measured' : `${fmtMs(p99)} ms (max ${fmtMs(f?.maxMs)} ms, ${f?.samples} probes${f?.lostProbes ? `, ${f.lostProbes} not back` : ''})`,
       verdict: verdict(p99 == null ? null : p99 < 50 && (f?.lostProbes ?? 0) === 0),
     });
