@@ -3,6 +3,8 @@
 //   npm run bench -- [--brokers strata,aedes,mosquitto] [--scenarios fanin,pairs,fanout0,fanout1]
 //                    [--duration 5] [--warmup 1] [--payload 64] [--workers 2] ...
 //   npm run bench -- --durable      (dpairs, drain, kill9, restart: see durable.ts)
+//   npm run bench -- --memory       (mretained, mdelivery, msubs, mconns, msessions, mflood,
+//                                    midle: broker RSS per item, see memory.ts)
 //
 // Each broker is started (one at a time, fresh process per scenario so its
 // peak RSS is per scenario) on a free 127.0.0.1 port, loaded by worker threads
@@ -45,9 +47,11 @@ import {
   type WorkerResult,
 } from './load.js';
 import { RssSampler, systemBusySeconds, treesCpuSeconds } from './proc.js';
+import { fmtMs, fmtRate, ratio, table } from './table.js';
 import { DURABLE_MIN_PAYLOAD } from './durable-client.js';
 import { noWorkDrain } from './nowork.js';
 import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
+import { MEMORY_SCENARIOS, memoryTargetRows, printMemory, printMemoryTargets, runMemory, type MemoryCell, type MemoryCtx, type MemoryName, type MemoryOpts } from './memory.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
 const repoRoot = path.resolve(here, '../../..');
@@ -58,10 +62,14 @@ const HELP = `usage: npm run bench -- [options]
 
   --brokers LIST        strata,aedes,mosquitto (default: all three)
   --scenarios LIST      fanin,pairs,fanout0,fanout1 (default: these four), and the durable ones:
-                        dpairs, drain, kill9, restart
+                        dpairs, drain, kill9, restart; the memory ones: mretained, mdelivery,
+                        msubs, mconns, msessions, mflood, midle
   --durable             add all durable scenarios (dpairs,drain,kill9,restart); without
                         --scenarios: only those. Peers run durable: Mosquitto 'persistence true',
                         Aedes on aedes-persistence-redis with a redis-server started here
+  --memory              add all memory scenarios (broker RSS per retained message, filter,
+                        connection, persistent session; QoS 1 latency in a retained flood; idle
+                        and fan-in RSS; see docs/benchmarks.md); without --scenarios: only those
   --duration SEC        measured seconds per scenario (default 5)
   --warmup SEC          warm-up seconds before measuring (default 1)
   --payload BYTES       PUBLISH payload size, >= 8 (default 64)
@@ -92,6 +100,12 @@ const HELP = `usage: npm run bench -- [options]
                         (default 300; 0 skips the check)
   --aedes-max-session-delivery N  aedes-persistence-redis maxSessionDelivery (default
                         10000000; its own default, 1000, caps what a reconnect gets)
+  memory scenarios:
+  --memory-retained N   mretained/mdelivery: retained topics (default 200000)
+  --memory-subs N       msubs: filters on one client (default 100000)
+  --memory-conns N      mconns: idle connections (default 15000; needs ulimit -n above N)
+  --memory-sessions N   msessions: offline persistent sessions (default 100000)
+  --memory-flood N      mflood: retained messages in the flood (default 200000)
   -h, --help
 `;
 
@@ -100,6 +114,12 @@ const { values: argv } = parseArgs({
     brokers: { type: 'string', default: BROKERS.join(',') },
     scenarios: { type: 'string' },
     durable: { type: 'boolean', default: false },
+    memory: { type: 'boolean', default: false },
+    'memory-retained': { type: 'string', default: '200000' },
+    'memory-subs': { type: 'string', default: '100000' },
+    'memory-conns': { type: 'string', default: '15000' },
+    'memory-sessions': { type: 'string', default: '100000' },
+    'memory-flood': { type: 'string', default: '200000' },
     'drain-msgs': { type: 'string', default: '100000' },
     'drain-timeout': { type: 'string', default: '120' },
     'drain-runs': { type: 'string', default: '5' },
@@ -168,6 +188,14 @@ const durableOpts: DurableOpts = {
   restartTimeoutS: num('restart-timeout', argv['restart-timeout'], 1),
   verifyTimeoutS: num('verify-timeout', argv['verify-timeout'], 0),
   aedesMaxSessionDelivery: Math.floor(num('aedes-max-session-delivery', argv['aedes-max-session-delivery'], 1)),
+};
+
+const memoryOpts: MemoryOpts = {
+  retained: Math.floor(num('memory-retained', argv['memory-retained'], 1)),
+  subs: Math.floor(num('memory-subs', argv['memory-subs'], 1)),
+  conns: Math.floor(num('memory-conns', argv['memory-conns'], 1)),
+  sessions: Math.floor(num('memory-sessions', argv['memory-sessions'], 1)),
+  flood: Math.floor(num('memory-flood', argv['memory-flood'], 1)),
 };
 
 const brokerOpts: BrokerOptions = {
@@ -279,15 +307,15 @@ function pickList<T extends string>(what: string, raw: string, known: readonly T
 }
 
 const brokers = pickList('broker', argv.brokers, ALL_BROKERS);
+const extraScenarios = [...(argv.durable ? DURABLE_SCENARIOS : []), ...(argv.memory ? MEMORY_SCENARIOS : [])];
 const scenarioNames = pickList(
   'scenario',
-  argv.durable
-    ? [argv.scenarios ?? '', ...DURABLE_SCENARIOS].join(',')
-    : (argv.scenarios ?? DEFAULT_SCENARIOS),
-  [...SCENARIOS.map((s) => s.name), ...CUSTOM],
+  extraScenarios.length > 0 ? [argv.scenarios ?? '', ...extraScenarios].join(',') : (argv.scenarios ?? DEFAULT_SCENARIOS),
+  [...SCENARIOS.map((s) => s.name), ...CUSTOM, ...MEMORY_SCENARIOS],
 );
 const scenarios = scenarioNames.flatMap((n) => SCENARIOS.filter((s) => s.name === n));
 const customs = scenarioNames.filter((n): n is CustomName => (CUSTOM as readonly string[]).includes(n));
+const memories = MEMORY_SCENARIOS.filter((n: MemoryName) => scenarioNames.includes(n));
 
 // ---------------------------------------------------------------- one run
 
@@ -582,38 +610,13 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
 
 // ---------------------------------------------------------------- output
 
-function fmtRate(n: number | undefined): string {
-  if (n === undefined) return '-';
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
-  return n.toFixed(0);
-}
 
-function fmtMs(n: number | null | undefined): string {
-  if (n === undefined || n === null) return '-';
-  if (n >= 100) return n.toFixed(0);
-  if (n >= 10) return n.toFixed(1);
-  return n.toFixed(2);
-}
 
 function fmtPct(n: number | null | undefined): string {
   return n === undefined || n === null ? '-' : `${n.toFixed(0)}%`;
 }
 
-function table(headers: string[], rows: string[][], rightAlign: boolean[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    cells
-      .map((c, i) => (rightAlign[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
 
-function ratio(a: number | null | undefined, b: number | null | undefined): string {
-  if (a === undefined || a === null || b === undefined || b === null || b === 0) return 'n/a';
-  return `${(a / b).toFixed(2)}x`;
-}
 
 function versionOf(cmd: string, args: string[], re: RegExp): string {
   try {
@@ -934,12 +937,24 @@ async function main(): Promise<void> {
 
   const cells: Cell[] = [];
   const dcells: DurableCell[] = [];
+  const mcells: MemoryCell[] = [];
+  const faninScenario = SCENARIOS.find((s) => s.name === 'fanin')!;
+  const mctx: MemoryCtx = {
+    brokerOpts,
+    m: memoryOpts,
+    say: (l) => process.stdout.write(`${l}\n`),
+    fanin: async (b) => {
+      const c = await runScenario(b, faninScenario);
+      return { peakRssMB: c.peakRssMB, msgsPerSec: c.msgsPerSec, error: c.status === 'ok' ? undefined : c.error };
+    },
+  };
   for (const b of brokers) {
     const why = unavailable(b);
     if (why !== null) {
       process.stdout.write(`${b}: ${why}\n`);
       for (const sc of scenarios) cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: why });
       for (const c of customs) dcells.push({ broker: b, scenario: c, status: 'skipped', error: why });
+      for (const s of memories) mcells.push({ broker: b, scenario: s, status: 'skipped', error: why });
       continue;
     }
     let startError: string | null = null;
@@ -1001,6 +1016,13 @@ async function main(): Promise<void> {
         }
       }
       await sleep(300);
+    }
+    if (memories.length > 0) {
+      if (startError !== null) {
+        for (const s of memories) mcells.push({ broker: b, scenario: s, status: 'error', error: startError });
+      } else {
+        mcells.push(...(await runMemory(b, memories, mctx)));
+      }
     }
   }
 
@@ -1092,6 +1114,9 @@ async function main(): Promise<void> {
 
   if (dcells.length > 0) printDurable(dcells);
   if (durableNeeded && brokers.includes('strata')) printTargets(cells, dcells);
+  const say = (s: string): void => void process.stdout.write(s);
+  if (mcells.length > 0) printMemory(mcells, brokers, say);
+  if (mcells.length > 0 && brokers.includes('strata')) printMemoryTargets(mcells, memoryOpts, say);
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const out = argv.out ?? path.join(repoRoot, 'bench', 'results', `${stamp}.json`);
@@ -1102,10 +1127,12 @@ async function main(): Promise<void> {
       {
         date: new Date().toISOString(),
         env,
-        options: { ...opts, brokers, scenarios: scenarioNames, mosquittoInflight: brokerOpts.mosquittoInflight, strataArgs: brokerOpts.strataArgs, durable: durableOpts },
+        options: { ...opts, brokers, scenarios: scenarioNames, mosquittoInflight: brokerOpts.mosquittoInflight, strataArgs: brokerOpts.strataArgs, durable: durableOpts, memory: memoryOpts },
         results: cells,
         durable: dcells,
         targets: durableNeeded && brokers.includes('strata') ? targetRows(cells, dcells) : undefined,
+        memory: mcells.length > 0 ? mcells : undefined,
+        memoryTargets: mcells.length > 0 && brokers.includes('strata') ? memoryTargetRows(mcells, memoryOpts) : undefined,
       },
       null,
       2,
