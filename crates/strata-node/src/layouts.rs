@@ -4,12 +4,12 @@
 
 // napi-derive registers the exports only outside `cfg(test)` (see topic.rs).
 #![cfg_attr(test, allow(dead_code))]
-use strata_core::topic::retained_record;
 use crate::guard;
 use napi_derive::napi;
 use strata_core::args as core_args;
 use strata_core::log::{self as core_log, entry, packed};
 use strata_core::meta::progress;
+use strata_core::topic::retained_record;
 
 /// The batch entry (`readAt`, `scan`; `strata_core::log::entry`): byte offsets of the
 /// fields of one entry, little-endian; the publisher, topic, properties and payload bytes

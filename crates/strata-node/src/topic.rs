@@ -117,7 +117,9 @@ impl RetainedMessages {
     pub fn set(&mut self, topic: String, record: &[u8]) -> Result<(), String> {
         guard::call("RetainedMessages.set", || {
             if !core::retained_record::is_record(record) {
-                return Err(to_napi_coded(CoreError::InvalidArgument("retained record not in the layout".into())));
+                return Err(to_napi_coded(CoreError::InvalidArgument(
+                    "retained record not in the layout".into(),
+                )));
             }
             self.inner
                 .insert(&topic, record.into())
@@ -129,13 +131,17 @@ impl RetainedMessages {
     /// Forgets `topic`; `true` if it was present.
     #[napi]
     pub fn delete(&mut self, topic: String) -> Result<bool, String> {
-        guard::call("RetainedMessages.delete", || Ok(self.inner.take(&topic).is_some()))
+        guard::call("RetainedMessages.delete", || {
+            Ok(self.inner.take(&topic).is_some())
+        })
     }
 
     /// `topic`'s record, or null.
     #[napi]
     pub fn get(&self, topic: String) -> Result<Option<Buffer>, String> {
-        guard::call("RetainedMessages.get", || Ok(self.inner.get(&topic).map(|r| Buffer::from(r.to_vec()))))
+        guard::call("RetainedMessages.get", || {
+            Ok(self.inner.get(&topic).map(|r| Buffer::from(r.to_vec())))
+        })
     }
 
     /// The records of every topic matching `filter` (a `$share/…` by its inner filter),
@@ -143,7 +149,8 @@ impl RetainedMessages {
     #[napi(js_name = "match")]
     pub fn match_filter(&self, filter: String) -> Result<RetainedBatch, String> {
         guard::call("RetainedMessages.match", || {
-            let (buf, offsets) = core::retained_record::pack_matches(&self.inner, &filter).map_err(to_napi_coded)?;
+            let (buf, offsets) =
+                core::retained_record::pack_matches(&self.inner, &filter).map_err(to_napi_coded)?;
             Ok(RetainedBatch {
                 buffer: buf.into(),
                 offsets: offsets.into(),
@@ -154,7 +161,9 @@ impl RetainedMessages {
     /// Number of retained topics.
     #[napi(getter)]
     pub fn size(&self) -> Result<u32, String> {
-        guard::call("RetainedMessages.size", || Ok(u32::try_from(self.inner.len()).unwrap_or(u32::MAX)))
+        guard::call("RetainedMessages.size", || {
+            Ok(u32::try_from(self.inner.len()).unwrap_or(u32::MAX))
+        })
     }
 }
 

@@ -24,7 +24,10 @@ struct Node<V> {
 
 impl<V> Default for Node<V> {
     fn default() -> Self {
-        Node { children: LevelMap::default(), slot: None }
+        Node {
+            children: LevelMap::default(),
+            slot: None,
+        }
     }
 }
 
@@ -58,7 +61,10 @@ pub struct RetainedTree<V> {
 
 impl<V> Default for RetainedTree<V> {
     fn default() -> Self {
-        RetainedTree { root: Node::default(), len: 0 }
+        RetainedTree {
+            root: Node::default(),
+            len: 0,
+        }
     }
 }
 
@@ -138,7 +144,10 @@ impl<V> RetainedTree<V> {
             at = at.children.get_mut(*level).expect("checked in pass 1");
         }
         let value = if leaf {
-            let mut cut = at.children.remove(levels[keep_depth]).expect("checked in pass 1");
+            let mut cut = at
+                .children
+                .remove(levels[keep_depth])
+                .expect("checked in pass 1");
             if at.children.capacity() > 64 && at.children.len() * 4 < at.children.capacity() {
                 at.children.shrink_to_fit();
             }
@@ -160,7 +169,11 @@ impl<V> RetainedTree<V> {
     /// `filter` may be a `$share/{group}/{filter}`: the inner filter is used. (MQTT
     /// 5 does not send retained messages to a new shared subscription; that is the
     /// caller's rule to apply, this tree only answers which topics match.)
-    pub fn for_each_match_value<F: FnMut(&str, &V)>(&self, filter: &str, mut f: F) -> Result<(), CoreError> {
+    pub fn for_each_match_value<F: FnMut(&str, &V)>(
+        &self,
+        filter: &str,
+        mut f: F,
+    ) -> Result<(), CoreError> {
         let parsed = parse_filter(filter)?;
         let levels: Vec<&str> = parsed.filter.split('/').collect();
         let mut emit = |n: &Node<V>| {

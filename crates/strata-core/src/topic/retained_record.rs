@@ -43,13 +43,21 @@ pub fn is_record(rec: &[u8]) -> bool {
     if rec.len() < RECORD_HEADER || rec[0] != RECORD_VERSION || rec[RECORD_QOS] > 2 {
         return false;
     }
-    let publ = u16::from_le_bytes([rec[RECORD_PUBLISHER_LEN], rec[RECORD_PUBLISHER_LEN + 1]]) as usize;
-    let prl = u32::from_le_bytes(rec[RECORD_PROPERTIES_LEN..RECORD_PROPERTIES_LEN + 4].try_into().expect("4")) as usize;
+    let publ =
+        u16::from_le_bytes([rec[RECORD_PUBLISHER_LEN], rec[RECORD_PUBLISHER_LEN + 1]]) as usize;
+    let prl = u32::from_le_bytes(
+        rec[RECORD_PROPERTIES_LEN..RECORD_PROPERTIES_LEN + 4]
+            .try_into()
+            .expect("4"),
+    ) as usize;
     RECORD_HEADER + publ + prl <= rec.len()
 }
 
 /// The records of every topic matching `filter`, as a batch (layout in the module docs).
-pub fn pack_matches(tree: &RetainedMessages, filter: &str) -> Result<(Vec<u8>, Vec<u32>), CoreError> {
+pub fn pack_matches(
+    tree: &RetainedMessages,
+    filter: &str,
+) -> Result<(Vec<u8>, Vec<u32>), CoreError> {
     let mut buf = Vec::new();
     let mut offsets = vec![0u32];
     tree.for_each_match_value(filter, |topic, rec| {
@@ -59,7 +67,9 @@ pub fn pack_matches(tree: &RetainedMessages, filter: &str) -> Result<(Vec<u8>, V
         offsets.push(buf.len() as u32);
     })?;
     if buf.len() > u32::MAX as usize {
-        return Err(CoreError::InvalidArgument("retained matches exceed 4 GiB in one batch".into()));
+        return Err(CoreError::InvalidArgument(
+            "retained matches exceed 4 GiB in one batch".into(),
+        ));
     }
     Ok((buf, offsets))
 }

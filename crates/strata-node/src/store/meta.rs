@@ -2,9 +2,9 @@
 //! writes. Table names: sessions, subscriptions, inbound_qos2, progress, retained, system,
 //! losses (progress record layout: `layouts().progress`).
 use super::{MetaEntry, MetaOp, Store};
-use crate::topic::RetainedMessages;
 use crate::error::to_napi_coded;
 use crate::guard::{self, Pending};
+use crate::topic::RetainedMessages;
 use napi::bindgen_prelude::{Buffer, Object};
 use napi::{Env, Result};
 use napi_derive::napi;
@@ -53,7 +53,8 @@ impl Store {
     pub fn load_retained(&self, into: &mut RetainedMessages) -> Result<RetainedLoadInfo, String> {
         guard::call("Store.loadRetained", || {
             let inner = self.get().map_err(to_napi_coded)?;
-            let got = strata_core::topic::retained_record::load(&inner.meta, &mut into.inner).map_err(to_napi_coded)?;
+            let got = strata_core::topic::retained_record::load(&inner.meta, &mut into.inner)
+                .map_err(to_napi_coded)?;
             Ok(RetainedLoadInfo {
                 loaded: got.loaded as f64,
                 legacy: got.legacy.into_iter().map(Buffer::from).collect(),

@@ -45,7 +45,10 @@ fn matches_are_packed_with_their_topics() {
     seen.sort();
     assert_eq!(seen, ["a/b", "a/c"]);
     // Replacing and taking return the values.
-    assert!(t.insert("a/b", record(2, b"p", b"", b"new")).unwrap().is_some());
+    assert!(t
+        .insert("a/b", record(2, b"p", b"", b"new"))
+        .unwrap()
+        .is_some());
     assert_eq!(&t.take("a/b").unwrap()[RECORD_HEADER + 1..], b"new");
     assert!(t.take("a/b").is_none());
     assert_eq!(t.len(), 2);
