@@ -74,7 +74,8 @@ export class Broker extends HookBus implements ProtocolContext {
     this.authenticator = createAuthenticator(c, this.log);
     const refused = noRefusals();
     this.access = c['auth.acl_file'] ? new AccessControl(c['auth.acl_file'], refused) : null;
-    this.gates = this.access ? this.access.gates({ ...permissiveGates, ...opts.gates }) : { ...permissiveGates, ...opts.gates };
+    const appGates = { ...permissiveGates, ...opts.gates };
+    this.gates = this.access ? this.access.gates(appGates) : appGates;
     this.sessions = opts.sessionStore ?? new MemorySessionStore();
     this.retained = opts.retainedStore ?? new NativeRetainedStore();
     const stats = this.stats;

@@ -223,13 +223,12 @@ export class AdminView {
     return n;
   }
 
-  /** Retained messages matching `filter`: from the store when persistence is on (getRetainMessage), else from memory. */
-  async retained(filter: string): Promise<MessageSummary[]> {
-    const store = this.b.durable;
-    const msgs = store ? await store.retained.getRetainMessage(filter) : this.b.retained.match(filter);
-    // The broker's own ($SYS) are retained in memory only.
-    if (store && filter.startsWith('$')) for (const m of this.b.retained.match(filter)) if (!msgs.some((x) => x.topic === m.topic)) msgs.push(m);
-    return msgs.map(messageSummary).sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
+  /**
+   * Retained messages matching `filter`, from the broker's retained tree: it holds every stored
+   * one (written through to the store), the broker's own ($SYS, memory only), and no expired one.
+   */
+  retained(filter: string): MessageSummary[] {
+    return this.b.retained.match(filter).map(messageSummary).sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
   }
 
   /** Clear a retained topic as an empty retained publish would (durably; subscribers get the empty message). */

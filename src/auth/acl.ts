@@ -21,6 +21,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.js';
+import { validateTopicFilter } from '../native.js';
 import { topicMatches } from '../wire/topic.js';
 
 export type Access = 'read' | 'write' | 'readwrite' | 'deny';
@@ -101,7 +102,8 @@ export class AclFile {
         bad(`${keyword} without a topic`);
       }
       if (filter === '') bad(`${keyword} without a topic`);
-      if (!validFilter(filter)) bad('not a valid topic filter');
+      const invalid = validateTopicFilter(filter);
+      if (invalid !== null) bad(`not a valid topic filter (${invalid})`);
       (keyword === 'pattern' ? patterns : current).push({ access, filter, line });
     });
     return new AclFile(path, anonymous, users, patterns, lines.length);
@@ -169,11 +171,6 @@ function unshared(filter: string): string {
   if (!filter.startsWith('$share/')) return filter;
   const i = filter.indexOf('/', '$share/'.length);
   return i < 0 ? filter : filter.slice(i + 1);
-}
-
-function validFilter(f: string): boolean {
-  const levels = f.split('/');
-  return levels.every((l, i) => (l.includes('#') ? l === '#' && i === levels.length - 1 : !l.includes('+') || l === '+'));
 }
 
 /** %c / %u filled in; null where the rule cannot apply (no username, or a wildcard in the value). */

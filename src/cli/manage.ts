@@ -18,6 +18,7 @@ import type { LossInfo, StoreStats } from '../native.js';
 import { DurableSessions } from '../persistence/embedded/durable-sessions.js';
 import { storeOptions } from '../lifecycle/restore.js';
 import { tokenPath } from '../admin/token.js';
+import { page } from '../admin/view.js';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, unauthorized: 4 } as const;
 
@@ -281,8 +282,7 @@ export function registerManage(program: Command): void {
           o,
           async () => (await api(o, 'GET', `/api/v1/sessions?page=${o.page}&limit=${o.limit}`)) as PageOf<Record<string, unknown>>,
           (d) => {
-            const all = offlineSessions(d);
-            return { total: all.length, page: o.page, limit: o.limit, items: all.slice((o.page - 1) * o.limit, o.page * o.limit) };
+            return page(offlineSessions(d), o.page, o.limit);
           },
         );
         out(o, r, () => `${table(r.items, CLIENT_COLS)}\n(${r.items.length} of ${r.total})`);
@@ -330,7 +330,7 @@ export function registerManage(program: Command): void {
           async () => (await api(o, 'GET', `/api/v1/retained?filter=${enc(o.filter)}&page=${o.page}&limit=${o.limit}`)) as PageOf<Record<string, unknown>>,
           async (d) => {
             const all = (await d.getRetainMessage(o.filter)).map((m) => ({ topic: m.topic, qos: m.qos, retain: true, publisher: m.publisher, receivedAt: m.receivedAt, payloadBytes: m.payload.length }));
-            return { total: all.length, page: o.page, limit: o.limit, items: all.slice((o.page - 1) * o.limit, o.page * o.limit) };
+            return page(all, o.page, o.limit);
           },
         );
         out(o, r, () => `${table(r.items, ['topic', 'qos', 'payloadBytes', 'publisher', 'payload'])}\n(${r.items.length} of ${r.total})`);

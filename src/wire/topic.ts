@@ -1,8 +1,15 @@
 /**
  * A topic filter against a topic name, one pair at a time ([MQTT-4.7]): for the few places that
- * test single pairs (a registry's filtered read). Routing goes through the native trie
- * (routing/subscriptions.ts), never through this.
+ * test single pairs (a registry's filtered read, an ACL rule). Routing goes through the native
+ * trie (routing/subscriptions.ts), never through this. And the levels of a topic (limits).
  */
+
+/** Levels of a topic name or filter (`a/b` 2, `a/` 2). */
+export function topicLevels(topic: string): number {
+  let n = 1;
+  for (let i = topic.indexOf('/'); i >= 0; i = topic.indexOf('/', i + 1)) n++;
+  return n;
+}
 
 /** Whether `filter` (without a `$share/` prefix) matches `topic`. */
 export function topicMatches(filter: string, topic: string): boolean {

@@ -8,6 +8,7 @@ import type { Connection } from '../connection.js';
 import { createMessage, seedEncoding } from '../../wire/message.js';
 import { type DecodedPublish, encodeAck } from '../../wire/codec.js';
 import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
+import { topicLevels } from '../../wire/topic.js';
 
 /**
  * Topic limits and the client's rates (mqtt.max_topic_*, limits.*): the reason code refusing
@@ -45,13 +46,6 @@ function overLimits(conn: Connection, topic: string, bytes: number): number {
   if (waitBytes > 0) refused.byteRate++;
   conn.pauseReading(Math.max(waitMsgs, waitBytes));
   return 0;
-}
-
-/** Levels of a topic name or filter (`a/b` 2, `a/` 2). */
-export function topicLevels(topic: string): number {
-  let n = 1;
-  for (let i = topic.indexOf("/"); i >= 0; i = topic.indexOf("/", i + 1)) n++;
-  return n;
 }
 
 export function handlePublish(conn: Connection, p: IPublishPacket): void {

@@ -3,11 +3,11 @@
  * Each filter is validated, authorized and granted on its own; one bad filter fails only
  * its own entry ([MQTT-3.9.3-1]: one reason code per filter, in order).
  */
-import { topicLevels } from './publish.js';
 import type { ISubscribePacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
 import type { QoS } from '../../wire/codec.js';
 import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
+import { topicLevels } from '../../wire/topic.js';
 import { validateTopicFilter } from '../../native.js';
 import type { SubscriptionOptions } from '../../session/session.js';
 
