@@ -34,6 +34,7 @@ import {
 } from './brokers.js';
 import { RawClient, SeqSet, type ConnectOptions, type PublishResult } from './durable-client.js';
 import { hwmKb, RssSampler, rssKb, systemBusySeconds, treeRssKb, treesCpuSeconds } from './proc.js';
+import { errMsg, sleep, timeout } from './util.js';
 
 export interface DurableOpts {
   payload: number;
@@ -125,22 +126,6 @@ export interface DurableCtx {
   d: DurableOpts;
   /** progress lines (stdout) */
   say(line: string): void;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function errMsg(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-function timeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, rej) => {
-      t = setTimeout(() => rej(new Error(`${what} timed out after ${Math.round(ms / 1000)} s`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
 }
 
 /** du -sk of a directory, in MB (null if du fails). */

@@ -39,6 +39,7 @@ import { BROKER_LABEL, makeTempDir, removeTempDir, startBroker, tail, type Broke
 import { readFixedHeader } from './frames.js';
 import { RssSampler, treeRssKb } from './proc.js';
 import { fmtMs, fmtRate, ratio, table } from './table.js';
+import { errMsg, sleep, timeout } from './util.js';
 
 export const MEMORY_SCENARIOS = ['mretained', 'mdelivery', 'msubs', 'mconns', 'msessions', 'mflood', 'midle'] as const;
 export type MemoryName = (typeof MEMORY_SCENARIOS)[number];
@@ -121,22 +122,7 @@ export interface MemoryCtx {
   fanin(b: BrokerName): Promise<FaninResult>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const MB = (kb: number | null): number | null => (kb === null ? null : kb / 1024);
-
-function errMsg(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-function timeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, rej) => {
-      t = setTimeout(() => rej(new Error(`${what} timed out after ${Math.round(ms / 1000)} s`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
 
 /** Soft limit of open files of this process (/proc/self/limits), null if unknown. */
 export function openFilesLimit(): number | null {

@@ -52,6 +52,7 @@ import { DURABLE_MIN_PAYLOAD } from './durable-client.js';
 import { noWorkDrain } from './nowork.js';
 import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
 import { MEMORY_SCENARIOS, memoryTargetRows, printMemory, printMemoryTargets, runMemory, type MemoryCell, type MemoryCtx, type MemoryName, type MemoryOpts } from './memory.js';
+import { errMsg, sleep } from './util.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
 const repoRoot = path.resolve(here, '../../..');
@@ -359,14 +360,6 @@ interface Cell {
 
 const liveWorkers = new Set<Worker>();
 
-function errMsg(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function at(ns: number, fn: () => void): NodeJS.Timeout {
   return setTimeout(fn, Math.max(0, (ns - nowNs()) / 1e6));
 }
@@ -610,13 +603,9 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
 
 // ---------------------------------------------------------------- output
 
-
-
 function fmtPct(n: number | null | undefined): string {
   return n === undefined || n === null ? '-' : `${n.toFixed(0)}%`;
 }
-
-
 
 function versionOf(cmd: string, args: string[], re: RegExp): string {
   try {
@@ -638,7 +627,6 @@ function pkgVersion(name: string): string {
     return 'unknown';
   }
 }
-
 
 // ---------------------------------------------------------------- durable output
 
