@@ -611,13 +611,33 @@ async function runRetained(name: BrokerName, ctx: MemoryCtx, rows: { retained: b
   return cells;
 }
 
+// ---------------------------------------------------------------- one row
+
+/**
+ * One row on a fresh broker: `measure` fills the cell, which is 'ok' once it returns; on a
+ * throw the error and the broker's log tail are kept. The broker is stopped and its files
+ * removed either way.
+ */
+async function row(name: BrokerName, ctx: MemoryCtx, scenario: MemoryName, tag: string, n: number, measure: (cell: MemoryCell, env: MemEnv) => Promise<void>): Promise<MemoryCell> {
+  const cell: MemoryCell = { broker: name, scenario, status: 'error', n };
+  const env = new MemEnv(name, ctx, tag);
+  try {
+    await measure(cell, env);
+    cell.status = 'ok';
+  } catch (e) {
+    cell.error = errMsg(e);
+    cell.logTail = env.logTail();
+  } finally {
+    await env.clean();
+  }
+  return cell;
+}
+
 // ---------------------------------------------------------------- msubs
 
-async function runSubs(name: BrokerName, ctx: MemoryCtx): Promise<MemoryCell> {
+function runSubs(name: BrokerName, ctx: MemoryCtx): Promise<MemoryCell> {
   const n = ctx.m.subs;
-  const cell: MemoryCell = { broker: name, scenario: 'msubs', status: 'error', n };
-  const env = new MemEnv(name, ctx, 'subs');
-  try {
+  return row(name, ctx, 'msubs', 'subs', n, async (cell, env) => {
     const b = await env.start();
     const base = await env.warmUpAndBaseline();
     const c = await env.connect('subs');
@@ -644,28 +664,18 @@ async function runSubs(name: BrokerName, ctx: MemoryCtx): Promise<MemoryCell> {
     const after = await settledAfter(b.pid, cell);
     growth(cell, base, after, granted);
     await c.disconnect();
-    cell.status = 'ok';
-  } catch (e) {
-    cell.error = errMsg(e);
-    cell.logTail = env.logTail();
-  } finally {
-    await env.clean();
-  }
-  return cell;
+  });
 }
 
 // ---------------------------------------------------------------- mconns
 
 async function runConns(name: BrokerName, ctx: MemoryCtx): Promise<MemoryCell> {
   const n = ctx.m.conns;
-  const cell: MemoryCell = { broker: name, scenario: 'mconns', status: 'error', n };
   const limit = openFilesLimit();
   if (limit !== null && limit < n + 256) {
-    cell.error = `open files limit ${limit} < ${n} connections + 256: raise ulimit -n (or --memory-conns)`;
-    return cell;
+    return { broker: name, scenario: 'mconns', status: 'error', n, error: `open files limit ${limit} < ${n} connections + 256: raise ulimit -n (or --memory-conns)` };
   }
-  const env = new MemEnv(name, ctx, 'conns');
-  try {
+  return row(name, ctx, 'mconns', 'conns', n, async (cell, env) => {
     const b = await env.start();
     const base = await env.warmUpAndBaseline();
     const t0 = performance.now();
@@ -682,23 +692,14 @@ async function runConns(name: BrokerName, ctx: MemoryCtx): Promise<MemoryCell> {
     const after = await settledAfter(b.pid, cell);
     if (env.clients.size < n) cell.notes = [`${n - env.clients.size} connections closed while idle`];
     growth(cell, base, after, n);
-    cell.status = 'ok';
-  } catch (e) {
-    cell.error = errMsg(e);
-    cell.logTail = env.logTail();
-  } finally {
-    await env.clean();
-  }
-  return cell;
+  });
 }
 
 // ---------------------------------------------------------------- msessions
 
-async function runSessions(name: BrokerName, ctx: MemoryCtx): Promise<MemoryCell> {
+function runSessions(name: BrokerName, ctx: MemoryCtx): Promise<MemoryCell> {
   const n = ctx.m.sessions;
-  const cell: MemoryCell = { broker: name, scenario: 'msessions', status: 'error', n };
-  const env = new MemEnv(name, ctx, 'sessions');
-  try {
+  return row(name, ctx, 'msessions', 'sessions', n, async (cell, env) => {
     const b = await env.start();
     const base = await env.warmUpAndBaseline();
     let granted = 0;
@@ -719,14 +720,7 @@ async function runSessions(name: BrokerName, ctx: MemoryCtx): Promise<MemoryCell
     if (granted < n) cell.notes = [`${n - granted} subscriptions refused`];
     const after = await settledAfter(b.pid, cell);
     growth(cell, base, after, n);
-    cell.status = 'ok';
-  } catch (e) {
-    cell.error = errMsg(e);
-    cell.logTail = env.logTail();
-  } finally {
-    await env.clean();
-  }
-  return cell;
+  });
 }
 
 // ---------------------------------------------------------------- mflood
