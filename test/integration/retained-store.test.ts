@@ -17,19 +17,22 @@ function legacyValue(publisher: string, qos: number, t: number, payload: string,
   return Buffer.concat([len, header, Buffer.from(payload)]);
 }
 
-test('a store with retained messages in the earlier layout is converted at start: served, then stored as records', async () => {
+test('a store with retained messages in the earlier layout is converted at start: served, then stored as records; an unreadable entry is skipped and reported', async () => {
   const data = tempDir('strata-retained-legacy-');
   try {
     const store = await DurableStore.open(data.dir, { nShards: 4 });
     await store.metaApply([
       { op: 'put', table: 'retained', key: Buffer.from('old/a'), value: legacyValue('pub-a', 1, Date.now(), 'from before', { userProperties: { k: 'v' } }) },
       { op: 'put', table: 'retained', key: Buffer.from('old/b'), value: legacyValue('pub-b', 0, Date.now(), 'second', null) },
+      // Neither layout: skipped and reported, the others served.
+      { op: 'put', table: 'retained', key: Buffer.from('old/damaged'), value: Buffer.from([7, 7, 7]) },
     ]);
     await store.close();
     const port = await freePort();
     const broker = new BrokerProcess(port, data.dir);
     await broker.start();
     assert.match(broker.output, /converted to the record layout/);
+    assert.match(broker.output, /"unreadable":1,"msg":"unreadable retained entries skipped"/);
     const sub = unconnected(broker.url, { protocolVersion: 5 });
     const got = collect(sub, 2);
     sub.connect();
