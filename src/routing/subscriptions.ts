@@ -41,7 +41,7 @@ export class SubscriptionTable {
     const existing = session.subscriptions.get(filter);
     if (existing) {
       const sub: Subscription = { ...opts, filter, trieId: existing.trieId };
-      session.subscriptions.set(filter, sub);
+      session.addSubscription(filter, sub);
       this.records[sub.trieId] = { session, sub, shared: filter.startsWith('$share/') };
       return { sub, existed: true };
     }
@@ -57,7 +57,7 @@ export class SubscriptionTable {
     }
     const sub: Subscription = { ...opts, filter, trieId: id };
     this.records[id] = { session, sub, shared };
-    session.subscriptions.set(filter, sub);
+    session.addSubscription(filter, sub);
     return { sub, existed: false };
   }
 

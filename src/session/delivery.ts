@@ -49,7 +49,7 @@ function sendInflight(conn: Outlet, session: Session, p: Pending, msg: Message, 
   const id = session.allocateId();
   const entry = p as Inflight;
   entry.phase = 'publish';
-  session.inflight.set(id, entry);
+  session.addInflight(id, entry);
   // QoS 1: the id is recorded in the background (null here), so a restart resends with DUP.
   const recorded = isRecorded(p) ? session.durable?.sent(p, id) : null;
   if (recorded) {
