@@ -95,6 +95,11 @@ export declare class Store {
   metaScan(tableName: string, prefix: Uint8Array, after?: Uint8Array | undefined | null, limit?: number | undefined | null): Array<MetaEntry>
   /** Applies metadata writes atomically; resolves once committed (group commit). */
   metaApply(ops: Array<MetaOp>): Promise<void>
+  /**
+   * Like `metaApply`, the operations packed in one buffer (`layouts().metaOps`): one
+   * argument to convert however many writes it carries.
+   */
+  metaApplyPacked(ops: Uint8Array): Promise<void>
   /** `metaApply([{op:'put', ...}])`. */
   metaPut(tableName: string, key: Buffer, value: Buffer): Promise<void>
   /** Streams that can hold messages matching `filter`, oldest generation first. */
@@ -393,6 +398,7 @@ export interface Layouts {
   replay: ReplayLayout
   inflight: InflightLayout
   report: ReportLayout
+  metaOps: MetaOpsLayout
 }
 
 /** A metadata entry. */
@@ -413,6 +419,24 @@ export interface MetaOp {
   key: Buffer
   /** Value (for `put`). */
   value?: Buffer
+}
+
+/**
+ * Metadata writes packed in one buffer (`Store.metaApplyPacked`;
+ * `strata_core::meta::packed_ops`): per operation `[kind u8][table u8][key_len u32][key]`
+ * then, for a put, `[value_len u32][value]`; little-endian.
+ */
+export interface MetaOpsLayout {
+  /** Kind codes. */
+  put: number
+  delete: number
+  deletePrefix: number
+  /** Bytes before the key (kind, table, key length). */
+  header: number
+  /** Bytes of a value's length. */
+  valueLen: number
+  /** Table names by their index in the `table` byte. */
+  tables: Array<string>
 }
 
 /**

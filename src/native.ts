@@ -267,6 +267,33 @@ export type MetaOp =
   | { op: 'put'; table: MetaTable; key: Buffer; value: Buffer }
   | { op: 'delete' | 'deletePrefix'; table: MetaTable; key: Buffer };
 
+const META_OPS = LAYOUTS.metaOps;
+const META_TABLE_INDEX = new Map<string, number>(META_OPS.tables.map((t, i) => [t, i]));
+const META_KIND = { put: META_OPS.put, delete: META_OPS.delete, deletePrefix: META_OPS.deletePrefix } as const;
+
+/** `ops` in one buffer (LAYOUTS.metaOps), as Store.metaApplyPacked takes them. */
+export function packMetaOps(ops: MetaOp[]): Buffer {
+  let size = 0;
+  for (const o of ops) size += META_OPS.header + o.key.length + (o.op === 'put' ? META_OPS.valueLen + o.value.length : 0);
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const o of ops) {
+    const table = META_TABLE_INDEX.get(o.table);
+    if (table === undefined) throw new NativeError('ERR_INVALID_ARGUMENT', `unknown metadata table ${JSON.stringify(o.table)}`);
+    buf[at] = META_KIND[o.op];
+    buf[at + 1] = table;
+    buf.writeUInt32LE(o.key.length, at + 2);
+    at += META_OPS.header;
+    at += o.key.copy(buf, at);
+    if (o.op === 'put') {
+      buf.writeUInt32LE(o.value.length, at);
+      at += META_OPS.valueLen;
+      at += o.value.copy(buf, at);
+    }
+  }
+  return buf;
+}
+
 /** Where a message lives in the log: stored once, referenced by every session that needs it. */
 export interface LogPosition {
   shard: number;
@@ -517,8 +544,18 @@ export class DurableStore {
   }
 
   /** Apply metadata writes atomically; resolves once committed (group commit). */
+  /** Apply `ops` atomically (one group commit with whatever else is queued); resolves once durable. */
   metaApply(ops: MetaOp[]): Promise<void> {
-    return wrapAsync(this.inner.metaApply(ops));
+    // Packed into one buffer: one argument to convert, however many writes (a retained-message
+    // flood makes hundreds per event-loop turn).
+    let applied: Promise<void>;
+    try {
+      const packed = packMetaOps(ops);
+      applied = wrapSync(() => this.inner.metaApplyPacked(packed));
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return wrapAsync(applied);
   }
 
   stats(): StoreStats {

@@ -13,8 +13,8 @@ import { retainedMessage, retainedRecord } from '../persistence/registries.js';
 import { isExpired, type Message } from '../wire/message.js';
 
 export interface RetainedStore {
-  /** Store `msg` (or clear its topic when the payload is empty). */
-  set(msg: Message): void;
+  /** Store `msg` (or clear its topic when the payload is empty); returns the record stored (null: cleared). */
+  set(msg: Message): Buffer | null;
   /** Live retained messages whose topic matches `filter`. */
   match(filter: string, now?: number): Message[];
   get(topic: string): Message | undefined;
@@ -25,9 +25,14 @@ export class NativeRetainedStore implements RetainedStore {
   /** The native tree (the store loads records into it at start). */
   readonly native = new RetainedMessages();
 
-  set(msg: Message): void {
-    if (msg.payload.length === 0) this.native.delete(msg.topic);
-    else this.native.set(msg.topic, retainedRecord(msg));
+  set(msg: Message): Buffer | null {
+    if (msg.payload.length === 0) {
+      this.native.delete(msg.topic);
+      return null;
+    }
+    const record = retainedRecord(msg);
+    this.native.set(msg.topic, record);
+    return record;
   }
 
   get(topic: string): Message | undefined {

@@ -220,7 +220,7 @@ export class Router {
   private routeMessage(msg: Message, from: ClientInfo | null, inboundId: number): Promise<void> | null {
     this.counters.messagesReceived++;
     (this.counters.messagesReceivedByQos[msg.qos] as number)++;
-    if (msg.retain) this.retained.set(msg);
+    const record = msg.retain ? this.retained.set(msg) : null;
     if (this.bus.listenerCount('message.publish') > 0) this.bus.emit('message.publish', from && clientSnapshot(from), messageSnapshot(msg));
     const table = this.table;
     const ids = table.match(msg.topic);
@@ -292,7 +292,9 @@ export class Router {
     this.syncDrops();
     const store = this.store;
     if (!store || msg === this.volatileMsg || (targets === null && !msg.retain && inboundId === 0)) return null;
-    return this.persist(store, msg, targets ?? [], inboundId);
+    // Retained for no persistent session (a device's state topic): one metadata write, nothing to wait for around it.
+    if (targets === null && inboundId === 0) return store.retained.saveRetainMessage(msg, record ?? undefined);
+    return this.persist(store, msg, targets ?? [], inboundId, record);
   }
 
   /** A logged delivery for `session` was handed to it (or failed): what waited behind it goes. */
@@ -331,12 +333,12 @@ export class Router {
    * deliveries pinned for it — or, when nothing is appended, on its own; before the PUBREC
    * either way.
    */
-  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number): Promise<void> {
+  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number, record: Buffer | null): Promise<void> {
     const waits: Promise<void>[] = [];
     // Written as it is routed (before any await), so retained sets and clears land in the order
     // they were published, as in the in-memory retained store.
     if (msg.retain) {
-      const retained = store.retained.saveRetainMessage(msg);
+      const retained = store.retained.saveRetainMessage(msg, record ?? undefined);
       retained.catch(() => undefined); // awaited below, unless the append fails first
       waits.push(retained);
     }
