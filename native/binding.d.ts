@@ -54,6 +54,18 @@ export declare class RetainedMessages {
    * in one batch. Throws `ERR_INVALID_TOPIC` for an invalid filter.
    */
   match(filter: string): RetainedBatch
+  /**
+   * The topics matching `filter` (a `$share/…` by its inner filter), without their
+   * records: `buffer` holds them back to back, `offsets` count + 1 boundaries. For a
+   * delivery in pages (`records`). Throws `ERR_INVALID_TOPIC` for an invalid filter.
+   */
+  matchTopics(filter: string): RetainedBatch
+  /**
+   * The records of topics `from..to` of a `matchTopics` result, in the layout of
+   * `match` (topics no longer retained left out). Throws `ERR_INVALID_ARGUMENT` for a
+   * range or offsets that do not fit.
+   */
+  records(topics: Uint8Array, offsets: Uint32Array, from: number, to: number): RetainedBatch
   /** Number of retained topics. */
   get size(): number
 }

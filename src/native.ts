@@ -120,15 +120,18 @@ export class RetainedMessages {
 
   /** Every retained message whose topic matches `filter` (views into one batch buffer). */
   match(filter: string): { topic: string; record: RetainedRecord }[] {
-    const { buffer, offsets } = wrapSync(() => this.inner.match(filter));
-    const out: { topic: string; record: RetainedRecord }[] = [];
-    for (let i = 0; i + 1 < offsets.length; i++) {
-      const at = offsets[i] as number;
-      const tl = buffer.readUInt16LE(at);
-      const t0 = at + RETAINED.batchTopicLen;
-      out.push({ topic: buffer.toString('utf8', t0, t0 + tl), record: decodeRetainedRecord(buffer, t0 + tl, offsets[i + 1] as number) });
-    }
-    return out;
+    return unbatch(wrapSync(() => this.inner.match(filter)));
+  }
+
+  /** The topics matching `filter`, without their records (for a delivery in pages: `records`). */
+  matchTopics(filter: string): RetainedTopics {
+    const { buffer, offsets } = wrapSync(() => this.inner.matchTopics(filter));
+    return { buffer, offsets, count: offsets.length - 1 };
+  }
+
+  /** The records of topics `from..to` of `topics` as they are now (those cleared meanwhile left out). */
+  records(topics: RetainedTopics, from: number, to: number): { topic: string; record: RetainedRecord }[] {
+    return unbatch(wrapSync(() => this.inner.records(topics.buffer, topics.offsets, from, to)));
   }
 
   get size(): number {
@@ -137,6 +140,25 @@ export class RetainedMessages {
 }
 
 const RETAINED = LAYOUTS.retained;
+
+/** Topics matching a filter (RetainedMessages.matchTopics): back to back in `buffer`, `count` + 1 boundaries. */
+export interface RetainedTopics {
+  readonly buffer: Buffer;
+  readonly offsets: Uint32Array;
+  readonly count: number;
+}
+
+/** A batch of matches (LAYOUTS.retained: topic length, topic, record per entry) as topics and records (views into it). */
+function unbatch({ buffer, offsets }: { buffer: Buffer; offsets: Uint32Array }): { topic: string; record: RetainedRecord }[] {
+  const out: { topic: string; record: RetainedRecord }[] = [];
+  for (let i = 0; i + 1 < offsets.length; i++) {
+    const at = offsets[i] as number;
+    const tl = buffer.readUInt16LE(at);
+    const t0 = at + RETAINED.batchTopicLen;
+    out.push({ topic: buffer.toString('utf8', t0, t0 + tl), record: decodeRetainedRecord(buffer, t0 + tl, offsets[i + 1] as number) });
+  }
+  return out;
+}
 
 /** A retained message's record (LAYOUTS.retained): what RetainedMessages and the store's `retained` table hold. */
 export function encodeRetainedRecord(publisher: string, qos: 0 | 1 | 2, receivedAt: number, properties: Buffer | null, payload: Buffer): Buffer {

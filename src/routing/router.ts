@@ -13,13 +13,14 @@ import type { ClientAcl } from '../auth/acl.js';
 import { type ClientInfo, clientSnapshot, messageSnapshot } from '../hooks/index.js';
 import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
-import { deliver, deliverLogged } from '../session/delivery.js';
+import { deliver, deliverLogged, pump } from '../session/delivery.js';
 import type { Persistence, StoredSubscription } from '../persistence/registries.js';
 import type { DeliveryStats, Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
 import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
 import type { RetainedStore } from './retained.js';
+import { type FeedHost, type FeedRequest, RetainedFeed } from './retained-feed.js';
 import type { SubRecord, SubscriptionTable } from './subscriptions.js';
 
 /** A persistent session's delivery of a message that goes through the log. */
@@ -283,8 +284,8 @@ export class Router {
       for (const t of live0) {
         const session = t.session;
         // [MQTT-4.6.0-6] not before this session's earlier messages still on their way through the log.
-        if (session.loggedPending > 0) (session.afterLogged ??= []).push(() => deliver(session, msg, t.qos, t.retain, t.subIds, Date.now()));
-        else deliver(session, msg, t.qos, t.retain, t.subIds, now);
+        if (session.loggedPending > 0) (session.afterLogged ??= []).push(() => this.live(session, msg, t.qos, t.retain, t.subIds, Date.now()));
+        else this.live(session, msg, t.qos, t.retain, t.subIds, now);
       }
     }
     logged.length = 0;
@@ -313,11 +314,11 @@ export class Router {
   private route(session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, shared: boolean, now: number): void {
     this.counters.messagesRouted++;
     if (session.durable === null || (shared && qos === 0 && session.outlet !== null)) {
-      deliver(session, msg, qos, retain, subIds, now);
+      this.live(session, msg, qos, retain, subIds, now);
       return;
     }
     if (msg === this.volatileMsg) {
-      if (session.outlet !== null) deliver(session, msg, qos, retain, subIds, now);
+      if (session.outlet !== null) this.live(session, msg, qos, retain, subIds, now);
       return;
     }
     const t: LoggedTarget = { session, qos, retain, subIds, pinned: shared };
@@ -405,21 +406,61 @@ export class Router {
     return Promise.all(waits).then(() => undefined);
   }
 
-  /** Send the retained messages matching a new subscription, retain flag set ([MQTT-3.3.1-8]). */
-  deliverRetained(session: Session, filter: string, qos: QoS, subId: number | undefined): void {
-    const now = Date.now();
-    const subIds = subId !== undefined ? [subId] : undefined;
-    const durable = session.durable;
-    const denied = session.subscriptions.get(filter)?.readDenied;
-    for (const msg of this.retained.match(filter, now)) {
-      if (denied?.(msg.topic)) continue;
-      const q = (qos < msg.qos ? qos : msg.qos) as QoS;
-      // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
-      const p = deliver(session, msg, q, true, subIds, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
-      if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+  /** A delivery of a message as it is published: now, or behind the session's retained feed. */
+  private live(session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, now: number): void {
+    const feed = session.feed;
+    if (feed === null) {
+      deliver(session, msg, qos, retain, subIds, now);
+      return;
     }
-    this.syncDrops();
+    if (feed.hold(() => deliver(session, msg, qos, retain, subIds, Date.now()))) return;
+    // As many waiting behind the feed as a session queue holds: dropped like a full queue's.
+    session.dropped++;
+    session.env.stats.dropped++;
+    session.env.stats.dropReasons.queueFull++;
   }
+
+  /**
+   * Send the retained messages matching a new subscription, retain flag set ([MQTT-3.3.1-8]):
+   * in pages, as the client keeps up, before anything published after it (retained-feed.ts).
+   */
+  deliverRetained(session: Session, filter: string, qos: QoS, subId: number | undefined): void {
+    const req: FeedRequest = { filter, qos, subId };
+    if (session.feed instanceof RetainedFeed) {
+      session.feed.add(req); // after the subscriptions already feeding
+      return;
+    }
+    const feed = new RetainedFeed(this.feedHost, session);
+    feed.add(req);
+    session.feed = feed;
+    feed.run();
+  }
+
+  private readonly feedHost: FeedHost = {
+    alive: (session) => this.sessions.get(session.clientId) === session,
+    cursor: (filter) => this.retained.cursor(filter),
+    send: (session, msg, req, now) => {
+      if (session.subscriptions.get(req.filter)?.readDenied?.(msg.topic)) return;
+      const durable = session.durable;
+      const q = (req.qos < msg.qos ? req.qos : msg.qos) as QoS;
+      // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
+      const p = deliver(session, msg, q, true, req.subId !== undefined ? [req.subId] : undefined, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
+      if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+    },
+    ended: (session, completed) => {
+      const feed = session.feed as RetainedFeed | null;
+      session.feed = null;
+      if (feed !== null && completed) {
+        const held = feed.held;
+        feed.held = [];
+        for (const go of held) go();
+      }
+      this.syncDrops();
+      const conn = session.outlet;
+      // A persistent session left what was logged meanwhile in the log: it reads it now.
+      if (completed && conn !== null && session.durable !== null) pump(conn, session);
+    },
+  };
 
   private syncDrops(): void {
     this.counters.messagesDropped = this.stats.dropped;

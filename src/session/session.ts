@@ -110,6 +110,15 @@ export interface SessionPersistence {
  */
 export type StreamOutcome = 'sent' | 'caught-up' | 'slow' | 'more' | 'waiting' | 'native';
 
+/**
+ * Something sending a session's earlier deliveries in pages (routing/retained-feed.ts: the
+ * retained messages of a new subscription): while it is set, live deliveries wait behind it.
+ */
+export interface LiveHold {
+  /** Run `deliver` once the earlier deliveries are out; false: not held (too many waiting), drop it. */
+  hold(deliver: () => void): boolean;
+}
+
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
 export interface Inflight extends Pending {
   /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
@@ -254,6 +263,8 @@ export class Session {
    */
   loggedPending = 0;
   afterLogged: (() => void)[] | null = null;
+  /** Earlier deliveries still being sent (a retained feed): live ones wait behind it. Null when none. */
+  feed: LiveHold | null = null;
 
   constructor(readonly clientId: string) {}
 
