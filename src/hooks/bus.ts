@@ -40,6 +40,11 @@ export interface ConsumerOptions {
   maxQueued?: number;
   /** Handler calls running at once. Default 1 (events handled in the order they fired). */
   concurrency?: number;
+  /**
+   * Asked synchronously where the event fires: an event it refuses is neither queued nor
+   * counted (e.g. a backend rule's topic filter), so it takes no place in the queue.
+   */
+  accept?: (...args: unknown[]) => boolean;
 }
 
 /** What an async consumer did: every event it was told is queued or dropped; queued ones end handled or failed. */
@@ -166,7 +171,8 @@ export class HookBus extends EventEmitter<BrokerEvents> {
     for (let i = 2; this.consumers[name] !== undefined; i++) name = `${opts.name ?? event}#${i}`;
     const maxQueued = Math.max(1, opts.maxQueued ?? 10_000);
     const concurrency = Math.max(1, opts.concurrency ?? 1);
-    const listener = (...args: BrokerEvents[K]): void => consumer.push(args);
+    const accept = opts.accept;
+    const listener = accept ? (...args: BrokerEvents[K]): void => void (accept(...args) && consumer.push(args)) : (...args: BrokerEvents[K]): void => consumer.push(args);
     const consumer: Consumer = new Consumer(
       name,
       handler as (...args: Args) => unknown,

@@ -419,6 +419,21 @@ export class Router {
     this.syncDrops();
   }
 
+  /**
+   * One retained message from outside the retained store (a backend's on_retain_lookup) to a
+   * session's subscription `filter`, delivered as deliverRetained delivers the store's.
+   */
+  deliverRetainedMessage(session: Session, filter: string, msg: Message): void {
+    const sub = session.subscriptions.get(filter);
+    if (!sub || sub.readDenied?.(msg.topic)) return;
+    const q = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+    const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
+    const durable = session.durable;
+    const p = deliver(session, msg, q, true, subIds, Date.now(), undefined, durable !== null && q > 0 ? msg.topic : undefined);
+    if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+    this.syncDrops();
+  }
+
   private syncDrops(): void {
     this.counters.messagesDropped = this.stats.dropped;
   }

@@ -1,0 +1,147 @@
+/**
+ * EMQX 4-style backends (SPEC D, issue 16): rules in the config attach Redis, PostgreSQL and
+ * MySQL pools to the hook bus's events.
+ *
+ * Every (pool, event) pair with rules gets one async consumer on the bus (`consume`, named
+ * `backend.<type>.<pool>.<event>`): the event's snapshot is queued (at most `max_queued`; beyond
+ * that dropped and counted) and its rules run off the delivery path, in config order, at most
+ * `pool_size` events at once. Publishing and delivery never wait for a database. While a server is
+ * unreachable an event waits in its place and is retried (pool.ts); the broker keeps serving.
+ *
+ * Start-up never waits for a server either: pools connect in the background, log when they are
+ * unreachable or refuse the login (naming the pool), and log again when they connect.
+ */
+import type { Config } from '../config.js';
+import type { Consumer, HookBus } from '../hooks/bus.js';
+import type { MessageInfo } from '../hooks/index.js';
+import type { BrokerMetrics } from '../hooks/metrics.js';
+import type { Logger } from '../log.js';
+import { topicMatches } from '../wire/topic.js';
+import { type BackendEvent, type BackendsConfig, backendsConfig, type RuleConfig } from './config.js';
+import { type BackendHost, type EventData, eventData } from './event.js';
+import { MessageIds } from './msgid.js';
+import { errorText, type Pool } from './pool.js';
+import { RedisPool } from './redis.js';
+import { MysqlPool, PgPool, type SqlPool } from './sql.js';
+
+export type { BackendHost, StoredMessage } from './event.js';
+
+/** How long close() lets queued events finish before the pools are closed. */
+const CLOSE_GRACE_MS = 2000;
+
+export class Backends {
+  readonly config: BackendsConfig;
+  private readonly pools = new Map<string, RedisPool | SqlPool>();
+  private readonly consumers: Consumer[] = [];
+  private readonly ids: MessageIds;
+  private readonly node: string;
+
+  /** Reads and checks the rules and pools: a ConfigError here stops the broker before it starts. */
+  constructor(
+    config: Config,
+    private readonly bus: HookBus,
+    private readonly log: Logger,
+    private readonly metrics: Pick<BrokerMetrics, 'backendPools' | 'backendRules'>,
+  ) {
+    this.config = backendsConfig(config);
+    this.node = config['node.name'];
+    this.ids = new MessageIds(this.node);
+  }
+
+  get enabled(): boolean {
+    return this.config.rules.length > 0;
+  }
+
+  /** Open the pools rules use and attach the rules to the bus. Never waits for a server. */
+  start(host: BackendHost): void {
+    const groups = new Map<string, { event: BackendEvent; pool: RedisPool | SqlPool; rules: RuleConfig[] }>();
+    for (const rule of this.config.rules) {
+      const id = `${rule.type}.${rule.pool}`;
+      let pool = this.pools.get(id);
+      if (!pool) {
+        const cfg = this.config.pools.find((p) => p.id === id);
+        if (!cfg) throw new Error(`no pool ${id}`); // backendsConfig checked it
+        pool = cfg.type === 'redis' ? new RedisPool(cfg, this.log) : cfg.type === 'pgsql' ? new PgPool(cfg, this.log) : new MysqlPool(cfg, this.log);
+        this.pools.set(id, pool);
+        this.metrics.backendPools[id] = pool.state;
+        pool.open();
+      }
+      const key = `${id}.${rule.event}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { event: rule.event, pool, rules: [] }));
+      g.rules.push(rule);
+      this.metrics.backendRules[rule.key] = { pool: id, matched: 0, done: 0, failed: 0 };
+    }
+    for (const p of this.config.pools) if (!this.pools.has(p.id)) this.log.warn({ backend: p.type, pool: p.name }, `backend ${p.type} pool "${p.name}" has no rules: not opened`);
+    for (const [key, g] of groups) {
+      const { event, pool, rules } = g;
+      // Only events some rule of the group selects take a place in the queue ($SYS, other topics do not).
+      const accept = rules.some((r) => r.topic === null) ? undefined : (...args: unknown[]): boolean => rules.some((r) => selectsTopic(r, event, eventTopic(event, args)));
+      const consumer = this.bus.consume(event, (...args: unknown[]) => this.handle(event, pool, rules, host, args), { name: `backend.${key}`, maxQueued: pool.cfg.maxQueued, concurrency: pool.cfg.poolSize, accept });
+      this.consumers.push(consumer);
+    }
+    if (this.pools.size > 0) this.log.info({ pools: [...this.pools.keys()], rules: this.config.rules.length }, 'backends started');
+  }
+
+  /** One event through the rules of one pool, in order; a rule that fails does not stop the next. */
+  private async handle(event: BackendEvent, pool: RedisPool | SqlPool, rules: readonly RuleConfig[], host: BackendHost, args: unknown[]): Promise<void> {
+    const e = eventData(event, args, this.node, this.ids);
+    let failed: string | null = null;
+    for (const rule of rules) {
+      if (!selects(rule, e)) continue;
+      const c = this.metrics.backendRules[rule.key];
+      if (c) c.matched++;
+      try {
+        await runAction(pool, rule, e, host);
+        if (c) c.done++;
+      } catch (err) {
+        if (c) c.failed++;
+        failed ??= `${rule.key}: ${errorText(err)}`;
+      }
+    }
+    if (failed !== null) throw new Error(failed);
+  }
+
+  /** Stop taking events; let queued ones finish for a moment (CLOSE_GRACE_MS); close the pools. */
+  async close(): Promise<void> {
+    for (const c of this.consumers) c.close();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.consumers.map((c) => c.idle())), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+    clearTimeout(timer);
+    await Promise.all([...this.pools.values()].map((p: Pool) => p.close()));
+  }
+}
+
+/** Whether a rule's topic filter selects the event (client events: always). */
+function selects(rule: RuleConfig, e: EventData): boolean {
+  return selectsTopic(rule, e.event, e.topic);
+}
+
+function selectsTopic(rule: RuleConfig, event: BackendEvent, topic: string | null): boolean {
+  if (rule.topic === null || topic === null) return true;
+  let t = topic;
+  if ((event === 'session.subscribed' || event === 'session.unsubscribed') && t.startsWith('$share/')) t = t.split('/').slice(2).join('/');
+  return topicMatches(rule.topic, t);
+}
+
+/** The topic of an event's arguments, without building its EventData (client events: null). */
+function eventTopic(event: BackendEvent, args: unknown[]): string | null {
+  switch (event) {
+    case 'session.subscribed':
+    case 'session.unsubscribed':
+      return args[1] as string;
+    case 'message.publish':
+    case 'message.delivered':
+    case 'message.acked':
+      return (args[1] as MessageInfo).topic;
+    default:
+      return null;
+  }
+}
+
+function runAction(pool: RedisPool | SqlPool, rule: RuleConfig, e: EventData, host: BackendHost): Promise<void> {
+  const a = rule.action;
+  if ('function' in a) return pool.fn(a.function, e, host);
+  if ('sql' in a) return (pool as SqlPool).statements(a.sql, e.values());
+  return (pool as RedisPool).commands(a.commands, e.values());
+}

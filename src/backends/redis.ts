@@ -1,0 +1,175 @@
+/**
+ * Redis backend (ioredis): single server, Sentinel or Cluster, and EMQX 4's Redis layout.
+ *
+ *   mqtt:client:<clientid>   hash   state 1|0, online_at, offline_at (seconds)
+ *   mqtt:node:<node>         hash   clientid → connected at (seconds), while connected
+ *   mqtt:sub:<clientid>      hash   topic → qos: subscriptions applied at connect (on_subscribe_lookup)
+ *   mqtt:msg:<msgid>         hash   id, from, qos, topic, payload, ts (seconds), retain (true|false)
+ *   mqtt:msg:<topic>         zset   msgid scored by the publish time (ms)
+ *   mqtt:retain:<topic>      hash   the retained message, the same fields as mqtt:msg:<msgid>
+ *   mqtt:acked:<clientid>:<topic>  string  the last msgid the client acknowledged on the topic
+ *
+ * One connection multiplexes every command (pool_size bounds the events in flight). While the
+ * server is unreachable commands wait in ioredis' offline queue (reconnecting every
+ * `auto_reconnect` seconds) and are sent when it returns; what waits is bounded by the rule
+ * queues in front (pool_size in flight, max_queued waiting).
+ */
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from '../log.js';
+import type { QoS } from '../wire/codec.js';
+import { topicMatches } from '../wire/topic.js';
+import type { FunctionName, PoolConfig } from './config.js';
+import type { BackendHost, EventData, StoredMessage } from './event.js';
+import { type EventValues, type RedisTemplate, redisArgs } from './placeholders.js';
+import { Pool } from './pool.js';
+
+/** Reply errors that mean the connection is not usable (yet): retried like an unreachable server. */
+const CONNECTION_REPLIES = /^(WRONGPASS|NOAUTH|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY)/;
+
+export class RedisPool extends Pool {
+  client: Redis | Cluster | null = null;
+
+  constructor(cfg: PoolConfig, log: Logger) {
+    super(cfg, log);
+  }
+
+  open(): void {
+    const c = this.cfg;
+    const opts: RedisOptions = {
+      username: c.username || undefined,
+      password: c.password || undefined,
+      db: c.database === '' ? 0 : Number(c.database),
+      tls: c.ssl ? {} : undefined,
+      connectTimeout: c.connectTimeoutMs,
+      commandTimeout: c.queryTimeoutMs || undefined,
+      // Commands wait while the server is away (bounded by the rule queues), unless auto_reconnect = 0.
+      maxRetriesPerRequest: c.reconnectMs === 0 ? 0 : null,
+      enableOfflineQueue: c.reconnectMs !== 0,
+      retryStrategy: () => Math.max(c.reconnectMs, 1000),
+      lazyConnect: false,
+    };
+    let client: Redis | Cluster;
+    if (c.mode === 'cluster') client = new Cluster([...c.servers], { redisOptions: opts, clusterRetryStrategy: () => Math.max(c.reconnectMs, 1000), enableOfflineQueue: opts.enableOfflineQueue ?? true });
+    else if (c.mode === 'sentinel') client = new Redis({ ...opts, sentinels: [...c.servers], name: c.sentinel, sentinelPassword: c.password || undefined });
+    else client = new Redis({ ...opts, host: c.servers[0]?.host, port: c.servers[0]?.port });
+    client.on('ready', () => this.markUp());
+    client.on('error', (e: unknown) => this.markDown(e));
+    client.on('close', () => {
+      if (!this.closed && this.state.up) this.markDown(new Error('connection closed'));
+    });
+    this.client = client;
+  }
+
+  connectionError(e: unknown): boolean {
+    const err = e as { name?: string; message?: string };
+    if (err?.name === 'ReplyError') return CONNECTION_REPLIES.test(err.message ?? '');
+    return !/timed out/i.test(err?.message ?? '');
+  }
+
+  protected async end(): Promise<void> {
+    this.client?.disconnect();
+  }
+
+  /** One command; its reply. */
+  call(args: (string | Buffer)[]): Promise<unknown> {
+    const client = this.client;
+    if (!client) return Promise.reject(new Error(`backend pool ${this.cfg.id} not open`));
+    const [cmd, ...rest] = args;
+    return this.run(() => client.callBuffer(String(cmd), rest) as Promise<unknown>);
+  }
+
+  /** Custom commands of a rule, in order. */
+  async commands(list: readonly RedisTemplate[], v: EventValues): Promise<void> {
+    for (const t of list) await this.call(redisArgs(t, v));
+  }
+
+  /** A built-in function. */
+  async fn(name: FunctionName, e: EventData, host: BackendHost): Promise<void> {
+    const secs = String(Math.floor(e.at / 1000));
+    switch (name) {
+      case 'on_client_connected':
+        await Promise.all([this.call(['HSET', `mqtt:client:${e.clientId}`, 'state', '1', 'online_at', secs]), this.call(['HSET', `mqtt:node:${e.node}`, e.clientId, secs])]);
+        return;
+      case 'on_client_disconnected':
+        await Promise.all([this.call(['HSET', `mqtt:client:${e.clientId}`, 'state', '0', 'offline_at', secs]), this.call(['HDEL', `mqtt:node:${e.node}`, e.clientId])]);
+        return;
+      case 'on_subscribe_lookup': {
+        const flat = (await this.call(['HGETALL', `mqtt:sub:${e.clientId}`])) as Buffer[];
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const topic = String(flat[i]);
+          const qos = Number(String(flat[i + 1]));
+          await host.subscribe(e.clientId, topic, (qos >= 0 && qos <= 2 ? qos : 0) as QoS);
+        }
+        return;
+      }
+      case 'on_message_publish': {
+        const m = e.msg;
+        if (!m) return;
+        const id = e.msgid();
+        await Promise.all([this.call(['HSET', `mqtt:msg:${id}`, ...messageFields(id, e)]), this.call(['ZADD', `mqtt:msg:${m.topic}`, String(m.receivedAt), id])]);
+        return;
+      }
+      case 'on_message_retain': {
+        const m = e.msg;
+        if (!m?.retain || m.payload.length === 0) return;
+        await this.call(['HSET', `mqtt:retain:${m.topic}`, ...messageFields(e.msgid(), e)]);
+        return;
+      }
+      case 'on_retain_delete': {
+        const m = e.msg;
+        if (!m?.retain || m.payload.length > 0) return;
+        await this.call(['DEL', `mqtt:retain:${m.topic}`]);
+        return;
+      }
+      case 'on_retain_lookup': {
+        const filter = e.topic;
+        if (filter === null || filter.startsWith('$share/')) return;
+        for (const key of await this.retainedKeys(filter)) {
+          const h = hashOf((await this.call(['HGETALL', key])) as Buffer[]);
+          const topic = h.get('topic')?.toString();
+          const payload = h.get('payload');
+          if (topic === undefined || !payload || !topicMatches(filter, topic)) continue;
+          const qos = Number(h.get('qos')?.toString() ?? '0');
+          const msg: StoredMessage = { topic, payload, qos: (qos >= 0 && qos <= 2 ? qos : 0) as QoS, publisher: h.get('from')?.toString() ?? '', receivedAt: Number(h.get('ts')?.toString() ?? '0') * 1000 };
+          host.deliverRetained(e.clientId, filter, msg);
+        }
+        return;
+      }
+      case 'on_message_acked': {
+        const m = e.msg;
+        if (!m) return;
+        await this.call(['SET', `mqtt:acked:${e.clientId}:${m.topic}`, e.msgid()]);
+        return;
+      }
+    }
+  }
+
+  /** `mqtt:retain:*` keys a filter may match: the exact key, or a SCAN over the filter's literal prefix. */
+  private async retainedKeys(filter: string): Promise<string[]> {
+    const wild = filter.search(/[+#]/);
+    if (wild < 0) return [`mqtt:retain:${filter}`];
+    const prefix = filter.slice(0, wild).replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = (await this.call(['SCAN', cursor, 'MATCH', `mqtt:retain:${prefix}*`, 'COUNT', '1000'])) as [Buffer, Buffer[]];
+      cursor = String(next);
+      for (const k of batch) keys.push(String(k));
+    } while (cursor !== '0');
+    return keys;
+  }
+}
+
+/** The hash fields EMQX writes for a message. */
+function messageFields(id: string, e: EventData): (string | Buffer)[] {
+  const m = e.msg;
+  if (!m) return [];
+  return ['id', id, 'from', m.publisher, 'qos', String(m.qos), 'topic', m.topic, 'payload', m.payload, 'ts', String(Math.floor(m.receivedAt / 1000)), 'retain', String(m.retain)];
+}
+
+function hashOf(flat: Buffer[]): Map<string, Buffer> {
+  const h = new Map<string, Buffer>();
+  for (let i = 0; i + 1 < flat.length; i += 2) h.set(String(flat[i]), flat[i + 1] as Buffer);
+  return h;
+}
+

@@ -1,0 +1,267 @@
+/**
+ * PostgreSQL (pg) and MySQL / MariaDB (mysql2) backends: a pool of `pool_size` connections,
+ * EMQX 4.4's tables created at the first connection (schema.ts), EMQX's built-in functions as
+ * statements on those tables, and custom statements with their placeholders bound as
+ * parameters (pg's extended protocol; mysql2's `execute`, a server-side prepared statement —
+ * never `query`, which would splice escaped values into the text).
+ *
+ * PostgreSQL's EMQX tables keep payloads as `text`: a payload is stored as UTF-8 text there
+ * (bytes that are not UTF-8 are replaced); MySQL's `blob` keeps the bytes.
+ */
+import mysql from 'mysql2';
+import type { Pool as MysqlPromisePool } from 'mysql2/promise';
+import pg from 'pg';
+import type { Logger } from '../log.js';
+import type { QoS } from '../wire/codec.js';
+import { topicMatches } from '../wire/topic.js';
+import type { FunctionName, PoolConfig } from './config.js';
+import type { BackendHost, EventData } from './event.js';
+import { type EventValues, type SqlTemplate, sqlParams } from './placeholders.js';
+import { Pool } from './pool.js';
+import { MYSQL_SCHEMA, PG_SCHEMA } from './schema.js';
+
+type Row = Record<string, unknown>;
+
+/** EMQX's statements for the built-in functions, written with `?` (PostgreSQL's `$n` are numbered in). */
+const STATEMENTS = {
+  pgsql: {
+    connected: 'INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at, created) VALUES (?, 1, ?, to_timestamp(?), NULL, now()) ON CONFLICT (clientid) DO UPDATE SET state = 1, node = EXCLUDED.node, online_at = EXCLUDED.online_at, offline_at = NULL',
+    disconnected: 'UPDATE mqtt_client SET state = 0, offline_at = to_timestamp(?) WHERE clientid = ?',
+    subLookup: 'SELECT topic, qos FROM mqtt_sub WHERE clientid = ?',
+    publish: 'INSERT INTO mqtt_msg (msgid, sender, topic, qos, retain, payload, arrived) VALUES (?, ?, ?, ?, ?, ?, to_timestamp(?))',
+    retain: 'INSERT INTO mqtt_retain (topic, msgid, sender, qos, payload, arrived) VALUES (?, ?, ?, ?, ?, to_timestamp(?)) ON CONFLICT (topic) DO UPDATE SET msgid = EXCLUDED.msgid, sender = EXCLUDED.sender, qos = EXCLUDED.qos, payload = EXCLUDED.payload, arrived = EXCLUDED.arrived',
+    retainDelete: 'DELETE FROM mqtt_retain WHERE topic = ?',
+    retainExact: 'SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic = ?',
+    retainPrefix: "SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic LIKE ? ESCAPE '\\'",
+    acked: 'INSERT INTO mqtt_acked (clientid, topic, mid, created) VALUES (?, ?, (SELECT id FROM mqtt_msg WHERE msgid = ? LIMIT 1), now()) ON CONFLICT (clientid, topic) DO UPDATE SET mid = EXCLUDED.mid, created = EXCLUDED.created',
+  },
+  mysql: {
+    connected: "INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at, created) VALUES (?, '1', ?, FROM_UNIXTIME(?), NULL, NOW()) ON DUPLICATE KEY UPDATE state = '1', node = VALUES(node), online_at = VALUES(online_at), offline_at = NULL",
+    disconnected: "UPDATE mqtt_client SET state = '0', offline_at = FROM_UNIXTIME(?) WHERE clientid = ?",
+    subLookup: 'SELECT topic, qos FROM mqtt_sub WHERE clientid = ?',
+    publish: 'INSERT INTO mqtt_msg (msgid, sender, node, topic, qos, retain, payload, arrived) VALUES (?, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?))',
+    retain: 'INSERT INTO mqtt_retain (topic, msgid, sender, node, qos, payload, arrived) VALUES (?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?)) ON DUPLICATE KEY UPDATE msgid = VALUES(msgid), sender = VALUES(sender), node = VALUES(node), qos = VALUES(qos), payload = VALUES(payload), arrived = VALUES(arrived)',
+    retainDelete: 'DELETE FROM mqtt_retain WHERE topic = ?',
+    retainExact: 'SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic = ?',
+    retainPrefix: "SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic LIKE ? ESCAPE '\\\\'",
+    acked: 'INSERT INTO mqtt_acked (clientid, topic, mid, created) VALUES (?, ?, (SELECT id FROM mqtt_msg WHERE msgid = ? LIMIT 1), NOW()) ON DUPLICATE KEY UPDATE mid = VALUES(mid), created = VALUES(created)',
+  },
+} as const;
+type Statement = keyof (typeof STATEMENTS)['pgsql'];
+
+function numbered(sql: string): string {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
+}
+
+/** SQLSTATE classes that mean "no usable connection": connection exception, authorization, missing database, shutdown, resources. */
+const PG_CONNECTION_STATES = /^(08|28|3D|57P|53)/;
+/** MySQL server errors that mean the same: access denied, unknown database, too many connections, shutdown. */
+const MYSQL_CONNECTION_ERRNOS = new Set([1040, 1044, 1045, 1049, 1053, 1077, 1129, 1130, 2002, 2003, 2006, 2013]);
+
+export abstract class SqlPool extends Pool {
+  abstract readonly dialect: 'pgsql' | 'mysql';
+  private schema: Promise<void> | null = null;
+
+  protected abstract exec(text: string, params: unknown[]): Promise<Row[]>;
+  protected abstract ddl(text: string): Promise<void>;
+
+  /** One statement (the tables made first), retried while the server is unreachable. */
+  query(text: string, params: unknown[]): Promise<Row[]> {
+    return this.run(async () => {
+      await this.ensureSchema();
+      return this.exec(text, params);
+    });
+  }
+
+  private ensureSchema(): Promise<void> {
+    this.schema ??= (async () => {
+      for (const s of this.dialect === 'pgsql' ? PG_SCHEMA : MYSQL_SCHEMA) {
+        try {
+          await this.ddl(s);
+        } catch (e) {
+          // Two brokers creating the same table at once: PostgreSQL reports a duplicate; the table is there.
+          if ((e as { code?: string }).code !== '23505' && (e as { code?: string }).code !== '42P07') throw e;
+        }
+      }
+      this.log.info({ backend: this.cfg.type, pool: this.cfg.name }, `backend ${this.cfg.type} pool "${this.cfg.name}": tables ready`);
+    })().catch((e: unknown) => {
+      this.schema = null;
+      throw e;
+    });
+    return this.schema;
+  }
+
+  private stmt(name: Statement): string {
+    const s = STATEMENTS[this.dialect][name];
+    return this.dialect === 'pgsql' ? numbered(s) : s;
+  }
+
+  private payload(p: Buffer): string | Buffer {
+    return this.dialect === 'pgsql' ? p.toString('utf8') : p;
+  }
+
+  /** Custom statements of a rule, in order. */
+  async statements(list: readonly SqlTemplate[], v: EventValues): Promise<void> {
+    for (const t of list) await this.query(t.text, sqlParams(t, v, this.dialect));
+  }
+
+  /** A built-in function. */
+  async fn(name: FunctionName, e: EventData, host: BackendHost): Promise<void> {
+    const secs = e.at / 1000;
+    const m = e.msg;
+    const my = this.dialect === 'mysql';
+    switch (name) {
+      case 'on_client_connected':
+        await this.query(this.stmt('connected'), [e.clientId, e.node, secs]);
+        return;
+      case 'on_client_disconnected':
+        await this.query(this.stmt('disconnected'), [secs, e.clientId]);
+        return;
+      case 'on_subscribe_lookup': {
+        for (const r of await this.query(this.stmt('subLookup'), [e.clientId])) {
+          const qos = Number(r.qos);
+          await host.subscribe(e.clientId, String(r.topic), (qos >= 0 && qos <= 2 ? qos : 0) as QoS);
+        }
+        return;
+      }
+      case 'on_message_publish':
+        if (!m) return;
+        await this.query(this.stmt('publish'), my ? [e.msgid(), m.publisher, e.node, m.topic, m.qos, m.retain ? 1 : 0, m.payload, m.receivedAt / 1000] : [e.msgid(), m.publisher, m.topic, m.qos, m.retain ? 1 : 0, this.payload(m.payload), m.receivedAt / 1000]);
+        return;
+      case 'on_message_retain':
+        if (!m?.retain || m.payload.length === 0) return;
+        await this.query(this.stmt('retain'), my ? [m.topic, e.msgid(), m.publisher, e.node, m.qos, m.payload, m.receivedAt / 1000] : [m.topic, e.msgid(), m.publisher, m.qos, this.payload(m.payload), m.receivedAt / 1000]);
+        return;
+      case 'on_retain_delete':
+        if (!m?.retain || m.payload.length > 0) return;
+        await this.query(this.stmt('retainDelete'), [m.topic]);
+        return;
+      case 'on_retain_lookup': {
+        const filter = e.topic;
+        if (filter === null || filter.startsWith('$share/')) return;
+        const wild = filter.search(/[+#]/);
+        const rows = wild < 0 ? await this.query(this.stmt('retainExact'), [filter]) : await this.query(this.stmt('retainPrefix'), [`${filter.slice(0, wild).replace(/[\\%_]/g, (c) => `\\${c}`)}%`]);
+        for (const r of rows) {
+          const topic = String(r.topic);
+          if (!topicMatches(filter, topic)) continue;
+          const qos = Number(r.qos);
+          const payload = Buffer.isBuffer(r.payload) ? r.payload : Buffer.from(String(r.payload ?? ''));
+          if (payload.length === 0) continue;
+          host.deliverRetained(e.clientId, filter, { topic, payload, qos: (qos >= 0 && qos <= 2 ? qos : 0) as QoS, publisher: String(r.sender ?? ''), receivedAt: Date.now() });
+        }
+        return;
+      }
+      case 'on_message_acked':
+        if (!m) return;
+        await this.query(this.stmt('acked'), [e.clientId, m.topic, e.msgid()]);
+        return;
+    }
+  }
+}
+
+export class PgPool extends SqlPool {
+  readonly dialect = 'pgsql';
+  private pool: pg.Pool | null = null;
+
+  constructor(cfg: PoolConfig, log: Logger) {
+    super(cfg, log);
+  }
+
+  open(): void {
+    const c = this.cfg;
+    const server = c.servers[0] as { host: string; port: number };
+    const pool = new pg.Pool({
+      host: server.host,
+      port: server.port,
+      user: c.username || 'postgres',
+      password: c.password || undefined,
+      database: c.database || 'mqtt',
+      ssl: c.ssl ? {} : undefined,
+      max: c.poolSize,
+      connectionTimeoutMillis: c.connectTimeoutMs,
+      query_timeout: c.queryTimeoutMs || undefined,
+      idleTimeoutMillis: 30_000,
+    });
+    // An idle connection the server dropped: the pool discards it; the next statement reconnects.
+    pool.on('error', (e) => this.markDown(e));
+    this.pool = pool;
+    // Start connecting now, so an unreachable server or a refused login is logged at start.
+    this.run(() => pool.query('SELECT 1')).catch(() => undefined);
+  }
+
+  connectionError(e: unknown): boolean {
+    const err = e as { code?: string; message?: string };
+    if (typeof err?.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) return PG_CONNECTION_STATES.test(err.code);
+    return !/query read timeout/i.test(err?.message ?? '');
+  }
+
+  protected async exec(text: string, params: unknown[]): Promise<Row[]> {
+    if (!this.pool) throw new Error(`backend pool ${this.cfg.id} not open`);
+    return (await this.pool.query(text, params)).rows as Row[];
+  }
+
+  protected async ddl(text: string): Promise<void> {
+    if (!this.pool) throw new Error(`backend pool ${this.cfg.id} not open`);
+    await this.pool.query(text);
+  }
+
+  protected async end(): Promise<void> {
+    await this.pool?.end();
+  }
+}
+
+export class MysqlPool extends SqlPool {
+  readonly dialect = 'mysql';
+  private pool: MysqlPromisePool | null = null;
+
+  constructor(cfg: PoolConfig, log: Logger) {
+    super(cfg, log);
+  }
+
+  open(): void {
+    const c = this.cfg;
+    const server = c.servers[0] as { host: string; port: number };
+    const core = mysql.createPool({
+      host: server.host,
+      port: server.port,
+      user: c.username || 'root',
+      password: c.password || undefined,
+      database: c.database || 'mqtt',
+      ssl: c.ssl ? {} : undefined,
+      connectionLimit: c.poolSize,
+      connectTimeout: c.connectTimeoutMs,
+      waitForConnections: true,
+      queueLimit: 0,
+      enableKeepAlive: true,
+    });
+    // A connection the server dropped reports here (never an uncaught 'error').
+    core.on('connection', (conn) => conn.on('error', (e: unknown) => this.markDown(e)));
+    this.pool = core.promise();
+    this.run(() => this.exec('SELECT 1', [])).catch(() => undefined);
+  }
+
+  connectionError(e: unknown): boolean {
+    const err = e as { errno?: number; code?: string; fatal?: boolean; sqlState?: string };
+    if (err?.code === 'PROTOCOL_SEQUENCE_TIMEOUT') return false; // query_timeout
+    if (err?.fatal) return true;
+    if (typeof err?.errno === 'number' && err.sqlState !== undefined) return MYSQL_CONNECTION_ERRNOS.has(err.errno);
+    return true;
+  }
+
+  protected async exec(text: string, params: unknown[]): Promise<Row[]> {
+    if (!this.pool) throw new Error(`backend pool ${this.cfg.id} not open`);
+    const timeout = this.cfg.queryTimeoutMs || undefined;
+    const [rows] = await this.pool.execute({ sql: text, timeout }, params as never);
+    return Array.isArray(rows) ? (rows as Row[]) : [];
+  }
+
+  protected async ddl(text: string): Promise<void> {
+    if (!this.pool) throw new Error(`backend pool ${this.cfg.id} not open`);
+    await this.pool.query(text);
+  }
+
+  protected async end(): Promise<void> {
+    await this.pool?.end();
+  }
+}
