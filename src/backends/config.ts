@@ -77,9 +77,9 @@ export interface BackendsConfig {
 type PoolField = 'server' | 'type' | 'sentinel' | 'pool_size' | 'username' | 'password' | 'database' | 'ssl' | 'connect_timeout' | 'query_timeout' | 'auto_reconnect' | 'max_queued';
 
 function fieldDefault(type: BackendType, field: PoolField): number | boolean | string {
-  for (const [k, spec] of Object.entries(CONFIG_PATTERNS)) {
-    if (k.endsWith(`.${field}`) && (k.startsWith('backend.<') || k.startsWith(`backend.${type}.`))) return spec.default;
-  }
+  // Redis-only fields (type, sentinel) have their Redis default for the others too (unused there).
+  void type;
+  for (const [k, spec] of Object.entries(CONFIG_PATTERNS)) if (k.endsWith(`.${field}`)) return spec.default;
   throw new Error(`no declared default for ${field}`);
 }
 

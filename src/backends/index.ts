@@ -70,6 +70,7 @@ export class Backends {
       let g = groups.get(key);
       if (!g) groups.set(key, (g = { event: rule.event, pool, rules: [] }));
       g.rules.push(rule);
+      if ('function' in rule.action && rule.action.function === 'on_message_publish' && 'publishFilters' in pool) pool.publishFilters.push(rule.topic ?? '#');
       this.metrics.backendRules[rule.key] = { pool: id, matched: 0, done: 0, failed: 0 };
     }
     for (const p of this.config.pools) if (!this.pools.has(p.id)) this.log.warn({ backend: p.type, pool: p.name }, `backend ${p.type} pool "${p.name}" has no rules: not opened`);

@@ -33,7 +33,8 @@ const STATEMENTS = {
     retainDelete: 'DELETE FROM mqtt_retain WHERE topic = ?',
     retainExact: 'SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic = ?',
     retainPrefix: "SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic LIKE ? ESCAPE '\\'",
-    acked: 'INSERT INTO mqtt_acked (clientid, topic, mid, created) VALUES (?, ?, (SELECT id FROM mqtt_msg WHERE msgid = ? LIMIT 1), now()) ON CONFLICT (clientid, topic) DO UPDATE SET mid = EXCLUDED.mid, created = EXCLUDED.created',
+    msgRow: 'SELECT id FROM mqtt_msg WHERE msgid = ? LIMIT 1',
+    acked: 'INSERT INTO mqtt_acked (clientid, topic, mid, created) VALUES (?, ?, ?, now()) ON CONFLICT (clientid, topic) DO UPDATE SET mid = GREATEST(mqtt_acked.mid, EXCLUDED.mid), created = EXCLUDED.created',
   },
   mysql: {
     connected: "INSERT INTO mqtt_client (clientid, state, node, online_at, offline_at, created) VALUES (?, '1', ?, FROM_UNIXTIME(?), NULL, NOW()) ON DUPLICATE KEY UPDATE state = '1', node = VALUES(node), online_at = VALUES(online_at), offline_at = NULL",
@@ -44,7 +45,8 @@ const STATEMENTS = {
     retainDelete: 'DELETE FROM mqtt_retain WHERE topic = ?',
     retainExact: 'SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic = ?',
     retainPrefix: "SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic LIKE ? ESCAPE '\\\\'",
-    acked: 'INSERT INTO mqtt_acked (clientid, topic, mid, created) VALUES (?, ?, (SELECT id FROM mqtt_msg WHERE msgid = ? LIMIT 1), NOW()) ON DUPLICATE KEY UPDATE mid = VALUES(mid), created = VALUES(created)',
+    msgRow: 'SELECT id FROM mqtt_msg WHERE msgid = ? LIMIT 1',
+    acked: 'INSERT INTO mqtt_acked (clientid, topic, mid, created) VALUES (?, ?, ?, NOW()) ON DUPLICATE KEY UPDATE mid = IF(mid IS NULL OR VALUES(mid) > mid, VALUES(mid), mid), created = VALUES(created)',
   },
 } as const;
 type Statement = keyof (typeof STATEMENTS)['pgsql'];
@@ -59,8 +61,13 @@ const PG_CONNECTION_STATES = /^(08|28|3D|57P|53)/;
 /** MySQL server errors that mean the same: access denied, unknown database, too many connections, shutdown. */
 const MYSQL_CONNECTION_ERRNOS = new Set([1040, 1044, 1045, 1049, 1053, 1077, 1129, 1130, 2002, 2003, 2006, 2013]);
 
+/** How long on_message_acked waits for the acknowledged message's mqtt_msg row. */
+const ACKED_WAIT_MS = 5000;
+
 export abstract class SqlPool extends Pool {
   abstract readonly dialect: 'pgsql' | 'mysql';
+  /** Topic filters of this pool's on_message_publish rules (set by the rules' owner). */
+  publishFilters: string[] = [];
   private schema: Promise<void> | null = null;
 
   protected abstract exec(text: string, params: unknown[]): Promise<Row[]>;
@@ -152,10 +159,22 @@ export abstract class SqlPool extends Pool {
         }
         return;
       }
-      case 'on_message_acked':
+      case 'on_message_acked': {
         if (!m) return;
-        await this.query(this.stmt('acked'), [e.clientId, m.topic, e.msgid()]);
+        // mqtt_acked.mid is the message's mqtt_msg.id, and only moves forward (acks may finish out
+        // of order with pool_size > 1). The row's insert runs in another queue
+        // (message.publish): when this pool stores the topic's messages, wait for the row a moment.
+        const id = e.msgid();
+        const rowId = async (): Promise<unknown> => (await this.query(this.stmt('msgRow'), [id]))[0]?.id ?? null;
+        let mid = await rowId();
+        const storing = this.publishFilters.some((f) => topicMatches(f, m.topic));
+        for (let wait = 20, waited = 0; mid === null && storing && waited < ACKED_WAIT_MS; waited += wait, wait = Math.min(wait * 2, 500)) {
+          await new Promise((resolve) => setTimeout(resolve, wait));
+          mid = await rowId();
+        }
+        await this.query(this.stmt('acked'), [e.clientId, m.topic, mid]);
         return;
+      }
     }
   }
 }
