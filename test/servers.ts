@@ -8,12 +8,24 @@
  * directory, for the fault tests.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { freePort, sleep, tempDir } from './helpers.js';
 
-const PG_BIN = process.env.STRATA_TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+/** PostgreSQL's server binaries: STRATA_TEST_PG_BIN, else Debian's 15, else the newest installed. */
+const PG_BIN = ((): string => {
+  if (process.env.STRATA_TEST_PG_BIN) return process.env.STRATA_TEST_PG_BIN;
+  const root = '/usr/lib/postgresql';
+  let versions: string[] = [];
+  try {
+    versions = readdirSync(root).filter((v) => /^\d+$/.test(v));
+  } catch {
+    // not installed: findBinary reports it
+  }
+  const v = versions.includes('15') ? '15' : versions.sort((a, b) => Number(b) - Number(a))[0];
+  return join(root, v ?? '15', 'bin');
+})();
 
 /** The password every test server's user has. */
 export const DB_PASSWORD = 'Secr3t-pw';
