@@ -257,3 +257,62 @@ export async function startMariadb(): Promise<TestServer> {
   await s.start();
   return s;
 }
+
+/** A Redis master with one Sentinel watching it as `mymaster`. */
+export async function startRedisSentinel(): Promise<{ master: TestServer; sentinelPort: number; destroy(): Promise<void> }> {
+  const bin = findBinary(['redis-server'], 'redis-server');
+  const master = await startRedis();
+  const tmp = tempDir('strata-sentinel-');
+  const port = await freePort();
+  const conf = join(tmp.dir, 'sentinel.conf');
+  writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${tmp.dir}`, `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`, 'sentinel down-after-milliseconds mymaster 1000', ''].join('\n'));
+  const proc = new ServerProcess();
+  proc.start(bin, [conf, '--sentinel']);
+  await waitForPort(port, 10_000, 'redis sentinel', proc);
+  return {
+    master,
+    sentinelPort: port,
+    async destroy() {
+      await proc.signal('SIGKILL');
+      await master.destroy();
+      tmp.remove();
+    },
+  };
+}
+
+/** Three Redis masters in one cluster (16384 slots split by redis-cli --cluster create, no replicas). */
+export async function startRedisCluster(): Promise<{ ports: number[]; destroy(): Promise<void> }> {
+  const bin = findBinary(['redis-server'], 'redis-server');
+  const cli = findBinary(['redis-cli'], 'redis-tools');
+  const tmp = tempDir('strata-cluster-');
+  const procs: ServerProcess[] = [];
+  const ports: number[] = [];
+  const destroy = async (): Promise<void> => {
+    for (const p of procs) await p.signal('SIGKILL');
+    tmp.remove();
+  };
+  try {
+    for (let i = 0; i < 3; i++) {
+      const port = await freePort();
+      const dir = join(tmp.dir, String(i));
+      mkdirSync(dir);
+      const proc = new ServerProcess();
+      proc.start(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']);
+      procs.push(proc);
+      ports.push(port);
+      await waitForPort(port, 10_000, 'redis cluster node', proc);
+    }
+    execFileSync(cli, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'pipe' });
+    const until = Date.now() + 15_000;
+    for (;;) {
+      const ok = ports.every((p) => execFileSync(cli, ['-p', String(p), 'cluster', 'info'], { encoding: 'utf8' }).includes('cluster_state:ok'));
+      if (ok) break;
+      if (Date.now() > until) throw new Error('redis cluster did not reach cluster_state:ok');
+      await sleep(100);
+    }
+  } catch (e) {
+    await destroy();
+    throw e;
+  }
+  return { ports, destroy };
+}

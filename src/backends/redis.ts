@@ -150,12 +150,18 @@ export class RedisPool extends Pool {
     if (wild < 0) return [`mqtt:retain:${filter}`];
     const prefix = filter.slice(0, wild).replace(/[*?[\]\\]/g, (c) => `\\${c}`);
     const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = (await this.call(['SCAN', cursor, 'MATCH', `mqtt:retain:${prefix}*`, 'COUNT', '1000'])) as [Buffer, Buffer[]];
-      cursor = String(next);
-      for (const k of batch) keys.push(String(k));
-    } while (cursor !== '0');
+    const client = this.client;
+    // A cluster's keys are spread over its masters: each one is scanned.
+    const nodes: (Redis | Cluster | null)[] = client instanceof Cluster ? client.nodes('master') : [client];
+    for (const node of nodes) {
+      if (!node) continue;
+      let cursor = '0';
+      do {
+        const [next, batch] = (await this.run(() => node.callBuffer('SCAN', [cursor, 'MATCH', `mqtt:retain:${prefix}*`, 'COUNT', '1000']) as Promise<[Buffer, Buffer[]]>));
+        cursor = String(next);
+        for (const k of batch) keys.push(String(k));
+      } while (cursor !== '0');
+    }
     return keys;
   }
 }
