@@ -107,8 +107,12 @@ export class Broker extends HookBus implements ProtocolContext {
       deliverRetained: (clientId, filter, m) => {
         const session = this.sessions.get(clientId);
         if (!session?.outlet || this.retained.get(m.topic)) return false;
-        this.router.deliverRetainedMessage(session, filter, createMessage(m.topic, m.payload, m.qos, true, undefined, m.publisher, m.receivedAt));
-        return true;
+        return this.router.deliverExternal(session, filter, createMessage(m.topic, m.payload, m.qos, true, undefined, m.publisher, m.receivedAt), true);
+      },
+      deliverStored: (clientId, filter, m) => {
+        const session = this.sessions.get(clientId);
+        if (!session?.outlet) return false;
+        return this.router.deliverExternal(session, filter, createMessage(m.topic, m.payload, m.qos, false, undefined, m.publisher, m.receivedAt), false);
       },
     };
   }

@@ -192,6 +192,48 @@ export function sqlSuite(kind: Kind): void {
     }
   });
 
+  test(`${kind}: on_message_fetch gives a subscriber the stored QoS > 0 messages after its mqtt_acked position, per topic, wildcards too`, async () => {
+    const tb = await startBroker({
+      config: {
+        ...pool(server),
+        ...hook('message.publish', 1, { topic: 'f/#', function: 'on_message_publish' }),
+        ...hook('session.subscribed', 1, { topic: 'f/#', function: 'on_message_fetch' }),
+        ...hook('message.acked', 1, { topic: 'f/#', function: 'on_message_acked' }),
+      } as never,
+    });
+    try {
+      const texts = (ms: { topic: string; payload: Buffer }[]): string[] => ms.map((m) => `${m.topic}:${m.payload.toString()}`).sort();
+      const pub = await client(tb, { clientId: `${kind}-fpub` });
+      await pub.publishAsync('f/a', 'n1', { qos: 1 });
+      await pub.publishAsync('f/a', 'n2', { qos: 2 });
+      await pub.publishAsync('f/b', 'n3', { qos: 1 });
+      await pub.publishAsync('f/a', 'qos0', { qos: 0 });
+      await until('4 rows', async () => (await db.query('SELECT id FROM mqtt_msg WHERE topic LIKE ?', ['f/%'])).length === 4);
+      const a = await client(tb, { clientId: `${kind}-fa` });
+      let got = collect(a, 3);
+      await a.subscribeAsync('f/#', { qos: 2 });
+      assert.deepEqual(texts(await got), ['f/a:n1', 'f/a:n2', 'f/b:n3']);
+      assert.deepEqual(await quiet(a, 150), []);
+      const n2 = (await db.query('SELECT id FROM mqtt_msg WHERE topic = ? AND msgid IS NOT NULL ORDER BY id', ['f/a']))[1]?.id;
+      await until('mqtt_acked position', async () => Number((await db.query('SELECT mid FROM mqtt_acked WHERE clientid = ? AND topic = ?', [`${kind}-fa`, 'f/a']))[0]?.mid) === Number(n2));
+      await a.endAsync();
+      await pub.publishAsync('f/a', 'n4', { qos: 1 });
+      await until('5 rows', async () => (await db.query('SELECT id FROM mqtt_msg WHERE topic LIKE ?', ['f/%'])).length === 5);
+      const a2 = await client(tb, { clientId: `${kind}-fa` });
+      got = collect(a2, 1);
+      await a2.subscribeAsync('f/a', { qos: 1 });
+      assert.deepEqual(texts(await got), ['f/a:n4']);
+      assert.deepEqual(await quiet(a2, 150), []);
+      const b = await client(tb, { clientId: `${kind}-fb` });
+      got = collect(b, 4);
+      await b.subscribeAsync('f/+', { qos: 1 });
+      assert.deepEqual(texts(await got), ['f/a:n1', 'f/a:n2', 'f/a:n4', 'f/b:n3']);
+      for (const c of [pub, a2, b]) await c.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
   test(`${kind}: custom statements bind \${…} as parameters — "${INJECTION}" is stored verbatim and mqtt_msg survives`, async () => {
     await db.query(kind === 'pgsql' ? 'CREATE TABLE IF NOT EXISTS custom_log (clientid varchar(64), topic varchar(200), payload text, qos int, node varchar(64), ts bigint)' : 'CREATE TABLE IF NOT EXISTS custom_log (clientid varchar(64), topic varchar(200), payload blob, qos int, node varchar(64), ts bigint)');
     const tb = await startBroker({

@@ -25,11 +25,21 @@ export const FUNCTIONS = {
   on_message_retain: 'message.publish',
   on_retain_delete: 'message.publish',
   on_retain_lookup: 'session.subscribed',
+  on_message_fetch: 'session.subscribed',
+  on_message_fetch_for_queue: 'session.subscribed',
+  on_message_fetch_for_pubsub: 'session.subscribed',
   on_message_acked: 'message.acked',
+  on_message_acked_for_queue: 'message.acked',
+  on_message_acked_for_pubsub: 'message.acked',
 } as const satisfies Record<string, BackendEvent>;
 export type FunctionName = keyof typeof FUNCTIONS;
-/** EMQX 4 functions this version does not have yet: refused at start with this reason. */
-const NOT_YET = ['on_message_fetch', 'on_message_fetch_for_queue', 'on_message_fetch_for_pubsub'];
+/** Functions only one kind of database has (EMQX's split: Redis fetches per queue or pubsub, SQL per read position). */
+const ONLY: Partial<Record<FunctionName, BackendType[]>> = {
+  on_message_fetch: ['pgsql', 'mysql'],
+  on_message_fetch_for_queue: ['redis'],
+  on_message_fetch_for_pubsub: ['redis'],
+  on_message_acked_for_queue: ['redis'],
+};
 
 const DEFAULT_PORT: Record<BackendType, number> = { redis: 6379, pgsql: 5432, mysql: 3306 };
 
@@ -51,6 +61,10 @@ export interface PoolConfig {
   /** 0: no waiting for the server — events fail while it is down. */
   readonly reconnectMs: number;
   readonly maxQueued: number;
+  /** Offline fetch: at most this many messages per subscription (0: no limit). */
+  readonly maxReturned: number;
+  /** Offline fetch: only messages stored within this many ms (0: no limit). */
+  readonly timeRangeMs: number;
 }
 
 export type RuleAction = { readonly function: FunctionName } | { readonly sql: readonly SqlTemplate[] } | { readonly commands: readonly RedisTemplate[] };
@@ -74,7 +88,7 @@ export interface BackendsConfig {
   readonly rules: readonly RuleConfig[];
 }
 
-type PoolField = 'server' | 'type' | 'sentinel' | 'pool_size' | 'username' | 'password' | 'database' | 'ssl' | 'connect_timeout' | 'query_timeout' | 'auto_reconnect' | 'max_queued';
+type PoolField = 'server' | 'type' | 'sentinel' | 'pool_size' | 'username' | 'password' | 'database' | 'ssl' | 'connect_timeout' | 'query_timeout' | 'auto_reconnect' | 'max_queued' | 'max_returned_count' | 'time_range';
 
 function fieldDefault(type: BackendType, field: PoolField): number | boolean | string {
   // Redis-only fields (type, sentinel) have their Redis default for the others too (unused there).
@@ -139,6 +153,8 @@ export function backendsConfig(config: Config): BackendsConfig {
       queryTimeoutMs: get<number>('query_timeout') * 1000,
       reconnectMs: get<number>('auto_reconnect') * 1000,
       maxQueued: get<number>('max_queued'),
+      maxReturned: get<number>('max_returned_count'),
+      timeRangeMs: get<number>('time_range') * 1000,
     });
   }
 
@@ -171,10 +187,11 @@ export function backendsConfig(config: Config): BackendsConfig {
     if ('function' in act) {
       const f = act.function;
       if (typeof f !== 'string') return bad('"function" must be a name');
-      if (NOT_YET.includes(f)) bad(`function ${f} is not available in this version of StrataMQ yet (offline message fetch)`);
       if (!(f in FUNCTIONS)) bad(`unknown function "${f}" (functions: ${Object.keys(FUNCTIONS).join(', ')})`);
       const on = FUNCTIONS[f as FunctionName];
       if (on !== event) bad(`function ${f} runs on ${on}, not ${event}`);
+      const only = ONLY[f as FunctionName];
+      if (only && !only.includes(type)) bad(`function ${f} is for ${only.join(' and ')} backends (${type === 'redis' ? 'Redis: on_message_fetch_for_queue or on_message_fetch_for_pubsub' : 'SQL: on_message_fetch'})`);
       action = { function: f as FunctionName };
     } else if ('sql' in act) {
       if (type === 'redis') bad('Redis rules take "commands", not "sql"');

@@ -24,10 +24,12 @@ export interface EventData {
   readonly node: string;
   /** The message's EMQX-style id (made on first use; the same in each event of one message). */
   msgid(): string;
+  /** The node's message ids (a fetched message is given back its stored id). */
+  readonly ids: MessageIds;
   values(): EventValues;
 }
 
-/** A message a backend holds, to be delivered as retained. */
+/** A message a backend holds, to be delivered (retained, or fetched for an offline subscriber). */
 export interface StoredMessage {
   readonly topic: string;
   readonly payload: Buffer;
@@ -50,6 +52,11 @@ export interface BackendHost {
    * whether it was delivered.
    */
   deliverRetained(clientId: string, filter: string, msg: StoredMessage): boolean;
+  /**
+   * Deliver a message a backend stored (offline fetch) to a connected client's subscription
+   * `filter`, as a normal (not retained) PUBLISH. Returns whether it was delivered.
+   */
+  deliverStored(clientId: string, filter: string, msg: StoredMessage): boolean;
 }
 
 export function eventData(event: BackendEvent, args: unknown[], node: string, ids: MessageIds): EventData {
@@ -108,6 +115,7 @@ export function eventData(event: BackendEvent, args: unknown[], node: string, id
     at,
     node,
     msgid,
+    ids,
     values: () => ({
       clientid: clientId,
       username: client?.username,

@@ -48,6 +48,11 @@ export class MessageIds {
     return base62((us << 64n) | (this.npid << 16n) | BigInt(this.seq));
   }
 
+  /** A message fetched from a backend keeps its stored id: its acknowledgement names that one. */
+  remember(payload: Buffer, id: string): void {
+    if (payload.length > 0) this.byPayload.set(payload, id);
+  }
+
   /** The id of a message: the one it was given in an earlier event, or a new one. */
   of(msg: MessageInfo): string {
     const p = msg.payload;
@@ -59,4 +64,9 @@ export class MessageIds {
     }
     return id;
   }
+}
+
+/** Whether id `a` was made after id `b` (ids of one length compare as text; a longer one is later). */
+export function idAfter(a: string, b: string): boolean {
+  return a.length !== b.length ? a.length > b.length : a > b;
 }

@@ -9,6 +9,10 @@
  *   mqtt:retain:<topic>      hash   the retained message, the same fields as mqtt:msg:<msgid>
  *   mqtt:acked:<clientid>:<topic>  string  the last msgid the client acknowledged on the topic
  *
+ * Offline fetch at subscribe (on_message_fetch_for_queue / _for_pubsub) reads mqtt:msg:<topic>;
+ * on_message_acked_for_queue deletes an acknowledged message, on_message_acked(_for_pubsub)
+ * moves the read position.
+ *
  * One connection multiplexes every command (pool_size bounds the events in flight). While the
  * server is unreachable commands wait in ioredis' offline queue (reconnecting every
  * `auto_reconnect` seconds) and are sent when it returns; what waits is bounded by the rule
@@ -20,6 +24,7 @@ import type { QoS } from '../wire/codec.js';
 import { topicMatches } from '../wire/topic.js';
 import type { FunctionName, PoolConfig } from './config.js';
 import type { BackendHost, EventData, StoredMessage } from './event.js';
+import { idAfter } from './msgid.js';
 import { type EventValues, type RedisTemplate, redisArgs } from './placeholders.js';
 import { Pool } from './pool.js';
 
@@ -135,34 +140,89 @@ export class RedisPool extends Pool {
         }
         return;
       }
-      case 'on_message_acked': {
+      case 'on_message_acked':
+      case 'on_message_acked_for_pubsub': {
         const m = e.msg;
         if (!m) return;
         await this.call(['SET', `mqtt:acked:${e.clientId}:${m.topic}`, e.msgid()]);
         return;
+      }
+      case 'on_message_acked_for_queue': {
+        // One-to-one: a message one subscriber acknowledged is gone for everyone.
+        const m = e.msg;
+        if (!m) return;
+        const id = e.msgid();
+        await Promise.all([this.call(['ZREM', `mqtt:msg:${m.topic}`, id]), this.call(['DEL', `mqtt:msg:${id}`])]);
+        return;
+      }
+      case 'on_message_fetch_for_queue':
+      case 'on_message_fetch_for_pubsub':
+        await this.fetch(e, host, name === 'on_message_fetch_for_pubsub');
+        return;
+      case 'on_message_fetch':
+        return; // SQL only (backendsConfig refuses it for Redis)
+    }
+  }
+
+  /**
+   * Offline fetch at subscribe: the messages on_message_publish stored under `mqtt:msg:<topic>`
+   * for each topic the filter matches (wildcards too, unlike EMQX), QoS > 0, oldest first, at most
+   * max_returned_count per topic, within time_range. Pubsub: only those after the client's read
+   * position `mqtt:acked:<clientid>:<topic>`. Each keeps its stored id, so its acknowledgement
+   * moves that position (pubsub) or removes it (queue).
+   */
+  private async fetch(e: EventData, host: BackendHost, pubsub: boolean): Promise<void> {
+    const filter = e.topic;
+    if (filter === null || filter.startsWith('$share/')) return;
+    const topics = /[+#]/.test(filter) ? (await this.scanKeys('mqtt:msg:', filter, 'zset')).filter((t) => topicMatches(filter, t)) : [filter];
+    const c = this.cfg;
+    const min = c.timeRangeMs > 0 ? String(Date.now() - c.timeRangeMs) : '-inf';
+    for (const topic of topics) {
+      let ids = ((await this.call(['ZRANGEBYSCORE', `mqtt:msg:${topic}`, min, '+inf'])) as Buffer[]).map(String);
+      if (pubsub) {
+        const pos = await this.call(['GET', `mqtt:acked:${e.clientId}:${topic}`]);
+        if (pos !== null && pos !== undefined) ids = ids.filter((id) => idAfter(id, String(pos)));
+      }
+      let sent = 0;
+      for (const id of ids) {
+        if (c.maxReturned > 0 && sent >= c.maxReturned) break;
+        const h = hashOf((await this.call(['HGETALL', `mqtt:msg:${id}`])) as Buffer[]);
+        const payload = h.get('payload');
+        const qos = Number(h.get('qos')?.toString() ?? '0');
+        if (!payload || !(qos === 1 || qos === 2)) continue;
+        e.ids.remember(payload, id);
+        if (host.deliverStored(e.clientId, filter, { topic, payload, qos: qos as QoS, publisher: h.get('from')?.toString() ?? '', receivedAt: Number(h.get('ts')?.toString() ?? '0') * 1000 })) sent++;
       }
     }
   }
 
   /** `mqtt:retain:*` keys a filter may match: the exact key, or a SCAN over the filter's literal prefix. */
   private async retainedKeys(filter: string): Promise<string[]> {
-    const wild = filter.search(/[+#]/);
-    if (wild < 0) return [`mqtt:retain:${filter}`];
-    const prefix = filter.slice(0, wild).replace(/[*?[\]\\]/g, (c) => `\\${c}`);
-    const keys: string[] = [];
+    if (!/[+#]/.test(filter)) return [`mqtt:retain:${filter}`];
+    return (await this.scanKeys('mqtt:retain:', filter, null)).map((t) => `mqtt:retain:${t}`);
+  }
+
+  /**
+   * The topics of `<prefix><topic>` keys whose topic starts with the filter's literal part (the
+   * caller matches the rest), of one Redis type when given. A cluster's keys are spread over its
+   * masters: each one is scanned.
+   */
+  private async scanKeys(prefix: string, filter: string, type: string | null): Promise<string[]> {
+    const literal = filter.slice(0, filter.search(/[+#]/)).replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+    const topics: string[] = [];
     const client = this.client;
-    // A cluster's keys are spread over its masters: each one is scanned.
     const nodes: (Redis | Cluster | null)[] = client instanceof Cluster ? client.nodes('master') : [client];
     for (const node of nodes) {
       if (!node) continue;
       let cursor = '0';
       do {
-        const [next, batch] = (await this.run(() => node.callBuffer('SCAN', [cursor, 'MATCH', `mqtt:retain:${prefix}*`, 'COUNT', '1000']) as Promise<[Buffer, Buffer[]]>));
+        const args = [cursor, 'MATCH', `${prefix}${literal}*`, 'COUNT', '1000', ...(type ? ['TYPE', type] : [])];
+        const [next, batch] = await this.run(() => node.callBuffer('SCAN', args) as Promise<[Buffer, Buffer[]]>);
         cursor = String(next);
-        for (const k of batch) keys.push(String(k));
+        for (const k of batch) topics.push(String(k).slice(prefix.length));
       } while (cursor !== '0');
     }
-    return keys;
+    return topics;
   }
 }
 

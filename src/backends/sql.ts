@@ -34,6 +34,9 @@ const STATEMENTS = {
     retainExact: 'SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic = ?',
     retainPrefix: "SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic LIKE ? ESCAPE '\\'",
     msgRow: 'SELECT id FROM mqtt_msg WHERE msgid = ? LIMIT 1',
+    fetchExact: 'SELECT id, msgid, topic, sender, qos, payload FROM mqtt_msg WHERE topic = ? AND qos > 0 AND id > ? AND arrived >= to_timestamp(?) ORDER BY id',
+    fetchPrefix: "SELECT id, msgid, topic, sender, qos, payload FROM mqtt_msg WHERE topic LIKE ? ESCAPE '\\' AND qos > 0 AND arrived >= to_timestamp(?) ORDER BY id",
+    positions: 'SELECT topic, mid FROM mqtt_acked WHERE clientid = ?',
     acked: 'INSERT INTO mqtt_acked (clientid, topic, mid, created) VALUES (?, ?, ?, now()) ON CONFLICT (clientid, topic) DO UPDATE SET mid = GREATEST(mqtt_acked.mid, EXCLUDED.mid), created = EXCLUDED.created',
   },
   mysql: {
@@ -46,6 +49,9 @@ const STATEMENTS = {
     retainExact: 'SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic = ?',
     retainPrefix: "SELECT topic, sender, qos, payload FROM mqtt_retain WHERE topic LIKE ? ESCAPE '\\\\'",
     msgRow: 'SELECT id FROM mqtt_msg WHERE msgid = ? LIMIT 1',
+    fetchExact: 'SELECT id, msgid, topic, sender, qos, payload FROM mqtt_msg WHERE topic = ? AND qos > 0 AND id > ? AND arrived >= FROM_UNIXTIME(?) ORDER BY id',
+    fetchPrefix: "SELECT id, msgid, topic, sender, qos, payload FROM mqtt_msg WHERE topic LIKE ? ESCAPE '\\\\' AND qos > 0 AND arrived >= FROM_UNIXTIME(?) ORDER BY id",
+    positions: 'SELECT topic, mid FROM mqtt_acked WHERE clientid = ?',
     acked: 'INSERT INTO mqtt_acked (clientid, topic, mid, created) VALUES (?, ?, ?, NOW()) ON DUPLICATE KEY UPDATE mid = IF(mid IS NULL OR VALUES(mid) > mid, VALUES(mid), mid), created = VALUES(created)',
   },
 } as const;
@@ -159,7 +165,15 @@ export abstract class SqlPool extends Pool {
         }
         return;
       }
-      case 'on_message_acked': {
+      case 'on_message_fetch':
+        await this.fetch(e, host);
+        return;
+      case 'on_message_fetch_for_queue':
+      case 'on_message_fetch_for_pubsub':
+      case 'on_message_acked_for_queue':
+        return; // Redis only (backendsConfig refuses them for SQL)
+      case 'on_message_acked':
+      case 'on_message_acked_for_pubsub': {
         if (!m) return;
         // mqtt_acked.mid is the message's mqtt_msg.id, and only moves forward (acks may finish out
         // of order with pool_size > 1). The row's insert runs in another queue
@@ -175,6 +189,37 @@ export abstract class SqlPool extends Pool {
         await this.query(this.stmt('acked'), [e.clientId, m.topic, mid]);
         return;
       }
+    }
+  }
+  /**
+   * Offline fetch at subscribe (EMQX's on_message_fetch): the mqtt_msg rows of each topic the
+   * filter matches (wildcards too, unlike EMQX) with QoS > 0 after the client's read position in
+   * mqtt_acked, oldest first, at most max_returned_count per topic, within time_range. Each keeps
+   * its msgid, so its acknowledgement (on_message_acked) moves the position past it.
+   */
+  private async fetch(e: EventData, host: BackendHost): Promise<void> {
+    const filter = e.topic;
+    if (filter === null || filter.startsWith('$share/')) return;
+    const c = this.cfg;
+    const since = c.timeRangeMs > 0 ? (Date.now() - c.timeRangeMs) / 1000 : 0;
+    const positions = new Map<string, number>();
+    for (const r of await this.query(this.stmt('positions'), [e.clientId])) positions.set(String(r.topic), Number(r.mid ?? 0));
+    const wild = filter.search(/[+#]/);
+    const rows =
+      wild < 0
+        ? await this.query(this.stmt('fetchExact'), [filter, positions.get(filter) ?? 0, since])
+        : await this.query(this.stmt('fetchPrefix'), [`${filter.slice(0, wild).replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`, since]);
+    const sent = new Map<string, number>();
+    for (const r of rows) {
+      const topic = String(r.topic);
+      if (!topicMatches(filter, topic) || Number(r.id) <= (positions.get(topic) ?? 0)) continue;
+      const n = sent.get(topic) ?? 0;
+      if (c.maxReturned > 0 && n >= c.maxReturned) continue;
+      const payload = Buffer.isBuffer(r.payload) ? r.payload : Buffer.from(String(r.payload ?? ''));
+      if (payload.length === 0) continue;
+      e.ids.remember(payload, String(r.msgid));
+      const qos = Number(r.qos);
+      if (host.deliverStored(e.clientId, filter, { topic, payload, qos: (qos === 2 ? 2 : 1) as QoS, publisher: String(r.sender ?? ''), receivedAt: Date.now() })) sent.set(topic, n + 1);
     }
   }
 }

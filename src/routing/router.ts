@@ -420,18 +420,21 @@ export class Router {
   }
 
   /**
-   * One retained message from outside the retained store (a backend's on_retain_lookup) to a
-   * session's subscription `filter`, delivered as deliverRetained delivers the store's.
+   * One message from outside the broker's stores (a backend: on_retain_lookup, offline fetch) to
+   * a session's subscription `filter`. Retained: delivered as deliverRetained delivers the
+   * store's (a persistent session pins it by topic). Not retained: a plain delivery the session
+   * does not record (the backend keeps the message until it is acknowledged there).
    */
-  deliverRetainedMessage(session: Session, filter: string, msg: Message): void {
+  deliverExternal(session: Session, filter: string, msg: Message, retain: boolean): boolean {
     const sub = session.subscriptions.get(filter);
-    if (!sub || sub.readDenied?.(msg.topic)) return;
+    if (!sub || sub.readDenied?.(msg.topic)) return false;
     const q = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
     const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
     const durable = session.durable;
-    const p = deliver(session, msg, q, true, subIds, Date.now(), undefined, durable !== null && q > 0 ? msg.topic : undefined);
+    const p = deliver(session, msg, q, retain, subIds, Date.now(), undefined, retain && durable !== null && q > 0 ? msg.topic : undefined);
     if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
     this.syncDrops();
+    return true;
   }
 
   private syncDrops(): void {

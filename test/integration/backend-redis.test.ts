@@ -241,3 +241,66 @@ test('wrong Redis credentials: a clear error naming the pool; MQTT keeps working
     await locked.destroy();
   }
 });
+
+test('offline fetch: _for_pubsub gives each subscriber what it has not acknowledged, _for_queue gives a message out once and deletes it on ack; wildcard filters too', async () => {
+  await r.flushall();
+  const tb = await startBroker({
+    config: {
+      'backend.redis.pool1.server': redis.server,
+      'backend.redis.hook.message.publish.1': rule({ topic: '#', function: 'on_message_publish' }),
+      'backend.redis.hook.session.subscribed.1': rule({ topic: 'queue/#', function: 'on_message_fetch_for_queue' }),
+      'backend.redis.hook.session.subscribed.2': rule({ topic: 'pubsub/#', function: 'on_message_fetch_for_pubsub' }),
+      'backend.redis.hook.message.acked.1': rule({ topic: 'queue/#', function: 'on_message_acked_for_queue' }),
+      'backend.redis.hook.message.acked.2': rule({ topic: 'pubsub/#', function: 'on_message_acked_for_pubsub' }),
+    } as never,
+  });
+  try {
+    const pub = await client(tb, { clientId: 'f-pub' });
+    await pub.publishAsync('pubsub/a', 'm1', { qos: 1 });
+    await pub.publishAsync('pubsub/a', 'm2', { qos: 2 });
+    await pub.publishAsync('pubsub/b', 'm3', { qos: 1 });
+    await pub.publishAsync('pubsub/a', 'qos0 is not an offline message', { qos: 0 });
+    await pub.publishAsync('queue/x', 'j1', { qos: 1 });
+    await pub.publishAsync('queue/x', 'j2', { qos: 1 });
+    await until('stored', async () => (await r.zcard('mqtt:msg:pubsub/a')) === 3 && (await r.zcard('mqtt:msg:queue/x')) === 2);
+    const texts = (ms: { topic: string; payload: Buffer }[]): string[] => ms.map((m) => `${m.topic}:${m.payload.toString()}`).sort();
+
+    // One-to-many: a wildcard subscription fetches every topic's messages, QoS > 0 only.
+    const a = await client(tb, { clientId: 'f-a' });
+    let got = collect(a, 3);
+    await a.subscribeAsync('pubsub/#', { qos: 2 });
+    assert.deepEqual(texts(await got), ['pubsub/a:m1', 'pubsub/a:m2', 'pubsub/b:m3']);
+    assert.deepEqual(await quiet(a, 150), []);
+    let m2 = '';
+    for (const id of await r.zrange('mqtt:msg:pubsub/a', 0, -1)) if ((await r.hget(`mqtt:msg:${id}`, 'payload')) === 'm2') m2 = id;
+    assert.ok(m2);
+    await until('f-a read position = m2 (its stored id)', async () => (await r.get('mqtt:acked:f-a:pubsub/a')) === m2);
+    await a.endAsync();
+    await pub.publishAsync('pubsub/a', 'm4', { qos: 1 });
+    await until('m4 stored', async () => (await r.zcard('mqtt:msg:pubsub/a')) === 4);
+    const a2 = await client(tb, { clientId: 'f-a' });
+    got = collect(a2, 1);
+    await a2.subscribeAsync('pubsub/a', { qos: 1 });
+    assert.deepEqual(texts(await got), ['pubsub/a:m4'], 'only what f-a has not acknowledged');
+    assert.deepEqual(await quiet(a2, 150), []);
+    const b = await client(tb, { clientId: 'f-b' });
+    got = collect(b, 4);
+    await b.subscribeAsync('pubsub/+', { qos: 1 });
+    assert.deepEqual(texts(await got), ['pubsub/a:m1', 'pubsub/a:m2', 'pubsub/a:m4', 'pubsub/b:m3'], 'f-b has its own position');
+
+    // One-to-one: the first subscriber takes the queue; acknowledged messages are deleted.
+    const queued = await r.zrange('mqtt:msg:queue/x', 0, -1);
+    const w1 = await client(tb, { clientId: 'f-w1' });
+    got = collect(w1, 2);
+    await w1.subscribeAsync('queue/x', { qos: 1 });
+    assert.deepEqual(texts(await got), ['queue/x:j1', 'queue/x:j2']);
+    await until('acknowledged queue messages deleted', async () => (await r.zcard('mqtt:msg:queue/x')) === 0 && (await r.exists(...queued.map((id) => `mqtt:msg:${id}`))) === 0);
+    assert.equal(await r.zcard('mqtt:msg:pubsub/a'), 4, 'pubsub messages stay');
+    const w2 = await client(tb, { clientId: 'f-w2' });
+    await w2.subscribeAsync('queue/#', { qos: 1 });
+    assert.deepEqual(await quiet(w2, 200), [], 'nothing left for a second subscriber');
+    for (const c of [pub, a2, b, w1, w2]) await c.endAsync();
+  } finally {
+    await tb.close();
+  }
+});

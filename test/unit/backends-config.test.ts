@@ -99,7 +99,8 @@ test('bad backend config is a ConfigError at start naming the key and what is wr
   configError(() => load({ ...pool, 'backend.redis.hook.message.publsh.1': r({ action: { function: 'on_message_publish' }, pool: 'pool1' }) }), 'backend.redis.hook.message.publsh.1', 'unknown event "message.publsh"');
   configError(() => load({ ...pool, 'backend.redis.hook.message.publish.1': r({ action: { function: 'on_message_publsh' }, pool: 'pool1' }) }), 'unknown function "on_message_publsh"');
   configError(() => load({ ...pool, 'backend.redis.hook.client.connected.1': r({ action: { function: 'on_message_publish' }, pool: 'pool1' }) }), 'on_message_publish runs on message.publish, not client.connected');
-  configError(() => load({ ...pool, 'backend.redis.hook.session.subscribed.1': r({ action: { function: 'on_message_fetch_for_queue' }, pool: 'pool1' }) }), 'not available in this version');
+  configError(() => load({ ...pool, 'backend.redis.hook.session.subscribed.1': r({ action: { function: 'on_message_fetch' }, pool: 'pool1' }) }), 'on_message_fetch is for pgsql and mysql', 'on_message_fetch_for_queue');
+  configError(() => load({ ...pg, 'backend.pgsql.hook.message.acked.1': r({ action: { function: 'on_message_acked_for_queue' }, pool: 'pool1' }) }), 'on_message_acked_for_queue is for redis');
   configError(() => load({ ...pool, 'backend.redis.hook.message.publish.1': r({ action: { function: 'on_message_publish' }, pool: 'pool2' }) }), 'pool "pool2" is not configured', 'backend.redis.pool2.server');
   configError(() => load({ ...pool, 'backend.redis.hook.message.publish.1': r({ action: { sql: ['select 1'] }, pool: 'pool1' }) }), 'Redis rules take "commands"');
   configError(() => load({ ...pg, 'backend.pgsql.hook.message.publish.1': r({ action: { commands: ['SET a b'] }, pool: 'pool1' }) }), 'SQL rules take "sql"');
