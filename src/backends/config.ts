@@ -80,6 +80,11 @@ export interface RuleConfig {
   readonly topic: string | null;
   readonly action: RuleAction;
   readonly pool: string;
+  /**
+   * `drop` (default): queued off the delivery path, the excess dropped and counted.
+   * `backpressure` (message.publish only): the publisher's PUBACK / PUBREC waits for the write.
+   */
+  readonly mode: 'drop' | 'backpressure';
 }
 
 export interface BackendsConfig {
@@ -169,7 +174,10 @@ export function backendsConfig(config: Config): BackendsConfig {
     };
     if (!(BACKEND_EVENTS as readonly string[]).includes(event)) bad(`unknown event "${event}" (events: ${BACKEND_EVENTS.join(', ')})`);
     const rule = value as Record<string, unknown>;
-    for (const k of Object.keys(rule)) if (!['topic', 'action', 'pool'].includes(k)) bad(`unknown field "${k}" (a rule has topic, action, pool)`);
+    for (const k of Object.keys(rule)) if (!['topic', 'action', 'pool', 'mode'].includes(k)) bad(`unknown field "${k}" (a rule has topic, action, pool, mode)`);
+    const mode = rule.mode ?? 'drop';
+    if (mode !== 'drop' && mode !== 'backpressure') bad(`"mode" must be "drop" or "backpressure", got ${JSON.stringify(rule.mode)}`);
+    if (mode === 'backpressure' && event !== 'message.publish') bad('"mode": "backpressure" is for message.publish rules (it holds the publisher\'s acknowledgement)');
     const pool = rule.pool;
     if (typeof pool !== 'string' || pool === '') bad('"pool" must name a pool, e.g. "pool1"');
     if (!byPool.has(`${type}.${pool as string}`)) bad(`pool "${pool as string}" is not configured (set backend.${type}.${pool as string}.server)`);
@@ -206,7 +214,7 @@ export function backendsConfig(config: Config): BackendsConfig {
     } else {
       action = bad('"action" must be {"function": name}, {"sql": [statements]} or {"commands": [commands]}');
     }
-    rules.push({ key, where, type, event: event as BackendEvent, n, topic, action, pool: pool as string });
+    rules.push({ key, where, type, event: event as BackendEvent, n, topic, action, pool: pool as string, mode: mode as 'drop' | 'backpressure' });
   }
   const order = (r: RuleConfig): string => `${BACKEND_EVENTS.indexOf(r.event)}.${r.type}.${String(r.n).padStart(10, '0')}`;
   rules.sort((x, y) => (order(x) < order(y) ? -1 : order(x) > order(y) ? 1 : 0));

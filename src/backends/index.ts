@@ -12,8 +12,8 @@
  * unreachable or refuse the login (naming the pool), and log again when they connect.
  */
 import type { Config } from '../config.js';
-import type { Consumer, HookBus } from '../hooks/bus.js';
-import type { MessageInfo } from '../hooks/index.js';
+import type { Consumer, HookBus, PublishHold } from '../hooks/bus.js';
+import type { ClientInfo, MessageInfo } from '../hooks/index.js';
 import type { BrokerMetrics } from '../hooks/metrics.js';
 import type { Logger } from '../log.js';
 import { topicMatches } from '../wire/topic.js';
@@ -33,6 +33,7 @@ export class Backends {
   readonly config: BackendsConfig;
   private readonly pools = new Map<string, RedisPool | SqlPool>();
   private readonly consumers: Consumer[] = [];
+  private readonly holds: PublishHold[] = [];
   private readonly ids: MessageIds;
   private readonly node: string;
 
@@ -66,7 +67,7 @@ export class Backends {
         this.metrics.backendPools[id] = pool.state;
         pool.open();
       }
-      const key = `${id}.${rule.event}`;
+      const key = `${id}.${rule.event}${rule.mode === 'backpressure' ? '.backpressure' : ''}`;
       let g = groups.get(key);
       if (!g) groups.set(key, (g = { event: rule.event, pool, rules: [] }));
       g.rules.push(rule);
@@ -76,6 +77,14 @@ export class Backends {
     for (const p of this.config.pools) if (!this.pools.has(p.id)) this.log.warn({ backend: p.type, pool: p.name }, `backend ${p.type} pool "${p.name}" has no rules: not opened`);
     for (const [key, g] of groups) {
       const { event, pool, rules } = g;
+      if (rules[0]?.mode === 'backpressure') {
+        // Run where the message is routed; its PUBACK / PUBREC waits (bus.ts PublishHold). The
+        // publishers' windows bound what waits; a failed write fails the acknowledgement.
+        const hold = (client: ClientInfo | null, msg: MessageInfo): Promise<void> | null => (rules.some((r) => selectsTopic(r, event, msg.topic)) ? this.handle(event, pool, rules, host, [client, msg]) : null);
+        this.bus.publishHolds.push(hold);
+        this.holds.push(hold);
+        continue;
+      }
       // Only events some rule of the group selects take a place in the queue ($SYS, other topics do not).
       const accept = rules.some((r) => r.topic === null) ? undefined : (...args: unknown[]): boolean => rules.some((r) => selectsTopic(r, event, eventTopic(event, args)));
       const consumer = this.bus.consume(event, (...args: unknown[]) => this.handle(event, pool, rules, host, args), { name: `backend.${key}`, maxQueued: pool.cfg.maxQueued, concurrency: pool.cfg.poolSize, accept });
@@ -106,6 +115,7 @@ export class Backends {
   /** Stop taking events; let queued ones finish for a moment (CLOSE_GRACE_MS); close the pools. */
   async close(): Promise<void> {
     for (const c of this.consumers) c.close();
+    for (const h of this.holds.splice(0)) this.bus.publishHolds.splice(this.bus.publishHolds.indexOf(h), 1);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(this.consumers.map((c) => c.idle())), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
     clearTimeout(timer);

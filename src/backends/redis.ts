@@ -46,7 +46,9 @@ export class RedisPool extends Pool {
       db: c.database === '' ? 0 : Number(c.database),
       tls: c.ssl ? {} : undefined,
       connectTimeout: c.connectTimeoutMs,
-      commandTimeout: c.queryTimeoutMs || undefined,
+      // query_timeout: a server that stops answering has its connection reset and the command is
+      // retried (a commandTimeout would also expire commands waiting for the server to return).
+      socketTimeout: c.queryTimeoutMs || undefined,
       // Commands wait while the server is away (bounded by the rule queues), unless auto_reconnect = 0.
       maxRetriesPerRequest: c.reconnectMs === 0 ? 0 : null,
       enableOfflineQueue: c.reconnectMs !== 0,

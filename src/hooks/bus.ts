@@ -19,7 +19,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
-import { type BrokerEvents, messageSnapshot } from './index.js';
+import { type BrokerEvents, type ClientInfo, clientSnapshot, type MessageInfo, messageSnapshot } from './index.js';
 
 /**
  * Who to tell of each delivery and acknowledgement: set while someone listens (tapInto keeps
@@ -138,7 +138,17 @@ export class Consumer {
   }
 }
 
+/**
+ * A publish hold: asked for each message routed (after `message.publish` is told); a Promise it
+ * returns is awaited before the publisher's PUBACK / PUBREC, and a rejection is a failed
+ * acknowledgement (v5: reason code 0x80; 3.1.1: the connection closes unacknowledged, so the
+ * client sends it again). null: nothing to wait for. For backends in back-pressure mode.
+ */
+export type PublishHold = (client: ClientInfo | null, msg: MessageInfo) => Promise<void> | null;
+
 export class HookBus extends EventEmitter<BrokerEvents> {
+  /** Publish holds (see PublishHold); routing checks the length once per message. */
+  readonly publishHolds: PublishHold[] = [];
   /** Event listeners that threw (or rejected), per event name. */
   readonly listenerErrors: Record<string, number> = {};
   /** Async consumers (consume), by name: what each queued, handled, failed and dropped. */
@@ -186,6 +196,19 @@ export class HookBus extends EventEmitter<BrokerEvents> {
     this.consumers[name] = consumer.counters;
     this.on(event, listener as never);
     return consumer;
+  }
+
+  /** What the publish holds want waited for before a message's acknowledgement (null: nothing). */
+  hold(from: ClientInfo | null, msg: Message): Promise<void> | null {
+    const client = from && clientSnapshot(from);
+    const info = messageSnapshot(msg);
+    let waits: Promise<void>[] | null = null;
+    for (const h of this.publishHolds) {
+      const w = h(client, info);
+      if (w) (waits ??= []).push(w);
+    }
+    if (waits === null) return null;
+    return waits.length === 1 ? (waits[0] as Promise<void>) : Promise.all(waits).then(() => undefined);
   }
 
   /**

@@ -290,9 +290,12 @@ export class Router {
     logged.length = 0;
     live0.length = 0;
     this.syncDrops();
+    // Back-pressure backends (hooks/bus.ts PublishHold): the acknowledgement waits for them too.
+    const held = this.bus.publishHolds.length > 0 && msg !== this.volatileMsg ? this.bus.hold(from, msg) : null;
     const store = this.store;
-    if (!store || msg === this.volatileMsg || (targets === null && !msg.retain && inboundId === 0)) return null;
-    return this.persist(store, msg, targets ?? [], inboundId);
+    const stored = !store || msg === this.volatileMsg || (targets === null && !msg.retain && inboundId === 0) ? null : this.persist(store, msg, targets ?? [], inboundId);
+    if (held === null) return stored;
+    return stored === null ? held : Promise.all([stored, held]).then(() => undefined);
   }
 
   /** A logged delivery for `session` was handed to it (or failed): what waited behind it goes. */

@@ -304,3 +304,43 @@ test('offline fetch: _for_pubsub gives each subscriber what it has not acknowled
     await tb.close();
   }
 });
+
+test('"mode": "backpressure": the PUBACK waits for the write — held while Redis is down, sent once it is written; a failed write fails the PUBACK (v5 0x80)', async () => {
+  const own = await startRedis();
+  const tb = await startBroker({
+    config: {
+      'backend.redis.pool1.server': own.server,
+      'backend.redis.hook.message.publish.1': JSON.stringify({ topic: 'bp/#', action: { function: 'on_message_publish' }, pool: 'pool1', mode: 'backpressure' }),
+      // A command Redis refuses for the topic's key (a string, not a hash): the write fails.
+      'backend.redis.hook.message.publish.2': JSON.stringify({ topic: 'bad/#', action: { commands: ['HSET wrongtype:${topic} f ${payload}'] }, pool: 'pool1', mode: 'backpressure' }),
+    } as never,
+  });
+  const or = new Redis({ host: '127.0.0.1', port: own.port, maxRetriesPerRequest: 1 });
+  try {
+    const pub = await client(tb, { clientId: 'bp-pub', protocolVersion: 5 });
+    for (let i = 0; i < 5; i++) {
+      await pub.publishAsync('bp/t', `w${i}`, { qos: 1 });
+      // No polling: when PUBACK arrives the message is in Redis already.
+      assert.equal(await or.zcard('mqtt:msg:bp/t'), i + 1);
+    }
+    await pub.publishAsync('other/t', 'not held', { qos: 1 }); // topics no rule selects are not held
+
+    await own.kill();
+    let acked = false;
+    const pending = pub.publishAsync('bp/t', 'while down', { qos: 1 }).then(() => (acked = true));
+    await sleep(1500);
+    assert.equal(acked, false, 'PUBACK held while Redis is down');
+    await own.start();
+    await pending;
+    assert.equal(await or.zcard('mqtt:msg:bp/t'), 1, 'written (to the restarted, empty Redis) before the PUBACK');
+
+    await or.set('wrongtype:bad/x', 'a string');
+    await assert.rejects(pub.publishAsync('bad/x', 'fails', { qos: 1 }), (e: Error & { code?: number }) => e.code === 0x80 || /Unspecified|0x80|128/i.test(e.message));
+    assert.equal(tb.broker.metrics.backendRules['backend.redis.hook.message.publish.2']?.failed, 1);
+    await pub.endAsync();
+  } finally {
+    or.disconnect();
+    await tb.close();
+    await own.destroy();
+  }
+});

@@ -110,6 +110,8 @@ test('bad backend config is a ConfigError at start naming the key and what is wr
   configError(() => load({ ...pool, 'backend.redis.hook.message.publish.1': '{"topic": "#", "action": ' }), 'backend.redis.hook.message.publish.1', 'must be a JSON object');
   configError(() => load({ ...pool, 'backend.redis.hook.message.publish.1': r({ action: { function: 'on_message_publish' } }) }), '"pool" must name a pool');
   configError(() => load({ ...pool, 'backend.redis.hook.message.publish.1': r({ action: { function: 'on_message_publish' }, pool: 'pool1', extra: 1 }) }), 'unknown field "extra"');
+  configError(() => load({ ...pool, 'backend.redis.hook.client.connected.1': r({ action: { function: 'on_client_connected' }, pool: 'pool1', mode: 'backpressure' }) }), '"mode": "backpressure" is for message.publish rules');
+  configError(() => load({ ...pool, 'backend.redis.hook.message.publish.1': r({ action: { function: 'on_message_publish' }, pool: 'pool1', mode: 'block' }) }), '"mode" must be "drop" or "backpressure"');
   configError(() => load({ 'backend.redis.pool1.sever': 'x' }), 'unknown config key "backend.redis.pool1.sever"', 'server|');
   configError(() => load({ 'backend.pgsql.pool1.type': 'cluster' }), 'unknown config key "backend.pgsql.pool1.type"');
   configError(() => load({ 'backend.redis.pool1.pool_size': 0 }), 'backend.redis.pool1.pool_size', '>= 1');
