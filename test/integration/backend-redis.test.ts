@@ -37,7 +37,7 @@ const builtIns = (server: string): Record<string, unknown> => ({
 
 test('built-in functions write EMQX 4\'s Redis layout: client state, node list, messages by id and topic, retained, acked', async () => {
   await r.flushall();
-  const tb = await startBroker({ config: { ...builtIns(redis.server), 'node.name': 'strata@test' } as never });
+  const tb = await startBroker({ config: { ...builtIns(redis.server), 'node.name': 'strata@test', 'admin.port': 0, 'admin.token': 'tok' } as never });
   try {
     const sub = await client(tb, { clientId: 'rs-sub' });
     const st = await until('mqtt:client:rs-sub online', async () => ((await r.hget('mqtt:client:rs-sub', 'state')) === '1' ? r.hgetall('mqtt:client:rs-sub') : null));
@@ -85,6 +85,12 @@ test('built-in functions write EMQX 4\'s Redis layout: client state, node list, 
     assert.equal(await r.hexists('mqtt:node:strata@test', 'rs-sub'), 0, 'gone from the node list');
     const c = tb.broker.metrics.backendRules['backend.redis.hook.message.publish.1'];
     assert.ok(c && c.done >= 4 && c.failed === 0, JSON.stringify(c));
+    // The admin API shows the pool and each rule with its queue.
+    const api = (await (await fetch(`http://127.0.0.1:${tb.broker.addresses.admin}/api/v1/backends`, { headers: { authorization: 'Bearer tok' } })).json()) as { pools: { type: string; pool: string; up: boolean }[]; rules: { rule: string; done: number; queue: { handled: number } | null }[] };
+    assert.deepEqual(api.pools.map((p) => [p.type, p.pool, p.up]), [['redis', 'pool1', true]]);
+    const pr = api.rules.find((x) => x.rule === 'backend.redis.hook.message.publish.1');
+    assert.ok(pr && pr.done === c.done && (pr.queue?.handled ?? 0) >= 4, JSON.stringify(pr));
+    assert.equal(api.rules.length, 8);
   } finally {
     await tb.close();
   }
