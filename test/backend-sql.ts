@@ -268,7 +268,7 @@ export function sqlSuite(kind: Kind): void {
   test(`${kind}: down at start, then killed mid-run — MQTT unaffected, events wait (bounded) and are written when the server is back`, async () => {
     await server.kill();
     const log = capturedLogger();
-    const tb = await startBroker({ logger: log.logger, config: { ...pool(server, 'pool1', { max_queued: 20, pool_size: 2 }), ...hook('message.publish', 1, { topic: 'fault/#', function: 'on_message_publish' }) } as never });
+    const tb = await startBroker({ logger: log.logger, config: { ...pool(server, 'pool1', { max_queued: 20, pool_size: 2, max_inflight: 2 }), ...hook('message.publish', 1, { topic: 'fault/#', function: 'on_message_publish' }) } as never });
     try {
       await until('unavailable logged', () => log.has(new RegExp(`backend ${kind} pool \\\\"pool1\\\\" unavailable`)));
       const sub = await client(tb);

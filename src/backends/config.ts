@@ -61,6 +61,8 @@ export interface PoolConfig {
   /** 0: no waiting for the server — events fail while it is down. */
   readonly reconnectMs: number;
   readonly maxQueued: number;
+  /** Events handled at once per (pool, event) queue. */
+  readonly maxInflight: number;
   /** Offline fetch: at most this many messages per subscription (0: no limit). */
   readonly maxReturned: number;
   /** Offline fetch: only messages stored within this many ms (0: no limit). */
@@ -93,7 +95,7 @@ export interface BackendsConfig {
   readonly rules: readonly RuleConfig[];
 }
 
-type PoolField = 'server' | 'type' | 'sentinel' | 'pool_size' | 'username' | 'password' | 'database' | 'ssl' | 'connect_timeout' | 'query_timeout' | 'auto_reconnect' | 'max_queued' | 'max_returned_count' | 'time_range';
+type PoolField = 'server' | 'type' | 'sentinel' | 'pool_size' | 'username' | 'password' | 'database' | 'ssl' | 'connect_timeout' | 'query_timeout' | 'auto_reconnect' | 'max_queued' | 'max_inflight' | 'max_returned_count' | 'time_range';
 
 function fieldDefault(type: BackendType, field: PoolField): number | boolean | string {
   // Redis-only fields (type, sentinel) have their Redis default for the others too (unused there).
@@ -158,6 +160,7 @@ export function backendsConfig(config: Config): BackendsConfig {
       queryTimeoutMs: get<number>('query_timeout') * 1000,
       reconnectMs: get<number>('auto_reconnect') * 1000,
       maxQueued: get<number>('max_queued'),
+      maxInflight: get<number>('max_inflight') || (type === 'redis' ? 1000 : get<number>('pool_size')),
       maxReturned: get<number>('max_returned_count'),
       timeRangeMs: get<number>('time_range') * 1000,
     });

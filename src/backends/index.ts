@@ -5,7 +5,7 @@
  * Every (pool, event) pair with rules gets one async consumer on the bus (`consume`, named
  * `backend.<type>.<pool>.<event>`): the event's snapshot is queued (at most `max_queued`; beyond
  * that dropped and counted) and its rules run off the delivery path, in config order, at most
- * `pool_size` events at once. Publishing and delivery never wait for a database. While a server is
+ * `max_inflight` events at once. Publishing and delivery never wait for a database. While a server is
  * unreachable an event waits in its place and is retried (pool.ts); the broker keeps serving.
  *
  * Start-up never waits for a server either: pools connect in the background, log when they are
@@ -87,7 +87,7 @@ export class Backends {
       }
       // Only events some rule of the group selects take a place in the queue ($SYS, other topics do not).
       const accept = rules.some((r) => r.topic === null) ? undefined : (...args: unknown[]): boolean => rules.some((r) => selectsTopic(r, event, eventTopic(event, args)));
-      const consumer = this.bus.consume(event, (...args: unknown[]) => this.handle(event, pool, rules, host, args), { name: `backend.${key}`, maxQueued: pool.cfg.maxQueued, concurrency: pool.cfg.poolSize, accept });
+      const consumer = this.bus.consume(event, (...args: unknown[]) => this.handle(event, pool, rules, host, args), { name: `backend.${key}`, maxQueued: pool.cfg.maxQueued, concurrency: pool.cfg.maxInflight, accept });
       this.consumers.push(consumer);
     }
     if (this.pools.size > 0) this.log.info({ pools: [...this.pools.keys()], rules: this.config.rules.length }, 'backends started');
@@ -130,6 +130,7 @@ function selects(rule: RuleConfig, e: EventData): boolean {
 
 function selectsTopic(rule: RuleConfig, event: BackendEvent, topic: string | null): boolean {
   if (rule.topic === null || topic === null) return true;
+  if (rule.topic === '#') return !topic.startsWith('$'); // the usual rule, without splitting [MQTT-4.7.2-1]
   let t = topic;
   if ((event === 'session.subscribed' || event === 'session.unsubscribed') && t.startsWith('$share/')) t = t.split('/').slice(2).join('/');
   return topicMatches(rule.topic, t);

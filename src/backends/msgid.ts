@@ -13,6 +13,25 @@ import type { MessageInfo } from '../hooks/index.js';
 
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
+/** Base 62 of a big-endian number in 32-bit limbs (the array is consumed). Same digits as base62(). */
+function base62Limbs(l: number[]): string {
+  let s = '';
+  for (;;) {
+    let rem = 0;
+    let nonzero = false;
+    for (let i = 0; i < l.length; i++) {
+      const cur = rem * 0x100000000 + (l[i] as number); // < 62 * 2^32: exact in a double
+      const q = Math.floor(cur / 62);
+      rem = cur - q * 62;
+      l[i] = q;
+      if (q !== 0) nonzero = true;
+    }
+    s = (ALPHABET[rem] as string) + s;
+    if (!nonzero) return s;
+  }
+}
+
+/** Base 62 of a bigint (reference for base62Limbs; tests compare them). */
 export function base62(n: bigint): string {
   if (n === 0n) return '0';
   let s = '';
@@ -24,19 +43,23 @@ export function base62(n: bigint): string {
 }
 
 export class MessageIds {
-  private readonly npid: bigint;
-  private lastUs = 0n;
+  /** The node (32 bits of a hash of its name) and the process id (16 bits). */
+  private readonly node: number;
+  private readonly pid: number;
+  /** Microseconds (exact in a double until the year 2255). */
+  private lastUs = 0;
   private seq = 0;
   private readonly byPayload = new WeakMap<Buffer, string>();
+  private readonly limbs = [0, 0, 0, 0];
 
   constructor(node: string, pid = process.pid) {
-    const h = createHash('sha1').update(node).digest();
-    this.npid = (BigInt(h.readUInt32BE(0)) << 16n) | BigInt(pid & 0xffff);
+    this.node = createHash('sha1').update(node).digest().readUInt32BE(0);
+    this.pid = pid & 0xffff;
   }
 
   /** A new id for a message accepted at `atMs`. */
   next(atMs: number): string {
-    let us = BigInt(Math.floor(atMs)) * 1000n;
+    let us = Math.floor(atMs) * 1000;
     if (us <= this.lastUs) {
       us = this.lastUs;
       if (++this.seq > 0xffff) {
@@ -45,7 +68,14 @@ export class MessageIds {
       }
     } else this.seq = 0;
     this.lastUs = us;
-    return base62((us << 64n) | (this.npid << 16n) | BigInt(this.seq));
+    // 128 bits as four 32-bit limbs, most significant first: us (64) | node (32) | pid (16) seq (16).
+    const l = this.limbs;
+    const hi = Math.floor(us / 0x100000000);
+    l[0] = hi;
+    l[1] = us - hi * 0x100000000;
+    l[2] = this.node;
+    l[3] = this.pid * 0x10000 + this.seq;
+    return base62Limbs(l);
   }
 
   /** A message fetched from a backend keeps its stored id: its acknowledgement names that one. */

@@ -190,7 +190,7 @@ test('Redis down at start: the broker starts, logs the pool, serves MQTT, and wr
 
 test('Redis killed mid-run: delivery unaffected, the queue stays bounded, the excess is dropped and counted in /metrics, the rest is written when Redis returns', async () => {
   const own = await startRedis();
-  const tb = await startBroker({ config: { 'admin.port': 0, 'admin.metrics_public': true, 'backend.redis.pool1.server': own.server, 'backend.redis.pool1.max_queued': 50, 'backend.redis.pool1.pool_size': 2, 'backend.redis.hook.message.publish.1': rule({ topic: '#', function: 'on_message_publish' }) } as never });
+  const tb = await startBroker({ config: { 'admin.port': 0, 'admin.metrics_public': true, 'backend.redis.pool1.server': own.server, 'backend.redis.pool1.max_queued': 50, 'backend.redis.pool1.max_inflight': 2, 'backend.redis.hook.message.publish.1': rule({ topic: '#', function: 'on_message_publish' }) } as never });
   const or = new Redis({ host: '127.0.0.1', port: own.port });
   try {
     const counters = (): { queued: number; handled: number; failed: number; dropped: number; waiting: number } => tb.broker.metrics.consumers['backend.redis.pool1.message.publish'] as never;

@@ -60,7 +60,7 @@ test('a slow Redis (50 ms added on the way to it) leaves QoS 1 publish throughpu
   const redis = await startRedis();
   const proxy = await slowProxy(redis.port);
   const plain = await startBroker();
-  const withRule = await startBroker({ config: { 'backend.redis.pool1.server': `127.0.0.1:${proxy.port}`, 'backend.redis.pool1.pool_size': 2, 'backend.redis.pool1.max_queued': 1000, 'backend.redis.hook.message.publish.1': rule({ topic: '#', function: 'on_message_publish' }) } as never });
+  const withRule = await startBroker({ config: { 'backend.redis.pool1.server': `127.0.0.1:${proxy.port}`, 'backend.redis.pool1.max_inflight': 50, 'backend.redis.pool1.max_queued': 1000, 'backend.redis.hook.message.publish.1': rule({ topic: '#', function: 'on_message_publish' }) } as never });
   try {
     const base: number[] = [];
     const ruled: number[] = [];
@@ -75,7 +75,7 @@ test('a slow Redis (50 ms added on the way to it) leaves QoS 1 publish throughpu
     t.diagnostic(`QoS 1 msg/s without the rule ${base.map((x) => x.toFixed(0)).join(' ')}, with it ${ruled.map((x) => x.toFixed(0)).join(' ')}`);
     const c = withRule.broker.metrics.consumers['backend.redis.pool1.message.publish'];
     assert.ok(r >= 0.8 * b, `with a slow backend ${r.toFixed(0)} msg/s, without ${b.toFixed(0)} msg/s (runs: ${ruled.map((x) => x.toFixed(0))} vs ${base.map((x) => x.toFixed(0))})`);
-    assert.ok(c && c.dropped > 0 && c.queued <= 1000 + c.handled + 2, `the backend was the slow part: ${JSON.stringify(c)}`);
+    assert.ok(c && c.dropped > 0 && c.queued <= 1000 + c.handled + 50, `the backend was the slow part: ${JSON.stringify(c)}`);
   } finally {
     await withRule.close();
     await plain.close();

@@ -4,12 +4,13 @@
  * parameters (never spliced), and EMQX-style message ids.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { backendsConfig } from '../../src/backends/config.js';
-import { MessageIds } from '../../src/backends/msgid.js';
+import { base62, MessageIds } from '../../src/backends/msgid.js';
 import { compileRedis, compileSql, redisArgs, sqlParams } from '../../src/backends/placeholders.js';
 import { ConfigError, configReference, type ConfigInput, loadConfig } from '../../src/config.js';
 import { createBroker } from '../../src/index.js';
@@ -154,6 +155,11 @@ test('message ids: EMQX-style base62, unique and increasing even within one mill
   assert.equal(new Set(seen).size, seen.length);
   for (let i = 1; i < seen.length; i++) assert.ok((seen[i - 1] as string).length === (seen[i] as string).length && (seen[i - 1] as string) < (seen[i] as string), `${seen[i - 1]} < ${seen[i]}`);
   assert.match(seen[0] as string, /^[0-9A-Za-z]{20,22}$/);
+  // The digits are those of the 128-bit number us << 64 | node << 16 | seq (checked with BigInt).
+  const one = new MessageIds('strata@test', 4242);
+  const id = one.next(1_765_000_000_123);
+  const h = createHash('sha1').update('strata@test').digest();
+  assert.equal(id, base62((1_765_000_000_123_000n << 64n) | (BigInt(h.readUInt32BE(0)) << 32n) | (4242n << 16n)));
   const m = { topic: 't', payload: Buffer.from('p'), qos: 1 as const, retain: false, properties: undefined, publisher: 'c', receivedAt: now, expiresAt: 0 };
   assert.equal(ids.of(m), ids.of({ ...m }), 'the snapshots of one message share its payload buffer, hence its id');
   assert.notEqual(ids.of(m), ids.of({ ...m, payload: Buffer.from('p') }));
