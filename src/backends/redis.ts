@@ -119,13 +119,43 @@ export class RedisPool extends Pool {
     );
   }
 
+  private publishes: { keys: string[]; args: (string | Buffer)[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
+
+  /** Queue one message's writes for this turn's script call (at most PUBLISH_BATCH per call). */
+  private publishBatched(keys: string[], args: (string | Buffer)[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.publishes.length === 0) setImmediate(() => this.flushPublishes());
+      this.publishes.push({ keys, args, resolve, reject });
+    });
+  }
+
+  private flushPublishes(): void {
+    const all = this.publishes;
+    this.publishes = [];
+    for (let i = 0; i < all.length; i += PUBLISH_BATCH) {
+      const batch = all.slice(i, i + PUBLISH_BATCH);
+      const keys = batch.flatMap((b) => b.keys);
+      const args = batch.flatMap((b) => b.args);
+      this.script(PUBLISH_SCRIPT, keys, args, true).then(
+        () => {
+          for (const b of batch) b.resolve();
+        },
+        (e: unknown) => {
+          for (const b of batch) b.reject(e);
+        },
+      );
+    }
+  }
+
   /** Run a Lua script by its SHA1, loading it (EVAL) when the server does not have it (a restart forgets them). */
-  private async script(sc: { lua: string; sha: string }, keys: string[], args: (string | Buffer)[]): Promise<unknown> {
+  private async script(sc: { lua: string; sha: string }, keys: string[], args: (string | Buffer)[], once = false): Promise<unknown> {
+    // `once`: the caller retries (pool.run) — the command is sent once here, not retried twice over.
+    const send = (a: (string | Buffer)[]): Promise<unknown> => (once ? this.send(a) : this.call(a));
     try {
-      return await this.call(['EVALSHA', sc.sha, String(keys.length), ...keys, ...args]);
+      return await send(['EVALSHA', sc.sha, String(keys.length), ...keys, ...args]);
     } catch (e) {
       if (!/^NOSCRIPT/.test((e as Error).message ?? '')) throw e;
-      return this.call(['EVAL', sc.lua, String(keys.length), ...keys, ...args]);
+      return send(['EVAL', sc.lua, String(keys.length), ...keys, ...args]);
     }
   }
 
@@ -162,8 +192,8 @@ export class RedisPool extends Pool {
           await Promise.all([this.call(['HSET', `mqtt:msg:${id}`, ...messageFields(id, e)]), this.call(['ZADD', `mqtt:msg:${m.topic}`, String(m.receivedAt), id])]);
           return;
         }
-        // One command for both writes (a server-side script): half the round trips and encoding.
-        await this.script(PUBLISH_SCRIPT, [`mqtt:msg:${id}`, `mqtt:msg:${m.topic}`], [String(m.receivedAt), ...messageFields(id, e)]);
+        // The messages of one event-loop turn go in one server-side script call (both writes each).
+        await this.run(() => this.publishBatched([`mqtt:msg:${id}`, `mqtt:msg:${m.topic}`], [String(m.receivedAt), ...messageFields(id, e)]));
         return;
       }
       case 'on_message_retain': {
@@ -278,8 +308,22 @@ export class RedisPool extends Pool {
   }
 }
 
-/** on_message_publish in one command: HSET mqtt:msg:<id> <fields…>; ZADD mqtt:msg:<topic> <ms> <id>. */
-const PUBLISH_LUA = "redis.call('HSET', KEYS[1], unpack(ARGV, 2)); return redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])";
+/**
+ * on_message_publish for several messages in one command: per message, KEYS mqtt:msg:<id>,
+ * mqtt:msg:<topic> and ARGV <ms> then the 14 hash fields (messageFields) —
+ * HSET mqtt:msg:<id> <fields…>; ZADD mqtt:msg:<topic> <ms> <id>.
+ */
+const PUBLISH_LUA = [
+  'local n = #KEYS / 2',
+  'for i = 0, n - 1 do',
+  '  local a = i * 15',
+  "  redis.call('HSET', KEYS[i * 2 + 1], unpack(ARGV, a + 2, a + 15))",
+  "  redis.call('ZADD', KEYS[i * 2 + 2], ARGV[a + 1], ARGV[a + 3])",
+  'end',
+  'return n',
+].join('\n');
+/** Messages per script call. */
+const PUBLISH_BATCH = 200;
 const PUBLISH_SCRIPT = { lua: PUBLISH_LUA, sha: createHash('sha1').update(PUBLISH_LUA).digest('hex') };
 
 /** The hash fields EMQX writes for a message. */
