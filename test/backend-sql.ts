@@ -234,6 +234,50 @@ export function sqlSuite(kind: Kind): void {
     }
   });
 
+  test(`${kind}: custom statements on every event — session.subscribed / unsubscribed (EMQX's mqtt_acked clean-up), message.delivered, client.disconnected`, async () => {
+    await db.query(kind === 'pgsql' ? 'CREATE TABLE IF NOT EXISTS event_log (event varchar(40), clientid varchar(64), username varchar(64), peerhost varchar(64), topic varchar(200), qos int, msgid varchar(64))' : 'CREATE TABLE IF NOT EXISTS event_log (event varchar(40), clientid varchar(64), username varchar(64), peerhost varchar(64), topic varchar(200), qos int, msgid varchar(64))');
+    const log = (event: string): string => `INSERT INTO event_log (event, clientid, username, peerhost, topic, qos, msgid) VALUES ('${event}', \${clientid}, \${username}, \${peerhost}, \${topic}, \${qos}, \${msgid})`;
+    const tb = await startBroker({
+      config: {
+        ...pool(server),
+        ...hook('client.connected', 1, { sql: [log('connected')] }),
+        ...hook('session.subscribed', 1, { topic: 'ev/#', sql: [log('subscribed')] }),
+        ...hook('session.unsubscribed', 1, { topic: 'ev/#', sql: [log('unsubscribed'), 'DELETE FROM mqtt_acked WHERE clientid = ${clientid} AND topic = ${topic}'] }),
+        ...hook('message.publish', 1, { topic: 'ev/#', function: 'on_message_publish' }),
+        ...hook('message.delivered', 1, { topic: 'ev/#', sql: [log('delivered')] }),
+        ...hook('message.acked', 1, { topic: 'ev/#', function: 'on_message_acked' }),
+        ...hook('client.disconnected', 1, { sql: [log('disconnected')] }),
+      } as never,
+    });
+    try {
+      const c = await client(tb, { clientId: `${kind}-ev`, username: 'alice' });
+      await c.subscribeAsync('ev/t', { qos: 1 });
+      await c.subscribeAsync('other/t', { qos: 1 }); // not selected by the rule's topic
+      const got = collect(c, 1);
+      await c.publishAsync('ev/t', 'hi', { qos: 1 });
+      await got;
+      await until('mqtt_acked row', async () => (await db.query('SELECT mid FROM mqtt_acked WHERE clientid = ? AND topic = ?', [`${kind}-ev`, 'ev/t'])).length === 1);
+      await c.unsubscribeAsync('ev/t');
+      await until('mqtt_acked row deleted on unsubscribe', async () => (await db.query('SELECT mid FROM mqtt_acked WHERE clientid = ? AND topic = ?', [`${kind}-ev`, 'ev/t'])).length === 0);
+      await c.endAsync();
+      const rows = await until('every event logged', async () => {
+        const r = await db.query('SELECT event, clientid, username, peerhost, topic, qos, msgid FROM event_log WHERE clientid = ?', [`${kind}-ev`]);
+        return r.length === 5 ? r : null;
+      });
+      const by = (e: string): Row | undefined => rows.find((r) => r.event === e);
+      assert.deepEqual([...rows.map((r) => String(r.event))].sort(), ['connected', 'delivered', 'disconnected', 'subscribed', 'unsubscribed']);
+      assert.equal(by('connected')?.username, 'alice');
+      assert.equal(by('connected')?.peerhost, '127.0.0.1');
+      assert.equal(by('connected')?.topic, null, 'absent values bind as NULL');
+      assert.deepEqual([by('subscribed')?.topic, Number(by('subscribed')?.qos)], ['ev/t', 1]);
+      assert.equal(by('unsubscribed')?.topic, 'ev/t');
+      const stored = (await db.query('SELECT msgid FROM mqtt_msg WHERE topic = ?', ['ev/t']))[0]?.msgid;
+      assert.deepEqual([by('delivered')?.topic, Number(by('delivered')?.qos), by('delivered')?.msgid], ['ev/t', 1, stored], 'the delivered message has the id it was stored under');
+    } finally {
+      await tb.close();
+    }
+  });
+
   test(`${kind}: custom statements bind \${…} as parameters — "${INJECTION}" is stored verbatim and mqtt_msg survives`, async () => {
     await db.query(kind === 'pgsql' ? 'CREATE TABLE IF NOT EXISTS custom_log (clientid varchar(64), topic varchar(200), payload text, qos int, node varchar(64), ts bigint)' : 'CREATE TABLE IF NOT EXISTS custom_log (clientid varchar(64), topic varchar(200), payload blob, qos int, node varchar(64), ts bigint)');
     const tb = await startBroker({

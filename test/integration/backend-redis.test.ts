@@ -350,3 +350,38 @@ test('"mode": "backpressure": the PUBACK waits for the write — held while Redi
     await own.destroy();
   }
 });
+
+test('custom commands on every event: subscribed, unsubscribed, delivered (with the stored id), disconnected', async () => {
+  await r.flushall();
+  const tb = await startBroker({
+    config: {
+      'backend.redis.pool1.server': redis.server,
+      'backend.redis.hook.client.connected.1': rule({ commands: ['RPUSH ev:${clientid} connected:${username}:${peerhost}'] }),
+      'backend.redis.hook.session.subscribed.1': rule({ topic: 'ev/#', commands: ['RPUSH ev:${clientid} subscribed:${topic}:${qos}', 'HSET mqtt:sub:${clientid} ${topic} ${qos}'] }),
+      'backend.redis.hook.session.unsubscribed.1': rule({ topic: 'ev/#', commands: ['RPUSH ev:${clientid} unsubscribed:${topic}', 'HDEL mqtt:sub:${clientid} ${topic}'] }),
+      'backend.redis.hook.message.publish.1': rule({ topic: 'ev/#', function: 'on_message_publish' }),
+      'backend.redis.hook.message.delivered.1': rule({ topic: 'ev/#', commands: ['RPUSH ev:${clientid} delivered:${topic}:${qos}:${msgid}'] }),
+      'backend.redis.hook.client.disconnected.1': rule({ commands: ['RPUSH ev:${clientid} disconnected'] }),
+    } as never,
+  });
+  try {
+    const c = await client(tb, { clientId: 'rs-ev', username: 'bob' });
+    await c.subscribeAsync('ev/t', { qos: 1 });
+    await until('mqtt:sub written by the subscribed rule', async () => (await r.hget('mqtt:sub:rs-ev', 'ev/t')) === '1');
+    const got = collect(c, 1);
+    await c.publishAsync('ev/t', 'hi', { qos: 1 });
+    await got;
+    await c.unsubscribeAsync('ev/t');
+    await c.endAsync();
+    const events = await until('five events', async () => {
+      const l = await r.lrange('ev:rs-ev', 0, -1);
+      return l.length === 5 ? l : null;
+    });
+    const [id] = await r.zrange('mqtt:msg:ev/t', 0, -1);
+    // Each event has its own queue: their order across events is not promised, only each one's content.
+    assert.deepEqual([...events].sort(), ['connected:bob:127.0.0.1', `delivered:ev/t:1:${id}`, 'disconnected', 'subscribed:ev/t:1', 'unsubscribed:ev/t']);
+    assert.equal(await r.exists('mqtt:sub:rs-ev'), 0);
+  } finally {
+    await tb.close();
+  }
+});
