@@ -54,6 +54,18 @@ export declare class RetainedMessages {
    * in one batch. Throws `ERR_INVALID_TOPIC` for an invalid filter.
    */
   match(filter: string): RetainedBatch
+  /**
+   * The topics matching `filter` (a `$share/…` by its inner filter), without their
+   * records: `buffer` holds them back to back, `offsets` count + 1 boundaries. For a
+   * delivery in pages (`records`). Throws `ERR_INVALID_TOPIC` for an invalid filter.
+   */
+  matchTopics(filter: string): RetainedBatch
+  /**
+   * The records of topics `from..to` of a `matchTopics` result, in the layout of
+   * `match` (topics no longer retained left out). Throws `ERR_INVALID_ARGUMENT` for a
+   * range or offsets that do not fit.
+   */
+  records(topics: Uint8Array, offsets: Uint32Array, from: number, to: number): RetainedBatch
   /** Number of retained topics. */
   get size(): number
 }
@@ -95,6 +107,11 @@ export declare class Store {
   metaScan(tableName: string, prefix: Uint8Array, after?: Uint8Array | undefined | null, limit?: number | undefined | null): Array<MetaEntry>
   /** Applies metadata writes atomically; resolves once committed (group commit). */
   metaApply(ops: Array<MetaOp>): Promise<void>
+  /**
+   * Like `metaApply`, the operations packed in one buffer (`layouts().metaOps`): one
+   * argument to convert however many writes it carries.
+   */
+  metaApplyPacked(ops: Uint8Array): Promise<void>
   /** `metaApply([{op:'put', ...}])`. */
   metaPut(tableName: string, key: Buffer, value: Buffer): Promise<void>
   /** Streams that can hold messages matching `filter`, oldest generation first. */
@@ -393,6 +410,7 @@ export interface Layouts {
   replay: ReplayLayout
   inflight: InflightLayout
   report: ReportLayout
+  metaOps: MetaOpsLayout
 }
 
 /** A metadata entry. */
@@ -413,6 +431,24 @@ export interface MetaOp {
   key: Buffer
   /** Value (for `put`). */
   value?: Buffer
+}
+
+/**
+ * Metadata writes packed in one buffer (`Store.metaApplyPacked`;
+ * `strata_core::meta::packed_ops`): per operation `[kind u8][table u8][key_len u32][key]`
+ * then, for a put, `[value_len u32][value]`; little-endian.
+ */
+export interface MetaOpsLayout {
+  /** Kind codes. */
+  put: number
+  delete: number
+  deletePrefix: number
+  /** Bytes before the key (kind, table, key length). */
+  header: number
+  /** Bytes of a value's length. */
+  valueLen: number
+  /** Table names by their index in the `table` byte. */
+  tables: Array<string>
 }
 
 /**

@@ -142,7 +142,7 @@ export class Broker extends HookBus implements ProtocolContext {
   async listen(): Promise<ListenAddresses> {
     try {
       if (this.config['durable_sessions.enable'] && !this.durable) await this.openStore();
-      if (this.backends.enabled) this.backends.start(this.backendHost()); // never waits for a database
+      if (this.backends.enabled) await this.backends.start(this.backendHost()); // loads the drivers; never waits for a database
       await this.bindListeners();
       this.admin = await startAdmin(this); // admin API (its port in addresses.admin), $SYS
     } catch (e) {

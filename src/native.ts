@@ -120,15 +120,18 @@ export class RetainedMessages {
 
   /** Every retained message whose topic matches `filter` (views into one batch buffer). */
   match(filter: string): { topic: string; record: RetainedRecord }[] {
-    const { buffer, offsets } = wrapSync(() => this.inner.match(filter));
-    const out: { topic: string; record: RetainedRecord }[] = [];
-    for (let i = 0; i + 1 < offsets.length; i++) {
-      const at = offsets[i] as number;
-      const tl = buffer.readUInt16LE(at);
-      const t0 = at + RETAINED.batchTopicLen;
-      out.push({ topic: buffer.toString('utf8', t0, t0 + tl), record: decodeRetainedRecord(buffer, t0 + tl, offsets[i + 1] as number) });
-    }
-    return out;
+    return unbatch(wrapSync(() => this.inner.match(filter)));
+  }
+
+  /** The topics matching `filter`, without their records (for a delivery in pages: `records`). */
+  matchTopics(filter: string): RetainedTopics {
+    const { buffer, offsets } = wrapSync(() => this.inner.matchTopics(filter));
+    return { buffer, offsets, count: offsets.length - 1 };
+  }
+
+  /** The records of topics `from..to` of `topics` as they are now (those cleared meanwhile left out). */
+  records(topics: RetainedTopics, from: number, to: number): { topic: string; record: RetainedRecord }[] {
+    return unbatch(wrapSync(() => this.inner.records(topics.buffer, topics.offsets, from, to)));
   }
 
   get size(): number {
@@ -137,6 +140,25 @@ export class RetainedMessages {
 }
 
 const RETAINED = LAYOUTS.retained;
+
+/** Topics matching a filter (RetainedMessages.matchTopics): back to back in `buffer`, `count` + 1 boundaries. */
+export interface RetainedTopics {
+  readonly buffer: Buffer;
+  readonly offsets: Uint32Array;
+  readonly count: number;
+}
+
+/** A batch of matches (LAYOUTS.retained: topic length, topic, record per entry) as topics and records (views into it). */
+function unbatch({ buffer, offsets }: { buffer: Buffer; offsets: Uint32Array }): { topic: string; record: RetainedRecord }[] {
+  const out: { topic: string; record: RetainedRecord }[] = [];
+  for (let i = 0; i + 1 < offsets.length; i++) {
+    const at = offsets[i] as number;
+    const tl = buffer.readUInt16LE(at);
+    const t0 = at + RETAINED.batchTopicLen;
+    out.push({ topic: buffer.toString('utf8', t0, t0 + tl), record: decodeRetainedRecord(buffer, t0 + tl, offsets[i + 1] as number) });
+  }
+  return out;
+}
 
 /** A retained message's record (LAYOUTS.retained): what RetainedMessages and the store's `retained` table hold. */
 export function encodeRetainedRecord(publisher: string, qos: 0 | 1 | 2, receivedAt: number, properties: Buffer | null, payload: Buffer): Buffer {
@@ -266,6 +288,33 @@ export type MetaTable = 'sessions' | 'subscriptions' | 'inbound_qos2' | 'progres
 export type MetaOp =
   | { op: 'put'; table: MetaTable; key: Buffer; value: Buffer }
   | { op: 'delete' | 'deletePrefix'; table: MetaTable; key: Buffer };
+
+const META_OPS = LAYOUTS.metaOps;
+const META_TABLE_INDEX = new Map<string, number>(META_OPS.tables.map((t, i) => [t, i]));
+const META_KIND = { put: META_OPS.put, delete: META_OPS.delete, deletePrefix: META_OPS.deletePrefix } as const;
+
+/** `ops` in one buffer (LAYOUTS.metaOps), as Store.metaApplyPacked takes them. */
+export function packMetaOps(ops: MetaOp[]): Buffer {
+  let size = 0;
+  for (const o of ops) size += META_OPS.header + o.key.length + (o.op === 'put' ? META_OPS.valueLen + o.value.length : 0);
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const o of ops) {
+    const table = META_TABLE_INDEX.get(o.table);
+    if (table === undefined) throw new NativeError('ERR_INVALID_ARGUMENT', `unknown metadata table ${JSON.stringify(o.table)}`);
+    buf[at] = META_KIND[o.op];
+    buf[at + 1] = table;
+    buf.writeUInt32LE(o.key.length, at + 2);
+    at += META_OPS.header;
+    at += o.key.copy(buf, at);
+    if (o.op === 'put') {
+      buf.writeUInt32LE(o.value.length, at);
+      at += META_OPS.valueLen;
+      at += o.value.copy(buf, at);
+    }
+  }
+  return buf;
+}
 
 /** Where a message lives in the log: stored once, referenced by every session that needs it. */
 export interface LogPosition {
@@ -517,8 +566,18 @@ export class DurableStore {
   }
 
   /** Apply metadata writes atomically; resolves once committed (group commit). */
+  /** Apply `ops` atomically (one group commit with whatever else is queued); resolves once durable. */
   metaApply(ops: MetaOp[]): Promise<void> {
-    return wrapAsync(this.inner.metaApply(ops));
+    // Packed into one buffer: one argument to convert, however many writes (a retained-message
+    // flood makes hundreds per event-loop turn).
+    let applied: Promise<void>;
+    try {
+      const packed = packMetaOps(ops);
+      applied = wrapSync(() => this.inner.metaApplyPacked(packed));
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return wrapAsync(applied);
   }
 
   stats(): StoreStats {

@@ -24,3 +24,136 @@ export class LongTimer {
     this.t = null;
   }
 }
+
+/** What a TimerWheel holds: its slot and place there (kept by the wheel), and what to do then. */
+export interface WheelEntry {
+  /** Time of the slot it waits in (ms since epoch); 0 when not scheduled. Set by the wheel only. */
+  wheelAt: number;
+  /** Index in that slot. Set by the wheel only. */
+  wheelIdx: number;
+  /** Its slot came (at or after the time it was scheduled for): act, or schedule again. */
+  onWheel(now: number): void;
+}
+
+/**
+ * Many coarse timers on one: entries wait in slots of `resolutionMs` (a ring spanning
+ * `resolutionMs * size`); one unref'd interval visits the slots that are due and runs only
+ * while something waits. An entry fires at or after its time, up to one slot late; one due
+ * beyond the ring's span waits in its farthest slot and is scheduled again from there (its
+ * onWheel sees it is early). Costs per entry two numbers on the entry and one array slot —
+ * where a Timeout is ~200 B with its closure — so keep-alive checks of every connection and the
+ * expiry of every offline session can wait here. Cancel is O(1) (swap-remove).
+ */
+export class TimerWheel {
+  private readonly slots: WheelEntry[][];
+  /** Time of the next slot to visit. */
+  private cursor = 0;
+  private count = 0;
+  private ticking = false;
+  private interval: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly resolutionMs: number,
+    size: number,
+  ) {
+    this.slots = Array.from({ length: size }, () => []);
+  }
+
+  /** Entries waiting. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Run `e.onWheel` at or after `at` (ms since epoch); an earlier schedule of `e` is replaced. */
+  schedule(e: WheelEntry, at: number): void {
+    const res = this.resolutionMs;
+    if (this.interval === null) {
+      this.cursor = Math.floor(Date.now() / res) * res;
+      this.interval = setInterval(() => this.tick(), res);
+      this.interval.unref();
+    }
+    let slot = Math.ceil(at / res) * res;
+    const last = this.cursor + res * (this.slots.length - 1);
+    if (slot > last) slot = last;
+    const first = this.ticking ? this.cursor + res : this.cursor;
+    if (slot < first) slot = first;
+    if (e.wheelAt === slot) return;
+    if (e.wheelAt !== 0) this.cancel(e);
+    const list = this.slots[(slot / res) % this.slots.length] as WheelEntry[];
+    e.wheelAt = slot;
+    e.wheelIdx = list.length;
+    list.push(e);
+    this.count++;
+  }
+
+  cancel(e: WheelEntry): void {
+    if (e.wheelAt === 0) return;
+    const list = this.slots[(e.wheelAt / this.resolutionMs) % this.slots.length] as WheelEntry[];
+    const moved = list.pop() as WheelEntry;
+    if (moved !== e) {
+      list[e.wheelIdx] = moved;
+      moved.wheelIdx = e.wheelIdx;
+    }
+    e.wheelAt = 0;
+    this.count--;
+    if (this.count === 0 && !this.ticking) this.stop();
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    this.ticking = true;
+    try {
+      while (this.cursor <= now) {
+        const list = this.slots[(this.cursor / this.resolutionMs) % this.slots.length] as WheelEntry[];
+        while (list.length > 0) {
+          const e = list.pop() as WheelEntry;
+          e.wheelAt = 0;
+          this.count--;
+          e.onWheel(now);
+        }
+        this.cursor += this.resolutionMs;
+      }
+    } finally {
+      this.ticking = false;
+    }
+    if (this.count === 0) this.stop();
+  }
+
+  private stop(): void {
+    if (this.interval !== null) clearInterval(this.interval);
+    this.interval = null;
+  }
+}
+
+/**
+ * The process's wheel for coarse timers (keep-alive, connect timeout, session expiry): 250 ms
+ * slots, a ring of about 17 minutes.
+ */
+export const wheel = new TimerWheel(250, 4096);
+
+/**
+ * A coarse one-shot timer on the process's wheel: `fn(arg)` at or after `due` (ms since epoch;
+ * up to one slot late, any distance ahead). One small object, where a LongTimer is a Timeout,
+ * a closure and its context: what each offline session's expiry waits on.
+ */
+export class WheelTimer<T> implements WheelEntry {
+  wheelAt = 0;
+  wheelIdx = 0;
+
+  constructor(
+    readonly due: number,
+    private readonly fn: (arg: T) => void,
+    private readonly arg: T,
+  ) {
+    wheel.schedule(this, due);
+  }
+
+  onWheel(now: number): void {
+    if (now < this.due) wheel.schedule(this, this.due);
+    else this.fn(this.arg);
+  }
+
+  clear(): void {
+    wheel.cancel(this);
+  }
+}

@@ -29,7 +29,18 @@ import { open, readFile, rename, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { Algorithm, hash as argon2Hash, hashRaw as argon2Raw, parseOptions as argon2Options } from '@node-rs/argon2';
+import { Algorithm, type parseOptions } from '@node-rs/argon2';
+import { createRequire } from 'node:module';
+
+/**
+ * @node-rs/argon2, loaded when the first argon2id hash is met (about 10 MB of a broker's RSS
+ * that uses only $7$/$6$ hashes, or no password file, would otherwise hold it for nothing).
+ * Algorithm above is a const enum: inlined, it loads nothing.
+ */
+let argon2Module: typeof import('@node-rs/argon2') | null = null;
+function argon2(): typeof import('@node-rs/argon2') {
+  return (argon2Module ??= createRequire(import.meta.url)('@node-rs/argon2') as typeof import('@node-rs/argon2'));
+}
 import { ConfigError } from '../config.js';
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -54,7 +65,7 @@ type Hash =
   | { kind: 'sha512'; salt: Buffer; hash: Buffer }
   | { kind: 'argon2id'; options: ArgonOptions; salt: Buffer; hash: Buffer };
 
-type ArgonOptions = ReturnType<typeof argon2Options>;
+type ArgonOptions = ReturnType<typeof parseOptions>;
 
 interface Entry {
   /** The stored hash as written in the file (the cache key's second half). */
@@ -99,7 +110,7 @@ export function parseHash(encoded: string): Hash {
   if (encoded.startsWith('$argon2id$')) {
     let options: ArgonOptions;
     try {
-      options = argon2Options(encoded);
+      options = argon2().parseOptions(encoded);
     } catch (e) {
       throw new Error(`argon2id hash: ${(e as Error).message}`);
     }
@@ -129,7 +140,7 @@ async function check(h: Hash, password: Buffer): Promise<boolean> {
       // hashRaw with the stored salt and parameters, not argon2's verify(): that one takes the
       // password as UTF-8 text and refuses other bytes, and MQTT passwords are binary data.
       const o = h.options;
-      const got = await argon2Raw(password, { algorithm: o.algorithm, version: o.version, memoryCost: o.memoryCost, timeCost: o.timeCost, parallelism: o.parallelism, outputLen: o.outputLen, salt: h.salt });
+      const got = await argon2().hashRaw(password, { algorithm: o.algorithm, version: o.version, memoryCost: o.memoryCost, timeCost: o.timeCost, parallelism: o.parallelism, outputLen: o.outputLen, salt: h.salt });
       return timingSafeEqual(got, h.hash);
     }
   }
@@ -272,7 +283,7 @@ export class PasswordFile {
 
 /** An argon2id PHC string for `password` (ARGON2_PARAMS, random 16-byte salt). */
 export function hashPassword(password: string | Buffer): Promise<string> {
-  return argon2Hash(password, ARGON2_PARAMS);
+  return argon2().hash(password, ARGON2_PARAMS);
 }
 
 /** Write `text` to `path` atomically: temporary file in the same directory, fsync, mode 0600, rename. */

@@ -21,8 +21,8 @@ import { type BackendEvent, type BackendsConfig, backendsConfig, type RuleConfig
 import { type BackendHost, type EventData, eventData } from './event.js';
 import { MessageIds } from './msgid.js';
 import { errorText, type Pool } from './pool.js';
-import { RedisPool } from './redis.js';
-import { MysqlPool, PgPool, type SqlPool } from './sql.js';
+import type { RedisPool } from './redis.js';
+import type { SqlPool } from './sql.js';
 
 export type { BackendHost, StoredMessage } from './event.js';
 
@@ -53,8 +53,15 @@ export class Backends {
     return this.config.rules.length > 0;
   }
 
-  /** Open the pools rules use and attach the rules to the bus. Never waits for a server. */
-  start(host: BackendHost): void {
+  /**
+   * Open the pools rules use and attach the rules to the bus. Never waits for a server; loads
+   * only the drivers the rules need (a broker without backend rules loads none).
+   */
+  async start(host: BackendHost): Promise<void> {
+    const types = new Set(this.config.rules.map((r) => r.type));
+    const { RedisPool } = types.has('redis') ? await import('./redis.js') : { RedisPool: null };
+    const { MysqlPool, PgPool } = types.has('pgsql') || types.has('mysql') ? await import('./sql.js') : { MysqlPool: null, PgPool: null };
+    const opening: Promise<void>[] = [];
     const groups = new Map<string, { event: BackendEvent; pool: RedisPool | SqlPool; rules: RuleConfig[] }>();
     for (const rule of this.config.rules) {
       const id = `${rule.type}.${rule.pool}`;
@@ -62,10 +69,12 @@ export class Backends {
       if (!pool) {
         const cfg = this.config.pools.find((p) => p.id === id);
         if (!cfg) throw new Error(`no pool ${id}`); // backendsConfig checked it
-        pool = cfg.type === 'redis' ? new RedisPool(cfg, this.log) : cfg.type === 'pgsql' ? new PgPool(cfg, this.log) : new MysqlPool(cfg, this.log);
+        const made = cfg.type === 'redis' ? RedisPool && new RedisPool(cfg, this.log) : cfg.type === 'pgsql' ? PgPool && new PgPool(cfg, this.log) : MysqlPool && new MysqlPool(cfg, this.log);
+        if (!made) throw new Error(`no driver for ${id}`); // loaded above for every type rules use
+        pool = made;
         this.pools.set(id, pool);
         this.metrics.backendPools[id] = pool.state;
-        pool.open();
+        opening.push(pool.open());
       }
       const key = `${id}.${rule.event}${rule.mode === 'backpressure' ? '.backpressure' : ''}`;
       let g = groups.get(key);
@@ -90,6 +99,7 @@ export class Backends {
       const consumer = this.bus.consume(event, (...args: unknown[]) => this.handle(event, pool, rules, host, args), { name: `backend.${key}`, maxQueued: pool.cfg.maxQueued, concurrency: pool.cfg.maxInflight, accept });
       this.consumers.push(consumer);
     }
+    await Promise.all(opening);
     if (this.pools.size > 0) this.log.info({ pools: [...this.pools.keys()], rules: this.config.rules.length }, 'backends started');
   }
 

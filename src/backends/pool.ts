@@ -32,8 +32,8 @@ export abstract class Pool {
   /** Whether an error means the server could not be reached or refused the connection (then retried). */
   abstract connectionError(e: unknown): boolean;
 
-  /** Open connections (in the background: start never waits for a server). */
-  abstract open(): void;
+  /** Load the driver and open connections in the background (start never waits for a server). */
+  abstract open(): Promise<void>;
 
   protected abstract end(): Promise<void>;
 

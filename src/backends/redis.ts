@@ -19,7 +19,7 @@
  * queues in front (pool_size in flight, max_queued waiting).
  */
 import { createHash } from 'node:crypto';
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { Logger } from '../log.js';
 import type { QoS } from '../wire/codec.js';
 import { topicMatches } from '../wire/topic.js';
@@ -39,7 +39,12 @@ export class RedisPool extends Pool {
     super(cfg, log);
   }
 
-  open(): void {
+  /** ioredis' Cluster class, once loaded (instanceof checks). */
+  private ClusterClass: typeof Cluster | null = null;
+
+  async open(): Promise<void> {
+    const { Cluster, Redis } = await import('ioredis'); // loaded only by a broker with Redis rules
+    this.ClusterClass = Cluster;
     const c = this.cfg;
     const opts: RedisOptions = {
       username: c.username || undefined,
@@ -68,6 +73,10 @@ export class RedisPool extends Pool {
     this.client = client;
   }
 
+  private isCluster(c: Redis | Cluster | null): c is Cluster {
+    return this.ClusterClass !== null && c instanceof this.ClusterClass;
+  }
+
   connectionError(e: unknown): boolean {
     const err = e as { name?: string; message?: string };
     if (err?.name === 'ReplyError') return CONNECTION_REPLIES.test(err.message ?? '');
@@ -89,7 +98,7 @@ export class RedisPool extends Pool {
     const client = this.client;
     if (!client) return Promise.reject(new Error(`backend pool ${this.cfg.id} not open`));
     // A cluster pipeline must stay within one hash slot: commands go one by one there.
-    if (client instanceof Cluster) return client.callBuffer(String(args[0]), args.slice(1)) as Promise<unknown>;
+    if (this.isCluster(client)) return client.callBuffer(String(args[0]), args.slice(1)) as Promise<unknown>;
     return new Promise((resolve, reject) => {
       if (this.pending.length === 0) setImmediate(() => this.flush(client));
       this.pending.push({ args, resolve, reject });
@@ -187,7 +196,7 @@ export class RedisPool extends Pool {
         const m = e.msg;
         if (!m) return;
         const id = e.msgid();
-        if (this.client instanceof Cluster) {
+        if (this.isCluster(this.client)) {
           // The two keys are in different slots: two commands.
           await Promise.all([this.call(['HSET', `mqtt:msg:${id}`, ...messageFields(id, e)]), this.call(['ZADD', `mqtt:msg:${m.topic}`, String(m.receivedAt), id])]);
           return;
@@ -293,7 +302,7 @@ export class RedisPool extends Pool {
     const literal = filter.slice(0, filter.search(/[+#]/)).replace(/[*?[\]\\]/g, (c) => `\\${c}`);
     const topics: string[] = [];
     const client = this.client;
-    const nodes: (Redis | Cluster | null)[] = client instanceof Cluster ? client.nodes('master') : [client];
+    const nodes: (Redis | Cluster | null)[] = this.isCluster(client) ? client.nodes('master') : [client];
     for (const node of nodes) {
       if (!node) continue;
       let cursor = '0';

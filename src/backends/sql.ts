@@ -8,9 +8,8 @@
  * PostgreSQL's EMQX tables keep payloads as `text`: a payload is stored as UTF-8 text there
  * (bytes that are not UTF-8 are replaced); MySQL's `blob` keeps the bytes.
  */
-import mysql from 'mysql2';
 import type { Pool as MysqlPromisePool } from 'mysql2/promise';
-import pg from 'pg';
+import type { Pool as PgDriverPool } from 'pg';
 import type { Logger } from '../log.js';
 import type { QoS } from '../wire/codec.js';
 import { topicMatches } from '../wire/topic.js';
@@ -181,7 +180,8 @@ export abstract class SqlPool extends Pool {
         const id = e.msgid();
         const rowId = async (): Promise<unknown> => (await this.query(this.stmt('msgRow'), [id]))[0]?.id ?? null;
         let mid = await rowId();
-        const storing = this.publishFilters.some((f) => topicMatches(f, m.topic));
+        // Only for a recent message: an old one's row (or id) will not turn up by waiting.
+        const storing = Date.now() - m.receivedAt < ACKED_WAIT_MS && this.publishFilters.some((f) => topicMatches(f, m.topic));
         for (let wait = 20, waited = 0; mid === null && storing && waited < ACKED_WAIT_MS; waited += wait, wait = Math.min(wait * 2, 500)) {
           await new Promise((resolve) => setTimeout(resolve, wait));
           mid = await rowId();
@@ -226,13 +226,14 @@ export abstract class SqlPool extends Pool {
 
 export class PgPool extends SqlPool {
   readonly dialect = 'pgsql';
-  private pool: pg.Pool | null = null;
+  private pool: PgDriverPool | null = null;
 
   constructor(cfg: PoolConfig, log: Logger) {
     super(cfg, log);
   }
 
-  open(): void {
+  async open(): Promise<void> {
+    const { default: pg } = await import('pg'); // loaded only by a broker with PostgreSQL rules
     const c = this.cfg;
     const server = c.servers[0] as { host: string; port: number };
     const pool = new pg.Pool({
@@ -283,7 +284,8 @@ export class MysqlPool extends SqlPool {
     super(cfg, log);
   }
 
-  open(): void {
+  async open(): Promise<void> {
+    const { default: mysql } = await import('mysql2'); // loaded only by a broker with MySQL rules
     const c = this.cfg;
     const server = c.servers[0] as { host: string; port: number };
     const core = mysql.createPool({

@@ -82,7 +82,7 @@ export async function restore(p: RestoreParts): Promise<Restored> {
           pending.msg = msg;
         }
         if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
-          session.inflight.set(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
+          session.addInflight(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
           inflight++;
         } else session.enqueue(pending);
       }
@@ -93,7 +93,7 @@ export async function restore(p: RestoreParts): Promise<Restored> {
         for (const { opts } of r.subscriptions) ls.next[s] = Math.min(ls.next[s] as number, opts.start?.[s] ?? 0);
       }
     }
-    for (const id of r.incomingQos2) session.incomingQos2.add(id);
+    for (const id of r.incomingQos2) session.addIncomingQos2(id);
     for (const { id, pos } of r.incomingHalf) (session.inboundHalf ??= new Map()).set(id, pos);
     restored.push([session, r]);
   }

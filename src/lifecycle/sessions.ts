@@ -8,7 +8,7 @@
  *   client as connected from CONNACK until `closed`.
  * - what CONNACK tells survives a crash from the moment the client hears it (attach).
  */
-import { LongTimer } from '../timers.js';
+import { LongTimer, WheelTimer } from '../timers.js';
 import type { Logger } from '../log.js';
 import type { HookBus } from '../hooks/bus.js';
 import { type ClientInfo, clientSnapshot, type Gates } from '../hooks/index.js';
@@ -52,6 +52,8 @@ export class SessionLifecycle {
   /** Wills being stored (the broker's close waits for them). */
   readonly willWrites = new Set<Promise<void>>();
   private readonly p: LifecycleParts;
+  /** What a session's expiry timer calls (one function for all of them). */
+  private readonly expire = (session: Session): void => void this.end(session);
 
   constructor(parts: LifecycleParts) {
     this.p = parts;
@@ -204,7 +206,7 @@ export class SessionLifecycle {
       this.end(session);
       return;
     }
-    session.expiryTimer = new LongTimer(() => this.end(session), seconds * 1000);
+    session.expiryTimer = new WheelTimer(Date.now() + seconds * 1000, this.expire, session);
   }
 
   /** Stop the timers of every session (expiry and delayed wills resume from the store after a restart). */

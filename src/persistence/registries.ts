@@ -181,8 +181,11 @@ export interface MessageRegistry {
 }
 
 export interface RetainedRegistry {
-  /** Set (or, with an empty payload, clear) a topic's retained message, in publish order; resolves once durable. */
-  saveRetainMessage(msg: Message): Promise<void>;
+  /**
+   * Set (or, with an empty payload, clear) a topic's retained message, in publish order; resolves
+   * once durable. `record`: retainedRecord(msg), when the caller has encoded it already.
+   */
+  saveRetainMessage(msg: Message, record?: Buffer): Promise<void>;
   /** Stored retained messages whose topic matches `filter` (smqtt's getRetainMessage), topic order. */
   getRetainMessage(filter: string): Promise<Message[]>;
   /** Every retained message stored (at start). */

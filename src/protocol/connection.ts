@@ -11,13 +11,13 @@
  * read of one poll phase is answered together) and handed to the socket as one Buffer (SPEC
  * A1): with TCP_NODELAY set this gives one segment per batch, without Nagle's 40 ms stalls.
  */
-import { LongTimer } from '../timers.js';
+import { LongTimer, wheel, type WheelEntry } from '../timers.js';
 import type { TokenBucket } from './rate.js';
 import type { OutboundAliases } from '../session/topic-aliases.js';
 import type { Duplex } from 'node:stream';
 import type { Packet } from 'mqtt-packet';
 import { encode, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } from '../wire/codec.js';
-import { Framer } from '../wire/framer.js';
+import { Framer, type FrameSink } from '../wire/framer.js';
 import { ProtocolViolation, RC, V3_CONNACK } from '../wire/reason-codes.js';
 import type { Client } from '../lifecycle/sessions.js';
 import type { Session, WillState } from '../session/session.js';
@@ -58,7 +58,30 @@ interface Gated {
 
 export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
 
-export class Connection implements Client {
+/** The connection a socket feeds (set once, read by the shared listeners below). */
+const CONN = Symbol('connection');
+type Fed = Duplex & { [CONN]: Connection };
+
+// One set of socket listeners for every connection (no closures per connection): the socket
+// they are called on carries its connection.
+function onSocketData(this: Fed, chunk: Buffer): void {
+  this[CONN].onData(chunk);
+}
+function onSocketError(this: Fed, err: Error): void {
+  const c = this[CONN];
+  if (!c.closeReason) c.closeReason = `socket error: ${err.message}`;
+}
+function onSocketEnd(this: Fed): void {
+  this[CONN].close('connection closed by client');
+}
+function onSocketClose(this: Fed): void {
+  this[CONN].onClosed();
+}
+function flushConnection(c: Connection): void {
+  c.flushOut();
+}
+
+export class Connection implements Client, FrameSink, WheelEntry {
   state: ConnectionState = 'awaiting-connect';
   clientId = '';
   username: string | undefined = undefined;
@@ -77,11 +100,17 @@ export class Connection implements Client {
   inBytes: TokenBucket | null = null;
   private paused = false;
   private expiry: LongTimer | null = null;
-  /** Inbound topic aliases (v5): alias → topic name. */
-  readonly aliases = new Map<number, string>();
+  /** Inbound topic aliases (v5): alias → topic name; null until the first one. */
+  aliases: Map<number, string> | null = null;
   topicAliasMaximum = 0;
   keepaliveSeconds = 0;
   lastSeen = Date.now();
+  /** Keep-alive grace (1.5 x Keep Alive), ms; 0: none. */
+  private keepaliveGraceMs = 0;
+  /** Until CONNECT: when mqtt.connect_timeout closes the socket (ms since epoch). */
+  private connectDue: number;
+  wheelAt = 0;
+  wheelIdx = 0;
   /** Why the connection closed; reported in `client.disconnected`. */
   closeReason = '';
 
@@ -89,7 +118,7 @@ export class Connection implements Client {
    * PUBACK / PUBREC waiting behind an earlier one whose message is not durable yet: they leave
    * in the order the PUBLISH packets came in ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
    */
-  private readonly ackQueue: { buf: Buffer | null; ready: boolean }[] = [];
+  private ackQueue: { buf: Buffer | null; ready: boolean }[] | null = null;
   private readonly framer: Framer;
   private readonly decoder = new Decoder();
   private held: Packet[] | null = null;
@@ -105,21 +134,11 @@ export class Connection implements Client {
   private gated: Gated[] | null = null;
   private gatedBytes = 0;
   private releasing = false;
-  private timer: NodeJS.Timeout | null = null;
   /**
    * While the native drain loop has the socket (handOff): takes it back at once (close),
    * tells when the loop last read from the client (keep-alive), and the window to restore.
    */
   private native: { stop: () => void; lastRead: () => number; window: number } | null = null;
-  private readonly flushOut = (): void => {
-    const out = this.out;
-    if (out.length === 0 || this.native !== null) return;
-    const buf = out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, this.outBytes);
-    this.out = [];
-    this.outBytes = 0;
-    this.broker.metrics.bytesSent += buf.length;
-    this.socket.write(buf);
-  };
 
   constructor(
     readonly broker: ProtocolContext,
@@ -129,28 +148,53 @@ export class Connection implements Client {
     private readonly handoff: SocketHandoff | null = null,
   ) {
     this.framer = new Framer(broker.config['mqtt.max_packet_size']);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err: Error) => {
-      if (!this.closeReason) this.closeReason = `socket error: ${err.message}`;
-    });
-    socket.on('end', () => this.close('connection closed by client'));
-    socket.on('close', () => this.onClosed());
+    (socket as Fed)[CONN] = this;
+    socket.on('data', onSocketData);
+    socket.on('error', onSocketError);
+    socket.on('end', onSocketEnd);
+    socket.on('close', onSocketClose);
     // [MQTT-3.1.4-?] a socket that never sends CONNECT is dropped after connect_timeout.
-    this.timer = setTimeout(() => {
-      if (this.state === 'awaiting-connect') this.close('no CONNECT within connect_timeout');
-    }, broker.config['mqtt.connect_timeout'] * 1000);
-    this.timer.unref();
+    this.connectDue = Date.now() + broker.config['mqtt.connect_timeout'] * 1000;
+    wheel.schedule(this, this.connectDue);
+  }
+
+  /**
+   * The timer wheel's visit (timers.ts): before CONNECT, the connect timeout; once connected,
+   * the keep-alive check, [MQTT-3.1.2-22] close after 1.5 x Keep Alive without any packet.
+   */
+  onWheel(now: number): void {
+    if (this.state === 'awaiting-connect') {
+      if (now >= this.connectDue) this.close('no CONNECT within connect_timeout');
+      else wheel.schedule(this, this.connectDue);
+      return;
+    }
+    if (this.state !== 'connected' || this.keepaliveGraceMs === 0) return;
+    const seen = this.native === null ? this.lastSeen : Math.max(this.lastSeen, this.native.lastRead());
+    if (now - seen >= this.keepaliveGraceMs) this.disconnect(RC.KeepAliveTimeout, 'keep-alive timeout');
+    else wheel.schedule(this, seen + this.keepaliveGraceMs);
+  }
+
+  /** Hand this turn's writes to the socket as one Buffer. */
+  flushOut(): void {
+    const out = this.out;
+    if (out.length === 0 || this.native !== null) return;
+    const buf = out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, this.outBytes);
+    this.out = [];
+    this.outBytes = 0;
+    this.broker.metrics.bytesSent += buf.length;
+    this.socket.write(buf);
   }
 
   get connected(): boolean {
     return this.state === 'connected';
   }
 
-  private onData(chunk: Buffer): void {
+  /** Bytes from the socket (or, after a native drain, what it read and left). */
+  onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastSeen = Date.now();
     this.broker.metrics.bytesReceived += chunk.length;
-    const result = this.framer.push(chunk, this.onFrameBound, this.onPubackBound);
+    const result = this.framer.push(chunk, this);
     if (!result) return;
     if (result.kind === 'too-large') {
       // [MQTT-3.1.2-24]-style limit on our side: v5 gets 0x95 Packet too large.
@@ -160,20 +204,19 @@ export class Connection implements Client {
     }
   }
 
-  private readonly onFrameBound = (frame: Buffer): boolean => this.onFrame(frame);
-
   /**
    * A plain PUBACK (any version: no reason code, no properties), the packet a drain gets most
    * of: handled from its id alone. Undefined: not now (before CONNECT, input held), take the
    * general path.
    */
-  private readonly onPubackBound = (id: number): boolean | undefined => {
+  puback(id: number): boolean | undefined {
     if (this.state !== 'connected' || this.held !== null) return undefined;
     this.handlers.puback(this, id);
     return (this.state as ConnectionState) !== 'closed';
-  };
+  }
 
-  private onFrame(frame: Buffer): boolean {
+  /** One whole packet from the framer; false: stop (closed). */
+  frame(frame: Buffer): boolean {
     if (this.state === 'closed') return false;
     let packet: Packet;
     try {
@@ -251,24 +294,11 @@ export class Connection implements Client {
   /** Called by the CONNECT handler once the session is attached. */
   startKeepalive(seconds: number): void {
     this.keepaliveSeconds = seconds;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    wheel.cancel(this);
     if (seconds === 0) return;
     // [MQTT-3.1.2-22] close after 1.5 x Keep Alive without any packet.
-    const graceMs = (seconds * 1000 * this.broker.config['mqtt.keepalive_multiplier']) / 10;
-    const check = (): void => {
-      if (this.state === 'closed') return;
-      const seen = this.native === null ? this.lastSeen : Math.max(this.lastSeen, this.native.lastRead());
-      const idle = Date.now() - seen;
-      if (idle >= graceMs) {
-        this.disconnect(RC.KeepAliveTimeout, 'keep-alive timeout');
-        return;
-      }
-      this.timer = setTimeout(check, graceMs - idle);
-      this.timer.unref();
-    };
-    this.timer = setTimeout(check, graceMs);
-    this.timer.unref();
+    this.keepaliveGraceMs = (seconds * 1000 * this.broker.config['mqtt.keepalive_multiplier']) / 10;
+    wheel.schedule(this, Date.now() + this.keepaliveGraceMs);
   }
 
   /**
@@ -282,7 +312,7 @@ export class Connection implements Client {
       this.gatedBytes += buf.length;
       return;
     }
-    if (this.out.length === 0 && this.native === null) setImmediate(this.flushOut);
+    if (this.out.length === 0 && this.native === null) setImmediate(flushConnection, this);
     this.out.push(buf);
     this.outBytes += buf.length;
     if (this.outBytes >= OUT_FLUSH_BYTES) this.flushOut();
@@ -328,22 +358,23 @@ export class Connection implements Client {
 
   /** Send an acknowledgement now, or after those reserved before it. */
   ack(buf: Buffer): void {
-    if (this.ackQueue.length === 0) this.write(buf);
+    if (this.ackQueue === null) this.write(buf);
     else this.ackQueue.push({ buf, ready: true });
   }
 
   /** Reserve the next acknowledgement slot; call the result with the bytes (null: send nothing). */
   reserveAck(): (buf: Buffer | null) => void {
     const slot: { buf: Buffer | null; ready: boolean } = { buf: null, ready: false };
-    this.ackQueue.push(slot);
+    const q = (this.ackQueue ??= []);
+    q.push(slot);
     return (buf) => {
       slot.buf = buf;
       slot.ready = true;
-      const q = this.ackQueue;
       while (q.length > 0 && (q[0] as { ready: boolean }).ready) {
         const head = q.shift() as { buf: Buffer | null };
         if (head.buf) this.write(head.buf);
       }
+      if (q.length === 0) this.ackQueue = null;
     };
   }
 
@@ -395,7 +426,7 @@ export class Connection implements Client {
    */
   nativeFd(): number | null {
     const h = this.handoff;
-    if (h === null || this.state !== 'connected' || this.native !== null || this.held !== null || this.gated !== null || this.ackQueue.length > 0) return null;
+    if (h === null || this.state !== 'connected' || this.native !== null || this.held !== null || this.gated !== null || this.ackQueue !== null) return null;
     this.flushOut();
     if (this.framer.buffered > 0) return null;
     return h.fd();
@@ -469,8 +500,7 @@ export class Connection implements Client {
     const wasConnected = this.state === 'connected';
     this.state = 'closed';
     this.held = null;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    wheel.cancel(this);
     this.flushOut();
     this.socket.end();
     // Don't wait on a peer that stops reading: destroy shortly after the FIN.
@@ -480,10 +510,10 @@ export class Connection implements Client {
     else this.broker.lifecycle.closed(this);
   }
 
-  private onClosed(): void {
+  /** The socket closed (for whatever reason). */
+  onClosed(): void {
     this.expiry?.clear();
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    wheel.cancel(this);
     if (this.state !== 'closed') {
       const wasConnected = this.state === 'connected';
       this.state = 'closed';

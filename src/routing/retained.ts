@@ -8,26 +8,72 @@
  * router records each set/clear in the store, which holds the same record and loads it back
  * into this tree at start without crossing to JavaScript (lifecycle/restore.ts).
  */
-import { RetainedMessages } from '../native.js';
+import { RetainedMessages, type RetainedTopics } from '../native.js';
 import { retainedMessage, retainedRecord } from '../persistence/registries.js';
 import { isExpired, type Message } from '../wire/message.js';
 
 export interface RetainedStore {
-  /** Store `msg` (or clear its topic when the payload is empty). */
-  set(msg: Message): void;
+  /** Store `msg` (or clear its topic when the payload is empty); returns the record stored (null: cleared). */
+  set(msg: Message): Buffer | null;
   /** Live retained messages whose topic matches `filter`. */
   match(filter: string, now?: number): Message[];
   get(topic: string): Message | undefined;
+  /** The live retained messages matching `filter`, read a page at a time (see RetainedCursor). */
+  cursor(filter: string): RetainedCursor;
   readonly size: number;
+}
+
+/**
+ * Retained messages matching a filter, read in pages: the matching topics are taken when it is
+ * made (a few bytes each), each page's messages when it is read — as they are then: a topic
+ * cleared meanwhile is left out, one set again comes with its new message.
+ */
+export interface RetainedCursor {
+  /** Up to `max` further messages (expired ones dropped); empty once `done`. */
+  next(max: number, now?: number): Message[];
+  readonly done: boolean;
+}
+
+class NativeRetainedCursor implements RetainedCursor {
+  private at = 0;
+
+  constructor(
+    private readonly tree: RetainedMessages,
+    private readonly topics: RetainedTopics,
+  ) {}
+
+  get done(): boolean {
+    return this.at >= this.topics.count;
+  }
+
+  next(max: number, now = Date.now()): Message[] {
+    const out: Message[] = [];
+    while (out.length === 0 && !this.done) {
+      const to = Math.min(this.topics.count, this.at + max);
+      const page = this.tree.records(this.topics, this.at, to);
+      this.at = to;
+      for (const { topic, record } of page) {
+        const m = retainedMessage(topic, record);
+        if (isExpired(m, now)) this.tree.delete(topic);
+        else out.push(m);
+      }
+    }
+    return out;
+  }
 }
 
 export class NativeRetainedStore implements RetainedStore {
   /** The native tree (the store loads records into it at start). */
   readonly native = new RetainedMessages();
 
-  set(msg: Message): void {
-    if (msg.payload.length === 0) this.native.delete(msg.topic);
-    else this.native.set(msg.topic, retainedRecord(msg));
+  set(msg: Message): Buffer | null {
+    if (msg.payload.length === 0) {
+      this.native.delete(msg.topic);
+      return null;
+    }
+    const record = retainedRecord(msg);
+    this.native.set(msg.topic, record);
+    return record;
   }
 
   get(topic: string): Message | undefined {
@@ -46,6 +92,10 @@ export class NativeRetainedStore implements RetainedStore {
       out.push(m);
     }
     return out;
+  }
+
+  cursor(filter: string): RetainedCursor {
+    return new NativeRetainedCursor(this.native, this.native.matchTopics(filter));
   }
 
   get size(): number {

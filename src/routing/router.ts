@@ -13,13 +13,14 @@ import type { ClientAcl } from '../auth/acl.js';
 import { type ClientInfo, clientSnapshot, messageSnapshot } from '../hooks/index.js';
 import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
-import { deliver, deliverLogged } from '../session/delivery.js';
+import { deliver, deliverLogged, pump } from '../session/delivery.js';
 import type { Persistence, StoredSubscription } from '../persistence/registries.js';
 import type { DeliveryStats, Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
 import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
 import type { RetainedStore } from './retained.js';
+import { type FeedHost, type FeedRequest, RetainedFeed } from './retained-feed.js';
 import type { SubRecord, SubscriptionTable } from './subscriptions.js';
 
 /** A persistent session's delivery of a message that goes through the log. */
@@ -220,7 +221,7 @@ export class Router {
   private routeMessage(msg: Message, from: ClientInfo | null, inboundId: number): Promise<void> | null {
     this.counters.messagesReceived++;
     (this.counters.messagesReceivedByQos[msg.qos] as number)++;
-    if (msg.retain) this.retained.set(msg);
+    const record = msg.retain ? this.retained.set(msg) : null;
     if (this.bus.listenerCount('message.publish') > 0) this.bus.emit('message.publish', from && clientSnapshot(from), messageSnapshot(msg));
     const table = this.table;
     const ids = table.match(msg.topic);
@@ -283,8 +284,8 @@ export class Router {
       for (const t of live0) {
         const session = t.session;
         // [MQTT-4.6.0-6] not before this session's earlier messages still on their way through the log.
-        if (session.loggedPending > 0) (session.afterLogged ??= []).push(() => deliver(session, msg, t.qos, t.retain, t.subIds, Date.now()));
-        else deliver(session, msg, t.qos, t.retain, t.subIds, now);
+        if (session.loggedPending > 0) (session.afterLogged ??= []).push(() => this.live(session, msg, t.qos, t.retain, t.subIds, Date.now()));
+        else this.live(session, msg, t.qos, t.retain, t.subIds, now);
       }
     }
     logged.length = 0;
@@ -293,7 +294,11 @@ export class Router {
     // Back-pressure backends (hooks/bus.ts PublishHold): the acknowledgement waits for them too.
     const held = this.bus.publishHolds.length > 0 && msg !== this.volatileMsg ? this.bus.hold(from, msg) : null;
     const store = this.store;
-    const stored = !store || msg === this.volatileMsg || (targets === null && !msg.retain && inboundId === 0) ? null : this.persist(store, msg, targets ?? [], inboundId);
+    let stored: Promise<void> | null = null;
+    if (store && msg !== this.volatileMsg && !(targets === null && !msg.retain && inboundId === 0)) {
+      // Retained for no persistent session (a device's state topic): one metadata write, nothing to wait for around it.
+      stored = targets === null && inboundId === 0 ? store.retained.saveRetainMessage(msg, record ?? undefined) : this.persist(store, msg, targets ?? [], inboundId, record);
+    }
     if (held === null) return stored;
     return stored === null ? held : Promise.all([stored, held]).then(() => undefined);
   }
@@ -314,11 +319,11 @@ export class Router {
   private route(session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, shared: boolean, now: number): void {
     this.counters.messagesRouted++;
     if (session.durable === null || (shared && qos === 0 && session.outlet !== null)) {
-      deliver(session, msg, qos, retain, subIds, now);
+      this.live(session, msg, qos, retain, subIds, now);
       return;
     }
     if (msg === this.volatileMsg) {
-      if (session.outlet !== null) deliver(session, msg, qos, retain, subIds, now);
+      if (session.outlet !== null) this.live(session, msg, qos, retain, subIds, now);
       return;
     }
     const t: LoggedTarget = { session, qos, retain, subIds, pinned: shared };
@@ -334,12 +339,12 @@ export class Router {
    * deliveries pinned for it — or, when nothing is appended, on its own; before the PUBREC
    * either way.
    */
-  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number): Promise<void> {
+  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number, record: Buffer | null): Promise<void> {
     const waits: Promise<void>[] = [];
     // Written as it is routed (before any await), so retained sets and clears land in the order
     // they were published, as in the in-memory retained store.
     if (msg.retain) {
-      const retained = store.retained.saveRetainMessage(msg);
+      const retained = store.retained.saveRetainMessage(msg, record ?? undefined);
       retained.catch(() => undefined); // awaited below, unless the append fails first
       waits.push(retained);
     }
@@ -406,21 +411,61 @@ export class Router {
     return Promise.all(waits).then(() => undefined);
   }
 
-  /** Send the retained messages matching a new subscription, retain flag set ([MQTT-3.3.1-8]). */
-  deliverRetained(session: Session, filter: string, qos: QoS, subId: number | undefined): void {
-    const now = Date.now();
-    const subIds = subId !== undefined ? [subId] : undefined;
-    const durable = session.durable;
-    const denied = session.subscriptions.get(filter)?.readDenied;
-    for (const msg of this.retained.match(filter, now)) {
-      if (denied?.(msg.topic)) continue;
-      const q = (qos < msg.qos ? qos : msg.qos) as QoS;
-      // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
-      const p = deliver(session, msg, q, true, subIds, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
-      if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+  /** A delivery of a message as it is published: now, or behind the session's retained feed. */
+  private live(session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, now: number): void {
+    const feed = session.feed;
+    if (feed === null) {
+      deliver(session, msg, qos, retain, subIds, now);
+      return;
     }
-    this.syncDrops();
+    if (feed.hold(() => deliver(session, msg, qos, retain, subIds, Date.now()))) return;
+    // As many waiting behind the feed as a session queue holds: dropped like a full queue's.
+    session.dropped++;
+    session.env.stats.dropped++;
+    session.env.stats.dropReasons.queueFull++;
   }
+
+  /**
+   * Send the retained messages matching a new subscription, retain flag set ([MQTT-3.3.1-8]):
+   * in pages, as the client keeps up, before anything published after it (retained-feed.ts).
+   */
+  deliverRetained(session: Session, filter: string, qos: QoS, subId: number | undefined): void {
+    const req: FeedRequest = { filter, qos, subId };
+    if (session.feed instanceof RetainedFeed) {
+      session.feed.add(req); // after the subscriptions already feeding
+      return;
+    }
+    const feed = new RetainedFeed(this.feedHost, session);
+    feed.add(req);
+    session.feed = feed;
+    feed.run();
+  }
+
+  private readonly feedHost: FeedHost = {
+    alive: (session) => this.sessions.get(session.clientId) === session,
+    cursor: (filter) => this.retained.cursor(filter),
+    send: (session, msg, req, now) => {
+      if (session.subscriptions.get(req.filter)?.readDenied?.(msg.topic)) return;
+      const durable = session.durable;
+      const q = (req.qos < msg.qos ? req.qos : msg.qos) as QoS;
+      // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
+      const p = deliver(session, msg, q, true, req.subId !== undefined ? [req.subId] : undefined, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
+      if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+    },
+    ended: (session, completed) => {
+      const feed = session.feed as RetainedFeed | null;
+      session.feed = null;
+      if (feed !== null && completed) {
+        const held = feed.held;
+        feed.held = [];
+        for (const go of held) go();
+      }
+      this.syncDrops();
+      const conn = session.outlet;
+      // A persistent session left what was logged meanwhile in the log: it reads it now.
+      if (completed && conn !== null && session.durable !== null) pump(conn, session);
+    },
+  };
 
   /**
    * One message from outside the broker's stores (a backend: on_retain_lookup, offline fetch) to

@@ -11,6 +11,17 @@ import { TopicTrie, validateTopicName } from '../native.js';
 import type { Session, Subscription } from '../session/session.js';
 
 const ROUTE_CACHE_MAX = 65536;
+/**
+ * Lookups per route-cache window. A window in which fewer than 1 in 8 lookups hit (distinct
+ * topics: one per device, each published once in a while) stops filling the cache for the next
+ * one — entries would only be churned through, each an array kept until the next clear — except
+ * every 16th miss, so a workload that repeats its topics again shows hits and turns it back on.
+ */
+const ROUTE_WINDOW = 4096;
+/** Topic names up to this many UTF-16 units are checked in JavaScript (at most 3 bytes each in UTF-8: under the 65,535-byte limit). */
+const FAST_TOPIC_CHARS = 21845;
+/** What makes a topic name invalid besides its length: a wildcard or U+0000 ([MQTT-4.7.0-1], [MQTT-4.7.3-2]). */
+const BAD_IN_TOPIC = /[+#\u0000]/;
 
 export interface SubRecord {
   session: Session;
@@ -26,8 +37,10 @@ export class SubscriptionTable {
   private sharedSubs = 0;
   /** Trie ids of the members of each shared subscription (`$share/{group}/{filter}`). */
   private readonly shareGroups = new Map<string, { ids: number[]; next: number }>();
-  /** Topic names already validated ([MQTT-4.7.3-1]); bounded like the route cache. */
-  private readonly validTopics = new Set<string>();
+  /** Route cache window: lookups and hits so far; whether misses are cached (see ROUTE_WINDOW). */
+  private lookups = 0;
+  private hits = 0;
+  private caching = true;
   private readonly records: (SubRecord | undefined)[] = [];
   private readonly freeIds: number[] = [];
 
@@ -41,7 +54,7 @@ export class SubscriptionTable {
     const existing = session.subscriptions.get(filter);
     if (existing) {
       const sub: Subscription = { ...opts, filter, trieId: existing.trieId };
-      session.subscriptions.set(filter, sub);
+      session.addSubscription(filter, sub);
       this.records[sub.trieId] = { session, sub, shared: filter.startsWith('$share/') };
       return { sub, existed: true };
     }
@@ -57,7 +70,7 @@ export class SubscriptionTable {
     }
     const sub: Subscription = { ...opts, filter, trieId: id };
     this.records[id] = { session, sub, shared };
-    session.subscriptions.set(filter, sub);
+    session.addSubscription(filter, sub);
     return { sub, existed: false };
   }
 
@@ -82,8 +95,17 @@ export class SubscriptionTable {
   match(topic: string): Uint32Array {
     if (this.sharedSubs > 0) return this.trie.match(topic);
     let ids = this.routes.get(topic);
-    if (ids === undefined) {
-      ids = this.trie.match(topic);
+    if (++this.lookups === ROUTE_WINDOW) {
+      this.caching = this.hits * 8 >= ROUTE_WINDOW;
+      this.lookups = 0;
+      this.hits = 0;
+    }
+    if (ids !== undefined) {
+      this.hits++;
+      return ids;
+    }
+    ids = this.trie.match(topic);
+    if (this.caching || (this.lookups & 15) === 0) {
       if (this.routes.size >= ROUTE_CACHE_MAX) this.routes.clear();
       this.routes.set(topic, ids);
     }
@@ -92,13 +114,10 @@ export class SubscriptionTable {
 
   /** null if `topic` is a valid topic name, else why not. */
   checkTopicName(topic: string): string | null {
-    if (this.validTopics.has(topic)) return null;
-    const bad = validateTopicName(topic);
-    if (bad === null) {
-      if (this.validTopics.size >= ROUTE_CACHE_MAX) this.validTopics.clear();
-      this.validTopics.add(topic);
-    }
-    return bad;
+    // The usual name (short, no wildcard, no U+0000) is valid without a call into the core,
+    // which says why any other is not.
+    if (topic.length > 0 && topic.length <= FAST_TOPIC_CHARS && !BAD_IN_TOPIC.test(topic)) return null;
+    return validateTopicName(topic);
   }
 
   /**

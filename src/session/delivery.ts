@@ -49,7 +49,7 @@ function sendInflight(conn: Outlet, session: Session, p: Pending, msg: Message, 
   const id = session.allocateId();
   const entry = p as Inflight;
   entry.phase = 'publish';
-  session.inflight.set(id, entry);
+  session.addInflight(id, entry);
   // QoS 1: the id is recorded in the background (null here), so a restart resends with DUP.
   const recorded = isRecorded(p) ? session.durable?.sent(p, id) : null;
   if (recorded) {
@@ -137,7 +137,7 @@ export function deliverLogged(
   const d = session.durable;
   if (d === null) return;
   const conn = session.outlet;
-  switch (d.arrive(ref, msg.payload.length, session.queue.length < QUEUE_PAGE, conn !== null)) {
+  switch (d.arrive(ref, msg.payload.length, session.queue.length < QUEUE_PAGE && session.feed === null, conn !== null)) {
     case 'take': {
       const p: Pending = { msg, qos, retain, subIds, ref };
       if (isExpired(msg, now)) return discard(session, p);
@@ -197,7 +197,8 @@ export function pump(conn: Outlet, session: Session): void {
   for (;;) {
     if (!conn.connected || session.inflight.size >= conn.window) break;
     if (session.queue.length === 0) {
-      if (durable === null || !durable.replaying) break;
+      // Behind a retained feed, the log waits: what was published after the subscription follows its retained messages.
+      if (durable === null || !durable.replaying || session.feed !== null) break;
       if (durable.stream) {
         if (conn.backlog > limits.writeHighWatermark) {
           // QoS 0 packets take no window slot: go on once the socket drains.

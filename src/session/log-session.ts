@@ -114,11 +114,14 @@ const SCAN_UNTIL = REPLAY_STATUS_UNTIL;
 const ENTRY = LAYOUTS.entry;
 const INFLIGHT = LAYOUTS.inflight;
 
+/** The gaps of a shard without any (shared, frozen: a session's first gap replaces it). */
+const NO_GAPS = Object.freeze([]) as unknown as Gap[];
+
 export class LogSession implements SessionPersistence, ProgressSource {
   replaying = true;
   /** Per shard: every logged message for this session below it was taken (or dropped). */
   readonly next: number[];
-  /** Per shard: ranges dropped because the queue was full (drop_newest), oldest first. */
+  /** Per shard: ranges dropped because the queue was full (drop_newest), oldest first (NO_GAPS: none yet). */
   readonly gaps: Gap[][];
   /** drop_oldest: deliveries still to discard from the head of the backlog (already counted). */
   excess = 0;
@@ -148,13 +151,15 @@ export class LogSession implements SessionPersistence, ProgressSource {
   ) {
     this.clientId = session.clientId;
     this.next = next;
-    this.gaps = next.map(() => []);
+    this.gaps = next.map(() => NO_GAPS);
   }
 
   /** Apply a progress record read at start-up; returns the deliveries it holds. */
   restore(p: Progress): ProgressEntry[] {
     p.next.forEach((v, i) => (this.next[i] = v));
-    p.gaps.forEach((g, i) => this.gaps[i]?.push(...g));
+    p.gaps.forEach((g, i) => {
+      if (g.length > 0 && i < this.gaps.length) this.gaps[i] = [...(this.gaps[i] as Gap[]), ...g];
+    });
     this.excess = p.excess;
     this.backlog = p.backlog;
     this.backlogBytes = p.backlogBytes;
@@ -223,7 +228,8 @@ export class LogSession implements SessionPersistence, ProgressSource {
         this.src.mark(this);
         return 'left';
       }
-      gaps.push({ from: ref.offset, to: null });
+      if (gaps === NO_GAPS) this.gaps[s] = [{ from: ref.offset, to: null }];
+      else gaps.push({ from: ref.offset, to: null });
       this.src.mark(this);
       return this.dropped();
     }
@@ -442,7 +448,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
     const h = nat.ctl.stop();
     if (h === null) return;
     const session = this.session;
-    forEachQuad(h.inflight, (id, e) => session.inflight.set(id, e));
+    forEachQuad(h.inflight, (id, e) => session.addInflight(id, e));
     session.nextId = h.nextId;
     this.drops.nativeSent += h.sent;
     this.backlog = Math.max(0, this.backlog - h.sent);
@@ -586,7 +592,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
         const head = buf[pos] as number;
         const ref = { shard: meta[m + REPLAY_SHARD] as number, offset: meta[m + REPLAY_OFFSET] as number };
         const entry: Inflight = { msg: null, qos: ((head >> 1) & 3) as QoS, retain: (head & 1) === 1, subIds: undefined, ref, phase: 'publish' };
-        session.inflight.set(id, entry);
+        session.addInflight(id, entry);
         sent?.push(entry);
         (this.drops.sent[entry.qos] as number)++;
       } else if (sent === null) (this.drops.sent[0] as number)++;

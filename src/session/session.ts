@@ -7,7 +7,7 @@
  * - a packet id is in `inflight` at most once; `allocateId` never returns one in use.
  * - `queue` only holds QoS > 0 deliveries (and QoS 0 when `queue_qos0` is on and offline).
  */
-import type { LongTimer } from '../timers.js';
+import type { LongTimer, WheelTimer } from '../timers.js';
 import type { QoS } from '../wire/codec.js';
 import { type Message, payloadSize } from '../wire/message.js';
 import { type Config, loadConfig } from '../config.js';
@@ -110,6 +110,15 @@ export interface SessionPersistence {
  */
 export type StreamOutcome = 'sent' | 'caught-up' | 'slow' | 'more' | 'waiting' | 'native';
 
+/**
+ * Something sending a session's earlier deliveries in pages (routing/retained-feed.ts: the
+ * retained messages of a new subscription): while it is set, live deliveries wait behind it.
+ */
+export interface LiveHold {
+  /** Run `deliver` once the earlier deliveries are out; false: not held (too many waiting), drop it. */
+  hold(deliver: () => void): boolean;
+}
+
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
 export interface Inflight extends Pending {
   /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
@@ -196,12 +205,34 @@ const NO_ENV: DeliveryEnv = {
   stats: { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 },
 };
 
+/**
+ * The shared empty collections a session starts with (an empty Map or Set still costs ~150 B
+ * of hash table; most sessions never hold an inbound QoS 2 id, idle ones nothing in flight):
+ * the first entry replaces them with a session's own (Session.addInflight …). Adding to them
+ * directly is a bug and throws.
+ */
+class NoEntries<K, V> extends Map<K, V> {
+  override set(): this {
+    throw new Error('a session added to its shared empty map: use its add method');
+  }
+}
+class NoIds extends Set<number> {
+  override add(): this {
+    throw new Error('a session added to its shared empty set: use its add method');
+  }
+}
+const NO_SUBSCRIPTIONS: Map<string, Subscription> = new NoEntries();
+const NO_INFLIGHT: Map<number, Inflight> = new NoEntries();
+const NO_IDS: Set<number> = new NoIds();
+
 export class Session {
-  readonly subscriptions = new Map<string, Subscription>();
-  readonly inflight = new Map<number, Inflight>();
+  /** By filter. Add with addSubscription. */
+  subscriptions = NO_SUBSCRIPTIONS;
+  /** By packet id. Add with addInflight. */
+  inflight = NO_INFLIGHT;
   readonly queue = new Queue<Pending>();
-  /** Inbound QoS 2 packet ids for which PUBREC was sent and PUBREL not yet received. */
-  readonly incomingQos2 = new Set<number>();
+  /** Inbound QoS 2 packet ids for which PUBREC was sent and PUBREL not yet received (add with addIncomingQos2). */
+  incomingQos2 = NO_IDS;
   /**
    * Of those, the ids a restart found half stored — the message in the log (at this position),
    * the id still pending — whose re-sent PUBLISH must be routed to shared subscriptions again
@@ -214,7 +245,7 @@ export class Session {
   env: DeliveryEnv = NO_ENV;
   /** Seconds the session outlives its connection; 0xFFFFFFFF = never expires. */
   expiryInterval = 0;
-  expiryTimer: LongTimer | null = null;
+  expiryTimer: WheelTimer<Session> | null = null;
   /** A will waiting out its Will Delay Interval after the connection closed. */
   pendingWill: WillState | null = null;
   /** Payload bytes of the messages in `queue` (mqtt.max_queued_bytes). */
@@ -232,8 +263,25 @@ export class Session {
    */
   loggedPending = 0;
   afterLogged: (() => void)[] | null = null;
+  /** Earlier deliveries still being sent (a retained feed): live ones wait behind it. Null when none. */
+  feed: LiveHold | null = null;
 
   constructor(readonly clientId: string) {}
+
+  addSubscription(filter: string, sub: Subscription): void {
+    if (this.subscriptions === NO_SUBSCRIPTIONS) this.subscriptions = new Map();
+    this.subscriptions.set(filter, sub);
+  }
+
+  addInflight(id: number, entry: Inflight): void {
+    if (this.inflight === NO_INFLIGHT) this.inflight = new Map();
+    this.inflight.set(id, entry);
+  }
+
+  addIncomingQos2(id: number): void {
+    if (this.incomingQos2 === NO_IDS) this.incomingQos2 = new Set();
+    this.incomingQos2.add(id);
+  }
 
   /** Queue a delivery behind the window; its payload counts in queueBytes while its body is held. */
   enqueue(p: Pending): void {

@@ -22,25 +22,32 @@ function tcpHandle(s: Duplex): TcpHandle | null {
   return h as TcpHandle;
 }
 
+/** How to hand a plain TCP socket to the native loop (one small object, methods on the prototype). */
+class TcpHandoff implements SocketHandoff {
+  constructor(private readonly socket: net.Socket) {}
+
+  fd(): number | null {
+    const handle = tcpHandle(this.socket);
+    if (handle === null || this.socket.writableLength > 0 || this.socket.readableLength > 0) return null;
+    return handle.fd;
+  }
+
+  stopReading(): void {
+    const handle = tcpHandle(this.socket) as TcpHandle; // fd() found it
+    handle.readStop();
+    // net.Socket restarts a stopped handle whenever its stream wants more (even paused, to
+    // fill its buffer): marked as reading, it is left alone until startReading.
+    handle.reading = true;
+  }
+
+  startReading(): number {
+    const handle = tcpHandle(this.socket);
+    return handle === null ? 0 : handle.readStart();
+  }
+}
+
 /** How to hand `socket` to the native loop; null unless it is plain TCP (not TLS, not WebSocket). */
 export function socketHandoff(socket: Duplex): SocketHandoff | null {
   if (!(socket instanceof net.Socket) || (socket as Duplex & { encrypted?: boolean }).encrypted) return null;
-  return {
-    fd(): number | null {
-      const handle = tcpHandle(socket);
-      if (handle === null || socket.writableLength > 0 || socket.readableLength > 0) return null;
-      return handle.fd;
-    },
-    stopReading(): void {
-      const handle = tcpHandle(socket) as TcpHandle; // fd() found it
-      handle.readStop();
-      // net.Socket restarts a stopped handle whenever its stream wants more (even paused, to
-      // fill its buffer): marked as reading, it is left alone until startReading.
-      handle.reading = true;
-    },
-    startReading(): number {
-      const handle = tcpHandle(socket);
-      return handle === null ? 0 : handle.readStart();
-    },
-  };
+  return new TcpHandoff(socket);
 }

@@ -1,7 +1,6 @@
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:net';
-import { createWebSocketStream, WebSocketServer } from 'ws';
 import { ProtocolViolation, RC } from '../wire/reason-codes.js';
 import { type Acceptor, bind } from './tcp.js';
 import { readTlsFiles, type TlsFiles } from './tls.js';
@@ -14,6 +13,8 @@ export async function listenWs(
   path: string,
   tls: TlsFiles | null,
 ): Promise<{ server: Server; port: number }> {
+  // ws is loaded when a WebSocket listener is configured, not by every broker.
+  const { createWebSocketStream, WebSocketServer } = await import('ws');
   const http = tls ? createHttpsServer(readTlsFiles(tls)) : createHttpServer();
   http.on('request', (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end(`MQTT over WebSocket is served at ${path}\n`);

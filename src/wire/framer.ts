@@ -10,17 +10,27 @@
  */
 export type FrameResult = { kind: 'frame'; frame: Buffer } | { kind: 'too-large'; size: number } | { kind: 'malformed' };
 
+/** Where a Framer hands what it cut. */
+export interface FrameSink {
+  /** One whole packet; false: stop (the rest of the chunk is dropped). */
+  frame(frame: Buffer): boolean;
+  /**
+   * A plain PUBACK (remaining length 2), by packet id, without a frame Buffer: true/false as
+   * `frame`; undefined: not taken, hand it to `frame` as any packet.
+   */
+  puback?(id: number): boolean | undefined;
+}
+
 export class Framer {
   private pending: Buffer | null = null;
 
   constructor(private readonly maxPacketSize: number) {}
 
   /**
-   * Feed bytes; calls `onFrame` per whole packet. Returns an error outcome or null. A plain
-   * PUBACK (remaining length 2) goes to `onPuback` with its packet id, without a frame Buffer,
-   * unless that returns undefined (then to `onFrame` as any packet).
+   * Feed bytes; hands `sink` each whole packet (a plain PUBACK to `sink.puback` when it has
+   * one). Returns an error outcome or null.
    */
-  push(chunk: Buffer, onFrame: (frame: Buffer) => boolean, onPuback?: (id: number) => boolean | undefined): FrameResult | null {
+  push(chunk: Buffer, sink: FrameSink): FrameResult | null {
     const buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = null;
     let pos = 0;
@@ -46,8 +56,8 @@ export class Framer {
       const total = i - pos + len;
       if (total > this.maxPacketSize) return { kind: 'too-large', size: total };
       if (pos + total > buf.length) break;
-      if (total === 4 && buf[pos] === 0x40 && onPuback) {
-        const go = onPuback(buf.readUInt16BE(pos + 2));
+      if (total === 4 && buf[pos] === 0x40 && sink.puback) {
+        const go = sink.puback(buf.readUInt16BE(pos + 2));
         if (go !== undefined) {
           pos += 4;
           if (!go) return null;
@@ -56,7 +66,7 @@ export class Framer {
       }
       const frame = buf.subarray(pos, pos + total);
       pos += total;
-      if (!onFrame(frame)) return null;
+      if (!sink.frame(frame)) return null;
     }
     if (pos < buf.length) {
       // Copy so the (possibly huge) socket chunk is not retained by a small tail.

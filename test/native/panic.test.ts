@@ -130,8 +130,8 @@ test('a Promise settled from a core thread (appendPacked, metaApply) rejects wit
   const pos = await store.appendPacked(one(3), 1);
   assert.equal(pos[1], 1, 'the first append was written (its completion panicked), the second was not');
 
-  arm('Store.metaApply/thread'); // on the metadata writer thread
-  await assert.rejects(store.metaApply([{ op: 'put', table: 'sessions', key, value: Buffer.from('x') }]), panicIn('Store.metaApply', 'Store.metaApply/thread'));
+  arm('Store.metaApplyPacked/thread'); // on the metadata writer thread (DurableStore.metaApply packs its writes)
+  await assert.rejects(store.metaApply([{ op: 'put', table: 'sessions', key, value: Buffer.from('x') }]), panicIn('Store.metaApplyPacked', 'Store.metaApplyPacked/thread'));
   fired();
   await store.metaApply([{ op: 'put', table: 'sessions', key, value: Buffer.from('y') }]);
   assert.deepEqual(store.metaGet('sessions', key), Buffer.from('y'));
@@ -143,12 +143,12 @@ test('a core thread that panics with completions in hand: their Promises reject 
   let store = await DurableStore.open(dir, { nShards: 1 });
   // Outside the binding's guard, as a panic in core code: the metadata writer thread unwinds
   // and drops the completions of its batch unrun. Two puts, likely one batch: both reject.
-  arm('Store.metaApply/unguarded');
+  arm('Store.metaApplyPacked/unguarded');
   const puts = ['a', 'b'].map((k) => store.metaApply([{ op: 'put', table: 'sessions', key: Buffer.from(k), value: Buffer.from(k) }]));
   const results = await Promise.allSettled(puts);
   fired();
   assert.equal(results[0]?.status, 'rejected');
-  panicIn('Store.metaApply', 'Store.metaApply/unguarded')((results[0] as PromiseRejectedResult).reason);
+  panicIn('Store.metaApplyPacked', 'Store.metaApplyPacked/unguarded')((results[0] as PromiseRejectedResult).reason);
   // The second: dropped with the first's batch or queue, or refused by a writer already gone.
   assert.equal(results[1]?.status, 'rejected');
   assert.ok(gone((results[1] as PromiseRejectedResult).reason));

@@ -4,11 +4,13 @@
  * parameters (never spliced), and EMQX-style message ids.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { backendsConfig } from '../../src/backends/config.js';
 import { base62, MessageIds } from '../../src/backends/msgid.js';
 import { compileRedis, compileSql, redisArgs, sqlParams } from '../../src/backends/placeholders.js';
@@ -163,4 +165,21 @@ test('message ids: EMQX-style base62, unique and increasing even within one mill
   const m = { topic: 't', payload: Buffer.from('p'), qos: 1 as const, retain: false, properties: undefined, publisher: 'c', receivedAt: now, expiresAt: 0 };
   assert.equal(ids.of(m), ids.of({ ...m }), 'the snapshots of one message share its payload buffer, hence its id');
   assert.notEqual(ids.of(m), ids.of({ ...m, payload: Buffer.from('p') }));
+});
+
+test('drivers load only when rules need them: a broker without backend rules loads none of ioredis, pg, mysql2', () => {
+  const index = fileURLToPath(new URL('../../src/index.js', import.meta.url));
+  const loaded = (config: Record<string, unknown>): string => {
+    const script = [
+      `const { createBroker } = await import(${JSON.stringify(index)});`,
+      `const b = createBroker({ port: 0, host: '127.0.0.1', wsPort: null, dataDir: ${JSON.stringify(join(dir, `idle-${Object.keys(config).length}`))}, config: { 'log.level': 'silent', 'admin.port': -1, ...${JSON.stringify(config)} } });`,
+      'await b.listen();',
+      "const cache = Object.keys((await import('node:module')).createRequire(import.meta.url).cache);",
+      "console.log(['ioredis', 'pg', 'mysql2'].filter((m) => cache.some((k) => k.includes(`/node_modules/${m}/`))).join(',') || 'none');",
+      'await b.close();',
+    ].join('\n');
+    return execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }).trim();
+  };
+  assert.equal(loaded({}), 'none');
+  assert.equal(loaded({ 'backend.redis.pool1.server': '127.0.0.1:1', 'backend.redis.pool1.auto_reconnect': 0, 'backend.redis.hook.message.publish.1': r({ action: { function: 'on_message_publish' }, pool: 'pool1' }) }), 'ioredis');
 });

@@ -8,9 +8,11 @@ import { Framer } from '../../src/wire/framer.js';
 function frames(framer: Framer, chunks: Buffer[]): Buffer[] {
   const out: Buffer[] = [];
   for (const c of chunks) {
-    const r = framer.push(c, (f) => {
-      out.push(Buffer.from(f));
-      return true;
+    const r = framer.push(c, {
+      frame: (f) => {
+        out.push(Buffer.from(f));
+        return true;
+      },
     });
     assert.equal(r, null);
   }
@@ -39,17 +41,16 @@ test('framer hands plain PUBACKs over by packet id, split anywhere, and the rest
     const ids: number[] = [];
     const got: Buffer[] = [];
     for (const c of [all.subarray(0, cut), all.subarray(cut)]) {
-      const r = f.push(
-        c,
-        (fr) => {
+      const r = f.push(c, {
+        frame: (fr) => {
           got.push(Buffer.from(fr));
           return true;
         },
-        (id) => {
+        puback: (id) => {
           ids.push(id);
           return true;
         },
-      );
+      });
       assert.equal(r, null);
     }
     assert.deepEqual(ids, [1, 258, 65535], `cut ${cut}`);
@@ -57,29 +58,28 @@ test('framer hands plain PUBACKs over by packet id, split anywhere, and the rest
   }
   // Declined (undefined): the PUBACK comes as a frame; false: stop reading.
   const got: Buffer[] = [];
-  new Framer(1 << 20).push(
-    all,
-    (fr) => {
+  new Framer(1 << 20).push(all, {
+    frame: (fr) => {
       got.push(Buffer.from(fr));
       return true;
     },
-    () => undefined,
-  );
+    puback: () => undefined,
+  });
   assert.equal(got.length, 5);
   let calls = 0;
-  new Framer(1 << 20).push(all, () => assert.fail('no frame after a stop'), () => (calls++, false));
+  new Framer(1 << 20).push(all, { frame: () => assert.fail('no frame after a stop'), puback: () => (calls++, false) });
   assert.equal(calls, 1);
 });
 
 test('[MQTT-3.2.2-15] framer refuses a packet above the limit from its fixed header alone', () => {
   const f = new Framer(100);
   // Header announcing 1 MB; no body sent.
-  const r = f.push(Buffer.from([0x30, 0x80, 0x80, 0x40]), () => true);
+  const r = f.push(Buffer.from([0x30, 0x80, 0x80, 0x40]), { frame: () => true });
   assert.deepEqual(r, { kind: 'too-large', size: 1 + 3 + 1048576 });
 });
 
 test('[MQTT-1.5.5-1] framer rejects a Remaining Length longer than 4 bytes', () => {
-  const r = new Framer(1 << 28).push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), () => true);
+  const r = new Framer(1 << 28).push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), { frame: () => true });
   assert.deepEqual(r, { kind: 'malformed' });
 });
 

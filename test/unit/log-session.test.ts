@@ -30,7 +30,7 @@ function sessionOn(clientId: string, filter: string, start = durable.shardEnds()
   const session = new Session(clientId);
   const ls = logSession(durable, session, limits, { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 });
   session.durable = ls;
-  session.subscriptions.set(filter, { filter, trieId: 0, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined, start });
+  session.addSubscription(filter, { filter, trieId: 0, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined, start });
   return { session, ls };
 }
 

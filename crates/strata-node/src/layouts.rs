@@ -8,7 +8,7 @@ use crate::guard;
 use napi_derive::napi;
 use strata_core::args as core_args;
 use strata_core::log::{self as core_log, entry, packed};
-use strata_core::meta::progress;
+use strata_core::meta::{packed_ops, progress, Table};
 use strata_core::topic::retained_record;
 
 /// The batch entry (`readAt`, `scan`; `strata_core::log::entry`): byte offsets of the
@@ -212,6 +212,23 @@ pub struct ReportLayout {
     pub retain: u32,
 }
 
+/// Metadata writes packed in one buffer (`Store.metaApplyPacked`;
+/// `strata_core::meta::packed_ops`): per operation `[kind u8][table u8][key_len u32][key]`
+/// then, for a put, `[value_len u32][value]`; little-endian.
+#[napi(object)]
+pub struct MetaOpsLayout {
+    /// Kind codes.
+    pub put: u32,
+    pub delete: u32,
+    pub delete_prefix: u32,
+    /// Bytes before the key (kind, table, key length).
+    pub header: u32,
+    /// Bytes of a value's length.
+    pub value_len: u32,
+    /// Table names by their index in the `table` byte.
+    pub tables: Vec<String>,
+}
+
 /// Every layout `layouts()` exports.
 #[napi(object)]
 pub struct Layouts {
@@ -222,6 +239,7 @@ pub struct Layouts {
     pub replay: ReplayLayout,
     pub inflight: InflightLayout,
     pub report: ReportLayout,
+    pub meta_ops: MetaOpsLayout,
 }
 
 fn n(v: usize) -> u32 {
@@ -332,6 +350,14 @@ pub fn layouts() -> napi::Result<Layouts, String> {
                 offset: n(core_args::REPORT_OFFSET),
                 qos: n(core_args::REPORT_QOS),
                 retain: n(core_args::REPORT_RETAIN),
+            },
+            meta_ops: MetaOpsLayout {
+                put: u32::from(packed_ops::KIND_PUT),
+                delete: u32::from(packed_ops::KIND_DELETE),
+                delete_prefix: u32::from(packed_ops::KIND_DELETE_PREFIX),
+                header: n(packed_ops::HEADER),
+                value_len: n(packed_ops::VALUE_LEN),
+                tables: Table::ALL.iter().map(|t| t.name().to_string()).collect(),
             },
         })
     })

@@ -158,6 +158,48 @@ impl RetainedMessages {
         })
     }
 
+    /// The topics matching `filter` (a `$share/…` by its inner filter), without their
+    /// records: `buffer` holds them back to back, `offsets` count + 1 boundaries. For a
+    /// delivery in pages (`records`). Throws `ERR_INVALID_TOPIC` for an invalid filter.
+    #[napi]
+    pub fn match_topics(&self, filter: String) -> Result<RetainedBatch, String> {
+        guard::call("RetainedMessages.matchTopics", || {
+            let (buf, offsets) =
+                core::retained_record::pack_topics(&self.inner, &filter).map_err(to_napi_coded)?;
+            Ok(RetainedBatch {
+                buffer: buf.into(),
+                offsets: offsets.into(),
+            })
+        })
+    }
+
+    /// The records of topics `from..to` of a `matchTopics` result, in the layout of
+    /// `match` (topics no longer retained left out). Throws `ERR_INVALID_ARGUMENT` for a
+    /// range or offsets that do not fit.
+    #[napi]
+    pub fn records(
+        &self,
+        topics: &[u8],
+        offsets: &[u32],
+        from: u32,
+        to: u32,
+    ) -> Result<RetainedBatch, String> {
+        guard::call("RetainedMessages.records", || {
+            let (buf, offs) = core::retained_record::pack_records(
+                &self.inner,
+                topics,
+                offsets,
+                from as usize,
+                to as usize,
+            )
+            .map_err(to_napi_coded)?;
+            Ok(RetainedBatch {
+                buffer: buf.into(),
+                offsets: offs.into(),
+            })
+        })
+    }
+
     /// Number of retained topics.
     #[napi(getter)]
     pub fn size(&self) -> Result<u32, String> {

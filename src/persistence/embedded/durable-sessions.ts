@@ -455,9 +455,9 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   // ---- retained ---------------------------------------------------------------------------
 
   /** Queued with this turn's commit as it is called, so sets and clears land in the order they were published. */
-  saveRetainMessage(msg: Message): Promise<void> {
+  saveRetainMessage(msg: Message, record?: Buffer): Promise<void> {
     const key = Buffer.from(msg.topic, 'utf8');
-    return this.write(msg.payload.length === 0 ? [{ op: 'delete', table: 'retained', key }] : [{ op: 'put', table: 'retained', key, value: retainedRecord(msg) }]);
+    return this.write(msg.payload.length === 0 ? [{ op: 'delete', table: 'retained', key }] : [{ op: 'put', table: 'retained', key, value: record ?? retainedRecord(msg) }]);
   }
 
   getRetainMessage(filter: string): Promise<Message[]> {

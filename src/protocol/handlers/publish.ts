@@ -66,11 +66,11 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
     // [MQTT-3.3.2-8] alias 0 and aliases above our Topic Alias Maximum are errors.
     if (alias === 0 || alias > conn.topicAliasMaximum) throw new ProtocolViolation(RC.TopicAliasInvalid, `topic alias ${alias} out of range`);
     if (topic === '') {
-      const known = conn.aliases.get(alias);
+      const known = conn.aliases?.get(alias);
       if (known === undefined) throw new ProtocolViolation(RC.ProtocolError, `unknown topic alias ${alias}`);
       topic = known;
     } else {
-      conn.aliases.set(alias, topic);
+      (conn.aliases ??= new Map()).set(alias, topic);
     }
   }
   // v5 §3.3.4: a zero-length Topic Name without a Topic Alias is a Protocol Error (0x82).
@@ -144,7 +144,7 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
       return;
     }
     const ackType = qos === 1 ? 4 : 5;
-    if (qos === 2) session.incomingQos2.add(id);
+    if (qos === 2) session.addIncomingQos2(id);
     if (!durable) {
       conn.ack(encodeAck(ackType, id, conn.protocolVersion));
       return;

@@ -24,7 +24,7 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
     () => send(pubcomp),
     (err: unknown) => {
       // Not released: no PUBCOMP, the client sends PUBREL again when it reconnects.
-      session.incomingQos2.add(id);
+      session.addIncomingQos2(id);
       conn.broker.onStoreError(conn.clientId, err as Error);
       send(null);
       conn.close('storage failure: PUBREL not completed');

@@ -54,6 +54,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod journal;
+pub mod packed_ops;
 pub mod progress;
 mod recovery;
 mod state;

@@ -274,6 +274,13 @@ impl StorageBackend for Overlay {
     }
 }
 
+/// Page cache of the open `meta.redb`. redb's default (1 GiB, 90% for reads) keeps every
+/// page a start-up scan or a write touched resident for the life of the process: with a
+/// million retained messages that is the whole table again beside the broker's own copy.
+/// Lookups re-touch the interior pages, which this holds many times over; the tables are
+/// otherwise read once at start and written in batches.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// Opens `path` through an [`Overlay`]: the file is never written.
 fn open_probe(path: &Path) -> Result<Database, Fault> {
     let file = File::open(path).map_err(|e| Fault::Fail(CoreError::from_io(REDB_FILE, &e)))?;
@@ -1003,7 +1010,10 @@ pub(crate) fn execute(plan: Plan, durable: bool) -> Result<Opened, CoreError> {
         )),
     };
     let mut db = guard("open", || {
-        Database::create(dir.join(REDB_FILE)).map_err(classify)
+        Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join(REDB_FILE))
+            .map_err(classify)
     })
     .map_err(changed)?;
     if plan.repair_redb {

@@ -74,6 +74,67 @@ pub fn pack_matches(
     Ok((buf, offsets))
 }
 
+/// The topics matching `filter`, without their records: `(bytes, offsets)`, the topics
+/// back to back with count + 1 boundaries. What a delivery in pages starts from: a few
+/// bytes per match where the records may be gigabytes ([`pack_records`] then reads them a
+/// page at a time).
+pub fn pack_topics(
+    tree: &RetainedMessages,
+    filter: &str,
+) -> Result<(Vec<u8>, Vec<u32>), CoreError> {
+    let mut buf = Vec::new();
+    let mut offsets = vec![0u32];
+    tree.for_each_match_value(filter, |topic, _| {
+        buf.extend_from_slice(topic.as_bytes());
+        offsets.push(buf.len() as u32);
+    })?;
+    if buf.len() > u32::MAX as usize {
+        return Err(CoreError::InvalidArgument(
+            "retained topics matching one filter exceed 4 GiB".into(),
+        ));
+    }
+    Ok((buf, offsets))
+}
+
+/// The records of topics `from..to` of a [`pack_topics`] result, as a batch (layout in
+/// the module docs); a topic no longer retained is left out, one set meanwhile comes with
+/// its record now.
+pub fn pack_records(
+    tree: &RetainedMessages,
+    topics: &[u8],
+    offsets: &[u32],
+    from: usize,
+    to: usize,
+) -> Result<(Vec<u8>, Vec<u32>), CoreError> {
+    let count = offsets.len().saturating_sub(1);
+    if from > to || to > count {
+        return Err(CoreError::InvalidArgument(format!(
+            "topics {from}..{to} of {count}"
+        )));
+    }
+    let mut buf = Vec::new();
+    let mut out = vec![0u32];
+    for i in from..to {
+        let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let topic = topics
+            .get(a..b)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .ok_or_else(|| CoreError::InvalidArgument(format!("topic {i} out of the buffer")))?;
+        if let Some(rec) = tree.get(topic) {
+            buf.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+            buf.extend_from_slice(topic.as_bytes());
+            buf.extend_from_slice(rec);
+            out.push(buf.len() as u32);
+        }
+    }
+    if buf.len() > u32::MAX as usize {
+        return Err(CoreError::InvalidArgument(
+            "retained records exceed 4 GiB in one batch".into(),
+        ));
+    }
+    Ok((buf, out))
+}
+
 /// What [`load`] found.
 #[derive(Debug, Default)]
 pub struct RetainedLoad {

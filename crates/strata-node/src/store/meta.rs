@@ -95,6 +95,22 @@ impl Store {
         guard::promise(env, "Store.metaApply", |p| self.apply_ops(p, ops))
     }
 
+    /// Like `metaApply`, the operations packed in one buffer (`layouts().metaOps`): one
+    /// argument to convert however many writes it carries.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn meta_apply_packed<'env>(
+        &self,
+        env: &'env Env,
+        ops: &[u8],
+    ) -> napi::Result<Object<'env>> {
+        guard::promise(env, "Store.metaApplyPacked", |p| {
+            match (self.get(), strata_core::meta::packed_ops::unpack(ops)) {
+                (Ok(inner), Ok(ops)) => inner.meta.apply(ops, p.completion(|()| ())),
+                (Err(e), _) | (_, Err(e)) => p.reject(e),
+            }
+        })
+    }
+
     /// `metaApply([{op:'put', ...}])`.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn meta_put<'env>(

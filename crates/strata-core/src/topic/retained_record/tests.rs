@@ -53,3 +53,52 @@ fn matches_are_packed_with_their_topics() {
     assert!(t.take("a/b").is_none());
     assert_eq!(t.len(), 2);
 }
+
+#[test]
+fn topics_then_records_page_by_page_and_see_changes_made_meanwhile() {
+    let mut t = RetainedMessages::new();
+    for i in 0..10 {
+        t.insert(
+            &format!("d/{i}"),
+            record(0, b"p", b"", format!("v{i}").as_bytes()),
+        )
+        .unwrap();
+    }
+    t.insert("other", record(0, b"p", b"", b"x")).unwrap();
+    let (topics, offsets) = pack_topics(&t, "d/#").unwrap();
+    assert_eq!(offsets.len(), 11);
+    let names: Vec<String> = offsets
+        .windows(2)
+        .map(|w| String::from_utf8(topics[w[0] as usize..w[1] as usize].to_vec()).unwrap())
+        .collect();
+    // Between pages: one topic cleared, one set again.
+    let gone = names[7].clone();
+    t.take(&gone);
+    let changed = names[8].clone();
+    t.insert(&changed, record(1, b"p", b"", b"new")).unwrap();
+    let mut seen = Vec::new();
+    for (from, to) in [(0, 4), (4, 8), (8, 10), (10, 10)] {
+        let (buf, offs) = pack_records(&t, &topics, &offsets, from, to).unwrap();
+        for w in offs.windows(2) {
+            let e = &buf[w[0] as usize..w[1] as usize];
+            let tl = u16::from_le_bytes([e[0], e[1]]) as usize;
+            let topic = std::str::from_utf8(&e[2..2 + tl]).unwrap().to_owned();
+            assert!(is_record(&e[2 + tl..]));
+            if topic == changed {
+                assert!(e.ends_with(b"new"), "the record as it is now");
+            }
+            seen.push(topic);
+        }
+    }
+    let mut want: Vec<String> = names.iter().filter(|n| **n != gone).cloned().collect();
+    want.sort();
+    seen.sort();
+    assert_eq!(seen, want);
+    assert!(pack_records(&t, &topics, &offsets, 5, 11).is_err());
+    assert!(pack_records(&t, &topics, &offsets, 6, 5).is_err());
+    let bad = [0u32, 3, 999];
+    assert!(
+        pack_records(&t, &topics, &bad, 0, 2).is_err(),
+        "an offset past the buffer"
+    );
+}

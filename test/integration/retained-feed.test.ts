@@ -1,0 +1,153 @@
+/**
+ * Retained messages for a new subscription go out in pages as the client keeps up
+ * (routing/retained-feed.ts): all of them, even to a QoS 0 subscriber that reads slowly, before
+ * anything published after the subscription, and to a persistent session that leaves and comes
+ * back in the middle.
+ */
+import assert from 'node:assert/strict';
+import { connect as tcpConnect, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { generate, parser as packetParser, type Packet } from 'mqtt-packet';
+import { client, persistent, sleep, startBroker, type TestBroker, unconnected } from '../helpers.js';
+
+/** A subscriber on a raw socket whose reading the test controls, counting what it gets. */
+class SlowSubscriber {
+  readonly socket: Socket;
+  readonly publishes: { topic: string; payload: string; retain: boolean }[] = [];
+  private readonly waiters: (() => void)[] = [];
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    const p = packetParser({ protocolVersion: 4 });
+    p.on('packet', (pk: Packet) => {
+      if (pk.cmd === 'publish') this.publishes.push({ topic: pk.topic, payload: pk.payload.toString(), retain: pk.retain });
+      for (const w of this.waiters.splice(0)) w();
+    });
+    socket.on('data', (d) => p.parse(d));
+  }
+
+  static async open(tb: TestBroker, clientId: string): Promise<SlowSubscriber> {
+    const s = tcpConnect(tb.port, '127.0.0.1');
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    const sub = new SlowSubscriber(s);
+    s.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 60 }));
+    return sub;
+  }
+
+  subscribe(filter: string): void {
+    this.socket.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] }));
+  }
+
+  async until(n: number, ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    while (this.publishes.length < n && Date.now() < end) await new Promise<void>((r) => (this.waiters.push(r), setTimeout(r, 100)));
+  }
+}
+
+const N = 100_000;
+const PAYLOAD = 'x'.repeat(200);
+
+test(`a QoS 0 subscriber to # that does not read for a second still gets all ${N} retained messages`, async () => {
+  const tb = await startBroker();
+  try {
+    for (let i = 0; i < N; i++) tb.broker.publishMessage(`feed/${i}`, PAYLOAD, { retain: true });
+    await sleep(200);
+    const sub = await SlowSubscriber.open(tb, 'slow-reader');
+    sub.subscribe('feed/#');
+    sub.socket.pause(); // the kernel's buffers fill; an unpaged broker buffered the rest or dropped it as a slow consumer
+    await sleep(1000);
+    sub.socket.resume();
+    await sub.until(N, 20_000);
+    assert.equal(sub.publishes.length, N, `${N - sub.publishes.length} retained messages missing`);
+    assert.equal(new Set(sub.publishes.map((p) => p.topic)).size, N, 'each topic once');
+    assert.ok(sub.publishes.every((p) => p.retain && p.payload === PAYLOAD));
+    assert.equal(tb.broker.metrics.messagesDropped, 0);
+    sub.socket.destroy();
+  } finally {
+    await tb.close();
+  }
+});
+
+test('what is published after a subscription follows its retained messages, topic by topic', async () => {
+  const tb = await startBroker();
+  try {
+    const n = 30_000;
+    for (let i = 0; i < n; i++) tb.broker.publishMessage(`ord/${i}`, 'old', { retain: true });
+    await sleep(100);
+    const sub = await SlowSubscriber.open(tb, 'ordered');
+    sub.subscribe('ord/#');
+    sub.socket.pause(); // the feed waits on the socket: live messages arrive meanwhile
+    const pub = await client(tb.url, { clientId: 'live-pub' });
+    await sleep(50);
+    for (let i = 0; i < n; i += 1000) pub.publish(`ord/${i}`, 'new-live'); // not retained
+    pub.publish(`ord/${n - 1}`, 'newest', { retain: true });
+    await sleep(300);
+    sub.socket.resume();
+    await sub.until(n + n / 1000 + 1, 20_000);
+    const seen = new Map<string, string[]>();
+    for (const p of sub.publishes) seen.set(p.topic, [...(seen.get(p.topic) ?? []), `${p.payload}${p.retain ? ' (retained)' : ''}`]);
+    for (let i = 0; i < n; i += 1000) assert.deepEqual(seen.get(`ord/${i}`), ['old (retained)', 'new-live'], `ord/${i}`);
+    // Set again while the feed ran: its page had the old message or already the new one; the live copy comes last.
+    assert.ok(['old (retained),newest', 'newest (retained),newest'].includes(String(seen.get(`ord/${n - 1}`))), String(seen.get(`ord/${n - 1}`)));
+    const firstLive = sub.publishes.findIndex((p) => !p.retain);
+    assert.equal(firstLive, sub.publishes.filter((p) => p.retain).length, 'every retained message before the first live one');
+    sub.socket.destroy();
+    await pub.endAsync();
+  } finally {
+    await tb.close();
+  }
+});
+
+test('a persistent QoS 1 subscriber that leaves in the middle of its retained messages gets the rest when it returns', async () => {
+  const tb = await startBroker();
+  try {
+    const n = 5_000;
+    for (let i = 0; i < n; i++) tb.broker.publishMessage(`pq/${i}`, `v${i}`, { qos: 1, retain: true });
+    await sleep(100);
+    const opts = { ...persistent(5, 'feed-leaver'), properties: { sessionExpiryInterval: 3600, receiveMaximum: 10 } };
+    const got = new Set<string>();
+    const first = await client(tb.url, opts);
+    first.on('message', (topic) => got.add(topic));
+    await first.subscribeAsync('pq/#', { qos: 1 });
+    while (got.size < 100) await sleep(5);
+    first.end(true); // gone without a word, most of the feed still ahead
+    await sleep(300);
+    // Others are served meanwhile.
+    const other = await client(tb.url, { clientId: 'bystander' });
+    await other.publishAsync('x/y', 'hi');
+    await other.endAsync();
+    // Listening before CONNACK: the deliveries in flight when it left are sent again right after it.
+    const second = unconnected(tb.url, { ...opts, clean: false });
+    second.on('message', (topic) => got.add(topic));
+    second.connect();
+    const end = Date.now() + 20_000;
+    while (got.size < n && Date.now() < end) await sleep(20);
+    assert.equal(got.size, n, `${n - got.size} retained messages never arrived`);
+    await second.endAsync();
+  } finally {
+    await tb.close();
+  }
+});
+
+test('a clean subscriber that leaves during its retained messages ends its feed; the broker serves the next one in full', async () => {
+  const tb = await startBroker();
+  try {
+    const n = 50_000;
+    for (let i = 0; i < n; i++) tb.broker.publishMessage(`cl/${i}`, PAYLOAD, { retain: true });
+    await sleep(100);
+    for (let k = 0; k < 5; k++) {
+      const quitter = await SlowSubscriber.open(tb, `quitter-${k}`);
+      quitter.subscribe('cl/#');
+      quitter.socket.pause();
+      await sleep(20);
+      quitter.socket.destroy();
+    }
+    const sub = await SlowSubscriber.open(tb, 'stayer');
+    sub.subscribe('cl/#');
+    await sub.until(n, 20_000);
+    assert.equal(sub.publishes.length, n);
+    sub.socket.destroy();
+  } finally {
+    await tb.close();
+  }
+});
