@@ -278,6 +278,20 @@ export function sqlSuite(kind: Kind): void {
     }
   });
 
+  test(`${kind}: "mode": "backpressure" — when PUBACK arrives the row is there`, async () => {
+    const tb = await startBroker({ config: { ...pool(server), [`backend.${kind}.hook.message.publish.1`]: JSON.stringify({ topic: 'bp/#', action: { function: 'on_message_publish' }, pool: 'pool1', mode: 'backpressure' }) } as never });
+    try {
+      const pub = await client(tb, { clientId: `${kind}-bp` });
+      for (let i = 0; i < 5; i++) {
+        await pub.publishAsync('bp/sql', `b${i}`, { qos: 1 });
+        assert.equal((await db.query('SELECT id FROM mqtt_msg WHERE topic = ?', ['bp/sql'])).length, i + 1, 'no polling: written before the PUBACK');
+      }
+      await pub.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+
   test(`${kind}: custom statements bind \${…} as parameters — "${INJECTION}" is stored verbatim and mqtt_msg survives`, async () => {
     await db.query(kind === 'pgsql' ? 'CREATE TABLE IF NOT EXISTS custom_log (clientid varchar(64), topic varchar(200), payload text, qos int, node varchar(64), ts bigint)' : 'CREATE TABLE IF NOT EXISTS custom_log (clientid varchar(64), topic varchar(200), payload blob, qos int, node varchar(64), ts bigint)');
     const tb = await startBroker({

@@ -344,6 +344,15 @@ test('"mode": "backpressure": the PUBACK waits for the write — held while Redi
     await assert.rejects(pub.publishAsync('bad/x', 'fails', { qos: 1 }), (e: Error & { code?: number }) => e.code === 0x80 || /Unspecified|0x80|128/i.test(e.message));
     assert.equal(tb.broker.metrics.backendRules['backend.redis.hook.message.publish.2']?.failed, 1);
     await pub.endAsync();
+    // 3.1.1 cannot refuse a PUBLISH: the connection closes unacknowledged, so the client sends it again.
+    await or.set('wrongtype:bad/y', 'a string');
+    const v3 = await client(tb, { clientId: 'bp-v3', protocolVersion: 4 });
+    const closed = new Promise<void>((resolve) => v3.once('close', () => resolve()));
+    let ackedV3 = false;
+    v3.publish('bad/y', 'fails too', { qos: 1 }, (err) => (ackedV3 = !err));
+    await closed;
+    assert.equal(ackedV3, false, 'no PUBACK');
+    v3.end(true);
   } finally {
     or.disconnect();
     await tb.close();
