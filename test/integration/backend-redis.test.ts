@@ -139,6 +139,7 @@ test('custom commands bind ${…} as whole arguments: a payload with quotes, spa
   const tb = await startBroker({
     config: {
       'backend.redis.pool1.server': redis.server,
+      'backend.redis.pool1.max_inflight': 1, // events in the order they happened (the assertions below depend on it)
       'backend.redis.hook.message.publish.1': rule({ topic: 'cmd/#', commands: ['HSET custom:${clientid} topic ${topic} payload ${payload} qos ${qos} node ${node}', 'RPUSH custom:list ${payload}', 'SET custom:key:${topic}:x ${msgid}'] }),
     } as never,
   });
