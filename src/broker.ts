@@ -35,6 +35,7 @@ import { type DeliveryEnv, type DeliveryLimits, deliveryLimits, type DeliverySta
 import { MemorySessionStore, type SessionStore } from './session/store.js';
 import { listenTcp } from './transport/tcp.js';
 import { listenTls } from './transport/tls.js';
+import { startIdleGc } from './idle-gc.js';
 import { listenWs } from './transport/ws.js';
 import type { QoS } from './wire/codec.js';
 import { createMessage } from './wire/message.js';
@@ -63,6 +64,8 @@ export class Broker extends HookBus implements ProtocolContext {
   readonly backends: Backends;
   private readonly stats: DeliveryStats = { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 };
   private admin: Admin | null = null;
+  /** Stops the idle collection (node.idle_gc); null when off. */
+  private stopIdleGc: (() => void) | null = null;
   private readonly servers: Server[] = [];
   private closing = false;
 
@@ -145,6 +148,7 @@ export class Broker extends HookBus implements ProtocolContext {
       if (this.backends.enabled) await this.backends.start(this.backendHost()); // loads the drivers; never waits for a database
       await this.bindListeners();
       this.admin = await startAdmin(this); // admin API (its port in addresses.admin), $SYS
+      if (this.config['node.idle_gc']) this.stopIdleGc ??= startIdleGc(() => this.metrics.bytesReceived + this.metrics.bytesSent);
     } catch (e) {
       await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       this.addresses = {};
@@ -212,6 +216,7 @@ export class Broker extends HookBus implements ProtocolContext {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.stopIdleGc?.();
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const conn of [...this.connections]) conn.disconnect(RC.ServerShuttingDown, 'server shutting down');
     for (const conn of [...this.connections]) conn.socket.destroy();

@@ -191,7 +191,7 @@ export async function startAdminServer(view: AdminView, metrics: Registry, opts:
       const q = req.query as { page: number; limit: number; filter: string };
       const bad = validateTopicFilter(q.filter);
       if (bad) throw Object.assign(new Error(`bad filter: ${bad}`), { statusCode: 400 });
-      return page(view.retained(q.filter), q.page, q.limit);
+      return view.retained(q.filter, q.page, q.limit);
     },
   );
   app.delete(

@@ -13,7 +13,7 @@ import type { ClientAcl } from '../auth/acl.js';
 import { type ClientInfo, clientSnapshot, messageSnapshot } from '../hooks/index.js';
 import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
-import { deliver, deliverLogged, pump } from '../session/delivery.js';
+import { deliver, deliverLogged, pump, writeRetainedPage } from '../session/delivery.js';
 import type { Persistence, StoredSubscription } from '../persistence/registries.js';
 import type { DeliveryStats, Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
@@ -444,13 +444,20 @@ export class Router {
   private readonly feedHost: FeedHost = {
     alive: (session) => this.sessions.get(session.clientId) === session,
     cursor: (filter) => this.retained.cursor(filter),
-    send: (session, msg, req, now) => {
-      if (session.subscriptions.get(req.filter)?.readDenied?.(msg.topic)) return;
-      const durable = session.durable;
-      const q = (req.qos < msg.qos ? req.qos : msg.qos) as QoS;
-      // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
-      const p = deliver(session, msg, q, true, req.subId !== undefined ? [req.subId] : undefined, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
-      if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+    send: (session, msgs, req, now) => {
+      const denied = session.subscriptions.get(req.filter)?.readDenied;
+      const one = (msg: Message): void => {
+        if (denied?.(msg.topic)) return;
+        const durable = session.durable;
+        const q = (req.qos < msg.qos ? req.qos : msg.qos) as QoS;
+        // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
+        const p = deliver(session, msg, q, true, req.subId !== undefined ? [req.subId] : undefined, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
+        if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+      };
+      const conn = session.outlet;
+      // QoS 0 to a plain connected client: the page as one buffer.
+      if (conn !== null && req.qos === 0 && req.subId === undefined && denied === undefined && conn.outAliases === null && session.env.delivered === null) writeRetainedPage(session, conn, msgs, one);
+      else for (const msg of msgs) one(msg);
     },
     ended: (session, completed) => {
       const feed = session.feed as RetainedFeed | null;
