@@ -12,6 +12,7 @@ export const LAYERS = [
   ['broker.ts'],
   ['broker-options.ts'],
   ['admin'],
+  ['backends'],
   ['transport'],
   ['protocol'],
   ['lifecycle'],

@@ -145,6 +145,8 @@ export interface DurableStart {
   maxSessionDelivery?: number;
   /** Return as soon as the process is spawned (the caller polls readiness itself). */
   noWait?: boolean;
+  /** StrataMQ: a config file (`--config`), e.g. backend rules. */
+  strataConfig?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -258,6 +260,7 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
       if (strataHasHostFlag()) args.push('--host', '127.0.0.1');
       args.push(...opts.strataArgs);
       if (name === 'strata-secure') args.push('--config', await secureConfig(dir));
+      else if (durable?.strataConfig !== undefined) args.push('--config', durable.strataConfig);
       break;
     }
     case 'aedes':

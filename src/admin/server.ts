@@ -211,6 +211,8 @@ export async function startAdminServer(view: AdminView, metrics: Registry, opts:
     return info;
   });
 
+  app.get('/api/v1/backends', { schema: { summary: 'backend pools (up, connection errors, last error) and rules (events matched, done, failed; their queue: queued, handled, failed, dropped, waiting)', tags: ['backends'], security: secured, response: { 200: { type: 'object', additionalProperties: true }, 401: errorSchema } } }, async () => view.backends());
+
   await app.listen({ host: opts.host, port: opts.port });
   const addr = app.server.address();
   return { app, port: typeof addr === 'object' && addr ? addr.port : opts.port };

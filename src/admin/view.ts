@@ -6,6 +6,7 @@
  * query methods to the composition root. Plain data in and out: the HTTP layer (server.ts) and
  * the CLI (cli/manage.ts, through HTTP) format it.
  */
+import type { ConsumerCounters } from '../hooks/bus.js';
 import type { BrokerMetrics } from '../hooks/metrics.js';
 import { resolve } from 'node:path';
 import type { Config } from '../config.js';
@@ -247,6 +248,18 @@ export class AdminView {
     if (!this.b.retained.get(topic)) throw new NotFound(`no retained message on ${JSON.stringify(topic)}`);
     this.b.log.info({ topic }, 'retained message cleared (admin)');
     await this.b.router.publish(createMessage(topic, Buffer.alloc(0), 0, true, undefined, ''), null);
+  }
+
+  /** Backend pools and rules (src/backends/): whether each pool's server answers; what each rule did; its queue. */
+  backends(): { pools: { type: string; pool: string; up: boolean; errors: number; lastError: string }[]; rules: { rule: string; pool: string; matched: number; done: number; failed: number; queue: ConsumerCounters | null }[] } {
+    const m = this.b.metrics;
+    return {
+      pools: Object.values(m.backendPools).map((p) => ({ type: p.type, pool: p.pool, up: p.up, errors: p.errors, lastError: p.lastError })),
+      rules: Object.entries(m.backendRules).map(([rule, c]) => {
+        const event = rule.split('.').slice(3, -1).join('.');
+        return { rule, pool: c.pool, matched: c.matched, done: c.done, failed: c.failed, queue: m.consumers[`backend.${c.pool}.${event}`] ?? null };
+      }),
+    };
   }
 
   storage(): StorageInfo | null {
