@@ -968,9 +968,13 @@ export class Model {
     if (m.will && this.cancelledWills.has(m.msg)) this.violate('unexpected', e.t, client, m.msg, `${where}: will ${m.msg} published although its session was resumed within the Will Delay Interval [MQTT-3.1.3-9]`);
 
     if (e.qos === 2) {
-      const n = (inc.q2.get(m.msg) ?? 0) + 1;
-      inc.q2.set(m.msg, n);
-      const allowed = Math.max(1, this.matchingFilters(inc, m.topic));
+      // Live: once per matching subscription (overlaps). Retained on subscribe: once per
+      // SUBSCRIBE of a matching filter — a re-SUBSCRIBE with Retain Handling 0 sends the
+      // retained message again ([MQTT-3.3.1-9], v5 §3.8.4), a new QoS 2 delivery.
+      const key = e.retain ? `${m.msg} retained` : m.msg;
+      const n = (inc.q2.get(key) ?? 0) + 1;
+      inc.q2.set(key, n);
+      const allowed = Math.max(1, e.retain ? this.matchingSubscribes(inc, m.topic, e.t) : this.matchingFilters(inc, m.topic));
       if (n > allowed) this.violate('duplicate', e.t, client, m.msg, `${where}: QoS 2 message ${m.msg} delivered ${n} times to one session (id ${e.id}, dup=${e.dup ? 1 : 0}) [MQTT-4.3.3]`);
     }
     if (first && !e.retain) this.checkOrder(inc, m, e, where);
@@ -996,6 +1000,13 @@ export class Model {
   private matchingFilters(inc: Inc, topic: string): number {
     let n = 0;
     for (const filter of inc.intervals.keys()) if (matches(filter, topic)) n++;
+    return n;
+  }
+
+  /** SUBSCRIBEs of filters matching `topic` sent before `t` in this incarnation (each may bring the retained message). */
+  private matchingSubscribes(inc: Inc, topic: string, t: number): number {
+    let n = 0;
+    for (const [filter, ivs] of inc.intervals) if (matches(filter, topic)) for (const iv of ivs) n += iv.versions.filter((v) => v.sentT < t).length;
     return n;
   }
 

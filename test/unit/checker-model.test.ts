@@ -184,6 +184,21 @@ describe('checker model: what MUST be delivered', () => {
 });
 
 describe('checker model: QoS 2 exactly once', () => {
+  test('a retained QoS 2 message comes once per SUBSCRIBE of a matching filter: a re-SUBSCRIBE may bring it again, a third copy for two SUBSCRIBEs may not', () => {
+    // Seed 600046's shape: `#` and `a/#`, then `a/#` subscribed again (Retain Handling 0): three copies allowed.
+    const base = (): Trace => {
+      const t = new Trace().connect(1, 'pub').publish(1, 1, 'pub#1', 'a/b/x', 2, { retain: true }).connect(2, 'sub', { v: 5 });
+      t.ev({ k: 'subscribe', conn: 2, id: 1, subs: [{ filter: '#', qos: 2, nl: false }, { filter: 'a/#', qos: 2, nl: false }] }).ev({ k: 'suback', conn: 2, id: 1, granted: [2, 2] });
+      t.deliver(2, 1, 'pub#1', 'a/b/x', 2, { retain: true }).ev({ k: 'pubrel', conn: 2, id: 1 });
+      return t.deliver(2, 2, 'pub#1', 'a/b/x', 2, { retain: true }).ev({ k: 'pubrel', conn: 2, id: 2 });
+    };
+    const again = base().subscribe(2, 2, 'a/#', 2);
+    again.deliver(2, 3, 'pub#1', 'a/b/x', 2, { retain: true }).ev({ k: 'pubrel', conn: 2, id: 3 });
+    assert.deepEqual(again.kinds(), []);
+    const extra = base().deliver(2, 3, 'pub#1', 'a/b/x', 2, { retain: true });
+    assert.deepEqual(extra.kinds(), ['duplicate'], 'no SUBSCRIBE since: a third copy is a duplicate');
+  });
+
   test('a second delivery after PUBREL (PUBCOMP sent) is a duplicate', () => {
     const t = new Trace().connect(1, 'sub').subscribe(1, 1, 'a/x', 2).connect(2, 'pub').publish(2, 1, 'pub#1', 'a/x', 2);
     t.deliver(1, 1, 'pub#1', 'a/x', 2).ev({ k: 'pubrel', conn: 1, id: 1 }).deliver(1, 2, 'pub#1', 'a/x', 2, { dup: true });
