@@ -6,7 +6,8 @@
 //   2. list both tarballs (every file and its size) and fail on a file the runtime needs that is
 //      missing, or one it does not need (tests, benches, Rust sources, build output, maps…);
 //   3. in an empty directory, `npm install` the two tarballs with PATH stripped of cargo and
-//      rustc (nothing may be built), then `npx stratamq --version`, `npx stratamq start --port 0`
+//      rustc (nothing may be built), then `npx stratamq --version`, `stratamq config check` of
+//      deploy/stratamq.conf, `npx stratamq start --port 0`
 //      with a message round trip through mosquitto_pub/mosquitto_sub, the admin API's /health
 //      and an MQTT CONNECT over WebSocket, and `require('stratamq')` / `import('stratamq')`
 //      from a small app that runs a broker.
@@ -296,6 +297,11 @@ async function main() {
     console.log(v.out.trim());
     const addon = join(dir, 'node_modules', '@stratamq', `native-${host}`, `strata.${host}.node`);
     if (v.status !== 0 || v.stdout !== `stratamq ${version}\nnative core ${version} (${addon})\n`) fail(`npx stratamq --version printed ${JSON.stringify(v.out)}`);
+
+    step('npx stratamq config check deploy/stratamq.conf (the example config of deploy/stratamq.service)');
+    const conf = run('npx', ['--no', '--', 'stratamq', 'config', 'check', join(ROOT, 'deploy', 'stratamq.conf')], { cwd: dir, env });
+    console.log(conf.out.trim());
+    if (conf.status !== 0) fail(`deploy/stratamq.conf does not pass stratamq config check: ${conf.out}`);
 
     step('npx stratamq start --port 0 (WebSocket and admin API on ephemeral ports too)');
     const b = await startBroker(dir, env);
