@@ -259,6 +259,7 @@ const APP = `
 async function main() {
   const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
   const host = hostTargetDir();
+  console.log(`check-install: stratamq ${version} for ${host}, Node.js ${process.version}, npm ${run('npm', ['--version']).stdout.trim()}`);
   if (!args.includes('--no-build')) {
     step('npm run release:local');
     execFileSync('npm', ['run', 'release:local'], { cwd: ROOT, stdio: 'inherit' });

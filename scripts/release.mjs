@@ -19,7 +19,6 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'release');
 const STAGE = join(OUT, '.stage');
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
 /** napi-rs' directory name for a target triple (npm/<dir>, strata.<dir>.node). */
 export const TARGET_DIRS = {
@@ -47,7 +46,7 @@ function readJson(p) {
 
 /** `npm pack` of a staged directory into release/; returns the tarball's path. */
 function pack(dir) {
-  const out = execFileSync(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', OUT], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', OUT], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], shell: process.platform === 'win32' });
   const [info] = JSON.parse(out);
   return join(OUT, info.filename);
 }
