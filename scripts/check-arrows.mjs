@@ -12,6 +12,7 @@ export const LAYERS = [
   ['broker.ts'],
   ['broker-options.ts'],
   ['admin'],
+  ['backends'],
   ['transport'],
   ['protocol'],
   ['lifecycle'],
@@ -20,7 +21,7 @@ export const LAYERS = [
   ['persistence'],
   ['auth'],
   ['hooks'],
-  ['wire', 'native.ts', 'config.ts', 'log.ts', 'timers.ts'],
+  ['wire', 'native.ts', 'config.ts', 'log.ts', 'timers.ts', 'idle-gc.ts'],
 ];
 
 /** The room of a path relative to src/ ('session/delivery.ts' → 'session'). */

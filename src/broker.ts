@@ -11,6 +11,7 @@ import type { BrokerOptions } from './broker-options.js';
 import type { BrokerMetrics } from './hooks/metrics.js';
 import { type Authenticator, createAuthenticator } from './auth/authenticator.js';
 import { type Admin, startAdmin } from './admin/index.js';
+import { type BackendHost, Backends } from './backends/index.js';
 import { type Config, type ConfigInput, loadConfig } from './config.js';
 import { type ConsumerCounters, HookBus } from './hooks/bus.js';
 import { clientSnapshot, type Gates, type ListenAddresses, noRefusals, permissiveGates, type Refusals } from './hooks/index.js';
@@ -21,7 +22,8 @@ import { createLogger, type Logger } from './log.js';
 import { assertCoreVersion, type LossInfo } from './native.js';
 import { createConnection } from './protocol/accept.js';
 import { ConnectRate } from './protocol/rate.js';
-import type { Connection, SocketHandoff } from './protocol/connection.js';
+import { Connection, type SocketHandoff } from './protocol/connection.js';
+import { proxySubscribe } from './protocol/handlers/subscribe.js';
 import type { ProtocolContext } from './protocol/context.js';
 import { NativeRetainedStore, type RetainedStore } from './routing/retained.js';
 import { Router } from './routing/router.js';
@@ -33,6 +35,7 @@ import { type DeliveryEnv, type DeliveryLimits, deliveryLimits, type DeliverySta
 import { MemorySessionStore, type SessionStore } from './session/store.js';
 import { listenTcp } from './transport/tcp.js';
 import { listenTls } from './transport/tls.js';
+import { startIdleGc } from './idle-gc.js';
 import { listenWs } from './transport/ws.js';
 import type { QoS } from './wire/codec.js';
 import { createMessage } from './wire/message.js';
@@ -57,8 +60,12 @@ export class Broker extends HookBus implements ProtocolContext {
   /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
   durable: DurableSessions | null = null;
   readonly connectRate: ConnectRate | null;
+  /** Backend rules and pools (`backend.*`: Redis, PostgreSQL, MySQL), started by listen(). */
+  readonly backends: Backends;
   private readonly stats: DeliveryStats = { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 };
   private admin: Admin | null = null;
+  /** Stops the idle collection (node.idle_gc); null when off. */
+  private stopIdleGc: (() => void) | null = null;
   private readonly servers: Server[] = [];
   private closing = false;
 
@@ -83,7 +90,7 @@ export class Broker extends HookBus implements ProtocolContext {
     const stats = this.stats;
     // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
     // routing increments its counters once per delivery.
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers };
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers, backendPools: {}, backendRules: {} };
     this.limits = deliveryLimits(c);
     this.connectRate = c['limits.connect_rate'] > 0 ? new ConnectRate(c['limits.connect_rate']) : null;
     const env: DeliveryEnv = { limits: this.limits, stats, delivered: null, acked: null };
@@ -92,6 +99,27 @@ export class Broker extends HookBus implements ProtocolContext {
     const table = new SubscriptionTable();
     this.router = new Router({ table, retained: this.retained, sessions: this.sessions, bus: this, counters: this.metrics, stats, storeQos0: this.limits.storeQos0, onStoreError, access: this.access });
     this.lifecycle = new SessionLifecycle({ sessions: this.sessions, router: this.router, bus: this, gates: this.gates, log: this.log, env, counters: this.metrics, onStoreError });
+    this.backends = new Backends(c, this, this.log, this.metrics); // checks the backend.* keys: a bad rule stops here
+  }
+
+  /** What backend rules ask of the broker: proxy subscriptions, retained messages found in a database. */
+  private backendHost(): BackendHost {
+    return {
+      subscribe: (clientId, filter, qos) => {
+        const conn = this.sessions.get(clientId)?.outlet;
+        return conn instanceof Connection ? proxySubscribe(conn, filter, qos) : Promise.resolve(-1);
+      },
+      deliverRetained: (clientId, filter, m) => {
+        const session = this.sessions.get(clientId);
+        if (!session?.outlet || this.retained.get(m.topic)) return false;
+        return this.router.deliverExternal(session, filter, createMessage(m.topic, m.payload, m.qos, true, undefined, m.publisher, m.receivedAt), true);
+      },
+      deliverStored: (clientId, filter, m) => {
+        const session = this.sessions.get(clientId);
+        if (!session?.outlet) return false;
+        return this.router.deliverExternal(session, filter, createMessage(m.topic, m.payload, m.qos, false, undefined, m.publisher, m.receivedAt), false);
+      },
+    };
   }
 
   /** SIGHUP: credentials and the ACL file read again (lifecycle/reload.ts). */
@@ -119,12 +147,15 @@ export class Broker extends HookBus implements ProtocolContext {
   async listen(): Promise<ListenAddresses> {
     try {
       if (this.config['durable_sessions.enable'] && !this.durable) await this.openStore();
+      if (this.backends.enabled) await this.backends.start(this.backendHost()); // loads the drivers; never waits for a database
       await this.bindListeners();
       this.admin = await startAdmin(this); // admin API (its port in addresses.admin), $SYS
+      if (this.config['node.idle_gc']) this.stopIdleGc ??= startIdleGc(() => this.metrics.bytesReceived + this.metrics.bytesSent);
     } catch (e) {
       await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       this.addresses = {};
       await this.dropStore();
+      await this.backends.close();
       throw e;
     }
     this.log.info({ ...this.addresses }, 'listening');
@@ -187,6 +218,7 @@ export class Broker extends HookBus implements ProtocolContext {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.stopIdleGc?.();
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const conn of [...this.connections]) conn.disconnect(RC.ServerShuttingDown, 'server shutting down');
     for (const conn of [...this.connections]) conn.socket.destroy();
@@ -196,6 +228,7 @@ export class Broker extends HookBus implements ProtocolContext {
     this.lifecycle.stopTimers();
     this.connectRate?.close();
     await Promise.all([...this.lifecycle.willWrites]);
+    await this.backends.close(); // what is queued gets a moment to reach its databases
     for (const session of this.sessions) session.durable?.save(); // exact counts and progress
     await this.durable?.close();
     this.log.info('closed');

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 
-type Kind = 'int' | 'bool' | 'string' | 'duration' | 'enum';
+type Kind = 'int' | 'bool' | 'string' | 'duration' | 'enum' | 'json';
 interface KeySpec {
   kind: Kind;
   default: number | boolean | string;
@@ -30,6 +30,8 @@ export const CONFIG_KEYS = {
   'listener.tls.keyfile': { kind: 'string', default: '', doc: 'PEM private key for TLS and WSS' },
   'listener.wss.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'MQTT over secure WebSocket' },
   'node.data_dir': { kind: 'string', default: './data', doc: 'directory of the embedded store' },
+  'node.name': { kind: 'string', default: 'stratamq@127.0.0.1', doc: 'this node\'s name, as backends record it (`${node}`, `mqtt:node:<name>`, the `node` columns)' },
+  'node.idle_gc': { kind: 'bool', default: true, doc: 'one full garbage collection when traffic stops after a burst and the JS heap holds > 16 MB it does not use (V8 keeps a burst\'s garbage while nothing allocates)' },
   'durable_sessions.enable': { kind: 'bool', default: true, doc: 'keep persistent sessions, their queues and retained messages in the store' },
   'durable_sessions.qos0': { kind: 'bool', default: true, doc: 'store QoS 0 messages for offline persistent sessions too (delivered at QoS 0 when they return)' },
   'durable_sessions.batch_size': { kind: 'int', default: 1000, min: 1, max: 100000, doc: 'messages read from the log per scan when a persistent session catches up' },
@@ -98,6 +100,38 @@ export const CONFIG_KEYS = {
   'log.format': { kind: 'enum', default: 'auto', values: ['auto', 'pretty', 'json'], doc: '`pretty`: readable lines (pino-pretty); `json`: JSON lines; `auto`: pretty when stdout is a terminal' },
 } as const satisfies Record<string, KeySpec>;
 
+/**
+ * Keys with parts the user names (a pool, a rule's number): declared as patterns, each with the
+ * regular expression its keys match. Their values are checked here like CONFIG_KEYS' (type,
+ * range, where they came from) and kept in `Config.patterned` by full key; the room that owns
+ * them (src/backends/config.ts) reads them, applies the defaults and checks how they fit together.
+ */
+const POOL = String.raw`backend\.(redis|pgsql|mysql)\.(?!hook\.)[a-z0-9_]+\.`;
+export const CONFIG_PATTERNS = {
+  'backend.<redis|pgsql|mysql>.<pool>.server': { match: new RegExp(`^${POOL}server$`), kind: 'string', default: '', doc: 'the pool\'s server `host:port` (default: 127.0.0.1 and the database\'s port); Redis sentinel and cluster: `host:port,host:port,…`' },
+  'backend.redis.<pool>.type': { match: /^backend\.redis\.(?!hook\.)[a-z0-9_]+\.type$/, kind: 'enum', default: 'single', values: ['single', 'sentinel', 'cluster'], doc: 'Redis deployment: `single`, `sentinel` (then `sentinel` names the master) or `cluster`' },
+  'backend.redis.<pool>.sentinel': { match: /^backend\.redis\.(?!hook\.)[a-z0-9_]+\.sentinel$/, kind: 'string', default: '', doc: 'the master\'s name in Redis Sentinel (with `type = sentinel`)' },
+  'backend.<redis|pgsql|mysql>.<pool>.pool_size': { match: new RegExp(`^${POOL}pool_size$`), kind: 'int', default: 8, min: 1, max: 1024, doc: 'connections (PostgreSQL, MySQL; Redis multiplexes one connection, or one per cluster node)' },
+  'backend.<redis|pgsql|mysql>.<pool>.username': { match: new RegExp(`^${POOL}username$`), kind: 'string', default: '', doc: 'user (Redis 6 ACL user; PostgreSQL default `postgres`, MySQL default `root`)' },
+  'backend.<redis|pgsql|mysql>.<pool>.password': { match: new RegExp(`^${POOL}password$`), kind: 'string', default: '', doc: 'password' },
+  'backend.<redis|pgsql|mysql>.<pool>.database': { match: new RegExp(`^${POOL}database$`), kind: 'string', default: '', doc: 'Redis database number (default 0); PostgreSQL / MySQL database (default `mqtt`)' },
+  'backend.<redis|pgsql|mysql>.<pool>.ssl': { match: new RegExp(`^${POOL}ssl$`), kind: 'bool', default: false, doc: 'TLS to the server (verified against the system\'s CAs)' },
+  'backend.<redis|pgsql|mysql>.<pool>.connect_timeout': { match: new RegExp(`^${POOL}connect_timeout$`), kind: 'duration', default: 5, min: 1, max: 3600, doc: 'seconds to wait for a connection' },
+  'backend.<redis|pgsql|mysql>.<pool>.query_timeout': { match: new RegExp(`^${POOL}query_timeout$`), kind: 'duration', default: 15, min: 0, max: 3600, doc: 'seconds a statement may take once sent, then it fails (counted); Redis: no reply for this long resets the connection and the command is retried; 0 = no limit' },
+  'backend.<redis|pgsql|mysql>.<pool>.auto_reconnect': { match: new RegExp(`^${POOL}auto_reconnect$`), kind: 'duration', default: 1, min: 0, max: 3600, doc: 'seconds between reconnection attempts while the server is unreachable (an event waits, holding its place in the rule\'s queue); 0 = no retry: events fail (counted) while it is down' },
+  'backend.<redis|pgsql|mysql>.<pool>.max_inflight': { match: new RegExp(`^${POOL}max_inflight$`), kind: 'int', default: 0, min: 0, max: 100000, doc: 'events written at once per event and pool; 0 = automatic: Redis 1000 (commands are pipelined on one connection), PostgreSQL / MySQL `pool_size`' },
+  'backend.<redis|pgsql|mysql>.<pool>.max_queued': { match: new RegExp(`^${POOL}max_queued$`), kind: 'int', default: 10000, min: 1, max: 10000000, doc: 'events waiting per event and pool; beyond it they are dropped and counted (`stratamq_hook_consumer_events_total{outcome="dropped"}`)' },
+  'backend.<redis|pgsql|mysql>.<pool>.max_returned_count': { match: new RegExp(`^${POOL}max_returned_count$`), kind: 'int', default: 500, min: 0, max: 100000000, doc: 'offline fetch (on_message_fetch…): at most this many stored messages per subscription, oldest first (0 = no limit)' },
+  'backend.<redis|pgsql|mysql>.<pool>.time_range': { match: new RegExp(`^${POOL}time_range$`), kind: 'duration', default: 0, min: 0, max: 315360000, doc: 'offline fetch: only messages stored within this long (e.g. `2h`; 0 = no limit)' },
+  'backend.<redis|pgsql|mysql>.hook.<event>.<n>': { match: /^backend\.(redis|pgsql|mysql)\.hook\.[a-z_]+\.[a-z_]+\.[0-9]+$/, kind: 'json', default: '', doc: 'a rule, JSON: `{"topic": filter, "action": {"function": name}, "pool": name}`, or `"action": {"sql": [statements]}` (PostgreSQL, MySQL), or `"action": {"commands": [commands]}` (Redis) — see "Backends"' },
+} as const satisfies Record<string, KeySpec & { match: RegExp }>;
+
+/** A patterned key's value (checked) and where it came from. */
+export interface PatternedValue {
+  readonly value: number | boolean | string | object;
+  readonly where: string;
+}
+
 /** A duration in seconds as the README shows it: `7200` (2h). */
 function humanSeconds(v: number): string {
   for (const [unit, n] of [
@@ -123,6 +157,12 @@ export function configReference(): string {
     if (key.endsWith('.port') && d === -1) shown += ' (off)';
     rows.push(`| \`${key}\` | ${shown} | ${spec.doc.replace(/\|/g, '\\|')} |`);
   }
+  for (const [key, spec] of Object.entries(CONFIG_PATTERNS) as [string, KeySpec][]) {
+    const d = spec.default;
+    let shown = d === '' ? '—' : `\`${String(d)}\``;
+    if (spec.kind === 'duration' && typeof d === 'number') shown += humanSeconds(d);
+    rows.push(`| \`${key.replace(/\|/g, '\\|')}\` | ${shown} | ${spec.doc.replace(/\|/g, '\\|')} |`);
+  }
   return rows.join('\n');
 }
 
@@ -136,8 +176,11 @@ type ValueOf<K extends ConfigKey> = (typeof CONFIG_KEYS)[K]['default'] extends n
   : (typeof CONFIG_KEYS)[K]['default'] extends boolean
     ? boolean
     : string;
-export type Config = { [K in ConfigKey]: ValueOf<K> };
-export type ConfigInput = Partial<{ [K in ConfigKey]: unknown }>;
+export type Config = { [K in ConfigKey]: ValueOf<K> } & {
+  /** Values of patterned keys (CONFIG_PATTERNS) by full key, e.g. `backend.redis.pool1.server`. */
+  readonly patterned: Readonly<Record<string, PatternedValue>>;
+};
+export type ConfigInput = Partial<{ [K in ConfigKey]: unknown }> & { [K in `backend.${string}`]?: unknown };
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -149,17 +192,43 @@ export class ConfigError extends Error {
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/;
 const UNIT: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
 
-function coerce(key: string, raw: unknown, where: string): number | boolean | string {
-  const spec = (CONFIG_KEYS as Record<string, KeySpec>)[key];
+/** The declaration of a key: its own, or the pattern it matches (then `patterned`). */
+function specOf(key: string): { spec: KeySpec; patterned: boolean } | null {
+  const own = (CONFIG_KEYS as Record<string, KeySpec>)[key];
+  if (own) return { spec: own, patterned: false };
+  for (const spec of Object.values(CONFIG_PATTERNS)) if (spec.match.test(key)) return { spec, patterned: true };
+  return null;
+}
+
+function coerce(key: string, raw: unknown, where: string): number | boolean | string | object {
+  const spec = specOf(key)?.spec;
   if (!spec) {
+    if (key.startsWith('backend.')) {
+      const fields = Object.keys(CONFIG_PATTERNS).filter((k) => !k.includes('.hook.')).map((k) => k.slice(k.lastIndexOf('.') + 1));
+      throw new ConfigError(`${where}: unknown config key "${key}" (backend keys: backend.<redis|pgsql|mysql>.<pool>.<${[...new Set(fields)].join('|')}> and backend.<redis|pgsql|mysql>.hook.<event>.<n>)`);
+    }
     const near = Object.keys(CONFIG_KEYS).find((k) => k.endsWith(key.split('.').pop() ?? '\0'));
     throw new ConfigError(`${where}: unknown config key "${key}"${near ? ` (did you mean "${near}"?)` : ''}`);
   }
   const bad = (what: string): never => {
     throw new ConfigError(`${where}: ${key} ${what}, got ${JSON.stringify(raw)}`);
   };
-  let v: number | boolean | string;
+  let v: number | boolean | string | object;
   switch (spec.kind) {
+    case 'json': {
+      // A rule from a file is parsed already; from the environment or an option it may be text.
+      let parsed = raw;
+      if (typeof raw === 'string') {
+        try {
+          parsed = JSON.parse(raw);
+        } catch (e) {
+          bad(`must be a JSON object (${(e as Error).message})`);
+        }
+      }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) bad('must be a JSON object');
+      v = parsed as object;
+      break;
+    }
     case 'int': {
       const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
       if (typeof n !== 'number' || !Number.isInteger(n)) bad('must be an integer');
@@ -225,8 +294,14 @@ export interface LoadOptions {
 }
 
 export function loadConfig(opts: LoadOptions = {}): Config {
-  const cfg: Record<string, unknown> = {};
+  const patterned: Record<string, PatternedValue> = {};
+  const cfg: Record<string, unknown> = { patterned };
   for (const [k, spec] of Object.entries(CONFIG_KEYS)) cfg[k] = spec.default;
+  const set = (k: string, raw: unknown, where: string): void => {
+    const value = coerce(k, raw, where);
+    if (specOf(k)?.patterned) patterned[k] = { value, where };
+    else cfg[k] = value;
+  };
   if (opts.file) {
     let text: string;
     try {
@@ -235,17 +310,17 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       throw new ConfigError(`cannot read config file ${opts.file}: ${(e as Error).message}`);
     }
     for (const [k, { value, where }] of Object.entries(parseConfigText(text, opts.file) as Record<string, { value: unknown; where: string }>)) {
-      cfg[k] = coerce(k, value, where);
+      set(k, value, where);
     }
   }
   const env = opts.env ?? {};
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('STRATA_') || value === undefined) continue;
     const key = name.slice(7).toLowerCase().split('__').join('.');
-    cfg[key] = coerce(key, value, `environment ${name}`);
+    set(key, value, `environment ${name}`);
   }
   for (const [k, v] of Object.entries(opts.overrides ?? {})) {
-    if (v !== undefined) cfg[k] = coerce(k, v, 'option');
+    if (v !== undefined) set(k, v, 'option');
   }
   return cfg as Config;
 }

@@ -145,6 +145,8 @@ export interface DurableStart {
   maxSessionDelivery?: number;
   /** Return as soon as the process is spawned (the caller polls readiness itself). */
   noWait?: boolean;
+  /** StrataMQ: a config file (`--config`), e.g. backend rules. */
+  strataConfig?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -231,6 +233,14 @@ export function removeTempDir(dir: string): void {
   tempDirs.delete(dir);
 }
 
+/** The node flags of package.json's `start` script (`node <flags> dist/src/cli/main.js start`): the broker runs as users start it. */
+export function npmStartNodeFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(path.resolve(here, '../../../package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const words = (pkg.scripts?.['start'] ?? '').split(/\s+/);
+  if (words[0] !== 'node') return [];
+  return words.slice(1).filter((w, i, all) => w.startsWith('--') && all.slice(0, i).every((x) => x.startsWith('--')));
+}
+
 export async function startBroker(name: BrokerName, opts: BrokerOptions, durable?: DurableStart): Promise<RunningBroker> {
   const port = durable?.port ?? (await freePort());
   const ownsDir = durable === undefined;
@@ -243,12 +253,14 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
     case 'strata-secure': {
       const dataDir = path.join(dir, 'data');
       cmd = process.execPath;
-      // BENCH_STRATA_NODE_ARGS: node flags for the broker process only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
-      const nodeArgs = (process.env['BENCH_STRATA_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+      // The node flags `npm start` runs the broker with, then BENCH_STRATA_NODE_ARGS: flags for
+      // the broker process only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"; a later flag wins).
+      const nodeArgs = [...npmStartNodeFlags(), ...(process.env['BENCH_STRATA_NODE_ARGS'] ?? '').split(' ').filter(Boolean)];
       args = [...nodeArgs, STRATA_CLI, 'start', '--port', String(port), '--ws-port', '0', '--data-dir', dataDir, '--admin-port', '0'];
       if (strataHasHostFlag()) args.push('--host', '127.0.0.1');
       args.push(...opts.strataArgs);
       if (name === 'strata-secure') args.push('--config', await secureConfig(dir));
+      else if (durable?.strataConfig !== undefined) args.push('--config', durable.strataConfig);
       break;
     }
     case 'aedes':

@@ -135,10 +135,17 @@ export function openFilesLimit(): number | null {
 }
 
 /**
- * RSS once it has settled: sampled every 250 ms until the last 5 samples lie within
- * max(256 kB, 0.5%), or maxMs passed; the last sample, in kB.
+ * Samples (250 ms apart) that must agree for RSS to count as settled: 5 s. A broker that
+ * tidies up a few seconds after the load (a garbage collection once it goes quiet) is measured
+ * after it, as a user watching it would see it; one that holds its memory is measured the same.
  */
-async function settledRssKb(pid: number, maxMs = 8000, unsettled?: () => void): Promise<number | null> {
+const SETTLE_SAMPLES = 21;
+
+/**
+ * RSS once it has settled: sampled every 250 ms until the last SETTLE_SAMPLES samples lie
+ * within max(256 kB, 0.5%), or maxMs passed; the last sample, in kB.
+ */
+async function settledRssKb(pid: number, maxMs = 15000, unsettled?: () => void): Promise<number | null> {
   const t0 = performance.now();
   const win: number[] = [];
   let last: number | null = null;
@@ -146,8 +153,8 @@ async function settledRssKb(pid: number, maxMs = 8000, unsettled?: () => void): 
     last = treeRssKb(pid);
     if (last === null) return null;
     win.push(last);
-    if (win.length > 5) win.shift();
-    if (win.length === 5) {
+    if (win.length > SETTLE_SAMPLES) win.shift();
+    if (win.length === SETTLE_SAMPLES) {
       const lo = Math.min(...win);
       const hi = Math.max(...win);
       if (hi - lo <= Math.max(256, hi * 0.005)) return last;
@@ -160,9 +167,9 @@ async function settledRssKb(pid: number, maxMs = 8000, unsettled?: () => void): 
   }
 }
 
-/** settledRssKb for the "after" sample of a row; notes it on the cell when RSS still moved after 8 s. */
+/** settledRssKb for the "after" sample of a row; notes it on the cell when RSS still moved after 15 s. */
 function settledAfter(pid: number, cell: MemoryCell): Promise<number | null> {
-  return settledRssKb(pid, 8000, () => (cell.notes ??= []).push('RSS still moving 8 s after the load (last sample used)'));
+  return settledRssKb(pid, 15000, () => (cell.notes ??= []).push('RSS still moving 15 s after the load (last sample used)'));
 }
 
 // ---------------------------------------------------------------- a small raw client

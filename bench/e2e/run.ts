@@ -62,7 +62,9 @@ const repoRoot = path.resolve(here, '../../..');
 const HELP = `usage: npm run bench -- [options]
 
   --brokers LIST        strata,aedes,mosquitto (default: all three)
-  --scenarios LIST      fanin,pairs,fanout0,fanout1 (default: these four), and the durable ones:
+  --scenarios LIST      fanin,pairs,fanout0,fanout1 (default: these four), rpairs (QoS1 pairs
+                        stored in Redis: StrataMQ's on_message_publish backend rule vs Aedes on
+                        aedes-persistence-redis, same redis-server set-up), and the durable ones:
                         dpairs, drain, kill9, restart; the memory ones: mretained, mdelivery,
                         msubs, mconns, msessions, mflood, midle
   --durable             add all durable scenarios (dpairs,drain,kill9,restart); without
@@ -214,6 +216,12 @@ interface Scenario {
   fanout: number;
   /** run the brokers on durable state (Mosquitto persistence, Aedes + Redis) */
   durable?: boolean;
+  /**
+   * every publish stored in a redis-server started for the run: StrataMQ through a backend
+   * rule (on_message_publish, EMQX's layout), Aedes through aedes-persistence-redis; Mosquitto
+   * has no Redis backend (skipped)
+   */
+  redis?: boolean;
   clients(tag: string): ClientSpec[];
 }
 
@@ -282,6 +290,17 @@ const SCENARIOS: Scenario[] = [
         { id: `${tag}-pub${i}`, role: 'pub', topic: `dpairs/${i}`, qos: 1, window: opts.window },
       ]).flat(),
   },
+  {
+    name: 'rpairs',
+    title: `QoS1 pairs stored in Redis (StrataMQ: on_message_publish rule; Aedes: aedes-persistence-redis), window ${opts.window}`,
+    fanout: 1,
+    redis: true,
+    clients: (tag) =>
+      Array.from({ length: 10 }, (_, i): ClientSpec[] => [
+        { id: `${tag}-sub${i}`, role: 'sub', filter: `rpairs/${i}`, qos: 1 },
+        { id: `${tag}-pub${i}`, role: 'pub', topic: `rpairs/${i}`, qos: 1, window: opts.window },
+      ]).flat(),
+  },
 ];
 
 /** Durable scenarios with their own drivers (durable.ts), not the load workers. */
@@ -345,6 +364,8 @@ interface Cell {
   genElu?: number[];
   /** received / (sent × fan-out) over the whole run after the drain, percent */
   deliveredTotalPct?: number;
+  /** rpairs, StrataMQ: messages its backend rule wrote to Redis (the rest dropped by the rule's bounded queue) */
+  storedInRedis?: number;
   /** time from end of publishing until deliveries stopped, ms */
   drainMs?: number;
   /** the drain limit was hit while messages were still arriving (backlog, not loss) */
@@ -429,6 +450,14 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
       if (name === 'aedes') redis = await startRedis(ddir);
       broker = await startBroker(name, brokerOpts, { dir: ddir, redisPort: redis?.port, maxSessionDelivery: durableOpts.aedesMaxSessionDelivery });
       if (redis !== null) broker.extraPids.push(redis.pid);
+    } else if (sc.redis === true) {
+      // The same redis-server set-up for both: StrataMQ's rule writes EMQX's layout, Aedes its persistence.
+      ddir = makeTempDir(`${name}-${sc.name}`);
+      redis = await startRedis(ddir);
+      const conf = path.join(ddir, 'backend.conf');
+      writeFileSync(conf, [`backend.redis.pool1.server = 127.0.0.1:${redis.port}`, 'backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1"}', ''].join('\n'));
+      broker = await startBroker(name, brokerOpts, { dir: ddir, redisPort: name === 'aedes' ? redis.port : undefined, strataConfig: conf });
+      broker.extraPids.push(redis.pid);
     } else {
       broker = await startBroker(name, brokerOpts);
     }
@@ -596,6 +625,19 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
     cell.peakRssMB = peak === null ? null : peak / 1024;
     if (cell.status === 'error') cell.logTail = tail(broker.logFile, 10) || undefined;
     await broker.stop();
+    if (sc.redis === true && name === 'strata' && redis !== null) {
+      // What the rule wrote: one mqtt:msg:<id> hash per message, plus one sorted set per topic.
+      const { Redis } = await import('ioredis');
+      const r = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true, maxRetriesPerRequest: 1 });
+      try {
+        await r.connect();
+        cell.storedInRedis = (await r.dbsize()) - 10;
+      } catch {
+        // not measured
+      } finally {
+        r.disconnect();
+      }
+    }
     await cleanDurable();
   }
   return cell;
@@ -837,6 +879,13 @@ function targetRows(cells: Cell[], dcells: DurableCell[]): TargetRow[] {
     ratioT('dpairs >= 1x Mosquitto (persistence true)', s, lc('mosquitto', 'dpairs')?.msgsPerSec, 1);
     ratioT('dpairs >= 3x Aedes+Redis', s, lc('aedes', 'dpairs')?.msgsPerSec, 3);
   }
+  if (scenarioNames.includes('rpairs')) {
+    ratioT('rpairs (on_message_publish to Redis) >= 2x Aedes+aedes-persistence-redis', lc('strata', 'rpairs')?.msgsPerSec, lc('aedes', 'rpairs')?.msgsPerSec, 2);
+    const c = lc('strata', 'rpairs');
+    if (c?.storedInRedis !== undefined && c.sent !== undefined) {
+      rows.push({ target: 'rpairs: StrataMQ publishes its rule wrote to Redis (the rest dropped, counted)', measured: `${c.storedInRedis} of ${c.sent} (${((100 * c.storedInRedis) / Math.max(1, c.sent)).toFixed(0)}%)`, verdict: 'n/a' });
+    }
+  }
   if (customs.includes('drain')) {
     ratioT(`drain of ${durableOpts.drainMsgs} >= 2x Mosquitto`, dc('strata', 'drain')?.drainMsgsPerSec, dc('mosquitto', 'drain')?.drainMsgsPerSec, 2);
   }
@@ -910,7 +959,7 @@ async function main(): Promise<void> {
   );
 
   const dctx: DurableCtx = { brokerOpts, d: durableOpts, say: (l) => process.stdout.write(`${l}\n`) };
-  const durableNeeded = scenarios.some((s) => s.durable === true) || customs.length > 0;
+  const durableNeeded = scenarios.some((s) => s.durable === true || s.redis === true) || customs.length > 0;
   /** Aedes runs durable on aedes-persistence-redis + redis-server: both must be there. */
   const aedesDurableWhy = brokers.includes('aedes') && durableNeeded ? aedesDurableUnavailable() : null;
   if (aedesDurableWhy !== null) process.stdout.write(`aedes (durable scenarios): ${aedesDurableWhy}\n`);
@@ -950,6 +999,13 @@ async function main(): Promise<void> {
       if (startError !== null) {
         cells.push({ broker: b, scenario: sc.name, status: 'error', error: startError, startFailed: true });
         continue;
+      }
+      if (sc.redis === true) {
+        const why = b === 'mosquitto' ? 'no Redis backend' : b === 'strata-secure' ? 'runs without the backend rule' : b === 'aedes' ? aedesDurableWhy : redisUnavailable();
+        if (why !== null) {
+          cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: why });
+          continue;
+        }
       }
       if (sc.durable === true && b === 'aedes' && aedesDurableWhy !== null) {
         cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: aedesDurableWhy });

@@ -111,6 +111,18 @@ export function createMetrics(view: AdminView): Registry {
   counter('stratamq_hook_consumer_events_total', 'Events per async hook consumer, by outcome', ['consumer', 'outcome'], () =>
     Object.entries(m.consumers).flatMap(([name, c]): Sample[] => (['queued', 'handled', 'failed', 'dropped'] as const).map((o): Sample => [{ consumer: name, outcome: o }, c[o]])),
   );
+  gauge('stratamq_backend_pool_up', 'Backend pools (backend.<type>.<pool>): 1 while the server answers, 0 while it is unreachable or refuses the login', ['type', 'pool'], () =>
+    Object.values(m.backendPools).map((p): Sample => [{ type: p.type, pool: p.pool }, p.up ? 1 : 0]),
+  );
+  counter('stratamq_backend_pool_errors_total', 'Connection-level errors per backend pool (unreachable, refused login, connection lost)', ['type', 'pool'], () =>
+    Object.values(m.backendPools).map((p): Sample => [{ type: p.type, pool: p.pool }, p.errors]),
+  );
+  counter('stratamq_backend_rule_events_total', 'Events each backend rule selected, by outcome (done, failed); its queue is stratamq_hook_consumer_* backend.<type>.<pool>.<event>', ['rule', 'outcome'], () =>
+    Object.entries(m.backendRules).flatMap(([rule, c]): Sample[] => [
+      [{ rule, outcome: 'done' }, c.done],
+      [{ rule, outcome: 'failed' }, c.failed],
+    ]),
+  );
   counter('stratamq_listener_errors_total', 'Event listeners that threw or rejected, by event', ['event'], () => Object.entries(m.listenerErrors).map(([event, n]): Sample => [{ event }, n]));
   counter('stratamq_protocol_errors_total', 'Clients disconnected for breaking the protocol', [], one(() => m.protocolErrors));
   counter('stratamq_store_errors_total', 'Storage writes that failed', [], one(() => m.storeErrors));

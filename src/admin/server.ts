@@ -191,7 +191,7 @@ export async function startAdminServer(view: AdminView, metrics: Registry, opts:
       const q = req.query as { page: number; limit: number; filter: string };
       const bad = validateTopicFilter(q.filter);
       if (bad) throw Object.assign(new Error(`bad filter: ${bad}`), { statusCode: 400 });
-      return page(view.retained(q.filter), q.page, q.limit);
+      return view.retained(q.filter, q.page, q.limit);
     },
   );
   app.delete(
@@ -210,6 +210,8 @@ export async function startAdminServer(view: AdminView, metrics: Registry, opts:
     if (!info) return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'no store: durable_sessions.enable is false' });
     return info;
   });
+
+  app.get('/api/v1/backends', { schema: { summary: 'backend pools (up, connection errors, last error) and rules (events matched, done, failed; their queue: queued, handled, failed, dropped, waiting)', tags: ['backends'], security: secured, response: { 200: { type: 'object', additionalProperties: true }, 401: errorSchema } } }, async () => view.backends());
 
   await app.listen({ host: opts.host, port: opts.port });
   const addr = app.server.address();

@@ -6,6 +6,7 @@
  * query methods to the composition root. Plain data in and out: the HTTP layer (server.ts) and
  * the CLI (cli/manage.ts, through HTTP) format it.
  */
+import type { ConsumerCounters } from '../hooks/bus.js';
 import type { BrokerMetrics } from '../hooks/metrics.js';
 import { resolve } from 'node:path';
 import type { Config } from '../config.js';
@@ -20,7 +21,7 @@ import { LogSession } from '../session/log-session.js';
 import type { Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
 import type { QoS } from '../wire/codec.js';
-import { createMessage, type Message } from '../wire/message.js';
+import { createMessage, isExpired, type Message } from '../wire/message.js';
 import { RC } from '../wire/reason-codes.js';
 
 /** What the admin room reads from the broker (the Broker class has all of it). */
@@ -224,11 +225,22 @@ export class AdminView {
   }
 
   /**
-   * Retained messages matching `filter`, from the broker's retained tree: it holds every stored
-   * one (written through to the store), the broker's own ($SYS, memory only), and no expired one.
+   * A page of the retained messages matching `filter`, by topic, from the broker's retained tree:
+   * it holds every stored one (written through to the store) and the broker's own ($SYS, memory
+   * only). Only the topics are listed whole (a few bytes each); the page's messages are read
+   * alone, so a million matches cost their topic strings, not a million messages. `total`
+   * counts an expired message not yet met (it is dropped when read, and left out of the page).
    */
-  retained(filter: string): MessageSummary[] {
-    return this.b.retained.match(filter).map(messageSummary).sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
+  retained(filter: string, pageNo: number, limit: number): Page<MessageSummary> {
+    const topics = this.b.retained.topics(filter).sort();
+    const from = (pageNo - 1) * limit;
+    const now = Date.now();
+    const items: MessageSummary[] = [];
+    for (const topic of topics.slice(from, from + limit)) {
+      const m = this.b.retained.get(topic);
+      if (m !== undefined && !isExpired(m, now)) items.push(messageSummary(m));
+    }
+    return { total: topics.length, page: pageNo, limit, items };
   }
 
   /** Clear a retained topic as an empty retained publish would (durably; subscribers get the empty message). */
@@ -236,6 +248,18 @@ export class AdminView {
     if (!this.b.retained.get(topic)) throw new NotFound(`no retained message on ${JSON.stringify(topic)}`);
     this.b.log.info({ topic }, 'retained message cleared (admin)');
     await this.b.router.publish(createMessage(topic, Buffer.alloc(0), 0, true, undefined, ''), null);
+  }
+
+  /** Backend pools and rules (src/backends/): whether each pool's server answers; what each rule did; its queue. */
+  backends(): { pools: { type: string; pool: string; up: boolean; errors: number; lastError: string }[]; rules: { rule: string; pool: string; matched: number; done: number; failed: number; queue: ConsumerCounters | null }[] } {
+    const m = this.b.metrics;
+    return {
+      pools: Object.values(m.backendPools).map((p) => ({ type: p.type, pool: p.pool, up: p.up, errors: p.errors, lastError: p.lastError })),
+      rules: Object.entries(m.backendRules).map(([rule, c]) => {
+        const event = rule.split('.').slice(3, -1).join('.');
+        return { rule, pool: c.pool, matched: c.matched, done: c.done, failed: c.failed, queue: m.consumers[`backend.${c.pool}.${event}`] ?? null };
+      }),
+    };
   }
 
   storage(): StorageInfo | null {

@@ -13,7 +13,14 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet, type JWTPayload, type JWTVerifyOptions, jwtVerify } from 'jose';
+import type { createLocalJWKSet, JSONWebKeySet, JWTPayload, JWTVerifyOptions } from 'jose';
+
+type Jose = typeof import('jose');
+/** jose, imported at the first token (a broker without JWT never loads it). */
+let joseModule: Promise<Jose> | null = null;
+function jose(): Promise<Jose> {
+  return (joseModule ??= import('jose'));
+}
 import { type Config, ConfigError } from '../config.js';
 
 /** Algorithms `auth.jwt.algorithms` may name. */
@@ -72,7 +79,8 @@ function loadPublicKey(path: string): KeyObject {
   }
 }
 
-function loadJwks(path: string): ReturnType<typeof createLocalJWKSet> {
+/** The JWKS in `path`, checked as far as it can be without jose (which takes it at the first token). */
+function loadJwks(path: string): JSONWebKeySet {
   const text = readKeyFile(path, 'JWKS file (auth.jwt.jwks_file)');
   let json: unknown;
   try {
@@ -87,11 +95,7 @@ function loadJwks(path: string): ReturnType<typeof createLocalJWKSet> {
     if ((k as { kty: string }).kty === 'oct') throw new JwtConfigError(`keys[${i}] is a symmetric key; use auth.jwt.secret for HMAC`, path);
     if ('d' in k) throw new JwtConfigError(`keys[${i}] holds a private key; a JWKS file here holds public keys only`, path);
   });
-  try {
-    return createLocalJWKSet(json as JSONWebKeySet);
-  } catch (e) {
-    throw new JwtConfigError(`not a JWKS (auth.jwt.jwks_file): ${(e as Error).message}`, path);
-  }
+  return json as JSONWebKeySet;
 }
 
 function claimString(payload: JWTPayload, claim: string): string | undefined {
@@ -101,7 +105,7 @@ function claimString(payload: JWTPayload, claim: string): string | undefined {
 }
 
 /** Why jose refused a token, in a few words. */
-function reasonOf(e: unknown, alg: string | undefined): string {
+function reasonOf(e: unknown, alg: string | undefined, { errors }: Jose): string {
   if (e instanceof errors.JWTExpired) return 'token expired';
   if (e instanceof errors.JWTClaimValidationFailed) {
     if (e.claim === 'nbf') return 'token not valid yet (nbf)';
@@ -120,12 +124,14 @@ class NoKey extends Error {}
 
 export class JwtVerifier {
   private readonly options: JWTVerifyOptions;
+  /** jose's key set for the JWKS file, made at the first token. */
+  private jwks: ReturnType<typeof createLocalJWKSet> | null = null;
 
   private constructor(
     private readonly algorithms: ReadonlySet<string>,
     private readonly secret: Uint8Array | null,
     private readonly publicKey: KeyObject | null,
-    private readonly jwks: ReturnType<typeof createLocalJWKSet> | null,
+    private readonly jwksFile: JSONWebKeySet | null,
     private readonly usernameClaim: string,
     private readonly clientIdClaim: string,
     issuer: string,
@@ -164,16 +170,24 @@ export class JwtVerifier {
 
   /** Check `token`'s signature, algorithm, `exp`, `nbf` (and `iss`/`aud` when configured). */
   async verify(token: string): Promise<JwtResult> {
+    const j = await jose();
+    if (this.jwksFile !== null && this.jwks === null) {
+      try {
+        this.jwks = j.createLocalJWKSet(this.jwksFile);
+      } catch (e) {
+        return { ok: false, reason: `JWKS file unusable: ${(e as Error).message}` };
+      }
+    }
     let alg: string | undefined;
     try {
-      alg = decodeProtectedHeader(token).alg;
+      alg = j.decodeProtectedHeader(token).alg;
     } catch (e) {
       return { ok: false, reason: `malformed token: ${(e as Error).message}` };
     }
     if (alg === undefined || alg === 'none') return { ok: false, reason: 'unsigned token (alg none) not allowed' };
     if (!this.algorithms.has(alg)) return { ok: false, reason: `token algorithm ${alg} not allowed` };
     try {
-      const { payload } = await jwtVerify(
+      const { payload } = await j.jwtVerify(
         token,
         async (header, input) => {
           const a = header.alg;
@@ -194,7 +208,7 @@ export class JwtVerifier {
         expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
       };
     } catch (e) {
-      return { ok: false, reason: reasonOf(e, alg) };
+      return { ok: false, reason: reasonOf(e, alg, j) };
     }
   }
 }

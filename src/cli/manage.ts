@@ -12,6 +12,7 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
+import { backendsConfig } from '../backends/config.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import type { LossInfo, StoreStats } from '../native.js';
@@ -346,11 +347,11 @@ export function registerManage(program: Command): void {
   const config = program.commands.find((c) => c.name() === 'config') ?? program.command('config').description('configuration');
   config
     .command('check')
-    .description('load a config file as the broker would (file, then STRATA_* environment): print OK, or the error (exit 2)')
+    .description('load a config file as the broker would (file, then STRATA_* environment; backend pools and rules checked together): print OK, or the error (exit 2)')
     .argument('<file>')
     .action((file: string) => {
       try {
-        loadConfig({ file, env: process.env });
+        backendsConfig(loadConfig({ file, env: process.env }));
         process.stdout.write(`OK ${file}\n`);
       } catch (e) {
         process.stderr.write(`stratamq config check: ${(e as Error).message}\n`);

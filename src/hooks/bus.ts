@@ -19,7 +19,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
-import { type BrokerEvents, messageSnapshot } from './index.js';
+import { type BrokerEvents, type ClientInfo, clientSnapshot, type MessageInfo, messageSnapshot } from './index.js';
 
 /**
  * Who to tell of each delivery and acknowledgement: set while someone listens (tapInto keeps
@@ -40,6 +40,11 @@ export interface ConsumerOptions {
   maxQueued?: number;
   /** Handler calls running at once. Default 1 (events handled in the order they fired). */
   concurrency?: number;
+  /**
+   * Asked synchronously where the event fires: an event it refuses is neither queued nor
+   * counted (e.g. a backend rule's topic filter), so it takes no place in the queue.
+   */
+  accept?: (...args: unknown[]) => boolean;
 }
 
 /** What an async consumer did: every event it was told is queued or dropped; queued ones end handled or failed. */
@@ -133,7 +138,17 @@ export class Consumer {
   }
 }
 
+/**
+ * A publish hold: asked for each message routed (after `message.publish` is told); a Promise it
+ * returns is awaited before the publisher's PUBACK / PUBREC, and a rejection is a failed
+ * acknowledgement (v5: reason code 0x80; 3.1.1: the connection closes unacknowledged, so the
+ * client sends it again). null: nothing to wait for. For backends in back-pressure mode.
+ */
+export type PublishHold = (client: ClientInfo | null, msg: MessageInfo) => Promise<void> | null;
+
 export class HookBus extends EventEmitter<BrokerEvents> {
+  /** Publish holds (see PublishHold); routing checks the length once per message. */
+  readonly publishHolds: PublishHold[] = [];
   /** Event listeners that threw (or rejected), per event name. */
   readonly listenerErrors: Record<string, number> = {};
   /** Async consumers (consume), by name: what each queued, handled, failed and dropped. */
@@ -166,7 +181,8 @@ export class HookBus extends EventEmitter<BrokerEvents> {
     for (let i = 2; this.consumers[name] !== undefined; i++) name = `${opts.name ?? event}#${i}`;
     const maxQueued = Math.max(1, opts.maxQueued ?? 10_000);
     const concurrency = Math.max(1, opts.concurrency ?? 1);
-    const listener = (...args: BrokerEvents[K]): void => consumer.push(args);
+    const accept = opts.accept;
+    const listener = accept ? (...args: BrokerEvents[K]): void => void (accept(...args) && consumer.push(args)) : (...args: BrokerEvents[K]): void => consumer.push(args);
     const consumer: Consumer = new Consumer(
       name,
       handler as (...args: Args) => unknown,
@@ -180,6 +196,19 @@ export class HookBus extends EventEmitter<BrokerEvents> {
     this.consumers[name] = consumer.counters;
     this.on(event, listener as never);
     return consumer;
+  }
+
+  /** What the publish holds want waited for before a message's acknowledgement (null: nothing). */
+  hold(from: ClientInfo | null, msg: Message): Promise<void> | null {
+    const client = from && clientSnapshot(from);
+    const info = messageSnapshot(msg);
+    let waits: Promise<void>[] | null = null;
+    for (const h of this.publishHolds) {
+      const w = h(client, info);
+      if (w) (waits ??= []).push(w);
+    }
+    if (waits === null) return null;
+    return waits.length === 1 ? (waits[0] as Promise<void>) : Promise.all(waits).then(() => undefined);
   }
 
   /**

@@ -19,6 +19,25 @@ export interface TrafficMetrics {
   readonly nativeSent: number;
 }
 
+/** A backend connection pool (src/backends/): whether its server answers, and its errors. */
+export interface BackendPoolCounters {
+  readonly type: string;
+  readonly pool: string;
+  /** The last command or statement reached the server (false until one has, and while it is unreachable). */
+  up: boolean;
+  /** Connection-level errors (unreachable, refused credentials, lost connection). */
+  errors: number;
+  lastError: string;
+}
+
+/** A backend rule (`backend.<type>.hook.<event>.<n>`): events it selected, and how they ended. */
+export interface BackendRuleCounters {
+  readonly pool: string;
+  matched: number;
+  done: number;
+  failed: number;
+}
+
 export interface BrokerMetrics extends TrafficMetrics {
   connections: number;
   messagesReceived: number;
@@ -40,4 +59,8 @@ export interface BrokerMetrics extends TrafficMetrics {
   refused: Refusals;
   /** Async event consumers (Broker.consume): queued, handled, failed, dropped, waiting. */
   consumers: Record<string, ConsumerCounters>;
+  /** Backend pools by `<type>.<pool>`; their events' queues are in `consumers` as `backend.<type>.<pool>.<event>`. */
+  backendPools: Record<string, BackendPoolCounters>;
+  /** Backend rules by config key. */
+  backendRules: Record<string, BackendRuleCounters>;
 }

@@ -38,8 +38,8 @@ export interface FeedHost {
   /** The session is still the one registered for its client id (not ended, not replaced). */
   alive(session: Session): boolean;
   cursor(filter: string): RetainedCursor;
-  /** Send (or queue) one retained message of `req` to `session`. */
-  send(session: Session, msg: Message, req: FeedRequest, now: number): void;
+  /** Send (or queue) a page of retained messages of `req` to `session`, in order. */
+  send(session: Session, msgs: readonly Message[], req: FeedRequest, now: number): void;
   /** The feed ended (`completed`: everything sent or queued): run what it held, resume the session. */
   ended(session: Session, completed: boolean): void;
 }
@@ -101,7 +101,7 @@ export class RetainedFeed implements LiveHold {
       }
       const page = this.cursor.next(FEED_PAGE - sent, now);
       const req = this.current as FeedRequest;
-      for (const msg of page) this.host.send(s, msg, req, now);
+      this.host.send(s, page, req, now);
       sent += page.length;
     }
   }

@@ -15,11 +15,11 @@ import { isExpired, type Message } from '../wire/message.js';
 export interface RetainedStore {
   /** Store `msg` (or clear its topic when the payload is empty); returns the record stored (null: cleared). */
   set(msg: Message): Buffer | null;
-  /** Live retained messages whose topic matches `filter`. */
-  match(filter: string, now?: number): Message[];
   get(topic: string): Message | undefined;
   /** The live retained messages matching `filter`, read a page at a time (see RetainedCursor). */
   cursor(filter: string): RetainedCursor;
+  /** The topics with a retained message matching `filter` (any order; an expired one not yet met included). */
+  topics(filter: string): string[];
   readonly size: number;
 }
 
@@ -81,21 +81,15 @@ export class NativeRetainedStore implements RetainedStore {
     return r ? retainedMessage(topic, r) : undefined;
   }
 
-  match(filter: string, now = Date.now()): Message[] {
-    const out: Message[] = [];
-    for (const { topic, record } of this.native.match(filter)) {
-      const m = retainedMessage(topic, record);
-      if (isExpired(m, now)) {
-        this.native.delete(topic);
-        continue;
-      }
-      out.push(m);
-    }
-    return out;
-  }
-
   cursor(filter: string): RetainedCursor {
     return new NativeRetainedCursor(this.native, this.native.matchTopics(filter));
+  }
+
+  topics(filter: string): string[] {
+    const { buffer, offsets, count } = this.native.matchTopics(filter);
+    const out = new Array<string>(count);
+    for (let i = 0; i < count; i++) out[i] = buffer.toString('utf8', offsets[i] as number, offsets[i + 1] as number);
+    return out;
   }
 
   get size(): number {

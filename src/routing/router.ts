@@ -13,7 +13,7 @@ import type { ClientAcl } from '../auth/acl.js';
 import { type ClientInfo, clientSnapshot, messageSnapshot } from '../hooks/index.js';
 import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
-import { deliver, deliverLogged, pump } from '../session/delivery.js';
+import { deliver, deliverLogged, pump, writeRetainedPage } from '../session/delivery.js';
 import type { Persistence, StoredSubscription } from '../persistence/registries.js';
 import type { DeliveryStats, Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
@@ -291,11 +291,16 @@ export class Router {
     logged.length = 0;
     live0.length = 0;
     this.syncDrops();
+    // Back-pressure backends (hooks/bus.ts PublishHold): the acknowledgement waits for them too.
+    const held = this.bus.publishHolds.length > 0 && msg !== this.volatileMsg ? this.bus.hold(from, msg) : null;
     const store = this.store;
-    if (!store || msg === this.volatileMsg || (targets === null && !msg.retain && inboundId === 0)) return null;
-    // Retained for no persistent session (a device's state topic): one metadata write, nothing to wait for around it.
-    if (targets === null && inboundId === 0) return store.retained.saveRetainMessage(msg, record ?? undefined);
-    return this.persist(store, msg, targets ?? [], inboundId, record);
+    let stored: Promise<void> | null = null;
+    if (store && msg !== this.volatileMsg && !(targets === null && !msg.retain && inboundId === 0)) {
+      // Retained for no persistent session (a device's state topic): one metadata write, nothing to wait for around it.
+      stored = targets === null && inboundId === 0 ? store.retained.saveRetainMessage(msg, record ?? undefined) : this.persist(store, msg, targets ?? [], inboundId, record);
+    }
+    if (held === null) return stored;
+    return stored === null ? held : Promise.all([stored, held]).then(() => undefined);
   }
 
   /** A logged delivery for `session` was handed to it (or failed): what waited behind it goes. */
@@ -439,13 +444,20 @@ export class Router {
   private readonly feedHost: FeedHost = {
     alive: (session) => this.sessions.get(session.clientId) === session,
     cursor: (filter) => this.retained.cursor(filter),
-    send: (session, msg, req, now) => {
-      if (session.subscriptions.get(req.filter)?.readDenied?.(msg.topic)) return;
-      const durable = session.durable;
-      const q = (req.qos < msg.qos ? req.qos : msg.qos) as QoS;
-      // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
-      const p = deliver(session, msg, q, true, req.subId !== undefined ? [req.subId] : undefined, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
-      if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+    send: (session, msgs, req, now) => {
+      const denied = session.subscriptions.get(req.filter)?.readDenied;
+      const one = (msg: Message): void => {
+        if (denied?.(msg.topic)) return;
+        const durable = session.durable;
+        const q = (req.qos < msg.qos ? req.qos : msg.qos) as QoS;
+        // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
+        const p = deliver(session, msg, q, true, req.subId !== undefined ? [req.subId] : undefined, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
+        if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+      };
+      const conn = session.outlet;
+      // QoS 0 to a plain connected client: the page as one buffer.
+      if (conn !== null && req.qos === 0 && req.subId === undefined && denied === undefined && conn.outAliases === null && session.env.delivered === null) writeRetainedPage(session, conn, msgs, one);
+      else for (const msg of msgs) one(msg);
     },
     ended: (session, completed) => {
       const feed = session.feed as RetainedFeed | null;
@@ -461,6 +473,24 @@ export class Router {
       if (completed && conn !== null && session.durable !== null) pump(conn, session);
     },
   };
+
+  /**
+   * One message from outside the broker's stores (a backend: on_retain_lookup, offline fetch) to
+   * a session's subscription `filter`. Retained: delivered as deliverRetained delivers the
+   * store's (a persistent session pins it by topic). Not retained: a plain delivery the session
+   * does not record (the backend keeps the message until it is acknowledged there).
+   */
+  deliverExternal(session: Session, filter: string, msg: Message, retain: boolean): boolean {
+    const sub = session.subscriptions.get(filter);
+    if (!sub || sub.readDenied?.(msg.topic)) return false;
+    const q = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+    const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
+    const durable = session.durable;
+    const p = deliver(session, msg, q, retain, subIds, Date.now(), undefined, retain && durable !== null && q > 0 ? msg.topic : undefined);
+    if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+    this.syncDrops();
+    return true;
+  }
 
   private syncDrops(): void {
     this.counters.messagesDropped = this.stats.dropped;

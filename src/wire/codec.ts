@@ -268,11 +268,23 @@ export function encodePublish(
     return generate(p, { protocolVersion: 5 });
   }
   const tlen = Buffer.byteLength(topic);
-  const remaining = 2 + tlen + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payload.length;
-  const buf = Buffer.allocUnsafe(1 + varIntLength(remaining) + remaining);
-  buf[0] = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0);
-  let pos = writeVarInt(buf, 1, remaining);
-  buf.writeUInt16BE(tlen, pos);
+  const buf = Buffer.allocUnsafe(publishSize(tlen, payload.length, qos, version));
+  writePublish(buf, 0, topic, tlen, payload, qos, retain, dup, messageId, version);
+  return buf;
+}
+
+/** Bytes of a PUBLISH without properties: topic of `topicBytes` (UTF-8), payload of `payloadBytes`. */
+export function publishSize(topicBytes: number, payloadBytes: number, qos: QoS, version: ProtocolVersion): number {
+  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payloadBytes;
+  return 1 + varIntLength(remaining) + remaining;
+}
+
+/** Write a PUBLISH without properties at `at` (publishSize bytes); returns the offset after it. */
+export function writePublish(buf: Buffer, at: number, topic: string, topicBytes: number, payload: Buffer, qos: QoS, retain: boolean, dup: boolean, messageId: number, version: ProtocolVersion): number {
+  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payload.length;
+  buf[at] = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0);
+  let pos = writeVarInt(buf, at + 1, remaining);
+  buf.writeUInt16BE(topicBytes, pos);
   pos += 2;
   pos += buf.write(topic, pos, 'utf8');
   if (qos > 0) {
@@ -280,8 +292,7 @@ export function encodePublish(
     pos += 2;
   }
   if (version === 5) buf[pos++] = 0;
-  payload.copy(buf, pos);
-  return buf;
+  return pos + payload.copy(buf, pos);
 }
 
 /** PUBACK / PUBREC / PUBREL / PUBCOMP with reason code 0 and no properties: 4 bytes (2 on v3). */

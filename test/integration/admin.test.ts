@@ -148,6 +148,14 @@ describe('admin API', () => {
       ['adm/r/b', 'B', 'adm-ret'],
     ]);
     assert.equal((await get(`/api/v1/retained?filter=${encodeURIComponent('a/#/b')}`)).status, 400);
+    // Pages by topic: the topics are listed whole, each page's messages read alone.
+    const q = await client(tb, { clientId: 'adm-pages' });
+    for (let i = 0; i < 25; i++) await q.publishAsync(`adm/p/${String(i).padStart(2, '0')}`, `m${i}`, { qos: 1, retain: true });
+    await q.endAsync();
+    const p2 = (await get(`/api/v1/retained?filter=${encodeURIComponent('adm/p/#')}&page=2&limit=10`)).body;
+    assert.equal(p2.total, 25);
+    assert.deepEqual(p2.items.map((m: any) => [m.topic, m.payload]), Array.from({ length: 10 }, (_, k) => [`adm/p/${10 + k}`, `m${10 + k}`]));
+    assert.equal((await get(`/api/v1/retained?filter=${encodeURIComponent('adm/p/#')}&page=3&limit=10`)).body.items.length, 5);
     assert.equal(await del('/api/v1/retained/adm/r/a'), 204);
     assert.equal(await del('/api/v1/retained/adm/r/a'), 404);
     assert.deepEqual((await get(`/api/v1/retained?filter=${encodeURIComponent('adm/r/#')}`)).body.items.map((m: any) => m.topic), ['adm/r/b']);

@@ -118,6 +118,11 @@ describe('stratamq clients / sessions / retained / ds info against a running bro
     const bad = join(tmp.dir, 'bad.conf');
     writeFileSync(good, 'listener.tcp.port = 1884\nadmin.port = -1\n');
     writeFileSync(bad, 'admin.port = "many"\n');
+    const badRule = join(tmp.dir, 'bad-rule.conf');
+    writeFileSync(badRule, 'backend.redis.pool1.server = 127.0.0.1:6379\nbackend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool2"}\n');
+    const koRule = await run(['config', 'check', badRule]);
+    assert.equal(koRule.code, 2);
+    assert.match(koRule.stderr, /bad-rule\.conf:2: backend\.redis\.hook\.message\.publish\.1: pool "pool2" is not configured/);
     const [sessions, retained, fallback, ok, ko] = await Promise.all([
       run(['sessions', 'list', '--offline', '--data-dir', data, '--json']),
       run(['retained', 'list', '--offline', '--data-dir', data]),

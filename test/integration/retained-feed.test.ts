@@ -151,3 +151,41 @@ test('a clean subscriber that leaves during its retained messages ends its feed;
     await tb.close();
   }
 });
+
+test('v5 QoS 0 subscriber: plain retained messages come as whole pages, those with properties or an expiry in their place, each as published', async () => {
+  const tb = await startBroker();
+  try {
+    const n = 3_000;
+    const pub = await client(tb.url, { protocolVersion: 5, clientId: 'props-pub' });
+    for (let i = 0; i < n; i++) {
+      const properties = i % 100 === 0 ? { userProperties: { i: String(i) } } : i % 100 === 50 ? { messageExpiryInterval: 3600 } : undefined;
+      pub.publish(`pp/${i}`, `v${i}`, { qos: 0, retain: true, ...(properties ? { properties } : {}) });
+    }
+    await pub.publishAsync('pp-barrier', 'x', { qos: 1 });
+    const sub = unconnected(tb.url, { protocolVersion: 5, clientId: 'props-sub', properties: { maximumPacketSize: 64 } });
+    const got = new Map<string, { payload: string; user?: Record<string, string | string[]>; expiry?: number; retain: boolean }>();
+    sub.on('message', (topic, payload, packet) => got.set(topic, { payload: payload.toString(), user: packet.properties?.userProperties, expiry: packet.properties?.messageExpiryInterval, retain: packet.retain }));
+    sub.connect();
+    await new Promise<void>((r) => sub.once('connect', () => r()));
+    // One retained message larger than the client's Maximum Packet Size: discarded for it, counted.
+    await pub.publishAsync('pp/big', 'x'.repeat(100), { qos: 1, retain: true });
+    await sub.subscribeAsync('pp/#', { qos: 0 });
+    const end = Date.now() + 10_000;
+    while (got.size < n && Date.now() < end) await sleep(20);
+    assert.equal(got.size, n);
+    assert.equal(got.has('pp/big'), false, 'larger than the client accepts');
+    for (let i = 0; i < n; i++) {
+      const m = got.get(`pp/${i}`);
+      assert.equal(m?.payload, `v${i}`);
+      assert.equal(m?.retain, true);
+      if (i % 100 === 0) assert.deepEqual({ ...m?.user }, { i: String(i) });
+      else assert.equal(m?.user, undefined);
+      if (i % 100 === 50) assert.ok(m?.expiry !== undefined && m.expiry > 3500 && m.expiry <= 3600, `expiry ${m?.expiry}`);
+    }
+    assert.ok(tb.broker.metrics.messagesDropped >= 1);
+    await sub.endAsync();
+    await pub.endAsync();
+  } finally {
+    await tb.close();
+  }
+});

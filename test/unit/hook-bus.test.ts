@@ -100,3 +100,13 @@ test('the delivery taps are set exactly while someone listens (listener, once, c
   c.close();
   assert.equal(taps.acked, null);
 });
+
+test('a consumer\'s accept() is asked where the event fires: refused events take no queue place and are not counted', async () => {
+  const bus = new HookBus();
+  const seen: string[] = [];
+  const c = bus.consume('message.publish', (_client, m) => void seen.push(m.topic), { maxQueued: 2, accept: (_client, m) => (m as { topic: string }).topic.startsWith('keep/') });
+  for (const t of ['$SYS/x', 'keep/1', 'other', 'keep/2', 'other/2']) bus.emit('message.publish', null, msg(t));
+  await c.idle();
+  assert.deepEqual(seen, ['keep/1', 'keep/2']);
+  assert.deepEqual({ ...c.counters }, { queued: 2, handled: 2, failed: 0, dropped: 0, waiting: 0 });
+});

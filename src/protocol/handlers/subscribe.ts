@@ -19,6 +19,61 @@ interface Wanted {
   code: number; // granted QoS or failure reason, decided so far
 }
 
+/** The checks of one filter before the gates: its granted QoS so far, or the reason code refusing it. */
+function checkFilter(broker: Connection['broker'], filter: string, qos: QoS): number {
+  const cfg = broker.config;
+  const refused = broker.metrics.refused;
+  const shared = filter.startsWith('$share/');
+  if (validateTopicFilter(filter)) return RC.TopicFilterInvalid; // [MQTT-4.7.3-?]
+  if (shared && !cfg['mqtt.shared_subscription']) return RC.SharedSubscriptionsNotSupported;
+  if (!cfg['mqtt.wildcard_subscription'] && /[+#]/.test(shared ? filter.split('/').slice(2).join('/') : filter)) return RC.WildcardSubscriptionsNotSupported;
+  if (Buffer.byteLength(filter) > cfg['mqtt.max_topic_length']) {
+    refused.topicLength++;
+    return RC.TopicFilterInvalid;
+  }
+  if (topicLevels(filter) - (shared ? 2 : 0) > cfg['mqtt.max_topic_levels']) {
+    refused.topicLevels++;
+    return RC.TopicFilterInvalid;
+  }
+  return qos;
+}
+
+/**
+ * A subscription made for a connected client by the broker (a backend's on_subscribe_lookup,
+ * EMQX's proxy subscription): the checks SUBSCRIBE gets — the filter, `authorizeSubscribe` (ACL),
+ * `mqtt.max_subscriptions` — then the subscription, recorded durably for a persistent session,
+ * and the retained messages it matches. No SUBACK: the client did not ask. Resolves with the
+ * granted QoS or the v5 reason code refusing it.
+ */
+export async function proxySubscribe(conn: Connection, filter: string, wantQos: QoS): Promise<number> {
+  const broker = conn.broker;
+  const cfg = broker.config;
+  const opts: SubscriptionOptions = { qos: Math.min(wantQos, cfg['mqtt.max_qos']) as QoS, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined };
+  const code = checkFilter(broker, filter, opts.qos);
+  if (code >= 0x80) return code;
+  const a = await broker.gates.authorizeSubscribe(conn, filter, opts.qos);
+  const session = conn.session;
+  if (!session || conn.state === 'closed') return -1;
+  if (a === false || (typeof a === 'number' && a >= 0x80)) return a === false ? RC.NotAuthorized : a;
+  const max = cfg['mqtt.max_subscriptions'];
+  if (max > 0 && session.subscriptions.size >= max && !session.subscriptions.has(filter)) {
+    broker.metrics.refused.subscriptions++;
+    return RC.QuotaExceeded;
+  }
+  const qos = Math.min(opts.qos, typeof a === 'number' ? a : opts.qos) as QoS;
+  const writes: Promise<void>[] = [];
+  broker.router.subscribe(session, filter, { ...opts, qos }, writes);
+  try {
+    await Promise.all(writes);
+  } catch (e) {
+    broker.onStoreError(conn.clientId, e as Error);
+    if (session.subscriptions.has(filter)) broker.router.unsubscribe(session, filter);
+    return RC.UnspecifiedError;
+  }
+  if (!filter.startsWith('$share/') && conn.session === session) broker.router.deliverRetained(session, filter, qos, undefined);
+  return qos;
+}
+
 export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
   const broker = conn.broker;
   const cfg = broker.config;
@@ -41,21 +96,8 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
       retainHandling: (s.rh ?? 0) as 0 | 1 | 2,
       subscriptionId: subId,
     };
-    const shared = s.topic.startsWith('$share/');
-    let code: number = opts.qos;
-    const bad = validateTopicFilter(s.topic);
-    if (bad) code = RC.TopicFilterInvalid; // [MQTT-4.7.3-?]
-    else if (shared && !cfg['mqtt.shared_subscription']) code = RC.SharedSubscriptionsNotSupported;
-    else if (shared && opts.noLocal) throw new ProtocolViolation(RC.ProtocolError, 'No Local on a shared subscription'); // [MQTT-3.8.3-4]
-    else if (!cfg['mqtt.wildcard_subscription'] && /[+#]/.test(shared ? s.topic.split('/').slice(2).join('/') : s.topic)) code = RC.WildcardSubscriptionsNotSupported;
-    else if (Buffer.byteLength(s.topic) > cfg['mqtt.max_topic_length']) {
-      refused.topicLength++;
-      code = RC.TopicFilterInvalid;
-    } else if (topicLevels(s.topic) - (shared ? 2 : 0) > cfg['mqtt.max_topic_levels']) {
-      refused.topicLevels++;
-      code = RC.TopicFilterInvalid;
-    }
-    return { filter: s.topic, opts, code };
+    if (s.topic.startsWith('$share/') && opts.noLocal && !validateTopicFilter(s.topic) && cfg['mqtt.shared_subscription']) throw new ProtocolViolation(RC.ProtocolError, 'No Local on a shared subscription'); // [MQTT-3.8.3-4]
+    return { filter: s.topic, opts, code: checkFilter(broker, s.topic, opts.qos) };
   });
 
   const answers = wanted.map((w) => (w.code < 0x80 ? broker.gates.authorizeSubscribe(conn, w.filter, w.opts.qos) : w.code));

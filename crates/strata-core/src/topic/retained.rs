@@ -9,37 +9,56 @@ use crate::topic::validate::{parse_filter, validate_topic_name};
 
 /// Children by topic level. Levels come from clients, so the hasher is seeded per
 /// process rather than a fixed, collision-craftable one.
-type LevelMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+type LevelMap<V> = HashMap<Box<str>, Node<V>, foldhash::fast::RandomState>;
 
 /// One topic level.
 ///
-/// Invariants: `slot` is `Some((name, value))` exactly when a retained topic ends here,
-/// and `name` is the full topic (so matches are reported without rebuilding strings);
-/// every node except the root holds a topic or has a child.
+/// Invariants: `value` is set exactly when a retained topic ends here (the topic is the
+/// path of levels to it, rebuilt when a match reports it); `children` is `None` rather
+/// than an empty map (most nodes are leaves: one pointer instead of a map each); every
+/// node except the root holds a topic or has a child.
 #[derive(Debug)]
 struct Node<V> {
-    children: LevelMap<Node<V>>,
-    slot: Option<(Box<str>, V)>,
+    children: Option<Box<LevelMap<V>>>,
+    value: Option<V>,
 }
 
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Node {
-            children: LevelMap::default(),
-            slot: None,
+            children: None,
+            value: None,
         }
+    }
+}
+
+impl<V> Node<V> {
+    fn child(&self, level: &str) -> Option<&Node<V>> {
+        self.children.as_ref()?.get(level)
+    }
+
+    fn child_count(&self) -> usize {
+        self.children.as_ref().map_or(0, |c| c.len())
+    }
+
+    fn children(&self) -> impl Iterator<Item = (&Box<str>, &Node<V>)> {
+        self.children.iter().flat_map(|c| c.iter())
     }
 }
 
 impl<V> Drop for Node<V> {
     /// Iterative, so that a topic thousands of levels deep cannot overflow the stack.
     fn drop(&mut self) {
-        if self.children.is_empty() {
+        let Some(children) = self.children.take() else {
             return;
-        }
-        let mut stack: Vec<Node<V>> = self.children.drain().map(|(_, n)| n).collect();
-        while let Some(mut n) = stack.pop() {
-            stack.extend(n.children.drain().map(|(_, c)| c));
+        };
+        let mut stack: Vec<Box<LevelMap<V>>> = vec![children];
+        while let Some(mut map) = stack.pop() {
+            for (_, mut n) in map.drain() {
+                if let Some(c) = n.children.take() {
+                    stack.push(c);
+                }
+            }
         }
     }
 }
@@ -74,6 +93,38 @@ pub type RetainedIndex = RetainedTree<()>;
 /// Retained messages: each topic's record (layout: [`crate::topic::retained_record`]).
 pub type RetainedMessages = RetainedTree<Box<[u8]>>;
 
+/// `parent`'s topic with `level` appended (the root's children: `level` alone).
+fn join(parent: &str, level: &str, top: bool) -> String {
+    if top {
+        return level.to_owned();
+    }
+    let mut t = String::with_capacity(parent.len() + 1 + level.len());
+    t.push_str(parent);
+    t.push('/');
+    t.push_str(level);
+    t
+}
+
+/// A node to visit in a match: where its topic ends in the path buffer once its level is
+/// appended to its parent's (`parent_len`, and whether the parent is the root).
+struct Visit<'a, V> {
+    node: &'a Node<V>,
+    level: &'a str,
+    parent_len: usize,
+    top: bool,
+}
+
+impl<'a, V> Visit<'a, V> {
+    /// Make `path` this node's topic (it holds the parent's, maybe followed by others').
+    fn enter(&self, path: &mut String) {
+        path.truncate(self.parent_len);
+        if !self.top {
+            path.push('/');
+        }
+        path.push_str(self.level);
+    }
+}
+
 impl<V> RetainedTree<V> {
     /// An empty tree.
     pub fn new() -> Self {
@@ -95,31 +146,26 @@ impl<V> RetainedTree<V> {
         validate_topic_name(topic)?;
         let mut node = &mut self.root;
         for level in topic.split('/') {
-            if !node.children.contains_key(level) {
-                node.children.insert(level.into(), Node::default());
+            let map = node.children.get_or_insert_with(Default::default);
+            if !map.contains_key(level) {
+                map.insert(level.into(), Node::default());
             }
-            node = node
-                .children
-                .get_mut(level)
-                .expect("child inserted just above");
+            node = map.get_mut(level).expect("child inserted just above");
         }
-        match &mut node.slot {
-            Some((_, v)) => Ok(Some(std::mem::replace(v, value))),
-            slot @ None => {
-                *slot = Some((topic.into(), value));
-                self.len += 1;
-                Ok(None)
-            }
+        let old = node.value.replace(value);
+        if old.is_none() {
+            self.len += 1;
         }
+        Ok(old)
     }
 
     /// `topic`'s value.
     pub fn get(&self, topic: &str) -> Option<&V> {
         let mut node = &self.root;
         for level in topic.split('/') {
-            node = node.children.get(level)?;
+            node = node.child(level)?;
         }
-        node.slot.as_ref().map(|(_, v)| v)
+        node.value.as_ref()
     }
 
     /// Remove `topic`, returning its value. Any name is accepted; one that was never
@@ -130,35 +176,43 @@ impl<V> RetainedTree<V> {
         let mut node = &self.root;
         let mut keep_depth = 0;
         for (depth, level) in levels.iter().enumerate() {
-            if depth > 0 && (node.slot.is_some() || node.children.len() > 1) {
+            if depth > 0 && (node.value.is_some() || node.child_count() > 1) {
                 keep_depth = depth;
             }
-            node = node.children.get(*level)?;
+            node = node.child(level)?;
         }
-        node.slot.as_ref()?;
-        let leaf = node.children.is_empty();
-        // Pass 2: either cut the chain that would be left empty, or clear the slot.
+        node.value.as_ref()?;
+        let leaf = node.child_count() == 0;
+        // Pass 2: either cut the chain that would be left empty, or clear the value.
         let stop = if leaf { keep_depth } else { levels.len() };
         let mut at = &mut self.root;
         for level in &levels[..stop] {
-            at = at.children.get_mut(*level).expect("checked in pass 1");
+            at = at
+                .children
+                .as_mut()
+                .and_then(|c| c.get_mut(*level))
+                .expect("checked in pass 1");
         }
         let value = if leaf {
-            let mut cut = at
-                .children
-                .remove(levels[keep_depth])
-                .expect("checked in pass 1");
-            if at.children.capacity() > 64 && at.children.len() * 4 < at.children.capacity() {
-                at.children.shrink_to_fit();
+            let map = at.children.as_mut().expect("checked in pass 1");
+            let mut cut = map.remove(levels[keep_depth]).expect("checked in pass 1");
+            if map.is_empty() {
+                at.children = None;
+            } else if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+                map.shrink_to_fit();
             }
             // The removed chain ends in the topic's node.
             let mut n = &mut cut;
             for level in &levels[keep_depth + 1..] {
-                n = n.children.get_mut(*level).expect("checked in pass 1");
+                n = n
+                    .children
+                    .as_mut()
+                    .and_then(|c| c.get_mut(*level))
+                    .expect("checked in pass 1");
             }
-            n.slot.take().map(|(_, v)| v)
+            n.value.take()
         } else {
-            at.slot.take().map(|(_, v)| v)
+            at.value.take()
         };
         self.len -= 1;
         value
@@ -176,47 +230,64 @@ impl<V> RetainedTree<V> {
     ) -> Result<(), CoreError> {
         let parsed = parse_filter(filter)?;
         let levels: Vec<&str> = parsed.filter.split('/').collect();
-        let mut emit = |n: &Node<V>| {
-            if let Some((t, v)) = &n.slot {
-                f(t, v);
-            }
-        };
-        // (node, index of the next filter level to apply to its children)
-        let mut stack: Vec<(&Node<V>, usize)> = vec![(&self.root, 0)];
-        while let Some((node, i)) = stack.pop() {
+        // Nodes reached by the filter's levels so far: (node, its topic, index of the next
+        // filter level to apply to its children). The root's topic is empty.
+        let mut stack: Vec<(&Node<V>, String, usize)> = vec![(&self.root, String::new(), 0)];
+        // The topic being built while a `#` subtree is walked.
+        let mut path = String::new();
+        while let Some((node, topic, i)) = stack.pop() {
+            let top = i == 0;
             let Some(&level) = levels.get(i) else {
-                emit(node);
+                if let Some(v) = &node.value {
+                    f(&topic, v);
+                }
                 continue;
             };
-            let at_root = i == 0;
             match level {
                 "#" => {
                     // `a/#` matches `a` itself [MQTT-4.7.1-1] (the root holds no topic).
-                    emit(node);
-                    let mut sub: Vec<&Node<V>> = node
-                        .children
-                        .iter()
+                    if let Some(v) = &node.value {
+                        f(&topic, v);
+                    }
+                    path.clear();
+                    path.push_str(&topic);
+                    let mut sub: Vec<Visit<'_, V>> = node
+                        .children()
                         // [MQTT-4.7.2-1] no leading wildcard match for `$` topics.
-                        .filter(|(k, _)| !(at_root && k.starts_with('$')))
-                        .map(|(_, n)| n)
+                        .filter(|(k, _)| !(top && k.starts_with('$')))
+                        .map(|(k, n)| Visit {
+                            node: n,
+                            level: k,
+                            parent_len: topic.len(),
+                            top,
+                        })
                         .collect();
-                    while let Some(n) = sub.pop() {
-                        emit(n);
-                        sub.extend(n.children.values());
+                    while let Some(v) = sub.pop() {
+                        v.enter(&mut path);
+                        if let Some(val) = &v.node.value {
+                            f(&path, val);
+                        }
+                        let here = path.len();
+                        sub.extend(v.node.children().map(|(k, n)| Visit {
+                            node: n,
+                            level: k,
+                            parent_len: here,
+                            top: false,
+                        }));
                     }
                 }
                 "+" => {
-                    for (k, child) in &node.children {
+                    for (k, child) in node.children() {
                         // [MQTT-4.7.2-1]
-                        if at_root && k.starts_with('$') {
+                        if top && k.starts_with('$') {
                             continue;
                         }
-                        stack.push((child, i + 1));
+                        stack.push((child, join(&topic, k, top), i + 1));
                     }
                 }
                 literal => {
-                    if let Some(child) = node.children.get(literal) {
-                        stack.push((child, i + 1));
+                    if let Some(child) = node.child(literal) {
+                        stack.push((child, join(&topic, literal, top), i + 1));
                     }
                 }
             }

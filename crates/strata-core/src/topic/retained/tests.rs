@@ -99,14 +99,17 @@ fn set_twice_remove_and_prune() {
         assert_eq!(r.remove(t), was, "{t}");
     }
     assert!(r.is_empty());
-    assert!(r.root.children.is_empty(), "{:?}", r.root);
+    assert!(r.root.children.is_none(), "{:?}", r.root);
 }
 
 #[test]
 fn remove_leaf_keeps_ancestor_topic() {
     let mut r = index(&["a", "a/b/c/d"]);
     assert!(r.remove("a/b/c/d"));
-    assert!(r.root.children["a"].children.is_empty());
+    assert!(
+        r.root.child("a").unwrap().children.is_none(),
+        "a leaf again: no map"
+    );
     assert_eq!(matched(&r, "#"), ["a"]);
 }
 
@@ -140,4 +143,72 @@ fn many_topics_match_by_walking() {
     assert_eq!(r.match_filter("site/+/dev/42/temp").unwrap().len(), 10);
     assert_eq!(r.match_filter("site/3/#").unwrap().len(), 100);
     assert_eq!(r.match_filter("#").unwrap().len(), 1000);
+}
+
+/// MQTT's matching rules, written plainly: the model the tree is checked against.
+fn model_matches(filter: &str, topic: &str) -> bool {
+    let f: Vec<&str> = filter.split('/').collect();
+    let t: Vec<&str> = topic.split('/').collect();
+    if topic.starts_with('$') && (f[0] == "+" || f[0] == "#") {
+        return false; // [MQTT-4.7.2-1]
+    }
+    for (i, level) in f.iter().enumerate() {
+        match *level {
+            "#" => return true, // includes the parent level itself [MQTT-4.7.1-1]
+            "+" => {
+                if i >= t.len() {
+                    return false;
+                }
+            }
+            lit => {
+                if t.get(i) != Some(&lit) {
+                    return false;
+                }
+            }
+        }
+    }
+    f.len() == t.len()
+}
+
+proptest::proptest! {
+    /// Inserts, replacements and removals in any order; every filter's matches (topics
+    /// rebuilt from their levels, values) are the model's, and the tree prunes to nothing.
+    #[test]
+    fn matches_equal_the_model(
+        ops in proptest::collection::vec((proptest::collection::vec(proptest::sample::select(vec!["a", "b", "", "$s", "cc"]), 1..5), 0u8..3), 1..80),
+        filters in proptest::collection::vec(proptest::collection::vec(proptest::sample::select(vec!["a", "b", "", "$s", "cc", "+", "#"]), 1..5), 1..12),
+    ) {
+        let mut tree: RetainedTree<u32> = RetainedTree::new();
+        let mut model: std::collections::BTreeMap<String, u32> = std::collections::BTreeMap::new();
+        for (n, (levels, op)) in ops.iter().enumerate() {
+            let topic = levels.join("/");
+            if topic.is_empty() {
+                proptest::prop_assert!(tree.insert(&topic, 0).is_err(), "an empty topic name is refused");
+                continue;
+            }
+            if op % 3 == 2 {
+                proptest::prop_assert_eq!(tree.take(&topic), model.remove(&topic));
+            } else {
+                proptest::prop_assert_eq!(tree.insert(&topic, n as u32).unwrap(), model.insert(topic, n as u32));
+            }
+            proptest::prop_assert_eq!(tree.len(), model.len());
+        }
+        for levels in &filters {
+            // Only valid filters: '#' last.
+            let cut = levels.iter().position(|l| *l == "#").map_or(levels.len(), |p| p + 1);
+            let filter = levels[..cut].join("/");
+            if filter.is_empty() {
+                continue;
+            }
+            let mut got: Vec<(String, u32)> = Vec::new();
+            tree.for_each_match_value(&filter, |t, v| got.push((t.to_owned(), *v))).unwrap();
+            got.sort();
+            let want: Vec<(String, u32)> = model.iter().filter(|(t, _)| model_matches(&filter, t)).map(|(t, v)| (t.clone(), *v)).collect();
+            proptest::prop_assert_eq!(got, want, "filter {:?}", filter);
+        }
+        for t in model.keys() {
+            proptest::prop_assert!(tree.take(t).is_some());
+        }
+        proptest::prop_assert!(tree.root.children.is_none());
+    }
 }

@@ -1,0 +1,102 @@
+/**
+ * Message ids in EMQX's style (emqx_guid): 128 bits — a 64-bit timestamp in microseconds, 48 bits
+ * naming the node and process, a 16-bit sequence — written in base 62 (`0-9A-Za-z`), e.g.
+ * `2VFsyhDm0cPIQvnY9osj`. Unique per node and increasing in the order they are made: a
+ * timestamp not after the last one takes the last one and the next sequence number.
+ *
+ * The same message gets the same id in every event that carries it (message.publish,
+ * message.delivered, message.acked): ids are kept by the message's payload buffer, which the
+ * broker shares between the snapshots of one message (hooks/index.ts).
+ */
+import { createHash } from 'node:crypto';
+import type { MessageInfo } from '../hooks/index.js';
+
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** Base 62 of a big-endian number in 32-bit limbs (the array is consumed). Same digits as base62(). */
+function base62Limbs(l: number[]): string {
+  let s = '';
+  for (;;) {
+    let rem = 0;
+    let nonzero = false;
+    for (let i = 0; i < l.length; i++) {
+      const cur = rem * 0x100000000 + (l[i] as number); // < 62 * 2^32: exact in a double
+      const q = Math.floor(cur / 62);
+      rem = cur - q * 62;
+      l[i] = q;
+      if (q !== 0) nonzero = true;
+    }
+    s = (ALPHABET[rem] as string) + s;
+    if (!nonzero) return s;
+  }
+}
+
+/** Base 62 of a bigint (reference for base62Limbs; tests compare them). */
+export function base62(n: bigint): string {
+  if (n === 0n) return '0';
+  let s = '';
+  while (n > 0n) {
+    s = (ALPHABET[Number(n % 62n)] as string) + s;
+    n /= 62n;
+  }
+  return s;
+}
+
+export class MessageIds {
+  /** The node (32 bits of a hash of its name) and the process id (16 bits). */
+  private readonly node: number;
+  private readonly pid: number;
+  /** Microseconds (exact in a double until the year 2255). */
+  private lastUs = 0;
+  private seq = 0;
+  private readonly byPayload = new WeakMap<Buffer, string>();
+  private readonly limbs = [0, 0, 0, 0];
+
+  constructor(node: string, pid = process.pid) {
+    this.node = createHash('sha1').update(node).digest().readUInt32BE(0);
+    this.pid = pid & 0xffff;
+  }
+
+  /** A new id for a message accepted at `atMs`. */
+  next(atMs: number): string {
+    let us = Math.floor(atMs) * 1000;
+    if (us <= this.lastUs) {
+      us = this.lastUs;
+      if (++this.seq > 0xffff) {
+        us++;
+        this.seq = 0;
+      }
+    } else this.seq = 0;
+    this.lastUs = us;
+    // 128 bits as four 32-bit limbs, most significant first: us (64) | node (32) | pid (16) seq (16).
+    const l = this.limbs;
+    const hi = Math.floor(us / 0x100000000);
+    l[0] = hi;
+    l[1] = us - hi * 0x100000000;
+    l[2] = this.node;
+    l[3] = this.pid * 0x10000 + this.seq;
+    return base62Limbs(l);
+  }
+
+  /** A message fetched from a backend keeps its stored id: its acknowledgement names that one. */
+  remember(payload: Buffer, id: string): void {
+    if (payload.length > 0) this.byPayload.set(payload, id);
+  }
+
+  /** The id of a message: the one it was given in an earlier event, or a new one. */
+  of(msg: MessageInfo): string {
+    const p = msg.payload;
+    if (p.length === 0) return this.next(msg.receivedAt); // empty payloads may share one buffer
+    let id = this.byPayload.get(p);
+    if (id === undefined) {
+      id = this.next(msg.receivedAt);
+      this.byPayload.set(p, id);
+    }
+    return id;
+  }
+}
+
+/** Whether id `a` was made after id `b` (ids of one length compare as text; a longer one is later). */
+export function idAfter(a: string, b: string): boolean {
+  return a.length !== b.length ? a.length > b.length : a > b;
+}
