@@ -19,7 +19,7 @@ import { reloadSecurity } from './lifecycle/reload.js';
 import { restore } from './lifecycle/restore.js';
 import { SessionLifecycle } from './lifecycle/sessions.js';
 import { createLogger, type Logger } from './log.js';
-import type { LossInfo } from './native.js';
+import { assertCoreVersion, type LossInfo } from './native.js';
 import { createConnection } from './protocol/accept.js';
 import { ConnectRate } from './protocol/rate.js';
 import { Connection, type SocketHandoff } from './protocol/connection.js';
@@ -71,6 +71,8 @@ export class Broker extends HookBus implements ProtocolContext {
 
   constructor(opts: BrokerOptions = {}) {
     super();
+    // A native core of another version may lay out what crosses the binding differently.
+    assertCoreVersion();
     const overrides: ConfigInput = { ...opts.config };
     if (opts.port !== undefined) overrides['listener.tcp.port'] = opts.port;
     if (opts.host !== undefined) overrides['listener.tcp.host'] = opts.host;

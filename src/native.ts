@@ -10,19 +10,117 @@ import type * as Binding from '../native/binding.js';
 
 const require = createRequire(import.meta.url);
 
+/** The package's version (package.json at the package root, two levels above dist/src/native.js). */
+export const PACKAGE_VERSION: string = (() => {
+  try {
+    return (require('../../package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+/**
+ * The prebuilt native packages, one per target (package.json `napi.targets`; `npm/<dir>/`):
+ * what the generated loader looks for on each platform, arch and libc.
+ */
+export const NATIVE_PACKAGES: readonly { platform: string; arch: string; libc: 'glibc' | 'musl' | null; name: string }[] = [
+  { platform: 'linux', arch: 'x64', libc: 'glibc', name: '@stratamq/native-linux-x64-gnu' },
+  { platform: 'linux', arch: 'arm64', libc: 'glibc', name: '@stratamq/native-linux-arm64-gnu' },
+  { platform: 'linux', arch: 'x64', libc: 'musl', name: '@stratamq/native-linux-x64-musl' },
+  { platform: 'darwin', arch: 'x64', libc: null, name: '@stratamq/native-darwin-x64' },
+  { platform: 'darwin', arch: 'arm64', libc: null, name: '@stratamq/native-darwin-arm64' },
+  { platform: 'win32', arch: 'x64', libc: null, name: '@stratamq/native-win32-x64-msvc' },
+];
+
+/** Where this process runs, as the loader tells the native packages apart. */
+export interface Host {
+  platform: string;
+  arch: string;
+  /** Linux only: glibc or musl (null elsewhere, or when it cannot be told). */
+  libc: 'glibc' | 'musl' | null;
+}
+
+export function currentHost(): Host {
+  let libc: Host['libc'] = null;
+  if (process.platform === 'linux') {
+    try {
+      const header = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
+      libc = header?.glibcVersionRuntime ? 'glibc' : 'musl';
+    } catch {
+      libc = null;
+    }
+  }
+  return { platform: process.platform, arch: process.arch, libc };
+}
+
+/** The messages of an error and its `cause` chain (first line of each: no require stacks). */
+function errorChain(e: unknown): string[] {
+  const out: string[] = [];
+  for (let cur: unknown = e, n = 0; cur !== null && cur !== undefined && n < 32; n++) {
+    const msg = cur instanceof Error ? cur.message : String(cur);
+    out.push(msg.split('\n')[0] as string);
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return out;
+}
+
+/**
+ * The error a failed load of the native core becomes: it names the platform, arch and libc,
+ * what the generated loader tried (from the errors it chained as `cause`), the package that
+ * fits (or that none does) and how to build from source. `loaderError` is what
+ * native/binding.js threw.
+ */
+export function bindingLoadError(loaderError: unknown, host: Host, version: string): Error {
+  // The loader chains its errors last first: in the order it tried, they are the chain reversed.
+  const chain = errorChain(loaderError).slice(1).reverse();
+  const tried: string[] = [];
+  for (const m of chain) {
+    const hit = /Cannot find module '([^']+)'/.exec(m);
+    const what = hit ? (hit[1] as string).replace(/^\.\//, 'native/') : null;
+    if (what && !tried.includes(what)) tried.push(what);
+  }
+  const where = `${host.platform}-${host.arch}${host.libc ? ` (${host.libc})` : ''}`;
+  const fits = NATIVE_PACKAGES.find((p) => p.platform === host.platform && p.arch === host.arch && (p.libc === null || host.libc === null || p.libc === host.libc));
+  const lines = [`StrataMQ ${version} cannot load its native core (a Rust addon) on ${where}.`];
+  lines.push(tried.length > 0 ? `Tried: ${tried.join(', ')}.` : 'Tried: nothing (no native package is built for this platform and architecture).');
+  if (fits) {
+    lines.push(
+      `The prebuilt package for ${where} is ${fits.name}@${version}, an optional dependency of stratamq: it is missing or did not load.`,
+      'Reinstall without --omit=optional / --no-optional (if it still is missing, remove node_modules and package-lock.json first: npm bug https://github.com/npm/cli/issues/4828).',
+    );
+  } else {
+    lines.push(`No prebuilt package fits ${where}; there are ${NATIVE_PACKAGES.map((p) => `${p.name.slice('@stratamq/native-'.length)}`).join(', ')}.`);
+  }
+  lines.push(
+    'Or build from source (needs Node.js and a Rust toolchain with cargo, https://rustup.rs):',
+    '  git clone <the StrataMQ repository> stratamq && cd stratamq',
+    '  npm install        # its `prepare` script builds the addon with cargo, then the TypeScript',
+    '  npx stratamq start',
+  );
+  const detail = chain.filter((m) => m.length > 0 && !m.startsWith('Cannot find module'));
+  lines.push(`Loader: ${errorChain(loaderError)[0] ?? ''}${detail.length > 0 ? ` (${detail.join(' | ')})` : ''}`);
+  const err = new Error(lines.join('\n'), { cause: loaderError });
+  (err as NodeJS.ErrnoException).code = 'ERR_NATIVE_LOAD';
+  return err;
+}
+
 function loadBinding(): typeof Binding {
   // From dist/src/native.js and from src/native.ts alike, the binding is two levels up.
   for (const p of ['../../native/binding.js', '../native/binding.js']) {
     try {
       return require(p) as typeof Binding;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND' || !String((e as Error).message).includes('binding.js')) throw e;
+      if ((e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && String((e as Error).message).includes('binding.js')) continue;
+      throw bindingLoadError(e, currentHost(), PACKAGE_VERSION);
     }
   }
-  throw new Error('StrataMQ native addon not built: run `npm install` (or `npm run build:native`)');
+  throw new Error('StrataMQ native loader (native/binding.js) not found: the package is incomplete; reinstall it');
 }
 
 const binding = loadBinding();
+
+/** The file the native core was loaded from (a prebuilt package's, or native/ in a build from source). */
+export const NATIVE_PATH: string | null = Object.values(require.cache).find((m) => m?.exports === binding && m.filename.endsWith('.node'))?.filename ?? null;
 
 /**
  * The data layouts the core defines (`layouts()` of the binding: docs/storage.md): the
@@ -211,7 +309,33 @@ export function validateTopicFilter(filter: string): string | null {
   }
 }
 
+/** The native core's version (its crate's, compiled in). */
 export const coreVersion: string = binding.coreVersion();
+
+/**
+ * null when the native core and the package are the same version, else what is wrong and how
+ * to fix it. A core from another version may lay out its records and buffers differently from
+ * what this TypeScript reads, so the broker refuses to start with one.
+ */
+export function versionMismatch(packageVersion: string, core: string, nativePath: string | null = NATIVE_PATH): string | null {
+  if (packageVersion === core) return null;
+  return (
+    `the native core is version ${core} but the stratamq package is ${packageVersion}` +
+    `${nativePath ? ` (core loaded from ${nativePath})` : ''}: ` +
+    `reinstall stratamq so that its native package is the same version (npm install stratamq@${packageVersion}), ` +
+    'or, in a clone, rebuild the addon (npm run build:native)'
+  );
+}
+
+/** Throws (code ERR_VERSION_MISMATCH) when the native core is not the package's version. */
+export function assertCoreVersion(packageVersion: string = PACKAGE_VERSION, core: string = coreVersion): void {
+  const why = versionMismatch(packageVersion, core);
+  if (why) {
+    const err = new Error(why);
+    (err as NodeJS.ErrnoException).code = 'ERR_VERSION_MISMATCH';
+    throw err;
+  }
+}
 
 /**
  * Test only (fault injection): the native site `site` panics the next time it runs, once, so

@@ -4,21 +4,15 @@
  * parts (view.ts). broker.ts starts it once its listeners are bound and stops it first on close.
  * fastify and prom-client are loaded only when the API is enabled (admin.port >= 0).
  */
-import { createRequire } from 'node:module';
+import { PACKAGE_VERSION } from '../native.js';
 import { SysPublisher } from './sys.js';
 import { adminToken } from './token.js';
 import { type AdminSource, AdminView } from './view.js';
 
 export type { AdminSource } from './view.js';
 
-/** The package's version (package.json, two levels above dist/src/admin). */
-export const VERSION: string = (() => {
-  try {
-    return (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-})();
+/** The package's version (package.json). */
+export const VERSION: string = PACKAGE_VERSION;
 
 export interface Admin {
   /** The admin API's bound port, when it listens. */

@@ -7,7 +7,7 @@ import { registerManage, storeInfoOnline, storeInfoText } from './manage.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Config, ConfigError, type ConfigInput, configReference, loadConfig, REFERENCE_END, REFERENCE_START } from '../config.js';
-import { DurableStore, type LossInfo, type NativeError, type StoreOpenOptions, type StoreReport } from '../native.js';
+import { coreVersion, DurableStore, type LossInfo, NATIVE_PATH, type NativeError, type StoreOpenOptions, type StoreReport, versionMismatch } from '../native.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -15,8 +15,14 @@ function port(value: string): number {
   return n;
 }
 
+/** `stratamq --version`: the package's version, then the native core's (and where it was loaded from). */
+function versionText(): string {
+  const mismatch = versionMismatch(VERSION, coreVersion);
+  return [`stratamq ${VERSION}`, `native core ${coreVersion}${NATIVE_PATH ? ` (${NATIVE_PATH})` : ''}`, ...(mismatch ? [`error: ${mismatch}`] : [])].join('\n');
+}
+
 const program = new Command();
-program.name('stratamq').description('MQTT broker with a Rust core and durable storage').version(VERSION);
+program.name('stratamq').description('MQTT broker with a Rust core and durable storage').version(versionText(), '-V, --version', 'print the package and native core versions');
 
 program
   .command('start')
