@@ -14,7 +14,7 @@
  * messages in the log and reads them once the feed ends. Several subscriptions' feeds of one
  * session run one after the other.
  */
-import type { LiveHold, Session } from '../session/session.js';
+import type { Hold, LiveHold, Session } from '../session/session.js';
 import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
 import type { RetainedCursor } from './retained.js';
@@ -49,7 +49,7 @@ export class RetainedFeed implements LiveHold {
   private current: FeedRequest | null = null;
   private cursor: RetainedCursor | null = null;
   /** Live deliveries held while the feed runs, in arrival order. */
-  held: (() => void)[] = [];
+  private held: (() => void)[] = [];
   private scheduled = false;
 
   constructor(
@@ -61,11 +61,26 @@ export class RetainedFeed implements LiveHold {
     this.requests.push(req);
   }
 
-  hold(deliver: () => void): boolean {
+  /** Payload bytes of the held deliveries. */
+  private heldBytes = 0;
+
+  hold(deliver: () => void, qos: QoS, bytes: number): Hold {
     const limits = this.session.env.limits;
-    if (limits.maxQueued > 0 && this.held.length >= limits.maxQueued) return false;
+    // QoS 0 waits as a backed-up socket would hold it: beyond the slow-consumer watermark it is
+    // dropped, as deliver drops it; QoS 1/2 as many as the session's queue takes.
+    if (qos === 0 && this.heldBytes + bytes > limits.writeHighWatermark) return 'slow';
+    if (qos > 0 && ((limits.maxQueued > 0 && this.held.length >= limits.maxQueued) || (limits.maxQueuedBytes > 0 && this.heldBytes + bytes > limits.maxQueuedBytes))) return 'full';
     this.held.push(deliver);
-    return true;
+    this.heldBytes += bytes;
+    return 'held';
+  }
+
+  /** Take the held deliveries (in order) and forget them. */
+  takeHeld(): (() => void)[] {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    return held;
   }
 
   /** Send what the client has room for now; schedule the rest. */

@@ -418,11 +418,13 @@ export class Router {
       deliver(session, msg, qos, retain, subIds, now);
       return;
     }
-    if (feed.hold(() => deliver(session, msg, qos, retain, subIds, Date.now()))) return;
-    // As many waiting behind the feed as a session queue holds: dropped like a full queue's.
+    const held = feed.hold(() => deliver(session, msg, qos, retain, subIds, Date.now()), qos, msg.payload.length);
+    if (held === 'held') return;
+    // Beyond what a slow consumer's socket or a session queue may hold: dropped as those are.
     session.dropped++;
     session.env.stats.dropped++;
-    session.env.stats.dropReasons.queueFull++;
+    if (held === 'slow') session.env.stats.dropReasons.slowConsumer++;
+    else session.env.stats.dropReasons.queueFull++;
   }
 
   /**
@@ -462,10 +464,9 @@ export class Router {
     ended: (session, completed) => {
       const feed = session.feed as RetainedFeed | null;
       session.feed = null;
-      if (feed !== null && completed) {
-        const held = feed.held;
-        feed.held = [];
-        for (const go of held) go();
+      if (feed !== null) {
+        const held = feed.takeHeld();
+        if (completed) for (const go of held) go();
       }
       this.syncDrops();
       const conn = session.outlet;

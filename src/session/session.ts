@@ -115,9 +115,16 @@ export type StreamOutcome = 'sent' | 'caught-up' | 'slow' | 'more' | 'waiting' |
  * retained messages of a new subscription): while it is set, live deliveries wait behind it.
  */
 export interface LiveHold {
-  /** Run `deliver` once the earlier deliveries are out; false: not held (too many waiting), drop it. */
-  hold(deliver: () => void): boolean;
+  /**
+   * Run `deliver` (of a `qos` message with `bytes` of payload) once the earlier deliveries are
+   * out: 'held'; or not held, to be dropped: 'slow' (QoS 0 beyond the slow-consumer watermark),
+   * 'full' (QoS 1/2 beyond the queue limits).
+   */
+  hold(deliver: () => void, qos: QoS, bytes: number): Hold;
 }
+
+/** What LiveHold.hold did with a delivery. */
+export type Hold = 'held' | 'slow' | 'full';
 
 /** An outbound QoS 1/2 delivery not yet completed by the client. */
 export interface Inflight extends Pending {

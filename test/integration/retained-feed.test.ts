@@ -189,3 +189,35 @@ test('v5 QoS 0 subscriber: plain retained messages come as whole pages, those wi
     await tb.close();
   }
 });
+
+test('QoS 0 published while a slow subscriber\'s retained feed waits is held only up to the slow-consumer watermark; the rest is dropped and counted', async () => {
+  const tb = await startBroker({ config: { 'mqtt.write_high_watermark': 1 << 20 } });
+  try {
+    const n = 30_000;
+    for (let i = 0; i < n; i++) tb.broker.publishMessage(`held/r/${i}`, PAYLOAD, { retain: true });
+    await sleep(100);
+    const sub = await SlowSubscriber.open(tb, 'held-slow');
+    sub.subscribe('held/#');
+    sub.socket.pause(); // the feed waits on the socket
+    await sleep(100);
+    const pub = await client(tb.url, { clientId: 'held-pub' });
+    const live = 4_000;
+    const big = Buffer.alloc(1024, 1); // 4 MB of live QoS 0 against a 1 MB watermark
+    for (let i = 0; i < live; i++) pub.publish(`held/live/${i}`, big, { qos: 0 });
+    await pub.publishAsync('held-barrier', 'x', { qos: 1 });
+    sub.socket.resume();
+    await sub.until(n + 1, 20_000);
+    await sleep(300);
+    const retained = sub.publishes.filter((p) => p.retain).length;
+    const got = sub.publishes.length - retained;
+    assert.equal(retained, n, 'every retained message');
+    assert.ok(got > 0 && got < live, `live held up to the watermark: ${got} of ${live}`);
+    assert.ok(got * 1024 <= (1 << 20) + 1024, `no more than the watermark's worth held: ${got} KB`);
+    assert.equal(sub.publishes.findIndex((p) => !p.retain), n, 'the held ones after the last retained');
+    assert.equal(tb.broker.metrics.dropReasons.slowConsumer, live - got, 'each one not held counted as a slow consumer\'s drop');
+    sub.socket.destroy();
+    await pub.endAsync();
+  } finally {
+    await tb.close();
+  }
+});
