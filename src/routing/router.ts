@@ -479,13 +479,20 @@ export class Router {
    * One message from outside the broker's stores (a backend: on_retain_lookup, offline fetch) to
    * a session's subscription `filter`. Retained: delivered as deliverRetained delivers the
    * store's (a persistent session pins it by topic). Not retained: a plain delivery the session
-   * does not record (the backend keeps the message until it is acknowledged there).
+   * does not record (the backend keeps the message until it is acknowledged there); behind the
+   * session's retained feed, if one runs, as a live delivery waits.
    */
   deliverExternal(session: Session, filter: string, msg: Message, retain: boolean): boolean {
     const sub = session.subscriptions.get(filter);
     if (!sub || sub.readDenied?.(msg.topic)) return false;
     const q = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
     const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
+    if (!retain && session.feed !== null) {
+      const before = session.dropped;
+      this.live(session, msg, q, false, subIds, Date.now());
+      this.syncDrops();
+      return session.dropped === before;
+    }
     const durable = session.durable;
     const p = deliver(session, msg, q, retain, subIds, Date.now(), undefined, retain && durable !== null && q > 0 ? msg.topic : undefined);
     if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
