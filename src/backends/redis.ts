@@ -144,7 +144,9 @@ export class RedisPool extends Pool {
     for (let i = 0; i < all.length; i += PUBLISH_BATCH) {
       const batch = all.slice(i, i + PUBLISH_BATCH);
       const keys = batch.flatMap((b) => b.keys);
-      const args = batch.flatMap((b) => b.args);
+      // The values in one argument (PUBLISH_LUA unpacks it): one buffer to send instead of 15
+      // per message, each converted and framed by the client (most of the rule's CPU and garbage).
+      const args = [packValues(batch.map((b) => b.args))];
       this.script(PUBLISH_SCRIPT, keys, args, true).then(
         () => {
           for (const b of batch) b.resolve();
@@ -317,17 +319,46 @@ export class RedisPool extends Pool {
   }
 }
 
+/** Values per message in the packed argument of PUBLISH_LUA: <ms> and the 14 hash fields. */
+const PUBLISH_VALUES = 15;
+
+/**
+ * Lists of values as one buffer: each value as u32 (little-endian) length then its bytes, the
+ * lists back to back (every list PUBLISH_VALUES long). PUBLISH_LUA reads it with `struct`.
+ */
+function packValues(lists: readonly (readonly (string | Buffer)[])[]): Buffer {
+  let size = 0;
+  for (const l of lists) for (const v of l) size += 4 + (typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const l of lists) {
+    for (const v of l) {
+      const n = typeof v === 'string' ? out.write(v, at + 4, 'utf8') : v.copy(out, at + 4);
+      out.writeUInt32LE(n, at);
+      at += 4 + n;
+    }
+  }
+  return out;
+}
+
 /**
  * on_message_publish for several messages in one command: per message, KEYS mqtt:msg:<id>,
- * mqtt:msg:<topic> and ARGV <ms> then the 14 hash fields (messageFields) —
- * HSET mqtt:msg:<id> <fields…>; ZADD mqtt:msg:<topic> <ms> <id>.
+ * mqtt:msg:<topic>; ARGV[1] their values packed (packValues): <ms> then the 14 hash fields
+ * (messageFields) — HSET mqtt:msg:<id> <fields…>; ZADD mqtt:msg:<topic> <ms> <id>.
  */
 const PUBLISH_LUA = [
+  'local blob = ARGV[1]',
+  'local pos = 1',
   'local n = #KEYS / 2',
   'for i = 0, n - 1 do',
-  '  local a = i * 15',
-  "  redis.call('HSET', KEYS[i * 2 + 1], unpack(ARGV, a + 2, a + 15))",
-  "  redis.call('ZADD', KEYS[i * 2 + 2], ARGV[a + 1], ARGV[a + 3])",
+  '  local v = {}',
+  `  for j = 1, ${PUBLISH_VALUES} do`,
+  "    local len, at = struct.unpack('<I4', blob, pos)",
+  '    v[j] = string.sub(blob, at, at + len - 1)',
+  '    pos = at + len',
+  '  end',
+  "  redis.call('HSET', KEYS[i * 2 + 1], unpack(v, 2, 15))",
+  "  redis.call('ZADD', KEYS[i * 2 + 2], v[1], v[3])",
   'end',
   'return n',
 ].join('\n');
