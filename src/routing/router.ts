@@ -448,13 +448,9 @@ export class Router {
     cursor: (filter) => this.retained.cursor(filter),
     send: (session, msgs, req, now) => {
       const denied = session.subscriptions.get(req.filter)?.readDenied;
+      const subIds = req.subId !== undefined ? [req.subId] : undefined;
       const one = (msg: Message): void => {
-        if (denied?.(msg.topic)) return;
-        const durable = session.durable;
-        const q = (req.qos < msg.qos ? req.qos : msg.qos) as QoS;
-        // A persistent session records QoS 1/2 retained deliveries (by topic) until they complete.
-        const p = deliver(session, msg, q, true, req.subId !== undefined ? [req.subId] : undefined, now, undefined, durable !== null && q > 0 ? msg.topic : undefined);
-        if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+        if (!denied?.(msg.topic)) this.sendRetained(session, msg, (req.qos < msg.qos ? req.qos : msg.qos) as QoS, subIds, now);
       };
       const conn = session.outlet;
       // QoS 0 to a plain connected client: the page as one buffer.
@@ -487,17 +483,20 @@ export class Router {
     if (!sub || sub.readDenied?.(msg.topic)) return false;
     const q = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
     const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
-    if (!retain && session.feed !== null) {
-      const before = session.dropped;
-      this.live(session, msg, q, false, subIds, Date.now());
-      this.syncDrops();
-      return session.dropped === before;
-    }
-    const durable = session.durable;
-    const p = deliver(session, msg, q, retain, subIds, Date.now(), undefined, retain && durable !== null && q > 0 ? msg.topic : undefined);
-    if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+    // Behind a feed a delivery may be refused (too many waiting): then it is not sent.
+    const behindFeed = !retain && session.feed !== null;
+    const before = session.dropped;
+    if (retain) this.sendRetained(session, msg, q, subIds, Date.now());
+    else this.live(session, msg, q, false, subIds, Date.now());
     this.syncDrops();
-    return true;
+    return !behindFeed || session.dropped === before;
+  }
+
+  /** A retained message to `session` (retain set): a persistent session records a QoS 1/2 one by topic until it completes. */
+  private sendRetained(session: Session, msg: Message, qos: QoS, subIds: number[] | undefined, now: number): void {
+    const durable = session.durable;
+    const p = deliver(session, msg, qos, true, subIds, now, undefined, durable !== null && qos > 0 ? msg.topic : undefined);
+    if (p?.retainedTopic !== undefined) durable?.pin(p).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
   }
 
   private syncDrops(): void {
