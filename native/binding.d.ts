@@ -50,19 +50,14 @@ export declare class RetainedMessages {
   /** `topic`'s record, or null. */
   get(topic: string): Buffer | null
   /**
-   * The records of every topic matching `filter` (a `$share/…` by its inner filter),
-   * in one batch. Throws `ERR_INVALID_TOPIC` for an invalid filter.
-   */
-  match(filter: string): RetainedBatch
-  /**
    * The topics matching `filter` (a `$share/…` by its inner filter), without their
    * records: `buffer` holds them back to back, `offsets` count + 1 boundaries. For a
    * delivery in pages (`records`). Throws `ERR_INVALID_TOPIC` for an invalid filter.
    */
   matchTopics(filter: string): RetainedBatch
   /**
-   * The records of topics `from..to` of a `matchTopics` result, in the layout of
-   * `match` (topics no longer retained left out). Throws `ERR_INVALID_ARGUMENT` for a
+   * The records of topics `from..to` of a `matchTopics` result, each entry the topic
+   * length (u16 LE), the topic, then the record (topics no longer retained left out). Throws `ERR_INVALID_ARGUMENT` for a
    * range or offsets that do not fit.
    */
   records(topics: Uint8Array, offsets: Uint32Array, from: number, to: number): RetainedBatch
@@ -673,8 +668,8 @@ export interface ReportLayout {
 }
 
 /**
- * Records matching a filter: `buffer` with `offsets` (count + 1 boundaries); each entry is
- * the topic length (u16 LE), the topic, then the record.
+ * A batch: `buffer` with `offsets` (count + 1 boundaries). From `records`, each entry is the
+ * topic length (u16 LE), the topic, then the record; from `matchTopics`, each entry a topic.
  */
 export interface RetainedBatch {
   buffer: Buffer

@@ -216,11 +216,6 @@ export class RetainedMessages {
     return rec ? decodeRetainedRecord(rec, 0, rec.length) : null;
   }
 
-  /** Every retained message whose topic matches `filter` (views into one batch buffer). */
-  match(filter: string): { topic: string; record: RetainedRecord }[] {
-    return unbatch(wrapSync(() => this.inner.match(filter)));
-  }
-
   /** The topics matching `filter`, without their records (for a delivery in pages: `records`). */
   matchTopics(filter: string): RetainedTopics {
     const { buffer, offsets } = wrapSync(() => this.inner.matchTopics(filter));

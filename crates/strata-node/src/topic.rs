@@ -92,8 +92,8 @@ pub struct RetainedMessages {
     pub(crate) inner: core::retained::RetainedMessages,
 }
 
-/// Records matching a filter: `buffer` with `offsets` (count + 1 boundaries); each entry is
-/// the topic length (u16 LE), the topic, then the record.
+/// A batch: `buffer` with `offsets` (count + 1 boundaries). From `records`, each entry is the
+/// topic length (u16 LE), the topic, then the record; from `matchTopics`, each entry a topic.
 #[napi(object)]
 pub struct RetainedBatch {
     pub buffer: Buffer,
@@ -144,20 +144,6 @@ impl RetainedMessages {
         })
     }
 
-    /// The records of every topic matching `filter` (a `$share/…` by its inner filter),
-    /// in one batch. Throws `ERR_INVALID_TOPIC` for an invalid filter.
-    #[napi(js_name = "match")]
-    pub fn match_filter(&self, filter: String) -> Result<RetainedBatch, String> {
-        guard::call("RetainedMessages.match", || {
-            let (buf, offsets) =
-                core::retained_record::pack_matches(&self.inner, &filter).map_err(to_napi_coded)?;
-            Ok(RetainedBatch {
-                buffer: buf.into(),
-                offsets: offsets.into(),
-            })
-        })
-    }
-
     /// The topics matching `filter` (a `$share/…` by its inner filter), without their
     /// records: `buffer` holds them back to back, `offsets` count + 1 boundaries. For a
     /// delivery in pages (`records`). Throws `ERR_INVALID_TOPIC` for an invalid filter.
@@ -173,8 +159,8 @@ impl RetainedMessages {
         })
     }
 
-    /// The records of topics `from..to` of a `matchTopics` result, in the layout of
-    /// `match` (topics no longer retained left out). Throws `ERR_INVALID_ARGUMENT` for a
+    /// The records of topics `from..to` of a `matchTopics` result, each entry the topic
+    /// length (u16 LE), the topic, then the record (topics no longer retained left out). Throws `ERR_INVALID_ARGUMENT` for a
     /// range or offsets that do not fit.
     #[napi]
     pub fn records(

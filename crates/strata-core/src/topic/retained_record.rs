@@ -53,25 +53,12 @@ pub fn is_record(rec: &[u8]) -> bool {
     RECORD_HEADER + publ + prl <= rec.len()
 }
 
-/// The records of every topic matching `filter`, as a batch (layout in the module docs).
-pub fn pack_matches(
-    tree: &RetainedMessages,
-    filter: &str,
-) -> Result<(Vec<u8>, Vec<u32>), CoreError> {
-    let mut buf = Vec::new();
-    let mut offsets = vec![0u32];
-    tree.for_each_match_value(filter, |topic, rec| {
-        buf.extend_from_slice(&(topic.len() as u16).to_le_bytes());
-        buf.extend_from_slice(topic.as_bytes());
-        buf.extend_from_slice(rec);
-        offsets.push(buf.len() as u32);
-    })?;
+/// A batch's offsets are u32: its buffer must stay within 4 GiB.
+fn fits_offsets(buf: &[u8], what: &str) -> Result<(), CoreError> {
     if buf.len() > u32::MAX as usize {
-        return Err(CoreError::InvalidArgument(
-            "retained matches exceed 4 GiB in one batch".into(),
-        ));
+        return Err(CoreError::InvalidArgument(format!("{what} exceed 4 GiB")));
     }
-    Ok((buf, offsets))
+    Ok(())
 }
 
 /// The topics matching `filter`, without their records: `(bytes, offsets)`, the topics
@@ -88,11 +75,7 @@ pub fn pack_topics(
         buf.extend_from_slice(topic.as_bytes());
         offsets.push(buf.len() as u32);
     })?;
-    if buf.len() > u32::MAX as usize {
-        return Err(CoreError::InvalidArgument(
-            "retained topics matching one filter exceed 4 GiB".into(),
-        ));
-    }
+    fits_offsets(&buf, "retained topics matching one filter")?;
     Ok((buf, offsets))
 }
 
@@ -127,11 +110,7 @@ pub fn pack_records(
             out.push(buf.len() as u32);
         }
     }
-    if buf.len() > u32::MAX as usize {
-        return Err(CoreError::InvalidArgument(
-            "retained records exceed 4 GiB in one batch".into(),
-        ));
-    }
+    fits_offsets(&buf, "retained records in one batch")?;
     Ok((buf, out))
 }
 

@@ -30,7 +30,9 @@ fn matches_are_packed_with_their_topics() {
     t.insert("a/b", record(1, b"p", b"", b"one")).unwrap();
     t.insert("a/c", record(0, b"q", b"", b"two")).unwrap();
     t.insert("b", record(0, b"q", b"", b"three")).unwrap();
-    let (buf, offsets) = pack_matches(&t, "a/+").unwrap();
+    let (topics, topic_offsets) = pack_topics(&t, "a/+").unwrap();
+    let (buf, offsets) =
+        pack_records(&t, &topics, &topic_offsets, 0, topic_offsets.len() - 1).unwrap();
     assert_eq!(offsets.len(), 3);
     let mut seen = Vec::new();
     for w in offsets.windows(2) {
