@@ -100,15 +100,12 @@ export declare class Store {
   loadRetained(into: RetainedMessages): RetainedLoadInfo
   /** Up to `limit` (default 1000) entries whose key starts with `prefix`, after `after`. */
   metaScan(tableName: string, prefix: Uint8Array, after?: Uint8Array | undefined | null, limit?: number | undefined | null): Array<MetaEntry>
-  /** Applies metadata writes atomically; resolves once committed (group commit). */
-  metaApply(ops: Array<MetaOp>): Promise<void>
   /**
-   * Like `metaApply`, the operations packed in one buffer (`layouts().metaOps`): one
-   * argument to convert however many writes it carries.
+   * Applies metadata writes atomically, packed in one buffer (`layouts().metaOps`: one
+   * argument to convert however many writes it carries); resolves once committed (group
+   * commit).
    */
   metaApplyPacked(ops: Uint8Array): Promise<void>
-  /** `metaApply([{op:'put', ...}])`. */
-  metaPut(tableName: string, key: Buffer, value: Buffer): Promise<void>
   /** Streams that can hold messages matching `filter`, oldest generation first. */
   streams(filter: string): Array<StreamInfo>
   /** Next offset of a shard (what `waitForAppend` compares against). */
@@ -414,18 +411,6 @@ export interface MetaEntry {
   key: Buffer
   /** Value. */
   value: Buffer
-}
-
-/** One metadata write. */
-export interface MetaOp {
-  /** `put`, `delete` or `deletePrefix`. */
-  op: string
-  /** Table: sessions, subscriptions, inbound_qos2, progress, retained, system, losses. */
-  table: string
-  /** Key (or prefix). */
-  key: Buffer
-  /** Value (for `put`). */
-  value?: Buffer
 }
 
 /**

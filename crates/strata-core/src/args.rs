@@ -10,7 +10,6 @@ use crate::log::{
     check_starts, FsyncPolicy, Offset, Options, Position, ReplayOptions, ReplayShard, ReplaySub,
     ScanFilter, ScanLimits,
 };
-use crate::meta::{Op, Table};
 use crate::store::OnCorruption;
 
 fn invalid(what: impl std::fmt::Display) -> CoreError {
@@ -346,27 +345,6 @@ pub fn drain_window(window: u32, next_id: u32) -> Result<(usize, u16), CoreError
         _ => Err(invalid(format_args!(
             "drain: window {window}, next id {next_id}"
         ))),
-    }
-}
-
-/// One metadata write as given: `op` is `put` (needs `value`), `delete` or
-/// `deletePrefix`; `table` a [`Table`] name.
-pub fn meta_op(
-    op: &str,
-    table: &str,
-    key: Vec<u8>,
-    value: Option<Vec<u8>>,
-) -> Result<Op, CoreError> {
-    let t: Table = table.parse()?;
-    match op {
-        "put" => Ok(Op::Put(
-            t,
-            key,
-            value.ok_or_else(|| invalid("put needs a value"))?,
-        )),
-        "delete" => Ok(Op::Delete(t, key)),
-        "deletePrefix" => Ok(Op::DeletePrefix(t, key)),
-        other => Err(invalid(format_args!("unknown op {other:?}"))),
     }
 }
 

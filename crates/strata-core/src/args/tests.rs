@@ -160,18 +160,3 @@ fn inflight_quads_and_the_drain_window() {
     assert!(msg(drain_window(0, 1)).contains("window 0"));
     assert!(msg(drain_window(1, 65536)).contains("next id 65536"));
 }
-
-#[test]
-fn meta_ops_name_a_table_and_an_operation() {
-    assert_eq!(
-        meta_op("put", "progress", b"k".to_vec(), Some(b"v".to_vec())).unwrap(),
-        Op::Put(Table::Progress, b"k".to_vec(), b"v".to_vec())
-    );
-    assert_eq!(
-        meta_op("deletePrefix", "inbound_qos2", b"c".to_vec(), None).unwrap(),
-        Op::DeletePrefix(Table::InboundQos2, b"c".to_vec())
-    );
-    assert!(msg(meta_op("put", "sessions", vec![], None)).contains("put needs a value"));
-    assert!(msg(meta_op("upsert", "sessions", vec![], None)).contains("unknown op"));
-    assert!(msg(meta_op("delete", "acks", vec![], None)).contains("unknown metadata table"));
-}

@@ -201,19 +201,6 @@ pub struct ReplayResult {
     pub skipped: f64,
 }
 
-/// One metadata write.
-#[napi(object)]
-pub struct MetaOp {
-    /// `put`, `delete` or `deletePrefix`.
-    pub op: String,
-    /// Table: sessions, subscriptions, inbound_qos2, progress, retained, system, losses.
-    pub table: String,
-    /// Key (or prefix).
-    pub key: Buffer,
-    /// Value (for `put`).
-    pub value: Option<Buffer>,
-}
-
 /// A metadata entry.
 #[napi(object)]
 pub struct MetaEntry {

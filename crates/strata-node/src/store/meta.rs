@@ -1,33 +1,18 @@
 //! The metadata tables (`strata_core::meta`): reads, scans and atomic group-committed
 //! writes. Table names: sessions, subscriptions, inbound_qos2, progress, retained, system,
 //! losses (progress record layout: `layouts().progress`).
-use super::{MetaEntry, MetaOp, Store};
+use super::{MetaEntry, Store};
 use crate::error::to_napi_coded;
-use crate::guard::{self, Pending};
+use crate::guard;
 use crate::topic::RetainedMessages;
 use napi::bindgen_prelude::{Buffer, Object};
 use napi::{Env, Result};
 use napi_derive::napi;
-use strata_core::args;
 use strata_core::error::CoreError;
-use strata_core::meta::{Op, Table};
+use strata_core::meta::Table;
 
 fn table(name: &str) -> std::result::Result<Table, CoreError> {
     name.parse()
-}
-
-impl Store {
-    /// Checks `ops` and hands them to the metadata writer; `p` settles once committed.
-    fn apply_ops(&self, p: Pending<()>, ops: Vec<MetaOp>) {
-        let parsed: std::result::Result<Vec<Op>, CoreError> = ops
-            .into_iter()
-            .map(|o| args::meta_op(&o.op, &o.table, o.key.to_vec(), o.value.map(|v| v.to_vec())))
-            .collect();
-        match (self.get(), parsed) {
-            (Ok(inner), Ok(ops)) => inner.meta.apply(ops, p.completion(|()| ())),
-            (Err(e), _) | (_, Err(e)) => p.reject(e),
-        }
-    }
 }
 
 #[napi]
@@ -89,14 +74,9 @@ impl Store {
         })
     }
 
-    /// Applies metadata writes atomically; resolves once committed (group commit).
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn meta_apply<'env>(&self, env: &'env Env, ops: Vec<MetaOp>) -> napi::Result<Object<'env>> {
-        guard::promise(env, "Store.metaApply", |p| self.apply_ops(p, ops))
-    }
-
-    /// Like `metaApply`, the operations packed in one buffer (`layouts().metaOps`): one
-    /// argument to convert however many writes it carries.
+    /// Applies metadata writes atomically, packed in one buffer (`layouts().metaOps`: one
+    /// argument to convert however many writes it carries); resolves once committed (group
+    /// commit).
     #[napi(ts_return_type = "Promise<void>")]
     pub fn meta_apply_packed<'env>(
         &self,
@@ -108,26 +88,6 @@ impl Store {
                 (Ok(inner), Ok(ops)) => inner.meta.apply(ops, p.completion(|()| ())),
                 (Err(e), _) | (_, Err(e)) => p.reject(e),
             }
-        })
-    }
-
-    /// `metaApply([{op:'put', ...}])`.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn meta_put<'env>(
-        &self,
-        env: &'env Env,
-        table_name: String,
-        key: Buffer,
-        value: Buffer,
-    ) -> napi::Result<Object<'env>> {
-        guard::promise(env, "Store.metaPut", |p| {
-            let op = MetaOp {
-                op: "put".into(),
-                table: table_name,
-                key,
-                value: Some(value),
-            };
-            self.apply_ops(p, vec![op]);
         })
     }
 }
