@@ -164,6 +164,9 @@ export interface MessageRegistry {
   /**
    * Store a message once for every persistent session that needs it (smqtt's
    * saveSessionMessages, one write for all of them); resolves with where it is, once durable.
+   * Per shard, these promises (and appendInbound's) resolve in offset order and each is the one
+   * the caller awaits, not one chained behind another, so their callers' continuations run in
+   * offset order too: a caught-up session takes the shard's messages in that order.
    */
   saveSessionMessages(msg: Message): Promise<LogPosition>;
   /**

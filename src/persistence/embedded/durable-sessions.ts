@@ -103,6 +103,12 @@ function decodeRetained(topic: string, value: Buffer): Message {
  */
 const PROGRESS_INTERVAL_MS = 10;
 
+/** Who waits for one message of an append batch. */
+interface AppendWaiter {
+  resolve: (p: LogPosition) => void;
+  reject: (e: unknown) => void;
+}
+
 /**
  * Fault injection for tests (a slow metadata disk): every metadata commit starts this many ms
  * late, in order, so what waits for one — and what does not — shows under a kill -9.
@@ -132,7 +138,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   /** Appends complete in the order they were made, as far as JS can see. */
   private readonly appends = new InOrder();
   private inflightCommits = new Set<Promise<void>>();
-  private appendBatch: { msgs: PackedMessage[]; waiters: { resolve: (p: LogPosition) => void; reject: (e: unknown) => void }[] } | null = null;
+  private appendBatch: { msgs: PackedMessage[]; waiters: AppendWaiter[] } | null = null;
   private closed = false;
   readonly nShards: number;
   /** Sessions whose progress changed in ways that need no prompt commit (see mark). */
@@ -298,15 +304,24 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * Append a message to the log; resolves once durable under the fsync policy. Appends made in
    * the same event-loop turn cross to the store in one call (one promise for the batch).
    */
-  saveSessionMessages(msg: Message, inboundId = 0): Promise<LogPosition> {
+  saveSessionMessages(msg: Message): Promise<LogPosition> {
+    return new Promise((resolve, reject) => this.enqueueAppend(msg, 0, { resolve, reject }));
+  }
+
+  /**
+   * Add a message to this turn's append batch. Its waiter is resolved with the batch, in offset
+   * order, and is the very promise the caller awaits (never one chained behind another): the
+   * callers' continuations run in offset order, and a caught-up session takes a shard's
+   * messages in that order (LogSession.arrive counts anything below its `next` as read).
+   */
+  private enqueueAppend(msg: Message, inboundId: number, waiter: AppendWaiter): void {
     let b = this.appendBatch;
     if (!b) {
       b = this.appendBatch = { msgs: [], waiters: [] };
       setImmediate(() => this.flushAppends());
     }
     b.msgs.push({ publisher: msg.publisher, topic: msg.topic, qos: msg.qos, retain: msg.retain, properties: encodeProperties(msg.properties), payload: msg.payload, inboundId });
-    const waiters = b.waiters;
-    return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+    b.waiters.push(waiter);
   }
 
   private flushAppends(): void {
@@ -331,11 +346,14 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * once the append is. Whatever a crash interrupts, the start-up finds out exactly whether the
    * message was stored (loadSessions): a re-sent PUBLISH is then a duplicate, or stored anew.
    */
-  async appendInbound(msg: Message, id: number): Promise<LogPosition> {
+  appendInbound(msg: Message, id: number): Promise<LogPosition> {
     const key = q2Key(msg.publisher, id);
     const shard = this.store.shardOf(msg.publisher);
-    await this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]);
-    return this.saveSessionMessages(msg, id);
+    // Not `await write; return saveSessionMessages(…)`: the promise returned would resolve some
+    // microtask hops after the batch's other waiters, behind messages appended after this one.
+    return new Promise((resolve, reject) => {
+      this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]).then(() => this.enqueueAppend(msg, id, { resolve, reject }), reject);
+    });
   }
 
   /**
