@@ -31,7 +31,7 @@ export const CONFIG_KEYS = {
   'listener.wss.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'MQTT over secure WebSocket' },
   'node.data_dir': { kind: 'string', default: './data', doc: 'directory of the embedded store' },
   'node.name': { kind: 'string', default: 'stratamq@127.0.0.1', doc: 'this node\'s name, as backends record it (`${node}`, `mqtt:node:<name>`, the `node` columns)' },
-  'node.idle_gc': { kind: 'bool', default: true, doc: 'one full garbage collection when traffic stops after a burst and the JS heap holds > 16 MB it does not use (V8 keeps a burst\'s garbage while nothing allocates)' },
+  'node.idle_gc': { kind: 'bool', default: true, doc: 'when traffic stops after a burst (or the start) that left > 16 MB in the JS heap: one compacting full garbage collection, and 6 s later one of the young generation, so V8 gives back the room the burst grew into (it keeps it while nothing allocates)' },
   'durable_sessions.enable': { kind: 'bool', default: true, doc: 'keep persistent sessions, their queues and retained messages in the store' },
   'durable_sessions.qos0': { kind: 'bool', default: true, doc: 'store QoS 0 messages for offline persistent sessions too (delivered at QoS 0 when they return)' },
   'durable_sessions.batch_size': { kind: 'int', default: 1000, min: 1, max: 100000, doc: 'messages read from the log per scan when a persistent session catches up' },

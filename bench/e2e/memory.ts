@@ -135,17 +135,20 @@ export function openFilesLimit(): number | null {
 }
 
 /**
- * Samples (250 ms apart) that must agree for RSS to count as settled: 5 s. A broker that
- * tidies up a few seconds after the load (a garbage collection once it goes quiet) is measured
- * after it, as a user watching it would see it; one that holds its memory is measured the same.
+ * Samples (250 ms apart) that must agree for RSS to count as settled: 8 s. A broker that
+ * tidies up a few seconds after the load (a garbage collection once it goes quiet, then the young
+ * generation given back once V8 sees 5 s without allocation) is measured after it, as a user
+ * watching it would see it; one that holds its memory is measured the same.
  */
-const SETTLE_SAMPLES = 21;
+const SETTLE_SAMPLES = 33;
+/** The longest wait for RSS to settle after a load, ms. */
+const SETTLE_MAX_MS = 25000;
 
 /**
  * RSS once it has settled: sampled every 250 ms until the last SETTLE_SAMPLES samples lie
  * within max(256 kB, 0.5%), or maxMs passed; the last sample, in kB.
  */
-async function settledRssKb(pid: number, maxMs = 15000, unsettled?: () => void): Promise<number | null> {
+async function settledRssKb(pid: number, maxMs = SETTLE_MAX_MS, unsettled?: () => void): Promise<number | null> {
   const t0 = performance.now();
   const win: number[] = [];
   let last: number | null = null;
@@ -167,9 +170,9 @@ async function settledRssKb(pid: number, maxMs = 15000, unsettled?: () => void):
   }
 }
 
-/** settledRssKb for the "after" sample of a row; notes it on the cell when RSS still moved after 15 s. */
+/** settledRssKb for the "after" sample of a row; notes it on the cell when RSS still moved after SETTLE_MAX_MS. */
 function settledAfter(pid: number, cell: MemoryCell): Promise<number | null> {
-  return settledRssKb(pid, 15000, () => (cell.notes ??= []).push('RSS still moving 15 s after the load (last sample used)'));
+  return settledRssKb(pid, SETTLE_MAX_MS, () => (cell.notes ??= []).push(`RSS still moving ${SETTLE_MAX_MS / 1000} s after the load (last sample used)`));
 }
 
 // ---------------------------------------------------------------- a small raw client

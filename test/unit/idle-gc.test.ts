@@ -1,50 +1,84 @@
 /** node.idle_gc: one collection when traffic stops after moving, none while it moves or stays quiet, none without slack. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { startIdleGc } from '../../src/idle-gc.js';
+import { getHeapSpaceStatistics } from 'node:v8';
+import { startIdleGc, v8Collect } from '../../src/idle-gc.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-test('collects once after a burst ends, never while busy or already quiet', async () => {
+test('the start and each burst: one compacting collection when traffic stops, then one young one; never while busy or already quiet', async () => {
   let count = 0;
-  let calls = 0;
-  const stop = startIdleGc(() => count, { everyMs: 20, slackBytes: 0, gc: () => calls++ });
+  const calls: string[] = [];
+  const stop = startIdleGc(() => count, { everyMs: 20, slackBytes: 0, shrinkAfterMs: 60, youngBytes: 0, gc: (kind) => calls.push(kind) });
   try {
-    await sleep(100); // quiet from the start: nothing to collect
-    assert.equal(calls, 0);
+    await sleep(30); // the start is a burst (modules loaded, store opened)
+    assert.deepEqual(calls, ['compact']);
+    await sleep(120);
+    assert.deepEqual(calls, ['compact', 'young'], 'the young generation once the quiet lasted');
+    await sleep(100);
+    assert.equal(calls.length, 2, 'not again while it stays quiet');
     const busy = setInterval(() => count++, 5);
     await sleep(150);
-    assert.equal(calls, 0, 'not while traffic moves');
+    assert.equal(calls.length, 2, 'not while traffic moves');
     clearInterval(busy);
-    await sleep(150);
-    assert.equal(calls, 1, 'once when it stops');
-    await sleep(100);
-    assert.equal(calls, 1, 'not again while it stays quiet');
-    count++;
-    await sleep(100);
-    assert.equal(calls, 2, 'after the next burst');
+    await sleep(40);
+    assert.deepEqual(calls, ['compact', 'young', 'compact'], 'once when it stops');
+    count++; // traffic again before the young one is due: it waits for the next quiet
+    await sleep(40);
+    assert.deepEqual(calls, ['compact', 'young', 'compact', 'compact']);
+    await sleep(120);
+    assert.deepEqual(calls, ['compact', 'young', 'compact', 'compact', 'young']);
   } finally {
     stop();
   }
 });
 
-test('no collection when the heap has less unused room than the slack; the real one frees garbage', async () => {
-  let count = 0;
-  let calls = 0;
-  const stop = startIdleGc(() => count, { everyMs: 20, slackBytes: Number.MAX_SAFE_INTEGER, gc: () => calls++ });
-  count++;
-  await sleep(80);
-  stop();
-  assert.equal(calls, 0);
-  // The default collection (V8's, exposed at run time) frees what a burst left.
-  let garbage: object[] | null = Array.from({ length: 300_000 }, (_, i) => ({ i, s: `x${i}` }));
-  garbage = null;
-  const before = process.memoryUsage().heapUsed;
+test('after the start, no collection when a burst left less than the slack, nor a young one when that generation is small', async () => {
+  const calls: string[] = [];
   let n = 0;
-  const stopReal = startIdleGc(() => n, { everyMs: 20, slackBytes: 0 });
+  const stop = startIdleGc(() => n, { everyMs: 20, slackBytes: Number.MAX_SAFE_INTEGER, shrinkAfterMs: 0, youngBytes: Number.MAX_SAFE_INTEGER, gc: (kind) => calls.push(kind) });
+  await sleep(100);
+  assert.deepEqual(calls, ['compact'], 'the start is collected whatever it left');
   n++;
   await sleep(100);
-  stopReal();
-  assert.equal(garbage, null);
-  assert.ok(process.memoryUsage().heapUsed < before - 5e6, `heap ${before} -> ${process.memoryUsage().heapUsed}`);
+  stop();
+  assert.deepEqual(calls, ['compact']);
+});
+
+test("the real collections: the full one frees a burst's garbage, the young one gives back the young generation the burst grew", async () => {
+  const young = (): number => getHeapSpaceStatistics().find((x) => x.space_name === 'new_space')?.physical_space_size ?? 0;
+  // A burst whose objects live a little while: V8 grows the young generation to hold them.
+  let keep: object[][] = [];
+  for (let r = 0; r < 40; r++) {
+    keep.push(Array.from({ length: 50_000 }, (_, i) => ({ r, i, s: `k${r}/${i}` })));
+    if (keep.length > 8) keep.shift();
+  }
+  keep = [];
+  const grown = young();
+  const usedBefore = process.memoryUsage().heapUsed;
+  let n = 0;
+  const kinds: string[] = [];
+  const collect = v8Collect();
+  const stop = startIdleGc(() => n, {
+    everyMs: 50,
+    slackBytes: 0,
+    shrinkAfterMs: 5500, // V8 shrinks it at a collection that sees 5 s of low allocation
+    youngBytes: 0,
+    gc: (k) => {
+      kinds.push(k);
+      collect(k);
+    },
+  });
+  try {
+    await sleep(200);
+    assert.deepEqual(kinds, ['compact']);
+    assert.equal(keep.length, 0);
+    assert.ok(process.memoryUsage().heapUsed < usedBefore - 20e6, `heap used ${usedBefore} -> ${process.memoryUsage().heapUsed}`);
+    await sleep(5600);
+    assert.deepEqual(kinds, ['compact', 'young']);
+    assert.ok(grown >= 8 << 20, `the burst grew the young generation to ${grown}`);
+    assert.ok(young() <= grown / 4, `young generation ${grown} -> ${young()}`);
+  } finally {
+    stop();
+  }
 });
