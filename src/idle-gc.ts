@@ -14,10 +14,11 @@
  *    (V8's `--compact-on-every-full-gc` set for that one collection only: a plain one leaves live
  *    objects scattered over half-empty pages and keeps the pages; measured above, the old
  *    generation went to 28.5 MB, against 38–69 MB after one or two plain ones);
- * 2. `shrinkAfterMs` later, if it is still quiet and the young generation holds more than it
- *    needs, one young-generation collection: V8 shrinks that generation only at a collection that
- *    sees a low allocation rate over the last 5 s, which the first one, right after the burst,
- *    does not (measured: 16.8 MB → 1.0 MB).
+ * 2. from `shrinkAfterMs` later, on each quiet tick while the young generation holds more than it
+ *    needs (at most 4 times), a young-generation collection (a scavenge of a nearly empty space:
+ *    under a millisecond): V8 shrinks that generation only at a collection that sees a low
+ *    allocation rate over the last 5 s, which one right after the burst does not (measured:
+ *    16.8 MB → 1.0 MB, 4–6 s after the full collection).
  * A quiet broker is never collected twice for one burst; a busy one is left to V8. The start is a
  * burst too, whatever it left (loading modules, opening the store: a full collection of a heap that
  * small takes a few ms): measured, an idle broker's RSS went from 65 MB to 60 MB about 8 s after
@@ -34,7 +35,7 @@ export interface IdleGcOptions {
   everyMs?: number;
   /** Unused (or newly taken) heap below which a full collection is not worth its pause (default 16 MiB). */
   slackBytes?: number;
-  /** Quiet time after the full collection before the young one (default 6000 ms: V8 looks 5 s back). */
+  /** Quiet time after the full collection before the young one is first tried (default 2000 ms). */
   shrinkAfterMs?: number;
   /** Young generation (committed) below which it is not shrunk (default 2 MiB; V8 shrinks it to 1 MiB). */
   youngBytes?: number;
@@ -70,6 +71,9 @@ export function v8Collect(): (kind: CollectionKind) => void {
   };
 }
 
+/** Young-generation collections tried after a full one before giving up until the next burst. */
+const SHRINK_TRIES = 4;
+
 /** Committed bytes of V8's young generation. */
 function youngCommitted(): number {
   let n = 0;
@@ -81,13 +85,14 @@ function youngCommitted(): number {
 export function startIdleGc(activity: () => number, opts: IdleGcOptions = {}): () => void {
   const everyMs = opts.everyMs ?? 2000;
   const slack = opts.slackBytes ?? 16 << 20;
-  const shrinkAfter = opts.shrinkAfterMs ?? 6000;
+  const shrinkAfter = opts.shrinkAfterMs ?? 2000;
   const young = opts.youngBytes ?? 2 << 20;
   const collect = opts.gc ?? v8Collect();
   let last = activity();
   let busy = true;
-  /** When the young generation is to be looked at (0: not pending). */
+  /** When the young generation is to be looked at (0: not pending), and how often it was tried. */
   let shrinkAt = 0;
+  let tries = 0;
   /** heapUsed after the last full collection (what the heap held then, garbage aside); -1 before the first. */
   let usedAfter = -1;
   const timer = setInterval(() => {
@@ -108,11 +113,14 @@ export function startIdleGc(activity: () => number, opts: IdleGcOptions = {}): (
         usedAfter = process.memoryUsage().heapUsed;
       }
       shrinkAt = Date.now() + shrinkAfter;
+      tries = 0;
       return;
     }
     if (shrinkAt !== 0 && Date.now() >= shrinkAt) {
-      shrinkAt = 0;
+      // Tried on each quiet tick until the young generation is small (V8 decides by the rate it
+      // saw over the last 5 s, so the first try may come too early), at most SHRINK_TRIES times.
       if (youngCommitted() > young) collect('young');
+      if (youngCommitted() <= young || ++tries >= SHRINK_TRIES) shrinkAt = 0;
     }
   }, everyMs);
   timer.unref();

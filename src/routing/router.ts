@@ -232,9 +232,10 @@ export class Router {
     if (n === 1) {
       let rec = table.get(ids[0] as number);
       if (rec?.shared && rec.session.outlet === null) rec = table.onlineMember(rec);
-      if (rec && !(rec.sub.noLocal && msg.publisher === rec.session.clientId) && !(rec.sub.readDenied !== undefined && rec.sub.readDenied(msg.topic))) {
+      if (rec && !(rec.noLocal && msg.publisher === rec.session.clientId) && !(rec.readDenied !== undefined && rec.readDenied(msg.topic))) {
         // [MQTT-3.8.3-3] no-local; [MQTT-3.3.1-12]/[MQTT-3.3.1-13] retain flag kept only with Retain As Published.
-        const { session, sub } = rec;
+        const sub = rec;
+        const session = rec.session;
         const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
         this.route(session, msg, qos, sub.retainAsPublished && msg.retain, sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, rec.shared, now);
       }
@@ -246,7 +247,8 @@ export class Router {
         let rec: SubRecord | undefined = table.get(ids[i] as number);
         if (rec?.shared && rec.session.outlet === null) rec = table.onlineMember(rec);
         if (!rec) continue;
-        const { session, sub } = rec;
+        const sub = rec;
+        const session = rec.session;
         if (sub.noLocal && msg.publisher === session.clientId) continue;
         if (sub.readDenied !== undefined && sub.readDenied(msg.topic)) continue; // an ACL deny rule inside the filter
         const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
@@ -399,7 +401,8 @@ export class Router {
       let rec = this.table.get(id);
       if (!rec?.shared) continue;
       if (rec.session.outlet === null) rec = this.table.onlineMember(rec);
-      const { session, sub } = rec;
+      const sub = rec;
+      const session = rec.session;
       if (sub.noLocal && msg.publisher === session.clientId) continue;
       const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
       const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;

@@ -9,6 +9,7 @@
  */
 import { TopicTrie, validateTopicName } from '../native.js';
 import type { Session, Subscription } from '../session/session.js';
+import type { QoS } from '../wire/codec.js';
 
 const ROUTE_CACHE_MAX = 65536;
 /**
@@ -23,11 +24,63 @@ const FAST_TOPIC_CHARS = 21845;
 /** What makes a topic name invalid besides its length: a wildcard or U+0000 ([MQTT-4.7.0-1], [MQTT-4.7.3-2]). */
 const BAD_IN_TOPIC = /[+#\u0000]/;
 
-export interface SubRecord {
-  session: Session;
-  sub: Subscription;
+/** qos (bits 0-1), noLocal (2), retainAsPublished (3), retainHandling (4-5), shared (6): one small integer. */
+const NO_LOCAL = 4;
+const RAP = 8;
+const RH_SHIFT = 4;
+const SHARED = 64;
+
+/**
+ * One subscription of one session, as the table and the session both hold it: the session's
+ * `subscriptions` map and the table's `records[trieId]` are the same object. Its options are
+ * packed into one integer read through getters, so a filter costs one object of seven fields
+ * (measured in-process, 100,000 filters on one client: 250 B of JS heap per filter before, with a
+ * spread options object, a record pointing at it and an out-of-object property array).
+ */
+export class SubRecord implements Subscription {
+  private readonly bits: number;
+  readonly subscriptionId: number | undefined;
+  readonly start: number[] | undefined;
+  /** Replaced when the ACL is applied again (Router.enforceAcl). */
+  readDenied: ((topic: string) => boolean) | undefined;
+
+  constructor(
+    readonly session: Session,
+    readonly filter: string,
+    readonly trieId: number,
+    opts: Omit<Subscription, 'filter' | 'trieId'>,
+  ) {
+    this.bits =
+      opts.qos |
+      (opts.noLocal ? NO_LOCAL : 0) |
+      (opts.retainAsPublished ? RAP : 0) |
+      (opts.retainHandling << RH_SHIFT) |
+      (filter.startsWith('$share/') ? SHARED : 0);
+    this.subscriptionId = opts.subscriptionId;
+    this.start = opts.start;
+    this.readDenied = opts.readDenied;
+  }
+
+  get qos(): QoS {
+    return (this.bits & 3) as QoS;
+  }
+
+  get noLocal(): boolean {
+    return (this.bits & NO_LOCAL) !== 0;
+  }
+
+  get retainAsPublished(): boolean {
+    return (this.bits & RAP) !== 0;
+  }
+
+  get retainHandling(): 0 | 1 | 2 {
+    return ((this.bits >> RH_SHIFT) & 3) as 0 | 1 | 2;
+  }
+
   /** A `$share/{group}/{filter}` member. */
-  shared: boolean;
+  get shared(): boolean {
+    return (this.bits & SHARED) !== 0;
+  }
 }
 
 export class SubscriptionTable {
@@ -50,26 +103,25 @@ export class SubscriptionTable {
   }
 
   /** Put `filter` for `session` (replacing its subscription to the same filter, same trie id). */
-  put(session: Session, filter: string, opts: Omit<Subscription, 'filter' | 'trieId'>): { sub: Subscription; existed: boolean } {
+  put(session: Session, filter: string, opts: Omit<Subscription, 'filter' | 'trieId'>): { sub: SubRecord; existed: boolean } {
     const existing = session.subscriptions.get(filter);
     if (existing) {
-      const sub: Subscription = { ...opts, filter, trieId: existing.trieId };
+      const sub = new SubRecord(session, filter, existing.trieId, opts);
       session.addSubscription(filter, sub);
-      this.records[sub.trieId] = { session, sub, shared: filter.startsWith('$share/') };
+      this.records[sub.trieId] = sub;
       return { sub, existed: true };
     }
     const id = this.freeIds.pop() ?? this.records.length;
     this.trie.subscribe(filter, id);
     this.routes.clear();
-    const shared = filter.startsWith('$share/');
-    if (shared) {
+    const sub = new SubRecord(session, filter, id, opts);
+    if (sub.shared) {
       this.sharedSubs++;
       let group = this.shareGroups.get(filter);
       if (!group) this.shareGroups.set(filter, (group = { ids: [], next: 0 }));
       group.ids.push(id);
     }
-    const sub: Subscription = { ...opts, filter, trieId: id };
-    this.records[id] = { session, sub, shared };
+    this.records[id] = sub;
     session.addSubscription(filter, sub);
     return { sub, existed: false };
   }
@@ -125,7 +177,7 @@ export class SubscriptionTable {
    * group (else `rec`, the trie's pick, which keeps the message for it while it is away).
    */
   onlineMember(rec: SubRecord): SubRecord {
-    const group = this.shareGroups.get(rec.sub.filter);
+    const group = this.shareGroups.get(rec.filter);
     if (!group) return rec;
     const n = group.ids.length;
     for (let k = 0; k < n; k++) {
