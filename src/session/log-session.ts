@@ -116,13 +116,23 @@ const INFLIGHT = LAYOUTS.inflight;
 
 /** The gaps of a shard without any (shared, frozen: a session's first gap replaces it). */
 const NO_GAPS = Object.freeze([]) as unknown as Gap[];
+/** Per shard count, every shard without gaps (shared, frozen: copied on a session's first gap). */
+const NO_GAPS_BY_SHARDS: Gap[][][] = [];
+function noGaps(shards: number): Gap[][] {
+  return (NO_GAPS_BY_SHARDS[shards] ??= Object.freeze(new Array<Gap[]>(shards).fill(NO_GAPS)) as Gap[][]);
+}
+/** Nothing read ahead (shared, frozen: a read replaces it). */
+const NO_AHEAD = Object.freeze([]) as unknown as Ahead[];
 
 export class LogSession implements SessionPersistence, ProgressSource {
   replaying = true;
   /** Per shard: every logged message for this session below it was taken (or dropped). */
   readonly next: number[];
-  /** Per shard: ranges dropped because the queue was full (drop_newest), oldest first (NO_GAPS: none yet). */
-  readonly gaps: Gap[][];
+  /**
+   * Per shard: ranges dropped because the queue was full (drop_newest), oldest first (NO_GAPS:
+   * none yet; the whole array shared and frozen while no shard has any: set with setGaps).
+   */
+  gaps: Gap[][];
   /** drop_oldest: deliveries still to discard from the head of the backlog (already counted). */
   excess = 0;
   /**
@@ -133,7 +143,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
   backlogBytes = 0;
   readonly clientId: string;
   /** Read ahead by `stream`, not sent yet, oldest first; their shards' `next` is past them. */
-  private ahead: Ahead[] = [];
+  private ahead: Ahead[] = NO_AHEAD;
   /** A `stream` read stopped before a delivery only `fill` makes. */
   private slow = false;
   /** A worker-thread read is under way (`readBehind`); `gen` tells a given-up one. */
@@ -151,14 +161,14 @@ export class LogSession implements SessionPersistence, ProgressSource {
   ) {
     this.clientId = session.clientId;
     this.next = next;
-    this.gaps = next.map(() => NO_GAPS);
+    this.gaps = noGaps(next.length);
   }
 
   /** Apply a progress record read at start-up; returns the deliveries it holds. */
   restore(p: Progress): ProgressEntry[] {
     p.next.forEach((v, i) => (this.next[i] = v));
     p.gaps.forEach((g, i) => {
-      if (g.length > 0 && i < this.gaps.length) this.gaps[i] = [...(this.gaps[i] as Gap[]), ...g];
+      if (g.length > 0 && i < this.gaps.length) this.setGaps(i, [...(this.gaps[i] as Gap[]), ...g]);
     });
     this.excess = p.excess;
     this.backlog = p.backlog;
@@ -228,7 +238,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
         this.src.mark(this);
         return 'left';
       }
-      if (gaps === NO_GAPS) this.gaps[s] = [{ from: ref.offset, to: null }];
+      if (gaps === NO_GAPS) this.setGaps(s, [{ from: ref.offset, to: null }]);
       else gaps.push({ from: ref.offset, to: null });
       this.src.mark(this);
       return this.dropped();
@@ -239,6 +249,12 @@ export class LogSession implements SessionPersistence, ProgressSource {
     // does not rewrite its record for every message.
     if (this.backlog % COUNT_STEP === 0) this.src.mark(this);
     return 'left';
+  }
+
+  /** Shard `s`'s gaps (the per-shard array copied first while it is the shared one). */
+  private setGaps(s: number, g: Gap[]): void {
+    if (Object.isFrozen(this.gaps)) this.gaps = [...this.gaps];
+    this.gaps[s] = g;
   }
 
   private dropped(): Arrival {
@@ -510,7 +526,10 @@ export class LogSession implements SessionPersistence, ProgressSource {
   private took(want: ReplayShard[], r: ReplayResult): void {
     this.advanceRead(want, r.next, r.status);
     const count = r.meta.length / REPLAY_STRIDE;
-    if (count > 0) this.ahead.push({ r, count, at: 0, pos: 0 });
+    if (count > 0) {
+      if (this.ahead === NO_AHEAD) this.ahead = [];
+      this.ahead.push({ r, count, at: 0, pos: 0 });
+    }
     this.src.mark(this);
   }
 
@@ -618,7 +637,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
   /** Put the read-ahead packets not sent back in the log: `next` goes back to the first of each shard. */
   private unreadAhead(): void {
     for (const a of this.ahead) lowerToAhead(a, this.next);
-    this.ahead = [];
+    this.ahead = NO_AHEAD;
     this.slow = false;
     if (this.reading) {
       this.reading = false;

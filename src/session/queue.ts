@@ -1,6 +1,9 @@
-/** FIFO with O(1) push/shift and no per-element allocation beyond the slot array. */
+/** The slots of every empty queue that never held anything (shared: a queue's first push replaces it). */
+const NONE: never[] = [];
+
+/** FIFO with O(1) push/shift and no per-element allocation beyond the slot array (none until the first push). */
 export class Queue<T> {
-  private items: (T | undefined)[] = [];
+  private items: (T | undefined)[] = NONE;
   private head = 0;
 
   get length(): number {
@@ -8,6 +11,7 @@ export class Queue<T> {
   }
 
   push(item: T): void {
+    if (this.items === NONE) this.items = [];
     this.items.push(item);
   }
 
@@ -31,7 +35,7 @@ export class Queue<T> {
   }
 
   clear(): void {
-    this.items = [];
+    this.items = NONE;
     this.head = 0;
   }
 

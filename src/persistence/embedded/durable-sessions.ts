@@ -371,8 +371,10 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
 
   /** Every shard's end: where a new subscription starts. */
   shardEnds(): number[] {
-    const out: number[] = [];
-    for (let s = 0; s < this.nShards; s++) out.push(this.store.shardEnd(s));
+    // Sized up front: an array grown by push from [] keeps room for 17 (each persistent session
+    // and subscription holds one of these).
+    const out = new Array<number>(this.nShards);
+    for (let s = 0; s < this.nShards; s++) out[s] = this.store.shardEnd(s);
     return out;
   }
 
