@@ -115,6 +115,13 @@ export declare class Store {
    * reader instead of polling).
    */
   waitForAppend(shard: number, after: number): Promise<number>
+  /**
+   * The first offset of shard `shard` whose record has a timestamp ≥ `tsMs` (the
+   * shard's end when none is that recent): where a read from a time starts
+   * (`strata_core::log::Log::offset_at_time`). Throws `ERR_INVALID_ARGUMENT` for a
+   * time that is not an integer in 0..2^53, `ERR_NOT_FOUND` for a shard ≥ `nShards`.
+   */
+  offsetAtTime(shard: number, tsMs: number): number
   /** The shard a publisher's messages go to (`crc32c(publisher) % nShards`). */
   shardOf(publisher: string): number
   /**

@@ -644,6 +644,11 @@ export class DurableStore {
     return wrapSync(() => this.inner.shardEnd(shard));
   }
 
+  /** The first offset of `shard` whose record is at or after `tsMs` (the shard's end when none is). */
+  offsetAtTime(shard: number, tsMs: number): number {
+    return wrapSync(() => this.inner.offsetAtTime(shard, tsMs));
+  }
+
   /** The shard a publisher's messages are appended to. */
   shardOf(publisher: string): number {
     return wrapSync(() => this.inner.shardOf(publisher));

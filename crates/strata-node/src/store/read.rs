@@ -90,6 +90,19 @@ impl Store {
         })
     }
 
+    /// The first offset of shard `shard` whose record has a timestamp ≥ `tsMs` (the
+    /// shard's end when none is that recent): where a read from a time starts
+    /// (`strata_core::log::Log::offset_at_time`). Throws `ERR_INVALID_ARGUMENT` for a
+    /// time that is not an integer in 0..2^53, `ERR_NOT_FOUND` for a shard ≥ `nShards`.
+    #[napi]
+    pub fn offset_at_time(&self, shard: u32, ts_ms: f64) -> Result<f64, String> {
+        guard::call("Store.offsetAtTime", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let ts = args::offset(ts_ms, || "offsetAtTime: tsMs".into()).map_err(to_napi_coded)?;
+            Ok(inner.log.offset_at_time(shard, ts).map_err(to_napi_coded)? as f64)
+        })
+    }
+
     /// The shard a publisher's messages go to (`crc32c(publisher) % nShards`).
     #[napi]
     pub fn shard_of(&self, publisher: String) -> Result<u32, String> {
