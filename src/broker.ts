@@ -19,6 +19,8 @@ import { reloadSecurity } from './lifecycle/reload.js';
 import { restore } from './lifecycle/restore.js';
 import { SessionLifecycle } from './lifecycle/sessions.js';
 import { createLogger, type Logger } from './log.js';
+import { msglogConfig, type MsglogConfig } from './msglog/config.js';
+import { LogRecorder } from './msglog/recorder.js';
 import { assertCoreVersion, type LossInfo } from './native.js';
 import { createConnection } from './protocol/accept.js';
 import { ConnectRate } from './protocol/rate.js';
@@ -60,6 +62,8 @@ export class Broker extends HookBus implements ProtocolContext {
   /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
   durable: DurableSessions | null = null;
   readonly connectRate: ConnectRate | null;
+  /** The message log's configuration (msglog.*). */
+  readonly msglog: MsglogConfig;
   /** Backend rules and pools (`backend.*`: Redis, PostgreSQL, MySQL), started by listen(). */
   readonly backends: Backends;
   private readonly stats: DeliveryStats = { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 };
@@ -90,14 +94,16 @@ export class Broker extends HookBus implements ProtocolContext {
     const stats = this.stats;
     // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
     // routing increments its counters once per delivery.
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers, backendPools: {}, backendRules: {} };
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers, backendPools: {}, backendRules: {}, msglog: { logged: 0, failed: 0, refused: 0 } };
     this.limits = deliveryLimits(c);
     this.connectRate = c['limits.connect_rate'] > 0 ? new ConnectRate(c['limits.connect_rate']) : null;
     const env: DeliveryEnv = { limits: this.limits, stats, delivered: null, acked: null };
     this.tapInto(env);
     const onStoreError = (clientId: string | undefined, err: Error): void => this.onStoreError(clientId, err);
     const table = new SubscriptionTable();
-    this.router = new Router({ table, retained: this.retained, sessions: this.sessions, bus: this, counters: this.metrics, stats, storeQos0: this.limits.storeQos0, onStoreError, access: this.access });
+    this.msglog = msglogConfig(c); // checks the msglog.* keys: a bad filter stops here
+    const logTap = this.msglog.filters.length > 0 ? new LogRecorder(this.msglog, this.metrics.msglog, this.log) : null;
+    this.router = new Router({ table, retained: this.retained, sessions: this.sessions, bus: this, counters: this.metrics, stats, storeQos0: this.limits.storeQos0, onStoreError, access: this.access, logTap });
     this.lifecycle = new SessionLifecycle({ sessions: this.sessions, router: this.router, bus: this, gates: this.gates, log: this.log, env, counters: this.metrics, onStoreError });
     this.backends = new Backends(c, this, this.log, this.metrics); // checks the backend.* keys: a bad rule stops here
   }
