@@ -21,7 +21,8 @@ import { SessionLifecycle } from './lifecycle/sessions.js';
 import { createLogger, type Logger } from './log.js';
 import { msglogConfig, type MsglogConfig } from './msglog/config.js';
 import { LogRecorder } from './msglog/recorder.js';
-import { assertCoreVersion, type LossInfo } from './native.js';
+import { Replays, type Republish } from './msglog/replay.js';
+import { assertCoreVersion, type DurableStore, type LossInfo } from './native.js';
 import { createConnection } from './protocol/accept.js';
 import { ConnectRate } from './protocol/rate.js';
 import { Connection, type SocketHandoff } from './protocol/connection.js';
@@ -40,7 +41,7 @@ import { listenTls } from './transport/tls.js';
 import { startIdleGc } from './idle-gc.js';
 import { listenWs } from './transport/ws.js';
 import type { QoS } from './wire/codec.js';
-import { createMessage } from './wire/message.js';
+import { createMessage, decodeProperties } from './wire/message.js';
 import { RC } from './wire/reason-codes.js';
 
 export class Broker extends HookBus implements ProtocolContext {
@@ -64,6 +65,8 @@ export class Broker extends HookBus implements ProtocolContext {
   readonly connectRate: ConnectRate | null;
   /** The message log's configuration (msglog.*). */
   readonly msglog: MsglogConfig;
+  /** Replays of the message log started through the admin API. */
+  readonly replays = new Replays();
   /** Backend rules and pools (`backend.*`: Redis, PostgreSQL, MySQL), started by listen(). */
   readonly backends: Backends;
   private readonly stats: DeliveryStats = { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 };
@@ -229,6 +232,7 @@ export class Broker extends HookBus implements ProtocolContext {
     for (const conn of [...this.connections]) conn.disconnect(RC.ServerShuttingDown, 'server shutting down');
     for (const conn of [...this.connections]) conn.socket.destroy();
     await this.admin?.close();
+    await this.replays.stopAll(); // each after its batch in progress, before the store closes
     await Promise.all(closed);
     await new Promise((resolve) => setImmediate(resolve)); // sockets' 'close' (wills) run first
     this.lifecycle.stopTimers();
@@ -264,6 +268,20 @@ export class Broker extends HookBus implements ProtocolContext {
     this.metrics.storeErrors++;
     this.log.error({ clientId, err: err.message, code: (err as { code?: string }).code }, 'storage write failed');
   }
+
+  /** The store the message log is read from (admin API), null without one. */
+  logStore(): DurableStore | null {
+    return this.durable?.store ?? null;
+  }
+
+  /**
+   * A logged message re-published (a replay, admin API): routed as the application's own messages
+   * are, under its original publisher's id and properties; resolves once stored where it had to be.
+   */
+  readonly republish: Republish = (e, topic) => {
+    const msg = createMessage(topic, Buffer.from(e.payload), e.qos, e.retain, e.properties.length > 0 ? decodeProperties(e.properties) : undefined, e.publisher);
+    return this.router.publish(msg, null);
+  };
 
   /** Publish from the application embedding the broker (like Aedes' broker.publish). */
   publishMessage(topic: string, payload: Buffer | string, opts: { qos?: QoS; retain?: boolean } = {}): void {

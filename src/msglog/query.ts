@@ -211,6 +211,25 @@ export class LogReader {
   }
 }
 
+/**
+ * How many entries a plan selects (up to its limit): the same scans, counted, nothing decoded
+ * (the total a replay's progress and ETA are measured against).
+ */
+export function countEntries(store: DurableStore, plan: LogPlan): number {
+  let n = 0;
+  plan.start.forEach((from, s) => {
+    let next = from;
+    const until = plan.until[s] as number;
+    while (next < until && n < plan.limit) {
+      const r = store.scan(s, next, [plan.filter], [0], 65536, until);
+      n += r.offsets.length - 1;
+      next = r.next;
+      if (r.status !== 0) break;
+    }
+  });
+  return Math.min(n, plan.limit);
+}
+
 /** Start a reader on a checked plan. */
 export function openReader(store: DurableStore, plan: LogPlan): LogReader {
   return new LogReader(store, plan.filter, plan.start, plan.until, plan.limit);
