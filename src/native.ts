@@ -644,6 +644,11 @@ export class DurableStore {
     return wrapSync(() => this.inner.shardEnd(shard));
   }
 
+  /** Resolves with the shard's end once it passes `after` (a caught-up reader parks on it instead of polling). */
+  waitForAppend(shard: number, after: number): Promise<number> {
+    return wrapAsync(wrapSync(() => this.inner.waitForAppend(shard, after)));
+  }
+
   /** The first offset of `shard` whose record is at or after `tsMs` (the shard's end when none is). */
   offsetAtTime(shard: number, tsMs: number): number {
     return wrapSync(() => this.inner.offsetAtTime(shard, tsMs));

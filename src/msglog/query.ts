@@ -7,6 +7,7 @@
  *
  * Positions: offsets are per shard. A position is written `shard:offset,shard:offset,…` (every
  * shard, what `LogReader.position()` gives: where to resume) or a bare `N` (every shard from N).
+ * (`N` for every shard: a shard that ends before N starts at its end.)
  * A time starts each shard at its first record at or after it (`DurableStore.offsetAtTime`,
  * a binary search over segments and their sparse index).
  */
@@ -95,6 +96,13 @@ export function planQuery(store: DurableStore, q: LogQueryInput, now = Date.now(
   let start: number[];
   if (q.fromOffset !== undefined) {
     start = parsePosition(q.fromOffset, n, '--from-offset', () => 0);
+    if (/^\d+$/.test(q.fromOffset.trim())) {
+      // N for every shard: a shard that ends before N starts at its end (it holds nothing from N).
+      const o = start[0] as number;
+      const top = Math.max(...ends);
+      if (o > top) throw new LogQueryError(`--from-offset: unknown offset ${o}: every shard ends before it (the longest at ${top})`);
+      start = start.map((x, s) => Math.min(x, ends[s] as number));
+    }
     start.forEach((o, s) => {
       if (o > (ends[s] as number)) throw new LogQueryError(`--from-offset: unknown offset ${s}:${o}: shard ${s} ends at ${ends[s] as number} (its next message gets that offset)`);
     });
