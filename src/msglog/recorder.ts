@@ -17,6 +17,7 @@ import type { LogTap } from '../routing/router.js';
 import type { MsglogConfig } from './config.js';
 
 const ERROR_LOG_MS = 10_000;
+const SEEN_MAX = 10_000;
 
 export class LogRecorder implements LogTap {
   readonly sync: boolean;
@@ -25,6 +26,13 @@ export class LogRecorder implements LogTap {
   /** The last append of a logged message failed (and none succeeded since). */
   private failing = false;
   private lastErrorLog = 0;
+  /** A filter is `#`: every topic but `$` ones is logged, no match needed. */
+  private readonly all: boolean;
+  /** Topics matched already (a publisher's topics repeat): cleared when it holds SEEN_MAX. */
+  private readonly seen = new Map<string, boolean>();
+  /** The last append tracked and how many messages share it. */
+  private last: Promise<unknown> | null = null;
+  private lastCount: { n: number } | null = null;
 
   constructor(
     cfg: MsglogConfig,
@@ -34,31 +42,48 @@ export class LogRecorder implements LogTap {
     this.sync = cfg.sync;
     this.ignoreErrors = cfg.ignoreErrors;
     cfg.filters.forEach((f, i) => this.trie.subscribe(f, i));
+    this.all = cfg.filters.includes('#');
   }
 
   selects(topic: string): boolean {
-    return this.trie.match(topic).length > 0;
+    if (this.all) return topic.charCodeAt(0) !== 0x24; // `#`: every topic but $ ones ([MQTT-4.7.2-1])
+    let hit = this.seen.get(topic);
+    if (hit === undefined) {
+      if (this.seen.size >= SEEN_MAX) this.seen.clear();
+      hit = this.trie.match(topic).length > 0;
+      this.seen.set(topic, hit);
+    }
+    return hit;
   }
 
   track(append: Promise<unknown>, waited: boolean): Promise<void> | null {
-    append.then(
-      () => {
-        this.counters.logged++;
-        this.failing = false;
-      },
-      (e: unknown) => {
-        this.counters.failed++;
-        this.failing = true;
-        if (waited) this.counters.refused++;
-        const now = Date.now();
-        if (now - this.lastErrorLog >= ERROR_LOG_MS) {
-          this.lastErrorLog = now;
-          this.log.error({ err: (e as Error).message, failed: this.counters.failed }, 'message log: append failed');
-        }
-      },
-    );
+    if (append === this.last && this.lastCount !== null) this.lastCount.n++;
+    else {
+      // One pair of handlers per append batch (logMessage shares its promise): `c.n` messages.
+      const c = { n: 1 };
+      this.last = append;
+      this.lastCount = c;
+      append.then(
+        () => {
+          this.counters.logged += c.n;
+          this.failing = false;
+        },
+        (e: unknown) => this.failed(e, c.n, waited),
+      );
+    }
     if (waited || !this.failing || this.ignoreErrors) return null;
     this.counters.refused++;
     return Promise.reject(new Error('message log failing (msglog.ignore_errors = false): message not acknowledged'));
+  }
+
+  private failed(e: unknown, n: number, waited: boolean): void {
+    this.counters.failed += n;
+    this.failing = true;
+    if (waited) this.counters.refused += n;
+    const now = Date.now();
+    if (now - this.lastErrorLog >= ERROR_LOG_MS) {
+      this.lastErrorLog = now;
+      this.log.error({ err: (e as Error).message, failed: this.counters.failed }, 'message log: append failed');
+    }
   }
 }

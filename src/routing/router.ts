@@ -49,7 +49,8 @@ export interface LogTap {
   readonly sync: boolean;
   /**
    * An append of a logged message started (`waited`: the acknowledgement waits for it anyway):
-   * its outcome is counted. A rejected promise when the publisher is to be refused now although
+   * its outcome is counted (`append` may be shared by the messages of one batch: each call counts
+   * one message). A rejected promise when the publisher is to be refused now although
    * nothing waits for the append (async, ignore_errors = false, the log failing); else null.
    */
   track(append: Promise<unknown>, waited: boolean): Promise<void> | null;
@@ -338,7 +339,7 @@ export class Router {
       }
       if (tap !== null && logIt) {
         // async: appended in the background, the acknowledgement not waiting (unless the log is failing and errors are not ignored).
-        const refused = tap.track(store.messages.saveSessionMessages(msg), false);
+        const refused = tap.track(store.messages.logMessage(msg), false);
         if (refused !== null) stored = stored === null ? refused : Promise.all([stored, refused]).then(() => undefined);
       }
     }

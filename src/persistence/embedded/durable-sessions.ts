@@ -122,6 +122,16 @@ interface Batch {
   reject: (e: unknown) => void;
 }
 
+/** The appends of one event-loop turn: one appendPacked call. */
+interface AppendBatch {
+  msgs: PackedMessage[];
+  /** Per message, who waits for its position (null: a message only the message log keeps, see logMessage). */
+  waiters: ({ resolve: (p: LogPosition) => void; reject: (e: unknown) => void } | null)[];
+  /** The whole batch (logMessage), created with the first such message; its settle functions. */
+  all: Promise<void> | null;
+  settle: { resolve: () => void; reject: (e: unknown) => void } | null;
+}
+
 export class DurableSessions implements SessionRegistry, MessageLog, RetainedRegistry, Persistence {
   private batch: Batch | null = null;
   /**
@@ -132,7 +142,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   /** Appends complete in the order they were made, as far as JS can see. */
   private readonly appends = new InOrder();
   private inflightCommits = new Set<Promise<void>>();
-  private appendBatch: { msgs: PackedMessage[]; waiters: { resolve: (p: LogPosition) => void; reject: (e: unknown) => void }[] } | null = null;
+  private appendBatch: AppendBatch | null = null;
   private closed = false;
   readonly nShards: number;
   /** Sessions whose progress changed in ways that need no prompt commit (see mark). */
@@ -299,14 +309,31 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * the same event-loop turn cross to the store in one call (one promise for the batch).
    */
   saveSessionMessages(msg: Message, inboundId = 0): Promise<LogPosition> {
+    const b = this.batchFor(msg, inboundId);
+    const waiters = b.waiters;
+    return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Append a message only the message log keeps (msglog async mode): no promise of its own, the
+   * one of its batch (every message appended in this event-loop turn) is returned.
+   */
+  logMessage(msg: Message): Promise<void> {
+    const b = this.batchFor(msg, 0);
+    b.waiters.push(null);
+    return (b.all ??= new Promise<void>((resolve, reject) => {
+      b.settle = { resolve, reject };
+    }));
+  }
+
+  private batchFor(msg: Message, inboundId: number): AppendBatch {
     let b = this.appendBatch;
     if (!b) {
-      b = this.appendBatch = { msgs: [], waiters: [] };
+      b = this.appendBatch = { msgs: [], waiters: [], all: null, settle: null };
       setImmediate(() => this.flushAppends());
     }
     b.msgs.push({ publisher: msg.publisher, topic: msg.topic, qos: msg.qos, retain: msg.retain, properties: encodeProperties(msg.properties), payload: msg.payload, inboundId });
-    const waiters = b.waiters;
-    return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
+    return b;
   }
 
   private flushAppends(): void {
@@ -319,9 +346,13 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
       (pos) => {
         stats.appendBatch.observe(b.msgs.length);
         stats.appendSeconds.observe((performance.now() - t0) / 1000);
-        b.waiters.forEach((w, i) => w.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
+        b.waiters.forEach((w, i) => w?.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
+        b.settle?.resolve();
       },
-      (e: unknown) => b.waiters.forEach((w) => w.reject(e)),
+      (e: unknown) => {
+        b.waiters.forEach((w) => w?.reject(e));
+        b.settle?.reject(e);
+      },
     );
   }
 
