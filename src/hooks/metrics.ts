@@ -46,6 +46,10 @@ export interface MsglogCounters {
   failed: number;
   /** Messages refused to their publisher because the log failed (sync mode, or async with ignore_errors = false). */
   refused: number;
+  /** Rows the SQL sink (msglog.sql_pool) wrote to redismq_message. */
+  sqlRows: number;
+  /** Batches the SQL sink could not write (the server refused them); they are tried again. */
+  sqlFailed: number;
 }
 
 export interface BrokerMetrics extends TrafficMetrics {

@@ -17,6 +17,8 @@ export interface MsglogConfig {
   readonly keyProperty: string;
   /** Per-filter retention, ms (the store's retentionOverrides). */
   readonly retention: readonly { filter: string; ms: number }[];
+  /** The backend pool (`pgsql.<pool>` / `mysql.<pool>`) the SQL sink writes to; '' = none. */
+  readonly sqlPool: string;
 }
 
 function filterList(key: string, text: string): string[] {
@@ -45,5 +47,7 @@ export function msglogConfig(c: Config): MsglogConfig {
     if (filter === undefined || secs === null) throw new ConfigError(`msglog.retention: "${part.trim()}" is not filter=duration (e.g. audit/#=30d)`);
     retention.push({ filter, ms: secs * 1000 });
   }
-  return { filters, sync: c['msglog.mode'] === 'sync', ignoreErrors: c['msglog.ignore_errors'], keyProperty: c['msglog.key'], retention };
+  const sqlPool = c['msglog.sql_pool'];
+  if (sqlPool !== '' && filters.length === 0) throw new ConfigError('msglog.sql_pool: nothing is logged (msglog.topics is empty)');
+  return { filters, sync: c['msglog.mode'] === 'sync', ignoreErrors: c['msglog.ignore_errors'], keyProperty: c['msglog.key'], retention, sqlPool };
 }

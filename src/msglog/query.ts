@@ -145,14 +145,20 @@ export class LogReader {
   /** Entries given out so far. */
   taken = 0;
 
+  private readonly filters: string[];
+  private readonly starts: number[];
+
   constructor(
     private readonly store: DurableStore,
-    private readonly filter: string,
+    /** A topic filter, or several (a record matching any of them). */
+    filter: string | readonly string[],
     start: readonly number[],
     /** Per shard, the offset to stop before; null: no end (a tail, `$log/`). */
     private readonly until: readonly number[] | null,
     private readonly limit = Number.MAX_SAFE_INTEGER,
   ) {
+    this.filters = typeof filter === 'string' ? [filter] : [...filter];
+    this.starts = this.filters.map(() => 0);
     this.heads = start.map((o) => ({ entries: [], i: 0, scanNext: o, done: false }));
   }
 
@@ -185,7 +191,7 @@ export class LogReader {
         h.done = true;
         break;
       }
-      const r = this.store.scan(s, h.scanNext, [this.filter], [0], SCAN_BATCH, until);
+      const r = this.store.scan(s, h.scanNext, this.filters, this.starts, SCAN_BATCH, until);
       h.entries = decodeEntries(r.buffer, r.offsets);
       h.i = 0;
       h.scanNext = r.next;

@@ -126,7 +126,7 @@ test('async (ignore_errors, the default): a failed append is counted and the pub
   await pub.publishAsync('f/2', 'logged', { qos: 1 });
   assert.deepEqual((await got).map((x) => x.payload.toString()), ['lost to the log', 'logged']);
   await until(() => tb?.broker.metrics.msglog.logged === 1, 'the append');
-  assert.deepEqual(tb.broker.metrics.msglog, { logged: 1, failed: 1, refused: 0 });
+  assert.deepEqual(tb.broker.metrics.msglog, { logged: 1, failed: 1, refused: 0, sqlRows: 0, sqlFailed: 0 });
   assert.deepEqual(query(tb, 'f/#').map((e) => e.payload), ['logged']);
   await Promise.all([sub.endAsync(), pub.endAsync()]);
 });
@@ -183,6 +183,8 @@ test('config: a bad filter in msglog.topics or msglog.retention, or the log with
   assert.throws(() => createBroker({ config: { 'msglog.topics': '$share/g/a' } }), /msglog\.topics/);
   assert.throws(() => createBroker({ config: { 'msglog.topics': 'a/#', 'durable_sessions.enable': false } }), /needs durable_sessions\.enable/);
   assert.throws(() => createBroker({ config: { 'msglog.retention': 'a/#=soon' } }), /msglog\.retention/);
+  assert.throws(() => createBroker({ config: { 'msglog.topics': 'a/#', 'msglog.sql_pool': 'pgsql.nope' } }), /msglog\.sql_pool: pool "pgsql\.nope" is not configured/);
+  assert.throws(() => createBroker({ config: { 'msglog.sql_pool': 'pgsql.db', 'backend.pgsql.db.server': '127.0.0.1:5432' } }), /msglog\.sql_pool: nothing is logged/);
   // Per-filter retention becomes the store's retention overrides.
   const opts = storeOptions(loadConfig({ overrides: { 'msglog.retention': 'audit/#=30d, sensors/+/t=90m' } }));
   assert.deepEqual(opts.retentionOverrides, [
