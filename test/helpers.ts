@@ -1,6 +1,6 @@
 /** Shared test helpers: a broker on ephemeral loopback ports, MQTT.js clients, raw packet clients. */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +60,22 @@ export async function freePort(): Promise<number> {
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
+/** Environment for a CLI child process: this one's without STRATA_* (the broker's settings stay with the broker). */
+export function cliEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('STRATA_')) env[k] = v;
+  return env;
+}
+
+/** Run `stratamq <args>` to its end: exit code, stdout, stderr. */
+export function runCli(args: string[], timeoutMs = 60000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: cliEnv(), timeout: timeoutMs, maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
 /**
  * `stratamq start` in a child process on a fixed port and data dir, so it can be killed
  * with SIGKILL and started again on the same store.
@@ -82,6 +98,18 @@ export class BrokerProcess {
 
   get pid(): number | undefined {
     return this.child?.pid;
+  }
+
+  /** The admin API's URL, as this run's 'listening' line names its port (start it with STRATA_ADMIN__PORT). */
+  get adminUrl(): string {
+    const m = /"admin":(\d+)/.exec(this.output);
+    if (!m) throw new Error('the broker has no admin API (start it with STRATA_ADMIN__PORT=0)');
+    return `http://127.0.0.1:${m[1]}`;
+  }
+
+  /** The admin token its data directory holds. */
+  adminToken(): string {
+    return readFileSync(join(this.dataDir, 'admin.token'), 'utf8').trim();
   }
 
   /** Start and resolve once the broker logs 'listening'. */

@@ -5,14 +5,11 @@
  * recovers it), each once, each publisher's in publish order.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import type { LogEntryJson } from '../../src/msglog/query.js';
-import { BrokerProcess, client, freePort, sleep, tempDir } from '../helpers.js';
+import { BrokerProcess, client, freePort, runCli, sleep, tempDir } from '../helpers.js';
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const tmp = tempDir('strata-logcrash-');
 const data = join(tmp.dir, 'data');
 after(() => tmp.remove());
@@ -50,11 +47,7 @@ test('sync mode: kill -9 under load loses no acknowledged logged message', async
   for (const p of pubs) p.end(true);
   const total = [...acked.values()].reduce((a, v) => a + v.length, 0);
   assert.ok(total > 100, `publishers got acknowledgements before the kill (${total})`);
-  const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('STRATA_')) env[k] = v;
-    execFile(process.execPath, [CLI, 'log', 'query', '--topic', 'k/#', '--json', '--offline', '--data-dir', data], { env, maxBuffer: 256 << 20, timeout: 60000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
+  const r = await runCli(['log', 'query', '--topic', 'k/#', '--json', '--offline', '--data-dir', data]);
   assert.equal(r.code, 0, r.stderr);
   const logged = new Map<string, number[]>(ids.map((id) => [id, []]));
   for (const line of r.stdout.split('\n')) {

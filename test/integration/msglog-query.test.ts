@@ -6,14 +6,11 @@
  * the future — refused with a clear error by the CLI (exit 1) and the admin API (400).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { BrokerProcess, client, freePort, sleep, tempDir } from '../helpers.js';
+import { BrokerProcess, client, freePort, runCli, sleep, tempDir } from '../helpers.js';
 import type { LogEntryJson } from '../../src/msglog/query.js';
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const tmp = tempDir('strata-logq-');
 const data = join(tmp.dir, 'data');
 let broker: BrokerProcess;
@@ -21,16 +18,7 @@ let url: string;
 let token: string;
 const marks: number[] = [];
 
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('STRATA_')) env[k] = v;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env, timeout: 30000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
-
+const run = (args: string[]): ReturnType<typeof runCli> => runCli(args, 30000);
 const query = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => run(['log', 'query', ...args, '--url', url, '--data-dir', data]);
 
 function entries(stdout: string): LogEntryJson[] {
@@ -44,11 +32,8 @@ function entries(stdout: string): LogEntryJson[] {
 before(async () => {
   broker = new BrokerProcess(await freePort(), data, [], { STRATA_ADMIN__PORT: '0', STRATA_LOG__FORMAT: 'json', STRATA_MSGLOG__TOPICS: 'q/#' });
   await broker.start();
-  const m = /"admin":(\d+)/.exec(broker.output);
-  assert.ok(m);
-  url = `http://127.0.0.1:${m[1]}`;
-  const { readFileSync } = await import('node:fs');
-  token = readFileSync(join(data, 'admin.token'), 'utf8').trim();
+  url = broker.adminUrl;
+  token = broker.adminToken();
   const pubs = await Promise.all(['pa', 'pb', 'pc'].map((id) => client(broker.url, { clientId: id, protocolVersion: 5 })));
   for (let phase = 0; phase < 3; phase++) {
     await sleep(20);

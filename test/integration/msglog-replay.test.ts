@@ -6,13 +6,13 @@
  * lists and stops replays.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { BrokerProcess, client, freePort, sleep, tempDir } from '../helpers.js';
+import { BrokerProcess, cliEnv, client, freePort, runCli, sleep, tempDir } from '../helpers.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const tmp = tempDir('strata-replay-');
@@ -22,19 +22,7 @@ let url: string;
 let token: string;
 const N = 100_000;
 
-function cliEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('STRATA_')) env[k] = v;
-  return env;
-}
-
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args, '--url', url, '--data-dir', data], { env: cliEnv(), timeout: 120000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const run = (args: string[]): ReturnType<typeof runCli> => runCli([...args, '--url', url, '--data-dir', data], 120000);
 
 async function logged(): Promise<number> {
   const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
@@ -60,10 +48,8 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
 before(async () => {
   broker = new BrokerProcess(await freePort(), data, [], { STRATA_ADMIN__PORT: '0', STRATA_LOG__FORMAT: 'json', STRATA_MSGLOG__TOPICS: 'src/#,small/#' });
   await broker.start();
-  const m = /"admin":(\d+)/.exec(broker.output);
-  assert.ok(m);
-  url = `http://127.0.0.1:${m[1]}`;
-  token = readFileSync(join(data, 'admin.token'), 'utf8').trim();
+  url = broker.adminUrl;
+  token = broker.adminToken();
   // 100 000 messages from one publisher (one shard: one total order), QoS 0 in a burst, then 10 000 on small/.
   const pub = await client(broker.url, { clientId: 'replay-src' });
   for (let i = 0; i < N; i++) pub.publish(`src/${i % 7}`, String(i), { qos: 0 });
