@@ -19,7 +19,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config.js';
 import { msglogConfig } from '../msglog/config.js';
-import { entryJson, type LogEntryJson, LogQueryError, type LogQueryInput, openReader, planQuery } from '../msglog/query.js';
+import { entryJson, entryLine, type LogEntryJson, LogQueryError, type LogQueryInput, openReader, planQuery } from '../msglog/query.js';
 import type { ReplayProgress } from '../msglog/replay.js';
 import type { DurableSessions } from '../persistence/embedded/durable-sessions.js';
 import { api, CliError, EXIT, intArg, readCmd, remote, type RemoteOptions, request, run } from './manage.js';
@@ -93,10 +93,7 @@ async function queryOffline(o: QueryFlags, d: DurableSessions): Promise<number> 
   let n = 0;
   for (let got = reader.take(1000); got.length > 0; got = reader.take(1000)) {
     let text = '';
-    for (const e of got) {
-      const j = entryJson(e, key);
-      text += o.json ? `${JSON.stringify(j)}\n` : `${readable(j)}\n`;
-    }
+    for (const e of got) text += o.json ? entryLine(e, key) : `${readable(entryJson(e, key))}\n`;
     n += got.length;
     await write(text);
   }
