@@ -26,7 +26,7 @@ const queryProps = {
 };
 const progressSchema = {
   type: 'object',
-  properties: { id: str, state: str, topic: str, sent: int, total: int, rate: int, etaSeconds: { type: ['integer', 'null'] }, position: str, until: str, startedAt: str, error: { type: ['string', 'null'] } },
+  properties: { id: str, state: str, topic: str, sent: int, total: { type: ['integer', 'null'] }, rate: int, etaSeconds: { type: ['integer', 'null'] }, position: str, until: str, startedAt: str, error: { type: ['string', 'null'] } },
 };
 
 function badQuery(e: unknown): unknown {

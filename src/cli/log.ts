@@ -157,7 +157,7 @@ async function replay(o: ReplayFlags): Promise<void> {
     cliProgress.Presets.shades_classic,
   );
   const eta = (s: number | null): string => (s === null ? '?' : s >= 3600 ? `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m${s % 60}s` : `${s}s`);
-  bar.start(p.total, p.sent, { rate: 0, etas: '?' });
+  bar.start(p.total ?? 0, p.sent, { rate: 0, etas: '?' });
   let interrupted = false;
   const onSigint = (): void => {
     interrupted = true;
@@ -168,6 +168,7 @@ async function replay(o: ReplayFlags): Promise<void> {
       await new Promise((r) => setTimeout(r, o.poll));
       p = (await api(o, 'GET', `/api/v1/log/replays/${encodeURIComponent(p.id)}`)) as ReplayProgress;
       if (interrupted && p.state === 'running') p = (await api(o, 'DELETE', `/api/v1/log/replays/${encodeURIComponent(p.id)}`)) as ReplayProgress;
+      if (p.total !== null) bar.setTotal(p.total);
       bar.update(p.sent, { rate: p.rate, etas: eta(p.etaSeconds) });
       save(false);
     }

@@ -226,22 +226,43 @@ export class LogReader {
 }
 
 /**
- * How many entries a plan selects (up to its limit): the same scans, counted, nothing decoded
- * (the total a replay's progress and ETA are measured against).
+ * How many entries a plan selects (up to its limit): the same scans, counted, nothing decoded (the
+ * total a replay's progress and ETA are measured against). `step` counts for at most `budgetMs`
+ * and says whether it is done, so a large range is counted a slice at a time between other work.
  */
-export function countEntries(store: DurableStore, plan: LogPlan): number {
-  let n = 0;
-  plan.start.forEach((from, s) => {
-    let next = from;
-    const until = plan.until[s] as number;
-    while (next < until && n < plan.limit) {
-      const r = store.scan(s, next, [plan.filter], [0], 65536, until);
-      n += r.offsets.length - 1;
-      next = r.next;
-      if (r.status !== 0) break;
+export class EntryCounter {
+  count = 0;
+  private shard = 0;
+  private next: number;
+
+  constructor(
+    private readonly store: DurableStore,
+    private readonly plan: LogPlan,
+  ) {
+    this.next = plan.start[0] ?? 0;
+  }
+
+  get done(): boolean {
+    return this.shard >= this.plan.start.length || this.count >= this.plan.limit;
+  }
+
+  step(budgetMs: number): boolean {
+    const end = performance.now() + budgetMs;
+    while (!this.done && performance.now() < end) {
+      const until = this.plan.until[this.shard] as number;
+      const r = this.next < until ? this.store.scan(this.shard, this.next, [this.plan.filter], [0], 65536, until) : null;
+      if (r) {
+        this.count += r.offsets.length - 1;
+        this.next = r.next;
+      }
+      if (r === null || r.status !== 0) {
+        this.shard++;
+        this.next = this.plan.start[this.shard] ?? 0;
+      }
     }
-  });
-  return Math.min(n, plan.limit);
+    if (this.count > this.plan.limit) this.count = this.plan.limit;
+    return this.done;
+  }
 }
 
 /** Start a reader on a checked plan. */

@@ -11,7 +11,7 @@
  * its end when the replay starts, so replaying a logged topic onto itself ends.
  */
 import type { DurableStore, StoredMessage } from '../native.js';
-import { countEntries, type LogPlan, openReader, type LogReader } from './query.js';
+import { EntryCounter, type LogPlan, openReader, type LogReader } from './query.js';
 
 /** Routes one message; resolves once it is stored where it had to be (null: nothing to wait for). */
 export type Republish = (e: StoredMessage, topic: string) => Promise<void> | null;
@@ -31,8 +31,8 @@ export interface ReplayProgress {
   topic: string;
   /** Messages re-published and stored. */
   sent: number;
-  /** What the query selects (from the position the replay started at). */
-  total: number;
+  /** What the query selects (from the position the replay started at); null while it is being counted. */
+  total: number | null;
   /** Messages a second over the last seconds. */
   rate: number;
   /** Seconds left at that rate (null while unknown). */
@@ -57,7 +57,8 @@ export class Replay {
   private readonly started = Date.now();
   /** (time, sent) samples for the rate, the last ~5 s. */
   private readonly samples: [number, number][] = [];
-  readonly total: number;
+  /** Counts the selection a slice at a time (a large one would hold the event loop for seconds). */
+  private readonly counter: EntryCounter;
   readonly done: Promise<void>;
 
   constructor(
@@ -67,7 +68,13 @@ export class Replay {
     private readonly republish: Republish,
     private readonly opts: ReplayOptions = {},
   ) {
-    this.total = Math.min(plan.limit, countEntries(store, plan));
+    this.counter = new EntryCounter(store, plan);
+    if (!this.counter.step(5)) {
+      const more = (): void => {
+        if (!this.counter.step(5)) setImmediate(more);
+      };
+      setImmediate(more);
+    }
     this.reader = openReader(store, plan);
     this.done = this.run();
   }
@@ -121,15 +128,16 @@ export class Replay {
     const first = this.samples[0];
     const last = this.samples[this.samples.length - 1];
     const rate = first && last && last[0] > first[0] ? ((last[1] - first[1]) * 1000) / (last[0] - first[0]) : 0;
-    const left = Math.max(0, this.total - this.sent);
+    const total = this.counter.done ? this.counter.count : null;
+    const left = total === null ? null : Math.max(0, total - this.sent);
     return {
       id: this.id,
       state: this.state,
       topic: this.plan.filter,
       sent: this.sent,
-      total: this.total,
+      total,
       rate: Math.round(rate),
-      etaSeconds: this.state !== 'running' ? 0 : rate > 0 ? Math.ceil(left / rate) : null,
+      etaSeconds: this.state !== 'running' ? 0 : rate > 0 && left !== null ? Math.ceil(left / rate) : null,
       position: this.reader.position(),
       until: this.plan.until.map((o, s) => `${s}:${o}`).join(','),
       startedAt: new Date(this.started).toISOString(),
