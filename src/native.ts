@@ -614,6 +614,15 @@ export class DurableStore {
   }
 
   /**
+   * `scan` (every filter from offset 0) with the matching entries written as the message log's
+   * JSON lines (Rust: strata_core::log::lines, byte for byte what msglog/query.ts's entryLine
+   * writes): the lines back to back, their boundaries, `timestamp, offset` per line. Synchronous.
+   */
+  scanLines(shard: number, from: number, filters: string[], maxEntries: number, keyProperty: string, until: number | null): Binding.ScanLinesResult {
+    return wrapSync(() => this.inner.scanLines(shard, from, filters, maxEntries, keyProperty, until ?? undefined));
+  }
+
+  /**
    * Session replay as wire-ready PUBLISH packets (packet ids 0, to patch at their `meta`
    * position): the matching records of `shards`, merged by time, up to `maxEntries`, stopping
    * before a delivery the general path must make (status REPLAY_STATUS_SLOW). Synchronous.

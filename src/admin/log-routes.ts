@@ -5,7 +5,7 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { jsonLines, LogQueryError, type LogQueryInput, openReader, planQuery } from '../msglog/query.js';
+import { jsonLines, LogQueryError, type LogQueryInput, openLineReader, planQuery } from '../msglog/query.js';
 import type { Replay } from '../msglog/replay.js';
 import type { LogSource } from '../msglog/source.js';
 import type { DurableStore } from '../native.js';
@@ -62,11 +62,11 @@ export function logRoutes(app: FastifyInstance, src: LogSource): void {
       if (!store) return reply;
       let reader;
       try {
-        reader = openReader(store, planQuery(store, req.query as LogQueryInput));
+        reader = openLineReader(store, planQuery(store, req.query as LogQueryInput), src.msglog.keyProperty);
       } catch (e) {
         throw badQuery(e);
       }
-      return reply.type('application/x-ndjson').send(Readable.from(jsonLines(reader, src.msglog.keyProperty)));
+      return reply.type('application/x-ndjson').send(Readable.from(jsonLines(reader)));
     },
   );
 

@@ -124,8 +124,14 @@ export function planQuery(store: DurableStore, q: LogQueryInput, now = Date.now(
   return { filter, start, until, limit, fromMs, toMs };
 }
 
-interface ShardHead {
-  entries: StoredMessage[];
+/** What a reader merges: something at a timestamp and an offset of its shard. */
+interface Positioned {
+  readonly timestamp: number;
+  readonly offset: number;
+}
+
+interface ShardHead<T> {
+  items: T[];
   i: number;
   /** Where the next scan of this shard starts. */
   scanNext: number;
@@ -137,34 +143,29 @@ interface ShardHead {
 const SCAN_BATCH = 1000;
 
 /**
- * Reads a plan's entries in time order across shards (per shard in offset order: a publisher's
- * messages in the order they were published), one scan batch per shard at a time.
+ * Reads per shard with `fetch` (one scan batch per shard at a time) and gives out in time order
+ * across shards (per shard in offset order: a publisher's messages in the order they were published).
  */
-export class LogReader {
-  private readonly heads: ShardHead[];
-  /** Entries given out so far. */
+abstract class MergedReader<T extends Positioned> {
+  private readonly heads: ShardHead<T>[];
+  /** Items given out so far. */
   taken = 0;
 
-  private readonly filters: string[];
-  private readonly starts: number[];
-
   constructor(
-    private readonly store: DurableStore,
-    /** A topic filter, or several (a record matching any of them). */
-    filter: string | readonly string[],
     start: readonly number[],
     /** Per shard, the offset to stop before; null: no end (a tail, `$log/`). */
     private readonly until: readonly number[] | null,
-    private readonly limit = Number.MAX_SAFE_INTEGER,
+    private readonly limit: number,
   ) {
-    this.filters = typeof filter === 'string' ? [filter] : [...filter];
-    this.starts = this.filters.map(() => 0);
-    this.heads = start.map((o) => ({ entries: [], i: 0, scanNext: o, done: false }));
+    this.heads = start.map((o) => ({ items: [], i: 0, scanNext: o, done: false }));
   }
 
-  /** Where each shard continues: the next entry not given out yet. */
+  /** One scan of `shard` from `from`, stopping before `until`. */
+  protected abstract fetch(shard: number, from: number, until: number | null): { items: T[]; next: number; status: number };
+
+  /** Where each shard continues: the next item not given out yet. */
   offsets(): number[] {
-    return this.heads.map((h) => (h.i < h.entries.length ? (h.entries[h.i] as StoredMessage).offset : h.scanNext));
+    return this.heads.map((h) => (h.i < h.items.length ? (h.items[h.i] as T).offset : h.scanNext));
   }
 
   /** `offsets()` as a position string (resume from it with `--from-offset`). */
@@ -175,53 +176,116 @@ export class LogReader {
   /** True once the limit is reached or every shard is read to its end. */
   get finished(): boolean {
     if (this.taken >= this.limit) return true;
-    return this.heads.every((h) => h.i >= h.entries.length && h.done);
+    return this.heads.every((h) => h.i >= h.items.length && h.done);
   }
 
   /** Tailing: shards read to their end are read again (something was appended). */
   rearm(): void {
-    for (const h of this.heads) if (h.i >= h.entries.length) h.done = false;
+    for (const h of this.heads) if (h.i >= h.items.length) h.done = false;
   }
 
   /** Refill a shard's batch; false when it has nothing more (for now). */
-  private fill(s: number, h: ShardHead): boolean {
-    while (!h.done && h.i >= h.entries.length) {
+  private fill(s: number, h: ShardHead<T>): boolean {
+    while (!h.done && h.i >= h.items.length) {
       const until = this.until ? (this.until[s] as number) : null;
       if (until !== null && h.scanNext >= until) {
         h.done = true;
         break;
       }
-      const r = this.store.scan(s, h.scanNext, this.filters, this.starts, SCAN_BATCH, until);
-      h.entries = decodeEntries(r.buffer, r.offsets);
+      const r = this.fetch(s, h.scanNext, until);
+      h.items = r.items;
       h.i = 0;
       h.scanNext = r.next;
-      if (r.status !== 0 && h.entries.length === 0) h.done = true;
+      if (r.status !== 0 && r.items.length === 0) h.done = true;
     }
-    return h.i < h.entries.length;
+    return h.i < h.items.length;
   }
 
-  /** Up to `max` entries, the oldest first; fewer (or none) when the end (or the limit) is reached. */
-  take(max: number): StoredMessage[] {
-    const out: StoredMessage[] = [];
+  /** Up to `max` items, the oldest first; fewer (or none) when the end (or the limit) is reached. */
+  take(max: number): T[] {
+    const out: T[] = [];
     const n = Math.min(max, this.limit - this.taken);
     while (out.length < n) {
       let best = -1;
       let bestTs = Infinity;
       for (let s = 0; s < this.heads.length; s++) {
-        const h = this.heads[s] as ShardHead;
+        const h = this.heads[s] as ShardHead<T>;
         if (!this.fill(s, h)) continue;
-        const ts = (h.entries[h.i] as StoredMessage).timestamp;
+        const ts = (h.items[h.i] as T).timestamp;
         if (ts < bestTs) {
           bestTs = ts;
           best = s;
         }
       }
       if (best < 0) break;
-      const h = this.heads[best] as ShardHead;
-      out.push(h.entries[h.i++] as StoredMessage);
+      const h = this.heads[best] as ShardHead<T>;
+      out.push(h.items[h.i++] as T);
     }
     this.taken += out.length;
     return out;
+  }
+}
+
+/** The entries of a range (or a tail), decoded. */
+export class LogReader extends MergedReader<StoredMessage> {
+  private readonly filters: string[];
+  private readonly starts: number[];
+
+  constructor(
+    private readonly store: DurableStore,
+    /** A topic filter, or several (a record matching any of them). */
+    filter: string | readonly string[],
+    start: readonly number[],
+    until: readonly number[] | null,
+    limit = Number.MAX_SAFE_INTEGER,
+  ) {
+    super(start, until, limit);
+    this.filters = typeof filter === 'string' ? [filter] : [...filter];
+    this.starts = this.filters.map(() => 0);
+  }
+
+  protected fetch(shard: number, from: number, until: number | null): { items: StoredMessage[]; next: number; status: number } {
+    const r = this.store.scan(shard, from, this.filters, this.starts, SCAN_BATCH, until);
+    return { items: decodeEntries(r.buffer, r.offsets), next: r.next, status: r.status };
+  }
+}
+
+/** One entry's JSON line, as Rust wrote it: bytes [start, end) of its scan's buffer. */
+export interface JsonLine extends Positioned {
+  readonly buffer: Buffer;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Lines back to back in one buffer (one copy each; no view per line). */
+export function concatLines(lines: readonly JsonLine[]): Buffer {
+  let size = 0;
+  for (const l of lines) size += l.end - l.start;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const l of lines) at += l.buffer.copy(out, at, l.start, l.end);
+  return out;
+}
+
+/** The JSON lines of a range, written in Rust (`Store.scanLines`): no entry decoded in JavaScript. */
+export class LineReader extends MergedReader<JsonLine> {
+  constructor(
+    private readonly store: DurableStore,
+    private readonly filter: string,
+    start: readonly number[],
+    until: readonly number[] | null,
+    limit: number,
+    private readonly keyProperty: string,
+  ) {
+    super(start, until, limit);
+  }
+
+  protected fetch(shard: number, from: number, until: number | null): { items: JsonLine[]; next: number; status: number } {
+    const r = this.store.scanLines(shard, from, [this.filter], SCAN_BATCH, this.keyProperty, until);
+    const items: JsonLine[] = [];
+    const { buffer, offsets, meta } = r;
+    for (let i = 0; i + 1 < offsets.length; i++) items.push({ timestamp: meta[2 * i] as number, offset: meta[2 * i + 1] as number, buffer, start: offsets[i] as number, end: offsets[i + 1] as number });
+    return { items, next: r.next, status: r.status };
   }
 }
 
@@ -270,6 +334,11 @@ export function openReader(store: DurableStore, plan: LogPlan): LogReader {
   return new LogReader(store, plan.filter, plan.start, plan.until, plan.limit);
 }
 
+/** Start a reader of JSON lines on a checked plan. */
+export function openLineReader(store: DurableStore, plan: LogPlan, keyProperty: string): LineReader {
+  return new LineReader(store, plan.filter, plan.start, plan.until, plan.limit, keyProperty);
+}
+
 /** An entry as the query outputs it (one JSON line). */
 export interface LogEntryJson {
   id: string;
@@ -287,7 +356,11 @@ export interface LogEntryJson {
   payload: string;
 }
 
-/** `keyProperty`: the user property the key is taken from ('' = the publisher's client id). */
+/**
+ * An entry as the query outputs it (`keyProperty`: the user property the key is taken from, '' =
+ * the publisher's client id). The stream itself is written by Rust (LineReader,
+ * strata_core::log::lines), byte for byte `JSON.stringify` of this (test/unit/msglog-lines.test.ts).
+ */
 export function entryJson(e: StoredMessage, keyProperty: string): LogEntryJson {
   let properties: Record<string, unknown> | null = null;
   let key = e.publisher;
@@ -316,36 +389,14 @@ export function entryJson(e: StoredMessage, keyProperty: string): LogEntryJson {
   };
 }
 
-/** The RFC 3339 time of the last timestamp formatted (entries of one millisecond are many). */
-let lastTs = -1;
-let lastIso = '';
-
-/**
- * One entry as its JSON line: `JSON.stringify(entryJson(e, keyProperty))` and a newline, written
- * without the intermediate object (and the time formatted once per millisecond), since the
- * query's stream rate is this function's.
- */
-export function entryLine(e: StoredMessage, keyProperty: string): string {
-  if (e.properties.length > 0) return `${JSON.stringify(entryJson(e, keyProperty))}\n`; // rare: the general path
-  if (e.timestamp !== lastTs) {
-    lastTs = e.timestamp;
-    lastIso = new Date(e.timestamp).toISOString();
-  }
-  const utf8 = isUtf8(e.payload);
-  const pub = JSON.stringify(e.publisher);
-  return `{"id":"${e.shard}:${e.offset}","shard":${e.shard},"offset":${e.offset},"time":"${lastIso}","ts":${e.timestamp},"topic":${JSON.stringify(e.topic)},"key":${pub},"publisher":${pub},"qos":${e.qos},"retain":${e.retain},"properties":null,"encoding":"${utf8 ? 'utf8' : 'base64'}","payload":${JSON.stringify(e.payload.toString(utf8 ? 'utf8' : 'base64'))}}\n`;
-}
-
 /**
  * The query's answer as JSON lines, a batch at a time (for an HTTP response or stdout): each
  * batch is read when the consumer wants more, so nothing but one batch is in memory.
  */
-export async function* jsonLines(reader: LogReader, keyProperty: string, batch = 1000): AsyncGenerator<string> {
+export async function* jsonLines(reader: LineReader, batch = 1000): AsyncGenerator<Buffer> {
   for (;;) {
     const got = reader.take(batch);
     if (got.length === 0) return;
-    let text = '';
-    for (const e of got) text += entryLine(e, keyProperty);
-    yield text;
+    yield concatLines(got);
   }
 }

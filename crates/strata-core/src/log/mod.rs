@@ -15,6 +15,7 @@
 //! - Each append's completion runs exactly once, after the policy's durability point.
 pub mod entry;
 mod inbound;
+pub mod lines;
 mod manifest;
 mod open;
 pub mod packed;
