@@ -224,6 +224,7 @@ if (argv['log-query']) {
           ['first result (planQuery + first entry, median of 5)', `${r.firstResultMs.toFixed(2)} ms`],
           ['stream, entries decoded (LogReader)', `${fmtRate(r.readerMsgsPerSec)} msg/s`],
           ['stream, JSON lines (what the API and CLI write)', `${fmtRate(r.jsonMsgsPerSec)} msg/s`],
+          ['process RSS before / after the JSON-lines stream', `${r.rssBeforeMB.toFixed(0)} / ${r.rssAfterMB.toFixed(0)} MB`],
         ],
         [false, true],
       ) +

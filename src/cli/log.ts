@@ -19,7 +19,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config.js';
 import { msglogConfig } from '../msglog/config.js';
-import { concatLines, entryJson, type LogEntryJson, LogQueryError, type LogQueryInput, openLineReader, openReader, planQuery } from '../msglog/query.js';
+import { BATCHES_PER_TURN, entryJson, jsonLines, type LogEntryJson, LogQueryError, type LogQueryInput, openLineReader, openReader, planQuery, turn } from '../msglog/query.js';
 import type { ReplayProgress } from '../msglog/replay.js';
 import type { DurableSessions } from '../persistence/embedded/durable-sessions.js';
 import { api, CliError, EXIT, intArg, readCmd, remote, type RemoteOptions, request, run } from './manage.js';
@@ -93,18 +93,18 @@ async function queryOffline(o: QueryFlags, d: DurableSessions): Promise<number> 
   if (o.json) {
     // The lines as Rust writes them (what the admin API streams).
     const lines = openLineReader(d.store, plan, key);
-    for (let got = lines.take(1000); got.length > 0; got = lines.take(1000)) {
-      n += got.length;
-      if (!process.stdout.write(concatLines(got))) await once(process.stdout, 'drain');
+    for await (const chunk of jsonLines(lines)) {
+      if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
     }
-    return n;
+    return lines.taken;
   }
   const reader = openReader(d.store, plan);
-  for (let got = reader.take(1000); got.length > 0; got = reader.take(1000)) {
+  for (let got = reader.take(1000), k = 1; got.length > 0; got = reader.take(1000), k++) {
     let text = '';
     for (const e of got) text += `${readable(entryJson(e, key))}\n`;
     n += got.length;
     await write(text);
+    if (k % BATCHES_PER_TURN === 0) await turn();
   }
   return n;
 }

@@ -390,13 +390,26 @@ export function entryJson(e: StoredMessage, keyProperty: string): LogEntryJson {
 }
 
 /**
+ * Let the event loop turn: the scans' buffers come from Rust, and Node frees them (napi
+ * finalizers) only when it does — a loop of scans that never lets it grows by every byte read.
+ */
+export function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Batches read between two turns of the event loop (see `turn`). */
+export const BATCHES_PER_TURN = 16;
+
+/**
  * The query's answer as JSON lines, a batch at a time (for an HTTP response or stdout): each
- * batch is read when the consumer wants more, so nothing but one batch is in memory.
+ * batch is read when the consumer wants more, so nothing but one batch (and what the event loop
+ * has not freed yet: see `turn`) is in memory.
  */
 export async function* jsonLines(reader: LineReader, batch = 1000): AsyncGenerator<Buffer> {
-  for (;;) {
+  for (let n = 1; ; n++) {
     const got = reader.take(batch);
     if (got.length === 0) return;
     yield concatLines(got);
+    if (n % BATCHES_PER_TURN === 0) await turn();
   }
 }
