@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { client, quiet, sleep, startBroker, type TestBroker } from '../helpers.js';
+import { client, persistent, quiet, sleep, startBroker, type TestBroker } from '../helpers.js';
 
 let tb: TestBroker | null = null;
 afterEach(async () => {
@@ -113,4 +113,29 @@ test('a bad $log/ filter is refused in the SUBACK (v5 0x8F, 3.1.1 0x80); UNSUBSC
   await publish(pub, 'B', 3);
   assert.deepEqual(await quiet(v5, 200), [], 'stopped');
   await Promise.all([v5.endAsync(), v3.endAsync(), pub.endAsync()]);
+});
+
+test('a persistent session re-consumes too, next to its stored subscriptions; the $log/ reader is not stored', async () => {
+  tb = await startBroker({ config: { 'msglog.topics': 'r/#' } });
+  const pub = await client(tb, { protocolVersion: 5, clientId: 'rc-pub3' });
+  await publish(pub, 'A', 500);
+  await until(() => tb?.broker.metrics.msglog.logged === 500, 'the appends');
+  const s = await client(tb, persistent(5, 'rc-durable'));
+  const got = recorder(s);
+  await s.subscribeAsync('r/live', { qos: 1 });
+  await s.subscribeAsync('$log/earliest/r/a', { qos: 1 });
+  await until(() => got.length >= 500, 'the history');
+  await pub.publishAsync('r/live', 'stored', { qos: 1 });
+  await publish(pub, 'B', 3);
+  await until(() => got.length >= 504, 'live ones of both');
+  assert.deepEqual(got.filter((g) => g.topic === 'r/a').map((g) => g.payload), [...seq('A', 500), ...seq('B', 3)]);
+  await s.endAsync();
+  await publish(pub, 'C', 2);
+  await pub.publishAsync('r/live', 'while away', { qos: 1 });
+  const back = await client(tb, persistent(5, 'rc-durable'));
+  const again = recorder(back);
+  await until(() => again.length >= 1, 'the stored subscription\'s message');
+  await sleep(200);
+  assert.deepEqual(again.map((g) => g.payload), ['while away'], 'the $log/ reader lasted as long as its connection');
+  await Promise.all([back.endAsync(), pub.endAsync()]);
 });
