@@ -171,6 +171,24 @@ export async function client(tb: TestBroker | string, opts: IClientOptions = {})
   return mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts });
 }
 
+/**
+ * MQTT.js client, connected, recording what it receives from before CONNACK on (a persistent
+ * session's waiting messages can come in the same read as the CONNACK: a listener added after
+ * `client()` resolves may miss them).
+ */
+export async function recordingClient(tb: TestBroker | string, opts: IClientOptions = {}): Promise<{ c: MqttClient; got: { topic: string; payload: string }[] }> {
+  const c = unconnected(tb, opts);
+  const got: { topic: string; payload: string }[] = [];
+  c.on('message', (topic, p) => got.push({ topic, payload: p.toString() }));
+  const connected = new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('error', reject);
+  });
+  c.connect();
+  await connected;
+  return { c, got };
+}
+
 /** MQTT.js client created but not connected: call `.connect()` (e.g. to observe CONNACK). */
 export function unconnected(tb: TestBroker | string, opts: IClientOptions = {}): MqttClient {
   const url = typeof tb === 'string' ? tb : tb.url;

@@ -1,7 +1,8 @@
 /**
  * Replay (SPEC E2): re-publish what a query selects — to each message's own topic or under a new
  * prefix — in the log's order (per shard in offset order: each publisher's messages in the order
- * they were published), at most `rate` messages a second, a batch at a time: the next batch is read
+ * they were published), at most `rate` messages a second (never more, even to catch up after a
+ * stall), a batch at a time: the next batch is read
  * only once the previous one is routed and stored where it had to be (the position only moves
  * over messages that were). `position()` says where to resume from (`--from-offset`).
  *
@@ -91,7 +92,7 @@ export class Replay {
     const prefix = this.opts.toPrefix ?? '';
     // Batches of about 20 ms' worth at a limited rate, so the pace is even.
     const batch = rate > 0 ? Math.max(1, Math.min(BATCH, Math.ceil(rate / 50))) : BATCH;
-    const t0 = Date.now();
+    let due = Date.now();
     try {
       while (!this.stopping) {
         const got = this.reader.take(batch);
@@ -105,8 +106,11 @@ export class Replay {
         this.sent += got.length;
         this.sample();
         if (rate > 0) {
-          const ahead = t0 + (this.sent / rate) * 1000 - Date.now();
-          if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+          // The next batch is due one batch's time after this one was (or now, when late): a
+          // stall is not made up for by a burst above the rate.
+          due = Math.max(due, Date.now()) + (got.length / rate) * 1000;
+          const wait = due - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         } else {
           await new Promise((r) => setImmediate(r)); // the event loop serves clients between batches
         }

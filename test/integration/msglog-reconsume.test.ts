@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { client, persistent, quiet, sleep, startBroker, type TestBroker } from '../helpers.js';
+import { client, persistent, quiet, recordingClient, sleep, startBroker, type TestBroker } from '../helpers.js';
 
 let tb: TestBroker | null = null;
 afterEach(async () => {
@@ -132,8 +132,7 @@ test('a persistent session re-consumes too, next to its stored subscriptions; th
   await s.endAsync();
   await publish(pub, 'C', 2);
   await pub.publishAsync('r/live', 'while away', { qos: 1 });
-  const back = await client(tb, persistent(5, 'rc-durable'));
-  const again = recorder(back);
+  const { c: back, got: again } = await recordingClient(tb, persistent(5, 'rc-durable'));
   await until(() => again.length >= 1, 'the stored subscription\'s message');
   await sleep(200);
   assert.deepEqual(again.map((g) => g.payload), ['while away'], 'the $log/ reader lasted as long as its connection');

@@ -11,7 +11,7 @@ import { createBroker, loadConfig } from '../../src/index.js';
 import { storeOptions } from '../../src/lifecycle/restore.js';
 import { testInjectPanic, type DurableStore } from '../../src/native.js';
 import { entryJson, openReader, planQuery } from '../../src/msglog/query.js';
-import { client, collect, persistent, sleep, startBroker, type TestBroker } from '../helpers.js';
+import { client, collect, persistent, recordingClient, sleep, startBroker, type TestBroker } from '../helpers.js';
 
 let tb: TestBroker | null = null;
 afterEach(async () => {
@@ -86,13 +86,13 @@ test('async: the selected topics are logged, once each, with id, topic, key, pay
   const r = entries.find((e) => e.topic === 'audit/1/x');
   assert.equal(r?.retain, true);
   // The persistent session gets its messages once, from the same record.
-  const back = await client(tb, persistent(5, 'away'));
-  const mine = await collect(back, 10);
+  const { c: back, got: mine } = await recordingClient(tb, persistent(5, 'away'));
+  await until(() => mine.length >= 10, 'the session\'s messages');
+  await sleep(100);
   assert.deepEqual(
-    mine.map((x) => x.payload.toString()),
+    mine.map((x) => x.payload),
     Array.from({ length: 10 }, (_v, i) => `a${i}`),
   );
-  await sleep(100);
   await Promise.all([back.endAsync(), live.endAsync(), pub.endAsync()]);
 });
 
@@ -105,9 +105,7 @@ test('a persistent session online at QoS 0 gets a logged message through the log
   for (let i = 0; i < 5; i++) await pub.publishAsync('q0/t', `m${i}`, { qos: 1 });
   assert.equal((await got).length, 5);
   await s.endAsync();
-  const again = await client(tb, persistent(5, 'q0-sub'));
-  const extra: string[] = [];
-  again.on('message', (_t, p) => extra.push(p.toString()));
+  const { c: again, got: extra } = await recordingClient(tb, persistent(5, 'q0-sub'));
   await sleep(300);
   assert.deepEqual(extra, [], 'nothing delivered twice after the session comes back');
   assert.equal(storeOf(tb).stats().records, 5);
