@@ -60,7 +60,6 @@ function upsertPositions(dialect: 'pgsql' | 'mysql', shards: number): string {
 
 export class LogSink {
   private stopped = false;
-  private reader: LogReader | null = null;
   private readonly waiting: boolean[];
   private wake: (() => void) | null = null;
   readonly done: Promise<void>;
@@ -98,7 +97,7 @@ export class LogSink {
   }
 
   private async run(): Promise<void> {
-    const reader = (this.reader = await this.setUp());
+    const reader = await this.setUp();
     while (!this.stopped) {
       const got = reader.take(BATCH);
       if (got.length === 0) {

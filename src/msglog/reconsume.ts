@@ -147,4 +147,3 @@ export class LogFeed {
   }
 }
 
-export { LogQueryError };
