@@ -73,10 +73,19 @@ async function queryOnline(o: QueryFlags): Promise<number> {
   const res = await request(o, 'GET', `/api/v1/log?${queryString(queryInput(o))}`, undefined, null);
   const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream);
   let n = 0;
+  if (o.json) {
+    // The lines as they come, chunk by chunk.
+    for await (const chunk of body) {
+      const b = chunk as Buffer;
+      for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) n++;
+      if (!process.stdout.write(b)) await once(process.stdout, 'drain');
+    }
+    return n;
+  }
   for await (const line of lines(body)) {
     if (line === '') continue;
     n++;
-    await write(o.json ? `${line}\n` : `${readable(JSON.parse(line) as LogEntryJson)}\n`);
+    await write(`${readable(JSON.parse(line) as LogEntryJson)}\n`);
   }
   return n;
 }
