@@ -115,6 +115,20 @@ export declare class Store {
    * reader instead of polling).
    */
   waitForAppend(shard: number, after: number): Promise<number>
+  /**
+   * The first offset of shard `shard` whose record has a timestamp ≥ `tsMs` (the
+   * shard's end when none is that recent): where a read from a time starts
+   * (`strata_core::log::Log::offset_at_time`). Throws `ERR_INVALID_ARGUMENT` for a
+   * time that is not an integer in 0..2^53, `ERR_NOT_FOUND` for a shard ≥ `nShards`.
+   */
+  offsetAtTime(shard: number, tsMs: number): number
+  /**
+   * `scan` with one filter per record (every filter from offset 0), the matching entries
+   * written as the message log's JSON lines (`strata_core::log::lines`: byte for byte what
+   * `src/msglog/query.ts` writes; `keyProperty`: the user property an entry's key is taken
+   * from, `""` for the publisher). Errors and limits as `scan`.
+   */
+  scanLines(shard: number, from: number, filters: string[], maxEntries: number, keyProperty: string, until?: number): ScanLinesResult
   /** The shard a publisher's messages go to (`crc32c(publisher) % nShards`). */
   shardOf(publisher: string): number
   /**
@@ -695,6 +709,22 @@ export interface RetentionOverride {
   filter: string
   /** Retention in ms. */
   ms: number
+}
+
+/** The result of `scanLines`: the message log's JSON lines of a scan. */
+export interface ScanLinesResult {
+  /** The lines, back to back, each ending in a newline. */
+  buffer: Buffer
+  /** Line boundaries (`lines + 1` values). */
+  offsets: Uint32Array
+  /** `timestamp, offset` of each line. */
+  meta: Float64Array
+  /** As `ScanResult.next`. */
+  next: number
+  /** As `ScanResult.status`. */
+  status: number
+  /** As `ScanResult.skipped`. */
+  skipped: number
 }
 
 /**

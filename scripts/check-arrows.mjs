@@ -16,6 +16,7 @@ export const LAYERS = [
   ['transport'],
   ['protocol'],
   ['lifecycle'],
+  ['msglog'],
   ['routing'],
   ['session'],
   ['persistence'],

@@ -19,7 +19,10 @@ import { reloadSecurity } from './lifecycle/reload.js';
 import { restore } from './lifecycle/restore.js';
 import { SessionLifecycle } from './lifecycle/sessions.js';
 import { createLogger, type Logger } from './log.js';
-import { assertCoreVersion, type LossInfo } from './native.js';
+import { msglogConfig, type MsglogConfig } from './msglog/config.js';
+import { LogRecorder } from './msglog/recorder.js';
+import { Replays, type Republish } from './msglog/replay.js';
+import { assertCoreVersion, type DurableStore, type LossInfo } from './native.js';
 import { createConnection } from './protocol/accept.js';
 import { ConnectRate } from './protocol/rate.js';
 import { Connection, type SocketHandoff } from './protocol/connection.js';
@@ -38,7 +41,7 @@ import { listenTls } from './transport/tls.js';
 import { startIdleGc } from './idle-gc.js';
 import { listenWs } from './transport/ws.js';
 import type { QoS } from './wire/codec.js';
-import { createMessage } from './wire/message.js';
+import { createMessage, decodeProperties } from './wire/message.js';
 import { RC } from './wire/reason-codes.js';
 
 export class Broker extends HookBus implements ProtocolContext {
@@ -60,6 +63,10 @@ export class Broker extends HookBus implements ProtocolContext {
   /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
   durable: DurableSessions | null = null;
   readonly connectRate: ConnectRate | null;
+  /** The message log's configuration (msglog.*). */
+  readonly msglog: MsglogConfig;
+  /** Replays of the message log started through the admin API. */
+  readonly replays = new Replays();
   /** Backend rules and pools (`backend.*`: Redis, PostgreSQL, MySQL), started by listen(). */
   readonly backends: Backends;
   private readonly stats: DeliveryStats = { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 };
@@ -90,14 +97,16 @@ export class Broker extends HookBus implements ProtocolContext {
     const stats = this.stats;
     // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
     // routing increments its counters once per delivery.
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers, backendPools: {}, backendRules: {} };
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers, backendPools: {}, backendRules: {}, msglog: { logged: 0, failed: 0, refused: 0, sqlRows: 0, sqlFailed: 0 } };
     this.limits = deliveryLimits(c);
     this.connectRate = c['limits.connect_rate'] > 0 ? new ConnectRate(c['limits.connect_rate']) : null;
     const env: DeliveryEnv = { limits: this.limits, stats, delivered: null, acked: null };
     this.tapInto(env);
     const onStoreError = (clientId: string | undefined, err: Error): void => this.onStoreError(clientId, err);
     const table = new SubscriptionTable();
-    this.router = new Router({ table, retained: this.retained, sessions: this.sessions, bus: this, counters: this.metrics, stats, storeQos0: this.limits.storeQos0, onStoreError, access: this.access });
+    this.msglog = msglogConfig(c); // checks the msglog.* keys: a bad filter stops here
+    const logTap = this.msglog.filters.length > 0 ? new LogRecorder(this.msglog, this.metrics.msglog, this.log) : null;
+    this.router = new Router({ table, retained: this.retained, sessions: this.sessions, bus: this, counters: this.metrics, stats, storeQos0: this.limits.storeQos0, onStoreError, access: this.access, logTap });
     this.lifecycle = new SessionLifecycle({ sessions: this.sessions, router: this.router, bus: this, gates: this.gates, log: this.log, env, counters: this.metrics, onStoreError });
     this.backends = new Backends(c, this, this.log, this.metrics); // checks the backend.* keys: a bad rule stops here
   }
@@ -114,6 +123,7 @@ export class Broker extends HookBus implements ProtocolContext {
         if (!session?.outlet || this.retained.get(m.topic)) return false;
         return this.router.deliverExternal(session, filter, createMessage(m.topic, m.payload, m.qos, true, undefined, m.publisher, m.receivedAt), true);
       },
+      logStore: () => this.logStore(),
       deliverStored: (clientId, filter, m) => {
         const session = this.sessions.get(clientId);
         if (!session?.outlet) return false;
@@ -223,6 +233,7 @@ export class Broker extends HookBus implements ProtocolContext {
     for (const conn of [...this.connections]) conn.disconnect(RC.ServerShuttingDown, 'server shutting down');
     for (const conn of [...this.connections]) conn.socket.destroy();
     await this.admin?.close();
+    await this.replays.stopAll(); // each after its batch in progress, before the store closes
     await Promise.all(closed);
     await new Promise((resolve) => setImmediate(resolve)); // sockets' 'close' (wills) run first
     this.lifecycle.stopTimers();
@@ -258,6 +269,20 @@ export class Broker extends HookBus implements ProtocolContext {
     this.metrics.storeErrors++;
     this.log.error({ clientId, err: err.message, code: (err as { code?: string }).code }, 'storage write failed');
   }
+
+  /** The store the message log is read from (admin API), null without one. */
+  logStore(): DurableStore | null {
+    return this.durable?.store ?? null;
+  }
+
+  /**
+   * A logged message re-published (a replay, admin API): routed as the application's own messages
+   * are, under its original publisher's id and properties; resolves once stored where it had to be.
+   */
+  readonly republish: Republish = (e, topic) => {
+    const msg = createMessage(topic, Buffer.from(e.payload), e.qos, e.retain, e.properties.length > 0 ? decodeProperties(e.properties) : undefined, e.publisher);
+    return this.router.publish(msg, null);
+  };
 
   /** Publish from the application embedding the broker (like Aedes' broker.publish). */
   publishMessage(topic: string, payload: Buffer | string, opts: { qos?: QoS; retain?: boolean } = {}): void {

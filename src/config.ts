@@ -46,6 +46,13 @@ export const CONFIG_KEYS = {
     doc: 'damaged store files at start: `recover` (quarantine, salvage, rebuild, report each loss once) or `refuse` to start, changing nothing',
   },
   'durable_storage.segment_bytes': { kind: 'int', default: 67108864, min: 4096, max: 4294967295, doc: 'log segment size: a segment is sealed and indexed once it holds this many bytes' },
+  // The message log (src/msglog/, SPEC E1–E2): what is logged, how the publisher waits for it, how long it is kept.
+  'msglog.topics': { kind: 'string', default: '', doc: 'topic filters whose messages are logged (kept in the store, queried, replayed, re-consumed through `$log/`), comma-separated, e.g. `orders/#,sensors/+/alarm`; empty = none. Needs `durable_sessions.enable`. A message persistent sessions need is in the log already: it is not written twice' },
+  'msglog.mode': { kind: 'enum', default: 'async', values: ['async', 'sync'], doc: '`async`: the PUBACK / PUBREC does not wait for the log; `sync`: it goes out once the log has the message (durable per `durable_storage.fsync`), and a failed append refuses it (v5 0x80; 3.1.1: no acknowledgement, the connection is closed so the client sends it again)' },
+  'msglog.ignore_errors': { kind: 'bool', default: true, doc: '`async` mode: a failed append is counted and logged and changes nothing for the publisher; `false`: while the log is failing (its last append failed), a message to a logged topic is refused as in `sync` mode — it is still delivered' },
+  'msglog.key': { kind: 'string', default: '', doc: 'what an entry\'s `key` is: the publisher\'s client id (empty), or the value of this MQTT 5 user property when the message carries it' },
+  'msglog.sql_pool': { kind: 'string', default: '', pattern: /^$|^(pgsql|mysql)\.[a-z0-9_]+$/, doc: 'a backend pool, `pgsql.<pool>` or `mysql.<pool>` (configured with the `backend.<type>.<pool>.*` keys), that gets every logged message as a row of redismq\'s table `redismq_message`, fed from the log in batches (a slow or unreachable database never slows publishing; rows are written once, resuming where they stopped); empty = none' },
+  'msglog.retention': { kind: 'string', default: '', pattern: /^$|^[^=,]+=[^=,]+(,[^=,]+=[^=,]+)*$/, doc: 'retention per filter, `filter=duration` comma-separated (e.g. `audit/#=30d,sensors/#=2h`; first match wins); other topics keep `durable_sessions.message_retention_period`. Applies to every message of those topics in the log, persistent sessions\' included' },
   'log.level': { kind: 'enum', default: 'info', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], doc: 'trace, debug, info, warn, error, fatal, silent' },
   'mqtt.max_packet_size': { kind: 'int', default: 1048576, min: 64, max: 268435455, doc: 'larger packets are refused (v5: DISCONNECT 0x95); advertised in CONNACK' },
   'mqtt.max_clientid_len': { kind: 'int', default: 65535, min: 23, max: 65535, doc: 'longer client ids get CONNACK 0x85 / 2' },
@@ -192,6 +199,12 @@ export class ConfigError extends Error {
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/;
 const UNIT: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
 
+/** A duration as the config writes it (`90`, `2h`, `30m`, `15s`, `500ms`) in whole seconds; null when it is not one. */
+export function durationSeconds(text: string): number | null {
+  const m = DURATION.exec(text.trim());
+  return m ? Math.round(Number(m[1]) * (UNIT[m[2] ?? 's'] as number)) : null;
+}
+
 /** The declaration of a key: its own, or the pattern it matches (then `patterned`). */
 function specOf(key: string): { spec: KeySpec; patterned: boolean } | null {
   const own = (CONFIG_KEYS as Record<string, KeySpec>)[key];
@@ -236,11 +249,8 @@ function coerce(key: string, raw: unknown, where: string): number | boolean | st
       break;
     }
     case 'duration': {
-      if (typeof raw === 'number') v = raw;
-      else if (typeof raw === 'string' && DURATION.test(raw.trim())) {
-        const m = DURATION.exec(raw.trim()) as RegExpExecArray;
-        v = Math.round(Number(m[1]) * (UNIT[m[2] ?? 's'] as number));
-      } else v = bad('must be a duration (seconds, or e.g. "2h", "30m", "15s")');
+      const secs = typeof raw === 'number' ? raw : typeof raw === 'string' ? durationSeconds(raw) : null;
+      v = secs ?? bad('must be a duration (seconds, or e.g. "2h", "30m", "15s")');
       break;
     }
     case 'bool':

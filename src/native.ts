@@ -614,6 +614,15 @@ export class DurableStore {
   }
 
   /**
+   * `scan` (every filter from offset 0) with the matching entries written as the message log's
+   * JSON lines (Rust: strata_core::log::lines, byte for byte what msglog/query.ts's entryLine
+   * writes): the lines back to back, their boundaries, `timestamp, offset` per line. Synchronous.
+   */
+  scanLines(shard: number, from: number, filters: string[], maxEntries: number, keyProperty: string, until: number | null): Binding.ScanLinesResult {
+    return wrapSync(() => this.inner.scanLines(shard, from, filters, maxEntries, keyProperty, until ?? undefined));
+  }
+
+  /**
    * Session replay as wire-ready PUBLISH packets (packet ids 0, to patch at their `meta`
    * position): the matching records of `shards`, merged by time, up to `maxEntries`, stopping
    * before a delivery the general path must make (status REPLAY_STATUS_SLOW). Synchronous.
@@ -642,6 +651,16 @@ export class DurableStore {
   /** The offset the next record of a shard will get. */
   shardEnd(shard: number): number {
     return wrapSync(() => this.inner.shardEnd(shard));
+  }
+
+  /** Resolves with the shard's end once it passes `after` (a caught-up reader parks on it instead of polling). */
+  waitForAppend(shard: number, after: number): Promise<number> {
+    return wrapAsync(wrapSync(() => this.inner.waitForAppend(shard, after)));
+  }
+
+  /** The first offset of `shard` whose record is at or after `tsMs` (the shard's end when none is). */
+  offsetAtTime(shard: number, tsMs: number): number {
+    return wrapSync(() => this.inner.offsetAtTime(shard, tsMs));
   }
 
   /** The shard a publisher's messages are appended to. */

@@ -1,6 +1,6 @@
 /** Shared test helpers: a broker on ephemeral loopback ports, MQTT.js clients, raw packet clients. */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +60,22 @@ export async function freePort(): Promise<number> {
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
+/** Environment for a CLI child process: this one's without STRATA_* (the broker's settings stay with the broker). */
+export function cliEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('STRATA_')) env[k] = v;
+  return env;
+}
+
+/** Run `stratamq <args>` to its end: exit code, stdout, stderr. */
+export function runCli(args: string[], timeoutMs = 60000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: cliEnv(), timeout: timeoutMs, maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
 /**
  * `stratamq start` in a child process on a fixed port and data dir, so it can be killed
  * with SIGKILL and started again on the same store.
@@ -82,6 +98,18 @@ export class BrokerProcess {
 
   get pid(): number | undefined {
     return this.child?.pid;
+  }
+
+  /** The admin API's URL, as this run's 'listening' line names its port (start it with STRATA_ADMIN__PORT). */
+  get adminUrl(): string {
+    const m = /"admin":(\d+)/.exec(this.output);
+    if (!m) throw new Error('the broker has no admin API (start it with STRATA_ADMIN__PORT=0)');
+    return `http://127.0.0.1:${m[1]}`;
+  }
+
+  /** The admin token its data directory holds. */
+  adminToken(): string {
+    return readFileSync(join(this.dataDir, 'admin.token'), 'utf8').trim();
   }
 
   /** Start and resolve once the broker logs 'listening'. */
@@ -141,6 +169,24 @@ export function persistent(protocolVersion: 4 | 5, clientId: string, expiry = 36
 export async function client(tb: TestBroker | string, opts: IClientOptions = {}): Promise<MqttClient> {
   const url = typeof tb === 'string' ? tb : tb.url;
   return mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+}
+
+/**
+ * MQTT.js client, connected, recording what it receives from before CONNACK on (a persistent
+ * session's waiting messages can come in the same read as the CONNACK: a listener added after
+ * `client()` resolves may miss them).
+ */
+export async function recordingClient(tb: TestBroker | string, opts: IClientOptions = {}): Promise<{ c: MqttClient; got: { topic: string; payload: string }[] }> {
+  const c = unconnected(tb, opts);
+  const got: { topic: string; payload: string }[] = [];
+  c.on('message', (topic, p) => got.push({ topic, payload: p.toString() }));
+  const connected = new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('error', reject);
+  });
+  c.connect();
+  await connected;
+  return { c, got };
 }
 
 /** MQTT.js client created but not connected: call `.connect()` (e.g. to observe CONNACK). */

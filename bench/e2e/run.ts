@@ -3,6 +3,7 @@
 //   npm run bench -- [--brokers strata,aedes,mosquitto] [--scenarios fanin,pairs,fanout0,fanout1]
 //                    [--duration 5] [--warmup 1] [--payload 64] [--workers 2] ...
 //   npm run bench -- --durable      (dpairs, drain, kill9, restart: see durable.ts)
+//   npm run bench -- --log-query    (the message log: a time-range query over 10M messages, logquery.ts)
 //   npm run bench -- --memory       (mretained, mdelivery, msubs, mconns, msessions, mflood,
 //                                    midle: broker RSS per item, see memory.ts)
 //
@@ -53,6 +54,7 @@ import { noWorkDrain } from './nowork.js';
 import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
 import { MEMORY_SCENARIOS, memoryTargetRows, printMemory, printMemoryTargets, runMemory, type MemoryCell, type MemoryCtx, type MemoryName, type MemoryOpts } from './memory.js';
 import { errMsg, sleep } from './util.js';
+import { runLogQuery } from './logquery.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
 const repoRoot = path.resolve(here, '../../..');
@@ -62,11 +64,15 @@ const repoRoot = path.resolve(here, '../../..');
 const HELP = `usage: npm run bench -- [options]
 
   --brokers LIST        strata,aedes,mosquitto (default: all three)
-  --scenarios LIST      fanin,pairs,fanout0,fanout1 (default: these four), rpairs (QoS1 pairs
+  --scenarios LIST      fanin,pairs,fanout0,fanout1 (default: these four), lpairs / lspairs
+                        (pairs with every message in the message log, async / sync: StrataMQ
+                        only, compared with its pairs), rpairs (QoS1 pairs
                         stored in Redis: StrataMQ's on_message_publish backend rule vs Aedes on
                         aedes-persistence-redis, same redis-server set-up), and the durable ones:
                         dpairs, drain, kill9, restart; the memory ones: mretained, mdelivery,
                         msubs, mconns, msessions, mflood, midle
+  --log-query           only the message log's query: first result and stream rate of a
+                        time-range query over --log-messages (default 10000000) logged messages
   --durable             add all durable scenarios (dpairs,drain,kill9,restart); without
                         --scenarios: only those. Peers run durable: Mosquitto 'persistence true',
                         Aedes on aedes-persistence-redis with a redis-server started here
@@ -118,6 +124,8 @@ const { values: argv } = parseArgs({
     scenarios: { type: 'string' },
     durable: { type: 'boolean', default: false },
     memory: { type: 'boolean', default: false },
+    'log-query': { type: 'boolean', default: false },
+    'log-messages': { type: 'string', default: '10000000' },
     'memory-retained': { type: 'string', default: '200000' },
     'memory-subs': { type: 'string', default: '100000' },
     'memory-conns': { type: 'string', default: '15000' },
@@ -201,6 +209,31 @@ const memoryOpts: MemoryOpts = {
   flood: Math.floor(num('memory-flood', argv['memory-flood'], 1)),
 };
 
+if (argv['log-query']) {
+  // The message log's query targets (logquery.ts), on the store directly: no broker, no peers.
+  const n = Math.floor(num('log-messages', argv['log-messages'], 1000));
+  process.stdout.write(`message log query over ${n} logged messages (payload ${opts.payload} B): filling…\n`);
+  const r = await runLogQuery(n, opts.payload, (line) => process.stdout.write(`${line}\n`));
+  process.stdout.write(
+    '\n' +
+      table(
+        ['what', 'measured'],
+        [
+          ['filled (appendPacked, fsync none)', `${r.messages} msgs in ${r.fillSeconds.toFixed(1)} s, ${r.diskMB.toFixed(0)} MB`],
+          ['time range (the second half)', `${r.inRange} msgs`],
+          ['first result (planQuery + first entry, median of 5)', `${r.firstResultMs.toFixed(2)} ms`],
+          ['stream, entries decoded (LogReader)', `${fmtRate(r.readerMsgsPerSec)} msg/s`],
+          ['stream, JSON lines (what the API and CLI write)', `${fmtRate(r.jsonMsgsPerSec)} msg/s`],
+          ['process RSS before / after the JSON-lines stream', `${r.rssBeforeMB.toFixed(0)} / ${r.rssAfterMB.toFixed(0)} MB`],
+        ],
+        [false, true],
+      ) +
+      '\n',
+  );
+  process.stdout.write(`target: first result < 100 ms: ${r.firstResultMs < 100 ? 'PASS' : 'MISS'}; stream >= 1M msgs/s: decoded ${r.readerMsgsPerSec >= 1e6 ? 'PASS' : 'MISS'}, JSON lines ${r.jsonMsgsPerSec >= 1e6 ? 'PASS' : 'MISS'}\n`);
+  process.exit(0);
+}
+
 const brokerOpts: BrokerOptions = {
   strataArgs: argv['strata-args'].split(/\s+/).filter((s) => s !== ''),
   mosquittoInflight: Math.floor(num('mosquitto-inflight', argv['mosquitto-inflight'], 1)),
@@ -222,6 +255,8 @@ interface Scenario {
    * has no Redis backend (skipped)
    */
   redis?: boolean;
+  /** StrataMQ only, started with these config lines (the message log's rows); the others are skipped */
+  strataConf?: string[];
   clients(tag: string): ClientSpec[];
 }
 
@@ -301,6 +336,19 @@ const SCENARIOS: Scenario[] = [
         { id: `${tag}-pub${i}`, role: 'pub', topic: `rpairs/${i}`, qos: 1, window: opts.window },
       ]).flat(),
   },
+  ...(['async', 'sync'] as const).map(
+    (mode): Scenario => ({
+      name: mode === 'async' ? 'lpairs' : 'lspairs',
+      title: `QoS1 pairs as 'pairs', every message in the message log (msglog.topics = #, ${mode}), window ${opts.window}`,
+      fanout: 1,
+      strataConf: ['msglog.topics = "#"', `msglog.mode = ${mode}`],
+      clients: (tag) =>
+        Array.from({ length: 10 }, (_, i): ClientSpec[] => [
+          { id: `${tag}-sub${i}`, role: 'sub', filter: `pairs/${i}`, qos: 1 },
+          { id: `${tag}-pub${i}`, role: 'pub', topic: `pairs/${i}`, qos: 1, window: opts.window },
+        ]).flat(),
+    }),
+  ),
 ];
 
 /** Durable scenarios with their own drivers (durable.ts), not the load workers. */
@@ -458,6 +506,11 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
       writeFileSync(conf, [`backend.redis.pool1.server = 127.0.0.1:${redis.port}`, 'backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1"}', ''].join('\n'));
       broker = await startBroker(name, brokerOpts, { dir: ddir, redisPort: name === 'aedes' ? redis.port : undefined, strataConfig: conf });
       broker.extraPids.push(redis.pid);
+    } else if (sc.strataConf !== undefined) {
+      ddir = makeTempDir(`${name}-${sc.name}`);
+      const conf = path.join(ddir, 'msglog.conf');
+      writeFileSync(conf, [...sc.strataConf, ''].join('\n'));
+      broker = await startBroker(name, brokerOpts, { dir: ddir, strataConfig: conf });
     } else {
       broker = await startBroker(name, brokerOpts);
     }
@@ -886,6 +939,12 @@ function targetRows(cells: Cell[], dcells: DurableCell[]): TargetRow[] {
       rows.push({ target: 'rpairs: StrataMQ publishes its rule wrote to Redis (the rest dropped, counted)', measured: `${c.storedInRedis} of ${c.sent} (${((100 * c.storedInRedis) / Math.max(1, c.sent)).toFixed(0)}%)`, verdict: 'n/a' });
     }
   }
+  for (const [name, mode, min] of [
+    ['lpairs', 'async', 0.9],
+    ['lspairs', 'sync', 0.75],
+  ] as const) {
+    if (scenarioNames.includes(name)) ratioT(`${name}: logging # in ${mode} mode costs <= ${Math.round((1 - min) * 100)}% of QoS1 pairs (>= ${min}x pairs)`, lc('strata', name)?.msgsPerSec, lc('strata', 'pairs')?.msgsPerSec, min);
+  }
   if (customs.includes('drain')) {
     ratioT(`drain of ${durableOpts.drainMsgs} >= 2x Mosquitto`, dc('strata', 'drain')?.drainMsgsPerSec, dc('mosquitto', 'drain')?.drainMsgsPerSec, 2);
   }
@@ -1006,6 +1065,10 @@ async function main(): Promise<void> {
           cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: why });
           continue;
         }
+      }
+      if (sc.strataConf !== undefined && b !== 'strata') {
+        cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: 'StrataMQ only (its message log)' });
+        continue;
       }
       if (sc.durable === true && b === 'aedes' && aedesDurableWhy !== null) {
         cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: aedesDurableWhy });

@@ -126,6 +126,11 @@ export function createMetrics(view: AdminView): Registry {
   counter('stratamq_listener_errors_total', 'Event listeners that threw or rejected, by event', ['event'], () => Object.entries(m.listenerErrors).map(([event, n]): Sample => [{ event }, n]));
   counter('stratamq_protocol_errors_total', 'Clients disconnected for breaking the protocol', [], one(() => m.protocolErrors));
   counter('stratamq_store_errors_total', 'Storage writes that failed', [], one(() => m.storeErrors));
+  counter('stratamq_msglog_logged_total', 'Messages of logged topics (msglog.topics) appended to the message log', [], one(() => m.msglog.logged));
+  counter('stratamq_msglog_failed_total', 'Appends of logged messages that failed', [], one(() => m.msglog.failed));
+  counter('stratamq_msglog_refused_total', 'Messages refused to their publisher because the message log failed', [], one(() => m.msglog.refused));
+  counter('stratamq_msglog_sql_rows_total', 'Rows the message log\'s SQL sink wrote (msglog.sql_pool)', [], one(() => m.msglog.sqlRows));
+  counter('stratamq_msglog_sql_failed_total', 'Batches the message log\'s SQL sink could not write (tried again)', [], one(() => m.msglog.sqlFailed));
   counter('stratamq_records_lost_total', 'Stored records found lost (damaged or missing store files)', [], one(() => m.recordsLost));
   return registry;
 }

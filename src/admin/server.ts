@@ -9,6 +9,7 @@ import fastifySwagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { validateTopicFilter } from '../native.js';
+import { logRoutes } from './log-routes.js';
 import { bearerMatches } from './token.js';
 import { NotFound, page, type AdminView } from './view.js';
 
@@ -58,7 +59,7 @@ export async function startAdminServer(view: AdminView, metrics: Registry, opts:
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.0.3',
-      info: { title: 'StrataMQ admin API', version: opts.version, description: 'Clients, sessions, subscriptions, retained messages, storage; /metrics (Prometheus); /health, /ready.' },
+      info: { title: 'StrataMQ admin API', version: opts.version, description: 'Clients, sessions, subscriptions, retained messages, storage, the message log (query, replay); /metrics (Prometheus); /health, /ready.' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'admin.token, or the token in <data_dir>/admin.token' } } },
     },
   });
@@ -212,6 +213,8 @@ export async function startAdminServer(view: AdminView, metrics: Registry, opts:
   });
 
   app.get('/api/v1/backends', { schema: { summary: 'backend pools (up, connection errors, last error) and rules (events matched, done, failed; their queue: queued, handled, failed, dropped, waiting)', tags: ['backends'], security: secured, response: { 200: { type: 'object', additionalProperties: true }, 401: errorSchema } } }, async () => view.backends());
+
+  logRoutes(app, view.b);
 
   await app.listen({ host: opts.host, port: opts.port });
   const addr = app.server.address();

@@ -7,6 +7,7 @@
  * the CLI (cli/manage.ts, through HTTP) format it.
  */
 import type { ConsumerCounters } from '../hooks/bus.js';
+import type { LogSource } from '../msglog/source.js';
 import type { BrokerMetrics } from '../hooks/metrics.js';
 import { resolve } from 'node:path';
 import type { Config } from '../config.js';
@@ -25,7 +26,7 @@ import { createMessage, isExpired, type Message } from '../wire/message.js';
 import { RC } from '../wire/reason-codes.js';
 
 /** What the admin room reads from the broker (the Broker class has all of it). */
-export interface AdminSource {
+export interface AdminSource extends LogSource {
   readonly config: Config;
   readonly log: Logger;
   readonly sessions: SessionStore;

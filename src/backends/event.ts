@@ -5,6 +5,7 @@
  * messages found there), implemented by the composition root.
  */
 import type { ClientInfo, MessageInfo } from '../hooks/index.js';
+import type { DurableStore } from '../native.js';
 import type { QoS } from '../wire/codec.js';
 import type { BackendEvent } from './config.js';
 import type { MessageIds } from './msgid.js';
@@ -57,6 +58,8 @@ export interface BackendHost {
    * `filter`, as a normal (not retained) PUBLISH. Returns whether it was delivered.
    */
   deliverStored(clientId: string, filter: string, msg: StoredMessage): boolean;
+  /** The embedded store the message log is in (its SQL sink reads it); null without one. */
+  logStore(): DurableStore | null;
 }
 
 export function eventData(event: BackendEvent, args: unknown[], node: string, ids: MessageIds): EventData {

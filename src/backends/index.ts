@@ -11,7 +11,7 @@
  * Start-up never waits for a server either: pools connect in the background, log when they are
  * unreachable or refuse the login (naming the pool), and log again when they connect.
  */
-import type { Config } from '../config.js';
+import { type Config, ConfigError } from '../config.js';
 import type { Consumer, HookBus, PublishHold } from '../hooks/bus.js';
 import type { ClientInfo, MessageInfo } from '../hooks/index.js';
 import type { BrokerMetrics } from '../hooks/metrics.js';
@@ -23,6 +23,8 @@ import { MessageIds } from './msgid.js';
 import { errorText, type Pool } from './pool.js';
 import type { RedisPool } from './redis.js';
 import type { SqlPool } from './sql.js';
+import { msglogConfig, type MsglogConfig } from '../msglog/config.js';
+import { LogSink } from './msglog-sink.js';
 
 export type { BackendHost, StoredMessage } from './event.js';
 
@@ -36,21 +38,30 @@ export class Backends {
   private readonly holds: PublishHold[] = [];
   private readonly ids: MessageIds;
   private readonly node: string;
+  /** The message log and its SQL sink's pool (msglog.sql_pool, `<type>.<pool>`; '' = none). */
+  private readonly msglog: MsglogConfig;
+  private sink: LogSink | null = null;
 
   /** Reads and checks the rules and pools: a ConfigError here stops the broker before it starts. */
   constructor(
     config: Config,
     private readonly bus: HookBus,
     private readonly log: Logger,
-    private readonly metrics: Pick<BrokerMetrics, 'backendPools' | 'backendRules'>,
+    private readonly metrics: Pick<BrokerMetrics, 'backendPools' | 'backendRules' | 'msglog'>,
   ) {
     this.config = backendsConfig(config);
+    this.msglog = msglogConfig(config);
+    const sinkPool = this.msglog.sqlPool;
+    if (sinkPool !== '' && !this.config.pools.some((p) => p.id === sinkPool)) {
+      const [type, name] = sinkPool.split('.');
+      throw new ConfigError(`msglog.sql_pool: pool "${sinkPool}" is not configured (backend.${type}.${name}.server …)`);
+    }
     this.node = config['node.name'];
     this.ids = new MessageIds(this.node);
   }
 
   get enabled(): boolean {
-    return this.config.rules.length > 0;
+    return this.config.rules.length > 0 || this.msglog.sqlPool !== '';
   }
 
   /**
@@ -59,6 +70,8 @@ export class Backends {
    */
   async start(host: BackendHost): Promise<void> {
     const types = new Set(this.config.rules.map((r) => r.type));
+    const sinkCfg = this.config.pools.find((p) => p.id === this.msglog.sqlPool);
+    if (sinkCfg) types.add(sinkCfg.type);
     const { RedisPool } = types.has('redis') ? await import('./redis.js') : { RedisPool: null };
     const { MysqlPool, PgPool } = types.has('pgsql') || types.has('mysql') ? await import('./sql.js') : { MysqlPool: null, PgPool: null };
     const opening: Promise<void>[] = [];
@@ -83,6 +96,13 @@ export class Backends {
       if ('function' in rule.action && rule.action.function === 'on_message_publish' && 'publishFilters' in pool) pool.publishFilters.push(rule.topic ?? '#');
       this.metrics.backendRules[rule.key] = { pool: id, matched: 0, done: 0, failed: 0 };
     }
+    if (sinkCfg && !this.pools.has(sinkCfg.id)) {
+      const made = sinkCfg.type === 'pgsql' ? PgPool && new PgPool(sinkCfg, this.log) : MysqlPool && new MysqlPool(sinkCfg, this.log);
+      if (!made) throw new Error(`no driver for ${sinkCfg.id}`);
+      this.pools.set(sinkCfg.id, made);
+      this.metrics.backendPools[sinkCfg.id] = made.state;
+      opening.push(made.open());
+    }
     for (const p of this.config.pools) if (!this.pools.has(p.id)) this.log.warn({ backend: p.type, pool: p.name }, `backend ${p.type} pool "${p.name}" has no rules: not opened`);
     for (const [key, g] of groups) {
       const { event, pool, rules } = g;
@@ -100,6 +120,10 @@ export class Backends {
       this.consumers.push(consumer);
     }
     await Promise.all(opening);
+    const sinkPool = sinkCfg && this.pools.get(sinkCfg.id);
+    const store = host.logStore();
+    // The message log's SQL sink: a reader of the log, never in the publishing path.
+    if (sinkPool && 'dialect' in sinkPool && store) this.sink = new LogSink(sinkPool, store, this.msglog.filters, this.msglog.keyProperty, this.metrics.msglog, this.log);
     if (this.pools.size > 0) this.log.info({ pools: [...this.pools.keys()], rules: this.config.rules.length }, 'backends started');
   }
 
@@ -129,7 +153,10 @@ export class Backends {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(this.consumers.map((c) => c.idle())), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
     clearTimeout(timer);
+    // The sink stops after its batch in progress, or at once while its server is away (the pool closing ends the wait).
+    const sink = this.sink?.stop();
     await Promise.all([...this.pools.values()].map((p: Pool) => p.close()));
+    await sink;
   }
 }
 

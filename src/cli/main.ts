@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { createBroker, type Broker } from '../index.js';
 import { VERSION } from '../admin/index.js';
+import { registerLog } from './log.js';
 import { registerManage, storeInfoOnline, storeInfoText } from './manage.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -205,5 +206,6 @@ ds.command('info')
 
 (await import('./passwd.js')).registerPasswd(program);
 registerManage(program);
+registerLog(program);
 
 await program.parseAsync(process.argv);

@@ -61,29 +61,47 @@ function tokenOf(o: RemoteOptions): string | null {
   }
 }
 
-/** Call the admin API; resolves with the JSON body (null for 204). */
-export async function api(o: RemoteOptions, method: string, path: string): Promise<unknown> {
+/**
+ * Call the admin API (`body`: sent as JSON); resolves with the response once its status is a
+ * success, its body unread (a streamed answer is read as it comes). `timeoutMs` bounds the whole
+ * exchange (null: a stream that may run long).
+ */
+export async function request(o: RemoteOptions, method: string, path: string, body?: unknown, timeoutMs: number | null = 10000): Promise<Response> {
   const base = (o.url ?? process.env.STRATA_ADMIN_URL ?? DEFAULT_URL).replace(/\/+$/, '');
   const token = tokenOf(o);
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
   let res: Response;
   try {
-    res = await fetch(`${base}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(10000) });
+    res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: timeoutMs === null ? null : AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     throw new CliError(EXIT.unreachable, `broker not reachable at ${base}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
   }
-  const text = await res.text();
-  let body: unknown = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch {
-    body = text;
-  }
   if (res.status === 401) {
     throw new CliError(EXIT.unauthorized, token ? `the broker at ${base} refused the token (wrong token)` : `no admin token: pass --token, or --data-dir of the broker (its admin.token file)`);
   }
-  if (!res.ok) throw new CliError(EXIT.failed, (body as { message?: string } | null)?.message ?? `HTTP ${res.status}`);
-  return body;
+  if (!res.ok) {
+    const text = await res.text();
+    let message = `HTTP ${res.status}`;
+    try {
+      message = (JSON.parse(text) as { message?: string }).message ?? message;
+    } catch {
+      if (text) message = text;
+    }
+    throw new CliError(EXIT.failed, message);
+  }
+  return res;
+}
+
+/** Call the admin API; resolves with the JSON body (null for 204). */
+export async function api(o: RemoteOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+  const text = await (await request(o, method, path, body)).text();
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return text;
+  }
 }
 
 // ---- output -------------------------------------------------------------------------------
@@ -156,7 +174,7 @@ function sameDir(a: string, b: string): boolean {
 
 // ---- offline (a stopped broker's store) ---------------------------------------------------
 
-async function withStore<T>(o: RemoteOptions, fn: (d: DurableSessions) => Promise<T> | T): Promise<T> {
+export async function withStore<T>(o: RemoteOptions, fn: (d: DurableSessions) => Promise<T> | T): Promise<T> {
   const cfg = loadConfig({ file: o.config, env: process.env, overrides: o.dataDir ? { 'node.data_dir': o.dataDir } : {} });
   const dir = cfg['node.data_dir'];
   if (!existsSync(resolve(dir, 'STORE')) && !existsSync(resolve(dir, 'meta.redb'))) throw new CliError(EXIT.failed, `no store in ${dir}`);
@@ -175,7 +193,7 @@ async function withStore<T>(o: RemoteOptions, fn: (d: DurableSessions) => Promis
 }
 
 /** Run `online`; with --offline, or when the broker is not reachable and --data-dir was given, run `offline`. */
-async function readCmd<T>(o: RemoteOptions, online: () => Promise<T>, offline: ((d: DurableSessions) => Promise<T> | T) | null): Promise<T> {
+export async function readCmd<T>(o: RemoteOptions, online: () => Promise<T>, offline: ((d: DurableSessions) => Promise<T> | T) | null): Promise<T> {
   if (o.offline) {
     if (!offline) throw new CliError(EXIT.usage, 'this command needs a running broker (no --offline)');
     return withStore(o, offline);
@@ -209,13 +227,13 @@ function offlineSessions(d: DurableSessions): Record<string, unknown>[] {
 
 // ---- commands -----------------------------------------------------------------------------
 
-function intArg(v: string): number {
+export function intArg(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number');
   return n;
 }
 
-function remote(cmd: Command, offline: boolean): Command {
+export function remote(cmd: Command, offline: boolean): Command {
   cmd
     .option('--url <url>', `admin API of the running broker (default ${DEFAULT_URL}, or STRATA_ADMIN_URL)`)
     .option('--token <token>', 'admin token (default: admin.token of the config, else <data-dir>/admin.token)')
@@ -227,7 +245,7 @@ function remote(cmd: Command, offline: boolean): Command {
 }
 
 /** Run a command's body: print its error and exit with its code. */
-function run<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+export function run<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       await fn(...args);

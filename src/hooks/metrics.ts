@@ -38,6 +38,20 @@ export interface BackendRuleCounters {
   failed: number;
 }
 
+/** The message log's recording (src/msglog/recorder.ts). */
+export interface MsglogCounters {
+  /** Messages of logged topics appended (including those appended for persistent sessions anyway). */
+  logged: number;
+  /** Appends of logged messages that failed. */
+  failed: number;
+  /** Messages refused to their publisher because the log failed (sync mode, or async with ignore_errors = false). */
+  refused: number;
+  /** Rows the SQL sink (msglog.sql_pool) wrote to redismq_message. */
+  sqlRows: number;
+  /** Batches the SQL sink could not write (the server refused them); they are tried again. */
+  sqlFailed: number;
+}
+
 export interface BrokerMetrics extends TrafficMetrics {
   connections: number;
   messagesReceived: number;
@@ -63,4 +77,6 @@ export interface BrokerMetrics extends TrafficMetrics {
   backendPools: Record<string, BackendPoolCounters>;
   /** Backend rules by config key. */
   backendRules: Record<string, BackendRuleCounters>;
+  /** The message log's appends (all 0 while msglog.topics is empty). */
+  readonly msglog: MsglogCounters;
 }

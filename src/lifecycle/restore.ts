@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { LossInfo, StoreOpenOptions } from '../native.js';
 import { NativeRetainedStore, type RetainedStore } from '../routing/retained.js';
 import type { Router } from '../routing/router.js';
+import { msglogConfig } from '../msglog/config.js';
 import { DurableSessions } from '../persistence/embedded/durable-sessions.js';
 import { decodeWill } from '../persistence/registries.js';
 import { logSession } from '../session/log-session.js';
@@ -125,6 +126,8 @@ export function storeOptions(c: Config): StoreOpenOptions {
     retentionMs: c['durable_sessions.message_retention_period'] * 1000,
     segmentBytes: c['durable_storage.segment_bytes'],
     onCorruption: c['durable_storage.on_corruption'],
+    // The message log's per-filter retention (msglog.retention); other topics keep retentionMs.
+    retentionOverrides: msglogConfig(c).retention.map((r) => ({ filter: r.filter, ms: r.ms })),
   };
 }
 

@@ -175,6 +175,11 @@ export interface MessageRegistry {
    * milliseconds ahead. Empty for a session the registry does not have.
    */
   getSessionMessages(clientId: string, limit: number): Promise<SessionMessage[]>;
+  /**
+   * Append a message only the message log keeps (msglog async mode: nobody waits for it alone):
+   * resolves once durable — a promise shared by the messages appended with it.
+   */
+  logMessage(msg: Message): Promise<void>;
   /** Like append, for a persistent publisher's QoS 2 message with its packet id (crash-safe either way). */
   appendInbound(msg: Message, id: number): Promise<LogPosition>;
   /** Fill in `msg` for deliveries that hold only where their message is (null where it is gone). */

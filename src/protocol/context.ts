@@ -9,6 +9,8 @@ import type { ConnectRate } from './rate.js';
 import type { SessionLifecycle } from '../lifecycle/sessions.js';
 import type { Router } from '../routing/router.js';
 import type { Persistence } from '../persistence/registries.js';
+import type { MsglogConfig } from '../msglog/config.js';
+import type { DurableStore } from '../native.js';
 
 export interface ProtocolContext {
   readonly config: Config;
@@ -19,6 +21,9 @@ export interface ProtocolContext {
   readonly lifecycle: SessionLifecycle;
   /** Where broker state is stored, when persistence is on. */
   readonly store: Persistence | null;
+  /** The message log's configuration; its store (`$log/` subscriptions read it), null without one. */
+  readonly msglog: MsglogConfig;
+  logStore(): DurableStore | null;
   /** Requests refused by the ACL or a limit, per reason; bytes read from and written to clients' streams (the native drain loop's writes excepted). */
   readonly metrics: { readonly refused: Refusals; bytesReceived: number; bytesSent: number };
   /** limits.connect_rate per source address; null when off. */

@@ -8,6 +8,11 @@
  * resolves when that is durable — the publisher's PUBACK waits for it — and only then is it
  * handed to those sessions (session/log-session.ts). A persistent session's QoS 0 delivery goes
  * the same way when the message is logged anyway, so replay never repeats it.
+ *
+ * The message log (msglog.topics, LogTap) keeps the messages of chosen topics in the same log:
+ * a selected message is appended once — with the persistent sessions' deliveries when they need
+ * it, else on its own — and its publisher's acknowledgement waits for that append in sync mode
+ * (or when persistent sessions need it), not in async mode.
  */
 import type { ClientAcl } from '../auth/acl.js';
 import { type ClientInfo, clientSnapshot, messageSnapshot } from '../hooks/index.js';
@@ -33,6 +38,24 @@ interface LoggedTarget {
   pinned: boolean;
 }
 
+/**
+ * The message log's recording side (msglog/recorder.ts), as routing asks it: whether a message is
+ * logged, and what its append's outcome means for the publisher.
+ */
+export interface LogTap {
+  /** Messages to `topic` are logged (msglog.topics). */
+  selects(topic: string): boolean;
+  /** The publisher's acknowledgement waits for the append (msglog.mode = sync). */
+  readonly sync: boolean;
+  /**
+   * An append of a logged message started (`waited`: the acknowledgement waits for it anyway):
+   * its outcome is counted (`append` may be shared by the messages of one batch: each call counts
+   * one message). A rejected promise when the publisher is to be refused now although
+   * nothing waits for the append (async, ignore_errors = false, the log failing); else null.
+   */
+  track(append: Promise<unknown>, waited: boolean): Promise<void> | null;
+}
+
 /** The counters routing keeps (a part of BrokerMetrics). */
 export interface RoutingCounters {
   messagesReceived: number;
@@ -55,6 +78,8 @@ export interface RouterParts {
   onStoreError: (clientId: string | undefined, err: Error) => void;
   /** The ACL file's rules per client (auth.acl_file), or null when there is none. */
   access: { forClient(client: ClientInfo): ClientAcl } | null;
+  /** The message log's recorder (msglog.topics), null when nothing is logged. */
+  logTap: LogTap | null;
 }
 
 export class Router {
@@ -69,6 +94,7 @@ export class Router {
   private readonly storeQos0: boolean;
   private readonly onStoreError: RouterParts['onStoreError'];
   private readonly access: RouterParts['access'];
+  private readonly logTap: LogTap | null;
   private routeSeq = 0;
   private readonly touched: Session[] = [];
   private readonly stamp = new WeakMap<Session, { seq: number; qos: QoS; retain: boolean; subIds: number[] | undefined; shared: boolean }>();
@@ -91,6 +117,7 @@ export class Router {
     this.storeQos0 = parts.storeQos0;
     this.onStoreError = parts.onStoreError;
     this.access = parts.access;
+    this.logTap = parts.logTap;
   }
 
   // ---- subscriptions --------------------------------------------------------------------
@@ -278,8 +305,15 @@ export class Router {
       }
       touched.length = 0;
     }
+    const store = this.store;
+    const tap = this.logTap;
+    // Kept by the message log (msglog.topics): appended once, with the deliveries below if
+    // persistent sessions need it too.
+    const logIt = tap !== null && store !== null && msg !== this.volatileMsg && tap.selects(msg.topic);
     let targets: LoggedTarget[] | null = null;
-    if (logged.length > 0) {
+    // A message logged anyway reaches online persistent sessions at QoS 0 through the log too,
+    // or a later replay from their progress would find it there again (no repeat).
+    if (logged.length > 0 || (logIt && live0.length > 0)) {
       targets = logged.slice();
       for (const t of live0) targets.push(t);
     } else {
@@ -295,11 +329,21 @@ export class Router {
     this.syncDrops();
     // Back-pressure backends (hooks/bus.ts PublishHold): the acknowledgement waits for them too.
     const held = this.bus.publishHolds.length > 0 && msg !== this.volatileMsg ? this.bus.hold(from, msg) : null;
-    const store = this.store;
     let stored: Promise<void> | null = null;
-    if (store && msg !== this.volatileMsg && !(targets === null && !msg.retain && inboundId === 0)) {
-      // Retained for no persistent session (a device's state topic): one metadata write, nothing to wait for around it.
-      stored = targets === null && inboundId === 0 ? store.retained.saveRetainMessage(msg, record ?? undefined) : this.persist(store, msg, targets ?? [], inboundId, record);
+    if (tap !== null && logIt && (targets !== null || tap.sync)) {
+      // Appended by persist (for persistent sessions, or in sync mode alone), the acknowledgement waiting for it.
+      stored = this.persist(store, msg, targets ?? [], inboundId, record, true);
+      tap.track(stored, true);
+    } else {
+      if (store && msg !== this.volatileMsg && !(targets === null && !msg.retain && inboundId === 0)) {
+        // Retained for no persistent session (a device's state topic): one metadata write, nothing to wait for around it.
+        stored = targets === null && inboundId === 0 ? store.retained.saveRetainMessage(msg, record ?? undefined) : this.persist(store, msg, targets ?? [], inboundId, record, false);
+      }
+      if (tap !== null && logIt) {
+        // async: appended in the background, the acknowledgement not waiting (unless the log is failing and errors are not ignored).
+        const refused = tap.track(store.messages.logMessage(msg), false);
+        if (refused !== null) stored = stored === null ? refused : Promise.all([stored, refused]).then(() => undefined);
+      }
     }
     if (held === null) return stored;
     return stored === null ? held : Promise.all([stored, held]).then(() => undefined);
@@ -339,9 +383,9 @@ export class Router {
    * persistent publisher's QoS 2 packet id, recorded as pending and appended with the message
    * (DurableSessions.appendInbound), then recorded as stored in the same commit as the shared
    * deliveries pinned for it — or, when nothing is appended, on its own; before the PUBREC
-   * either way.
+   * either way. `logged`: the message log keeps it, so it is appended even without targets.
    */
-  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number, record: Buffer | null): Promise<void> {
+  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number, record: Buffer | null, logged: boolean): Promise<void> {
     const waits: Promise<void>[] = [];
     // Written as it is routed (before any await), so retained sets and clears land in the order
     // they were published, as in the in-memory retained store.
@@ -350,7 +394,7 @@ export class Router {
       retained.catch(() => undefined); // awaited below, unless the append fails first
       waits.push(retained);
     }
-    if (targets.length === 0) {
+    if (targets.length === 0 && !logged) {
       if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
       await Promise.all(waits);
       return;

@@ -272,6 +272,8 @@ export class Session {
   afterLogged: (() => void)[] | null = null;
   /** Earlier deliveries still being sent (a retained feed): live ones wait behind it. Null when none. */
   feed: LiveHold | null = null;
+  /** `$log/` subscriptions (msglog/reconsume.ts): their readers of the message log, by filter. Null when none. */
+  logReaders: Map<string, { stop(): void }> | null = null;
 
   constructor(readonly clientId: string) {}
 

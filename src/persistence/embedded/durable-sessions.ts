@@ -128,6 +128,16 @@ interface Batch {
   reject: (e: unknown) => void;
 }
 
+/** The appends of one event-loop turn: one appendPacked call. */
+interface AppendBatch {
+  msgs: PackedMessage[];
+  /** Per message, who waits for its position (null: a message only the message log keeps, see logMessage). */
+  waiters: (AppendWaiter | null)[];
+  /** The whole batch (logMessage), created with the first such message; its settle functions. */
+  all: Promise<void> | null;
+  settle: { resolve: () => void; reject: (e: unknown) => void } | null;
+}
+
 export class DurableSessions implements SessionRegistry, MessageLog, RetainedRegistry, Persistence {
   private batch: Batch | null = null;
   /**
@@ -138,7 +148,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   /** Appends complete in the order they were made, as far as JS can see. */
   private readonly appends = new InOrder();
   private inflightCommits = new Set<Promise<void>>();
-  private appendBatch: { msgs: PackedMessage[]; waiters: AppendWaiter[] } | null = null;
+  private appendBatch: AppendBatch | null = null;
   private closed = false;
   readonly nShards: number;
   /** Sessions whose progress changed in ways that need no prompt commit (see mark). */
@@ -305,23 +315,36 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * the same event-loop turn cross to the store in one call (one promise for the batch).
    */
   saveSessionMessages(msg: Message): Promise<LogPosition> {
-    return new Promise((resolve, reject) => this.enqueueAppend(msg, 0, { resolve, reject }));
+    return new Promise((resolve, reject) => this.batchFor(msg, 0).waiters.push({ resolve, reject }));
   }
 
   /**
-   * Add a message to this turn's append batch. Its waiter is resolved with the batch, in offset
-   * order, and is the very promise the caller awaits (never one chained behind another): the
-   * callers' continuations run in offset order, and a caught-up session takes a shard's
-   * messages in that order (LogSession.arrive counts anything below its `next` as read).
+   * Append a message only the message log keeps (msglog async mode): no promise of its own, the
+   * one of its batch (every message appended in this event-loop turn) is returned.
    */
-  private enqueueAppend(msg: Message, inboundId: number, waiter: AppendWaiter): void {
+  logMessage(msg: Message): Promise<void> {
+    const b = this.batchFor(msg, 0);
+    b.waiters.push(null);
+    return (b.all ??= new Promise<void>((resolve, reject) => {
+      b.settle = { resolve, reject };
+    }));
+  }
+
+  /**
+   * This turn's append batch, with `msg` added; the caller pushes its waiter (one per message).
+   * A waiter is resolved with the batch, in offset order, and is the very promise its caller
+   * awaits (never one chained behind another): the callers' continuations run in offset order,
+   * and a caught-up session takes a shard's messages in that order (LogSession.arrive counts
+   * anything below its `next` as read).
+   */
+  private batchFor(msg: Message, inboundId: number): AppendBatch {
     let b = this.appendBatch;
     if (!b) {
-      b = this.appendBatch = { msgs: [], waiters: [] };
+      b = this.appendBatch = { msgs: [], waiters: [], all: null, settle: null };
       setImmediate(() => this.flushAppends());
     }
     b.msgs.push({ publisher: msg.publisher, topic: msg.topic, qos: msg.qos, retain: msg.retain, properties: encodeProperties(msg.properties), payload: msg.payload, inboundId });
-    b.waiters.push(waiter);
+    return b;
   }
 
   private flushAppends(): void {
@@ -334,9 +357,13 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
       (pos) => {
         stats.appendBatch.observe(b.msgs.length);
         stats.appendSeconds.observe((performance.now() - t0) / 1000);
-        b.waiters.forEach((w, i) => w.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
+        b.waiters.forEach((w, i) => w?.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
+        b.settle?.resolve();
       },
-      (e: unknown) => b.waiters.forEach((w) => w.reject(e)),
+      (e: unknown) => {
+        b.waiters.forEach((w) => w?.reject(e));
+        b.settle?.reject(e);
+      },
     );
   }
 
@@ -352,7 +379,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     // Not `await write; return saveSessionMessages(…)`: the promise returned would resolve some
     // microtask hops after the batch's other waiters, behind messages appended after this one.
     return new Promise((resolve, reject) => {
-      this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]).then(() => this.enqueueAppend(msg, id, { resolve, reject }), reject);
+      this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]).then(() => this.batchFor(msg, id).waiters.push({ resolve, reject }), reject);
     });
   }
 

@@ -9,6 +9,7 @@ import type { QoS } from '../../wire/codec.js';
 import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
 import { topicLevels } from '../../wire/topic.js';
 import { validateTopicFilter } from '../../native.js';
+import { LogFeed, logStart, parseLogFilter } from '../../msglog/reconsume.js';
 import type { SubscriptionOptions } from '../../session/session.js';
 
 const V3_FAILURE = 0x80;
@@ -100,11 +101,13 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
     return { filter: s.topic, opts, code: checkFilter(broker, s.topic, opts.qos) };
   });
 
-  const answers = wanted.map((w) => (w.code < 0x80 ? broker.gates.authorizeSubscribe(conn, w.filter, w.opts.qos) : w.code));
+  // A `$log/<from>/<filter>` subscription (msglog/reconsume.ts) reads <filter>'s topics: the gates are asked for those.
+  const answers = wanted.map((w) => (w.code < 0x80 ? broker.gates.authorizeSubscribe(conn, parseLogFilter(w.filter)?.inner || w.filter, w.opts.qos) : w.code));
   const anyAsync = answers.some((a) => a instanceof Promise);
   conn.gate(anyAsync ? Promise.all(answers) : (answers as (QoS | false | number)[]), (results) => {
     if (!conn.session) return;
     const retainedToSend: { filter: string; qos: QoS; rap: boolean }[] = [];
+    const logFeeds: LogFeed[] = [];
     const writes: Promise<void>[] = [];
     const granted = wanted.map((w, i) => {
       if (w.code >= 0x80) return v5 ? w.code : V3_FAILURE;
@@ -116,6 +119,21 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
         return v5 ? RC.QuotaExceeded : V3_FAILURE;
       }
       const qos = Math.min(w.opts.qos, typeof a === 'number' ? a : w.opts.qos) as QoS;
+      const log = parseLogFilter(w.filter);
+      if (log) {
+        // Re-consume: a reader of the message log from <from>, started after the SUBACK; not a subscription of the trie.
+        const store = broker.logStore();
+        if (!store) return v5 ? RC.ImplementationSpecificError : V3_FAILURE;
+        let start: number[];
+        try {
+          start = logStart(store, log.from, log.inner);
+        } catch (e) {
+          broker.onClientError(conn, new Error(`SUBSCRIBE ${w.filter}: ${(e as Error).message}`));
+          return v5 ? RC.TopicFilterInvalid : V3_FAILURE;
+        }
+        logFeeds.push(new LogFeed(store, session, conn, w.filter, log.inner, start, qos, subId !== undefined ? [subId] : undefined));
+        return qos;
+      }
       const opts = { ...w.opts, qos };
       const existed = broker.router.subscribe(session, w.filter, opts, writes);
       const shared = w.filter.startsWith('$share/');
@@ -128,6 +146,7 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
     const suback = (): void => {
       conn.send({ cmd: 'suback', messageId: p.messageId ?? 0, granted });
       for (const r of retainedToSend) broker.router.deliverRetained(session, r.filter, r.qos, subId);
+      for (const f of logFeeds) f.start();
     };
     if (writes.length === 0) {
       suback();

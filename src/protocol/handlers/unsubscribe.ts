@@ -11,7 +11,15 @@ export function handleUnsubscribe(conn: Connection, packet: IUnsubscribePacket):
   // [MQTT-3.10.3-2] at least one filter.
   if (packet.unsubscriptions.length === 0) throw new ProtocolViolation(RC.ProtocolError, 'UNSUBSCRIBE without topic filters');
   const writes: Promise<void>[] = [];
-  const codes = packet.unsubscriptions.map((filter) => (conn.broker.router.unsubscribe(session, filter, writes) ? RC.Success : RC.NoSubscriptionExisted));
+  const codes = packet.unsubscriptions.map((filter) => {
+    // A `$log/` subscription (msglog/reconsume.ts): its reader stops.
+    const reader = session.logReaders?.get(filter);
+    if (reader) {
+      reader.stop();
+      return RC.Success;
+    }
+    return conn.broker.router.unsubscribe(session, filter, writes) ? RC.Success : RC.NoSubscriptionExisted;
+  });
   const unsuback = (): void => conn.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: conn.protocolVersion === 5 ? codes : [] });
   if (writes.length === 0) {
     unsuback();

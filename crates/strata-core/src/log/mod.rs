@@ -15,6 +15,7 @@
 //! - Each append's completion runs exactly once, after the policy's durability point.
 pub mod entry;
 mod inbound;
+pub mod lines;
 mod manifest;
 mod open;
 pub mod packed;
@@ -606,6 +607,36 @@ impl Log {
     /// Offset one past the newest visible record of a shard.
     pub fn shard_end(&self, shard: u32) -> Result<u64, CoreError> {
         Ok(self.shard(shard)?.shared.end.load(Ordering::Acquire))
+    }
+
+    /// The first offset of shard `shard` whose record has a timestamp ≥ `ts_ms`: where a
+    /// read "from time `ts_ms`" starts (the message log's queries, `$log/<time>/…`).
+    ///
+    /// Timestamps are monotonic per shard, so every record at or after the answer is at
+    /// or after `ts_ms` and every committed record before it is older. The shard's end
+    /// when no stored record is that recent (a read from there sees only what comes
+    /// next); at most the shard's committed end. Generations whose newest record is
+    /// older are passed over without reading them; in the first that is not, a binary
+    /// search over its segments and their sparse index, then a scan of at most one
+    /// index interval. Records hidden by retention count like any other (the scan that
+    /// follows skips them).
+    ///
+    /// Errors: [`CoreError::NotFound`] for a shard ≥ `n_shards`; [`CoreError::Io`] for
+    /// a failed read.
+    pub fn offset_at_time(&self, shard: u32, ts_ms: u64) -> Result<u64, CoreError> {
+        let s = self.shard(shard)?;
+        // The end first: every record below it is committed in the generations read below.
+        let end = s.shared.end.load(Ordering::Acquire);
+        for g in s.shared.generations() {
+            if g.end_offset().is_none() || g.last_ts() < ts_ms {
+                continue;
+            }
+            let off = with_scratch(|sc| shard::offset_at_time(&g, ts_ms, sc))?;
+            if off < g.end_offset().unwrap_or(0) {
+                return Ok(off.min(end));
+            }
+        }
+        Ok(end)
     }
 
     /// Parks a caught-up reader: `waker` runs (on a writer thread, or now) once the

@@ -162,6 +162,23 @@ pub struct ScanResult {
     pub skipped: f64,
 }
 
+/// The result of `scanLines`: the message log's JSON lines of a scan.
+#[napi(object)]
+pub struct ScanLinesResult {
+    /// The lines, back to back, each ending in a newline.
+    pub buffer: Buffer,
+    /// Line boundaries (`lines + 1` values).
+    pub offsets: Uint32Array,
+    /// `timestamp, offset` of each line.
+    pub meta: Float64Array,
+    /// As `ScanResult.next`.
+    pub next: f64,
+    /// As `ScanResult.status`.
+    pub status: u32,
+    /// As `ScanResult.skipped`.
+    pub skipped: f64,
+}
+
 /// One shard of a `replay` call.
 #[napi(object)]
 pub struct ReplayShardArg {

@@ -1,10 +1,10 @@
 //! Reads: by position (`readAt`), session replay scans (`scan`), shard ends and the wait
 //! for appends, the shard of a publisher, inbound QoS 2 ids, the streams of a filter.
 //! Entries use the batch entry layout (`strata_core::log::entry`, `layouts().entry`).
-use super::{ReadAtResult, ScanResult, Store, StreamInfo};
+use super::{ReadAtResult, ScanLinesResult, ScanResult, Store, StreamInfo};
 use crate::error::to_napi_coded;
 use crate::guard::{self, lock, Pending};
-use napi::bindgen_prelude::{Either, Object, Uint32Array, Uint8Array};
+use napi::bindgen_prelude::{Either, Float64Array, Object, Uint32Array, Uint8Array};
 use napi::{Env, Result};
 use napi_derive::napi;
 use std::sync::{Arc, Mutex};
@@ -87,6 +87,59 @@ impl Store {
                     p.reject(e);
                 }
             }
+        })
+    }
+
+    /// The first offset of shard `shard` whose record has a timestamp ≥ `tsMs` (the
+    /// shard's end when none is that recent): where a read from a time starts
+    /// (`strata_core::log::Log::offset_at_time`). Throws `ERR_INVALID_ARGUMENT` for a
+    /// time that is not an integer in 0..2^53, `ERR_NOT_FOUND` for a shard ≥ `nShards`.
+    #[napi]
+    pub fn offset_at_time(&self, shard: u32, ts_ms: f64) -> Result<f64, String> {
+        guard::call("Store.offsetAtTime", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let ts = args::offset(ts_ms, || "offsetAtTime: tsMs".into()).map_err(to_napi_coded)?;
+            Ok(inner.log.offset_at_time(shard, ts).map_err(to_napi_coded)? as f64)
+        })
+    }
+
+    /// `scan` with one filter per record (every filter from offset 0), the matching entries
+    /// written as the message log's JSON lines (`strata_core::log::lines`: byte for byte what
+    /// `src/msglog/query.ts` writes; `keyProperty`: the user property an entry's key is taken
+    /// from, `""` for the publisher). Errors and limits as `scan`.
+    #[napi(
+        ts_args_type = "shard: number, from: number, filters: string[], maxEntries: number, keyProperty: string, until?: number"
+    )]
+    pub fn scan_lines(
+        &self,
+        shard: u32,
+        from: f64,
+        filters: Vec<String>,
+        max_entries: u32,
+        key_property: String,
+        until: Option<f64>,
+    ) -> Result<ScanLinesResult, String> {
+        guard::call("Store.scanLines", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let starts = vec![0.0; filters.len()];
+            let (from, filters, limits) =
+                args::scan(from, filters, &starts, max_entries, None, until, None)
+                    .map_err(to_napi_coded)?;
+            let b =
+                core_log::scan(&inner.log, shard, from, &filters, limits).map_err(to_napi_coded)?;
+            let l = core_log::lines::scan_lines(&b, &key_property);
+            Ok(ScanLinesResult {
+                offsets: Uint32Array::new(l.offsets),
+                meta: Float64Array::new(l.meta.into_iter().map(|v| v as f64).collect()),
+                next: b.next as f64,
+                status: match b.status {
+                    ScanStatus::Next => 0,
+                    ScanStatus::Done => 1,
+                    ScanStatus::Until => 2,
+                },
+                skipped: b.skipped as f64,
+                buffer: l.buf.into(),
+            })
         })
     }
 

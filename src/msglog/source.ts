@@ -1,0 +1,13 @@
+/** What the message log's API (admin/log-routes.ts) needs from a running broker (broker.ts has it all). */
+import type { DurableStore } from '../native.js';
+import type { MsglogConfig } from './config.js';
+import type { Replays, Republish } from './replay.js';
+
+export interface LogSource {
+  readonly msglog: MsglogConfig;
+  readonly replays: Replays;
+  /** The embedded store, null without one. */
+  logStore(): DurableStore | null;
+  /** Re-publish a logged message (Broker.republish). */
+  readonly republish: Republish;
+}
