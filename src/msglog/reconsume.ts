@@ -67,6 +67,8 @@ export class LogFeed {
     start: number[],
     private readonly qos: QoS,
     private readonly subIds: number[] | undefined,
+    /** The ACL's deny rules inside the filter (Router.readDenied): those topics are skipped, as a subscription skips them. */
+    private readonly readDenied: ((topic: string) => boolean) | undefined,
   ) {
     this.reader = new LogReader(store, inner, start, null);
     this.waiting = start.map(() => false);
@@ -119,7 +121,9 @@ export class LogFeed {
       return;
     }
     const now = Date.now();
+    const denied = this.readDenied;
     for (const e of got) {
+      if (denied !== undefined && denied(e.topic)) continue;
       const msg = createMessage(e.topic, Buffer.from(e.payload), e.qos, false, e.properties.length > 0 ? decodeProperties(e.properties) : undefined, e.publisher, now);
       deliver(this.session, msg, (this.qos < e.qos ? this.qos : e.qos) as QoS, false, this.subIds, now);
     }

@@ -141,6 +141,15 @@ export class Router {
     return existed;
   }
 
+  /**
+   * The topics inside `filter` the ACL keeps from `client` (its deny rules within a granted
+   * filter), undefined when none can be: for readers that are not subscriptions of the table
+   * (a `$log/` re-consume, msglog/reconsume.ts), which must skip them as a subscription does.
+   */
+  readDenied(client: ClientInfo, filter: string): ((topic: string) => boolean) | undefined {
+    return this.access ? this.access.forClient(client).readDenied(filter) : undefined;
+  }
+
   /** Remove a subscription; for a persistent session the durable removal is pushed onto `writes` (UNSUBACK waits for it). */
   unsubscribe(session: Session, filter: string, writes: Promise<void>[] | null = null): boolean {
     const sub = session.subscriptions.get(filter);

@@ -155,6 +155,31 @@ test('a deny rule inside a granted filter keeps its messages from the subscriber
   }
 });
 
+test('a deny rule inside a granted filter holds for the message log too: $log/earliest/<filter> does not replay the denied topic', async () => {
+  const acl = aclFile();
+  const tb = await startBroker({ config: { 'auth.acl_file': acl.path, 'msglog.topics': 'home/#', 'msglog.mode': 'sync' } });
+  try {
+    // Written by the broker's own API (alice's deny rule keeps her from publishing it), logged.
+    tb.broker.publishMessage('home/alice/secret', Buffer.from('logged-secret'), { qos: 1 });
+    const alice = await client(tb, { username: 'alice', clientId: 'alice-log-pub' });
+    await alice.publishAsync('home/alice/lamp', 'logged-lamp', { qos: 1 });
+    await sleep(50);
+    const sub = await client(tb, { username: 'alice', clientId: 'alice-log-sub', protocolVersion: 5 });
+    const got = collect(sub, 1);
+    await sub.subscribeAsync('$log/earliest/home/alice/#', { qos: 1 });
+    assert.deepEqual((await got).map((m) => m.payload.toString()), ['logged-lamp']);
+    const live = collect(sub, 1);
+    tb.broker.publishMessage('home/alice/secret', Buffer.from('live-secret'), { qos: 1 });
+    await alice.publishAsync('home/alice/door', 'live-door', { qos: 1 });
+    assert.deepEqual((await live).map((m) => m.payload.toString()), ['live-door']);
+    assert.deepEqual(await quiet(sub, 200), [], 'nothing of the denied topic, from the log or live');
+    await Promise.all([sub.endAsync(), alice.endAsync()]);
+  } finally {
+    await tb.close();
+    acl.dir.remove();
+  }
+});
+
 test('reload: a subscription the new file forbids stops receiving at once and is gone for good; a file that does not parse changes nothing', async () => {
   const acl = aclFile();
   const tb = await startBroker({ config: { 'auth.acl_file': acl.path } });

@@ -131,7 +131,7 @@ export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {
           broker.onClientError(conn, new Error(`SUBSCRIBE ${w.filter}: ${(e as Error).message}`));
           return v5 ? RC.TopicFilterInvalid : V3_FAILURE;
         }
-        logFeeds.push(new LogFeed(store, session, conn, w.filter, log.inner, start, qos, subId !== undefined ? [subId] : undefined));
+        logFeeds.push(new LogFeed(store, session, conn, w.filter, log.inner, start, qos, subId !== undefined ? [subId] : undefined, broker.router.readDenied(conn, log.inner)));
         return qos;
       }
       const opts = { ...w.opts, qos };
