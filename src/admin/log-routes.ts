@@ -6,7 +6,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { jsonLines, LogQueryError, type LogQueryInput, openLineReader, planQuery } from '../msglog/query.js';
-import type { Replay } from '../msglog/replay.js';
+import { checkPrefix, type Replay } from '../msglog/replay.js';
 import type { LogSource } from '../msglog/source.js';
 import type { DurableStore } from '../native.js';
 import { NotFound } from './view.js';
@@ -87,6 +87,7 @@ export function logRoutes(app: FastifyInstance, src: LogSource): void {
       const body = req.body as LogQueryInput & { toPrefix?: string; rate?: number };
       let plan;
       try {
+        checkPrefix(body.toPrefix);
         plan = planQuery(store, body);
       } catch (e) {
         throw badQuery(e);

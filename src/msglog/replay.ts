@@ -11,8 +11,8 @@
  * persistent sessions, logged again if the target topic is logged. What the log holds is read up to
  * its end when the replay starts, so replaying a logged topic onto itself ends.
  */
-import type { DurableStore, StoredMessage } from '../native.js';
-import { EntryCounter, type LogPlan, openReader, type LogReader } from './query.js';
+import { type DurableStore, type StoredMessage, validateTopicName } from '../native.js';
+import { EntryCounter, type LogPlan, LogQueryError, openReader, type LogReader } from './query.js';
 
 /** Routes one message; resolves once it is stored where it had to be (null: nothing to wait for). */
 export type Republish = (e: StoredMessage, topic: string) => Promise<void> | null;
@@ -99,7 +99,10 @@ export class Replay {
         if (got.length === 0) break;
         const waits: Promise<void>[] = [];
         for (const e of got) {
-          const p = this.republish(e, prefix + e.topic);
+          const topic = prefix + e.topic;
+          // Only the length can make a valid prefix and a logged topic an invalid name.
+          if (prefix !== '' && validateTopicName(topic) !== null) throw new Error(`${JSON.stringify(topic)} is not a valid topic name: ${validateTopicName(topic)}`);
+          const p = this.republish(e, topic);
           if (p) waits.push(p);
         }
         if (waits.length > 0) await Promise.all(waits);
@@ -151,6 +154,17 @@ export class Replay {
 }
 
 /** The replays a broker runs (admin API), by id; finished ones are kept until the next 100 start. */
+/**
+ * A replay's `toPrefix` must make topic names a client could publish to: no wildcard, no U+0000,
+ * not a `$` topic (the broker's own, `$SYS/…`). Throws LogQueryError (the admin API's 400).
+ */
+export function checkPrefix(prefix: string | undefined): void {
+  if (prefix === undefined || prefix === '') return;
+  if (prefix.startsWith('$')) throw new LogQueryError(`invalid prefix ${JSON.stringify(prefix)}: topics starting with $ are the broker's`);
+  const why = validateTopicName(`${prefix}x`);
+  if (why !== null) throw new LogQueryError(`invalid prefix ${JSON.stringify(prefix)}: ${why}`);
+}
+
 export class Replays {
   private readonly byId = new Map<string, Replay>();
   private seq = 0;

@@ -128,6 +128,12 @@ test('admin API: start, list, progress and stop a replay; a bad one is a 400', a
   const bad = await fetch(`${url}/api/v1/log/replays`, { method: 'POST', headers: h, body: JSON.stringify({ topic: 'small/#', fromOffset: '0:999999999' }) });
   assert.equal(bad.status, 400);
   assert.match(((await bad.json()) as { message: string }).message, /unknown offset/);
+  // A prefix that would make topic names no client may publish to: wildcards, U+0000, a `$` topic.
+  for (const toPrefix of ['x/#/', 'x/+/', 'x\u0000', '$SYS/']) {
+    const refused = await fetch(`${url}/api/v1/log/replays`, { method: 'POST', headers: h, body: JSON.stringify({ topic: 'small/#', toPrefix }) });
+    assert.equal(refused.status, 400, JSON.stringify(toPrefix));
+    assert.match(((await refused.json()) as { message: string }).message, /prefix/);
+  }
   const res = await fetch(`${url}/api/v1/log/replays`, { method: 'POST', headers: h, body: JSON.stringify({ topic: 'small/#', toPrefix: 'api/', rate: 1000 }) });
   assert.equal(res.status, 201);
   const p = (await res.json()) as { id: string; state: string; total: number | null };
