@@ -298,7 +298,12 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * Append a message to the log; resolves once durable under the fsync policy. Appends made in
    * the same event-loop turn cross to the store in one call (one promise for the batch).
    */
-  saveSessionMessages(msg: Message, inboundId = 0): Promise<LogPosition> {
+  saveSessionMessages(msg: Message): Promise<LogPosition> {
+    return this.append(msg, 0);
+  }
+
+  /** Append `msg` (with a persistent publisher's QoS 2 id, or 0) in this turn's batch. */
+  private append(msg: Message, inboundId: number): Promise<LogPosition> {
     let b = this.appendBatch;
     if (!b) {
       b = this.appendBatch = { msgs: [], waiters: [] };
@@ -335,7 +340,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     const key = q2Key(msg.publisher, id);
     const shard = this.store.shardOf(msg.publisher);
     await this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]);
-    return this.saveSessionMessages(msg, id);
+    return this.append(msg, id);
   }
 
   /**
