@@ -15,8 +15,9 @@
  *
  * Invariants:
  * - entries with msgId <= `after` were taken (in memory, in flight or completed); `taken` holds
- *   those above `after` taken out of order (shared deliveries, in flight at a restart): an
- *   arrival or a read of any of them is a duplicate;
+ *   those above `after` taken out of order (shared deliveries, in flight at a restart), completed
+ *   or not, until a read or a live arrival passes them: an arrival or a read of any of them is a
+ *   duplicate (a completion's removal from the registry may land after the next read);
  * - arrivals come in id order (QueueStore resolves saves in order), so in live mode every
  *   arrival is above `after`;
  * - replay ends only after a read that returned less than a page while no arrival was left in
@@ -67,6 +68,7 @@ export class QueueSession implements SessionPersistence {
     const full = this.backlog + session.queue.length >= lim.maxQueued || (lim.maxQueuedBytes > 0 && this.backlogBytes + session.queueBytes + bytes > lim.maxQueuedBytes);
     if (connected && !this.replaying && canTake && !full) {
       this.after = id;
+      if (this.taken.size > 0) for (const t of this.taken) if (t <= id) this.taken.delete(t); // passed: `after` covers them
       return 'take';
     }
     this.replaying = true;
@@ -130,7 +132,8 @@ export class QueueSession implements SessionPersistence {
   completed(p: Pending): void {
     const ref = p.ref;
     if (!ref) return;
-    this.taken.delete(ref.offset);
+    // It stays in `taken` until a read passes it: the removal from the registry may not have
+    // landed when the next read runs, which must not take it again.
     this.src.complete(this.clientId, ref.offset);
   }
 
