@@ -37,7 +37,7 @@ export const CONFIG_KEYS = {
   'durable_sessions.batch_size': { kind: 'int', default: 1000, min: 1, max: 100000, doc: 'messages read from the log per scan when a persistent session catches up' },
   'durable_sessions.native_drain': { kind: 'bool', default: true, doc: 'a persistent session catching up over plain TCP is drained by a Rust thread that has the socket meanwhile; `false` drains on the event loop' },
   'durable_sessions.message_retention_period': { kind: 'duration', default: 86400, min: 0, max: 315360000, doc: 'how long the log keeps messages (0 = forever); older generations are dropped whole' },
-  'persistence.registry': { kind: 'string', default: 'embedded', pattern: /^(embedded|redis|.*[\\/].*|.*\.m?js)$/, doc: 'where persistent sessions, their queues and retained messages are kept: `embedded` (the built-in log store in `node.data_dir`), `redis` (the `redis.*` keys), or the path of a module of your own implementing QueueRegistry (src/persistence/queue-registry.ts; its default export, or `createRegistry(config)`, checked at start) — see "Persistence registries"' },
+  'persistence.registry': { kind: 'string', default: 'embedded', pattern: /^(embedded|redis|sql|.*[\\/].*|.*\.m?js)$/, doc: 'where persistent sessions, their queues and retained messages are kept: `embedded` (the built-in log store in `node.data_dir`), `redis` (the `redis.*` keys), `sql` (PostgreSQL or MySQL / MariaDB, the `db.*` keys), or the path of a module of your own implementing QueueRegistry (src/persistence/queue-registry.ts; its default export, or `createRegistry(config)`, checked at start) — see "Persistence registries"' },
   'redis.mode': { kind: 'enum', default: 'single', values: ['single', 'sentinel', 'cluster'], doc: 'Redis registry: `single` (`redis.single.address`), `sentinel` (`redis.sentinel.*`) or `cluster` (`redis.cluster.nodes`)' },
   'redis.single.address': { kind: 'string', default: '127.0.0.1:6379', doc: 'Redis registry, single mode: the server `host:port`' },
   'redis.sentinel.master': { kind: 'string', default: 'mymaster', doc: 'Redis registry, sentinel mode: the master\'s name' },
@@ -49,6 +49,13 @@ export const CONFIG_KEYS = {
   'redis.password': { kind: 'string', default: '', doc: 'Redis registry: password' },
   'redis.timeout': { kind: 'int', default: 3000, min: 0, max: 3600000, doc: 'Redis registry: ms a command may wait for its reply, then it fails (a publish it stored for is refused: v5 0x80, 3.1.1 disconnected); 0 = no limit' },
   'redis.pool.conn.timeout': { kind: 'int', default: 3000, min: 1, max: 3600000, doc: 'Redis registry: ms to wait for a connection (at start a failure stops the broker; later ioredis reconnects every 500 ms). One connection per server carries every command, pipelined per event-loop turn, so smqtt\'s pool sizes have no counterpart' },
+  'db.url': { kind: 'string', default: '', doc: 'SQL registry: the database, `postgres://host:port/db`, `mysql://host:port/db` (MariaDB too), or smqtt\'s `jdbc:mysql://…` / `jdbc:postgresql://…` (its query string is ignored)' },
+  'db.username': { kind: 'string', default: '', doc: 'SQL registry: user (default: the URL\'s, else `postgres` / `root`)' },
+  'db.password': { kind: 'string', default: '', doc: 'SQL registry: password (default: the URL\'s)' },
+  'db.initialSize': { kind: 'int', default: 10, min: 1, max: 1000, doc: 'SQL registry: connections opened at start (a wrong address or password stops the start)' },
+  'db.maxActive': { kind: 'int', default: 300, min: 2, max: 10000, doc: 'SQL registry: connections at most (one carries each turn\'s write transaction, the others reads)' },
+  'db.maxWait': { kind: 'int', default: 60000, min: 1, max: 3600000, doc: 'SQL registry: ms to wait for a connection (PostgreSQL: from the pool; MySQL: to connect)' },
+  'db.minIdle': { kind: 'int', default: 2, min: 0, max: 10000, doc: 'SQL registry: idle connections kept open' },
   'durable_storage.messages.n_shards': { kind: 'int', default: 4, min: 1, max: 1024, doc: 'log shards (by publisher client id), fixed at first start' },
   'durable_storage.fsync': { kind: 'string', default: 'always', pattern: /^(always|none|interval:[1-9][0-9]*)$/, doc: '`always` | `interval:<ms>` | `none` — see "What is durable"' },
   'durable_storage.on_corruption': {
@@ -328,7 +335,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const env = opts.env ?? {};
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('STRATA_') || value === undefined) continue;
-    const key = name.slice(7).toLowerCase().split('__').join('.');
+    const lower = name.slice(7).toLowerCase().split('__').join('.');
+    const key = Object.keys(CONFIG_KEYS).find((k) => k.toLowerCase() === lower) ?? lower; // db.initialSize from STRATA_DB__INITIALSIZE
     set(key, value, `environment ${name}`);
   }
   for (const [k, v] of Object.entries(opts.overrides ?? {})) {

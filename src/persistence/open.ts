@@ -1,6 +1,6 @@
 /**
  * Choosing the registry (`persistence.registry`): the embedded store is opened by
- * lifecycle/restore.ts; an external one — Redis, or a user's module loaded from its path and
+ * lifecycle/restore.ts; an external one — Redis, SQL, or a user's module loaded from its path and
  * checked against QueueRegistry — is built and opened here, behind a QueueStore.
  *
  * A registry that cannot be reached or refuses the broker's credentials at start stops the start
@@ -13,6 +13,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { checkRegistry, QueueStore, type QueueRegistry, RegistryError } from './queue-registry.js';
 import { parseNodes, RedisRegistry, type RedisRegistryOptions } from './redis/registry.js';
+import { SqlRegistry, sqlOptions } from './sql/registry.js';
 
 /** The `redis.*` keys as the Redis registry takes them. */
 export function redisOptions(c: Config): RedisRegistryOptions {
@@ -36,6 +37,12 @@ export function redisOptions(c: Config): RedisRegistryOptions {
   };
 }
 
+/** The `db.*` keys as the SQL registry takes them. */
+function sqlFrom(c: Config): ReturnType<typeof sqlOptions> {
+  if (!c['db.url']) throw new RegistryError('persistence.registry = sql: db.url is not set (postgres://host:port/db or mysql://host:port/db)');
+  return sqlOptions(c['db.url'], c['db.username'], c['db.password'], { initialSize: c['db.initialSize'], maxActive: c['db.maxActive'], maxWait: c['db.maxWait'], minIdle: c['db.minIdle'] });
+}
+
 /** A user's registry module: its `createRegistry(config, log)`, else its default export (an object, or a factory). */
 async function loadModule(path: string, c: Config, log: Logger): Promise<QueueRegistry> {
   const file = isAbsolute(path) ? path : resolve(path);
@@ -56,8 +63,8 @@ async function loadModule(path: string, c: Config, log: Logger): Promise<QueueRe
 export async function openRegistry(c: Config, log: Logger): Promise<QueueStore | null> {
   const which = c['persistence.registry'];
   if (which === 'embedded') return null;
-  const registry = which === 'redis' ? new RedisRegistry(redisOptions(c), log) : await loadModule(which, c, log);
-  const name = which === 'redis' ? 'redis' : which;
+  const registry = which === 'redis' ? new RedisRegistry(redisOptions(c), log) : which === 'sql' ? new SqlRegistry(sqlFrom(c), log) : await loadModule(which, c, log);
+  const name = which;
   try {
     await registry.open();
   } catch (e) {

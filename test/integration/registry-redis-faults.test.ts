@@ -7,66 +7,18 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { MqttClient } from 'mqtt';
 import { BrokerProcess, client, collect, freePort, persistent, quiet, sleep, startBroker, tempDir, unconnected } from '../helpers.js';
+import { killUnderLoad } from '../registry-suite.js';
 import { startRedis } from '../servers.js';
 
-test('kill -9 under QoS 1 load: every acknowledged message reaches the persistent subscriber after the restart, none lost', async () => {
+test('kill -9 under QoS 1 load: every acknowledged message reaches the persistent subscriber after the restart, none lost', async (t) => {
   const redis = await startRedis();
-  const tmp = tempDir();
-  const env = { STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: redis.server };
-  const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
-  const pubs: MqttClient[] = [];
   try {
-    await broker.start();
-    const sub = await client(broker.url, persistent(5, 'k9-sub'));
-    await sub.subscribeAsync('k9/#', { qos: 1 });
-    await sub.endAsync();
-    // Four publishers, each keeping 50 QoS 1 messages in flight, until the broker dies.
-    const acked = new Set<string>();
-    let stop = false;
-    const load = async (p: number): Promise<void> => {
-      const pub = await client(broker.url, { protocolVersion: 5, clientId: `k9-pub-${p}` });
-      pubs.push(pub);
-      pub.on('error', () => undefined);
-      let i = 0;
-      const one = async (): Promise<void> => {
-        while (!stop) {
-          const payload = `${p}-${i++}`;
-          try {
-            await pub.publishAsync(`k9/${p}`, payload, { qos: 1 });
-            acked.add(payload);
-          } catch {
-            return; // the broker died with it unacknowledged: it may or may not be stored
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: 50 }, one));
-    };
-    const loads = [0, 1, 2, 3].map(load);
-    await sleep(1500);
-    await broker.kill9();
-    stop = true;
-    for (const p of pubs) p.end(true);
-    await Promise.allSettled(loads);
-    assert.ok(acked.size > 500, `load ran (${acked.size} acknowledged)`);
-
-    await broker.start();
-    const back = unconnected(broker.url, { ...persistent(5, 'k9-sub'), clean: false });
-    const got = new Set<string>();
-    back.on('message', (_t, payload) => got.add(payload.toString()));
-    back.connect();
-    for (let last = -1; got.size !== last; ) {
-      last = got.size;
-      await sleep(1000);
-    }
-    const lost = [...acked].filter((m) => !got.has(m));
-    assert.deepEqual(lost.slice(0, 10), [], `${lost.length} of ${acked.size} acknowledged messages lost`);
-    await back.endAsync();
+    const { acked, lost } = await killUnderLoad({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: redis.server });
+    t.diagnostic(`${acked} acknowledged, ${lost.length} lost`);
+    assert.ok(acked > 500, `load ran (${acked} acknowledged)`);
+    assert.deepEqual(lost.slice(0, 10), [], `${lost.length} of ${acked} acknowledged messages lost`);
   } finally {
-    for (const p of pubs) p.end(true);
-    await broker.stop();
-    tmp.remove();
     await redis.destroy();
   }
 });

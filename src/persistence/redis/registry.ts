@@ -29,7 +29,7 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { Logger } from '../../log.js';
 import type { QoS } from '../../wire/codec.js';
 import { topicMatches } from '../../wire/topic.js';
-import { type QueuedMessage, type QueueEntry, type QueueRegistry, RegistryError, type StoredMessage, type StoredSession } from '../queue-registry.js';
+import { packBody, type QueuedMessage, type QueueEntry, type QueueRegistry, RegistryError, type StoredMessage, type StoredSession, unpackBody } from '../queue-registry.js';
 import type { SessionRecord, StoredSubscription } from '../registries.js';
 
 /** The `redis.*` keys, read by persistence/open.ts. */
@@ -61,47 +61,6 @@ export function parseNodes(value: string, key: string, defaultPort = 6379): { ho
   }
   if (out.length === 0) throw new RegistryError(`${key}: no host:port given`);
   return out;
-}
-
-const BODY_VERSION = 1;
-
-/** A message body as stored: version, flags (qos, retain), receivedAt, topic, publisher, properties, payload. */
-export function packBody(m: StoredMessage): Buffer {
-  const topic = Buffer.from(m.topic, 'utf8');
-  const pub = Buffer.from(m.publisher, 'utf8');
-  const props = m.properties ?? Buffer.alloc(0);
-  const b = Buffer.allocUnsafe(1 + 1 + 8 + 2 + topic.length + 2 + pub.length + 4 + props.length + m.payload.length);
-  let at = b.writeUInt8(BODY_VERSION, 0);
-  at = b.writeUInt8(m.qos | (m.retain ? 4 : 0), at);
-  at = b.writeDoubleLE(m.receivedAt, at);
-  at = b.writeUInt16LE(topic.length, at);
-  at += topic.copy(b, at);
-  at = b.writeUInt16LE(pub.length, at);
-  at += pub.copy(b, at);
-  at = b.writeUInt32LE(props.length, at);
-  at += props.copy(b, at);
-  m.payload.copy(b, at);
-  return b;
-}
-
-export function unpackBody(id: number, b: Buffer): StoredMessage {
-  if (b[0] !== BODY_VERSION) throw new RegistryError(`redis registry: message ${id}: unknown body layout ${b[0]}`);
-  const flags = b[1] as number;
-  const receivedAt = b.readDoubleLE(2);
-  let at = 10;
-  const tl = b.readUInt16LE(at);
-  at += 2;
-  const topic = b.toString('utf8', at, at + tl);
-  at += tl;
-  const pl = b.readUInt16LE(at);
-  at += 2;
-  const publisher = b.toString('utf8', at, at + pl);
-  at += pl;
-  const prl = b.readUInt32LE(at);
-  at += 4;
-  const properties = prl > 0 ? b.subarray(at, at + prl) : null;
-  at += prl;
-  return { id, topic, payload: b.subarray(at), qos: (flags & 3) as QoS, retain: (flags & 4) !== 0, publisher, receivedAt, properties };
 }
 
 /** The hash-tagged part of a session's keys. */
