@@ -18,7 +18,8 @@
  * id): commands issued in one event-loop turn leave in one write (ioredis auto-pipelining; per
  * node in a cluster), and the save resolves once Redis acknowledged every one of them. A
  * session's changes that must go together (a completion: queue entry and in-flight state; a
- * deletion) are Lua scripts on its own keys. A body is unreferenced only for queue entries a
+ * deletion) are Lua scripts on its own keys (single server and Sentinel: the completion
+ * unreferences the bodies in the same script). A body is unreferenced only for queue entries a
  * script actually removed, so a completion racing a deletion never frees a body twice.
  *
  * While Redis is unreachable commands fail at once (no offline queue): the publisher of a message
@@ -109,17 +110,26 @@ local out = {}
 for i = 2, #ids, 2 do out[#out + 1] = ids[i] end
 return out`;
 
-/** Lua: record an entry in flight only while it is in the queue (a late write never resurrects a completed one). */
-const INFLIGHT = `
-if redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1`;
+/**
+ * Lua, single server and Sentinel (no slots to respect): COMPLETE, then each removed entry's body
+ * unreferenced (KEYS[3..]: the bodies, in ARGV's order) — one command per session and turn.
+ */
+const COMPLETE_UNREF = `
+local n = 0
+for i, id in ipairs(ARGV) do
+  if redis.call('ZREMRANGEBYSCORE', KEYS[1], id, id) > 0 and redis.call('EXISTS', KEYS[i + 2]) == 1 then
+    if redis.call('HINCRBY', KEYS[i + 2], 'n', -1) <= 0 then redis.call('DEL', KEYS[i + 2]) end
+    n = n + 1
+  end
+  redis.call('HDEL', KEYS[2], id)
+end
+return n`;
 
 interface Scripts {
   smqComplete(q: string, inf: string, ...ids: string[]): Promise<string[]>;
   smqUnref(key: string): Promise<number>;
   smqDrop(rec: string, sub: string, q: string, inf: string, in2: string): Promise<string[]>;
-  smqInflight(q: string, inf: string, id: string, value: string): Promise<number>;
+  smqCompleteUnref(numKeys: number, ...args: string[]): Promise<number>;
 }
 
 type Client = (Redis | Cluster) & Scripts;
@@ -173,7 +183,7 @@ export class RedisRegistry implements QueueRegistry {
     client.defineCommand('smqComplete', { numberOfKeys: 2, lua: COMPLETE });
     client.defineCommand('smqUnref', { numberOfKeys: 1, lua: UNREF });
     client.defineCommand('smqDrop', { numberOfKeys: 5, lua: DROP });
-    client.defineCommand('smqInflight', { numberOfKeys: 2, lua: INFLIGHT });
+    client.defineCommand('smqCompleteUnref', { lua: COMPLETE_UNREF }); // number of keys given per call
     let lastError = '';
     client.on('error', (e: Error) => {
       if (e.message !== lastError) this.log.error({ registry: 'redis', server: this.where(), err: e.message }, `redis registry: ${e.message}`);
@@ -318,14 +328,21 @@ export class RedisRegistry implements QueueRegistry {
   }
 
   async setInflight(clientId: string, msgId: number, packetId: number, phase: 1 | 2): Promise<void> {
-    const k = keys(clientId);
-    await this.must().smqInflight(k.q, k.inf, String(msgId), `${packetId}:${phase}`);
+    // Issued before the entry's completion on the same connection, so never left behind by it
+    // (and loadSession ignores an in-flight field whose entry is gone).
+    await this.must().hset(keys(clientId).inf, String(msgId), `${packetId}:${phase}`);
   }
 
   async complete(clientId: string, msgIds: number[]): Promise<void> {
     const c = this.must();
     const k = keys(clientId);
-    const removed = await c.smqComplete(k.q, k.inf, ...msgIds.map(String));
+    const ids = msgIds.map(String);
+    if (this.o.mode !== 'cluster') {
+      await c.smqCompleteUnref(2 + ids.length, k.q, k.inf, ...msgIds.map(bodyKey), ...ids);
+      return;
+    }
+    // A cluster: the bodies live in other slots, unreferenced one by one for what was removed.
+    const removed = await c.smqComplete(k.q, k.inf, ...ids);
     await Promise.all(removed.map((id) => c.smqUnref(bodyKey(Number(id)))));
   }
 
