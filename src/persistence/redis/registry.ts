@@ -15,8 +15,10 @@
  *   smq:retain          hash    topic → body of the retained message
  *
  * A save is one HSET of the body and one ZADD per session (and the publisher's SADD of its QoS 2
- * id): commands issued in one event-loop turn leave in one write (ioredis auto-pipelining; per
- * node in a cluster), and the save resolves once Redis acknowledged every one of them. A
+ * id). On a single server and Sentinel one event-loop turn's saves are one Lua script call (and
+ * its in-flight records one HSET per session); in a cluster they are separate commands, which
+ * ioredis auto-pipelining sends per node in one write. A save resolves once Redis acknowledged
+ * every command carrying it. A
  * session's changes that must go together (a completion: queue entry and in-flight state; a
  * deletion) are Lua scripts on its own keys (single server and Sentinel: the completion
  * unreferences the bodies in the same script). A body is unreferenced only for queue entries a
@@ -125,14 +127,45 @@ for i, id in ipairs(ARGV) do
 end
 return n`;
 
+/**
+ * Lua, single server and Sentinel: one event-loop turn's saves in one command. KEYS: the bodies,
+ * then the queues, then the inbound sets. ARGV: nBodies, nEntries, nInbound, then per body
+ * (body, refs), per entry (key index, score, member), per inbound id (key index, id).
+ */
+const SAVE = `
+local nb, ne, ni = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local a = 4
+for i = 1, nb do
+  redis.call('HSET', KEYS[i], 'b', ARGV[a], 'n', ARGV[a + 1])
+  a = a + 2
+end
+for i = 1, ne do
+  redis.call('ZADD', KEYS[tonumber(ARGV[a])], ARGV[a + 1], ARGV[a + 2])
+  a = a + 3
+end
+for i = 1, ni do
+  redis.call('SADD', KEYS[tonumber(ARGV[a])], ARGV[a + 1])
+  a = a + 2
+end
+return nb`;
+
 interface Scripts {
   smqComplete(q: string, inf: string, ...ids: string[]): Promise<string[]>;
   smqUnref(key: string): Promise<number>;
   smqDrop(rec: string, sub: string, q: string, inf: string, in2: string): Promise<string[]>;
   smqCompleteUnref(numKeys: number, ...args: string[]): Promise<number>;
+  smqSave(numKeys: number, ...args: (string | Buffer | number)[]): Promise<number>;
 }
 
 type Client = (Redis | Cluster) & Scripts;
+
+/** One event-loop turn's writes (single server and Sentinel). */
+interface Turn {
+  saves: { msg: StoredMessage; to: QueueEntry[]; in2: { clientId: string; id: number } | null }[];
+  /** Per session: field, value, field, value… of its in-flight hash. */
+  inflight: Map<string, string[]>;
+  waiters: { resolve: () => void; reject: (e: unknown) => void }[];
+}
 
 export class RedisRegistry implements QueueRegistry {
   private client: Client | null = null;
@@ -156,7 +189,10 @@ export class RedisRegistry implements QueueRegistry {
       password: o.password || undefined,
       db: o.database,
       connectTimeout: o.connectTimeoutMs,
-      commandTimeout: o.timeoutMs || undefined,
+      // redis.timeout: a server that stops answering for this long while commands wait has its
+      // connection reset, and what waited fails (publishers refused). Per connection, not per
+      // command: a timer per command would cost more than the command.
+      socketTimeout: o.timeoutMs || undefined,
       // A command while Redis is away fails at once: its publisher is refused, nobody waits.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -184,6 +220,7 @@ export class RedisRegistry implements QueueRegistry {
     client.defineCommand('smqUnref', { numberOfKeys: 1, lua: UNREF });
     client.defineCommand('smqDrop', { numberOfKeys: 5, lua: DROP });
     client.defineCommand('smqCompleteUnref', { lua: COMPLETE_UNREF }); // number of keys given per call
+    client.defineCommand('smqSave', { lua: SAVE });
     let lastError = '';
     client.on('error', (e: Error) => {
       if (e.message !== lastError) this.log.error({ registry: 'redis', server: this.where(), err: e.message }, `redis registry: ${e.message}`);
@@ -304,8 +341,84 @@ export class RedisRegistry implements QueueRegistry {
     await this.must().hdel(keys(clientId).sub, filter);
   }
 
+  /** This turn's saves and in-flight records (single server and Sentinel), written by `flush`. */
+  private turn: Turn | null = null;
+
+  private current(): Turn {
+    let t = this.turn;
+    if (t === null) {
+      t = this.turn = { saves: [], inflight: new Map(), waiters: [] };
+      setImmediate(() => this.flush());
+    }
+    return t;
+  }
+
+  /**
+   * One turn's writes: its saves in one script call, then one HSET per session for what it sent
+   * (in that order on the one connection, before any later completion). Each caller resolves
+   * once the command carrying its write is acknowledged.
+   */
+  private flush(): void {
+    const t = this.turn;
+    this.turn = null;
+    if (t === null) return;
+    const c = this.client;
+    if (c === null) {
+      for (const w of t.waiters) w.reject(new RegistryError('redis registry is closed'));
+      return;
+    }
+    const done: Promise<unknown>[] = [];
+    if (t.saves.length > 0) {
+      const bodies: (string | Buffer | number)[] = [];
+      const entries: (string | number)[] = [];
+      const inbound: (string | number)[] = [];
+      const bodyKeys: string[] = [];
+      const queueKeys: string[] = [];
+      const queueIndex = new Map<string, number>();
+      const in2Keys: string[] = [];
+      for (const { msg, to, in2 } of t.saves) {
+        bodyKeys.push(bodyKey(msg.id));
+        bodies.push(packBody(msg), to.length);
+        for (const e of to) {
+          const k = keys(e.clientId).q;
+          let at = queueIndex.get(k);
+          if (at === undefined) {
+            at = queueKeys.push(k) - 1;
+            queueIndex.set(k, at);
+          }
+          entries.push(at, msg.id, member(e));
+        }
+        if (in2) {
+          in2Keys.push(keys(in2.clientId).in2);
+          inbound.push(in2Keys.length - 1, in2.id);
+        }
+      }
+      const nb = bodyKeys.length;
+      const nq = queueKeys.length;
+      // Key indexes as Lua sees them (1-based, after the bodies / queues).
+      for (let i = 0; i < entries.length; i += 3) entries[i] = (entries[i] as number) + nb + 1;
+      for (let i = 0; i < inbound.length; i += 2) inbound[i] = (inbound[i] as number) + nb + nq + 1;
+      done.push(c.smqSave(nb + nq + in2Keys.length, ...bodyKeys, ...queueKeys, ...in2Keys, nb, entries.length / 3, inbound.length / 2, ...bodies, ...entries, ...inbound));
+    }
+    for (const [clientId, fields] of t.inflight) done.push(c.hset(keys(clientId).inf, ...fields));
+    Promise.all(done).then(
+      () => t.waiters.forEach((w) => w.resolve()),
+      (e: unknown) => t.waiters.forEach((w) => w.reject(e)),
+    );
+  }
+
+  private wait(t: Turn): Promise<void> {
+    return new Promise((resolve, reject) => t.waiters.push({ resolve, reject }));
+  }
+
   async saveSessionMessages(msg: StoredMessage, to: QueueEntry[], inbound: { clientId: string; id: number } | null): Promise<void> {
     const c = this.must();
+    if (this.o.mode !== 'cluster') {
+      const t = this.current();
+      if (to.length > 0 || inbound) t.saves.push({ msg, to, in2: inbound });
+      return this.wait(t);
+    }
+    // A cluster: bodies and queues in their own slots, command by command (auto-pipelined per node).
     const writes: Promise<unknown>[] = [];
     if (to.length > 0) writes.push(c.hset(bodyKey(msg.id), 'b', packBody(msg), 'n', to.length));
     for (const e of to) writes.push(c.zadd(keys(e.clientId).q, msg.id, member(e)));
@@ -330,7 +443,16 @@ export class RedisRegistry implements QueueRegistry {
   async setInflight(clientId: string, msgId: number, packetId: number, phase: 1 | 2): Promise<void> {
     // Issued before the entry's completion on the same connection, so never left behind by it
     // (and loadSession ignores an in-flight field whose entry is gone).
-    await this.must().hset(keys(clientId).inf, String(msgId), `${packetId}:${phase}`);
+    const c = this.must();
+    if (this.o.mode === 'cluster') {
+      await c.hset(keys(clientId).inf, String(msgId), `${packetId}:${phase}`);
+      return;
+    }
+    const t = this.current();
+    const fields = t.inflight.get(clientId);
+    if (fields) fields.push(String(msgId), `${packetId}:${phase}`);
+    else t.inflight.set(clientId, [String(msgId), `${packetId}:${phase}`]);
+    return this.wait(t);
   }
 
   async complete(clientId: string, msgIds: number[]): Promise<void> {
