@@ -52,10 +52,10 @@ export const CONFIG_KEYS = {
   'db.url': { kind: 'string', default: '', doc: 'SQL registry: the database, `postgres://host:port/db`, `mysql://host:port/db` (MariaDB too), or smqtt\'s `jdbc:mysql://…` / `jdbc:postgresql://…` (its query string is ignored)' },
   'db.username': { kind: 'string', default: '', doc: 'SQL registry: user (default: the URL\'s, else `postgres` / `root`)' },
   'db.password': { kind: 'string', default: '', doc: 'SQL registry: password (default: the URL\'s)' },
-  'db.initialSize': { kind: 'int', default: 10, min: 1, max: 1000, doc: 'SQL registry: connections opened at start (a wrong address or password stops the start)' },
-  'db.maxActive': { kind: 'int', default: 300, min: 2, max: 10000, doc: 'SQL registry: connections at most (one carries each turn\'s write transaction, the others reads)' },
-  'db.maxWait': { kind: 'int', default: 60000, min: 1, max: 3600000, doc: 'SQL registry: ms to wait for a connection (PostgreSQL: from the pool; MySQL: to connect)' },
-  'db.minIdle': { kind: 'int', default: 2, min: 0, max: 10000, doc: 'SQL registry: idle connections kept open' },
+  'db.initial_size': { kind: 'int', default: 10, min: 1, max: 1000, doc: 'SQL registry: connections opened at start (a wrong address or password stops the start); smqtt\'s `db.initialSize` is accepted too' },
+  'db.max_active': { kind: 'int', default: 300, min: 2, max: 10000, doc: 'SQL registry: connections at most (one carries each turn\'s write transaction, the others reads); smqtt\'s `db.maxActive` is accepted too' },
+  'db.max_wait': { kind: 'int', default: 60000, min: 1, max: 3600000, doc: 'SQL registry: ms to wait for a connection (PostgreSQL: from the pool; MySQL: to connect); smqtt\'s `db.maxWait` is accepted too' },
+  'db.min_idle': { kind: 'int', default: 2, min: 0, max: 10000, doc: 'SQL registry: idle connections kept open; smqtt\'s `db.minIdle` is accepted too' },
   'durable_storage.messages.n_shards': { kind: 'int', default: 4, min: 1, max: 1024, doc: 'log shards (by publisher client id), fixed at first start' },
   'durable_storage.fsync': { kind: 'string', default: 'always', pattern: /^(always|none|interval:[1-9][0-9]*)$/, doc: '`always` | `interval:<ms>` | `none` — see "What is durable"' },
   'durable_storage.on_corruption': {
@@ -284,6 +284,14 @@ function coerce(key: string, raw: unknown, where: string): number | boolean | st
   return v;
 }
 
+/** Keys accepted under another name: smqtt's camelCase pool keys (the house writes keys in snake case). */
+export const KEY_ALIASES: Readonly<Record<string, ConfigKey>> = {
+  'db.initialSize': 'db.initial_size',
+  'db.maxActive': 'db.max_active',
+  'db.maxWait': 'db.max_wait',
+  'db.minIdle': 'db.min_idle',
+};
+
 /** Parse the seeds' `key = value` format. Values are JSON when they parse as JSON, else text. */
 export function parseConfigText(text: string, file = '<config>'): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -316,7 +324,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const patterned: Record<string, PatternedValue> = {};
   const cfg: Record<string, unknown> = { patterned };
   for (const [k, spec] of Object.entries(CONFIG_KEYS)) cfg[k] = spec.default;
-  const set = (k: string, raw: unknown, where: string): void => {
+  const set = (given: string, raw: unknown, where: string): void => {
+    const k = KEY_ALIASES[given] ?? given;
     const value = coerce(k, raw, where);
     if (specOf(k)?.patterned) patterned[k] = { value, where };
     else cfg[k] = value;
@@ -335,8 +344,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const env = opts.env ?? {};
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('STRATA_') || value === undefined) continue;
-    const lower = name.slice(7).toLowerCase().split('__').join('.');
-    const key = Object.keys(CONFIG_KEYS).find((k) => k.toLowerCase() === lower) ?? lower; // db.initialSize from STRATA_DB__INITIALSIZE
+    const key = name.slice(7).toLowerCase().split('__').join('.');
     set(key, value, `environment ${name}`);
   }
   for (const [k, v] of Object.entries(opts.overrides ?? {})) {

@@ -39,7 +39,7 @@ export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
 
   registrySuite(`sql ${kind}`, async () => {
     await drop();
-    return withDataDir({ 'persistence.registry': 'sql', 'db.url': url(), 'db.initialSize': 2, 'db.maxActive': 8 });
+    return withDataDir({ 'persistence.registry': 'sql', 'db.url': url(), 'db.initial_size': 2, 'db.max_active': 8 });
   });
 
   test(`sql ${kind}: kill -9 under QoS 1 load loses no acknowledged message`, async (t) => {

@@ -145,7 +145,7 @@ export class SqlRegistry implements QueueRegistry {
       this.my = mysql.createPool({ host: o.host, port: o.port, user: o.user, password: o.password, database: o.database, connectionLimit: o.maxActive, maxIdle: Math.max(1, o.minIdle), connectTimeout: o.maxWait, charset: 'utf8mb4_bin' });
     }
     try {
-      // Open db.initialSize connections now: a wrong address or password stops the start here.
+      // Open db.initial_size connections now: a wrong address or password stops the start here.
       const conns = await Promise.all(Array.from({ length: Math.max(1, Math.min(o.initialSize, o.maxActive)) }, () => this.conn()));
       for (const c of conns) c.release();
       await this.migrate();
