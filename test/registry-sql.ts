@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { client, collect, persistent, quiet, sleep, startBroker, unconnected } from './helpers.js';
-import { killUnderLoad, registrySuite, withDataDir } from './registry-suite.js';
+import { sleep, startBroker } from './helpers.js';
+import { killUnderLoad, lostMidRun, registrySuite, withDataDir } from './registry-suite.js';
 import { DB_NAME, DB_PASSWORD, startMariadb, startPostgres, type TestServer } from './servers.js';
 
 const TABLES = ['stratamq_schema', 'session', 'session_subscription', 'message', 'session_message', 'session_inbound', 'retain'];
@@ -66,52 +66,9 @@ export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
 
   test(`sql ${kind}: the database lost mid-run refuses publishes for persistent sessions (v5 0x80, 3.1.1 no ack), serves the rest, recovers`, async () => {
     await drop();
-    const tb = await startBroker({ config: { 'persistence.registry': 'sql', 'db.url': url(), 'db.initial_size': 2, 'db.max_wait': 2000, 'log.level': (process.env.T17_LOG ?? 'silent') } });
+    const tb = await startBroker({ config: { 'persistence.registry': 'sql', 'db.url': url(), 'db.initial_size': 2, 'db.max_wait': 2000 } });
     try {
-      const durableSub = await client(tb, persistent(5, 'sql-lost-sub'));
-      await durableSub.subscribeAsync('keep/#', { qos: 1 });
-      await durableSub.endAsync();
-      const live = await client(tb, { protocolVersion: 5, clientId: 'sql-lost-live' });
-      await live.subscribeAsync('live/#', { qos: 1 });
-      const v5 = await client(tb, { protocolVersion: 5, clientId: 'sql-lost-pub5' });
-      await v5.publishAsync('keep/before', 'before', { qos: 1 });
-      await settle();
-
-      await server.kill();
-      await assert.rejects(v5.publishAsync('keep/during', 'during', { qos: 1 }), (e: Error & { code?: number }) => {
-        assert.equal(e.code, 0x80, e.message);
-        return true;
-      });
-      const v3 = await client(tb, { protocolVersion: 4, clientId: 'sql-lost-pub3' });
-      const closed = new Promise<void>((resolve) => v3.once('close', () => resolve()));
-      let v3acked = false;
-      v3.publish('keep/during3', 'during3', { qos: 1 }, (err) => {
-        if (!err) v3acked = true;
-      });
-      await closed;
-      assert.equal(v3acked, false, '3.1.1 publisher disconnected without PUBACK');
-      const got = collect(live, 1);
-      await v5.publishAsync('live/x', 'served', { qos: 1 });
-      assert.equal((await got)[0]?.payload.toString(), 'served', 'in-memory sessions keep being served');
-
-      await server.start(); // the same data directory: what was committed is there
-      let ok = false;
-      for (let i = 0; i < 50 && !ok; i++) {
-        await sleep(200);
-        ok = await v5.publishAsync('keep/after', 'after', { qos: 1 }).then(
-          () => true,
-          () => false,
-        );
-      }
-      assert.ok(ok, 'publishes to persistent sessions are acknowledged again once the database is back');
-      const back = unconnected(tb, { ...persistent(5, 'sql-lost-sub'), clean: false });
-      const seen: string[] = [];
-      back.on('message', (_t, p) => seen.push(p.toString()));
-      back.connect();
-      await sleep(1500);
-      assert.deepEqual(seen, ['before', 'after'], 'what was committed before the loss and acknowledged after it; nothing refused, nothing twice');
-      assert.deepEqual(await quiet(back, 300), []);
-      await Promise.all([back.endAsync(), live.endAsync(), v5.endAsync()]);
+      await lostMidRun(tb, server, ['before', 'after'], settle);
     } finally {
       await tb.close();
     }

@@ -364,3 +364,58 @@ export async function killUnderLoad(env: NodeJS.ProcessEnv): Promise<{ acked: nu
     tmp.remove();
   }
 }
+
+/**
+ * The registry's server is lost while a broker runs on it (`server.kill`), then comes back
+ * (`server.start`): a v5 publish for a persistent session gets PUBACK 0x80, a 3.1.1 one is closed
+ * without PUBACK, an in-memory session keeps being served, and once the server is back publishes
+ * are acknowledged again and the persistent session gets `expected` ('before' when the server
+ * kept what it had — `settle` makes it write that out first — then 'after'), nothing refused, nothing twice.
+ */
+export async function lostMidRun(tb: TestBroker, server: { kill(): Promise<void>; start(): Promise<void> }, expected: string[], settle: () => Promise<void> = async () => undefined): Promise<void> {
+  const durableSub = await client(tb, persistent(5, 'lost-sub'));
+  await durableSub.subscribeAsync('keep/#', { qos: 1 });
+  await durableSub.endAsync();
+  const live = await client(tb, { protocolVersion: 5, clientId: 'lost-live' }); // in memory only
+  await live.subscribeAsync('live/#', { qos: 1 });
+  const v5 = await client(tb, { protocolVersion: 5, clientId: 'lost-pub5' });
+  await v5.publishAsync('keep/before', 'before', { qos: 1 });
+  await settle();
+
+  await server.kill();
+  await sleep(200);
+  await assert.rejects(v5.publishAsync('keep/during', 'during', { qos: 1 }), (e: Error & { code?: number }) => {
+    assert.equal(e.code, 0x80, e.message);
+    return true;
+  });
+  const v3 = await client(tb, { protocolVersion: 4, clientId: 'lost-pub3' });
+  const closed = new Promise<void>((resolve) => v3.once('close', () => resolve()));
+  let v3acked = false;
+  v3.publish('keep/during3', 'during3', { qos: 1 }, (err) => {
+    if (!err) v3acked = true;
+  });
+  await closed;
+  assert.equal(v3acked, false, '3.1.1 publisher disconnected without PUBACK');
+  const got = collect(live, 1);
+  await v5.publishAsync('live/x', 'served', { qos: 1 });
+  assert.equal((await got)[0]?.payload.toString(), 'served', 'in-memory sessions keep being served');
+  assert.ok(tb.broker.metrics.storeErrors >= 2);
+
+  await server.start();
+  let ok = false;
+  for (let i = 0; i < 50 && !ok; i++) {
+    await sleep(200);
+    ok = await v5.publishAsync('keep/after', 'after', { qos: 1 }).then(
+      () => true,
+      () => false,
+    );
+  }
+  assert.ok(ok, 'publishes to persistent sessions are acknowledged again once the server is back');
+  const back = unconnected(tb, { ...persistent(5, 'lost-sub'), clean: false });
+  const seen: string[] = [];
+  back.on('message', (_t, p) => seen.push(p.toString()));
+  back.connect();
+  await sleep(1500);
+  assert.deepEqual(seen, expected, 'nothing refused, nothing twice');
+  await Promise.all([back.endAsync(), live.endAsync(), v5.endAsync()]);
+}
