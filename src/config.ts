@@ -55,6 +55,7 @@ export const CONFIG_KEYS = {
   'db.initial_size': { kind: 'int', default: 10, min: 1, max: 1000, doc: 'SQL registry: connections opened at start (a wrong address or password stops the start); smqtt\'s `db.initialSize` is accepted too' },
   'db.max_active': { kind: 'int', default: 300, min: 2, max: 10000, doc: 'SQL registry: connections at most (one carries each turn\'s write transaction, the others reads); smqtt\'s `db.maxActive` is accepted too' },
   'db.max_wait': { kind: 'int', default: 60000, min: 1, max: 3600000, doc: 'SQL registry: ms to wait for a connection (PostgreSQL: from the pool; MySQL: to connect); smqtt\'s `db.maxWait` is accepted too' },
+  'db.query_timeout': { kind: 'int', default: 15000, min: 0, max: 3600000, doc: 'SQL registry: ms a statement may take, then it fails (a transaction it was in rolls back: its publishers are refused) — a connection that dies silently never holds the writes behind it; 0 = no limit' },
   'db.min_idle': { kind: 'int', default: 2, min: 0, max: 10000, doc: 'SQL registry: idle connections kept open; smqtt\'s `db.minIdle` is accepted too' },
   'durable_storage.messages.n_shards': { kind: 'int', default: 4, min: 1, max: 1024, doc: 'log shards (by publisher client id), fixed at first start' },
   'durable_storage.fsync': { kind: 'string', default: 'always', pattern: /^(always|none|interval:[1-9][0-9]*)$/, doc: '`always` | `interval:<ms>` | `none` — see "What is durable"' },

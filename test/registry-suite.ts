@@ -34,6 +34,13 @@ export function withDataDir(config: ConfigInput, after: () => Promise<void> = as
   };
 }
 
+/** The persistent sessions the broker's registry holds now, read from the registry itself. */
+async function storedSessions(tb: TestBroker): Promise<{ clientId: string; subscriptions: { filter: string }[] }[]> {
+  const external = tb.broker.registry;
+  if (external) return external.registry.loadSessions();
+  return tb.broker.durable!.loadSessions();
+}
+
 export function registrySuite(name: string, open: OpenRegistry, opts: { concurrency?: boolean } = {}): void {
   const start = (r: RegistryUnderTest, extra: ConfigInput = {}): Promise<TestBroker> => startBroker({ dataDir: r.dataDir, config: { ...r.config, ...extra } });
   const run = (title: string, fn: (r: RegistryUnderTest) => Promise<void>): void => {
@@ -236,6 +243,25 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
     try {
       assert.equal(tb.broker.sessions.get('suite-gone'), undefined);
       assert.equal(tb.broker.sessions.get('suite-short'), undefined);
+    } finally {
+      await tb.close();
+    }
+  });
+
+  run('Clean Start replacing a persistent session with another: the registry holds the new one while it is connected', async (r) => {
+    const tb = await start(r);
+    try {
+      const old = await client(tb, persistent(4, 'suite-replaced'));
+      await old.subscribeAsync('old/#', { qos: 1 });
+      await old.endAsync();
+      // Deletes the old session and puts the new one at once; it stays connected, so nothing
+      // written at its disconnect can mend the registry (a kill -9 now must find the new one).
+      const fresh = await client(tb, { ...persistent(5, 'suite-replaced'), clean: true });
+      await fresh.subscribeAsync('new/#', { qos: 1 });
+      await sleep(100);
+      const stored = await storedSessions(tb);
+      assert.deepEqual(stored.find((x) => x.clientId === 'suite-replaced')?.subscriptions.map((x) => x.filter), ['new/#']);
+      await fresh.endAsync();
     } finally {
       await tb.close();
     }

@@ -40,7 +40,7 @@ export function redisOptions(c: Config): RedisRegistryOptions {
 /** The `db.*` keys as the SQL registry takes them. */
 function sqlFrom(c: Config): ReturnType<typeof sqlOptions> {
   if (!c['db.url']) throw new RegistryError('persistence.registry = sql: db.url is not set (postgres://host:port/db or mysql://host:port/db)');
-  return sqlOptions(c['db.url'], c['db.username'], c['db.password'], { initialSize: c['db.initial_size'], maxActive: c['db.max_active'], maxWait: c['db.max_wait'], minIdle: c['db.min_idle'] });
+  return sqlOptions(c['db.url'], c['db.username'], c['db.password'], { initialSize: c['db.initial_size'], maxActive: c['db.max_active'], maxWait: c['db.max_wait'], minIdle: c['db.min_idle'], queryTimeout: c['db.query_timeout'] });
 }
 
 /** A user's registry module: its `createRegistry(config, log)`, else its default export (an object, or a factory). */

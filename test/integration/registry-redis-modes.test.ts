@@ -3,10 +3,11 @@
  * on a three-master Redis Cluster (real servers from test/servers.ts, emptied before each test):
  * one session's keys share a slot (hash tags), bodies live wherever their id hashes.
  */
-import { after, before, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { startRedisCluster, startRedisSentinel } from '../servers.js';
-import { registrySuite, withDataDir } from '../registry-suite.js';
+import { killUnderLoad, registrySuite, withDataDir } from '../registry-suite.js';
 
 describe('sentinel', () => {
   let sentinel: Awaited<ReturnType<typeof startRedisSentinel>>;
@@ -39,5 +40,12 @@ describe('cluster', () => {
   registrySuite('redis cluster', async () => {
     await Promise.all(nodes.map((n) => n.flushall()));
     return withDataDir({ 'persistence.registry': 'redis', 'redis.mode': 'cluster', 'redis.cluster.nodes': cluster.ports.map((p) => `127.0.0.1:${p}`).join(',') });
+  });
+  test('redis cluster: kill -9 under QoS 1 load loses no acknowledged message', async (t) => {
+    await Promise.all(nodes.map((n) => n.flushall()));
+    const { acked, lost } = await killUnderLoad({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__MODE: 'cluster', STRATA_REDIS__CLUSTER__NODES: cluster.ports.map((p) => `127.0.0.1:${p}`).join(',') });
+    t.diagnostic(`${acked} acknowledged, ${lost.length} lost`);
+    assert.ok(acked > 200, `load ran (${acked} acknowledged)`);
+    assert.deepEqual(lost.slice(0, 10), [], `${lost.length} of ${acked} acknowledged messages lost`);
   });
 });

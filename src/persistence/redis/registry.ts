@@ -328,8 +328,11 @@ export class RedisRegistry implements QueueRegistry {
   async deleteSession(clientId: string): Promise<void> {
     const c = this.must();
     const k = keys(clientId);
-    const ids = await c.smqDrop(k.rec, k.sub, k.q, k.inf, k.in2);
-    await Promise.all([...ids.map((id) => c.smqUnref(bodyKey(Number(id)))), c.srem(SESSIONS, clientId)]);
+    // Both issued now, before any later write of the same client id (a Clean Start puts the new
+    // session right after deleting the old one): a SREM sent once the script answered would land
+    // after the new session's SADD and drop it from the index (found by the durability checker).
+    const [ids] = await Promise.all([c.smqDrop(k.rec, k.sub, k.q, k.inf, k.in2), c.srem(SESSIONS, clientId)]);
+    await Promise.all(ids.map((id) => c.smqUnref(bodyKey(Number(id)))));
   }
 
   async putSubscription(clientId: string, filter: string, opts: StoredSubscription): Promise<void> {

@@ -43,10 +43,12 @@ export interface SqlRegistryOptions {
   maxWait: number;
   /** Idle connections kept. */
   minIdle: number;
+  /** ms a statement may take (0 = no limit). */
+  queryTimeout: number;
 }
 
 /** `db.url` (`postgres://…`, `mysql://…`, or smqtt's `jdbc:mysql://…` / `jdbc:postgresql://…`) and the other `db.*` keys. */
-export function sqlOptions(url: string, user: string, password: string, pool: { initialSize: number; maxActive: number; maxWait: number; minIdle: number }): SqlRegistryOptions {
+export function sqlOptions(url: string, user: string, password: string, pool: { initialSize: number; maxActive: number; maxWait: number; minIdle: number; queryTimeout: number }): SqlRegistryOptions {
   let u: URL;
   try {
     u = new URL(url.replace(/^jdbc:/, ''));
@@ -138,7 +140,7 @@ export class SqlRegistry implements QueueRegistry {
     const o = this.o;
     if (o.dialect === 'pgsql') {
       const pg = (await import('pg')).default; // loaded only when this registry is chosen
-      this.pg = new pg.Pool({ host: o.host, port: o.port, user: o.user, password: o.password, database: o.database, max: o.maxActive, min: o.minIdle, connectionTimeoutMillis: o.maxWait });
+      this.pg = new pg.Pool({ host: o.host, port: o.port, user: o.user, password: o.password, database: o.database, max: o.maxActive, min: o.minIdle, connectionTimeoutMillis: o.maxWait, query_timeout: o.queryTimeout || undefined });
       this.pg.on('error', (e) => this.log.error({ registry: 'sql', err: e.message }, `sql registry: ${e.message}`));
     } else {
       const mysql = (await import('mysql2/promise')).default;
@@ -165,7 +167,8 @@ export class SqlRegistry implements QueueRegistry {
     }
     if (this.my) {
       const c: MysqlConnection = await this.my.getConnection();
-      return { run: async (sql, params = []) => (await c.query(sql, params))[0] as Row[], release: () => c.release() };
+      const timeout = this.o.queryTimeout || undefined;
+      return { run: async (sql, params = []) => (await c.query({ sql, values: params, timeout }))[0] as Row[], release: () => c.release() };
     }
     throw new RegistryError('sql registry is not open');
   }
