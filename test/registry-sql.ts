@@ -11,7 +11,7 @@ import { sleep, startBroker } from './helpers.js';
 import { killUnderLoad, lostMidRun, registrySuite, withDataDir } from './registry-suite.js';
 import { DB_NAME, DB_PASSWORD, startMariadb, startPostgres, type TestServer } from './servers.js';
 
-const TABLES = ['stratamq_schema', 'session', 'session_subscription', 'message', 'session_message', 'session_inbound', 'retain'];
+const TABLES = ['stratamq_schema', 'session', 'session_subscription', 'message', 'session_message', 'session_inbound', 'session_retained', 'retain'];
 
 export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
   let server: TestServer;

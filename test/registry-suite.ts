@@ -222,6 +222,36 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
     }
   });
 
+  run('a retained message sent on subscribe and not acknowledged is sent again after a restart', async (r) => {
+    let tb = await start(r);
+    const pub = await client(tb);
+    await pub.publishAsync('ret/a', 'kept', { qos: 1, retain: true });
+    await pub.endAsync();
+    const raw = await RawClient.tcp(tb.port, 5);
+    await raw.connect('suite-ret', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'ret/#', qos: 1 }] });
+    await raw.next('suback');
+    const first = (await raw.next('publish')) as { payload: Buffer; retain: boolean };
+    assert.equal(first.payload.toString(), 'kept');
+    await sleep(100); // never acknowledged
+    raw.end();
+    await sleep(100);
+    await tb.close();
+    tb = await start(r);
+    try {
+      const again = await RawClient.tcp(tb.port, 5);
+      await again.connect('suite-ret', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      const p = (await again.next('publish')) as { payload: Buffer; retain: boolean; messageId: number };
+      assert.equal(p.payload.toString(), 'kept');
+      assert.equal(p.retain, true);
+      again.send({ cmd: 'puback', messageId: p.messageId });
+      assert.equal(await again.next('publish', 300).catch(() => null), null, 'once');
+      again.end();
+    } finally {
+      await tb.close();
+    }
+  });
+
   run('Clean Start and expiry remove the stored session: nothing comes back after a restart', async (r) => {
     let tb = await start(r);
     const a = await client(tb, persistent(5, 'suite-gone'));

@@ -128,8 +128,9 @@ function resumeTimers(lifecycle: SessionLifecycle, restored: [Session, { clientI
 /**
  * Restore from an external registry (opened by persistence/open.ts): retained messages, then
  * each persistent session with its subscriptions, its deliveries in flight under their packet ids
- * (resent with DUP when the client returns), the count of what waits in its queue (read back
- * when it returns), its inbound QoS 2 ids, will and expiry.
+ * (resent with DUP when the client returns), retained messages sent on subscribe and not
+ * completed (the topic's retained message queued again), the count of what waits in its queue
+ * (read back when it returns), its inbound QoS 2 ids, will and expiry.
  */
 export async function restoreRegistry(p: Omit<RestoreParts, 'opened' | 'counters' | 'config'>, store: QueueStore): Promise<void> {
   const { log, router, lifecycle } = p;
@@ -154,6 +155,12 @@ export async function restoreRegistry(p: Omit<RestoreParts, 'opened' | 'counters
       qs.taken.add(e.msgId);
       session.addInflight(e.packetId, { msg: messageOf(e.message), qos: e.qos, retain: e.retain, subIds: e.subIds ?? undefined, ref: { shard: 0, offset: e.msgId }, phase: e.phase === 2 ? 'pubrel' : 'publish' });
       inflight++;
+    }
+    for (const pin of r.retainedPins) {
+      // A retained message sent on subscribe, not completed: the topic's retained message now, if any.
+      const msg = p.retained.get(pin.topic);
+      if (msg) session.enqueue({ msg, qos: pin.qos, retain: true, subIds: undefined, retainedTopic: pin.topic });
+      else store.unpinRetained(r.clientId, pin.topic);
     }
     qs.backlog = r.queued;
     store.raiseIds(r.lastMsgId);

@@ -81,6 +81,8 @@ export interface StoredSession {
   queued: number;
   /** The highest message id in its queue (0 when empty). */
   lastMsgId: number;
+  /** Retained messages sent on subscribe and not completed, by topic (resent after a restart). */
+  retainedPins: { topic: string; qos: QoS }[];
 }
 
 /**
@@ -111,6 +113,12 @@ export interface QueueRegistry {
   setInflight(clientId: string, msgId: number, packetId: number, phase: 1 | 2): Promise<void>;
   /** Entries ended (acknowledged, dropped, expired): out of the queue; a body no queue names is deleted. */
   complete(clientId: string, msgIds: number[]): Promise<void>;
+  /**
+   * A retained message was sent to the session on subscribe (QoS 1/2): recorded by topic until it
+   * completes (unpinRetained); after a restart the topic's retained message is sent again.
+   */
+  pinRetained(clientId: string, topic: string, qos: QoS): Promise<void>;
+  unpinRetained(clientId: string, topic: string): Promise<void>;
   /** An inbound QoS 2 id stored on its own (its message needed storing for nobody). */
   addInbound(clientId: string, id: number): Promise<void>;
   releaseInbound(clientId: string, id: number): Promise<void>;
@@ -134,6 +142,8 @@ const METHODS = [
   'getSessionMessages',
   'setInflight',
   'complete',
+  'pinRetained',
+  'unpinRetained',
   'addInbound',
   'releaseInbound',
   'saveRetainMessage',
@@ -216,6 +226,10 @@ export interface QueueSource {
   inflight(clientId: string, msgId: number, packetId: number, phase: 1 | 2): Promise<void>;
   /** An entry ended: removed within milliseconds (batched per turn), nobody waiting. */
   complete(clientId: string, msgId: number): void;
+  /** A retained message sent on subscribe, recorded by topic; resolves once durable. */
+  pinRetained(clientId: string, topic: string, qos: QoS): Promise<void>;
+  /** It completed: the record goes (nobody waiting). */
+  unpinRetained(clientId: string, topic: string): void;
   readonly log: Logger;
 }
 
@@ -333,6 +347,14 @@ export class QueueStore implements Persistence, SessionRegistry, MessageRegistry
   }
 
   // ---- QueueSource ---------------------------------------------------------------------
+
+  pinRetained(clientId: string, topic: string, qos: QoS): Promise<void> {
+    return this.registry.pinRetained(clientId, topic, qos);
+  }
+
+  unpinRetained(clientId: string, topic: string): void {
+    void this.track(this.registry.unpinRetained(clientId, topic)).catch((e: unknown) => this.log.warn({ clientId, registry: this.name, err: (e as Error).message }, 'registry: completed retained delivery not unrecorded yet'));
+  }
 
   read(clientId: string, after: number, limit: number): Promise<QueuedMessage[]> {
     return this.registry.getSessionMessages(clientId, after, limit);

@@ -111,8 +111,8 @@ export class QueueSession implements SessionPersistence {
   /** A shared delivery is in this session's registry queue already (the save named it): taken out of order. */
   pin(p: Pending): Promise<void> {
     if (p.ref) this.taken.add(p.ref.offset);
-    // A retained message sent on subscribe is not in the queue: not recorded (after a restart it
-    // is not sent again; the subscription is, and a new subscribe sends the retained message).
+    // A retained message sent on subscribe is not in the queue: recorded by topic until it completes.
+    if (p.retainedTopic !== undefined) return this.src.pinRetained(this.clientId, p.retainedTopic, p.qos);
     return Promise.resolve();
   }
 
@@ -130,6 +130,7 @@ export class QueueSession implements SessionPersistence {
   }
 
   completed(p: Pending): void {
+    if (p.retainedTopic !== undefined) this.src.unpinRetained(this.clientId, p.retainedTopic);
     const ref = p.ref;
     if (!ref) return;
     // It stays in `taken` until a read passes it: the removal from the registry may not have

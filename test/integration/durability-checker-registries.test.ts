@@ -1,6 +1,6 @@
 /**
  * The durability checker (test/checker/, as durability-checker.test.ts runs it on the embedded
- * store) on the Redis registry and on a user's module (test/fixtures/file-registry.ts): random
+ * store) on the Redis registry, the SQL registry (PostgreSQL) and on a user's module (test/fixtures/file-registry.ts): random
  * client actions with SIGTERM and kill -9 of a real broker process, judged by the model of the
  * MQTT rules. A failure names the seed; rerun it with the same `--config`.
  */
@@ -14,7 +14,8 @@ import { formatAction } from '../checker/actions.js';
 import { DEFAULT_RUN_CONFIG } from '../checker/driver.js';
 import { checkSeed, DEFAULT_ACTIONS } from '../checker/runner.js';
 import { tempDir } from '../helpers.js';
-import { startRedis, type TestServer } from '../servers.js';
+import pg from 'pg';
+import { DB_NAME, DB_PASSWORD, startPostgres, startRedis, type TestServer } from '../servers.js';
 
 /** 936 lost a session replaced by Clean Start on Redis (the old one's index removal landed after the new one's). */
 const SEEDS = [713, 742, 750, 936];
@@ -50,6 +51,26 @@ describe('durability checker on the Redis registry', () => {
   for (const seed of SEEDS) {
     test(`redis, seed ${seed}: no violation of the MQTT rules or the durability promise`, async () => {
       await admin.flushall();
+      await noViolation(seed, config);
+    });
+  }
+});
+
+describe('durability checker on the SQL registry (PostgreSQL)', () => {
+  let server: TestServer;
+  const config = join(tmp.dir, 'sql.conf');
+  const TABLES = 'stratamq_schema, session, session_subscription, message, session_message, session_inbound, session_retained, retain';
+  before(async () => {
+    server = await startPostgres();
+    writeFileSync(config, `persistence.registry = sql\ndb.url = postgres://postgres:${encodeURIComponent(DB_PASSWORD)}@127.0.0.1:${server.port}/${DB_NAME}\n`);
+  });
+  after(() => server.destroy());
+  /** 711: a session replaced by Clean Start read the old one's queue, its deletion not committed yet. */
+  for (const seed of [711, 742]) {
+    test(`pgsql, seed ${seed}: no violation of the MQTT rules or the durability promise`, async () => {
+      const c = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', password: DB_PASSWORD, database: DB_NAME });
+      await c.connect();
+      await c.query(`DROP TABLE IF EXISTS ${TABLES}`).finally(() => c.end());
       await noViolation(seed, config);
     });
   }

@@ -22,7 +22,7 @@ test('a registry module that does not implement the interface stops the start, n
     writeFileSync(partial, 'export default { open() {}, close() {}, loadSessions() {}, putSession() {} };\n');
     await assert.rejects(startBroker({ dataDir: tmp.dir, config: { 'persistence.registry': partial } }), (e: Error) => {
       assert.equal(e.name, 'RegistryError');
-      assert.match(e.message, /persistence\.registry = .*partial\.mjs: not a QueueRegistry, missing methods deleteSession, putSubscription, deleteSubscription, saveSessionMessages, getSessionMessages, setInflight, complete, addInbound, releaseInbound, saveRetainMessage, getRetainMessage, loadRetained/);
+      assert.match(e.message, /persistence\.registry = .*partial\.mjs: not a QueueRegistry, missing methods deleteSession, putSubscription, deleteSubscription, saveSessionMessages, getSessionMessages, setInflight, complete, pinRetained, unpinRetained, addInbound, releaseInbound, saveRetainMessage, getRetainMessage, loadRetained/);
       return true;
     });
     const empty = join(tmp.dir, 'empty.mjs');

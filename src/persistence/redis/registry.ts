@@ -11,6 +11,7 @@
  *   smq:{<c>}:q         zset    queue: score msgId, member `msgId:qos retain:subIds`
  *   smq:{<c>}:inf       hash    msgId → `packetId:phase` (in flight)
  *   smq:{<c>}:in2       set     inbound QoS 2 packet ids awaiting PUBREL
+ *   smq:{<c>}:rt        hash    topic → qos: retained messages sent on subscribe, not completed
  *   smq:m:<msgId>       hash    b: the message body (packBody), n: how many queues name it
  *   smq:retain          hash    topic → body of the retained message
  *
@@ -71,9 +72,9 @@ function tag(clientId: string): string {
   return /[{}]/.test(clientId) ? `~${Buffer.from(clientId, 'utf8').toString('base64url')}` : clientId;
 }
 
-const keys = (clientId: string): { rec: string; sub: string; q: string; inf: string; in2: string } => {
+const keys = (clientId: string): { rec: string; sub: string; q: string; inf: string; in2: string; rt: string } => {
   const t = `smq:{${tag(clientId)}}`;
-  return { rec: `${t}:rec`, sub: `${t}:sub`, q: `${t}:q`, inf: `${t}:inf`, in2: `${t}:in2` };
+  return { rec: `${t}:rec`, sub: `${t}:sub`, q: `${t}:q`, inf: `${t}:inf`, in2: `${t}:in2`, rt: `${t}:rt` };
 };
 const SESSIONS = 'smq:sessions';
 const RETAIN = 'smq:retain';
@@ -107,7 +108,7 @@ return n`;
 /** Lua: every key of a session deleted; returns the msgIds its queue held. */
 const DROP = `
 local ids = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 local out = {}
 for i = 2, #ids, 2 do out[#out + 1] = ids[i] end
 return out`;
@@ -152,7 +153,7 @@ return nb`;
 interface Scripts {
   smqComplete(q: string, inf: string, ...ids: string[]): Promise<string[]>;
   smqUnref(key: string): Promise<number>;
-  smqDrop(rec: string, sub: string, q: string, inf: string, in2: string): Promise<string[]>;
+  smqDrop(rec: string, sub: string, q: string, inf: string, in2: string, rt: string): Promise<string[]>;
   smqCompleteUnref(numKeys: number, ...args: string[]): Promise<number>;
   smqSave(numKeys: number, ...args: (string | Buffer | number)[]): Promise<number>;
 }
@@ -218,7 +219,7 @@ export class RedisRegistry implements QueueRegistry {
     }
     client.defineCommand('smqComplete', { numberOfKeys: 2, lua: COMPLETE });
     client.defineCommand('smqUnref', { numberOfKeys: 1, lua: UNREF });
-    client.defineCommand('smqDrop', { numberOfKeys: 5, lua: DROP });
+    client.defineCommand('smqDrop', { numberOfKeys: 6, lua: DROP });
     client.defineCommand('smqCompleteUnref', { lua: COMPLETE_UNREF }); // number of keys given per call
     client.defineCommand('smqSave', { lua: SAVE });
     let lastError = '';
@@ -289,7 +290,7 @@ export class RedisRegistry implements QueueRegistry {
 
   private async loadSession(c: Client, clientId: string): Promise<StoredSession | null> {
     const k = keys(clientId);
-    const [rec, subs, in2, inf, queued, last] = await Promise.all([c.get(k.rec), c.hgetall(k.sub), c.smembers(k.in2), c.hgetall(k.inf), c.zcard(k.q), c.zrange(k.q, -1, -1, 'WITHSCORES')]);
+    const [rec, subs, in2, inf, queued, last, rt] = await Promise.all([c.get(k.rec), c.hgetall(k.sub), c.smembers(k.in2), c.hgetall(k.inf), c.zcard(k.q), c.zrange(k.q, -1, -1, 'WITHSCORES'), c.hgetall(k.rt)]);
     if (rec === null) {
       await c.srem(SESSIONS, clientId); // a deletion interrupted half way
       return null;
@@ -312,6 +313,7 @@ export class RedisRegistry implements QueueRegistry {
       inflight,
       queued: queued - inflight.length,
       lastMsgId: last.length >= 2 ? Number(last[1]) : 0,
+      retainedPins: Object.entries(rt).map(([topic, qos]) => ({ topic, qos: Number(qos) as QoS })),
     };
   }
 
@@ -331,7 +333,7 @@ export class RedisRegistry implements QueueRegistry {
     // Both issued now, before any later write of the same client id (a Clean Start puts the new
     // session right after deleting the old one): a SREM sent once the script answered would land
     // after the new session's SADD and drop it from the index (found by the durability checker).
-    const [ids] = await Promise.all([c.smqDrop(k.rec, k.sub, k.q, k.inf, k.in2), c.srem(SESSIONS, clientId)]);
+    const [ids] = await Promise.all([c.smqDrop(k.rec, k.sub, k.q, k.inf, k.in2, k.rt), c.srem(SESSIONS, clientId)]);
     await Promise.all(ids.map((id) => c.smqUnref(bodyKey(Number(id)))));
   }
 
@@ -469,6 +471,14 @@ export class RedisRegistry implements QueueRegistry {
     // A cluster: the bodies live in other slots, unreferenced one by one for what was removed.
     const removed = await c.smqComplete(k.q, k.inf, ...ids);
     await Promise.all(removed.map((id) => c.smqUnref(bodyKey(Number(id)))));
+  }
+
+  async pinRetained(clientId: string, topic: string, qos: QoS): Promise<void> {
+    await this.must().hset(keys(clientId).rt, topic, qos);
+  }
+
+  async unpinRetained(clientId: string, topic: string): Promise<void> {
+    await this.must().hdel(keys(clientId).rt, topic);
   }
 
   async addInbound(clientId: string, id: number): Promise<void> {

@@ -10,12 +10,13 @@
  *   session_message       (client_id, msg_id) PK, qos, retain_flag, sub_ids, packet_id, phase: the queues
  *   session_inbound       (client_id, packet_id) PK: inbound QoS 2 ids awaiting PUBREL
  *   retain                topic_hash = sha256(topic) PK, topic, body
+ *   session_retained      (client_id, topic_hash) PK, topic, qos: retained messages sent on subscribe (migration 2)
  *
  * Writes are group-committed: every write of one event-loop turn — saves, completions, session
  * and subscription changes, retained messages — runs in call order in ONE transaction on one
  * connection, and each resolves after its COMMIT; the next turn's transaction starts once that
  * one ended (writes stay in call order, as the contract asks). Reads use the other connections
- * of the pool. A failed transaction fails every write in it (the publishers of what it held are
+ * of the pool, once the writes called before them are committed. A failed transaction fails every write in it (the publishers of what it held are
  * refused), nothing of it applied.
  */
 import { createHash } from 'node:crypto';
@@ -71,26 +72,34 @@ export function sqlOptions(url: string, user: string, password: string, pool: { 
   };
 }
 
-/** Migrations, in order: [pgsql, mysql] statements each. Version n is the first n applied. */
+/**
+ * Migrations, in order: [pgsql, mysql] statements each. Version n is the first n applied. Each is
+ * re-runnable (IF NOT EXISTS): MySQL commits DDL as it goes, so a crash inside one leaves part of it.
+ */
 const MYSQL_TABLE = ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin';
 const MIGRATIONS: { pgsql: string[]; mysql: string[] }[] = [
   {
     pgsql: [
-      'CREATE TABLE session (client_id VARCHAR(255) PRIMARY KEY, record TEXT NOT NULL)',
-      'CREATE TABLE session_subscription (client_id VARCHAR(255) NOT NULL, filter_hash CHAR(64) NOT NULL, filter TEXT NOT NULL, opts TEXT NOT NULL, PRIMARY KEY (client_id, filter_hash))',
-      'CREATE TABLE message (id BIGINT PRIMARY KEY, body BYTEA NOT NULL, refs INTEGER NOT NULL)',
-      'CREATE TABLE session_message (client_id VARCHAR(255) NOT NULL, msg_id BIGINT NOT NULL, qos SMALLINT NOT NULL, retain_flag SMALLINT NOT NULL, sub_ids TEXT, packet_id INTEGER NOT NULL DEFAULT 0, phase SMALLINT NOT NULL DEFAULT 0, PRIMARY KEY (client_id, msg_id))',
-      'CREATE TABLE session_inbound (client_id VARCHAR(255) NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id))',
-      'CREATE TABLE retain (topic_hash CHAR(64) PRIMARY KEY, topic TEXT NOT NULL, body BYTEA NOT NULL)',
+      'CREATE TABLE IF NOT EXISTS session (client_id VARCHAR(255) PRIMARY KEY, record TEXT NOT NULL)',
+      'CREATE TABLE IF NOT EXISTS session_subscription (client_id VARCHAR(255) NOT NULL, filter_hash CHAR(64) NOT NULL, filter TEXT NOT NULL, opts TEXT NOT NULL, PRIMARY KEY (client_id, filter_hash))',
+      'CREATE TABLE IF NOT EXISTS message (id BIGINT PRIMARY KEY, body BYTEA NOT NULL, refs INTEGER NOT NULL)',
+      'CREATE TABLE IF NOT EXISTS session_message (client_id VARCHAR(255) NOT NULL, msg_id BIGINT NOT NULL, qos SMALLINT NOT NULL, retain_flag SMALLINT NOT NULL, sub_ids TEXT, packet_id INTEGER NOT NULL DEFAULT 0, phase SMALLINT NOT NULL DEFAULT 0, PRIMARY KEY (client_id, msg_id))',
+      'CREATE TABLE IF NOT EXISTS session_inbound (client_id VARCHAR(255) NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id))',
+      'CREATE TABLE IF NOT EXISTS retain (topic_hash CHAR(64) PRIMARY KEY, topic TEXT NOT NULL, body BYTEA NOT NULL)',
     ],
     mysql: [
-      `CREATE TABLE session (client_id VARCHAR(255) PRIMARY KEY, record TEXT NOT NULL)${MYSQL_TABLE}`,
-      `CREATE TABLE session_subscription (client_id VARCHAR(255) NOT NULL, filter_hash CHAR(64) NOT NULL, filter TEXT NOT NULL, opts TEXT NOT NULL, PRIMARY KEY (client_id, filter_hash))${MYSQL_TABLE}`,
-      `CREATE TABLE message (id BIGINT PRIMARY KEY, body LONGBLOB NOT NULL, refs INTEGER NOT NULL)${MYSQL_TABLE}`,
-      `CREATE TABLE session_message (client_id VARCHAR(255) NOT NULL, msg_id BIGINT NOT NULL, qos SMALLINT NOT NULL, retain_flag SMALLINT NOT NULL, sub_ids TEXT, packet_id INTEGER NOT NULL DEFAULT 0, phase SMALLINT NOT NULL DEFAULT 0, PRIMARY KEY (client_id, msg_id))${MYSQL_TABLE}`,
-      `CREATE TABLE session_inbound (client_id VARCHAR(255) NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id))${MYSQL_TABLE}`,
-      `CREATE TABLE retain (topic_hash CHAR(64) PRIMARY KEY, topic TEXT NOT NULL, body LONGBLOB NOT NULL)${MYSQL_TABLE}`,
+      `CREATE TABLE IF NOT EXISTS session (client_id VARCHAR(255) PRIMARY KEY, record TEXT NOT NULL)${MYSQL_TABLE}`,
+      `CREATE TABLE IF NOT EXISTS session_subscription (client_id VARCHAR(255) NOT NULL, filter_hash CHAR(64) NOT NULL, filter TEXT NOT NULL, opts TEXT NOT NULL, PRIMARY KEY (client_id, filter_hash))${MYSQL_TABLE}`,
+      `CREATE TABLE IF NOT EXISTS message (id BIGINT PRIMARY KEY, body LONGBLOB NOT NULL, refs INTEGER NOT NULL)${MYSQL_TABLE}`,
+      `CREATE TABLE IF NOT EXISTS session_message (client_id VARCHAR(255) NOT NULL, msg_id BIGINT NOT NULL, qos SMALLINT NOT NULL, retain_flag SMALLINT NOT NULL, sub_ids TEXT, packet_id INTEGER NOT NULL DEFAULT 0, phase SMALLINT NOT NULL DEFAULT 0, PRIMARY KEY (client_id, msg_id))${MYSQL_TABLE}`,
+      `CREATE TABLE IF NOT EXISTS session_inbound (client_id VARCHAR(255) NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id))${MYSQL_TABLE}`,
+      `CREATE TABLE IF NOT EXISTS retain (topic_hash CHAR(64) PRIMARY KEY, topic TEXT NOT NULL, body LONGBLOB NOT NULL)${MYSQL_TABLE}`,
     ],
+  },
+  {
+    // 2: retained messages sent to a session on subscribe, not completed (resent after a restart).
+    pgsql: ['CREATE TABLE IF NOT EXISTS session_retained (client_id VARCHAR(255) NOT NULL, topic_hash CHAR(64) NOT NULL, topic TEXT NOT NULL, qos SMALLINT NOT NULL, PRIMARY KEY (client_id, topic_hash))'],
+    mysql: [`CREATE TABLE IF NOT EXISTS session_retained (client_id VARCHAR(255) NOT NULL, topic_hash CHAR(64) NOT NULL, topic TEXT NOT NULL, qos SMALLINT NOT NULL, PRIMARY KEY (client_id, topic_hash))${MYSQL_TABLE}`],
   },
 ];
 
@@ -173,7 +182,14 @@ export class SqlRegistry implements QueueRegistry {
     throw new RegistryError('sql registry is not open');
   }
 
+  /**
+   * A read sees every write called before it (the contract's order: a session replaced by Clean
+   * Start must not read the old one's queue, deleted in a transaction not committed yet — found
+   * by the durability checker): it waits for this turn's transaction and those before it.
+   */
   private async read(sql: string, params: unknown[] = []): Promise<Row[]> {
+    if (this.turn !== null) await new Promise((resolve) => setImmediate(resolve)); // this turn's writes join the chain
+    await this.committing.catch(() => undefined);
     const c = await this.conn();
     try {
       return await c.run(sql, params);
@@ -286,6 +302,7 @@ export class SqlRegistry implements QueueRegistry {
       ['DELETE FROM session_message WHERE client_id = ?', [clientId]],
       ['DELETE FROM session_subscription WHERE client_id = ?', [clientId]],
       ['DELETE FROM session_inbound WHERE client_id = ?', [clientId]],
+      ['DELETE FROM session_retained WHERE client_id = ?', [clientId]],
       ['DELETE FROM session WHERE client_id = ?', [clientId]],
     ], clientId);
   }
@@ -335,6 +352,14 @@ export class SqlRegistry implements QueueRegistry {
     ], clientId);
   }
 
+  pinRetained(clientId: string, topic: string, qos: QoS): Promise<void> {
+    return this.write([[this.upsert('session_retained', ['client_id', 'topic_hash', 'topic', 'qos'], ['client_id', 'topic_hash']), [clientId, sha(topic), topic, qos]]], clientId);
+  }
+
+  unpinRetained(clientId: string, topic: string): Promise<void> {
+    return this.write([['DELETE FROM session_retained WHERE client_id = ? AND topic_hash = ?', [clientId, sha(topic)]]], clientId);
+  }
+
   addInbound(clientId: string, id: number): Promise<void> {
     return this.write([[this.insertIgnore('session_inbound', ['client_id', 'packet_id']), [clientId, id]]], clientId);
   }
@@ -358,20 +383,22 @@ export class SqlRegistry implements QueueRegistry {
   }
 
   async loadSessions(): Promise<StoredSession[]> {
-    const [sessions, subs, inbound, inflight, counts] = await Promise.all([
+    const [sessions, subs, inbound, inflight, counts, pins] = await Promise.all([
       this.read('SELECT client_id, record FROM session'),
       this.read('SELECT client_id, filter, opts FROM session_subscription'),
       this.read('SELECT client_id, packet_id FROM session_inbound'),
       this.read('SELECT s.client_id, s.msg_id, s.qos, s.retain_flag, s.sub_ids, s.packet_id, s.phase, m.body FROM session_message s LEFT JOIN message m ON m.id = s.msg_id WHERE s.packet_id > 0 ORDER BY s.msg_id'),
       this.read('SELECT client_id, COUNT(*) AS n, MAX(msg_id) AS last FROM session_message WHERE packet_id = 0 GROUP BY client_id'),
+      this.read('SELECT client_id, topic, qos FROM session_retained'),
     ]);
     const by = new Map<string, StoredSession>();
     for (const r of sessions) {
       const clientId = String(r.client_id);
-      by.set(clientId, { clientId, record: JSON.parse(String(r.record)) as SessionRecord, subscriptions: [], incomingQos2: [], inflight: [], queued: 0, lastMsgId: 0 });
+      by.set(clientId, { clientId, record: JSON.parse(String(r.record)) as SessionRecord, subscriptions: [], incomingQos2: [], inflight: [], queued: 0, lastMsgId: 0, retainedPins: [] });
     }
     for (const r of subs) by.get(String(r.client_id))?.subscriptions.push({ filter: String(r.filter), opts: JSON.parse(String(r.opts)) as StoredSubscription });
     for (const r of inbound) by.get(String(r.client_id))?.incomingQos2.push(Number(r.packet_id));
+    for (const r of pins) by.get(String(r.client_id))?.retainedPins.push({ topic: String(r.topic), qos: Number(r.qos) as QoS });
     for (const r of inflight) {
       const s = by.get(String(r.client_id));
       if (!s) continue;
