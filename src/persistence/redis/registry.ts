@@ -275,6 +275,7 @@ export class RedisRegistry implements QueueRegistry {
   }
 
   async close(): Promise<void> {
+    this.flush(); // this turn's writes go out before QUIT (which Redis answers after them)
     const c = this.client;
     this.client = null;
     this.up = false;

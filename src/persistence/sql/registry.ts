@@ -226,6 +226,7 @@ export class SqlRegistry implements QueueRegistry {
   }
 
   async close(): Promise<void> {
+    this.flush(); // this turn's writes go out before the pool ends
     await this.committing.catch(() => undefined);
     const pg = this.pg;
     const my = this.my;
