@@ -34,6 +34,11 @@ export function withDataDir(config: ConfigInput, after: () => Promise<void> = as
   };
 }
 
+/** The topics of the stored retained messages `filter` matches (RetainedRegistry.getRetainMessage), sorted. */
+async function retainedTopics(tb: TestBroker, filter: string): Promise<string[]> {
+  return (await tb.broker.store!.retained.getRetainMessage(filter)).map((m) => m.topic).sort();
+}
+
 /** The persistent sessions the broker's registry holds now, read from the registry itself. */
 async function storedSessions(tb: TestBroker): Promise<{ clientId: string; subscriptions: { filter: string }[] }[]> {
   const external = tb.broker.registry;
@@ -43,6 +48,33 @@ async function storedSessions(tb: TestBroker): Promise<{ clientId: string; subsc
 
 export function registrySuite(name: string, open: OpenRegistry, opts: { concurrency?: boolean } = {}): void {
   const start = (r: RegistryUnderTest, extra: ConfigInput = {}): Promise<TestBroker> => startBroker({ dataDir: r.dataDir, config: { ...r.config, ...extra } });
+  /** A broker on the registry for the test's length. */
+  const withBroker = (title: string, fn: (tb: TestBroker) => Promise<void>, extra: ConfigInput = {}): void =>
+    run(title, async (r) => {
+      const tb = await start(r, extra);
+      try {
+        await fn(tb);
+      } finally {
+        await tb.close();
+      }
+    });
+  /** `first` on a broker, then `then` on another started on the same registry (a restart). */
+  const acrossRestart = <T>(title: string, first: (tb: TestBroker) => Promise<T>, then: (tb: TestBroker, got: T) => Promise<void>): void =>
+    run(title, async (r) => {
+      const tb = await start(r);
+      let got: T;
+      try {
+        got = await first(tb);
+      } finally {
+        await tb.close();
+      }
+      const again = await start(r);
+      try {
+        await then(again, got);
+      } finally {
+        await again.close();
+      }
+    });
   const run = (title: string, fn: (r: RegistryUnderTest) => Promise<void>): void => {
     test(`${name}: ${title}`, { concurrency: opts.concurrency ?? false }, async () => {
       const r = await open();
@@ -54,21 +86,20 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
     });
   };
 
-  run('an offline queue survives a broker restart: in order, QoS capped by the subscription, session present', async (r) => {
-    let tb = await start(r);
-    const sub = await client(tb, persistent(5, 'suite-q'));
-    await sub.subscribeAsync('q/#', { qos: 1 });
-    await sub.subscribeAsync('capped/#', { qos: 0 });
-    await sub.endAsync();
-    const pub = await client(tb);
-    for (let i = 0; i < 20; i++) await pub.publishAsync(`q/${i}`, `m${i}`, { qos: i % 2 === 0 ? 1 : 2 });
-    await pub.publishAsync('capped/x', 'capped', { qos: 1 });
-    await pub.publishAsync('nobody/x', 'unmatched', { qos: 1 });
-    await pub.endAsync();
-    await tb.close();
-
-    tb = await start(r);
-    try {
+  acrossRestart(
+    'an offline queue survives a broker restart: in order, QoS capped by the subscription, session present',
+    async (tb) => {
+      const sub = await client(tb, persistent(5, 'suite-q'));
+      await sub.subscribeAsync('q/#', { qos: 1 });
+      await sub.subscribeAsync('capped/#', { qos: 0 });
+      await sub.endAsync();
+      const pub = await client(tb);
+      for (let i = 0; i < 20; i++) await pub.publishAsync(`q/${i}`, `m${i}`, { qos: i % 2 === 0 ? 1 : 2 });
+      await pub.publishAsync('capped/x', 'capped', { qos: 1 });
+      await pub.publishAsync('nobody/x', 'unmatched', { qos: 1 });
+      await pub.endAsync();
+    },
+    async (tb) => {
       const back = unconnected(tb, { ...persistent(5, 'suite-q'), clean: false });
       const connack = new Promise<boolean>((resolve) => back.once('connect', (p) => resolve(p.sessionPresent)));
       const got = collect(back, 21);
@@ -84,61 +115,53 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
       for (const m of msgs.filter((x) => x.topic.startsWith('q/'))) assert.equal(m.packet.qos, 1);
       assert.deepEqual(await quiet(back, 200), [], 'nothing more, nothing twice');
       await back.endAsync();
-    } finally {
-      await tb.close();
-    }
-  });
+    },
+  );
 
-  run('getSessionMessages lists what an offline session has waiting: in flight first, then queued, QoS capped', async (r) => {
-    const tb = await start(r);
-    try {
-      const store = tb.broker.store!;
-      const sub = await client(tb, { ...persistent(5, 'suite-list'), clean: true });
-      await sub.subscribeAsync('reg/#', { qos: 1 });
-      await sub.subscribeAsync('other/+', { qos: 0 });
-      (sub as unknown as { handleMessage: unknown }).handleMessage = (_p: unknown, _cb: () => void) => undefined; // never acks
-      const pub = await client(tb);
-      await pub.publishAsync('reg/a', 'first', { qos: 1 });
-      await sleep(100);
-      sub.stream.destroy();
-      await sleep(100);
-      for (let i = 0; i < 5; i++) await pub.publishAsync(`reg/${i}`, `queued ${i}`, { qos: 2 });
-      await pub.publishAsync('other/x', 'capped', { qos: 1 });
-      await pub.publishAsync('nobody/x', 'unmatched', { qos: 1 });
-      await sleep(50);
-      const all = await store.messages.getSessionMessages('suite-list', 100);
-      assert.deepEqual(
-        all.map((m) => [m.msg.topic, m.msg.payload.toString(), m.qos, m.inflight]),
-        [['reg/a', 'first', 1, true], ...[0, 1, 2, 3, 4].map((i) => [`reg/${i}`, `queued ${i}`, 1, false]), ['other/x', 'capped', 0, false]],
-      );
-      assert.equal((await store.messages.getSessionMessages('suite-list', 3)).length, 3);
-      assert.deepEqual(await store.messages.getSessionMessages('no-such-session', 10), []);
-      const back = unconnected(tb, { ...persistent(5, 'suite-list'), clean: false });
-      const got = collect(back, 7);
-      back.connect();
-      assert.deepEqual((await got).map((m) => m.payload.toString()).sort(), all.map((m) => m.msg.payload.toString()).sort());
-      await sleep(150);
-      assert.deepEqual(await store.messages.getSessionMessages('suite-list', 100), [], 'nothing waits once delivered and acknowledged');
-      await Promise.all([back.endAsync(), pub.endAsync()]);
-    } finally {
-      await tb.close();
-    }
-  });
-
-  run('retained messages: getRetainMessage by filter, cleared by an empty payload, kept across a restart', async (r) => {
-    let tb = await start(r);
+  withBroker('getSessionMessages lists what an offline session has waiting: in flight first, then queued, QoS capped', async (tb) => {
+    const store = tb.broker.store!;
+    const sub = await client(tb, { ...persistent(5, 'suite-list'), clean: true });
+    await sub.subscribeAsync('reg/#', { qos: 1 });
+    await sub.subscribeAsync('other/+', { qos: 0 });
+    (sub as unknown as { handleMessage: unknown }).handleMessage = (_p: unknown, _cb: () => void) => undefined; // never acks
     const pub = await client(tb);
-    for (const t of ['r/a', 'r/b', 'r/b/c', 's/a', '$app/r']) await pub.publishAsync(t, `v ${t}`, { qos: 1, retain: true });
-    await pub.publishAsync('r/b', '', { qos: 1, retain: true });
-    await pub.endAsync();
-    const topics = async (f: string): Promise<string[]> => (await tb.broker.store!.retained.getRetainMessage(f)).map((m) => m.topic).sort();
-    assert.deepEqual(await topics('r/+'), ['r/a']);
-    assert.deepEqual(await topics('#'), ['r/a', 'r/b/c', 's/a']);
-    assert.deepEqual(await topics('$app/#'), ['$app/r']);
-    await tb.close();
-    tb = await start(r);
-    try {
-      assert.deepEqual(await topics('r/#'), ['r/a', 'r/b/c']);
+    await pub.publishAsync('reg/a', 'first', { qos: 1 });
+    await sleep(100);
+    sub.stream.destroy();
+    await sleep(100);
+    for (let i = 0; i < 5; i++) await pub.publishAsync(`reg/${i}`, `queued ${i}`, { qos: 2 });
+    await pub.publishAsync('other/x', 'capped', { qos: 1 });
+    await pub.publishAsync('nobody/x', 'unmatched', { qos: 1 });
+    await sleep(50);
+    const all = await store.messages.getSessionMessages('suite-list', 100);
+    assert.deepEqual(
+      all.map((m) => [m.msg.topic, m.msg.payload.toString(), m.qos, m.inflight]),
+      [['reg/a', 'first', 1, true], ...[0, 1, 2, 3, 4].map((i) => [`reg/${i}`, `queued ${i}`, 1, false]), ['other/x', 'capped', 0, false]],
+    );
+    assert.equal((await store.messages.getSessionMessages('suite-list', 3)).length, 3);
+    assert.deepEqual(await store.messages.getSessionMessages('no-such-session', 10), []);
+    const back = unconnected(tb, { ...persistent(5, 'suite-list'), clean: false });
+    const got = collect(back, 7);
+    back.connect();
+    assert.deepEqual((await got).map((m) => m.payload.toString()).sort(), all.map((m) => m.msg.payload.toString()).sort());
+    await sleep(150);
+    assert.deepEqual(await store.messages.getSessionMessages('suite-list', 100), [], 'nothing waits once delivered and acknowledged');
+    await Promise.all([back.endAsync(), pub.endAsync()]);
+  });
+
+  acrossRestart(
+    'retained messages: getRetainMessage by filter, cleared by an empty payload, kept across a restart',
+    async (tb) => {
+      const pub = await client(tb);
+      for (const t of ['r/a', 'r/b', 'r/b/c', 's/a', '$app/r']) await pub.publishAsync(t, `v ${t}`, { qos: 1, retain: true });
+      await pub.publishAsync('r/b', '', { qos: 1, retain: true });
+      await pub.endAsync();
+      assert.deepEqual(await retainedTopics(tb, 'r/+'), ['r/a']);
+      assert.deepEqual(await retainedTopics(tb, '#'), ['r/a', 'r/b/c', 's/a']);
+      assert.deepEqual(await retainedTopics(tb, '$app/#'), ['$app/r']);
+    },
+    async (tb) => {
+      assert.deepEqual(await retainedTopics(tb, 'r/#'), ['r/a', 'r/b/c']);
       const [m] = await tb.broker.store!.retained.getRetainMessage('s/a');
       assert.equal(m?.payload.toString(), 'v s/a');
       const sub = await client(tb);
@@ -146,31 +169,29 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
       await sub.subscribeAsync('#', { qos: 1 });
       assert.deepEqual((await got).map((x) => x.topic).sort(), ['r/a', 'r/b/c', 's/a'], 'served from memory after the restart');
       await sub.endAsync();
-    } finally {
-      await tb.close();
-    }
-  });
+    },
+  );
 
-  run('QoS 2 outbound across a restart: past PUBREC only PUBREL comes again, never the message', async (r) => {
-    let tb = await start(r);
-    const raw = await RawClient.tcp(tb.port, 5);
-    await raw.connect('suite-q2', { clean: false, properties: { sessionExpiryInterval: 3600 } });
-    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x2/#', qos: 2 }] });
-    await raw.next('suback');
-    const pub = await client(tb);
-    await pub.publishAsync('x2/a', 'once', { qos: 2 });
-    await pub.publishAsync('x2/b', 'twice?', { qos: 2 });
-    const p1 = (await raw.next('publish')) as { messageId: number };
-    const p2 = (await raw.next('publish')) as { messageId: number };
-    raw.send({ cmd: 'pubrec', messageId: p1.messageId });
-    assert.equal(((await raw.next('pubrel')) as { messageId: number }).messageId, p1.messageId);
-    await pub.endAsync();
-    raw.end();
-    await sleep(100);
-    await tb.close();
-
-    tb = await start(r);
-    try {
+  acrossRestart(
+    'QoS 2 outbound across a restart: past PUBREC only PUBREL comes again, never the message',
+    async (tb) => {
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('suite-q2', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x2/#', qos: 2 }] });
+      await raw.next('suback');
+      const pub = await client(tb);
+      await pub.publishAsync('x2/a', 'once', { qos: 2 });
+      await pub.publishAsync('x2/b', 'twice?', { qos: 2 });
+      const p1 = (await raw.next('publish')) as { messageId: number };
+      const p2 = (await raw.next('publish')) as { messageId: number };
+      raw.send({ cmd: 'pubrec', messageId: p1.messageId });
+      assert.equal(((await raw.next('pubrel')) as { messageId: number }).messageId, p1.messageId);
+      await pub.endAsync();
+      raw.end();
+      await sleep(100);
+      return { p1, p2 };
+    },
+    async (tb, { p1, p2 }) => {
       const again = await RawClient.tcp(tb.port, 5);
       await again.connect('suite-q2', { clean: false, properties: { sessionExpiryInterval: 3600 } });
       const seen: string[] = [];
@@ -185,25 +206,23 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
       again.send({ cmd: 'pubcomp', messageId: p2.messageId });
       assert.equal(await again.next('publish', 300).catch(() => null), null, 'nothing more');
       again.end();
-    } finally {
-      await tb.close();
-    }
-  });
+    },
+  );
 
-  run('QoS 2 inbound across a restart: a PUBLISH sent again after PUBREC is not delivered twice', async (r) => {
-    let tb = await start(r);
-    const sub = await client(tb, persistent(5, 'suite-in2-sub'));
-    await sub.subscribeAsync('in2/#', { qos: 2 });
-    await sub.endAsync();
-    const raw = await RawClient.tcp(tb.port, 4);
-    await raw.connect('suite-in2-pub', { clean: false });
-    raw.send({ cmd: 'publish', topic: 'in2/x', payload: Buffer.from('exactly once'), qos: 2, messageId: 7, retain: false, dup: false });
-    assert.equal(((await raw.next('pubrec')) as { messageId: number }).messageId, 7);
-    raw.end();
-    await sleep(50);
-    await tb.close();
-    tb = await start(r);
-    try {
+  acrossRestart(
+    'QoS 2 inbound across a restart: a PUBLISH sent again after PUBREC is not delivered twice',
+    async (tb) => {
+      const sub = await client(tb, persistent(5, 'suite-in2-sub'));
+      await sub.subscribeAsync('in2/#', { qos: 2 });
+      await sub.endAsync();
+      const raw = await RawClient.tcp(tb.port, 4);
+      await raw.connect('suite-in2-pub', { clean: false });
+      raw.send({ cmd: 'publish', topic: 'in2/x', payload: Buffer.from('exactly once'), qos: 2, messageId: 7, retain: false, dup: false });
+      assert.equal(((await raw.next('pubrec')) as { messageId: number }).messageId, 7);
+      raw.end();
+      await sleep(50);
+    },
+    async (tb) => {
       const again = await RawClient.tcp(tb.port, 4);
       await again.connect('suite-in2-pub', { clean: false });
       again.send({ cmd: 'publish', topic: 'in2/x', payload: Buffer.from('exactly once'), qos: 2, messageId: 7, retain: false, dup: true });
@@ -217,28 +236,26 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
       assert.deepEqual(await quiet(back, 300), [], 'delivered once');
       await back.endAsync();
       again.end();
-    } finally {
-      await tb.close();
-    }
-  });
+    },
+  );
 
-  run('a retained message sent on subscribe and not acknowledged is sent again after a restart', async (r) => {
-    let tb = await start(r);
-    const pub = await client(tb);
-    await pub.publishAsync('ret/a', 'kept', { qos: 1, retain: true });
-    await pub.endAsync();
-    const raw = await RawClient.tcp(tb.port, 5);
-    await raw.connect('suite-ret', { clean: false, properties: { sessionExpiryInterval: 3600 } });
-    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'ret/#', qos: 1 }] });
-    await raw.next('suback');
-    const first = (await raw.next('publish')) as { payload: Buffer; retain: boolean };
-    assert.equal(first.payload.toString(), 'kept');
-    await sleep(100); // never acknowledged
-    raw.end();
-    await sleep(100);
-    await tb.close();
-    tb = await start(r);
-    try {
+  acrossRestart(
+    'a retained message sent on subscribe and not acknowledged is sent again after a restart',
+    async (tb) => {
+      const pub = await client(tb);
+      await pub.publishAsync('ret/a', 'kept', { qos: 1, retain: true });
+      await pub.endAsync();
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('suite-ret', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'ret/#', qos: 1 }] });
+      await raw.next('suback');
+      const first = (await raw.next('publish')) as { payload: Buffer; retain: boolean };
+      assert.equal(first.payload.toString(), 'kept');
+      await sleep(100); // never acknowledged
+      raw.end();
+      await sleep(100);
+    },
+    async (tb) => {
       const again = await RawClient.tcp(tb.port, 5);
       await again.connect('suite-ret', { clean: false, properties: { sessionExpiryInterval: 3600 } });
       const p = (await again.next('publish')) as { payload: Buffer; retain: boolean; messageId: number };
@@ -247,118 +264,97 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
       again.send({ cmd: 'puback', messageId: p.messageId });
       assert.equal(await again.next('publish', 300).catch(() => null), null, 'once');
       again.end();
-    } finally {
-      await tb.close();
-    }
-  });
+    },
+  );
 
-  run('Clean Start and expiry remove the stored session: nothing comes back after a restart', async (r) => {
-    let tb = await start(r);
-    const a = await client(tb, persistent(5, 'suite-gone'));
-    await a.subscribeAsync('gone/#', { qos: 1 });
-    await a.endAsync();
-    const b = await client(tb, persistent(5, 'suite-short', 1));
-    await b.subscribeAsync('gone/#', { qos: 1 });
-    await b.endAsync();
-    const pub = await client(tb);
-    await pub.publishAsync('gone/1', 'x', { qos: 1 });
-    await pub.endAsync();
-    const fresh = await client(tb, { protocolVersion: 5, clientId: 'suite-gone', clean: true }); // Clean Start, expiry 0
-    await fresh.endAsync();
-    await sleep(1500); // suite-short expires
-    assert.deepEqual(await tb.broker.store!.messages.getSessionMessages('suite-gone', 10), []);
-    assert.deepEqual(await tb.broker.store!.messages.getSessionMessages('suite-short', 10), []);
-    await tb.close();
-    tb = await start(r);
-    try {
+  acrossRestart(
+    'Clean Start and expiry remove the stored session: nothing comes back after a restart',
+    async (tb) => {
+      const a = await client(tb, persistent(5, 'suite-gone'));
+      await a.subscribeAsync('gone/#', { qos: 1 });
+      await a.endAsync();
+      const b = await client(tb, persistent(5, 'suite-short', 1));
+      await b.subscribeAsync('gone/#', { qos: 1 });
+      await b.endAsync();
+      const pub = await client(tb);
+      await pub.publishAsync('gone/1', 'x', { qos: 1 });
+      await pub.endAsync();
+      const fresh = await client(tb, { protocolVersion: 5, clientId: 'suite-gone', clean: true }); // Clean Start, expiry 0
+      await fresh.endAsync();
+      await sleep(1500); // suite-short expires
+      assert.deepEqual(await tb.broker.store!.messages.getSessionMessages('suite-gone', 10), []);
+      assert.deepEqual(await tb.broker.store!.messages.getSessionMessages('suite-short', 10), []);
+    },
+    async (tb) => {
       assert.equal(tb.broker.sessions.get('suite-gone'), undefined);
       assert.equal(tb.broker.sessions.get('suite-short'), undefined);
-    } finally {
-      await tb.close();
-    }
-  });
+    },
+  );
 
-  run('Clean Start replacing a persistent session with another: the registry holds the new one while it is connected', async (r) => {
-    const tb = await start(r);
-    try {
-      const old = await client(tb, persistent(4, 'suite-replaced'));
-      await old.subscribeAsync('old/#', { qos: 1 });
-      await old.endAsync();
-      // Deletes the old session and puts the new one at once; it stays connected, so nothing
-      // written at its disconnect can mend the registry (a kill -9 now must find the new one).
-      const fresh = await client(tb, { ...persistent(5, 'suite-replaced'), clean: true });
-      await fresh.subscribeAsync('new/#', { qos: 1 });
-      await sleep(100);
-      const stored = await storedSessions(tb);
-      assert.deepEqual(stored.find((x) => x.clientId === 'suite-replaced')?.subscriptions.map((x) => x.filter), ['new/#']);
-      await fresh.endAsync();
-    } finally {
-      await tb.close();
-    }
-  });
-
-  run('queue limits: drop_newest keeps the first max_queued_messages of an offline session', async (r) => {
-    const limits = { 'mqtt.max_queued_messages': 3, 'mqtt.queue_overflow': 'drop_newest' };
-    const tb = await start(r, limits);
-    try {
-      const sub = await client(tb, persistent(5, 'suite-limit'));
-      await sub.subscribeAsync('lim/#', { qos: 1 });
-      await sub.endAsync();
-      const pub = await client(tb);
-      for (let i = 0; i < 6; i++) await pub.publishAsync(`lim/${i}`, `l${i}`, { qos: 1 });
-      await pub.endAsync();
-      const back = unconnected(tb, { ...persistent(5, 'suite-limit'), clean: false });
-      const got = collect(back, 3);
-      back.connect();
-      assert.deepEqual((await got).map((m) => m.payload.toString()), ['l0', 'l1', 'l2']);
-      assert.deepEqual(await quiet(back, 300), []);
-      assert.equal(tb.broker.metrics.dropReasons.queueFull, 3);
-      await back.endAsync();
-    } finally {
-      await tb.close();
-    }
-  });
-
-  run('a will waiting out its delay is kept across a restart and published once', async (r) => {
-    let tb = await start(r);
-    const sub = await client(tb, persistent(5, 'suite-will-sub'));
-    await sub.subscribeAsync('will/#', { qos: 1 });
-    await sub.endAsync();
-    const w = await client(tb, { ...persistent(5, 'suite-will'), will: { topic: 'will/x', payload: Buffer.from('gone'), qos: 1, retain: false, properties: { willDelayInterval: 1 } } });
-    w.stream.destroy();
+  withBroker('Clean Start replacing a persistent session with another: the registry holds the new one while it is connected', async (tb) => {
+    const old = await client(tb, persistent(4, 'suite-replaced'));
+    await old.subscribeAsync('old/#', { qos: 1 });
+    await old.endAsync();
+    // Deletes the old session and puts the new one at once; it stays connected, so nothing
+    // written at its disconnect can mend the registry (a kill -9 now must find the new one).
+    const fresh = await client(tb, { ...persistent(5, 'suite-replaced'), clean: true });
+    await fresh.subscribeAsync('new/#', { qos: 1 });
     await sleep(100);
-    await tb.close();
-    tb = await start(r);
-    try {
+    const stored = await storedSessions(tb);
+    assert.deepEqual(stored.find((x) => x.clientId === 'suite-replaced')?.subscriptions.map((x) => x.filter), ['new/#']);
+    await fresh.endAsync();
+  });
+
+  const limits = { 'mqtt.max_queued_messages': 3, 'mqtt.queue_overflow': 'drop_newest' };
+  withBroker('queue limits: drop_newest keeps the first max_queued_messages of an offline session', async (tb) => {
+    const sub = await client(tb, persistent(5, 'suite-limit'));
+    await sub.subscribeAsync('lim/#', { qos: 1 });
+    await sub.endAsync();
+    const pub = await client(tb);
+    for (let i = 0; i < 6; i++) await pub.publishAsync(`lim/${i}`, `l${i}`, { qos: 1 });
+    await pub.endAsync();
+    const back = unconnected(tb, { ...persistent(5, 'suite-limit'), clean: false });
+    const got = collect(back, 3);
+    back.connect();
+    assert.deepEqual((await got).map((m) => m.payload.toString()), ['l0', 'l1', 'l2']);
+    assert.deepEqual(await quiet(back, 300), []);
+    assert.equal(tb.broker.metrics.dropReasons.queueFull, 3);
+    await back.endAsync();
+  }, limits);
+
+  acrossRestart(
+    'a will waiting out its delay is kept across a restart and published once',
+    async (tb) => {
+      const sub = await client(tb, persistent(5, 'suite-will-sub'));
+      await sub.subscribeAsync('will/#', { qos: 1 });
+      await sub.endAsync();
+      const w = await client(tb, { ...persistent(5, 'suite-will'), will: { topic: 'will/x', payload: Buffer.from('gone'), qos: 1, retain: false, properties: { willDelayInterval: 1 } } });
+      w.stream.destroy();
+      await sleep(100);
+    },
+    async (tb) => {
       const back = unconnected(tb, { ...persistent(5, 'suite-will-sub'), clean: false });
       const got = collect(back, 1, 5000);
       back.connect();
       assert.equal((await got)[0]?.payload.toString(), 'gone');
       assert.deepEqual(await quiet(back, 300), []);
       await back.endAsync();
-    } finally {
-      await tb.close();
-    }
-  });
+    },
+  );
 
-  run('shared subscriptions: each message to exactly one persistent member', async (r) => {
-    const tb = await start(r);
-    try {
-      const m1 = await client(tb, persistent(5, 'suite-sh1'));
-      await m1.subscribeAsync('$share/g/sh/#', { qos: 1 });
-      const m2 = await client(tb, persistent(5, 'suite-sh2'));
-      await m2.subscribeAsync('$share/g/sh/#', { qos: 1 });
-      const got: string[] = [];
-      m1.on('message', (_t, p) => got.push(p.toString()));
-      m2.on('message', (_t, p) => got.push(p.toString()));
-      const pub = await client(tb);
-      for (let i = 0; i < 10; i++) await pub.publishAsync(`sh/${i}`, `s${i}`, { qos: 1 });
-      await sleep(200);
-      assert.deepEqual(got.sort(), Array.from({ length: 10 }, (_, i) => `s${i}`).sort());
-      await Promise.all([m1.endAsync(), m2.endAsync(), pub.endAsync()]);
-    } finally {
-      await tb.close();
-    }
+  withBroker('shared subscriptions: each message to exactly one persistent member', async (tb) => {
+    const m1 = await client(tb, persistent(5, 'suite-sh1'));
+    await m1.subscribeAsync('$share/g/sh/#', { qos: 1 });
+    const m2 = await client(tb, persistent(5, 'suite-sh2'));
+    await m2.subscribeAsync('$share/g/sh/#', { qos: 1 });
+    const got: string[] = [];
+    m1.on('message', (_t, p) => got.push(p.toString()));
+    m2.on('message', (_t, p) => got.push(p.toString()));
+    const pub = await client(tb);
+    for (let i = 0; i < 10; i++) await pub.publishAsync(`sh/${i}`, `s${i}`, { qos: 1 });
+    await sleep(200);
+    assert.deepEqual(got.sort(), Array.from({ length: 10 }, (_, i) => `s${i}`).sort());
+    await Promise.all([m1.endAsync(), m2.endAsync(), pub.endAsync()]);
   });
 }
 
