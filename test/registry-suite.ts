@@ -322,6 +322,46 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
     await back.endAsync();
   }, limits);
 
+  withBroker(
+    'queue limits: drop_oldest keeps the newest max_queued_messages of an offline session, and frees what it dropped',
+    async (tb) => {
+      const sub = await client(tb, persistent(5, 'suite-oldest'));
+      await sub.subscribeAsync('old/#', { qos: 1 });
+      await sub.endAsync();
+      const pub = await client(tb);
+      for (let i = 0; i < 6; i++) await pub.publishAsync(`old/${i}`, `o${i}`, { qos: 1 });
+      await pub.endAsync();
+      const back = unconnected(tb, { ...persistent(5, 'suite-oldest'), clean: false });
+      const got = collect(back, 3);
+      back.connect();
+      assert.deepEqual((await got).map((m) => m.payload.toString()), ['o3', 'o4', 'o5']);
+      assert.deepEqual(await quiet(back, 300), []);
+      assert.equal(tb.broker.metrics.dropReasons.queueFull, 3);
+      await sleep(100);
+      assert.deepEqual(await tb.broker.store!.messages.getSessionMessages('suite-oldest', 10), [], 'nothing left waiting');
+      await back.endAsync();
+    },
+    { 'mqtt.max_queued_messages': 3, 'mqtt.queue_overflow': 'drop_oldest' },
+  );
+
+  withBroker(
+    'queue limits: overflow disconnect closes a connected v5 client with 0x97 once its queue is full',
+    async (tb) => {
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('suite-quota', { clean: false, properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 } });
+      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'quota/#', qos: 1 }] });
+      await raw.next('suback');
+      const pub = await client(tb);
+      for (let i = 0; i < 5; i++) await pub.publishAsync(`quota/${i}`, `q${i}`, { qos: 1 }); // never acknowledged by the subscriber
+      const seen: { cmd: string }[] = [];
+      for (let p = await raw.next(undefined, 3000); p !== null; p = await raw.next(undefined, 3000)) seen.push(p); // up to the close
+      const d = seen.find((x) => x.cmd === 'disconnect') as { reasonCode?: number } | undefined;
+      assert.equal(d?.reasonCode, 0x97, `DISCONNECT Quota exceeded (got ${seen.map((x) => x.cmd).join(',')})`);
+      await pub.endAsync();
+    },
+    { 'mqtt.max_queued_messages': 2, 'mqtt.queue_overflow': 'disconnect' },
+  );
+
   acrossRestart(
     'a will waiting out its delay is kept across a restart and published once',
     async (tb) => {
