@@ -16,7 +16,7 @@ import { type Config, type ConfigInput, loadConfig } from './config.js';
 import { type ConsumerCounters, HookBus } from './hooks/bus.js';
 import { clientSnapshot, type Gates, type ListenAddresses, noRefusals, permissiveGates, type Refusals } from './hooks/index.js';
 import { reloadSecurity } from './lifecycle/reload.js';
-import { restore } from './lifecycle/restore.js';
+import { restore, restoreRegistry } from './lifecycle/restore.js';
 import { SessionLifecycle } from './lifecycle/sessions.js';
 import { createLogger, type Logger } from './log.js';
 import { msglogConfig, type MsglogConfig } from './msglog/config.js';
@@ -32,8 +32,11 @@ import { NativeRetainedStore, type RetainedStore } from './routing/retained.js';
 import { Router } from './routing/router.js';
 import { SubscriptionTable } from './routing/subscriptions.js';
 import type { DurableSessions } from './persistence/embedded/durable-sessions.js';
+import { openRegistry } from './persistence/open.js';
+import type { QueueStore } from './persistence/queue-registry.js';
 import type { Persistence } from './persistence/registries.js';
 import { logSession } from './session/log-session.js';
+import { QueueSession } from './session/queue-session.js';
 import { type DeliveryEnv, type DeliveryLimits, deliveryLimits, type DeliveryStats } from './session/session.js';
 import { MemorySessionStore, type SessionStore } from './session/store.js';
 import { listenTcp } from './transport/tcp.js';
@@ -60,8 +63,10 @@ export class Broker extends HookBus implements ProtocolContext {
   /** Every open socket, connected or not (for shutdown). */
   readonly connections = new Set<Connection>();
   addresses: ListenAddresses = {};
-  /** The embedded store, once `listen()` has opened it (durable_sessions.enable). */
+  /** The embedded store, once `listen()` has opened it (durable_sessions.enable, persistence.registry = embedded). */
   durable: DurableSessions | null = null;
+  /** An external registry (persistence.registry = redis or a module), once `listen()` has opened it. */
+  registry: QueueStore | null = null;
   readonly connectRate: ConnectRate | null;
   /** The message log's configuration (msglog.*). */
   readonly msglog: MsglogConfig;
@@ -137,7 +142,7 @@ export class Broker extends HookBus implements ProtocolContext {
     return reloadSecurity(this);
   }
 
-  /** Where broker state is stored (the embedded store's registries), null while in memory only. */
+  /** Where broker state is stored (the embedded store's or an external registry's), null while in memory only. */
   get store(): Persistence | null {
     return this.router.store;
   }
@@ -156,7 +161,7 @@ export class Broker extends HookBus implements ProtocolContext {
    */
   async listen(): Promise<ListenAddresses> {
     try {
-      if (this.config['durable_sessions.enable'] && !this.durable) await this.openStore();
+      if (this.config['durable_sessions.enable'] && !this.durable && !this.registry) await this.openStore();
       if (this.backends.enabled) await this.backends.start(this.backendHost()); // loads the drivers; never waits for a database
       await this.bindListeners();
       this.admin = await startAdmin(this); // admin API (its port in addresses.admin), $SYS
@@ -189,6 +194,12 @@ export class Broker extends HookBus implements ProtocolContext {
   }
 
   private async openStore(): Promise<{ summary: string[]; losses: LossInfo[] }> {
+    const external = await openRegistry(this.config, this.log);
+    if (external) {
+      this.useRegistry(external);
+      await restoreRegistry({ log: this.log, retained: this.retained, router: this.router, lifecycle: this.lifecycle }, external);
+      return { summary: [], losses: [] };
+    }
     const opened = (d: DurableSessions): void => this.useStore(d);
     const { summary, losses } = await restore({ config: this.config, log: this.log, retained: this.retained, router: this.router, lifecycle: this.lifecycle, opened, counters: this.metrics });
     return { summary, losses };
@@ -200,9 +211,17 @@ export class Broker extends HookBus implements ProtocolContext {
     this.lifecycle.store = d && { sessions: d.sessions, durableSide: (s) => logSession(d, s) };
   }
 
+  private useRegistry(r: QueueStore | null): void {
+    this.registry = r;
+    this.router.store = r;
+    this.lifecycle.store = r && { sessions: r.sessions, durableSide: (s) => new QueueSession(r, s) };
+  }
+
   private async dropStore(): Promise<void> {
     await this.durable?.close().catch(() => undefined);
+    await this.registry?.close().catch(() => undefined);
     this.useStore(null);
+    this.useRegistry(null);
   }
 
   private async bindListeners(): Promise<void> {
@@ -242,6 +261,7 @@ export class Broker extends HookBus implements ProtocolContext {
     await this.backends.close(); // what is queued gets a moment to reach its databases
     for (const session of this.sessions) session.durable?.save(); // exact counts and progress
     await this.durable?.close();
+    await this.registry?.close();
     this.log.info('closed');
     this.emit('closed');
   }

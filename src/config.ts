@@ -37,6 +37,26 @@ export const CONFIG_KEYS = {
   'durable_sessions.batch_size': { kind: 'int', default: 1000, min: 1, max: 100000, doc: 'messages read from the log per scan when a persistent session catches up' },
   'durable_sessions.native_drain': { kind: 'bool', default: true, doc: 'a persistent session catching up over plain TCP is drained by a Rust thread that has the socket meanwhile; `false` drains on the event loop' },
   'durable_sessions.message_retention_period': { kind: 'duration', default: 86400, min: 0, max: 315360000, doc: 'how long the log keeps messages (0 = forever); older generations are dropped whole' },
+  'persistence.registry': { kind: 'string', default: 'embedded', pattern: /^(embedded|redis|sql|.*[\\/].*|.*\.m?js)$/, doc: 'where persistent sessions, their queues and retained messages are kept: `embedded` (the built-in log store in `node.data_dir`), `redis` (the `redis.*` keys), `sql` (PostgreSQL or MySQL / MariaDB, the `db.*` keys), or the path of a module of your own implementing QueueRegistry (src/persistence/queue-registry.ts; its default export, or `createRegistry(config)`, checked at start) — see "Persistence registries"' },
+  'redis.mode': { kind: 'enum', default: 'single', values: ['single', 'sentinel', 'cluster'], doc: 'Redis registry: `single` (`redis.single.address`), `sentinel` (`redis.sentinel.*`) or `cluster` (`redis.cluster.nodes`)' },
+  'redis.single.address': { kind: 'string', default: '127.0.0.1:6379', doc: 'Redis registry, single mode: the server `host:port`' },
+  'redis.sentinel.master': { kind: 'string', default: 'mymaster', doc: 'Redis registry, sentinel mode: the master\'s name' },
+  'redis.sentinel.nodes': { kind: 'string', default: '', doc: 'Redis registry, sentinel mode: the sentinels, `host:port,host:port,…`' },
+  'redis.cluster.nodes': { kind: 'string', default: '', doc: 'Redis registry, cluster mode: seed nodes, `host:port,host:port,…`' },
+  'redis.cluster.scan.interval': { kind: 'int', default: 1000, min: 0, max: 3600000, doc: 'Redis registry, cluster mode: ms between refreshes of the slot map (0 = only when redirected)' },
+  'redis.database': { kind: 'int', default: 0, min: 0, max: 65535, doc: 'Redis registry: database number (single and sentinel modes; a cluster has only 0)' },
+  'redis.username': { kind: 'string', default: '', doc: 'Redis registry: ACL user (Redis 6+; empty: the default user)' },
+  'redis.password': { kind: 'string', default: '', doc: 'Redis registry: password' },
+  'redis.timeout': { kind: 'int', default: 3000, min: 0, max: 3600000, doc: 'Redis registry: ms a command may wait for its reply, then it fails (a publish it stored for is refused: v5 0x80, 3.1.1 disconnected); 0 = no limit' },
+  'redis.pool.conn.timeout': { kind: 'int', default: 3000, min: 1, max: 3600000, doc: 'Redis registry: ms to wait for a connection (at start a failure stops the broker; later ioredis reconnects every 500 ms). One connection per server carries every command, pipelined per event-loop turn, so smqtt\'s pool sizes have no counterpart' },
+  'db.url': { kind: 'string', default: '', doc: 'SQL registry: the database, `postgres://host:port/db`, `mysql://host:port/db` (MariaDB too), or smqtt\'s `jdbc:mysql://…` / `jdbc:postgresql://…` (its query string is ignored)' },
+  'db.username': { kind: 'string', default: '', doc: 'SQL registry: user (default: the URL\'s, else `postgres` / `root`)' },
+  'db.password': { kind: 'string', default: '', doc: 'SQL registry: password (default: the URL\'s)' },
+  'db.initial_size': { kind: 'int', default: 10, min: 1, max: 1000, doc: 'SQL registry: connections opened at start (a wrong address or password stops the start); smqtt\'s `db.initialSize` is accepted too' },
+  'db.max_active': { kind: 'int', default: 300, min: 2, max: 10000, doc: 'SQL registry: connections at most (one carries each turn\'s write transaction, the others reads); smqtt\'s `db.maxActive` is accepted too' },
+  'db.max_wait': { kind: 'int', default: 60000, min: 1, max: 3600000, doc: 'SQL registry: ms to wait for a connection (PostgreSQL: from the pool; MySQL: to connect); smqtt\'s `db.maxWait` is accepted too' },
+  'db.query_timeout': { kind: 'int', default: 15000, min: 0, max: 3600000, doc: 'SQL registry: ms a statement may take, then it fails (a transaction it was in rolls back: its publishers are refused) — a connection that dies silently never holds the writes behind it; 0 = no limit' },
+  'db.min_idle': { kind: 'int', default: 2, min: 0, max: 10000, doc: 'SQL registry: idle connections kept open; smqtt\'s `db.minIdle` is accepted too' },
   'durable_storage.messages.n_shards': { kind: 'int', default: 4, min: 1, max: 1024, doc: 'log shards (by publisher client id), fixed at first start' },
   'durable_storage.fsync': { kind: 'string', default: 'always', pattern: /^(always|none|interval:[1-9][0-9]*)$/, doc: '`always` | `interval:<ms>` | `none` — see "What is durable"' },
   'durable_storage.on_corruption': {
@@ -275,6 +295,14 @@ function coerce(key: string, raw: unknown, where: string): number | boolean | st
   return v;
 }
 
+/** Keys accepted under another name: smqtt's camelCase pool keys (the house writes keys in snake case). */
+export const KEY_ALIASES: Readonly<Record<string, ConfigKey>> = {
+  'db.initialSize': 'db.initial_size',
+  'db.maxActive': 'db.max_active',
+  'db.maxWait': 'db.max_wait',
+  'db.minIdle': 'db.min_idle',
+};
+
 /** Parse the seeds' `key = value` format. Values are JSON when they parse as JSON, else text. */
 export function parseConfigText(text: string, file = '<config>'): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -307,7 +335,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const patterned: Record<string, PatternedValue> = {};
   const cfg: Record<string, unknown> = { patterned };
   for (const [k, spec] of Object.entries(CONFIG_KEYS)) cfg[k] = spec.default;
-  const set = (k: string, raw: unknown, where: string): void => {
+  const set = (given: string, raw: unknown, where: string): void => {
+    const k = KEY_ALIASES[given] ?? given;
     const value = coerce(k, raw, where);
     if (specOf(k)?.patterned) patterned[k] = { value, where };
     else cfg[k] = value;

@@ -14,13 +14,20 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 
-export type BrokerName = 'strata' | 'strata-secure' | 'aedes' | 'mosquitto';
+export type BrokerName = 'strata' | 'strata-secure' | 'strata-redis' | 'aedes' | 'mosquitto';
 /** The default line-up; `strata-secure` (password file + a 1,000-line ACL) is asked for by name. */
 export const BROKERS: readonly BrokerName[] = ['strata', 'aedes', 'mosquitto'];
-export const ALL_BROKERS: readonly BrokerName[] = ['strata', 'strata-secure', 'aedes', 'mosquitto'];
+export const ALL_BROKERS: readonly BrokerName[] = ['strata', 'strata-secure', 'strata-redis', 'aedes', 'mosquitto'];
+/** The line-up with --durable: StrataMQ on the Redis registry too, beside Aedes + aedes-persistence-redis. */
+export const DURABLE_BROKERS: readonly BrokerName[] = ['strata', 'strata-redis', 'aedes', 'mosquitto'];
+/** Brokers whose durable state is in a redis-server the bench starts for them (`DurableStart.redisPort`). */
+export function usesRedis(name: BrokerName): boolean {
+  return name === 'aedes' || name === 'strata-redis';
+}
 export const BROKER_LABEL: Record<BrokerName, string> = {
   strata: 'StrataMQ',
   'strata-secure': 'StrataMQ+auth',
+  'strata-redis': 'StrataMQ+Redis',
   aedes: 'Aedes',
   mosquitto: 'Mosquitto',
 };
@@ -45,6 +52,8 @@ export function unavailable(name: BrokerName): string | null {
     case 'strata':
     case 'strata-secure':
       return existsSync(STRATA_CLI) ? null : `not built (${path.relative(process.cwd(), STRATA_CLI)} missing)`;
+    case 'strata-redis':
+      return existsSync(STRATA_CLI) ? redisUnavailable() : `not built (${path.relative(process.cwd(), STRATA_CLI)} missing)`;
     case 'aedes':
       return existsSync(AEDES_SERVER) ? null : 'not built (aedes-server.js missing)';
     case 'mosquitto':
@@ -250,7 +259,8 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
   let args: string[];
   switch (name) {
     case 'strata':
-    case 'strata-secure': {
+    case 'strata-secure':
+    case 'strata-redis': {
       const dataDir = path.join(dir, 'data');
       cmd = process.execPath;
       // The node flags `npm start` runs the broker with, then BENCH_STRATA_NODE_ARGS: flags for
@@ -260,6 +270,13 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
       if (strataHasHostFlag()) args.push('--host', '127.0.0.1');
       args.push(...opts.strataArgs);
       if (name === 'strata-secure') args.push('--config', await secureConfig(dir));
+      else if (name === 'strata-redis') {
+        // The Redis registry on the redis-server started for it (the same set-up as Aedes').
+        if (durable?.redisPort === undefined) throw new Error('strata-redis runs on a redis-server: durable scenarios only');
+        const conf = path.join(dir, 'registry.conf');
+        writeFileSync(conf, ['persistence.registry = redis', `redis.single.address = 127.0.0.1:${durable.redisPort}`, ''].join('\n'));
+        args.push('--config', conf);
+      }
       else if (durable?.strataConfig !== undefined) args.push('--config', durable.strataConfig);
       break;
     }

@@ -27,6 +27,7 @@ import {
   startBroker,
   startRedis,
   tail,
+  usesRedis,
   type BrokerName,
   type BrokerOptions,
   type RunningBroker,
@@ -174,7 +175,7 @@ class DurableEnv {
   }
 
   async start(o: { port?: number; noWait?: boolean } = {}): Promise<RunningBroker> {
-    if (this.name === 'aedes' && this.redis === null) this.redis = await startRedis(this.dir);
+    if (usesRedis(this.name) && this.redis === null) this.redis = await startRedis(this.dir);
     const b = await startBroker(this.name, this.ctx.brokerOpts, {
       dir: this.dir,
       port: o.port,

@@ -29,6 +29,8 @@ import {
   removeTempDir,
   startBroker,
   startRedis,
+  usesRedis,
+  DURABLE_BROKERS,
   tail,
   unavailable,
   ALL_BROKERS,
@@ -63,7 +65,8 @@ const repoRoot = path.resolve(here, '../../..');
 
 const HELP = `usage: npm run bench -- [options]
 
-  --brokers LIST        strata,aedes,mosquitto (default: all three)
+  --brokers LIST        strata,strata-secure,strata-redis,aedes,mosquitto (default: strata,aedes,
+                        mosquitto; with --durable also strata-redis: StrataMQ on the Redis registry)
   --scenarios LIST      fanin,pairs,fanout0,fanout1 (default: these four), lpairs / lspairs
                         (pairs with every message in the message log, async / sync: StrataMQ
                         only, compared with its pairs), rpairs (QoS1 pairs
@@ -120,7 +123,7 @@ const HELP = `usage: npm run bench -- [options]
 
 const { values: argv } = parseArgs({
   options: {
-    brokers: { type: 'string', default: BROKERS.join(',') },
+    brokers: { type: 'string' },
     scenarios: { type: 'string' },
     durable: { type: 'boolean', default: false },
     memory: { type: 'boolean', default: false },
@@ -374,7 +377,7 @@ function pickList<T extends string>(what: string, raw: string, known: readonly T
   return out;
 }
 
-const brokers = pickList('broker', argv.brokers, ALL_BROKERS);
+const brokers = pickList('broker', argv.brokers ?? (argv.durable ? DURABLE_BROKERS : BROKERS).join(','), ALL_BROKERS);
 const extraScenarios = [...(argv.durable ? DURABLE_SCENARIOS : []), ...(argv.memory ? MEMORY_SCENARIOS : [])];
 const scenarioNames = pickList(
   'scenario',
@@ -495,7 +498,7 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
   try {
     if (sc.durable === true) {
       ddir = makeTempDir(`${name}-${sc.name}`);
-      if (name === 'aedes') redis = await startRedis(ddir);
+      if (usesRedis(name)) redis = await startRedis(ddir);
       broker = await startBroker(name, brokerOpts, { dir: ddir, redisPort: redis?.port, maxSessionDelivery: durableOpts.aedesMaxSessionDelivery });
       if (redis !== null) broker.extraPids.push(redis.pid);
     } else if (sc.redis === true) {
@@ -931,6 +934,7 @@ function targetRows(cells: Cell[], dcells: DurableCell[]): TargetRow[] {
     const s = lc('strata', 'dpairs')?.msgsPerSec;
     ratioT('dpairs >= 1x Mosquitto (persistence true)', s, lc('mosquitto', 'dpairs')?.msgsPerSec, 1);
     ratioT('dpairs >= 3x Aedes+Redis', s, lc('aedes', 'dpairs')?.msgsPerSec, 3);
+    if (brokers.includes('strata-redis')) ratioT('dpairs on the Redis registry >= 3x Aedes+Redis (issue 17)', lc('strata-redis', 'dpairs')?.msgsPerSec, lc('aedes', 'dpairs')?.msgsPerSec, 3);
   }
   if (scenarioNames.includes('rpairs')) {
     ratioT('rpairs (on_message_publish to Redis) >= 2x Aedes+aedes-persistence-redis', lc('strata', 'rpairs')?.msgsPerSec, lc('aedes', 'rpairs')?.msgsPerSec, 2);
@@ -947,6 +951,7 @@ function targetRows(cells: Cell[], dcells: DurableCell[]): TargetRow[] {
   }
   if (customs.includes('drain')) {
     ratioT(`drain of ${durableOpts.drainMsgs} >= 2x Mosquitto`, dc('strata', 'drain')?.drainMsgsPerSec, dc('mosquitto', 'drain')?.drainMsgsPerSec, 2);
+    if (brokers.includes('strata-redis')) ratioT(`drain of ${durableOpts.drainMsgs} from the Redis registry >= 10x Aedes+Redis (issue 17)`, dc('strata-redis', 'drain')?.drainMsgsPerSec, dc('aedes', 'drain')?.drainMsgsPerSec, 10);
   }
   if (customs.includes('kill9')) {
     const k = dc('strata', 'kill9');
@@ -955,6 +960,15 @@ function targetRows(cells: Cell[], dcells: DurableCell[]): TargetRow[] {
       measured: k === undefined ? 'not measured' : `${k.lost} of ${k.acked}`,
       verdict: verdict(k === undefined ? null : k.lost === 0),
     });
+    if (brokers.includes('strata-redis')) {
+      const r = dc('strata-redis', 'kill9');
+      const a = dc('aedes', 'kill9');
+      rows.push({
+        target: 'acknowledged-then-lost after kill -9 on the Redis registry = 0 (issue 17)',
+        measured: r === undefined ? 'not measured' : `${r.lost} of ${r.acked}${a === undefined ? '' : ` (Aedes+Redis: ${a.lost} of ${a.acked})`}`,
+        verdict: verdict(r === undefined ? null : r.lost === 0),
+      });
+    }
   }
   if (customs.includes('restart')) {
     const note = (c: DurableCell): string => (c.stored !== undefined && c.stored < 1_000_000 ? `, only ${c.stored} stored (target: 1M)` : '');
@@ -1068,6 +1082,10 @@ async function main(): Promise<void> {
       }
       if (sc.strataConf !== undefined && b !== 'strata') {
         cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: 'StrataMQ only (its message log)' });
+        continue;
+      }
+      if (b === 'strata-redis' && sc.durable !== true) {
+        cells.push({ broker: b, scenario: sc.name, status: 'skipped', error: 'durable scenarios only' });
         continue;
       }
       if (sc.durable === true && b === 'aedes' && aedesDurableWhy !== null) {

@@ -37,7 +37,7 @@ export async function startAdmin(b: AdminSource): Promise<Admin> {
       metricsPublic: c['admin.metrics_public'],
       version: VERSION,
       ready: () => {
-        const store = !c['durable_sessions.enable'] ? 'off' : b.durable ? 'open' : 'closed';
+        const store = !c['durable_sessions.enable'] ? 'off' : b.store ? 'open' : 'closed';
         return { ready: store !== 'closed' && b.addresses.tcp !== undefined, store, listeners: { ...b.addresses } };
       },
     });

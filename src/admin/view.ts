@@ -16,9 +16,11 @@ import type { SessionLifecycle } from '../lifecycle/sessions.js';
 import type { Logger } from '../log.js';
 import type { LossInfo, StoreStats } from '../native.js';
 import type { DurableSessions } from '../persistence/embedded/durable-sessions.js';
+import type { Persistence } from '../persistence/registries.js';
 import type { RetainedStore } from '../routing/retained.js';
 import type { Router } from '../routing/router.js';
 import { LogSession } from '../session/log-session.js';
+import { QueueSession } from '../session/queue-session.js';
 import type { Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
 import type { QoS } from '../wire/codec.js';
@@ -34,6 +36,8 @@ export interface AdminSource extends LogSource {
   readonly router: Router;
   readonly lifecycle: SessionLifecycle;
   readonly durable: DurableSessions | null;
+  /** Where broker state is stored (embedded or an external registry), null in memory only. */
+  readonly store: Persistence | null;
   readonly addresses: ListenAddresses;
   readonly metrics: BrokerMetrics;
 }
@@ -124,7 +128,7 @@ export class AdminView {
 
   /** A session's queue: in memory behind the window, plus, for a persistent one, what it has left in the log. */
   queued(s: Session): number {
-    return s.queue.length + (s.durable instanceof LogSession ? s.durable.backlog : 0);
+    return s.queue.length + (s.durable instanceof LogSession || s.durable instanceof QueueSession ? s.durable.backlog : 0);
   }
 
   summary(s: Session): ClientSummary {
@@ -181,7 +185,7 @@ export class AdminView {
   async sessionDetail(clientId: string, limit: number): Promise<SessionDetail> {
     const s = this.session(clientId);
     let messages: SessionDetail['messages'] = [];
-    const store = this.b.durable;
+    const store = this.b.store;
     if (s.durable !== null && store) {
       messages = (await store.messages.getSessionMessages(clientId, limit)).map((m) => ({ ...messageSummary(m.msg), qos: m.qos, inflight: m.inflight }));
     } else {

@@ -1,7 +1,8 @@
 /**
- * Restore at start: open the embedded store and bring back retained messages and persistent
- * sessions — subscriptions, deliveries in flight, inbound QoS 2 ids, wills and expiry — and
- * report every loss of stored data the opening found (or finds later) once.
+ * Restore at start: open the embedded store (or take the external registry persistence/open.ts
+ * opened) and bring back retained messages and persistent sessions — subscriptions, deliveries
+ * in flight, inbound QoS 2 ids, wills and expiry — and report every loss of stored data the
+ * embedded store's opening found (or finds later) once.
  */
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -10,8 +11,10 @@ import { NativeRetainedStore, type RetainedStore } from '../routing/retained.js'
 import type { Router } from '../routing/router.js';
 import { msglogConfig } from '../msglog/config.js';
 import { DurableSessions } from '../persistence/embedded/durable-sessions.js';
-import { decodeWill } from '../persistence/registries.js';
+import { messageOf, type QueueStore } from '../persistence/queue-registry.js';
+import { decodeWill, type SessionRecord } from '../persistence/registries.js';
 import { logSession } from '../session/log-session.js';
+import { QueueSession } from '../session/queue-session.js';
 import type { Session } from '../session/session.js';
 import type { SessionLifecycle } from './sessions.js';
 
@@ -98,12 +101,7 @@ export async function restore(p: RestoreParts): Promise<Restored> {
     for (const { id, pos } of r.incomingHalf) (session.inboundHalf ??= new Map()).set(id, pos);
     restored.push([session, r]);
   }
-  for (const [session, r] of restored) {
-    // Sessions that were connected when the broker stopped count as disconnected now.
-    const since = r.record.disconnectedAt || now;
-    if (r.record.will) lifecycle.scheduleWill(session, decodeWill(r.record.will, r.clientId), r.record.will.delay - (now - since) / 1000, since);
-    lifecycle.startExpiry(session, r.record.expiry - (now - since) / 1000);
-  }
+  resumeTimers(lifecycle, restored, now);
   log.info({ sessions: sessions.length, inflight, retained: retainedCount, ms: Date.now() - t0 }, 'durable state loaded');
   // Files are damaged while the broker is stopped: a loss found later (a damaged segment found
   // as it is read) costs the sessions that had not read that far when it started.
@@ -116,6 +114,62 @@ export async function restore(p: RestoreParts): Promise<Restored> {
   for (const loss of losses) report(loss);
   durable.watchLosses(report);
   return { durable, summary: durable.store.report().summary, losses };
+}
+
+/** Wills and expiry of restored sessions, counted from when each went away. */
+function resumeTimers(lifecycle: SessionLifecycle, restored: [Session, { clientId: string; record: SessionRecord }][], now: number): void {
+  for (const [session, r] of restored) {
+    // Sessions that were connected when the broker stopped count as disconnected now.
+    const since = r.record.disconnectedAt || now;
+    if (r.record.will) lifecycle.scheduleWill(session, decodeWill(r.record.will, r.clientId), r.record.will.delay - (now - since) / 1000, since);
+    lifecycle.startExpiry(session, r.record.expiry - (now - since) / 1000);
+  }
+}
+
+/**
+ * Restore from an external registry (opened by persistence/open.ts): retained messages, then
+ * each persistent session with its subscriptions, its deliveries in flight under their packet ids
+ * (resent with DUP when the client returns), retained messages sent on subscribe and not
+ * completed (the topic's retained message queued again), the count of what waits in its queue
+ * (read back when it returns), its inbound QoS 2 ids, will and expiry.
+ */
+export async function restoreRegistry(p: Omit<RestoreParts, 'opened' | 'counters' | 'config'>, store: QueueStore): Promise<void> {
+  const { log, router, lifecycle } = p;
+  const t0 = Date.now();
+  const retained = await store.registry.loadRetained();
+  for (const m of retained) p.retained.set(messageOf({ ...m, retain: true }));
+  const sessions = await store.registry.loadSessions();
+  const now = Date.now();
+  let inflight = 0;
+  const restored: [Session, (typeof sessions)[number]][] = [];
+  for (const r of sessions) {
+    const session = lifecycle.create(r.clientId);
+    session.expiryInterval = r.record.expiry;
+    const qs = new QueueSession(store, session);
+    session.durable = qs;
+    for (const { filter, opts } of r.subscriptions) router.subscribe(session, filter, opts);
+    for (const e of r.inflight) {
+      if (!e.message || session.inflight.has(e.packetId)) {
+        store.complete(r.clientId, e.msgId); // its body is gone, or its packet id taken twice: nothing to resend
+        continue;
+      }
+      qs.taken.add(e.msgId);
+      session.addInflight(e.packetId, { msg: messageOf(e.message), qos: e.qos, retain: e.retain, subIds: e.subIds ?? undefined, ref: { shard: 0, offset: e.msgId }, phase: e.phase === 2 ? 'pubrel' : 'publish' });
+      inflight++;
+    }
+    for (const pin of r.retainedPins) {
+      // A retained message sent on subscribe, not completed: the topic's retained message now, if any.
+      const msg = p.retained.get(pin.topic);
+      if (msg) session.enqueue({ msg, qos: pin.qos, retain: true, subIds: undefined, retainedTopic: pin.topic });
+      else store.unpinRetained(r.clientId, pin.topic);
+    }
+    qs.backlog = r.queued;
+    store.raiseIds(r.lastMsgId);
+    for (const id of r.incomingQos2) session.addIncomingQos2(id);
+    restored.push([session, r]);
+  }
+  resumeTimers(lifecycle, restored, now);
+  log.info({ registry: store.name, sessions: sessions.length, inflight, retained: retained.length, ms: Date.now() - t0 }, 'durable state loaded');
 }
 
 /** The embedded store's options from the configuration. */

@@ -38,6 +38,7 @@ function filterList(key: string, text: string): string[] {
 export function msglogConfig(c: Config): MsglogConfig {
   const filters = filterList('msglog.topics', c['msglog.topics']);
   if (filters.length > 0 && !c['durable_sessions.enable']) throw new ConfigError('msglog.topics needs durable_sessions.enable = true: the message log lives in the embedded store');
+  if (filters.length > 0 && c['persistence.registry'] !== 'embedded') throw new ConfigError(`msglog.topics needs persistence.registry = embedded (it is ${c['persistence.registry']}): the message log lives in the embedded store`);
   const retention: { filter: string; ms: number }[] = [];
   for (const part of c['msglog.retention'].split(',')) {
     if (part.trim() === '') continue;

@@ -10,6 +10,13 @@
  * - RetainedRegistry: retained messages (saveRetainMessage; getRetainMessage by filter; all of
  *   them at start — routing reads them from memory, routing/retained.ts).
  * Every caller that stores something goes through one of these. Types here are plain data.
+ *
+ * Two models sit behind them (`persistence.registry`): the embedded store's log, where a message
+ * is written once and each session keeps how far it has read (session/log-session.ts), and an
+ * external registry's per-session queues (persistence/queue-registry.ts: Redis, SQL or a user's
+ * module; session/queue-session.ts), where a message body is written once and each session it
+ * goes to gets a queue entry naming it. `saveSessionMessages` is given the sessions a message goes
+ * to for the second model; the log ignores them.
  */
 import type { Logger } from '../log.js';
 import { type DrainControl, encodeRetainedRecord, type LogPosition, type ReplayResult, type ReplayShard, type ReplaySub, type RetainedRecord, type ScanResult } from '../native.js';
@@ -137,8 +144,6 @@ export interface RecoveredSession {
 }
 
 export interface SessionRegistry {
-  /** Every persistent session stored, with its subscriptions, progress and inbound QoS 2 ids. */
-  loadSessions(): RecoveredSession[];
   /** Create or replace a session's record; resolves once durable. */
   putSession(clientId: string, record: SessionRecord): Promise<void>;
   /** Remove everything a session left; resolves once durable. */
@@ -160,15 +165,29 @@ export interface SessionMessage {
   inflight: boolean;
 }
 
+/**
+ * One persistent session's delivery of a message being stored (the router's targets): a queue
+ * registry writes one queue entry per recipient; the embedded log needs none of it.
+ */
+export interface Recipient {
+  readonly session: { readonly clientId: string };
+  /** The QoS it is delivered with (the message's, capped by the subscription's). */
+  readonly qos: QoS;
+  /** The retain flag it is delivered with (Retain As Published). */
+  readonly retain: boolean;
+  readonly subIds: number[] | undefined;
+}
+
 export interface MessageRegistry {
   /**
    * Store a message once for every persistent session that needs it (smqtt's
-   * saveSessionMessages, one write for all of them); resolves with where it is, once durable.
-   * Per shard, these promises (and appendInbound's) resolve in offset order and each is the one
-   * the caller awaits, not one chained behind another, so their callers' continuations run in
-   * offset order too: a caught-up session takes the shard's messages in that order.
+   * saveSessionMessages, one write for all of them): `to` are those sessions and how each gets it.
+   * Resolves with where it is, once durable; saves resolve in the order they were made. Per
+   * shard, these promises (and appendInbound's) resolve in offset order and each is the one the
+   * caller awaits, not one chained behind another, so their callers' continuations run in that
+   * order too: a caught-up session takes the shard's messages in that order.
    */
-  saveSessionMessages(msg: Message): Promise<LogPosition>;
+  saveSessionMessages(msg: Message, to: readonly Recipient[]): Promise<LogPosition>;
   /**
    * Up to `limit` messages waiting for `clientId`, in flight first, then queued oldest first
    * (smqtt's getSessionMessages), as last stored: a connected session's own view may be a few
@@ -181,7 +200,7 @@ export interface MessageRegistry {
    */
   logMessage(msg: Message): Promise<void>;
   /** Like append, for a persistent publisher's QoS 2 message with its packet id (crash-safe either way). */
-  appendInbound(msg: Message, id: number): Promise<LogPosition>;
+  appendInbound(msg: Message, id: number, to: readonly Recipient[]): Promise<LogPosition>;
   /** Fill in `msg` for deliveries that hold only where their message is (null where it is gone). */
   load(entries: Pending[]): void;
   /** Where the next message of each shard will be: a new subscription starts there. */
@@ -196,8 +215,6 @@ export interface RetainedRegistry {
   saveRetainMessage(msg: Message, record?: Buffer): Promise<void>;
   /** Stored retained messages whose topic matches `filter` (smqtt's getRetainMessage), topic order. */
   getRetainMessage(filter: string): Promise<Message[]>;
-  /** Every retained message stored (at start). */
-  loadRetained(): Message[];
 }
 
 /** A persistent session's progress record, written with the store's next commit (session/log-session.ts). */

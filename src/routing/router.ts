@@ -411,7 +411,7 @@ export class Router {
     for (const t of targets) t.session.loggedPending++;
     let pos: LogPosition;
     try {
-      pos = await (inboundId !== 0 ? store.messages.appendInbound(msg, inboundId) : store.messages.saveSessionMessages(msg));
+      pos = await (inboundId !== 0 ? store.messages.appendInbound(msg, inboundId, targets) : store.messages.saveSessionMessages(msg, targets));
     } catch (e) {
       for (const t of targets) this.loggedDone(t.session);
       throw e;

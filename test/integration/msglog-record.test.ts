@@ -180,6 +180,7 @@ test('config: a bad filter in msglog.topics or msglog.retention, or the log with
   assert.throws(() => createBroker({ config: { 'msglog.topics': 'a/#/b' } }), /msglog\.topics: "a\/#\/b" is not a valid topic filter/);
   assert.throws(() => createBroker({ config: { 'msglog.topics': '$share/g/a' } }), /msglog\.topics/);
   assert.throws(() => createBroker({ config: { 'msglog.topics': 'a/#', 'durable_sessions.enable': false } }), /needs durable_sessions\.enable/);
+  assert.throws(() => createBroker({ config: { 'msglog.topics': 'a/#', 'persistence.registry': 'redis' } }), /msglog\.topics needs persistence\.registry = embedded \(it is redis\)/);
   assert.throws(() => createBroker({ config: { 'msglog.retention': 'a/#=soon' } }), /msglog\.retention/);
   assert.throws(() => createBroker({ config: { 'msglog.topics': 'a/#', 'msglog.sql_pool': 'pgsql.nope' } }), /msglog\.sql_pool: pool "pgsql\.nope" is not configured/);
   assert.throws(() => createBroker({ config: { 'msglog.sql_pool': 'pgsql.db', 'backend.pgsql.db.server': '127.0.0.1:5432' } }), /msglog\.sql_pool: nothing is logged/);

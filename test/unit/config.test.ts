@@ -265,3 +265,17 @@ test('the README configuration reference is the one generated from the code (str
   assert.equal(table, configReference());
   for (const key of Object.keys(CONFIG_KEYS)) assert.ok(table.includes(`| \`${key}\` |`), key);
 });
+
+test("smqtt's camelCase pool keys are accepted for the snake-case ones (db.initialSize → db.initial_size)", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-cfg-'));
+  try {
+    const file = join(dir, 'smqtt.conf');
+    writeFileSync(file, ['db.url = jdbc:mysql://127.0.0.1:3306/smqtt?useSSL=false', 'db.initialSize = 3', 'db.maxActive = 30', 'db.maxWait = 5000', 'db.minIdle = 1', ''].join('\n'));
+    const cfg = loadConfig({ file });
+    assert.deepEqual([cfg['db.initial_size'], cfg['db.max_active'], cfg['db.max_wait'], cfg['db.min_idle']], [3, 30, 5000, 1]);
+    writeFileSync(file, 'db.maxActive = 1\n');
+    assert.throws(() => loadConfig({ file }), /smqtt\.conf:1: db\.max_active must be >= 2/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

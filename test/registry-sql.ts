@@ -1,0 +1,89 @@
+/**
+ * The shared registry suite (registry-suite.ts) on the SQL registry: a real PostgreSQL 15 or
+ * MariaDB 10.11 (test/servers.ts), its tables dropped before each test so every test also runs the
+ * migrations from scratch. Plus the SQL registry's own start-up faults.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import mysql from 'mysql2/promise';
+import pg from 'pg';
+import { sleep, startBroker } from './helpers.js';
+import { killUnderLoad, lostMidRun, registrySuite, withDataDir } from './registry-suite.js';
+import { DB_NAME, DB_PASSWORD, startMariadb, startPostgres, type TestServer } from './servers.js';
+
+const TABLES = ['stratamq_schema', 'session', 'session_subscription', 'message', 'session_message', 'session_inbound', 'session_retained', 'retain'];
+
+export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
+  let server: TestServer;
+  const user = kind === 'pgsql' ? 'postgres' : 'strata';
+  const url = (): string => `${kind === 'pgsql' ? 'postgres' : 'mysql'}://${user}:${encodeURIComponent(DB_PASSWORD)}@127.0.0.1:${server.port}/${DB_NAME}`;
+  /** Drop the registry's tables (a connection of its own each time: a test may restart the server). */
+  const drop = async (): Promise<void> => {
+    const sql = `DROP TABLE IF EXISTS ${TABLES.join(', ')}`;
+    if (kind === 'pgsql') {
+      const c = new pg.Client({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
+      await c.connect();
+      await c.query(sql).finally(() => c.end());
+    } else {
+      const c = await mysql.createConnection({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
+      await c.query(sql).finally(() => c.end());
+    }
+  };
+  /**
+   * What is committed reaches the database's files before the test kills it: the test servers
+   * run without synchronous commit (test/servers.ts), so a crash of theirs loses the last commits.
+   */
+  const settle = async (): Promise<void> => {
+    if (kind === 'pgsql') {
+      const c = new pg.Client({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
+      await c.connect();
+      await c.query('CHECKPOINT').finally(() => c.end());
+    } else {
+      const c = await mysql.createConnection({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
+      await c.query('FLUSH TABLES').finally(() => c.end());
+      await sleep(1500); // InnoDB writes its log buffer out once a second at least
+    }
+  };
+  before(async () => {
+    server = kind === 'pgsql' ? await startPostgres() : await startMariadb();
+  });
+  after(async () => {
+    await server.destroy();
+  });
+
+  registrySuite(`sql ${kind}`, async () => {
+    await drop();
+    return withDataDir({ 'persistence.registry': 'sql', 'db.url': url(), 'db.initial_size': 2, 'db.max_active': 8 });
+  });
+
+  test(`sql ${kind}: kill -9 under QoS 1 load loses no acknowledged message`, async (t) => {
+    await drop();
+    const { acked, lost } = await killUnderLoad({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: url() });
+    t.diagnostic(`${acked} acknowledged, ${lost.length} lost`);
+    assert.ok(acked > 200, `load ran (${acked} acknowledged)`);
+    assert.deepEqual(lost.slice(0, 10), [], `${lost.length} of ${acked} acknowledged messages lost`);
+  });
+
+  test(`sql ${kind}: the database lost mid-run refuses publishes for persistent sessions (v5 0x80, 3.1.1 no ack), serves the rest, recovers`, async () => {
+    await drop();
+    const tb = await startBroker({ config: { 'persistence.registry': 'sql', 'db.url': url(), 'db.initial_size': 2, 'db.max_wait': 2000 } });
+    try {
+      await lostMidRun(tb, server, ['before', 'after'], settle);
+    } finally {
+      await tb.close();
+    }
+  });
+
+  test(`sql ${kind}: the tables are created at start, versioned; a wrong password stops the start naming db.password`, async () => {
+    await drop();
+    const tb = await startBroker({ config: { 'persistence.registry': 'sql', 'db.url': url() } });
+    await tb.close();
+    const again = await startBroker({ config: { 'persistence.registry': 'sql', 'db.url': url() } }); // migrations already applied: nothing to do
+    await again.close();
+    await assert.rejects(startBroker({ config: { 'persistence.registry': 'sql', 'db.url': url(), 'db.password': 'wrong' } }), (e: Error) => {
+      assert.equal(e.name, 'RegistryError');
+      assert.match(e.message, /persistence\.registry = sql: authentication refused by .*: .*\(check db\.username \/ db\.password\)/);
+      return true;
+    });
+  });
+}

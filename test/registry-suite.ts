@@ -1,0 +1,513 @@
+/**
+ * The one test suite every persistence registry runs (as aedes-persistence's abstract tests and
+ * MQTT.js' abstract_store do): `registrySuite(name, open)` registers its tests for a registry
+ * `open` prepares afresh for each test — the embedded store, Redis (single, sentinel, cluster), a
+ * user's module. Everything goes through a real broker and real MQTT clients; a "restart" closes
+ * the broker and starts another on the same registry.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ConfigInput } from '../src/config.js';
+import type { MqttClient } from 'mqtt';
+import { BrokerProcess, client, collect, freePort, persistent, quiet, RawClient, sleep, startBroker, type TestBroker, tempDir, unconnected } from './helpers.js';
+
+/** A registry ready for one test: the broker configuration that uses it, and its removal. */
+export interface RegistryUnderTest {
+  config: ConfigInput;
+  /** The embedded store's directory (and a module's, which may keep files there). */
+  dataDir: string;
+  cleanup(): Promise<void>;
+}
+
+export type OpenRegistry = () => Promise<RegistryUnderTest>;
+
+/** A fresh temp data dir and a cleanup that removes it, for registries that need only a config. */
+export function withDataDir(config: ConfigInput, after: () => Promise<void> = async () => undefined): RegistryUnderTest {
+  const tmp = tempDir('strata-reg-');
+  return {
+    config,
+    dataDir: tmp.dir,
+    cleanup: async () => {
+      await after();
+      tmp.remove();
+    },
+  };
+}
+
+/** The topics of the stored retained messages `filter` matches (RetainedRegistry.getRetainMessage), sorted. */
+async function retainedTopics(tb: TestBroker, filter: string): Promise<string[]> {
+  return (await tb.broker.store!.retained.getRetainMessage(filter)).map((m) => m.topic).sort();
+}
+
+/** The persistent sessions the broker's registry holds now, read from the registry itself. */
+async function storedSessions(tb: TestBroker): Promise<{ clientId: string; subscriptions: { filter: string }[] }[]> {
+  const external = tb.broker.registry;
+  if (external) return external.registry.loadSessions();
+  return tb.broker.durable!.loadSessions();
+}
+
+export function registrySuite(name: string, open: OpenRegistry, opts: { concurrency?: boolean } = {}): void {
+  const start = (r: RegistryUnderTest, extra: ConfigInput = {}): Promise<TestBroker> => startBroker({ dataDir: r.dataDir, config: { ...r.config, ...extra } });
+  /** A broker on the registry for the test's length. */
+  const withBroker = (title: string, fn: (tb: TestBroker) => Promise<void>, extra: ConfigInput = {}): void =>
+    run(title, async (r) => {
+      const tb = await start(r, extra);
+      try {
+        await fn(tb);
+      } finally {
+        await tb.close();
+      }
+    });
+  /** `first` on a broker, then `then` on another started on the same registry (a restart). */
+  const acrossRestart = <T>(title: string, first: (tb: TestBroker) => Promise<T>, then: (tb: TestBroker, got: T) => Promise<void>): void =>
+    run(title, async (r) => {
+      const tb = await start(r);
+      let got: T;
+      try {
+        got = await first(tb);
+      } finally {
+        await tb.close();
+      }
+      const again = await start(r);
+      try {
+        await then(again, got);
+      } finally {
+        await again.close();
+      }
+    });
+  const run = (title: string, fn: (r: RegistryUnderTest) => Promise<void>): void => {
+    test(`${name}: ${title}`, { concurrency: opts.concurrency ?? false }, async () => {
+      const r = await open();
+      try {
+        await fn(r);
+      } finally {
+        await r.cleanup();
+      }
+    });
+  };
+
+  acrossRestart(
+    'an offline queue survives a broker restart: in order, QoS capped by the subscription, session present',
+    async (tb) => {
+      const sub = await client(tb, persistent(5, 'suite-q'));
+      await sub.subscribeAsync('q/#', { qos: 1 });
+      await sub.subscribeAsync('capped/#', { qos: 0 });
+      await sub.endAsync();
+      const pub = await client(tb);
+      for (let i = 0; i < 20; i++) await pub.publishAsync(`q/${i}`, `m${i}`, { qos: i % 2 === 0 ? 1 : 2 });
+      await pub.publishAsync('capped/x', 'capped', { qos: 1 });
+      await pub.publishAsync('nobody/x', 'unmatched', { qos: 1 });
+      await pub.endAsync();
+    },
+    async (tb) => {
+      const back = unconnected(tb, { ...persistent(5, 'suite-q'), clean: false });
+      const connack = new Promise<boolean>((resolve) => back.once('connect', (p) => resolve(p.sessionPresent)));
+      const got = collect(back, 21);
+      back.connect();
+      assert.equal(await connack, true, 'session present after the restart');
+      const msgs = await got;
+      assert.deepEqual(
+        msgs.filter((m) => m.topic.startsWith('q/')).map((m) => m.payload.toString()),
+        Array.from({ length: 20 }, (_, i) => `m${i}`),
+      );
+      const capped = msgs.find((m) => m.topic === 'capped/x');
+      assert.equal(capped?.packet.qos, 0);
+      for (const m of msgs.filter((x) => x.topic.startsWith('q/'))) assert.equal(m.packet.qos, 1);
+      assert.deepEqual(await quiet(back, 200), [], 'nothing more, nothing twice');
+      await back.endAsync();
+    },
+  );
+
+  withBroker('getSessionMessages lists what an offline session has waiting: in flight first, then queued, QoS capped', async (tb) => {
+    const store = tb.broker.store!;
+    const sub = await client(tb, { ...persistent(5, 'suite-list'), clean: true });
+    await sub.subscribeAsync('reg/#', { qos: 1 });
+    await sub.subscribeAsync('other/+', { qos: 0 });
+    (sub as unknown as { handleMessage: unknown }).handleMessage = (_p: unknown, _cb: () => void) => undefined; // never acks
+    const pub = await client(tb);
+    await pub.publishAsync('reg/a', 'first', { qos: 1 });
+    await sleep(100);
+    sub.stream.destroy();
+    await sleep(100);
+    for (let i = 0; i < 5; i++) await pub.publishAsync(`reg/${i}`, `queued ${i}`, { qos: 2 });
+    await pub.publishAsync('other/x', 'capped', { qos: 1 });
+    await pub.publishAsync('nobody/x', 'unmatched', { qos: 1 });
+    await sleep(50);
+    const all = await store.messages.getSessionMessages('suite-list', 100);
+    assert.deepEqual(
+      all.map((m) => [m.msg.topic, m.msg.payload.toString(), m.qos, m.inflight]),
+      [['reg/a', 'first', 1, true], ...[0, 1, 2, 3, 4].map((i) => [`reg/${i}`, `queued ${i}`, 1, false]), ['other/x', 'capped', 0, false]],
+    );
+    assert.equal((await store.messages.getSessionMessages('suite-list', 3)).length, 3);
+    assert.deepEqual(await store.messages.getSessionMessages('no-such-session', 10), []);
+    const back = unconnected(tb, { ...persistent(5, 'suite-list'), clean: false });
+    const got = collect(back, 7);
+    back.connect();
+    assert.deepEqual((await got).map((m) => m.payload.toString()).sort(), all.map((m) => m.msg.payload.toString()).sort());
+    await sleep(150);
+    assert.deepEqual(await store.messages.getSessionMessages('suite-list', 100), [], 'nothing waits once delivered and acknowledged');
+    await Promise.all([back.endAsync(), pub.endAsync()]);
+  });
+
+  acrossRestart(
+    'retained messages: getRetainMessage by filter, cleared by an empty payload, kept across a restart',
+    async (tb) => {
+      const pub = await client(tb);
+      for (const t of ['r/a', 'r/b', 'r/b/c', 's/a', '$app/r']) await pub.publishAsync(t, `v ${t}`, { qos: 1, retain: true });
+      await pub.publishAsync('r/b', '', { qos: 1, retain: true });
+      await pub.endAsync();
+      assert.deepEqual(await retainedTopics(tb, 'r/+'), ['r/a']);
+      assert.deepEqual(await retainedTopics(tb, '#'), ['r/a', 'r/b/c', 's/a']);
+      assert.deepEqual(await retainedTopics(tb, '$app/#'), ['$app/r']);
+    },
+    async (tb) => {
+      assert.deepEqual(await retainedTopics(tb, 'r/#'), ['r/a', 'r/b/c']);
+      const [m] = await tb.broker.store!.retained.getRetainMessage('s/a');
+      assert.equal(m?.payload.toString(), 'v s/a');
+      const sub = await client(tb);
+      const got = collect(sub, 3);
+      await sub.subscribeAsync('#', { qos: 1 });
+      assert.deepEqual((await got).map((x) => x.topic).sort(), ['r/a', 'r/b/c', 's/a'], 'served from memory after the restart');
+      await sub.endAsync();
+    },
+  );
+
+  acrossRestart(
+    'QoS 2 outbound across a restart: past PUBREC only PUBREL comes again, never the message',
+    async (tb) => {
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('suite-q2', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x2/#', qos: 2 }] });
+      await raw.next('suback');
+      const pub = await client(tb);
+      await pub.publishAsync('x2/a', 'once', { qos: 2 });
+      await pub.publishAsync('x2/b', 'twice?', { qos: 2 });
+      const p1 = (await raw.next('publish')) as { messageId: number };
+      const p2 = (await raw.next('publish')) as { messageId: number };
+      raw.send({ cmd: 'pubrec', messageId: p1.messageId });
+      assert.equal(((await raw.next('pubrel')) as { messageId: number }).messageId, p1.messageId);
+      await pub.endAsync();
+      raw.end();
+      await sleep(100);
+      return { p1, p2 };
+    },
+    async (tb, { p1, p2 }) => {
+      const again = await RawClient.tcp(tb.port, 5);
+      await again.connect('suite-q2', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      const seen: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const p = (await again.next()) as { cmd: string; messageId: number; payload?: Buffer; dup?: boolean };
+        seen.push(p.cmd === 'publish' ? `publish ${p.payload?.toString()} ${p.messageId === p2.messageId} dup=${p.dup}` : `${p.cmd} ${p.messageId === p1.messageId}`);
+      }
+      assert.deepEqual(seen.sort(), ['publish twice? true dup=true', 'pubrel true'].sort());
+      again.send({ cmd: 'pubcomp', messageId: p1.messageId });
+      again.send({ cmd: 'pubrec', messageId: p2.messageId });
+      assert.equal(((await again.next('pubrel')) as { messageId: number }).messageId, p2.messageId);
+      again.send({ cmd: 'pubcomp', messageId: p2.messageId });
+      assert.equal(await again.next('publish', 300).catch(() => null), null, 'nothing more');
+      again.end();
+    },
+  );
+
+  acrossRestart(
+    'QoS 2 inbound across a restart: a PUBLISH sent again after PUBREC is not delivered twice',
+    async (tb) => {
+      const sub = await client(tb, persistent(5, 'suite-in2-sub'));
+      await sub.subscribeAsync('in2/#', { qos: 2 });
+      await sub.endAsync();
+      const raw = await RawClient.tcp(tb.port, 4);
+      await raw.connect('suite-in2-pub', { clean: false });
+      raw.send({ cmd: 'publish', topic: 'in2/x', payload: Buffer.from('exactly once'), qos: 2, messageId: 7, retain: false, dup: false });
+      assert.equal(((await raw.next('pubrec')) as { messageId: number }).messageId, 7);
+      raw.end();
+      await sleep(50);
+    },
+    async (tb) => {
+      const again = await RawClient.tcp(tb.port, 4);
+      await again.connect('suite-in2-pub', { clean: false });
+      again.send({ cmd: 'publish', topic: 'in2/x', payload: Buffer.from('exactly once'), qos: 2, messageId: 7, retain: false, dup: true });
+      assert.equal(((await again.next('pubrec')) as { messageId: number }).messageId, 7);
+      again.send({ cmd: 'pubrel', messageId: 7 });
+      assert.equal(((await again.next('pubcomp')) as { messageId: number }).messageId, 7);
+      const back = unconnected(tb, { ...persistent(5, 'suite-in2-sub'), clean: false });
+      const got = collect(back, 1);
+      back.connect();
+      assert.equal((await got)[0]?.payload.toString(), 'exactly once');
+      assert.deepEqual(await quiet(back, 300), [], 'delivered once');
+      await back.endAsync();
+      again.end();
+    },
+  );
+
+  acrossRestart(
+    'a retained message sent on subscribe and not acknowledged is sent again after a restart',
+    async (tb) => {
+      const pub = await client(tb);
+      await pub.publishAsync('ret/a', 'kept', { qos: 1, retain: true });
+      await pub.endAsync();
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('suite-ret', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'ret/#', qos: 1 }] });
+      await raw.next('suback');
+      const first = (await raw.next('publish')) as { payload: Buffer; retain: boolean };
+      assert.equal(first.payload.toString(), 'kept');
+      await sleep(100); // never acknowledged
+      raw.end();
+      await sleep(100);
+    },
+    async (tb) => {
+      const again = await RawClient.tcp(tb.port, 5);
+      await again.connect('suite-ret', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      const p = (await again.next('publish')) as { payload: Buffer; retain: boolean; messageId: number };
+      assert.equal(p.payload.toString(), 'kept');
+      assert.equal(p.retain, true);
+      again.send({ cmd: 'puback', messageId: p.messageId });
+      assert.equal(await again.next('publish', 300).catch(() => null), null, 'once');
+      again.end();
+    },
+  );
+
+  acrossRestart(
+    'Clean Start and expiry remove the stored session: nothing comes back after a restart',
+    async (tb) => {
+      const a = await client(tb, persistent(5, 'suite-gone'));
+      await a.subscribeAsync('gone/#', { qos: 1 });
+      await a.endAsync();
+      const b = await client(tb, persistent(5, 'suite-short', 1));
+      await b.subscribeAsync('gone/#', { qos: 1 });
+      await b.endAsync();
+      const pub = await client(tb);
+      await pub.publishAsync('gone/1', 'x', { qos: 1 });
+      await pub.endAsync();
+      const fresh = await client(tb, { protocolVersion: 5, clientId: 'suite-gone', clean: true }); // Clean Start, expiry 0
+      await fresh.endAsync();
+      await sleep(1500); // suite-short expires
+      assert.deepEqual(await tb.broker.store!.messages.getSessionMessages('suite-gone', 10), []);
+      assert.deepEqual(await tb.broker.store!.messages.getSessionMessages('suite-short', 10), []);
+    },
+    async (tb) => {
+      assert.equal(tb.broker.sessions.get('suite-gone'), undefined);
+      assert.equal(tb.broker.sessions.get('suite-short'), undefined);
+    },
+  );
+
+  withBroker('Clean Start replacing a persistent session with another: the registry holds the new one while it is connected', async (tb) => {
+    const old = await client(tb, persistent(4, 'suite-replaced'));
+    await old.subscribeAsync('old/#', { qos: 1 });
+    await old.endAsync();
+    // Deletes the old session and puts the new one at once; it stays connected, so nothing
+    // written at its disconnect can mend the registry (a kill -9 now must find the new one).
+    const fresh = await client(tb, { ...persistent(5, 'suite-replaced'), clean: true });
+    await fresh.subscribeAsync('new/#', { qos: 1 });
+    await sleep(100);
+    const stored = await storedSessions(tb);
+    assert.deepEqual(stored.find((x) => x.clientId === 'suite-replaced')?.subscriptions.map((x) => x.filter), ['new/#']);
+    await fresh.endAsync();
+  });
+
+  const limits = { 'mqtt.max_queued_messages': 3, 'mqtt.queue_overflow': 'drop_newest' };
+  withBroker('queue limits: drop_newest keeps the first max_queued_messages of an offline session', async (tb) => {
+    const sub = await client(tb, persistent(5, 'suite-limit'));
+    await sub.subscribeAsync('lim/#', { qos: 1 });
+    await sub.endAsync();
+    const pub = await client(tb);
+    for (let i = 0; i < 6; i++) await pub.publishAsync(`lim/${i}`, `l${i}`, { qos: 1 });
+    await pub.endAsync();
+    const back = unconnected(tb, { ...persistent(5, 'suite-limit'), clean: false });
+    const got = collect(back, 3);
+    back.connect();
+    assert.deepEqual((await got).map((m) => m.payload.toString()), ['l0', 'l1', 'l2']);
+    assert.deepEqual(await quiet(back, 300), []);
+    assert.equal(tb.broker.metrics.dropReasons.queueFull, 3);
+    await back.endAsync();
+  }, limits);
+
+  withBroker(
+    'queue limits: drop_oldest keeps the newest max_queued_messages of an offline session, and frees what it dropped',
+    async (tb) => {
+      const sub = await client(tb, persistent(5, 'suite-oldest'));
+      await sub.subscribeAsync('old/#', { qos: 1 });
+      await sub.endAsync();
+      const pub = await client(tb);
+      for (let i = 0; i < 6; i++) await pub.publishAsync(`old/${i}`, `o${i}`, { qos: 1 });
+      await pub.endAsync();
+      const back = unconnected(tb, { ...persistent(5, 'suite-oldest'), clean: false });
+      const got = collect(back, 3);
+      back.connect();
+      assert.deepEqual((await got).map((m) => m.payload.toString()), ['o3', 'o4', 'o5']);
+      assert.deepEqual(await quiet(back, 300), []);
+      assert.equal(tb.broker.metrics.dropReasons.queueFull, 3);
+      await sleep(100);
+      assert.deepEqual(await tb.broker.store!.messages.getSessionMessages('suite-oldest', 10), [], 'nothing left waiting');
+      await back.endAsync();
+    },
+    { 'mqtt.max_queued_messages': 3, 'mqtt.queue_overflow': 'drop_oldest' },
+  );
+
+  withBroker(
+    'queue limits: overflow disconnect closes a connected v5 client with 0x97 once its queue is full',
+    async (tb) => {
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('suite-quota', { clean: false, properties: { sessionExpiryInterval: 3600, receiveMaximum: 1 } });
+      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'quota/#', qos: 1 }] });
+      await raw.next('suback');
+      const pub = await client(tb);
+      for (let i = 0; i < 5; i++) await pub.publishAsync(`quota/${i}`, `q${i}`, { qos: 1 }); // never acknowledged by the subscriber
+      const seen: { cmd: string }[] = [];
+      for (let p = await raw.next(undefined, 3000); p !== null; p = await raw.next(undefined, 3000)) seen.push(p); // up to the close
+      const d = seen.find((x) => x.cmd === 'disconnect') as { reasonCode?: number } | undefined;
+      assert.equal(d?.reasonCode, 0x97, `DISCONNECT Quota exceeded (got ${seen.map((x) => x.cmd).join(',')})`);
+      await pub.endAsync();
+    },
+    { 'mqtt.max_queued_messages': 2, 'mqtt.queue_overflow': 'disconnect' },
+  );
+
+  acrossRestart(
+    'a will waiting out its delay is kept across a restart and published once',
+    async (tb) => {
+      const sub = await client(tb, persistent(5, 'suite-will-sub'));
+      await sub.subscribeAsync('will/#', { qos: 1 });
+      await sub.endAsync();
+      const w = await client(tb, { ...persistent(5, 'suite-will'), will: { topic: 'will/x', payload: Buffer.from('gone'), qos: 1, retain: false, properties: { willDelayInterval: 1 } } });
+      w.stream.destroy();
+      await sleep(100);
+    },
+    async (tb) => {
+      const back = unconnected(tb, { ...persistent(5, 'suite-will-sub'), clean: false });
+      const got = collect(back, 1, 5000);
+      back.connect();
+      assert.equal((await got)[0]?.payload.toString(), 'gone');
+      assert.deepEqual(await quiet(back, 300), []);
+      await back.endAsync();
+    },
+  );
+
+  withBroker('shared subscriptions: each message to exactly one persistent member', async (tb) => {
+    const m1 = await client(tb, persistent(5, 'suite-sh1'));
+    await m1.subscribeAsync('$share/g/sh/#', { qos: 1 });
+    const m2 = await client(tb, persistent(5, 'suite-sh2'));
+    await m2.subscribeAsync('$share/g/sh/#', { qos: 1 });
+    const got: string[] = [];
+    m1.on('message', (_t, p) => got.push(p.toString()));
+    m2.on('message', (_t, p) => got.push(p.toString()));
+    const pub = await client(tb);
+    for (let i = 0; i < 10; i++) await pub.publishAsync(`sh/${i}`, `s${i}`, { qos: 1 });
+    await sleep(200);
+    assert.deepEqual(got.sort(), Array.from({ length: 10 }, (_, i) => `s${i}`).sort());
+    await Promise.all([m1.endAsync(), m2.endAsync(), pub.endAsync()]);
+  });
+}
+
+/**
+ * A broker process on the registry `env` configures, four publishers each keeping 50 QoS 1
+ * messages in flight to a persistent session's topics, kill -9 after 1.5 s, a restart on the same
+ * registry: the acknowledged messages the subscriber then does not get are `lost`.
+ */
+export async function killUnderLoad(env: NodeJS.ProcessEnv): Promise<{ acked: number; lost: string[] }> {
+  const tmp = tempDir();
+  const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
+  const pubs: MqttClient[] = [];
+  try {
+    await broker.start();
+    const sub = await client(broker.url, persistent(5, 'k9-sub'));
+    await sub.subscribeAsync('k9/#', { qos: 1 });
+    await sub.endAsync();
+    const acked = new Set<string>();
+    let stop = false;
+    const load = async (p: number): Promise<void> => {
+      const pub = await client(broker.url, { protocolVersion: 5, clientId: `k9-pub-${p}` });
+      pubs.push(pub);
+      pub.on('error', () => undefined);
+      let i = 0;
+      const one = async (): Promise<void> => {
+        while (!stop) {
+          const payload = `${p}-${i++}`;
+          try {
+            await pub.publishAsync(`k9/${p}`, payload, { qos: 1 });
+            acked.add(payload);
+          } catch {
+            return; // the broker died with it unacknowledged: it may or may not be stored
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 50 }, one));
+    };
+    const loads = [0, 1, 2, 3].map(load);
+    await sleep(1500);
+    await broker.kill9();
+    stop = true;
+    for (const p of pubs) p.end(true);
+    await Promise.allSettled(loads);
+
+    await broker.start();
+    const back = unconnected(broker.url, { ...persistent(5, 'k9-sub'), clean: false });
+    const got = new Set<string>();
+    back.on('message', (_t, payload) => got.add(payload.toString()));
+    back.connect();
+    for (let last = -1; got.size !== last; ) {
+      last = got.size;
+      await sleep(1000);
+    }
+    await back.endAsync();
+    return { acked: acked.size, lost: [...acked].filter((m) => !got.has(m)) };
+  } finally {
+    for (const p of pubs) p.end(true);
+    await broker.stop();
+    tmp.remove();
+  }
+}
+
+/**
+ * The registry's server is lost while a broker runs on it (`server.kill`), then comes back
+ * (`server.start`): a v5 publish for a persistent session gets PUBACK 0x80, a 3.1.1 one is closed
+ * without PUBACK, an in-memory session keeps being served, and once the server is back publishes
+ * are acknowledged again and the persistent session gets `expected` ('before' when the server
+ * kept what it had — `settle` makes it write that out first — then 'after'), nothing refused, nothing twice.
+ */
+export async function lostMidRun(tb: TestBroker, server: { kill(): Promise<void>; start(): Promise<void> }, expected: string[], settle: () => Promise<void> = async () => undefined): Promise<void> {
+  const durableSub = await client(tb, persistent(5, 'lost-sub'));
+  await durableSub.subscribeAsync('keep/#', { qos: 1 });
+  await durableSub.endAsync();
+  const live = await client(tb, { protocolVersion: 5, clientId: 'lost-live' }); // in memory only
+  await live.subscribeAsync('live/#', { qos: 1 });
+  const v5 = await client(tb, { protocolVersion: 5, clientId: 'lost-pub5' });
+  await v5.publishAsync('keep/before', 'before', { qos: 1 });
+  await settle();
+
+  await server.kill();
+  await sleep(200);
+  await assert.rejects(v5.publishAsync('keep/during', 'during', { qos: 1 }), (e: Error & { code?: number }) => {
+    assert.equal(e.code, 0x80, e.message);
+    return true;
+  });
+  const v3 = await client(tb, { protocolVersion: 4, clientId: 'lost-pub3' });
+  const closed = new Promise<void>((resolve) => v3.once('close', () => resolve()));
+  let v3acked = false;
+  v3.publish('keep/during3', 'during3', { qos: 1 }, (err) => {
+    if (!err) v3acked = true;
+  });
+  await closed;
+  assert.equal(v3acked, false, '3.1.1 publisher disconnected without PUBACK');
+  const got = collect(live, 1);
+  await v5.publishAsync('live/x', 'served', { qos: 1 });
+  assert.equal((await got)[0]?.payload.toString(), 'served', 'in-memory sessions keep being served');
+  assert.ok(tb.broker.metrics.storeErrors >= 2);
+
+  await server.start();
+  let ok = false;
+  for (let i = 0; i < 50 && !ok; i++) {
+    await sleep(200);
+    ok = await v5.publishAsync('keep/after', 'after', { qos: 1 }).then(
+      () => true,
+      () => false,
+    );
+  }
+  assert.ok(ok, 'publishes to persistent sessions are acknowledged again once the server is back');
+  const back = unconnected(tb, { ...persistent(5, 'lost-sub'), clean: false });
+  const seen: string[] = [];
+  back.on('message', (_t, p) => seen.push(p.toString()));
+  back.connect();
+  await sleep(1500);
+  assert.deepEqual(seen, expected, 'nothing refused, nothing twice');
+  await Promise.all([back.endAsync(), live.endAsync(), v5.endAsync()]);
+}
