@@ -13,6 +13,15 @@ use strata_core::error::CoreError;
 use strata_core::fetch;
 use strata_core::log::{self as core_log, ScanStatus};
 
+/// A scan's status as the binding reports it (layouts: REPLAY_STATUS_NEXT / DONE / UNTIL).
+fn status_code(s: ScanStatus) -> u32 {
+    match s {
+        ScanStatus::Next => 0,
+        ScanStatus::Done => 1,
+        ScanStatus::Until => 2,
+    }
+}
+
 #[napi]
 impl Store {
     /// Streams that can hold messages matching `filter`, oldest generation first.
@@ -132,11 +141,7 @@ impl Store {
                 offsets: Uint32Array::new(l.offsets),
                 meta: Float64Array::new(l.meta.into_iter().map(|v| v as f64).collect()),
                 next: b.next as f64,
-                status: match b.status {
-                    ScanStatus::Next => 0,
-                    ScanStatus::Done => 1,
-                    ScanStatus::Until => 2,
-                },
+                status: status_code(b.status),
                 skipped: b.skipped as f64,
                 buffer: l.buf.into(),
             })
@@ -271,11 +276,7 @@ impl Store {
                 masks: Uint32Array::new(b.masks),
                 words: b.words as u32,
                 next: b.next as f64,
-                status: match b.status {
-                    ScanStatus::Next => 0,
-                    ScanStatus::Done => 1,
-                    ScanStatus::Until => 2,
-                },
+                status: status_code(b.status),
                 skipped: b.skipped as f64,
                 buffer: b.buf.into(),
             })
