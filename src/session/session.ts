@@ -229,12 +229,69 @@ class NoIds extends Set<number> {
   }
 }
 const NO_SUBSCRIPTIONS: Map<string, Subscription> = new NoEntries();
+
+/** A session's subscriptions by filter, as the broker reads and removes them (add with Session.addSubscription). */
+export interface SessionSubscriptions extends Iterable<[string, Subscription]> {
+  readonly size: number;
+  get(filter: string): Subscription | undefined;
+  has(filter: string): boolean;
+  values(): IterableIterator<Subscription>;
+  keys(): IterableIterator<string>;
+  delete(filter: string): boolean;
+  clear(): void;
+}
+
+/**
+ * The subscriptions of a session that has at most one (most devices: one command topic): two
+ * fields instead of a Map and its hash table (~180 B). A second filter moves them into a Map.
+ */
+class OneSubscription implements SessionSubscriptions {
+  constructor(
+    public filter: string | null,
+    public sub: Subscription | null,
+  ) {}
+
+  get size(): number {
+    return this.filter === null ? 0 : 1;
+  }
+
+  get(filter: string): Subscription | undefined {
+    return filter === this.filter ? (this.sub ?? undefined) : undefined;
+  }
+
+  has(filter: string): boolean {
+    return this.filter !== null && filter === this.filter;
+  }
+
+  *values(): IterableIterator<Subscription> {
+    if (this.sub !== null) yield this.sub;
+  }
+
+  *keys(): IterableIterator<string> {
+    if (this.filter !== null) yield this.filter;
+  }
+
+  delete(filter: string): boolean {
+    if (this.filter === null || filter !== this.filter) return false;
+    this.clear();
+    return true;
+  }
+
+  clear(): void {
+    this.filter = null;
+    this.sub = null;
+  }
+
+  *[Symbol.iterator](): IterableIterator<[string, Subscription]> {
+    if (this.filter !== null && this.sub !== null) yield [this.filter, this.sub];
+  }
+}
 const NO_INFLIGHT: Map<number, Inflight> = new NoEntries();
 const NO_IDS: Set<number> = new NoIds();
 
 export class Session {
   /** By filter. Add with addSubscription. */
-  subscriptions = NO_SUBSCRIPTIONS;
+  subscriptions: SessionSubscriptions = NO_SUBSCRIPTIONS;
   /** By packet id. Add with addInflight. */
   inflight = NO_INFLIGHT;
   readonly queue = new Queue<Pending>();
@@ -278,8 +335,22 @@ export class Session {
   constructor(readonly clientId: string) {}
 
   addSubscription(filter: string, sub: Subscription): void {
-    if (this.subscriptions === NO_SUBSCRIPTIONS) this.subscriptions = new Map();
-    this.subscriptions.set(filter, sub);
+    const subs = this.subscriptions;
+    if (subs === NO_SUBSCRIPTIONS) {
+      this.subscriptions = new OneSubscription(filter, sub);
+    } else if (subs instanceof OneSubscription) {
+      if (subs.filter === null || subs.filter === filter) {
+        subs.filter = filter;
+        subs.sub = sub;
+      } else {
+        this.subscriptions = new Map([
+          [subs.filter, subs.sub as Subscription],
+          [filter, sub],
+        ]);
+      }
+    } else {
+      (subs as Map<string, Subscription>).set(filter, sub);
+    }
   }
 
   addInflight(id: number, entry: Inflight): void {

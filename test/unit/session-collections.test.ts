@@ -20,9 +20,38 @@ test('a session that adds gets its own map; others stay empty; adding to the sha
     assert.equal(s.subscriptions.size, 0);
     assert.throws(() => s.inflight.set(1, entry), /shared empty/);
     assert.throws(() => s.incomingQos2.add(1), /shared empty/);
-    assert.throws(() => s.subscriptions.set('y', {} as Subscription), /shared empty/);
+    assert.throws(() => (s.subscriptions as Map<string, Subscription>).set('y', {} as Subscription), /shared empty/);
     s.inflight.clear(); // harmless
     s.inflight.delete(1);
   }
   assert.equal(b.inflight.size, 0);
+});
+
+test('a session with one subscription holds it without a Map; a second filter moves both into one; removing works either way', () => {
+  const sub = (filter: string, qos: 0 | 1 | 2 = 1): Subscription => ({ filter, trieId: 1, qos, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined });
+  const s = new Session('one');
+  s.addSubscription('a/+', sub('a/+'));
+  assert.ok(!(s.subscriptions instanceof Map), 'one subscription: no Map');
+  assert.equal(s.subscriptions.size, 1);
+  assert.equal(s.subscriptions.get('a/+')?.qos, 1);
+  assert.equal(s.subscriptions.get('b'), undefined);
+  assert.ok(s.subscriptions.has('a/+') && !s.subscriptions.has('b'));
+  s.addSubscription('a/+', sub('a/+', 2)); // the same filter again: replaced
+  assert.equal(s.subscriptions.size, 1);
+  assert.equal(s.subscriptions.get('a/+')?.qos, 2);
+  assert.deepEqual([...s.subscriptions].map(([f, x]) => [f, x.qos]), [['a/+', 2]]);
+  assert.deepEqual([...s.subscriptions.keys()], ['a/+']);
+  assert.deepEqual([...s.subscriptions.values()].map((x) => x.filter), ['a/+']);
+  assert.equal(s.subscriptions.delete('b'), false);
+  assert.equal(s.subscriptions.delete('a/+'), true);
+  assert.equal(s.subscriptions.size, 0);
+  assert.deepEqual([...s.subscriptions], []);
+  s.addSubscription('c', sub('c')); // after a removal: holds one again
+  assert.equal(s.subscriptions.get('c')?.filter, 'c');
+  s.addSubscription('d/#', sub('d/#', 0)); // a second filter: both in a Map
+  assert.ok(s.subscriptions instanceof Map);
+  assert.deepEqual([...s.subscriptions.keys()].sort(), ['c', 'd/#']);
+  assert.equal(s.subscriptions.get('d/#')?.qos, 0);
+  s.subscriptions.clear();
+  assert.equal(s.subscriptions.size, 0);
 });
