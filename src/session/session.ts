@@ -303,6 +303,13 @@ export class Session {
    * before PUBREC (Broker.restoreInbound). Null when none.
    */
   inboundHalf: Map<number, DurableRef> | null = null;
+  /**
+   * Inbound QoS 2 messages of a persistent session still being stored (their id recorded with
+   * them), by packet id: a copy re-sent meanwhile (after a takeover) is acknowledged only once the
+   * first is stored, and PUBREL releases the id only after that, so the release is never
+   * overwritten by the first copy's "stored" mark. Null when none.
+   */
+  inboundStoring: Map<number, Promise<void>> | null = null;
   /** Where packets go while the client is connected; null while it is away. */
   outlet: Outlet | null = null;
   /** Limits and delivery events, set by whoever creates the session (lifecycle/). */

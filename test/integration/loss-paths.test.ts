@@ -255,6 +255,47 @@ describe('what CONNACK and UNSUBACK say survives a kill -9 right after them', ()
     await again.endAsync();
   });
 
+  test('[MQTT-4.3.3-9] a QoS 2 PUBLISH re-sent (takeover) while the first is still being stored: PUBREC waits for it, so the id released by PUBREL stays released across a restart', async () => {
+    // Found by the durability checker (seed 1100264): the re-sent PUBLISH was acknowledged at
+    // once; PUBREL's release reached the store before the first copy's "stored" mark, which then
+    // left the id recorded; after a restart the client's next message with that id (clients
+    // reuse them) was taken for a duplicate: acknowledged, never delivered.
+    const sub = await client(broker.url, persistent(5, 'q2-race-sub'));
+    await sub.subscribeAsync('q2race/t', { qos: 2 });
+    await sub.endAsync();
+    const first = await RawClient.tcp(broker.port, 5);
+    await first.connect('q2-race-pub', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+    first.send({ cmd: 'publish', topic: 'q2race/t', payload: Buffer.from('one'), qos: 2, messageId: 1, dup: false, retain: false });
+    // The client is taken over before its PUBREC (metadata commits take 300 ms here) and sends it again.
+    const second = await RawClient.tcp(broker.port, 5);
+    await second.connect('q2-race-pub', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+    second.send({ cmd: 'publish', topic: 'q2race/t', payload: Buffer.from('one'), qos: 2, messageId: 1, dup: true, retain: false });
+    const rec = (await second.next('pubrec', 10000)) as IPubrecPacket;
+    assert.equal(rec.messageId, 1);
+    second.send({ cmd: 'pubrel', messageId: 1 });
+    const comp = (await second.next('pubcomp', 10000)) as IPubcompPacket;
+    assert.equal(comp.reasonCode ?? 0, 0);
+    await new Promise((r) => setTimeout(r, 800)); // whatever the first copy still had to write is written
+    first.end();
+    second.end();
+    await broker.stop();
+    await broker.start();
+    // Packet id 1 again, a new message: it must be stored and delivered, not taken for a duplicate.
+    const again = await RawClient.tcp(broker.port, 5);
+    await again.connect('q2-race-pub', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+    again.send({ cmd: 'publish', topic: 'q2race/t', payload: Buffer.from('two'), qos: 2, messageId: 1, dup: false, retain: false });
+    assert.equal(((await again.next('pubrec', 10000)) as IPubrecPacket).messageId, 1);
+    again.send({ cmd: 'pubrel', messageId: 1 });
+    await again.next('pubcomp', 10000);
+    again.end();
+    const back = unconnected(broker.url, persistent(5, 'q2-race-sub'));
+    const got = collect(back, 2, 10000);
+    back.connect();
+    assert.deepEqual((await got).map((m) => m.payload.toString()), ['one', 'two']);
+    assert.deepEqual(await quiet(back, 300), []);
+    await back.endAsync();
+  });
+
   test('a subscription removed by UNSUBSCRIBE stays removed once UNSUBACK is out', async () => {
     const raw = await RawClient.tcp(broker.port, 4);
     await raw.connect('unsub-kill', { clean: false });

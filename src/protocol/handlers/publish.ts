@@ -95,7 +95,25 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
     // [MQTT-4.3.3-9] a re-sent QoS 2 PUBLISH is acknowledged again but not delivered twice.
     const half = session.inboundHalf?.get(id);
     if (half === undefined) {
-      conn.ack(encodeAck(5, id, conn.protocolVersion));
+      const storing = session.inboundStoring?.get(id);
+      if (storing === undefined) {
+        conn.ack(encodeAck(5, id, conn.protocolVersion));
+        return;
+      }
+      // The first copy (sent before a takeover) is still being stored: PUBREC once it is, as
+      // for the first; a PUBREL sooner would release the id before its "stored" mark lands.
+      const send = conn.reserveAck();
+      storing.then(
+        () => send(encodeAck(5, id, conn.protocolVersion)),
+        () => {
+          if (v5) {
+            send(encodeAck(5, id, 5, RC.UnspecifiedError));
+          } else {
+            send(null);
+            conn.close('storage failure: message not acknowledged');
+          }
+        },
+      );
       return;
     }
     // Its record reached the log before a stop, its id still pending: what it needs besides the
@@ -148,6 +166,14 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
     if (!durable) {
       conn.ack(encodeAck(ackType, id, conn.protocolVersion));
       return;
+    }
+    if (qos === 2 && session.durable) {
+      const storing = (session.inboundStoring ??= new Map());
+      storing.set(id, durable);
+      const done = (): void => {
+        if (storing.get(id) === durable) storing.delete(id);
+      };
+      durable.then(done, done);
     }
     // PUBACK / PUBREC only once the message is durable for every persistent subscriber.
     const send = conn.reserveAck();

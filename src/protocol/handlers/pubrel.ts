@@ -20,7 +20,11 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
     return;
   }
   const send = conn.reserveAck();
-  registry.releaseInbound(session.clientId, id).then(
+  // Released only once the PUBLISH it answers is stored (a client that does not wait for PUBREC):
+  // else the store's "stored" mark for the id could land after the release and outlive it.
+  const storing = session.inboundStoring?.get(id);
+  const release = (): Promise<void> => registry.releaseInbound(session.clientId, id);
+  (storing === undefined ? release() : storing.then(release, release)).then(
     () => send(pubcomp),
     (err: unknown) => {
       // Not released: no PUBCOMP, the client sends PUBREL again when it reconnects.
