@@ -464,38 +464,73 @@ export interface PackedMessage {
   inboundId?: number;
 }
 
-/** The `appendPacked` layout (see the binding's doc): a 16-byte header, then the bytes. */
-export function packMessages(msgs: readonly PackedMessage[]): Buffer {
-  const L = LAYOUTS.packed;
-  const header = L.header;
-  let size = 0;
-  const lens: number[] = [];
-  for (const m of msgs) {
-    const p = Buffer.byteLength(m.publisher);
-    const t = Buffer.byteLength(m.topic);
-    lens.push(p, t);
-    size += header + p + t + (m.properties?.length ?? 0) + m.payload.length;
+/**
+ * Messages packed in the `appendPacked` layout (LAYOUTS.packed, see the binding's doc: a
+ * 16-byte header, then the bytes) as they come, into one growing buffer that is reused batch
+ * after batch: no object per message, no buffer per batch. `appendPacked` copies what it needs
+ * before it returns, so the bytes of `bytes()` may be overwritten by the next `add` after it.
+ */
+export class Packer {
+  private buf: Buffer;
+  /** Bytes packed. */
+  length = 0;
+  /** Messages packed. */
+  count = 0;
+
+  constructor(private readonly initial = 64 * 1024) {
+    this.buf = Buffer.allocUnsafeSlow(initial);
   }
-  const b = Buffer.allocUnsafe(size);
-  let o = 0;
-  msgs.forEach((m, i) => {
-    const p = lens[2 * i] as number;
-    const t = lens[2 * i + 1] as number;
-    const props = m.properties?.length ?? 0;
+
+  add(publisher: string, topic: string, qos: number, retain: boolean, properties: Buffer | null, payload: Buffer, inboundId: number): void {
+    const L = LAYOUTS.packed;
+    const props = properties?.length ?? 0;
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit (a surrogate pair: 4 for 2).
+    const room = this.length + L.header + 3 * (publisher.length + topic.length) + props + payload.length;
+    if (room > this.buf.length) this.grow(room);
+    const b = this.buf;
+    const o = this.length;
+    let at = o + L.header;
+    const p = b.write(publisher, at, 'utf8');
+    at += p;
+    const t = b.write(topic, at, 'utf8');
+    at += t;
+    if (properties) at += properties.copy(b, at);
+    at += payload.copy(b, at);
     b.writeUInt16LE(p, o + L.publisherLen);
     b.writeUInt16LE(t, o + L.topicLen);
     b.writeUInt32LE(props, o + L.propertiesLen);
-    b.writeUInt32LE(m.payload.length, o + L.payloadLen);
-    b[o + L.qos] = m.qos;
-    b[o + L.retain] = m.retain ? 1 : 0;
-    b.writeUInt16LE(m.inboundId ?? 0, o + L.inboundId);
-    o += header;
-    o += b.write(m.publisher, o, p, 'utf8');
-    o += b.write(m.topic, o, t, 'utf8');
-    if (m.properties) o += m.properties.copy(b, o);
-    o += m.payload.copy(b, o);
-  });
-  return b;
+    b.writeUInt32LE(payload.length, o + L.payloadLen);
+    b[o + L.qos] = qos;
+    b[o + L.retain] = retain ? 1 : 0;
+    b.writeUInt16LE(inboundId, o + L.inboundId);
+    this.length = at;
+    this.count++;
+  }
+
+  /** The packed bytes: a view, valid until the next `add` or `reset`. */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+
+  /** Empty again (a buffer grown past 16 times its first size is let go). */
+  reset(): void {
+    this.length = 0;
+    this.count = 0;
+    if (this.buf.length > 16 * this.initial) this.buf = Buffer.allocUnsafeSlow(this.initial);
+  }
+
+  private grow(need: number): void {
+    const b = Buffer.allocUnsafeSlow(Math.max(need, 2 * this.buf.length));
+    this.buf.copy(b, 0, 0, this.length);
+    this.buf = b;
+  }
+}
+
+/** The `appendPacked` layout of `msgs` (see Packer), in a buffer of its own. */
+export function packMessages(msgs: readonly PackedMessage[]): Buffer {
+  const p = new Packer(1024);
+  for (const m of msgs) p.add(m.publisher, m.topic, m.qos, m.retain, m.properties, m.payload, m.inboundId ?? 0);
+  return p.bytes();
 }
 
 /**

@@ -44,8 +44,7 @@ import {
   type LogPosition,
   type LossInfo,
   type MetaOp,
-  type PackedMessage,
-  packMessages,
+  Packer,
   type DrainControl,
   type ReplayResult,
   type ReplayShard,
@@ -130,7 +129,8 @@ interface Batch {
 
 /** The appends of one event-loop turn: one appendPacked call. */
 interface AppendBatch {
-  msgs: PackedMessage[];
+  /** Messages in the batch (packed in DurableSessions.packer as they come). */
+  count: number;
   /** Per message, who waits for its position (null: a message only the message log keeps, see logMessage). */
   waiters: (AppendWaiter | null)[];
   /** The whole batch (logMessage), created with the first such message; its settle functions. */
@@ -149,6 +149,8 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   private readonly appends = new InOrder();
   private inflightCommits = new Set<Promise<void>>();
   private appendBatch: AppendBatch | null = null;
+  /** The bytes of appendBatch's messages. */
+  private readonly packer = new Packer();
   private closed = false;
   readonly nShards: number;
   /** Sessions whose progress changed in ways that need no prompt commit (see mark). */
@@ -340,10 +342,11 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   private batchFor(msg: Message, inboundId: number): AppendBatch {
     let b = this.appendBatch;
     if (!b) {
-      b = this.appendBatch = { msgs: [], waiters: [], all: null, settle: null };
+      b = this.appendBatch = { count: 0, waiters: [], all: null, settle: null };
       setImmediate(() => this.flushAppends());
     }
-    b.msgs.push({ publisher: msg.publisher, topic: msg.topic, qos: msg.qos, retain: msg.retain, properties: encodeProperties(msg.properties), payload: msg.payload, inboundId });
+    this.packer.add(msg.publisher, msg.topic, msg.qos, msg.retain, encodeProperties(msg.properties), msg.payload, inboundId);
+    b.count++;
     return b;
   }
 
@@ -353,9 +356,16 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     if (!b) return;
     const t0 = performance.now();
     const stats = this.commitStats;
-    this.appends.wrap(this.store.appendPacked(packMessages(b.msgs), b.msgs.length)).then(
+    let appended: Promise<Float64Array>;
+    try {
+      // appendPacked has copied the bytes when it returns: the packer starts the next batch.
+      appended = this.store.appendPacked(this.packer.bytes(), b.count);
+    } finally {
+      this.packer.reset();
+    }
+    this.appends.wrap(appended).then(
       (pos) => {
-        stats.appendBatch.observe(b.msgs.length);
+        stats.appendBatch.observe(b.count);
         stats.appendSeconds.observe((performance.now() - t0) / 1000);
         b.waiters.forEach((w, i) => w?.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
         b.settle?.resolve();

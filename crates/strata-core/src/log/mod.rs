@@ -417,15 +417,22 @@ impl Log {
     /// Appends messages; `done` runs (on a writer thread) once they are durable per the
     /// fsync policy, with one position per message in input order. Never blocks on I/O.
     pub fn append(&self, msgs: Vec<NewMessage>, done: AppendDone) {
+        self.append_split(packed::Split::of(&msgs, self.n_shards()), done)
+    }
+
+    /// [`Log::append`] of messages already split by shard ([`packed::Split`], e.g. straight
+    /// from a packed buffer: [`packed::Split::packed`]).
+    pub fn append_split(&self, split: packed::Split, done: AppendDone) {
         if self.closed.load(Ordering::Acquire) {
             return done(Err(Self::closed_err()));
         }
-        if msgs.is_empty() {
+        if split.total == 0 {
             return done(Ok(Vec::new()));
         }
-        let n = self.n_shards();
-        let first = shard_of(&msgs[0].publisher, n);
-        if msgs.iter().all(|m| shard_of(&m.publisher, n) == first) {
+        let total = split.total;
+        let mut groups = split.groups;
+        if groups.len() == 1 {
+            let (first, _, msgs) = groups.pop().expect("one group");
             let count = msgs.len() as u64;
             let cb: shard::ShardDone = Box::new(move |r| {
                 done(r.map(|o| {
@@ -439,20 +446,12 @@ impl Log {
             });
             return self.send(first, Cmd::Append(msgs, cb));
         }
-        // Mixed shards: split, then join the completions.
-        let total = msgs.len();
-        let mut groups: Vec<(Vec<usize>, Vec<NewMessage>)> =
-            (0..n).map(|_| Default::default()).collect();
-        for (i, m) in msgs.into_iter().enumerate() {
-            let s = shard_of(&m.publisher, n) as usize;
-            groups[s].0.push(i);
-            groups[s].1.push(m);
-        }
+        // Mixed shards: join the completions.
         struct Join {
             out: Mutex<(Vec<Position>, Option<CoreError>, Option<AppendDone>)>,
             left: AtomicUsize,
         }
-        let live = groups.iter().filter(|g| !g.1.is_empty()).count();
+        let live = groups.len();
         let join = Arc::new(Join {
             out: Mutex::new((
                 vec![
@@ -467,10 +466,7 @@ impl Log {
             )),
             left: AtomicUsize::new(live),
         });
-        for (s, (idx, ms)) in groups.into_iter().enumerate() {
-            if ms.is_empty() {
-                continue;
-            }
+        for (s, idx, ms) in groups {
             let j = join.clone();
             let cb: shard::ShardDone = Box::new(move |r| {
                 {
@@ -479,7 +475,7 @@ impl Log {
                         Ok(o) => {
                             for (k, i) in idx.iter().enumerate() {
                                 g.0[*i] = Position {
-                                    shard: s as u32,
+                                    shard: s,
                                     offset: Offset(o + k as u64),
                                 };
                             }
@@ -500,7 +496,7 @@ impl Log {
                     done(res);
                 }
             });
-            self.send(s as u32, Cmd::Append(ms, cb));
+            self.send(s, Cmd::Append(ms, cb));
         }
     }
 

@@ -52,6 +52,46 @@ pub struct NewMessage {
 impl NewMessage {
     /// Encoded frame size of this message (upper bound of varints included).
     pub fn encoded_len_hint(&self) -> usize {
+        self.view().encoded_len_hint()
+    }
+
+    /// The message as borrowed fields.
+    pub fn view(&self) -> MessageRef<'_> {
+        MessageRef {
+            publisher: &self.publisher,
+            topic: &self.topic,
+            qos: self.qos,
+            retain: self.retain,
+            properties: &self.properties,
+            payload: &self.payload,
+            inbound_id: self.inbound_id,
+        }
+    }
+}
+
+/// A message to append, borrowing its bytes (see [`NewMessage`] for the fields): what a
+/// record is encoded from, wherever the bytes are kept (`packed::Messages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef<'a> {
+    /// Publisher client id.
+    pub publisher: &'a [u8],
+    /// Full topic name.
+    pub topic: &'a str,
+    /// MQTT QoS.
+    pub qos: u8,
+    /// MQTT retain flag.
+    pub retain: bool,
+    /// MQTT 5 properties.
+    pub properties: &'a [u8],
+    /// Application payload.
+    pub payload: &'a [u8],
+    /// The publisher's QoS 2 packet identifier, 0 for none.
+    pub inbound_id: u16,
+}
+
+impl MessageRef<'_> {
+    /// Encoded frame size of this message (upper bound of varints included).
+    pub fn encoded_len_hint(&self) -> usize {
         FRAME_HEADER
             + 11
             + 4 * 5
@@ -128,7 +168,7 @@ pub fn encode(
     offset_delta: u32,
     ts_delta: u32,
     stream: u32,
-    msg: &NewMessage,
+    msg: &MessageRef<'_>,
 ) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER]);
@@ -141,12 +181,12 @@ pub fn encode(
     }
     put_varint(out, u64::from(stream));
     put_varint(out, msg.publisher.len() as u64);
-    out.extend_from_slice(&msg.publisher);
+    out.extend_from_slice(msg.publisher);
     put_varint(out, msg.topic.len() as u64);
     out.extend_from_slice(msg.topic.as_bytes());
     put_varint(out, msg.properties.len() as u64);
-    out.extend_from_slice(&msg.properties);
-    out.extend_from_slice(&msg.payload);
+    out.extend_from_slice(msg.properties);
+    out.extend_from_slice(msg.payload);
     let body_len = (out.len() - start - FRAME_HEADER) as u32;
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
     let crc = crc32c::crc32c_append(

@@ -90,6 +90,11 @@ impl Learner {
     /// Maps `topic` to its stream. Returns `(id, Some(structure))` when a new stream was
     /// created (the caller persists it before any record refers to it).
     pub fn learn(&mut self, topic: &str) -> (u32, Option<Structure>) {
+        // Nearly every topic maps to a stream already learned: find it without building the
+        // structure (one String per level) or changing the trie.
+        if let Some(id) = self.known(topic) {
+            return (id, None);
+        }
         let threshold = self.threshold;
         let mut node = &mut self.root;
         let mut structure = Vec::new();
@@ -114,6 +119,22 @@ impl Learner {
                 (id, Some(structure))
             }
         }
+    }
+
+    /// The stream `learn` maps `topic` to, when that creates nothing: the same walk, read-only.
+    fn known(&self, topic: &str) -> Option<u32> {
+        let mut node = &self.root;
+        for level in topic.split('/') {
+            node = match node.statics.get(level) {
+                Some(n) => n,
+                // learn goes through the wildcard child here (creating it if missing).
+                None if node.any.is_some() || node.statics.len() >= self.threshold => {
+                    node.any.as_deref()?
+                }
+                None => return None,
+            };
+        }
+        node.stream
     }
 
     /// Rebuilds the trie from a persisted structure with id `id` (ids replayed in order).

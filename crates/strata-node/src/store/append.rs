@@ -61,12 +61,12 @@ impl Store {
                 Ok(i) => i,
                 Err(e) => return p.reject(e),
             };
-            let msgs = match packed::unpack(packed, count as usize) {
-                Ok(m) => m,
+            let split = match packed::Split::packed(packed, count as usize, inner.log.n_shards()) {
+                Ok(s) => s,
                 Err(e) => return p.reject(e),
             };
-            inner.log.append(
-                msgs,
+            inner.log.append_split(
+                split,
                 p.completion(|v: Vec<Position>| {
                     let mut out = Vec::with_capacity(v.len() * 2);
                     for p in v {

@@ -43,3 +43,50 @@ fn a_buffer_that_is_not_count_messages_is_refused() {
     bad_topic[HEADER + 1] = 0xff;
     assert!(err(unpack(&bad_topic, 1)).contains("UTF-8"));
 }
+
+#[test]
+fn split_gives_each_shard_its_messages_in_order_with_their_indexes() {
+    let msgs: Vec<NewMessage> = (0..40)
+        .map(|i| {
+            msg(
+                &format!("pub-{}", i % 7),
+                &format!("t/{i}"),
+                &[i as u8; 3],
+                i as u16,
+            )
+        })
+        .collect();
+    let b = pack(&msgs);
+    for split in [
+        Split::packed(&b, msgs.len(), 4).unwrap(),
+        Split::of(&msgs, 4),
+    ] {
+        assert_eq!(split.total, msgs.len());
+        let mut seen = vec![false; msgs.len()];
+        let mut last_shard = None;
+        for (shard, idx, ms) in &split.groups {
+            assert!(last_shard < Some(*shard), "shards ascending");
+            last_shard = Some(*shard);
+            assert_eq!(idx.len(), ms.len());
+            assert!(idx.windows(2).all(|w| w[0] < w[1]));
+            for (i, m) in idx.iter().zip(ms.iter()) {
+                assert_eq!(shard_of(m.publisher, 4), *shard);
+                assert_eq!(m, msgs[*i].view());
+                seen[*i] = true;
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+}
+
+#[test]
+fn split_refuses_what_unpack_refuses() {
+    let b = pack(&[msg("p", "a", b"x", 0)]);
+    let err = |r: Result<Split, CoreError>| r.unwrap_err().to_string();
+    assert!(err(Split::packed(&b[..b.len() - 1], 1, 4)).contains("truncated"));
+    assert!(err(Split::packed(&b, 2, 4)).contains("truncated"));
+    assert!(err(Split::packed(&b, 0, 4)).contains("bytes left"));
+    let mut bad_topic = b.clone();
+    bad_topic[HEADER + 1] = 0xff;
+    assert!(err(Split::packed(&bad_topic, 1, 4)).contains("UTF-8"));
+}

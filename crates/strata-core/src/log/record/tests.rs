@@ -19,13 +19,13 @@ fn inbound_id_roundtrips_and_is_checked() {
         ..msg()
     };
     let mut buf = Vec::new();
-    encode(&mut buf, 0, 0, 7, &m);
+    encode(&mut buf, 0, 0, 7, &m.view());
     let (r, _) = decode(&buf, 0, 0).unwrap();
     assert_eq!(r.inbound_id, 0xbeef);
     assert_eq!(r.stream, 7);
     assert_eq!(r.payload, &[7; 64][..]);
     let mut plain = Vec::new();
-    encode(&mut plain, 0, 0, 7, &msg());
+    encode(&mut plain, 0, 0, 7, &msg().view());
     assert_eq!(decode(&plain, 0, 0).unwrap().0.inbound_id, 0);
     assert_eq!(buf.len(), plain.len() + 2);
 }
@@ -33,7 +33,7 @@ fn inbound_id_roundtrips_and_is_checked() {
 #[test]
 fn roundtrip() {
     let mut buf = Vec::new();
-    let n = encode(&mut buf, 5, 9, 300, &msg());
+    let n = encode(&mut buf, 5, 9, 300, &msg().view());
     assert_eq!(n, buf.len());
     let (r, len) = decode(&buf, 100, 1000).unwrap();
     assert_eq!(len, n);
@@ -51,7 +51,7 @@ fn roundtrip() {
 #[test]
 fn every_flipped_byte_is_detected() {
     let mut buf = Vec::new();
-    encode(&mut buf, 0, 0, 0, &msg());
+    encode(&mut buf, 0, 0, 0, &msg().view());
     for i in 0..buf.len() {
         let mut b = buf.clone();
         b[i] ^= 0x10;
@@ -62,7 +62,7 @@ fn every_flipped_byte_is_detected() {
 #[test]
 fn truncation_is_incomplete_and_zeros_are_corrupt() {
     let mut buf = Vec::new();
-    encode(&mut buf, 0, 0, 0, &msg());
+    encode(&mut buf, 0, 0, 0, &msg().view());
     for cut in 0..buf.len() {
         assert_eq!(
             decode(&buf[..cut], 0, 0).unwrap_err(),

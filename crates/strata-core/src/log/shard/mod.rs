@@ -23,7 +23,7 @@ mod writer;
 
 pub(crate) use read::{count_before, offset_at_time, read_stream, salvage_live, StreamRead};
 
-use super::record::NewMessage;
+use super::packed::Messages;
 use super::segment::Segment;
 use super::stream::Structure;
 use super::{Loss, Options, Recovery};
@@ -51,7 +51,7 @@ pub type ShardDone = Box<dyn FnOnce(Result<u64, CoreError>) + Send>;
 pub type Waker = Box<dyn FnOnce() + Send>;
 
 pub(crate) enum Cmd {
-    Append(Vec<NewMessage>, ShardDone),
+    Append(Messages, ShardDone),
     Flush(Box<dyn FnOnce(Result<(), CoreError>) + Send>),
     Roll(Box<dyn FnOnce(Result<(), CoreError>) + Send>),
     DropExpired(Box<dyn FnOnce(Result<usize, CoreError>) + Send>),

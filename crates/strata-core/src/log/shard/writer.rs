@@ -2,7 +2,8 @@
 //! group-committed (one write and, under `FsyncPolicy::Always`, one `fdatasync` per
 //! batch); it also rolls segments and generations, drops generations past retention and
 //! raises the shard's end.
-use super::super::record::{self, NewMessage};
+use super::super::packed::Messages;
+use super::super::record::{self, MessageRef};
 use super::super::segment::{self, IndexEntry, Segment, Summary, HEADER_LEN};
 use super::super::stream::{self, Learner, Structure};
 use super::super::FsyncPolicy;
@@ -151,7 +152,7 @@ impl Writer {
             while let Some(c) = next.take() {
                 match c {
                     Cmd::Append(m, d) => {
-                        bytes += m.iter().map(|m| m.encoded_len_hint()).sum::<usize>();
+                        bytes += m.encoded_len_hint();
                         appends.push((m, d));
                     }
                     o => others.push(o),
@@ -402,13 +403,13 @@ impl Writer {
         Ok(())
     }
 
-    fn fail_all(reqs: Vec<(Vec<NewMessage>, ShardDone)>, e: &CoreError) {
+    fn fail_all(reqs: Vec<(Messages, ShardDone)>, e: &CoreError) {
         for (_, d) in reqs {
             d(Err(e.clone()));
         }
     }
 
-    fn write_batch(&mut self, reqs: Vec<(Vec<NewMessage>, ShardDone)>) {
+    fn write_batch(&mut self, reqs: Vec<(Messages, ShardDone)>) {
         let now = now_ms().max(self.last_ts);
         if let Err(e) = self.prepare(now) {
             return Self::fail_all(reqs, &e);
@@ -432,13 +433,13 @@ impl Writer {
             .map_or(HEADER_LEN, |p| p + self.opts.index_interval);
         let ts_delta = (now - seg.base_ts) as u32;
         for (msgs, done) in reqs {
-            if let Some(e) = msgs.iter().find_map(validate) {
+            if let Some(e) = msgs.iter().find_map(|m| validate(&m)) {
                 done(Err(e));
                 continue;
             }
             let first = self.next_offset;
-            for m in &msgs {
-                let (sid, new) = self.learner.learn(&m.topic);
+            for m in msgs.iter() {
+                let (sid, new) = self.learner.learn(m.topic);
                 if let Some(s) = new {
                     batch.new_streams.extend_from_slice(&stream_entry(sid, &s));
                     self.structures.push(s);
@@ -457,7 +458,7 @@ impl Writer {
                     (self.next_offset - seg.base_offset) as u32,
                     ts_delta,
                     sid,
-                    m,
+                    &m,
                 );
                 *batch.streams.entry(sid).or_insert(0) += 1;
                 self.next_offset += 1;
@@ -605,7 +606,7 @@ impl Writer {
     }
 }
 
-fn validate(m: &NewMessage) -> Option<CoreError> {
+fn validate(m: &MessageRef<'_>) -> Option<CoreError> {
     if m.topic.is_empty() || m.topic.contains(['+', '#', '\0']) {
         return Some(CoreError::InvalidTopic(format!(
             "topic name {:?} is empty or contains a wildcard or NUL",

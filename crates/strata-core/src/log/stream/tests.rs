@@ -44,6 +44,11 @@ fn learns_wildcard_after_threshold() {
     // Known values stay on their static stream.
     assert_eq!(l.learn("dev/1/temp").0, 1);
     assert_eq!(l.learn("dev/99/hum").0, 4);
+    // Known streams, static or through the wildcard, create nothing.
+    assert_eq!(l.learn("dev/1/temp"), (1, None));
+    assert_eq!(l.learn("dev/12345/temp"), (3, None));
+    assert_eq!(l.learn("dev/7/hum"), (4, None));
+    assert_eq!(l.stream_count(), 5);
 }
 
 #[test]
