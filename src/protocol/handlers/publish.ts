@@ -105,14 +105,7 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
       const send = conn.reserveAck();
       storing.then(
         () => send(encodeAck(5, id, conn.protocolVersion)),
-        () => {
-          if (v5) {
-            send(encodeAck(5, id, 5, RC.UnspecifiedError));
-          } else {
-            send(null);
-            conn.close('storage failure: message not acknowledged');
-          }
-        },
+        () => notStored(conn, send, 5, id),
       );
       return;
     }
@@ -182,14 +175,21 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
       (err: unknown) => {
         if (qos === 2) session.incomingQos2.delete(id);
         broker.onStoreError(conn.clientId, err as Error);
-        if (v5) {
-          send(encodeAck(ackType, id, 5, RC.UnspecifiedError));
-        } else {
-          // 3.1.1 cannot refuse a PUBLISH: close without acknowledging so the client sends it again.
-          send(null);
-          conn.close('storage failure: message not acknowledged');
-        }
+        notStored(conn, send, ackType, id);
       },
     );
   });
+}
+
+/**
+ * A PUBLISH whose storing failed: a v5 client is told in its PUBACK / PUBREC (0x80); 3.1.1 cannot
+ * refuse a PUBLISH, so the connection closes without the acknowledgement and the client sends it again.
+ */
+function notStored(conn: Connection, send: (ack: Buffer | null) => void, ackType: 4 | 5, id: number): void {
+  if (conn.protocolVersion === 5) {
+    send(encodeAck(ackType, id, 5, RC.UnspecifiedError));
+  } else {
+    send(null);
+    conn.close('storage failure: message not acknowledged');
+  }
 }
