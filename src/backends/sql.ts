@@ -228,10 +228,6 @@ export class PgPool extends SqlPool {
   readonly dialect = 'pgsql';
   private pool: PgDriverPool | null = null;
 
-  constructor(cfg: PoolConfig, log: Logger) {
-    super(cfg, log);
-  }
-
   async open(): Promise<void> {
     const { default: pg } = await import('pg'); // loaded only by a broker with PostgreSQL rules
     const c = this.cfg;
@@ -279,10 +275,6 @@ export class PgPool extends SqlPool {
 export class MysqlPool extends SqlPool {
   readonly dialect = 'mysql';
   private pool: MysqlPromisePool | null = null;
-
-  constructor(cfg: PoolConfig, log: Logger) {
-    super(cfg, log);
-  }
 
   async open(): Promise<void> {
     const { default: mysql } = await import('mysql2'); // loaded only by a broker with MySQL rules
