@@ -61,6 +61,14 @@ export declare class RetainedMessages {
    * range or offsets that do not fit.
    */
   records(topics: Uint8Array, offsets: Uint32Array, from: number, to: number): RetainedBatch
+  /**
+   * The records of topics `from..to` of a `matchTopics` result as QoS 0 PUBLISH packets,
+   * RETAIN set, without properties (`strata_core::topic::retained_record::frame_records`):
+   * topics no longer retained and packets over `maxPacket` left out; those with properties
+   * or delivered at QoS 1/2 (`maxQos`) returned in `special`/`specialOffsets` as a `records`
+   * batch.
+   */
+  frames(topics: Uint8Array, offsets: Uint32Array, from: number, to: number, maxQos: number, v5: boolean, maxPacket: number): RetainedFrames
   /** Number of retained topics. */
   get size(): number
 }
@@ -267,6 +275,13 @@ export declare class TopicTrie {
    * is assumed valid (validate PUBLISH topics with `validateTopicName`).
    */
   match(topic: string): Uint32Array
+  /**
+   * Like `match`, into `out` (a caller's reusable array, so that a publish allocates no
+   * typed array): returns how many ids match; when that is more than `out` holds, only the
+   * first `out.length` were written and the caller asks again with a larger one (a shared
+   * group's round-robin has then moved on once more, which only changes which member).
+   */
+  matchInto(topic: string, out: Uint32Array): number
   /** Number of (filter, id) subscriptions, shared members included. */
   get size(): number
 }
@@ -673,6 +688,15 @@ export interface ReportLayout {
 export interface RetainedBatch {
   buffer: Buffer
   offsets: Uint32Array
+}
+
+/** A page of `frames`. */
+export interface RetainedFrames {
+  frames: Buffer
+  sent: number
+  tooLarge: number
+  special: Buffer
+  specialOffsets: Uint32Array
 }
 
 /** The retained record (`RetainedMessages`, the `retained` table) and its match batches. */

@@ -170,10 +170,21 @@ export class TopicTrie {
     }
   }
 
-  /** Ids of every matching plain subscription plus one member per matching shared group. */
+  /** Where match writes its ids (grown when a topic matches more). */
+  private scratch = new Uint32Array(64);
+
+  /**
+   * Ids of every matching plain subscription plus one member per matching shared group: a view
+   * of this trie's scratch array, valid until its next match (copy it to keep it).
+   */
   match(topic: string): Uint32Array {
     try {
-      return this.inner.match(topic);
+      let n = this.inner.matchInto(topic, this.scratch);
+      if (n > this.scratch.length) {
+        this.scratch = new Uint32Array(Math.max(n, this.scratch.length * 2));
+        n = this.inner.matchInto(topic, this.scratch);
+      }
+      return this.scratch.subarray(0, n);
     } catch (e) {
       throw wrapNativeError(e);
     }
@@ -227,9 +238,31 @@ export class RetainedMessages {
     return unbatch(wrapSync(() => this.inner.records(topics.buffer, topics.offsets, from, to)));
   }
 
+  /**
+   * The records of topics `from..to` of `topics` as QoS 0 PUBLISH packets with RETAIN set, for a
+   * subscription of `maxQos` by a client of `version` accepting packets up to `maxPacket` bytes
+   * (see RetainedFrames).
+   */
+  frames(topics: RetainedTopics, from: number, to: number, maxQos: number, version: number, maxPacket: number): RetainedFrames {
+    const p = wrapSync(() => this.inner.frames(topics.buffer, topics.offsets, from, to, maxQos, version === 5, Math.min(maxPacket, 0xffffffff)));
+    return { frames: p.frames, sent: p.sent, tooLarge: p.tooLarge, special: p.specialOffsets.length > 1 ? unbatch({ buffer: p.special, offsets: p.specialOffsets }) : [] };
+  }
+
   get size(): number {
     return wrapSync(() => this.inner.size);
   }
+}
+
+/** A page of retained messages framed for a QoS 0 delivery (RetainedMessages.frames). */
+export interface RetainedFrames {
+  /** PUBLISH packets (QoS 0, RETAIN set, no properties), back to back. */
+  frames: Buffer;
+  /** Packets in `frames`. */
+  sent: number;
+  /** Messages left out as larger than the client's Maximum Packet Size. */
+  tooLarge: number;
+  /** Messages not framed (with properties, or delivered at QoS 1/2): for the caller to send after `frames`. */
+  special: { topic: string; record: RetainedRecord }[];
 }
 
 const RETAINED = LAYOUTS.retained;
@@ -244,13 +277,15 @@ export interface RetainedTopics {
 /** A batch of matches (LAYOUTS.retained: topic length, topic, record per entry) as topics and records (views into it). */
 function unbatch({ buffer, offsets }: { buffer: Buffer; offsets: Uint32Array }): { topic: string; record: RetainedRecord }[] {
   const out: { topic: string; record: RetainedRecord }[] = [];
-  for (let i = 0; i + 1 < offsets.length; i++) {
-    const at = offsets[i] as number;
-    const tl = buffer.readUInt16LE(at);
-    const t0 = at + RETAINED.batchTopicLen;
-    out.push({ topic: buffer.toString('utf8', t0, t0 + tl), record: decodeRetainedRecord(buffer, t0 + tl, offsets[i + 1] as number) });
-  }
+  for (let i = 0; i + 1 < offsets.length; i++) out.push(batchEntry(buffer, offsets[i] as number, offsets[i + 1] as number));
   return out;
+}
+
+/** One batch entry in `buffer[at, end)`: the topic length (u16 LE), the topic, the record. */
+function batchEntry(buffer: Buffer, at: number, end: number): { topic: string; record: RetainedRecord } {
+  const tl = buffer.readUInt16LE(at);
+  const t0 = at + RETAINED.batchTopicLen;
+  return { topic: buffer.toString('utf8', t0, t0 + tl), record: decodeRetainedRecord(buffer, t0 + tl, end) };
 }
 
 /** A retained message's record (LAYOUTS.retained): what RetainedMessages and the store's `retained` table hold. */

@@ -16,7 +16,6 @@
  */
 import type { Hold, LiveHold, Session } from '../session/session.js';
 import type { QoS } from '../wire/codec.js';
-import type { Message } from '../wire/message.js';
 import type { RetainedCursor } from './retained.js';
 
 /** Messages per page (and the queue length a QoS 1/2 feed waits below). */
@@ -38,8 +37,11 @@ export interface FeedHost {
   /** The session is still the one registered for its client id (not ended, not replaced). */
   alive(session: Session): boolean;
   cursor(filter: string): RetainedCursor;
-  /** Send (or queue) a page of retained messages of `req` to `session`, in order. */
-  send(session: Session, msgs: readonly Message[], req: FeedRequest, now: number): void;
+  /**
+   * Send (or queue) the next page, at most `max` topics, of `cursor` (retained messages of `req`)
+   * to `session`, in order; returns how many topics it went through.
+   */
+  send(session: Session, cursor: RetainedCursor, req: FeedRequest, max: number, now: number): number;
   /** The feed ended (`completed`: everything sent or queued): run what it held, resume the session. */
   ended(session: Session, completed: boolean): void;
 }
@@ -114,10 +116,7 @@ export class RetainedFeed implements LiveHold {
         this.later(0);
         return;
       }
-      const page = this.cursor.next(FEED_PAGE - sent, now);
-      const req = this.current as FeedRequest;
-      this.host.send(s, page, req, now);
-      sent += page.length;
+      sent += this.host.send(s, this.cursor, this.current as FeedRequest, FEED_PAGE - sent, now);
     }
   }
 

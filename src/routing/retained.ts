@@ -10,6 +10,7 @@
  */
 import { RetainedMessages, type RetainedTopics } from '../native.js';
 import { retainedMessage, retainedRecord } from '../persistence/registries.js';
+import type { QoS } from '../wire/codec.js';
 import { isExpired, type Message } from '../wire/message.js';
 
 export interface RetainedStore {
@@ -31,7 +32,31 @@ export interface RetainedStore {
 export interface RetainedCursor {
   /** Up to `max` further messages (expired ones dropped); empty once `done`. */
   next(max: number, now?: number): Message[];
+  /**
+   * The next at most `max` topics' messages as PUBLISH packets with RETAIN set, at QoS 0, for a
+   * subscription of `qos` by a client of `version` taking packets up to `maxPacket` bytes (see
+   * FramedPage).
+   */
+  frames(max: number, qos: QoS, version: number, maxPacket: number, now?: number): FramedPage;
   readonly done: boolean;
+}
+
+/** Retained messages framed for a QoS 0 delivery, without a JavaScript object each. */
+export interface FramedPage {
+  /** PUBLISH packets (no properties), back to back; sent in this order. */
+  frames: Buffer;
+  /** Packets in `frames`. */
+  sent: number;
+  /** Messages left out as larger than the client accepts ([MQTT-3.1.2-25]). */
+  tooLarge: number;
+  /**
+   * Messages not framed — with properties (an expiry, user properties…) or delivered at QoS 1/2
+   * — to send after `frames` (retained messages of different topics have no order among them);
+   * expired ones left out.
+   */
+  special: Message[];
+  /** Topics this page went through (the cursor moved on by as many). */
+  taken: number;
 }
 
 class NativeRetainedCursor implements RetainedCursor {
@@ -59,6 +84,20 @@ class NativeRetainedCursor implements RetainedCursor {
       }
     }
     return out;
+  }
+
+  frames(max: number, qos: QoS, version: number, maxPacket: number, now = Date.now()): FramedPage {
+    const from = this.at;
+    const to = Math.min(this.topics.count, from + max);
+    const p = this.tree.frames(this.topics, from, to, qos, version, maxPacket);
+    this.at = to;
+    const special: Message[] = [];
+    for (const { topic, record } of p.special) {
+      const m = retainedMessage(topic, record);
+      if (isExpired(m, now)) this.tree.delete(topic);
+      else special.push(m);
+    }
+    return { frames: p.frames, sent: p.sent, tooLarge: p.tooLarge, special, taken: to - from };
   }
 }
 

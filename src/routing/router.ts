@@ -18,7 +18,7 @@ import type { ClientAcl } from '../auth/acl.js';
 import { type ClientInfo, clientSnapshot, messageSnapshot } from '../hooks/index.js';
 import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
-import { deliver, deliverLogged, pump, writeRetainedPage } from '../session/delivery.js';
+import { deliver, deliverLogged, pump, writeRetainedFrames } from '../session/delivery.js';
 import type { Persistence, StoredSubscription } from '../persistence/registries.js';
 import type { DeliveryStats, Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
@@ -450,7 +450,8 @@ export class Router {
     if (!store) return Promise.resolve();
     const waits: Promise<void>[] = [];
     const now = Date.now();
-    for (const id of this.table.match(msg.topic)) {
+    // A copy: a delivery's hooks may publish, and match again, while it is read.
+    for (const id of this.table.match(msg.topic).slice()) {
       let rec = this.table.get(id);
       if (!rec?.shared) continue;
       if (rec.session.outlet === null) rec = this.table.onlineMember(rec);
@@ -502,16 +503,22 @@ export class Router {
   private readonly feedHost: FeedHost = {
     alive: (session) => this.sessions.get(session.clientId) === session,
     cursor: (filter) => this.retained.cursor(filter),
-    send: (session, msgs, req, now) => {
+    send: (session, cursor, req, max, now) => {
       const denied = session.subscriptions.get(req.filter)?.readDenied;
       const subIds = req.subId !== undefined ? [req.subId] : undefined;
       const one = (msg: Message): void => {
         if (!denied?.(msg.topic)) this.sendRetained(session, msg, (req.qos < msg.qos ? req.qos : msg.qos) as QoS, subIds, now);
       };
       const conn = session.outlet;
-      // QoS 0 to a plain connected client: the page as one buffer.
-      if (conn !== null && req.qos === 0 && req.subId === undefined && denied === undefined && conn.outAliases === null && session.env.delivered === null) writeRetainedPage(session, conn, msgs, one);
-      else for (const msg of msgs) one(msg);
+      // A plain connected client: the page's QoS 0 deliveries framed by the core, as one buffer.
+      if (conn !== null && req.subId === undefined && denied === undefined && conn.outAliases === null && session.env.delivered === null) {
+        const page = cursor.frames(max, req.qos, conn.protocolVersion, conn.clientMaxPacketSize, now);
+        writeRetainedFrames(session, conn, page, one);
+        return page.taken;
+      }
+      const msgs = cursor.next(max, now);
+      for (const msg of msgs) one(msg);
+      return msgs.length;
     },
     ended: (session, completed) => {
       const feed = session.feed as RetainedFeed | null;

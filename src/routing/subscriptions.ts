@@ -143,7 +143,10 @@ export class SubscriptionTable {
     this.freeIds.push(sub.trieId);
   }
 
-  /** Ids of the subscriptions matching `topic` (one member per shared group). */
+  /**
+   * Ids of the subscriptions matching `topic` (one member per shared group): valid until the
+   * next match (the trie reuses the array; routing reads it before anything can match again).
+   */
   match(topic: string): Uint32Array {
     if (this.sharedSubs > 0) return this.trie.match(topic);
     let ids = this.routes.get(topic);
@@ -159,7 +162,7 @@ export class SubscriptionTable {
     ids = this.trie.match(topic);
     if (this.caching || (this.lookups & 15) === 0) {
       if (this.routes.size >= ROUTE_CACHE_MAX) this.routes.clear();
-      this.routes.set(topic, ids);
+      this.routes.set(topic, ids.slice()); // the trie's result is a view it reuses
     }
     return ids;
   }

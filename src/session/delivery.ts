@@ -6,7 +6,7 @@
  * session's `durable` side decides whether it takes them now or reads them from the log later
  * (session/log-session.ts), and is told when they are sent, released and completed.
  */
-import { encodeAck, publishSize, type QoS, writePublish as writePublishFrame } from '../wire/codec.js';
+import { encodeAck, type QoS } from '../wire/codec.js';
 import { RC } from '../wire/reason-codes.js';
 import { encodeDelivery, isExpired, type Message, payloadSize } from '../wire/message.js';
 import type { Outlet } from './outlet.js';
@@ -30,50 +30,19 @@ function writePublish(session: Session, out: Outlet, p: Pending, msg: Message, d
 }
 
 /**
- * A page of retained messages for a connected client at QoS 0 (retain set, [MQTT-3.3.1-8]),
- * written as one buffer: what a `#` subscriber on many retained topics gets most of. For
+ * A page of retained messages framed at QoS 0 (retain set, [MQTT-3.3.1-8]) for a connected
+ * client, written as one buffer: what a `#` subscriber on many retained topics gets most of. For
  * sessions nobody listens to deliveries of, without outbound topic aliases or subscription
- * identifiers (the caller checks). A message with properties or an expiry goes to `general`,
- * in its place; one larger than the client accepts is discarded and counted as deliver does.
+ * identifiers (the caller checks). Those larger than the client accepts are counted as deliver
+ * does; those not framed (with properties, or at QoS 1/2) go to `general` after the rest.
  */
-export function writeRetainedPage(session: Session, conn: Outlet, msgs: readonly Message[], general: (msg: Message) => void): void {
-  const version = conn.protocolVersion;
-  const max = conn.clientMaxPacketSize;
-  const stats = session.env.stats;
-  let run: Message[] = [];
-  let runTopicBytes: number[] = [];
-  let runBytes = 0;
-  const flush = (): void => {
-    if (run.length === 0) return;
-    const buf = Buffer.allocUnsafe(runBytes);
-    let at = 0;
-    for (let i = 0; i < run.length; i++) {
-      const m = run[i] as Message;
-      at = writePublishFrame(buf, at, m.topic, runTopicBytes[i] as number, m.payload, 0, true, false, 0, version);
-    }
-    conn.write(buf);
-    (stats.sent[0] as number) += run.length;
-    run = [];
-    runTopicBytes = [];
-    runBytes = 0;
-  };
-  for (const m of msgs) {
-    if (m.properties !== undefined || m.expiresAt !== 0) {
-      flush();
-      general(m);
-      continue;
-    }
-    const tb = Buffer.byteLength(m.topic);
-    const size = publishSize(tb, m.payload.length, 0, version);
-    if (size > max) {
-      tooLarge(session);
-      continue;
-    }
-    run.push(m);
-    runTopicBytes.push(tb);
-    runBytes += size;
+export function writeRetainedFrames(session: Session, conn: Outlet, page: { frames: Buffer; sent: number; tooLarge: number; special: readonly Message[] }, general: (msg: Message) => void): void {
+  if (page.sent > 0) {
+    conn.write(page.frames);
+    (session.env.stats.sent[0] as number) += page.sent;
   }
-  flush();
+  for (let i = 0; i < page.tooLarge; i++) tooLarge(session);
+  for (const m of page.special) general(m);
 }
 
 /** A delivery larger than the client accepts: discarded for it as if delivered, counted. */

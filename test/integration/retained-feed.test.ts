@@ -190,6 +190,44 @@ test('v5 QoS 0 subscriber: plain retained messages come as whole pages, those wi
   }
 });
 
+test('QoS 1 subscribers (3.1.1 and 5): each retained message at the lower of the two QoS, retain set, expired ones left out, across pages', async () => {
+  const tb = await startBroker();
+  try {
+    const n = 2_500; // pages of 1000 topics: QoS 0 messages framed by the core, QoS 1 ones sent as deliveries
+    const pub = await client(tb.url, { protocolVersion: 5, clientId: 'mix-pub' });
+    for (let i = 0; i < n; i++) {
+      const qos = i % 3 === 1 ? 1 : 0;
+      const properties = i % 250 === 7 ? { messageExpiryInterval: 1 } : i % 250 === 9 ? { contentType: 'text/plain' } : undefined;
+      pub.publish(`mix/${i}`, `m${i}`, { qos, retain: true, ...(properties ? { properties } : {}) });
+    }
+    await pub.publishAsync('mix-barrier', 'x', { qos: 1 });
+    await sleep(1500); // the messages with a 1 s expiry are gone
+    const expired = (i: number): boolean => i % 250 === 7;
+    for (const version of [4, 5] as const) {
+      const sub = await client(tb.url, { protocolVersion: version, clientId: `mix-sub-${version}` });
+      const got = new Map<string, { payload: string; qos: number; retain: boolean; contentType?: string }>();
+      sub.on('message', (topic, payload, packet) => got.set(topic, { payload: payload.toString(), qos: packet.qos, retain: packet.retain, contentType: packet.properties?.contentType }));
+      await sub.subscribeAsync('mix/#', { qos: 1 });
+      const want = Array.from({ length: n }, (_, i) => i).filter((i) => !expired(i));
+      const end = Date.now() + 10_000;
+      while (got.size < want.length && Date.now() < end) await sleep(20);
+      await sleep(100);
+      assert.equal(got.size, want.length, `v${version}: every retained message not expired, once`);
+      for (const i of want) {
+        const m = got.get(`mix/${i}`);
+        assert.equal(m?.payload, `m${i}`, `v${version} mix/${i}`);
+        assert.equal(m?.qos, i % 3 === 1 ? 1 : 0, `v${version} mix/${i}: the lower of the message's and the subscription's QoS`);
+        assert.equal(m?.retain, true);
+        if (version === 5) assert.equal(m?.contentType, i % 250 === 9 ? 'text/plain' : undefined);
+      }
+      await sub.endAsync();
+    }
+    await pub.endAsync();
+  } finally {
+    await tb.close();
+  }
+});
+
 test('QoS 0 published while a slow subscriber\'s retained feed waits is held only up to the slow-consumer watermark; the rest is dropped and counted', async () => {
   const tb = await startBroker({ config: { 'mqtt.write_high_watermark': 1 << 20 } });
   try {

@@ -3,12 +3,14 @@
  * Matching rules themselves are tested exhaustively in Rust (crates/strata-core);
  * this checks the conversions, the error codes and the JS-visible contract.
  *
- * Loads the generated binding directly: this is a test of the binding itself.
+ * Loads the generated binding directly: this is a test of the binding itself (and of the
+ * wrapper's reused match array, the last test).
  */
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import type * as Binding from '../../native/binding.js';
+import { TopicTrie } from '../../src/native.js';
 
 const require = createRequire(import.meta.url);
 // dist/test/native/topic.test.js -> <repo>/native/binding.js
@@ -152,4 +154,15 @@ test('validateTopicName / validateTopicFilter return null or the reason', () => 
   assert.match(binding.validateTopicFilter('$share//a') ?? '', /group/);
   assert.match(binding.validateTopicFilter('a/#/b') ?? '', /'#'/);
   assert.equal(typeof binding.coreVersion(), 'string');
+});
+
+test('TopicTrie.match (src/native.ts) reads into a reused array: more ids than it holds, then fewer, each exact', () => {
+  const t = new TopicTrie();
+  for (let id = 0; id < 300; id++) t.subscribe(id % 2 === 0 ? 'w/+' : 'w/#', id);
+  t.subscribe('w/one', 1000);
+  const all = [...t.match('w/one')].sort((a, b) => a - b);
+  assert.deepEqual(all, [...Array.from({ length: 300 }, (_, i) => i), 1000], 'grown past its first 64 slots');
+  assert.deepEqual([...t.match('w/other')].length, 300);
+  assert.deepEqual([...t.match('w')], Array.from({ length: 150 }, (_, i) => 2 * i + 1), "only the 'w/#' ones");
+  assert.equal(t.match('nothing').length, 0);
 });

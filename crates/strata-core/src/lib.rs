@@ -3,6 +3,7 @@ pub mod args;
 pub mod drain;
 pub mod error;
 pub mod fetch;
+pub mod frame;
 mod fsutil;
 pub mod log;
 pub mod meta;

@@ -75,6 +75,28 @@ impl TopicTrie {
         })
     }
 
+    /// Like `match`, into `out` (a caller's reusable array, so that a publish allocates no
+    /// typed array): returns how many ids match; when that is more than `out` holds, only the
+    /// first `out.length` were written and the caller asks again with a larger one (a shared
+    /// group's round-robin has then moved on once more, which only changes which member).
+    #[napi]
+    pub fn match_into(
+        &mut self,
+        topic: String,
+        mut out: Uint32ArraySlice<'_>,
+    ) -> Result<u32, String> {
+        guard::call("TopicTrie.matchInto", || {
+            // SAFETY: the array is the caller's, written here on the JS thread during the
+            // call (nothing else runs meanwhile) and not kept.
+            let out = unsafe { out.as_mut() };
+            self.buf.clear();
+            self.inner.match_topic(&topic, &mut self.buf);
+            let n = self.buf.len().min(out.len());
+            out[..n].copy_from_slice(&self.buf[..n]);
+            Ok(u32::try_from(self.buf.len()).unwrap_or(u32::MAX))
+        })
+    }
+
     /// Number of (filter, id) subscriptions, shared members included.
     #[napi(getter)]
     pub fn size(&self) -> Result<u32, String> {
@@ -98,6 +120,16 @@ pub struct RetainedMessages {
 pub struct RetainedBatch {
     pub buffer: Buffer,
     pub offsets: Uint32Array,
+}
+
+/// A page of `frames`.
+#[napi(object)]
+pub struct RetainedFrames {
+    pub frames: Buffer,
+    pub sent: u32,
+    pub too_large: u32,
+    pub special: Buffer,
+    pub special_offsets: Uint32Array,
 }
 
 #[napi]
@@ -182,6 +214,45 @@ impl RetainedMessages {
             Ok(RetainedBatch {
                 buffer: buf.into(),
                 offsets: offs.into(),
+            })
+        })
+    }
+
+    /// The records of topics `from..to` of a `matchTopics` result as QoS 0 PUBLISH packets,
+    /// RETAIN set, without properties (`strata_core::topic::retained_record::frame_records`):
+    /// topics no longer retained and packets over `maxPacket` left out; those with properties
+    /// or delivered at QoS 1/2 (`maxQos`) returned in `special`/`specialOffsets` as a `records`
+    /// batch.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn frames(
+        &self,
+        topics: &[u8],
+        offsets: &[u32],
+        from: u32,
+        to: u32,
+        max_qos: u8,
+        v5: bool,
+        max_packet: u32,
+    ) -> Result<RetainedFrames, String> {
+        guard::call("RetainedMessages.frames", || {
+            let p = core::retained_record::frame_records(
+                &self.inner,
+                topics,
+                offsets,
+                from as usize,
+                to as usize,
+                max_qos,
+                v5,
+                max_packet as usize,
+            )
+            .map_err(to_napi_coded)?;
+            Ok(RetainedFrames {
+                frames: p.frames.into(),
+                sent: p.sent as u32,
+                too_large: p.too_large as u32,
+                special: p.special.into(),
+                special_offsets: p.special_offsets.into(),
             })
         })
     }

@@ -25,6 +25,7 @@
 use super::scan::{scan, ScanBatch, ScanFilter, ScanLimits, ScanStatus};
 use super::Log;
 use crate::error::CoreError;
+use crate::frame::{packet_len, publish_remaining, push_var_int};
 
 /// The shard stopped because a limit was reached: replay again from `next`.
 pub const REPLAY_NEXT: u8 = 0;
@@ -221,9 +222,8 @@ pub fn replay_frames(
             }
             Delivery::Frame(q, r) => (q, r),
         };
-        let remaining =
-            2 + e.topic.len() + if qos > 0 { 2 } else { 0 } + usize::from(v5) + e.payload.len();
-        if 1 + var_int_len(remaining) + remaining > opts.max_packet {
+        let remaining = publish_remaining(e.topic.len(), e.payload.len(), qos, v5);
+        if packet_len(remaining) > opts.max_packet {
             out.next[i] = e.offset;
             out.status[i] = REPLAY_SLOW;
             break;
@@ -298,26 +298,5 @@ fn delivery(
         q if q < 0 => Delivery::None,
         2 => Delivery::Slow,
         q => Delivery::Frame(q as u8, retain),
-    }
-}
-
-fn var_int_len(n: usize) -> usize {
-    match n {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
-    }
-}
-
-fn push_var_int(buf: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let b = (n % 128) as u8;
-        n /= 128;
-        if n == 0 {
-            buf.push(b);
-            return;
-        }
-        buf.push(b | 0x80);
     }
 }

@@ -20,6 +20,7 @@
 //! the payload: their first byte is 0) are reported as legacy by [`load`] for the caller
 //! to convert.
 use crate::error::CoreError;
+use crate::frame::{packet_len, publish_remaining, push_var_int};
 use crate::meta::{MetaStore, Table};
 use crate::topic::retained::RetainedMessages;
 
@@ -112,6 +113,102 @@ pub fn pack_records(
     }
     fits_offsets(&buf, "retained records in one batch")?;
     Ok((buf, out))
+}
+
+/// A page of retained messages framed for a QoS 0 delivery ([`frame_records`]).
+#[derive(Debug)]
+pub struct RetainedFrames {
+    /// PUBLISH packets back to back: QoS 0, RETAIN set ([MQTT-3.3.1-8]), no properties.
+    pub frames: Vec<u8>,
+    /// Packets in `frames`.
+    pub sent: usize,
+    /// Messages left out because their packet exceeds the client's Maximum Packet Size.
+    pub too_large: usize,
+    /// The messages not framed (with properties, or delivered at QoS 1/2), as a batch
+    /// (layout in the module docs): `special` with `special_offsets`, count + 1 boundaries.
+    pub special: Vec<u8>,
+    pub special_offsets: Vec<u32>,
+}
+
+/// The records of topics `from..to` of a [`pack_topics`] result, as PUBLISH packets for a
+/// delivery at QoS 0 (protocol 5 when `v5`): what a `#` subscriber on many retained topics
+/// gets, without a JavaScript object per message. A topic no longer retained is left out; one
+/// larger than `max_packet` is counted in `too_large` and left out ([MQTT-3.1.2-25]). Those
+/// with properties (an expiry, user properties: the broker rewrites or checks those) or
+/// delivered at QoS 1/2 (the subscription's `max_qos` and the message's) are returned in
+/// `special` for the caller to send after the frames — retained messages of different topics
+/// have no order among them.
+#[allow(clippy::too_many_arguments)]
+pub fn frame_records(
+    tree: &RetainedMessages,
+    topics: &[u8],
+    offsets: &[u32],
+    from: usize,
+    to: usize,
+    max_qos: u8,
+    v5: bool,
+    max_packet: usize,
+) -> Result<RetainedFrames, CoreError> {
+    let count = offsets.len().saturating_sub(1);
+    if from > to || to > count {
+        return Err(CoreError::InvalidArgument(format!(
+            "topics {from}..{to} of {count}"
+        )));
+    }
+    let mut out = RetainedFrames {
+        frames: Vec::new(),
+        sent: 0,
+        too_large: 0,
+        special: Vec::new(),
+        special_offsets: vec![0],
+    };
+    for i in from..to {
+        let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let topic = topics
+            .get(a..b)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .ok_or_else(|| CoreError::InvalidArgument(format!("topic {i} out of the buffer")))?;
+        let Some(rec) = tree.get(topic) else {
+            continue;
+        };
+        let publ =
+            u16::from_le_bytes([rec[RECORD_PUBLISHER_LEN], rec[RECORD_PUBLISHER_LEN + 1]]) as usize;
+        let prl = u32::from_le_bytes(
+            rec[RECORD_PROPERTIES_LEN..RECORD_PROPERTIES_LEN + 4]
+                .try_into()
+                .expect("4"),
+        ) as usize;
+        if prl > 0 || rec[RECORD_QOS].min(max_qos) > 0 {
+            let s = &mut out.special;
+            s.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+            s.extend_from_slice(topic.as_bytes());
+            s.extend_from_slice(rec);
+            out.special_offsets.push(s.len() as u32);
+            continue;
+        }
+        let payload = &rec[RECORD_HEADER + publ..];
+        let remaining = publish_remaining(topic.len(), payload.len(), 0, v5);
+        if packet_len(remaining) > max_packet {
+            out.too_large += 1;
+            continue;
+        }
+        let f = &mut out.frames;
+        if f.is_empty() {
+            f.reserve(packet_len(remaining) * (to - i));
+        }
+        f.push(0x31);
+        push_var_int(f, remaining);
+        f.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        f.extend_from_slice(topic.as_bytes());
+        if v5 {
+            f.push(0);
+        }
+        f.extend_from_slice(payload);
+        out.sent += 1;
+    }
+    fits_offsets(&out.frames, "retained packets in one page")?;
+    fits_offsets(&out.special, "retained records in one batch")?;
+    Ok(out)
 }
 
 /// What [`load`] found.

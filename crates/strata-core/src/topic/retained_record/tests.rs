@@ -104,3 +104,119 @@ fn topics_then_records_page_by_page_and_see_changes_made_meanwhile() {
         "an offset past the buffer"
     );
 }
+
+/// Parse `frames` as QoS 0 PUBLISH packets: (first byte, topic, payload) each.
+fn parse_frames(mut f: &[u8], v5: bool) -> Vec<(u8, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !f.is_empty() {
+        let first = f[0];
+        let (mut len, mut mul, mut i) = (0usize, 1usize, 1usize);
+        loop {
+            let b = f[i];
+            len += usize::from(b & 0x7f) * mul;
+            mul *= 128;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let body = &f[i..i + len];
+        let tl = u16::from_be_bytes([body[0], body[1]]) as usize;
+        let topic = String::from_utf8(body[2..2 + tl].to_vec()).unwrap();
+        let mut at = 2 + tl;
+        if v5 {
+            assert_eq!(body[at], 0, "no properties");
+            at += 1;
+        }
+        out.push((first, topic, body[at..].to_vec()));
+        f = &f[i + len..];
+    }
+    out
+}
+
+#[test]
+fn records_framed_as_qos0_publish_with_retain_set() {
+    let mut t = RetainedMessages::new();
+    t.insert("a/1", record(1, b"p", b"", b"one")).unwrap();
+    t.insert("a/2", record(2, b"p", b"", &[7u8; 300])).unwrap();
+    t.insert("a/3", record(0, b"p", b"", b"")).unwrap();
+    let (topics, offs) = pack_topics(&t, "a/#").unwrap();
+    for v5 in [false, true] {
+        let p = frame_records(&t, &topics, &offs, 0, 3, 0, v5, usize::MAX).unwrap();
+        assert_eq!((p.sent, p.too_large, p.special_offsets.len()), (3, 0, 1));
+        let mut got = parse_frames(&p.frames, v5);
+        got.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(got[0], (0x31, "a/1".into(), b"one".to_vec()));
+        assert_eq!(
+            got[1],
+            (0x31, "a/2".into(), vec![7u8; 300]),
+            "a 2-byte Remaining Length"
+        );
+        assert_eq!(got[2], (0x31, "a/3".into(), vec![]));
+    }
+}
+
+#[test]
+fn framing_leaves_out_too_large_and_cleared_and_returns_the_others() {
+    let mut t = RetainedMessages::new();
+    for i in 0..6 {
+        let props: &[u8] = if i == 3 { b"\x02\x00\x00\x00\x0a" } else { b"" };
+        let payload = if i == 1 { vec![1u8; 100] } else { vec![b'x'] };
+        let qos = if i == 4 { 1 } else { 0 };
+        t.insert(&format!("k/{i}"), record(qos, b"p", props, &payload))
+            .unwrap();
+    }
+    t.take("k/5"); // cleared after the topics were taken: left out
+    let (topics, offs) = pack_topics(&t, "k/+").unwrap();
+    t.insert("k/6", record(0, b"p", b"", b"late")).unwrap();
+    let (topics6, offs6) = pack_topics(&t, "k/+").unwrap();
+    t.take("k/6");
+    assert_eq!(offs.len(), 6);
+    let specials = |p: &RetainedFrames| -> Vec<String> {
+        let mut v: Vec<String> = p
+            .special_offsets
+            .windows(2)
+            .map(|w| {
+                let e = &p.special[w[0] as usize..w[1] as usize];
+                let tl = u16::from_le_bytes([e[0], e[1]]) as usize;
+                assert!(is_record(&e[2 + tl..]));
+                String::from_utf8(e[2..2 + tl].to_vec()).unwrap()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let names = |p: &RetainedFrames| -> Vec<String> {
+        let mut v: Vec<String> = parse_frames(&p.frames, false)
+            .into_iter()
+            .map(|f| f.1)
+            .collect();
+        v.sort();
+        v
+    };
+    // Subscribed at QoS 0: only the one with properties is not framed; k/1 is too large.
+    let p = frame_records(&t, &topics, &offs, 0, 5, 0, false, 50).unwrap();
+    assert_eq!(specials(&p), ["k/3"]);
+    assert_eq!((p.sent, p.too_large), (3, 1));
+    assert_eq!(names(&p), ["k/0", "k/2", "k/4"]);
+    // At QoS 1: the QoS 1 message is delivered at QoS 1, by the caller.
+    let p = frame_records(&t, &topics, &offs, 0, 5, 1, false, 50).unwrap();
+    assert_eq!(specials(&p), ["k/3", "k/4"]);
+    assert_eq!(names(&p), ["k/0", "k/2"]);
+    // A page at a time covers the same.
+    let mut all = Vec::new();
+    for at in 0..5 {
+        all.extend(names(
+            &frame_records(&t, &topics, &offs, at, at + 1, 0, false, 50).unwrap(),
+        ));
+    }
+    all.sort();
+    assert_eq!(all, ["k/0", "k/2", "k/4"]);
+    // A topic taken then cleared: nothing.
+    let p = frame_records(&t, &topics6, &offs6, 0, 6, 0, false, usize::MAX).unwrap();
+    assert_eq!(p.sent, 4);
+    assert!(
+        frame_records(&t, &topics, &offs, 4, 6, 0, false, 50).is_err(),
+        "a range past the topics"
+    );
+}
