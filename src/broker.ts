@@ -105,7 +105,7 @@ export class Broker extends HookBus implements ProtocolContext {
     this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers, backendPools: {}, backendRules: {}, msglog: { logged: 0, failed: 0, refused: 0, sqlRows: 0, sqlFailed: 0 } };
     this.limits = deliveryLimits(c);
     this.connectRate = c['limits.connect_rate'] > 0 ? new ConnectRate(c['limits.connect_rate']) : null;
-    const env: DeliveryEnv = { limits: this.limits, stats, delivered: null, acked: null };
+    const env: DeliveryEnv = { limits: this.limits, stats, expire: null, delivered: null, acked: null };
     this.tapInto(env);
     const onStoreError = (clientId: string | undefined, err: Error): void => this.onStoreError(clientId, err);
     const table = new SubscriptionTable();

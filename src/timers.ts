@@ -27,7 +27,11 @@ export class LongTimer {
 
 /** What a TimerWheel holds: its slot and place there (kept by the wheel), and what to do then. */
 export interface WheelEntry {
-  /** Time of the slot it waits in (ms since epoch); 0 when not scheduled. Set by the wheel only. */
+  /**
+   * The slot it waits in, counted from the wheel's creation (a small integer, which V8 keeps in
+   * the entry itself where a time in ms since the epoch takes a 16-byte heap number); 0 when not
+   * scheduled. Set by the wheel only.
+   */
   wheelAt: number;
   /** Index in that slot. Set by the wheel only. */
   wheelIdx: number;
@@ -46,7 +50,9 @@ export interface WheelEntry {
  */
 export class TimerWheel {
   private readonly slots: WheelEntry[][];
-  /** Time of the next slot to visit. */
+  /** The slot before the first (ms since epoch / resolution): slots are numbered from it. */
+  private readonly base: number;
+  /** The next slot to visit. */
   private cursor = 0;
   private count = 0;
   private ticking = false;
@@ -57,6 +63,7 @@ export class TimerWheel {
     size: number,
   ) {
     this.slots = Array.from({ length: size }, () => []);
+    this.base = Math.floor(Date.now() / resolutionMs) - 1;
   }
 
   /** Entries waiting. */
@@ -68,18 +75,19 @@ export class TimerWheel {
   schedule(e: WheelEntry, at: number): void {
     const res = this.resolutionMs;
     if (this.interval === null) {
-      this.cursor = Math.floor(Date.now() / res) * res;
+      this.cursor = (Math.floor(Date.now() / res) - this.base) | 0;
       this.interval = setInterval(() => this.tick(), res);
       this.interval.unref();
     }
-    let slot = Math.ceil(at / res) * res;
-    const last = this.cursor + res * (this.slots.length - 1);
+    // `| 0`: a slot number within 2^31, kept as a small integer (see wheelAt).
+    let slot = (Math.ceil(at / res) - this.base) | 0;
+    const last = this.cursor + this.slots.length - 1;
     if (slot > last) slot = last;
-    const first = this.ticking ? this.cursor + res : this.cursor;
+    const first = this.ticking ? this.cursor + 1 : this.cursor;
     if (slot < first) slot = first;
     if (e.wheelAt === slot) return;
     if (e.wheelAt !== 0) this.cancel(e);
-    const list = this.slots[(slot / res) % this.slots.length] as WheelEntry[];
+    const list = this.slots[slot % this.slots.length] as WheelEntry[];
     e.wheelAt = slot;
     e.wheelIdx = list.length;
     list.push(e);
@@ -88,7 +96,7 @@ export class TimerWheel {
 
   cancel(e: WheelEntry): void {
     if (e.wheelAt === 0) return;
-    const list = this.slots[(e.wheelAt / this.resolutionMs) % this.slots.length] as WheelEntry[];
+    const list = this.slots[e.wheelAt % this.slots.length] as WheelEntry[];
     const moved = list.pop() as WheelEntry;
     if (moved !== e) {
       list[e.wheelIdx] = moved;
@@ -103,15 +111,16 @@ export class TimerWheel {
     const now = Date.now();
     this.ticking = true;
     try {
-      while (this.cursor <= now) {
-        const list = this.slots[(this.cursor / this.resolutionMs) % this.slots.length] as WheelEntry[];
+      const upTo = (Math.floor(now / this.resolutionMs) - this.base) | 0;
+      while (this.cursor <= upTo) {
+        const list = this.slots[this.cursor % this.slots.length] as WheelEntry[];
         while (list.length > 0) {
           const e = list.pop() as WheelEntry;
           e.wheelAt = 0;
           this.count--;
           e.onWheel(now);
         }
-        this.cursor += this.resolutionMs;
+        this.cursor = (this.cursor + 1) | 0;
       }
     } finally {
       this.ticking = false;
@@ -132,29 +141,19 @@ export class TimerWheel {
  */
 export const wheel = new TimerWheel(100, 8192);
 
+/** The process's start, about: wheelSteps counts from it. */
+const TIMER_BASE = Date.now();
+
 /**
- * A coarse one-shot timer on the process's wheel: `fn(arg)` at or after `due` (ms since epoch;
- * up to one slot late, any distance ahead). One small object, where a LongTimer is a Timeout,
- * a closure and its context: what each offline session's expiry waits on.
+ * A time (ms since epoch) in the wheel's 100 ms steps after TIMER_BASE, rounded up: a small
+ * integer for the next 3.4 years, which V8 keeps in the object holding it (see wheelAt).
  */
-export class WheelTimer<T> implements WheelEntry {
-  wheelAt = 0;
-  wheelIdx = 0;
+export function wheelSteps(due: number): number {
+  const at = Math.ceil((due - TIMER_BASE) / 100);
+  return at <= 0x3fffffff && at >= 0 ? at | 0 : at;
+}
 
-  constructor(
-    readonly due: number,
-    private readonly fn: (arg: T) => void,
-    private readonly arg: T,
-  ) {
-    wheel.schedule(this, due);
-  }
-
-  onWheel(now: number): void {
-    if (now < this.due) wheel.schedule(this, this.due);
-    else this.fn(this.arg);
-  }
-
-  clear(): void {
-    wheel.cancel(this);
-  }
+/** The time (ms since epoch) of `steps` (wheelSteps). */
+export function wheelTime(steps: number): number {
+  return steps * 100 + TIMER_BASE;
 }

@@ -94,7 +94,7 @@ export async function restore(p: RestoreParts): Promise<Restored> {
       // Never recorded progress: it reads from where its subscriptions start (attach set
       // `next` to the log's end).
       for (let s = 0; s < durable.nShards; s++) {
-        for (const { opts } of r.subscriptions) ls.next[s] = Math.min(ls.next[s] as number, opts.start?.[s] ?? 0);
+        for (const { opts } of r.subscriptions) ls.setNext(s, Math.min(ls.next[s] as number, opts.start?.[s] ?? 0));
       }
     }
     for (const id of r.incomingQos2) session.addIncomingQos2(id);

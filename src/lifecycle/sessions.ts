@@ -8,7 +8,7 @@
  *   client as connected from CONNACK until `closed`.
  * - what CONNACK tells survives a crash from the moment the client hears it (attach).
  */
-import { LongTimer, WheelTimer } from '../timers.js';
+import { LongTimer } from '../timers.js';
 import type { Logger } from '../log.js';
 import type { HookBus } from '../hooks/bus.js';
 import { type ClientInfo, clientSnapshot, type Gates } from '../hooks/index.js';
@@ -57,6 +57,7 @@ export class SessionLifecycle {
 
   constructor(parts: LifecycleParts) {
     this.p = parts;
+    parts.env.expire = this.expire;
   }
 
   /** A new session, in the registry, with the broker's limits and delivery events. */
@@ -92,8 +93,7 @@ export class SessionLifecycle {
     if (session) {
       sessionPresent = true;
       if (session.durable) storedExpiry = session.expiryInterval;
-      session.expiryTimer?.clear();
-      session.expiryTimer = null;
+      session.cancelExpiry();
       if (session.pendingWill) {
         session.pendingWill.timer?.clear();
         session.pendingWill = null;
@@ -206,13 +206,13 @@ export class SessionLifecycle {
       this.end(session);
       return;
     }
-    session.expiryTimer = new WheelTimer(Date.now() + seconds * 1000, this.expire, session);
+    session.expireAt(Date.now() + seconds * 1000);
   }
 
   /** Stop the timers of every session (expiry and delayed wills resume from the store after a restart). */
   stopTimers(): void {
     for (const session of this.p.sessions) {
-      session.expiryTimer?.clear();
+      session.cancelExpiry();
       session.pendingWill?.timer?.clear();
     }
   }
@@ -222,8 +222,7 @@ export class SessionLifecycle {
    * session, resolves once it is gone from the store (null: nothing stored).
    */
   end(session: Session): Promise<void> | null {
-    session.expiryTimer?.clear();
-    session.expiryTimer = null;
+    session.cancelExpiry();
     this.p.router.removeAll(session);
     session.queue.clear();
     session.queueBytes = 0;

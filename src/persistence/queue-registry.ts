@@ -30,6 +30,9 @@ import type { QoS } from '../wire/codec.js';
 import { createMessage, decodeProperties, encodeProperties, type Message } from '../wire/message.js';
 import type { MessageRegistry, Persistence, Recipient, RetainedRegistry, SessionMessage, SessionRecord, SessionRegistry, StoredSubscription } from './registries.js';
 
+/** The one pseudo-shard a queue registry has, its end always 0 (shared: never written to). */
+const ONE_SHARD: readonly number[] = Object.freeze([0]);
+
 /** A message as a registry stores it: once, for every session it goes to. */
 export interface StoredMessage {
   /** Unique and increasing in publish order (given by the broker); 0 for a retained message. */
@@ -337,8 +340,8 @@ export class QueueStore implements Persistence, SessionRegistry, MessageRegistry
   load(): void {}
 
   /** A queue registry has no log: subscriptions start where they are made (one pseudo-shard). */
-  shardEnds(): number[] {
-    return [0];
+  shardEnds(): readonly number[] {
+    return ONE_SHARD;
   }
 
   // ---- RetainedRegistry ----------------------------------------------------------------

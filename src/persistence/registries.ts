@@ -124,7 +124,7 @@ export interface SessionRecord {
 
 /** A subscription as stored: its options and, per shard, the log offset it starts at. */
 export interface StoredSubscription extends SubscriptionOptions {
-  start?: number[];
+  start?: readonly number[];
 }
 
 /** A session as found in the store at start-up. */
@@ -204,7 +204,7 @@ export interface MessageRegistry {
   /** Fill in `msg` for deliveries that hold only where their message is (null where it is gone). */
   load(entries: Pending[]): void;
   /** Where the next message of each shard will be: a new subscription starts there. */
-  shardEnds(): number[];
+  shardEnds(): readonly number[];
 }
 
 export interface RetainedRegistry {

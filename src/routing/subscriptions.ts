@@ -40,7 +40,7 @@ const SHARED = 64;
 export class SubRecord implements Subscription {
   private readonly bits: number;
   readonly subscriptionId: number | undefined;
-  readonly start: number[] | undefined;
+  readonly start: readonly number[] | undefined;
   /** Replaced when the ACL is applied again (Router.enforceAcl). */
   readDenied: ((topic: string) => boolean) | undefined;
 

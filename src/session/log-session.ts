@@ -126,8 +126,12 @@ const NO_AHEAD = Object.freeze([]) as unknown as Ahead[];
 
 export class LogSession implements SessionPersistence, ProgressSource {
   replaying = true;
-  /** Per shard: every logged message for this session below it was taken (or dropped). */
-  readonly next: number[];
+  /**
+   * Per shard: every logged message for this session below it was taken (or dropped). Shared
+   * and frozen (the shard ends sessions made meanwhile share) until this session moves on: set
+   * with setNext.
+   */
+  next: readonly number[];
   /**
    * Per shard: ranges dropped because the queue was full (drop_newest), oldest first (NO_GAPS:
    * none yet; the whole array shared and frozen while no shard has any: set with setGaps).
@@ -157,16 +161,23 @@ export class LogSession implements SessionPersistence, ProgressSource {
     readonly session: Session,
     private readonly limits: BacklogLimits,
     private readonly drops: DeliveryStats,
-    next: number[],
+    next: readonly number[],
   ) {
     this.clientId = session.clientId;
     this.next = next;
     this.gaps = noGaps(next.length);
   }
 
+  /** Shard `s` is read up to `v`: `next`, copied first while shared. */
+  setNext(s: number, v: number): void {
+    if (this.next[s] === v) return;
+    if (Object.isFrozen(this.next)) this.next = this.next.slice();
+    (this.next as number[])[s] = v;
+  }
+
   /** Apply a progress record read at start-up; returns the deliveries it holds. */
   restore(p: Progress): ProgressEntry[] {
-    p.next.forEach((v, i) => (this.next[i] = v));
+    p.next.forEach((v, i) => this.setNext(i, v));
     p.gaps.forEach((g, i) => {
       if (g.length > 0 && i < this.gaps.length) this.setGaps(i, [...(this.gaps[i] as Gap[]), ...g]);
     });
@@ -206,7 +217,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
       this.backlog + session.queue.length >= lim.maxQueued ||
       (lim.maxQueuedBytes > 0 && this.backlogBytes + session.queueBytes + bytes > lim.maxQueuedBytes);
     if (connected && !this.replaying && canTake && !full) {
-      this.next[s] = ref.offset + 1;
+      this.setNext(s, ref.offset + 1);
       this.src.mark(this);
       return 'take';
     }
@@ -342,13 +353,13 @@ export class LogSession implements SessionPersistence, ProgressSource {
     for (let s = 0; s < shards; s++) {
       const r = results[s];
       if (!r) {
-        if (subs.length === 0) this.next[s] = this.src.shardEnd(s);
+        if (subs.length === 0) this.setNext(s, this.src.shardEnd(s));
         caughtUp++;
         continue;
       }
       const left = (found[s] as Candidate[])[heads[s] as number];
       if (left) {
-        this.next[s] = left.p.ref!.offset; // read again next time
+        this.setNext(s, left.p.ref!.offset); // read again next time
         continue;
       }
       if (this.advance(s, r.next, r.status)) caughtUp++;
@@ -506,7 +517,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
     for (let s = 0; s < this.next.length; s++) {
       const at = subs.length === 0 ? null : this.readFrom(s);
       if (!at) {
-        if (subs.length === 0) this.next[s] = this.src.shardEnd(s);
+        if (subs.length === 0) this.setNext(s, this.src.shardEnd(s));
         continue;
       }
       // A worker read must not take what arrives meanwhile: such a message may be dropped
@@ -636,7 +647,11 @@ export class LogSession implements SessionPersistence, ProgressSource {
 
   /** Put the read-ahead packets not sent back in the log: `next` goes back to the first of each shard. */
   private unreadAhead(): void {
-    for (const a of this.ahead) lowerToAhead(a, this.next);
+    if (this.ahead.length > 0) {
+      const next = this.next.slice();
+      for (const a of this.ahead) lowerToAhead(a, next);
+      this.next = next;
+    }
     this.ahead = NO_AHEAD;
     this.slow = false;
     if (this.reading) {
@@ -662,7 +677,8 @@ export class LogSession implements SessionPersistence, ProgressSource {
     let gap = this.gapAhead(s, from);
     if (gap && gap.from <= from) {
       // Inside a dropped range (a restart resumed before it): skip the rest of it.
-      from = this.next[s] = gap.to ?? (gap.to = this.src.shardEnd(s));
+      from = gap.to ?? (gap.to = this.src.shardEnd(s));
+      this.setNext(s, from);
       gap = this.gapAhead(s, from);
     }
     // Caught up with this shard: nothing to read (cheaper than a scan call).
@@ -672,11 +688,11 @@ export class LogSession implements SessionPersistence, ProgressSource {
 
   /** Shard `s` was read up to `next` (scan status): jump a dropped range it stopped at. True when caught up. */
   private advance(s: number, next: number, status: number): boolean {
-    this.next[s] = next;
+    this.setNext(s, next);
     const gap = this.gapAhead(s, next);
     if (status === SCAN_UNTIL && gap && gap.from <= next) {
       // Jump the dropped range; it is forgotten once the recorded `next` is past it (encode).
-      this.next[s] = gap.to ?? (gap.to = this.src.shardEnd(s));
+      this.setNext(s, gap.to ?? (gap.to = this.src.shardEnd(s)));
       return false;
     }
     if (status === SCAN_DONE) return true;

@@ -7,7 +7,7 @@
  * - a packet id is in `inflight` at most once; `allocateId` never returns one in use.
  * - `queue` only holds QoS > 0 deliveries (and QoS 0 when `queue_qos0` is on and offline).
  */
-import type { LongTimer, WheelTimer } from '../timers.js';
+import { type LongTimer, wheel, type WheelEntry, wheelSteps, wheelTime } from '../timers.js';
 import type { QoS } from '../wire/codec.js';
 import { type Message, payloadSize } from '../wire/message.js';
 import { type Config, loadConfig } from '../config.js';
@@ -27,7 +27,7 @@ export interface Subscription extends SubscriptionOptions {
    * Persistent sessions: per log shard, the shard's end when the subscription was made. A
    * logged message before it predates the subscription and is not replayed for it.
    */
-  start?: number[] | undefined;
+  start?: readonly number[] | undefined;
   /**
    * Topics inside this subscription the ACL keeps from the client (a deny rule within a granted
    * filter): not delivered. Undefined when none can be (the usual case: one property read).
@@ -144,6 +144,8 @@ export interface WillState {
  */
 export interface DeliveryEnv extends DeliveryTaps {
   readonly limits: DeliveryLimits;
+  /** Ends a session whose expiry came (set by the session lifecycle; null: nothing ends them). */
+  expire: ((session: Session) => void) | null;
   /** Deliveries dropped (queue full, too large, slow consumer) and native drains started, for the metrics. */
   readonly stats: DeliveryStats;
 }
@@ -207,6 +209,7 @@ export function deliveryLimits(c: Config): DeliveryLimits {
 /** Until a session is given its environment: no limits beyond the defaults, nobody told. */
 const NO_ENV: DeliveryEnv = {
   limits: deliveryLimits(loadConfig()),
+  expire: null,
   delivered: null,
   acked: null,
   stats: { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 },
@@ -289,7 +292,7 @@ class OneSubscription implements SessionSubscriptions {
 const NO_INFLIGHT: Map<number, Inflight> = new NoEntries();
 const NO_IDS: Set<number> = new NoIds();
 
-export class Session {
+export class Session implements WheelEntry {
   /** By filter. Add with addSubscription. */
   subscriptions: SessionSubscriptions = NO_SUBSCRIPTIONS;
   /** By packet id. Add with addInflight. */
@@ -314,9 +317,19 @@ export class Session {
   outlet: Outlet | null = null;
   /** Limits and delivery events, set by whoever creates the session (lifecycle/). */
   env: DeliveryEnv = NO_ENV;
-  /** Seconds the session outlives its connection; 0xFFFFFFFF = never expires. */
-  expiryInterval = 0;
-  expiryTimer: WheelTimer<Session> | null = null;
+  /**
+   * expiryInterval, "never" as -1: a small integer kept in the object itself — one 0xFFFFFFFF (or
+   * one integer held as a double) in any session made V8 box this field, 16 bytes, in every one.
+   */
+  private expiry = 0;
+  /**
+   * When the session expires, in the timer wheel's steps (wheelSteps; 0: not waiting): the session
+   * waits on the wheel itself (WheelEntry), where a timer object each cost 64 bytes per offline
+   * session. Set with expireAt, cleared with cancelExpiry.
+   */
+  private expiresAt = 0;
+  wheelAt = 0;
+  wheelIdx = 0;
   /** A will waiting out its Will Delay Interval after the connection closed. */
   pendingWill: WillState | null = null;
   /** Payload bytes of the messages in `queue` (mqtt.max_queued_bytes). */
@@ -341,6 +354,16 @@ export class Session {
 
   constructor(readonly clientId: string) {}
 
+  /** Seconds the session outlives its connection; 0xFFFFFFFF = never expires. */
+  get expiryInterval(): number {
+    return this.expiry === -1 ? 0xffffffff : this.expiry;
+  }
+
+  set expiryInterval(seconds: number) {
+    // `| 0`: an integer that came as a double (config, a decoder) stored as one would box the field too.
+    this.expiry = seconds === 0xffffffff ? -1 : seconds <= 0x3fffffff ? seconds | 0 : seconds;
+  }
+
   addSubscription(filter: string, sub: Subscription): void {
     const subs = this.subscriptions;
     if (subs === NO_SUBSCRIPTIONS) {
@@ -357,6 +380,28 @@ export class Session {
       }
     } else {
       (subs as Map<string, Subscription>).set(filter, sub);
+    }
+  }
+
+  /** End the session (env.expire) at or after `due` (ms since epoch), up to a wheel step late. */
+  expireAt(due: number): void {
+    this.expiresAt = Math.max(1, wheelSteps(due));
+    wheel.schedule(this, due);
+  }
+
+  cancelExpiry(): void {
+    this.expiresAt = 0;
+    wheel.cancel(this);
+  }
+
+  /** WheelEntry: its expiry's slot came. */
+  onWheel(now: number): void {
+    if (this.expiresAt === 0) return;
+    const due = wheelTime(this.expiresAt);
+    if (now < due) wheel.schedule(this, due);
+    else {
+      this.expiresAt = 0;
+      this.env.expire?.(this);
     }
   }
 

@@ -158,6 +158,8 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   private lazyTimer: NodeJS.Timeout | null = null;
 
   private lossTimer: NodeJS.Timeout | null = null;
+  /** shardEnds' last answer. */
+  private lastEnds: readonly number[] | null = null;
   /** Group commits: batch sizes and how long they take to be durable (for /metrics). */
   readonly commitStats: CommitStats = commitStats();
   /** Persistence: the embedded store is all three registries. */
@@ -406,13 +408,23 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     return this.store.shardEnd(shard);
   }
 
-  /** Every shard's end: where a new subscription starts. */
-  shardEnds(): number[] {
-    // Sized up front: an array grown by push from [] keeps room for 17 (each persistent session
-    // and subscription holds one of these).
-    const out = new Array<number>(this.nShards);
-    for (let s = 0; s < this.nShards; s++) out[s] = this.store.shardEnd(s);
-    return out;
+  /**
+   * Every shard's end: where a new subscription starts. Frozen, and the same array as the last
+   * call's while no shard has moved: the sessions and subscriptions made meanwhile (each holds
+   * one) share it; a session copies it once it reads on (LogSession.setNext).
+   */
+  shardEnds(): readonly number[] {
+    let last = this.lastEnds;
+    for (let s = 0; s < this.nShards; s++) {
+      const end = this.store.shardEnd(s);
+      if (last !== null && last[s] === end) continue;
+      // Sized up front: an array grown by push from [] keeps room for 17.
+      const out = new Array<number>(this.nShards);
+      for (let k = 0; k < this.nShards; k++) out[k] = k < s && last !== null ? (last[k] as number) : this.store.shardEnd(k);
+      last = this.lastEnds = Object.freeze(out);
+      break;
+    }
+    return last as readonly number[];
   }
 
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult {
