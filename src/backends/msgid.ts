@@ -50,6 +50,13 @@ export class MessageIds {
   private lastUs = 0;
   private seq = 0;
   private readonly byPayload = new WeakMap<Buffer, string>();
+  /**
+   * Whether a message's id must be found again in a later event (rules of several pools, or on
+   * message.delivered / message.acked): then ids are kept by payload. Not needed when one group
+   * of rules sees each message once (message.publish only): a WeakMap entry per message is a
+   * large part of such a rule's cost (docs/benchmarks.md, issue 16).
+   */
+  shared = true;
   private readonly limbs = [0, 0, 0, 0];
 
   constructor(node: string, pid = process.pid) {
@@ -86,7 +93,7 @@ export class MessageIds {
   /** The id of a message: the one it was given in an earlier event, or a new one. */
   of(msg: MessageInfo): string {
     const p = msg.payload;
-    if (p.length === 0) return this.next(msg.receivedAt); // empty payloads may share one buffer
+    if (p.length === 0 || !this.shared) return this.next(msg.receivedAt); // empty payloads may share one buffer
     let id = this.byPayload.get(p);
     if (id === undefined) {
       id = this.next(msg.receivedAt);
