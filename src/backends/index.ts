@@ -157,29 +157,30 @@ export class Backends {
    */
   private async handleBatch(event: BackendEvent, pool: RedisPool | SqlPool, rules: readonly RuleConfig[], host: BackendHost, batch: unknown[][]): Promise<BatchOutcome> {
     const events = batch.map((args) => eventData(event, args, this.node, this.ids));
-    const failed: (Error | undefined)[] = new Array<Error | undefined>(events.length);
-    for (const rule of rules) {
+    const n = events.length;
+    const failed: (Error | undefined)[] = new Array<Error | undefined>(n);
+    for (let r = 0; r < rules.length; r++) {
+      const rule = rules[r] as RuleConfig;
       const at: number[] = [];
-      for (let i = 0; i < events.length; i++) if (selects(rule, events[i] as EventData)) at.push(i);
+      for (let i = 0; i < n; i++) if (selects(rule, events[i] as EventData)) at.push(i);
       if (at.length === 0) continue;
       const c = this.metrics.backendRules[rule.key];
       if (c) c.matched += at.length;
-      const outcome = await runActions(
-        pool,
-        rule,
-        at.map((i) => events[i] as EventData),
-        host,
-      );
-      for (let j = 0; j < at.length; j++) {
+      const list = at.length === n ? events.slice() : at.map((i) => events[i] as EventData);
+      if (r === rules.length - 1) {
+        // Not needed after the last rule has them: the collector may take what it lets go of.
+        events.length = 0;
+        batch.length = 0;
+      }
+      const outcome = await runActions(pool, rule, list, host);
+      for (let j = 0; j < outcome.length; j++) {
         const err = outcome[j];
-        if (err === undefined) {
-          if (c) c.done++;
-          continue;
-        }
+        if (err === undefined) continue;
         if (c) c.failed++;
         const i = at[j] as number;
         failed[i] ??= new Error(`${rule.key}: ${errorText(err)}`);
       }
+      if (c) c.done += at.length - outcome.filter((e) => e !== undefined).length;
     }
     return failed;
   }

@@ -65,6 +65,9 @@ type Args = unknown[];
 /** A batch handler's answer: per event of the batch, in order, the error it failed with or undefined. */
 export type BatchOutcome = readonly unknown[];
 
+/** What a taken event's place in the queue holds until the queue is compacted. */
+const TAKEN: Args = [];
+
 /** An async consumer of one event: a bounded queue and the handler calls draining it. */
 export class Consumer {
   readonly counters: ConsumerCounters = { queued: 0, handled: 0, failed: 0, dropped: 0, waiting: 0 };
@@ -149,7 +152,7 @@ export class Consumer {
   /** The next event off the queue (the queue's head compacted now and then). */
   private take(): Args {
     const args = this.queue[this.head] as Args;
-    this.queue[this.head++] = [];
+    this.queue[this.head++] = TAKEN;
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue.splice(0, this.head);
       this.head = 0;
