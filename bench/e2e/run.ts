@@ -71,7 +71,8 @@ const HELP = `usage: npm run bench -- [options]
                         (pairs with every message in the message log, async / sync: StrataMQ
                         only, compared with its pairs), rpairs (QoS1 pairs
                         stored in Redis: StrataMQ's on_message_publish backend rule vs Aedes on
-                        aedes-persistence-redis, same redis-server set-up), and the durable ones:
+                        aedes-persistence-redis, same redis-server set-up), rbpairs (the same,
+                        the rule in back-pressure mode), and the durable ones:
                         dpairs, drain, kill9, restart; the memory ones: mretained, mdelivery,
                         msubs, mconns, msessions, mflood, midle
   --log-query           only the message log's query: first result and stream rate of a
@@ -258,6 +259,8 @@ interface Scenario {
    * has no Redis backend (skipped)
    */
   redis?: boolean;
+  /** StrataMQ's rule mode in a redis scenario: drop (default) or backpressure (PUBACK after the write) */
+  redisMode?: 'drop' | 'backpressure';
   /** StrataMQ only, started with these config lines (the message log's rows); the others are skipped */
   strataConf?: string[];
   clients(tag: string): ClientSpec[];
@@ -333,6 +336,18 @@ const SCENARIOS: Scenario[] = [
     title: `QoS1 pairs stored in Redis (StrataMQ: on_message_publish rule; Aedes: aedes-persistence-redis), window ${opts.window}`,
     fanout: 1,
     redis: true,
+    clients: (tag) =>
+      Array.from({ length: 10 }, (_, i): ClientSpec[] => [
+        { id: `${tag}-sub${i}`, role: 'sub', filter: `rpairs/${i}`, qos: 1 },
+        { id: `${tag}-pub${i}`, role: 'pub', topic: `rpairs/${i}`, qos: 1, window: opts.window },
+      ]).flat(),
+  },
+  {
+    name: 'rbpairs',
+    title: `QoS1 pairs as 'rpairs', StrataMQ's rule in back-pressure mode (each PUBACK after its message is in Redis), window ${opts.window}`,
+    fanout: 1,
+    redis: true,
+    redisMode: 'backpressure',
     clients: (tag) =>
       Array.from({ length: 10 }, (_, i): ClientSpec[] => [
         { id: `${tag}-sub${i}`, role: 'sub', filter: `rpairs/${i}`, qos: 1 },
@@ -417,6 +432,10 @@ interface Cell {
   deliveredTotalPct?: number;
   /** rpairs, StrataMQ: messages its backend rule wrote to Redis (the rest dropped by the rule's bounded queue) */
   storedInRedis?: number;
+  /** redis scenarios: keys in the redis-server after the run (Aedes: what its persistence left there) */
+  redisKeys?: number;
+  /** redis scenarios: redis-server CPU seconds from the broker's start to the end of the drain */
+  redisCpuS?: number;
   /** time from end of publishing until deliveries stopped, ms */
   drainMs?: number;
   /** the drain limit was hit while messages were still arriving (backlog, not loss) */
@@ -491,6 +510,8 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
   // durable: state in a directory of our own, Aedes with a redis-server
   let ddir: string | null = null;
   let redis: RunningRedis | null = null;
+  /** redis scenarios: redis-server CPU seconds when the broker had started */
+  let redisCpu0: number | null = null;
   const cleanDurable = async (): Promise<void> => {
     await redis?.stop().catch(() => undefined);
     if (ddir !== null) removeTempDir(ddir);
@@ -506,9 +527,10 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
       ddir = makeTempDir(`${name}-${sc.name}`);
       redis = await startRedis(ddir);
       const conf = path.join(ddir, 'backend.conf');
-      writeFileSync(conf, [`backend.redis.pool1.server = 127.0.0.1:${redis.port}`, 'backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1"}', ''].join('\n'));
+      writeFileSync(conf, [`backend.redis.pool1.server = 127.0.0.1:${redis.port}`, `backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1", "mode": "${sc.redisMode ?? 'drop'}"}`, ''].join('\n'));
       broker = await startBroker(name, brokerOpts, { dir: ddir, redisPort: name === 'aedes' ? redis.port : undefined, strataConfig: conf });
       broker.extraPids.push(redis.pid);
+      redisCpu0 = treesCpuSeconds([redis.pid]);
     } else if (sc.strataConf !== undefined) {
       ddir = makeTempDir(`${name}-${sc.name}`);
       const conf = path.join(ddir, 'msglog.conf');
@@ -681,13 +703,18 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
     cell.peakRssMB = peak === null ? null : peak / 1024;
     if (cell.status === 'error') cell.logTail = tail(broker.logFile, 10) || undefined;
     await broker.stop();
-    if (sc.redis === true && name === 'strata' && redis !== null) {
-      // What the rule wrote: one mqtt:msg:<id> hash per message, plus one sorted set per topic.
+    if (sc.redis === true && redis !== null) {
+      // What redis-server did for this broker (its CPU from the broker's start until the broker
+      // stopped, after its last writes) and holds: StrataMQ's rule writes one mqtt:msg:<id> hash
+      // per message, plus one sorted set per topic; Aedes' persistence what it keeps.
+      const cpu1 = treesCpuSeconds([redis.pid]);
+      if (cpu1 !== null && redisCpu0 !== null) cell.redisCpuS = cpu1 - redisCpu0;
       const { Redis } = await import('ioredis');
       const r = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true, maxRetriesPerRequest: 1 });
       try {
         await r.connect();
-        cell.storedInRedis = (await r.dbsize()) - 10;
+        cell.redisKeys = await r.dbsize();
+        if (name === 'strata') cell.storedInRedis = cell.redisKeys - 10;
       } catch {
         // not measured
       } finally {
@@ -936,11 +963,20 @@ function targetRows(cells: Cell[], dcells: DurableCell[]): TargetRow[] {
     ratioT('dpairs >= 3x Aedes+Redis', s, lc('aedes', 'dpairs')?.msgsPerSec, 3);
     if (brokers.includes('strata-redis')) ratioT('dpairs on the Redis registry >= 3x Aedes+Redis (issue 17)', lc('strata-redis', 'dpairs')?.msgsPerSec, lc('aedes', 'dpairs')?.msgsPerSec, 3);
   }
-  if (scenarioNames.includes('rpairs')) {
-    ratioT('rpairs (on_message_publish to Redis) >= 2x Aedes+aedes-persistence-redis', lc('strata', 'rpairs')?.msgsPerSec, lc('aedes', 'rpairs')?.msgsPerSec, 2);
-    const c = lc('strata', 'rpairs');
+  for (const sc of ['rpairs', 'rbpairs'] as const) {
+    if (!scenarioNames.includes(sc)) continue;
+    const mode = sc === 'rpairs' ? 'on_message_publish to Redis' : 'on_message_publish to Redis, back-pressure';
+    ratioT(`${sc} (${mode}) >= 2x Aedes+aedes-persistence-redis`, lc('strata', sc)?.msgsPerSec, lc('aedes', sc)?.msgsPerSec, 2);
+    const c = lc('strata', sc);
     if (c?.storedInRedis !== undefined && c.sent !== undefined) {
-      rows.push({ target: 'rpairs: StrataMQ publishes its rule wrote to Redis (the rest dropped, counted)', measured: `${c.storedInRedis} of ${c.sent} (${((100 * c.storedInRedis) / Math.max(1, c.sent)).toFixed(0)}%)`, verdict: 'n/a' });
+      rows.push({ target: `${sc}: StrataMQ publishes its rule wrote to Redis (the rest dropped, counted)`, measured: `${c.storedInRedis} of ${c.sent} (${((100 * c.storedInRedis) / Math.max(1, c.sent)).toFixed(0)}%)`, verdict: 'n/a' });
+      if (c.redisCpuS !== undefined && c.storedInRedis > 0) {
+        rows.push({ target: `${sc}: redis-server CPU per message StrataMQ's rule wrote`, measured: `${((1e6 * c.redisCpuS) / c.storedInRedis).toFixed(1)} us (${c.redisCpuS.toFixed(2)} s)`, verdict: 'n/a' });
+      }
+    }
+    const a = lc('aedes', sc);
+    if (a?.redisKeys !== undefined && a.sent !== undefined) {
+      rows.push({ target: `${sc}: Aedes' redis-server after ${a.sent} publishes`, measured: `${a.redisKeys} keys, ${a.redisCpuS?.toFixed(2) ?? '?'} s CPU`, verdict: 'n/a' });
     }
   }
   for (const [name, mode, min] of [
