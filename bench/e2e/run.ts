@@ -4,6 +4,7 @@
 //                    [--duration 5] [--warmup 1] [--payload 64] [--workers 2] ...
 //   npm run bench -- --durable      (dpairs, drain, kill9, restart: see durable.ts)
 //   npm run bench -- --log-query    (the message log: a time-range query over 10M messages, logquery.ts)
+//   npm run bench -- --redis-floor  (redis-server CPU per message of EMQX's on_message_publish layout, redis-floor.ts)
 //   npm run bench -- --memory       (mretained, mdelivery, msubs, mconns, msessions, mflood,
 //                                    midle: broker RSS per item, see memory.ts)
 //
@@ -57,6 +58,7 @@ import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, typ
 import { MEMORY_SCENARIOS, memoryTargetRows, printMemory, printMemoryTargets, runMemory, type MemoryCell, type MemoryCtx, type MemoryName, type MemoryOpts } from './memory.js';
 import { errMsg, sleep } from './util.js';
 import { runLogQuery } from './logquery.js';
+import { type FloorRow, runRedisFloor } from './redis-floor.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
 const repoRoot = path.resolve(here, '../../..');
@@ -77,6 +79,9 @@ const HELP = `usage: npm run bench -- [options]
                         msubs, mconns, msessions, mflood, midle
   --log-query           only the message log's query: first result and stream rate of a
                         time-range query over --log-messages (default 10000000) logged messages
+  --redis-floor         only redis-server's CPU per message for EMQX's on_message_publish layout
+                        (--redis-messages, default 300000): plain pipelined HSET + ZADD, ZADD
+                        per topic, and the rule's own writes (RedisPool, script calls)
   --durable             add all durable scenarios (dpairs,drain,kill9,restart); without
                         --scenarios: only those. Peers run durable: Mosquitto 'persistence true',
                         Aedes on aedes-persistence-redis with a redis-server started here
@@ -130,6 +135,8 @@ const { values: argv } = parseArgs({
     memory: { type: 'boolean', default: false },
     'log-query': { type: 'boolean', default: false },
     'log-messages': { type: 'string', default: '10000000' },
+    'redis-floor': { type: 'boolean', default: false },
+    'redis-messages': { type: 'string', default: '300000' },
     'memory-retained': { type: 'string', default: '200000' },
     'memory-subs': { type: 'string', default: '100000' },
     'memory-conns': { type: 'string', default: '15000' },
@@ -212,6 +219,27 @@ const memoryOpts: MemoryOpts = {
   sessions: Math.floor(num('memory-sessions', argv['memory-sessions'], 1)),
   flood: Math.floor(num('memory-flood', argv['memory-flood'], 1)),
 };
+
+if (argv['redis-floor']) {
+  // What the layout costs redis-server itself (redis-floor.ts): no broker, no peers.
+  const n = Math.floor(num('redis-messages', argv['redis-messages'], 1000));
+  process.stdout.write(`EMQX's on_message_publish layout, ${n} messages of ${opts.payload} B, each way on a fresh redis-server:\n`);
+  const rows = await runRedisFloor(n, opts.payload, (line) => process.stdout.write(`  ${line}\n`));
+  const stat = (r: FloorRow, cmd: string): string => {
+    const c = r.usecPerCall[cmd];
+    return c ? `${c.usecPerCall.toFixed(2)} (${c.calls})` : '-';
+  };
+  process.stdout.write(
+    '\n' +
+      table(
+        ['way', 'redis us/msg', 'client us/msg', 'HSET us (calls)', 'ZADD us (calls)', 'EVALSHA us (calls)', 'keys'],
+        rows.map((r) => [r.way, r.redisUs.toFixed(2), r.clientUs.toFixed(2), stat(r, 'hset'), stat(r, 'zadd'), stat(r, 'evalsha'), String(r.keys)]),
+        [false, true, true, true, true, true, true],
+      ) +
+      '\nredis us/msg = redis-server CPU (user + system, from /proc) / messages; client = this process; HSET / ZADD inside the\nscript calls are counted by commandstats too. Other load on the machine counts: run it quiet, compare rows of one run.\n',
+  );
+  process.exit(0);
+}
 
 if (argv['log-query']) {
   // The message log's query targets (logquery.ts), on the store directly: no broker, no peers.
