@@ -38,6 +38,8 @@ export interface FloorRow {
   /** this process's CPU per message, µs (the client side of the writes) */
   clientUs: number;
   wallS: number;
+  /** bytes redis-server read per message (INFO stats total_net_input_bytes) */
+  bytesIn: number;
   keys: number;
   /** INFO commandstats: command → µs per call */
   usecPerCall: Record<string, { calls: number; usecPerCall: number }>;
@@ -141,6 +143,8 @@ export async function runRedisFloor(n: number, payloadBytes: number, log: (s: st
       // The rule's events as the hook bus hands them over, made before the clock starts.
       const ruleEvents = way === 'rule' ? events(msgs) : [];
       await admin.config('RESETSTAT');
+      const netIn = async (): Promise<number> => Number(/total_net_input_bytes:(\d+)/.exec(await admin.info('stats'))?.[1] ?? 0);
+      const in0 = await netIn();
       const cpu0 = treesCpuSeconds([redis.pid]) ?? 0;
       const c0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
@@ -148,10 +152,11 @@ export async function runRedisFloor(n: number, payloadBytes: number, log: (s: st
       const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
       const c = process.cpuUsage(c0);
       const cpu = (treesCpuSeconds([redis.pid]) ?? 0) - cpu0;
-      const row: FloorRow = { way, messages: n, redisUs: (1e6 * cpu) / n, clientUs: (c.user + c.system) / n, wallS, keys: await admin.dbsize(), usecPerCall: commandStats(await admin.info('commandstats')) };
+      const bytesIn = ((await netIn()) - in0) / n;
+      const row: FloorRow = { way, messages: n, redisUs: (1e6 * cpu) / n, clientUs: (c.user + c.system) / n, wallS, bytesIn, keys: await admin.dbsize(), usecPerCall: commandStats(await admin.info('commandstats')) };
       admin.disconnect();
       rows.push(row);
-      log(`${way}: redis-server ${row.redisUs.toFixed(2)} us/msg, client ${row.clientUs.toFixed(2)} us/msg, ${row.keys} keys, ${wallS.toFixed(1)} s`);
+      log(`${way}: redis-server ${row.redisUs.toFixed(2)} us/msg, client ${row.clientUs.toFixed(2)} us/msg, ${bytesIn.toFixed(0)} B/msg sent, ${row.keys} keys, ${wallS.toFixed(1)} s`);
     } finally {
       await redis.stop();
       removeTempDir(dir);

@@ -232,9 +232,9 @@ if (argv['redis-floor']) {
   process.stdout.write(
     '\n' +
       table(
-        ['way', 'redis us/msg', 'client us/msg', 'HSET us (calls)', 'ZADD us (calls)', 'EVALSHA us (calls)', 'keys'],
-        rows.map((r) => [r.way, r.redisUs.toFixed(2), r.clientUs.toFixed(2), stat(r, 'hset'), stat(r, 'zadd'), stat(r, 'evalsha'), String(r.keys)]),
-        [false, true, true, true, true, true, true],
+        ['way', 'redis us/msg', 'client us/msg', 'B/msg sent', 'HSET us (calls)', 'ZADD us (calls)', 'EVALSHA us (calls)', 'keys'],
+        rows.map((r) => [r.way, r.redisUs.toFixed(2), r.clientUs.toFixed(2), r.bytesIn.toFixed(0), stat(r, 'hset'), stat(r, 'zadd'), stat(r, 'evalsha'), String(r.keys)]),
+        [false, true, true, true, true, true, true, true],
       ) +
       '\nredis us/msg = redis-server CPU (user + system, from /proc) / messages; client = this process; HSET / ZADD inside the\nscript calls are counted by commandstats too. Other load on the machine counts: run it quiet, compare rows of one run.\n',
   );
