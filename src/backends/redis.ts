@@ -13,10 +13,13 @@
  * on_message_acked_for_queue deletes an acknowledged message, on_message_acked(_for_pubsub)
  * moves the read position.
  *
- * One connection multiplexes every command (pool_size bounds the events in flight). While the
- * server is unreachable commands wait in ioredis' offline queue (reconnecting every
- * `auto_reconnect` seconds) and are sent when it returns; what waits is bounded by the rule
- * queues in front (pool_size in flight, max_queued waiting).
+ * One connection multiplexes every command (max_inflight bounds the events in flight).
+ * on_message_publish, the rule that sees every message, is written in script calls of up to
+ * PUBLISH_BATCH messages packed into one argument (PublishPack, PUBLISH_LUA): Redis CPU per
+ * message and the broker's are in docs/benchmarks.md (issue 16). While the server is unreachable
+ * commands wait in ioredis' offline queue (reconnecting every `auto_reconnect` seconds) and are
+ * sent when it returns; what waits is bounded by the rule queues in front (max_inflight in
+ * flight, max_queued waiting).
  */
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
