@@ -173,14 +173,18 @@ export class Backends {
         batch.length = 0;
       }
       const outcome = await runActions(pool, rule, list, host);
+      let nFailed = 0;
       for (let j = 0; j < outcome.length; j++) {
         const err = outcome[j];
         if (err === undefined) continue;
-        if (c) c.failed++;
+        nFailed++;
         const i = at[j] as number;
         failed[i] ??= new Error(`${rule.key}: ${errorText(err)}`);
       }
-      if (c) c.done += at.length - outcome.filter((e) => e !== undefined).length;
+      if (c) {
+        c.failed += nFailed;
+        c.done += at.length - nFailed;
+      }
     }
     return failed;
   }

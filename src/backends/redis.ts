@@ -464,9 +464,9 @@ const PACK_START = 32 * 1024;
  * then per topic one ZADD mqtt:msg:<topic> of all its ids (score: the publish time in ms). The
  * keys are made by the script from the id and topic, not passed in KEYS: it runs on a single
  * server or a Sentinel's master only (a cluster spreads the keys over slots: plain commands there).
- * Redis CPU per message (docs/benchmarks.md, issue 16): a ZADD per topic instead of per message,
- * one struct.unpack per message and no KEYS / ARGV values per message are most of the difference
- * from the first script (4.3 µs instead of 7.7 µs per message).
+ * Redis CPU per message (docs/benchmarks.md, issue 16; `npm run bench -- --redis-floor`): 4.1–4.5 µs
+ * standalone, where the first script (a struct.unpack and a string.sub per value, two KEYS and a
+ * ZADD per message) took 7.1–8.0 µs and plain pipelined HSET + ZADD take 3.6–4.8 µs.
  */
 const PUBLISH_LUA = [
   'local blob = ARGV[1]',

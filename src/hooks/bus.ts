@@ -62,7 +62,10 @@ export interface ConsumerCounters {
 
 type Args = unknown[];
 
-/** A batch handler's answer: per event of the batch, in order, the error it failed with or undefined. */
+/**
+ * A batch handler's answer: per event of the batch, in order, the error it failed with or
+ * undefined (handled); events past the end of a shorter answer were handled (`[]`: all of them).
+ */
 export type BatchOutcome = readonly unknown[];
 
 /** What a taken event's place in the queue holds until the queue is compacted. */
