@@ -4,6 +4,7 @@
 //                    [--duration 5] [--warmup 1] [--payload 64] [--workers 2] ...
 //   npm run bench -- --durable      (dpairs, drain, kill9, restart: see durable.ts)
 //   npm run bench -- --log-query    (the message log: a time-range query over 10M messages, logquery.ts)
+//   npm run bench -- --redis-floor  (redis-server CPU per message of EMQX's on_message_publish layout, redis-floor.ts)
 //   npm run bench -- --memory       (mretained, mdelivery, msubs, mconns, msessions, mflood,
 //                                    midle: broker RSS per item, see memory.ts)
 //
@@ -57,6 +58,7 @@ import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, typ
 import { MEMORY_SCENARIOS, memoryTargetRows, printMemory, printMemoryTargets, runMemory, type MemoryCell, type MemoryCtx, type MemoryName, type MemoryOpts } from './memory.js';
 import { errMsg, sleep } from './util.js';
 import { runLogQuery } from './logquery.js';
+import { type FloorRow, runRedisFloor } from './redis-floor.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
 const repoRoot = path.resolve(here, '../../..');
@@ -71,11 +73,15 @@ const HELP = `usage: npm run bench -- [options]
                         (pairs with every message in the message log, async / sync: StrataMQ
                         only, compared with its pairs), rpairs (QoS1 pairs
                         stored in Redis: StrataMQ's on_message_publish backend rule vs Aedes on
-                        aedes-persistence-redis, same redis-server set-up), and the durable ones:
+                        aedes-persistence-redis, same redis-server set-up), rbpairs (the same,
+                        the rule in back-pressure mode), and the durable ones:
                         dpairs, drain, kill9, restart; the memory ones: mretained, mdelivery,
                         msubs, mconns, msessions, mflood, midle
   --log-query           only the message log's query: first result and stream rate of a
                         time-range query over --log-messages (default 10000000) logged messages
+  --redis-floor         only redis-server's CPU per message for EMQX's on_message_publish layout
+                        (--redis-messages, default 300000): plain pipelined HSET + ZADD, ZADD
+                        per topic, and the rule's own writes (RedisPool, script calls)
   --durable             add all durable scenarios (dpairs,drain,kill9,restart); without
                         --scenarios: only those. Peers run durable: Mosquitto 'persistence true',
                         Aedes on aedes-persistence-redis with a redis-server started here
@@ -129,6 +135,8 @@ const { values: argv } = parseArgs({
     memory: { type: 'boolean', default: false },
     'log-query': { type: 'boolean', default: false },
     'log-messages': { type: 'string', default: '10000000' },
+    'redis-floor': { type: 'boolean', default: false },
+    'redis-messages': { type: 'string', default: '300000' },
     'memory-retained': { type: 'string', default: '200000' },
     'memory-subs': { type: 'string', default: '100000' },
     'memory-conns': { type: 'string', default: '15000' },
@@ -212,6 +220,27 @@ const memoryOpts: MemoryOpts = {
   flood: Math.floor(num('memory-flood', argv['memory-flood'], 1)),
 };
 
+if (argv['redis-floor']) {
+  // What the layout costs redis-server itself (redis-floor.ts): no broker, no peers.
+  const n = Math.floor(num('redis-messages', argv['redis-messages'], 1000));
+  process.stdout.write(`EMQX's on_message_publish layout, ${n} messages of ${opts.payload} B, each way on a fresh redis-server:\n`);
+  const rows = await runRedisFloor(n, opts.payload, (line) => process.stdout.write(`  ${line}\n`));
+  const stat = (r: FloorRow, cmd: string): string => {
+    const c = r.usecPerCall[cmd];
+    return c ? `${c.usecPerCall.toFixed(2)} (${c.calls})` : '-';
+  };
+  process.stdout.write(
+    '\n' +
+      table(
+        ['way', 'redis us/msg', 'client us/msg', 'B/msg sent', 'HSET us (calls)', 'ZADD us (calls)', 'EVALSHA us (calls)', 'keys'],
+        rows.map((r) => [r.way, r.redisUs.toFixed(2), r.clientUs.toFixed(2), r.bytesIn.toFixed(0), stat(r, 'hset'), stat(r, 'zadd'), stat(r, 'evalsha'), String(r.keys)]),
+        [false, true, true, true, true, true, true, true],
+      ) +
+      '\nredis us/msg = redis-server CPU (user + system, from /proc) / messages; client = this process; HSET / ZADD inside the\nscript calls are counted by commandstats too. Other load on the machine counts: run it quiet, compare rows of one run.\n',
+  );
+  process.exit(0);
+}
+
 if (argv['log-query']) {
   // The message log's query targets (logquery.ts), on the store directly: no broker, no peers.
   const n = Math.floor(num('log-messages', argv['log-messages'], 1000));
@@ -258,6 +287,8 @@ interface Scenario {
    * has no Redis backend (skipped)
    */
   redis?: boolean;
+  /** StrataMQ's rule mode in a redis scenario: drop (default) or backpressure (PUBACK after the write) */
+  redisMode?: 'drop' | 'backpressure';
   /** StrataMQ only, started with these config lines (the message log's rows); the others are skipped */
   strataConf?: string[];
   clients(tag: string): ClientSpec[];
@@ -333,6 +364,18 @@ const SCENARIOS: Scenario[] = [
     title: `QoS1 pairs stored in Redis (StrataMQ: on_message_publish rule; Aedes: aedes-persistence-redis), window ${opts.window}`,
     fanout: 1,
     redis: true,
+    clients: (tag) =>
+      Array.from({ length: 10 }, (_, i): ClientSpec[] => [
+        { id: `${tag}-sub${i}`, role: 'sub', filter: `rpairs/${i}`, qos: 1 },
+        { id: `${tag}-pub${i}`, role: 'pub', topic: `rpairs/${i}`, qos: 1, window: opts.window },
+      ]).flat(),
+  },
+  {
+    name: 'rbpairs',
+    title: `QoS1 pairs as 'rpairs', StrataMQ's rule in back-pressure mode (each PUBACK after its message is in Redis), window ${opts.window}`,
+    fanout: 1,
+    redis: true,
+    redisMode: 'backpressure',
     clients: (tag) =>
       Array.from({ length: 10 }, (_, i): ClientSpec[] => [
         { id: `${tag}-sub${i}`, role: 'sub', filter: `rpairs/${i}`, qos: 1 },
@@ -417,6 +460,10 @@ interface Cell {
   deliveredTotalPct?: number;
   /** rpairs, StrataMQ: messages its backend rule wrote to Redis (the rest dropped by the rule's bounded queue) */
   storedInRedis?: number;
+  /** redis scenarios: keys in the redis-server after the run (Aedes: what its persistence left there) */
+  redisKeys?: number;
+  /** redis scenarios: redis-server CPU seconds from the broker's start to the end of the drain */
+  redisCpuS?: number;
   /** time from end of publishing until deliveries stopped, ms */
   drainMs?: number;
   /** the drain limit was hit while messages were still arriving (backlog, not loss) */
@@ -491,6 +538,8 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
   // durable: state in a directory of our own, Aedes with a redis-server
   let ddir: string | null = null;
   let redis: RunningRedis | null = null;
+  /** redis scenarios: redis-server CPU seconds when the broker had started */
+  let redisCpu0: number | null = null;
   const cleanDurable = async (): Promise<void> => {
     await redis?.stop().catch(() => undefined);
     if (ddir !== null) removeTempDir(ddir);
@@ -506,9 +555,10 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
       ddir = makeTempDir(`${name}-${sc.name}`);
       redis = await startRedis(ddir);
       const conf = path.join(ddir, 'backend.conf');
-      writeFileSync(conf, [`backend.redis.pool1.server = 127.0.0.1:${redis.port}`, 'backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1"}', ''].join('\n'));
+      writeFileSync(conf, [`backend.redis.pool1.server = 127.0.0.1:${redis.port}`, `backend.redis.hook.message.publish.1 = {"topic": "#", "action": {"function": "on_message_publish"}, "pool": "pool1", "mode": "${sc.redisMode ?? 'drop'}"}`, ''].join('\n'));
       broker = await startBroker(name, brokerOpts, { dir: ddir, redisPort: name === 'aedes' ? redis.port : undefined, strataConfig: conf });
       broker.extraPids.push(redis.pid);
+      redisCpu0 = treesCpuSeconds([redis.pid]);
     } else if (sc.strataConf !== undefined) {
       ddir = makeTempDir(`${name}-${sc.name}`);
       const conf = path.join(ddir, 'msglog.conf');
@@ -681,13 +731,18 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
     cell.peakRssMB = peak === null ? null : peak / 1024;
     if (cell.status === 'error') cell.logTail = tail(broker.logFile, 10) || undefined;
     await broker.stop();
-    if (sc.redis === true && name === 'strata' && redis !== null) {
-      // What the rule wrote: one mqtt:msg:<id> hash per message, plus one sorted set per topic.
+    if (sc.redis === true && redis !== null) {
+      // What redis-server did for this broker (its CPU from the broker's start until the broker
+      // stopped, after its last writes) and holds: StrataMQ's rule writes one mqtt:msg:<id> hash
+      // per message, plus one sorted set per topic; Aedes' persistence what it keeps.
+      const cpu1 = treesCpuSeconds([redis.pid]);
+      if (cpu1 !== null && redisCpu0 !== null) cell.redisCpuS = cpu1 - redisCpu0;
       const { Redis } = await import('ioredis');
       const r = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true, maxRetriesPerRequest: 1 });
       try {
         await r.connect();
-        cell.storedInRedis = (await r.dbsize()) - 10;
+        cell.redisKeys = await r.dbsize();
+        if (name === 'strata') cell.storedInRedis = cell.redisKeys - 10;
       } catch {
         // not measured
       } finally {
@@ -936,11 +991,20 @@ function targetRows(cells: Cell[], dcells: DurableCell[]): TargetRow[] {
     ratioT('dpairs >= 3x Aedes+Redis', s, lc('aedes', 'dpairs')?.msgsPerSec, 3);
     if (brokers.includes('strata-redis')) ratioT('dpairs on the Redis registry >= 3x Aedes+Redis (issue 17)', lc('strata-redis', 'dpairs')?.msgsPerSec, lc('aedes', 'dpairs')?.msgsPerSec, 3);
   }
-  if (scenarioNames.includes('rpairs')) {
-    ratioT('rpairs (on_message_publish to Redis) >= 2x Aedes+aedes-persistence-redis', lc('strata', 'rpairs')?.msgsPerSec, lc('aedes', 'rpairs')?.msgsPerSec, 2);
-    const c = lc('strata', 'rpairs');
+  for (const sc of ['rpairs', 'rbpairs'] as const) {
+    if (!scenarioNames.includes(sc)) continue;
+    const mode = sc === 'rpairs' ? 'on_message_publish to Redis' : 'on_message_publish to Redis, back-pressure';
+    ratioT(`${sc} (${mode}) >= 2x Aedes+aedes-persistence-redis`, lc('strata', sc)?.msgsPerSec, lc('aedes', sc)?.msgsPerSec, 2);
+    const c = lc('strata', sc);
     if (c?.storedInRedis !== undefined && c.sent !== undefined) {
-      rows.push({ target: 'rpairs: StrataMQ publishes its rule wrote to Redis (the rest dropped, counted)', measured: `${c.storedInRedis} of ${c.sent} (${((100 * c.storedInRedis) / Math.max(1, c.sent)).toFixed(0)}%)`, verdict: 'n/a' });
+      rows.push({ target: `${sc}: StrataMQ publishes its rule wrote to Redis (the rest dropped, counted)`, measured: `${c.storedInRedis} of ${c.sent} (${((100 * c.storedInRedis) / Math.max(1, c.sent)).toFixed(0)}%)`, verdict: 'n/a' });
+      if (c.redisCpuS !== undefined && c.storedInRedis > 0) {
+        rows.push({ target: `${sc}: redis-server CPU per message StrataMQ's rule wrote`, measured: `${((1e6 * c.redisCpuS) / c.storedInRedis).toFixed(1)} us (${c.redisCpuS.toFixed(2)} s)`, verdict: 'n/a' });
+      }
+    }
+    const a = lc('aedes', sc);
+    if (a?.redisKeys !== undefined && a.sent !== undefined) {
+      rows.push({ target: `${sc}: Aedes' redis-server after ${a.sent} publishes`, measured: `${a.redisKeys} keys, ${a.redisCpuS?.toFixed(2) ?? '?'} s CPU`, verdict: 'n/a' });
     }
   }
   for (const [name, mode, min] of [

@@ -160,7 +160,7 @@ export function backendsConfig(config: Config): BackendsConfig {
       queryTimeoutMs: get<number>('query_timeout') * 1000,
       reconnectMs: get<number>('auto_reconnect') * 1000,
       maxQueued: get<number>('max_queued'),
-      maxInflight: get<number>('max_inflight') || (type === 'redis' ? 1000 : get<number>('pool_size')),
+      maxInflight: get<number>('max_inflight') || (type === 'redis' ? 10_000 : get<number>('pool_size')),
       maxReturned: get<number>('max_returned_count'),
       timeRangeMs: get<number>('time_range') * 1000,
     });

@@ -5,14 +5,16 @@
  * Every (pool, event) pair with rules gets one async consumer on the bus (`consume`, named
  * `backend.<type>.<pool>.<event>`): the event's snapshot is queued (at most `max_queued`; beyond
  * that dropped and counted) and its rules run off the delivery path, in config order, at most
- * `max_inflight` events at once. Publishing and delivery never wait for a database. While a server is
- * unreachable an event waits in its place and is retried (pool.ts); the broker keeps serving.
+ * `max_inflight` events at once. The events waiting are taken together (`consumeBatches`): each
+ * rule runs for all of them before the next rule, so a rule that writes many events in one call
+ * (Redis on_message_publish) does. Publishing and delivery never wait for a database. While a
+ * server is unreachable an event waits in its place and is retried (pool.ts); the broker keeps serving.
  *
  * Start-up never waits for a server either: pools connect in the background, log when they are
  * unreachable or refuse the login (naming the pool), and log again when they connect.
  */
 import { type Config, ConfigError } from '../config.js';
-import type { Consumer, HookBus, PublishHold } from '../hooks/bus.js';
+import type { BatchOutcome, Consumer, HookBus, PublishHold } from '../hooks/bus.js';
 import type { ClientInfo, MessageInfo } from '../hooks/index.js';
 import type { BrokerMetrics } from '../hooks/metrics.js';
 import type { Logger } from '../log.js';
@@ -104,6 +106,9 @@ export class Backends {
       opening.push(made.open());
     }
     for (const p of this.config.pools) if (!this.pools.has(p.id)) this.log.warn({ backend: p.type, pool: p.name }, `backend ${p.type} pool "${p.name}" has no rules: not opened`);
+    // One group sees each message once (message.publish only): ids need not be kept per message.
+    const messageGroups = [...groups.values()].filter((g) => g.event.startsWith('message.'));
+    this.ids.shared = !(messageGroups.length === 1 && messageGroups[0]?.event === 'message.publish');
     for (const [key, g] of groups) {
       const { event, pool, rules } = g;
       if (rules[0]?.mode === 'backpressure') {
@@ -116,7 +121,7 @@ export class Backends {
       }
       // Only events some rule of the group selects take a place in the queue ($SYS, other topics do not).
       const accept = rules.some((r) => r.topic === null) ? undefined : (...args: unknown[]): boolean => rules.some((r) => selectsTopic(r, event, eventTopic(event, args)));
-      const consumer = this.bus.consume(event, (...args: unknown[]) => this.handle(event, pool, rules, host, args), { name: `backend.${key}`, maxQueued: pool.cfg.maxQueued, concurrency: pool.cfg.maxInflight, accept });
+      const consumer = this.bus.consumeBatches(event, (batch: unknown[][]) => this.handleBatch(event, pool, rules, host, batch), { name: `backend.${key}`, maxQueued: pool.cfg.maxQueued, concurrency: pool.cfg.maxInflight, accept });
       this.consumers.push(consumer);
     }
     await Promise.all(opening);
@@ -144,6 +149,44 @@ export class Backends {
       }
     }
     if (failed !== null) throw new Error(failed);
+  }
+
+  /**
+   * Events through the rules of one pool: each rule, in order, for every event it selects (a rule
+   * that fails for an event does not stop the next rule for it). Per event: the first failure.
+   */
+  private async handleBatch(event: BackendEvent, pool: RedisPool | SqlPool, rules: readonly RuleConfig[], host: BackendHost, batch: unknown[][]): Promise<BatchOutcome> {
+    const events = batch.map((args) => eventData(event, args, this.node, this.ids));
+    const n = events.length;
+    const failed: (Error | undefined)[] = new Array<Error | undefined>(n);
+    for (let r = 0; r < rules.length; r++) {
+      const rule = rules[r] as RuleConfig;
+      const at: number[] = [];
+      for (let i = 0; i < n; i++) if (selects(rule, events[i] as EventData)) at.push(i);
+      if (at.length === 0) continue;
+      const c = this.metrics.backendRules[rule.key];
+      if (c) c.matched += at.length;
+      const list = at.length === n ? events.slice() : at.map((i) => events[i] as EventData);
+      if (r === rules.length - 1) {
+        // Not needed after the last rule has them: the collector may take what it lets go of.
+        events.length = 0;
+        batch.length = 0;
+      }
+      const outcome = await runActions(pool, rule, list, host);
+      let nFailed = 0;
+      for (let j = 0; j < outcome.length; j++) {
+        const err = outcome[j];
+        if (err === undefined) continue;
+        nFailed++;
+        const i = at[j] as number;
+        failed[i] ??= new Error(`${rule.key}: ${errorText(err)}`);
+      }
+      if (c) {
+        c.failed += nFailed;
+        c.done += at.length - nFailed;
+      }
+    }
+    return failed;
   }
 
   /** Stop taking events; let queued ones finish for a moment (CLOSE_GRACE_MS); close the pools. */
@@ -186,6 +229,18 @@ function eventTopic(event: BackendEvent, args: unknown[]): string | null {
     default:
       return null;
   }
+}
+
+/** One rule for several events: per event, its error or undefined. */
+async function runActions(pool: RedisPool | SqlPool, rule: RuleConfig, events: readonly EventData[], host: BackendHost): Promise<BatchOutcome> {
+  const a = rule.action;
+  // Redis writes on_message_publish for many messages in one call.
+  if ('function' in a && a.function === 'on_message_publish' && 'publishMany' in pool) return pool.publishMany(events);
+  return Promise.all(events.map((e) => runAction(pool, rule, e, host).then(noError, (err: unknown) => err ?? new Error('failed'))));
+}
+
+function noError(): undefined {
+  return undefined;
 }
 
 function runAction(pool: RedisPool | SqlPool, rule: RuleConfig, e: EventData, host: BackendHost): Promise<void> {

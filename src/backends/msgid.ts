@@ -31,6 +31,23 @@ function base62Limbs(l: number[]): string {
   }
 }
 
+/** 62^4: four base-62 digits. */
+const D4 = 62 ** 4;
+/** The 62^2 two-digit strings, by value. */
+const PAIRS: readonly string[] = Array.from({ length: 62 * 62 }, (_, i) => (ALPHABET[Math.floor(i / 62)] as string) + (ALPHABET[i % 62] as string));
+
+/** Four base-62 digits of n < 62^4 (leading zeros kept). */
+function quad(n: number): string {
+  return (PAIRS[Math.floor(n / 3844)] as string) + (PAIRS[n % 3844] as string);
+}
+
+/** The value of base-62 digits. */
+function digitsValue(s: string): number {
+  let v = 0;
+  for (const c of s) v = v * 62 + ALPHABET.indexOf(c);
+  return v;
+}
+
 /** Base 62 of a bigint (reference for base62Limbs; tests compare them). */
 export function base62(n: bigint): string {
   if (n === 0n) return '0';
@@ -50,7 +67,18 @@ export class MessageIds {
   private lastUs = 0;
   private seq = 0;
   private readonly byPayload = new WeakMap<Buffer, string>();
+  /**
+   * Whether a message's id must be found again in a later event (rules of several pools, or on
+   * message.delivered / message.acked): then ids are kept by payload. Not needed when one group
+   * of rules sees each message once (message.publish only): a WeakMap entry per message is a
+   * large part of such a rule's cost (docs/benchmarks.md, issue 16).
+   */
+  shared = true;
   private readonly limbs = [0, 0, 0, 0];
+  /** The id of (lastUs, sequence 0) but its last four digits, and the value of those four. */
+  private baseUs = -1;
+  private prefix = '';
+  private low = 0;
 
   constructor(node: string, pid = process.pid) {
     this.node = createHash('sha1').update(node).digest().readUInt32BE(0);
@@ -68,13 +96,28 @@ export class MessageIds {
       }
     } else this.seq = 0;
     this.lastUs = us;
+    // Within one microsecond only the sequence changes: the digits of sequence 0, plus it in the
+    // last four digits (62^4 > 2^16 + their value unless a carry goes further: then in full).
+    if (us !== this.baseUs) {
+      const base = this.full(us, 0);
+      this.baseUs = us;
+      this.prefix = base.slice(0, -4);
+      this.low = digitsValue(base.slice(-4));
+    }
+    const low = this.low + this.seq;
+    if (low < D4) return this.prefix + quad(low);
+    return this.full(us, this.seq);
+  }
+
+  /** The id of (us, seq), every digit computed. */
+  private full(us: number, seq: number): string {
     // 128 bits as four 32-bit limbs, most significant first: us (64) | node (32) | pid (16) seq (16).
     const l = this.limbs;
     const hi = Math.floor(us / 0x100000000);
     l[0] = hi;
     l[1] = us - hi * 0x100000000;
     l[2] = this.node;
-    l[3] = this.pid * 0x10000 + this.seq;
+    l[3] = this.pid * 0x10000 + seq;
     return base62Limbs(l);
   }
 
@@ -86,7 +129,7 @@ export class MessageIds {
   /** The id of a message: the one it was given in an earlier event, or a new one. */
   of(msg: MessageInfo): string {
     const p = msg.payload;
-    if (p.length === 0) return this.next(msg.receivedAt); // empty payloads may share one buffer
+    if (p.length === 0 || !this.shared) return this.next(msg.receivedAt); // empty payloads may share one buffer
     let id = this.byPayload.get(p);
     if (id === undefined) {
       id = this.next(msg.receivedAt);

@@ -13,10 +13,13 @@
  * on_message_acked_for_queue deletes an acknowledged message, on_message_acked(_for_pubsub)
  * moves the read position.
  *
- * One connection multiplexes every command (pool_size bounds the events in flight). While the
- * server is unreachable commands wait in ioredis' offline queue (reconnecting every
- * `auto_reconnect` seconds) and are sent when it returns; what waits is bounded by the rule
- * queues in front (pool_size in flight, max_queued waiting).
+ * One connection multiplexes every command (max_inflight bounds the events in flight).
+ * on_message_publish, the rule that sees every message, is written in script calls of up to
+ * PUBLISH_BATCH messages packed into one argument (PublishPack, PUBLISH_LUA): Redis CPU per
+ * message and the broker's are in docs/benchmarks.md (issue 16). While the server is unreachable
+ * commands wait in ioredis' offline queue (reconnecting every `auto_reconnect` seconds) and are
+ * sent when it returns; what waits is bounded by the rule queues in front (max_inflight in
+ * flight, max_queued waiting).
  */
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
@@ -128,45 +131,85 @@ export class RedisPool extends Pool {
     );
   }
 
-  private publishes: { keys: string[]; args: (string | Buffer)[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /** on_message_publish writes being packed for one script call (PublishPack), and whether the turn's flush is queued. */
+  private pack: PublishPack | null = null;
+  private flushQueued = false;
+  private readonly utf8 = new Utf8Cache();
 
-  /** Queue one message's writes for this turn's script call (at most PUBLISH_BATCH per call). */
-  private publishBatched(keys: string[], args: (string | Buffer)[]): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.publishes.length === 0) setImmediate(() => this.flushPublishes());
-      this.publishes.push({ keys, args, resolve, reject });
-    });
+  /**
+   * on_message_publish for several events (the hook bus's batch): written with this turn's other
+   * messages in script calls (a cluster: two commands each). Per event, its error or undefined;
+   * the messages of one call succeed or fail together (written again when retried: same values).
+   */
+  publishMany(events: readonly EventData[]): Promise<readonly unknown[]> {
+    if (this.isCluster(this.client)) return Promise.all(events.map((e) => this.publishOne(e).then(noError, (err: unknown) => err ?? new Error('failed'))));
+    // Packed now: the events are not kept while their calls are written (retried from the packed bytes).
+    const calls = new Set<Promise<void>>();
+    for (const e of events) if (e.msg) calls.add(this.publishBatched(e.msgid(), e.msg));
+    const n = events.length;
+    return Promise.all(calls).then(
+      () => NO_FAILURES,
+      (err: unknown) => new Array<unknown>(n).fill(err ?? new Error('failed')),
+    );
   }
 
-  private flushPublishes(): void {
-    const all = this.publishes;
-    this.publishes = [];
-    for (let i = 0; i < all.length; i += PUBLISH_BATCH) {
-      const batch = all.slice(i, i + PUBLISH_BATCH);
-      const keys = batch.flatMap((b) => b.keys);
-      // The values in one argument (PUBLISH_LUA unpacks it): one buffer to send instead of 15
-      // per message, each converted and framed by the client (most of the rule's CPU and garbage).
-      const args = [packValues(batch.map((b) => b.args))];
-      this.script(PUBLISH_SCRIPT, keys, args, true).then(
-        () => {
-          for (const b of batch) b.resolve();
-        },
-        (e: unknown) => {
-          for (const b of batch) b.reject(e);
-        },
-      );
+  /** on_message_publish for one event. */
+  private async publishOne(e: EventData): Promise<void> {
+    const m = e.msg;
+    if (!m) return;
+    const id = e.msgid();
+    if (this.isCluster(this.client)) {
+      // The two keys are in different slots: two commands.
+      await Promise.all([this.call(['HSET', `mqtt:msg:${id}`, ...messageFields(id, e)]), this.call(['ZADD', `mqtt:msg:${m.topic}`, String(m.receivedAt), id])]);
+      return;
     }
+    // The messages of one event-loop turn go in one server-side script call (both writes each).
+    await this.publishBatched(id, m);
   }
 
-  /** Run a Lua script by its SHA1, loading it (EVAL) when the server does not have it (a restart forgets them). */
-  private async script(sc: { lua: string; sha: string }, keys: string[], args: (string | Buffer)[], once = false): Promise<unknown> {
-    // `once`: the caller retries (pool.run) — the command is sent once here, not retried twice over.
-    const send = (a: (string | Buffer)[]): Promise<unknown> => (once ? this.send(a) : this.call(a));
+  /**
+   * Pack one message's writes into the script call being filled; that call's promise. A full call
+   * (PUBLISH_BATCH messages) is sent at once, so Redis works on it while the broker goes on; the
+   * rest at the end of the event-loop turn.
+   */
+  private publishBatched(id: string, m: StoredMessageInfo): Promise<void> {
+    let pack = this.pack;
+    if (pack === null) {
+      pack = this.pack = new PublishPack();
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        setImmediate(() => {
+          this.flushQueued = false;
+          this.sendPack();
+        });
+      }
+    }
+    pack.add(id, m, this.utf8);
+    if (pack.count >= PUBLISH_BATCH) this.sendPack();
+    return pack.done;
+  }
+
+  /**
+   * Send the call being filled. Retried (pool.run) with the same bytes while the server is
+   * unreachable: a message written twice is written with the same values.
+   */
+  private sendPack(): void {
+    const pack = this.pack;
+    if (pack === null) return;
+    this.pack = null;
+    const bytes = pack.bytes();
+    this.run(() => this.evalPublish(bytes)).then(pack.resolve, pack.reject);
+  }
+
+  /** PUBLISH_LUA by its SHA1, loaded (EVAL) when the server does not have it (a restart forgets scripts). */
+  private async evalPublish(bytes: Buffer): Promise<unknown> {
+    const client = this.client;
+    if (!client) throw new Error(`backend pool ${this.cfg.id} not open`);
     try {
-      return await send(['EVALSHA', sc.sha, String(keys.length), ...keys, ...args]);
+      return await client.callBuffer('EVALSHA', [PUBLISH_SCRIPT.sha, '0', bytes]);
     } catch (e) {
       if (!/^NOSCRIPT/.test((e as Error).message ?? '')) throw e;
-      return send(['EVAL', sc.lua, String(keys.length), ...keys, ...args]);
+      return client.callBuffer('EVAL', [PUBLISH_SCRIPT.lua, '0', bytes]);
     }
   }
 
@@ -194,19 +237,9 @@ export class RedisPool extends Pool {
         }
         return;
       }
-      case 'on_message_publish': {
-        const m = e.msg;
-        if (!m) return;
-        const id = e.msgid();
-        if (this.isCluster(this.client)) {
-          // The two keys are in different slots: two commands.
-          await Promise.all([this.call(['HSET', `mqtt:msg:${id}`, ...messageFields(id, e)]), this.call(['ZADD', `mqtt:msg:${m.topic}`, String(m.receivedAt), id])]);
-          return;
-        }
-        // The messages of one event-loop turn go in one server-side script call (both writes each).
-        await this.run(() => this.publishBatched([`mqtt:msg:${id}`, `mqtt:msg:${m.topic}`], [String(m.receivedAt), ...messageFields(id, e)]));
+      case 'on_message_publish':
+        await this.publishOne(e);
         return;
-      }
       case 'on_message_retain': {
         const m = e.msg;
         if (!m?.retain || m.payload.length === 0) return;
@@ -319,52 +352,155 @@ export class RedisPool extends Pool {
   }
 }
 
-/** Values per message in the packed argument of PUBLISH_LUA: <ms> and the 14 hash fields. */
-const PUBLISH_VALUES = 15;
+/** What on_message_publish stores of a message (the hook bus's MessageInfo has these and more). */
+type StoredMessageInfo = Pick<StoredMessage, 'topic' | 'payload' | 'qos' | 'publisher' | 'receivedAt'> & { readonly retain: boolean };
 
 /**
- * Lists of values as one buffer: each value as u32 (little-endian) length then its bytes, the
- * lists back to back (every list PUBLISH_VALUES long). PUBLISH_LUA reads it with `struct`.
+ * Messages for one PUBLISH_LUA call, packed as they come into one buffer: per message 8 values
+ * (its score in ms, then id, from, qos, topic, payload, ts, retain), each as u32 (little-endian)
+ * length then its bytes. One argument per call: the client frames one buffer instead of 8 values
+ * per message, and the script reads a message's values with one struct.unpack.
  */
-function packValues(lists: readonly (readonly (string | Buffer)[])[]): Buffer {
-  let size = 0;
-  for (const l of lists) for (const v of l) size += 4 + (typeof v === 'string' ? Buffer.byteLength(v) : v.length);
-  const out = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const l of lists) {
-    for (const v of l) {
-      const n = typeof v === 'string' ? out.write(v, at + 4, 'utf8') : v.copy(out, at + 4);
-      out.writeUInt32LE(n, at);
-      at += 4 + n;
-    }
+class PublishPack {
+  count = 0;
+  /** Settled by the script call (resolve / reject). */
+  readonly done: Promise<void>;
+  resolve!: () => void;
+  reject!: (e: unknown) => void;
+  private buf = Buffer.allocUnsafe(PACK_START);
+  private at = 0;
+
+  constructor() {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = () => resolve();
+      this.reject = reject;
+    });
+    this.done.catch(() => undefined); // a failure is seen by the callers awaiting it, not unhandled
   }
-  return out;
+
+  add(id: string, m: StoredMessageInfo, utf8: Utf8Cache): void {
+    const from = utf8.get(m.publisher);
+    const topic = utf8.get(m.topic);
+    const ms = String(m.receivedAt);
+    const ts = String(Math.floor(m.receivedAt / 1000));
+    const retain = m.retain ? 'true' : 'false';
+    this.room(6 * 4 + ms.length + id.length + from.length + 1 + topic.length + m.payload.length + ts.length + retain.length);
+    this.ascii(ms);
+    this.ascii(id);
+    this.buf.set(from, this.at); // its length and its bytes
+    this.at += from.length;
+    this.ascii(String(m.qos));
+    this.buf.set(topic, this.at);
+    this.at += topic.length;
+    this.u32(m.payload.length);
+    this.buf.set(m.payload, this.at);
+    this.at += m.payload.length;
+    this.ascii(ts);
+    this.ascii(retain);
+    this.count++;
+  }
+
+  /** The packed messages (the buffer is not written to again). */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.at);
+  }
+
+  /** A value known to be ASCII (digits, a base-62 id, true / false), written here without a call into the runtime. */
+  private ascii(v: string): void {
+    this.u32(v.length);
+    const b = this.buf;
+    let at = this.at;
+    for (let i = 0; i < v.length; i++) b[at++] = v.charCodeAt(i);
+    this.at = at;
+  }
+
+  private u32(n: number): void {
+    const b = this.buf;
+    const at = this.at;
+    b[at] = n & 0xff;
+    b[at + 1] = (n >>> 8) & 0xff;
+    b[at + 2] = (n >>> 16) & 0xff;
+    b[at + 3] = n >>> 24;
+    this.at = at + 4;
+  }
+
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
+    this.buf.copy(bigger, 0, 0, this.at);
+    this.buf = bigger;
+  }
 }
 
 /**
- * on_message_publish for several messages in one command: per message, KEYS mqtt:msg:<id>,
- * mqtt:msg:<topic>; ARGV[1] their values packed (packValues): <ms> then the 14 hash fields
- * (messageFields) — HSET mqtt:msg:<id> <fields…>; ZADD mqtt:msg:<topic> <ms> <id>.
+ * Topics and client ids as PublishPack writes them (u32 length, UTF-8 bytes), kept while they
+ * recur: a pairs load publishes on few topics from few clients. At most UTF8_CACHE entries (then
+ * it starts again).
+ */
+class Utf8Cache {
+  private readonly map = new Map<string, Buffer>();
+
+  get(s: string): Buffer {
+    let b = this.map.get(s);
+    if (b === undefined) {
+      const n = Buffer.byteLength(s);
+      b = Buffer.allocUnsafeSlow(4 + n);
+      b.writeUInt32LE(n, 0);
+      b.write(s, 4, 'utf8');
+      if (this.map.size >= UTF8_CACHE) this.map.clear();
+      this.map.set(s, b);
+    }
+    return b;
+  }
+}
+
+const UTF8_CACHE = 4096;
+
+/** A pack's first buffer: about 100 messages of 64 bytes. */
+const PACK_START = 32 * 1024;
+
+/**
+ * on_message_publish for the messages of one PublishPack: HSET mqtt:msg:<id> with the 7 fields,
+ * then per topic one ZADD mqtt:msg:<topic> of all its ids (score: the publish time in ms). The
+ * keys are made by the script from the id and topic, not passed in KEYS: it runs on a single
+ * server or a Sentinel's master only (a cluster spreads the keys over slots: plain commands there).
+ * Redis CPU per message (docs/benchmarks.md, issue 16; `npm run bench -- --redis-floor`): 4.1–4.5 µs
+ * standalone, where the first script (a struct.unpack and a string.sub per value, two KEYS and a
+ * ZADD per message) took 7.1–8.0 µs and plain pipelined HSET + ZADD take 3.6–4.8 µs.
  */
 const PUBLISH_LUA = [
   'local blob = ARGV[1]',
-  'local pos = 1',
-  'local n = #KEYS / 2',
-  'for i = 0, n - 1 do',
-  '  local v = {}',
-  `  for j = 1, ${PUBLISH_VALUES} do`,
-  "    local len, at = struct.unpack('<I4', blob, pos)",
-  '    v[j] = string.sub(blob, at, at + len - 1)',
-  '    pos = at + len',
+  'local pos, last, n = 1, #blob, 0',
+  'local ids = {}',
+  'while pos <= last do',
+  "  local ms, id, from, qos, topic, payload, ts, retain, nxt = struct.unpack('<I4c0I4c0I4c0I4c0I4c0I4c0I4c0I4c0', blob, pos)",
+  "  redis.call('HSET', 'mqtt:msg:' .. id, 'id', id, 'from', from, 'qos', qos, 'topic', topic, 'payload', payload, 'ts', ts, 'retain', retain)",
+  '  local z = ids[topic]',
+  '  if z == nil then',
+  '    z = {}',
+  '    ids[topic] = z',
   '  end',
-  "  redis.call('HSET', KEYS[i * 2 + 1], unpack(v, 2, 15))",
-  "  redis.call('ZADD', KEYS[i * 2 + 2], v[1], v[3])",
+  '  z[#z + 1] = ms',
+  '  z[#z + 1] = id',
+  '  pos = nxt',
+  '  n = n + 1',
   'end',
+  "for topic, z in pairs(ids) do redis.call('ZADD', 'mqtt:msg:' .. topic, unpack(z)) end",
   'return n',
 ].join('\n');
-/** Messages per script call. */
-const PUBLISH_BATCH = 200;
+/**
+ * Messages per script call (at most ~4000: unpack takes ~8000 values, 2 per message of one topic).
+ * Redis CPU per message is about the same from 250 up; smaller calls start sooner and hold the
+ * server for less time (~1 ms each).
+ */
+const PUBLISH_BATCH = 250;
 const PUBLISH_SCRIPT = { lua: PUBLISH_LUA, sha: createHash('sha1').update(PUBLISH_LUA).digest('hex') };
+
+const NO_FAILURES: readonly unknown[] = [];
+
+function noError(): undefined {
+  return undefined;
+}
 
 /** The hash fields EMQX writes for a message. */
 function messageFields(id: string, e: EventData): (string | Buffer)[] {

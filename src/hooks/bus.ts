@@ -14,6 +14,9 @@
  *   `concurrency` at a time; a full queue drops the event. Each consumer counts what it queued,
  *   handled, failed and dropped (`consumers`), so a slow backend shows instead of stalling
  *   publishers or growing without bound.
+ * - `consumeBatches(event, handler, opts)`: the same queue and counters, but the handler is given
+ *   every event waiting (up to `concurrency` events running at once) in one call, and answers
+ *   per event: for a consumer whose cost per call is larger than per event (a database write).
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
@@ -59,6 +62,15 @@ export interface ConsumerCounters {
 
 type Args = unknown[];
 
+/**
+ * A batch handler's answer: per event of the batch, in order, the error it failed with or
+ * undefined (handled); events past the end of a shorter answer were handled (`[]`: all of them).
+ */
+export type BatchOutcome = readonly unknown[];
+
+/** What a taken event's place in the queue holds until the queue is compacted. */
+const TAKEN: Args = [];
+
 /** An async consumer of one event: a bounded queue and the handler calls draining it. */
 export class Consumer {
   readonly counters: ConsumerCounters = { queued: 0, handled: 0, failed: 0, dropped: 0, waiting: 0 };
@@ -66,11 +78,14 @@ export class Consumer {
   private head = 0;
   private running = 0;
   private closed = false;
+  /** A pump is queued (one microtask drains what every push of this turn queued). */
+  private scheduled = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
     readonly name: string,
-    private readonly handler: (...args: Args) => unknown,
+    /** One event per call, or (batches) every event waiting, within `concurrency` running. */
+    private readonly handler: { one: (...args: Args) => unknown } | { batch: (batch: Args[]) => Promise<BatchOutcome> },
     private readonly maxQueued: number,
     private readonly concurrency: number,
     private readonly onError: (err: unknown) => void,
@@ -87,39 +102,74 @@ export class Consumer {
     this.queue.push(args);
     this.counters.queued++;
     this.counters.waiting = this.queue.length - this.head;
-    if (this.running < this.concurrency) queueMicrotask(() => this.pump());
+    if (this.running < this.concurrency && !this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(() => {
+        this.scheduled = false;
+        this.pump();
+      });
+    }
   }
 
   private pump(): void {
+    if ('batch' in this.handler) {
+      this.pumpBatch(this.handler.batch);
+      return;
+    }
+    const one = this.handler.one;
     while (this.running < this.concurrency && this.head < this.queue.length) {
-      const args = this.queue[this.head] as Args;
-      this.queue[this.head++] = [];
-      if (this.head > 1024 && this.head * 2 > this.queue.length) {
-        this.queue.splice(0, this.head);
-        this.head = 0;
-      }
-      this.counters.waiting = this.queue.length - this.head;
+      const args = this.take();
       this.running++;
       let done: Promise<unknown>;
       try {
-        done = Promise.resolve(this.handler(...args));
+        done = Promise.resolve(one(...args));
       } catch (e) {
         done = Promise.reject(e);
       }
       done.then(
-        () => this.settle(true, null),
-        (e: unknown) => this.settle(false, e),
+        () => this.settle(1, []),
+        (e: unknown) => this.settle(1, [e]),
       );
     }
   }
 
-  private settle(ok: boolean, err: unknown): void {
-    this.running--;
-    if (ok) this.counters.handled++;
-    else {
-      this.counters.failed++;
-      this.onError(err);
+  /** Every event waiting, up to `concurrency` running, in one handler call. */
+  private pumpBatch(handler: (batch: Args[]) => Promise<BatchOutcome>): void {
+    const n = Math.min(this.concurrency - this.running, this.queue.length - this.head);
+    if (n <= 0) return;
+    const batch: Args[] = new Array<Args>(n);
+    for (let i = 0; i < n; i++) batch[i] = this.take();
+    this.running += n;
+    let done: Promise<BatchOutcome>;
+    try {
+      done = handler(batch);
+    } catch (e) {
+      done = Promise.reject(e);
     }
+    done.then(
+      (outcome) => this.settle(n, outcome.filter((e) => e !== undefined)),
+      (e: unknown) => this.settle(n, new Array<unknown>(n).fill(e)),
+    );
+  }
+
+  /** The next event off the queue (the queue's head compacted now and then). */
+  private take(): Args {
+    const args = this.queue[this.head] as Args;
+    this.queue[this.head++] = TAKEN;
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    this.counters.waiting = this.queue.length - this.head;
+    return args;
+  }
+
+  /** `n` events done, `errors` of them failed (each reported). */
+  private settle(n: number, errors: readonly unknown[]): void {
+    this.running -= n;
+    this.counters.handled += n - errors.length;
+    this.counters.failed += errors.length;
+    for (const e of errors) this.onError(e);
     this.pump();
     if (this.running === 0 && this.head >= this.queue.length) for (const w of this.idleWaiters.splice(0)) w();
   }
@@ -177,6 +227,18 @@ export class HookBus extends EventEmitter<BrokerEvents> {
    * comment). The handler's failures are counted and logged like a listener's.
    */
   consume<K extends keyof BrokerEvents>(event: K, handler: (...args: BrokerEvents[K]) => unknown, opts: ConsumerOptions = {}): Consumer {
+    return this.consumer(event, { one: handler as (...args: Args) => unknown }, opts);
+  }
+
+  /**
+   * As `consume`, but the handler takes every event waiting (at most `concurrency` running at
+   * once) in one call and answers per event (BatchOutcome); a rejection fails the whole batch.
+   */
+  consumeBatches<K extends keyof BrokerEvents>(event: K, handler: (batch: BrokerEvents[K][]) => Promise<BatchOutcome>, opts: ConsumerOptions = {}): Consumer {
+    return this.consumer(event, { batch: handler as (batch: Args[]) => Promise<BatchOutcome> }, opts);
+  }
+
+  private consumer<K extends keyof BrokerEvents>(event: K, handler: ConstructorParameters<typeof Consumer>[1], opts: ConsumerOptions): Consumer {
     let name = opts.name ?? event;
     for (let i = 2; this.consumers[name] !== undefined; i++) name = `${opts.name ?? event}#${i}`;
     const maxQueued = Math.max(1, opts.maxQueued ?? 10_000);
@@ -185,7 +247,7 @@ export class HookBus extends EventEmitter<BrokerEvents> {
     const listener = accept ? (...args: BrokerEvents[K]): void => void (accept(...args) && consumer.push(args)) : (...args: BrokerEvents[K]): void => consumer.push(args);
     const consumer: Consumer = new Consumer(
       name,
-      handler as (...args: Args) => unknown,
+      handler,
       maxQueued,
       concurrency,
       (e) => this.onListenerError(`${event} (consumer ${name})`, e),

@@ -96,6 +96,40 @@ test('built-in functions write EMQX 4\'s Redis layout: client state, node list, 
   }
 });
 
+test('on_message_publish in script calls of many messages: every message of a burst on several topics (UTF-8 names, empty and binary payloads) in EMQX\'s layout, scored by its publish time', async () => {
+  await r.flushall();
+  const tb = await startBroker({ config: { 'backend.redis.pool1.server': redis.server, 'backend.redis.hook.message.publish.1': rule({ topic: 'burst/#', function: 'on_message_publish' }) } as never });
+  try {
+    const N = 700; // per publisher: several full calls (250 messages) and a partial one
+    const payload = (p: number, i: number): Buffer => (i % 50 === 7 ? Buffer.alloc(0) : i % 50 === 9 ? Buffer.from(Array.from({ length: 256 }, (_, b) => (b + p) & 0xff)) : Buffer.from(`m-${p}-${i}`));
+    const pubs = await Promise.all([0, 1, 2].map((p) => client(tb, { clientId: p === 0 ? 'bürst-pub-0' : `burst-pub-${p}` })));
+    const topic = (p: number): string => (p === 1 ? 'burst/größe/1' : `burst/t/${p}`);
+    await Promise.all(pubs.map((c, p) => Promise.all(Array.from({ length: N }, (_, i) => c.publishAsync(topic(p), payload(p, i), { qos: 1 })))));
+    for (let p = 0; p < 3; p++) {
+      const flat = await until(`${N} ids in mqtt:msg:${topic(p)}`, async () => {
+        const z = await r.zrange(`mqtt:msg:${topic(p)}`, 0, -1, 'WITHSCORES');
+        return z.length === 2 * N ? z : null;
+      });
+      const ids = flat.filter((_, k) => k % 2 === 0);
+      const scores = flat.filter((_, k) => k % 2 === 1).map(Number);
+      // Scores and ids both increase in publish order (ties in score: ordered by id).
+      for (let i = 1; i < N; i++) assert.ok((ids[i - 1] as string) < (ids[i] as string) && (scores[i - 1] as number) <= (scores[i] as number), `order at ${i}`);
+      const hashes = await Promise.all(ids.map((id) => r.hgetallBuffer(`mqtt:msg:${id}`)));
+      hashes.forEach((h, i) => {
+        const text = Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'payload').map(([k, v]) => [k, v.toString()]));
+        assert.deepEqual(text, { id: ids[i], from: p === 0 ? 'bürst-pub-0' : `burst-pub-${p}`, qos: '1', topic: topic(p), ts: String(Math.floor((scores[i] as number) / 1000)), retain: 'false' }, `message ${i} of ${topic(p)}`);
+        assert.deepEqual(h.payload, payload(p, i), `payload ${i} of ${topic(p)} byte for byte`);
+      });
+    }
+    assert.equal(await r.dbsize(), 3 * N + 3, 'a hash per message and a sorted set per topic, nothing else');
+    const c = tb.broker.metrics.consumers['backend.redis.pool1.message.publish'];
+    assert.deepEqual({ handled: c?.handled, failed: c?.failed, dropped: c?.dropped }, { handled: 3 * N, failed: 0, dropped: 0 });
+    await Promise.all(pubs.map((c) => c.endAsync()));
+  } finally {
+    await tb.close();
+  }
+});
+
 test('on_subscribe_lookup subscribes a client to mqtt:sub:<clientid> at connect, through the ACL; on_retain_lookup sends what Redis retains', async () => {
   await r.flushall();
   await r.hset('mqtt:sub:rs-proxy', 'proxy/a', '1', 'proxy/+/b', '2', 'secret/x', '1');

@@ -167,6 +167,30 @@ test('message ids: EMQX-style base62, unique and increasing even within one mill
   assert.notEqual(ids.of(m), ids.of({ ...m, payload: Buffer.from('p') }));
 });
 
+test('message ids: every id is the base62 of its 128-bit number, also where adding the sequence carries past the last four digits', () => {
+  const node = createHash('sha1').update('strata@carry').digest().readUInt32BE(0);
+  const pid = 777;
+  const expected = (ms: number, seq: number): string => base62((BigInt(ms * 1000) << 64n) | (BigInt(node) << 32n) | (BigInt(pid) << 16n) | BigInt(seq));
+  // A millisecond whose id at sequence 0 ends in four digits worth more than 62^4 - 2^16: its
+  // sequence numbers carry into the fifth digit from last (ids are made there in full).
+  const d4 = 62 ** 4;
+  const value = (s: string): number => [...s].reduce((v, c) => v * 62 + '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'.indexOf(c), 0);
+  let ms = 1_765_000_000_000;
+  while (value(expected(ms, 0).slice(-4)) <= d4 - 0x10000) ms++;
+  const carryAt = d4 - value(expected(ms, 0).slice(-4));
+  const ids = new MessageIds('strata@carry', pid);
+  for (let seq = 0; seq <= 0xffff; seq++) {
+    const id = ids.next(ms);
+    if (seq < 3 || Math.abs(seq - carryAt) < 3 || seq % 997 === 0 || seq > 0xfffd) assert.equal(id, expected(ms, seq), `ms ${ms} seq ${seq} (carry from ${carryAt})`);
+  }
+  assert.equal(ids.next(ms), base62((BigInt(ms * 1000 + 1) << 64n) | (BigInt(node) << 32n) | (BigInt(pid) << 16n)), 'past the sequence: the next microsecond');
+  for (let i = 0; i < 200; i++) {
+    const t = ms + 1 + i * 7919;
+    assert.equal(ids.next(t), expected(t, 0));
+    assert.equal(ids.next(t), expected(t, 1));
+  }
+});
+
 test('drivers load only when rules need them: a broker without backend rules loads none of ioredis, pg, mysql2', () => {
   const index = fileURLToPath(new URL('../../src/index.js', import.meta.url));
   const loaded = (config: Record<string, unknown>): string => {

@@ -110,3 +110,47 @@ test('a consumer\'s accept() is asked where the event fires: refused events take
   assert.deepEqual(seen, ['keep/1', 'keep/2']);
   assert.deepEqual({ ...c.counters }, { queued: 2, handled: 2, failed: 0, dropped: 0, waiting: 0 });
 });
+
+test('a batch consumer gets every event waiting in one call, never more running than its concurrency; each event counted by its own outcome', async () => {
+  const bus = new HookBus();
+  const calls: string[][] = [];
+  const gates: (() => void)[] = [];
+  let running = 0;
+  let most = 0;
+  const c = bus.consumeBatches(
+    'message.publish',
+    async (batch) => {
+      calls.push(batch.map(([, m]) => m.topic));
+      running += batch.length;
+      most = Math.max(most, running);
+      await new Promise<void>((r) => gates.push(r));
+      running -= batch.length;
+      return batch.map(([, m]) => (m.topic.endsWith('bad') ? new Error(`cannot write ${m.topic}`) : undefined));
+    },
+    { name: 'batches', concurrency: 4, maxQueued: 6 },
+  );
+  for (const t of ['a', 'b', 'c-bad', 'd', 'e', 'f']) bus.emit('message.publish', null, msg(t)); // one turn: one call of four
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(calls, [['a', 'b', 'c-bad', 'd']]);
+  assert.deepEqual({ ...c.counters }, { queued: 6, handled: 0, failed: 0, dropped: 0, waiting: 2 });
+  for (const t of ['g', 'h', 'i-bad', 'j', 'k']) bus.emit('message.publish', null, msg(t)); // 2 + 5 waiting: one dropped
+  assert.equal(c.counters.dropped, 1);
+  gates.shift()?.();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(calls[1], ['e', 'f', 'g', 'h'], 'the next call takes what waits, up to the four places freed');
+  for (let i = 0; i < 10 && (gates.length > 0 || c.counters.waiting > 0); i++) {
+    gates.shift()?.();
+    await new Promise((r) => setImmediate(r));
+  }
+  await c.idle();
+  assert.deepEqual(calls.flat(), ['a', 'b', 'c-bad', 'd', 'e', 'f', 'g', 'h', 'i-bad', 'j'], 'in the order they fired');
+  assert.ok(most <= 4, `at most 4 events running at once (${most})`);
+  assert.deepEqual({ ...c.counters }, { queued: 10, handled: 8, failed: 2, dropped: 1, waiting: 0 });
+  assert.equal(bus.listenerErrors['message.publish (consumer batches)'], 2);
+
+  // A handler that rejects fails its whole batch.
+  const d = bus.consumeBatches('message.acked', () => Promise.reject(new Error('down')), { name: 'down', concurrency: 10 });
+  for (const id of ['x', 'y', 'z']) bus.emit('message.acked', id, msg('t'));
+  await d.idle();
+  assert.deepEqual({ ...d.counters }, { queued: 3, handled: 0, failed: 3, dropped: 0, waiting: 0 });
+});
