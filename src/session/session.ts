@@ -13,7 +13,7 @@ import { type Message, payloadSize } from '../wire/message.js';
 import { type Config, loadConfig } from '../config.js';
 import type { DeliveryTaps } from '../hooks/bus.js';
 import { NATIVE_DRAIN_SUPPORTED } from '../native.js';
-import type { DurableRef, Pending, SubscriptionOptions } from '../persistence/registries.js';
+import type { DeliveryCounter, DurableRef, Pending, SubscriptionOptions } from '../persistence/registries.js';
 import type { Outlet } from './outlet.js';
 import { Queue } from './queue.js';
 
@@ -144,6 +144,8 @@ export interface WillState {
  */
 export interface DeliveryEnv extends DeliveryTaps {
   readonly limits: DeliveryLimits;
+  /** The message log's delivery counts (msglog.topics not empty), null otherwise. */
+  counts: DeliveryCounter | null;
   /** Deliveries dropped (queue full, too large, slow consumer) and native drains started, for the metrics. */
   readonly stats: DeliveryStats;
 }
@@ -209,6 +211,7 @@ const NO_ENV: DeliveryEnv = {
   limits: deliveryLimits(loadConfig()),
   delivered: null,
   acked: null,
+  counts: null,
   stats: { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 },
 };
 
