@@ -150,6 +150,15 @@ export interface DeliveryEnv extends DeliveryTaps {
   readonly stats: DeliveryStats;
 }
 
+/** A `$log/` re-consume reader (msglog/reconsume.ts LogFeed), as the ACL's enforcement sees it. */
+export interface LogReaderRef {
+  /** The topic filter it reads (`<filter>` of `$log/<from>/<filter>`). */
+  readonly inner: string;
+  /** The ACL's deny rules inside `inner`: those topics are skipped (Router.readDenied). */
+  readDenied: ((topic: string) => boolean) | undefined;
+  stop(): void;
+}
+
 /** Deliveries dropped, by why (their sum is DeliveryStats.dropped). */
 export interface DropReasons {
   /** A session queue at mqtt.max_queued_messages / max_queued_bytes. */
@@ -340,7 +349,7 @@ export class Session {
   /** Earlier deliveries still being sent (a retained feed): live ones wait behind it. Null when none. */
   feed: LiveHold | null = null;
   /** `$log/` subscriptions (msglog/reconsume.ts): their readers of the message log, by filter. Null when none. */
-  logReaders: Map<string, { stop(): void }> | null = null;
+  logReaders: Map<string, LogReaderRef> | null = null;
 
   constructor(readonly clientId: string) {}
 
