@@ -137,6 +137,18 @@ export declare class Store {
    * from, `""` for the publisher). Errors and limits as `scan`.
    */
   scanLines(shard: number, from: number, filters: string[], maxEntries: number, keyProperty: string, until?: number): ScanLinesResult
+  /**
+   * Add delivery counts (the message log's `delivered` / `acked`): entry `i` adds
+   * `delivered[i]`, `acked[i]` to the record at `offsets[i]` of shard `shards[i]`. Returns
+   * the positions (`shard, offset` pairs) whose `acked` this call raised from 0.
+   * Synchronous (page-cache reads and writes of the counts files, never synced).
+   */
+  addCounts(shards: Uint32Array, offsets: Float64Array, delivered: Uint32Array, acked: Uint32Array): Float64Array
+  /**
+   * `delivered, acked` of each of `offsets` (ascending) of shard `shard`, back to back
+   * (zeros where nothing was counted).
+   */
+  readCounts(shard: number, offsets: Float64Array): Uint32Array
   /** The shard a publisher's messages go to (`crc32c(publisher) % nShards`). */
   shardOf(publisher: string): number
   /**

@@ -31,6 +31,7 @@ import type { ProtocolContext } from './protocol/context.js';
 import { NativeRetainedStore, type RetainedStore } from './routing/retained.js';
 import { Router } from './routing/router.js';
 import { SubscriptionTable } from './routing/subscriptions.js';
+import type { DeliveryCounts } from './persistence/embedded/delivery-counts.js';
 import type { DurableSessions } from './persistence/embedded/durable-sessions.js';
 import { openRegistry } from './persistence/open.js';
 import type { QueueStore } from './persistence/queue-registry.js';
@@ -58,6 +59,8 @@ export class Broker extends HookBus implements ProtocolContext {
   readonly retained: RetainedStore;
   readonly metrics: BrokerMetrics;
   readonly limits: DeliveryLimits;
+  /** What every session's deliveries report to (limits, listeners, the message log's counts). */
+  private readonly env: DeliveryEnv;
   readonly router: Router;
   readonly lifecycle: SessionLifecycle;
   /** Every open socket, connected or not (for shutdown). */
@@ -105,7 +108,7 @@ export class Broker extends HookBus implements ProtocolContext {
     this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers, backendPools: {}, backendRules: {}, msglog: { logged: 0, failed: 0, refused: 0, sqlRows: 0, sqlFailed: 0 } };
     this.limits = deliveryLimits(c);
     this.connectRate = c['limits.connect_rate'] > 0 ? new ConnectRate(c['limits.connect_rate']) : null;
-    const env: DeliveryEnv = { limits: this.limits, stats, expire: null, delivered: null, acked: null };
+    const env: DeliveryEnv = (this.env = { limits: this.limits, stats, expire: null, delivered: null, acked: null, counts: null });
     this.tapInto(env);
     const onStoreError = (clientId: string | undefined, err: Error): void => this.onStoreError(clientId, err);
     const table = new SubscriptionTable();
@@ -129,6 +132,7 @@ export class Broker extends HookBus implements ProtocolContext {
         return this.router.deliverExternal(session, filter, createMessage(m.topic, m.payload, m.qos, true, undefined, m.publisher, m.receivedAt), true);
       },
       logStore: () => this.logStore(),
+      logCounts: () => this.logCounts(),
       deliverStored: (clientId, filter, m) => {
         const session = this.sessions.get(clientId);
         if (!session?.outlet) return false;
@@ -207,6 +211,8 @@ export class Broker extends HookBus implements ProtocolContext {
 
   private useStore(d: DurableSessions | null): void {
     this.durable = d;
+    // The message log's status counts per entry: kept while something is logged.
+    this.env.counts = d !== null && this.msglog.filters.length > 0 ? d.enableCounts() : null;
     this.router.store = d;
     this.lifecycle.store = d && { sessions: d.sessions, durableSide: (s) => logSession(d, s) };
   }
@@ -293,6 +299,11 @@ export class Broker extends HookBus implements ProtocolContext {
   /** The store the message log is read from (admin API), null without one. */
   logStore(): DurableStore | null {
     return this.durable?.store ?? null;
+  }
+
+  /** The message log's delivery counts, null while they are not kept. */
+  logCounts(): DeliveryCounts | null {
+    return this.durable?.counts ?? null;
   }
 
   /**

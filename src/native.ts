@@ -718,6 +718,20 @@ export class DurableStore {
     return wrapSync(() => this.inner.drain(fd, shards, subs, version, clientId, maxEntries, maxPacket, window, inflight, nextId, report));
   }
 
+  /**
+   * Add delivery counts (the message log's `delivered` / `acked`, files beside the log, never
+   * synced): entry i adds `delivered[i]`, `acked[i]` to the record at `offsets[i]` of shard
+   * `shards[i]`. Returns `shard, offset` pairs whose `acked` this call raised from 0. Synchronous.
+   */
+  addCounts(shards: Uint32Array, offsets: Float64Array, delivered: Uint32Array, acked: Uint32Array): Float64Array {
+    return wrapSync(() => this.inner.addCounts(shards, offsets, delivered, acked));
+  }
+
+  /** `delivered, acked` of each of `offsets` (ascending) of `shard`, back to back; zeros where nothing was counted. */
+  readCounts(shard: number, offsets: Float64Array): Uint32Array {
+    return wrapSync(() => this.inner.readCounts(shard, offsets));
+  }
+
   /** The offset the next record of a shard will get. */
   shardEnd(shard: number): number {
     return wrapSync(() => this.inner.shardEnd(shard));

@@ -6,6 +6,7 @@
  */
 import type { ClientInfo, MessageInfo } from '../hooks/index.js';
 import type { DurableStore } from '../native.js';
+import type { DeliveryCounts } from '../persistence/embedded/delivery-counts.js';
 import type { QoS } from '../wire/codec.js';
 import type { BackendEvent } from './config.js';
 import type { MessageIds } from './msgid.js';
@@ -60,6 +61,8 @@ export interface BackendHost {
   deliverStored(clientId: string, filter: string, msg: StoredMessage): boolean;
   /** The embedded store the message log is in (its SQL sink reads it); null without one. */
   logStore(): DurableStore | null;
+  /** The message log's delivery counts (the SQL sink's status), null while they are not kept. */
+  logCounts(): DeliveryCounts | null;
 }
 
 export function eventData(event: BackendEvent, args: unknown[], node: string, ids: MessageIds): EventData {

@@ -128,7 +128,7 @@ export class Backends {
     const sinkPool = sinkCfg && this.pools.get(sinkCfg.id);
     const store = host.logStore();
     // The message log's SQL sink: a reader of the log, never in the publishing path.
-    if (sinkPool && 'dialect' in sinkPool && store) this.sink = new LogSink(sinkPool, store, this.msglog.filters, this.msglog.keyProperty, this.metrics.msglog, this.log);
+    if (sinkPool && 'dialect' in sinkPool && store) this.sink = new LogSink(sinkPool, store, host.logCounts(), this.msglog, this.metrics.msglog, this.log);
     if (this.pools.size > 0) this.log.info({ pools: [...this.pools.keys()], rules: this.config.rules.length }, 'backends started');
   }
 

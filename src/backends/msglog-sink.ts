@@ -4,13 +4,25 @@
  * unreachable database never slows a publisher: the log holds what is not written yet.
  *
  * Table `redismq_message` (redismq's shape): id (`shard:offset`, the entry's id), queue (topic),
- * tag (''), key (the entry's key: publisher or msglog.key's user property), body (the payload:
- * UTF-8, or base64 when it is not — `header.encoding` says), virtual_queue_name (''), offset,
- * header (JSON: publisher, qos, retain, properties, encoding, shard), status (0: delivery
- * counts are not kept), create_time (publish time), update_time; indexes on queue, offset and
- * create_time. Where the sink got to is in `redismq_message_position` (shard, next), written after
- * each batch: a restart resumes there; rows of a batch written again after a crash are ignored
- * (ON CONFLICT DO NOTHING / INSERT IGNORE on the id), so each entry is one row.
+ * tag (the user property msglog.tag names, else '' — redismq's default; MQTT has no tag of its
+ * own), key (the entry's key: publisher or msglog.key's user property), body (the payload:
+ * UTF-8, or base64 when it is not — `header.encoding` says), virtual_queue_name ('': MQTT has no
+ * virtual queues), offset, header (JSON: publisher, qos, retain, properties, encoding, shard),
+ * status, create_time (publish time), update_time (when the row was written or its status last
+ * changed); indexes on queue, offset and create_time. Where the sink got to is in
+ * `redismq_message_position` (shard, next), written after each batch: a restart resumes there;
+ * rows of a batch written again after a crash are ignored (ON CONFLICT DO NOTHING / INSERT IGNORE
+ * on the id), so each entry is one row.
+ *
+ * status, in redismq's codes (its MessageStatus: CREATE 0, SUCCESS 1, FAIL 2), from the entry's
+ * delivery counts (persistence/embedded/delivery-counts.ts): 0 (CREATE) while no delivery of it
+ * has completed, 1 (SUCCESS) once one has (`acked` ≥ 1: a PUBACK, a PUBCOMP, or a QoS 0 PUBLISH
+ * written). redismq sets SUCCESS when the message reached its queue and FAIL when the send
+ * failed; here a message whose store failed is refused and never in the log, so 2 is not
+ * used. A row is written with the status its counts have then; a later first completion is
+ * written as an UPDATE (status 1, update_time), in the sink's loop after its inserts. What
+ * the broker counted but had not written to the counts files when it stopped (kill -9: up to a
+ * second) never reaches the table; a clean stop writes it first.
  *
  * A batch the server refuses (not a lost connection: those are retried by the pool while it is
  * away) is counted, logged and tried again after a second; the position does not move past it.
@@ -19,12 +31,19 @@ import type { MsglogCounters } from '../hooks/metrics.js';
 import type { Logger } from '../log.js';
 import { entryJson, LogReader } from '../msglog/query.js';
 import type { DurableStore } from '../native.js';
+import type { MsglogConfig } from '../msglog/config.js';
+import type { DeliveryCounts } from '../persistence/embedded/delivery-counts.js';
 import { errorText, PoolClosed } from './pool.js';
 import type { SqlPool } from './sql.js';
 
 /** Rows per INSERT. */
 const BATCH = 500;
 const RETRY_MS = 1000;
+/** Status updates held at most (first completions of rows written); beyond, they are not written (counted). */
+const MAX_ACKS = 1_000_000;
+/** redismq's MessageStatus codes. */
+const CREATE = 0;
+const SUCCESS = 1;
 
 const COLUMNS = ['id', 'queue', 'tag', 'key', 'body', 'virtual_queue_name', 'offset', 'header', 'status', 'create_time', 'update_time'];
 
@@ -52,6 +71,18 @@ function insertRows(dialect: 'pgsql' | 'mysql', rows: number): string {
   return `INSERT INTO redismq_message (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES ${values.join(', ')} ON CONFLICT (id) DO NOTHING`;
 }
 
+function updateStatus(dialect: 'pgsql' | 'mysql', rows: number): string {
+  if (dialect === 'mysql') return `UPDATE redismq_message SET \`status\` = ${SUCCESS}, \`update_time\` = ? WHERE \`status\` = ${CREATE} AND \`id\` IN (${Array<string>(rows).fill('?').join(', ')})`;
+  return `UPDATE redismq_message SET status = ${SUCCESS}, update_time = $1 WHERE status = ${CREATE} AND id IN (${Array.from({ length: rows }, (_v, i) => `$${i + 2}`).join(', ')})`;
+}
+
+/** The first value of the user property `name`, or ''. */
+function userProperty(properties: Record<string, unknown> | null, name: string): string {
+  if (name === '' || properties === null) return '';
+  const v = (properties['userProperties'] as Record<string, string | string[]> | undefined)?.[name];
+  return (Array.isArray(v) ? v[0] : v) ?? '';
+}
+
 function upsertPositions(dialect: 'pgsql' | 'mysql', shards: number): string {
   if (dialect === 'mysql') return `INSERT INTO redismq_message_position (\`shard\`, \`next\`) VALUES ${Array<string>(shards).fill('(?, ?)').join(', ')} ON DUPLICATE KEY UPDATE \`next\` = VALUES(\`next\`)`;
   const values = Array.from({ length: shards }, (_v, i) => `($${2 * i + 1}, $${2 * i + 2})`);
@@ -63,26 +94,72 @@ export class LogSink {
   private readonly waiting: boolean[];
   private wake: (() => void) | null = null;
   readonly done: Promise<void>;
+  /** Ids of rows written whose first delivery completed since (their status goes to SUCCESS). */
+  private acks: string[] = [];
+  /** Status updates not held (MAX_ACKS reached). */
+  statusDropped = 0;
+  private reader: LogReader | null = null;
+  private readonly unlisten: (() => void) | null;
 
   constructor(
     private readonly pool: SqlPool,
     private readonly store: DurableStore,
-    private readonly filters: readonly string[],
-    private readonly keyProperty: string,
+    private readonly counts: DeliveryCounts | null,
+    private readonly cfg: Pick<MsglogConfig, 'filters' | 'keyProperty' | 'tagProperty'>,
     private readonly counters: MsglogCounters,
     private readonly log: Logger,
   ) {
     this.waiting = Array.from({ length: store.nShards }, () => false);
+    this.unlisten = counts?.onFirstAck((pairs) => this.firstAcks(pairs)) ?? null;
     this.done = this.run().catch((e: unknown) => {
       if (!(e instanceof PoolClosed)) this.log.error({ err: errorText(e) }, 'message log SQL sink stopped');
     });
   }
 
-  /** Stop after the batch in progress (the pool is closed next). */
+  /** Stop after the batch in progress and the status updates counted so far (the pool is closed next). */
   async stop(): Promise<void> {
+    this.counts?.flush(); // what was counted so far: its first completions are written before the sink stops
     this.stopped = true;
     this.wake?.();
     await this.done;
+    this.unlisten?.();
+  }
+
+  /** First completions the counts wrote: those of rows already written are updated (others are written with their status). */
+  private firstAcks(pairs: Float64Array): void {
+    const at = this.reader?.offsets();
+    if (!at) return;
+    let added = false;
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const shard = pairs[i] as number;
+      const offset = pairs[i + 1] as number;
+      if (offset >= (at[shard] ?? 0)) continue; // not taken yet: its row gets its status when written
+      if (this.acks.length >= MAX_ACKS) {
+        this.statusDropped++;
+        continue;
+      }
+      this.acks.push(`${shard}:${offset}`);
+      added = true;
+    }
+    if (added) this.wake?.();
+  }
+
+  /** The status updates held, in batches; a refused batch is retried as inserts are. */
+  private async writeStatus(): Promise<void> {
+    while (this.acks.length > 0) {
+      const ids = this.acks.splice(0, BATCH);
+      for (;;) {
+        try {
+          await this.pool.query(updateStatus(this.pool.dialect, ids.length), [new Date(), ...ids]);
+          break;
+        } catch (e) {
+          if (e instanceof PoolClosed || this.stopped) throw e;
+          this.counters.sqlFailed++;
+          this.log.error({ pool: this.pool.cfg.id, err: errorText(e) }, 'message log SQL sink: status update not written, trying again');
+          await new Promise((r) => setTimeout(r, RETRY_MS));
+        }
+      }
+    }
   }
 
   private async setUp(): Promise<LogReader> {
@@ -93,14 +170,17 @@ export class LogSink {
       if (shard >= 0 && shard < start.length) start[shard] = Math.min(Number(r.next), this.store.shardEnd(shard));
     }
     this.log.info({ pool: this.pool.cfg.id, from: start.map((o, s) => `${s}:${o}`).join(',') }, 'message log SQL sink started');
-    return new LogReader(this.store, this.filters, start, null);
+    return new LogReader(this.store, this.cfg.filters, start, null, Number.MAX_SAFE_INTEGER, true);
   }
 
   private async run(): Promise<void> {
     const reader = await this.setUp();
+    this.reader = reader;
     while (!this.stopped) {
+      await this.writeStatus();
       const got = reader.take(BATCH);
       if (got.length === 0) {
+        if (this.acks.length > 0) continue;
         await this.park(reader);
         reader.rearm();
         continue;
@@ -108,9 +188,10 @@ export class LogSink {
       const now = new Date();
       const params: unknown[] = [];
       for (const e of got) {
-        const j = entryJson(e, this.keyProperty);
+        const j = entryJson(e, this.cfg.keyProperty);
         const header = JSON.stringify({ publisher: j.publisher, qos: j.qos, retain: j.retain, properties: j.properties, encoding: j.encoding, shard: j.shard });
-        params.push(j.id, j.topic, '', j.key.slice(0, 255), j.payload, '', j.offset, header, 0, new Date(j.ts), now);
+        const tag = userProperty(j.properties, this.cfg.tagProperty).slice(0, 255);
+        params.push(j.id, j.topic, tag, j.key.slice(0, 255), j.payload, '', j.offset, header, j.acked > 0 ? SUCCESS : CREATE, new Date(j.ts), now);
       }
       const positions = reader.offsets().flatMap((o, s) => [s, o]);
       for (;;) {
@@ -127,6 +208,7 @@ export class LogSink {
       }
       this.counters.sqlRows += got.length;
     }
+    await this.writeStatus(); // a clean stop: the first completions counted so far
   }
 
   /** Caught up: wait until a shard moves past where the reader is (or the sink stops). */

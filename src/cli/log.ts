@@ -43,10 +43,10 @@ function queryString(q: LogQueryInput): string {
   return p.toString();
 }
 
-/** One entry as a readable line: time, topic, key, QoS, retain, payload. */
+/** One entry as a readable line: time, topic, key, QoS, retain, delivery counts, payload. */
 function readable(e: LogEntryJson): string {
   const payload = e.encoding === 'utf8' ? e.payload : `base64:${e.payload}`;
-  return `${e.time}  ${e.id}  ${e.topic}  key=${e.key}  qos=${e.qos}${e.retain ? '  retained' : ''}  ${payload}`;
+  return `${e.time}  ${e.id}  ${e.topic}  key=${e.key}  qos=${e.qos}${e.retain ? '  retained' : ''}  delivered=${e.delivered} acked=${e.acked}  ${payload}`;
 }
 
 /** Write to stdout, waiting when it is full (a pipe to a slow reader). */
@@ -107,7 +107,7 @@ async function queryOffline(o: QueryFlags, d: DurableSessions): Promise<number> 
     }
     return lines.taken;
   }
-  const reader = openReader(d.store, plan);
+  const reader = openReader(d.store, plan, true);
   for (let got = reader.take(1000), k = 1; got.length > 0; got = reader.take(1000), k++) {
     let text = '';
     for (const e of got) text += `${readable(entryJson(e, key))}\n`;

@@ -15,6 +15,8 @@ export interface MsglogConfig {
   readonly ignoreErrors: boolean;
   /** The user property an entry's key is taken from ('' = the publisher's client id). */
   readonly keyProperty: string;
+  /** The user property the SQL sink's `tag` column is taken from ('' = none: the tag is ''). */
+  readonly tagProperty: string;
   /** Per-filter retention, ms (the store's retentionOverrides). */
   readonly retention: readonly { filter: string; ms: number }[];
   /** The backend pool (`pgsql.<pool>` / `mysql.<pool>`) the SQL sink writes to; '' = none. */
@@ -50,5 +52,5 @@ export function msglogConfig(c: Config): MsglogConfig {
   }
   const sqlPool = c['msglog.sql_pool'];
   if (sqlPool !== '' && filters.length === 0) throw new ConfigError('msglog.sql_pool: nothing is logged (msglog.topics is empty)');
-  return { filters, sync: c['msglog.mode'] === 'sync', ignoreErrors: c['msglog.ignore_errors'], keyProperty: c['msglog.key'], retention, sqlPool };
+  return { filters, sync: c['msglog.mode'] === 'sync', ignoreErrors: c['msglog.ignore_errors'], keyProperty: c['msglog.key'], tagProperty: c['msglog.tag'], retention, sqlPool };
 }

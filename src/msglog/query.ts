@@ -226,7 +226,13 @@ abstract class MergedReader<T extends Positioned> {
   }
 }
 
-/** The entries of a range (or a tail), decoded. */
+/** An entry with its delivery counts (persistence/embedded/delivery-counts.ts says what they count). */
+export interface CountedMessage extends StoredMessage {
+  delivered: number;
+  acked: number;
+}
+
+/** The entries of a range (or a tail), decoded; with `withCounts`, each with its delivery counts. */
 export class LogReader extends MergedReader<StoredMessage> {
   private readonly filters: string[];
   private readonly starts: number[];
@@ -238,6 +244,7 @@ export class LogReader extends MergedReader<StoredMessage> {
     start: readonly number[],
     until: readonly number[] | null,
     limit = Number.MAX_SAFE_INTEGER,
+    private readonly withCounts = false,
   ) {
     super(start, until, limit);
     this.filters = typeof filter === 'string' ? [filter] : [...filter];
@@ -246,7 +253,12 @@ export class LogReader extends MergedReader<StoredMessage> {
 
   protected fetch(shard: number, from: number, until: number | null): { items: StoredMessage[]; next: number; status: number } {
     const r = this.store.scan(shard, from, this.filters, this.starts, SCAN_BATCH, until);
-    return { items: decodeEntries(r.buffer, r.offsets), next: r.next, status: r.status };
+    const items = decodeEntries(r.buffer, r.offsets);
+    if (this.withCounts && items.length > 0) {
+      const c = this.store.readCounts(shard, Float64Array.from(items, (e) => e.offset));
+      items.forEach((e, i) => Object.assign(e, { delivered: c[2 * i] as number, acked: c[2 * i + 1] as number }));
+    }
+    return { items, next: r.next, status: r.status };
   }
 }
 
@@ -329,9 +341,9 @@ export class EntryCounter {
   }
 }
 
-/** Start a reader on a checked plan. */
-export function openReader(store: DurableStore, plan: LogPlan): LogReader {
-  return new LogReader(store, plan.filter, plan.start, plan.until, plan.limit);
+/** Start a reader on a checked plan (`withCounts`: entries with their delivery counts). */
+export function openReader(store: DurableStore, plan: LogPlan, withCounts = false): LogReader {
+  return new LogReader(store, plan.filter, plan.start, plan.until, plan.limit, withCounts);
 }
 
 /** Start a reader of JSON lines on a checked plan. */
@@ -354,6 +366,10 @@ export interface LogEntryJson {
   properties: Record<string, unknown> | null;
   encoding: 'utf8' | 'base64';
   payload: string;
+  /** PUBLISH packets written to subscribers (persistence/embedded/delivery-counts.ts). */
+  delivered: number;
+  /** Deliveries completed: PUBACK, PUBCOMP, or a QoS 0 PUBLISH written. */
+  acked: number;
 }
 
 /**
@@ -361,7 +377,7 @@ export interface LogEntryJson {
  * the publisher's client id). The stream itself is written by Rust (LineReader,
  * strata_core::log::lines), byte for byte `JSON.stringify` of this (test/unit/msglog-lines.test.ts).
  */
-export function entryJson(e: StoredMessage, keyProperty: string): LogEntryJson {
+export function entryJson(e: StoredMessage & Partial<Pick<CountedMessage, 'delivered' | 'acked'>>, keyProperty: string): LogEntryJson {
   let properties: Record<string, unknown> | null = null;
   let key = e.publisher;
   if (e.properties.length > 0) {
@@ -386,6 +402,8 @@ export function entryJson(e: StoredMessage, keyProperty: string): LogEntryJson {
     properties,
     encoding: utf8 ? 'utf8' : 'base64',
     payload: e.payload.toString(utf8 ? 'utf8' : 'base64'),
+    delivered: e.delivered ?? 0,
+    acked: e.acked ?? 0,
   };
 }
 

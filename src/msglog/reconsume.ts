@@ -17,7 +17,7 @@
  */
 import { deliver } from '../session/delivery.js';
 import type { Outlet } from '../session/outlet.js';
-import type { Session } from '../session/session.js';
+import type { LogReaderRef, Session } from '../session/session.js';
 import type { DurableStore } from '../native.js';
 import type { QoS } from '../wire/codec.js';
 import { createMessage, decodeProperties } from '../wire/message.js';
@@ -51,7 +51,7 @@ export function logStart(store: DurableStore, from: string, inner: string): numb
   return planQuery(store, { topic: inner, from }).start;
 }
 
-export class LogFeed {
+export class LogFeed implements LogReaderRef {
   private readonly reader: LogReader;
   private stopped = false;
   private scheduled = false;
@@ -63,12 +63,15 @@ export class LogFeed {
     private readonly session: Session,
     private readonly conn: Outlet,
     private readonly filter: string,
-    inner: string,
+    readonly inner: string,
     start: number[],
     private readonly qos: QoS,
     private readonly subIds: number[] | undefined,
-    /** The ACL's deny rules inside the filter (Router.readDenied): those topics are skipped, as a subscription skips them. */
-    private readonly readDenied: ((topic: string) => boolean) | undefined,
+    /**
+     * The ACL's deny rules inside the filter (Router.readDenied): those topics are skipped, as a
+     * subscription skips them. Set again when the ACL is reloaded (Router.enforceAcl).
+     */
+    public readDenied: ((topic: string) => boolean) | undefined,
   ) {
     this.reader = new LogReader(store, inner, start, null);
     this.waiting = start.map(() => false);

@@ -8,6 +8,8 @@ export interface LogSource {
   readonly replays: Replays;
   /** The embedded store, null without one. */
   logStore(): DurableStore | null;
+  /** The delivery counts, null while they are not kept (a query writes what is counted first). */
+  logCounts(): { flush(): void } | null;
   /** Re-publish a logged message (Broker.republish). */
   readonly republish: Republish;
 }

@@ -37,6 +37,19 @@ export interface DurableRef {
   readonly offset: number;
 }
 
+/**
+ * The message log's delivery counts (embedded/delivery-counts.ts), as delivery reports to them:
+ * by the record's log position when the delivery knows it (`ref`), else by the message.
+ */
+export interface DeliveryCounter {
+  /** A PUBLISH was written to a subscriber (a QoS 0 one is also complete). */
+  delivered(msg: Message | null, ref: DurableRef | undefined, qos: QoS): void;
+  /** A delivery completed (PUBACK, PUBCOMP). */
+  acked(msg: Message | null, ref: DurableRef | undefined): void;
+  /** Count at a known position (the native drain loop's reports). */
+  add(shard: number, offset: number, delivered: number, acked: number): void;
+}
+
 /** A delivery to a session, as its durable side records it (session/ calls it Pending). */
 export interface Pending {
   /** The message, or null while only its log position is known (restored after a restart). */

@@ -169,7 +169,10 @@ export class Router {
   /**
    * The ACL as it stands now, applied to a connected session's subscriptions (at connect, and
    * after the ACL file is reloaded): those it no longer allows are removed, durably, and stop
-   * receiving at once; deny rules inside the others are set. Returns the filters removed.
+   * receiving at once; deny rules inside the others are set. Its `$log/` re-consume readers
+   * (msglog/reconsume.ts) meet it the same way, by the filter they read: one no longer allowed
+   * stops (the client is not told, as for a subscription; its SUBSCRIBE would be refused now),
+   * the others skip the topics denied inside it from their next page on. Returns the filters removed.
    */
   enforceAcl(session: Session): string[] {
     const out = session.outlet;
@@ -182,6 +185,17 @@ export class Router {
         removed.push(sub.filter);
       } else {
         sub.readDenied = acl.readDenied(sub.filter);
+      }
+    }
+    const readers = session.logReaders;
+    if (readers !== null) {
+      for (const [filter, reader] of [...readers]) {
+        if (!acl.canSubscribe(reader.inner)) {
+          reader.stop();
+          removed.push(filter);
+        } else {
+          reader.readDenied = acl.readDenied(reader.inner);
+        }
       }
     }
     return removed;

@@ -24,6 +24,8 @@ function writePublish(session: Session, out: Outlet, p: Pending, msg: Message, d
   if (alias < 0) aliases?.remember(msg.topic, -alias); // the client learns it from this packet
   out.write(buf);
   (session.env.stats.sent[p.qos] as number)++;
+  const counts = session.env.counts;
+  if (counts !== null) counts.delivered(msg, p.ref, p.qos);
   const told = session.env.delivered;
   if (told !== null) told(session.clientId, msg, p.qos);
   return true;
@@ -221,7 +223,7 @@ export function pump(conn: Outlet, session: Session): void {
           waitDrain(conn, session);
           break;
         }
-        const plain = session.env.delivered === null && session.env.acked === null;
+        const plain = session.env.delivered === null && session.env.acked === null && session.env.counts === null;
         const outcome = durable.stream(conn, limits.batchSize, limits.nativeDrain, plain, limits.writeHighWatermark, () => {
           if (session.outlet === conn) pump(conn, session);
         });
@@ -275,6 +277,8 @@ function loadBatch(session: Session, batchSize: number): void {
 export function completeOutbound(session: Session, id: number, entry: Inflight): void {
   session.inflight.delete(id);
   if (isRecorded(entry)) session.durable?.completed(entry);
+  const counts = session.env.counts;
+  if (counts !== null) counts.acked(entry.msg, entry.ref);
   const told = session.env.acked;
   if (told !== null) {
     if (entry.msg === null && entry.ref) session.durable?.load([entry]); // held by log position only (after a restart, or the native loop)

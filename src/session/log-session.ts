@@ -497,13 +497,21 @@ export class LogSession implements SessionPersistence, ProgressSource {
     const R = LAYOUTS.report;
     const n = r.length / R.stride;
     if (n === 0) return;
+    const env = this.session.env;
+    const counts = env.counts;
+    if (counts !== null) {
+      for (let i = 0; i < r.length; i += R.stride) {
+        const acked = r[i + R.acked] === 1;
+        counts.add(r[i + R.shard] as number, r[i + R.offset] as number, acked ? 0 : 1, acked || r[i + R.qos] === 0 ? 1 : 0);
+      }
+    }
+    if (env.delivered === null && env.acked === null) return;
     const items: Pending[] = [];
     for (let i = 0; i < r.length; i += R.stride) {
       const ref = { shard: r[i + R.shard] as number, offset: r[i + R.offset] as number };
       items.push({ msg: null, qos: r[i + R.qos] as QoS, retain: r[i + R.retain] === 1, subIds: undefined, ref });
     }
     this.src.load(items);
-    const env = this.session.env;
     items.forEach((p, k) => {
       if (p.msg === null) return; // gone from the log meanwhile (retention)
       if (r[k * R.stride + R.acked] === 1) env.acked?.(this.clientId, p.msg);
@@ -594,8 +602,9 @@ export class LogSession implements SessionPersistence, ProgressSource {
    */
   private sendAhead(conn: Outlet, a: Ahead, maxBacklog: number, observed: boolean): void {
     const session = this.session;
-    // Observed (delivery listeners): what is sent is read back as messages (one batch read) and
-    // reported; in-flight entries keep theirs, so their acknowledgements are reported too.
+    // Observed (delivery listeners, delivery counts): what is sent is counted by position and,
+    // for listeners, read back as messages (one batch read) and reported; in-flight entries
+    // keep theirs, so their acknowledgements are reported too.
     const sent: Pending[] | null = observed ? [] : null;
     const meta = a.r.meta;
     const buf = a.r.buffer;
@@ -639,9 +648,13 @@ export class LogSession implements SessionPersistence, ProgressSource {
     a.pos = pos;
     this.src.mark(this);
     if (sent !== null && sent.length > 0) {
-      this.src.load(sent);
       const env = session.env;
-      for (const p of sent) if (p.msg) env.delivered?.(this.clientId, p.msg, p.qos);
+      const counts = env.counts;
+      if (counts !== null) for (const p of sent) counts.delivered(null, p.ref, p.qos);
+      if (env.delivered !== null) {
+        this.src.load(sent);
+        for (const p of sent) if (p.msg) env.delivered(this.clientId, p.msg, p.qos);
+      }
     }
   }
 

@@ -13,7 +13,7 @@ import { type Message, payloadSize } from '../wire/message.js';
 import { type Config, loadConfig } from '../config.js';
 import type { DeliveryTaps } from '../hooks/bus.js';
 import { NATIVE_DRAIN_SUPPORTED } from '../native.js';
-import type { DurableRef, Pending, SubscriptionOptions } from '../persistence/registries.js';
+import type { DeliveryCounter, DurableRef, Pending, SubscriptionOptions } from '../persistence/registries.js';
 import type { Outlet } from './outlet.js';
 import { Queue } from './queue.js';
 
@@ -146,8 +146,19 @@ export interface DeliveryEnv extends DeliveryTaps {
   readonly limits: DeliveryLimits;
   /** Ends a session whose expiry came (set by the session lifecycle; null: nothing ends them). */
   expire: ((session: Session) => void) | null;
+  /** The message log's delivery counts (msglog.topics not empty), null otherwise. */
+  counts: DeliveryCounter | null;
   /** Deliveries dropped (queue full, too large, slow consumer) and native drains started, for the metrics. */
   readonly stats: DeliveryStats;
+}
+
+/** A `$log/` re-consume reader (msglog/reconsume.ts LogFeed), as the ACL's enforcement sees it. */
+export interface LogReaderRef {
+  /** The topic filter it reads (`<filter>` of `$log/<from>/<filter>`). */
+  readonly inner: string;
+  /** The ACL's deny rules inside `inner`: those topics are skipped (Router.readDenied). */
+  readDenied: ((topic: string) => boolean) | undefined;
+  stop(): void;
 }
 
 /** Deliveries dropped, by why (their sum is DeliveryStats.dropped). */
@@ -212,6 +223,7 @@ const NO_ENV: DeliveryEnv = {
   expire: null,
   delivered: null,
   acked: null,
+  counts: null,
   stats: { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 },
 };
 
@@ -350,7 +362,7 @@ export class Session implements WheelEntry {
   /** Earlier deliveries still being sent (a retained feed): live ones wait behind it. Null when none. */
   feed: LiveHold | null = null;
   /** `$log/` subscriptions (msglog/reconsume.ts): their readers of the message log, by filter. Null when none. */
-  logReaders: Map<string, { stop(): void }> | null = null;
+  logReaders: Map<string, LogReaderRef> | null = null;
 
   constructor(readonly clientId: string) {}
 

@@ -4,6 +4,8 @@
  * Invariant: a Message is immutable once routed; deliveries differ only in QoS, retain flag,
  * DUP, packet id and subscription identifiers, so the bytes for a (version, qos, retain)
  * triple are encoded once per message and shared by every subscriber (packet id patched).
+ * The exception: the `count*` fields, the message log's delivery
+ * statistics (persistence/embedded/delivery-counts.ts), written as it is delivered.
  */
 import { encodePublish, type ProtocolVersion, type PublishProperties, type QoS, varIntLength, writeVarInt } from './codec.js';
 
@@ -25,6 +27,16 @@ export interface Message {
    * (read back from the log for one session), which is encoded straight into its packet.
    */
   encoded?: Map<number, Buffer> | null;
+  /**
+   * The message log's delivery counts (persistence/embedded/delivery-counts.ts): once its append
+   * completed, its batch's positions (`shard, offset` pairs; a reference, so no number is boxed
+   * per message) and its index there, else null; and what was counted for it before that
+   * (deliveries, completed deliveries), moved to its position then.
+   */
+  countPos: Float64Array | null;
+  countIdx: number;
+  countDelivered: number;
+  countAcked: number;
 }
 
 export function createMessage(
@@ -43,7 +55,7 @@ export function createMessage(
     props = Object.keys(rest).length > 0 ? rest : undefined;
     if (rest.messageExpiryInterval !== undefined) expiresAt = now + rest.messageExpiryInterval * 1000;
   }
-  return { topic, payload, qos, retain, properties: props, expiresAt, publisher, receivedAt: now };
+  return { topic, payload, qos, retain, properties: props, expiresAt, publisher, receivedAt: now, countPos: null, countIdx: 0, countDelivered: 0, countAcked: 0 };
 }
 
 /**
@@ -144,6 +156,11 @@ export class LogMessage implements Message {
   readonly properties = undefined;
   readonly expiresAt = 0;
   encoded = null;
+  /** Deliveries of a message read back from the log are counted by their log position (Pending.ref). */
+  countPos = null;
+  countIdx = 0;
+  countDelivered = 0;
+  countAcked = 0;
   private topicStr: string | undefined;
   private publisherStr: string | undefined;
   private payloadBuf: Buffer | undefined;

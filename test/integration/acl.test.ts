@@ -2,7 +2,8 @@
  * The ACL file (auth.acl_file) with real clients over TCP: denied PUBLISH and SUBSCRIBE with
  * their reason codes for 3.1.1 and 5.0, `%c`/`%u` patterns, a deny rule inside a granted
  * filter (live, retained, and from the log to a persistent session), reload (in process and by
- * SIGHUP to a broker process) taking away a subscription it no longer allows.
+ * SIGHUP to a broker process) taking away a subscription it no longer allows, and meeting a
+ * `$log/` re-consume reader the same way.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -209,6 +210,40 @@ test('reload: a subscription the new file forbids stops receiving at once and is
     await pub.publishAsync('shared/in', 'kept too', { qos: 1 });
     assert.deepEqual((await next).map((m) => m.payload.toString()), ['kept too']);
     await Promise.all([again.endAsync(), pub.endAsync()]);
+  } finally {
+    await tb.close();
+    acl.dir.remove();
+  }
+});
+
+test('reload: a $log/ re-consume reader skips a topic the new file denies inside its filter, and stops when its filter is no longer granted', async () => {
+  const acl = aclFile();
+  const tb = await startBroker({ config: { 'auth.acl_file': acl.path, 'msglog.topics': 'home/#' } });
+  try {
+    const bob = await client(tb, { protocolVersion: 5, username: 'bob', clientId: 'bob-log' });
+    const pub = await client(tb, { username: 'alice', clientId: 'alice-log' });
+    await pub.publishAsync('home/alice/private', 'old', { qos: 1 });
+    const first = collect(bob, 1);
+    const [granted] = await bob.subscribeAsync('$log/earliest/home/alice/#', { qos: 1 });
+    assert.equal(granted?.qos, 1);
+    assert.deepEqual((await first).map((m) => m.payload.toString()), ['old'], 'granted: history read');
+
+    writeFileSync(acl.path, ACL.replace('topic read home/alice/#\n', 'topic read home/alice/#\ntopic deny home/alice/private\n'));
+    await tb.broker.reload();
+    const next = collect(bob, 2);
+    await pub.publishAsync('home/alice/private', 'hidden', { qos: 1 });
+    await pub.publishAsync('home/alice/a', 'visible', { qos: 1 });
+    await pub.publishAsync('home/alice/private', 'hidden too', { qos: 1 });
+    await pub.publishAsync('home/alice/b', 'visible too', { qos: 1 });
+    assert.deepEqual((await next).map((m) => m.payload.toString()), ['visible', 'visible too'], 'a topic denied inside the filter is skipped');
+    assert.deepEqual(await quiet(bob, 200), []);
+
+    writeFileSync(acl.path, ACL.replace('topic read home/alice/#\n', ''));
+    await tb.broker.reload();
+    await pub.publishAsync('home/alice/a', 'after', { qos: 1 });
+    assert.deepEqual(await quiet(bob, 300), [], 'its filter is no longer granted: it stopped');
+    assert.equal(tb.broker.sessions.get('bob-log')?.logReaders?.size ?? 0, 0);
+    await Promise.all([bob.endAsync(), pub.endAsync()]);
   } finally {
     await tb.close();
     acl.dir.remove();

@@ -70,7 +70,7 @@ test('everything of a filter, in time order; each publisher\'s messages in publi
   assert.equal(entries(one.stdout).length, 60);
   const text = await query('--topic', 'q/2/0', '--limit', '2');
   assert.equal(text.code, 0, text.stderr);
-  assert.match(text.stdout, /^\d{4}-\d\d-\d\dT\S+Z {2}\d+:\d+ {2}q\/2\/0 {2}key=pc {2}qos=1 {2}pc-0-0$/m);
+  assert.match(text.stdout, /^\d{4}-\d\d-\d\dT\S+Z {2}\d+:\d+ {2}q\/2\/0 {2}key=pc {2}qos=1 {2}delivered=0 acked=0 {2}pc-0-0$/m);
   assert.equal(text.stdout.trim().split('\n').length, 2);
   assert.match(text.stderr, /\(2 messages\)/);
 });

@@ -58,6 +58,7 @@ import {
 import type { QoS } from '../../wire/codec.js';
 import { topicMatches } from '../../wire/topic.js';
 import { type CommitStats, commitStats } from './commit-stats.js';
+import { DeliveryCounts } from './delivery-counts.js';
 import { InOrder } from './in-order.js';
 import { decodeProgress, type Progress } from './progress.js';
 import { waitingInLog } from './waiting.js';
@@ -136,6 +137,8 @@ interface AppendBatch {
   /** The whole batch (logMessage), created with the first such message; its settle functions. */
   all: Promise<void> | null;
   settle: { resolve: () => void; reject: (e: unknown) => void } | null;
+  /** The messages, in order, while delivery counts are kept (they learn their position). */
+  msgs: Message[] | null;
 }
 
 export class DurableSessions implements SessionRegistry, MessageLog, RetainedRegistry, Persistence {
@@ -149,6 +152,10 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   private readonly appends = new InOrder();
   private inflightCommits = new Set<Promise<void>>();
   private appendBatch: AppendBatch | null = null;
+  /** The last append batch handed to the store (close waits for it). */
+  private lastAppend: Promise<unknown> | null = null;
+  /** The message log's delivery counts (enableCounts), null while it is off. */
+  counts: DeliveryCounts | null = null;
   /** The bytes of appendBatch's messages. */
   private readonly packer = new Packer();
   private closed = false;
@@ -344,11 +351,12 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   private batchFor(msg: Message, inboundId: number): AppendBatch {
     let b = this.appendBatch;
     if (!b) {
-      b = this.appendBatch = { count: 0, waiters: [], all: null, settle: null };
+      b = this.appendBatch = { count: 0, waiters: [], all: null, settle: null, msgs: this.counts !== null ? [] : null };
       setImmediate(() => this.flushAppends());
     }
     this.packer.add(msg.publisher, msg.topic, msg.qos, msg.retain, encodeProperties(msg.properties), msg.payload, inboundId);
     b.count++;
+    b.msgs?.push(msg);
     return b;
   }
 
@@ -365,8 +373,11 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     } finally {
       this.packer.reset();
     }
-    this.appends.wrap(appended).then(
+    this.lastAppend = this.appends.wrap(appended).then(
       (pos) => {
+        const counts = this.counts;
+        // Before the waiters: what they deliver next is counted at the position at once.
+        if (counts !== null && b.msgs !== null) b.msgs.forEach((m, i) => counts.placed(m, pos, i));
         stats.appendBatch.observe(b.count);
         stats.appendSeconds.observe((performance.now() - t0) / 1000);
         b.waiters.forEach((w, i) => w?.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
@@ -613,6 +624,14 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     return [...byId.values()];
   }
 
+  /**
+   * Keep the message log's delivery counts (msglog.topics not empty): every message appended
+   * from now on learns its log position, for the deliveries counted before it.
+   */
+  enableCounts(): DeliveryCounts {
+    return (this.counts ??= new DeliveryCounts(this.store, this.log));
+  }
+
   /** Commit what is queued, then close the store (releases the data-dir lock). */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -625,6 +644,11 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     this.flush();
     this.closed = true;
     await Promise.all([...this.inflightCommits]);
+    if (this.counts !== null) {
+      // The last appends place their messages' counts; then everything counted is written.
+      await this.lastAppend?.catch(() => undefined);
+      this.counts.close();
+    }
     await this.store.close();
   }
 }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! {"id":"S:O","shard":S,"offset":O,"time":"<RFC 3339, ms, Z>","ts":T,"topic":…,"key":…,
-//!  "publisher":…,"qos":Q,"retain":…,"properties":null|{…},"encoding":"utf8"|"base64","payload":…}
+//!  "publisher":…,"qos":Q,"retain":…,"properties":null|{…},"encoding":"utf8"|"base64","payload":…,
+//!  "delivered":D,"acked":A}
 //! ```
 //!
 //! byte for byte what the TypeScript writer (`src/msglog/query.ts`, `entryJson` through
@@ -27,8 +28,9 @@ pub struct LinesBatch {
     pub meta: Vec<u64>,
 }
 
-/// The JSON lines of every entry of `batch`.
-pub fn scan_lines(batch: &ScanBatch, key_property: &str) -> LinesBatch {
+/// The JSON lines of every entry of `batch`; `counts`: `delivered, acked` per entry, in order
+/// (`Log::read_counts` of the batch's offsets; missing ones are 0).
+pub fn scan_lines(batch: &ScanBatch, key_property: &str, counts: &[u32]) -> LinesBatch {
     let n = batch.len();
     let mut out = LinesBatch {
         buf: Vec::with_capacity(batch.buf.len() * 2 + n * 160),
@@ -39,7 +41,11 @@ pub fn scan_lines(batch: &ScanBatch, key_property: &str) -> LinesBatch {
     out.offsets.push(0);
     for j in 0..n {
         let Some(e) = batch.entry(j) else { break };
-        write_line(&e, &key, &mut out.buf);
+        let c = (
+            counts.get(2 * j).copied().unwrap_or(0),
+            counts.get(2 * j + 1).copied().unwrap_or(0),
+        );
+        write_line(&e, &key, c, &mut out.buf);
         out.offsets.push(out.buf.len() as u32);
         out.meta.push(e.timestamp);
         out.meta.push(e.offset);
@@ -55,8 +61,8 @@ fn json_string(s: &[u8]) -> Vec<u8> {
 }
 
 /// Writes one entry's line (with its newline). `key_token`: the key property's name as a JSON
-/// string token (`""` for none).
-pub fn write_line(e: &Entry<'_>, key_token: &[u8], out: &mut Vec<u8>) {
+/// string token (`""` for none); `counts`: its `delivered, acked`.
+pub fn write_line(e: &Entry<'_>, key_token: &[u8], counts: (u32, u32), out: &mut Vec<u8>) {
     let publisher = String::from_utf8_lossy(e.publisher);
     let mut pub_token = Vec::with_capacity(publisher.len() + 2);
     push_json_str(&publisher, &mut pub_token);
@@ -109,6 +115,10 @@ pub fn write_line(e: &Entry<'_>, key_token: &[u8], out: &mut Vec<u8>) {
             out.push(b'"');
         }
     }
+    out.extend_from_slice(b",\"delivered\":");
+    push_u64(u64::from(counts.0), out);
+    out.extend_from_slice(b",\"acked\":");
+    push_u64(u64::from(counts.1), out);
     out.extend_from_slice(b"}\n");
 }
 

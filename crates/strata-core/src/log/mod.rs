@@ -13,6 +13,7 @@
 //! - `n_shards` and the site id are written to `STORE` at first start and never change.
 //! - A message is stored once, in shard `crc32c(publisher) % n_shards`.
 //! - Each append's completion runs exactly once, after the policy's durability point.
+mod counts;
 pub mod entry;
 mod inbound;
 pub mod lines;
@@ -29,6 +30,7 @@ mod segment;
 mod shard;
 mod stream;
 
+pub use counts::CountDelta;
 pub use inbound::find_inbound;
 pub use manifest::Manifest;
 pub use record::{NewMessage, RecordRef};
@@ -380,6 +382,8 @@ pub struct Log {
     site_id: String,
     recovery: Recovery,
     closed: AtomicBool,
+    /// Delivery counts per record (the message log's statistics, see [`counts`]).
+    counts: counts::Counts,
     _lock: File,
 }
 
@@ -633,6 +637,21 @@ impl Log {
             }
         }
         Ok(end)
+    }
+
+    /// Adds delivery counts (`(offset, delivered, acked)`, any order) to records of shard
+    /// `shard`; returns the offsets whose `acked` this call raised from 0, ascending. Counts
+    /// are statistics beside the log, not synced (see the `counts` module); those of records
+    /// retention dropped are ignored.
+    pub fn add_counts(&self, shard: u32, deltas: &mut [CountDelta]) -> Result<Vec<u64>, CoreError> {
+        let s = self.shard(shard)?;
+        self.counts.add(shard, &s.shared.generations(), deltas)
+    }
+
+    /// `delivered, acked` of each of `offsets` (ascending) of shard `shard`, back to back.
+    pub fn read_counts(&self, shard: u32, offsets: &[u64]) -> Result<Vec<u32>, CoreError> {
+        let s = self.shard(shard)?;
+        self.counts.read(shard, &s.shared.generations(), offsets)
     }
 
     /// Parks a caught-up reader: `waker` runs (on a writer thread, or now) once the

@@ -151,6 +151,7 @@ impl Log {
             site_id,
             recovery,
             closed: AtomicBool::new(false),
+            counts: super::counts::Counts::default(),
             _lock: lock,
         })
     }

@@ -136,7 +136,14 @@ impl Store {
                     .map_err(to_napi_coded)?;
             let b =
                 core_log::scan(&inner.log, shard, from, &filters, limits).map_err(to_napi_coded)?;
-            let l = core_log::lines::scan_lines(&b, &key_property);
+            let offsets: Vec<u64> = (0..b.len())
+                .filter_map(|j| b.entry(j).map(|e| e.offset))
+                .collect();
+            let counts = inner
+                .log
+                .read_counts(shard, &offsets)
+                .map_err(to_napi_coded)?;
+            let l = core_log::lines::scan_lines(&b, &key_property, &counts);
             Ok(ScanLinesResult {
                 offsets: Uint32Array::new(l.offsets),
                 meta: Float64Array::new(l.meta.into_iter().map(|v| v as f64).collect()),
@@ -145,6 +152,65 @@ impl Store {
                 skipped: b.skipped as f64,
                 buffer: l.buf.into(),
             })
+        })
+    }
+
+    /// Add delivery counts (the message log's `delivered` / `acked`): entry `i` adds
+    /// `delivered[i]`, `acked[i]` to the record at `offsets[i]` of shard `shards[i]`. Returns
+    /// the positions (`shard, offset` pairs) whose `acked` this call raised from 0.
+    /// Synchronous (page-cache reads and writes of the counts files, never synced).
+    #[napi]
+    pub fn add_counts(
+        &self,
+        shards: Uint32Array,
+        offsets: Float64Array,
+        delivered: Uint32Array,
+        acked: Uint32Array,
+    ) -> Result<Float64Array, String> {
+        guard::call("Store.addCounts", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let n = shards.len();
+            if offsets.len() != n || delivered.len() != n || acked.len() != n {
+                return Err(to_napi_coded(CoreError::InvalidArgument(
+                    "addCounts: shards, offsets, delivered and acked differ in length".into(),
+                )));
+            }
+            let mut per: Vec<Vec<core_log::CountDelta>> = Vec::new();
+            for i in 0..n {
+                let s = shards[i] as usize;
+                if per.len() <= s {
+                    per.resize_with(s + 1, Vec::new);
+                }
+                per[s].push((offsets[i] as u64, delivered[i], acked[i]));
+            }
+            let mut out = Vec::new();
+            for (s, mut deltas) in per.into_iter().enumerate() {
+                if deltas.is_empty() {
+                    continue;
+                }
+                for o in inner
+                    .log
+                    .add_counts(s as u32, &mut deltas)
+                    .map_err(to_napi_coded)?
+                {
+                    out.push(s as f64);
+                    out.push(o as f64);
+                }
+            }
+            Ok(Float64Array::new(out))
+        })
+    }
+
+    /// `delivered, acked` of each of `offsets` (ascending) of shard `shard`, back to back
+    /// (zeros where nothing was counted).
+    #[napi]
+    pub fn read_counts(&self, shard: u32, offsets: Float64Array) -> Result<Uint32Array, String> {
+        guard::call("Store.readCounts", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let offs: Vec<u64> = offsets.iter().map(|&o| o as u64).collect();
+            Ok(Uint32Array::new(
+                inner.log.read_counts(shard, &offs).map_err(to_napi_coded)?,
+            ))
         })
     }
 

@@ -1,0 +1,152 @@
+/**
+ * The message log's status counts per entry (issue 18): `delivered` and `acked`, kept beside the
+ * log records they describe (strata_core::log::counts: one file per generation, 8 bytes per
+ * offset, dropped with the generation by retention).
+ *
+ * What they count, while the message log is on (msglog.topics not empty), for every record of
+ * the store's log (the message log's entries, and messages appended for persistent sessions):
+ * - delivered: PUBLISH packets of the message written to subscribers' connections — live ones,
+ *   persistent sessions' (also when read back from the log later, or by the native drain loop),
+ *   and re-sends with DUP after a reconnect (each is a packet written). Not counted: `$log/`
+ *   re-consumers and replays (they read the log back; a replay's re-publish is a new message),
+ *   retained copies sent on subscribe (the retained store keeps no log position), and
+ *   deliveries dropped before a packet was written (queue full, too large, expired).
+ * - acked: deliveries completed — a QoS 1 PUBACK, a QoS 2 PUBCOMP, and a QoS 0 PUBLISH when it
+ *   is written (QoS 0 has no acknowledgement: written is its end). So `delivered - acked` is
+ *   what is still unacknowledged plus the re-sends.
+ *
+ * The hot path stays cheap: no promise, closure or allocation per message. A delivery adds to
+ * four typed arrays (one entry per (shard, offset), consecutive repeats merged); before a
+ * message's append completes its counts wait on the message itself (Message.countDelivered /
+ * countAcked) and move to its position when the append batch resolves (`placed`). The arrays
+ * are written to the store in one native call when full or every FLUSH_MS.
+ *
+ * Durability: statistics, outside the no-loss promise. A clean stop writes everything counted
+ * (DurableSessions.close); a kill -9 loses what was counted in the last FLUSH_MS and the counts
+ * of messages whose append had not completed (what was written to the counts files is in the
+ * page cache and survives); a power loss may lose more (the files are never synced).
+ */
+import type { Logger } from '../../log.js';
+import type { DurableStore } from '../../native.js';
+import type { QoS } from '../../wire/codec.js';
+import type { Message } from '../../wire/message.js';
+import type { DeliveryCounter, DurableRef } from '../registries.js';
+
+/** Entries held before a flush. */
+const CAP = 8192;
+/** How often what was counted is written, ms. */
+export const FLUSH_MS = 1000;
+const ERROR_LOG_MS = 10_000;
+
+export class DeliveryCounts implements DeliveryCounter {
+  private n = 0;
+  private readonly shards = new Uint32Array(CAP);
+  private readonly offsets = new Float64Array(CAP);
+  private readonly delivered_ = new Uint32Array(CAP);
+  private readonly acked_ = new Uint32Array(CAP);
+  private readonly timer: NodeJS.Timeout;
+  private lastErrorLog = 0;
+  private closed = false;
+  /** Counts written to the store (entries per flush summed), and flushes that failed. */
+  readonly stats = { flushed: 0, failed: 0 };
+  /** Told, after a flush, the `shard, offset` pairs whose first completion it wrote (the SQL sink's status). */
+  private readonly firstAckListeners: ((pairs: Float64Array) => void)[] = [];
+
+  constructor(
+    private readonly store: DurableStore,
+    private readonly log: Logger,
+  ) {
+    this.timer = setInterval(() => this.flush(), FLUSH_MS);
+    this.timer.unref();
+  }
+
+  onFirstAck(fn: (pairs: Float64Array) => void): () => void {
+    this.firstAckListeners.push(fn);
+    return () => {
+      const i = this.firstAckListeners.indexOf(fn);
+      if (i >= 0) this.firstAckListeners.splice(i, 1);
+    };
+  }
+
+  /** Count at a known position. */
+  add(shard: number, offset: number, delivered: number, acked: number): void {
+    const k = this.n - 1;
+    if (k >= 0 && this.offsets[k] === offset && this.shards[k] === shard) {
+      (this.delivered_[k] as number) += delivered;
+      (this.acked_[k] as number) += acked;
+      return;
+    }
+    this.shards[this.n] = shard;
+    this.offsets[this.n] = offset;
+    this.delivered_[this.n] = delivered;
+    this.acked_[this.n] = acked;
+    if (++this.n === CAP) this.flush();
+  }
+
+  private count(msg: Message | null, ref: DurableRef | undefined, delivered: number, acked: number): void {
+    if (ref !== undefined) {
+      this.add(ref.shard, ref.offset, delivered, acked);
+      return;
+    }
+    if (msg === null) return;
+    const pos = msg.countPos;
+    if (pos !== null) {
+      const i = msg.countIdx;
+      this.add(pos[2 * i] as number, pos[2 * i + 1] as number, delivered, acked);
+    } else {
+      // Not appended (yet): kept on the message until its append completes (`placed`).
+      msg.countDelivered += delivered;
+      msg.countAcked += acked;
+    }
+  }
+
+  delivered(msg: Message | null, ref: DurableRef | undefined, qos: QoS): void {
+    this.count(msg, ref, 1, qos === 0 ? 1 : 0);
+  }
+
+  acked(msg: Message | null, ref: DurableRef | undefined): void {
+    this.count(msg, ref, 0, 1);
+  }
+
+  /**
+   * `msg`'s append completed: it is message `i` of the batch whose positions are `pos` (`shard,
+   * offset` pairs). What was counted before goes there, and what follows.
+   */
+  placed(msg: Message, pos: Float64Array, i: number): void {
+    msg.countPos = pos;
+    msg.countIdx = i;
+    if (msg.countDelivered !== 0 || msg.countAcked !== 0) {
+      this.add(pos[2 * i] as number, pos[2 * i + 1] as number, msg.countDelivered, msg.countAcked);
+      msg.countDelivered = 0;
+      msg.countAcked = 0;
+    }
+  }
+
+  /** Write what was counted (synchronous: page-cache reads and writes of the counts files). */
+  flush(): void {
+    const n = this.n;
+    if (n === 0 || this.closed) return;
+    this.n = 0;
+    let first: Float64Array;
+    try {
+      first = this.store.addCounts(this.shards.subarray(0, n), this.offsets.subarray(0, n), this.delivered_.subarray(0, n), this.acked_.subarray(0, n));
+    } catch (e) {
+      this.stats.failed++;
+      const now = Date.now();
+      if (now - this.lastErrorLog >= ERROR_LOG_MS) {
+        this.lastErrorLog = now;
+        this.log.error({ err: (e as Error).message, failed: this.stats.failed }, 'message log: delivery counts not written (statistics only: the log is not affected)');
+      }
+      return;
+    }
+    this.stats.flushed += n;
+    if (first.length > 0) for (const fn of this.firstAckListeners) fn(first);
+  }
+
+  /** Write what is left and stop (before the store closes). */
+  close(): void {
+    clearInterval(this.timer);
+    this.flush();
+    this.closed = true;
+  }
+}
