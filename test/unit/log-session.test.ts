@@ -98,3 +98,27 @@ test('an unreadable progress record is refused with a clear error; the session i
     ['d/t'],
   );
 });
+
+test('sessions made while the log stands still share its shard ends; one reading on leaves the others and the shared array where they were', async () => {
+  const ends = durable.shardEnds();
+  assert.equal(durable.shardEnds(), ends, 'the same array while no shard moved');
+  assert.ok(Object.isFrozen(ends));
+  const a = sessionOn('share-a', 's/t');
+  const b = sessionOn('share-b', 's/t');
+  assert.equal(a.ls.next, b.ls.next, 'both sessions hold the one array');
+  const before = [...ends];
+  const pos = await durable.saveSessionMessages(createMessage('s/t', Buffer.from('x'), 1, false, undefined, 'pub'));
+  assert.notEqual(durable.shardEnds(), ends, 'a new array once the shard moved');
+  a.ls.attached();
+  a.ls.fill(a.session, 10);
+  assert.deepEqual(payloads(a.session), ['x']);
+  assert.notEqual(a.ls.next, ends, 'the session that read on has its own');
+  assert.equal(a.ls.next[0], pos.offset + 1);
+  assert.deepEqual([...ends], before, 'the shared array is untouched');
+  assert.equal(b.ls.next, ends, 'the other still shares it');
+  // The other reads the message from the log, from where it was.
+  b.ls.attached();
+  b.ls.fill(b.session, 10);
+  assert.deepEqual(payloads(b.session), ['x']);
+  assert.deepEqual([...ends], before);
+});
