@@ -1062,7 +1062,7 @@ function targetRows(cells: Cell[], dcells: DurableCell[]): TargetRow[] {
 function printTargets(cells: Cell[], dcells: DurableCell[]): void {
   const rows = targetRows(cells, dcells);
   if (rows.length === 0) return;
-  process.stdout.write('\n' + table(['issue 4 target', 'measured', ''], rows.map((r) => [r.target, r.measured, r.verdict]), [false, false, false]) + '\n');
+  process.stdout.write('\n' + table(['target', 'measured', ''], rows.map((r) => [r.target, r.measured, r.verdict]), [false, false, false]) + '\n');
 }
 
 // ---------------------------------------------------------------- main
