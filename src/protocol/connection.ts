@@ -113,6 +113,8 @@ export class Connection implements Client, FrameSink, WheelEntry {
   wheelIdx = 0;
   /** Why the connection closed; reported in `client.disconnected`. */
   closeReason = '';
+  /** The last store promise a QoS 0 PUBLISH of this client gave (handlers/publish.ts): watched once. */
+  qos0Stored: Promise<void> | null = null;
 
   /**
    * PUBACK / PUBREC waiting behind an earlier one whose message is not durable yet: they leave

@@ -55,6 +55,19 @@ test('ENOSPC: v5 PUBACK 0x80 for what cannot be stored, the broker keeps serving
   assert.equal(refused, 0x80, 'a PUBACK with reason 0x80 once the disk is full');
   assert.ok(acked > 0, 'some messages were stored before the disk filled');
 
+  // QoS 0 retained messages whose metadata cannot be written: each failed write reported (counted
+  // and logged), once per write batch rather than once per message, and the broker goes on.
+  const errorsBefore = tb.broker.metrics.storeErrors;
+  const flood = await client(tb, { protocolVersion: 5, clientId: 'full-flood' });
+  for (let i = 0; i < 1000; i++) flood.publish(`full-retained/${i}`, Buffer.alloc(2048, 1), { qos: 0, retain: true });
+  await flood.publishAsync('live/barrier', 'b', { qos: 1 }).catch(() => undefined);
+  const deadline = Date.now() + 5000;
+  while (tb.broker.metrics.storeErrors === errorsBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const reported = tb.broker.metrics.storeErrors - errorsBefore;
+  assert.ok(reported >= 1, 'failed QoS 0 stores are reported');
+  assert.ok(reported < 1000, `reported per write batch, not per message (${reported})`);
+  await flood.endAsync();
+
   // The broker still serves: a non-durable exchange works.
   const a = await client(tb, { protocolVersion: 5 });
   await a.subscribeAsync('live/x', { qos: 1 });
