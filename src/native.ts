@@ -290,18 +290,20 @@ function batchEntry(buffer: Buffer, at: number, end: number): { topic: string; r
 
 /** A retained message's record (LAYOUTS.retained): what RetainedMessages and the store's `retained` table hold. */
 export function encodeRetainedRecord(publisher: string, qos: 0 | 1 | 2, receivedAt: number, properties: Buffer | null, payload: Buffer): Buffer {
+  // Written in place (no buffer for the publisher, no BigInt for the time): one per retained message.
   const R = RETAINED;
-  const pub = Buffer.from(publisher, 'utf8');
-  const props = properties ?? Buffer.alloc(0);
-  const out = Buffer.allocUnsafe(R.header + pub.length + props.length + payload.length);
+  const pubLen = Buffer.byteLength(publisher, 'utf8');
+  const propsLen = properties === null ? 0 : properties.length;
+  const out = Buffer.allocUnsafe(R.header + pubLen + propsLen + payload.length);
   out[0] = R.version;
   out[R.qos] = qos;
-  out.writeBigUInt64LE(BigInt(receivedAt), R.receivedAt);
-  out.writeUInt16LE(pub.length, R.publisherLen);
-  out.writeUInt32LE(props.length, R.propertiesLen);
+  out.writeUInt32LE(receivedAt % 0x100000000, R.receivedAt); // u64 LE: ms since the epoch < 2^53
+  out.writeUInt32LE(Math.floor(receivedAt / 0x100000000), R.receivedAt + 4);
+  out.writeUInt16LE(pubLen, R.publisherLen);
+  out.writeUInt32LE(propsLen, R.propertiesLen);
   let o = R.header;
-  o += pub.copy(out, o);
-  o += props.copy(out, o);
+  if (pubLen > 0) o += out.write(publisher, o, 'utf8');
+  if (propsLen > 0) o += (properties as Buffer).copy(out, o);
   payload.copy(out, o);
   return out;
 }
@@ -439,18 +441,23 @@ export const REPLAY_STATUS_SLOW = LAYOUTS.replay.statusSlow;
 /** Whether this build has the native drain loop (Linux); elsewhere sessions drain on the event loop. */
 export const NATIVE_DRAIN_SUPPORTED: boolean = binding.nativeDrainSupported();
 export type MetaTable = 'sessions' | 'subscriptions' | 'inbound_qos2' | 'progress' | 'retained' | 'system' | 'losses';
+/** A metadata write; a string key is its UTF-8 bytes (written straight into the packed batch). */
 export type MetaOp =
-  | { op: 'put'; table: MetaTable; key: Buffer; value: Buffer }
-  | { op: 'delete' | 'deletePrefix'; table: MetaTable; key: Buffer };
+  | { op: 'put'; table: MetaTable; key: Buffer | string; value: Buffer }
+  | { op: 'delete' | 'deletePrefix'; table: MetaTable; key: Buffer | string };
 
 const META_OPS = LAYOUTS.metaOps;
 const META_TABLE_INDEX = new Map<string, number>(META_OPS.tables.map((t, i) => [t, i]));
 const META_KIND = { put: META_OPS.put, delete: META_OPS.delete, deletePrefix: META_OPS.deletePrefix } as const;
 
+function keyBytes(key: Buffer | string): number {
+  return typeof key === 'string' ? Buffer.byteLength(key, 'utf8') : key.length;
+}
+
 /** `ops` in one buffer (LAYOUTS.metaOps), as Store.metaApplyPacked takes them. */
 export function packMetaOps(ops: MetaOp[]): Buffer {
   let size = 0;
-  for (const o of ops) size += META_OPS.header + o.key.length + (o.op === 'put' ? META_OPS.valueLen + o.value.length : 0);
+  for (const o of ops) size += META_OPS.header + keyBytes(o.key) + (o.op === 'put' ? META_OPS.valueLen + o.value.length : 0);
   const buf = Buffer.allocUnsafe(size);
   let at = 0;
   for (const o of ops) {
@@ -458,9 +465,9 @@ export function packMetaOps(ops: MetaOp[]): Buffer {
     if (table === undefined) throw new NativeError('ERR_INVALID_ARGUMENT', `unknown metadata table ${JSON.stringify(o.table)}`);
     buf[at] = META_KIND[o.op];
     buf[at + 1] = table;
-    buf.writeUInt32LE(o.key.length, at + 2);
+    buf.writeUInt32LE(keyBytes(o.key), at + 2);
     at += META_OPS.header;
-    at += o.key.copy(buf, at);
+    at += typeof o.key === 'string' ? buf.write(o.key, at, 'utf8') : o.key.copy(buf, at);
     if (o.op === 'put') {
       buf.writeUInt32LE(o.value.length, at);
       at += META_OPS.valueLen;

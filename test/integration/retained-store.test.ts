@@ -75,6 +75,10 @@ test('retained messages keep their properties and expire; 20,000 survive a kill 
     await pub.publishAsync('exp/long', 'stays', { qos: 1, retain: true, properties: { messageExpiryInterval: 3600, contentType: 'text/plain' } });
     const N = 20_000;
     for (let i = 0; i < N; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => pub.publishAsync(`many/${(i + j) % 50}/${i + j}`, `v${i + j}`, { qos: 1, retain: true })));
+    // Multi-byte topics and publishers' ids: stored under their UTF-8 bytes, the same after the restart.
+    const wide = ['ünï/çødé/😀', 'ünï/日本語/トピック', 'ünï/x\u00a0y'];
+    for (const t of wide) await pub.publishAsync(t, `w:${t}`, { qos: 1, retain: true });
+    await pub.publishAsync(wide[0] as string, `w2:${wide[0]}`, { qos: 0, retain: true }); // replaced, QoS 0
     await pub.endAsync();
     await sleep(1100);
     await broker.kill9();
@@ -93,6 +97,10 @@ test('retained messages keep their properties and expire; 20,000 survive a kill 
     const got = await many;
     assert.equal(new Set(got.map((x) => x.topic)).size, N);
     assert.equal(got.find((x) => x.topic === 'many/7/12357')?.payload.toString(), 'v12357');
+    const wideGot = collect(sub, wide.length, 5000);
+    await sub.subscribeAsync('ünï/#', { qos: 1 });
+    const byTopic = new Map((await wideGot).map((x) => [x.topic, x.payload.toString()]));
+    assert.deepEqual(byTopic, new Map([[wide[0], `w2:${wide[0]}`], [wide[1], `w:${wide[1]}`], [wide[2], `w:${wide[2]}`]]));
     await sub.endAsync();
   } finally {
     await broker.stop();

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import type * as Binding from '../../native/binding.js';
-import { TopicTrie } from '../../src/native.js';
+import { decodeRetainedRecord, encodeRetainedRecord, RetainedMessages, TopicTrie } from '../../src/native.js';
 
 const require = createRequire(import.meta.url);
 // dist/test/native/topic.test.js -> <repo>/native/binding.js
@@ -165,4 +165,21 @@ test('TopicTrie.match (src/native.ts) reads into a reused array: more ids than i
   assert.deepEqual([...t.match('w/other')].length, 300);
   assert.deepEqual([...t.match('w')], Array.from({ length: 150 }, (_, i) => 2 * i + 1), "only the 'w/#' ones");
   assert.equal(t.match('nothing').length, 0);
+});
+
+test('a retained record written in place reads back whole: multi-byte publisher, times past 2^32 ms, properties or none', () => {
+  const tree = new RetainedMessages();
+  const cases: [string, number, Buffer | null, Buffer][] = [
+    ['pub', 1_796_567_107_176, null, Buffer.from('x')],
+    ['é€😀', 2 ** 40 + 5, Buffer.from('{"contentType":"a"}'), Buffer.alloc(0)],
+    ['', 0, null, Buffer.alloc(300, 7)],
+    ['p', Number.MAX_SAFE_INTEGER, null, Buffer.from([0, 1, 2])],
+  ];
+  cases.forEach(([publisher, receivedAt, properties, payload], i) => {
+    const rec = encodeRetainedRecord(publisher, 2, receivedAt, properties, payload);
+    const d = decodeRetainedRecord(rec, 0, rec.length);
+    assert.deepEqual({ ...d, properties: [...d.properties], payload: [...d.payload] }, { publisher, qos: 2, receivedAt, properties: [...(properties ?? [])], payload: [...payload] });
+    tree.set(`r/${i}`, rec); // the core checks the layout
+    assert.deepEqual(tree.get(`r/${i}`)?.receivedAt, receivedAt);
+  });
 });

@@ -271,6 +271,14 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     return b.done;
   }
 
+  /** write of one op. */
+  private writeOne(op: MetaOp): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('store closed'));
+    const b = this.open();
+    b.ops.push(op);
+    return b.done;
+  }
+
   /** Like write, for state whose loss only causes a redelivery: failures are logged. */
   private background(ops: MetaOp[]): void {
     this.write(ops).catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'durable metadata write failed'));
@@ -536,8 +544,9 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
 
   /** Queued with this turn's commit as it is called, so sets and clears land in the order they were published. */
   saveRetainMessage(msg: Message, record?: Buffer): Promise<void> {
-    const key = Buffer.from(msg.topic, 'utf8');
-    return this.write(msg.payload.length === 0 ? [{ op: 'delete', table: 'retained', key }] : [{ op: 'put', table: 'retained', key, value: record ?? retainedRecord(msg) }]);
+    // One op, its key the topic string (packed as UTF-8 at the commit): no buffer or array per message.
+    const key = msg.topic;
+    return this.writeOne(msg.payload.length === 0 ? { op: 'delete', table: 'retained', key } : { op: 'put', table: 'retained', key, value: record ?? retainedRecord(msg) });
   }
 
   getRetainMessage(filter: string): Promise<Message[]> {
