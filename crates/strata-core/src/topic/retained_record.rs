@@ -39,11 +39,8 @@ pub const RECORD_PROPERTIES_LEN: usize = 12;
 /// Bytes of the topic length before each match in a batch (u16).
 pub const BATCH_TOPIC_LEN: usize = 2;
 
-/// Whether `rec` is a whole record in this layout.
-pub fn is_record(rec: &[u8]) -> bool {
-    if rec.len() < RECORD_HEADER || rec[0] != RECORD_VERSION || rec[RECORD_QOS] > 2 {
-        return false;
-    }
+/// The publisher's and the properties' lengths of a record (at least `RECORD_HEADER` bytes).
+fn lengths(rec: &[u8]) -> (usize, usize) {
     let publ =
         u16::from_le_bytes([rec[RECORD_PUBLISHER_LEN], rec[RECORD_PUBLISHER_LEN + 1]]) as usize;
     let prl = u32::from_le_bytes(
@@ -51,7 +48,36 @@ pub fn is_record(rec: &[u8]) -> bool {
             .try_into()
             .expect("4"),
     ) as usize;
+    (publ, prl)
+}
+
+/// Whether `rec` is a whole record in this layout.
+pub fn is_record(rec: &[u8]) -> bool {
+    if rec.len() < RECORD_HEADER || rec[0] != RECORD_VERSION || rec[RECORD_QOS] > 2 {
+        return false;
+    }
+    let (publ, prl) = lengths(rec);
     RECORD_HEADER + publ + prl <= rec.len()
+}
+
+/// `from..to` must lie within the `offsets.len() - 1` topics of a [`pack_topics`] result.
+fn check_page(offsets: &[u32], from: usize, to: usize) -> Result<(), CoreError> {
+    let count = offsets.len().saturating_sub(1);
+    if from > to || to > count {
+        return Err(CoreError::InvalidArgument(format!(
+            "topics {from}..{to} of {count}"
+        )));
+    }
+    Ok(())
+}
+
+/// Topic `i` of a [`pack_topics`] result.
+fn page_topic<'a>(topics: &'a [u8], offsets: &[u32], i: usize) -> Result<&'a str, CoreError> {
+    let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
+    topics
+        .get(a..b)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .ok_or_else(|| CoreError::InvalidArgument(format!("topic {i} out of the buffer")))
 }
 
 /// A batch's offsets are u32: its buffer must stay within 4 GiB.
@@ -90,20 +116,11 @@ pub fn pack_records(
     from: usize,
     to: usize,
 ) -> Result<(Vec<u8>, Vec<u32>), CoreError> {
-    let count = offsets.len().saturating_sub(1);
-    if from > to || to > count {
-        return Err(CoreError::InvalidArgument(format!(
-            "topics {from}..{to} of {count}"
-        )));
-    }
+    check_page(offsets, from, to)?;
     let mut buf = Vec::new();
     let mut out = vec![0u32];
     for i in from..to {
-        let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
-        let topic = topics
-            .get(a..b)
-            .and_then(|t| std::str::from_utf8(t).ok())
-            .ok_or_else(|| CoreError::InvalidArgument(format!("topic {i} out of the buffer")))?;
+        let topic = page_topic(topics, offsets, i)?;
         if let Some(rec) = tree.get(topic) {
             buf.extend_from_slice(&(topic.len() as u16).to_le_bytes());
             buf.extend_from_slice(topic.as_bytes());
@@ -149,12 +166,7 @@ pub fn frame_records(
     v5: bool,
     max_packet: usize,
 ) -> Result<RetainedFrames, CoreError> {
-    let count = offsets.len().saturating_sub(1);
-    if from > to || to > count {
-        return Err(CoreError::InvalidArgument(format!(
-            "topics {from}..{to} of {count}"
-        )));
-    }
+    check_page(offsets, from, to)?;
     let mut out = RetainedFrames {
         frames: Vec::new(),
         sent: 0,
@@ -163,21 +175,11 @@ pub fn frame_records(
         special_offsets: vec![0],
     };
     for i in from..to {
-        let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
-        let topic = topics
-            .get(a..b)
-            .and_then(|t| std::str::from_utf8(t).ok())
-            .ok_or_else(|| CoreError::InvalidArgument(format!("topic {i} out of the buffer")))?;
+        let topic = page_topic(topics, offsets, i)?;
         let Some(rec) = tree.get(topic) else {
             continue;
         };
-        let publ =
-            u16::from_le_bytes([rec[RECORD_PUBLISHER_LEN], rec[RECORD_PUBLISHER_LEN + 1]]) as usize;
-        let prl = u32::from_le_bytes(
-            rec[RECORD_PROPERTIES_LEN..RECORD_PROPERTIES_LEN + 4]
-                .try_into()
-                .expect("4"),
-        ) as usize;
+        let (publ, prl) = lengths(rec);
         if prl > 0 || rec[RECORD_QOS].min(max_qos) > 0 {
             let s = &mut out.special;
             s.extend_from_slice(&(topic.len() as u16).to_le_bytes());
