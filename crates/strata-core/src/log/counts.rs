@@ -103,6 +103,27 @@ fn gen_of(gens: &[Arc<Generation>], offset: u64) -> Option<&Arc<Generation>> {
     i.checked_sub(1).and_then(|i| gens.get(i))
 }
 
+/// The end of the run from `i` of `len` ascending offsets (`at(k)`) that lie in generation `g`
+/// (the one `at(i)` is in) and within one read of its counts file (`MAX_SPAN` offsets).
+fn run_end(
+    gens: &[Arc<Generation>],
+    g: &Generation,
+    i: usize,
+    len: usize,
+    at: impl Fn(usize) -> u64,
+) -> usize {
+    let next_first = gens
+        .iter()
+        .find(|x| x.first_offset > g.first_offset)
+        .map_or(u64::MAX, |x| x.first_offset);
+    let lo = at(i);
+    let mut j = i;
+    while j < len && at(j) < next_first && at(j) - lo < MAX_SPAN {
+        j += 1;
+    }
+    j
+}
+
 impl Counts {
     /// Forget the files of generations no longer in `live` (dropped by retention).
     fn prune(files: &mut HashMap<(u32, u32), (u64, File)>, shard: u32, live: &[Arc<Generation>]) {
@@ -171,15 +192,7 @@ impl Counts {
                 continue; // below the log's start: gone
             };
             // The run of deltas in this generation that fits one read.
-            let next_first = gens
-                .iter()
-                .find(|x| x.first_offset > g.first_offset)
-                .map_or(u64::MAX, |x| x.first_offset);
-            let lo = deltas[i].0;
-            let mut j = i;
-            while j < deltas.len() && deltas[j].0 < next_first && deltas[j].0 - lo < MAX_SPAN {
-                j += 1;
-            }
+            let j = run_end(gens, g, i, deltas.len(), |k| deltas[k].0);
             let run = &deltas[i..j];
             i = j;
             let ctx =
@@ -226,15 +239,8 @@ impl Counts {
                 i += 1;
                 continue;
             };
-            let next_first = gens
-                .iter()
-                .find(|x| x.first_offset > g.first_offset)
-                .map_or(u64::MAX, |x| x.first_offset);
             let lo = offsets[i];
-            let mut j = i;
-            while j < offsets.len() && offsets[j] < next_first && offsets[j] - lo < MAX_SPAN {
-                j += 1;
-            }
+            let j = run_end(gens, g, i, offsets.len(), |k| offsets[k]);
             let (a, b) = (i, j);
             i = j;
             let ctx =
