@@ -148,16 +148,23 @@ export class LogSink {
   private async writeStatus(): Promise<void> {
     while (this.acks.length > 0) {
       const ids = this.acks.splice(0, BATCH);
-      for (;;) {
-        try {
-          await this.pool.query(updateStatus(this.pool.dialect, ids.length), [new Date(), ...ids]);
-          break;
-        } catch (e) {
-          if (e instanceof PoolClosed || this.stopped) throw e;
-          this.counters.sqlFailed++;
-          this.log.error({ pool: this.pool.cfg.id, err: errorText(e) }, 'message log SQL sink: status update not written, trying again');
-          await new Promise((r) => setTimeout(r, RETRY_MS));
-        }
+      await this.untilWritten('status update', async () => {
+        await this.pool.query(updateStatus(this.pool.dialect, ids.length), [new Date(), ...ids]);
+      });
+    }
+  }
+
+  /** Run `write` until it succeeds (each failure counted and logged, RETRY_MS apart); a closed pool or a stop ends it. */
+  private async untilWritten(what: string, write: () => Promise<void>): Promise<void> {
+    for (;;) {
+      try {
+        await write();
+        return;
+      } catch (e) {
+        if (e instanceof PoolClosed || this.stopped) throw e;
+        this.counters.sqlFailed++;
+        this.log.error({ pool: this.pool.cfg.id, err: errorText(e) }, `message log SQL sink: ${what} not written, trying again`);
+        await new Promise((r) => setTimeout(r, RETRY_MS));
       }
     }
   }
@@ -194,18 +201,10 @@ export class LogSink {
         params.push(j.id, j.topic, tag, j.key.slice(0, 255), j.payload, '', j.offset, header, j.acked > 0 ? SUCCESS : CREATE, new Date(j.ts), now);
       }
       const positions = reader.offsets().flatMap((o, s) => [s, o]);
-      for (;;) {
-        try {
-          await this.pool.query(insertRows(this.pool.dialect, got.length), params);
-          await this.pool.query(upsertPositions(this.pool.dialect, positions.length / 2), positions);
-          break;
-        } catch (e) {
-          if (e instanceof PoolClosed || this.stopped) throw e;
-          this.counters.sqlFailed++;
-          this.log.error({ pool: this.pool.cfg.id, err: errorText(e) }, 'message log SQL sink: batch not written, trying again');
-          await new Promise((r) => setTimeout(r, RETRY_MS));
-        }
-      }
+      await this.untilWritten('batch', async () => {
+        await this.pool.query(insertRows(this.pool.dialect, got.length), params);
+        await this.pool.query(upsertPositions(this.pool.dialect, positions.length / 2), positions);
+      });
       this.counters.sqlRows += got.length;
     }
     await this.writeStatus(); // a clean stop: the first completions counted so far
