@@ -8,7 +8,7 @@
  * router records each set/clear in the store, which holds the same record and loads it back
  * into this tree at start without crossing to JavaScript (lifecycle/restore.ts).
  */
-import { RetainedMessages, type RetainedTopics } from '../native.js';
+import { RetainedMessages, type RetainedRecord, type RetainedTopics } from '../native.js';
 import { retainedMessage, retainedRecord } from '../persistence/registries.js';
 import type { QoS } from '../wire/codec.js';
 import { isExpired, type Message } from '../wire/message.js';
@@ -77,13 +77,18 @@ class NativeRetainedCursor implements RetainedCursor {
       const to = Math.min(this.topics.count, this.at + max);
       const page = this.tree.records(this.topics, this.at, to);
       this.at = to;
-      for (const { topic, record } of page) {
-        const m = retainedMessage(topic, record);
-        if (isExpired(m, now)) this.tree.delete(topic);
-        else out.push(m);
-      }
+      this.live(page, now, out);
     }
     return out;
+  }
+
+  /** The messages of `entries` into `out`; expired ones are dropped from the tree instead. */
+  private live(entries: readonly { topic: string; record: RetainedRecord }[], now: number, out: Message[]): void {
+    for (const { topic, record } of entries) {
+      const m = retainedMessage(topic, record);
+      if (isExpired(m, now)) this.tree.delete(topic);
+      else out.push(m);
+    }
   }
 
   frames(max: number, qos: QoS, version: number, maxPacket: number, now = Date.now()): FramedPage {
@@ -92,11 +97,7 @@ class NativeRetainedCursor implements RetainedCursor {
     const p = this.tree.frames(this.topics, from, to, qos, version, maxPacket);
     this.at = to;
     const special: Message[] = [];
-    for (const { topic, record } of p.special) {
-      const m = retainedMessage(topic, record);
-      if (isExpired(m, now)) this.tree.delete(topic);
-      else special.push(m);
-    }
+    this.live(p.special, now, special);
     return { frames: p.frames, sent: p.sent, tooLarge: p.tooLarge, special, taken: to - from };
   }
 }
