@@ -262,20 +262,14 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
 
   /**
    * Queue metadata writes; they are committed with everything queued in the same event-loop
-   * turn, after every earlier batch. The Promise resolves once they are durable.
+   * turn, after every earlier batch. The Promise resolves once they are durable. One op may be
+   * given as it is (a retained message per publish: no array for it).
    */
-  write(ops: MetaOp[]): Promise<void> {
+  write(ops: MetaOp | readonly MetaOp[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store closed'));
     const b = this.open();
-    for (const op of ops) b.ops.push(op);
-    return b.done;
-  }
-
-  /** write of one op. */
-  private writeOne(op: MetaOp): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('store closed'));
-    const b = this.open();
-    b.ops.push(op);
+    if (Array.isArray(ops)) for (const op of ops as readonly MetaOp[]) b.ops.push(op);
+    else b.ops.push(ops as MetaOp);
     return b.done;
   }
 
@@ -433,17 +427,12 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * one) share it; a session copies it once it reads on (LogSession.setNext).
    */
   shardEnds(): readonly number[] {
-    let last = this.lastEnds;
-    for (let s = 0; s < this.nShards; s++) {
-      const end = this.store.shardEnd(s);
-      if (last !== null && last[s] === end) continue;
-      // Sized up front: an array grown by push from [] keeps room for 17.
-      const out = new Array<number>(this.nShards);
-      for (let k = 0; k < this.nShards; k++) out[k] = k < s && last !== null ? (last[k] as number) : this.store.shardEnd(k);
-      last = this.lastEnds = Object.freeze(out);
-      break;
-    }
-    return last as readonly number[];
+    const last = this.lastEnds;
+    if (last !== null && last.every((end, s) => end === this.store.shardEnd(s))) return last;
+    // Sized up front: an array grown by push from [] keeps room for 17.
+    const out = new Array<number>(this.nShards);
+    for (let s = 0; s < this.nShards; s++) out[s] = this.store.shardEnd(s);
+    return (this.lastEnds = Object.freeze(out));
   }
 
   scan(shard: number, from: number, filters: string[], starts: number[], maxEntries: number, until: number | null): ScanResult {
@@ -546,7 +535,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   saveRetainMessage(msg: Message, record?: Buffer): Promise<void> {
     // One op, its key the topic string (packed as UTF-8 at the commit): no buffer or array per message.
     const key = msg.topic;
-    return this.writeOne(msg.payload.length === 0 ? { op: 'delete', table: 'retained', key } : { op: 'put', table: 'retained', key, value: record ?? retainedRecord(msg) });
+    return this.write(msg.payload.length === 0 ? { op: 'delete', table: 'retained', key } : { op: 'put', table: 'retained', key, value: record ?? retainedRecord(msg) });
   }
 
   getRetainMessage(filter: string): Promise<Message[]> {
