@@ -465,9 +465,10 @@ export function packMetaOps(ops: MetaOp[]): Buffer {
     if (table === undefined) throw new NativeError('ERR_INVALID_ARGUMENT', `unknown metadata table ${JSON.stringify(o.table)}`);
     buf[at] = META_KIND[o.op];
     buf[at + 1] = table;
-    buf.writeUInt32LE(keyBytes(o.key), at + 2);
-    at += META_OPS.header;
-    at += typeof o.key === 'string' ? buf.write(o.key, at, 'utf8') : o.key.copy(buf, at);
+    const keyAt = at + META_OPS.header;
+    const keyLen = typeof o.key === 'string' ? buf.write(o.key, keyAt, 'utf8') : o.key.copy(buf, keyAt);
+    buf.writeUInt32LE(keyLen, at + 2); // the key's length, as written (a string's counted once, above)
+    at = keyAt + keyLen;
     if (o.op === 'put') {
       buf.writeUInt32LE(o.value.length, at);
       at += META_OPS.valueLen;
