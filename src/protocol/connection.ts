@@ -136,6 +136,8 @@ export class Connection implements Client, FrameSink, WheelEntry {
   private gated: Gated[] | null = null;
   private gatedBytes = 0;
   private releasing = false;
+  /** `onDrain` callers waiting for this connection's own buffers (out, gated) to reach the socket. */
+  private drainWaiters: (() => void)[] | null = null;
   /**
    * While the native drain loop has the socket (handOff): takes it back at once (close),
    * tells when the loop last read from the client (keep-alive), and the window to restore.
@@ -185,6 +187,7 @@ export class Connection implements Client, FrameSink, WheelEntry {
     this.outBytes = 0;
     this.broker.metrics.bytesSent += buf.length;
     this.socket.write(buf);
+    if (this.drainWaiters !== null) this.armDrain();
   }
 
   get connected(): boolean {
@@ -355,7 +358,10 @@ export class Connection implements Client, FrameSink, WheelEntry {
     } finally {
       this.releasing = false;
     }
-    if (q.length === 0 && this.gated === q) this.gated = null;
+    if (q.length === 0 && this.gated === q) {
+      this.gated = null;
+      if (this.drainWaiters !== null) this.armDrain();
+    }
   }
 
   /** Send an acknowledgement now, or after those reserved before it. */
@@ -380,8 +386,27 @@ export class Connection implements Client, FrameSink, WheelEntry {
     };
   }
 
+  /**
+   * Call `fn` once what was written has been taken by the kernel. Bytes still in this
+   * connection's own buffers (this turn's writes, writes behind a gate) are waited for until
+   * they reach the socket: the socket emits 'drain' only after a write it could not take at
+   * once, and one it took whole emits nothing.
+   */
   onDrain(fn: () => void): void {
-    this.socket.once('drain', fn);
+    (this.drainWaiters ??= []).push(fn);
+    this.armDrain();
+  }
+
+  /** Hand the drain waiters to the socket's 'drain', or call them now the socket has taken everything. */
+  private armDrain(): void {
+    if (this.outBytes > 0 || this.gated !== null) return; // flushOut comes back here
+    const waiters = this.drainWaiters as (() => void)[];
+    this.drainWaiters = null;
+    if (this.socket.writableNeedDrain) for (const fn of waiters) this.socket.once('drain', fn);
+    else
+      setImmediate(() => {
+        for (const fn of waiters) fn();
+      });
   }
 
   send(packet: Packet): void {

@@ -317,6 +317,28 @@ describe('replay from the log', () => {
     }
   });
 
+  test('a QoS 0 backlog drains whole to a client whose transport takes every write at once (no drain event ever comes)', async () => {
+    // Above the watermark the drain waits for the socket; the first pages go out behind the
+    // CONNACK's gate, and a transport that takes a write whole never emits 'drain' for it.
+    const tb = await startBroker({ config: { 'mqtt.write_high_watermark': 65536 } });
+    try {
+      await offlineSubscriber(tb.url, 'q0-sync', 'q0y/t', 0);
+      const pub = await client(tb.url, { clientId: 'q0y-pub' });
+      const payload = Buffer.alloc(4096, 7);
+      for (let i = 0; i < 3000; i++) pub.publish('q0y/t', payload, { qos: 0 });
+      await pub.endAsync();
+      await sleep(200);
+      const raw = RawClient.memory(tb.broker, 4);
+      raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'q0-sync', clean: false, keepalive: 60 } as never);
+      let n = 0;
+      while (n < 3000 && (await raw.next('publish', 5000)) !== null) n++;
+      assert.equal(n, 3000);
+      raw.end();
+    } finally {
+      await tb.close();
+    }
+  });
+
   for (const native of [true, false]) {
     test(`with message.delivered / message.acked listeners the drain keeps its fast path (${native ? 'the native loop' : 'on the event loop'}) and reports every delivery and acknowledgement`, async () => {
       const tb = await startBroker({ config: { 'durable_sessions.native_drain': native } });
