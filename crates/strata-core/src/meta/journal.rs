@@ -561,6 +561,16 @@ impl Journal {
         self.file.sync_data()
     }
 
+    /// Bytes of valid frames (the whole file).
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Size right after the last snapshot was written.
+    pub(crate) fn base_len(&self) -> u64 {
+        self.base_len
+    }
+
     /// Whether the journal has grown enough to be compacted.
     pub(crate) fn wants_compaction(&self) -> bool {
         self.len > COMPACT_MIN.max(COMPACT_FACTOR.saturating_mul(self.base_len))

@@ -10,7 +10,9 @@
 //!   state;
 //! - `meta.lock`: locked (flock) while a store is open; once a store has been created
 //!   it holds a line of text, so losing both copies is reported, not taken for a new
-//!   store.
+//!   store;
+//! - `meta.seal`: left by a clean close, removed at open ([`seal`]): when both files
+//!   are still byte for byte what it describes, open keeps them without comparing them.
 //!
 //! Writes go through one writer thread that **group-commits**: all operations queued
 //! while a commit is running go into the next one. A group commit is, in this order:
@@ -44,12 +46,14 @@
 //! identity (`system/site_id`, `system/n_shards`) and writes loss reports to
 //! [`Table::Losses`].
 use crate::error::CoreError;
-use redb::{Database, Durability, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -57,6 +61,7 @@ mod journal;
 pub mod packed_ops;
 pub mod progress;
 mod recovery;
+mod seal;
 mod state;
 
 /// Key of `system/journal_seq`: the seq of redb's last commit. Written by the store
@@ -229,10 +234,14 @@ fn meta_err(e: impl Into<redb::Error>) -> CoreError {
 
 /// The metadata store. Cheap to share behind an `Arc`.
 pub struct MetaStore {
-    db: Arc<Database>,
+    /// None once closed (redb closed, the seal written).
+    db: RwLock<Option<Arc<Database>>>,
     dir: PathBuf,
     tx: Mutex<Option<Sender<Req>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The writer; it returns where it ended when it ended cleanly.
+    thread: Mutex<Option<JoinHandle<Option<seal::Ended>>>>,
+    /// Opened from a seal ([`seal`]): both copies as the last clean close left them.
+    sealed: bool,
     _lock: File,
 }
 
@@ -317,7 +326,12 @@ impl MetaStore {
             .open(&lock_path)
             .map_err(|e| CoreError::from_io(format!("open {}", lock_path.display()), &e))?;
         take_lock(&lock, &lock_path, false)?;
-        let plan = recovery::examine(dir)?;
+        let (plan, sealed) = match recovery::sealed(dir)? {
+            Some(plan) => (plan, true),
+            None => (recovery::examine(dir)?, false),
+        };
+        // The seal describes the files as they are now: gone before anything changes them.
+        seal::remove(dir).map_err(|e| CoreError::from_io(format!("remove {}", seal::FILE), &e))?;
         let opened = recovery::execute(plan, durable)?;
         let io = |e: std::io::Error| CoreError::from_io(format!("write {LOCK_FILE}"), &e);
         if lock.metadata().map_err(io)?.len() == 0 {
@@ -341,10 +355,11 @@ impl MetaStore {
             .map_err(|e| CoreError::from_io("spawn metadata writer", &e))?;
         Ok((
             MetaStore {
-                db,
+                db: RwLock::new(Some(db)),
                 dir: dir.to_path_buf(),
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
+                sealed,
                 _lock: lock,
             },
             opened.recovery,
@@ -384,7 +399,12 @@ impl MetaStore {
             .iter()
             .map(|t| plan.journal_table(*t))
             .collect::<Option<Vec<_>>>();
-        Ok((plan.report(), contents))
+        // What open does: with a matching seal it keeps both files as they are.
+        let report = match recovery::sealed(dir)? {
+            Some(sealed) => sealed.report(),
+            None => plan.report(),
+        };
+        Ok((report, contents))
     }
 
     /// Queues `ops` for the next group commit; `done` runs once they are committed
@@ -448,7 +468,7 @@ impl MetaStore {
 
     /// Reads one value.
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, CoreError> {
-        let r = self.db.begin_read().map_err(meta_err)?;
+        let r = self.db()?.begin_read().map_err(meta_err)?;
         let t = r.open_table(table.def()).map_err(meta_err)?;
         Ok(t.get(key).map_err(meta_err)?.map(|v| v.value().to_vec()))
     }
@@ -462,7 +482,7 @@ impl MetaStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KeyValue>, CoreError> {
-        let r = self.db.begin_read().map_err(meta_err)?;
+        let r = self.db()?.begin_read().map_err(meta_err)?;
         let t = r.open_table(table.def()).map_err(meta_err)?;
         let end = prefix_end(prefix);
         let start = match after {
@@ -489,11 +509,43 @@ impl MetaStore {
         Ok(out)
     }
 
-    /// Stops the writer after draining queued operations.
+    /// Calls `f` with every entry of `table`, in key order, as one read transaction sees
+    /// them (no copy of a key or value is made for the call).
+    pub fn for_each(&self, table: Table, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), CoreError> {
+        let r = self.db()?.begin_read().map_err(meta_err)?;
+        let t = r.open_table(table.def()).map_err(meta_err)?;
+        for item in t.iter().map_err(meta_err)? {
+            let (k, v) = item.map_err(meta_err)?;
+            f(k.value(), v.value());
+        }
+        Ok(())
+    }
+
+    /// Whether this open found the seal of a clean close matching both files (so they
+    /// were not compared entry by entry).
+    pub fn opened_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    fn db(&self) -> Result<Arc<Database>, CoreError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
+        db.ok_or_else(|| CoreError::Closed("metadata store closed".into()))
+    }
+
+    /// Stops the writer after draining queued operations, closes redb and, when the
+    /// writer ended cleanly, seals the two copies for the next open ([`seal`]).
     pub fn close(&self) {
         self.tx.lock().expect("poisoned").take();
-        if let Some(t) = self.thread.lock().expect("poisoned").take() {
-            let _ = t.join();
+        let Some(t) = self.thread.lock().expect("poisoned").take() else {
+            return;
+        };
+        let ended = t.join().ok().flatten();
+        let db = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        // redb writes its allocator state and a clean header when its last handle goes.
+        let closed = db.is_some_and(|db| Arc::try_unwrap(db).is_ok());
+        if let (true, Some(end)) = (closed, ended) {
+            // Without a seal the next open compares the copies in full: nothing to report.
+            let _ = seal::write(&self.dir, &end);
         }
     }
 }
@@ -548,7 +600,9 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Req>) {
+    /// Commits until the channel closes; returns where it ended when both copies are at
+    /// the same seq and synced (the seal's content), None otherwise.
+    fn run(mut self, rx: Receiver<Req>) -> Option<seal::Ended> {
         let mut pending = None;
         loop {
             let Some(first) = pending.take().or_else(|| rx.recv().ok()) else {
@@ -592,14 +646,14 @@ impl Writer {
                 }
             }
         }
-        if let Some(j) = &self.journal {
-            let _ = j.sync();
-        }
-        if !self.durable {
-            if let Ok(w) = self.db.begin_write() {
-                let _ = w.commit();
-            }
-        }
+        let synced = self.journal.as_ref().is_some_and(|j| j.sync().is_ok());
+        let committed = self.durable || self.db.begin_write().is_ok_and(|w| w.commit().is_ok());
+        let j = self.journal.as_ref()?;
+        (synced && committed).then(|| seal::Ended {
+            seq: self.seq,
+            journal_len: j.len(),
+            snapshot_len: j.base_len(),
+        })
     }
 
     /// One group commit: redb, then the journal.

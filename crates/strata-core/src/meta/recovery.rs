@@ -661,6 +661,43 @@ pub(crate) fn examine(dir: &Path) -> Result<Plan, CoreError> {
     Ok(plan)
 }
 
+/// The plan for a directory whose last clean close sealed it ([`super::seal`]) and whose
+/// files match the seal: keep both as they are. None when the seal is missing or does
+/// not match, or an interrupted rewrite left a file behind: then [`examine`].
+pub(crate) fn sealed(dir: &Path) -> Result<Option<Plan>, CoreError> {
+    let io = |e: &io::Error| CoreError::from_io(format!("read {}", super::seal::FILE), e);
+    let Some(end) = super::seal::verify(dir).map_err(|e| io(&e))? else {
+        return Ok(None);
+    };
+    for name in [journal::TMP_FILE, REDB_TMP] {
+        if exists(&dir.join(name))? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Plan {
+        dir: dir.to_path_buf(),
+        stray: Vec::new(),
+        source: Source::Redb,
+        catch_up: None,
+        repair_redb: false,
+        quarantine_redb: None,
+        quarantine_journal: None,
+        rewrite_journal: false,
+        fresh: false,
+        lost: None,
+        events: Vec::new(),
+        // Where the journal ends and its snapshot's size; its state is not read.
+        journal: Some(Box::new(Scan {
+            state: State::default(),
+            seq: end.seq,
+            snapshot_len: end.snapshot_len,
+            valid_len: end.journal_len,
+            resume: None,
+            tail: Tail::Clean,
+        })),
+    }))
+}
+
 fn decide(plan: &mut Plan, redb: Redb, found: Found, initialized: bool) {
     let ev = &mut plan.events;
     // The journal's bytes past its valid frames, and how a kept journal ends.
