@@ -2,7 +2,8 @@
 //! for [`RetainedMessages`], the retained messages themselves (their records, in the
 //! layout of [`crate::topic::retained_record`]) so that they wait in Rust-owned memory and
 //! cross to JavaScript only when delivered.
-use std::collections::HashMap;
+use hashbrown::hash_map::EntryRef;
+use hashbrown::HashMap;
 
 use crate::error::CoreError;
 use crate::topic::validate::{parse_filter, validate_topic_name};
@@ -147,10 +148,11 @@ impl<V> RetainedTree<V> {
         let mut node = &mut self.root;
         for level in topic.split('/') {
             let map = node.children.get_or_insert_with(Default::default);
-            if !map.contains_key(level) {
-                map.insert(level.into(), Node::default());
-            }
-            node = map.get_mut(level).expect("child inserted just above");
+            // One lookup; the level's key is allocated only when the child is new.
+            node = match map.entry_ref(level) {
+                EntryRef::Occupied(o) => o.into_mut(),
+                EntryRef::Vacant(v) => v.insert_with_key(level.into(), Node::default()),
+            };
         }
         let old = node.value.replace(value);
         if old.is_none() {
