@@ -138,7 +138,10 @@ function cases(): Case[] {
   const streams = files(shardDir, 'streams').map((p) => rel(golden, p))[0] as string;
   const segLost = (seg: string, how: Damage) => (dir: string, hit: [number, number]) => lostIn(join(dir, seg), hit, how);
   const none = (): number[] => [];
+  assert.ok(existsSync(join(golden, 'meta.seal')), 'a clean stop seals the metadata');
   for (const how of DAMAGES) {
+    // A damaged or missing seal only means the next open compares both copies in full.
+    out.push({ name: `meta.seal ${how}`, target: (d) => join(d, 'meta.seal'), how, lost: none, checkFinds: false });
     out.push({ name: `LOCK ${how}`, target: (d) => join(d, 'LOCK'), how, lost: none, checkFinds: false });
     out.push({ name: `meta.lock ${how}`, target: (d) => join(d, 'meta.lock'), how, lost: none, checkFinds: false });
     out.push({ name: `STORE ${how}`, target: (d) => join(d, 'STORE'), how, lost: none, checkFinds: true });
