@@ -92,3 +92,31 @@ fn counts_add_up_survive_a_reopen_and_go_with_retention() {
     );
     assert_eq!(log.read_counts(0, &[offs[2]]).unwrap(), vec![0, 0]);
 }
+
+#[test]
+fn offsets_read_in_any_order_and_across_generations_give_each_its_own_counts() {
+    let d = tempfile::tempdir().unwrap();
+    let log = Log::open(d.path(), opts(None)).unwrap();
+    let mut offs = append(&log, 20);
+    log.roll_generations().unwrap();
+    offs.extend(append(&log, 5));
+    let mut deltas: Vec<_> = offs.iter().map(|&o| (o, o as u32 + 1, 1)).collect();
+    log.add_counts(0, &mut deltas).unwrap();
+    // As ids sort as text ("0:10" before "0:2"), with a repeat, a hole and both generations.
+    let mut asked: Vec<u64> = offs.clone();
+    asked.sort_by_key(|o| o.to_string());
+    asked.push(offs[3]);
+    asked.push(10_000);
+    let got = log.read_counts(0, &asked).unwrap();
+    let want: Vec<u32> = asked
+        .iter()
+        .flat_map(|&o| {
+            if o == 10_000 {
+                [0, 0]
+            } else {
+                [o as u32 + 1, 1]
+            }
+        })
+        .collect();
+    assert_eq!(got, want);
+}

@@ -222,9 +222,31 @@ impl Counts {
         Ok(first_acked)
     }
 
-    /// `delivered, acked` of each of `offsets` (ascending) of shard `shard`, back to back
-    /// (zeros where nothing was counted).
+    /// `delivered, acked` of each of `offsets` (any order, repeats allowed) of shard
+    /// `shard`, back to back (zeros where nothing was counted).
     pub fn read(
+        &self,
+        shard: u32,
+        gens: &[Arc<Generation>],
+        offsets: &[u64],
+    ) -> Result<Vec<u32>, CoreError> {
+        if offsets.is_sorted() {
+            return self.read_sorted(shard, gens, offsets);
+        }
+        let mut order: Vec<usize> = (0..offsets.len()).collect();
+        order.sort_unstable_by_key(|&i| offsets[i]);
+        let sorted: Vec<u64> = order.iter().map(|&i| offsets[i]).collect();
+        let got = self.read_sorted(shard, gens, &sorted)?;
+        let mut out = vec![0u32; offsets.len() * 2];
+        for (k, &i) in order.iter().enumerate() {
+            out[2 * i] = got[2 * k];
+            out[2 * i + 1] = got[2 * k + 1];
+        }
+        Ok(out)
+    }
+
+    /// [`Counts::read`] of ascending `offsets`.
+    fn read_sorted(
         &self,
         shard: u32,
         gens: &[Arc<Generation>],
