@@ -196,8 +196,13 @@ export class Backends {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(this.consumers.map((c) => c.idle())), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
     clearTimeout(timer);
-    // The sink stops after its batch in progress, or at once while its server is away (the pool closing ends the wait).
+    // The sink writes its batch in progress and the status updates it holds; while its server is
+    // away, the pool closing after the grace ends the wait (the next start finds those updates).
     const sink = this.sink?.stop();
+    if (sink) {
+      await Promise.race([sink, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+      clearTimeout(timer);
+    }
     await Promise.all([...this.pools.values()].map((p: Pool) => p.close()));
     await sink;
   }

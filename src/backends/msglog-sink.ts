@@ -24,6 +24,13 @@
  * the broker counted but had not written to the counts files when it stopped (kill -9: up to a
  * second) never reaches the table; a clean stop writes it first.
  *
+ * Updates held when the sink ends without writing them (a kill -9, the database away at a
+ * stop, more than MAX_ACKS held) are found again at the next start: a row of the position
+ * table (shard -1) says whether the last run ended with every update written (next = 1; 0 while
+ * running). When it did not, the sink goes through the rows still CREATE (by id, a page per turn
+ * of its loop, between its inserts) and updates those whose entry the counts files show
+ * completed.
+ *
  * A batch the server refuses (not a lost connection: those are retried by the pool while it is
  * away) is counted, logged and tried again after a second; the position does not move past it.
  */
@@ -41,6 +48,10 @@ const BATCH = 500;
 const RETRY_MS = 1000;
 /** Status updates held at most (first completions of rows written); beyond, they are not written (counted). */
 const MAX_ACKS = 1_000_000;
+/** Rows per page of the status repair after a run that did not end cleanly. */
+const REPAIR_PAGE = 1000;
+/** The position table's row saying whether the last run ended with every status update written. */
+const CLEAN_SHARD = -1;
 /** redismq's MessageStatus codes. */
 const CREATE = 0;
 const SUCCESS = 1;
@@ -76,6 +87,12 @@ function updateStatus(dialect: 'pgsql' | 'mysql', rows: number): string {
   return `UPDATE redismq_message SET status = ${SUCCESS}, update_time = $1 WHERE status = ${CREATE} AND id IN (${Array.from({ length: rows }, (_v, i) => `$${i + 2}`).join(', ')})`;
 }
 
+/** A page of the rows still CREATE after id `$1` (paged by the primary key). */
+function createdAfter(dialect: 'pgsql' | 'mysql'): string {
+  const p = dialect === 'mysql' ? '?' : '$1';
+  return `SELECT id FROM redismq_message WHERE status = ${CREATE} AND id > ${p} ORDER BY id LIMIT ${REPAIR_PAGE}`;
+}
+
 /** The first value of the user property `name`, or ''. */
 function userProperty(properties: Record<string, unknown> | null, name: string): string {
   if (name === '' || properties === null) return '';
@@ -100,6 +117,10 @@ export class LogSink {
   statusDropped = 0;
   private reader: LogReader | null = null;
   private readonly unlisten: (() => void) | null;
+  /** The status repair's position (the last id looked at); null when there is none to do. */
+  private repairAfter: string | null = null;
+  /** Rows the status repair updated. */
+  repaired = 0;
 
   constructor(
     private readonly pool: SqlPool,
@@ -172,10 +193,15 @@ export class LogSink {
   private async setUp(): Promise<LogReader> {
     for (const s of SINK_SCHEMA[this.pool.dialect]) await this.pool.query(s, []);
     const start = Array.from({ length: this.store.nShards }, () => 0);
-    for (const r of await this.pool.query('SELECT shard, next FROM redismq_message_position', [])) {
+    const rows = await this.pool.query('SELECT shard, next FROM redismq_message_position', []);
+    for (const r of rows) {
       const shard = Number(r.shard);
       if (shard >= 0 && shard < start.length) start[shard] = Math.min(Number(r.next), this.store.shardEnd(shard));
     }
+    // A run before this one that wrote rows and did not end cleanly: look for the updates it held.
+    const clean = rows.some((r) => Number(r.shard) === CLEAN_SHARD && Number(r.next) === 1);
+    if (rows.length > 0 && !clean) this.repairAfter = '';
+    await this.pool.query(upsertPositions(this.pool.dialect, 1), [CLEAN_SHARD, 0]);
     this.log.info({ pool: this.pool.cfg.id, from: start.map((o, s) => `${s}:${o}`).join(',') }, 'message log SQL sink started');
     return new LogReader(this.store, this.cfg.filters, start, null, Number.MAX_SAFE_INTEGER, true);
   }
@@ -185,9 +211,10 @@ export class LogSink {
     this.reader = reader;
     while (!this.stopped) {
       await this.writeStatus();
+      if (this.repairAfter !== null) await this.repairPage();
       const got = reader.take(BATCH);
       if (got.length === 0) {
-        if (this.acks.length > 0) continue;
+        if (this.acks.length > 0 || this.repairAfter !== null) continue;
         await this.park(reader);
         reader.rearm();
         continue;
@@ -208,6 +235,38 @@ export class LogSink {
       this.counters.sqlRows += got.length;
     }
     await this.writeStatus(); // a clean stop: the first completions counted so far
+    // Every update written (none dropped, no repair left): the next start need not look.
+    if (this.statusDropped === 0 && this.repairAfter === null) await this.pool.query(upsertPositions(this.pool.dialect, 1), [CLEAN_SHARD, 1]);
+  }
+
+  /** One page of the status repair: rows still CREATE whose entry has a completed delivery are queued for their update. */
+  private async repairPage(): Promise<void> {
+    const after = this.repairAfter as string;
+    let rows: { id?: unknown }[] = [];
+    await this.untilWritten('status repair', async () => {
+      rows = await this.pool.query(createdAfter(this.pool.dialect), [after]);
+    });
+    const byShard = new Map<number, { ids: string[]; offsets: number[] }>();
+    for (const r of rows) {
+      const id = String(r.id);
+      const [shard, offset] = id.split(':').map(Number) as [number, number];
+      if (!(shard >= 0 && shard < this.store.nShards && Number.isSafeInteger(offset))) continue; // not a row of ours
+      const g = byShard.get(shard) ?? { ids: [], offsets: [] };
+      g.ids.push(id);
+      g.offsets.push(offset);
+      byShard.set(shard, g);
+    }
+    for (const [shard, g] of byShard) {
+      const c = this.store.readCounts(shard, Float64Array.from(g.offsets));
+      g.ids.forEach((id, i) => {
+        if ((c[2 * i + 1] as number) > 0) {
+          this.acks.push(id);
+          this.repaired++;
+        }
+      });
+    }
+    this.repairAfter = rows.length < REPAIR_PAGE ? null : String(rows[rows.length - 1]?.id);
+    if (this.repairAfter === null && this.repaired > 0) this.log.info({ pool: this.pool.cfg.id, rows: this.repaired }, 'message log SQL sink: status updates the last run did not write, written');
   }
 
   /** Caught up: wait until a shard moves past where the reader is (or the sink stops). */

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { client, persistent, sleep, startBroker, tempDir, type TestBroker } from '../helpers.js';
+import { client, persistent, sleep, startBroker, tempDir, type TestBroker, unconnected } from '../helpers.js';
 import { DB_NAME, DB_PASSWORD, startMariadb, startPostgres, type TestServer } from '../servers.js';
 import { until } from '../backends.js';
 import { openReader, planQuery, entryJson } from '../../src/msglog/query.js';
@@ -135,6 +135,62 @@ for (const kind of ['pgsql', 'mysql'] as const) {
       assert.equal(await count(), 162);
       assert.equal(tb.broker.metrics.msglog.sqlRows, 10, 'the restarted sink wrote only the new ones');
       await pub2.endAsync();
+      await db.close();
+      await tb.close();
+      tb = null;
+    });
+
+    test('status updates a run could not write (the database away when it stopped) are written by the next run', async () => {
+      server ??= await (kind === 'pgsql' ? startPostgres() : startMariadb());
+      const s = server;
+      let db = await connectDb(kind, s);
+      await db.query('DROP TABLE IF EXISTS redismq_message');
+      await db.query('DROP TABLE IF EXISTS redismq_message_position');
+      const config = {
+        'msglog.topics': 'rp/#',
+        'msglog.sql_pool': `${kind}.logdb`,
+        [`backend.${kind}.logdb.server`]: s.server,
+        [`backend.${kind}.logdb.username`]: kind === 'pgsql' ? 'postgres' : 'strata',
+        [`backend.${kind}.logdb.password`]: DB_PASSWORD,
+        [`backend.${kind}.logdb.database`]: DB_NAME,
+      };
+      const dataDir = `${tmp.dir}/repair`;
+      tb = await startBroker({ dataDir, config });
+      const away = await client(tb, persistent(5, 'rp-away'));
+      await away.subscribeAsync('rp/t', { qos: 1 });
+      await away.endAsync();
+      const pub = await client(tb, { clientId: 'rp-pub' });
+      for (let i = 0; i < 20; i++) await pub.publishAsync('rp/t', `r${i}`, { qos: 1 });
+      await pub.endAsync();
+      const statuses = async (): Promise<number[]> => (await db.query('SELECT status FROM redismq_message ORDER BY id')).map((r) => Number(r.status));
+      await until('20 rows', async () => (await statuses().catch(() => [])).length === 20, 20000);
+      assert.deepEqual(await statuses(), Array<number>(20).fill(0), 'CREATE: the subscriber is away');
+
+      // The database goes away; the subscriber comes back and acknowledges all 20; the broker stops
+      // before the database is back: the 20 updates are not written.
+      await db.close();
+      await new Promise((r) => setTimeout(r, 1500));
+      await s.kill();
+      const back = unconnected(tb.url, persistent(5, 'rp-away'));
+      let got = 0;
+      back.on('message', () => got++); // before CONNACK: the queue follows it at once
+      back.connect();
+      await until('20 delivered', () => got === 20, 10000);
+      await new Promise((r) => setTimeout(r, 1500)); // the counts files have the acknowledgements
+      await back.endAsync();
+      await tb.close();
+      tb = null;
+      await s.start();
+      db = await connectDb(kind, s);
+      assert.deepEqual(await statuses(), Array<number>(20).fill(0), 'the stopped run wrote none of them');
+
+      // The next run finds them from the counts files.
+      tb = await startBroker({ dataDir, config });
+      await until('20 rows SUCCESS', async () => (await statuses()).every((x) => x === 1), 20000);
+      await tb.close();
+      tb = null;
+      const mark = await db.query('SELECT next FROM redismq_message_position WHERE shard = -1');
+      assert.equal(Number(mark[0]?.next), 1, 'a clean stop with every update written says so');
       await db.close();
     });
   });
