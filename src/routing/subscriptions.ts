@@ -15,8 +15,9 @@ const ROUTE_CACHE_MAX = 65536;
 /**
  * Lookups per route-cache window. A window in which fewer than 1 in 8 lookups hit (distinct
  * topics: one per device, each published once in a while) stops filling the cache for the next
- * one — entries would only be churned through, each an array kept until the next clear — except
- * every 16th miss, so a workload that repeats its topics again shows hits and turns it back on.
+ * one — entries would only be churned through, each an array kept until the next clear — and,
+ * while off, only every 16th topic looks the cache up and fills it, so a workload that repeats
+ * its topics again shows hits (a window is then 16 × as many topics) and turns it back on.
  */
 const ROUTE_WINDOW = 4096;
 /** Topic names up to this many UTF-16 units are checked in JavaScript (at most 3 bytes each in UTF-8: under the 65,535-byte limit). */
@@ -94,6 +95,8 @@ export class SubscriptionTable {
   private lookups = 0;
   private hits = 0;
   private caching = true;
+  /** Topics matched without the cache while it is off (every 16th looks it up). */
+  private skipped = 0;
   private readonly records: (SubRecord | undefined)[] = [];
   private readonly freeIds: number[] = [];
 
@@ -149,6 +152,9 @@ export class SubscriptionTable {
    */
   match(topic: string): Uint32Array {
     if (this.sharedSubs > 0) return this.trie.match(topic);
+    // While the cache is off, only every 16th topic looks it up (and fills it): the lookup of a
+    // topic seen once (hashing a fresh string, a miss in a large Map) cost more than it saved.
+    if (!this.caching && (++this.skipped & 15) !== 0) return this.trie.match(topic);
     let ids = this.routes.get(topic);
     if (++this.lookups === ROUTE_WINDOW) {
       this.caching = this.hits * 8 >= ROUTE_WINDOW;
@@ -160,10 +166,8 @@ export class SubscriptionTable {
       return ids;
     }
     ids = this.trie.match(topic);
-    if (this.caching || (this.lookups & 15) === 0) {
-      if (this.routes.size >= ROUTE_CACHE_MAX) this.routes.clear();
-      this.routes.set(topic, ids.slice()); // the trie's result is a view it reuses
-    }
+    if (this.routes.size >= ROUTE_CACHE_MAX) this.routes.clear();
+    this.routes.set(topic, ids.slice()); // the trie's result is a view it reuses
     return ids;
   }
 
