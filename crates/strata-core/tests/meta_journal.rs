@@ -1,13 +1,13 @@
 //! The metadata journal: a damaged, missing or stale `meta.redb` or `meta.journal` is
 //! repaired from the other copy, damaged files are renamed aside (never deleted), every
 //! loss is reported, and `MetaStore::check` says so beforehand without touching a byte.
+mod common;
+
+use common::{dump, Model};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use strata_core::meta::{MetaRecovery, MetaStore, Op, Table, JOURNAL_SEQ_KEY};
-
-/// `(table name, key) -> value`, everything but `system/journal_seq`.
-type Model = BTreeMap<(&'static str, Vec<u8>), Vec<u8>>;
 
 fn model_apply(model: &mut Model, op: &Op) {
     match op {
@@ -26,18 +26,6 @@ fn apply(m: &MetaStore, model: &mut Model, ops: Vec<Op>) {
         model_apply(model, op);
     }
     m.apply_blocking(ops).unwrap();
-}
-
-fn dump(m: &MetaStore) -> Model {
-    let mut out = Model::new();
-    for t in Table::ALL {
-        for (k, v) in m.scan(t, b"", None, usize::MAX).unwrap() {
-            if !(t == Table::System && k == JOURNAL_SEQ_KEY) {
-                out.insert((t.name(), k), v);
-            }
-        }
-    }
-    out
 }
 
 fn value(tag: &str, i: usize, round: usize, len: usize) -> Vec<u8> {

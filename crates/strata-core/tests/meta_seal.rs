@@ -2,24 +2,12 @@
 //! comparing them only when both files are byte for byte what the seal describes; a
 //! damaged file, a damaged or stale seal, or a crash after an open, and open examines
 //! both files in full as before — nothing acknowledged is lost either way.
-use std::collections::BTreeMap;
+mod common;
+
+use common::{dump, Model};
 use std::fs;
 use std::path::Path;
-use strata_core::meta::{MetaRecovery, MetaStore, Op, Table, JOURNAL_SEQ_KEY};
-
-type Model = BTreeMap<(&'static str, Vec<u8>), Vec<u8>>;
-
-fn dump(m: &MetaStore) -> Model {
-    let mut out = Model::new();
-    for t in Table::ALL {
-        for (k, v) in m.scan(t, b"", None, usize::MAX).unwrap() {
-            if !(t == Table::System && k == JOURNAL_SEQ_KEY) {
-                out.insert((t.name(), k), v);
-            }
-        }
-    }
-    out
-}
+use strata_core::meta::{MetaRecovery, MetaStore, Op, Table};
 
 /// A few hundred entries over several commits, some overwritten or deleted.
 fn fill(m: &MetaStore, round: u8) {

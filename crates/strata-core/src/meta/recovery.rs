@@ -568,20 +568,7 @@ fn exists(p: &Path) -> Result<bool, CoreError> {
 pub(crate) fn examine(dir: &Path) -> Result<Plan, CoreError> {
     let redb_path = dir.join(REDB_FILE);
     let journal_path = dir.join(journal::FILE);
-    let mut plan = Plan {
-        dir: dir.to_path_buf(),
-        stray: Vec::new(),
-        source: Source::Redb,
-        catch_up: None,
-        repair_redb: false,
-        quarantine_redb: None,
-        quarantine_journal: None,
-        rewrite_journal: false,
-        fresh: false,
-        lost: None,
-        events: Vec::new(),
-        journal: None,
-    };
+    let mut plan = Plan::keep(dir, None);
     for name in [journal::TMP_FILE, REDB_TMP] {
         if exists(&dir.join(name))? {
             plan.stray.push(name);
@@ -674,28 +661,16 @@ pub(crate) fn sealed(dir: &Path) -> Result<Option<Plan>, CoreError> {
             return Ok(None);
         }
     }
-    Ok(Some(Plan {
-        dir: dir.to_path_buf(),
-        stray: Vec::new(),
-        source: Source::Redb,
-        catch_up: None,
-        repair_redb: false,
-        quarantine_redb: None,
-        quarantine_journal: None,
-        rewrite_journal: false,
-        fresh: false,
-        lost: None,
-        events: Vec::new(),
-        // Where the journal ends and its snapshot's size; its state is not read.
-        journal: Some(Box::new(Scan {
-            state: State::default(),
-            seq: end.seq,
-            snapshot_len: end.snapshot_len,
-            valid_len: end.journal_len,
-            resume: None,
-            tail: Tail::Clean,
-        })),
-    }))
+    // Where the journal ends and its snapshot's size; its state is not read.
+    let journal = Scan {
+        state: State::default(),
+        seq: end.seq,
+        snapshot_len: end.snapshot_len,
+        valid_len: end.journal_len,
+        resume: None,
+        tail: Tail::Clean,
+    };
+    Ok(Some(Plan::keep(dir, Some(Box::new(journal)))))
 }
 
 fn decide(plan: &mut Plan, redb: Redb, found: Found, initialized: bool) {
@@ -887,6 +862,25 @@ fn decide(plan: &mut Plan, redb: Redb, found: Found, initialized: bool) {
 }
 
 impl Plan {
+    /// Keep `meta.redb` (and `journal`, when given) as they are, nothing else: what
+    /// [`examine`] starts from and what a matching seal gives.
+    fn keep(dir: &Path, journal: Option<Box<Scan>>) -> Plan {
+        Plan {
+            dir: dir.to_path_buf(),
+            stray: Vec::new(),
+            source: Source::Redb,
+            catch_up: None,
+            repair_redb: false,
+            quarantine_redb: None,
+            quarantine_journal: None,
+            rewrite_journal: false,
+            fresh: false,
+            lost: None,
+            events: Vec::new(),
+            journal,
+        }
+    }
+
     /// A table's entries as the journal holds them (None without a usable journal).
     pub(crate) fn journal_table(&self, table: Table) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         self.journal.as_ref().map(|j| {
