@@ -6,6 +6,7 @@
  * 404 nothing by that name, 503 not ready / no store.
  */
 import fastifySwagger from '@fastify/swagger';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { validateTopicFilter } from '../native.js';
@@ -14,8 +15,6 @@ import { bearerMatches } from './token.js';
 import { NotFound, page, type AdminView } from './view.js';
 
 export interface AdminServerOptions {
-  host: string;
-  port: number;
   token: string;
   metricsPublic: boolean;
   version: string;
@@ -53,9 +52,21 @@ const clientIdParam = { type: 'object', properties: { clientid: { type: 'string'
 const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema };
 const secured = [{ bearer: [] }];
 
-export async function startAdminServer(view: AdminView, metrics: Registry, opts: AdminServerOptions): Promise<{ app: FastifyInstance; port: number }> {
+/**
+ * The API's routes on `server` (listening already, made by the caller): returns the fastify
+ * instance, ready, and the handler its requests go to.
+ */
+export async function adminApp(view: AdminView, metrics: Registry, opts: AdminServerOptions, server: Server): Promise<{ app: FastifyInstance; handle: (req: IncomingMessage, res: ServerResponse) => void }> {
+  let handle: ((req: IncomingMessage, res: ServerResponse) => void) | null = null;
   // Query strings: `connected=true` as a boolean, numbers as numbers (ajv coercion), no extra keys.
-  const app = Fastify({ logger: false, ajv: { customOptions: { coerceTypes: true, removeAdditional: false } } });
+  const app = Fastify({
+    logger: false,
+    ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
+    serverFactory: (h) => {
+      handle = h;
+      return server;
+    },
+  });
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.0.3',
@@ -216,8 +227,7 @@ export async function startAdminServer(view: AdminView, metrics: Registry, opts:
 
   logRoutes(app, view.b);
 
-  await app.listen({ host: opts.host, port: opts.port });
-  const addr = app.server.address();
-  return { app, port: typeof addr === 'object' && addr ? addr.port : opts.port };
+  await app.ready();
+  return { app, handle: handle as unknown as (req: IncomingMessage, res: ServerResponse) => void };
 }
 

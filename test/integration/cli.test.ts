@@ -369,6 +369,22 @@ describe('stratamq start', { concurrency: 3 }, () => {
     }
   });
 
+  test('the admin port in use exits 1 with the same clear message (the port is bound at start, its routes loaded later)', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '0.0.0.0', resolve));
+    const adminPort = (blocker.address() as { port: number }).port;
+    const port = await freePort();
+    try {
+      const c = cli(['start', '--port', String(port), '--ws-port', '0', '--admin-port', String(adminPort), '--data-dir', join(dir, `data-${++stores}`)]);
+      const { code } = await c.exited;
+      assert.equal(code, 1);
+      assert.match(c.stderr(), /^stratamq: port in use: .*EADDRINUSE.*:\d+\n$/);
+      assert.ok(c.stderr().includes(String(adminPort)), `stderr names the port: ${c.stderr()}`);
+    } finally {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    }
+  });
+
   test('an invalid --port is refused before starting', async () => {
     const c = cli(['start', '--port', '70000']);
     const { code } = await c.exited;
