@@ -2,6 +2,7 @@
 //! for [`RetainedMessages`], the retained messages themselves (their records, in the
 //! layout of [`crate::topic::retained_record`]) so that they wait in Rust-owned memory and
 //! cross to JavaScript only when delivered.
+use compact_str::CompactString;
 use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 
@@ -9,8 +10,9 @@ use crate::error::CoreError;
 use crate::topic::validate::{parse_filter, validate_topic_name};
 
 /// Children by topic level. Levels come from clients, so the hasher is seeded per
-/// process rather than a fixed, collision-craftable one.
-type LevelMap<V> = HashMap<Box<str>, Node<V>, foldhash::fast::RandomState>;
+/// process rather than a fixed, collision-craftable one. A level of up to 24 bytes (most:
+/// a device id, a number) is held inside its key, without an allocation of its own.
+type LevelMap<V> = HashMap<CompactString, Node<V>, foldhash::fast::RandomState>;
 
 /// One topic level.
 ///
@@ -42,7 +44,7 @@ impl<V> Node<V> {
         self.children.as_ref().map_or(0, |c| c.len())
     }
 
-    fn children(&self) -> impl Iterator<Item = (&Box<str>, &Node<V>)> {
+    fn children(&self) -> impl Iterator<Item = (&CompactString, &Node<V>)> {
         self.children.iter().flat_map(|c| c.iter())
     }
 }
