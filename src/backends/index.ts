@@ -193,19 +193,21 @@ export class Backends {
   async close(): Promise<void> {
     for (const c of this.consumers) c.close();
     for (const h of this.holds.splice(0)) this.bus.publishHolds.splice(this.bus.publishHolds.indexOf(h), 1);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(this.consumers.map((c) => c.idle())), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
-    clearTimeout(timer);
+    await withinGrace(Promise.all(this.consumers.map((c) => c.idle())));
     // The sink writes its batch in progress and the status updates it holds; while its server is
     // away, the pool closing after the grace ends the wait (the next start finds those updates).
     const sink = this.sink?.stop();
-    if (sink) {
-      await Promise.race([sink, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
-      clearTimeout(timer);
-    }
+    if (sink) await withinGrace(sink);
     await Promise.all([...this.pools.values()].map((p: Pool) => p.close()));
     await sink;
   }
+}
+
+/** `p` settled, or CLOSE_GRACE_MS gone by, whichever comes first. */
+async function withinGrace(p: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+  clearTimeout(timer);
 }
 
 /** Whether a rule's topic filter selects the event (client events: always). */

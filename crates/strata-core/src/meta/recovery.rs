@@ -652,15 +652,15 @@ pub(crate) fn examine(dir: &Path) -> Result<Plan, CoreError> {
 /// files match the seal: keep both as they are. None when the seal is missing or does
 /// not match, or an interrupted rewrite left a file behind: then [`examine`].
 pub(crate) fn sealed(dir: &Path) -> Result<Option<Plan>, CoreError> {
-    let io = |e: &io::Error| CoreError::from_io(format!("read {}", super::seal::FILE), e);
-    let Some(end) = super::seal::verify(dir).map_err(|e| io(&e))? else {
-        return Ok(None);
-    };
     for name in [journal::TMP_FILE, REDB_TMP] {
         if exists(&dir.join(name))? {
             return Ok(None);
         }
     }
+    let io = |e: &io::Error| CoreError::from_io(format!("read {}", super::seal::FILE), e);
+    let Some(end) = super::seal::verify(dir).map_err(|e| io(&e))? else {
+        return Ok(None);
+    };
     // Where the journal ends and its snapshot's size; its state is not read.
     let journal = Scan {
         state: State::default(),
