@@ -27,6 +27,17 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Run `fn` with a port another server holds (all addresses), closed afterwards. */
+async function withPortInUse(fn: (port: number) => Promise<void>): Promise<void> {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '0.0.0.0', resolve));
+  try {
+    await fn((blocker.address() as { port: number }).port);
+  } finally {
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
+  }
+}
+
 let files = 0;
 function configFile(text: string): string {
   const p = join(dir, `broker-${++files}.conf`);
@@ -339,50 +350,35 @@ describe('stratamq start', { concurrency: 3 }, () => {
   });
 
   test('a port in use exits with code 1 and says so', async () => {
-    const blocker = createServer();
-    await new Promise<void>((resolve) => blocker.listen(0, '0.0.0.0', resolve));
-    const port = (blocker.address() as { port: number }).port;
-    try {
+    await withPortInUse(async (port) => {
       const c = cli(['start', '--port', String(port), '--ws-port', '0', '--data-dir', join(dir, `data-${++stores}`)]);
       const { code } = await c.exited;
       assert.equal(code, 1);
       assert.match(c.stderr(), /port in use/);
       assert.ok(c.stderr().includes(String(port)), `stderr names the port: ${c.stderr()}`);
-    } finally {
-      await new Promise<void>((resolve) => blocker.close(() => resolve()));
-    }
+    });
   });
 
   test('the WebSocket port in use also exits 1 with the same clear message, not a crash', async () => {
-    const blocker = createServer();
-    await new Promise<void>((resolve) => blocker.listen(0, '0.0.0.0', resolve));
-    const wsPort = (blocker.address() as { port: number }).port;
-    const port = await freePort();
-    try {
+    await withPortInUse(async (wsPort) => {
+      const port = await freePort();
       const c = cli(['start', '--port', String(port), '--ws-port', String(wsPort), '--data-dir', join(dir, `data-${++stores}`)]);
       const { code } = await c.exited;
       assert.equal(code, 1);
       assert.match(c.stderr(), /^stratamq: port in use: .*EADDRINUSE.*:\d+\n$/);
       assert.doesNotMatch(c.stderr(), /Unhandled/);
-    } finally {
-      await new Promise<void>((resolve) => blocker.close(() => resolve()));
-    }
+    });
   });
 
   test('the admin port in use exits 1 with the same clear message (the port is bound at start, its routes loaded later)', async () => {
-    const blocker = createServer();
-    await new Promise<void>((resolve) => blocker.listen(0, '0.0.0.0', resolve));
-    const adminPort = (blocker.address() as { port: number }).port;
-    const port = await freePort();
-    try {
+    await withPortInUse(async (adminPort) => {
+      const port = await freePort();
       const c = cli(['start', '--port', String(port), '--ws-port', '0', '--admin-port', String(adminPort), '--data-dir', join(dir, `data-${++stores}`)]);
       const { code } = await c.exited;
       assert.equal(code, 1);
       assert.match(c.stderr(), /^stratamq: port in use: .*EADDRINUSE.*:\d+\n$/);
       assert.ok(c.stderr().includes(String(adminPort)), `stderr names the port: ${c.stderr()}`);
-    } finally {
-      await new Promise<void>((resolve) => blocker.close(() => resolve()));
-    }
+    });
   });
 
   test('an invalid --port is refused before starting', async () => {

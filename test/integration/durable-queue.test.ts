@@ -26,6 +26,16 @@ async function publishN(url: string, topic: string, n: number, qos: 0 | 1, from 
   await pub.endAsync();
 }
 
+/** An offline persistent session `id` (QoS 0 on `topic`) with 3,000 QoS 0 messages of 4 KB (12 MB) waiting. */
+async function qos0Backlog(url: string, id: string, topic: string): Promise<void> {
+  await offlineSubscriber(url, id, topic, 0);
+  const pub = await client(url, { clientId: `${id}-pub` });
+  const payload = Buffer.alloc(4096, 7);
+  for (let i = 0; i < 3000; i++) pub.publish(topic, payload, { qos: 0 });
+  await pub.endAsync();
+  await sleep(200);
+}
+
 const nums = (msgs: { payload: Buffer }[]): number[] => msgs.map((m) => Number.parseInt(m.payload.toString(), 10));
 const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
 
@@ -289,12 +299,7 @@ describe('replay from the log', () => {
   test('a QoS 0 backlog drains to a client that does not read only up to the write high watermark', async () => {
     const tb = await startBroker({ config: { 'mqtt.write_high_watermark': 65536 } });
     try {
-      await offlineSubscriber(tb.url, 'q0-slow', 'q0s/t', 0);
-      const pub = await client(tb.url, { clientId: 'q0-pub' });
-      const payload = Buffer.alloc(4096, 7);
-      for (let i = 0; i < 3000; i++) pub.publish('q0s/t', payload, { qos: 0 });
-      await pub.endAsync();
-      await sleep(200);
+      await qos0Backlog(tb.url, 'q0-slow', 'q0s/t');
       const raw = await RawClient.tcp(tb.port, 4);
       (raw.stream as import('node:net').Socket).pause(); // reads nothing for now
       raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'q0-slow', clean: false, keepalive: 60 } as never);
@@ -322,12 +327,7 @@ describe('replay from the log', () => {
     // CONNACK's gate, and a transport that takes a write whole never emits 'drain' for it.
     const tb = await startBroker({ config: { 'mqtt.write_high_watermark': 65536 } });
     try {
-      await offlineSubscriber(tb.url, 'q0-sync', 'q0y/t', 0);
-      const pub = await client(tb.url, { clientId: 'q0y-pub' });
-      const payload = Buffer.alloc(4096, 7);
-      for (let i = 0; i < 3000; i++) pub.publish('q0y/t', payload, { qos: 0 });
-      await pub.endAsync();
-      await sleep(200);
+      await qos0Backlog(tb.url, 'q0-sync', 'q0y/t');
       const raw = RawClient.memory(tb.broker, 4);
       raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'q0-sync', clean: false, keepalive: 60 } as never);
       let n = 0;

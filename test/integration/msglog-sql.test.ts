@@ -32,6 +32,18 @@ async function connectDb(kind: Kind, s: TestServer): Promise<{ query(sql: string
   return { query: async (sql) => (await c.query(sql))[0] as Row[], close: () => c.end() };
 }
 
+/** A broker config logging to `s` through the SQL sink (pool `logdb`), with `msglog` keys of its own. */
+function sinkConfig(kind: Kind, s: TestServer, msglog: Record<string, string>): Record<string, string> {
+  return {
+    ...msglog,
+    'msglog.sql_pool': `${kind}.logdb`,
+    [`backend.${kind}.logdb.server`]: s.server,
+    [`backend.${kind}.logdb.username`]: kind === 'pgsql' ? 'postgres' : 'strata',
+    [`backend.${kind}.logdb.password`]: DB_PASSWORD,
+    [`backend.${kind}.logdb.database`]: DB_NAME,
+  };
+}
+
 for (const kind of ['pgsql', 'mysql'] as const) {
   describe(`message log SQL sink: ${kind === 'pgsql' ? 'PostgreSQL' : 'MariaDB'}`, () => {
     const tmp = tempDir('strata-logsql-');
@@ -46,16 +58,7 @@ for (const kind of ['pgsql', 'mysql'] as const) {
     test('rows in redismq\'s shape, once each; a database away never slows publishing; a restart resumes', async () => {
       server = await (kind === 'pgsql' ? startPostgres() : startMariadb());
       const s = server;
-      const config = {
-        'msglog.topics': 'sq/#',
-        'msglog.key': 'order',
-        'msglog.tag': 'tag',
-        'msglog.sql_pool': `${kind}.logdb`,
-        [`backend.${kind}.logdb.server`]: s.server,
-        [`backend.${kind}.logdb.username`]: kind === 'pgsql' ? 'postgres' : 'strata',
-        [`backend.${kind}.logdb.password`]: DB_PASSWORD,
-        [`backend.${kind}.logdb.database`]: DB_NAME,
-      };
+      const config = sinkConfig(kind, s, { 'msglog.topics': 'sq/#', 'msglog.key': 'order', 'msglog.tag': 'tag' });
       const dataDir = `${tmp.dir}/data`;
       tb = await startBroker({ dataDir, config });
       // sq/a has a subscriber that acknowledges; sq/bin and sq/late none now (sq/late: a persistent session away).
@@ -146,14 +149,7 @@ for (const kind of ['pgsql', 'mysql'] as const) {
       let db = await connectDb(kind, s);
       await db.query('DROP TABLE IF EXISTS redismq_message');
       await db.query('DROP TABLE IF EXISTS redismq_message_position');
-      const config = {
-        'msglog.topics': 'rp/#',
-        'msglog.sql_pool': `${kind}.logdb`,
-        [`backend.${kind}.logdb.server`]: s.server,
-        [`backend.${kind}.logdb.username`]: kind === 'pgsql' ? 'postgres' : 'strata',
-        [`backend.${kind}.logdb.password`]: DB_PASSWORD,
-        [`backend.${kind}.logdb.database`]: DB_NAME,
-      };
+      const config = sinkConfig(kind, s, { 'msglog.topics': 'rp/#' });
       const dataDir = `${tmp.dir}/repair`;
       tb = await startBroker({ dataDir, config });
       const away = await client(tb, persistent(5, 'rp-away'));
