@@ -158,7 +158,7 @@ for (const kind of ['pgsql', 'mysql'] as const) {
       const pub = await client(tb, { clientId: 'rp-pub' });
       for (let i = 0; i < 20; i++) await pub.publishAsync('rp/t', `r${i}`, { qos: 1 });
       await pub.endAsync();
-      const statuses = async (): Promise<number[]> => (await db.query('SELECT status FROM redismq_message ORDER BY id')).map((r) => Number(r.status));
+      const statuses = async (queue = 'rp/t'): Promise<number[]> => (await db.query(`SELECT status FROM redismq_message WHERE queue = '${queue}' ORDER BY id`)).map((r) => Number(r.status));
       await until('20 rows', async () => (await statuses().catch(() => [])).length === 20, 20000);
       assert.deepEqual(await statuses(), Array<number>(20).fill(0), 'CREATE: the subscriber is away');
 
@@ -179,10 +179,13 @@ for (const kind of ['pgsql', 'mysql'] as const) {
       await s.start();
       db = await connectDb(kind, s);
       assert.deepEqual(await statuses(), Array<number>(20).fill(0), 'the stopped run wrote none of them');
+      // Rows another writer put in the table, with ids that are not the log's: left as they are.
+      await db.query("INSERT INTO redismq_message (id, queue, body, header) VALUES ('x:1', 'other', '', ''), ('9:5', 'other', '', ''), ('1:zz', 'other', '', '')");
 
       // The next run finds them from the counts files.
       tb = await startBroker({ dataDir, config });
       await until('20 rows SUCCESS', async () => (await statuses()).every((x) => x === 1), 20000);
+      assert.deepEqual(await statuses('other'), [0, 0, 0], 'rows not of the log untouched');
       await tb.close();
       tb = null;
       const mark = await db.query('SELECT next FROM redismq_message_position WHERE shard = -1');
