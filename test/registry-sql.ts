@@ -74,6 +74,47 @@ export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
     }
   });
 
+  /** Run `sqls` on a connection of their own; the rows of the last. */
+  const admin = async (...sqls: string[]): Promise<Record<string, unknown>[]> => {
+    let rows: Record<string, unknown>[] = [];
+    if (kind === 'pgsql') {
+      const c = new pg.Client({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
+      await c.connect();
+      try {
+        for (const q of sqls) rows = (await c.query(q)).rows as Record<string, unknown>[];
+      } finally {
+        await c.end();
+      }
+    } else {
+      const c = await mysql.createConnection({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
+      try {
+        for (const q of sqls) rows = (await c.query(q))[0] as Record<string, unknown>[];
+      } finally {
+        await c.end();
+      }
+    }
+    return rows;
+  };
+
+  test(`sql ${kind}: a schema of an earlier version is migrated at start (its rows kept), and a migration that crashed after its DDL runs again`, async () => {
+    await drop();
+    const cfg = { 'persistence.registry': 'sql', 'db.url': url() };
+    await (await startBroker({ config: cfg })).close();
+    // Version 2: session_retained without packet_id / phase, one pin in it (a QoS 1 retained message sent on subscribe).
+    await admin(
+      'ALTER TABLE session_retained DROP COLUMN packet_id, DROP COLUMN phase',
+      'UPDATE stratamq_schema SET version = 2',
+      "INSERT INTO session_retained (client_id, topic_hash, topic, qos) VALUES ('old-pin', 'h', 'old/t', 1)",
+    );
+    await (await startBroker({ config: cfg })).close();
+    assert.deepEqual(await admin('SELECT version FROM stratamq_schema'), [{ version: 3 }]);
+    assert.deepEqual(await admin('SELECT client_id, topic, qos, packet_id, phase FROM session_retained'), [{ client_id: 'old-pin', topic: 'old/t', qos: 1, packet_id: 0, phase: 0 }], 'the pin kept, queued (no packet id)');
+    // A run that crashed between migration 3's ALTER and its version update (MySQL commits DDL at once).
+    await admin('UPDATE stratamq_schema SET version = 2');
+    await (await startBroker({ config: cfg })).close();
+    assert.deepEqual(await admin('SELECT version FROM stratamq_schema'), [{ version: 3 }]);
+  });
+
   test(`sql ${kind}: the tables are created at start, versioned; a wrong password stops the start naming db.password`, async () => {
     await drop();
     const tb = await startBroker({ config: { 'persistence.registry': 'sql', 'db.url': url() } });

@@ -258,11 +258,44 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
     async (tb) => {
       const again = await RawClient.tcp(tb.port, 5);
       await again.connect('suite-ret', { clean: false, properties: { sessionExpiryInterval: 3600 } });
-      const p = (await again.next('publish')) as { payload: Buffer; retain: boolean; messageId: number };
+      const p = (await again.next('publish')) as { payload: Buffer; retain: boolean; messageId: number; dup: boolean };
       assert.equal(p.payload.toString(), 'kept');
       assert.equal(p.retain, true);
+      assert.equal(p.dup, true, 'resent: DUP set');
+      assert.equal(p.messageId, 1, 'under the packet id it was sent with');
       again.send({ cmd: 'puback', messageId: p.messageId });
       assert.equal(await again.next('publish', 300).catch(() => null), null, 'once');
+      again.end();
+    },
+  );
+
+  acrossRestart(
+    'a retained QoS 2 message sent on subscribe whose PUBREC arrived: after a restart only its PUBREL is sent again, never the message',
+    async (tb) => {
+      const pub = await client(tb);
+      await pub.publishAsync('ret2/a', 'once', { qos: 2, retain: true });
+      await pub.endAsync();
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('suite-ret2', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'ret2/#', qos: 2 }] });
+      await raw.next('suback');
+      const p = (await raw.next('publish')) as { payload: Buffer; messageId: number; qos: number };
+      assert.equal(p.payload.toString(), 'once');
+      assert.equal(p.qos, 2);
+      raw.send({ cmd: 'pubrec', messageId: p.messageId }); // the client has it (delivered to its application)
+      const rel = (await raw.next('pubrel')) as { messageId: number };
+      assert.equal(rel.messageId, p.messageId);
+      raw.end(); // gone before its PUBCOMP
+      await sleep(100);
+      return p.messageId;
+    },
+    async (tb, id) => {
+      const again = await RawClient.tcp(tb.port, 5);
+      await again.connect('suite-ret2', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      const rel = (await again.next('pubrel')) as { messageId: number };
+      assert.equal(rel.messageId, id, 'the PUBREL again, under the same packet id');
+      again.send({ cmd: 'pubcomp', messageId: id });
+      assert.equal(await again.next('publish', 300).catch(() => null), null, 'the message is not sent again: the client has it');
       again.end();
     },
   );

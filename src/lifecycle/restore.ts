@@ -130,7 +130,7 @@ function resumeTimers(lifecycle: SessionLifecycle, restored: [Session, { clientI
  * Restore from an external registry (opened by persistence/open.ts): retained messages, then
  * each persistent session with its subscriptions, its deliveries in flight under their packet ids
  * (resent with DUP when the client returns), retained messages sent on subscribe and not
- * completed (the topic's retained message queued again), the count of what waits in its queue
+ * completed (the topic's retained message in flight again under its packet id, or queued), the count of what waits in its queue
  * (read back when it returns), its inbound QoS 2 ids, will and expiry.
  */
 export async function restoreRegistry(p: Omit<RestoreParts, 'opened' | 'counters' | 'config'>, store: QueueStore): Promise<void> {
@@ -158,10 +158,18 @@ export async function restoreRegistry(p: Omit<RestoreParts, 'opened' | 'counters
       inflight++;
     }
     for (const pin of r.retainedPins) {
-      // A retained message sent on subscribe, not completed: the topic's retained message now, if any.
+      // A retained message sent on subscribe, not completed: the topic's retained message now, if
+      // any — in flight again under its packet id (resent with DUP, or only its PUBREL), else queued.
       const msg = p.retained.get(pin.topic);
-      if (msg) session.enqueue({ msg, qos: pin.qos, retain: true, subIds: undefined, retainedTopic: pin.topic });
-      else store.unpinRetained(r.clientId, pin.topic);
+      if (!msg) {
+        store.unpinRetained(r.clientId, pin.topic);
+        continue;
+      }
+      const pending = { msg, qos: pin.qos, retain: true, subIds: undefined, retainedTopic: pin.topic };
+      if (pin.phase > 0 && pin.packetId > 0 && !session.inflight.has(pin.packetId)) {
+        session.addInflight(pin.packetId, { ...pending, phase: pin.phase === 2 ? 'pubrel' : 'publish' });
+        inflight++;
+      } else session.enqueue(pending);
     }
     qs.backlog = r.queued;
     store.raiseIds(r.lastMsgId);

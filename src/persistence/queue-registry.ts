@@ -85,7 +85,19 @@ export interface StoredSession {
   /** The highest message id in its queue (0 when empty). */
   lastMsgId: number;
   /** Retained messages sent on subscribe and not completed, by topic (resent after a restart). */
-  retainedPins: { topic: string; qos: QoS }[];
+  retainedPins: RetainedPin[];
+}
+
+/**
+ * A retained message sent to a session on subscribe (QoS 1/2), not completed: by topic, with its
+ * packet id once it is in flight. Phase as QueuedMessage's: 0 queued (not sent yet), 1 PUBLISH
+ * sent, 2 PUBREL sent (QoS 2, PUBREC received: after a restart only the PUBREL is sent again).
+ */
+export interface RetainedPin {
+  topic: string;
+  qos: QoS;
+  packetId: number;
+  phase: 0 | 1 | 2;
 }
 
 /**
@@ -118,9 +130,12 @@ export interface QueueRegistry {
   complete(clientId: string, msgIds: number[]): Promise<void>;
   /**
    * A retained message was sent to the session on subscribe (QoS 1/2): recorded by topic until it
-   * completes (unpinRetained); after a restart the topic's retained message is sent again.
+   * completes (unpinRetained), and again (the same record replaced) once it is in flight with
+   * `packetId` (phase 1) and when its PUBREL is (phase 2). After a restart the topic's retained
+   * message is sent again: queued (phase 0), resent with DUP under its packet id (1), or only its
+   * PUBREL (2).
    */
-  pinRetained(clientId: string, topic: string, qos: QoS): Promise<void>;
+  pinRetained(clientId: string, topic: string, qos: QoS, packetId: number, phase: 0 | 1 | 2): Promise<void>;
   unpinRetained(clientId: string, topic: string): Promise<void>;
   /** An inbound QoS 2 id stored on its own (its message needed storing for nobody). */
   addInbound(clientId: string, id: number): Promise<void>;
@@ -229,8 +244,8 @@ export interface QueueSource {
   inflight(clientId: string, msgId: number, packetId: number, phase: 1 | 2): Promise<void>;
   /** An entry ended: removed within milliseconds (batched per turn), nobody waiting. */
   complete(clientId: string, msgId: number): void;
-  /** A retained message sent on subscribe, recorded by topic; resolves once durable. */
-  pinRetained(clientId: string, topic: string, qos: QoS): Promise<void>;
+  /** A retained message sent on subscribe, recorded by topic (with its packet id and phase once in flight); resolves once durable. */
+  pinRetained(clientId: string, topic: string, qos: QoS, packetId: number, phase: 0 | 1 | 2): Promise<void>;
   /** It completed: the record goes (nobody waiting). */
   unpinRetained(clientId: string, topic: string): void;
   readonly log: Logger;
@@ -356,8 +371,8 @@ export class QueueStore implements Persistence, SessionRegistry, MessageRegistry
 
   // ---- QueueSource ---------------------------------------------------------------------
 
-  pinRetained(clientId: string, topic: string, qos: QoS): Promise<void> {
-    return this.registry.pinRetained(clientId, topic, qos);
+  pinRetained(clientId: string, topic: string, qos: QoS, packetId: number, phase: 0 | 1 | 2): Promise<void> {
+    return this.registry.pinRetained(clientId, topic, qos, packetId, phase);
   }
 
   unpinRetained(clientId: string, topic: string): void {

@@ -26,7 +26,7 @@
 import type { QueuedMessage, QueueSource } from '../persistence/queue-registry.js';
 import { messageOf } from '../persistence/queue-registry.js';
 import type { Outlet } from './outlet.js';
-import type { Arrival, BacklogLimits, DeliveryStats, DurableRef, Pending, Session, SessionPersistence, StreamOutcome } from './session.js';
+import type { Arrival, BacklogLimits, DeliveryStats, DurableRef, Inflight, Pending, Session, SessionPersistence, StreamOutcome } from './session.js';
 
 /** How long a failed read waits before the session tries again (the registry is away). */
 const RETRY_MS = 500;
@@ -111,12 +111,20 @@ export class QueueSession implements SessionPersistence {
   /** A shared delivery is in this session's registry queue already (the save named it): taken out of order. */
   pin(p: Pending): Promise<void> {
     if (p.ref) this.taken.add(p.ref.offset);
-    // A retained message sent on subscribe is not in the queue: recorded by topic until it completes.
-    if (p.retainedTopic !== undefined) return this.src.pinRetained(this.clientId, p.retainedTopic, p.qos);
+    // A retained message sent on subscribe is not in the queue: recorded by topic until it
+    // completes. One sent at once was recorded already, with its packet id (`sent`, called first).
+    if (p.retainedTopic !== undefined && (p as Partial<Inflight>).phase === undefined) return this.src.pinRetained(this.clientId, p.retainedTopic, p.qos, 0, 0);
     return Promise.resolve();
   }
 
   sent(p: Pending, id: number): Promise<void> | null {
+    if (p.retainedTopic !== undefined) {
+      // Its packet id recorded, so a restart resends it under that id with DUP, not as a new delivery.
+      const pinned = this.src.pinRetained(this.clientId, p.retainedTopic, p.qos, id, 1);
+      if (p.qos === 2) return pinned; // the PUBLISH goes out once its packet id is durable
+      pinned.catch(() => undefined);
+      return null;
+    }
     if (!p.ref) return null;
     const recorded = this.src.inflight(this.clientId, p.ref.offset, id, 1);
     if (p.qos === 2) return recorded; // the PUBLISH goes out once its packet id is durable
@@ -125,6 +133,7 @@ export class QueueSession implements SessionPersistence {
   }
 
   released(p: Pending, id: number): Promise<void> {
+    if (p.retainedTopic !== undefined) return this.src.pinRetained(this.clientId, p.retainedTopic, p.qos, id, 2);
     if (!p.ref) return Promise.resolve();
     return this.src.inflight(this.clientId, p.ref.offset, id, 2);
   }

@@ -65,8 +65,12 @@ describe('durability checker on the SQL registry (PostgreSQL)', () => {
     writeFileSync(config, `persistence.registry = sql\ndb.url = postgres://postgres:${encodeURIComponent(DB_PASSWORD)}@127.0.0.1:${server.port}/${DB_NAME}\n`);
   });
   after(() => server.destroy());
-  /** 711: a session replaced by Clean Start read the old one's queue, its deletion not committed yet. */
-  for (const seed of [711, 742]) {
+  /**
+   * 711: a session replaced by Clean Start read the old one's queue, its deletion not committed yet.
+   * 2100044: a retained QoS 2 message sent on subscribe, PUBREC received, kill -9: sent again as a
+   * new message (its packet id and phase were not recorded).
+   */
+  for (const seed of [711, 742, 2100044]) {
     test(`pgsql, seed ${seed}: no violation of the MQTT rules or the durability promise`, async () => {
       const c = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', password: DB_PASSWORD, database: DB_NAME });
       await c.connect();

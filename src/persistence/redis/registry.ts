@@ -11,7 +11,7 @@
  *   smq:{<c>}:q         zset    queue: score msgId, member `msgId:qos retain:subIds`
  *   smq:{<c>}:inf       hash    msgId → `packetId:phase` (in flight)
  *   smq:{<c>}:in2       set     inbound QoS 2 packet ids awaiting PUBREL
- *   smq:{<c>}:rt        hash    topic → qos: retained messages sent on subscribe, not completed
+ *   smq:{<c>}:rt        hash    topic → `qos:packetId:phase` (an earlier build wrote `qos` alone): retained messages sent on subscribe, not completed
  *   smq:m:<msgId>       hash    b: the message body (packBody), n: how many queues name it
  *   smq:retain          hash    topic → body of the retained message
  *
@@ -33,7 +33,7 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { Logger } from '../../log.js';
 import type { QoS } from '../../wire/codec.js';
 import { topicMatches } from '../../wire/topic.js';
-import { packBody, type QueuedMessage, type QueueEntry, type QueueRegistry, RegistryError, type StoredMessage, type StoredSession, unpackBody } from '../queue-registry.js';
+import { packBody, type QueuedMessage, type QueueEntry, type QueueRegistry, RegistryError, type RetainedPin, type StoredMessage, type StoredSession, unpackBody } from '../queue-registry.js';
 import type { SessionRecord, StoredSubscription } from '../registries.js';
 
 /** The `redis.*` keys, read by persistence/open.ts. */
@@ -87,6 +87,13 @@ function member(e: QueueEntry): string {
 function parseMember(m: string): { msgId: number; qos: QoS; retain: boolean; subIds: number[] | null } {
   const [id, flags, subs] = m.split(':') as [string, string, string];
   return { msgId: Number(id), qos: Number(flags[0]) as QoS, retain: flags[1] === '1', subIds: subs ? subs.split(',').map(Number) : null };
+}
+
+/** A retained pin's hash field (`qos:packetId:phase`; `qos` alone as written before packet ids were kept: queued). */
+function retainedPin(topic: string, v: string): RetainedPin {
+  const [qos, packetId, phase] = v.split(':').map(Number);
+  const ph = phase === 1 || phase === 2 ? phase : 0;
+  return { topic, qos: (qos ?? 0) as QoS, packetId: ph > 0 ? (packetId ?? 0) : 0, phase: ph };
 }
 
 /** Lua: remove entries (by msgId) from a session's queue and in-flight hash; returns the ids removed. */
@@ -314,7 +321,7 @@ export class RedisRegistry implements QueueRegistry {
       inflight,
       queued: queued - inflight.length,
       lastMsgId: last.length >= 2 ? Number(last[1]) : 0,
-      retainedPins: Object.entries(rt).map(([topic, qos]) => ({ topic, qos: Number(qos) as QoS })),
+      retainedPins: Object.entries(rt).map(([topic, v]) => retainedPin(topic, v)),
     };
   }
 
@@ -474,8 +481,8 @@ export class RedisRegistry implements QueueRegistry {
     await Promise.all(removed.map((id) => c.smqUnref(bodyKey(Number(id)))));
   }
 
-  async pinRetained(clientId: string, topic: string, qos: QoS): Promise<void> {
-    await this.must().hset(keys(clientId).rt, topic, qos);
+  async pinRetained(clientId: string, topic: string, qos: QoS, packetId: number, phase: 0 | 1 | 2): Promise<void> {
+    await this.must().hset(keys(clientId).rt, topic, `${qos}:${packetId}:${phase}`);
   }
 
   async unpinRetained(clientId: string, topic: string): Promise<void> {

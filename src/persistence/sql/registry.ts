@@ -10,7 +10,8 @@
  *   session_message       (client_id, msg_id) PK, qos, retain_flag, sub_ids, packet_id, phase: the queues
  *   session_inbound       (client_id, packet_id) PK: inbound QoS 2 ids awaiting PUBREL
  *   retain                topic_hash = sha256(topic) PK, topic, body
- *   session_retained      (client_id, topic_hash) PK, topic, qos: retained messages sent on subscribe (migration 2)
+ *   session_retained      (client_id, topic_hash) PK, topic, qos, packet_id, phase: retained messages sent on
+ *                         subscribe, not completed (migration 2; packet_id and phase: 3)
  *
  * Writes are group-committed: every write of one event-loop turn — saves, completions, session
  * and subscription changes, retained messages — runs in call order in ONE transaction on one
@@ -101,7 +102,17 @@ const MIGRATIONS: { pgsql: string[]; mysql: string[] }[] = [
     pgsql: ['CREATE TABLE IF NOT EXISTS session_retained (client_id VARCHAR(255) NOT NULL, topic_hash CHAR(64) NOT NULL, topic TEXT NOT NULL, qos SMALLINT NOT NULL, PRIMARY KEY (client_id, topic_hash))'],
     mysql: [`CREATE TABLE IF NOT EXISTS session_retained (client_id VARCHAR(255) NOT NULL, topic_hash CHAR(64) NOT NULL, topic TEXT NOT NULL, qos SMALLINT NOT NULL, PRIMARY KEY (client_id, topic_hash))${MYSQL_TABLE}`],
   },
+  {
+    // 3: their packet id and phase once in flight (resent with DUP, or only the PUBREL, after a restart).
+    // One ALTER for both columns (atomic on either server); MySQL has no ADD COLUMN IF NOT EXISTS,
+    // so a re-run after a crash past the ALTER meets "duplicate column" (DUP_COLUMN_OK, below).
+    pgsql: ['ALTER TABLE session_retained ADD COLUMN IF NOT EXISTS packet_id INTEGER NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS phase SMALLINT NOT NULL DEFAULT 0'],
+    mysql: ['ALTER TABLE session_retained ADD COLUMN packet_id INTEGER NOT NULL DEFAULT 0, ADD COLUMN phase SMALLINT NOT NULL DEFAULT 0'],
+  },
 ];
+
+/** MySQL's ER_DUP_FIELDNAME: a migration's column added already (by a run that crashed before recording its version). */
+const DUP_COLUMN_OK = 1060;
 
 /** Rows per multi-row INSERT (well under either server's parameter limit). */
 const CHUNK = 500;
@@ -211,7 +222,11 @@ export class SqlRegistry implements QueueRegistry {
         const m = MIGRATIONS[version] as (typeof MIGRATIONS)[number];
         await c.run('BEGIN');
         try {
-          for (const sql of m[this.o.dialect]) await c.run(sql);
+          for (const sql of m[this.o.dialect]) {
+            await c.run(sql).catch((e: unknown) => {
+              if ((e as { errno?: number }).errno !== DUP_COLUMN_OK) throw e;
+            });
+          }
           await c.run('UPDATE stratamq_schema SET version = ?', [version + 1]);
           await c.run('COMMIT');
         } catch (e) {
@@ -353,8 +368,8 @@ export class SqlRegistry implements QueueRegistry {
     ], clientId);
   }
 
-  pinRetained(clientId: string, topic: string, qos: QoS): Promise<void> {
-    return this.write([[this.upsert('session_retained', ['client_id', 'topic_hash', 'topic', 'qos'], ['client_id', 'topic_hash']), [clientId, sha(topic), topic, qos]]], clientId);
+  pinRetained(clientId: string, topic: string, qos: QoS, packetId: number, phase: 0 | 1 | 2): Promise<void> {
+    return this.write([[this.upsert('session_retained', ['client_id', 'topic_hash', 'topic', 'qos', 'packet_id', 'phase'], ['client_id', 'topic_hash']), [clientId, sha(topic), topic, qos, packetId, phase]]], clientId);
   }
 
   unpinRetained(clientId: string, topic: string): Promise<void> {
@@ -390,7 +405,7 @@ export class SqlRegistry implements QueueRegistry {
       this.read('SELECT client_id, packet_id FROM session_inbound'),
       this.read('SELECT s.client_id, s.msg_id, s.qos, s.retain_flag, s.sub_ids, s.packet_id, s.phase, m.body FROM session_message s LEFT JOIN message m ON m.id = s.msg_id WHERE s.packet_id > 0 ORDER BY s.msg_id'),
       this.read('SELECT client_id, COUNT(*) AS n, MAX(msg_id) AS last FROM session_message WHERE packet_id = 0 GROUP BY client_id'),
-      this.read('SELECT client_id, topic, qos FROM session_retained'),
+      this.read('SELECT client_id, topic, qos, packet_id, phase FROM session_retained'),
     ]);
     const by = new Map<string, StoredSession>();
     for (const r of sessions) {
@@ -399,7 +414,7 @@ export class SqlRegistry implements QueueRegistry {
     }
     for (const r of subs) by.get(String(r.client_id))?.subscriptions.push({ filter: String(r.filter), opts: JSON.parse(String(r.opts)) as StoredSubscription });
     for (const r of inbound) by.get(String(r.client_id))?.incomingQos2.push(Number(r.packet_id));
-    for (const r of pins) by.get(String(r.client_id))?.retainedPins.push({ topic: String(r.topic), qos: Number(r.qos) as QoS });
+    for (const r of pins) by.get(String(r.client_id))?.retainedPins.push({ topic: String(r.topic), qos: Number(r.qos) as QoS, packetId: Number(r.packet_id), phase: Number(r.phase) as 0 | 1 | 2 });
     for (const r of inflight) {
       const s = by.get(String(r.client_id));
       if (!s) continue;
