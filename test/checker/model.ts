@@ -398,6 +398,11 @@ export class Model {
         }
         this.cancelDelayedWills(cs, t);
       } else {
+        // The broker has no session (it expired, or was never there): what the store held for an
+        // old one is being removed, not necessarily durably yet — and a new session's record is
+        // written behind this CONNACK, not before it. So after a kill -9 the store may hold the
+        // old record, none, or the new one (a barrier decides).
+        if (cs.exists !== 'no') this.store(cs, t, 0);
         if (cs.inc && !cs.inc.ended) this.endInc(cs, cs.inc, t);
         cs.delayedWills = [];
         this.newInc(cs, t);

@@ -290,6 +290,19 @@ describe('checker model: session present', () => {
     assert.deepEqual(t.kinds(), ['unexpected']);
   });
 
+  test("a session that may have expired, answered present = 0, then a new one and a kill -9 at once: the store may hold neither (seed 2100072)", () => {
+    // The old session's expiry (2 s) is around the reconnect: the broker may call it gone. The new
+    // session's record is written behind its CONNACK, the old one's removal in the background.
+    // SIGTERM: the old record (expiry 5 s) is all the store holds; the restart counts it from then.
+    const t = new Trace().connect(1, 'c', { expiry: 5 }).disconnect(1).restart('term');
+    t.at(t.now + 5000).connect(2, 'c', { expiry: 3600, present: false }).restart('kill');
+    t.connect(3, 'c', { present: false }).assertClean();
+    // After a barrier the new record is durable: then it must be there.
+    const u = new Trace().connect(1, 'c', { expiry: 5 }).disconnect(1).restart('term');
+    u.at(u.now + 5000).connect(2, 'c', { expiry: 3600, present: false }).subscribe(2, 1, 'a/x').restart('kill');
+    assert.deepEqual(u.connect(3, 'c', { present: false }).kinds(), ['session-present']);
+  });
+
   test('a session past its expiry deadline is gone, one just around it may go either way', () => {
     const t = new Trace().connect(1, 'c', { expiry: 2 }).disconnect(1);
     t.at(t.now + 5000).connect(2, 'c', { present: true });
