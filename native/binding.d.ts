@@ -609,6 +609,12 @@ export interface RecoveryInfo {
 }
 
 /**
+ * Give the allocator's free memory back to the system (glibc `malloc_trim(0)`; elsewhere
+ * nothing): true when some was released. Called by the broker when it goes quiet.
+ */
+export declare function releaseFreeMemory(): boolean
+
+/**
  * `ReplayResult.meta` (`replay`, `replayAsync`): values per frame and their positions;
  * the per-shard status codes.
  */

@@ -842,6 +842,7 @@ module.exports.TopicTrie = nativeBinding.TopicTrie
 module.exports.coreVersion = nativeBinding.coreVersion
 module.exports.layouts = nativeBinding.layouts
 module.exports.nativeDrainSupported = nativeBinding.nativeDrainSupported
+module.exports.releaseFreeMemory = nativeBinding.releaseFreeMemory
 module.exports.testInjectPanic = nativeBinding.testInjectPanic
 module.exports.validateTopicFilter = nativeBinding.validateTopicFilter
 module.exports.validateTopicName = nativeBinding.validateTopicName

@@ -22,7 +22,7 @@ import { createLogger, type Logger } from './log.js';
 import { msglogConfig, type MsglogConfig } from './msglog/config.js';
 import { LogRecorder } from './msglog/recorder.js';
 import { Replays, type Republish } from './msglog/replay.js';
-import { assertCoreVersion, type DurableStore, type LossInfo } from './native.js';
+import { assertCoreVersion, type DurableStore, type LossInfo, releaseFreeMemory } from './native.js';
 import { createConnection } from './protocol/accept.js';
 import { ConnectRate } from './protocol/rate.js';
 import { Connection, type SocketHandoff } from './protocol/connection.js';
@@ -169,7 +169,7 @@ export class Broker extends HookBus implements ProtocolContext {
       if (this.backends.enabled) await this.backends.start(this.backendHost()); // loads the drivers; never waits for a database
       await this.bindListeners();
       this.admin = await startAdmin(this); // admin API (its port in addresses.admin), $SYS
-      if (this.config['node.idle_gc']) this.stopIdleGc ??= startIdleGc(() => this.metrics.bytesReceived + this.metrics.bytesSent);
+      if (this.config['node.idle_gc']) this.stopIdleGc ??= startIdleGc(() => this.metrics.bytesReceived + this.metrics.bytesSent, { release: releaseFreeMemory });
     } catch (e) {
       await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       this.addresses = {};

@@ -31,7 +31,7 @@ export const CONFIG_KEYS = {
   'listener.wss.port': { kind: 'int', default: -1, min: -1, max: 65535, doc: 'MQTT over secure WebSocket' },
   'node.data_dir': { kind: 'string', default: './data', doc: 'directory of the embedded store' },
   'node.name': { kind: 'string', default: 'stratamq@127.0.0.1', doc: 'this node\'s name, as backends record it (`${node}`, `mqtt:node:<name>`, the `node` columns)' },
-  'node.idle_gc': { kind: 'bool', default: true, doc: 'when traffic stops after the start, or after a burst that left > 16 MB in the JS heap: one compacting full garbage collection, then (from 2 s later, a few tries) young-generation ones until V8 gives back the room the burst grew into (it keeps it while nothing allocates)' },
+  'node.idle_gc': { kind: 'bool', default: true, doc: 'when traffic stops after the start, or after a burst that left > 16 MB in the JS heap: one compacting full garbage collection, then (from 2 s later, a few tries) young-generation ones until V8 gives back the room the burst grew into (it keeps it while nothing allocates); and each time traffic stops, the memory the allocator holds free is given back to the system (glibc malloc_trim)' },
   'durable_sessions.enable': { kind: 'bool', default: true, doc: 'keep persistent sessions, their queues and retained messages in the store' },
   'durable_sessions.qos0': { kind: 'bool', default: true, doc: 'store QoS 0 messages for offline persistent sessions too (delivered at QoS 0 when they return)' },
   'durable_sessions.batch_size': { kind: 'int', default: 1000, min: 1, max: 100000, doc: 'messages read from the log per scan when a persistent session catches up' },

@@ -19,6 +19,12 @@
  *    under a millisecond): V8 shrinks that generation only at a collection that sees a low
  *    allocation rate over the last 5 s, which one right after the burst does not (measured:
  *    16.8 MB → 1.0 MB, 4–6 s after the full collection).
+ * 3. at that first quiet tick, after the collection (which frees the off-heap memory of the buffers
+ *    it collected), the allocator's free memory is given back to the system (`release`: the broker
+ *    passes native.ts releaseFreeMemory, glibc's `malloc_trim`): glibc keeps what was freed in its
+ *    arenas, one per thread that allocated (the event loop's, each store writer's), and returns
+ *    only a free top above a threshold. Measured after 200,000 retained messages published (100 B payloads): 322 → 278 B
+ *    of anonymous memory per message; an idle broker 17.4 → 15.2 MB of anonymous memory.
  * A quiet broker is never collected twice for one burst; a busy one is left to V8. The start is a
  * burst too, whatever it left (loading modules, opening the store: a full collection of a heap that
  * small takes a few ms): measured, an idle broker's RSS went from 65 MB to 60 MB about 8 s after
@@ -41,6 +47,8 @@ export interface IdleGcOptions {
   youngBytes?: number;
   /** The collections (default: V8's). */
   gc?: (kind: CollectionKind) => void;
+  /** Gives the allocator's free memory back, at each first quiet tick (the broker: native.ts releaseFreeMemory; default none). */
+  release?: () => void;
 }
 
 /** V8's `gc`: no argument, a full collection; `{ type: 'minor' }` a young-generation one (V8 11, Node 20, reads no other option). */
@@ -88,6 +96,7 @@ export function startIdleGc(activity: () => number, opts: IdleGcOptions = {}): (
   const shrinkAfter = opts.shrinkAfterMs ?? 2000;
   const young = opts.youngBytes ?? 2 << 20;
   const collect = opts.gc ?? v8Collect();
+  const release = opts.release ?? ((): void => undefined);
   let last = activity();
   let busy = true;
   /** When the young generation is to be looked at (0: not pending), and how often it was tried. */
@@ -112,6 +121,9 @@ export function startIdleGc(activity: () => number, opts: IdleGcOptions = {}): (
         collect('compact');
         usedAfter = process.memoryUsage().heapUsed;
       }
+      // Whether or not the heap was collected: most of a burst's memory is native (retained
+      // messages, subscriptions, the store's writes), freed where V8 cannot see it.
+      release();
       shrinkAt = Date.now() + shrinkAfter;
       tries = 0;
       return;

@@ -438,6 +438,14 @@ export const REPLAY_STATUS_NEXT = LAYOUTS.replay.statusNext;
 export const REPLAY_STATUS_DONE = LAYOUTS.replay.statusDone;
 export const REPLAY_STATUS_UNTIL = LAYOUTS.replay.statusUntil;
 export const REPLAY_STATUS_SLOW = LAYOUTS.replay.statusSlow;
+/**
+ * Give the allocator's free memory back to the system (glibc's `malloc_trim(0)`: the free pages
+ * of every malloc arena, the store's writer threads' included); true when some was released.
+ * Elsewhere nothing (false).
+ */
+export function releaseFreeMemory(): boolean {
+  return binding.releaseFreeMemory();
+}
 /** Whether this build has the native drain loop (Linux); elsewhere sessions drain on the event loop. */
 export const NATIVE_DRAIN_SUPPORTED: boolean = binding.nativeDrainSupported();
 export type MetaTable = 'sessions' | 'subscriptions' | 'inbound_qos2' | 'progress' | 'retained' | 'system' | 'losses';

@@ -1,8 +1,10 @@
-/** node.idle_gc: one collection when traffic stops after moving, none while it moves or stays quiet, none without slack. */
+/** node.idle_gc: one collection when traffic stops after moving, none while it moves or stays quiet, none without slack; the allocator's free memory given back each time. */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { startIdleGc, v8Collect } from '../../src/idle-gc.js';
+import { releaseFreeMemory } from '../../src/native.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -10,26 +12,26 @@ test('the start and each burst: one compacting collection when traffic stops, th
   let count = 0;
   const calls: string[] = [];
   // youngBytes 0: the young generation is never small enough, so every try is made.
-  const stop = startIdleGc(() => count, { everyMs: 20, slackBytes: 0, shrinkAfterMs: 60, youngBytes: 0, gc: (kind) => calls.push(kind) });
+  const stop = startIdleGc(() => count, { everyMs: 20, slackBytes: 0, shrinkAfterMs: 60, youngBytes: 0, gc: (kind) => calls.push(kind), release: () => calls.push('release') });
   const young4 = ['young', 'young', 'young', 'young'];
   try {
     await sleep(30); // the start is a burst (modules loaded, store opened)
-    assert.deepEqual(calls, ['compact']);
+    assert.deepEqual(calls, ['compact', 'release']);
     await sleep(250);
-    assert.deepEqual(calls, ['compact', ...young4], 'young ones once the quiet lasted, on each tick, four at most');
+    assert.deepEqual(calls, ['compact', 'release', ...young4], 'young ones once the quiet lasted, on each tick, four at most');
     await sleep(100);
-    assert.equal(calls.length, 5, 'not again while it stays quiet');
+    assert.equal(calls.length, 6, 'not again while it stays quiet');
     const busy = setInterval(() => count++, 5);
     await sleep(150);
-    assert.equal(calls.length, 5, 'not while traffic moves');
+    assert.equal(calls.length, 6, 'not while traffic moves');
     clearInterval(busy);
     await sleep(40);
-    assert.deepEqual(calls, ['compact', ...young4, 'compact'], 'once when it stops');
+    assert.deepEqual(calls, ['compact', 'release', ...young4, 'compact', 'release'], 'once when it stops');
     count++; // traffic again before the young ones are due: they wait for the next quiet
     await sleep(40);
-    assert.deepEqual(calls, ['compact', ...young4, 'compact', 'compact']);
+    assert.deepEqual(calls, ['compact', 'release', ...young4, 'compact', 'release', 'compact', 'release']);
     await sleep(250);
-    assert.deepEqual(calls, ['compact', ...young4, 'compact', 'compact', ...young4]);
+    assert.deepEqual(calls, ['compact', 'release', ...young4, 'compact', 'release', 'compact', 'release', ...young4]);
   } finally {
     stop();
   }
@@ -46,13 +48,36 @@ test('the young tries stop once the young generation is small', async () => {
 test('after the start, no collection when a burst left less than the slack, nor a young one when that generation is small', async () => {
   const calls: string[] = [];
   let n = 0;
-  const stop = startIdleGc(() => n, { everyMs: 20, slackBytes: Number.MAX_SAFE_INTEGER, shrinkAfterMs: 0, youngBytes: Number.MAX_SAFE_INTEGER, gc: (kind) => calls.push(kind) });
+  const stop = startIdleGc(() => n, { everyMs: 20, slackBytes: Number.MAX_SAFE_INTEGER, shrinkAfterMs: 0, youngBytes: Number.MAX_SAFE_INTEGER, gc: (kind) => calls.push(kind), release: () => calls.push('release') });
   await sleep(100);
-  assert.deepEqual(calls, ['compact'], 'the start is collected whatever it left');
+  assert.deepEqual(calls, ['compact', 'release'], 'the start is collected whatever it left');
   n++;
   await sleep(100);
   stop();
-  assert.deepEqual(calls, ['compact']);
+  assert.deepEqual(calls, ['compact', 'release', 'release'], "the allocator's free memory is given back all the same (most of a burst's is native)");
+});
+
+test("releaseFreeMemory gives freed native memory back: what the allocator kept after the buffers' collection", async () => {
+  const anonKb = (): number => Number(/RssAnon:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]);
+  const collect = v8Collect();
+  releaseFreeMemory();
+  // 120 MB in 1 KB buffers, each its own malloc (below the mmap threshold: in the arena's heap);
+  // the last one kept, so what is freed below it is not a free top that free() itself returns.
+  let bufs: Buffer[] = Array.from({ length: 120_000 }, () => Buffer.allocUnsafeSlow(1000).fill(1));
+  const last = bufs[bufs.length - 1];
+  const full = anonKb();
+  bufs = [];
+  for (let i = 0; i < 3; i++) {
+    collect('compact');
+    await sleep(100); // backing stores are freed by V8's sweeper, off the main thread
+  }
+  const freed = anonKb();
+  const released = releaseFreeMemory();
+  const after = anonKb();
+  assert.ok(last && last.length === 1000);
+  assert.ok(full - freed < 60_000, `the allocator keeps what was freed: ${full} kB -> ${freed} kB after the collections`);
+  assert.ok(released, 'malloc_trim released something');
+  assert.ok(freed - after > 60_000, `released: ${freed} kB -> ${after} kB`);
 });
 
 test("the real collections: the full one frees a burst's garbage, the young one gives back the young generation the burst grew", async () => {

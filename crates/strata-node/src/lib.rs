@@ -5,6 +5,7 @@ mod drain;
 mod error;
 mod guard;
 mod layouts;
+mod memory;
 mod store;
 mod topic;
 use napi_derive::napi;
@@ -13,6 +14,13 @@ use napi_derive::napi;
 #[napi]
 pub fn core_version() -> napi::Result<String, String> {
     guard::call("coreVersion", || Ok(env!("CARGO_PKG_VERSION").to_string()))
+}
+
+/// Give the allocator's free memory back to the system (glibc `malloc_trim(0)`; elsewhere
+/// nothing): true when some was released. Called by the broker when it goes quiet.
+#[napi]
+pub fn release_free_memory() -> napi::Result<bool, String> {
+    guard::call("releaseFreeMemory", || Ok(memory::release()))
 }
 
 /// Whether this build has the native drain loop (`Store.drain` and `DrainControl`, over a
