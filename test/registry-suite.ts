@@ -338,6 +338,27 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
     await fresh.endAsync();
   });
 
+  withBroker('a will published as a Clean Start takes the session over reaches the old session only: never the new one it is replaced by', async (tb) => {
+    // The old connection's will matches its own session's subscription: stored for it in the
+    // turn that also deletes that session; the new session, under the same client id, must not
+    // find it in its queue.
+    const old = await RawClient.tcp(tb.port, 4);
+    await old.connect('suite-tk', { clean: false, will: { topic: 'tk/x', payload: Buffer.from('will'), qos: 2, retain: false } });
+    old.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'tk/+', qos: 2 }] });
+    await old.next('suback');
+    const fresh = await RawClient.tcp(tb.port, 5);
+    const ack = (await fresh.connect('suite-tk', { clean: true, properties: { sessionExpiryInterval: 3600 } })) as { sessionPresent: boolean };
+    assert.equal(ack.sessionPresent, false);
+    await old.closedPromise; // taken over: its will is published
+    fresh.end();
+    await sleep(200);
+    const again = await RawClient.tcp(tb.port, 5);
+    const back = (await again.connect('suite-tk', { clean: false, properties: { sessionExpiryInterval: 3600 } })) as { sessionPresent: boolean };
+    assert.equal(back.sessionPresent, true);
+    assert.equal(await again.next('publish', 400).catch(() => null), null, 'the new session subscribed to nothing: nothing is delivered to it');
+    again.end();
+  });
+
   const limits = { 'mqtt.max_queued_messages': 3, 'mqtt.queue_overflow': 'drop_newest' };
   withBroker('queue limits: drop_newest keeps the first max_queued_messages of an offline session', async (tb) => {
     const sub = await client(tb, persistent(5, 'suite-limit'));

@@ -17,8 +17,12 @@ import { tempDir } from '../helpers.js';
 import pg from 'pg';
 import { DB_NAME, DB_PASSWORD, startPostgres, startRedis, type TestServer } from '../servers.js';
 
-/** 936 lost a session replaced by Clean Start on Redis (the old one's index removal landed after the new one's). */
-const SEEDS = [713, 742, 750, 936];
+/**
+ * 936 lost a session replaced by Clean Start on Redis (the old one's index removal landed after the
+ * new one's); 2400038: a will published at that takeover, stored for the old session after its
+ * removal, was delivered to the new one.
+ */
+const SEEDS = [713, 742, 750, 936, 2400038];
 
 async function noViolation(seed: number, config: string): Promise<void> {
   const report = await checkSeed(seed, { ...DEFAULT_RUN_CONFIG, actions: DEFAULT_ACTIONS, shrinkRuns: 0, shrinkMs: 0, say: () => undefined, brokerArgs: ['--config', config] });

@@ -338,6 +338,10 @@ export class RedisRegistry implements QueueRegistry {
   async deleteSession(clientId: string): Promise<void> {
     const c = this.must();
     const k = keys(clientId);
+    // This turn's saves and in-flight records go out first, in call order: one for this client id
+    // (a will published at a Clean Start's takeover, stored for the session it replaces) written
+    // after the drop would land in the queue of the session that takes the id next.
+    this.flush();
     // Both issued now, before any later write of the same client id (a Clean Start puts the new
     // session right after deleting the old one): a SREM sent once the script answered would land
     // after the new session's SADD and drop it from the index (found by the durability checker).
