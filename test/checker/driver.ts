@@ -38,6 +38,8 @@ export interface RunConfig {
   brokerArgs: string[];
   /** Keep the data directory (it is printed) instead of removing it. */
   keepData: boolean;
+  /** Called before each broker run starts (an external registry emptied: each run starts from nothing). */
+  beforeRun?: () => Promise<void>;
 }
 
 export const DEFAULT_RUN_CONFIG: RunConfig = { clients: 4, avoidKnown: false, quietMs: 400, brokerArgs: [], keepData: false };
@@ -123,6 +125,7 @@ export class Run {
   }
 
   static async start(cfg: RunConfig): Promise<Run> {
+    await cfg.beforeRun?.();
     const dataDir = mkdtempSync(join(tmpdir(), 'strata-checker-'));
     const broker = new BrokerProcess(await freePort(), dataDir, ['--log-level', 'info', ...cfg.brokerArgs]);
     await broker.start();

@@ -9,7 +9,10 @@
 // runs spent shrinking one failure, 20), --shrink-minutes X (4), --shrink-failures F (failing
 // seeds that get shrunk, 3; later ones are reported as generated), --avoid-known (steer clear of
 // the broker's known bugs 1 and 2, to look for others), --quiet-ms Q (400), --out DIR (failure
-// files), --keep-data, --broker-args "...", --verbose (print every run's trace).
+// files), --keep-data, --broker-args "...", --verbose (print every run's trace), --registry
+// redis|pgsql|mysql (the broker on that registry, persistence.registry: a server of its own started
+// here as the tests start theirs, emptied before every broker run; the broker's --config is then
+// the checker's).
 //
 // Prints one line per seed, every violation with the shrunk trace, and totals. Writes each
 // failure (trace, violations, full event history) as JSON. Exit status 1 on any violation,
@@ -21,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { type Action, formatAction } from './actions.js';
 import { DEFAULT_RUN_CONFIG, type RunResult } from './driver.js';
 import { addRun, type CheckOptions, checkSeed, DEFAULT_ACTIONS, emptyTotals, runActions, runLine, type Totals } from './runner.js';
+import { type CheckerRegistry, startRegistry } from './registry.js';
 
 const { values: argv } = parseArgs({
   options: {
@@ -39,6 +43,7 @@ const { values: argv } = parseArgs({
     'keep-data': { type: 'boolean', default: false },
     'broker-args': { type: 'string', default: '' },
     verbose: { type: 'boolean', default: false },
+    registry: { type: 'string' },
   },
 });
 
@@ -105,6 +110,25 @@ function summary(t: Totals, firstSeed: number, lastSeed: number, ms: number): vo
 }
 
 async function main(): Promise<number> {
+  let registry: CheckerRegistry | null = null;
+  if (argv.registry !== undefined) {
+    if (opts.brokerArgs.includes('--config') || opts.brokerArgs.includes('-c')) {
+      process.stderr.write('--registry writes the broker\'s config itself: no --config in --broker-args\n');
+      return 2;
+    }
+    registry = await startRegistry(argv.registry);
+    opts.brokerArgs.push('--config', registry.config);
+    opts.beforeRun = () => registry!.empty();
+    say(`registry: ${argv.registry} (${registry.where}), emptied before each broker run`);
+  }
+  try {
+    return await check();
+  } finally {
+    await registry?.stop();
+  }
+}
+
+async function check(): Promise<number> {
   if (argv.replay) return replay(argv.replay);
   const firstSeed = argv.seed !== undefined ? num('seed', argv.seed, 0, 2 ** 31 - 1) : Date.now() % 2 ** 31;
   const runs = argv.runs !== undefined ? num('runs', argv.runs, 1) : argv.minutes === undefined ? 1 : Infinity;
