@@ -32,12 +32,14 @@ class TcpHandoff implements SocketHandoff {
     return handle.fd;
   }
 
-  stopReading(): void {
-    const handle = tcpHandle(this.socket) as TcpHandle; // fd() found it
+  stopReading(): boolean {
+    const handle = tcpHandle(this.socket);
+    if (handle === null) return false;
     handle.readStop();
     // net.Socket restarts a stopped handle whenever its stream wants more (even paused, to
     // fill its buffer): marked as reading, it is left alone until startReading.
     handle.reading = true;
+    return true;
   }
 
   startReading(): number {

@@ -1,11 +1,13 @@
 /**
  * Limits with real clients over TCP, each with its reason code and counter: subscriptions per
  * client, topic levels and length (PUBLISH and SUBSCRIBE), CONNECTs per second per address,
- * per-client messages/s and bytes/s (v5 disconnected with 0x96; 3.1.1 read more slowly, nothing lost).
+ * per-client messages/s and bytes/s (v5 disconnected with 0x96; 3.1.1 read more slowly, nothing lost);
+ * and fairness: a client flooding the broker is read a slice per turn, the others in between.
  */
 import assert from 'node:assert/strict';
+import { Duplex } from 'node:stream';
 import { test } from 'node:test';
-import type { IConnackPacket, IDisconnectPacket, IPubackPacket, ISubackPacket } from 'mqtt-packet';
+import { generate, type IConnackPacket, type IDisconnectPacket, type IPubackPacket, type IPublishPacket, type ISubackPacket } from 'mqtt-packet';
 import { client, collect, RawClient, sleep, startBroker } from '../helpers.js';
 
 async function connected(port: number, version: 4 | 5, id: string): Promise<RawClient> {
@@ -136,6 +138,69 @@ test('bytes per second: a v5 client over it is disconnected with 0x96', async ()
     v5.send({ cmd: 'publish', topic: 'b', payload: Buffer.from('x'.repeat(900)), qos: 1, messageId: 2, dup: false, retain: false });
     assert.equal(((await v5.next('disconnect')) as IDisconnectPacket).reasonCode, 0x96);
     assert.equal(tb.broker.metrics.refused.byteRate, 1);
+  } finally {
+    await tb.close();
+  }
+});
+
+/**
+ * The broker's side of a socket, fed as libuv feeds a TCP stream that has plenty to read: chunk
+ * after chunk in one go (libuv: up to 32 reads of 64 KB) for as long as the stream keeps reading;
+ * once it stops (paused, its buffer full) the rest waits for its next read. What the broker writes
+ * is dropped.
+ */
+class GreedySocket extends Duplex {
+  private queue: Buffer[] = [];
+
+  feed(chunks: Buffer[]): void {
+    this.queue.push(...chunks);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      if (!this.push(this.queue.shift())) return;
+    }
+  }
+
+  override _read(): void {
+    this.pump();
+  }
+
+  override _write(_chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    cb();
+  }
+}
+
+test('a client flooding the broker does not hold the others: its socket is read 128 KB a turn, the others in between', async () => {
+  const tb = await startBroker();
+  try {
+    const sub = RawClient.memory(tb.broker, 4);
+    await sub.connect('fair-sub');
+    assert.deepEqual(await subscribe(sub, ['fair/#']), [1]);
+    const probe = RawClient.memory(tb.broker, 4);
+    await probe.connect('fair-probe');
+    const flood = new GreedySocket();
+    tb.broker.accept(flood, 'memory', null);
+    flood.feed([generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'fair-flood', clean: true, keepalive: 60 } as never)]);
+    await sleep(50);
+    // 1 MB of QoS 0 PUBLISH (1 KB each) in chunks of 64 KB, all readable at once; then the probe's one.
+    const one = (i: number): Buffer => generate({ cmd: 'publish', topic: 'fair/flood', payload: Buffer.alloc(1000, i % 256), qos: 0, dup: false, retain: false } as IPublishPacket);
+    const all = Buffer.concat(Array.from({ length: 1024 }, (_, i) => one(i)));
+    const chunks = Array.from({ length: Math.ceil(all.length / 65536) }, (_, i) => all.subarray(i * 65536, (i + 1) * 65536));
+    flood.feed(chunks);
+    probe.send({ cmd: 'publish', topic: 'fair/probe', payload: Buffer.from('probe'), qos: 0, dup: false, retain: false });
+    const topics: string[] = [];
+    while (topics.length < 1025) {
+      const p = (await sub.next('publish', 5000)) as IPublishPacket | null;
+      assert.ok(p, 'the subscriber was closed');
+      topics.push(p.topic);
+    }
+    const at = topics.indexOf('fair/probe');
+    assert.equal(topics.filter((t) => t === 'fair/flood').length, 1024, 'the whole flood delivered');
+    assert.ok(at >= 0 && at <= 256, `the probe's message came after ${at} of the flood's 1,024 (one slice: ~128)`);
+    probe.end();
+    sub.end();
   } finally {
     await tb.close();
   }

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import type { IConnackPacket, IPublishPacket } from 'mqtt-packet';
+import { generate, type IConnackPacket, type IPublishPacket } from 'mqtt-packet';
 import { client, RawClient, sleep, startBroker, tempDir, type TestBroker } from '../helpers.js';
 
 const N = 3000;
@@ -94,6 +94,33 @@ describe('native drain loop', () => {
     // Handed to the loop, taken back for the PINGREQ, handed to it again.
     assert.ok(tb.broker.metrics.nativeDrains >= 2, `native drains: ${tb.broker.metrics.nativeDrains}`);
     raw.end();
+  });
+
+  test('a client that publishes more than a turn reads (128 KB) at once while its backlog drains: every message both ways', async () => {
+    // Its socket yields the event loop after 128 KB and is not handed to the loop while it does;
+    // the loop, once it has the socket, reads the rest and hands it back.
+    const tb = await broker();
+    await queued(tb, 'nd-flood', 'nd/flood');
+    const watch = await client(tb, { clientId: 'nd-flood-watch' });
+    let seen = 0;
+    const all = new Promise<void>((resolve) =>
+      watch.on('message', () => {
+        if (++seen === 1000) resolve();
+      }),
+    );
+    await watch.subscribeAsync('nd/out', { qos: 0 });
+    const raw = await resume(tb, 'nd-flood');
+    const burst = Buffer.concat(Array.from({ length: 1000 }, (_, i) => generate({ cmd: 'publish', topic: 'nd/out', payload: Buffer.alloc(600, i % 256), qos: 0, dup: false, retain: false } as IPublishPacket)));
+    let k = 0;
+    const got = await drainTo(raw, N - 1, (p) => {
+      raw.send({ cmd: 'puback', messageId: p.messageId as number });
+      if (k++ === 100) raw.sendRaw(burst); // 600 KB mid-drain
+    });
+    assert.deepEqual(got, range(0, N));
+    await all;
+    assert.equal(seen, 1000);
+    raw.end();
+    await watch.endAsync();
   });
 
   test('MQTT 5 PUBACKs with a reason code, an empty or a non-empty property section all complete deliveries', async () => {
