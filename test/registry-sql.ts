@@ -5,44 +5,27 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import mysql from 'mysql2/promise';
-import pg from 'pg';
 import { sleep, startBroker } from './helpers.js';
 import { killUnderLoad, lostMidRun, registrySuite, withDataDir } from './registry-suite.js';
-import { DB_NAME, DB_PASSWORD, startMariadb, startPostgres, type TestServer } from './servers.js';
-
-const TABLES = ['stratamq_schema', 'session', 'session_subscription', 'message', 'session_message', 'session_inbound', 'session_retained', 'retain'];
+import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, sqlAdmin, sqlUser, startMariadb, startPostgres, type TestServer } from './servers.js';
 
 export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
   let server: TestServer;
-  const user = kind === 'pgsql' ? 'postgres' : 'strata';
+  const user = sqlUser(kind);
   const url = (): string => `${kind === 'pgsql' ? 'postgres' : 'mysql'}://${user}:${encodeURIComponent(DB_PASSWORD)}@127.0.0.1:${server.port}/${DB_NAME}`;
-  /** Drop the registry's tables (a connection of its own each time: a test may restart the server). */
+  /** Run `sqls` on a connection of their own (a test may restart the server); the rows of the last. */
+  const admin = (...sqls: string[]): Promise<Record<string, unknown>[]> => sqlAdmin(kind, server.port, ...sqls);
+  /** Drop the registry's tables. */
   const drop = async (): Promise<void> => {
-    const sql = `DROP TABLE IF EXISTS ${TABLES.join(', ')}`;
-    if (kind === 'pgsql') {
-      const c = new pg.Client({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
-      await c.connect();
-      await c.query(sql).finally(() => c.end());
-    } else {
-      const c = await mysql.createConnection({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
-      await c.query(sql).finally(() => c.end());
-    }
+    await admin(`DROP TABLE IF EXISTS ${SQL_REGISTRY_TABLES.join(', ')}`);
   };
   /**
    * What is committed reaches the database's files before the test kills it: the test servers
    * run without synchronous commit (test/servers.ts), so a crash of theirs loses the last commits.
    */
   const settle = async (): Promise<void> => {
-    if (kind === 'pgsql') {
-      const c = new pg.Client({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
-      await c.connect();
-      await c.query('CHECKPOINT').finally(() => c.end());
-    } else {
-      const c = await mysql.createConnection({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
-      await c.query('FLUSH TABLES').finally(() => c.end());
-      await sleep(1500); // InnoDB writes its log buffer out once a second at least
-    }
+    await admin(kind === 'pgsql' ? 'CHECKPOINT' : 'FLUSH TABLES');
+    if (kind === 'mysql') await sleep(1500); // InnoDB writes its log buffer out once a second at least
   };
   before(async () => {
     server = kind === 'pgsql' ? await startPostgres() : await startMariadb();
@@ -73,28 +56,6 @@ export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
       await tb.close();
     }
   });
-
-  /** Run `sqls` on a connection of their own; the rows of the last. */
-  const admin = async (...sqls: string[]): Promise<Record<string, unknown>[]> => {
-    let rows: Record<string, unknown>[] = [];
-    if (kind === 'pgsql') {
-      const c = new pg.Client({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
-      await c.connect();
-      try {
-        for (const q of sqls) rows = (await c.query(q)).rows as Record<string, unknown>[];
-      } finally {
-        await c.end();
-      }
-    } else {
-      const c = await mysql.createConnection({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
-      try {
-        for (const q of sqls) rows = (await c.query(q))[0] as Record<string, unknown>[];
-      } finally {
-        await c.end();
-      }
-    }
-    return rows;
-  };
 
   test(`sql ${kind}: a schema of an earlier version is migrated at start (its rows kept), and a migration that crashed after its DDL runs again`, async () => {
     await drop();

@@ -34,6 +34,25 @@ export function withDataDir(config: ConfigInput, after: () => Promise<void> = as
   };
 }
 
+/**
+ * `topic` retained (`payload`, QoS `qos`), then a persistent v5 session `clientId` subscribing to
+ * its parent's `#` at that QoS: the retained message it is sent on subscribe.
+ */
+async function retainedOnSubscribe(tb: TestBroker, clientId: string, topic: string, payload: string, qos: 1 | 2): Promise<{ raw: RawClient; p: { payload: Buffer; messageId: number; qos: number; retain: boolean } }> {
+  const pub = await client(tb);
+  await pub.publishAsync(topic, payload, { qos, retain: true });
+  await pub.endAsync();
+  const raw = await RawClient.tcp(tb.port, 5);
+  await raw.connect(clientId, { clean: false, properties: { sessionExpiryInterval: 3600 } });
+  raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${topic.slice(0, topic.lastIndexOf('/'))}/#`, qos }] });
+  await raw.next('suback');
+  const p = (await raw.next('publish')) as { payload: Buffer; messageId: number; qos: number; retain: boolean };
+  assert.equal(p.payload.toString(), payload);
+  assert.equal(p.qos, qos);
+  assert.equal(p.retain, true);
+  return { raw, p };
+}
+
 /** The topics of the stored retained messages `filter` matches (RetainedRegistry.getRetainMessage), sorted. */
 async function retainedTopics(tb: TestBroker, filter: string): Promise<string[]> {
   return (await tb.broker.store!.retained.getRetainMessage(filter)).map((m) => m.topic).sort();
@@ -242,15 +261,7 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
   acrossRestart(
     'a retained message sent on subscribe and not acknowledged is sent again after a restart',
     async (tb) => {
-      const pub = await client(tb);
-      await pub.publishAsync('ret/a', 'kept', { qos: 1, retain: true });
-      await pub.endAsync();
-      const raw = await RawClient.tcp(tb.port, 5);
-      await raw.connect('suite-ret', { clean: false, properties: { sessionExpiryInterval: 3600 } });
-      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'ret/#', qos: 1 }] });
-      await raw.next('suback');
-      const first = (await raw.next('publish')) as { payload: Buffer; retain: boolean };
-      assert.equal(first.payload.toString(), 'kept');
+      const { raw } = await retainedOnSubscribe(tb, 'suite-ret', 'ret/a', 'kept', 1);
       await sleep(100); // never acknowledged
       raw.end();
       await sleep(100);
@@ -272,16 +283,7 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
   acrossRestart(
     'a retained QoS 2 message sent on subscribe whose PUBREC arrived: after a restart only its PUBREL is sent again, never the message',
     async (tb) => {
-      const pub = await client(tb);
-      await pub.publishAsync('ret2/a', 'once', { qos: 2, retain: true });
-      await pub.endAsync();
-      const raw = await RawClient.tcp(tb.port, 5);
-      await raw.connect('suite-ret2', { clean: false, properties: { sessionExpiryInterval: 3600 } });
-      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'ret2/#', qos: 2 }] });
-      await raw.next('suback');
-      const p = (await raw.next('publish')) as { payload: Buffer; messageId: number; qos: number };
-      assert.equal(p.payload.toString(), 'once');
-      assert.equal(p.qos, 2);
+      const { raw, p } = await retainedOnSubscribe(tb, 'suite-ret2', 'ret2/a', 'once', 2);
       raw.send({ cmd: 'pubrec', messageId: p.messageId }); // the client has it (delivered to its application)
       const rel = (await raw.next('pubrel')) as { messageId: number };
       assert.equal(rel.messageId, p.messageId);

@@ -11,6 +11,8 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
+import mysql from 'mysql2/promise';
+import pg from 'pg';
 import { freePort, sleep, tempDir } from './helpers.js';
 
 /** PostgreSQL's server binaries: STRATA_TEST_PG_BIN, else Debian's 15, else the newest installed. */
@@ -31,6 +33,37 @@ const PG_BIN = ((): string => {
 export const DB_PASSWORD = 'Secr3t-pw';
 /** The database every SQL test server has, empty. */
 export const DB_NAME = 'mqtt';
+
+/** The SQL registry's tables (src/persistence/sql/registry.ts), its schema version included. */
+export const SQL_REGISTRY_TABLES = ['stratamq_schema', 'session', 'session_subscription', 'message', 'session_message', 'session_inbound', 'session_retained', 'retain'];
+
+/** The user a test server's clients connect as. */
+export function sqlUser(kind: 'pgsql' | 'mysql'): string {
+  return kind === 'pgsql' ? 'postgres' : 'strata';
+}
+
+/** Run `sqls` in order on a connection of their own to a test server's database (it may have restarted); the rows of the last. */
+export async function sqlAdmin(kind: 'pgsql' | 'mysql', port: number, ...sqls: string[]): Promise<Record<string, unknown>[]> {
+  let rows: Record<string, unknown>[] = [];
+  const opts = { host: '127.0.0.1', port, user: sqlUser(kind), password: DB_PASSWORD, database: DB_NAME };
+  if (kind === 'pgsql') {
+    const c = new pg.Client(opts);
+    await c.connect();
+    try {
+      for (const q of sqls) rows = (await c.query(q)).rows as Record<string, unknown>[];
+    } finally {
+      await c.end();
+    }
+  } else {
+    const c = await mysql.createConnection(opts);
+    try {
+      for (const q of sqls) rows = (await c.query(q))[0] as Record<string, unknown>[];
+    } finally {
+      await c.end();
+    }
+  }
+  return rows;
+}
 
 function findBinary(names: string[], apt: string): string {
   for (const n of names) {

@@ -9,9 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import mysql from 'mysql2/promise';
-import pg from 'pg';
-import { DB_NAME, DB_PASSWORD, startMariadb, startPostgres, startRedis } from '../servers.js';
+import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, sqlAdmin, sqlUser, startMariadb, startPostgres, startRedis } from '../servers.js';
 
 export interface CheckerRegistry {
   /** The broker's config file (persistence.registry and the server's address). */
@@ -21,9 +19,6 @@ export interface CheckerRegistry {
   empty(): Promise<void>;
   stop(): Promise<void>;
 }
-
-/** The SQL registry's tables (src/persistence/sql/registry.ts), its schema version included. */
-const TABLES = 'stratamq_schema, session, session_subscription, message, session_message, session_inbound, session_retained, retain';
 
 export async function startRegistry(kind: string): Promise<CheckerRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'strata-checker-registry-'));
@@ -47,22 +42,13 @@ export async function startRegistry(kind: string): Promise<CheckerRegistry> {
   }
   if (kind !== 'pgsql' && kind !== 'mysql') throw new Error(`--registry: redis, pgsql or mysql, not "${kind}"`);
   const server = kind === 'pgsql' ? await startPostgres() : await startMariadb();
-  const user = kind === 'pgsql' ? 'postgres' : 'strata';
-  const url = `${kind === 'pgsql' ? 'postgres' : 'mysql'}://${user}:${encodeURIComponent(DB_PASSWORD)}@127.0.0.1:${server.port}/${DB_NAME}`;
+  const url = `${kind === 'pgsql' ? 'postgres' : 'mysql'}://${sqlUser(kind)}:${encodeURIComponent(DB_PASSWORD)}@127.0.0.1:${server.port}/${DB_NAME}`;
   writeFileSync(config, `persistence.registry = sql\ndb.url = ${url}\ndb.initial_size = 2\ndb.max_active = 8\n`);
-  const drop = `DROP TABLE IF EXISTS ${TABLES}`;
   return {
     config,
     where: `${kind === 'pgsql' ? 'PostgreSQL' : 'MariaDB'} on 127.0.0.1:${server.port}`,
     empty: async () => {
-      if (kind === 'pgsql') {
-        const c = new pg.Client({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
-        await c.connect();
-        await c.query(drop).finally(() => c.end());
-      } else {
-        const c = await mysql.createConnection({ host: '127.0.0.1', port: server.port, user, password: DB_PASSWORD, database: DB_NAME });
-        await c.query(drop).finally(() => c.end());
-      }
+      await sqlAdmin(kind, server.port, `DROP TABLE IF EXISTS ${SQL_REGISTRY_TABLES.join(', ')}`);
     },
     stop: async () => {
       await server.destroy();
