@@ -359,6 +359,11 @@ export class QueueStore implements Persistence, SessionRegistry, MessageRegistry
     return ONE_SHARD;
   }
 
+  /** Queue entries name their sessions when saved: a new subscription never meets an earlier message. */
+  endsAfterPending(): null {
+    return null;
+  }
+
   // ---- RetainedRegistry ----------------------------------------------------------------
 
   saveRetainMessage(msg: Message): Promise<void> {

@@ -218,6 +218,12 @@ export interface MessageRegistry {
   load(entries: Pending[]): void;
   /** Where the next message of each shard will be: a new subscription starts there. */
   shardEnds(): readonly number[];
+  /**
+   * Each shard's end once the appends already made (their messages routed, their records not yet
+   * in the log) are in: null when none is pending. A new subscription raises its start to it, or
+   * a replay would give it messages published before it existed.
+   */
+  endsAfterPending(): Promise<readonly number[]> | null;
 }
 
 export interface RetainedRegistry {

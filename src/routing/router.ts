@@ -132,8 +132,27 @@ export class Router {
     // delivers what was logged before it (kept when a subscription is replaced).
     let start = opts.start ?? existing?.start;
     const store = this.store;
-    if (start === undefined && session.durable && store) start = store.messages.shardEnds();
-    if (writes && session.durable && store) writes.push(store.sessions.putSubscription(session.clientId, filter, { ...opts, start }));
+    let raised: Promise<void> | null = null;
+    if (start === undefined && session.durable && store) {
+      start = store.messages.shardEnds(); // shared while no shard moves (memory per filter)
+      // Messages routed before this subscription whose records are not in the log yet (the
+      // message log's async appends: their publishers were answered already) land above these
+      // ends: once they are in, the start goes past them, and is recorded again.
+      const after = store.messages.endsAfterPending();
+      if (after) {
+        const ends = start.slice();
+        start = ends;
+        raised = after.then((done) => {
+          for (let s = 0; s < ends.length; s++) if ((done[s] ?? 0) > (ends[s] as number)) ends[s] = done[s] as number;
+          if (session.subscriptions.get(filter)?.start !== ends || session.durable === null) return;
+          return store.sessions.putSubscription(session.clientId, filter, { ...opts, start: ends });
+        });
+      }
+    }
+    if (writes && session.durable && store) {
+      writes.push(store.sessions.putSubscription(session.clientId, filter, { ...opts, start }));
+      if (raised) writes.push(raised);
+    } else raised?.catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
     const out = session.outlet;
     const readDenied = out && this.access ? this.access.forClient(out).readDenied(filter) : undefined;
     const { existed } = this.table.put(session, filter, { ...opts, start, readDenied });

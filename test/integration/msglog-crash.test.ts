@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { LogEntryJson } from '../../src/msglog/query.js';
-import { BrokerProcess, client, freePort, runCli, sleep, tempDir } from '../helpers.js';
+import { BrokerProcess, client, collect, freePort, persistent, quiet, runCli, sleep, tempDir, unconnected } from '../helpers.js';
 
 const tmp = tempDir('strata-logcrash-');
 const data = join(tmp.dir, 'data');
@@ -64,4 +64,28 @@ test('sync mode: kill -9 under load loses no acknowledged logged message', async
     assert.deepEqual(lost, [], `${id}: acknowledged and not in the log`);
   }
   process.stdout.write(`# ${total} acknowledged before kill -9, all in the log (${[...logged.values()].reduce((a, v) => a + v.length, 0)} logged)\n`);
+});
+
+test("async mode: a persistent subscription made while messages published before it are still on their way to the log never gets them (seed 2800050)", async () => {
+  // Appends are handed to the store 300 ms after their first message: the publisher's PUBACKs (async
+  // mode) come long before the records are in the log, and the SUBSCRIBE arrives in between.
+  const broker = new BrokerProcess(await freePort(), join(tmp.dir, 'pending'), [], { STRATA_MSGLOG__TOPICS: 'pre/#', STRATA_MSGLOG__MODE: 'async', STRATAMQ_TEST_APPEND_DELAY_MS: '300' });
+  await broker.start();
+  try {
+    const pub = await client(broker.url, { clientId: 'pre-pub', protocolVersion: 5 });
+    for (let i = 0; i < 5; i++) await pub.publishAsync('pre/x', `before ${i}`, { qos: 1 });
+    const sub = await client(broker.url, persistent(5, 'pre-sub'));
+    await sub.subscribeAsync('pre/#', { qos: 1 });
+    await sub.endAsync();
+    await pub.publishAsync('pre/y', 'after', { qos: 1 }); // published once the subscription exists: owed
+    await sleep(500);
+    const back = unconnected(broker.url, persistent(5, 'pre-sub'));
+    const got = collect(back, 1, 5000);
+    back.connect();
+    assert.deepEqual((await got).map((m) => m.payload.toString()), ['after']);
+    assert.deepEqual(await quiet(back, 500), [], 'nothing published before the subscription');
+    await Promise.all([back.endAsync(), pub.endAsync()]);
+  } finally {
+    await broker.stop();
+  }
 });

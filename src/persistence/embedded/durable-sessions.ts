@@ -115,6 +115,8 @@ interface AppendWaiter {
  * `STRATAMQ_TEST_METADATA_DELAY_MS`; 0 (unset) in production.
  */
 const METADATA_DELAY_MS = Number(process.env.STRATAMQ_TEST_METADATA_DELAY_MS ?? 0) || 0;
+/** The same for the log's appends: a batch is handed to the store this long after its first message (`STRATAMQ_TEST_APPEND_DELAY_MS`). */
+const APPEND_DELAY_MS = Number(process.env.STRATAMQ_TEST_APPEND_DELAY_MS ?? 0) || 0;
 
 /** How often losses found while running (damaged segments found as they are read) are reported. */
 const LOSS_CHECK_MS = 1000;
@@ -139,6 +141,14 @@ interface AppendBatch {
   settle: { resolve: () => void; reject: (e: unknown) => void } | null;
   /** The messages, in order, while delivery counts are kept (they learn their position). */
   msgs: Message[] | null;
+  /** Its number: batches are made, handed to the store and completed in this order. */
+  seq: number;
+}
+
+/** Someone waiting for every append batch up to `seq` to have completed (endsAfterPending). */
+interface EndsWaiter {
+  seq: number;
+  resolve: (ends: readonly number[]) => void;
 }
 
 export class DurableSessions implements SessionRegistry, MessageLog, RetainedRegistry, Persistence {
@@ -158,6 +168,12 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   counts: DeliveryCounts | null = null;
   /** The bytes of appendBatch's messages. */
   private readonly packer = new Packer();
+  /** Append batches made, and completed (in order; a failed one counts as completed). */
+  private batchesMade = 0;
+  private batchesDone = 0;
+  /** Each shard's end after the completed batches (what their records' positions say). */
+  private doneEnds: number[] = [];
+  private endsWaiters: EndsWaiter[] = [];
   private closed = false;
   readonly nShards: number;
   /** Sessions whose progress changed in ways that need no prompt commit (see mark). */
@@ -353,8 +369,9 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   private batchFor(msg: Message, inboundId: number): AppendBatch {
     let b = this.appendBatch;
     if (!b) {
-      b = this.appendBatch = { count: 0, waiters: [], all: null, settle: null, msgs: this.counts !== null ? [] : null };
-      setImmediate(() => this.flushAppends());
+      b = this.appendBatch = { count: 0, waiters: [], all: null, settle: null, msgs: this.counts !== null ? [] : null, seq: ++this.batchesMade };
+      if (APPEND_DELAY_MS > 0) setTimeout(() => this.flushAppends(), APPEND_DELAY_MS);
+      else setImmediate(() => this.flushAppends());
     }
     this.packer.add(msg.publisher, msg.topic, msg.qos, msg.retain, encodeProperties(msg.properties), msg.payload, inboundId);
     b.count++;
@@ -372,6 +389,9 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     try {
       // appendPacked has copied the bytes when it returns: the packer starts the next batch.
       appended = this.store.appendPacked(this.packer.bytes(), b.count);
+    } catch (e) {
+      // Refused at once (the store closed): the batch fails as one that the store failed.
+      appended = Promise.reject(e);
     } finally {
       this.packer.reset();
     }
@@ -382,14 +402,41 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
         if (counts !== null && b.msgs !== null) b.msgs.forEach((m, i) => counts.placed(m, pos, i));
         stats.appendBatch.observe(b.count);
         stats.appendSeconds.observe((performance.now() - t0) / 1000);
+        this.batchDone(b.seq, pos);
         b.waiters.forEach((w, i) => w?.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
         b.settle?.resolve();
       },
       (e: unknown) => {
+        this.batchDone(b.seq, null);
         b.waiters.forEach((w) => w?.reject(e));
         b.settle?.reject(e);
       },
     );
+  }
+
+  /** Batch `seq` completed (in order) with its records at `pos` (null: it failed, nothing written). */
+  private batchDone(seq: number, pos: Float64Array | null): void {
+    const ends = this.doneEnds;
+    if (pos !== null) {
+      for (let i = 0; i + 1 < pos.length; i += 2) {
+        const s = pos[i] as number;
+        const next = (pos[i + 1] as number) + 1;
+        if (!(next <= (ends[s] ?? 0))) ends[s] = next;
+      }
+    }
+    this.batchesDone = seq;
+    if (this.endsWaiters.length === 0) return;
+    const ready = this.endsWaiters.filter((w) => w.seq <= seq);
+    if (ready.length === 0) return;
+    this.endsWaiters = this.endsWaiters.filter((w) => w.seq > seq);
+    const snapshot = ends.slice();
+    for (const w of ready) w.resolve(snapshot);
+  }
+
+  endsAfterPending(): Promise<readonly number[]> | null {
+    const seq = this.batchesMade;
+    if (this.batchesDone >= seq) return null;
+    return new Promise((resolve) => this.endsWaiters.push({ seq, resolve }));
   }
 
   /**
