@@ -15,7 +15,7 @@ import { messageOf, type QueueStore } from '../persistence/queue-registry.js';
 import { decodeWill, type SessionRecord } from '../persistence/registries.js';
 import { logSession } from '../session/log-session.js';
 import { QueueSession } from '../session/queue-session.js';
-import type { Session } from '../session/session.js';
+import type { Pending, Session } from '../session/session.js';
 import type { SessionLifecycle } from './sessions.js';
 
 export interface RestoreParts {
@@ -85,10 +85,7 @@ export async function restore(p: RestoreParts): Promise<Restored> {
           if (!msg) continue;
           pending.msg = msg;
         }
-        if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
-          session.addInflight(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
-          inflight++;
-        } else session.enqueue(pending);
+        if (resumeDelivery(session, pending, packetId, phase)) inflight++;
       }
     } else {
       // Never recorded progress: it reads from where its subscriptions start (attach set
@@ -114,6 +111,19 @@ export async function restore(p: RestoreParts): Promise<Restored> {
   for (const loss of losses) report(loss);
   durable.watchLosses(report);
   return { durable, summary: durable.store.report().summary, losses };
+}
+
+/**
+ * A restored delivery: in flight again under `packetId` when it was (phase 1: the PUBLISH resent
+ * with DUP; 2: only its PUBREL) and that id is free, else queued. True when in flight.
+ */
+function resumeDelivery(session: Session, pending: Pending, packetId: number, phase: number): boolean {
+  if (phase > 0 && packetId > 0 && !session.inflight.has(packetId)) {
+    session.addInflight(packetId, { ...pending, phase: phase === 2 ? 'pubrel' : 'publish' });
+    return true;
+  }
+  session.enqueue(pending);
+  return false;
 }
 
 /** Wills and expiry of restored sessions, counted from when each went away. */
@@ -165,11 +175,7 @@ export async function restoreRegistry(p: Omit<RestoreParts, 'opened' | 'counters
         store.unpinRetained(r.clientId, pin.topic);
         continue;
       }
-      const pending = { msg, qos: pin.qos, retain: true, subIds: undefined, retainedTopic: pin.topic };
-      if (pin.phase > 0 && pin.packetId > 0 && !session.inflight.has(pin.packetId)) {
-        session.addInflight(pin.packetId, { ...pending, phase: pin.phase === 2 ? 'pubrel' : 'publish' });
-        inflight++;
-      } else session.enqueue(pending);
+      if (resumeDelivery(session, { msg, qos: pin.qos, retain: true, subIds: undefined, retainedTopic: pin.topic }, pin.packetId, pin.phase)) inflight++;
     }
     qs.backlog = r.queued;
     store.raiseIds(r.lastMsgId);

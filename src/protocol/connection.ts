@@ -29,8 +29,8 @@ const OUT_FLUSH_BYTES = 256 * 1024;
 /**
  * Bytes a connection reads before it lets the others have the event loop: libuv reads a ready
  * socket up to 32 times 64 KB in one go, so one client flooding (200k retained messages at once)
- * held everybody else's packets for ~50 ms a turn. After this many bytes the socket is paused and
- * resumed on the next turn (Connection.yieldReading).
+ * held everybody else's packets for ~50 ms a turn. After this many bytes the socket stops being read
+ * until the next turn (Connection.yieldReading).
  */
 const READ_TURN_BYTES = 128 * 1024;
 const CONNACK_UNSUPPORTED_VERSION = Buffer.from([0x20, 0x02, 0x00, V3_CONNACK.UnacceptableProtocolVersion]);
@@ -106,7 +106,7 @@ export class Connection implements Client, FrameSink, WheelEntry {
   inMessages: TokenBucket | null = null;
   inBytes: TokenBucket | null = null;
   private paused = false;
-  /** Bytes read since the last yield (READ_TURN_BYTES); -1 while yielding (paused until the next turn). */
+  /** Bytes read since the last yield (READ_TURN_BYTES); -1 while yielding (not read until the next turn). */
   private readSinceYield = 0;
   private expiry: LongTimer | null = null;
   /** Inbound topic aliases (v5): alias → topic name; null until the first one. */
@@ -463,7 +463,7 @@ export class Connection implements Client, FrameSink, WheelEntry {
    */
   nativeFd(): number | null {
     const h = this.handoff;
-    // Not while it yields (paused until the next turn): the loop would hand back a paused stream.
+    // Not while it yields: its next turn would start reading a socket the loop then owns.
     if (h === null || this.state !== 'connected' || this.native !== null || this.held !== null || this.gated !== null || this.ackQueue !== null || this.readSinceYield < 0) return null;
     this.flushOut();
     if (this.framer.buffered > 0) return null;

@@ -421,7 +421,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
       for (let i = 0; i + 1 < pos.length; i += 2) {
         const s = pos[i] as number;
         const next = (pos[i + 1] as number) + 1;
-        if (!(next <= (ends[s] ?? 0))) ends[s] = next;
+        if (next > (ends[s] ?? 0)) ends[s] = next;
       }
     }
     this.batchesDone = seq;
