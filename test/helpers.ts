@@ -1,6 +1,6 @@
 /** Shared test helpers: a broker on ephemeral loopback ports, MQTT.js clients, raw packet clients. */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +47,21 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<TestBroker>
       tmp?.remove();
     },
   };
+}
+
+/** The openssl binary, or undefined when it is not installed. */
+export const OPENSSL = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find((p) => existsSync(p));
+
+/** A self-signed certificate for CN=localhost made by openssl in `dir`: its PEM files' paths. */
+export function testCertificate(dir: string): { certfile: string; keyfile: string } {
+  if (!OPENSSL) throw new Error('openssl is not installed: cannot make a test certificate');
+  const certfile = join(dir, 'c.pem');
+  const keyfile = join(dir, 'k.pem');
+  execFileSync(OPENSSL, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', keyfile, '-out', certfile], {
+    stdio: 'ignore',
+    timeout: 20000,
+  });
+  return { certfile, keyfile };
 }
 
 /** A port that was free a moment ago (listen on 0, read it, close). */
@@ -107,6 +122,15 @@ export class BrokerProcess {
     return `http://127.0.0.1:${m[1]}`;
   }
 
+  /** The ports this run's 'listening' line names (a listener on port 0 gets a new one at each start). */
+  listeners(): { tcp?: number; ws?: number; tls?: number; wss?: number } {
+    const line = this.output.split('\n').reverse().find((l) => l.includes('"msg":"listening"'));
+    if (!line) throw new Error('the broker has not logged listening');
+    const rec = JSON.parse(line) as Record<string, unknown>;
+    const port = (k: string): number | undefined => (typeof rec[k] === 'number' ? (rec[k] as number) : undefined);
+    return { tcp: port('tcp'), ws: port('ws'), tls: port('tls'), wss: port('wss') };
+  }
+
   /** The admin token its data directory holds. */
   adminToken(): string {
     return readFileSync(join(this.dataDir, 'admin.token'), 'utf8').trim();
@@ -114,7 +138,9 @@ export class BrokerProcess {
 
   /** Start and resolve once the broker logs 'listening'. */
   async start(timeoutMs = 20000): Promise<void> {
-    const child = spawn(process.execPath, [CLI, 'start', '--host', '127.0.0.1', '--port', String(this.port), '--ws-port', '0', '--data-dir', this.dataDir, ...this.extraArgs], {
+    // No WebSocket listener (--ws-port 0) unless the environment given sets one.
+    const ws = this.env.STRATA_LISTENER__WS__PORT === undefined ? ['--ws-port', '0'] : [];
+    const child = spawn(process.execPath, [CLI, 'start', '--host', '127.0.0.1', '--port', String(this.port), ...ws, '--data-dir', this.dataDir, ...this.extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, STRATA_ADMIN__PORT: '-1', ...this.env }, // no admin API unless a test asks (else every broker wants 18083)
     });

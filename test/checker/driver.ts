@@ -17,12 +17,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Packet } from 'mqtt-packet';
-import { BrokerProcess, freePort, sleep } from '../helpers.js';
+import { BrokerProcess, freePort, sleep, testCertificate } from '../helpers.js';
 import { type Action, NEVER_EXPIRES } from './actions.js';
 import type { Event, QoS, WillSpec } from './history.js';
 import { Model, type ModelStats, type Violation, V311_EXPIRY_S } from './model.js';
 import { FILTERS, isShared, TOPICS } from './topics.js';
-import { Wire } from './wire.js';
+import { type Transport, Wire, type WireTarget } from './wire.js';
 
 export interface RunConfig {
   /** Client ids in the pool (3–6). */
@@ -38,11 +38,39 @@ export interface RunConfig {
   brokerArgs: string[];
   /** Keep the data directory (it is printed) instead of removing it. */
   keepData: boolean;
+  /**
+   * How the clients connect: every connection over one transport, or `mixed`: connection n over
+   * tcp, ws, tls, wss in turn (n counts a run's connections, so a trace replays alike). TLS and
+   * WSS listeners get a self-signed certificate made once per process.
+   */
+  transport: Transport | 'mixed';
   /** Called before each broker run starts (an external registry emptied: each run starts from nothing). */
   beforeRun?: () => Promise<void>;
 }
 
-export const DEFAULT_RUN_CONFIG: RunConfig = { clients: 4, avoidKnown: false, quietMs: 400, brokerArgs: [], keepData: false };
+export const DEFAULT_RUN_CONFIG: RunConfig = { clients: 4, avoidKnown: false, quietMs: 400, brokerArgs: [], keepData: false, transport: 'tcp' };
+
+const TRANSPORTS: readonly Transport[] = ['tcp', 'ws', 'tls', 'wss'];
+
+let certificate: { certfile: string; keyfile: string } | null = null;
+
+/** The broker's environment for `transport`: TLS and WSS listeners on ephemeral ports when it uses them. */
+function listenerEnv(transport: Transport | 'mixed'): NodeJS.ProcessEnv {
+  if (transport === 'tcp') return {};
+  if (transport === 'ws') return { STRATA_LISTENER__WS__PORT: '0' };
+  if (!certificate) {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-checker-tls-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    certificate = testCertificate(dir);
+  }
+  return {
+    STRATA_LISTENER__WS__PORT: '0',
+    STRATA_LISTENER__TLS__PORT: '0',
+    STRATA_LISTENER__WSS__PORT: '0',
+    STRATA_LISTENER__TLS__CERTFILE: certificate.certfile,
+    STRATA_LISTENER__TLS__KEYFILE: certificate.keyfile,
+  };
+}
 
 export interface RunCounts {
   actions: number;
@@ -127,7 +155,7 @@ export class Run {
   static async start(cfg: RunConfig): Promise<Run> {
     await cfg.beforeRun?.();
     const dataDir = mkdtempSync(join(tmpdir(), 'strata-checker-'));
-    const broker = new BrokerProcess(await freePort(), dataDir, ['--log-level', 'info', ...cfg.brokerArgs]);
+    const broker = new BrokerProcess(await freePort(), dataDir, ['--log-level', 'info', ...cfg.brokerArgs], listenerEnv(cfg.transport));
     await broker.start();
     return new Run(cfg, broker, dataDir);
   }
@@ -359,6 +387,14 @@ export class Run {
     if (slot.wire === w) slot.wire = null;
   }
 
+  /** Connection `n`'s transport and the port its listener has in this broker run. */
+  private target(n: number): WireTarget {
+    const transport = this.cfg.transport === 'mixed' ? (TRANSPORTS[n % TRANSPORTS.length] as Transport) : this.cfg.transport;
+    const port = this.broker.listeners()[transport];
+    if (port === undefined) throw new Error(`the broker has no ${transport} listener`);
+    return { transport, port };
+  }
+
   /** The lowest packet id free in the session and on the connection. */
   private allocId(slot: Slot, w: Wire): number {
     for (let id = 1; id <= 65535; id++) if (!slot.session.flows.has(id) && !w.control.has(id)) return id;
@@ -372,7 +408,7 @@ export class Run {
     const expiry = x.v === 5 ? x.expiry : null;
     const n = ++this.connSeq;
     const w = await Wire.open(
-      this.broker.port,
+      this.target(n),
       n,
       x.v,
       (wire, p) => this.onPacket(slot, wire, p),

@@ -12,7 +12,8 @@
 // files), --keep-data, --broker-args "...", --verbose (print every run's trace), --registry
 // redis|pgsql|mysql (the broker on that registry, persistence.registry: a server of its own started
 // here as the tests start theirs, emptied before every broker run; the broker's --config is then
-// the checker's).
+// the checker's), --transport tcp|ws|tls|wss|mixed (how the clients connect; mixed: connection
+// after connection over each in turn; TLS and WSS with a self-signed certificate made by openssl).
 //
 // Prints one line per seed, every violation with the shrunk trace, and totals. Writes each
 // failure (trace, violations, full event history) as JSON. Exit status 1 on any violation,
@@ -44,6 +45,7 @@ const { values: argv } = parseArgs({
     'broker-args': { type: 'string', default: '' },
     verbose: { type: 'boolean', default: false },
     registry: { type: 'string' },
+    transport: { type: 'string', default: 'tcp' },
   },
 });
 
@@ -60,8 +62,16 @@ const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
+const TRANSPORTS = ['tcp', 'ws', 'tls', 'wss', 'mixed'] as const;
+const transport = TRANSPORTS.find((t) => t === argv.transport);
+if (!transport) {
+  process.stderr.write(`--transport must be one of ${TRANSPORTS.join(', ')}\n`);
+  process.exit(2);
+}
+
 const opts: CheckOptions = {
   ...DEFAULT_RUN_CONFIG,
+  transport,
   clients: num('clients', argv.clients, 3, 6),
   avoidKnown: argv['avoid-known'],
   quietMs: num('quiet-ms', argv['quiet-ms'], 50),
@@ -146,7 +156,7 @@ async function check(): Promise<number> {
       shrinkMs: Math.max(0, Math.min(opts.shrinkMs, left)),
     });
     totals.shrinkRuns += report.shrinkRuns;
-    if (report.original === null) {
+    if (report.original === null || report.error !== null) {
       totals.errors++;
       say(`seed ${seed}: CHECKER ERROR ${report.error ?? ''}`);
       continue;

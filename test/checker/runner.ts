@@ -76,6 +76,9 @@ export async function checkSeed(seed: number, opts: CheckOptions): Promise<SeedR
   const report: SeedReport = { seed, original: null, minimal: null, shrinkRuns: 0, shrinkCapped: false, path: null, error: null };
   let shrinkStart = 0;
   const prop = fc.asyncProperty(actionCommands(opts.clients, opts.actions), async (cmds) => {
+    // The checker itself failed on an earlier candidate: no shrinking of that (a smaller candidate
+    // that then passed would stand as this seed's run, an "ok" for a run that never happened).
+    if (report.error !== null) return true;
     if (report.original !== null) {
       if (report.shrinkRuns >= opts.shrinkRuns || Date.now() - shrinkStart > opts.shrinkMs) {
         report.shrinkCapped = true;

@@ -1,11 +1,52 @@
 /**
- * One raw MQTT connection of the checker: a TCP socket and an mqtt-packet parser for the
- * connection's protocol version. It only moves packets; what they mean is the driver's
- * business (driver.ts), which sees every packet in arrival order through `onPacket`.
+ * One raw MQTT connection of the checker: a byte stream (TCP, TLS, WebSocket or secure
+ * WebSocket) and an mqtt-packet parser for the connection's protocol version. It only moves
+ * packets; what they mean is the driver's business (driver.ts), which sees every packet in
+ * arrival order through `onPacket`.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
 import { generate, parser as createParser, type Packet } from 'mqtt-packet';
+import { createWebSocketStream, WebSocket } from 'ws';
 import type { Version } from './history.js';
+
+export type Transport = 'tcp' | 'tls' | 'ws' | 'wss';
+
+/** Where a connection goes: the transport and the port of the broker's listener for it. */
+export interface WireTarget {
+  transport: Transport;
+  port: number;
+}
+
+/** The stream once connected, or null when the broker refused or the handshake failed. */
+async function openStream(to: WireTarget): Promise<Duplex | null> {
+  if (to.transport === 'ws' || to.transport === 'wss') {
+    // A test certificate: its name and issuer are not checked (the broker's TLS is what runs).
+    const ws = new WebSocket(`${to.transport}://127.0.0.1:${to.port}/mqtt`, 'mqtt', { rejectUnauthorized: false });
+    const ok = await new Promise<boolean>((resolve) => {
+      ws.once('open', () => resolve(true));
+      ws.once('error', () => resolve(false));
+    });
+    if (!ok) {
+      ws.terminate();
+      return null;
+    }
+    return createWebSocketStream(ws);
+  }
+  const socket =
+    to.transport === 'tls' ? tlsConnect({ port: to.port, host: '127.0.0.1', rejectUnauthorized: false }) : netConnect(to.port, '127.0.0.1');
+  const ok = await new Promise<boolean>((resolve) => {
+    socket.once(to.transport === 'tls' ? 'secureConnect' : 'connect', () => resolve(true));
+    socket.once('error', () => resolve(false));
+  });
+  if (!ok) {
+    socket.destroy();
+    return null;
+  }
+  socket.setNoDelay(true);
+  return socket;
+}
 
 export class Wire {
   closed = false;
@@ -19,7 +60,7 @@ export class Wire {
 
   private constructor(
     readonly n: number,
-    readonly socket: Socket,
+    readonly socket: Duplex,
     readonly version: Version,
     onPacket: (w: Wire, p: Packet) => void,
     onClose: (w: Wire) => void,
@@ -51,19 +92,10 @@ export class Wire {
     });
   }
 
-  /** A connected socket, or null when the broker refused the TCP connection. */
-  static async open(port: number, n: number, version: Version, onPacket: (w: Wire, p: Packet) => void, onClose: (w: Wire) => void): Promise<Wire | null> {
-    const socket = netConnect(port, '127.0.0.1');
-    const ok = await new Promise<boolean>((resolve) => {
-      socket.once('connect', () => resolve(true));
-      socket.once('error', () => resolve(false));
-    });
-    if (!ok) {
-      socket.destroy();
-      return null;
-    }
-    socket.setNoDelay(true);
-    return new Wire(n, socket, version, onPacket, onClose);
+  /** A connected stream, or null when the broker refused the connection. */
+  static async open(to: WireTarget, n: number, version: Version, onPacket: (w: Wire, p: Packet) => void, onClose: (w: Wire) => void): Promise<Wire | null> {
+    const socket = await openStream(to);
+    return socket ? new Wire(n, socket, version, onPacket, onClose) : null;
   }
 
   send(p: Packet): void {

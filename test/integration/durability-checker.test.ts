@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { formatAction } from '../checker/actions.js';
 import { DEFAULT_RUN_CONFIG } from '../checker/driver.js';
-import { checkSeed, DEFAULT_ACTIONS } from '../checker/runner.js';
+import { checkSeed, DEFAULT_ACTIONS, type SeedReport } from '../checker/runner.js';
+import { OPENSSL } from '../helpers.js';
 
 /**
  * Seeds whose runs are busy: messages owed to offline sessions, delivered after restarts. With
@@ -20,18 +21,52 @@ import { checkSeed, DEFAULT_ACTIONS } from '../checker/runner.js';
  */
 const SEEDS = [713, 715, 742, 745, 750, 751, 752, 765, 774];
 
+/**
+ * Seeds run with each connection over the next of TCP, WebSocket, TLS and secure WebSocket
+ * (`--transport mixed`): deliveries that leave through a TLS or WebSocket stream instead of
+ * the native TCP drain, restarts with such connections open.
+ */
+const MIXED_SEEDS = [4100000, 4100008];
+
+function assertNoViolation(seed: number, report: SeedReport, how: string): void {
+  assert.equal(report.error, null, 'the checker itself failed');
+  const run = report.original;
+  assert.ok(run, 'the run produced no result');
+  assert.deepEqual(
+    run.violations.map((v) => `${v.kind}: ${v.text}`),
+    [],
+    `seed ${seed}: ${run.violations.length} violation(s); trace:\n${run.actions.map((x, i) => `  ${i + 1}. ${formatAction(x)}`).join('\n')}\nrerun and shrink: npm run check:durability -- --seed ${seed} --runs 1${how}`,
+  );
+}
+
 describe('durability checker: random actions with SIGTERM and kill -9, judged by the model', () => {
   for (const seed of SEEDS) {
     test(`seed ${seed}: no violation of the MQTT rules or the durability promise`, async () => {
       const report = await checkSeed(seed, { ...DEFAULT_RUN_CONFIG, actions: DEFAULT_ACTIONS, shrinkRuns: 0, shrinkMs: 0, say: () => undefined });
-      assert.equal(report.error, null, 'the checker itself failed');
-      const run = report.original;
-      assert.ok(run, 'the run produced no result');
-      assert.deepEqual(
-        run.violations.map((v) => `${v.kind}: ${v.text}`),
-        [],
-        `seed ${seed}: ${run.violations.length} violation(s); trace:\n${run.actions.map((x, i) => `  ${i + 1}. ${formatAction(x)}`).join('\n')}\nrerun and shrink: npm run check:durability -- --seed ${seed} --runs 1`,
-      );
+      assertNoViolation(seed, report, '');
     });
   }
+
+  for (const seed of MIXED_SEEDS) {
+    test(`seed ${seed} over TCP, WebSocket, TLS and WSS: no violation`, { skip: OPENSSL ? false : 'openssl is not installed: cannot make a test certificate' }, async () => {
+      const report = await checkSeed(seed, { ...DEFAULT_RUN_CONFIG, transport: 'mixed', actions: DEFAULT_ACTIONS, shrinkRuns: 0, shrinkMs: 0, say: () => undefined });
+      assertNoViolation(seed, report, ' --transport mixed');
+    });
+  }
+
+  test('a run the checker could not carry out is an error, never a passing run', async () => {
+    // Connections over WebSocket to a broker started without a WebSocket listener: the first
+    // connect throws. Shrinking must not then turn a smaller candidate into the seed's run.
+    const report = await checkSeed(SEEDS[0] as number, {
+      ...DEFAULT_RUN_CONFIG,
+      transport: 'ws',
+      brokerArgs: ['--ws-port', '0'],
+      actions: DEFAULT_ACTIONS,
+      shrinkRuns: 5,
+      shrinkMs: 20_000,
+      say: () => undefined,
+    });
+    assert.match(report.error ?? '', /no ws listener/);
+    assert.equal(report.original, null, 'a later, smaller candidate stood in for the run that failed');
+  });
 });

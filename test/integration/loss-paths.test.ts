@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { IConnackPacket, IPubcompPacket, IPublishPacket, IPubrecPacket } from 'mqtt-packet';
 import { DurableStore, packMessages } from '../../src/native.js';
-import { BrokerProcess, client, collect, freePort, persistent, quiet, RawClient, tempDir, unconnected } from '../helpers.js';
+import { BrokerProcess, client, collect, freePort, persistent, quiet, RawClient, sleep, tempDir, unconnected } from '../helpers.js';
 
 const PUB = '/usr/bin/mosquitto_pub';
 const skipMosquitto = existsSync(PUB) ? false : 'mosquitto-clients is not installed (apt-get install mosquitto-clients)';
@@ -314,4 +314,51 @@ describe('what CONNACK and UNSUBACK say survives a kill -9 right after them', ()
     assert.deepEqual(await quiet(back, 300), [], 'the subscription did not come back');
     await back.endAsync();
   });
+});
+
+describe('queue limits across kill -9: what the overflow policy keeps is never lost', () => {
+  // The backlog count and the drops are recorded lazily (a busy offline session does not
+  // rewrite its record per message): after a kill -9 a session may get more than its limit,
+  // never less than the policy keeps. Each publish is acknowledged before the kill.
+  for (const overflow of ['drop_oldest', 'drop_newest'] as const) {
+    test(`${overflow}, limit 50: 30 acknowledged, kill -9, 150 more, kill -9 at once: the ${overflow === 'drop_oldest' ? 'newest' : 'first'} 50 arrive, in order, once`, async () => {
+      const data = tempDir('strata-qlimit-');
+      const b = new BrokerProcess(await freePort(), data.dir, [], { STRATA_MQTT__MAX_QUEUED_MESSAGES: '50', STRATA_MQTT__QUEUE_OVERFLOW: overflow });
+      try {
+        await b.start();
+        const sub = await client(b.url, persistent(5, 'qlimit'));
+        await sub.subscribeAsync('ql/t', { qos: 1 });
+        await sub.endAsync();
+        const publish = async (from: number, n: number): Promise<void> => {
+          const pub = await client(b.url, { clientId: `qlimit-pub-${from}` });
+          await Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync('ql/t', String(from + i), { qos: 1 })));
+          await pub.endAsync();
+        };
+        await publish(0, 30);
+        await b.kill9();
+        await b.start();
+        await publish(30, 150);
+        await b.kill9();
+        await b.start();
+        const back = unconnected(b.url, persistent(5, 'qlimit'));
+        const got: number[] = [];
+        back.on('message', (_t, p) => got.push(Number(p.toString())));
+        back.connect();
+        const kept = overflow === 'drop_oldest' ? Array.from({ length: 50 }, (_, i) => 130 + i) : Array.from({ length: 50 }, (_, i) => i);
+        for (let waited = 0; waited < 10000 && !kept.every((n) => got.includes(n)); waited += 50) await sleep(50);
+        await quiet(back, 300);
+        await back.endAsync();
+        assert.deepEqual(
+          kept.filter((n) => !got.includes(n)),
+          [],
+          `missing what ${overflow} keeps; got ${got.length}: ${got.join(',')}`,
+        );
+        assert.deepEqual(got, [...got].sort((x, y) => x - y), 'in order, each once');
+        assert.equal(new Set(got).size, got.length, 'each once');
+      } finally {
+        await b.stop();
+        data.remove();
+      }
+    });
+  }
 });

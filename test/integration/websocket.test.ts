@@ -4,7 +4,7 @@
  * certificate made at test time by `openssl`.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect as tlsConnect } from 'node:tls';
@@ -14,7 +14,7 @@ import { generate, parser as createParser, type IConnackPacket, type Packet } fr
 import mqtt from 'mqtt';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { createBroker } from '../../src/index.js';
-import { client, collect, RawClient, startBroker, type TestBroker } from '../helpers.js';
+import { client, collect, OPENSSL, RawClient, startBroker, testCertificate, type TestBroker } from '../helpers.js';
 
 const QOS = [0, 1, 2] as const;
 
@@ -181,20 +181,15 @@ describe('MQTT.js over ws://', () => {
 });
 
 describe('TLS and WSS', () => {
-  const openssl = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find((p) => existsSync(p));
-  const skip = openssl ? false : 'openssl is not installed: cannot make a test certificate';
+  const skip = OPENSSL ? false : 'openssl is not installed: cannot make a test certificate';
   let dir = '';
   let tb: TestBroker;
   let cert: Buffer;
 
   before(async () => {
-    if (!openssl) return;
+    if (!OPENSSL) return;
     dir = mkdtempSync(join(tmpdir(), 'strata-tls-'));
-    execFileSync(
-      openssl,
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')],
-      { stdio: 'ignore', timeout: 20000 },
-    );
+    testCertificate(dir);
     cert = readFileSync(join(dir, 'c.pem'));
     tb = await startBroker({
       wsPort: 0,
