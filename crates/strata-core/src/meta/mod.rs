@@ -219,6 +219,8 @@ impl MetaRecovery {
 
 enum Req {
     Ops(Vec<Op>, MetaDone),
+    /// Operations still packed ([`packed_ops`]): unpacked and checked on the writer thread.
+    Packed(Vec<u8>, MetaDone),
     Compact(MetaDone),
 }
 
@@ -411,20 +413,17 @@ impl MetaStore {
     /// (in both copies). `InvalidArgument` for a put of `system/journal_seq` or ops
     /// larger than 1 GiB encoded.
     pub fn apply(&self, ops: Vec<Op>, done: MetaDone) {
-        if ops
-            .iter()
-            .any(|op| matches!(op, Op::Put(t, k, _) if state::is_reserved(*t, k)))
-        {
-            return done(Err(CoreError::InvalidArgument(
-                "system/journal_seq is written by the metadata store only".into(),
-            )));
+        match check_ops(&ops) {
+            Ok(()) => self.send(Req::Ops(ops, done)),
+            Err(e) => done(Err(e)),
         }
-        if ops_len(&ops) > MAX_APPLY_BYTES {
-            return done(Err(CoreError::InvalidArgument(format!(
-                "metadata operations larger than {MAX_APPLY_BYTES} bytes"
-            ))));
-        }
-        self.send(Req::Ops(ops, done));
+    }
+
+    /// [`MetaStore::apply`] of operations packed as [`packed_ops`] lays them out: unpacked
+    /// and checked on the writer thread (not the caller's), the same rules; a buffer that
+    /// does not fit the layout fails `done` with `InvalidArgument`.
+    pub fn apply_packed(&self, packed: Vec<u8>, done: MetaDone) {
+        self.send(Req::Packed(packed, done));
     }
 
     fn send(&self, req: Req) {
@@ -438,7 +437,7 @@ impl MetaStore {
             None => req,
         };
         match unsent {
-            Req::Ops(_, d) | Req::Compact(d) => d(closed()),
+            Req::Ops(_, d) | Req::Packed(_, d) | Req::Compact(d) => d(closed()),
         }
     }
 
@@ -557,23 +556,55 @@ impl Drop for MetaStore {
 }
 
 /// Applies `ops` in a write transaction.
-pub(crate) fn apply_to_txn(w: &WriteTransaction, ops: &[Op]) -> Result<(), redb::Error> {
+pub(crate) fn apply_to_txn<'a>(
+    w: &WriteTransaction,
+    ops: impl IntoIterator<Item = &'a Op>,
+) -> Result<(), redb::Error> {
+    // Each table opened once for all the operations: opening one and letting it go per
+    // operation (which writes its root back to the table of tables each time) was most of
+    // a retained message's commit.
+    let mut open: [Option<redb::Table<'_, &'static [u8], &'static [u8]>>; Table::ALL.len()] =
+        Default::default();
     for op in ops {
+        let (Op::Put(t, ..) | Op::Delete(t, _) | Op::DeletePrefix(t, _)) = op;
+        let slot = &mut open[t.index()];
+        let tab = match slot {
+            Some(tab) => tab,
+            None => slot.insert(w.open_table(t.def())?),
+        };
         match op {
-            Op::Put(t, k, v) => {
-                w.open_table(t.def())?.insert(k.as_slice(), v.as_slice())?;
+            Op::Put(_, k, v) => {
+                tab.insert(k.as_slice(), v.as_slice())?;
             }
-            Op::Delete(t, k) => {
-                w.open_table(t.def())?.remove(k.as_slice())?;
+            Op::Delete(_, k) => {
+                tab.remove(k.as_slice())?;
             }
-            Op::DeletePrefix(t, p) => {
-                let mut tab = w.open_table(t.def())?;
+            Op::DeletePrefix(_, p) => {
                 match prefix_end(p) {
                     Some(e) => tab.retain_in::<&[u8], _>(p.as_slice()..e.as_slice(), |_, _| false),
                     None => tab.retain_in::<&[u8], _>(p.as_slice().., |_, _| false),
                 }?;
             }
         }
+    }
+    Ok(())
+}
+
+/// What [`MetaStore::apply`] refuses: a write of the store's own `system/journal_seq`, or
+/// more than [`MAX_APPLY_BYTES`] at once.
+fn check_ops(ops: &[Op]) -> Result<(), CoreError> {
+    if ops
+        .iter()
+        .any(|op| matches!(op, Op::Put(t, k, _) if state::is_reserved(*t, k)))
+    {
+        return Err(CoreError::InvalidArgument(
+            "system/journal_seq is written by the metadata store only".into(),
+        ));
+    }
+    if ops_len(ops) > MAX_APPLY_BYTES {
+        return Err(CoreError::InvalidArgument(format!(
+            "metadata operations larger than {MAX_APPLY_BYTES} bytes"
+        )));
     }
     Ok(())
 }
@@ -613,8 +644,23 @@ impl Writer {
             let mut bytes = 0;
             let mut next = Some(first);
             while let Some(req) = next.take() {
+                let req = match req {
+                    Req::Packed(b, d) => match packed_ops::unpack(&b).and_then(|ops| {
+                        check_ops(&ops)?;
+                        Ok(ops)
+                    }) {
+                        Ok(ops) => Req::Ops(ops, d),
+                        Err(e) => {
+                            d(Err(e));
+                            next = rx.try_recv().ok();
+                            continue;
+                        }
+                    },
+                    r => r,
+                };
                 match req {
                     Req::Compact(d) => compacts.push(d),
+                    Req::Packed(..) => unreachable!("unpacked above"),
                     Req::Ops(ops, d) => {
                         let n = ops_len(&ops);
                         if !batch.is_empty() && bytes + n > BATCH_BYTES {
@@ -675,9 +721,7 @@ impl Writer {
             Durability::None
         })
         .map_err(|e| CoreError::Meta(e.to_string()))?;
-        for (ops, _) in batch {
-            apply_to_txn(&w, ops).map_err(meta_err)?;
-        }
+        apply_to_txn(&w, batch.iter().flat_map(|(ops, _)| ops.iter())).map_err(meta_err)?;
         put_seq(&w, seq).map_err(meta_err)?;
         w.commit().map_err(meta_err)?;
         self.seq = seq;

@@ -83,11 +83,10 @@ impl Store {
         env: &'env Env,
         ops: &[u8],
     ) -> napi::Result<Object<'env>> {
-        guard::promise(env, "Store.metaApplyPacked", |p| {
-            match (self.get(), strata_core::meta::packed_ops::unpack(ops)) {
-                (Ok(inner), Ok(ops)) => inner.meta.apply(ops, p.completion(|()| ())),
-                (Err(e), _) | (_, Err(e)) => p.reject(e),
-            }
+        // Copied as it is (one copy, on this thread); unpacked on the metadata writer's.
+        guard::promise(env, "Store.metaApplyPacked", |p| match self.get() {
+            Ok(inner) => inner.meta.apply_packed(ops.to_vec(), p.completion(|()| ())),
+            Err(e) => p.reject(e),
         })
     }
 }
