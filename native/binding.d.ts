@@ -45,6 +45,14 @@ export declare class RetainedMessages {
    * name and `ERR_INVALID_ARGUMENT` for a record not in the layout.
    */
   set(topic: string, record: Uint8Array): void
+  /**
+   * Applies retained-table writes packed in the metadata layout (`layouts().metaOps`): the
+   * bytes the store commits for them, one call for a batch of publishes. Returns the writes
+   * applied; throws (`ERR_INVALID_ARGUMENT`, `ERR_INVALID_TOPIC`) at the first that is not a
+   * put of a whole record or a delete on the retained table with a valid topic, the ones
+   * before it applied.
+   */
+  applyPacked(ops: Uint8Array): number
   /** Forgets `topic`; `true` if it was present. */
   delete(topic: string): boolean
   /** `topic`'s record, or null. */

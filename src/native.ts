@@ -218,6 +218,14 @@ export class RetainedMessages {
     wrapSync(() => this.inner.set(topic, record));
   }
 
+  /**
+   * Retained-table writes packed in the metadata layout (MetaPacker) into the tree, one call for
+   * a batch; returns those applied (a put whose topic is not a valid name is refused, skipped).
+   */
+  applyPacked(ops: Buffer): number {
+    return wrapSync(() => this.inner.applyPacked(ops));
+  }
+
   delete(topic: string): boolean {
     return wrapSync(() => this.inner.delete(topic));
   }
@@ -290,22 +298,30 @@ function batchEntry(buffer: Buffer, at: number, end: number): { topic: string; r
 
 /** A retained message's record (LAYOUTS.retained): what RetainedMessages and the store's `retained` table hold. */
 export function encodeRetainedRecord(publisher: string, qos: 0 | 1 | 2, receivedAt: number, properties: Buffer | null, payload: Buffer): Buffer {
-  // Written in place (no buffer for the publisher, no BigInt for the time): one per retained message.
+  const room = Buffer.allocUnsafe(RETAINED.header + 3 * publisher.length + (properties?.length ?? 0) + payload.length);
+  return room.subarray(0, writeRetainedRecord(room, 0, publisher, qos, receivedAt, properties, payload));
+}
+
+/**
+ * A retained record written into `b` at `at` (room enough for 3 bytes per UTF-16 unit of the
+ * publisher: the caller's); returns its length. In place: no buffer for the publisher, no
+ * BigInt for the time.
+ */
+function writeRetainedRecord(b: Buffer, at: number, publisher: string, qos: 0 | 1 | 2, receivedAt: number, properties: Buffer | null, payload: Buffer): number {
   const R = RETAINED;
-  const pubLen = Buffer.byteLength(publisher, 'utf8');
-  const propsLen = properties === null ? 0 : properties.length;
-  const out = Buffer.allocUnsafe(R.header + pubLen + propsLen + payload.length);
-  out[0] = R.version;
-  out[R.qos] = qos;
-  out.writeUInt32LE(receivedAt % 0x100000000, R.receivedAt); // u64 LE: ms since the epoch < 2^53
-  out.writeUInt32LE(Math.floor(receivedAt / 0x100000000), R.receivedAt + 4);
-  out.writeUInt16LE(pubLen, R.publisherLen);
-  out.writeUInt32LE(propsLen, R.propertiesLen);
-  let o = R.header;
-  if (pubLen > 0) o += out.write(publisher, o, 'utf8');
-  if (propsLen > 0) o += (properties as Buffer).copy(out, o);
-  payload.copy(out, o);
-  return out;
+  b[at] = R.version;
+  b[at + R.qos] = qos;
+  b.writeUInt32LE(receivedAt % 0x100000000, at + R.receivedAt); // u64 LE: ms since the epoch < 2^53
+  b.writeUInt32LE(Math.floor(receivedAt / 0x100000000), at + R.receivedAt + 4);
+  let o = at + R.header;
+  const pubLen = publisher.length > 0 ? b.write(publisher, o, 'utf8') : 0;
+  o += pubLen;
+  const propsLen = properties === null ? 0 : properties.copy(b, o);
+  o += propsLen;
+  o += payload.copy(b, o);
+  b.writeUInt16LE(pubLen, at + R.publisherLen);
+  b.writeUInt32LE(propsLen, at + R.propertiesLen);
+  return o - at;
 }
 
 /** The record in `buf[at, end)`; payload and properties are views into `buf`. */
@@ -458,32 +474,108 @@ const META_OPS = LAYOUTS.metaOps;
 const META_TABLE_INDEX = new Map<string, number>(META_OPS.tables.map((t, i) => [t, i]));
 const META_KIND = { put: META_OPS.put, delete: META_OPS.delete, deletePrefix: META_OPS.deletePrefix } as const;
 
-function keyBytes(key: Buffer | string): number {
-  return typeof key === 'string' ? Buffer.byteLength(key, 'utf8') : key.length;
-}
+const RETAINED_TABLE = META_TABLE_INDEX.get('retained') as number;
 
-/** `ops` in one buffer (LAYOUTS.metaOps), as Store.metaApplyPacked takes them. */
-export function packMetaOps(ops: MetaOp[]): Buffer {
-  let size = 0;
-  for (const o of ops) size += META_OPS.header + keyBytes(o.key) + (o.op === 'put' ? META_OPS.valueLen + o.value.length : 0);
-  const buf = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const o of ops) {
+/**
+ * Metadata writes packed in the `metaApplyPacked` layout (LAYOUTS.metaOps) as they come, into
+ * one growing buffer reused batch after batch (as Packer): no object per write, and a retained
+ * message written straight from its fields (its record never a Buffer of its own). The store
+ * and the retained tree (RetainedMessages.applyPacked) both read this layout and copy what they
+ * keep before they return, so the bytes of `bytes()` may be overwritten by the next write after.
+ */
+export class MetaPacker {
+  private buf: Buffer;
+  /** Bytes packed. */
+  length = 0;
+  /** Writes packed. */
+  count = 0;
+  private lastStart = 0;
+
+  constructor(private readonly initial = 64 * 1024) {
+    this.buf = Buffer.allocUnsafeSlow(initial);
+  }
+
+  add(o: MetaOp): void {
     const table = META_TABLE_INDEX.get(o.table);
     if (table === undefined) throw new NativeError('ERR_INVALID_ARGUMENT', `unknown metadata table ${JSON.stringify(o.table)}`);
-    buf[at] = META_KIND[o.op];
-    buf[at + 1] = table;
-    const keyAt = at + META_OPS.header;
-    const keyLen = typeof o.key === 'string' ? buf.write(o.key, keyAt, 'utf8') : o.key.copy(buf, keyAt);
-    buf.writeUInt32LE(keyLen, at + 2); // the key's length, as written (a string's counted once, above)
-    at = keyAt + keyLen;
-    if (o.op === 'put') {
-      buf.writeUInt32LE(o.value.length, at);
-      at += META_OPS.valueLen;
-      at += o.value.copy(buf, at);
-    }
+    const keyRoom = typeof o.key === 'string' ? 3 * o.key.length : o.key.length;
+    const at = this.start(keyRoom + (o.op === 'put' ? META_OPS.valueLen + o.value.length : 0), META_KIND[o.op], table, o.key);
+    if (o.op === 'put') this.end(at + META_OPS.valueLen + o.value.copy(this.buf, at + META_OPS.valueLen), at);
+    else this.end(at, -1);
   }
-  return buf;
+
+  /** A put of `topic`'s retained record, written from the message's fields. */
+  putRetained(topic: string, publisher: string, qos: 0 | 1 | 2, receivedAt: number, properties: Buffer | null, payload: Buffer): void {
+    const room = 3 * topic.length + META_OPS.valueLen + RETAINED.header + 3 * publisher.length + (properties?.length ?? 0) + payload.length;
+    const at = this.start(room, META_OPS.put, RETAINED_TABLE, topic);
+    this.end(at + META_OPS.valueLen + writeRetainedRecord(this.buf, at + META_OPS.valueLen, publisher, qos, receivedAt, properties, payload), at);
+  }
+
+  /** A delete of `topic`'s retained record. */
+  deleteRetained(topic: string): void {
+    this.end(this.start(3 * topic.length, META_OPS.delete, RETAINED_TABLE, topic), -1);
+  }
+
+  /** One write packed by another MetaPacker (its `last()`), copied. */
+  addPacked(write: Buffer): void {
+    const need = this.length + write.length;
+    if (need > this.buf.length) this.grow(need);
+    this.length += write.copy(this.buf, this.length);
+    this.count++;
+  }
+
+  /** The last write packed: a view, valid until the next write or `reset`. */
+  last(): Buffer {
+    return this.buf.subarray(this.lastStart, this.length);
+  }
+
+  /** The packed bytes: a view, valid until the next write or `reset`. */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+
+  /** Empty again (a buffer grown past 16 times its first size is let go). */
+  reset(): void {
+    this.length = 0;
+    this.count = 0;
+    this.lastStart = 0;
+    if (this.buf.length > 16 * this.initial) this.buf = Buffer.allocUnsafeSlow(this.initial);
+  }
+
+  /** The header and key of a write with `room` bytes at most after the header; returns where the key ends. */
+  private start(room: number, kind: number, table: number, key: Buffer | string): number {
+    const need = this.length + META_OPS.header + room;
+    if (need > this.buf.length) this.grow(need);
+    const b = this.buf;
+    const o = this.length;
+    this.lastStart = o;
+    b[o] = kind;
+    b[o + 1] = table;
+    const keyAt = o + META_OPS.header;
+    const keyLen = typeof key === 'string' ? b.write(key, keyAt, 'utf8') : key.copy(b, keyAt);
+    b.writeUInt32LE(keyLen, o + 2);
+    return keyAt + keyLen;
+  }
+
+  /** The write ends at `end`; `valueAt`: where its value length goes (-1: none). */
+  private end(end: number, valueAt: number): void {
+    if (valueAt >= 0) this.buf.writeUInt32LE(end - valueAt - META_OPS.valueLen, valueAt);
+    this.length = end;
+    this.count++;
+  }
+
+  private grow(need: number): void {
+    const b = Buffer.allocUnsafeSlow(Math.max(need, 2 * this.buf.length));
+    this.buf.copy(b, 0, 0, this.length);
+    this.buf = b;
+  }
+}
+
+/** `ops` in one buffer of its own (LAYOUTS.metaOps), as Store.metaApplyPacked takes them. */
+export function packMetaOps(ops: readonly MetaOp[]): Buffer {
+  const p = new MetaPacker(1024);
+  for (const o of ops) p.add(o);
+  return p.bytes();
 }
 
 /** Where a message lives in the log: stored once, referenced by every session that needs it. */
@@ -803,14 +895,25 @@ export class DurableStore {
     }
   }
 
-  /** Apply metadata writes atomically; resolves once committed (group commit). */
   /** Apply `ops` atomically (one group commit with whatever else is queued); resolves once durable. */
   metaApply(ops: MetaOp[]): Promise<void> {
-    // Packed into one buffer: one argument to convert, however many writes (a retained-message
-    // flood makes hundreds per event-loop turn).
+    let packed: Buffer;
+    try {
+      packed = packMetaOps(ops);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.metaApplyPacked(packed);
+  }
+
+  /**
+   * Apply writes packed in one buffer (MetaPacker: one argument to convert, however many writes
+   * — a retained-message flood makes thousands per event-loop turn) atomically; the bytes are
+   * copied before it returns. Resolves once durable.
+   */
+  metaApplyPacked(packed: Buffer): Promise<void> {
     let applied: Promise<void>;
     try {
-      const packed = packMetaOps(ops);
       applied = wrapSync(() => this.inner.metaApplyPacked(packed));
     } catch (e) {
       return Promise.reject(e as Error);

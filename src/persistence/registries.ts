@@ -229,9 +229,10 @@ export interface MessageRegistry {
 export interface RetainedRegistry {
   /**
    * Set (or, with an empty payload, clear) a topic's retained message, in publish order; resolves
-   * once durable. `record`: retainedRecord(msg), when the caller has encoded it already.
+   * once durable. `packed`: the write as MetaPacker lays it out (RetainedStore.set's), when the
+   * caller has it (the embedded store copies it instead of packing again; others ignore it).
    */
-  saveRetainMessage(msg: Message, record?: Buffer): Promise<void>;
+  saveRetainMessage(msg: Message, packed?: Buffer | null): Promise<void>;
   /** Stored retained messages whose topic matches `filter` (smqtt's getRetainMessage), topic order. */
   getRetainMessage(filter: string): Promise<Message[]>;
 }

@@ -8,13 +8,18 @@
  * router records each set/clear in the store, which holds the same record and loads it back
  * into this tree at start without crossing to JavaScript (lifecycle/restore.ts).
  */
-import { RetainedMessages, type RetainedRecord, type RetainedTopics } from '../native.js';
-import { retainedMessage, retainedRecord } from '../persistence/registries.js';
+import { MetaPacker, RetainedMessages, type RetainedRecord, type RetainedTopics } from '../native.js';
+import { retainedMessage } from '../persistence/registries.js';
 import type { QoS } from '../wire/codec.js';
-import { isExpired, type Message } from '../wire/message.js';
+import { encodeProperties, isExpired, type Message } from '../wire/message.js';
 
 export interface RetainedStore {
-  /** Store `msg` (or clear its topic when the payload is empty); returns the record stored (null: cleared). */
+  /**
+   * Store `msg` (or clear its topic when the payload is empty); its topic a valid topic name (the
+   * caller's check). Returns the write as the metadata layout packs it (MetaPacker: what the
+   * embedded store commits, so it need not pack it again), a view valid until the next `set`; or
+   * null.
+   */
   set(msg: Message): Buffer | null;
   get(topic: string): Message | undefined;
   /** The live retained messages matching `filter`, read a page at a time (see RetainedCursor). */
@@ -63,9 +68,14 @@ class NativeRetainedCursor implements RetainedCursor {
   private at = 0;
 
   constructor(
-    private readonly tree: RetainedMessages,
+    private readonly store: NativeRetainedStore,
     private readonly topics: RetainedTopics,
   ) {}
+
+  /** The tree with every set and clear made so far in it (pages are read as they are then). */
+  private get tree(): RetainedMessages {
+    return this.store.native;
+  }
 
   get done(): boolean {
     return this.at >= this.topics.count;
@@ -102,18 +112,45 @@ class NativeRetainedCursor implements RetainedCursor {
   }
 }
 
+/**
+ * The retained messages of a broker in the native tree. Sets and clears are packed as they come
+ * (the metadata layout, from the message's fields: no record or buffer per message) and cross
+ * to the tree in one call at the end of the event-loop turn — or before anything reads the
+ * tree, so a read always sees every set and clear made before it.
+ */
 export class NativeRetainedStore implements RetainedStore {
-  /** The native tree (the store loads records into it at start). */
-  readonly native = new RetainedMessages();
+  private readonly tree = new RetainedMessages();
+  private readonly pending = new MetaPacker(16 * 1024);
+  private flushQueued = false;
+  /** Sets and clears the tree refused (a topic that is not a valid name: the callers check first). */
+  refused = 0;
 
-  set(msg: Message): Buffer | null {
-    if (msg.payload.length === 0) {
-      this.native.delete(msg.topic);
-      return null;
+  /** The native tree, every set and clear made so far in it (the store loads records into it at start). */
+  get native(): RetainedMessages {
+    this.flush();
+    return this.tree;
+  }
+
+  set(msg: Message): Buffer {
+    if (msg.payload.length === 0) this.pending.deleteRetained(msg.topic);
+    else this.pending.putRetained(msg.topic, msg.publisher, msg.qos, msg.receivedAt, encodeProperties(msg.properties), msg.payload);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(() => this.flush());
     }
-    const record = retainedRecord(msg);
-    this.native.set(msg.topic, record);
-    return record;
+    return this.pending.last();
+  }
+
+  /** The pending sets and clears into the tree. */
+  flush(): void {
+    this.flushQueued = false;
+    const n = this.pending.count;
+    if (n === 0) return;
+    try {
+      this.refused += n - this.tree.applyPacked(this.pending.bytes());
+    } finally {
+      this.pending.reset();
+    }
   }
 
   get(topic: string): Message | undefined {
@@ -122,7 +159,7 @@ export class NativeRetainedStore implements RetainedStore {
   }
 
   cursor(filter: string): RetainedCursor {
-    return new NativeRetainedCursor(this.native, this.native.matchTopics(filter));
+    return new NativeRetainedCursor(this, this.native.matchTopics(filter));
   }
 
   topics(filter: string): string[] {
@@ -136,4 +173,3 @@ export class NativeRetainedStore implements RetainedStore {
     return this.native.size;
   }
 }
-

@@ -290,7 +290,8 @@ export class Router {
   private routeMessage(msg: Message, from: ClientInfo | null, inboundId: number): Promise<void> | null {
     this.counters.messagesReceived++;
     (this.counters.messagesReceivedByQos[msg.qos] as number)++;
-    const record = msg.retain ? this.retained.set(msg) : null;
+    // The retained write as packed (a view valid until the next set): the embedded store takes its bytes.
+    const packed = msg.retain ? this.retained.set(msg) : null;
     if (this.bus.listenerCount('message.publish') > 0) this.bus.emit('message.publish', from && clientSnapshot(from), messageSnapshot(msg));
     const table = this.table;
     const ids = table.match(msg.topic);
@@ -374,12 +375,12 @@ export class Router {
     let stored: Promise<void> | null = null;
     if (tap !== null && logIt && (targets !== null || tap.sync)) {
       // Appended by persist (for persistent sessions, or in sync mode alone), the acknowledgement waiting for it.
-      stored = this.persist(store, msg, targets ?? [], inboundId, record, true);
+      stored = this.persist(store, msg, targets ?? [], inboundId, packed, true);
       tap.track(stored, true);
     } else {
       if (store && msg !== this.volatileMsg && !(targets === null && !msg.retain && inboundId === 0)) {
         // Retained for no persistent session (a device's state topic): one metadata write, nothing to wait for around it.
-        stored = targets === null && inboundId === 0 ? store.retained.saveRetainMessage(msg, record ?? undefined) : this.persist(store, msg, targets ?? [], inboundId, record, false);
+        stored = targets === null && inboundId === 0 ? store.retained.saveRetainMessage(msg, packed) : this.persist(store, msg, targets ?? [], inboundId, packed, false);
       }
       if (tap !== null && logIt) {
         // async: appended in the background, the acknowledgement not waiting (unless the log is failing and errors are not ignored).
@@ -427,12 +428,12 @@ export class Router {
    * deliveries pinned for it — or, when nothing is appended, on its own; before the PUBREC
    * either way. `logged`: the message log keeps it, so it is appended even without targets.
    */
-  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number, record: Buffer | null, logged: boolean): Promise<void> {
+  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number, packed: Buffer | null, logged: boolean): Promise<void> {
     const waits: Promise<void>[] = [];
     // Written as it is routed (before any await), so retained sets and clears land in the order
     // they were published, as in the in-memory retained store.
     if (msg.retain) {
-      const retained = store.retained.saveRetainMessage(msg, record ?? undefined);
+      const retained = store.retained.saveRetainMessage(msg, packed);
       retained.catch(() => undefined); // awaited below, unless the append fails first
       waits.push(retained);
     }

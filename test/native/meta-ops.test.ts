@@ -1,7 +1,7 @@
 /** Metadata writes cross the binding packed (DurableStore.metaApply → Store.metaApplyPacked): bad ones are refused whole, good ones land. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DurableStore, type MetaOp } from '../../src/native.js';
+import { DurableStore, encodeRetainedRecord, MetaPacker, type MetaOp, packMetaOps } from '../../src/native.js';
 import { tempDir } from '../helpers.js';
 
 test('an unknown table refuses the whole batch with ERR_INVALID_ARGUMENT; nothing of it is written', async () => {
@@ -18,4 +18,44 @@ test('an unknown table refuses the whole batch with ERR_INVALID_ARGUMENT; nothin
     await store.close();
     dir.remove();
   }
+});
+
+test('packed writes are checked on the writer thread: bytes that do not fit the layout, or the store\'s own journal_seq, are refused whole; the writer carries on', async () => {
+  const dir = tempDir('strata-meta-ops-');
+  const store = await DurableStore.open(dir.dir, { nShards: 1 });
+  try {
+    const packed = packMetaOps([{ op: 'put', table: 'sessions', key: Buffer.from('k'), value: Buffer.from('v') }]);
+    const invalid = (e: Error & { code?: string }): boolean => e.code === 'ERR_INVALID_ARGUMENT';
+    await assert.rejects(store.metaApplyPacked(packed.subarray(0, packed.length - 1)), (e: Error & { code?: string }) => invalid(e) && /runs past the end/.test(e.message));
+    await assert.rejects(store.metaApplyPacked(Buffer.from([7, 0, 0, 0, 0, 0])), (e: Error & { code?: string }) => invalid(e) && /unknown kind 7/.test(e.message));
+    const reserved = packMetaOps([
+      { op: 'put', table: 'sessions', key: Buffer.from('k'), value: Buffer.from('v') },
+      { op: 'put', table: 'system', key: Buffer.from('journal_seq'), value: Buffer.alloc(8) },
+    ]);
+    await assert.rejects(store.metaApplyPacked(reserved), (e: Error & { code?: string }) => invalid(e) && /journal_seq/.test(e.message));
+    assert.equal(store.metaGet('sessions', Buffer.from('k')), null, 'nothing of a refused batch is applied');
+    await store.metaApplyPacked(packed);
+    assert.deepEqual(store.metaGet('sessions', Buffer.from('k')), Buffer.from('v'));
+  } finally {
+    await store.close();
+    dir.remove();
+  }
+});
+
+test('MetaPacker: a retained message packed from its fields is the record encodeRetainedRecord makes; a copied write (addPacked) is the same bytes', () => {
+  const p = new MetaPacker(16);
+  const props = Buffer.from([0x01, 0x01]);
+  const payload = Buffer.alloc(300, 7); // grows the buffer
+  p.putRetained('a/ü/1', 'pub-é', 1, 1_700_000_000_123, props, payload);
+  p.deleteRetained('a/b');
+  const expected = packMetaOps([
+    { op: 'put', table: 'retained', key: 'a/ü/1', value: encodeRetainedRecord('pub-é', 1, 1_700_000_000_123, props, payload) },
+    { op: 'delete', table: 'retained', key: 'a/b' },
+  ]);
+  assert.deepEqual(p.bytes(), expected);
+  const q = new MetaPacker(16);
+  q.addPacked(p.last());
+  assert.deepEqual(q.bytes(), expected.subarray(expected.length - p.last().length));
+  assert.equal(p.count, 2);
+  assert.equal(q.count, 1);
 });

@@ -160,6 +160,20 @@ impl RetainedMessages {
         })
     }
 
+    /// Applies retained-table writes packed in the metadata layout (`layouts().metaOps`): the
+    /// bytes the store commits for them, one call for a batch of publishes. Returns the writes
+    /// applied; throws (`ERR_INVALID_ARGUMENT`, `ERR_INVALID_TOPIC`) at the first that is not a
+    /// put of a whole record or a delete on the retained table with a valid topic, the ones
+    /// before it applied.
+    #[napi]
+    pub fn apply_packed(&mut self, ops: &[u8]) -> Result<u32, String> {
+        guard::call("RetainedMessages.applyPacked", || {
+            core::retained_record::apply_packed(&mut self.inner, ops)
+                .map(|n| n as u32)
+                .map_err(to_napi_coded)
+        })
+    }
+
     /// Forgets `topic`; `true` if it was present.
     #[napi]
     pub fn delete(&mut self, topic: String) -> Result<bool, String> {

@@ -44,6 +44,7 @@ import {
   type LogPosition,
   type LossInfo,
   type MetaOp,
+  MetaPacker,
   Packer,
   type DrainControl,
   type ReplayResult,
@@ -122,7 +123,8 @@ const APPEND_DELAY_MS = Number(process.env.STRATAMQ_TEST_APPEND_DELAY_MS ?? 0) |
 const LOSS_CHECK_MS = 1000;
 
 interface Batch {
-  ops: MetaOp[];
+  /** Writes in it (packed in DurableSessions.metaPacker as they come). */
+  writes: number;
   /** Sessions whose progress record is written with this batch. */
   progress: Set<ProgressSource>;
   done: Promise<void>;
@@ -168,6 +170,8 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   counts: DeliveryCounts | null = null;
   /** The bytes of appendBatch's messages. */
   private readonly packer = new Packer();
+  /** The bytes of batch's metadata writes. */
+  private readonly metaPacker = new MetaPacker();
   /** Append batches made, and completed (in order; a failed one counts as completed). */
   private batchesMade = 0;
   private batchesDone = 0;
@@ -270,7 +274,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
         resolve = res;
         reject = rej;
       });
-      b = this.batch = { ops: [], progress: new Set(), done, resolve, reject };
+      b = this.batch = { writes: 0, progress: new Set(), done, resolve, reject };
       setImmediate(() => this.flush());
     }
     return b;
@@ -284,8 +288,13 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   write(ops: MetaOp | readonly MetaOp[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store closed'));
     const b = this.open();
-    if (Array.isArray(ops)) for (const op of ops as readonly MetaOp[]) b.ops.push(op);
-    else b.ops.push(ops as MetaOp);
+    try {
+      if (Array.isArray(ops)) for (const op of ops as readonly MetaOp[]) this.metaPacker.add(op);
+      else this.metaPacker.add(ops as MetaOp);
+    } catch (e) {
+      return Promise.reject(e as Error); // an unknown table: nothing of these ops was packed but whole ones before
+    }
+    b.writes++;
     return b.done;
   }
 
@@ -324,14 +333,22 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     const b = this.batch;
     this.batch = null;
     if (!b) return;
+    const packer = this.metaPacker;
     for (const ls of b.progress) {
       // A session that ended (its records deleted in this batch or before) writes nothing more.
-      if (ls.current()) b.ops.push({ op: 'put', table: 'progress', key: idKey(ls.clientId), value: ls.encode() });
+      if (ls.current()) packer.add({ op: 'put', table: 'progress', key: idKey(ls.clientId), value: ls.encode() });
     }
-    const ops = b.ops;
     const t0 = performance.now();
     const meta = this.commitStats.metaCommitSeconds;
-    const applied = (METADATA_DELAY_MS > 0 ? new Promise<void>((r) => setTimeout(r, METADATA_DELAY_MS)).then(() => this.store.metaApply(ops)) : this.store.metaApply(ops)).then(() => meta.observe((performance.now() - t0) / 1000));
+    let applying: Promise<void>;
+    if (METADATA_DELAY_MS > 0) {
+      const later = Buffer.from(packer.bytes()); // the packer is reused before the delay is over
+      applying = new Promise<void>((r) => setTimeout(r, METADATA_DELAY_MS)).then(() => this.store.metaApplyPacked(later));
+    } else {
+      applying = this.store.metaApplyPacked(packer.bytes()); // copied before it returns
+    }
+    packer.reset();
+    const applied = applying.then(() => meta.observe((performance.now() - t0) / 1000));
     const done = this.commits.wrap(applied).then(b.resolve, b.reject);
     this.inflightCommits.add(done);
     void done.finally(() => this.inflightCommits.delete(done));
@@ -579,10 +596,16 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   // ---- retained ---------------------------------------------------------------------------
 
   /** Queued with this turn's commit as it is called, so sets and clears land in the order they were published. */
-  saveRetainMessage(msg: Message, record?: Buffer): Promise<void> {
-    // One op, its key the topic string (packed as UTF-8 at the commit): no buffer or array per message.
-    const key = msg.topic;
-    return this.write(msg.payload.length === 0 ? { op: 'delete', table: 'retained', key } : { op: 'put', table: 'retained', key, value: record ?? retainedRecord(msg) });
+  saveRetainMessage(msg: Message, packed?: Buffer | null): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('store closed'));
+    const b = this.open();
+    // The caller's packed write copied, or packed from the message's fields: no object, record
+    // or buffer per message.
+    if (packed) this.metaPacker.addPacked(packed);
+    else if (msg.payload.length === 0) this.metaPacker.deleteRetained(msg.topic);
+    else this.metaPacker.putRetained(msg.topic, msg.publisher, msg.qos, msg.receivedAt, encodeProperties(msg.properties), msg.payload);
+    b.writes++;
+    return b.done;
   }
 
   getRetainMessage(filter: string): Promise<Message[]> {

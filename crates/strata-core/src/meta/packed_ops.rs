@@ -43,10 +43,25 @@ fn len(buf: &[u8], at: &mut usize, what: &str) -> Result<usize, CoreError> {
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
-/// The operations in `buf`, in order. Errors (`InvalidArgument`) name the first byte that
-/// does not fit the layout: an unknown kind or table, a length past the end.
-pub fn unpack(buf: &[u8]) -> Result<Vec<Op>, CoreError> {
-    let mut ops = Vec::new();
+/// One operation of a packed buffer, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpRef<'a> {
+    /// [`KIND_PUT`]: table, key, value.
+    Put(Table, &'a [u8], &'a [u8]),
+    /// [`KIND_DELETE`]: table, key.
+    Delete(Table, &'a [u8]),
+    /// [`KIND_DELETE_PREFIX`]: table, key prefix.
+    DeletePrefix(Table, &'a [u8]),
+}
+
+/// Call `f` with each operation in `buf`, in order, without copying. Stops at the first
+/// byte that does not fit the layout (`InvalidArgument` naming it: an unknown kind or table,
+/// a length past the end) or at the first error `f` returns; the operations before it were
+/// handed to `f`.
+pub fn visit<'a>(
+    buf: &'a [u8],
+    mut f: impl FnMut(OpRef<'a>) -> Result<(), CoreError>,
+) -> Result<(), CoreError> {
     let mut at = 0;
     while at < buf.len() {
         let start = at;
@@ -56,17 +71,32 @@ pub fn unpack(buf: &[u8]) -> Result<Vec<Op>, CoreError> {
             .get(usize::from(t))
             .ok_or_else(|| bad(format_args!("unknown table {t} at byte {start}")))?;
         let n = len(buf, &mut at, "key length")?;
-        let key = take(buf, &mut at, n, "key")?.to_vec();
-        ops.push(match kind {
+        let key = take(buf, &mut at, n, "key")?;
+        f(match kind {
             KIND_PUT => {
                 let n = len(buf, &mut at, "value length")?;
-                Op::Put(table, key, take(buf, &mut at, n, "value")?.to_vec())
+                OpRef::Put(table, key, take(buf, &mut at, n, "value")?)
             }
-            KIND_DELETE => Op::Delete(table, key),
-            KIND_DELETE_PREFIX => Op::DeletePrefix(table, key),
+            KIND_DELETE => OpRef::Delete(table, key),
+            KIND_DELETE_PREFIX => OpRef::DeletePrefix(table, key),
             other => return Err(bad(format_args!("unknown kind {other} at byte {start}"))),
-        });
+        })?;
     }
+    Ok(())
+}
+
+/// The operations in `buf`, in order. Errors (`InvalidArgument`) name the first byte that
+/// does not fit the layout: an unknown kind or table, a length past the end.
+pub fn unpack(buf: &[u8]) -> Result<Vec<Op>, CoreError> {
+    let mut ops = Vec::new();
+    visit(buf, |op| {
+        ops.push(match op {
+            OpRef::Put(t, k, v) => Op::Put(t, k.to_vec(), v.to_vec()),
+            OpRef::Delete(t, k) => Op::Delete(t, k.to_vec()),
+            OpRef::DeletePrefix(t, k) => Op::DeletePrefix(t, k.to_vec()),
+        });
+        Ok(())
+    })?;
     Ok(ops)
 }
 

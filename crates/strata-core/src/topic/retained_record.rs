@@ -21,6 +21,7 @@
 //! to convert.
 use crate::error::CoreError;
 use crate::frame::{packet_len, publish_remaining, push_var_int};
+use crate::meta::packed_ops::{self, OpRef};
 use crate::meta::{MetaStore, Table};
 use crate::topic::retained::RetainedMessages;
 
@@ -285,6 +286,34 @@ pub fn load(meta: &MetaStore, into: &mut RetainedMessages) -> Result<RetainedLoa
     out.legacy = read.legacy;
     out.unreadable += read.unreadable;
     Ok(out)
+}
+
+/// Apply writes to the `retained` table, packed as [`crate::meta::packed_ops`] lays them out,
+/// to `into`: a put sets its key's topic to its value (a record), a delete removes the topic.
+/// The same layout the store commits, so a publisher's retained messages cross to the tree in
+/// one call a batch. Returns the writes applied: one that is not a put of a whole record or a
+/// delete on `retained`, or whose topic is not UTF-8 or not a valid topic name, is skipped
+/// (the callers check topics first; it is counted out, not fatal to the others). A buffer
+/// that does not fit the layout is an error (`InvalidArgument`), the writes before it applied.
+pub fn apply_packed(into: &mut RetainedMessages, ops: &[u8]) -> Result<usize, CoreError> {
+    let mut applied = 0;
+    packed_ops::visit(ops, |op| {
+        let done = match op {
+            OpRef::Put(Table::Retained, key, value) if is_record(value) => std::str::from_utf8(key)
+                .ok()
+                .is_some_and(|topic| into.insert(topic, value.into()).is_ok()),
+            OpRef::Delete(Table::Retained, key) => {
+                if let Ok(topic) = std::str::from_utf8(key) {
+                    into.take(topic);
+                }
+                true
+            }
+            _ => false,
+        };
+        applied += usize::from(done);
+        Ok(())
+    })?;
+    Ok(applied)
 }
 
 #[cfg(test)]

@@ -220,3 +220,57 @@ fn framing_leaves_out_too_large_and_cleared_and_returns_the_others() {
         "a range past the topics"
     );
 }
+
+#[test]
+fn packed_retained_writes_are_applied_in_order_and_bad_ones_skipped() {
+    use crate::meta::packed_ops::pack;
+    use crate::meta::Op;
+    let put = |t: &str, payload: &[u8]| {
+        Op::Put(
+            Table::Retained,
+            t.as_bytes().to_vec(),
+            record(1, b"p", b"", payload).into_vec(),
+        )
+    };
+    let del = |t: &str| Op::Delete(Table::Retained, t.as_bytes().to_vec());
+    let mut t = RetainedMessages::new();
+    // A set, a clear and a set again of one topic in one batch: the last wins.
+    let ops = pack(&[
+        put("a/1", b"x"),
+        put("a/2", b"y"),
+        del("a/1"),
+        put("a/3", b"z"),
+        del("a/3"),
+        put("a/3", b"w"),
+        del("never/set"),
+    ]);
+    assert_eq!(apply_packed(&mut t, &ops).unwrap(), 7);
+    assert_eq!(t.len(), 2);
+    assert!(t.get("a/1").is_none());
+    assert_eq!(
+        t.get("a/3").map(|r| r.to_vec()),
+        Some(record(1, b"p", b"", b"w").into_vec())
+    );
+    // Not a record, another table, a wildcard or non-UTF-8 topic: skipped, the others applied.
+    let mixed = pack(&[
+        put("b/1", b"1"),
+        Op::Put(Table::Retained, b"b/2".to_vec(), vec![9, 9]),
+        Op::Put(Table::Sessions, b"b/3".to_vec(), vec![]),
+        put("b/+", b"1"),
+        Op::Put(
+            Table::Retained,
+            vec![0xff, 0xfe],
+            record(0, b"", b"", b"1").into_vec(),
+        ),
+        put("b/4", b"4"),
+    ]);
+    assert_eq!(apply_packed(&mut t, &mixed).unwrap(), 2);
+    assert!(t.get("b/1").is_some() && t.get("b/4").is_some());
+    assert!(t.get("b/2").is_none() && t.get("b/3").is_none());
+    // Bytes that do not fit the layout: an error, what came before applied.
+    let mut cut = pack(&[put("c/1", b"1")]);
+    cut.extend_from_slice(&[0, 4, 9]);
+    assert!(apply_packed(&mut t, &cut).is_err(), "cut short");
+    assert!(t.get("c/1").is_some());
+    assert_eq!(apply_packed(&mut t, &[]).unwrap(), 0);
+}
