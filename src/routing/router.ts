@@ -261,8 +261,9 @@ export class Router {
     } finally {
       this.publishing = false;
       // Scratch state of routing is never carried into the next message, whatever was thrown.
-      this.logged.length = 0;
-      this.live0.length = 0;
+      // Emptied only when not empty: setting an array's length is a call into the runtime.
+      if (this.logged.length !== 0) this.logged.length = 0;
+      if (this.live0.length !== 0) this.live0.length = 0;
     }
   }
 
@@ -367,8 +368,8 @@ export class Router {
         else this.live(session, msg, t.qos, t.retain, t.subIds, now);
       }
     }
-    logged.length = 0;
-    live0.length = 0;
+    if (logged.length !== 0) logged.length = 0;
+    if (live0.length !== 0) live0.length = 0;
     this.syncDrops();
     // Back-pressure backends (hooks/bus.ts PublishHold): the acknowledgement waits for them too.
     const held = this.bus.publishHolds.length > 0 && msg !== this.volatileMsg ? this.bus.hold(from, msg) : null;
