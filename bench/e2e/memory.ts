@@ -1,8 +1,8 @@
 // Memory scenarios of the e2e bench (issue 15 targets), run by run.ts (`--memory`).
 //
 // Everything is measured from outside: the broker's VmRSS (process tree, /proc/<pid>/status,
-// proc.ts). The baseline is taken right after start, after one warm-up connection (CONNECT,
-// SUBSCRIBE, a QoS 1 PUBLISH to itself, DISCONNECT); "after" is sampled once the load is done
+// proc.ts). The baseline is taken after start, one warm-up connection (CONNECT, SUBSCRIBE, a
+// QoS 1 PUBLISH to itself, DISCONNECT) and 12 s of quiet; "after" is sampled once the load is done
 // and RSS has settled (stable within 0.5% or 256 kB over 1.25 s, at most 8 s). bytes/item =
 // (after - baseline) / items. Node brokers (StrataMQ, Aedes) are measured as they are: garbage
 // not yet collected counts, nothing is forced.
@@ -25,7 +25,7 @@
 //   mflood     while one client publishes N retained (mem/f/...) QoS 0 as fast as the broker
 //              reads them, another does QoS 1 round trips to itself on mem/rt every 10 ms:
 //              p50/p99/max publish -> receive.
-//   midle      RSS right after start (after the warm-up connection), and peak RSS / msgs/s of
+//   midle      RSS idle after start (the baseline: warm-up connection, 12 s quiet), and peak RSS / msgs/s of
 //              the fanin scenario's load (QoS 0, 10 publishers -> 1 subscriber, run.ts).
 //
 // Every broker process is started through brokers.ts (killAllBrokersSync ends them on any exit);
@@ -141,6 +141,8 @@ export function openFilesLimit(): number | null {
  * watching it would see it; one that holds its memory is measured the same.
  */
 const SETTLE_SAMPLES = 33;
+/** Quiet time after the warm-up connection before the baseline is sampled, ms. */
+const BASELINE_IDLE_MS = 12_000;
 /** The longest wait for RSS to settle after a load, ms. */
 const SETTLE_MAX_MS = 25000;
 
@@ -473,7 +475,12 @@ class MemEnv {
     await c.publish1('mem/warm', Buffer.from('warm-up'), 2, 10_000);
     await timeout(got, 10_000, 'warm-up message');
     await c.disconnect();
-    return settledRssKb(this.broker!.pid); // as settled as the RSS after a load: the same rule for both ends
+    // Idle first, then as settled as the RSS after a load (the same rule for both ends): a broker
+    // that tidies up in steps after its start (StrataMQ: a collection a few seconds in, the young
+    // generation given back ~5 s later) otherwise gave a baseline from before or after the last
+    // step by chance — 5–7 MB apart, ±60 B per filter over 100k.
+    await sleep(BASELINE_IDLE_MS);
+    return settledRssKb(this.broker!.pid);
   }
 
   logTail(): string | undefined {
@@ -917,7 +924,7 @@ const ROW_TITLE: Record<string, string> = {
   mconns: 'idle connections (MQTT 3.1.1, clean, keepalive 600)',
   msessions: 'offline persistent sessions (clean_session=0, one subscription each)',
   mflood: 'QoS 1 round trip (publish -> own delivery, every 10 ms) during a retained flood',
-  midle: 'idle RSS (after start + one connection), peak RSS in QoS 0 fan-in (10 -> 1)',
+  midle: 'idle RSS (after start, one connection and 12 s quiet), peak RSS in QoS 0 fan-in (10 -> 1)',
 };
 
 interface Metric {
