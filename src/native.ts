@@ -150,6 +150,8 @@ export function wrapNativeError(e: unknown): unknown {
 }
 
 /** Subscription trie: filters map to numeric subscription ids kept by the broker. */
+const NO_IDS = new Uint32Array(0);
+
 export class TopicTrie {
   private readonly inner = wrapSync(() => new binding.TopicTrie());
 
@@ -184,7 +186,8 @@ export class TopicTrie {
         this.scratch = new Uint32Array(Math.max(n, this.scratch.length * 2));
         n = this.inner.matchInto(topic, this.scratch);
       }
-      return this.scratch.subarray(0, n);
+      // No match (a topic nobody subscribes to): one shared empty array, not a view per call.
+      return n === 0 ? NO_IDS : this.scratch.subarray(0, n);
     } catch (e) {
       throw wrapNativeError(e);
     }
