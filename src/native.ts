@@ -480,22 +480,53 @@ const META_KIND = { put: META_OPS.put, delete: META_OPS.delete, deletePrefix: ME
 const RETAINED_TABLE = META_TABLE_INDEX.get('retained') as number;
 
 /**
+ * A buffer that records are packed into as they come, grown as needed and reused batch after
+ * batch (Packer, MetaPacker): no object per record, no buffer per batch.
+ */
+abstract class PackBuffer {
+  protected buf: Buffer;
+  /** Bytes packed. */
+  length = 0;
+  /** Records packed. */
+  count = 0;
+
+  constructor(private readonly initial: number) {
+    this.buf = Buffer.allocUnsafeSlow(initial);
+  }
+
+  /** The packed bytes: a view, valid until the next write or `reset`. */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+
+  /** Empty again (a buffer grown past 16 times its first size is let go). */
+  reset(): void {
+    this.length = 0;
+    this.count = 0;
+    if (this.buf.length > 16 * this.initial) this.buf = Buffer.allocUnsafeSlow(this.initial);
+  }
+
+  /** Room for `need` bytes in all. */
+  protected room(need: number): void {
+    if (need <= this.buf.length) return;
+    const b = Buffer.allocUnsafeSlow(Math.max(need, 2 * this.buf.length));
+    this.buf.copy(b, 0, 0, this.length);
+    this.buf = b;
+  }
+}
+
+/**
  * Metadata writes packed in the `metaApplyPacked` layout (LAYOUTS.metaOps) as they come, into
  * one growing buffer reused batch after batch (as Packer): no object per write, and a retained
  * message written straight from its fields (its record never a Buffer of its own). The store
  * and the retained tree (RetainedMessages.applyPacked) both read this layout and copy what they
  * keep before they return, so the bytes of `bytes()` may be overwritten by the next write after.
  */
-export class MetaPacker {
-  private buf: Buffer;
-  /** Bytes packed. */
-  length = 0;
-  /** Writes packed. */
-  count = 0;
+export class MetaPacker extends PackBuffer {
   private lastStart = 0;
 
-  constructor(private readonly initial = 64 * 1024) {
-    this.buf = Buffer.allocUnsafeSlow(initial);
+  constructor(initial = 64 * 1024) {
+    super(initial);
   }
 
   add(o: MetaOp): void {
@@ -521,8 +552,7 @@ export class MetaPacker {
 
   /** One write packed by another MetaPacker (its `last()`), copied. */
   addPacked(write: Buffer): void {
-    const need = this.length + write.length;
-    if (need > this.buf.length) this.grow(need);
+    this.room(this.length + write.length);
     this.length += write.copy(this.buf, this.length);
     this.count++;
   }
@@ -532,23 +562,14 @@ export class MetaPacker {
     return this.buf.subarray(this.lastStart, this.length);
   }
 
-  /** The packed bytes: a view, valid until the next write or `reset`. */
-  bytes(): Buffer {
-    return this.buf.subarray(0, this.length);
-  }
-
-  /** Empty again (a buffer grown past 16 times its first size is let go). */
-  reset(): void {
-    this.length = 0;
-    this.count = 0;
+  override reset(): void {
+    super.reset();
     this.lastStart = 0;
-    if (this.buf.length > 16 * this.initial) this.buf = Buffer.allocUnsafeSlow(this.initial);
   }
 
   /** The header and key of a write with `room` bytes at most after the header; returns where the key ends. */
   private start(room: number, kind: number, table: number, key: Buffer | string): number {
-    const need = this.length + META_OPS.header + room;
-    if (need > this.buf.length) this.grow(need);
+    this.room(this.length + META_OPS.header + room);
     const b = this.buf;
     const o = this.length;
     this.lastStart = o;
@@ -565,12 +586,6 @@ export class MetaPacker {
     if (valueAt >= 0) this.buf.writeUInt32LE(end - valueAt - META_OPS.valueLen, valueAt);
     this.length = end;
     this.count++;
-  }
-
-  private grow(need: number): void {
-    const b = Buffer.allocUnsafeSlow(Math.max(need, 2 * this.buf.length));
-    this.buf.copy(b, 0, 0, this.length);
-    this.buf = b;
   }
 }
 
@@ -616,23 +631,16 @@ export interface PackedMessage {
  * after batch: no object per message, no buffer per batch. `appendPacked` copies what it needs
  * before it returns, so the bytes of `bytes()` may be overwritten by the next `add` after it.
  */
-export class Packer {
-  private buf: Buffer;
-  /** Bytes packed. */
-  length = 0;
-  /** Messages packed. */
-  count = 0;
-
-  constructor(private readonly initial = 64 * 1024) {
-    this.buf = Buffer.allocUnsafeSlow(initial);
+export class Packer extends PackBuffer {
+  constructor(initial = 64 * 1024) {
+    super(initial);
   }
 
   add(publisher: string, topic: string, qos: number, retain: boolean, properties: Buffer | null, payload: Buffer, inboundId: number): void {
     const L = LAYOUTS.packed;
     const props = properties?.length ?? 0;
     // UTF-8 takes at most 3 bytes per UTF-16 code unit (a surrogate pair: 4 for 2).
-    const room = this.length + L.header + 3 * (publisher.length + topic.length) + props + payload.length;
-    if (room > this.buf.length) this.grow(room);
+    this.room(this.length + L.header + 3 * (publisher.length + topic.length) + props + payload.length);
     const b = this.buf;
     const o = this.length;
     let at = o + L.header;
@@ -653,23 +661,6 @@ export class Packer {
     this.count++;
   }
 
-  /** The packed bytes: a view, valid until the next `add` or `reset`. */
-  bytes(): Buffer {
-    return this.buf.subarray(0, this.length);
-  }
-
-  /** Empty again (a buffer grown past 16 times its first size is let go). */
-  reset(): void {
-    this.length = 0;
-    this.count = 0;
-    if (this.buf.length > 16 * this.initial) this.buf = Buffer.allocUnsafeSlow(this.initial);
-  }
-
-  private grow(need: number): void {
-    const b = Buffer.allocUnsafeSlow(Math.max(need, 2 * this.buf.length));
-    this.buf.copy(b, 0, 0, this.length);
-    this.buf = b;
-  }
 }
 
 /** The `appendPacked` layout of `msgs` (see Packer), in a buffer of its own. */
