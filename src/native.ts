@@ -506,6 +506,12 @@ abstract class PackBuffer {
     if (this.buf.length > 16 * this.initial) this.buf = Buffer.allocUnsafeSlow(this.initial);
   }
 
+  /** Back to `length` bytes and `count` records (a `length` and `count` read before): what came after dropped. */
+  truncate(length: number, count: number): void {
+    this.length = length;
+    this.count = count;
+  }
+
   /** Room for `need` bytes in all. */
   protected room(need: number): void {
     if (need <= this.buf.length) return;

@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DurableStore, encodeRetainedRecord, MetaPacker, type MetaOp, packMetaOps } from '../../src/native.js';
+import { pino } from 'pino';
+import { DurableSessions } from '../../src/persistence/embedded/durable-sessions.js';
 import { tempDir } from '../helpers.js';
 
 test('an unknown table refuses the whole batch with ERR_INVALID_ARGUMENT; nothing of it is written', async () => {
@@ -58,4 +60,26 @@ test('MetaPacker: a retained message packed from its fields is the record encode
   assert.deepEqual(q.bytes(), expected.subarray(expected.length - p.last().length));
   assert.equal(p.count, 2);
   assert.equal(q.count, 1);
+});
+
+test('DurableSessions.write: ops with an unknown table are refused together, the turn\'s other writes still commit', async () => {
+  const dir = tempDir('strata-meta-ops-');
+  const ds = await DurableSessions.open(dir.dir, {}, pino({ level: 'silent' }));
+  try {
+    const good = ds.write({ op: 'put', table: 'sessions', key: Buffer.from('a'), value: Buffer.from('1') });
+    const bad = ds.write([
+      { op: 'put', table: 'sessions', key: Buffer.from('b'), value: Buffer.from('2') },
+      { op: 'put', table: 'acks', key: Buffer.from('x'), value: Buffer.from('y') } as unknown as MetaOp,
+    ]);
+    const after = ds.write({ op: 'put', table: 'sessions', key: Buffer.from('c'), value: Buffer.from('3') });
+    await assert.rejects(bad, /unknown metadata table "acks"/);
+    await Promise.all([good, after]);
+    const store = ds.store;
+    assert.deepEqual(store.metaGet('sessions', Buffer.from('a')), Buffer.from('1'));
+    assert.equal(store.metaGet('sessions', Buffer.from('b')), null, 'the refused write\'s first op is not committed');
+    assert.deepEqual(store.metaGet('sessions', Buffer.from('c')), Buffer.from('3'));
+  } finally {
+    await ds.close();
+    dir.remove();
+  }
 });

@@ -288,11 +288,14 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   write(ops: MetaOp | readonly MetaOp[]): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store closed'));
     const b = this.open();
+    const packer = this.metaPacker;
+    const { length, count } = packer;
     try {
-      if (Array.isArray(ops)) for (const op of ops as readonly MetaOp[]) this.metaPacker.add(op);
-      else this.metaPacker.add(ops as MetaOp);
+      if (Array.isArray(ops)) for (const op of ops as readonly MetaOp[]) packer.add(op);
+      else packer.add(ops as MetaOp);
     } catch (e) {
-      return Promise.reject(e as Error); // an unknown table: nothing of these ops was packed but whole ones before
+      packer.truncate(length, count); // an unknown table: none of these ops is committed, the others' are
+      return Promise.reject(e as Error);
     }
     b.writes++;
     return b.done;
