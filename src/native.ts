@@ -149,9 +149,10 @@ export function wrapNativeError(e: unknown): unknown {
   return e;
 }
 
-/** Subscription trie: filters map to numeric subscription ids kept by the broker. */
+/** What TopicTrie.match returns for a topic nobody subscribes to. */
 const NO_IDS = new Uint32Array(0);
 
+/** Subscription trie: filters map to numeric subscription ids kept by the broker. */
 export class TopicTrie {
   private readonly inner = wrapSync(() => new binding.TopicTrie());
 
@@ -544,15 +545,22 @@ export class MetaPacker extends PackBuffer {
     else this.end(at, -1);
   }
 
-  /** A put of `topic`'s retained record, written from the message's fields. */
-  putRetained(topic: string, publisher: string, qos: 0 | 1 | 2, receivedAt: number, properties: Buffer | null, payload: Buffer): void {
+  /**
+   * `topic`'s retained message set from its fields: a put of its record, or, for an empty
+   * payload, a delete ([MQTT-3.3.1-6]: an empty retained message clears the topic).
+   */
+  setRetained(topic: string, publisher: string, qos: 0 | 1 | 2, receivedAt: number, properties: Buffer | null, payload: Buffer): void {
+    if (payload.length === 0) {
+      this.deleteRetained(topic);
+      return;
+    }
     const room = 3 * topic.length + META_OPS.valueLen + RETAINED.header + 3 * publisher.length + (properties?.length ?? 0) + payload.length;
     const at = this.start(room, META_OPS.put, RETAINED_TABLE, topic);
     this.end(at + META_OPS.valueLen + writeRetainedRecord(this.buf, at + META_OPS.valueLen, publisher, qos, receivedAt, properties, payload), at);
   }
 
   /** A delete of `topic`'s retained record. */
-  deleteRetained(topic: string): void {
+  private deleteRetained(topic: string): void {
     this.end(this.start(3 * topic.length, META_OPS.delete, RETAINED_TABLE, topic), -1);
   }
 
@@ -666,7 +674,6 @@ export class Packer extends PackBuffer {
     this.length = at;
     this.count++;
   }
-
 }
 
 /** The `appendPacked` layout of `msgs` (see Packer), in a buffer of its own. */

@@ -132,8 +132,7 @@ export class NativeRetainedStore implements RetainedStore {
   }
 
   set(msg: Message): Buffer {
-    if (msg.payload.length === 0) this.pending.deleteRetained(msg.topic);
-    else this.pending.putRetained(msg.topic, msg.publisher, msg.qos, msg.receivedAt, encodeProperties(msg.properties), msg.payload);
+    this.pending.setRetained(msg.topic, msg.publisher, msg.qos, msg.receivedAt, encodeProperties(msg.properties), msg.payload);
     if (!this.flushQueued) {
       this.flushQueued = true;
       setImmediate(() => this.flush());

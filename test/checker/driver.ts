@@ -22,7 +22,7 @@ import { type Action, NEVER_EXPIRES } from './actions.js';
 import type { Event, QoS, WillSpec } from './history.js';
 import { Model, type ModelStats, type Violation, V311_EXPIRY_S } from './model.js';
 import { FILTERS, isShared, TOPICS } from './topics.js';
-import { type Transport, Wire, type WireTarget } from './wire.js';
+import { type Transport, TRANSPORTS, Wire, type WireTarget } from './wire.js';
 
 export interface RunConfig {
   /** Client ids in the pool (3–6). */
@@ -50,7 +50,6 @@ export interface RunConfig {
 
 export const DEFAULT_RUN_CONFIG: RunConfig = { clients: 4, avoidKnown: false, quietMs: 400, brokerArgs: [], keepData: false, transport: 'tcp' };
 
-const TRANSPORTS: readonly Transport[] = ['tcp', 'ws', 'tls', 'wss'];
 
 let certificate: { certfile: string; keyfile: string } | null = null;
 

@@ -26,6 +26,7 @@ import { type Action, formatAction } from './actions.js';
 import { DEFAULT_RUN_CONFIG, type RunResult } from './driver.js';
 import { addRun, type CheckOptions, checkSeed, DEFAULT_ACTIONS, emptyTotals, runActions, runLine, type Totals } from './runner.js';
 import { type CheckerRegistry, startRegistry } from './registry.js';
+import { TRANSPORTS } from './wire.js';
 
 const { values: argv } = parseArgs({
   options: {
@@ -62,10 +63,10 @@ const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
-const TRANSPORTS = ['tcp', 'ws', 'tls', 'wss', 'mixed'] as const;
-const transport = TRANSPORTS.find((t) => t === argv.transport);
+const TRANSPORT_CHOICES = [...TRANSPORTS, 'mixed'] as const;
+const transport = TRANSPORT_CHOICES.find((t) => t === argv.transport);
 if (!transport) {
-  process.stderr.write(`--transport must be one of ${TRANSPORTS.join(', ')}\n`);
+  process.stderr.write(`--transport must be one of ${TRANSPORT_CHOICES.join(', ')}\n`);
   process.exit(2);
 }
 

@@ -11,7 +11,9 @@ import { generate, parser as createParser, type Packet } from 'mqtt-packet';
 import { createWebSocketStream, WebSocket } from 'ws';
 import type { Version } from './history.js';
 
-export type Transport = 'tcp' | 'tls' | 'ws' | 'wss';
+/** The transports a connection can use (`--transport mixed` takes them in this order). */
+export const TRANSPORTS = ['tcp', 'ws', 'tls', 'wss'] as const;
+export type Transport = (typeof TRANSPORTS)[number];
 
 /** Where a connection goes: the transport and the port of the broker's listener for it. */
 export interface WireTarget {

@@ -48,8 +48,8 @@ test('MetaPacker: a retained message packed from its fields is the record encode
   const p = new MetaPacker(16);
   const props = Buffer.from([0x01, 0x01]);
   const payload = Buffer.alloc(300, 7); // grows the buffer
-  p.putRetained('a/ü/1', 'pub-é', 1, 1_700_000_000_123, props, payload);
-  p.deleteRetained('a/b');
+  p.setRetained('a/ü/1', 'pub-é', 1, 1_700_000_000_123, props, payload);
+  p.setRetained('a/b', 'pub-é', 0, 1_700_000_000_123, null, Buffer.alloc(0)); // an empty payload clears
   const expected = packMetaOps([
     { op: 'put', table: 'retained', key: 'a/ü/1', value: encodeRetainedRecord('pub-é', 1, 1_700_000_000_123, props, payload) },
     { op: 'delete', table: 'retained', key: 'a/b' },

@@ -122,9 +122,8 @@ const APPEND_DELAY_MS = Number(process.env.STRATAMQ_TEST_APPEND_DELAY_MS ?? 0) |
 /** How often losses found while running (damaged segments found as they are read) are reported. */
 const LOSS_CHECK_MS = 1000;
 
+/** This turn's metadata commit (its writes packed in DurableSessions.metaPacker as they come). */
 interface Batch {
-  /** Writes in it (packed in DurableSessions.metaPacker as they come). */
-  writes: number;
   /** Sessions whose progress record is written with this batch. */
   progress: Set<ProgressSource>;
   done: Promise<void>;
@@ -274,7 +273,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
         resolve = res;
         reject = rej;
       });
-      b = this.batch = { writes: 0, progress: new Set(), done, resolve, reject };
+      b = this.batch = { progress: new Set(), done, resolve, reject };
       setImmediate(() => this.flush());
     }
     return b;
@@ -297,7 +296,6 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
       packer.truncate(length, count); // an unknown table: none of these ops is committed, the others' are
       return Promise.reject(e as Error);
     }
-    b.writes++;
     return b.done;
   }
 
@@ -605,9 +603,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     // The caller's packed write copied, or packed from the message's fields: no object, record
     // or buffer per message.
     if (packed) this.metaPacker.addPacked(packed);
-    else if (msg.payload.length === 0) this.metaPacker.deleteRetained(msg.topic);
-    else this.metaPacker.putRetained(msg.topic, msg.publisher, msg.qos, msg.receivedAt, encodeProperties(msg.properties), msg.payload);
-    b.writes++;
+    else this.metaPacker.setRetained(msg.topic, msg.publisher, msg.qos, msg.receivedAt, encodeProperties(msg.properties), msg.payload);
     return b.done;
   }
 
