@@ -103,9 +103,11 @@ export declare class Store {
    * Resolves like `append`, with the positions as one `Float64Array` of
    * `[shard, offset]` pairs in input order. Rejects with `ERR_INVALID_ARGUMENT` for a
    * buffer that does not hold exactly `count` well-formed messages (or a topic that is
-   * not UTF-8).
+   * not UTF-8). `durable` (default true): under fsync `always`, resolve once synced;
+   * false: once written (`Completes::Written`: synced with the shard's next durable
+   * append or `LAZY_SYNC_MS` later; for appends nothing is acknowledged on).
    */
-  appendPacked(packed: Uint8Array, count: number): Promise<Float64Array>
+  appendPacked(packed: Uint8Array, count: number, durable?: boolean | undefined | null): Promise<Float64Array>
   /** Reads one metadata value. */
   metaGet(tableName: string, key: Uint8Array): Buffer | null
   /**
@@ -827,6 +829,8 @@ export interface ShardStats {
   newestTs?: number
   /** Next offset. */
   endOffset: number
+  /** `fdatasync`s of its record files since the store opened. */
+  syncs: number
 }
 
 /** Options of `Store.open`. Omitted fields take the documented defaults. */

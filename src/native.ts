@@ -653,27 +653,67 @@ export class Packer extends PackBuffer {
   add(publisher: string, topic: string, qos: number, retain: boolean, properties: Buffer | null, payload: Buffer, inboundId: number): void {
     const L = LAYOUTS.packed;
     const props = properties?.length ?? 0;
+    const n = payload.length;
     // UTF-8 takes at most 3 bytes per UTF-16 code unit (a surrogate pair: 4 for 2).
-    this.room(this.length + L.header + 3 * (publisher.length + topic.length) + props + payload.length);
+    this.room(this.length + L.header + 3 * (publisher.length + topic.length) + props + n);
     const b = this.buf;
     const o = this.length;
     let at = o + L.header;
-    const p = b.write(publisher, at, 'utf8');
+    // Byte stores and TypedArray.set, not Buffer's write/copy/writeUInt*LE: this runs once per
+    // logged message, and their argument checks and calls into C++ cost more than the copying.
+    let p = writeAscii(b, publisher, at);
+    if (p < 0) p = b.write(publisher, at, 'utf8');
     at += p;
-    const t = b.write(topic, at, 'utf8');
+    let t = writeAscii(b, topic, at);
+    if (t < 0) t = b.write(topic, at, 'utf8');
     at += t;
-    if (properties) at += properties.copy(b, at);
-    at += payload.copy(b, at);
-    b.writeUInt16LE(p, o + L.publisherLen);
-    b.writeUInt16LE(t, o + L.topicLen);
-    b.writeUInt32LE(props, o + L.propertiesLen);
-    b.writeUInt32LE(payload.length, o + L.payloadLen);
+    if (properties) {
+      b.set(properties, at);
+      at += props;
+    }
+    b.set(payload, at);
+    at += n;
+    put16(b, o + L.publisherLen, p);
+    put16(b, o + L.topicLen, t);
+    put32(b, o + L.propertiesLen, props);
+    put32(b, o + L.payloadLen, n);
     b[o + L.qos] = qos;
     b[o + L.retain] = retain ? 1 : 0;
-    b.writeUInt16LE(inboundId, o + L.inboundId);
+    put16(b, o + L.inboundId, inboundId);
     this.length = at;
     this.count++;
   }
+}
+
+/** Longest string writeAscii tries: longer ones go to Buffer.write at once. */
+const ASCII_MAX = 128;
+
+/**
+ * `s` written at `at` as ASCII when it is (short and) ASCII only: its length, else -1 and the
+ * caller writes it as UTF-8 (over whatever was written). A short string's bytes stored one by
+ * one cost less than Buffer.write's call into C++.
+ */
+function writeAscii(b: Buffer, s: string, at: number): number {
+  const n = s.length;
+  if (n > ASCII_MAX) return -1;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return -1;
+    b[at + i] = c;
+  }
+  return n;
+}
+
+function put16(b: Buffer, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+}
+
+function put32(b: Buffer, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+  b[at + 2] = v >>> 16;
+  b[at + 3] = v >>> 24;
 }
 
 /** The `appendPacked` layout of `msgs` (see Packer), in a buffer of its own. */
@@ -773,10 +813,12 @@ export class DurableStore {
 
   /**
    * Append `count` messages packed by `packMessages` in one call (no object per message
-   * crosses the binding); resolves with `[shard, offset]` pairs once durable.
+   * crosses the binding); resolves with `[shard, offset]` pairs once durable — or, with
+   * `durable` false, once written: under fsync `always` they are synced with the shard's next
+   * durable append or 50 ms later at the latest (for appends nothing is acknowledged on).
    */
-  appendPacked(packed: Buffer, count: number): Promise<Float64Array> {
-    return wrapAsync(this.inner.appendPacked(packed, count));
+  appendPacked(packed: Buffer, count: number, durable = true): Promise<Float64Array> {
+    return wrapAsync(this.inner.appendPacked(packed, count, durable));
   }
 
   /** Read messages back by position, in input order; null where retention dropped one. */

@@ -23,9 +23,15 @@ test('packed messages are stored as given and come back by position, in input or
     { publisher: 'p-a', topic: 'a/b', qos: 1, retain: false, properties: null, payload: Buffer.from('one') },
     { publisher: 'p-b', topic: 'ü/ñ', qos: 2, retain: true, properties: Buffer.from('{"contentType":"x"}'), payload: Buffer.alloc(0) },
     { publisher: '', topic: 'c', qos: 0, retain: false, properties: null, payload: Buffer.alloc(70000, 7) },
+    // ASCII up to the last character (written byte by byte, then again as UTF-8), a surrogate
+    // pair, and strings past the byte-by-byte writer's length.
+    { publisher: 'device-42-é', topic: 'plant/line/4/temp°', qos: 1, retain: false, properties: null, payload: Buffer.from('x') },
+    { publisher: 'p-😀', topic: 'a/😀/b', qos: 1, retain: false, properties: null, payload: Buffer.from('y') },
+    { publisher: 'q'.repeat(300), topic: `${'t/'.repeat(200)}z`, qos: 0, retain: true, properties: null, payload: Buffer.from('z') },
+    { publisher: `${'r'.repeat(200)}ñ`, topic: `${'ü'.repeat(129)}`, qos: 2, retain: false, properties: null, payload: Buffer.alloc(0) },
   ];
   const pos = await store.appendPacked(packMessages(msgs), msgs.length);
-  assert.equal(pos.length, 6);
+  assert.equal(pos.length, 2 * msgs.length);
   const positions = msgs.map((_m, i) => ({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
   const back = store.readAt(positions);
   back.forEach((m, i) => {

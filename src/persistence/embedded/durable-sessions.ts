@@ -119,6 +119,18 @@ const METADATA_DELAY_MS = Number(process.env.STRATAMQ_TEST_METADATA_DELAY_MS ?? 
 /** The same for the log's appends: a batch is handed to the store this long after its first message (`STRATAMQ_TEST_APPEND_DELAY_MS`). */
 const APPEND_DELAY_MS = Number(process.env.STRATAMQ_TEST_APPEND_DELAY_MS ?? 0) || 0;
 
+/**
+ * A batch of appends only the message log waits for (msglog async mode: nothing is acknowledged
+ * or delivered after them) is handed to the store up to this long after its first message, or
+ * once it holds LOG_BATCH_MAX messages, not at the end of its event-loop turn: each append wakes
+ * the shard writers (a futex wake-up and a context switch per shard, on the event loop's core
+ * too), and under a steady flow of small turns those wake-ups cost more than the appends. A
+ * message someone waits for (a persistent session's, a sync-mode log's) hands the batch over at
+ * the end of its turn, as before.
+ */
+const LOG_LINGER_MS = 2;
+const LOG_BATCH_MAX = 1024;
+
 /** How often losses found while running (damaged segments found as they are read) are reported. */
 const LOSS_CHECK_MS = 1000;
 
@@ -144,6 +156,8 @@ interface AppendBatch {
   msgs: Message[] | null;
   /** Its number: batches are made, handed to the store and completed in this order. */
   seq: number;
+  /** Someone waits for one of its messages (not only the message log): it completes once durable. */
+  durable: boolean;
 }
 
 /** Someone waiting for every append batch up to `seq` to have completed (endsAfterPending). */
@@ -163,6 +177,9 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   private readonly appends = new InOrder();
   private inflightCommits = new Set<Promise<void>>();
   private appendBatch: AppendBatch | null = null;
+  /** appendBatch's hand-over: at the end of this turn, or when its linger time is up (LOG_LINGER_MS). */
+  private appendSoon: NodeJS.Immediate | null = null;
+  private appendLinger: NodeJS.Timeout | null = null;
   /** The last append batch handed to the store (close waits for it). */
   private lastAppend: Promise<unknown> | null = null;
   /** The message log's delivery counts (enableCounts), null while it is off. */
@@ -362,15 +379,16 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * the same event-loop turn cross to the store in one call (one promise for the batch).
    */
   saveSessionMessages(msg: Message): Promise<LogPosition> {
-    return new Promise((resolve, reject) => this.batchFor(msg, 0).waiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => this.batchFor(msg, 0, true).waiters.push({ resolve, reject }));
   }
 
   /**
    * Append a message only the message log keeps (msglog async mode): no promise of its own, the
-   * one of its batch (every message appended in this event-loop turn) is returned.
+   * one of its batch is returned. Nothing waits for it but the log's counters: its batch may
+   * linger for more messages (LOG_LINGER_MS).
    */
   logMessage(msg: Message): Promise<void> {
-    const b = this.batchFor(msg, 0);
+    const b = this.batchFor(msg, 0, false);
     b.waiters.push(null);
     return (b.all ??= new Promise<void>((resolve, reject) => {
       b.settle = { resolve, reject };
@@ -378,26 +396,37 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   }
 
   /**
-   * This turn's append batch, with `msg` added; the caller pushes its waiter (one per message).
-   * A waiter is resolved with the batch, in offset order, and is the very promise its caller
-   * awaits (never one chained behind another): the callers' continuations run in offset order,
-   * and a caught-up session takes a shard's messages in that order (LogSession.arrive counts
-   * anything below its `next` as read).
+   * The append batch being filled, with `msg` added; the caller pushes its waiter (one per
+   * message). A waiter is resolved with the batch, in offset order, and is the very promise its
+   * caller awaits (never one chained behind another): the callers' continuations run in offset
+   * order, and a caught-up session takes a shard's messages in that order (LogSession.arrive
+   * counts anything below its `next` as read). `prompt`: someone waits for this message, the
+   * batch is handed over at the end of this turn (else it may linger, LOG_LINGER_MS).
    */
-  private batchFor(msg: Message, inboundId: number): AppendBatch {
+  private batchFor(msg: Message, inboundId: number, prompt: boolean): AppendBatch {
     let b = this.appendBatch;
     if (!b) {
-      b = this.appendBatch = { count: 0, waiters: [], all: null, settle: null, msgs: this.counts !== null ? [] : null, seq: ++this.batchesMade };
-      if (APPEND_DELAY_MS > 0) setTimeout(() => this.flushAppends(), APPEND_DELAY_MS);
-      else setImmediate(() => this.flushAppends());
+      b = this.appendBatch = { count: 0, waiters: [], all: null, settle: null, msgs: this.counts !== null ? [] : null, seq: ++this.batchesMade, durable: false };
+      if (APPEND_DELAY_MS > 0) this.appendLinger = setTimeout(() => this.flushAppends(), APPEND_DELAY_MS);
     }
     this.packer.add(msg.publisher, msg.topic, msg.qos, msg.retain, encodeProperties(msg.properties), msg.payload, inboundId);
     b.count++;
     b.msgs?.push(msg);
+    if (prompt) b.durable = true;
+    if (APPEND_DELAY_MS > 0 || this.appendSoon !== null) return b;
+    if (prompt || b.count >= LOG_BATCH_MAX) {
+      this.appendSoon = setImmediate(() => this.flushAppends());
+      if (this.appendLinger !== null) clearTimeout(this.appendLinger);
+      this.appendLinger = null;
+    } else if (this.appendLinger === null) this.appendLinger = setTimeout(() => this.flushAppends(), LOG_LINGER_MS);
     return b;
   }
 
   private flushAppends(): void {
+    if (this.appendSoon !== null) clearImmediate(this.appendSoon);
+    if (this.appendLinger !== null) clearTimeout(this.appendLinger);
+    this.appendSoon = null;
+    this.appendLinger = null;
     const b = this.appendBatch;
     this.appendBatch = null;
     if (!b) return;
@@ -406,7 +435,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     let appended: Promise<Float64Array>;
     try {
       // appendPacked has copied the bytes when it returns: the packer starts the next batch.
-      appended = this.store.appendPacked(this.packer.bytes(), b.count);
+      appended = this.store.appendPacked(this.packer.bytes(), b.count, b.durable);
     } catch (e) {
       // Refused at once (the store closed): the batch fails as one that the store failed.
       appended = Promise.reject(e);
@@ -469,7 +498,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     // Not `await write; return saveSessionMessages(…)`: the promise returned would resolve some
     // microtask hops after the batch's other waiters, behind messages appended after this one.
     return new Promise((resolve, reject) => {
-      this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]).then(() => this.batchFor(msg, id).waiters.push({ resolve, reject }), reject);
+      this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]).then(() => this.batchFor(msg, id, true).waiters.push({ resolve, reject }), reject);
     });
   }
 

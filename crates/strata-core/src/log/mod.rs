@@ -67,6 +67,22 @@ pub enum FsyncPolicy {
     None,
 }
 
+/// When an append completes under [`FsyncPolicy::Always`] (the other policies never wait for
+/// a sync, whatever is asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completes {
+    /// Once durable: written and `fdatasync`ed with its group commit.
+    Durable,
+    /// Once written (in the page cache: a process crash keeps it, a power loss may not). Synced
+    /// with the shard's next `Durable` append, or [`LAZY_SYNC_MS`] after it at the latest: for
+    /// appends nobody acknowledges anything on (the message log's async mode), which would
+    /// otherwise cost an `fdatasync` per batch.
+    Written,
+}
+
+/// How long a [`Completes::Written`] append may stay unsynced under [`FsyncPolicy::Always`].
+pub const LAZY_SYNC_MS: u64 = 50;
+
 impl std::str::FromStr for FsyncPolicy {
     type Err = CoreError;
     fn from_str(s: &str) -> Result<Self, CoreError> {
@@ -275,6 +291,8 @@ pub struct ShardStats {
     pub newest_ts: Option<u64>,
     /// Next offset to be assigned.
     pub end_offset: u64,
+    /// `fdatasync`s of its record files since the store opened.
+    pub syncs: u64,
 }
 
 /// Whole-store statistics.
@@ -427,6 +445,11 @@ impl Log {
     /// [`Log::append`] of messages already split by shard ([`packed::Split`], e.g. straight
     /// from a packed buffer: [`packed::Split::packed`]).
     pub fn append_split(&self, split: packed::Split, done: AppendDone) {
+        self.append_split_as(split, Completes::Durable, done)
+    }
+
+    /// [`Log::append_split`], completing when `completes` says (under [`FsyncPolicy::Always`]).
+    pub fn append_split_as(&self, split: packed::Split, completes: Completes, done: AppendDone) {
         if self.closed.load(Ordering::Acquire) {
             return done(Err(Self::closed_err()));
         }
@@ -448,7 +471,7 @@ impl Log {
                         .collect()
                 }))
             });
-            return self.send(first, Cmd::Append(msgs, cb));
+            return self.send(first, Cmd::Append(msgs, cb, completes));
         }
         // Mixed shards: join the completions.
         struct Join {
@@ -500,7 +523,7 @@ impl Log {
                     done(res);
                 }
             });
-            self.send(s, Cmd::Append(ms, cb));
+            self.send(s, Cmd::Append(ms, cb, completes));
         }
     }
 
@@ -508,7 +531,7 @@ impl Log {
         if let Err(cmd) = self.shards[shard as usize].send(cmd) {
             let e = Self::closed_err();
             match cmd {
-                Cmd::Append(_, d) => d(Err(e)),
+                Cmd::Append(_, d, _) => d(Err(e)),
                 Cmd::Flush(d) | Cmd::Roll(d) => d(Err(e)),
                 Cmd::DropExpired(d) => d(Err(e)),
                 Cmd::RaiseEnd(_, d) => d(Err(e)),
@@ -728,6 +751,7 @@ impl Log {
                 oldest_ts: nonempty.first().map(|g| g.start_ts),
                 newest_ts: nonempty.last().map(|g| g.last_ts),
                 end_offset: s.shared.end.load(Ordering::Acquire),
+                syncs: s.shared.syncs.load(Ordering::Relaxed),
                 generations: gens,
             });
         }

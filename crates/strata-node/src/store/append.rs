@@ -5,7 +5,7 @@ use crate::guard::{self, Pending};
 use napi::bindgen_prelude::{Float64Array, Object};
 use napi::Env;
 use napi_derive::napi;
-use strata_core::log::{packed, NewMessage, Position};
+use strata_core::log::{packed, Completes, NewMessage, Position};
 
 #[napi]
 impl Store {
@@ -48,13 +48,16 @@ impl Store {
     /// Resolves like `append`, with the positions as one `Float64Array` of
     /// `[shard, offset]` pairs in input order. Rejects with `ERR_INVALID_ARGUMENT` for a
     /// buffer that does not hold exactly `count` well-formed messages (or a topic that is
-    /// not UTF-8).
+    /// not UTF-8). `durable` (default true): under fsync `always`, resolve once synced;
+    /// false: once written (`Completes::Written`: synced with the shard's next durable
+    /// append or `LAZY_SYNC_MS` later; for appends nothing is acknowledged on).
     #[napi(ts_return_type = "Promise<Float64Array>")]
     pub fn append_packed<'env>(
         &self,
         env: &'env Env,
         packed: &[u8],
         count: u32,
+        durable: Option<bool>,
     ) -> napi::Result<Object<'env>> {
         guard::promise(env, "Store.appendPacked", |p: Pending<Float64Array>| {
             let inner = match self.get() {
@@ -65,8 +68,14 @@ impl Store {
                 Ok(s) => s,
                 Err(e) => return p.reject(e),
             };
-            inner.log.append_split(
+            let completes = if durable.unwrap_or(true) {
+                Completes::Durable
+            } else {
+                Completes::Written
+            };
+            inner.log.append_split_as(
                 split,
+                completes,
                 p.completion(|v: Vec<Position>| {
                     let mut out = Vec::with_capacity(v.len() * 2);
                     for p in v {

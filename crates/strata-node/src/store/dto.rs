@@ -265,6 +265,8 @@ pub struct ShardStats {
     pub newest_ts: Option<f64>,
     /// Next offset.
     pub end_offset: f64,
+    /// `fdatasync`s of its record files since the store opened.
+    pub syncs: f64,
 }
 
 /// `ds info`.
@@ -367,6 +369,7 @@ pub(crate) fn store_stats(s: Stats) -> StoreStats {
                 oldest_ts: sh.oldest_ts.map(|v| v as f64),
                 newest_ts: sh.newest_ts.map(|v| v as f64),
                 end_offset: sh.end_offset as f64,
+                syncs: sh.syncs as f64,
                 generations: sh
                     .generations
                     .into_iter()

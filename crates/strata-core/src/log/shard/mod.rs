@@ -26,7 +26,7 @@ pub(crate) use read::{count_before, offset_at_time, read_stream, salvage_live, S
 use super::packed::Messages;
 use super::segment::Segment;
 use super::stream::Structure;
-use super::{Loss, Options, Recovery};
+use super::{Completes, Loss, Options, Recovery};
 use crate::error::CoreError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub type ShardDone = Box<dyn FnOnce(Result<u64, CoreError>) + Send>;
 pub type Waker = Box<dyn FnOnce() + Send>;
 
 pub(crate) enum Cmd {
-    Append(Messages, ShardDone),
+    Append(Messages, ShardDone, Completes),
     Flush(Box<dyn FnOnce(Result<(), CoreError>) + Send>),
     Roll(Box<dyn FnOnce(Result<(), CoreError>) + Send>),
     DropExpired(Box<dyn FnOnce(Result<usize, CoreError>) + Send>),
@@ -126,6 +126,8 @@ pub struct ShardShared {
     pub dropped: Mutex<HashMap<(u32, u32), u64>>,
     /// Offset one past the newest visible record.
     pub end: AtomicU64,
+    /// `fdatasync`s of record files (stats).
+    pub syncs: AtomicU64,
     waiters: Mutex<Waiters>,
     wait_lock: Mutex<()>,
     wait_cv: Condvar,
@@ -244,6 +246,7 @@ impl Shard {
             gens: RwLock::new(found.gens.clone()),
             dropped: Mutex::new(std::mem::take(&mut found.dropped)),
             end: AtomicU64::new(found.next_offset),
+            syncs: AtomicU64::new(0),
             waiters: Mutex::new(Waiters(Vec::new())),
             wait_lock: Mutex::new(()),
             wait_cv: Condvar::new(),

@@ -6,7 +6,7 @@ use super::super::packed::Messages;
 use super::super::record::{self, MessageRef};
 use super::super::segment::{self, IndexEntry, Segment, Summary, HEADER_LEN};
 use super::super::stream::{self, Learner, Structure};
-use super::super::FsyncPolicy;
+use super::super::{Completes, FsyncPolicy, LAZY_SYNC_MS};
 use super::recover::Recovered;
 use super::{gen_dir_name, io, now_ms, sync_dir, Cmd, Generation, Options, ShardDone, ShardShared};
 use crate::error::CoreError;
@@ -50,6 +50,9 @@ struct Writer {
     last_ts: u64,
     last_sync: Instant,
     dirty: bool,
+    /// Under `FsyncPolicy::Always`: since when records written as `Completes::Written` wait
+    /// for a sync (`dirty` is set too).
+    lazy_since: Option<Instant>,
     poisoned: Option<CoreError>,
     last_retention_check: Instant,
     buf: Vec<u8>,
@@ -109,6 +112,7 @@ pub(super) fn start(
         last_ts,
         last_sync: Instant::now(),
         dirty: false,
+        lazy_since: None,
         poisoned: None,
         last_retention_check: Instant::now(),
         buf: Vec::with_capacity(1 << 20),
@@ -146,13 +150,15 @@ impl Writer {
             self.tick();
             let Some(first) = first else { continue };
             let mut appends = Vec::new();
+            let mut durable = false;
             let mut others = Vec::new();
             let mut bytes = 0usize;
             let mut next = Some(first);
             while let Some(c) = next.take() {
                 match c {
-                    Cmd::Append(m, d) => {
+                    Cmd::Append(m, d, completes) => {
                         bytes += m.encoded_len_hint();
+                        durable |= completes == Completes::Durable;
                         appends.push((m, d));
                     }
                     o => others.push(o),
@@ -162,7 +168,7 @@ impl Writer {
                 }
             }
             if !appends.is_empty() {
-                self.write_batch(appends);
+                self.write_batch(appends, durable);
             }
             for c in others {
                 self.handle(c);
@@ -178,6 +184,10 @@ impl Writer {
 
     fn next_deadline(&self) -> Option<Duration> {
         let mut d = Duration::from_millis(self.opts.retention_check_ms.max(10));
+        if let Some(t) = self.lazy_since {
+            let due = t + Duration::from_millis(LAZY_SYNC_MS);
+            d = d.min(due.saturating_duration_since(Instant::now()));
+        }
         if self.dirty {
             if let FsyncPolicy::Interval(ms) = self.opts.fsync {
                 let due = self.last_sync + Duration::from_millis(ms);
@@ -188,11 +198,17 @@ impl Writer {
     }
 
     fn tick(&mut self) {
+        if let Some(t) = self.lazy_since {
+            if t.elapsed() >= Duration::from_millis(LAZY_SYNC_MS) {
+                self.sync_lazy();
+            }
+        }
         if self.dirty {
             if let FsyncPolicy::Interval(ms) = self.opts.fsync {
                 if self.last_sync.elapsed() >= Duration::from_millis(ms) {
                     if let Some((_, f, _)) = &self.seg {
                         let _ = f.sync_data();
+                        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
                     }
                     self.dirty = false;
                     self.last_sync = Instant::now();
@@ -207,16 +223,39 @@ impl Writer {
         }
     }
 
+    /// Syncs what `Completes::Written` appends left unsynced (under `FsyncPolicy::Always`).
+    /// A failed sync is retried at the next deadline; the appends completed already.
+    fn sync_lazy(&mut self) {
+        let ok = match &self.seg {
+            Some((_, f, _)) => {
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                f.sync_data().is_ok()
+            }
+            None => true,
+        };
+        if ok {
+            self.lazy_since = None;
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        } else {
+            self.lazy_since = Some(Instant::now());
+        }
+    }
+
     fn handle(&mut self, c: Cmd) {
         match c {
             Cmd::Append(..) => unreachable!("appends are batched"),
             Cmd::Flush(done) => {
                 let r = match &self.seg {
-                    Some((_, f, _)) => f.sync_data().map_err(|e| io("fsync", e)),
+                    Some((_, f, _)) => {
+                        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                        f.sync_data().map_err(|e| io("fsync", e))
+                    }
                     None => Ok(()),
                 };
                 if r.is_ok() {
                     self.dirty = false;
+                    self.lazy_since = None;
                     self.last_sync = Instant::now();
                 }
                 done(r)
@@ -409,7 +448,9 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, reqs: Vec<(Messages, ShardDone)>) {
+    /// Writes `reqs` as one batch; `durable`: one of them completes once durable (the sync,
+    /// under `FsyncPolicy::Always`, also covers whatever earlier `Written` ones left).
+    fn write_batch(&mut self, reqs: Vec<(Messages, ShardDone)>, durable: bool) {
         let now = now_ms().max(self.last_ts);
         if let Err(e) = self.prepare(now) {
             return Self::fail_all(reqs, &e);
@@ -465,7 +506,7 @@ impl Writer {
             }
             batch.reqs.push((first as usize, done));
         }
-        let result = self.persist(&buf, &batch, start_len);
+        let result = self.persist(&buf, &batch, start_len, durable);
         self.buf = buf;
         match result {
             Ok(new_len) => {
@@ -499,9 +540,16 @@ impl Writer {
         }
     }
 
-    /// Writes stream entries then records, syncing per policy. On failure the segment
-    /// is truncated back to `start_len` so no partial batch survives.
-    fn persist(&mut self, buf: &[u8], batch: &Batch, start_len: u64) -> Result<u64, CoreError> {
+    /// Writes stream entries then records, syncing per policy (under `Always`, only when
+    /// `durable`; else later, see `Completes::Written`). On failure the segment is truncated
+    /// back to `start_len` so no partial batch survives.
+    fn persist(
+        &mut self,
+        buf: &[u8],
+        batch: &Batch,
+        start_len: u64,
+        durable: bool,
+    ) -> Result<u64, CoreError> {
         if !batch.new_streams.is_empty() {
             let r = match self.streams_file.as_mut() {
                 Some(f) => f.write_all(&batch.new_streams).and_then(|_| f.sync_data()),
@@ -516,10 +564,14 @@ impl Writer {
             return Ok(start_len);
         }
         let policy = self.opts.fsync;
+        let syncs = &self.shared.syncs;
         let (_, f, _) = self.seg.as_mut().expect("segment exists");
         let w = f.write_all(buf).map_err(|e| io("append records", e));
         let w = w.and_then(|_| match policy {
-            FsyncPolicy::Always => f.sync_data().map_err(|e| io("fsync records", e)),
+            FsyncPolicy::Always if durable => {
+                syncs.fetch_add(1, Ordering::Relaxed);
+                f.sync_data().map_err(|e| io("fsync records", e))
+            }
             _ => Ok(()),
         });
         if let Err(e) = w {
@@ -535,12 +587,19 @@ impl Writer {
             return Err(e);
         }
         match policy {
-            FsyncPolicy::Always => {
+            FsyncPolicy::Always if durable => {
+                self.dirty = false;
+                self.lazy_since = None;
                 self.last_sync = Instant::now();
+            }
+            FsyncPolicy::Always => {
+                self.dirty = true;
+                self.lazy_since.get_or_insert_with(Instant::now);
             }
             FsyncPolicy::Interval(ms) => {
                 self.dirty = true;
                 if self.last_sync.elapsed() >= Duration::from_millis(ms) {
+                    syncs.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = f.sync_data() {
                         return Err(io("fsync records", e));
                     }
