@@ -339,7 +339,7 @@ export class QueueStore implements Persistence, SessionRegistry, MessageRegistry
   }
 
   /** The message log lives in the embedded store (msglog.topics is refused with another registry at start). */
-  logMessage(_msg: Message): Promise<void> {
+  logMessage(_msg: Message, _acknowledged?: boolean): Promise<void> {
     return Promise.reject(new Error('the message log needs persistence.registry = embedded'));
   }
 

@@ -208,10 +208,13 @@ export interface MessageRegistry {
    */
   getSessionMessages(clientId: string, limit: number): Promise<SessionMessage[]>;
   /**
-   * Append a message only the message log keeps (msglog async mode: nobody waits for it alone):
-   * resolves once durable — a promise shared by the messages appended with it.
+   * Append a message only the message log keeps (no persistent session needs it): a promise
+   * shared by the messages appended with it. `acknowledged` (msglog sync mode: the publisher's
+   * acknowledgement waits for it): resolves once durable, promptly; else (async mode, nothing is
+   * acknowledged on it) it may wait a little for more messages and resolves once written
+   * (durable shortly after, see README "What is durable").
    */
-  logMessage(msg: Message): Promise<void>;
+  logMessage(msg: Message, acknowledged?: boolean): Promise<void>;
   /** Like append, for a persistent publisher's QoS 2 message with its packet id (crash-safe either way). */
   appendInbound(msg: Message, id: number, to: readonly Recipient[]): Promise<LogPosition>;
   /** Fill in `msg` for deliveries that hold only where their message is (null where it is gone). */

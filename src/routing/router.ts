@@ -375,8 +375,9 @@ export class Router {
     const held = this.bus.publishHolds.length > 0 && msg !== this.volatileMsg ? this.bus.hold(from, msg) : null;
     let stored: Promise<void> | null = null;
     if (tap !== null && logIt && (targets !== null || tap.sync)) {
-      // Appended by persist (for persistent sessions, or in sync mode alone), the acknowledgement waiting for it.
-      stored = this.persist(store, msg, targets ?? [], inboundId, packed, true);
+      // Appended by persist (for persistent sessions, or in sync mode alone), the acknowledgement
+      // waiting for it; in sync mode alone and with nothing else to write, sharing its batch's promise.
+      stored = targets === null && !msg.retain && inboundId === 0 ? store.messages.logMessage(msg, true) : this.persist(store, msg, targets ?? [], inboundId, packed, true);
       tap.track(stored, true);
     } else {
       if (store && msg !== this.volatileMsg && !(targets === null && !msg.retain && inboundId === 0)) {

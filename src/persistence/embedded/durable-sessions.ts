@@ -383,12 +383,14 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   }
 
   /**
-   * Append a message only the message log keeps (msglog async mode): no promise of its own, the
-   * one of its batch is returned. Nothing waits for it but the log's counters: its batch may
-   * linger for more messages (LOG_LINGER_MS).
+   * Append a message only the message log keeps: no promise of its own, the one of its batch is
+   * returned. `acknowledged` (sync mode): its publisher's acknowledgement waits for it, the batch
+   * is handed over at the end of this turn and resolves once durable. Else (async mode) nothing
+   * waits for it but the log's counters: its batch may linger for more messages (LOG_LINGER_MS)
+   * and resolves once written.
    */
-  logMessage(msg: Message): Promise<void> {
-    const b = this.batchFor(msg, 0, false);
+  logMessage(msg: Message, acknowledged = false): Promise<void> {
+    const b = this.batchFor(msg, 0, acknowledged);
     b.waiters.push(null);
     return (b.all ??= new Promise<void>((resolve, reject) => {
       b.settle = { resolve, reject };
