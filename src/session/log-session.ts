@@ -774,7 +774,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
         const props = decodeProperties(buf.subarray(topicAt + topicLen, payloadAt));
         publisher ??= buf.toString('utf8', at + E.header, at + E.header + pubLen);
         msg = createMessage(topic, buf.subarray(payloadAt, payloadAt + payloadLen), msgQos, msgRetain, props, publisher, ts);
-        msg.encoded = null; // delivered to this session only: no encoding cache
+        msg.encKey = -1; // delivered to this session only: no encoding cache
       }
       out.push({ ts, p: { msg, qos: qos as QoS, retain, subIds, ref: { shard: s, offset } } });
     }

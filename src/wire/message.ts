@@ -23,10 +23,15 @@ export interface Message {
   /** Milliseconds since epoch when the broker accepted it. */
   readonly receivedAt: number;
   /**
-   * Encoding cache, keyed by version*8 + qos*2 + retain; null for a message delivered once
-   * (read back from the log for one session), which is encoded straight into its packet.
+   * Encoding cache (encodeDelivery), keyed by `encodingKey`: the first template in `enc` under
+   * `encKey` (0: none yet), any other in `encMore` — most messages are delivered in one
+   * encoding, and a Map per message was an eighth of what the broker allocated per QoS 1
+   * message. `encKey` -1: no cache, for a message delivered once (read back from the log for
+   * one session), which is encoded straight into its packet.
    */
-  encoded?: Map<number, Buffer> | null;
+  encKey: number;
+  enc: Buffer | null;
+  encMore: Map<number, Buffer> | null;
   /**
    * The message log's delivery counts (persistence/embedded/delivery-counts.ts): once its append
    * completed, its batch's positions (`shard, offset` pairs; a reference, so no number is boxed
@@ -55,20 +60,19 @@ export function createMessage(
     props = Object.keys(rest).length > 0 ? rest : undefined;
     if (rest.messageExpiryInterval !== undefined) expiresAt = now + rest.messageExpiryInterval * 1000;
   }
-  return { topic, payload, qos, retain, properties: props, expiresAt, publisher, receivedAt: now, countPos: null, countIdx: 0, countDelivered: 0, countAcked: 0 };
+  return { topic, payload, qos, retain, properties: props, expiresAt, publisher, receivedAt: now, encKey: 0, enc: null, encMore: null, countPos: null, countIdx: 0, countDelivered: 0, countAcked: 0 };
 }
 
-/**
- * Seed the encoding cache with the bytes the message arrived in (QoS 0, retain 0, no
- * properties): 3.1 and 3.1.1 share one PUBLISH encoding, 5.0 adds a property length.
- */
+/** The encoding cache's key of a delivery: 3.1 and 3.1.1 share one PUBLISH encoding, 5.0 adds a property length. */
+function encodingKey(version: ProtocolVersion, qos: QoS, retain: boolean): number {
+  return (version === 5 ? 40 : 32) + qos * 2 + (retain ? 1 : 0);
+}
+
+/** Seed the encoding cache with the bytes the message arrived in (QoS 0, retain 0, no properties). */
 export function seedEncoding(msg: Message, version: ProtocolVersion, frame: Buffer): void {
-  const cache = (msg.encoded ??= new Map());
-  if (version === 5) cache.set(5 * 8, frame);
-  else {
-    cache.set(3 * 8, frame);
-    cache.set(4 * 8, frame);
-  }
+  if (msg.encKey !== 0) return;
+  msg.encKey = encodingKey(version, 0, false);
+  msg.enc = frame;
 }
 
 /** Payload bytes, without materialising a log message's payload view. */
@@ -114,14 +118,15 @@ export function encodeDelivery(
     return encodePublish(alias > 0 ? '' : msg.topic, msg.payload, qos, retain, dup, messageId, version, props);
   }
   if (msg instanceof LogMessage) return msg.frame(version, qos, retain, dup, messageId);
-  if (msg.encoded === null) return encodePublish(msg.topic, msg.payload, qos, retain, dup, messageId, version, v5 ? msg.properties : undefined);
-  const key = version * 8 + qos * 2 + (retain ? 1 : 0);
-  let cache = msg.encoded;
-  let template = cache?.get(key);
+  if (msg.encKey < 0) return encodePublish(msg.topic, msg.payload, qos, retain, dup, messageId, version, v5 ? msg.properties : undefined);
+  const key = encodingKey(version, qos, retain);
+  let template = msg.encKey === key ? msg.enc : msg.encMore === null ? undefined : msg.encMore.get(key);
   if (!template) {
     template = encodePublish(msg.topic, msg.payload, qos, retain, false, 0, version, v5 ? msg.properties : undefined);
-    if (!cache) cache = msg.encoded = new Map();
-    cache.set(key, template);
+    if (msg.encKey === 0) {
+      msg.encKey = key;
+      msg.enc = template;
+    } else (msg.encMore ??= new Map()).set(key, template);
   }
   if (qos === 0 && !dup) return template;
   const out = Buffer.allocUnsafe(template.length);
@@ -155,7 +160,10 @@ export function decodeProperties(bytes: Buffer | null | undefined): PublishPrope
 export class LogMessage implements Message {
   readonly properties = undefined;
   readonly expiresAt = 0;
-  encoded = null;
+  /** No encoding cache: built from the scan's bytes for its one delivery (`frame`). */
+  encKey = -1;
+  enc = null;
+  encMore = null;
   /** Deliveries of a message read back from the log are counted by their log position (Pending.ref). */
   countPos = null;
   countIdx = 0;
