@@ -143,7 +143,7 @@ export class Decoder {
     const tlen = frame.readUInt16BE(pos);
     pos += 2;
     if (pos + tlen > frame.length) throw new MalformedPacket('PUBLISH topic overruns packet');
-    const topicBytes = frame.subarray(pos, pos + tlen);
+    const topicAt = pos;
     pos += tlen;
     let messageId: number | undefined;
     if (qos > 0) {
@@ -156,20 +156,46 @@ export class Decoder {
       if (frame[pos] !== 0) return null; // has properties: use the full parser
       pos += 1;
     }
-    if (!isUtf8(topicBytes)) throw new MalformedPacket('topic is not valid UTF-8'); // [MQTT-1.5.4-1]
-    if (topicBytes.includes(0)) throw new MalformedPacket('topic contains U+0000'); // [MQTT-1.5.4-2]
     const packet: DecodedPublish = {
       cmd: 'publish',
       qos: qos as QoS,
       dup: (flags & 0x08) !== 0,
       retain: (flags & 0x01) !== 0,
-      topic: topicBytes.toString('utf8'),
+      topic: topicOf(frame, topicAt, tlen),
       payload: frame.subarray(pos),
     };
     if (messageId !== undefined) packet.messageId = messageId;
     if (flags === 0) packet.raw = frame;
     return packet;
   }
+}
+
+/** Topics up to this long are checked byte by byte (no Buffer view made for them). */
+const SHORT_TOPIC = 64;
+
+/**
+ * A PUBLISH's topic name, checked: [MQTT-1.5.4-1] valid UTF-8, [MQTT-1.5.4-2] no U+0000. A
+ * short ASCII topic (the common case) is checked and decoded without a Buffer view of its bytes.
+ */
+function topicOf(frame: Buffer, at: number, len: number): string {
+  const end = at + len;
+  if (len <= SHORT_TOPIC) {
+    let ascii = true;
+    let nul = false;
+    for (let i = at; i < end; i++) {
+      const c = frame[i] as number;
+      if (c >= 0x80) ascii = false;
+      else if (c === 0) nul = true;
+    }
+    if (ascii) {
+      if (nul) throw new MalformedPacket('topic contains U+0000');
+      return frame.toString('latin1', at, end);
+    }
+  }
+  const bytes = frame.subarray(at, end);
+  if (!isUtf8(bytes)) throw new MalformedPacket('topic is not valid UTF-8');
+  if (bytes.includes(0)) throw new MalformedPacket('topic contains U+0000');
+  return bytes.toString('utf8');
 }
 
 /** The UTF-8 strings of a packet that name topics and clients (the ones routing relies on). */

@@ -115,6 +115,27 @@ test('[MQTT-1.5.4-1] Decoder rejects ill-formed UTF-8 in a PUBLISH topic', () =>
   assert.throws(() => d.decode(frame), MalformedPacket);
 });
 
+test('[MQTT-1.5.4-1] [MQTT-1.5.4-2] Decoder checks PUBLISH topics short and long, ASCII or not', () => {
+  /** A QoS 0 PUBLISH (3.1.1) of `topic` as raw bytes. */
+  const frame = (topic: Buffer): Buffer => Buffer.concat([Buffer.from([0x30, 2 + topic.length + 1, topic.length >> 8, topic.length & 0xff]), topic, Buffer.from('p')]);
+  const topicOf = (t: Buffer): string => {
+    const got = new Decoder().decode(frame(t));
+    assert.equal(got.cmd, 'publish');
+    return got.cmd === 'publish' ? got.topic : '';
+  };
+  const long = 'x/'.repeat(40); // past the byte-by-byte check's 64
+  for (const t of ['a/b', 'ü/ñ/t', `${long}ü`, long, 'a'.repeat(64), `${'a'.repeat(63)}é`, '😀/x']) assert.equal(topicOf(Buffer.from(t)), t, t);
+  for (const bad of [
+    Buffer.from([0x61, 0x00, 0x62]), // U+0000, short
+    Buffer.from([0x61, 0xc3, 0x00]), // non-ASCII and U+0000, short
+    Buffer.from([0x61, 0xff, 0x62]), // not UTF-8, short
+    Buffer.concat([Buffer.from(long), Buffer.from([0x00])]), // U+0000, long
+    Buffer.concat([Buffer.from(long), Buffer.from([0xc3, 0x28])]), // not UTF-8, long
+  ]) {
+    assert.throws(() => new Decoder().decode(frame(bad)), MalformedPacket, bad.toString('hex'));
+  }
+});
+
 test('[MQTT-3.3.1-4] Decoder rejects QoS 3', () => {
   const d = new Decoder();
   assert.throws(() => d.decode(Buffer.from([0x36, 0x03, 0x00, 0x01, 0x61])), MalformedPacket);

@@ -5,7 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IPublishPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
-import { createMessage, seedEncoding } from '../../wire/message.js';
+import { createMessage, type Message, seedEncoding } from '../../wire/message.js';
 import { type DecodedPublish, encodeAck } from '../../wire/codec.js';
 import { ProtocolViolation, RC } from '../../wire/reason-codes.js';
 import { topicLevels } from '../../wire/topic.js';
@@ -92,36 +92,7 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   if (p.retain && !cfg['mqtt.retain_available']) throw new ProtocolViolation(RC.RetainNotSupported, 'retain not available'); // [MQTT-3.2.2-14]
 
   if (qos === 2 && session.incomingQos2.has(id)) {
-    // [MQTT-4.3.3-9] a re-sent QoS 2 PUBLISH is acknowledged again but not delivered twice.
-    const half = session.inboundHalf?.get(id);
-    if (half === undefined) {
-      const storing = session.inboundStoring?.get(id);
-      if (storing === undefined) {
-        conn.ack(encodeAck(5, id, conn.protocolVersion));
-        return;
-      }
-      // The first copy (sent before a takeover) is still being stored: PUBREC once it is, as
-      // for the first; a PUBREL sooner would release the id before its "stored" mark lands.
-      const send = conn.reserveAck();
-      storing.then(
-        () => send(encodeAck(5, id, conn.protocolVersion)),
-        () => notStored(conn, send, 5, id),
-      );
-      return;
-    }
-    // Its record reached the log before a stop, its id still pending: what it needs besides the
-    // log (shared deliveries) is recorded now, before PUBREC.
-    session.inboundHalf?.delete(id);
-    const send = conn.reserveAck();
-    broker.router.restoreInbound(createMessage(topic, p.payload as Buffer, qos, p.retain, props, conn.clientId), half, id).then(
-      () => send(encodeAck(5, id, conn.protocolVersion)),
-      (err: unknown) => {
-        session.inboundHalf?.set(id, half);
-        broker.onStoreError(conn.clientId, err as Error);
-        send(null);
-        conn.close('storage failure: message not acknowledged');
-      },
-    );
+    duplicateQos2(conn, session, topic, p, id);
     return;
   }
   if (qos === 2 && session.incomingQos2.size >= cfg['mqtt.receive_maximum']) {
@@ -139,52 +110,116 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   const msg = createMessage(topic, payload, qos, p.retain, props, conn.clientId);
   const raw = (p as DecodedPublish).raw;
   if (raw !== undefined) seedEncoding(msg, conn.protocolVersion, raw);
-  conn.gate(broker.gates.authorizePublish(conn, msg), (allowed) => {
-    if (allowed !== true) {
-      const rc = typeof allowed === 'number' ? allowed : RC.NotAuthorized;
-      broker.onClientError(conn, new Error(`PUBLISH to ${topic} not authorized`));
-      // v5 says no with the reason code; 3.1.1 has no way to, so the flow completes without delivery.
-      if (qos > 0) conn.ack(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion, v5 ? rc : 0));
+  const answer = broker.gates.authorizePublish(conn, msg);
+  if (answer instanceof Promise) authorizedLater(conn, session, msg, id, answer);
+  else authorized(conn, session, msg, id, answer);
+}
+
+/** An asynchronous authorization: input held until it answers (a closure here, not in handlePublish, which would allocate its context for every PUBLISH). */
+function authorizedLater(conn: Connection, session: NonNullable<Connection['session']>, msg: Message, id: number, answer: Promise<boolean | number>): void {
+  conn.gate(answer, (allowed) => authorized(conn, session, msg, id, allowed));
+}
+
+/** A PUBLISH its authorization answered: refused, or routed and acknowledged once stored. */
+function authorized(conn: Connection, session: NonNullable<Connection['session']>, msg: Message, id: number, allowed: boolean | number): void {
+  const broker = conn.broker;
+  const qos = msg.qos;
+  const topic = msg.topic;
+  const v5 = conn.protocolVersion === 5;
+  if (allowed !== true) {
+    const rc = typeof allowed === 'number' ? allowed : RC.NotAuthorized;
+    broker.onClientError(conn, new Error(`PUBLISH to ${topic} not authorized`));
+    // v5 says no with the reason code; 3.1.1 has no way to, so the flow completes without delivery.
+    if (qos > 0) conn.ack(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion, v5 ? rc : 0));
+    return;
+  }
+  // A persistent publisher's QoS 2 id is recorded (with its message, when that is appended)
+  // before PUBREC, so a PUBLISH re-sent after a restart is still recognised as a duplicate.
+  const durable = broker.router.publish(msg, conn, qos === 2 && session.durable ? id : 0);
+  if (qos === 0) {
+    // Nothing to hold back; a failed store is reported. The writes of one event-loop turn share
+    // their batch's promise: watched once, not once per message (a handler per message was a
+    // fifth of a retained QoS 0 flood's time).
+    if (durable !== null && durable !== conn.qos0Stored) {
+      conn.qos0Stored = durable;
+      watchQos0(conn, durable);
+    }
+    return;
+  }
+  if (qos === 2) session.addIncomingQos2(id);
+  if (!durable) {
+    conn.ack(encodeAck(qos === 1 ? 4 : 5, id, conn.protocolVersion));
+    return;
+  }
+  ackWhenStored(conn, session, durable, qos, id);
+}
+
+/** A failed store of a QoS 0 turn's messages is reported (no acknowledgement to hold back). */
+function watchQos0(conn: Connection, stored: Promise<void>): void {
+  stored.catch((e: unknown) => conn.broker.onStoreError(conn.clientId, e as Error));
+}
+
+/** PUBACK / PUBREC only once the message is durable for every persistent subscriber (the log, sync mode). */
+function ackWhenStored(conn: Connection, session: NonNullable<Connection['session']>, durable: Promise<void>, qos: 1 | 2, id: number): void {
+  const broker = conn.broker;
+  const ackType = qos === 1 ? 4 : 5;
+  if (qos === 2 && session.durable) {
+    const storing = (session.inboundStoring ??= new Map());
+    storing.set(id, durable);
+    const done = (): void => {
+      if (storing.get(id) === durable) storing.delete(id);
+    };
+    durable.then(done, done);
+  }
+  const send = conn.reserveAck();
+  durable.then(
+    () => send(encodeAck(ackType, id, conn.protocolVersion)),
+    (err: unknown) => {
+      if (qos === 2) session.incomingQos2.delete(id);
+      broker.onStoreError(conn.clientId, err as Error);
+      notStored(conn, send, ackType, id);
+    },
+  );
+}
+
+/**
+ * [MQTT-4.3.3-9] a re-sent QoS 2 PUBLISH is acknowledged again but not delivered twice. (Out of
+ * handlePublish: its closures would make every PUBLISH allocate their captured variables.)
+ */
+function duplicateQos2(conn: Connection, session: NonNullable<Connection['session']>, topic: string, p: IPublishPacket, id: number): void {
+  const broker = conn.broker;
+  const qos = p.qos;
+  const props = p.properties;
+  const half = session.inboundHalf?.get(id);
+  if (half === undefined) {
+    const storing = session.inboundStoring?.get(id);
+    if (storing === undefined) {
+      conn.ack(encodeAck(5, id, conn.protocolVersion));
       return;
     }
-    // A persistent publisher's QoS 2 id is recorded (with its message, when that is appended)
-    // before PUBREC, so a PUBLISH re-sent after a restart is still recognised as a duplicate.
-    const durable = broker.router.publish(msg, conn, qos === 2 && session.durable ? id : 0);
-    if (qos === 0) {
-      // Nothing to hold back; a failed store is reported. The writes of one event-loop turn share
-      // their batch's promise: watched once, not once per message (a handler per message was a
-      // fifth of a retained QoS 0 flood's time).
-      if (durable !== null && durable !== conn.qos0Stored) {
-        conn.qos0Stored = durable;
-        durable.catch((e: unknown) => broker.onStoreError(conn.clientId, e as Error));
-      }
-      return;
-    }
-    const ackType = qos === 1 ? 4 : 5;
-    if (qos === 2) session.addIncomingQos2(id);
-    if (!durable) {
-      conn.ack(encodeAck(ackType, id, conn.protocolVersion));
-      return;
-    }
-    if (qos === 2 && session.durable) {
-      const storing = (session.inboundStoring ??= new Map());
-      storing.set(id, durable);
-      const done = (): void => {
-        if (storing.get(id) === durable) storing.delete(id);
-      };
-      durable.then(done, done);
-    }
-    // PUBACK / PUBREC only once the message is durable for every persistent subscriber.
+    // The first copy (sent before a takeover) is still being stored: PUBREC once it is, as
+    // for the first; a PUBREL sooner would release the id before its "stored" mark lands.
     const send = conn.reserveAck();
-    durable.then(
-      () => send(encodeAck(ackType, id, conn.protocolVersion)),
-      (err: unknown) => {
-        if (qos === 2) session.incomingQos2.delete(id);
-        broker.onStoreError(conn.clientId, err as Error);
-        notStored(conn, send, ackType, id);
-      },
+    storing.then(
+      () => send(encodeAck(5, id, conn.protocolVersion)),
+      () => notStored(conn, send, 5, id),
     );
-  });
+    return;
+  }
+  // Its record reached the log before a stop, its id still pending: what it needs besides the
+  // log (shared deliveries) is recorded now, before PUBREC.
+  session.inboundHalf?.delete(id);
+  const send = conn.reserveAck();
+  broker.router.restoreInbound(createMessage(topic, p.payload as Buffer, qos, p.retain, props, conn.clientId), half, id).then(
+    () => send(encodeAck(5, id, conn.protocolVersion)),
+    (err: unknown) => {
+      session.inboundHalf?.set(id, half);
+      broker.onStoreError(conn.clientId, err as Error);
+      send(null);
+      conn.close('storage failure: message not acknowledged');
+    },
+  );
+  return;
 }
 
 /**
