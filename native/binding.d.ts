@@ -169,6 +169,12 @@ export declare class Store {
    */
   findInbound(shard: number, from: number, publisher: string, id: number): number | null
   /**
+   * The offset of the first record at or after `from` in shard `shard` that `publisher`
+   * appended (any inbound packet id), or null: resolves a will recorded as being published
+   * before a crash. Synchronous, as `findInbound`.
+   */
+  findPublished(shard: number, from: number, publisher: string): number | null
+  /**
    * Reads the records at `(shards[i], offsets[i])` — positions returned by
    * `append` — into one buffer plus an offset table (entry layout `layouts().entry`). A position
    * whose record no longer exists (its generation dropped by retention, past its

@@ -918,6 +918,11 @@ export class DurableStore {
     return wrapSync(() => this.inner.findInbound(shard, from, publisher, id));
   }
 
+  /** The offset of the first record `publisher` appended at or after `from` in `shard` (any packet id), or null (start-up only). */
+  findPublished(shard: number, from: number, publisher: string): number | null {
+    return wrapSync(() => this.inner.findPublished(shard, from, publisher));
+  }
+
   /** Every retained record of the store into `into`, in Rust; topics of records in the earlier layout are returned. */
   loadRetained(into: RetainedMessages): { loaded: number; legacy: Buffer[]; unreadable: number } {
     return wrapSync(() => this.inner.loadRetained(into.inner));

@@ -131,7 +131,14 @@ function resumeTimers(lifecycle: SessionLifecycle, restored: [Session, { clientI
   for (const [session, r] of restored) {
     // Sessions that were connected when the broker stopped count as disconnected now.
     const since = r.record.disconnectedAt || now;
-    if (r.record.will) lifecycle.scheduleWill(session, decodeWill(r.record.will, r.clientId), r.record.will.delay - (now - since) / 1000, since);
+    const will = r.record.will;
+    if (will) {
+      // Being published at the stop (publishWillOnce): not again if it reached the log.
+      const mark = will.publishing;
+      const found = mark !== undefined ? (lifecycle.store?.sessions.findWill?.(r.clientId, mark) ?? null) : null;
+      if (found !== null) lifecycle.resumeWill(session, decodeWill(will, r.clientId), found, since);
+      else lifecycle.scheduleWill(session, decodeWill(will, r.clientId), will.delay - (now - since) / 1000, since);
+    }
     lifecycle.startExpiry(session, r.record.expiry - (now - since) / 1000);
   }
 }

@@ -12,13 +12,14 @@ import { LongTimer } from '../timers.js';
 import type { Logger } from '../log.js';
 import type { HookBus } from '../hooks/bus.js';
 import { type ClientInfo, clientSnapshot, type Gates } from '../hooks/index.js';
-import type { Router } from '../routing/router.js';
+import type { AlsoStored, Router } from '../routing/router.js';
 import { encodeWill, type SessionRecord, type SessionRegistry } from '../persistence/registries.js';
 import type { Outlet } from '../session/outlet.js';
 import type { DeliveryEnv, Session, SessionPersistence, WillState } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
 import { RC } from '../wire/reason-codes.js';
 import { createMessage, type Message } from '../wire/message.js';
+import type { LogPosition } from '../native.js';
 
 /** A connected client as the lifecycle sees it: where its session's packets go, its will, why it closed. */
 export interface Client extends Outlet {
@@ -134,14 +135,20 @@ export class SessionLifecycle {
     this.p.counters.connections--;
     const will = conn.will;
     conn.will = null;
-    if (will) {
+    // A persistent session's will due now is published once, across a crash (publishWillOnce).
+    const once = will !== null && will.delaySeconds === 0 && session.expiryInterval !== 0 && this.store !== null ? will : null;
+    if (will && once === null) {
       if (will.delaySeconds === 0 || session.expiryInterval === 0) this.publishWill(will.msg, conn);
       else this.scheduleWill(session, will.msg, will.delaySeconds);
     }
     if (session.expiryInterval === 0) this.end(session);
     else {
-      this.record(session, session.pendingWill ? encodeWill(session.pendingWill.msg, will?.delaySeconds ?? 0) : null, Date.now());
+      const now = Date.now();
+      // The record keeps a will until it is stored as published (a restart before then publishes it).
+      const kept = once !== null ? encodeWill(once.msg, 0) : session.pendingWill ? encodeWill(session.pendingWill.msg, will?.delaySeconds ?? 0) : null;
+      this.record(session, kept, now);
       this.startExpiry(session, session.expiryInterval);
+      if (once !== null) this.publishWillOnce(session, once.msg, conn, now);
     }
     this.p.log.debug({ clientId: conn.clientId, reason: conn.closeReason }, 'client disconnected');
     const bus = this.p.bus;
@@ -180,11 +187,7 @@ export class SessionLifecycle {
    * `disconnectedAt`: when the client went away (the record keeps it; expiry counts from it).
    */
   scheduleWill(session: Session, msg: Message, delaySeconds: number, disconnectedAt = Date.now()): void {
-    const publish = (): void => {
-      void this.publishWill(msg, null).then(() => {
-        if (session.outlet === null && session.pendingWill === null && this.p.sessions.get(session.clientId) === session) this.record(session, null, disconnectedAt);
-      }, () => undefined); // not stored: the record keeps the will for the next start
-    };
+    const publish = (): void => this.publishWillOnce(session, msg, null, disconnectedAt);
     if (delaySeconds <= 0) {
       publish();
       return;
@@ -197,6 +200,45 @@ export class SessionLifecycle {
       }
     }, delaySeconds * 1000);
     session.pendingWill = pending;
+  }
+
+  /**
+   * Publish the will of a persistent session that stays (its record in the store) once, also
+   * across a crash. With a log to look in (the embedded store, SessionRegistry.willMark): its
+   * record first says the will is being published and where in the log it would be; then it is
+   * published, and its record cleared in the commit that stores what the will needs besides the
+   * log (its pinned shared deliveries: Router.publish's alsoStored). A restart finds a marked will
+   * in the log — then only those are written again (resumeWill) — or publishes it. Without one,
+   * the record is cleared once the will is stored: a crash in between publishes it again.
+   */
+  private publishWillOnce(session: Session, msg: Message, conn: ClientInfo | null, disconnectedAt: number): void {
+    const stays = (): boolean => session.outlet === null && this.p.sessions.get(session.clientId) === session;
+    const clear = (): Promise<void> | null => (stays() && session.pendingWill === null ? this.record(session, null, disconnectedAt) : null);
+    const registry = this.store?.sessions;
+    if (!registry?.willMark) {
+      // Not stored: the record keeps the will for the next start.
+      void this.publishWill(msg, conn).then(clear, () => undefined);
+      return;
+    }
+    const mark = registry.willMark(session.clientId).then((at) => {
+      // Back (its CONNECT rewrote the record) or ended meanwhile: the will goes out unmarked.
+      if (!stays()) return;
+      return this.record(session, { ...encodeWill(msg, 0), publishing: at }, disconnectedAt) ?? undefined;
+    });
+    void mark.then(
+      () => this.publishWill(msg, conn, clear),
+      () => this.publishWill(msg, conn), // the record could not be marked (reported there): published unmarked, kept in the record
+    );
+  }
+
+  /**
+   * After a restart: a will recorded as being published was found in the log at `pos` (its
+   * record not cleared, so what it needed besides the log was not written either): its shared
+   * deliveries are routed again, pinned there, and its record cleared in the same commit.
+   */
+  resumeWill(session: Session, msg: Message, pos: LogPosition, disconnectedAt: number): void {
+    const clear = (): Promise<void> | null => (session.outlet === null && this.p.sessions.get(session.clientId) === session ? this.record(session, null, disconnectedAt) : null);
+    this.p.router.restoreInbound(msg, pos, 0, clear).catch((e: unknown) => this.p.onStoreError(session.clientId, e as Error));
   }
 
   /** End the session after `seconds` (0xFFFFFFFF: never). */
@@ -247,14 +289,14 @@ export class SessionLifecycle {
    * Publish a will. Resolves once it is stored (at once when nothing had to be stored, or it was
    * not authorised); a storage failure is reported here and the Promise rejects.
    */
-  private publishWill(msg: Message, conn: ClientInfo | null): Promise<void> {
+  private publishWill(msg: Message, conn: ClientInfo | null, alsoStored: AlsoStored | null = null): Promise<void> {
     // Wills are published by the server: authorised like any publish from that client.
     const info: ClientInfo = conn ?? { clientId: msg.publisher, username: undefined, remoteAddress: '', protocolVersion: 4 };
     const fresh = createMessage(msg.topic, msg.payload, msg.qos, msg.retain, msg.properties, msg.publisher);
     const answer = this.p.gates.authorizePublish(info, fresh);
     const go = (ok: boolean | number): Promise<void> => {
-      if (ok !== true) return Promise.resolve();
-      const stored = this.p.router.publish(fresh, conn);
+      if (ok !== true) return alsoStored?.() ?? Promise.resolve();
+      const stored = this.p.router.publish(fresh, conn, 0, alsoStored);
       if (!stored) return Promise.resolve();
       // close() waits for wills being stored as the broker shuts down.
       const done = stored.catch((e: unknown) => this.p.onStoreError(conn?.clientId, e as Error));

@@ -105,6 +105,17 @@ export interface StoredWill {
   retain: boolean;
   props: string | null; // encodeProperties, utf8
   delay: number;
+  /**
+   * Being published (embedded store): written before the will is, so a restart can tell
+   * whether it reached the log (SessionRegistry.findWill) and not publish it twice.
+   */
+  publishing?: WillMark;
+}
+
+/** Where in the log a will being published would be found: its publisher's shard, from its end then. */
+export interface WillMark {
+  shard: number;
+  from: number;
 }
 
 /** A will, as its session's record keeps it. */
@@ -167,6 +178,16 @@ export interface SessionRegistry {
   inboundStored(clientId: string, id: number): Promise<void>;
   /** PUBREL received: the inbound id is released (PUBCOMP waits for it). */
   releaseInbound(clientId: string, id: number): Promise<void>;
+  /**
+   * A registry with a log (the embedded store): where a will `clientId` is about to publish
+   * would be found (its shard's end once the appends already made have completed: the
+   * client's own messages are all before it; written into its record before the will is
+   * published, StoredWill.publishing), and, after a
+   * restart, where it was found if it reached the log (null: it did not). Registries without
+   * these publish a will again after a crash that came before its record was cleared.
+   */
+  willMark?(clientId: string): Promise<WillMark>;
+  findWill?(clientId: string, mark: WillMark): LogPosition | null;
 }
 
 /** A message waiting for a session (smqtt's SessionMessage), as its registry has it. */

@@ -82,6 +82,12 @@ export interface RouterParts {
   logTap: LogTap | null;
 }
 
+/**
+ * Written with what a published message needs besides the log, in the same metadata commit
+ * (SessionLifecycle: a will's record cleared once the will is stored); called once, null: nothing.
+ */
+export type AlsoStored = () => Promise<void> | null;
+
 export class Router {
   /** Where broker state is stored, once opened (null: in memory only). */
   store: Persistence | null = null;
@@ -103,7 +109,7 @@ export class Router {
   private readonly live0: LoggedTarget[] = [];
   /** publish() is routing a message; publishes from hooks meanwhile wait in `nested`. */
   private publishing = false;
-  private readonly nested: { msg: Message; from: ClientInfo | null; inboundId: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private readonly nested: { msg: Message; from: ClientInfo | null; inboundId: number; alsoStored: AlsoStored | null; resolve: () => void; reject: (e: unknown) => void }[] = [];
   /** The broker's own message publishVolatile is routing (null otherwise). */
   private volatileMsg: Message | null = null;
 
@@ -238,19 +244,19 @@ export class Router {
    * `inboundId`: a persistent publisher's QoS 2 packet id, stored with the message. Resolves
    * when what had to be stored is durable; null when nothing had to be stored.
    */
-  publish(msg: Message, from: ClientInfo | null, inboundId = 0): Promise<void> | null {
+  publish(msg: Message, from: ClientInfo | null, inboundId = 0, alsoStored: AlsoStored | null = null): Promise<void> | null {
     if (this.publishing) {
       // Published from a hook while a message is being routed (e.g. in 'message.delivered'):
       // routed right after it, since routing reuses per-router scratch state.
-      return new Promise((resolve, reject) => this.nested.push({ msg, from, inboundId, resolve, reject }));
+      return new Promise((resolve, reject) => this.nested.push({ msg, from, inboundId, alsoStored, resolve, reject }));
     }
     this.publishing = true;
     try {
-      const stored = this.routeMessage(msg, from, inboundId);
+      const stored = this.routeMessage(msg, from, inboundId, alsoStored);
       for (let n = this.nested.shift(); n; n = this.nested.shift()) {
         const { resolve, reject } = n;
         try {
-          const p = this.routeMessage(n.msg, n.from, n.inboundId);
+          const p = this.routeMessage(n.msg, n.from, n.inboundId, n.alsoStored);
           if (p) p.then(resolve, reject);
           else resolve();
         } catch (e) {
@@ -288,7 +294,7 @@ export class Router {
   }
 
   /** Route one message (publish without the re-entrancy guard). */
-  private routeMessage(msg: Message, from: ClientInfo | null, inboundId: number): Promise<void> | null {
+  private routeMessage(msg: Message, from: ClientInfo | null, inboundId: number, alsoStored: AlsoStored | null): Promise<void> | null {
     this.counters.messagesReceived++;
     (this.counters.messagesReceivedByQos[msg.qos] as number)++;
     // The retained write as packed (a view valid until the next set): the embedded store takes its bytes.
@@ -377,18 +383,31 @@ export class Router {
     if (tap !== null && logIt && (targets !== null || tap.sync)) {
       // Appended by persist (for persistent sessions, or in sync mode alone), the acknowledgement
       // waiting for it; in sync mode alone and with nothing else to write, sharing its batch's promise.
-      stored = targets === null && !msg.retain && inboundId === 0 ? store.messages.logMessage(msg, true) : this.persist(store, msg, targets ?? [], inboundId, packed, true);
+      if (targets === null && !msg.retain && inboundId === 0 && alsoStored === null) stored = store.messages.logMessage(msg, true);
+      else {
+        stored = this.persist(store, msg, targets ?? [], inboundId, packed, true, alsoStored);
+        alsoStored = null;
+      }
       tap.track(stored, true);
     } else {
       if (store && msg !== this.volatileMsg && !(targets === null && !msg.retain && inboundId === 0)) {
         // Retained for no persistent session (a device's state topic): one metadata write, nothing to wait for around it.
-        stored = targets === null && inboundId === 0 ? store.retained.saveRetainMessage(msg, packed) : this.persist(store, msg, targets ?? [], inboundId, packed, false);
+        if (targets === null && inboundId === 0) stored = store.retained.saveRetainMessage(msg, packed);
+        else {
+          stored = this.persist(store, msg, targets ?? [], inboundId, packed, false, alsoStored);
+          alsoStored = null;
+        }
       }
       if (tap !== null && logIt) {
         // async: appended in the background, the acknowledgement not waiting (unless the log is failing and errors are not ignored).
         const refused = tap.track(store.messages.logMessage(msg), false);
         if (refused !== null) stored = stored === null ? refused : Promise.all([stored, refused]).then(() => undefined);
       }
+    }
+    if (alsoStored !== null) {
+      // Not appended: nothing to wait for before it (persist calls it in the commit of its pins).
+      const also = alsoStored();
+      if (also !== null) stored = stored === null ? also : Promise.all([stored, also]).then(() => undefined);
     }
     if (held === null) return stored;
     return stored === null ? held : Promise.all([stored, held]).then(() => undefined);
@@ -430,7 +449,7 @@ export class Router {
    * deliveries pinned for it — or, when nothing is appended, on its own; before the PUBREC
    * either way. `logged`: the message log keeps it, so it is appended even without targets.
    */
-  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number, packed: Buffer | null, logged: boolean): Promise<void> {
+  private async persist(store: Persistence, msg: Message, targets: LoggedTarget[], inboundId: number, packed: Buffer | null, logged: boolean, alsoStored: AlsoStored | null = null): Promise<void> {
     const waits: Promise<void>[] = [];
     // Written as it is routed (before any await), so retained sets and clears land in the order
     // they were published, as in the in-memory retained store.
@@ -441,6 +460,8 @@ export class Router {
     }
     if (targets.length === 0 && !logged) {
       if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
+      const also = alsoStored?.() ?? null;
+      if (also !== null) waits.push(also);
       await Promise.all(waits);
       return;
     }
@@ -468,8 +489,11 @@ export class Router {
       } else deliverLogged(session, msg, t.qos, t.retain, t.subIds, pos, now);
       this.loggedDone(session);
     }
-    // Same turn as the pins above, so the same commit: a restart finds the id stored only if they are.
+    // Same turn as the pins above, so the same commit: a restart finds the id stored (or the
+    // will's record cleared, alsoStored) only if they are.
     if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
+    const also = alsoStored?.() ?? null;
+    if (also !== null) waits.push(also);
     this.syncDrops();
     if (waits.length > 0) await Promise.all(waits);
   }
@@ -480,8 +504,10 @@ export class Router {
    * but what had to be recorded besides the log — its deliveries through shared subscriptions —
    * may be missing, so it is routed again to the shared subscriptions it matches now, pinned
    * at its log position, and its id recorded as stored in the same commit. Resolves before PUBREC.
+   * The same for a will found in the log after a restart (SessionLifecycle.resumeWill), with
+   * `inboundId` 0 and `alsoStored` clearing its session's record in that commit.
    */
-  restoreInbound(msg: Message, pos: LogPosition, inboundId: number): Promise<void> {
+  restoreInbound(msg: Message, pos: LogPosition, inboundId: number, alsoStored: AlsoStored | null = null): Promise<void> {
     const store = this.store;
     if (!store) return Promise.resolve();
     const waits: Promise<void>[] = [];
@@ -499,7 +525,9 @@ export class Router {
       const p = deliver(session, msg, qos, sub.retainAsPublished && msg.retain, subIds, now, session.durable ? pos : undefined);
       if (p && session.durable) waits.push(session.durable.pin(p));
     }
-    waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
+    if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
+    const also = alsoStored?.() ?? null;
+    if (also !== null) waits.push(also);
     this.syncDrops();
     return Promise.all(waits).then(() => undefined);
   }

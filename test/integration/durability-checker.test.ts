@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { formatAction } from '../checker/actions.js';
 import { DEFAULT_RUN_CONFIG } from '../checker/driver.js';
-import { checkSeed, DEFAULT_ACTIONS, type SeedReport } from '../checker/runner.js';
+import { checkSeed, DEFAULT_ACTIONS, runActions, type SeedReport } from '../checker/runner.js';
+import type { Action } from '../checker/actions.js';
 import { OPENSSL } from '../helpers.js';
 
 /**
@@ -53,6 +54,37 @@ describe('durability checker: random actions with SIGTERM and kill -9, judged by
       assertNoViolation(seed, report, ' --transport mixed');
     });
   }
+
+  test('a will published as its persistent client dropped is published once across kill -9 right after (seed 4500073, shrunk)', async () => {
+    // Found by the checker on 2026-12-07: c2 (persistent, will a/x QoS 2) drops, c3 (offline,
+    // subscribed to a/x) and c1 (a $share/g/a/# member) need the will; kill -9 at once. The
+    // session's record was cleared beside the will's append, not after it: the will in the log,
+    // its record not yet cleared, the restart published it again (c3 got it twice, dup=0).
+    const actions = [
+      {a: 'connect', 'c': 1, 'v': 4, 'clean': false, 'expiry': null, 'will': null, 'drain': false, 'slow': false},
+      {a: 'restart', 'how': 'kill', 'settle': true, 'reconnect': true},
+      {a: 'subscribe', 'c': 1, 'subs': [{'f': 3, 'qos': 0, 'nl': false}, {'f': 8, 'qos': 2, 'nl': false}, {'f': 10, 'qos': 0, 'nl': false}]},
+      {a: 'publish', 'c': 1, 'topic': 4, 'qos': 1, 'n': 1, 'retain': false, 'clear': false, 'expiry': null, 'wait': false},
+      {a: 'publish', 'c': 1, 'topic': 1, 'qos': 1, 'n': 3, 'retain': false, 'clear': false, 'expiry': null, 'wait': true},
+      {a: 'disconnect', 'c': 1, 'how': 'abrupt', 'expiry': null},
+      {a: 'pause', 'ms': 1181},
+      {a: 'restart', 'how': 'term', 'settle': false, 'reconnect': false},
+      {a: 'restart', 'how': 'term', 'settle': true, 'reconnect': false},
+      {a: 'connect', 'c': 2, 'v': 4, 'clean': false, 'expiry': null, 'will': {'topic': 0, 'qos': 2, 'delay': 0}, 'drain': false, 'slow': false},
+      {a: 'park', 'c': 3, 'v': 5, 'expiry': 4294967295, 'subs': [{'f': 0, 'qos': 2, 'nl': false}]},
+      {a: 'disconnect', 'c': 2, 'how': 'abrupt', 'expiry': null},
+      {a: 'restart', 'how': 'kill', 'settle': false, 'reconnect': true},
+      {a: 'restart', 'how': 'kill', 'settle': false, 'reconnect': true},
+      {a: 'restart', 'how': 'kill', 'settle': true, 'reconnect': false},
+    ] as unknown as Action[];
+    for (let i = 0; i < 2; i++) {
+      const r = await runActions(actions, DEFAULT_RUN_CONFIG);
+      assert.deepEqual(
+        r.violations.map((v) => v.text),
+        [],
+      );
+    }
+  });
 
   test('a run the checker could not carry out is an error, never a passing run', async () => {
     // Connections over WebSocket to a broker started without a WebSocket listener: the first

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { IConnackPacket, IPubcompPacket, IPublishPacket, IPubrecPacket } from 'mqtt-packet';
 import { DurableStore, packMessages } from '../../src/native.js';
-import { BrokerProcess, client, collect, freePort, persistent, quiet, RawClient, sleep, tempDir, unconnected } from '../helpers.js';
+import { BrokerProcess, client, collect, freePort, persistent, quiet, RawClient, recordingClient, sleep, tempDir, unconnected } from '../helpers.js';
 
 const PUB = '/usr/bin/mosquitto_pub';
 const skipMosquitto = existsSync(PUB) ? false : 'mosquitto-clients is not installed (apt-get install mosquitto-clients)';
@@ -254,6 +254,36 @@ describe('what CONNACK and UNSUBACK say survives a kill -9 right after them', ()
     assert.equal(await present, false, 'a session with expiry 0 does not outlive its connection');
     await again.endAsync();
   });
+
+  for (const [killAfterMs, when] of [
+    [150, 'while its session record is still to be cleared'],
+    [450, 'after it reached the log, before its record was cleared'],
+  ] as const) {
+    test(`a persistent client's will is published once across a kill -9 ${when}`, async () => {
+      // Found by the durability checker (seed 4500073): the record was cleared beside the will's
+      // append, not after it, and a restart published the will again. Commits start 300 ms late
+      // here: at 150 ms the will's record is not yet marked (nothing published yet: the restart
+      // publishes it); at 450 ms it is marked and the will appended, the clear not yet durable
+      // (the restart finds it in the log and does not publish it again).
+      const sub = await client(broker.url, persistent(5, `wo-sub-${killAfterMs}`));
+      await sub.subscribeAsync(`wo/${killAfterMs}`, { qos: 1 });
+      await sub.endAsync();
+      const dying = await client(broker.url, { ...persistent(4, `wo-dying-${killAfterMs}`), will: { topic: `wo/${killAfterMs}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
+      dying.on('error', () => undefined);
+      (dying as unknown as { stream: { destroy(): void } }).stream.destroy(); // no DISCONNECT: the will is due
+      await sleep(killAfterMs);
+      await broker.kill9();
+      await broker.start();
+      const { c, got } = await recordingClient(broker.url, persistent(5, `wo-sub-${killAfterMs}`));
+      await sleep(1500);
+      assert.deepEqual(
+        got.map((m) => m.payload),
+        ['gone'],
+        'the will, once',
+      );
+      await c.endAsync();
+    });
+  }
 
   test('[MQTT-4.3.3-9] a QoS 2 PUBLISH re-sent (takeover) while the first is still being stored: PUBREC waits for it, so the id released by PUBREL stays released across a restart', async () => {
     // Found by the durability checker (seed 1100264): the re-sent PUBLISH was acknowledged at

@@ -1,6 +1,8 @@
 //! `find_inbound`: a publisher's QoS 2 PUBLISH found again by its packet id, across segments,
 //! generations and a reopen; the id travels with the record through every reader.
-use strata_core::log::{find_inbound, scan, Log, NewMessage, Options, ScanFilter, ScanLimits};
+use strata_core::log::{
+    find_inbound, find_published, scan, Log, NewMessage, Options, ScanFilter, ScanLimits,
+};
 
 fn msg(publisher: &str, i: u32, inbound_id: u16) -> NewMessage {
     NewMessage {
@@ -101,4 +103,33 @@ fn finds_the_record_of_a_pending_inbound_id() {
     let e = b.entry(0).unwrap();
     assert_eq!(e.offset, off(3));
     assert_eq!(e.payload, 3u32.to_le_bytes());
+}
+
+#[test]
+fn find_published_finds_a_publishers_first_record_from_an_offset_whatever_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    let batch: Vec<NewMessage> = (0..300u32)
+        .map(|i| msg(if i < 200 { "other" } else { "will-client" }, i, 0))
+        .collect();
+    let pos = log.append_blocking(batch).unwrap();
+    // A will (id 0) published from offset 100 on: its record, not an earlier one of others.
+    assert_eq!(
+        find_published(&log, 0, 100, b"will-client").unwrap(),
+        Some(pos[200].offset.0)
+    );
+    assert_eq!(
+        find_published(&log, 0, pos[250].offset.0, b"will-client").unwrap(),
+        Some(pos[250].offset.0)
+    );
+    // From past the end, or for a publisher with no record there: none.
+    assert_eq!(find_published(&log, 0, 300, b"will-client").unwrap(), None);
+    assert_eq!(find_published(&log, 0, 0, b"nobody").unwrap(), None);
+    // A record with a packet id counts too; a shard out of range is an error.
+    let q2 = log.append_blocking(vec![msg("q2-client", 1, 5)]).unwrap()[0];
+    assert_eq!(
+        find_published(&log, 0, 0, b"q2-client").unwrap(),
+        Some(q2.offset.0)
+    );
+    assert!(find_published(&log, 3, 0, b"q2-client").is_err());
 }

@@ -63,7 +63,7 @@ import { DeliveryCounts } from './delivery-counts.js';
 import { InOrder } from './in-order.js';
 import { decodeProgress, type Progress } from './progress.js';
 import { waitingInLog } from './waiting.js';
-import { retainedMessage, retainedRecord, type MessageLog, type Pending, type Persistence, type ProgressSource, type RecoveredSession, type SessionMessage, type SessionRecord, type SessionRegistry, type StoredSubscription, type RetainedRegistry } from '../registries.js';
+import { retainedMessage, retainedRecord, type MessageLog, type Pending, type Persistence, type ProgressSource, type RecoveredSession, type SessionMessage, type SessionRecord, type SessionRegistry, type StoredSubscription, type RetainedRegistry, type WillMark } from '../registries.js';
 
 const SEP = Buffer.from([0]);
 
@@ -509,6 +509,19 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * deliveries through shared subscriptions, pinned in the same turn, hence the same commit) are
    * stored: its id is recorded as such. Until then a restart finds the id pending (see loadSessions).
    */
+  async willMark(clientId: string): Promise<WillMark> {
+    const shard = this.store.shardOf(clientId);
+    // Its own messages, appended before it went away, are all below the end once those complete.
+    await this.endsAfterPending();
+    return { shard, from: this.store.shardEnd(shard) };
+  }
+
+  findWill(clientId: string, mark: WillMark): LogPosition | null {
+    if (mark.shard >= this.nShards) return null;
+    const offset = this.store.findPublished(mark.shard, mark.from, clientId);
+    return offset === null ? null : { shard: mark.shard, offset };
+  }
+
   inboundStored(clientId: string, id: number): Promise<void> {
     return this.write([{ op: 'put', table: 'inbound_qos2', key: q2Key(clientId, id), value: Q2_STORED }]);
   }

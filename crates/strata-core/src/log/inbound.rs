@@ -21,14 +21,37 @@ pub fn find_inbound(
     publisher: &[u8],
     id: u16,
 ) -> Result<Option<u64>, CoreError> {
+    if id == 0 {
+        return Err(CoreError::InvalidArgument("inbound packet id 0".into()));
+    }
+    find_from(log, shard, from, publisher, Some(id))
+}
+
+/// The offset of the first record in shard `shard` at or after `from` that `publisher`
+/// appended, whatever its inbound packet id, if any: resolves a will recorded as being
+/// published before a crash (its publisher was disconnected from `from` on, so a record of
+/// its from there is the will). Reads as [`find_inbound`].
+pub fn find_published(
+    log: &Log,
+    shard: u32,
+    from: u64,
+    publisher: &[u8],
+) -> Result<Option<u64>, CoreError> {
+    find_from(log, shard, from, publisher, None)
+}
+
+fn find_from(
+    log: &Log,
+    shard: u32,
+    from: u64,
+    publisher: &[u8],
+    id: Option<u16>,
+) -> Result<Option<u64>, CoreError> {
     let n = log.n_shards();
     if shard >= n {
         return Err(CoreError::InvalidArgument(format!(
             "shard {shard} out of range: the store has {n} shards"
         )));
-    }
-    if id == 0 {
-        return Err(CoreError::InvalidArgument("inbound packet id 0".into()));
     }
     let shared = &log.shards[shard as usize].shared;
     let end = shared.end.load(Ordering::Acquire);
@@ -62,7 +85,10 @@ pub fn find_inbound(
                     if r.offset >= end {
                         return false;
                     }
-                    if r.offset >= from && r.inbound_id == id && r.publisher == publisher {
+                    if r.offset >= from
+                        && id.is_none_or(|id| r.inbound_id == id)
+                        && r.publisher == publisher
+                    {
                         found = Some(r.offset);
                         return false;
                     }

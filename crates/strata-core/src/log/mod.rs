@@ -31,7 +31,7 @@ mod shard;
 mod stream;
 
 pub use counts::CountDelta;
-pub use inbound::find_inbound;
+pub use inbound::{find_inbound, find_published};
 pub use manifest::Manifest;
 pub use record::{NewMessage, RecordRef};
 pub use replay::{

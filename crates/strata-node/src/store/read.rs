@@ -248,6 +248,26 @@ impl Store {
         })
     }
 
+    /// The offset of the first record at or after `from` in shard `shard` that `publisher`
+    /// appended (any inbound packet id), or null: resolves a will recorded as being published
+    /// before a crash. Synchronous, as `findInbound`.
+    #[napi]
+    pub fn find_published(
+        &self,
+        shard: u32,
+        from: f64,
+        publisher: String,
+    ) -> Result<Option<f64>, String> {
+        guard::call("Store.findPublished", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            let from =
+                args::offset(from, || "findPublished: from".into()).map_err(to_napi_coded)?;
+            let found = core_log::find_published(&inner.log, shard, from, publisher.as_bytes())
+                .map_err(to_napi_coded)?;
+            Ok(found.map(|o| o as f64))
+        })
+    }
+
     /// Reads the records at `(shards[i], offsets[i])` — positions returned by
     /// `append` — into one buffer plus an offset table (entry layout `layouts().entry`). A position
     /// whose record no longer exists (its generation dropped by retention, past its
