@@ -98,7 +98,7 @@ export async function restore(p: RestoreParts): Promise<Restored> {
     for (const { id, pos } of r.incomingHalf) (session.inboundHalf ??= new Map()).set(id, pos);
     restored.push([session, r]);
   }
-  resumeTimers(lifecycle, restored, now);
+  resumeTimers(lifecycle, restored, now, log);
   log.info({ sessions: sessions.length, inflight, retained: retainedCount, ms: Date.now() - t0 }, 'durable state loaded');
   // Files are damaged while the broker is stopped: a loss found later (a damaged segment found
   // as it is read) costs the sessions that had not read that far when it started.
@@ -127,7 +127,7 @@ function resumeDelivery(session: Session, pending: Pending, packetId: number, ph
 }
 
 /** Wills and expiry of restored sessions, counted from when each went away. */
-function resumeTimers(lifecycle: SessionLifecycle, restored: [Session, { clientId: string; record: SessionRecord }][], now: number): void {
+function resumeTimers(lifecycle: SessionLifecycle, restored: [Session, { clientId: string; record: SessionRecord }][], now: number, log: Logger): void {
   for (const [session, r] of restored) {
     // Sessions that were connected when the broker stopped count as disconnected now.
     const since = r.record.disconnectedAt || now;
@@ -136,7 +136,10 @@ function resumeTimers(lifecycle: SessionLifecycle, restored: [Session, { clientI
       // Being published at the stop (publishWillOnce): not again if it reached the log.
       const mark = will.publishing;
       const found = mark !== undefined ? (lifecycle.store?.sessions.findWill?.(r.clientId, mark) ?? null) : null;
-      if (found !== null) lifecycle.resumeWill(session, decodeWill(will, r.clientId), found, since);
+      if (found !== null) {
+        log.info({ clientId: r.clientId, shard: found.shard, offset: found.offset }, 'a will being published at the stop is in the log: not published again');
+        lifecycle.resumeWill(session, decodeWill(will, r.clientId), found, since);
+      }
       else lifecycle.scheduleWill(session, decodeWill(will, r.clientId), will.delay - (now - since) / 1000, since);
     }
     lifecycle.startExpiry(session, r.record.expiry - (now - since) / 1000);
@@ -189,7 +192,7 @@ export async function restoreRegistry(p: Omit<RestoreParts, 'opened' | 'counters
     for (const id of r.incomingQos2) session.addIncomingQos2(id);
     restored.push([session, r]);
   }
-  resumeTimers(lifecycle, restored, now);
+  resumeTimers(lifecycle, restored, now, log);
   log.info({ registry: store.name, sessions: sessions.length, inflight, retained: retained.length, ms: Date.now() - t0 }, 'durable state loaded');
 }
 

@@ -255,32 +255,42 @@ describe('what CONNACK and UNSUBACK say survives a kill -9 right after them', ()
     await again.endAsync();
   });
 
-  for (const [killAfterMs, when] of [
-    [150, 'while its session record is still to be cleared'],
-    [450, 'after it reached the log, before its record was cleared'],
+  for (const [found, when] of [
+    [false, 'while its session record is still to be cleared'],
+    [true, 'after it reached the log, before its record was cleared'],
   ] as const) {
     test(`a persistent client's will is published once across a kill -9 ${when}`, async () => {
       // Found by the durability checker (seed 4500073): the record was cleared beside the will's
       // append, not after it, and a restart published the will again. Commits start 300 ms late
-      // here: at 150 ms the will's record is not yet marked (nothing published yet: the restart
-      // publishes it); at 450 ms it is marked and the will appended, the clear not yet durable
-      // (the restart finds it in the log and does not publish it again).
-      const sub = await client(broker.url, persistent(5, `wo-sub-${killAfterMs}`));
-      await sub.subscribeAsync(`wo/${killAfterMs}`, { qos: 1 });
+      // here. 150 ms after the drop the will's record is not yet marked (nothing is published
+      // yet: the restart publishes it; the old code had appended it and not cleared the record).
+      // Or: the kill -9 comes 50 ms after a live watcher got the will — its record marked, the will
+      // appended, the clearing commit not yet durable: the restart finds it in the log.
+      const tag = found ? 'found' : 'early';
+      const sub = await client(broker.url, persistent(5, `wo-sub-${tag}`));
+      await sub.subscribeAsync(`wo/${tag}`, { qos: 1 });
       await sub.endAsync();
-      const dying = await client(broker.url, { ...persistent(4, `wo-dying-${killAfterMs}`), will: { topic: `wo/${killAfterMs}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
+      const watcher = await client(broker.url, { clientId: `wo-watch-${tag}` });
+      await watcher.subscribeAsync(`wo/${tag}`, { qos: 1 });
+      const published = found ? collect(watcher, 1, 5000) : null;
+      const dying = await client(broker.url, { ...persistent(4, `wo-dying-${tag}`), will: { topic: `wo/${tag}`, payload: Buffer.from('gone'), qos: 1, retain: false } });
       dying.on('error', () => undefined);
+      watcher.on('error', () => undefined);
       (dying as unknown as { stream: { destroy(): void } }).stream.destroy(); // no DISCONNECT: the will is due
-      await sleep(killAfterMs);
+      if (published !== null) {
+        await published;
+        await sleep(50);
+      } else await sleep(150);
       await broker.kill9();
       await broker.start();
-      const { c, got } = await recordingClient(broker.url, persistent(5, `wo-sub-${killAfterMs}`));
+      const { c, got } = await recordingClient(broker.url, persistent(5, `wo-sub-${tag}`));
       await sleep(1500);
       assert.deepEqual(
         got.map((m) => m.payload),
         ['gone'],
         'the will, once',
       );
+      assert.equal(broker.output.includes(`"clientId":"wo-dying-${tag}"`) && broker.output.includes('not published again'), found, 'found in the log at the restart');
       await c.endAsync();
     });
   }
