@@ -217,7 +217,9 @@ export class SessionLifecycle {
     const registry = this.store?.sessions;
     if (!registry?.willMark) {
       // Not stored: the record keeps the will for the next start.
-      void this.publishWill(msg, conn).then(clear, () => undefined);
+      const done = this.publishWill(msg, conn).then(clear, () => undefined).then(() => undefined);
+      this.willWrites.add(done);
+      void done.finally(() => this.willWrites.delete(done));
       return;
     }
     const mark = registry.willMark(session.clientId).then((at) => {
@@ -225,10 +227,14 @@ export class SessionLifecycle {
       if (!stays()) return;
       return this.record(session, { ...encodeWill(msg, 0), publishing: at }, disconnectedAt) ?? undefined;
     });
-    void mark.then(
+    const published = mark.then(
       () => this.publishWill(msg, conn, clear),
       () => this.publishWill(msg, conn), // the record could not be marked (reported there): published unmarked, kept in the record
     );
+    // The broker's close waits for it from the start (marking included), not only once publishWill runs.
+    const done = published.catch(() => undefined);
+    this.willWrites.add(done);
+    void done.finally(() => this.willWrites.delete(done));
   }
 
   /**

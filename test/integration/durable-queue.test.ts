@@ -457,31 +457,34 @@ describe('shared subscriptions with persistent members', () => {
 });
 
 describe('graceful shutdown', () => {
-  test('wills of the clients a shutdown disconnects reach persistent subscribers after the restart', async () => {
-    const data = tempDir('strata-willstop-');
-    try {
-      let tb = await startBroker({ dataDir: data.dir });
-      await offlineSubscriber(tb.url, 'will-watcher', 'wills/#');
-      const dying = await client(tb.url, { clientId: 'dying', will: { topic: 'wills/dying', payload: Buffer.from('gone'), qos: 1, retain: true } });
-      dying.on('error', () => undefined);
-      await tb.close();
-      dying.end(true);
-      tb = await startBroker({ dataDir: data.dir });
-      const w = unconnected(tb.url, persistent('will-watcher'));
-      const got = collect(w, 1, 5000);
-      w.connect();
-      const [m] = await got;
-      assert.equal(m?.topic, 'wills/dying');
-      assert.equal(m?.payload.toString(), 'gone');
-      // Retained too, like any will with the retain flag.
-      const late = await client(tb.url, { clientId: 'late-reader' });
-      const retained = collect(late, 1, 5000);
-      await late.subscribeAsync('wills/#', { qos: 1 });
-      assert.equal((await retained)[0]?.payload.toString(), 'gone');
-      await Promise.all([w.endAsync(), late.endAsync()]);
-      await tb.close();
-    } finally {
-      data.remove();
-    }
-  });
+  for (const clean of [true, false]) {
+    test(`wills of the clients a shutdown disconnects reach persistent subscribers after the restart, once (${clean ? 'clean' : 'persistent'} client)`, async () => {
+      const data = tempDir('strata-willstop-');
+      try {
+        let tb = await startBroker({ dataDir: data.dir });
+        await offlineSubscriber(tb.url, 'will-watcher', 'wills/#');
+        const dying = await client(tb.url, { clientId: 'dying', clean, will: { topic: 'wills/dying', payload: Buffer.from('gone'), qos: 1, retain: true } });
+        dying.on('error', () => undefined);
+        await tb.close();
+        dying.end(true);
+        tb = await startBroker({ dataDir: data.dir });
+        const w = unconnected(tb.url, persistent('will-watcher'));
+        const got = collect(w, 1, 5000);
+        w.connect();
+        const [m] = await got;
+        assert.equal(m?.topic, 'wills/dying');
+        assert.equal(m?.payload.toString(), 'gone');
+        assert.deepEqual(await quiet(w, 500), [], 'once');
+        // Retained too, like any will with the retain flag.
+        const late = await client(tb.url, { clientId: 'late-reader' });
+        const retained = collect(late, 1, 5000);
+        await late.subscribeAsync('wills/#', { qos: 1 });
+        assert.equal((await retained)[0]?.payload.toString(), 'gone');
+        await Promise.all([w.endAsync(), late.endAsync()]);
+        await tb.close();
+      } finally {
+        data.remove();
+      }
+    });
+  }
 });
