@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -33,6 +33,12 @@ fn stream_entry(id: u32, s: &Structure) -> Vec<u8> {
     let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..4]), &b[8..]);
     b[4..8].copy_from_slice(&crc.to_le_bytes());
     b
+}
+
+/// `fdatasync` of a record file, counted in the shard's stats (`ShardStats::syncs`).
+fn sync_records(f: &File, syncs: &AtomicU64) -> std::io::Result<()> {
+    syncs.fetch_add(1, Ordering::Relaxed);
+    f.sync_data()
 }
 
 /// What the writer thread owns.
@@ -207,11 +213,9 @@ impl Writer {
             if let FsyncPolicy::Interval(ms) = self.opts.fsync {
                 if self.last_sync.elapsed() >= Duration::from_millis(ms) {
                     if let Some((_, f, _)) = &self.seg {
-                        let _ = f.sync_data();
-                        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                        let _ = sync_records(f, &self.shared.syncs);
                     }
-                    self.dirty = false;
-                    self.last_sync = Instant::now();
+                    self.synced();
                 }
             }
         }
@@ -223,20 +227,22 @@ impl Writer {
         }
     }
 
+    /// Everything written is synced: nothing waits for a sync.
+    fn synced(&mut self) {
+        self.dirty = false;
+        self.lazy_since = None;
+        self.last_sync = Instant::now();
+    }
+
     /// Syncs what `Completes::Written` appends left unsynced (under `FsyncPolicy::Always`).
     /// A failed sync is retried at the next deadline; the appends completed already.
     fn sync_lazy(&mut self) {
         let ok = match &self.seg {
-            Some((_, f, _)) => {
-                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-                f.sync_data().is_ok()
-            }
+            Some((_, f, _)) => sync_records(f, &self.shared.syncs).is_ok(),
             None => true,
         };
         if ok {
-            self.lazy_since = None;
-            self.dirty = false;
-            self.last_sync = Instant::now();
+            self.synced();
         } else {
             self.lazy_since = Some(Instant::now());
         }
@@ -248,15 +254,12 @@ impl Writer {
             Cmd::Flush(done) => {
                 let r = match &self.seg {
                     Some((_, f, _)) => {
-                        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-                        f.sync_data().map_err(|e| io("fsync", e))
+                        sync_records(f, &self.shared.syncs).map_err(|e| io("fsync", e))
                     }
                     None => Ok(()),
                 };
                 if r.is_ok() {
-                    self.dirty = false;
-                    self.lazy_since = None;
-                    self.last_sync = Instant::now();
+                    self.synced();
                 }
                 done(r)
             }
@@ -569,8 +572,7 @@ impl Writer {
         let w = f.write_all(buf).map_err(|e| io("append records", e));
         let w = w.and_then(|_| match policy {
             FsyncPolicy::Always if durable => {
-                syncs.fetch_add(1, Ordering::Relaxed);
-                f.sync_data().map_err(|e| io("fsync records", e))
+                sync_records(f, syncs).map_err(|e| io("fsync records", e))
             }
             _ => Ok(()),
         });
@@ -587,11 +589,7 @@ impl Writer {
             return Err(e);
         }
         match policy {
-            FsyncPolicy::Always if durable => {
-                self.dirty = false;
-                self.lazy_since = None;
-                self.last_sync = Instant::now();
-            }
+            FsyncPolicy::Always if durable => self.synced(),
             FsyncPolicy::Always => {
                 self.dirty = true;
                 self.lazy_since.get_or_insert_with(Instant::now);
@@ -599,12 +597,10 @@ impl Writer {
             FsyncPolicy::Interval(ms) => {
                 self.dirty = true;
                 if self.last_sync.elapsed() >= Duration::from_millis(ms) {
-                    syncs.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = f.sync_data() {
+                    if let Err(e) = sync_records(f, syncs) {
                         return Err(io("fsync records", e));
                     }
-                    self.dirty = false;
-                    self.last_sync = Instant::now();
+                    self.synced();
                 }
             }
             FsyncPolicy::None => {}
