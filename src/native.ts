@@ -318,7 +318,7 @@ function writeRetainedRecord(b: Buffer, at: number, publisher: string, qos: 0 | 
   b.writeUInt32LE(receivedAt % 0x100000000, at + R.receivedAt); // u64 LE: ms since the epoch < 2^53
   b.writeUInt32LE(Math.floor(receivedAt / 0x100000000), at + R.receivedAt + 4);
   let o = at + R.header;
-  const pubLen = publisher.length > 0 ? b.write(publisher, o, 'utf8') : 0;
+  const pubLen = writeString(b, publisher, o);
   o += pubLen;
   const propsLen = properties === null ? 0 : properties.copy(b, o);
   o += propsLen;
@@ -590,7 +590,7 @@ export class MetaPacker extends PackBuffer {
     b[o] = kind;
     b[o + 1] = table;
     const keyAt = o + META_OPS.header;
-    const keyLen = typeof key === 'string' ? b.write(key, keyAt, 'utf8') : key.copy(b, keyAt);
+    const keyLen = typeof key === 'string' ? writeString(b, key, keyAt) : key.copy(b, keyAt);
     b.writeUInt32LE(keyLen, o + 2);
     return keyAt + keyLen;
   }
@@ -661,11 +661,9 @@ export class Packer extends PackBuffer {
     let at = o + L.header;
     // Byte stores and TypedArray.set, not Buffer's write/copy/writeUInt*LE: this runs once per
     // logged message, and their argument checks and calls into C++ cost more than the copying.
-    let p = writeAscii(b, publisher, at);
-    if (p < 0) p = b.write(publisher, at, 'utf8');
+    const p = writeString(b, publisher, at);
     at += p;
-    let t = writeAscii(b, topic, at);
-    if (t < 0) t = b.write(topic, at, 'utf8');
+    const t = writeString(b, topic, at);
     at += t;
     if (properties) {
       b.set(properties, at);
@@ -685,23 +683,26 @@ export class Packer extends PackBuffer {
   }
 }
 
-/** Longest string writeAscii tries: longer ones go to Buffer.write at once. */
+/** Longest string writeString stores byte by byte: longer ones go to Buffer.write at once. */
 const ASCII_MAX = 128;
 
 /**
- * `s` written at `at` as ASCII when it is (short and) ASCII only: its length, else -1 and the
- * caller writes it as UTF-8 (over whatever was written). A short string's bytes stored one by
- * one cost less than Buffer.write's call into C++.
+ * `s` written at `at` as UTF-8 (room enough: the caller's); returns its length in bytes. A short
+ * ASCII string is stored byte by byte, which costs less than Buffer.write's call into C++; any
+ * other (or one found not to be ASCII part way) goes through Buffer.write, over what was stored.
  */
-function writeAscii(b: Buffer, s: string, at: number): number {
+function writeString(b: Buffer, s: string, at: number): number {
   const n = s.length;
-  if (n > ASCII_MAX) return -1;
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0x7f) return -1;
-    b[at + i] = c;
+  if (n <= ASCII_MAX) {
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) break;
+      b[at + i] = c;
+    }
+    if (i === n) return n;
   }
-  return n;
+  return b.write(s, at, 'utf8');
 }
 
 function put16(b: Buffer, at: number, v: number): void {

@@ -139,8 +139,7 @@ function resumeTimers(lifecycle: SessionLifecycle, restored: [Session, { clientI
       if (found !== null) {
         log.info({ clientId: r.clientId, shard: found.shard, offset: found.offset }, 'a will being published at the stop is in the log: not published again');
         lifecycle.resumeWill(session, decodeWill(will, r.clientId), found, since);
-      }
-      else lifecycle.scheduleWill(session, decodeWill(will, r.clientId), will.delay - (now - since) / 1000, since);
+      } else lifecycle.scheduleWill(session, decodeWill(will, r.clientId), will.delay - (now - since) / 1000, since);
     }
     lifecycle.startExpiry(session, r.record.expiry - (now - since) / 1000);
   }

@@ -212,29 +212,25 @@ export class SessionLifecycle {
    * the record is cleared once the will is stored: a crash in between publishes it again.
    */
   private publishWillOnce(session: Session, msg: Message, conn: ClientInfo | null, disconnectedAt: number): void {
-    const stays = (): boolean => session.outlet === null && this.p.sessions.get(session.clientId) === session;
-    const clear = (): Promise<void> | null => (stays() && session.pendingWill === null ? this.record(session, null, disconnectedAt) : null);
+    const clear = (): Promise<void> | null => this.clearWill(session, disconnectedAt);
     const registry = this.store?.sessions;
     if (!registry?.willMark) {
       // Not stored: the record keeps the will for the next start.
-      const done = this.publishWill(msg, conn).then(clear, () => undefined).then(() => undefined);
-      this.willWrites.add(done);
-      void done.finally(() => this.willWrites.delete(done));
+      this.trackWill(this.publishWill(msg, conn).then(clear));
       return;
     }
     const mark = registry.willMark(session.clientId).then((at) => {
       // Back (its CONNECT rewrote the record) or ended meanwhile: the will goes out unmarked.
-      if (!stays()) return;
+      if (!this.stays(session)) return;
       return this.record(session, { ...encodeWill(msg, 0), publishing: at }, disconnectedAt) ?? undefined;
     });
-    const published = mark.then(
-      () => this.publishWill(msg, conn, clear),
-      () => this.publishWill(msg, conn), // the record could not be marked (reported there): published unmarked, kept in the record
-    );
     // The broker's close waits for it from the start (marking included), not only once publishWill runs.
-    const done = published.catch(() => undefined);
-    this.willWrites.add(done);
-    void done.finally(() => this.willWrites.delete(done));
+    this.trackWill(
+      mark.then(
+        () => this.publishWill(msg, conn, clear),
+        () => this.publishWill(msg, conn), // the record could not be marked (reported there): published unmarked, kept in the record
+      ),
+    );
   }
 
   /**
@@ -243,8 +239,27 @@ export class SessionLifecycle {
    * deliveries are routed again, pinned there, and its record cleared in the same commit.
    */
   resumeWill(session: Session, msg: Message, pos: LogPosition, disconnectedAt: number): void {
-    const clear = (): Promise<void> | null => (session.outlet === null && this.p.sessions.get(session.clientId) === session ? this.record(session, null, disconnectedAt) : null);
-    this.p.router.restoreInbound(msg, pos, 0, clear).catch((e: unknown) => this.p.onStoreError(session.clientId, e as Error));
+    this.p.router.restoreInbound(msg, pos, 0, () => this.clearWill(session, disconnectedAt)).catch((e: unknown) => this.p.onStoreError(session.clientId, e as Error));
+  }
+
+  /** The session is still the stored one and away: its record may be written for it. */
+  private stays(session: Session): boolean {
+    return session.outlet === null && this.p.sessions.get(session.clientId) === session;
+  }
+
+  /** A will is stored as published: its session's record no longer keeps it (null: nothing written, it came back or ended). */
+  private clearWill(session: Session, disconnectedAt: number): Promise<void> | null {
+    return this.stays(session) && session.pendingWill === null ? this.record(session, null, disconnectedAt) : null;
+  }
+
+  /** The broker's close waits for `p` (a will being stored, or its record written); its failure is reported where it failed. */
+  private trackWill(p: Promise<unknown>): void {
+    const done = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.willWrites.add(done);
+    void done.finally(() => this.willWrites.delete(done));
   }
 
   /** End the session after `seconds` (0xFFFFFFFF: never). */
@@ -305,9 +320,7 @@ export class SessionLifecycle {
       const stored = this.p.router.publish(fresh, conn, 0, alsoStored);
       if (!stored) return Promise.resolve();
       // close() waits for wills being stored as the broker shuts down.
-      const done = stored.catch((e: unknown) => this.p.onStoreError(conn?.clientId, e as Error));
-      this.willWrites.add(done);
-      void done.finally(() => this.willWrites.delete(done));
+      this.trackWill(stored.catch((e: unknown) => this.p.onStoreError(conn?.clientId, e as Error)));
       return stored;
     };
     const published = answer instanceof Promise ? answer.then(go) : go(answer);

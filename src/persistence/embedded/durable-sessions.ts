@@ -504,11 +504,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     });
   }
 
-  /**
-   * A persistent publisher's QoS 2 message and all it needs recorded besides the log (its
-   * deliveries through shared subscriptions, pinned in the same turn, hence the same commit) are
-   * stored: its id is recorded as such. Until then a restart finds the id pending (see loadSessions).
-   */
+  /** SessionRegistry.willMark: the publisher's shard, and its end once the appends already made have completed. */
   async willMark(clientId: string): Promise<WillMark> {
     const shard = this.store.shardOf(clientId);
     // Its own messages, appended before it went away, are all below the end once those complete.
@@ -516,12 +512,18 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     return { shard, from: this.store.shardEnd(shard) };
   }
 
+  /** SessionRegistry.findWill: the first record of `clientId` from the mark on (start-up only: it reads the shard). */
   findWill(clientId: string, mark: WillMark): LogPosition | null {
     if (mark.shard >= this.nShards) return null;
     const offset = this.store.findPublished(mark.shard, mark.from, clientId);
     return offset === null ? null : { shard: mark.shard, offset };
   }
 
+  /**
+   * A persistent publisher's QoS 2 message and all it needs recorded besides the log (its
+   * deliveries through shared subscriptions, pinned in the same turn, hence the same commit) are
+   * stored: its id is recorded as such. Until then a restart finds the id pending (see loadSessions).
+   */
   inboundStored(clientId: string, id: number): Promise<void> {
     return this.write([{ op: 'put', table: 'inbound_qos2', key: q2Key(clientId, id), value: Q2_STORED }]);
   }
