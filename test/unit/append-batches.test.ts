@@ -74,3 +74,19 @@ test('a full log-only batch goes at the end of its turn, not after its linger ti
   await Promise.all([...full, next]);
   assert.equal(records() - r0, 1101);
 });
+
+test('findWill: a will mark it cannot read is "not in the log" (published again), never a failed start', async () => {
+  const pos = await durable.saveSessionMessages(createMessage('w/t', Buffer.from('will'), 1, false, undefined, 'will-client'));
+  const shard = durable.store.shardOf('will-client');
+  assert.deepEqual(durable.findWill('will-client', { shard, from: pos.offset }), pos);
+  assert.equal(durable.findWill('will-client', { shard, from: pos.offset + 1 }), null);
+  for (const mark of [
+    { shard: 99, from: 0 },
+    { shard: -1, from: 0 },
+    { shard: 0.5, from: 0 },
+    { shard, from: -1 },
+    { shard, from: Number.NaN },
+  ]) {
+    assert.equal(durable.findWill('will-client', mark), null, JSON.stringify(mark));
+  }
+});

@@ -514,9 +514,16 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
 
   /** SessionRegistry.findWill: the first record of `clientId` from the mark on (start-up only: it reads the shard). */
   findWill(clientId: string, mark: WillMark): LogPosition | null {
-    if (mark.shard >= this.nShards) return null;
-    const offset = this.store.findPublished(mark.shard, mark.from, clientId);
-    return offset === null ? null : { shard: mark.shard, offset };
+    if (!Number.isInteger(mark.shard) || mark.shard < 0 || mark.shard >= this.nShards) return null;
+    try {
+      const offset = this.store.findPublished(mark.shard, mark.from, clientId);
+      return offset === null ? null : { shard: mark.shard, offset };
+    } catch (e) {
+      // A mark it cannot read (or a read error): the will is published again rather than lost,
+      // and the start goes on.
+      this.log.warn({ clientId, mark, err: (e as Error).message }, 'a will being published at the stop could not be looked for in the log: published again');
+      return null;
+    }
   }
 
   /**
