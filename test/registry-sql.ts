@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sleep, startBroker } from './helpers.js';
-import { killUnderLoad, lostMidRun, registrySuite, withDataDir } from './registry-suite.js';
-import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, sqlAdmin, sqlUser, startMariadb, startPostgres, type TestServer } from './servers.js';
+import { killUnderLoad, lostMidRun, registrySuite, willOnceAcrossKill, withDataDir } from './registry-suite.js';
+import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, slowReplies, sqlAdmin, sqlUser, startMariadb, startPostgres, type TestServer } from './servers.js';
 
 export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
   let server: TestServer;
@@ -45,6 +45,19 @@ export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
     t.diagnostic(`${acked} acknowledged, ${lost.length} lost`);
     assert.ok(acked > 200, `load ran (${acked} acknowledged)`);
     assert.deepEqual(lost.slice(0, 10), [], `${lost.length} of ${acked} acknowledged messages lost`);
+  });
+
+  test(`sql ${kind}: a will stored as the database answers late, kill -9: the restart does not publish it again (the record is cleared in the same transaction)`, async () => {
+    await drop();
+    const proxy = await slowReplies(server.port);
+    try {
+      const through = url().replace(`:${server.port}/`, `:${proxy.port}/`);
+      // PostgreSQL gets the body as bytes; mysql2 writes it into the statement in hex.
+      const n = await willOnceAcrossKill({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy, (payload) => [kind === 'pgsql' ? payload.toString() : payload.toString('hex'), 'COMMIT']);
+      assert.equal(n, 1, `the will delivered ${n} times`);
+    } finally {
+      await proxy.close();
+    }
   });
 
   test(`sql ${kind}: the database lost mid-run refuses publishes for persistent sessions (v5 0x80, 3.1.1 no ack), serves the rest, recovers`, async () => {

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import type { ConfigInput } from '../src/config.js';
 import type { MqttClient } from 'mqtt';
 import { BrokerProcess, client, collect, freePort, persistent, quiet, RawClient, sleep, startBroker, type TestBroker, tempDir, unconnected } from './helpers.js';
+import type { SlowReplies } from './servers.js';
 
 /** A registry ready for one test: the broker configuration that uses it, and its removal. */
 export interface RegistryUnderTest {
@@ -508,6 +509,53 @@ export async function killUnderLoad(env: NodeJS.ProcessEnv): Promise<{ acked: nu
     return { acked: acked.size, lost: [...acked].filter((m) => !got.has(m)) };
   } finally {
     for (const p of pubs) p.end(true);
+    await broker.stop();
+    tmp.remove();
+  }
+}
+
+/**
+ * A persistent client's QoS 2 will, stored for an offline persistent subscriber, then kill -9:
+ * the registry (behind `proxy`) answers the will's write late, and the broker is killed 150 ms
+ * after the last of `marks` went to it (the will's body; for SQL then the COMMIT after it) — the
+ * will stored, its answer not back. The restart must not publish the will again: before the
+ * record was cleared with the will's save (QueueRegistry.turnAtomic), it was cleared only once
+ * that answer came, and the subscriber got the will twice. Returns how many times it got it.
+ */
+export async function willOnceAcrossKill(env: NodeJS.ProcessEnv, proxy: SlowReplies, marks: (payload: Buffer) => string[]): Promise<number> {
+  const tmp = tempDir();
+  const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
+  const payload = Buffer.from('will-body-3f9c2e');
+  try {
+    await broker.start();
+    const sub = await client(broker.url, persistent(5, 'wk-sub'));
+    await sub.subscribeAsync('wk/#', { qos: 2 });
+    await sub.endAsync();
+    const dying = await client(broker.url, { ...persistent(5, 'wk-dying'), will: { topic: 'wk/x', payload, qos: 2, retain: false } });
+    await sleep(300);
+    proxy.replyDelayMs = 400;
+    const [first, ...rest] = marks(payload);
+    let sent = proxy.sent(first as string);
+    (dying as unknown as { stream: { destroy(): void } }).stream.destroy(); // no DISCONNECT: the will is due
+    await sent;
+    for (const m of rest) {
+      sent = proxy.sent(m);
+      await sent;
+    }
+    await sleep(150);
+    await broker.kill9();
+    dying.end(true);
+    proxy.replyDelayMs = 0;
+    await broker.start();
+    const back = unconnected(broker.url, { ...persistent(5, 'wk-sub'), clean: false });
+    const got: string[] = [];
+    back.on('message', (topic, p) => got.push(`${topic} ${p.toString()}`));
+    back.connect();
+    await quiet(back, 1500);
+    await back.endAsync();
+    for (const g of got) assert.equal(g, `wk/x ${payload.toString()}`);
+    return got.length;
+  } finally {
     await broker.stop();
     tmp.remove();
   }

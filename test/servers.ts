@@ -9,7 +9,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
+import { type AddressInfo, connect as netConnect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
@@ -348,4 +348,74 @@ export async function startRedisCluster(): Promise<{ ports: number[]; destroy():
     throw e;
   }
   return { ports, destroy };
+}
+
+/**
+ * A TCP proxy in front of a server on 127.0.0.1:`port`, for tests that need a write acknowledged
+ * late: what the client sends goes through at once; what the server answers is held back
+ * `replyDelayMs` (in order). `sent(text)` resolves once bytes containing `text` went to the server
+ * after the call (looked for across chunk boundaries).
+ */
+export interface SlowReplies {
+  readonly port: number;
+  /** `127.0.0.1:<port>`. */
+  readonly server: string;
+  replyDelayMs: number;
+  sent(text: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function slowReplies(port: number): Promise<SlowReplies> {
+  const sockets = new Set<Socket>();
+  const watches: { text: Buffer; resolve: () => void }[] = [];
+  let tail = Buffer.alloc(0);
+  const server = createServer((down) => {
+    const up = netConnect(port, '127.0.0.1');
+    sockets.add(down);
+    sockets.add(up);
+    const end = (): void => {
+      down.destroy();
+      up.destroy();
+      sockets.delete(down);
+      sockets.delete(up);
+    };
+    down.on('error', end).on('close', end);
+    up.on('error', end).on('close', end);
+    down.on('data', (chunk: Buffer) => {
+      up.write(chunk);
+      if (watches.length === 0) return;
+      const seen = Buffer.concat([tail, chunk]);
+      tail = seen.subarray(Math.max(0, seen.length - 256));
+      for (let i = watches.length - 1; i >= 0; i--) {
+        const w = watches[i] as { text: Buffer; resolve: () => void };
+        if (seen.includes(w.text)) {
+          watches.splice(i, 1);
+          w.resolve();
+        }
+      }
+    });
+    let last = 0;
+    up.on('data', (chunk: Buffer) => {
+      const at = Math.max(Date.now() + proxy.replyDelayMs, last);
+      last = at;
+      if (at <= Date.now()) down.write(chunk);
+      else setTimeout(() => down.write(chunk), at - Date.now());
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const own = (server.address() as AddressInfo).port;
+  const proxy: SlowReplies = {
+    port: own,
+    server: `127.0.0.1:${own}`,
+    replyDelayMs: 0,
+    sent(text) {
+      tail = Buffer.alloc(0);
+      return new Promise((resolve) => watches.push({ text: Buffer.from(text), resolve }));
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return proxy;
 }

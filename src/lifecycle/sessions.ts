@@ -209,14 +209,16 @@ export class SessionLifecycle {
    * published, and its record cleared in the commit that stores what the will needs besides the
    * log (its pinned shared deliveries: Router.publish's alsoStored). A restart finds a marked will
    * in the log — then only those are written again (resumeWill) — or publishes it. Without one,
-   * the record is cleared once the will is stored: a crash in between publishes it again.
+   * the record is cleared with the will's save when the registry's writes of one turn are all or
+   * none (MessageRegistry.turnAtomic: SQL, Redis), else once the will is stored: a crash in
+   * between then publishes it again.
    */
   private publishWillOnce(session: Session, msg: Message, conn: ClientInfo | null, disconnectedAt: number): void {
     const clear = (): Promise<void> | null => this.clearWill(session, disconnectedAt);
     const registry = this.store?.sessions;
     if (!registry?.willMark) {
       // Not stored: the record keeps the will for the next start.
-      this.trackWill(this.publishWill(msg, conn).then(clear));
+      this.trackWill(this.publishWill(msg, conn, clear));
       return;
     }
     const mark = registry.willMark(session.clientId).then((at) => {

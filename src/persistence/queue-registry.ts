@@ -107,6 +107,15 @@ export interface RetainedPin {
  * session in the order they were called.
  */
 export interface QueueRegistry {
+  /**
+   * Optional: true when the writes made in one event-loop turn are applied all or none (the SQL
+   * registry's one transaction per turn; Redis single server and Sentinel: a record written in
+   * a turn with saves goes into their script). The broker then clears a will from its session's
+   * record in the turn it saves the will, so a crash can never leave the will stored and still
+   * in the record (a restart would publish it again). Without it the record is written once the
+   * save resolved: a crash in between publishes the will a second time.
+   */
+  readonly turnAtomic?: boolean;
   /** Connect and check (tables, scripts); rejects with a clear error when the registry is unusable. */
   open(): Promise<void>;
   close(): Promise<void>;
@@ -264,13 +273,17 @@ export class QueueStore implements Persistence, SessionRegistry, MessageRegistry
   /** Completions of this turn, per session. */
   private completions: Map<string, number[]> | null = null;
   private readonly pending = new Set<Promise<unknown>>();
+  /** MessageRegistry.turnAtomic: the registry's (QueueRegistry.turnAtomic). */
+  readonly turnAtomic: boolean;
 
   constructor(
     readonly registry: QueueRegistry,
     /** How the registry is named in errors and logs (`redis`, `sql`, the module's path). */
     readonly name: string,
     readonly log: Logger,
-  ) {}
+  ) {
+    this.turnAtomic = registry.turnAtomic === true;
+  }
 
   /** Message ids go above `id` (the highest a registry held at start). */
   raiseIds(id: number): void {

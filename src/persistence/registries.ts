@@ -214,6 +214,13 @@ export interface Recipient {
 
 export interface MessageRegistry {
   /**
+   * True when a session record written in the event-loop turn of a save is stored with it, all
+   * or none (QueueRegistry.turnAtomic): the router clears a will's record in the turn it saves
+   * the will. Otherwise after the save resolved (the embedded store: in the commit of the will's
+   * pinned deliveries, which need the save's position).
+   */
+  readonly turnAtomic?: boolean;
+  /**
    * Store a message once for every persistent session that needs it (smqtt's
    * saveSessionMessages, one write for all of them): `to` are those sessions and how each gets it.
    * Resolves with where it is, once durable; saves resolve in the order they were made. Per

@@ -468,7 +468,15 @@ export class Router {
     for (const t of targets) t.session.loggedPending++;
     let pos: LogPosition;
     try {
-      pos = await (inboundId !== 0 ? store.messages.appendInbound(msg, inboundId, targets) : store.messages.saveSessionMessages(msg, targets));
+      const saved = inboundId !== 0 ? store.messages.appendInbound(msg, inboundId, targets) : store.messages.saveSessionMessages(msg, targets);
+      if (alsoStored !== null && store.messages.turnAtomic === true) {
+        // A registry whose writes of one turn are all or none: written with the save (a queue
+        // registry has no pins to wait for: its queue entries are the save).
+        const also = alsoStored();
+        alsoStored = null;
+        if (also !== null) waits.push(also);
+      }
+      pos = await saved;
     } catch (e) {
       for (const t of targets) this.loggedDone(t.session);
       throw e;

@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BrokerProcess, freePort, startBroker, tempDir } from '../helpers.js';
-import { killUnderLoad, lostMidRun } from '../registry-suite.js';
-import { startRedis } from '../servers.js';
+import { killUnderLoad, lostMidRun, willOnceAcrossKill } from '../registry-suite.js';
+import { slowReplies, startRedis } from '../servers.js';
 
 test('kill -9 under QoS 1 load: every acknowledged message reaches the persistent subscriber after the restart, none lost', async (t) => {
   const redis = await startRedis();
@@ -19,6 +19,18 @@ test('kill -9 under QoS 1 load: every acknowledged message reaches the persisten
     assert.ok(acked > 500, `load ran (${acked} acknowledged)`);
     assert.deepEqual(lost.slice(0, 10), [], `${lost.length} of ${acked} acknowledged messages lost`);
   } finally {
+    await redis.destroy();
+  }
+});
+
+test('a will stored as Redis answers late, kill -9: the restart does not publish it again (the record is cleared in the same script)', async () => {
+  const redis = await startRedis();
+  const proxy = await slowReplies(redis.port);
+  try {
+    const n = await willOnceAcrossKill({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy, (payload) => [payload.toString()]);
+    assert.equal(n, 1, `the will delivered ${n} times`);
+  } finally {
+    await proxy.close();
     await redis.destroy();
   }
 });

@@ -137,12 +137,14 @@ return n`;
 
 /**
  * Lua, single server and Sentinel: one event-loop turn's saves in one command. KEYS: the bodies,
- * then the queues, then the inbound sets. ARGV: nBodies, nEntries, nInbound, then per body
- * (body, refs), per entry (key index, score, member), per inbound id (key index, id).
+ * then the queues, then the inbound sets, then the session records (and the sessions' index when
+ * there are any). ARGV: nBodies, nEntries, nInbound, nRecords, then per body (body, refs), per
+ * entry (key index, score, member), per inbound id (key index, id), per record (key index, JSON,
+ * client id).
  */
 const SAVE = `
-local nb, ne, ni = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local a = 4
+local nb, ne, ni, nr = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local a = 5
 for i = 1, nb do
   redis.call('HSET', KEYS[i], 'b', ARGV[a], 'n', ARGV[a + 1])
   a = a + 2
@@ -154,6 +156,11 @@ end
 for i = 1, ni do
   redis.call('SADD', KEYS[tonumber(ARGV[a])], ARGV[a + 1])
   a = a + 2
+end
+for i = 1, nr do
+  redis.call('SET', KEYS[tonumber(ARGV[a])], ARGV[a + 1])
+  redis.call('SADD', KEYS[#KEYS], ARGV[a + 2])
+  a = a + 3
 end
 return nb`;
 
@@ -170,6 +177,8 @@ type Client = (Redis | Cluster) & Scripts;
 /** One event-loop turn's writes (single server and Sentinel). */
 interface Turn {
   saves: { msg: StoredMessage; to: QueueEntry[]; in2: { clientId: string; id: number } | null }[];
+  /** Session records written after this turn's saves, in the same script (putSession). */
+  records: { clientId: string; json: string }[];
   /** Per session: field, value, field, value… of its in-flight hash. */
   inflight: Map<string, string[]>;
   waiters: { resolve: () => void; reject: (e: unknown) => void }[];
@@ -178,6 +187,11 @@ interface Turn {
 export class RedisRegistry implements QueueRegistry {
   private client: Client | null = null;
   private up = false;
+
+  /** Single server and Sentinel: a turn's saves and the records written with them are one script. */
+  get turnAtomic(): boolean {
+    return this.o.mode !== 'cluster';
+  }
 
   constructor(
     private readonly o: RedisRegistryOptions,
@@ -330,8 +344,20 @@ export class RedisRegistry implements QueueRegistry {
     return b ? unpackBody(id, b) : null;
   }
 
+  /**
+   * A record written in a turn that has saves (a will's record cleared as the will is stored,
+   * QueueRegistry.turnAtomic) goes into their script, and the turn is written out at once:
+   * both or neither, and in call order before anything written later.
+   */
   async putSession(clientId: string, record: SessionRecord): Promise<void> {
     const c = this.must();
+    const t = this.turn;
+    if (t !== null && t.saves.length > 0) {
+      t.records.push({ clientId, json: JSON.stringify(record) });
+      const written = this.wait(t);
+      this.flush();
+      return written;
+    }
     await Promise.all([c.set(keys(clientId).rec, JSON.stringify(record)), c.sadd(SESSIONS, clientId)]);
   }
 
@@ -364,7 +390,7 @@ export class RedisRegistry implements QueueRegistry {
   private current(): Turn {
     let t = this.turn;
     if (t === null) {
-      t = this.turn = { saves: [], inflight: new Map(), waiters: [] };
+      t = this.turn = { saves: [], records: [], inflight: new Map(), waiters: [] };
       setImmediate(() => this.flush());
     }
     return t;
@@ -412,10 +438,16 @@ export class RedisRegistry implements QueueRegistry {
       }
       const nb = bodyKeys.length;
       const nq = queueKeys.length;
-      // Key indexes as Lua sees them (1-based, after the bodies / queues).
+      const ni = in2Keys.length;
+      // Key indexes as Lua sees them (1-based, after the bodies / queues / inbound sets).
       for (let i = 0; i < entries.length; i += 3) entries[i] = (entries[i] as number) + nb + 1;
       for (let i = 0; i < inbound.length; i += 2) inbound[i] = (inbound[i] as number) + nb + nq + 1;
-      done.push(c.smqSave(nb + nq + in2Keys.length, ...bodyKeys, ...queueKeys, ...in2Keys, nb, entries.length / 3, inbound.length / 2, ...bodies, ...entries, ...inbound));
+      const recordKeys: string[] = [];
+      const records: (string | number)[] = [];
+      for (const r of t.records) records.push(nb + nq + ni + recordKeys.push(keys(r.clientId).rec), r.json, r.clientId);
+      if (recordKeys.length > 0) recordKeys.push(SESSIONS);
+      const nk = nb + nq + ni + recordKeys.length;
+      done.push(c.smqSave(nk, ...bodyKeys, ...queueKeys, ...in2Keys, ...recordKeys, nb, entries.length / 3, inbound.length / 2, t.records.length, ...bodies, ...entries, ...inbound, ...records));
     }
     for (const [clientId, fields] of t.inflight) done.push(c.hset(keys(clientId).inf, ...fields));
     Promise.all(done).then(

@@ -141,6 +141,8 @@ function numbered(sql: string): string {
 }
 
 export class SqlRegistry implements QueueRegistry {
+  /** Every write of one turn is one transaction. */
+  readonly turnAtomic = true;
   private pg: PgPool | null = null;
   private my: MysqlPool | null = null;
   private turn: Write[] | null = null;
