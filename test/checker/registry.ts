@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, sqlAdmin, sqlUser, startMariadb, startPostgres, startRedis } from '../servers.js';
+import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, slowReplies, sqlAdmin, sqlUser, startMariadb, startPostgres, startRedis } from '../servers.js';
 
 export interface CheckerRegistry {
   /** The broker's config file (persistence.registry and the server's address). */
@@ -20,37 +20,42 @@ export interface CheckerRegistry {
   stop(): Promise<void>;
 }
 
-export async function startRegistry(kind: string): Promise<CheckerRegistry> {
+/** `slowMs` > 0: the broker reaches the server through a proxy holding its answers back that long (slowReplies). */
+export async function startRegistry(kind: string, slowMs = 0): Promise<CheckerRegistry> {
+  if (kind !== 'redis' && kind !== 'pgsql' && kind !== 'mysql') throw new Error(`--registry: redis, pgsql or mysql, not "${kind}"`);
   const dir = mkdtempSync(join(tmpdir(), 'strata-checker-registry-'));
   const config = join(dir, 'broker.conf');
+  const server = kind === 'redis' ? await startRedis() : kind === 'pgsql' ? await startPostgres() : await startMariadb();
+  const proxy = slowMs > 0 ? await slowReplies(server.port) : null;
+  if (proxy) proxy.replyDelayMs = slowMs;
+  const port = proxy?.port ?? server.port;
+  const slow = proxy ? `, its answers ${slowMs} ms late through a proxy on 127.0.0.1:${port}` : '';
+  let where: string;
+  let empty: () => Promise<void>;
+  let close = (): void => undefined;
   if (kind === 'redis') {
-    const server = await startRedis();
     const admin = new Redis({ host: '127.0.0.1', port: server.port });
-    writeFileSync(config, `persistence.registry = redis\nredis.single.address = ${server.server}\n`);
-    return {
-      config,
-      where: `redis-server on ${server.server}`,
-      empty: async () => {
-        await admin.flushall();
-      },
-      stop: async () => {
-        admin.disconnect();
-        await server.destroy();
-        rmSync(dir, { recursive: true, force: true });
-      },
+    writeFileSync(config, `persistence.registry = redis\nredis.single.address = 127.0.0.1:${port}\n`);
+    where = `redis-server on ${server.server}${slow}`;
+    empty = async () => {
+      await admin.flushall();
+    };
+    close = () => admin.disconnect();
+  } else {
+    const url = `${kind === 'pgsql' ? 'postgres' : 'mysql'}://${sqlUser(kind)}:${encodeURIComponent(DB_PASSWORD)}@127.0.0.1:${port}/${DB_NAME}`;
+    writeFileSync(config, `persistence.registry = sql\ndb.url = ${url}\ndb.initial_size = 2\ndb.max_active = 8\n`);
+    where = `${kind === 'pgsql' ? 'PostgreSQL' : 'MariaDB'} on 127.0.0.1:${server.port}${slow}`;
+    empty = async () => {
+      await sqlAdmin(kind, server.port, `DROP TABLE IF EXISTS ${SQL_REGISTRY_TABLES.join(', ')}`);
     };
   }
-  if (kind !== 'pgsql' && kind !== 'mysql') throw new Error(`--registry: redis, pgsql or mysql, not "${kind}"`);
-  const server = kind === 'pgsql' ? await startPostgres() : await startMariadb();
-  const url = `${kind === 'pgsql' ? 'postgres' : 'mysql'}://${sqlUser(kind)}:${encodeURIComponent(DB_PASSWORD)}@127.0.0.1:${server.port}/${DB_NAME}`;
-  writeFileSync(config, `persistence.registry = sql\ndb.url = ${url}\ndb.initial_size = 2\ndb.max_active = 8\n`);
   return {
     config,
-    where: `${kind === 'pgsql' ? 'PostgreSQL' : 'MariaDB'} on 127.0.0.1:${server.port}`,
-    empty: async () => {
-      await sqlAdmin(kind, server.port, `DROP TABLE IF EXISTS ${SQL_REGISTRY_TABLES.join(', ')}`);
-    },
+    where,
+    empty,
     stop: async () => {
+      close();
+      await proxy?.close();
       await server.destroy();
       rmSync(dir, { recursive: true, force: true });
     },

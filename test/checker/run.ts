@@ -12,7 +12,9 @@
 // files), --keep-data, --broker-args "...", --verbose (print every run's trace), --registry
 // redis|pgsql|mysql (the broker on that registry, persistence.registry: a server of its own started
 // here as the tests start theirs, emptied before every broker run; the broker's --config is then
-// the checker's), --transport tcp|ws|tls|wss|mixed (how the clients connect; mixed: connection
+// the checker's), --slow-registry MS (with --registry: the registry's answers reach the broker
+// MS ms late, through a proxy — every window where the broker waits on the registry is wider for
+// the kill -9s to land in), --transport tcp|ws|tls|wss|mixed (how the clients connect; mixed: connection
 // after connection over each in turn; TLS and WSS with a self-signed certificate made by openssl).
 //
 // Prints one line per seed, every violation with the shrunk trace, and totals. Writes each
@@ -46,6 +48,7 @@ const { values: argv } = parseArgs({
     'broker-args': { type: 'string', default: '' },
     verbose: { type: 'boolean', default: false },
     registry: { type: 'string' },
+    'slow-registry': { type: 'string', default: '0' },
     transport: { type: 'string', default: 'tcp' },
   },
 });
@@ -127,7 +130,7 @@ async function main(): Promise<number> {
       process.stderr.write('--registry writes the broker\'s config itself: no --config in --broker-args\n');
       return 2;
     }
-    registry = await startRegistry(argv.registry);
+    registry = await startRegistry(argv.registry, num('slow-registry', argv['slow-registry'], 0, 5000));
     opts.brokerArgs.push('--config', registry.config);
     opts.beforeRun = () => registry!.empty();
     say(`registry: ${argv.registry} (${registry.where}), emptied before each broker run`);
