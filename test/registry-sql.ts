@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sleep, startBroker } from './helpers.js';
-import { killUnderLoad, lostMidRun, registrySuite, willOnceAcrossKill, withDataDir } from './registry-suite.js';
+import { killUnderLoad, lostMidRun, qos0OrderWhileReading, registrySuite, sessionKeptAtStop, willOnceAcrossKill, withDataDir } from './registry-suite.js';
 import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, slowReplies, sqlAdmin, sqlUser, startMariadb, startPostgres, type TestServer } from './servers.js';
 
 export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
@@ -55,6 +55,28 @@ export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
       // PostgreSQL gets the body as bytes; mysql2 writes it into the statement in hex.
       const n = await willOnceAcrossKill({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy, (payload) => [kind === 'pgsql' ? payload.toString() : payload.toString('hex'), 'COMMIT']);
       assert.equal(n, 1, `the will delivered ${n} times`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test(`sql ${kind}: SIGTERM as a new persistent session gets its CONNACK, the database answering late: the stop waits for its record, the restart resumes it`, async () => {
+    await drop();
+    const proxy = await slowReplies(server.port);
+    try {
+      const through = url().replace(`:${server.port}/`, `:${proxy.port}/`);
+      assert.equal(await sessionKeptAtStop({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy), true, 'session present after the restart');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test(`sql ${kind}: QoS 0 published as a persistent subscriber reads its backlog from a slow database comes after that backlog, in order`, async () => {
+    await drop();
+    const proxy = await slowReplies(server.port);
+    try {
+      const through = url().replace(`:${server.port}/`, `:${proxy.port}/`);
+      assert.deepEqual(await qos0OrderWhileReading({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy), Array.from({ length: 20 }, (_, i) => `m${i}`));
     } finally {
       await proxy.close();
     }

@@ -515,6 +515,75 @@ export async function killUnderLoad(env: NodeJS.ProcessEnv): Promise<{ acked: nu
 }
 
 /**
+ * A persistent QoS 0 subscriber comes back to 10 messages stored while it was away and reads
+ * them from the registry (behind `proxy`, answering 300 ms late); 10 more published right after
+ * its CONNACK must come after them ([MQTT-4.6.0-6], same topic and QoS). Before, they were
+ * written to it at once and overtook its backlog (found by the durability checker on a slow SQL
+ * registry, seed 5200020). Returns the payloads in the order received.
+ */
+export async function qos0OrderWhileReading(env: NodeJS.ProcessEnv, proxy: SlowReplies): Promise<string[]> {
+  const tmp = tempDir();
+  const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
+  try {
+    await broker.start();
+    const sub = await client(broker.url, persistent(5, 'ord-sub'));
+    await sub.subscribeAsync('ord/x', { qos: 0 });
+    await sub.endAsync();
+    const pub = await client(broker.url, { protocolVersion: 5, clientId: 'ord-pub' });
+    for (let i = 0; i < 10; i++) await pub.publishAsync('ord/x', `m${i}`, { qos: 1 });
+    proxy.replyDelayMs = 300;
+    const back = unconnected(broker.url, { ...persistent(5, 'ord-sub'), clean: false });
+    const got: string[] = [];
+    back.on('message', (_t, p) => got.push(p.toString()));
+    const connected = new Promise<void>((resolve) => back.once('connect', () => resolve()));
+    back.connect();
+    await connected;
+    for (let i = 10; i < 20; i++) pub.publish('ord/x', `m${i}`, { qos: 0 });
+    for (let waited = 0; got.length < 20 && waited < 8000; waited += 100) await sleep(100);
+    proxy.replyDelayMs = 0;
+    await back.endAsync();
+    await pub.endAsync();
+    return got;
+  } finally {
+    await broker.stop();
+    tmp.remove();
+  }
+}
+
+/**
+ * A graceful stop (SIGTERM) right as a new persistent session got its CONNACK, the registry
+ * (behind `proxy`) answering 40 ms late: the stop must wait for the session's record (and the
+ * one its disconnect writes), so the restart resumes it. Found by the durability checker with
+ * `--slow-registry 40` (seed 5100003): ioredis sends the next auto-pipelined batch only once the
+ * previous one is answered, and the QUIT of the stop went before it — the session was gone.
+ * Returns whether the restart's CONNACK said session present.
+ */
+export async function sessionKeptAtStop(env: NodeJS.ProcessEnv, proxy: SlowReplies): Promise<boolean> {
+  const tmp = tempDir();
+  const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
+  try {
+    await broker.start();
+    proxy.replyDelayMs = 40;
+    const parked = await client(broker.url, { ...persistent(4, 'ks-parked'), clean: false });
+    await parked.subscribeAsync('ks/+', { qos: 2 });
+    await parked.endAsync();
+    const raw = await RawClient.tcp(broker.port, 5);
+    await raw.connect('ks-new', { clean: false, properties: { sessionExpiryInterval: 30 } });
+    await broker.stop();
+    raw.end();
+    proxy.replyDelayMs = 0;
+    await broker.start();
+    const back = await RawClient.tcp(broker.port, 5);
+    const ack = (await back.connect('ks-new', { clean: false, properties: { sessionExpiryInterval: 30 } })) as { sessionPresent: boolean } | null;
+    back.end();
+    return ack?.sessionPresent === true;
+  } finally {
+    await broker.stop();
+    tmp.remove();
+  }
+}
+
+/**
  * A persistent client's QoS 2 will, stored for an offline persistent subscriber, then kill -9:
  * the registry (behind `proxy`) answers the will's write late, and the broker is killed 150 ms
  * after the last of `marks` went to it (the will's body; for SQL then the COMMIT after it) — the

@@ -438,8 +438,11 @@ export class Router {
     }
     const t: LoggedTarget = { session, qos, retain, subIds, pinned: shared };
     if (qos > 0) this.logged.push(t);
-    else if (session.outlet !== null) this.live0.push(t);
-    else if (this.storeQos0) this.logged.push(t);
+    else if (session.outlet !== null && !session.durable.replaying) this.live0.push(t);
+    // Connected but still reading its backlog (offline QoS 0 among it): through the store, behind
+    // it — written at once it would overtake it ([MQTT-4.6.0-6], found by the durability checker
+    // on a slow SQL registry, seed 5200020).
+    else if (this.storeQos0 || session.outlet !== null) this.logged.push(t);
   }
 
   /**

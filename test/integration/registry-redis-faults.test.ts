@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BrokerProcess, freePort, startBroker, tempDir } from '../helpers.js';
-import { killUnderLoad, lostMidRun, willOnceAcrossKill } from '../registry-suite.js';
+import { killUnderLoad, lostMidRun, qos0OrderWhileReading, sessionKeptAtStop, willOnceAcrossKill } from '../registry-suite.js';
 import { slowReplies, startRedis } from '../servers.js';
 
 test('kill -9 under QoS 1 load: every acknowledged message reaches the persistent subscriber after the restart, none lost', async (t) => {
@@ -29,6 +29,28 @@ test('a will stored as Redis answers late, kill -9: the restart does not publish
   try {
     const n = await willOnceAcrossKill({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy, (payload) => [payload.toString()]);
     assert.equal(n, 1, `the will delivered ${n} times`);
+  } finally {
+    await proxy.close();
+    await redis.destroy();
+  }
+});
+
+test('SIGTERM as a new persistent session gets its CONNACK, Redis answering late: the stop waits for its record, the restart resumes it', async () => {
+  const redis = await startRedis();
+  const proxy = await slowReplies(redis.port);
+  try {
+    assert.equal(await sessionKeptAtStop({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy), true, 'session present after the restart');
+  } finally {
+    await proxy.close();
+    await redis.destroy();
+  }
+});
+
+test('QoS 0 published as a persistent subscriber reads its backlog from a slow Redis comes after that backlog, in order', async () => {
+  const redis = await startRedis();
+  const proxy = await slowReplies(redis.port);
+  try {
+    assert.deepEqual(await qos0OrderWhileReading({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy), Array.from({ length: 20 }, (_, i) => `m${i}`));
   } finally {
     await proxy.close();
     await redis.destroy();
