@@ -39,6 +39,8 @@ export interface WorkerInit {
   /** QoS0 end-to-end cap: publishers pause while more than this many deliveries
    *  (published × fan-out − received) are outstanding (0 = off: back-pressure only). */
   qos0Inflight: number;
+  /** QoS1 publishers: at most this many messages per second each (0 = closed loop: as fast as PUBACKs come). */
+  ratePerPublisher: number;
   /** Shared counters: Int32Array over this buffer, slot 2*i = sent, 2*i+1 = received. */
   counters: SharedArrayBuffer;
   /** This worker's index into counters. */
@@ -278,7 +280,10 @@ class BenchClient {
     return sent * this.init.fanout - recv > this.init.qos0Inflight;
   }
 
-  /** QoS1: keep `window` PUBLISH unacknowledged; PUBACKs free slots. */
+  /** Fixed rate (ratePerPublisher): fill1 again every millisecond while the run lasts. */
+  private tick: NodeJS.Timeout | null = null;
+
+  /** QoS1: keep `window` PUBLISH unacknowledged; PUBACKs free slots (and, at a fixed rate, time). */
   private fill1(): void {
     if (this.stopped || this.spec.role !== 'pub') return;
     const free = this.spec.window - this.inflight;
@@ -287,9 +292,16 @@ class BenchClient {
     const max = this.init.maxPerPublisher;
     if (t >= this.times.endNs || this.sentHere >= max) {
       this.stopped = true;
+      if (this.tick !== null) clearInterval(this.tick);
       return;
     }
-    const n = Math.min(free, max - this.sentHere);
+    let n = Math.min(free, max - this.sentHere);
+    const rate = this.init.ratePerPublisher;
+    if (rate > 0) {
+      this.tick ??= setInterval(() => this.fill1(), 1);
+      n = Math.min(n, Math.floor(((t - this.times.startNs) / 1e9) * rate) - this.sentHere);
+      if (n <= 0) return;
+    }
     this.inflight += n;
     this.countSent(n, t);
     this.sock.write(this.makeBatch(n, t));

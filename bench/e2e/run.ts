@@ -98,6 +98,10 @@ const HELP = `usage: npm run bench -- [options]
   --qos0-inflight N     QoS0: pause publishers while more than N deliveries (published x
                         fan-out - received) are outstanding (default 0 = off: publishers
                         pace by socket back-pressure only, as the scenarios define it)
+  --rate N              QoS1 publishers send N messages per second in all (within their
+                        window), not as fast as PUBACKs come (default 0 = closed loop): the
+                        broker's CPU per message is then compared at equal load (the closed
+                        loop's rate moves ±30% between runs here)
   --drain SEC           after publishing stops, wait up to SEC for deliveries to finish
                         (stops early once nothing arrives for 0.5 s; default 5)
   --strata-args "..."   extra arguments for 'stratamq start'
@@ -161,6 +165,7 @@ const { values: argv } = parseArgs({
     window: { type: 'string', default: '100' },
     'max-msgs': { type: 'string', default: '50000000' },
     'qos0-inflight': { type: 'string', default: '0' },
+    rate: { type: 'string', default: '0' },
     drain: { type: 'string', default: '5' },
     'strata-args': { type: 'string', default: '' },
     'mosquitto-inflight': { type: 'string', default: '100' },
@@ -193,6 +198,7 @@ const opts = {
   window: Math.min(65000, Math.floor(num('window', argv.window, 1))),
   maxMsgs: Math.floor(num('max-msgs', argv['max-msgs'], 1)),
   qos0Inflight: Math.floor(num('qos0-inflight', argv['qos0-inflight'], 0)),
+  rate: num('rate', argv.rate, 0),
   drainS: num('drain', argv.drain, 0),
 };
 
@@ -606,6 +612,7 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
         maxPerPublisher: opts.maxMsgs,
         fanout: sc.fanout,
         qos0Inflight: opts.qos0Inflight,
+        ratePerPublisher: opts.rate > 0 ? opts.rate / Math.max(1, specs.filter((x) => x.role === 'pub' && x.qos > 0).length) : 0,
         counters,
         index,
       };
