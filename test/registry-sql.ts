@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sleep, startBroker } from './helpers.js';
-import { killUnderLoad, lostMidRun, qos0OrderWhileReading, registrySuite, sessionKeptAtStop, willOnceAcrossKill, withDataDir } from './registry-suite.js';
+import { backlogAfterShortVisit, killUnderLoad, lostMidRun, qos0OrderWhileReading, registrySuite, sessionKeptAtStop, willOnceAcrossKill, withDataDir } from './registry-suite.js';
 import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, slowReplies, sqlAdmin, sqlUser, startMariadb, startPostgres, type TestServer } from './servers.js';
 
 export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
@@ -77,6 +77,18 @@ export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
     try {
       const through = url().replace(`:${server.port}/`, `:${proxy.port}/`);
       assert.deepEqual(await qos0OrderWhileReading({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy), Array.from({ length: 20 }, (_, i) => `m${i}`));
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test(`sql ${kind}: a persistent subscriber gone again before its first read of a slow database came back gets its message on its next visit`, async () => {
+    await drop();
+    const proxy = await slowReplies(server.port);
+    try {
+      const through = url().replace(`:${server.port}/`, `:${proxy.port}/`);
+      const got = await backlogAfterShortVisit({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy);
+      assert.ok(got.length >= 1 && got.every((p) => p === 'waiting'), `got ${JSON.stringify(got)}`);
     } finally {
       await proxy.close();
     }

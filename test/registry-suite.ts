@@ -515,6 +515,49 @@ export async function killUnderLoad(env: NodeJS.ProcessEnv): Promise<{ acked: nu
 }
 
 /**
+ * A persistent subscriber with one message waiting comes back and leaves again at once, before
+ * the first read of its queue (from the registry behind `proxy`, answering 40 ms late)
+ * is back; then it comes back once more. The message must reach it on one of the two visits.
+ * Before, the read's answer woke only the connection it was made for, and the next one waited
+ * for it for ever (found by the durability checker, seed 5500117). Returns the payloads the
+ * two visits got.
+ */
+export async function backlogAfterShortVisit(env: NodeJS.ProcessEnv, proxy: SlowReplies): Promise<string[]> {
+  const tmp = tempDir();
+  const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
+  try {
+    await broker.start();
+    const sub = await client(broker.url, persistent(4, 'sv-sub'));
+    await sub.subscribeAsync('sv/#', { qos: 1 });
+    await sub.endAsync();
+    const pub = await client(broker.url, { protocolVersion: 5, clientId: 'sv-pub' });
+    await pub.publishAsync('sv/x', 'waiting', { qos: 1 });
+    await pub.endAsync();
+    proxy.replyDelayMs = 40;
+    const got: string[] = [];
+    const visit = async (then: (c: MqttClient) => Promise<void>): Promise<void> => {
+      const c = unconnected(broker.url, persistent(4, 'sv-sub'));
+      c.on('message', (_t, p) => got.push(p.toString()));
+      await new Promise<void>((resolve) => {
+        c.once('connect', () => resolve());
+        c.connect();
+      });
+      await then(c);
+      await c.endAsync();
+    };
+    await visit(async () => undefined);
+    await visit(async () => {
+      for (let waited = 0; got.length === 0 && waited < 3000; waited += 50) await sleep(50);
+    });
+    proxy.replyDelayMs = 0;
+    return got;
+  } finally {
+    await broker.stop();
+    tmp.remove();
+  }
+}
+
+/**
  * A persistent QoS 0 subscriber comes back to 10 messages stored while it was away and reads
  * them from the registry (behind `proxy`, answering 300 ms late); 10 more published right after
  * its CONNACK must come after them ([MQTT-4.6.0-6], same topic and QoS). Before, they were

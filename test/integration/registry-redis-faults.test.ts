@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BrokerProcess, freePort, startBroker, tempDir } from '../helpers.js';
-import { killUnderLoad, lostMidRun, qos0OrderWhileReading, sessionKeptAtStop, willOnceAcrossKill } from '../registry-suite.js';
+import { backlogAfterShortVisit, killUnderLoad, lostMidRun, qos0OrderWhileReading, sessionKeptAtStop, willOnceAcrossKill } from '../registry-suite.js';
 import { slowReplies, startRedis } from '../servers.js';
 
 test('kill -9 under QoS 1 load: every acknowledged message reaches the persistent subscriber after the restart, none lost', async (t) => {
@@ -51,6 +51,18 @@ test('QoS 0 published as a persistent subscriber reads its backlog from a slow R
   const proxy = await slowReplies(redis.port);
   try {
     assert.deepEqual(await qos0OrderWhileReading({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy), Array.from({ length: 20 }, (_, i) => `m${i}`));
+  } finally {
+    await proxy.close();
+    await redis.destroy();
+  }
+});
+
+test('a persistent subscriber gone again before its first read of a slow Redis came back gets its message on its next visit', async () => {
+  const redis = await startRedis();
+  const proxy = await slowReplies(redis.port);
+  try {
+    const got = await backlogAfterShortVisit({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy);
+    assert.ok(got.length >= 1 && got.every((p) => p === 'waiting'), `got ${JSON.stringify(got)}`);
   } finally {
     await proxy.close();
     await redis.destroy();
