@@ -46,6 +46,11 @@ export interface RunConfig {
   transport: Transport | 'mixed';
   /** Called before each broker run starts (an external registry emptied: each run starts from nothing). */
   beforeRun?: () => Promise<void>;
+  /**
+   * The registry's answers come this many ms late (--slow-registry): a drain waits longer for what
+   * is owed (a backlog's QoS 2 deliveries each wait for their in-flight record, one statement each).
+   */
+  slowRegistryMs?: number;
 }
 
 export const DEFAULT_RUN_CONFIG: RunConfig = { clients: 4, avoidKnown: false, quietMs: 400, brokerArgs: [], keepData: false, transport: 'tcp' };
@@ -565,7 +570,8 @@ export class Run {
   private async drain(w: Wire): Promise<void> {
     const since = this.clock();
     if (!(await this.waitQuiet(w, this.cfg.quietMs, DRAIN_MAX_MS))) return;
-    if (this.model.owed(w.n) > 0 && !(await this.waitQuiet(w, DRAIN_MORE_QUIET_MS, DRAIN_MORE_MAX_MS))) return;
+    const slow = this.cfg.slowRegistryMs ?? 0;
+    if (this.model.owed(w.n) > 0 && !(await this.waitQuiet(w, DRAIN_MORE_QUIET_MS + 100 * slow, DRAIN_MORE_MAX_MS + 300 * slow))) return;
     if (w.closed) return;
     this.record({ k: 'quiet', t: this.clock(), conn: w.n, since });
   }

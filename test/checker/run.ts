@@ -130,7 +130,8 @@ async function main(): Promise<number> {
       process.stderr.write('--registry writes the broker\'s config itself: no --config in --broker-args\n');
       return 2;
     }
-    registry = await startRegistry(argv.registry, num('slow-registry', argv['slow-registry'], 0, 5000));
+    opts.slowRegistryMs = num('slow-registry', argv['slow-registry'], 0, 5000);
+    registry = await startRegistry(argv.registry, opts.slowRegistryMs);
     opts.brokerArgs.push('--config', registry.config);
     opts.beforeRun = () => registry!.empty();
     say(`registry: ${argv.registry} (${registry.where}), emptied before each broker run`);
