@@ -86,7 +86,14 @@ export async function checkSeed(seed: number, opts: CheckOptions): Promise<SeedR
       }
       report.shrinkRuns++;
     }
-    const run = await Run.start(opts);
+    let run: Run;
+    try {
+      run = await Run.start(opts);
+    } catch (e) {
+      // The broker or a registry did not come up: reported with its reason, never as a bare error.
+      report.error ??= `starting the run: ${(e as Error).stack ?? String(e)}`;
+      throw e;
+    }
     let result: RunResult;
     try {
       await fc.asyncModelRun(() => ({ model: { run }, real: { run } }), cmds);
