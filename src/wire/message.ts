@@ -33,15 +33,26 @@ export interface Message {
   enc: Buffer | null;
   encMore: Map<number, Buffer> | null;
   /**
-   * The message log's delivery counts (persistence/embedded/delivery-counts.ts): once its append
-   * completed, its batch's positions (`shard, offset` pairs; a reference, so no number is boxed
-   * per message) and its index there, else null; and what was counted for it before that
-   * (deliveries, completed deliveries), moved to its position then.
+   * The message log's delivery counts (persistence/embedded/delivery-counts.ts): the append
+   * batch it went into and its index there (null: not appended while counts are kept). The
+   * batch holds what was counted before its positions were known; the message points at the
+   * batch, never the other way, so a batch keeps no message alive. Counted before it went into
+   * a batch (a live delivery made while it is routed, before its append): `countDelivered`,
+   * `countAcked`, moved into its slots when it goes in.
    */
-  countPos: Float64Array | null;
+  countSlots: CountSlots | null;
   countIdx: number;
   countDelivered: number;
   countAcked: number;
+}
+
+/** One append batch's count slots (delivery-counts.ts CountSlots): positions once known, counts until then. */
+export interface CountSlots {
+  /** `shard, offset` pairs once the batch's append completed, else null. */
+  pos: Float64Array | null;
+  /** Per message of the batch: deliveries, completed deliveries counted before `pos` was known. */
+  delivered: Uint32Array;
+  acked: Uint32Array;
 }
 
 export function createMessage(
@@ -60,7 +71,7 @@ export function createMessage(
     props = Object.keys(rest).length > 0 ? rest : undefined;
     if (rest.messageExpiryInterval !== undefined) expiresAt = now + rest.messageExpiryInterval * 1000;
   }
-  return { topic, payload, qos, retain, properties: props, expiresAt, publisher, receivedAt: now, encKey: 0, enc: null, encMore: null, countPos: null, countIdx: 0, countDelivered: 0, countAcked: 0 };
+  return { topic, payload, qos, retain, properties: props, expiresAt, publisher, receivedAt: now, encKey: 0, enc: null, encMore: null, countSlots: null, countIdx: 0, countDelivered: 0, countAcked: 0 };
 }
 
 /** The encoding cache's key of a delivery: 3.1 and 3.1.1 share one PUBLISH encoding, 5.0 adds a property length. */
@@ -165,7 +176,7 @@ export class LogMessage implements Message {
   enc = null;
   encMore = null;
   /** Deliveries of a message read back from the log are counted by their log position (Pending.ref). */
-  countPos = null;
+  countSlots = null;
   countIdx = 0;
   countDelivered = 0;
   countAcked = 0;

@@ -17,9 +17,12 @@
  *
  * The hot path stays cheap: no promise, closure or allocation per message. A delivery adds to
  * four typed arrays (one entry per (shard, offset), consecutive repeats merged); before a
- * message's append completes its counts wait on the message itself (Message.countDelivered /
- * countAcked) and move to its position when the append batch resolves (`placed`). The arrays
- * are written to the store in one native call when full or every FLUSH_MS.
+ * message's append completes its counts wait in its batch's slots (CountSlots: two typed arrays
+ * per batch, the message points at them, Message.countSlots / countIdx; before it is in a batch,
+ * on the message itself) and move to their
+ * positions when the append batch resolves (`placed`). A batch holds no reference to its
+ * messages, so none lives longer for being logged. The arrays are written to the store in one
+ * native call when full or every FLUSH_MS.
  *
  * Durability: statistics, outside the no-loss promise. A clean stop writes everything counted
  * (DurableSessions.close); a kill -9 loses what was counted in the last FLUSH_MS and the counts
@@ -29,7 +32,7 @@
 import type { Logger } from '../../log.js';
 import type { DurableStore } from '../../native.js';
 import type { QoS } from '../../wire/codec.js';
-import type { Message } from '../../wire/message.js';
+import type { CountSlots, Message } from '../../wire/message.js';
 import type { DeliveryCounter, DurableRef } from '../registries.js';
 
 /** Entries held before a flush. */
@@ -89,14 +92,50 @@ export class DeliveryCounts implements DeliveryCounter {
       return;
     }
     if (msg === null) return;
-    const pos = msg.countPos;
-    if (pos !== null) {
-      const i = msg.countIdx;
-      this.add(pos[2 * i] as number, pos[2 * i + 1] as number, delivered, acked);
-    } else {
-      // Not appended (yet): kept on the message until its append completes (`placed`).
+    const slots = msg.countSlots;
+    if (slots === null) {
+      // Not in an append batch yet (delivered while it is routed): kept on the message (`into`).
       msg.countDelivered += delivered;
       msg.countAcked += acked;
+      return;
+    }
+    const i = msg.countIdx;
+    const pos = slots.pos;
+    if (pos !== null) this.add(pos[2 * i] as number, pos[2 * i + 1] as number, delivered, acked);
+    else {
+      // Not appended (yet): kept in its batch's slots until the append completes (`placed`).
+      (slots.delivered[i] as number) += delivered;
+      (slots.acked[i] as number) += acked;
+    }
+  }
+
+  /** Slots for a new append batch (room for `n` messages; `grow` makes more). */
+  slots(n: number): CountSlots {
+    return { pos: null, delivered: new Uint32Array(n), acked: new Uint32Array(n) };
+  }
+
+  /**
+   * `msg` goes into an append batch as its message `i`: the slots get room for it (the same
+   * object, its arrays doubled when full: messages keep pointing at it), and what was counted
+   * for it before.
+   */
+  into(slots: CountSlots, msg: Message, i: number): void {
+    const cap = slots.delivered.length;
+    if (i >= cap) {
+      const d = new Uint32Array(cap * 2);
+      d.set(slots.delivered);
+      const a = new Uint32Array(cap * 2);
+      a.set(slots.acked);
+      slots.delivered = d;
+      slots.acked = a;
+    }
+    msg.countSlots = slots;
+    msg.countIdx = i;
+    if (msg.countDelivered !== 0 || msg.countAcked !== 0) {
+      slots.delivered[i] = msg.countDelivered;
+      slots.acked[i] = msg.countAcked;
+      msg.countDelivered = 0;
+      msg.countAcked = 0;
     }
   }
 
@@ -109,17 +148,18 @@ export class DeliveryCounts implements DeliveryCounter {
   }
 
   /**
-   * `msg`'s append completed: it is message `i` of the batch whose positions are `pos` (`shard,
-   * offset` pairs). What was counted before goes there, and what follows.
+   * A batch's append completed with its `n` messages at `pos` (`shard, offset` pairs): what was
+   * counted before goes there, and what follows goes there at once.
    */
-  placed(msg: Message, pos: Float64Array, i: number): void {
-    msg.countPos = pos;
-    msg.countIdx = i;
-    if (msg.countDelivered !== 0 || msg.countAcked !== 0) {
-      this.add(pos[2 * i] as number, pos[2 * i + 1] as number, msg.countDelivered, msg.countAcked);
-      msg.countDelivered = 0;
-      msg.countAcked = 0;
+  placed(slots: CountSlots, pos: Float64Array, n: number): void {
+    const d = slots.delivered;
+    const a = slots.acked;
+    for (let i = 0; i < n; i++) {
+      const di = d[i] as number;
+      const ai = a[i] as number;
+      if (di !== 0 || ai !== 0) this.add(pos[2 * i] as number, pos[2 * i + 1] as number, di, ai);
     }
+    slots.pos = pos;
   }
 
   /** Write what was counted (synchronous: page-cache reads and writes of the counts files). */

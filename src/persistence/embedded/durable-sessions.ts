@@ -38,7 +38,7 @@
  * Client ids and topics never contain U+0000 ([MQTT-1.5.4-2]), so the 00 separator is safe.
  */
 import type { Logger } from '../../log.js';
-import { createMessage, decodeProperties, encodeProperties, type Message } from '../../wire/message.js';
+import { type CountSlots, createMessage, decodeProperties, encodeProperties, type Message } from '../../wire/message.js';
 import {
   DurableStore,
   type LogPosition,
@@ -130,6 +130,8 @@ const APPEND_DELAY_MS = Number(process.env.STRATAMQ_TEST_APPEND_DELAY_MS ?? 0) |
  */
 const LOG_LINGER_MS = 2;
 const LOG_BATCH_MAX = 1024;
+/** Count slots a new append batch starts with (doubled as it fills). */
+const SLOTS_FIRST = 128;
 
 /** How often losses found while running (damaged segments found as they are read) are reported. */
 const LOSS_CHECK_MS = 1000;
@@ -152,8 +154,8 @@ interface AppendBatch {
   /** The whole batch (logMessage), created with the first such message; its settle functions. */
   all: Promise<void> | null;
   settle: { resolve: () => void; reject: (e: unknown) => void } | null;
-  /** The messages, in order, while delivery counts are kept (they learn their position). */
-  msgs: Message[] | null;
+  /** Delivery counts of its messages until their positions are known (null: counts are off). */
+  slots: CountSlots | null;
   /** Its number: batches are made, handed to the store and completed in this order. */
   seq: number;
   /** Someone waits for one of its messages (not only the message log): it completes once durable. */
@@ -408,12 +410,12 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
   private batchFor(msg: Message, inboundId: number, prompt: boolean): AppendBatch {
     let b = this.appendBatch;
     if (!b) {
-      b = this.appendBatch = { count: 0, waiters: [], all: null, settle: null, msgs: this.counts !== null ? [] : null, seq: ++this.batchesMade, durable: false };
+      b = this.appendBatch = { count: 0, waiters: [], all: null, settle: null, slots: this.counts?.slots(SLOTS_FIRST) ?? null, seq: ++this.batchesMade, durable: false };
       if (APPEND_DELAY_MS > 0) this.appendLinger = setTimeout(() => this.flushAppends(), APPEND_DELAY_MS);
     }
     this.packer.add(msg.publisher, msg.topic, msg.qos, msg.retain, encodeProperties(msg.properties), msg.payload, inboundId);
+    if (b.slots !== null) (this.counts as DeliveryCounts).into(b.slots, msg, b.count);
     b.count++;
-    b.msgs?.push(msg);
     if (prompt) b.durable = true;
     if (APPEND_DELAY_MS > 0 || this.appendSoon !== null) return b;
     if (prompt || b.count >= LOG_BATCH_MAX) {
@@ -448,7 +450,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
       (pos) => {
         const counts = this.counts;
         // Before the waiters: what they deliver next is counted at the position at once.
-        if (counts !== null && b.msgs !== null) b.msgs.forEach((m, i) => counts.placed(m, pos, i));
+        if (counts !== null && b.slots !== null) counts.placed(b.slots, pos, b.count);
         stats.appendBatch.observe(b.count);
         stats.appendSeconds.observe((performance.now() - t0) / 1000);
         this.batchDone(b.seq, pos);
