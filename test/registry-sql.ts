@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { sleep, startBroker } from './helpers.js';
+import { client, persistent, RawClient, sleep, startBroker } from './helpers.js';
 import { backlogAfterShortVisit, killUnderLoad, lostMidRun, qos0OrderWhileReading, registrySuite, sessionKeptAtStop, willOnceAcrossKill, withDataDir } from './registry-suite.js';
 import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, slowReplies, sqlAdmin, sqlUser, startMariadb, startPostgres, type TestServer } from './servers.js';
 
@@ -91,6 +91,54 @@ export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
       assert.ok(got.length >= 1 && got.every((p) => p === 'waiting'), `got ${JSON.stringify(got)}`);
     } finally {
       await proxy.close();
+    }
+  });
+
+  test(`sql ${kind}: 40 QoS 2 deliveries sent at once record their packet ids in one statement; after a restart the 20 PUBREC'd get PUBREL, the rest come again with DUP under their ids`, async () => {
+    await drop();
+    const cfg = { 'persistence.registry': 'sql', 'db.url': url() };
+    let tb = await startBroker({ config: cfg });
+    const ids: number[] = [];
+    try {
+      const sub = await client(tb, persistent(5, 'sql-q2-sub'));
+      await sub.subscribeAsync('q2b/#', { qos: 2 });
+      await sub.endAsync();
+      const pub = await client(tb);
+      for (let i = 0; i < 40; i++) await pub.publishAsync(`q2b/${i}`, `m${i}`, { qos: 2 });
+      await pub.endAsync();
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('sql-q2-sub', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      for (let i = 0; i < 40; i++) {
+        const p = (await raw.next('publish')) as { messageId: number; payload: Buffer };
+        assert.equal(p.payload.toString(), `m${i}`);
+        ids.push(p.messageId);
+      }
+      for (const id of ids.slice(0, 20)) raw.send({ cmd: 'pubrec', messageId: id });
+      for (let i = 0; i < 20; i++) await raw.next('pubrel');
+      await sleep(300); // the phase-2 records are written with the PUBRELs
+      raw.end();
+    } finally {
+      await tb.close();
+    }
+    tb = await startBroker({ config: cfg });
+    try {
+      const raw = await RawClient.tcp(tb.port, 5);
+      await raw.connect('sql-q2-sub', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+      const rels: number[] = [];
+      const again: { id: number; dup: boolean; payload: string }[] = [];
+      while (rels.length + again.length < 40) {
+        const p = (await raw.next()) as { cmd: string; messageId: number; dup?: boolean; payload?: Buffer };
+        if (p.cmd === 'pubrel') rels.push(p.messageId);
+        else if (p.cmd === 'publish') again.push({ id: p.messageId, dup: p.dup === true, payload: (p.payload as Buffer).toString() });
+      }
+      assert.deepEqual(rels.sort((a, b) => a - b), ids.slice(0, 20).sort((a, b) => a - b));
+      assert.deepEqual(
+        again.map((x) => `${x.id} ${x.dup} ${x.payload}`),
+        ids.slice(20).map((id, i) => `${id} true m${i + 20}`),
+      );
+      raw.end();
+    } finally {
+      await tb.close();
     }
   });
 

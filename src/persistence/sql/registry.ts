@@ -116,6 +116,8 @@ const DUP_COLUMN_OK = 1060;
 
 /** Rows per multi-row INSERT (well under either server's parameter limit). */
 const CHUNK = 500;
+/** A delivery's packet id and phase (QueueRegistry.setInflight); runs of them are merged in a transaction (SqlRegistry.merged). */
+const SET_INFLIGHT = 'UPDATE session_message SET packet_id = ?, phase = ? WHERE client_id = ? AND msg_id = ?';
 const MAX_CLIENT_ID = 255;
 
 type Row = Record<string, unknown>;
@@ -284,7 +286,7 @@ export class SqlRegistry implements QueueRegistry {
     try {
       c = await this.conn();
       await c.run('BEGIN');
-      for (const w of batch) for (const [sql, params] of w.stmts) await c.run(sql, params);
+      for (const [sql, params] of this.merged(batch)) await c.run(sql, params);
       await c.run('COMMIT');
       for (const w of batch) w.resolve();
     } catch (e) {
@@ -356,7 +358,53 @@ export class SqlRegistry implements QueueRegistry {
   }
 
   setInflight(clientId: string, msgId: number, packetId: number, phase: 1 | 2): Promise<void> {
-    return this.write([['UPDATE session_message SET packet_id = ?, phase = ? WHERE client_id = ? AND msg_id = ?', [packetId, phase, clientId, msgId]]], clientId);
+    return this.write([[SET_INFLIGHT, [packetId, phase, clientId, msgId]]], clientId);
+  }
+
+  /**
+   * The statements of one transaction, with each run of consecutive SET_INFLIGHT updates merged
+   * into one statement per CHUNK rows (a row updated twice in a run keeps its last values): a
+   * backlog sent at once records its packet ids in one round trip, not one per delivery (each
+   * statement of a transaction waits for the one before; with the database 25 ms away, 62
+   * QoS 2 deliveries waited 1.6 s for their records — durability checker, seed 5800016).
+   */
+  private merged(batch: Write[]): Stmt[] {
+    const out: Stmt[] = [];
+    let run = new Map<string, unknown[]>();
+    const flushRun = (): void => {
+      const rows = [...run.values()];
+      run = new Map();
+      for (let i = 0; i < rows.length; i += CHUNK) {
+        const part = rows.slice(i, i + CHUNK);
+        if (part.length === 1) out.push([SET_INFLIGHT, part[0] as unknown[]]);
+        else out.push([this.setInflightRows(part.length), part.flat()]);
+      }
+    };
+    for (const w of batch) {
+      for (const st of w.stmts) {
+        if (st[0] === SET_INFLIGHT) {
+          const [, , clientId, msgId] = st[1];
+          const key = `${clientId as string}\u0000${msgId as number}`;
+          run.delete(key); // re-inserted at the end: the row's last update, in its last place
+          run.set(key, st[1]);
+          continue;
+        }
+        if (run.size > 0) flushRun();
+        out.push(st);
+      }
+    }
+    if (run.size > 0) flushRun();
+    return out;
+  }
+
+  /** One UPDATE of `n` rows' packet_id and phase, parameters (packetId, phase, clientId, msgId) per row. */
+  private setInflightRows(n: number): string {
+    if (this.o.dialect === 'pgsql') {
+      const rows = Array.from({ length: n }, (_, i) => (i === 0 ? '(?::integer, ?::smallint, ?::varchar, ?::bigint)' : '(?, ?, ?, ?)')).join(', ');
+      return `UPDATE session_message AS s SET packet_id = v.p, phase = v.h FROM (VALUES ${rows}) AS v (p, h, c, m) WHERE s.client_id = v.c AND s.msg_id = v.m`;
+    }
+    const rows = Array.from({ length: n }, (_, i) => (i === 0 ? 'SELECT ? AS p, ? AS h, ? AS c, ? AS m' : 'SELECT ?, ?, ?, ?')).join(' UNION ALL ');
+    return `UPDATE session_message AS s JOIN (${rows}) AS v ON s.client_id = v.c AND s.msg_id = v.m SET s.packet_id = v.p, s.phase = v.h`;
   }
 
   complete(clientId: string, msgIds: number[]): Promise<void> {
