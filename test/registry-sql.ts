@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { client, persistent, RawClient, sleep, startBroker } from './helpers.js';
 import { backlogAfterShortVisit, killUnderLoad, lostMidRun, qos0OrderWhileReading, registrySuite, sessionKeptAtStop, willOnceAcrossKill, withDataDir } from './registry-suite.js';
-import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, slowReplies, sqlAdmin, sqlUser, startMariadb, startPostgres, type TestServer } from './servers.js';
+import { DB_NAME, DB_PASSWORD, SQL_REGISTRY_TABLES, type SlowReplies, slowReplies, sqlAdmin, sqlUser, startMariadb, startPostgres, type TestServer } from './servers.js';
 
 export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
   let server: TestServer;
@@ -47,52 +47,39 @@ export function sqlRegistrySuite(kind: 'pgsql' | 'mysql'): void {
     assert.deepEqual(lost.slice(0, 10), [], `${lost.length} of ${acked} acknowledged messages lost`);
   });
 
-  test(`sql ${kind}: a will stored as the database answers late, kill -9: the restart does not publish it again (the record is cleared in the same transaction)`, async () => {
+  /** The tables dropped, then `fn` with the broker's env reaching the database through a proxy that can hold its answers back (slowReplies). */
+  const slowDatabase = async (fn: (env: NodeJS.ProcessEnv, proxy: SlowReplies) => Promise<void>): Promise<void> => {
     await drop();
     const proxy = await slowReplies(server.port);
     try {
-      const through = url().replace(`:${server.port}/`, `:${proxy.port}/`);
+      await fn({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: url().replace(`:${server.port}/`, `:${proxy.port}/`) }, proxy);
+    } finally {
+      await proxy.close();
+    }
+  };
+
+  test(`sql ${kind}: a will stored as the database answers late, kill -9: the restart does not publish it again (the record is cleared in the same transaction)`, () =>
+    slowDatabase(async (env, proxy) => {
       // PostgreSQL gets the body as bytes; mysql2 writes it into the statement in hex.
-      const n = await willOnceAcrossKill({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy, (payload) => [kind === 'pgsql' ? payload.toString() : payload.toString('hex'), 'COMMIT']);
+      const n = await willOnceAcrossKill(env, proxy, (payload) => [kind === 'pgsql' ? payload.toString() : payload.toString('hex'), 'COMMIT']);
       assert.equal(n, 1, `the will delivered ${n} times`);
-    } finally {
-      await proxy.close();
-    }
-  });
+    }));
 
-  test(`sql ${kind}: SIGTERM as a new persistent session gets its CONNACK, the database answering late: the stop waits for its record, the restart resumes it`, async () => {
-    await drop();
-    const proxy = await slowReplies(server.port);
-    try {
-      const through = url().replace(`:${server.port}/`, `:${proxy.port}/`);
-      assert.equal(await sessionKeptAtStop({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy), true, 'session present after the restart');
-    } finally {
-      await proxy.close();
-    }
-  });
+  test(`sql ${kind}: SIGTERM as a new persistent session gets its CONNACK, the database answering late: the stop waits for its record, the restart resumes it`, () =>
+    slowDatabase(async (env, proxy) => {
+      assert.equal(await sessionKeptAtStop(env, proxy), true, 'session present after the restart');
+    }));
 
-  test(`sql ${kind}: QoS 0 published as a persistent subscriber reads its backlog from a slow database comes after that backlog, in order`, async () => {
-    await drop();
-    const proxy = await slowReplies(server.port);
-    try {
-      const through = url().replace(`:${server.port}/`, `:${proxy.port}/`);
-      assert.deepEqual(await qos0OrderWhileReading({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy), Array.from({ length: 20 }, (_, i) => `m${i}`));
-    } finally {
-      await proxy.close();
-    }
-  });
+  test(`sql ${kind}: QoS 0 published as a persistent subscriber reads its backlog from a slow database comes after that backlog, in order`, () =>
+    slowDatabase(async (env, proxy) => {
+      assert.deepEqual(await qos0OrderWhileReading(env, proxy), Array.from({ length: 20 }, (_, i) => `m${i}`));
+    }));
 
-  test(`sql ${kind}: a persistent subscriber gone again before its first read of a slow database came back gets its message on its next visit`, async () => {
-    await drop();
-    const proxy = await slowReplies(server.port);
-    try {
-      const through = url().replace(`:${server.port}/`, `:${proxy.port}/`);
-      const got = await backlogAfterShortVisit({ STRATA_PERSISTENCE__REGISTRY: 'sql', STRATA_DB__URL: through }, proxy);
+  test(`sql ${kind}: a persistent subscriber gone again before its first read of a slow database came back gets its message on its next visit`, () =>
+    slowDatabase(async (env, proxy) => {
+      const got = await backlogAfterShortVisit(env, proxy);
       assert.ok(got.length >= 1 && got.every((p) => p === 'waiting'), `got ${JSON.stringify(got)}`);
-    } finally {
-      await proxy.close();
-    }
-  });
+    }));
 
   test(`sql ${kind}: 40 QoS 2 deliveries sent at once record their packet ids in one statement; after a restart the 20 PUBREC'd get PUBREL, the rest come again with DUP under their ids`, async () => {
     await drop();

@@ -523,38 +523,32 @@ export async function killUnderLoad(env: NodeJS.ProcessEnv): Promise<{ acked: nu
  * two visits got.
  */
 export async function backlogAfterShortVisit(env: NodeJS.ProcessEnv, proxy: SlowReplies): Promise<string[]> {
-  const tmp = tempDir();
-  const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
-  try {
-    await broker.start();
-    const sub = await client(broker.url, persistent(4, 'sv-sub'));
-    await sub.subscribeAsync('sv/#', { qos: 1 });
-    await sub.endAsync();
-    const pub = await client(broker.url, { protocolVersion: 5, clientId: 'sv-pub' });
-    await pub.publishAsync('sv/x', 'waiting', { qos: 1 });
-    await pub.endAsync();
-    proxy.replyDelayMs = 40;
-    const got: string[] = [];
-    const visit = async (then: (c: MqttClient) => Promise<void>): Promise<void> => {
-      const c = unconnected(broker.url, persistent(4, 'sv-sub'));
-      c.on('message', (_t, p) => got.push(p.toString()));
-      await new Promise<void>((resolve) => {
-        c.once('connect', () => resolve());
-        c.connect();
-      });
-      await then(c);
-      await c.endAsync();
-    };
-    await visit(async () => undefined);
-    await visit(async () => {
-      for (let waited = 0; got.length === 0 && waited < 3000; waited += 50) await sleep(50);
+  return onBrokerProcess(env, async (broker) => {
+  const sub = await client(broker.url, persistent(4, 'sv-sub'));
+  await sub.subscribeAsync('sv/#', { qos: 1 });
+  await sub.endAsync();
+  const pub = await client(broker.url, { protocolVersion: 5, clientId: 'sv-pub' });
+  await pub.publishAsync('sv/x', 'waiting', { qos: 1 });
+  await pub.endAsync();
+  proxy.replyDelayMs = 40;
+  const got: string[] = [];
+  const visit = async (then: (c: MqttClient) => Promise<void>): Promise<void> => {
+    const c = unconnected(broker.url, persistent(4, 'sv-sub'));
+    c.on('message', (_t, p) => got.push(p.toString()));
+    await new Promise<void>((resolve) => {
+      c.once('connect', () => resolve());
+      c.connect();
     });
-    proxy.replyDelayMs = 0;
-    return got;
-  } finally {
-    await broker.stop();
-    tmp.remove();
-  }
+    await then(c);
+    await c.endAsync();
+  };
+  await visit(async () => undefined);
+  await visit(async () => {
+    for (let waited = 0; got.length === 0 && waited < 3000; waited += 50) await sleep(50);
+  });
+  proxy.replyDelayMs = 0;
+  return got;
+  });
 }
 
 /**
@@ -565,28 +559,35 @@ export async function backlogAfterShortVisit(env: NodeJS.ProcessEnv, proxy: Slow
  * registry, seed 5200020). Returns the payloads in the order received.
  */
 export async function qos0OrderWhileReading(env: NodeJS.ProcessEnv, proxy: SlowReplies): Promise<string[]> {
+  return onBrokerProcess(env, async (broker) => {
+  const sub = await client(broker.url, persistent(5, 'ord-sub'));
+  await sub.subscribeAsync('ord/x', { qos: 0 });
+  await sub.endAsync();
+  const pub = await client(broker.url, { protocolVersion: 5, clientId: 'ord-pub' });
+  for (let i = 0; i < 10; i++) await pub.publishAsync('ord/x', `m${i}`, { qos: 1 });
+  proxy.replyDelayMs = 300;
+  const back = unconnected(broker.url, { ...persistent(5, 'ord-sub'), clean: false });
+  const got: string[] = [];
+  back.on('message', (_t, p) => got.push(p.toString()));
+  const connected = new Promise<void>((resolve) => back.once('connect', () => resolve()));
+  back.connect();
+  await connected;
+  for (let i = 10; i < 20; i++) pub.publish('ord/x', `m${i}`, { qos: 0 });
+  for (let waited = 0; got.length < 20 && waited < 8000; waited += 100) await sleep(100);
+  proxy.replyDelayMs = 0;
+  await back.endAsync();
+  await pub.endAsync();
+  return got;
+  });
+}
+
+/** A broker process on `env` (its own temp data directory), started for `fn` and stopped after it. */
+async function onBrokerProcess<T>(env: NodeJS.ProcessEnv, fn: (broker: BrokerProcess) => Promise<T>): Promise<T> {
   const tmp = tempDir();
   const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
   try {
     await broker.start();
-    const sub = await client(broker.url, persistent(5, 'ord-sub'));
-    await sub.subscribeAsync('ord/x', { qos: 0 });
-    await sub.endAsync();
-    const pub = await client(broker.url, { protocolVersion: 5, clientId: 'ord-pub' });
-    for (let i = 0; i < 10; i++) await pub.publishAsync('ord/x', `m${i}`, { qos: 1 });
-    proxy.replyDelayMs = 300;
-    const back = unconnected(broker.url, { ...persistent(5, 'ord-sub'), clean: false });
-    const got: string[] = [];
-    back.on('message', (_t, p) => got.push(p.toString()));
-    const connected = new Promise<void>((resolve) => back.once('connect', () => resolve()));
-    back.connect();
-    await connected;
-    for (let i = 10; i < 20; i++) pub.publish('ord/x', `m${i}`, { qos: 0 });
-    for (let waited = 0; got.length < 20 && waited < 8000; waited += 100) await sleep(100);
-    proxy.replyDelayMs = 0;
-    await back.endAsync();
-    await pub.endAsync();
-    return got;
+    return await fn(broker);
   } finally {
     await broker.stop();
     tmp.remove();
@@ -602,28 +603,22 @@ export async function qos0OrderWhileReading(env: NodeJS.ProcessEnv, proxy: SlowR
  * Returns whether the restart's CONNACK said session present.
  */
 export async function sessionKeptAtStop(env: NodeJS.ProcessEnv, proxy: SlowReplies): Promise<boolean> {
-  const tmp = tempDir();
-  const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
-  try {
-    await broker.start();
-    proxy.replyDelayMs = 40;
-    const parked = await client(broker.url, { ...persistent(4, 'ks-parked'), clean: false });
-    await parked.subscribeAsync('ks/+', { qos: 2 });
-    await parked.endAsync();
-    const raw = await RawClient.tcp(broker.port, 5);
-    await raw.connect('ks-new', { clean: false, properties: { sessionExpiryInterval: 30 } });
-    await broker.stop();
-    raw.end();
-    proxy.replyDelayMs = 0;
-    await broker.start();
-    const back = await RawClient.tcp(broker.port, 5);
-    const ack = (await back.connect('ks-new', { clean: false, properties: { sessionExpiryInterval: 30 } })) as { sessionPresent: boolean } | null;
-    back.end();
-    return ack?.sessionPresent === true;
-  } finally {
-    await broker.stop();
-    tmp.remove();
-  }
+  return onBrokerProcess(env, async (broker) => {
+  proxy.replyDelayMs = 40;
+  const parked = await client(broker.url, { ...persistent(4, 'ks-parked'), clean: false });
+  await parked.subscribeAsync('ks/+', { qos: 2 });
+  await parked.endAsync();
+  const raw = await RawClient.tcp(broker.port, 5);
+  await raw.connect('ks-new', { clean: false, properties: { sessionExpiryInterval: 30 } });
+  await broker.stop();
+  raw.end();
+  proxy.replyDelayMs = 0;
+  await broker.start();
+  const back = await RawClient.tcp(broker.port, 5);
+  const ack = (await back.connect('ks-new', { clean: false, properties: { sessionExpiryInterval: 30 } })) as { sessionPresent: boolean } | null;
+  back.end();
+  return ack?.sessionPresent === true;
+  });
 }
 
 /**
@@ -635,42 +630,36 @@ export async function sessionKeptAtStop(env: NodeJS.ProcessEnv, proxy: SlowRepli
  * that answer came, and the subscriber got the will twice. Returns how many times it got it.
  */
 export async function willOnceAcrossKill(env: NodeJS.ProcessEnv, proxy: SlowReplies, marks: (payload: Buffer) => string[]): Promise<number> {
-  const tmp = tempDir();
-  const broker = new BrokerProcess(await freePort(), tmp.dir, [], env);
   const payload = Buffer.from('will-body-3f9c2e');
-  try {
-    await broker.start();
-    const sub = await client(broker.url, persistent(5, 'wk-sub'));
-    await sub.subscribeAsync('wk/#', { qos: 2 });
-    await sub.endAsync();
-    const dying = await client(broker.url, { ...persistent(5, 'wk-dying'), will: { topic: 'wk/x', payload, qos: 2, retain: false } });
-    await sleep(300);
-    proxy.replyDelayMs = 400;
-    const [first, ...rest] = marks(payload);
-    let sent = proxy.sent(first as string);
-    (dying as unknown as { stream: { destroy(): void } }).stream.destroy(); // no DISCONNECT: the will is due
+  return onBrokerProcess(env, async (broker) => {
+  const sub = await client(broker.url, persistent(5, 'wk-sub'));
+  await sub.subscribeAsync('wk/#', { qos: 2 });
+  await sub.endAsync();
+  const dying = await client(broker.url, { ...persistent(5, 'wk-dying'), will: { topic: 'wk/x', payload, qos: 2, retain: false } });
+  await sleep(300);
+  proxy.replyDelayMs = 400;
+  const [first, ...rest] = marks(payload);
+  let sent = proxy.sent(first as string);
+  (dying as unknown as { stream: { destroy(): void } }).stream.destroy(); // no DISCONNECT: the will is due
+  await sent;
+  for (const m of rest) {
+    sent = proxy.sent(m);
     await sent;
-    for (const m of rest) {
-      sent = proxy.sent(m);
-      await sent;
-    }
-    await sleep(150);
-    await broker.kill9();
-    dying.end(true);
-    proxy.replyDelayMs = 0;
-    await broker.start();
-    const back = unconnected(broker.url, { ...persistent(5, 'wk-sub'), clean: false });
-    const got: string[] = [];
-    back.on('message', (topic, p) => got.push(`${topic} ${p.toString()}`));
-    back.connect();
-    await quiet(back, 1500);
-    await back.endAsync();
-    for (const g of got) assert.equal(g, `wk/x ${payload.toString()}`);
-    return got.length;
-  } finally {
-    await broker.stop();
-    tmp.remove();
   }
+  await sleep(150);
+  await broker.kill9();
+  dying.end(true);
+  proxy.replyDelayMs = 0;
+  await broker.start();
+  const back = unconnected(broker.url, { ...persistent(5, 'wk-sub'), clean: false });
+  const got: string[] = [];
+  back.on('message', (topic, p) => got.push(`${topic} ${p.toString()}`));
+  back.connect();
+  await quiet(back, 1500);
+  await back.endAsync();
+  for (const g of got) assert.equal(g, `wk/x ${payload.toString()}`);
+  return got.length;
+  });
 }
 
 /**

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BrokerProcess, freePort, startBroker, tempDir } from '../helpers.js';
 import { backlogAfterShortVisit, killUnderLoad, lostMidRun, qos0OrderWhileReading, sessionKeptAtStop, willOnceAcrossKill } from '../registry-suite.js';
-import { slowReplies, startRedis } from '../servers.js';
+import { type SlowReplies, slowReplies, startRedis } from '../servers.js';
 
 test('kill -9 under QoS 1 load: every acknowledged message reaches the persistent subscriber after the restart, none lost', async (t) => {
   const redis = await startRedis();
@@ -23,51 +23,39 @@ test('kill -9 under QoS 1 load: every acknowledged message reaches the persisten
   }
 });
 
-test('a will stored as Redis answers late, kill -9: the restart does not publish it again (the record is cleared in the same script)', async () => {
+/** A redis-server reached through a proxy that can hold its answers back (slowReplies), for `fn`. */
+async function slowRedis(fn: (env: NodeJS.ProcessEnv, proxy: SlowReplies) => Promise<void>): Promise<void> {
   const redis = await startRedis();
   const proxy = await slowReplies(redis.port);
   try {
-    const n = await willOnceAcrossKill({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy, (payload) => [payload.toString()]);
+    await fn({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy);
+  } finally {
+    await proxy.close();
+    await redis.destroy();
+  }
+}
+
+test('a will stored as Redis answers late, kill -9: the restart does not publish it again (the record is cleared in the same script)', () =>
+  slowRedis(async (env, proxy) => {
+    const n = await willOnceAcrossKill(env, proxy, (payload) => [payload.toString()]);
     assert.equal(n, 1, `the will delivered ${n} times`);
-  } finally {
-    await proxy.close();
-    await redis.destroy();
-  }
-});
+  }));
 
-test('SIGTERM as a new persistent session gets its CONNACK, Redis answering late: the stop waits for its record, the restart resumes it', async () => {
-  const redis = await startRedis();
-  const proxy = await slowReplies(redis.port);
-  try {
-    assert.equal(await sessionKeptAtStop({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy), true, 'session present after the restart');
-  } finally {
-    await proxy.close();
-    await redis.destroy();
-  }
-});
+test('SIGTERM as a new persistent session gets its CONNACK, Redis answering late: the stop waits for its record, the restart resumes it', () =>
+  slowRedis(async (env, proxy) => {
+    assert.equal(await sessionKeptAtStop(env, proxy), true, 'session present after the restart');
+  }));
 
-test('QoS 0 published as a persistent subscriber reads its backlog from a slow Redis comes after that backlog, in order', async () => {
-  const redis = await startRedis();
-  const proxy = await slowReplies(redis.port);
-  try {
-    assert.deepEqual(await qos0OrderWhileReading({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy), Array.from({ length: 20 }, (_, i) => `m${i}`));
-  } finally {
-    await proxy.close();
-    await redis.destroy();
-  }
-});
+test('QoS 0 published as a persistent subscriber reads its backlog from a slow Redis comes after that backlog, in order', () =>
+  slowRedis(async (env, proxy) => {
+    assert.deepEqual(await qos0OrderWhileReading(env, proxy), Array.from({ length: 20 }, (_, i) => `m${i}`));
+  }));
 
-test('a persistent subscriber gone again before its first read of a slow Redis came back gets its message on its next visit', async () => {
-  const redis = await startRedis();
-  const proxy = await slowReplies(redis.port);
-  try {
-    const got = await backlogAfterShortVisit({ STRATA_PERSISTENCE__REGISTRY: 'redis', STRATA_REDIS__SINGLE__ADDRESS: proxy.server }, proxy);
+test('a persistent subscriber gone again before its first read of a slow Redis came back gets its message on its next visit', () =>
+  slowRedis(async (env, proxy) => {
+    const got = await backlogAfterShortVisit(env, proxy);
     assert.ok(got.length >= 1 && got.every((p) => p === 'waiting'), `got ${JSON.stringify(got)}`);
-  } finally {
-    await proxy.close();
-    await redis.destroy();
-  }
-});
+  }));
 
 test('Redis unreachable at start: the broker does not start, exits 1 and names the registry and the address', async () => {
   const tmp = tempDir();
