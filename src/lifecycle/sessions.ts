@@ -217,7 +217,7 @@ export class SessionLifecycle {
     const clear = (): Promise<void> | null => this.clearWill(session, disconnectedAt);
     const registry = this.store?.sessions;
     if (!registry?.willMark) {
-      // Not stored: the record keeps the will for the next start.
+      // No log to mark in: cleared with the will's save (or after it); not stored, the record keeps it for the next start.
       this.trackWill(this.publishWill(msg, conn, clear));
       return;
     }

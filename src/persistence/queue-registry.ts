@@ -277,7 +277,7 @@ export class QueueStore implements Persistence, SessionRegistry, MessageRegistry
   private completions: Map<string, number[]> | null = null;
   /** Writes made and not yet answered; close waits for them (`idle`). */
   private writes = 0;
-  private idle: (() => void)[] = [];
+  private readonly idle: (() => void)[] = [];
   private readonly settled = (): void => {
     if (--this.writes === 0 && this.idle.length > 0) for (const go of this.idle.splice(0)) go();
   };

@@ -184,7 +184,8 @@ export interface SessionRegistry {
    * client's own messages are all before it; written into its record before the will is
    * published, StoredWill.publishing), and, after a
    * restart, where it was found if it reached the log (null: it did not). Registries without
-   * these publish a will again after a crash that came before its record was cleared.
+   * these clear the record with the will's save (MessageRegistry.turnAtomic) or, without that,
+   * once it is stored: a crash in between publishes the will again.
    */
   willMark?(clientId: string): Promise<WillMark>;
   findWill?(clientId: string, mark: WillMark): LogPosition | null;

@@ -83,10 +83,18 @@ export interface RouterParts {
 }
 
 /**
- * Written with what a published message needs besides the log, in the same metadata commit
- * (SessionLifecycle: a will's record cleared once the will is stored); called once, null: nothing.
+ * Written with what a published message needs besides the log, in the same metadata commit —
+ * or, on a registry whose writes of one turn are all or none (MessageRegistry.turnAtomic), in
+ * the turn of the message's save (SessionLifecycle: a will's record cleared once the will is
+ * stored); called once, null: nothing.
  */
 export type AlsoStored = () => Promise<void> | null;
+
+/** `alsoStored` written now (null: nothing to write), what it returns added to `waits`. */
+function writeAlso(alsoStored: AlsoStored | null, waits: Promise<void>[]): void {
+  const also = alsoStored?.() ?? null;
+  if (also !== null) waits.push(also);
+}
 
 export class Router {
   /** Where broker state is stored, once opened (null: in memory only). */
@@ -463,8 +471,7 @@ export class Router {
     }
     if (targets.length === 0 && !logged) {
       if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
-      const also = alsoStored?.() ?? null;
-      if (also !== null) waits.push(also);
+      writeAlso(alsoStored, waits);
       await Promise.all(waits);
       return;
     }
@@ -475,9 +482,8 @@ export class Router {
       if (alsoStored !== null && store.messages.turnAtomic === true) {
         // A registry whose writes of one turn are all or none: written with the save (a queue
         // registry has no pins to wait for: its queue entries are the save).
-        const also = alsoStored();
+        writeAlso(alsoStored, waits);
         alsoStored = null;
-        if (also !== null) waits.push(also);
       }
       pos = await saved;
     } catch (e) {
@@ -503,8 +509,7 @@ export class Router {
     // Same turn as the pins above, so the same commit: a restart finds the id stored (or the
     // will's record cleared, alsoStored) only if they are.
     if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
-    const also = alsoStored?.() ?? null;
-    if (also !== null) waits.push(also);
+    writeAlso(alsoStored, waits);
     this.syncDrops();
     if (waits.length > 0) await Promise.all(waits);
   }
@@ -537,8 +542,7 @@ export class Router {
       if (p && session.durable) waits.push(session.durable.pin(p));
     }
     if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));
-    const also = alsoStored?.() ?? null;
-    if (also !== null) waits.push(also);
+    writeAlso(alsoStored, waits);
     this.syncDrops();
     return Promise.all(waits).then(() => undefined);
   }

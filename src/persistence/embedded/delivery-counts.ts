@@ -19,10 +19,9 @@
  * four typed arrays (one entry per (shard, offset), consecutive repeats merged); before a
  * message's append completes its counts wait in its batch's slots (CountSlots: two typed arrays
  * per batch, the message points at them, Message.countSlots / countIdx; before it is in a batch,
- * on the message itself) and move to their
- * positions when the append batch resolves (`placed`). A batch holds no reference to its
- * messages, so none lives longer for being logged. The arrays are written to the store in one
- * native call when full or every FLUSH_MS.
+ * on the message itself) and move to their positions when the append batch resolves (`placed`).
+ * A batch holds no reference to its messages, so none lives longer for being logged. The arrays
+ * are written to the store in one native call when full or every FLUSH_MS.
  *
  * Durability: statistics, outside the no-loss promise. A clean stop writes everything counted
  * (DurableSessions.close); a kill -9 loses what was counted in the last FLUSH_MS and the counts
@@ -109,7 +108,7 @@ export class DeliveryCounts implements DeliveryCounter {
     }
   }
 
-  /** Slots for a new append batch (room for `n` messages; `grow` makes more). */
+  /** Slots for a new append batch (room for `n` messages; `into` makes more). */
   slots(n: number): CountSlots {
     return { pos: null, delivered: new Uint32Array(n), acked: new Uint32Array(n) };
   }

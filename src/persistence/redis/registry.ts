@@ -351,14 +351,15 @@ export class RedisRegistry implements QueueRegistry {
    */
   async putSession(clientId: string, record: SessionRecord): Promise<void> {
     const c = this.must();
+    const json = JSON.stringify(record);
     const t = this.turn;
     if (t !== null && t.saves.length > 0) {
-      t.records.push({ clientId, json: JSON.stringify(record) });
+      t.records.push({ clientId, json });
       const written = this.wait(t);
       this.flush();
       return written;
     }
-    await Promise.all([c.set(keys(clientId).rec, JSON.stringify(record)), c.sadd(SESSIONS, clientId)]);
+    await Promise.all([c.set(keys(clientId).rec, json), c.sadd(SESSIONS, clientId)]);
   }
 
   async deleteSession(clientId: string): Promise<void> {

@@ -219,7 +219,6 @@ function duplicateQos2(conn: Connection, session: NonNullable<Connection['sessio
       conn.close('storage failure: message not acknowledged');
     },
   );
-  return;
 }
 
 /**
