@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BrokerProcess, freePort, startBroker, tempDir } from '../helpers.js';
+import { BrokerProcess, freePort, RawClient, startBroker, tempDir } from '../helpers.js';
 import { backlogAfterShortVisit, killUnderLoad, lostMidRun, qos0OrderWhileReading, sessionKeptAtStop, willOnceAcrossKill } from '../registry-suite.js';
 import { type SlowReplies, slowReplies, startRedis } from '../servers.js';
 
@@ -55,6 +55,30 @@ test('a persistent subscriber gone again before its first read of a slow Redis c
   slowRedis(async (env, proxy) => {
     const got = await backlogAfterShortVisit(env, proxy);
     assert.ok(got.length >= 1 && got.every((p) => p === 'waiting'), `got ${JSON.stringify(got)}`);
+  }));
+
+test('Redis stops answering (redis.timeout 0), SIGTERM: the stop waits 5 s for the registry writes, says how many were not answered, and ends cleanly', () =>
+  slowRedis(async (env, proxy) => {
+    const tmp = tempDir();
+    const broker = new BrokerProcess(await freePort(), tmp.dir, [], { ...env, STRATA_REDIS__TIMEOUT: '0' });
+    try {
+      await broker.start();
+      proxy.replyDelayMs = 120_000;
+      const raw = await RawClient.tcp(broker.port, 5);
+      await raw.connect('stuck-sub', { clean: false, properties: { sessionExpiryInterval: 3600 } }); // its record's write is not answered
+      const t0 = Date.now();
+      await broker.stop();
+      const ms = Date.now() - t0;
+      raw.end();
+      // Before the CLI's own 10 s limit (which exits 1 without a word): the registry closed, 'closed' logged.
+      assert.ok(ms >= 4_500 && ms < 9_500, `stopped after ${ms} ms`);
+      assert.match(broker.output, /registry: \d+ write\(s\) still unanswered after 5 s at close: closing anyway/);
+      assert.match(broker.output, /"msg":"closed"/);
+    } finally {
+      proxy.replyDelayMs = 0;
+      await broker.stop();
+      tmp.remove();
+    }
   }));
 
 test('Redis unreachable at start: the broker does not start, exits 1 and names the registry and the address', async () => {
