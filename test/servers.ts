@@ -367,6 +367,8 @@ export interface SlowReplies {
 
 export async function slowReplies(port: number): Promise<SlowReplies> {
   const sockets = new Set<Socket>();
+  /** Answers held back: cleared by close, so none keeps the test process alive. */
+  const held = new Set<NodeJS.Timeout>();
   const watches: { text: Buffer; resolve: () => void }[] = [];
   let tail = Buffer.alloc(0);
   const server = createServer((down) => {
@@ -399,7 +401,13 @@ export async function slowReplies(port: number): Promise<SlowReplies> {
       const at = Math.max(Date.now() + proxy.replyDelayMs, last);
       last = at;
       if (at <= Date.now()) down.write(chunk);
-      else setTimeout(() => down.write(chunk), at - Date.now());
+      else {
+        const t = setTimeout(() => {
+          held.delete(t);
+          down.write(chunk);
+        }, at - Date.now());
+        held.add(t);
+      }
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -413,6 +421,8 @@ export async function slowReplies(port: number): Promise<SlowReplies> {
       return new Promise((resolve) => watches.push({ text: Buffer.from(text), resolve }));
     },
     async close() {
+      for (const t of held) clearTimeout(t);
+      held.clear();
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
