@@ -22,7 +22,7 @@ export const LAYERS = [
   ['persistence'],
   ['auth'],
   ['hooks'],
-  ['wire', 'native.ts', 'config.ts', 'log.ts', 'timers.ts', 'idle-gc.ts'],
+  ['wire', 'native.ts', 'config.ts', 'log.ts', 'timers.ts', 'idle-gc.ts', 'crypto.ts'],
 ];
 
 /** The room of a path relative to src/ ('session/delivery.ts' → 'session'). */

@@ -41,9 +41,7 @@ import { QueueSession } from './session/queue-session.js';
 import { type DeliveryEnv, type DeliveryLimits, deliveryLimits, type DeliveryStats } from './session/session.js';
 import { MemorySessionStore, type SessionStore } from './session/store.js';
 import { listenTcp } from './transport/tcp.js';
-import { listenTls } from './transport/tls.js';
 import { startIdleGc } from './idle-gc.js';
-import { listenWs } from './transport/ws.js';
 import type { QoS } from './wire/codec.js';
 import { createMessage, decodeProperties } from './wire/message.js';
 import { RC } from './wire/reason-codes.js';
@@ -238,10 +236,12 @@ export class Broker extends HookBus implements ProtocolContext {
       this.addresses[name] = l.port;
     };
     bound('tcp', await listenTcp(this, host, c['listener.tcp.port']));
-    if (c['listener.ws.port'] >= 0) bound('ws', await listenWs(this, host, c['listener.ws.port'], c['listener.ws.path'], null));
+    // The WebSocket and TLS listeners' modules (and node's http, https, tls) are loaded when configured.
+    const ws = c['listener.ws.port'] >= 0 || c['listener.wss.port'] >= 0 ? await import('./transport/ws.js') : null;
+    if (ws && c['listener.ws.port'] >= 0) bound('ws', await ws.listenWs(this, host, c['listener.ws.port'], c['listener.ws.path'], null));
     const tlsOpts = { certfile: c['listener.tls.certfile'], keyfile: c['listener.tls.keyfile'] };
-    if (c['listener.tls.port'] >= 0) bound('tls', await listenTls(this, host, c['listener.tls.port'], tlsOpts));
-    if (c['listener.wss.port'] >= 0) bound('wss', await listenWs(this, host, c['listener.wss.port'], c['listener.ws.path'], tlsOpts));
+    if (c['listener.tls.port'] >= 0) bound('tls', await (await import('./transport/tls.js')).listenTls(this, host, c['listener.tls.port'], tlsOpts));
+    if (ws && c['listener.wss.port'] >= 0) bound('wss', await ws.listenWs(this, host, c['listener.wss.port'], c['listener.ws.path'], tlsOpts));
   }
 
   /**

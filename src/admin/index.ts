@@ -5,7 +5,7 @@
  * fastify and prom-client are loaded only when the API is enabled (admin.port >= 0), at its first
  * request (the port is bound at start).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { PACKAGE_VERSION } from '../native.js';
 import type { AdminServerOptions } from './server.js';
 import { SysPublisher } from './sys.js';
@@ -44,7 +44,7 @@ export async function startAdmin(b: AdminSource): Promise<Admin> {
     };
     // The port is bound now; fastify, its routes and prom-client (~20 MB) are loaded at the
     // first request, which waits for them.
-    const s = createServer();
+    const s = (await import('node:http')).createServer(); // node's http: loaded only for the API
     s.keepAliveTimeout = 72_000; // fastify's own default for a server it makes
     server = s;
     let handle: ((req: IncomingMessage, res: ServerResponse) => void) | null = null;

@@ -11,7 +11,8 @@
  * Key files are read when the verifier is made (`fromConfig`, again on each reload): a missing
  * or malformed file is an error that names it. A verifier is immutable.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { crypto } from '../crypto.js';
 import { readFileSync } from 'node:fs';
 import type { createLocalJWKSet, JSONWebKeySet, JWTPayload, JWTVerifyOptions } from 'jose';
 
@@ -72,7 +73,7 @@ function readKeyFile(path: string, what: string): string {
 function loadPublicKey(path: string): KeyObject {
   const pem = readKeyFile(path, 'JWT public key (auth.jwt.public_key)');
   try {
-    const key = createPublicKey(pem);
+    const key = crypto().createPublicKey(pem);
     return key;
   } catch (e) {
     throw new JwtConfigError(`not a PEM public key (auth.jwt.public_key): ${(e as Error).message}`, path);

@@ -24,11 +24,10 @@
  * Writing (`writeEntry`, `deleteEntry`) rewrites the file atomically — a temporary file in the
  * same directory, fsynced, mode 0600, renamed over it — and keeps every other line as it was.
  */
-import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { crypto } from '../crypto.js';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { Algorithm, type parseOptions } from '@node-rs/argon2';
 import { createRequire } from 'node:module';
 
@@ -43,7 +42,9 @@ function argon2(): typeof import('@node-rs/argon2') {
 }
 import { ConfigError } from '../config.js';
 
-const pbkdf2Async = promisify(pbkdf2);
+function pbkdf2Async(password: Buffer, salt: Buffer, iterations: number, keylen: number, digest: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => crypto().pbkdf2(password, salt, iterations, keylen, digest, (e, key) => (e ? reject(e) : resolve(key))));
+}
 
 /** The argon2id parameters `hashPassword` uses (OWASP's first recommendation: 19 MiB, 2 passes). */
 export const ARGON2_PARAMS = { algorithm: Algorithm.Argon2id, memoryCost: 19456, timeCost: 2, parallelism: 1, outputLen: 32 } as const;
@@ -130,32 +131,32 @@ async function check(h: Hash, password: Buffer): Promise<boolean> {
   switch (h.kind) {
     case 'pbkdf2-sha512': {
       const got = await pbkdf2Async(password, h.salt, h.iterations, h.hash.length, 'sha512');
-      return timingSafeEqual(got, h.hash);
+      return crypto().timingSafeEqual(got, h.hash);
     }
     case 'sha512': {
-      const got = createHash('sha512').update(password).update(h.salt).digest();
-      return timingSafeEqual(got, h.hash);
+      const got = crypto().createHash('sha512').update(password).update(h.salt).digest();
+      return crypto().timingSafeEqual(got, h.hash);
     }
     case 'argon2id': {
       // hashRaw with the stored salt and parameters, not argon2's verify(): that one takes the
       // password as UTF-8 text and refuses other bytes, and MQTT passwords are binary data.
       const o = h.options;
       const got = await argon2().hashRaw(password, { algorithm: o.algorithm, version: o.version, memoryCost: o.memoryCost, timeCost: o.timeCost, parallelism: o.parallelism, outputLen: o.outputLen, salt: h.salt });
-      return timingSafeEqual(got, h.hash);
+      return crypto().timingSafeEqual(got, h.hash);
     }
   }
 }
 
 /** A stand-in with the same cost as `h`, that no password matches (for unknown users). */
 function dummyOf(h: Hash | undefined): Hash {
-  if (h === undefined) return { kind: 'pbkdf2-sha512', iterations: 101, salt: randomBytes(12), hash: randomBytes(64) };
+  if (h === undefined) return { kind: 'pbkdf2-sha512', iterations: 101, salt: crypto().randomBytes(12), hash: crypto().randomBytes(64) };
   switch (h.kind) {
     case 'pbkdf2-sha512':
-      return { ...h, salt: randomBytes(h.salt.length), hash: randomBytes(64) };
+      return { ...h, salt: crypto().randomBytes(h.salt.length), hash: crypto().randomBytes(64) };
     case 'sha512':
-      return { ...h, salt: randomBytes(h.salt.length), hash: randomBytes(64) };
+      return { ...h, salt: crypto().randomBytes(h.salt.length), hash: crypto().randomBytes(64) };
     case 'argon2id':
-      return { ...h, salt: randomBytes(h.salt.length), hash: randomBytes(h.hash.length) };
+      return { ...h, salt: crypto().randomBytes(h.salt.length), hash: crypto().randomBytes(h.hash.length) };
   }
 }
 
@@ -178,7 +179,10 @@ function userOfLine(line: string): string | undefined {
 
 export class PasswordFile {
   /** HMAC key of the success cache: the process's own, so cached digests mean nothing elsewhere. */
-  private static readonly cacheKey = randomBytes(32);
+  private static cacheKeyMade: Buffer | null = null;
+  private static get cacheKey(): Buffer {
+    return (PasswordFile.cacheKeyMade ??= crypto().randomBytes(32));
+  }
   /** username → HMAC of the password that last verified against the entry's hash. */
   private readonly verified = new Map<string, { encoded: string; digest: Buffer }>();
   private readonly dummy: Hash;
@@ -250,7 +254,7 @@ export class PasswordFile {
   }
 
   private digest(username: string, password: Buffer): Buffer {
-    return createHmac('sha256', PasswordFile.cacheKey).update(username).update('\0').update(password).digest();
+    return crypto().createHmac('sha256', PasswordFile.cacheKey).update(username).update('\0').update(password).digest();
   }
 
   /**
@@ -262,7 +266,7 @@ export class PasswordFile {
     const hit = this.verified.get(username);
     const entry = this.entries.get(username);
     if (hit === undefined || entry === undefined || hit.encoded !== entry.encoded) return undefined;
-    return timingSafeEqual(hit.digest, this.digest(username, password)) ? true : undefined;
+    return crypto().timingSafeEqual(hit.digest, this.digest(username, password)) ? true : undefined;
   }
 
   /** Does `password` match `username`'s hash? Unknown user or no password: false, after as much work. */
@@ -288,7 +292,7 @@ export function hashPassword(password: string | Buffer): Promise<string> {
 
 /** Write `text` to `path` atomically: temporary file in the same directory, fsync, mode 0600, rename. */
 async function replaceFile(path: string, text: string): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${crypto().randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', 0o600);
   try {
     await fh.chmod(0o600); // the umask cannot widen it, but be explicit

@@ -26,7 +26,7 @@ import { errorText, type Pool } from './pool.js';
 import type { RedisPool } from './redis.js';
 import type { SqlPool } from './sql.js';
 import { msglogConfig, type MsglogConfig } from '../msglog/config.js';
-import { LogSink } from './msglog-sink.js';
+import type { LogSink } from './msglog-sink.js';
 
 export type { BackendHost, StoredMessage } from './event.js';
 
@@ -128,7 +128,7 @@ export class Backends {
     const sinkPool = sinkCfg && this.pools.get(sinkCfg.id);
     const store = host.logStore();
     // The message log's SQL sink: a reader of the log, never in the publishing path.
-    if (sinkPool && 'dialect' in sinkPool && store) this.sink = new LogSink(sinkPool, store, host.logCounts(), this.msglog, this.metrics.msglog, this.log);
+    if (sinkPool && 'dialect' in sinkPool && store) this.sink = new (await import('./msglog-sink.js')).LogSink(sinkPool, store, host.logCounts(), this.msglog, this.metrics.msglog, this.log);
     if (this.pools.size > 0) this.log.info({ pools: [...this.pools.keys()], rules: this.config.rules.length }, 'backends started');
   }
 

@@ -8,7 +8,7 @@
  * message.delivered, message.acked): ids are kept by the message's payload buffer, which the
  * broker shares between the snapshots of one message (hooks/index.ts).
  */
-import { createHash } from 'node:crypto';
+import { crypto } from '../crypto.js';
 import type { MessageInfo } from '../hooks/index.js';
 
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
@@ -60,8 +60,8 @@ export function base62(n: bigint): string {
 }
 
 export class MessageIds {
-  /** The node (32 bits of a hash of its name) and the process id (16 bits). */
-  private readonly node: number;
+  /** The node (32 bits of a hash of its name, made at the first id: -1 until then) and the process id (16 bits). */
+  private node = -1;
   private readonly pid: number;
   /** Microseconds (exact in a double until the year 2255). */
   private lastUs = 0;
@@ -80,8 +80,10 @@ export class MessageIds {
   private prefix = '';
   private low = 0;
 
-  constructor(node: string, pid = process.pid) {
-    this.node = createHash('sha1').update(node).digest().readUInt32BE(0);
+  constructor(
+    private readonly nodeName: string,
+    pid = process.pid,
+  ) {
     this.pid = pid & 0xffff;
   }
 
@@ -116,6 +118,7 @@ export class MessageIds {
     const hi = Math.floor(us / 0x100000000);
     l[0] = hi;
     l[1] = us - hi * 0x100000000;
+    if (this.node < 0) this.node = crypto().createHash('sha1').update(this.nodeName).digest().readUInt32BE(0);
     l[2] = this.node;
     l[3] = this.pid * 0x10000 + seq;
     return base62Limbs(l);

@@ -3,8 +3,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { createBroker, type Broker } from '../index.js';
 import { VERSION } from '../admin/index.js';
-import { registerLog } from './log.js';
-import { registerManage, storeInfoOnline, storeInfoText } from './manage.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Config, ConfigError, type ConfigInput, configReference, loadConfig, REFERENCE_END, REFERENCE_START } from '../config.js';
@@ -193,9 +191,10 @@ ds.command('info')
       const losses = store.losses();
       await store.close();
       if (opts.json) process.stdout.write(`${JSON.stringify({ ...stats, losses }, null, 2)}\n`);
-      else process.stdout.write(`${storeInfoText(stats, losses, dir, lossLine)}\n`);
+      else process.stdout.write(`${(await import('./manage.js')).storeInfoText(stats, losses, dir, lossLine)}\n`);
     } catch (e) {
       // In use: the broker holding it answers through its admin API, if that is reachable and serves this directory.
+      const { storeInfoOnline, storeInfoText } = await import('./manage.js');
       const online = (e as NativeError).code === 'ERR_STORE_LOCKED' ? await storeInfoOnline({ ...opts, dataDir: dir }, dir) : null;
       if (!online) dsFail('info', e);
       const { dataDir: _d, losses, ...stats } = online;
@@ -204,8 +203,13 @@ ds.command('info')
     }
   });
 
-(await import('./passwd.js')).registerPasswd(program);
-registerManage(program);
-registerLog(program);
+// The commands that talk to a broker or its files (their modules, cli-progress and the log's
+// readers among them) are not loaded for `start`: a running broker keeps none of their code.
+if (process.argv.slice(2).find((a) => !a.startsWith('-')) !== 'start') {
+  const [{ registerPasswd }, { registerManage }, { registerLog }] = await Promise.all([import('./passwd.js'), import('./manage.js'), import('./log.js')]);
+  registerPasswd(program);
+  registerManage(program);
+  registerLog(program);
+}
 
 await program.parseAsync(process.argv);

@@ -12,11 +12,15 @@ import { pathToFileURL } from 'node:url';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { checkRegistry, QueueStore, type QueueRegistry, RegistryError } from './queue-registry.js';
-import { parseNodes, RedisRegistry, type RedisRegistryOptions } from './redis/registry.js';
-import { SqlRegistry, sqlOptions } from './sql/registry.js';
+import type { RedisRegistry, RedisRegistryOptions } from './redis/registry.js';
+import type { SqlRegistry } from './sql/registry.js';
 
-/** The `redis.*` keys as the Redis registry takes them. */
-export function redisOptions(c: Config): RedisRegistryOptions {
+// The Redis and SQL registries are loaded only by the broker that uses one (an embedded one
+// keeps none of their code).
+
+/** The Redis registry the `redis.*` keys describe. */
+async function redisRegistry(c: Config, log: Logger): Promise<RedisRegistry> {
+  const { parseNodes, RedisRegistry } = await import('./redis/registry.js');
   const mode = c['redis.mode'] as RedisRegistryOptions['mode'];
   const nodes =
     mode === 'cluster'
@@ -24,7 +28,7 @@ export function redisOptions(c: Config): RedisRegistryOptions {
       : mode === 'sentinel'
         ? parseNodes(c['redis.sentinel.nodes'], 'redis.sentinel.nodes', 26379)
         : parseNodes(c['redis.single.address'], 'redis.single.address');
-  return {
+  const opts: RedisRegistryOptions = {
     mode,
     nodes,
     master: c['redis.sentinel.master'],
@@ -35,12 +39,14 @@ export function redisOptions(c: Config): RedisRegistryOptions {
     connectTimeoutMs: c['redis.pool.conn.timeout'],
     scanIntervalMs: c['redis.cluster.scan.interval'],
   };
+  return new RedisRegistry(opts, log);
 }
 
-/** The `db.*` keys as the SQL registry takes them. */
-function sqlFrom(c: Config): ReturnType<typeof sqlOptions> {
+/** The SQL registry the `db.*` keys describe. */
+async function sqlRegistry(c: Config, log: Logger): Promise<SqlRegistry> {
   if (!c['db.url']) throw new RegistryError('persistence.registry = sql: db.url is not set (postgres://host:port/db or mysql://host:port/db)');
-  return sqlOptions(c['db.url'], c['db.username'], c['db.password'], { initialSize: c['db.initial_size'], maxActive: c['db.max_active'], maxWait: c['db.max_wait'], minIdle: c['db.min_idle'], queryTimeout: c['db.query_timeout'] });
+  const { SqlRegistry, sqlOptions } = await import('./sql/registry.js');
+  return new SqlRegistry(sqlOptions(c['db.url'], c['db.username'], c['db.password'], { initialSize: c['db.initial_size'], maxActive: c['db.max_active'], maxWait: c['db.max_wait'], minIdle: c['db.min_idle'], queryTimeout: c['db.query_timeout'] }), log);
 }
 
 /** A user's registry module: its `createRegistry(config, log)`, else its default export (an object, or a factory). */
@@ -63,7 +69,7 @@ async function loadModule(path: string, c: Config, log: Logger): Promise<QueueRe
 export async function openRegistry(c: Config, log: Logger): Promise<QueueStore | null> {
   const which = c['persistence.registry'];
   if (which === 'embedded') return null;
-  const registry = which === 'redis' ? new RedisRegistry(redisOptions(c), log) : which === 'sql' ? new SqlRegistry(sqlFrom(c), log) : await loadModule(which, c, log);
+  const registry = which === 'redis' ? await redisRegistry(c, log) : which === 'sql' ? await sqlRegistry(c, log) : await loadModule(which, c, log);
   const name = which;
   try {
     await registry.open();

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { createServer } from 'node:tls';
 import { ConfigError } from '../config.js';
 import { type Acceptor, acceptSocket, bind } from './tcp.js';
 
@@ -21,6 +20,7 @@ export function readTlsFiles(files: TlsFiles): { cert: Buffer; key: Buffer } {
 }
 
 export async function listenTls(acceptor: Acceptor, host: string, port: number, files: TlsFiles): Promise<{ server: Server; port: number }> {
+  const { createServer } = await import('node:tls'); // loaded by the broker that has a TLS listener
   const server = createServer(readTlsFiles(files), (socket) => acceptSocket(acceptor, socket));
   return { server, port: await bind(server, host, port) };
 }

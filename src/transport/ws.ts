@@ -1,5 +1,3 @@
-import { createServer as createHttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:net';
 import { ProtocolViolation, RC } from '../wire/reason-codes.js';
 import { type Acceptor, bind } from './tcp.js';
@@ -15,7 +13,7 @@ export async function listenWs(
 ): Promise<{ server: Server; port: number }> {
   // ws is loaded when a WebSocket listener is configured, not by every broker.
   const { createWebSocketStream, WebSocketServer } = await import('ws');
-  const http = tls ? createHttpsServer(readTlsFiles(tls)) : createHttpServer();
+  const http = tls ? (await import('node:https')).createServer(readTlsFiles(tls)) : (await import('node:http')).createServer();
   http.on('request', (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain' }).end(`MQTT over WebSocket is served at ${path}\n`);
   });

@@ -4,7 +4,7 @@
  * is attached (taking over any live connection with the same id) and CONNACK goes out
  * before anything the resumed session has queued.
  */
-import { randomBytes } from 'node:crypto';
+import { crypto } from '../../crypto.js';
 import type { IConnackPacket, IConnectPacket } from 'mqtt-packet';
 import type { Connection } from '../connection.js';
 import type { GateAnswer } from '../../hooks/index.js';
@@ -46,7 +46,7 @@ export function handleConnect(conn: Connection, p: IConnectPacket): void {
     if (version === 3 || (version === 4 && !p.clean)) {
       return refuseConnect(conn, RC.ClientIdentifierNotValid, 'empty client id requires clean session');
     }
-    clientId = `strata-${randomBytes(8).toString('hex')}`; // [MQTT-3.1.3-6]
+    clientId = `strata-${crypto().randomBytes(8).toString('hex')}`; // [MQTT-3.1.3-6]
     if (version === 5) assigned = clientId;
   }
   if (Buffer.byteLength(clientId) > cfg['mqtt.max_clientid_len']) {
