@@ -26,7 +26,7 @@ import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
 import type { RetainedStore } from './retained.js';
 import { type FeedHost, type FeedRequest, RetainedFeed } from './retained-feed.js';
-import type { SubRecord, SubscriptionTable } from './subscriptions.js';
+import type { SubscriptionTable } from './subscriptions.js';
 
 /** A persistent session's delivery of a message that goes through the log. */
 interface LoggedTarget {
@@ -185,10 +185,10 @@ export class Router {
 
   /** Remove a subscription; for a persistent session the durable removal is pushed onto `writes` (UNSUBACK waits for it). */
   unsubscribe(session: Session, filter: string, writes: Promise<void>[] | null = null): boolean {
-    const sub = session.subscriptions.get(filter);
-    if (!sub) return false;
+    const id = session.subscriptions.id(filter);
+    if (id === undefined) return false;
     session.subscriptions.delete(filter);
-    this.table.remove(sub);
+    this.table.remove(filter, id);
     if (session.durable && this.store) {
       const removed = this.store.sessions.deleteSubscription(session.clientId, filter);
       removed.catch((e: unknown) => this.onStoreError(undefined, e as Error));
@@ -236,7 +236,7 @@ export class Router {
 
   /** Every subscription of an ending session out of the table (its durable records go with the session). */
   removeAll(session: Session): void {
-    for (const sub of session.subscriptions.values()) this.table.remove(sub);
+    for (const [filter, id] of session.subscriptions.ids()) this.table.remove(filter, id);
     session.subscriptions.clear();
   }
 
@@ -315,46 +315,49 @@ export class Router {
     const logged = this.logged;
     const live0 = this.live0;
     if (n === 1) {
-      let rec = table.get(ids[0] as number);
-      if (rec?.shared && rec.session.outlet === null) rec = table.onlineMember(rec);
-      if (rec && !(rec.noLocal && msg.publisher === rec.session.clientId) && !(rec.readDenied !== undefined && rec.readDenied(msg.topic))) {
+      let id = ids[0] as number;
+      let session = table.session(id);
+      const shared = table.shared(id);
+      if (shared && session !== undefined && session.outlet === null) session = table.session((id = table.onlineMember(id)));
+      if (session !== undefined && !(table.noLocal(id) && msg.publisher === session.clientId) && !table.readDenied(id)?.(msg.topic)) {
         // [MQTT-3.8.3-3] no-local; [MQTT-3.3.1-12]/[MQTT-3.3.1-13] retain flag kept only with Retain As Published.
-        const sub = rec;
-        const session = rec.session;
-        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
-        this.route(session, msg, qos, sub.retainAsPublished && msg.retain, sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, rec.shared, now);
+        const sq = table.qos(id);
+        const subId = table.subscriptionId(id);
+        this.route(session, msg, (sq < msg.qos ? sq : msg.qos) as QoS, table.retainAsPublished(id) && msg.retain, subId !== undefined ? [subId] : undefined, shared, now);
       }
     } else if (n > 1) {
       const seq = ++this.routeSeq;
       const touched = this.touched;
       touched.length = 0;
       for (let i = 0; i < n; i++) {
-        let rec: SubRecord | undefined = table.get(ids[i] as number);
-        if (rec?.shared && rec.session.outlet === null) rec = table.onlineMember(rec);
-        if (!rec) continue;
-        const sub = rec;
-        const session = rec.session;
-        if (sub.noLocal && msg.publisher === session.clientId) continue;
-        if (sub.readDenied !== undefined && sub.readDenied(msg.topic)) continue; // an ACL deny rule inside the filter
-        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
-        const retain = sub.retainAsPublished && msg.retain;
+        let id = ids[i] as number;
+        let session = table.session(id);
+        const shared = table.shared(id);
+        if (shared && session !== undefined && session.outlet === null) session = table.session((id = table.onlineMember(id)));
+        if (session === undefined) continue;
+        if (table.noLocal(id) && msg.publisher === session.clientId) continue;
+        if (table.readDenied(id)?.(msg.topic)) continue; // an ACL deny rule inside the filter
+        const sq = table.qos(id);
+        const qos = (sq < msg.qos ? sq : msg.qos) as QoS;
+        const retain = table.retainAsPublished(id) && msg.retain;
+        const subId = table.subscriptionId(id);
         let st = this.stamp.get(session);
         if (!st || st.seq !== seq) {
           if (!st) {
-            st = { seq, qos, retain, subIds: undefined, shared: rec.shared };
+            st = { seq, qos, retain, subIds: undefined, shared };
             this.stamp.set(session, st);
           }
           st.seq = seq;
           st.qos = qos;
           st.retain = retain;
-          st.shared = rec.shared;
-          st.subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
+          st.shared = shared;
+          st.subIds = subId !== undefined ? [subId] : undefined;
           touched.push(session);
         } else {
           if (qos > st.qos) st.qos = qos;
           st.retain ||= retain;
-          st.shared &&= rec.shared;
-          if (sub.subscriptionId !== undefined) (st.subIds ??= []).push(sub.subscriptionId);
+          st.shared &&= shared;
+          if (subId !== undefined) (st.subIds ??= []).push(subId);
         }
       }
       for (const session of touched) {
@@ -529,16 +532,18 @@ export class Router {
     const waits: Promise<void>[] = [];
     const now = Date.now();
     // A copy: a delivery's hooks may publish, and match again, while it is read.
-    for (const id of this.table.match(msg.topic).slice()) {
-      let rec = this.table.get(id);
-      if (!rec?.shared) continue;
-      if (rec.session.outlet === null) rec = this.table.onlineMember(rec);
-      const sub = rec;
-      const session = rec.session;
-      if (sub.noLocal && msg.publisher === session.clientId) continue;
-      const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
-      const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined;
-      const p = deliver(session, msg, qos, sub.retainAsPublished && msg.retain, subIds, now, session.durable ? pos : undefined);
+    const table = this.table;
+    for (let id of table.match(msg.topic).slice()) {
+      if (!table.shared(id)) continue;
+      if (table.session(id)?.outlet === null) id = table.onlineMember(id);
+      const session = table.session(id);
+      if (session === undefined) continue;
+      if (table.noLocal(id) && msg.publisher === session.clientId) continue;
+      const sq = table.qos(id);
+      const qos = (sq < msg.qos ? sq : msg.qos) as QoS;
+      const subId = table.subscriptionId(id);
+      const subIds = subId !== undefined ? [subId] : undefined;
+      const p = deliver(session, msg, qos, table.retainAsPublished(id) && msg.retain, subIds, now, session.durable ? pos : undefined);
       if (p && session.durable) waits.push(session.durable.pin(p));
     }
     if (inboundId !== 0) waits.push(store.sessions.inboundStored(msg.publisher, inboundId));

@@ -3,12 +3,13 @@
  * shared-subscription groups and a route cache.
  *
  * Invariants:
- * - `records[id]` is set exactly while subscription `id` is in the native trie.
+ * - `owners[id]` is set exactly while subscription `id` is in the native trie; its session's
+ *   `subscriptions` holds the filter with that id.
  * - the route cache is cleared on every change of the trie, and not used while any shared
  *   subscription exists (the trie picks a group member round-robin on each match).
  */
 import { TopicTrie, validateTopicName } from '../native.js';
-import type { Session, Subscription } from '../session/session.js';
+import type { Session, Subscription, SubscriptionViews } from '../session/session.js';
 import type { QoS } from '../wire/codec.js';
 
 const ROUTE_CACHE_MAX = 65536;
@@ -26,8 +27,8 @@ const FAST_TOPIC_CHARS = 21845;
 const BAD_IN_TOPIC = /[+#\u0000]/;
 
 /**
- * qos (bits 0-1), noLocal (2), retainAsPublished (3), retainHandling (4-5), shared (6), and
- * whether the rare fields are set (7): one small integer.
+ * A subscription's options by trie id, one byte: qos (bits 0-1), noLocal (2), retainAsPublished
+ * (3), retainHandling (4-5), shared (6), and whether the rare fields are set (7).
  */
 const NO_LOCAL = 4;
 const RAP = 8;
@@ -40,140 +41,191 @@ interface Rare {
   subscriptionId: number | undefined;
   readDenied: ((topic: string) => boolean) | undefined;
 }
-const rare = new WeakMap<SubRecord, Rare>();
+
+/** The members of a shared subscription (`$share/{group}/{filter}`) and the next to try. */
+interface ShareGroup {
+  ids: number[];
+  next: number;
+}
 
 /**
- * One subscription of one session, as the table and the session both hold it: the session's
- * `subscriptions` map and the table's `records[trieId]` are the same object. Its options are
- * packed into one integer read through getters, and the fields few subscriptions have (a
- * Subscription Identifier, an ACL deny rule inside the filter) kept beside it, so a filter costs
- * one object of five fields (measured in-process, 100,000 filters on one client: 250 B of JS heap
- * per filter with a spread options object, a record pointing at it and an out-of-object property
- * array; 80 B for the record with seven fields, 64 with five).
+ * A subscription as the paths that are not routing read it (SUBSCRIBE replacing one, the ACL
+ * applied again, the admin API, a persistent session's replay): made on demand and read at once
+ * — it reads the table's arrays by trie id, which a later subscription may take over.
  */
-export class SubRecord implements Subscription {
-  private bits: number;
-  readonly start: readonly number[] | undefined;
-
+class SubscriptionView implements Subscription {
   constructor(
-    readonly session: Session,
+    private readonly table: SubscriptionTable,
     readonly filter: string,
     readonly trieId: number,
-    opts: Omit<Subscription, 'filter' | 'trieId'>,
-  ) {
-    this.bits =
-      opts.qos |
-      (opts.noLocal ? NO_LOCAL : 0) |
-      (opts.retainAsPublished ? RAP : 0) |
-      (opts.retainHandling << RH_SHIFT) |
-      (filter.startsWith('$share/') ? SHARED : 0);
-    this.start = opts.start;
-    if (opts.subscriptionId !== undefined || opts.readDenied !== undefined) {
-      rare.set(this, { subscriptionId: opts.subscriptionId, readDenied: opts.readDenied });
-      this.bits |= RARE;
-    }
-  }
-
-  get subscriptionId(): number | undefined {
-    return (this.bits & RARE) === 0 ? undefined : rare.get(this)?.subscriptionId;
-  }
-
-  /** Replaced when the ACL is applied again (Router.enforceAcl). */
-  get readDenied(): ((topic: string) => boolean) | undefined {
-    return (this.bits & RARE) === 0 ? undefined : rare.get(this)?.readDenied;
-  }
-
-  set readDenied(f: ((topic: string) => boolean) | undefined) {
-    const r = (this.bits & RARE) === 0 ? undefined : rare.get(this);
-    if (r) r.readDenied = f;
-    else if (f !== undefined) {
-      rare.set(this, { subscriptionId: undefined, readDenied: f });
-      this.bits |= RARE;
-    }
-  }
+  ) {}
 
   get qos(): QoS {
-    return (this.bits & 3) as QoS;
+    return this.table.qos(this.trieId);
   }
 
   get noLocal(): boolean {
-    return (this.bits & NO_LOCAL) !== 0;
+    return this.table.noLocal(this.trieId);
   }
 
   get retainAsPublished(): boolean {
-    return (this.bits & RAP) !== 0;
+    return this.table.retainAsPublished(this.trieId);
   }
 
   get retainHandling(): 0 | 1 | 2 {
-    return ((this.bits >> RH_SHIFT) & 3) as 0 | 1 | 2;
+    return this.table.retainHandling(this.trieId);
   }
 
-  /** A `$share/{group}/{filter}` member. */
-  get shared(): boolean {
-    return (this.bits & SHARED) !== 0;
+  get subscriptionId(): number | undefined {
+    return this.table.subscriptionId(this.trieId);
+  }
+
+  get start(): readonly number[] | undefined {
+    return this.table.start(this.trieId);
+  }
+
+  /** Set when the ACL is applied again (Router.enforceAcl). */
+  get readDenied(): ((topic: string) => boolean) | undefined {
+    return this.table.readDenied(this.trieId);
+  }
+
+  set readDenied(f: ((topic: string) => boolean) | undefined) {
+    this.table.setReadDenied(this.trieId, f);
   }
 }
 
-export class SubscriptionTable {
+/**
+ * Every session's subscriptions: the filters in the native trie, and per trie id the session
+ * holding it and its options in arrays (issue 15: no object per subscription — 100,000 filters
+ * cost 64 B of JS heap each as records; a session keeps only filter → trie id).
+ */
+export class SubscriptionTable implements SubscriptionViews {
   private readonly trie = new TopicTrie();
   /** topic → matching subscription ids, valid until the next change; bounded by ROUTE_CACHE_MAX. */
   private readonly routes = new Map<string, Uint32Array>();
   private sharedSubs = 0;
   /** Trie ids of the members of each shared subscription (`$share/{group}/{filter}`). */
-  private readonly shareGroups = new Map<string, { ids: number[]; next: number }>();
+  private readonly shareGroups = new Map<string, ShareGroup>();
+  /** The group of each shared subscription's trie id. */
+  private readonly groupOf = new Map<number, ShareGroup>();
   /** Route cache window: lookups and hits so far; whether misses are cached (see ROUTE_WINDOW). */
   private lookups = 0;
   private hits = 0;
   private caching = true;
   /** Topics matched without the cache while it is off (every 16th looks it up). */
   private skipped = 0;
-  private readonly records: (SubRecord | undefined)[] = [];
+  /** By trie id: the session holding the subscription; undefined for a free id. */
+  private readonly owners: (Session | undefined)[] = [];
+  /** By trie id: the options' byte (see NO_LOCAL …). */
+  private flags = new Uint8Array(1024);
+  /** By trie id: a persistent session's start (Subscription.start, shared arrays), else undefined. */
+  private readonly starts: (readonly number[] | undefined)[] = [];
+  private readonly rare = new Map<number, Rare>();
   private readonly freeIds: number[] = [];
 
-  /** The subscription with trie id `id`. */
-  get(id: number): SubRecord | undefined {
-    return this.records[id];
+  /** The session holding subscription `id` (undefined: no such subscription). */
+  session(id: number): Session | undefined {
+    return this.owners[id];
+  }
+
+  qos(id: number): QoS {
+    return ((this.flags[id] as number) & 3) as QoS;
+  }
+
+  noLocal(id: number): boolean {
+    return ((this.flags[id] as number) & NO_LOCAL) !== 0;
+  }
+
+  retainAsPublished(id: number): boolean {
+    return ((this.flags[id] as number) & RAP) !== 0;
+  }
+
+  retainHandling(id: number): 0 | 1 | 2 {
+    return (((this.flags[id] as number) >> RH_SHIFT) & 3) as 0 | 1 | 2;
+  }
+
+  /** A `$share/{group}/{filter}` member. */
+  shared(id: number): boolean {
+    return ((this.flags[id] as number) & SHARED) !== 0;
+  }
+
+  subscriptionId(id: number): number | undefined {
+    return ((this.flags[id] as number) & RARE) === 0 ? undefined : this.rare.get(id)?.subscriptionId;
+  }
+
+  readDenied(id: number): ((topic: string) => boolean) | undefined {
+    return ((this.flags[id] as number) & RARE) === 0 ? undefined : this.rare.get(id)?.readDenied;
+  }
+
+  setReadDenied(id: number, f: ((topic: string) => boolean) | undefined): void {
+    const r = ((this.flags[id] as number) & RARE) === 0 ? undefined : this.rare.get(id);
+    if (r) r.readDenied = f;
+    else if (f !== undefined) {
+      this.rare.set(id, { subscriptionId: undefined, readDenied: f });
+      this.flags[id] = (this.flags[id] as number) | RARE;
+    }
+  }
+
+  start(id: number): readonly number[] | undefined {
+    return this.starts[id];
+  }
+
+  view(filter: string, id: number): Subscription {
+    return new SubscriptionView(this, filter, id);
   }
 
   /** Put `filter` for `session` (replacing its subscription to the same filter, same trie id). */
-  put(session: Session, filter: string, opts: Omit<Subscription, 'filter' | 'trieId'>): { sub: SubRecord; existed: boolean } {
-    const existing = session.subscriptions.get(filter);
-    if (existing) {
-      const sub = new SubRecord(session, filter, existing.trieId, opts);
-      session.addSubscription(filter, sub);
-      this.records[sub.trieId] = sub;
-      return { sub, existed: true };
+  put(session: Session, filter: string, opts: Omit<Subscription, 'filter' | 'trieId'>): { id: number; existed: boolean } {
+    const existing = session.subscriptions.id(filter);
+    const id = existing ?? this.freeIds.pop() ?? this.owners.length;
+    if (existing === undefined) {
+      this.trie.subscribe(filter, id);
+      this.routes.clear();
     }
-    const id = this.freeIds.pop() ?? this.records.length;
-    this.trie.subscribe(filter, id);
-    this.routes.clear();
-    const sub = new SubRecord(session, filter, id, opts);
-    if (sub.shared) {
+    this.owners[id] = session;
+    if (id >= this.flags.length) {
+      const grown = new Uint8Array(Math.max(id + 1, this.flags.length * 2));
+      grown.set(this.flags);
+      this.flags = grown;
+    }
+    let bits = opts.qos | (opts.noLocal ? NO_LOCAL : 0) | (opts.retainAsPublished ? RAP : 0) | (opts.retainHandling << RH_SHIFT) | (filter.startsWith('$share/') ? SHARED : 0);
+    this.rare.delete(id);
+    if (opts.subscriptionId !== undefined || opts.readDenied !== undefined) {
+      this.rare.set(id, { subscriptionId: opts.subscriptionId, readDenied: opts.readDenied });
+      bits |= RARE;
+    }
+    this.flags[id] = bits;
+    this.starts[id] = opts.start;
+    if (existing === undefined && (bits & SHARED) !== 0) {
       this.sharedSubs++;
       let group = this.shareGroups.get(filter);
       if (!group) this.shareGroups.set(filter, (group = { ids: [], next: 0 }));
       group.ids.push(id);
+      this.groupOf.set(id, group);
     }
-    this.records[id] = sub;
-    session.addSubscription(filter, sub);
-    return { sub, existed: false };
+    session.addSubscription(filter, id, this);
+    return { id, existed: existing !== undefined };
   }
 
-  /** Take `sub` out of the trie (the caller removes it from its session). */
-  remove(sub: Subscription): void {
+  /** Take subscription `id` to `filter` out of the trie (the caller removes it from its session). */
+  remove(filter: string, id: number): void {
     this.routes.clear();
-    if (sub.filter.startsWith('$share/')) {
+    if (filter.startsWith('$share/')) {
       this.sharedSubs--;
-      const group = this.shareGroups.get(sub.filter);
+      const group = this.shareGroups.get(filter);
       if (group) {
-        const i = group.ids.indexOf(sub.trieId);
+        const i = group.ids.indexOf(id);
         if (i >= 0) group.ids.splice(i, 1);
-        if (group.ids.length === 0) this.shareGroups.delete(sub.filter);
+        if (group.ids.length === 0) this.shareGroups.delete(filter);
       }
+      this.groupOf.delete(id);
     }
-    this.trie.unsubscribe(sub.filter, sub.trieId);
-    this.records[sub.trieId] = undefined;
-    this.freeIds.push(sub.trieId);
+    this.trie.unsubscribe(filter, id);
+    this.owners[id] = undefined;
+    this.starts[id] = undefined;
+    this.flags[id] = 0;
+    this.rare.delete(id);
+    this.freeIds.push(id);
   }
 
   /**
@@ -211,20 +263,21 @@ export class SubscriptionTable {
 
   /**
    * A shared subscription's member whose client is connected, taken round-robin among the
-   * group (else `rec`, the trie's pick, which keeps the message for it while it is away).
+   * group (else `id`, the trie's pick, which keeps the message for it while it is away).
    */
-  onlineMember(rec: SubRecord): SubRecord {
-    const group = this.shareGroups.get(rec.filter);
-    if (!group) return rec;
+  onlineMember(id: number): number {
+    const group = this.groupOf.get(id);
+    if (!group) return id;
     const n = group.ids.length;
     for (let k = 0; k < n; k++) {
       const i = (group.next + k) % n;
-      const r = this.records[group.ids[i] as number];
-      if (r && r.session.outlet !== null) {
+      const other = group.ids[i] as number;
+      const s = this.owners[other];
+      if (s !== undefined && s.outlet !== null) {
         group.next = (i + 1) % n;
-        return r;
+        return other;
       }
     }
-    return rec;
+    return id;
   }
 }

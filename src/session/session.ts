@@ -243,27 +243,68 @@ class NoIds extends Set<number> {
     throw new Error('a session added to its shared empty set: use its add method');
   }
 }
-const NO_SUBSCRIPTIONS: Map<string, Subscription> = new NoEntries();
 
-/** A session's subscriptions by filter, as the broker reads and removes them (add with Session.addSubscription). */
+/**
+ * Where a session's subscriptions live (routing/subscriptions.ts SubscriptionTable): their
+ * options by trie id, in arrays of its own, not in an object per subscription. `view` makes a
+ * Subscription to read (or to set readDenied through) at once, on the paths that are not routing.
+ */
+export interface SubscriptionViews {
+  view(filter: string, trieId: number): Subscription;
+}
+
+/**
+ * A session's subscriptions by filter, as the broker reads and removes them (add with
+ * Session.addSubscription): the session keeps each filter's trie id only; `get` and `values`
+ * give views made from the table.
+ */
 export interface SessionSubscriptions extends Iterable<[string, Subscription]> {
   readonly size: number;
   get(filter: string): Subscription | undefined;
+  /** The trie id of `filter`'s subscription. */
+  id(filter: string): number | undefined;
   has(filter: string): boolean;
   values(): IterableIterator<Subscription>;
   keys(): IterableIterator<string>;
+  /** Filter and trie id of each subscription. */
+  ids(): IterableIterator<[string, number]>;
   delete(filter: string): boolean;
   clear(): void;
 }
 
+/** No subscription (shared by every session without one). */
+class NoSubscriptions implements SessionSubscriptions {
+  readonly size = 0;
+  get(): undefined {
+    return undefined;
+  }
+  id(): undefined {
+    return undefined;
+  }
+  has(): boolean {
+    return false;
+  }
+  *values(): IterableIterator<Subscription> {}
+  *keys(): IterableIterator<string> {}
+  *ids(): IterableIterator<[string, number]> {}
+  delete(): boolean {
+    return false;
+  }
+  clear(): void {}
+  *[Symbol.iterator](): IterableIterator<[string, Subscription]> {}
+}
+const NO_SUBSCRIPTIONS: SessionSubscriptions = new NoSubscriptions();
+
 /**
- * The subscriptions of a session that has at most one (most devices: one command topic): two
- * fields instead of a Map and its hash table (~180 B). A second filter moves them into a Map.
+ * The subscriptions of a session that has at most one (most devices: one command topic): its
+ * filter and trie id in fields instead of a Map and its hash table (~180 B). A second filter
+ * moves them into a Map.
  */
 class OneSubscription implements SessionSubscriptions {
   constructor(
     public filter: string | null,
-    public sub: Subscription | null,
+    public trieId: number,
+    readonly views: SubscriptionViews,
   ) {}
 
   get size(): number {
@@ -271,7 +312,11 @@ class OneSubscription implements SessionSubscriptions {
   }
 
   get(filter: string): Subscription | undefined {
-    return filter === this.filter ? (this.sub ?? undefined) : undefined;
+    return filter === this.filter ? this.views.view(filter, this.trieId) : undefined;
+  }
+
+  id(filter: string): number | undefined {
+    return filter === this.filter ? this.trieId : undefined;
   }
 
   has(filter: string): boolean {
@@ -279,11 +324,15 @@ class OneSubscription implements SessionSubscriptions {
   }
 
   *values(): IterableIterator<Subscription> {
-    if (this.sub !== null) yield this.sub;
+    if (this.filter !== null) yield this.views.view(this.filter, this.trieId);
   }
 
   *keys(): IterableIterator<string> {
     if (this.filter !== null) yield this.filter;
+  }
+
+  *ids(): IterableIterator<[string, number]> {
+    if (this.filter !== null) yield [this.filter, this.trieId];
   }
 
   delete(filter: string): boolean {
@@ -294,11 +343,58 @@ class OneSubscription implements SessionSubscriptions {
 
   clear(): void {
     this.filter = null;
-    this.sub = null;
   }
 
   *[Symbol.iterator](): IterableIterator<[string, Subscription]> {
-    if (this.filter !== null && this.sub !== null) yield [this.filter, this.sub];
+    if (this.filter !== null) yield [this.filter, this.views.view(this.filter, this.trieId)];
+  }
+}
+
+/** Two subscriptions or more: filter → trie id. */
+class ManySubscriptions implements SessionSubscriptions {
+  readonly byFilter = new Map<string, number>();
+
+  constructor(readonly views: SubscriptionViews) {}
+
+  get size(): number {
+    return this.byFilter.size;
+  }
+
+  get(filter: string): Subscription | undefined {
+    const id = this.byFilter.get(filter);
+    return id === undefined ? undefined : this.views.view(filter, id);
+  }
+
+  id(filter: string): number | undefined {
+    return this.byFilter.get(filter);
+  }
+
+  has(filter: string): boolean {
+    return this.byFilter.has(filter);
+  }
+
+  *values(): IterableIterator<Subscription> {
+    for (const [f, id] of this.byFilter) yield this.views.view(f, id);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.byFilter.keys();
+  }
+
+  ids(): IterableIterator<[string, number]> {
+    return this.byFilter.entries();
+  }
+
+  delete(filter: string): boolean {
+    return this.byFilter.delete(filter);
+  }
+
+  clear(): void {
+    this.byFilter.clear();
+  }
+
+  *[Symbol.iterator](): IterableIterator<[string, Subscription]> {
+    for (const [f, id] of this.byFilter) yield [f, this.views.view(f, id)];
   }
 }
 const NO_INFLIGHT: Map<number, Inflight> = new NoEntries();
@@ -376,22 +472,23 @@ export class Session implements WheelEntry {
     this.expiry = seconds === 0xffffffff ? -1 : seconds <= 0x3fffffff ? seconds | 0 : seconds;
   }
 
-  addSubscription(filter: string, sub: Subscription): void {
+  /** Hold `filter`'s subscription, trie id `trieId` in `views` (replacing the filter's id if it had one). */
+  addSubscription(filter: string, trieId: number, views: SubscriptionViews): void {
     const subs = this.subscriptions;
     if (subs === NO_SUBSCRIPTIONS) {
-      this.subscriptions = new OneSubscription(filter, sub);
+      this.subscriptions = new OneSubscription(filter, trieId, views);
     } else if (subs instanceof OneSubscription) {
       if (subs.filter === null || subs.filter === filter) {
         subs.filter = filter;
-        subs.sub = sub;
+        subs.trieId = trieId;
       } else {
-        this.subscriptions = new Map([
-          [subs.filter, subs.sub as Subscription],
-          [filter, sub],
-        ]);
+        const many = new ManySubscriptions(views);
+        many.byFilter.set(subs.filter, subs.trieId);
+        many.byFilter.set(filter, trieId);
+        this.subscriptions = many;
       }
     } else {
-      (subs as Map<string, Subscription>).set(filter, sub);
+      (subs as ManySubscriptions).byFilter.set(filter, trieId);
     }
   }
 

@@ -11,6 +11,7 @@ import { DurableSessions } from '../../src/persistence/embedded/durable-sessions
 import { type LogSession, logSession } from '../../src/session/log-session.js';
 import { decodeProgress } from '../../src/persistence/embedded/progress.js';
 import { type BacklogLimits, Session } from '../../src/session/session.js';
+import { SubscriptionTable } from '../../src/routing/subscriptions.js';
 import { tempDir } from '../helpers.js';
 
 const tmp = tempDir('strata-logsession-');
@@ -30,7 +31,7 @@ function sessionOn(clientId: string, filter: string, start = durable.shardEnds()
   const session = new Session(clientId);
   const ls = logSession(durable, session, limits, { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 });
   session.durable = ls;
-  session.addSubscription(filter, { filter, trieId: 0, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined, start });
+  new SubscriptionTable().put(session, filter, { qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined, start });
   return { session, ls };
 }
 

@@ -1,7 +1,8 @@
 /** Sessions start with shared empty collections (no hash tables per idle session); the first entry gives a session its own. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Session, type Inflight, type Subscription } from '../../src/session/session.js';
+import { SubscriptionTable } from '../../src/routing/subscriptions.js';
+import { Session, type Inflight } from '../../src/session/session.js';
 
 test('a session that adds gets its own map; others stay empty; adding to the shared one throws', () => {
   const a = new Session('a');
@@ -10,7 +11,7 @@ test('a session that adds gets its own map; others stay empty; adding to the sha
   const entry = { msg: null, qos: 1, phase: 'publish' } as unknown as Inflight;
   a.addInflight(7, entry);
   a.addIncomingQos2(9);
-  a.addSubscription('x/#', { filter: 'x/#', trieId: 1, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined } as Subscription);
+  new SubscriptionTable().put(a, 'x/#', { qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined });
   assert.equal(a.inflight.get(7), entry);
   assert.ok(a.incomingQos2.has(9));
   assert.equal(a.subscriptions.size, 1);
@@ -20,7 +21,6 @@ test('a session that adds gets its own map; others stay empty; adding to the sha
     assert.equal(s.subscriptions.size, 0);
     assert.throws(() => s.inflight.set(1, entry), /shared empty/);
     assert.throws(() => s.incomingQos2.add(1), /shared empty/);
-    assert.throws(() => (s.subscriptions as Map<string, Subscription>).set('y', {} as Subscription), /shared empty/);
     s.inflight.clear(); // harmless
     s.inflight.delete(1);
   }
@@ -28,15 +28,16 @@ test('a session that adds gets its own map; others stay empty; adding to the sha
 });
 
 test('a session with one subscription holds it without a Map; a second filter moves both into one; removing works either way', () => {
-  const sub = (filter: string, qos: 0 | 1 | 2 = 1): Subscription => ({ filter, trieId: 1, qos, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined });
+  const table = new SubscriptionTable();
   const s = new Session('one');
-  s.addSubscription('a/+', sub('a/+'));
-  assert.ok(!(s.subscriptions instanceof Map), 'one subscription: no Map');
+  const sub = (filter: string, qos: 0 | 1 | 2 = 1): void => void table.put(s, filter, { qos, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined });
+  sub('a/+');
+  assert.ok(!('byFilter' in s.subscriptions), 'one subscription: no Map');
   assert.equal(s.subscriptions.size, 1);
   assert.equal(s.subscriptions.get('a/+')?.qos, 1);
   assert.equal(s.subscriptions.get('b'), undefined);
   assert.ok(s.subscriptions.has('a/+') && !s.subscriptions.has('b'));
-  s.addSubscription('a/+', sub('a/+', 2)); // the same filter again: replaced
+  sub('a/+', 2); // the same filter again: replaced
   assert.equal(s.subscriptions.size, 1);
   assert.equal(s.subscriptions.get('a/+')?.qos, 2);
   assert.deepEqual([...s.subscriptions].map(([f, x]) => [f, x.qos]), [['a/+', 2]]);
@@ -46,10 +47,11 @@ test('a session with one subscription holds it without a Map; a second filter mo
   assert.equal(s.subscriptions.delete('a/+'), true);
   assert.equal(s.subscriptions.size, 0);
   assert.deepEqual([...s.subscriptions], []);
-  s.addSubscription('c', sub('c')); // after a removal: holds one again
+  table.remove('a/+', 0);
+  sub('c'); // after a removal: holds one again
   assert.equal(s.subscriptions.get('c')?.filter, 'c');
-  s.addSubscription('d/#', sub('d/#', 0)); // a second filter: both in a Map
-  assert.ok(s.subscriptions instanceof Map);
+  sub('d/#', 0); // a second filter: both in a Map
+  assert.ok('byFilter' in s.subscriptions);
   assert.deepEqual([...s.subscriptions.keys()].sort(), ['c', 'd/#']);
   assert.equal(s.subscriptions.get('d/#')?.qos, 0);
   s.subscriptions.clear();
