@@ -49,6 +49,15 @@ export interface IdleGcOptions {
   gc?: (kind: CollectionKind) => void;
   /** Gives the allocator's free memory back, at each first quiet tick (the broker: native.ts releaseFreeMemory; default none). */
   release?: () => void;
+  /** The clock (default Date.now) and what calls `tick` every `everyMs` (default an unref'd setInterval; returns its stop): a test drives both. */
+  now?: () => number;
+  ticker?: (tick: () => void, everyMs: number) => () => void;
+}
+
+function intervalTicker(tick: () => void, everyMs: number): () => void {
+  const timer = setInterval(tick, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** V8's `gc`: no argument, a full collection; `{ type: 'minor' }` a young-generation one (V8 11, Node 20, reads no other option). */
@@ -97,6 +106,7 @@ export function startIdleGc(activity: () => number, opts: IdleGcOptions = {}): (
   const young = opts.youngBytes ?? 2 << 20;
   const collect = opts.gc ?? v8Collect();
   const release = opts.release ?? ((): void => undefined);
+  const clock = opts.now ?? Date.now;
   let last = activity();
   let busy = true;
   /** When the young generation is to be looked at (0: not pending), and how often it was tried. */
@@ -104,7 +114,7 @@ export function startIdleGc(activity: () => number, opts: IdleGcOptions = {}): (
   let tries = 0;
   /** heapUsed after the last full collection (what the heap held then, garbage aside); -1 before the first. */
   let usedAfter = -1;
-  const timer = setInterval(() => {
+  return (opts.ticker ?? intervalTicker)(() => {
     const now = activity();
     const moved = now !== last;
     last = now;
@@ -124,17 +134,15 @@ export function startIdleGc(activity: () => number, opts: IdleGcOptions = {}): (
       // Whether or not the heap was collected: most of a burst's memory is native (retained
       // messages, subscriptions, the store's writes), freed where V8 cannot see it.
       release();
-      shrinkAt = Date.now() + shrinkAfter;
+      shrinkAt = clock() + shrinkAfter;
       tries = 0;
       return;
     }
-    if (shrinkAt !== 0 && Date.now() >= shrinkAt) {
+    if (shrinkAt !== 0 && clock() >= shrinkAt) {
       // Tried on each quiet tick until the young generation is small (V8 decides by the rate it
       // saw over the last 5 s, so the first try may come too early), at most SHRINK_TRIES times.
       if (youngCommitted() > young) collect('young');
       if (youngCommitted() <= young || ++tries >= SHRINK_TRIES) shrinkAt = 0;
     }
   }, everyMs);
-  timer.unref();
-  return () => clearInterval(timer);
 }
