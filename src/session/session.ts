@@ -399,13 +399,20 @@ class ManySubscriptions implements SessionSubscriptions {
 }
 const NO_INFLIGHT: Map<number, Inflight> = new NoEntries();
 const NO_IDS: Set<number> = new NoIds();
+class NoQueue extends Queue<Pending> {
+  override push(): void {
+    throw new Error('a session queued to its shared empty queue: use enqueue');
+  }
+}
+const NO_QUEUE: Queue<Pending> = new NoQueue();
 
 export class Session implements WheelEntry {
   /** By filter. Add with addSubscription. */
   subscriptions: SessionSubscriptions = NO_SUBSCRIPTIONS;
   /** By packet id. Add with addInflight. */
   inflight = NO_INFLIGHT;
-  readonly queue = new Queue<Pending>();
+  /** Deliveries behind the window. Add with enqueue (a session's first replaces the shared empty one). */
+  queue = NO_QUEUE;
   /** Inbound QoS 2 packet ids for which PUBREC was sent and PUBREL not yet received (add with addIncomingQos2). */
   incomingQos2 = NO_IDS;
   /**
@@ -526,6 +533,7 @@ export class Session implements WheelEntry {
 
   /** Queue a delivery behind the window; its payload counts in queueBytes while its body is held. */
   enqueue(p: Pending): void {
+    if (this.queue === NO_QUEUE) this.queue = new Queue();
     this.queue.push(p);
     if (p.msg) this.queueBytes += payloadSize(p.msg);
   }

@@ -21,10 +21,17 @@ test('a session that adds gets its own map; others stay empty; adding to the sha
     assert.equal(s.subscriptions.size, 0);
     assert.throws(() => s.inflight.set(1, entry), /shared empty/);
     assert.throws(() => s.incomingQos2.add(1), /shared empty/);
+    assert.equal(s.queue, a.queue, 'idle sessions share the empty queue');
+    assert.throws(() => s.queue.push({} as never), /shared empty/);
+    s.queue.clear(); // harmless
     s.inflight.clear(); // harmless
     s.inflight.delete(1);
   }
   assert.equal(b.inflight.size, 0);
+  a.enqueue({ msg: null, qos: 1 } as unknown as Parameters<Session['enqueue']>[0]);
+  assert.equal(a.queue.length, 1, 'its first enqueue gives a session its own queue');
+  assert.equal(b.queue.length, 0);
+  assert.notEqual(a.queue, b.queue);
 });
 
 test('a session with one subscription holds it without a Map; a second filter moves both into one; removing works either way', () => {
