@@ -315,10 +315,9 @@ export class Router {
     const logged = this.logged;
     const live0 = this.live0;
     if (n === 1) {
-      let id = ids[0] as number;
-      let session = table.session(id);
+      const id = table.deliversTo(ids[0] as number);
+      const session = table.session(id);
       const shared = table.shared(id);
-      if (shared && session !== undefined && session.outlet === null) session = table.session((id = table.onlineMember(id)));
       if (session !== undefined && !(table.noLocal(id) && msg.publisher === session.clientId) && !table.readDenied(id)?.(msg.topic)) {
         // [MQTT-3.8.3-3] no-local; [MQTT-3.3.1-12]/[MQTT-3.3.1-13] retain flag kept only with Retain As Published.
         const sq = table.qos(id);
@@ -330,11 +329,10 @@ export class Router {
       const touched = this.touched;
       touched.length = 0;
       for (let i = 0; i < n; i++) {
-        let id = ids[i] as number;
-        let session = table.session(id);
-        const shared = table.shared(id);
-        if (shared && session !== undefined && session.outlet === null) session = table.session((id = table.onlineMember(id)));
+        const id = table.deliversTo(ids[i] as number);
+        const session = table.session(id);
         if (session === undefined) continue;
+        const shared = table.shared(id);
         if (table.noLocal(id) && msg.publisher === session.clientId) continue;
         if (table.readDenied(id)?.(msg.topic)) continue; // an ACL deny rule inside the filter
         const sq = table.qos(id);
@@ -533,9 +531,9 @@ export class Router {
     const now = Date.now();
     // A copy: a delivery's hooks may publish, and match again, while it is read.
     const table = this.table;
-    for (let id of table.match(msg.topic).slice()) {
-      if (!table.shared(id)) continue;
-      if (table.session(id)?.outlet === null) id = table.onlineMember(id);
+    for (const matched of table.match(msg.topic).slice()) {
+      if (!table.shared(matched)) continue;
+      const id = table.deliversTo(matched);
       const session = table.session(id);
       if (session === undefined) continue;
       if (table.noLocal(id) && msg.publisher === session.clientId) continue;

@@ -103,10 +103,9 @@ export class SubscriptionTable implements SubscriptionViews {
   private readonly trie = new TopicTrie();
   /** topic → matching subscription ids, valid until the next change; bounded by ROUTE_CACHE_MAX. */
   private readonly routes = new Map<string, Uint32Array>();
-  private sharedSubs = 0;
   /** Trie ids of the members of each shared subscription (`$share/{group}/{filter}`). */
   private readonly shareGroups = new Map<string, ShareGroup>();
-  /** The group of each shared subscription's trie id. */
+  /** The group of each shared subscription's trie id (its size: how many shared subscriptions there are). */
   private readonly groupOf = new Map<number, ShareGroup>();
   /** Route cache window: lookups and hits so far; whether misses are cached (see ROUTE_WINDOW). */
   private lookups = 0;
@@ -197,7 +196,6 @@ export class SubscriptionTable implements SubscriptionViews {
     this.flags[id] = bits;
     this.starts[id] = opts.start;
     if (existing === undefined && (bits & SHARED) !== 0) {
-      this.sharedSubs++;
       let group = this.shareGroups.get(filter);
       if (!group) this.shareGroups.set(filter, (group = { ids: [], next: 0 }));
       group.ids.push(id);
@@ -210,14 +208,11 @@ export class SubscriptionTable implements SubscriptionViews {
   /** Take subscription `id` to `filter` out of the trie (the caller removes it from its session). */
   remove(filter: string, id: number): void {
     this.routes.clear();
-    if (filter.startsWith('$share/')) {
-      this.sharedSubs--;
-      const group = this.shareGroups.get(filter);
-      if (group) {
-        const i = group.ids.indexOf(id);
-        if (i >= 0) group.ids.splice(i, 1);
-        if (group.ids.length === 0) this.shareGroups.delete(filter);
-      }
+    const group = this.groupOf.get(id);
+    if (group !== undefined) {
+      const i = group.ids.indexOf(id);
+      if (i >= 0) group.ids.splice(i, 1);
+      if (group.ids.length === 0) this.shareGroups.delete(filter);
       this.groupOf.delete(id);
     }
     this.trie.unsubscribe(filter, id);
@@ -233,7 +228,7 @@ export class SubscriptionTable implements SubscriptionViews {
    * next match (the trie reuses the array; routing reads it before anything can match again).
    */
   match(topic: string): Uint32Array {
-    if (this.sharedSubs > 0) return this.trie.match(topic);
+    if (this.groupOf.size > 0) return this.trie.match(topic);
     // While the cache is off, only every 16th topic looks it up (and fills it): the lookup of a
     // topic seen once (hashing a fresh string, a miss in a large Map) cost more than it saved.
     if (!this.caching && (++this.skipped & 15) !== 0) return this.trie.match(topic);
@@ -259,6 +254,15 @@ export class SubscriptionTable implements SubscriptionViews {
     // which says why any other is not.
     if (topic.length > 0 && topic.length <= FAST_TOPIC_CHARS && !BAD_IN_TOPIC.test(topic)) return null;
     return validateTopicName(topic);
+  }
+
+  /**
+   * The subscription a match of `id` delivers to: `id` itself, unless it is a shared one whose
+   * client is away — then a member of its group whose client is connected (onlineMember).
+   */
+  deliversTo(id: number): number {
+    if (((this.flags[id] as number) & SHARED) === 0 || this.owners[id]?.outlet !== null) return id;
+    return this.onlineMember(id);
   }
 
   /**

@@ -46,7 +46,7 @@ export interface Message {
   countAcked: number;
 }
 
-/** One append batch's count slots (delivery-counts.ts CountSlots): positions once known, counts until then. */
+/** One append batch's count slots (kept by persistence/embedded/delivery-counts.ts): positions once known, counts until then. */
 export interface CountSlots {
   /** `shard, offset` pairs once the batch's append completed, else null. */
   pos: Float64Array | null;

@@ -68,4 +68,9 @@ test('a shared subscription\'s online member is found by trie id, round-robin am
   assert.deepEqual(picked, [ids[1], ids[2], ids[1], ids[2]]);
   t.remove('$share/g/t/#', ids[1] as number);
   assert.deepEqual([0, 1].map(() => t.onlineMember(ids[0] as number)), [ids[2], ids[2]]);
+  // What a match delivers to: an away member's group picks a connected one; a connected member, or a plain subscription, itself.
+  assert.equal(t.deliversTo(ids[0] as number), ids[2]);
+  assert.equal(t.deliversTo(ids[2] as number), ids[2]);
+  const plain = t.put(members[0] as Session, 't/#', opts).id;
+  assert.equal(t.deliversTo(plain), plain, 'not shared: itself, its client away or not');
 });
