@@ -1,5 +1,6 @@
 /** Shared test helpers: a broker on ephemeral loopback ports, MQTT.js clients, raw packet clients. */
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -62,6 +63,22 @@ export function testCertificate(dir: string): { certfile: string; keyfile: strin
     timeout: 20000,
   });
   return { certfile, keyfile };
+}
+
+/**
+ * A key pair (RSA 2048 or EC P-256) made by the openssl binary and read with createPrivateKey.
+ * Not node's generateKeyPair(Sync) or WebCrypto's generateKey: on node 20 a key-generation job
+ * left for the collector can deadlock the process — exporting the key as a JWK (jose does, to
+ * sign) holds the key's mutex while allocating, the allocation runs a GC, and the job's finalizer
+ * takes the same mutex (seen in gdb: ~KeyGenJob under ExportJWKRsaKey; a CI run hung 120 s).
+ * A broker never generates keys; its tests must not either.
+ */
+export function opensslKeyPair(kind: 'rsa' | 'ec'): { privateKey: KeyObject; publicKey: KeyObject } {
+  if (!OPENSSL) throw new Error('openssl is not installed: cannot make a test key');
+  const opt = kind === 'rsa' ? ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048'] : ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256'];
+  const pem = execFileSync(OPENSSL, ['genpkey', ...opt], { encoding: 'utf8', timeout: 20000 });
+  const privateKey = createPrivateKey(pem);
+  return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 
 /** A port that was free a moment ago (listen on 0, read it, close). */

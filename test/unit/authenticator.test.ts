@@ -14,6 +14,7 @@ import { type AuthConfig, type AuthResult, createAuthenticator } from '../../src
 import { PasswordFileError, writeEntry } from '../../src/auth/password-file.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
+import { opensslKeyPair } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-authn-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -176,8 +177,7 @@ describe('JWT', () => {
     writeFileSync(jwks, '{"keys": []}');
     assert.throws(() => createAuthenticator(cfg({ 'auth.jwt.jwks_file': jwks }), log), (e: Error) => e instanceof ConfigError && e.message.startsWith(`${jwks}: `));
     const pem = fresh();
-    const { generateKeyPairSync } = await import('node:crypto');
-    const k = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const k = opensslKeyPair('ec');
     writeFileSync(pem, k.publicKey.export({ type: 'spki', format: 'pem' }) as string);
     const a = createAuthenticator(cfg({ 'auth.jwt.public_key': pem }), log);
     const t = await new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'ES256' }).sign(k.privateKey);

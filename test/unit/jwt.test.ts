@@ -4,14 +4,15 @@
  * the username / client id claims. Tokens are signed by jose with keys made here.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { exportJWK, generateKeyPair, type JWTPayload, SignJWT, UnsecuredJWT } from 'jose';
+import { exportJWK, type JWTPayload, SignJWT, UnsecuredJWT } from 'jose';
 import { JwtConfigError, type JwtConfig, JwtVerifier, looksLikeJwt } from '../../src/auth/jwt.js';
 import { CONFIG_KEYS, ConfigError, loadConfig } from '../../src/config.js';
+import { opensslKeyPair } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-jwt-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -119,7 +120,7 @@ describe('HS256 with auth.jwt.secret', () => {
 });
 
 describe('RS256 with a PEM public key', () => {
-  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const rsa = opensslKeyPair('rsa');
   const pem = file(rsa.publicKey.export({ type: 'spki', format: 'pem' }) as string);
   const v = verifier({ 'auth.jwt.public_key': pem });
   const rs256 = (claims: JWTPayload, key = rsa.privateKey): Promise<string> => new SignJWT(claims).setProtectedHeader({ alg: 'RS256' }).sign(key);
@@ -127,7 +128,7 @@ describe('RS256 with a PEM public key', () => {
   test('a token signed with the private key verifies; another key does not', async () => {
     const exp = now() + 60;
     assert.deepEqual(await v.verify(await rs256({ sub: 'alice', exp })), { ok: true, username: 'alice', clientId: undefined, expiresAt: exp * 1000 });
-    const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const other = opensslKeyPair('rsa');
     assert.equal(await reason(v, await rs256({ sub: 'alice' }, other.privateKey)), 'bad token signature');
     assert.equal(await reason(v, await rs256({ sub: 'alice', exp: now() - 5 })), 'token expired');
   });
@@ -150,12 +151,12 @@ describe('RS256 with a PEM public key', () => {
 });
 
 describe('ES256 from a JWKS file', async () => {
-  const k1 = await generateKeyPair('ES256', { extractable: true });
-  const k2 = await generateKeyPair('ES256', { extractable: true });
+  const k1 = opensslKeyPair('ec');
+  const k2 = opensslKeyPair('ec');
   const jwks = { keys: [{ ...(await exportJWK(k1.publicKey)), kid: 'one', alg: 'ES256', use: 'sig' }, { ...(await exportJWK(k2.publicKey)), kid: 'two', alg: 'ES256', use: 'sig' }] };
   const path = file(JSON.stringify(jwks));
   const v = verifier({ 'auth.jwt.jwks_file': path });
-  const es256 = (claims: JWTPayload, key: CryptoKey, kid: string | undefined): Promise<string> =>
+  const es256 = (claims: JWTPayload, key: KeyObject, kid: string | undefined): Promise<string> =>
     new SignJWT(claims).setProtectedHeader(kid === undefined ? { alg: 'ES256' } : { alg: 'ES256', kid }).sign(key);
 
   test('the key named by kid verifies; the other key under that kid does not; no kid with two keys is refused', async () => {
@@ -186,7 +187,7 @@ describe('ES256 from a JWKS file', async () => {
 
   test('HS256 and RS256 tokens when only ES256 keys are configured', async () => {
     assert.match(await reason(v, await hs256({ sub: 'a' })), /no secret configured/);
-    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const rsa = opensslKeyPair('rsa');
     assert.equal(await reason(v, await new SignJWT({ sub: 'a' }).setProtectedHeader({ alg: 'RS256', kid: 'one' }).sign(rsa.privateKey)), 'no key in the JWKS matches the token');
   });
 });
