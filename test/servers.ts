@@ -396,18 +396,27 @@ export async function slowReplies(port: number): Promise<SlowReplies> {
         }
       }
     });
-    let last = 0;
-    up.on('data', (chunk: Buffer) => {
-      const at = Math.max(Date.now() + proxy.replyDelayMs, last);
-      last = at;
-      if (at <= Date.now()) down.write(chunk);
-      else {
-        const t = setTimeout(() => {
-          held.delete(t);
-          down.write(chunk);
-        }, at - Date.now());
-        held.add(t);
+    // Answers leave in the order they came, each `replyDelayMs` after it came: one queue and one
+    // timer per connection. (A timer per chunk could reorder them: a delay computed as 39 ms
+    // instead of 40 when the clock ticks lands in node's 39 ms list and fires first, and a
+    // chunk cut mid-reply then breaks the stream — once a registry's handshake read the wrong
+    // answer and its start failed.)
+    const queue: { at: number; chunk: Buffer }[] = [];
+    let timer: NodeJS.Timeout | null = null;
+    const pump = (): void => {
+      if (timer !== null) held.delete(timer);
+      timer = null;
+      if (down.destroyed) return void (queue.length = 0);
+      const now = Date.now();
+      while (queue.length > 0 && (queue[0] as { at: number }).at <= now) down.write((queue.shift() as { chunk: Buffer }).chunk);
+      if (queue.length > 0) {
+        timer = setTimeout(pump, Math.max(1, (queue[0] as { at: number }).at - now));
+        held.add(timer);
       }
+    };
+    up.on('data', (chunk: Buffer) => {
+      queue.push({ at: Date.now() + proxy.replyDelayMs, chunk });
+      if (timer === null) pump();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
