@@ -155,6 +155,12 @@ export declare class Store {
    */
   addCounts(shards: Uint32Array, offsets: Float64Array, delivered: Uint32Array, acked: Uint32Array): Float64Array
   /**
+   * `addCounts` on a libuv worker thread: the arrays are copied and checked at once
+   * (throwing as `addCounts` does); sorting them and the counts files' reads and writes run
+   * off the event loop.
+   */
+  addCountsAsync(shards: Uint32Array, offsets: Float64Array, delivered: Uint32Array, acked: Uint32Array): Promise<Float64Array>
+  /**
    * `delivered, acked` of each of `offsets` (ascending) of shard `shard`, back to back
    * (zeros where nothing was counted).
    */

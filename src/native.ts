@@ -885,6 +885,11 @@ export class DurableStore {
     return wrapSync(() => this.inner.addCounts(shards, offsets, delivered, acked));
   }
 
+  /** `addCounts` on a libuv worker thread: the arrays are copied at once (reuse them at will). */
+  addCountsAsync(shards: Uint32Array, offsets: Float64Array, delivered: Uint32Array, acked: Uint32Array): Promise<Float64Array> {
+    return wrapAsync(wrapSync(() => this.inner.addCountsAsync(shards, offsets, delivered, acked)));
+  }
+
   /** `delivered, acked` of each of `offsets` (ascending) of `shard`, back to back; zeros where nothing was counted. */
   readCounts(shard: number, offsets: Float64Array): Uint32Array {
     return wrapSync(() => this.inner.readCounts(shard, offsets));

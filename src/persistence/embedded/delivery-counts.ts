@@ -49,6 +49,8 @@ export class DeliveryCounts implements DeliveryCounter {
   private readonly timer: NodeJS.Timeout;
   private lastErrorLog = 0;
   private closed = false;
+  /** Flushes handed to a worker thread and not ended yet. */
+  private readonly inFlight = new Set<Promise<void>>();
   /** Counts written to the store (entries per flush summed), and flushes that failed. */
   readonly stats = { flushed: 0, failed: 0 };
   /** Told, after a flush, the `shard, offset` pairs whose first completion it wrote (the SQL sink's status). */
@@ -161,31 +163,61 @@ export class DeliveryCounts implements DeliveryCounter {
     slots.pos = pos;
   }
 
-  /** Write what was counted (synchronous: page-cache reads and writes of the counts files). */
-  flush(): void {
+  /**
+   * Write what was counted: the arrays are copied at once and added on a worker thread (the
+   * counts files' reads and writes, and sorting the entries, off the event loop). `sync` (the
+   * last flush, at close): here and now.
+   */
+  flush(sync = false): void {
     const n = this.n;
     if (n === 0 || this.closed) return;
     this.n = 0;
-    let first: Float64Array;
-    try {
-      first = this.store.addCounts(this.shards.subarray(0, n), this.offsets.subarray(0, n), this.delivered_.subarray(0, n), this.acked_.subarray(0, n));
-    } catch (e) {
-      this.stats.failed++;
-      const now = Date.now();
-      if (now - this.lastErrorLog >= ERROR_LOG_MS) {
-        this.lastErrorLog = now;
-        this.log.error({ err: (e as Error).message, failed: this.stats.failed }, 'message log: delivery counts not written (statistics only: the log is not affected)');
+    const args = [this.shards.subarray(0, n), this.offsets.subarray(0, n), this.delivered_.subarray(0, n), this.acked_.subarray(0, n)] as const;
+    if (sync) {
+      let first: Float64Array;
+      try {
+        first = this.store.addCounts(...args);
+      } catch (e) {
+        this.failed(e);
+        return;
       }
+      this.written(n, first);
       return;
     }
+    let added: Promise<Float64Array>;
+    try {
+      added = this.store.addCountsAsync(...args);
+    } catch (e) {
+      this.failed(e);
+      return;
+    }
+    const done = added.then(
+      (first) => this.written(n, first),
+      (e: unknown) => this.failed(e),
+    );
+    this.inFlight.add(done);
+    void done.finally(() => this.inFlight.delete(done));
+  }
+
+  private written(n: number, first: Float64Array): void {
     this.stats.flushed += n;
     if (first.length > 0) for (const fn of this.firstAckListeners) fn(first);
   }
 
-  /** Write what is left and stop (before the store closes). */
-  close(): void {
+  private failed(e: unknown): void {
+    this.stats.failed++;
+    const now = Date.now();
+    if (now - this.lastErrorLog >= ERROR_LOG_MS) {
+      this.lastErrorLog = now;
+      this.log.error({ err: (e as Error).message, failed: this.stats.failed }, 'message log: delivery counts not written (statistics only: the log is not affected)');
+    }
+  }
+
+  /** Write what is left and stop (before the store closes): the flushes under way end first. */
+  async close(): Promise<void> {
     clearInterval(this.timer);
-    this.flush();
+    await Promise.all([...this.inFlight]);
+    this.flush(true);
     this.closed = true;
   }
 }

@@ -769,7 +769,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     if (this.counts !== null) {
       // The last appends place their messages' counts; then everything counted is written.
       await this.lastAppend?.catch(() => undefined);
-      this.counts.close();
+      await this.counts.close();
     }
     await this.store.close();
   }

@@ -1,17 +1,93 @@
 //! Reads: by position (`readAt`), session replay scans (`scan`), shard ends and the wait
 //! for appends, the shard of a publisher, inbound QoS 2 ids, the streams of a filter.
 //! Entries use the batch entry layout (`strata_core::log::entry`, `layouts().entry`).
-use super::{ReadAtResult, ScanLinesResult, ScanResult, Store, StreamInfo};
-use crate::error::to_napi_coded;
-use crate::guard::{self, lock, Pending};
-use napi::bindgen_prelude::{Either, Float64Array, Object, Uint32Array, Uint8Array};
-use napi::{Env, Result};
+use super::{Inner, ReadAtResult, ScanLinesResult, ScanResult, Store, StreamInfo};
+use crate::error::{to_napi, to_napi_coded};
+use crate::guard::{self, lock, Pending, RESOLVE, THREAD};
+use napi::bindgen_prelude::{AsyncTask, Either, Float64Array, Object, Uint32Array, Uint8Array};
+use napi::{Env, Result, Task};
 use napi_derive::napi;
 use std::sync::{Arc, Mutex};
 use strata_core::args;
 use strata_core::error::CoreError;
 use strata_core::fetch;
 use strata_core::log::{self as core_log, ScanStatus};
+
+fn check_counts(
+    shards: &[u32],
+    offsets: &[f64],
+    delivered: &[u32],
+    acked: &[u32],
+) -> std::result::Result<(), CoreError> {
+    let n = shards.len();
+    if offsets.len() != n || delivered.len() != n || acked.len() != n {
+        return Err(CoreError::InvalidArgument(
+            "addCounts: shards, offsets, delivered and acked differ in length".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Entries grouped by shard, each shard's added in one call (`Log::add_counts` sorts them);
+/// the `shard, offset` pairs whose `acked` rose from 0.
+fn add_counts(
+    inner: &Inner,
+    shards: &[u32],
+    offsets: &[f64],
+    delivered: &[u32],
+    acked: &[u32],
+) -> std::result::Result<Vec<f64>, CoreError> {
+    let mut per: Vec<Vec<core_log::CountDelta>> = Vec::new();
+    for i in 0..shards.len() {
+        let s = shards[i] as usize;
+        if per.len() <= s {
+            per.resize_with(s + 1, Vec::new);
+        }
+        per[s].push((offsets[i] as u64, delivered[i], acked[i]));
+    }
+    let mut out = Vec::new();
+    for (s, mut deltas) in per.into_iter().enumerate() {
+        if deltas.is_empty() {
+            continue;
+        }
+        for o in inner.log.add_counts(s as u32, &mut deltas)? {
+            out.push(s as f64);
+            out.push(o as f64);
+        }
+    }
+    Ok(out)
+}
+
+/// `Store.addCountsAsync`: the copied arrays, added on a libuv worker thread.
+pub struct AddCountsTask {
+    inner: Arc<Inner>,
+    shards: Vec<u32>,
+    offsets: Vec<f64>,
+    delivered: Vec<u32>,
+    acked: Vec<u32>,
+}
+
+impl Task for AddCountsTask {
+    type Output = Vec<f64>;
+    type JsValue = Float64Array;
+    fn compute(&mut self) -> napi::Result<Vec<f64>> {
+        guard::call_at("Store.addCountsAsync", THREAD, || {
+            add_counts(
+                &self.inner,
+                &self.shards,
+                &self.offsets,
+                &self.delivered,
+                &self.acked,
+            )
+            .map_err(to_napi)
+        })
+    }
+    fn resolve(&mut self, _env: Env, out: Vec<f64>) -> napi::Result<Float64Array> {
+        guard::call_at("Store.addCountsAsync", RESOLVE, || {
+            Ok(Float64Array::new(out))
+        })
+    }
+}
 
 /// A scan's status as the binding reports it (layouts: REPLAY_STATUS_NEXT / DONE / UNTIL).
 fn status_code(s: ScanStatus) -> u32 {
@@ -169,35 +245,34 @@ impl Store {
     ) -> Result<Float64Array, String> {
         guard::call("Store.addCounts", || {
             let inner = self.get().map_err(to_napi_coded)?;
-            let n = shards.len();
-            if offsets.len() != n || delivered.len() != n || acked.len() != n {
-                return Err(to_napi_coded(CoreError::InvalidArgument(
-                    "addCounts: shards, offsets, delivered and acked differ in length".into(),
-                )));
-            }
-            let mut per: Vec<Vec<core_log::CountDelta>> = Vec::new();
-            for i in 0..n {
-                let s = shards[i] as usize;
-                if per.len() <= s {
-                    per.resize_with(s + 1, Vec::new);
-                }
-                per[s].push((offsets[i] as u64, delivered[i], acked[i]));
-            }
-            let mut out = Vec::new();
-            for (s, mut deltas) in per.into_iter().enumerate() {
-                if deltas.is_empty() {
-                    continue;
-                }
-                for o in inner
-                    .log
-                    .add_counts(s as u32, &mut deltas)
-                    .map_err(to_napi_coded)?
-                {
-                    out.push(s as f64);
-                    out.push(o as f64);
-                }
-            }
+            check_counts(&shards, &offsets, &delivered, &acked).map_err(to_napi_coded)?;
+            let out =
+                add_counts(&inner, &shards, &offsets, &delivered, &acked).map_err(to_napi_coded)?;
             Ok(Float64Array::new(out))
+        })
+    }
+
+    /// `addCounts` on a libuv worker thread: the arrays are copied and checked at once
+    /// (throwing as `addCounts` does); sorting them and the counts files' reads and writes run
+    /// off the event loop.
+    #[napi(ts_return_type = "Promise<Float64Array>")]
+    pub fn add_counts_async(
+        &self,
+        shards: Uint32Array,
+        offsets: Float64Array,
+        delivered: Uint32Array,
+        acked: Uint32Array,
+    ) -> Result<AsyncTask<AddCountsTask>, String> {
+        guard::call("Store.addCountsAsync", || {
+            let inner = self.get().map_err(to_napi_coded)?;
+            check_counts(&shards, &offsets, &delivered, &acked).map_err(to_napi_coded)?;
+            Ok(AsyncTask::new(AddCountsTask {
+                inner,
+                shards: shards.to_vec(),
+                offsets: offsets.to_vec(),
+                delivered: delivered.to_vec(),
+                acked: acked.to_vec(),
+            }))
         })
     }
 
