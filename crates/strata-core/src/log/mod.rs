@@ -14,6 +14,7 @@
 //! - A message is stored once, in shard `crc32c(publisher) % n_shards`.
 //! - Each append's completion runs exactly once, after the policy's durability point.
 mod counts;
+mod dispatch;
 pub mod entry;
 mod inbound;
 pub mod lines;
@@ -48,8 +49,8 @@ use shard::{Cmd, Shard};
 use std::cell::RefCell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// When appended bytes are forced to stable storage.
@@ -402,6 +403,8 @@ pub struct Log {
     closed: AtomicBool,
     /// Delivery counts per record (the message log's statistics, see [`counts`]).
     counts: counts::Counts,
+    /// The thread every shard command goes through ([`dispatch`]).
+    dispatcher: dispatch::Dispatcher,
     _lock: File,
 }
 
@@ -453,89 +456,34 @@ impl Log {
         if self.closed.load(Ordering::Acquire) {
             return done(Err(Self::closed_err()));
         }
-        if split.total == 0 {
-            return done(Ok(Vec::new()));
+        dispatch::route(split, completes, done, &|s, c| self.send(s, c));
+    }
+
+    /// Appends the `count` messages packed in `bytes` (the [`packed`] layout), completing when
+    /// `completes` says. The bytes are split by shard on the log's dispatch thread (errors as
+    /// [`packed::Split::packed`], through `done`): the caller only hands them over.
+    pub fn append_packed(
+        &self,
+        bytes: Vec<u8>,
+        count: usize,
+        completes: Completes,
+        done: AppendDone,
+    ) {
+        if self.closed.load(Ordering::Acquire) {
+            return done(Err(Self::closed_err()));
         }
-        let total = split.total;
-        let mut groups = split.groups;
-        if groups.len() == 1 {
-            let (first, _, msgs) = groups.pop().expect("one group");
-            let count = msgs.len() as u64;
-            let cb: shard::ShardDone = Box::new(move |r| {
-                done(r.map(|o| {
-                    (o..o + count)
-                        .map(|x| Position {
-                            shard: first,
-                            offset: Offset(x),
-                        })
-                        .collect()
-                }))
-            });
-            return self.send(first, Cmd::Append(msgs, cb, completes));
-        }
-        // Mixed shards: join the completions.
-        struct Join {
-            out: Mutex<(Vec<Position>, Option<CoreError>, Option<AppendDone>)>,
-            left: AtomicUsize,
-        }
-        let live = groups.len();
-        let join = Arc::new(Join {
-            out: Mutex::new((
-                vec![
-                    Position {
-                        shard: 0,
-                        offset: Offset(0)
-                    };
-                    total
-                ],
-                None,
-                Some(done),
-            )),
-            left: AtomicUsize::new(live),
-        });
-        for (s, idx, ms) in groups {
-            let j = join.clone();
-            let cb: shard::ShardDone = Box::new(move |r| {
-                {
-                    let mut g = j.out.lock().expect("poisoned");
-                    match r {
-                        Ok(o) => {
-                            for (k, i) in idx.iter().enumerate() {
-                                g.0[*i] = Position {
-                                    shard: s,
-                                    offset: Offset(o + k as u64),
-                                };
-                            }
-                        }
-                        Err(e) => {
-                            g.1.get_or_insert(e);
-                        }
-                    }
-                }
-                if j.left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    let mut g = j.out.lock().expect("poisoned");
-                    let done = g.2.take().expect("completed once");
-                    let res = match g.1.take() {
-                        Some(e) => Err(e),
-                        None => Ok(std::mem::take(&mut g.0)),
-                    };
-                    drop(g);
-                    done(res);
-                }
-            });
-            self.send(s, Cmd::Append(ms, cb, completes));
+        if let Err(job) = self
+            .dispatcher
+            .send(dispatch::Job::Packed(bytes, count, completes, done))
+        {
+            dispatch::fail_job(job, Self::closed_err());
         }
     }
 
+    /// Every command for a shard goes through the dispatch thread: in the order given.
     fn send(&self, shard: u32, cmd: Cmd) {
-        if let Err(cmd) = self.shards[shard as usize].send(cmd) {
-            let e = Self::closed_err();
-            match cmd {
-                Cmd::Append(_, d, _) => d(Err(e)),
-                Cmd::Flush(d) | Cmd::Roll(d) => d(Err(e)),
-                Cmd::DropExpired(d) => d(Err(e)),
-                Cmd::RaiseEnd(_, d) => d(Err(e)),
-            }
+        if let Err(job) = self.dispatcher.send(dispatch::Job::Cmd(shard, cmd)) {
+            dispatch::fail_job(job, Self::closed_err());
         }
     }
 
@@ -772,6 +720,8 @@ impl Log {
     /// with [`CoreError::Closed`].
     pub fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
+            // What was queued before reaches the writers, which then drain their queues.
+            self.dispatcher.close();
             for s in &self.shards {
                 s.close();
             }

@@ -1,5 +1,6 @@
 //! Opening the log: the data directory's lock, `STORE`, and every shard's recovery
 //! (in parallel); [`Log::check`] reports what an open would repair, changing nothing.
+use super::dispatch::Dispatcher;
 use super::shard::Shard;
 use super::{manifest, Log, Loss, Manifest, Options, Recovery};
 use crate::error::CoreError;
@@ -139,6 +140,16 @@ impl Log {
             }
             return Err(e);
         }
+        let senders = shards.iter().filter_map(Shard::sender).collect();
+        let dispatcher = match Dispatcher::start(senders) {
+            Ok(d) => d,
+            Err(e) => {
+                for s in &shards {
+                    s.close();
+                }
+                return Err(e);
+            }
+        };
         recovery.elapsed_ms = t0.elapsed().as_millis() as u64;
         recovery.events.push(format!(
             "opened {} shards, {} segments, {} records in {} ms",
@@ -152,6 +163,7 @@ impl Log {
             recovery,
             closed: AtomicBool::new(false),
             counts: super::counts::Counts::default(),
+            dispatcher,
             _lock: lock,
         })
     }

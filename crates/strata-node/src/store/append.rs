@@ -5,7 +5,7 @@ use crate::guard::{self, Pending};
 use napi::bindgen_prelude::{Float64Array, Object};
 use napi::Env;
 use napi_derive::napi;
-use strata_core::log::{packed, Completes, NewMessage, Position};
+use strata_core::log::{Completes, NewMessage, Position};
 
 #[napi]
 impl Store {
@@ -64,17 +64,15 @@ impl Store {
                 Ok(i) => i,
                 Err(e) => return p.reject(e),
             };
-            let split = match packed::Split::packed(packed, count as usize, inner.log.n_shards()) {
-                Ok(s) => s,
-                Err(e) => return p.reject(e),
-            };
             let completes = if durable.unwrap_or(true) {
                 Completes::Durable
             } else {
                 Completes::Written
             };
-            inner.log.append_split_as(
-                split,
+            // Copied here; split by shard (and checked) on the log's dispatch thread.
+            inner.log.append_packed(
+                packed.to_vec(),
+                count as usize,
                 completes,
                 p.completion(|v: Vec<Position>| {
                     let mut out = Vec::with_capacity(v.len() * 2);

@@ -259,12 +259,9 @@ impl Shard {
         })
     }
 
-    pub(crate) fn send(&self, cmd: Cmd) -> Result<(), Cmd> {
-        let g = self.tx.lock().expect("poisoned");
-        match g.as_ref() {
-            Some(tx) => tx.send(cmd).map_err(|e| e.0),
-            None => Err(cmd),
-        }
+    /// A sender to the writer (none once closed): the writer runs until every one is dropped.
+    pub(crate) fn sender(&self) -> Option<Sender<Cmd>> {
+        self.tx.lock().expect("poisoned").clone()
     }
 
     /// Stops the writer after it drained its queue (final sync included).
