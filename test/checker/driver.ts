@@ -51,6 +51,12 @@ export interface RunConfig {
    * is owed (a backlog's QoS 2 deliveries each wait for their in-flight record, one statement each).
    */
   slowRegistryMs?: number;
+  /**
+   * The message log on every topic (`msglog.topics = #`) in this mode (--msglog): what persistent
+   * sessions need is then written once for both, an online persistent session's QoS 0 goes
+   * through the log, and in `sync` mode every acknowledgement waits for an append.
+   */
+  msglog?: 'async' | 'sync';
 }
 
 export const DEFAULT_RUN_CONFIG: RunConfig = { clients: 4, avoidKnown: false, quietMs: 400, brokerArgs: [], keepData: false, transport: 'tcp' };
@@ -159,7 +165,8 @@ export class Run {
   static async start(cfg: RunConfig): Promise<Run> {
     await cfg.beforeRun?.();
     const dataDir = mkdtempSync(join(tmpdir(), 'strata-checker-'));
-    const broker = new BrokerProcess(await freePort(), dataDir, ['--log-level', 'info', ...cfg.brokerArgs], listenerEnv(cfg.transport));
+    const env = { ...listenerEnv(cfg.transport), ...(cfg.msglog ? { STRATA_MSGLOG__TOPICS: '#', STRATA_MSGLOG__MODE: cfg.msglog } : {}) };
+    const broker = new BrokerProcess(await freePort(), dataDir, ['--log-level', 'info', ...cfg.brokerArgs], env);
     await broker.start();
     return new Run(cfg, broker, dataDir);
   }

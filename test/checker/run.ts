@@ -15,7 +15,8 @@
 // the checker's), --slow-registry MS (with --registry: the registry's answers reach the broker
 // MS ms late, through a proxy — every window where the broker waits on the registry is wider for
 // the kill -9s to land in), --transport tcp|ws|tls|wss|mixed (how the clients connect; mixed: connection
-// after connection over each in turn; TLS and WSS with a self-signed certificate made by openssl).
+// after connection over each in turn; TLS and WSS with a self-signed certificate made by openssl),
+// --msglog async|sync (the message log on every topic, `msglog.topics = #`, in that mode).
 //
 // Prints one line per seed, every violation with the shrunk trace, and totals. Writes each
 // failure (trace, violations, full event history) as JSON. Exit status 1 on any violation,
@@ -50,6 +51,7 @@ const { values: argv } = parseArgs({
     registry: { type: 'string' },
     'slow-registry': { type: 'string', default: '0' },
     transport: { type: 'string', default: 'tcp' },
+    msglog: { type: 'string' },
   },
 });
 
@@ -73,7 +75,12 @@ if (!transport) {
   process.exit(2);
 }
 
+if (argv.msglog !== undefined && argv.msglog !== 'async' && argv.msglog !== 'sync') {
+  process.stderr.write('--msglog must be async or sync\n');
+  process.exit(2);
+}
 const opts: CheckOptions = {
+  ...(argv.msglog !== undefined ? { msglog: argv.msglog as 'async' | 'sync' } : {}),
   ...DEFAULT_RUN_CONFIG,
   transport,
   clients: num('clients', argv.clients, 3, 6),
@@ -148,7 +155,7 @@ async function check(): Promise<number> {
   const firstSeed = argv.seed !== undefined ? num('seed', argv.seed, 0, 2 ** 31 - 1) : Date.now() % 2 ** 31;
   const runs = argv.runs !== undefined ? num('runs', argv.runs, 1) : argv.minutes === undefined ? 1 : Infinity;
   const deadline = argv.minutes !== undefined ? Date.now() + num('minutes', argv.minutes, 0.01) * 60_000 : Infinity;
-  say(`durability checker: seed ${firstSeed}, ${runs === Infinity ? `${argv.minutes} min` : `${runs} run(s)`}, ≤ ${opts.actions} actions per run, ${opts.clients} clients${opts.avoidKnown ? ', avoiding known bugs 1 and 2' : ''}; failures in ${outDir}`);
+  say(`durability checker: seed ${firstSeed}, ${runs === Infinity ? `${argv.minutes} min` : `${runs} run(s)`}, ≤ ${opts.actions} actions per run, ${opts.clients} clients${opts.avoidKnown ? ', avoiding known bugs 1 and 2' : ''}${opts.msglog ? `, message log on every topic (${opts.msglog})` : ''}; failures in ${outDir}`);
   const totals = emptyTotals();
   const t0 = Date.now();
   let seed = firstSeed;

@@ -29,6 +29,16 @@ const SEEDS = [713, 715, 742, 745, 750, 751, 752, 765, 774];
  */
 const MIXED_SEEDS = [4100000, 4100008];
 
+/**
+ * Seeds run with the message log on every topic (`--msglog`), once in each mode: what persistent
+ * sessions need is written once for both, an online persistent session's QoS 0 goes through the
+ * log, and in sync mode every acknowledgement waits for an append.
+ */
+const MSGLOG_SEEDS: [number, 'async' | 'sync'][] = [
+  [742, 'sync'],
+  [713, 'async'],
+];
+
 function assertNoViolation(seed: number, report: SeedReport, how: string): void {
   assert.equal(report.error, null, 'the checker itself failed');
   const run = report.original;
@@ -52,6 +62,13 @@ describe('durability checker: random actions with SIGTERM and kill -9, judged by
     test(`seed ${seed} over TCP, WebSocket, TLS and WSS: no violation`, { skip: OPENSSL ? false : 'openssl is not installed: cannot make a test certificate' }, async () => {
       const report = await checkSeed(seed, { ...DEFAULT_RUN_CONFIG, transport: 'mixed', actions: DEFAULT_ACTIONS, shrinkRuns: 0, shrinkMs: 0, say: () => undefined });
       assertNoViolation(seed, report, ' --transport mixed');
+    });
+  }
+
+  for (const [seed, mode] of MSGLOG_SEEDS) {
+    test(`seed ${seed} with the message log on every topic (${mode}): no violation`, async () => {
+      const report = await checkSeed(seed, { ...DEFAULT_RUN_CONFIG, msglog: mode, actions: DEFAULT_ACTIONS, shrinkRuns: 0, shrinkMs: 0, say: () => undefined });
+      assertNoViolation(seed, report, ` --msglog ${mode}`);
     });
   }
 
