@@ -29,6 +29,21 @@ import { type FeedHost, type FeedRequest, RetainedFeed } from './retained-feed.j
 import type { SubscriptionTable } from './subscriptions.js';
 
 /** A persistent session's delivery of a message that goes through the log. */
+/**
+ * What one message brings one session (Router.routeMessage, several matches): its plain and its
+ * shared subscriptions' part apart (QoS -1: none of that kind), each with the highest QoS, the
+ * retain flag if any keeps it, and the subscription ids. Reused message after message (seq).
+ */
+interface Stamp {
+  seq: number;
+  pq: number;
+  pRetain: boolean;
+  pSubIds: number[] | undefined;
+  sq: number;
+  sRetain: boolean;
+  sSubIds: number[] | undefined;
+}
+
 interface LoggedTarget {
   session: Session;
   qos: QoS;
@@ -111,7 +126,7 @@ export class Router {
   private readonly logTap: LogTap | null;
   private routeSeq = 0;
   private readonly touched: Session[] = [];
-  private readonly stamp = new WeakMap<Session, { seq: number; qos: QoS; retain: boolean; subIds: number[] | undefined; shared: boolean }>();
+  private readonly stamp = new WeakMap<Session, Stamp>();
   /** Scratch lists of one publish: persistent sessions getting it through the log / online at QoS 0. */
   private readonly logged: LoggedTarget[] = [];
   private readonly live0: LoggedTarget[] = [];
@@ -340,27 +355,54 @@ export class Router {
         const retain = table.retainAsPublished(id) && msg.retain;
         const subId = table.subscriptionId(id);
         let st = this.stamp.get(session);
-        if (!st || st.seq !== seq) {
-          if (!st) {
-            st = { seq, qos, retain, subIds: undefined, shared };
-            this.stamp.set(session, st);
-          }
+        if (!st) {
+          st = { seq: 0, pq: -1, pRetain: false, pSubIds: undefined, sq: -1, sRetain: false, sSubIds: undefined };
+          this.stamp.set(session, st);
+        }
+        if (st.seq !== seq) {
           st.seq = seq;
-          st.qos = qos;
-          st.retain = retain;
-          st.shared = shared;
-          st.subIds = subId !== undefined ? [subId] : undefined;
+          st.pq = -1;
+          st.sq = -1;
           touched.push(session);
+        }
+        // The shared and the plain subscriptions a session matches are kept apart: a persistent
+        // session gets a shared delivery pinned, which replay (plain subscriptions only) could
+        // not find again; merged, it would be left to replay at the plain subscriptions' QoS.
+        if (shared) {
+          if (st.sq < 0) {
+            st.sq = qos;
+            st.sRetain = retain;
+            st.sSubIds = subId !== undefined ? [subId] : undefined;
+          } else {
+            if (qos > st.sq) st.sq = qos;
+            st.sRetain ||= retain;
+            if (subId !== undefined) (st.sSubIds ??= []).push(subId);
+          }
+        } else if (st.pq < 0) {
+          st.pq = qos;
+          st.pRetain = retain;
+          st.pSubIds = subId !== undefined ? [subId] : undefined;
         } else {
-          if (qos > st.qos) st.qos = qos;
-          st.retain ||= retain;
-          st.shared &&= shared;
-          if (subId !== undefined) (st.subIds ??= []).push(subId);
+          if (qos > st.pq) st.pq = qos;
+          st.pRetain ||= retain;
+          if (subId !== undefined) (st.pSubIds ??= []).push(subId);
         }
       }
       for (const session of touched) {
         const st = this.stamp.get(session);
-        if (st) this.route(session, msg, st.qos, st.retain, st.subIds, st.shared, now);
+        if (!st) continue;
+        if (st.pq >= 0 && st.sq >= 0 && session.durable !== null) {
+          // Both kinds, persistent: a copy through each ([MQTT-4.8.2]: a shared subscription's copy
+          // may come besides the plain one's) — the shared one pinned, the plain one through the log.
+          this.route(session, msg, st.pq as QoS, st.pRetain, st.pSubIds, false, now);
+          this.route(session, msg, st.sq as QoS, st.sRetain, st.sSubIds, true, now);
+        } else if (st.sq < 0) this.route(session, msg, st.pq as QoS, st.pRetain, st.pSubIds, false, now);
+        else if (st.pq < 0) this.route(session, msg, st.sq as QoS, st.sRetain, st.sSubIds, true, now);
+        else {
+          // Both kinds, in memory: one copy at the higher QoS (delivered now, nothing to replay).
+          const subIds = st.pSubIds === undefined ? st.sSubIds : st.sSubIds === undefined ? st.pSubIds : [...st.pSubIds, ...st.sSubIds];
+          this.route(session, msg, (st.pq > st.sq ? st.pq : st.sq) as QoS, st.pRetain || st.sRetain, subIds, false, now);
+        }
       }
       touched.length = 0;
     }

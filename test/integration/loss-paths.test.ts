@@ -80,6 +80,32 @@ describe('a persistent QoS 2 publisher reusing packet ids across restarts (mosqu
   }
 });
 
+describe('a persistent session matching a message by a shared and a plain subscription', () => {
+  // Found by the durability checker (seed 7400194, 2026-12-07, no restart needed): c0 held
+  // `b/+` at QoS 0 and `$share/h/#` at QoS 1 (its only member). A message published while it was
+  // away was routed to it once, at QoS 1, as a plain delivery (the two subscriptions merged):
+  // left in the log, it was read back by replay, which reads the plain subscriptions only — at
+  // QoS 0. The QoS 1 copy the shared subscription owed was never sent.
+  for (const v of [4, 5] as const) {
+    test(`v${v}: away, it gets the shared subscription's copy at QoS 1 (and the plain one's at QoS 0)`, async () => {
+      const id = `both-kinds-${v}`;
+      const sub = await client(broker.url, persistent(v, id));
+      await sub.subscribeAsync({ [`bk${v}/+`]: { qos: 0 }, [`$share/h${v}/bk${v}/#`]: { qos: 1 } });
+      await sub.endAsync();
+      const pub = await client(broker.url, { protocolVersion: 4, clientId: `both-kinds-pub-${v}` });
+      await pub.publishAsync(`bk${v}/x`, 'owed', { qos: 1 });
+      await pub.endAsync();
+      const back = unconnected(broker.url, persistent(v, id));
+      const got = collect(back, 2, 10000);
+      back.connect();
+      const qos = (await got).map((m) => m.packet.qos).sort();
+      assert.deepEqual(qos, [0, 1], 'one copy per kind of subscription, the shared one at its QoS 1');
+      assert.deepEqual(await quiet(back, 300), []);
+      await back.endAsync();
+    });
+  }
+});
+
 describe('an inbound QoS 2 id left pending by a crash', () => {
   /**
    * Stop the broker and leave, in its store, what a crash between recording a persistent
