@@ -106,6 +106,32 @@ export function registrySuite(name: string, open: OpenRegistry, opts: { concurre
     });
   };
 
+  withBroker('a message an away session matches by a shared and a plain subscription: acknowledged, and queued at the higher QoS', async (tb) => {
+    // On the log the two are delivered apart (replay reads plain subscriptions only); a queue
+    // entry keeps its QoS, so here one is queued — the same message twice for one session would
+    // be a second entry under its id.
+    const sub = await client(tb, persistent(5, 'suite-both'));
+    await sub.subscribeAsync({ 'both/+': { qos: 0 }, '$share/g/both/#': { qos: 1 } });
+    await sub.endAsync();
+    const pub = await client(tb);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        pub.publishAsync('both/x', 'owed', { qos: 1 }),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('the publish was not acknowledged within 10 s')), 10000))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+    await pub.endAsync();
+    const back = unconnected(tb, persistent(5, 'suite-both'));
+    const got = collect(back, 1);
+    back.connect();
+    assert.deepEqual((await got).map((m) => [m.payload.toString(), m.packet.qos]), [['owed', 1]]);
+    assert.deepEqual(await quiet(back, 200), []);
+    await back.endAsync();
+  });
+
   acrossRestart(
     'an offline queue survives a broker restart: in order, QoS capped by the subscription, session present',
     async (tb) => {

@@ -391,15 +391,16 @@ export class Router {
       for (const session of touched) {
         const st = this.stamp.get(session);
         if (!st) continue;
-        if (st.pq >= 0 && st.sq >= 0 && session.durable !== null) {
-          // Both kinds, persistent: a copy through each ([MQTT-4.8.2]: a shared subscription's copy
-          // may come besides the plain one's) — the shared one pinned, the plain one through the log.
+        if (st.pq >= 0 && st.sq >= 0 && session.durable?.sharedApart === true) {
+          // Both kinds, on the log: a copy through each (MQTT 5 §4.8.2: a shared subscription's
+          // copy may come besides the plain one's) — the shared one pinned, the plain one through
+          // the log, whose replay reads the plain subscriptions only.
           this.route(session, msg, st.pq as QoS, st.pRetain, st.pSubIds, false, now);
           this.route(session, msg, st.sq as QoS, st.sRetain, st.sSubIds, true, now);
         } else if (st.sq < 0) this.route(session, msg, st.pq as QoS, st.pRetain, st.pSubIds, false, now);
         else if (st.pq < 0) this.route(session, msg, st.sq as QoS, st.sRetain, st.sSubIds, true, now);
         else {
-          // Both kinds, in memory: one copy at the higher QoS (delivered now, nothing to replay).
+          // Both kinds, in memory or on a registry's queue: one copy at the higher QoS.
           const subIds = st.pSubIds === undefined ? st.sSubIds : st.sSubIds === undefined ? st.pSubIds : [...st.pSubIds, ...st.sSubIds];
           this.route(session, msg, (st.pq > st.sq ? st.pq : st.sq) as QoS, st.pRetain || st.sRetain, subIds, false, now);
         }

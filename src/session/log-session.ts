@@ -126,6 +126,8 @@ const NO_AHEAD = Object.freeze([]) as unknown as Ahead[];
 
 export class LogSession implements SessionPersistence, ProgressSource {
   replaying = true;
+  /** Replay reads the plain subscriptions only: a shared delivery is routed apart (SessionPersistence). */
+  readonly sharedApart = true;
   /**
    * Per shard: every logged message for this session below it was taken (or dropped). Shared
    * and frozen (the shard ends sessions made meanwhile share) until this session moves on: set

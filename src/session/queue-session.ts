@@ -33,6 +33,8 @@ const RETRY_MS = 500;
 
 export class QueueSession implements SessionPersistence {
   replaying = true;
+  /** Queue entries keep their QoS: one delivery at the higher QoS (SessionPersistence). */
+  readonly sharedApart = false;
   /** Every entry with a msgId at or below it was taken. */
   after = 0;
   /** Entries above `after` taken out of order (see the module comment). */

@@ -65,6 +65,13 @@ export type Arrival = 'take' | 'duplicate' | 'left' | 'dropped' | 'disconnect';
 export interface SessionPersistence {
   /** True while the session is behind the log (or away): new logged messages are left there. */
   readonly replaying: boolean;
+  /**
+   * A message the session matches by a shared and a plain subscription is routed to it as two
+   * deliveries, the shared one pinned: true where replay reads the plain subscriptions only (the
+   * log), so a merged delivery left to it would come back at the plain subscriptions' QoS.
+   * False: one delivery at the higher QoS (a registry's queue entry keeps its own QoS).
+   */
+  readonly sharedApart: boolean;
   /** A logged message for this session was stored (`canTake`: it has room to take it now). */
   arrive(ref: DurableRef, bytes: number, canTake: boolean, connected: boolean): Arrival;
   /** A delivery the log cannot replay (see Pending.pinned): resolves once it is recorded. */
