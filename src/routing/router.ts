@@ -31,17 +31,22 @@ import type { SubscriptionTable } from './subscriptions.js';
 /** A persistent session's delivery of a message that goes through the log. */
 /**
  * What one message brings one session (Router.routeMessage, several matches): its plain and its
- * shared subscriptions' part apart (QoS -1: none of that kind), each with the highest QoS, the
- * retain flag if any keeps it, and the subscription ids. Reused message after message (seq).
+ * shared subscriptions' part apart, each with the highest QoS, the retain flag if any keeps it,
+ * and the subscription ids. Reused message after message (seq).
  */
 interface Stamp {
   seq: number;
-  pq: number;
-  pRetain: boolean;
-  pSubIds: number[] | undefined;
-  sq: number;
-  sRetain: boolean;
-  sSubIds: number[] | undefined;
+  /** The plain subscriptions' part. */
+  p: StampPart;
+  /** The shared subscriptions' part. */
+  s: StampPart;
+}
+
+interface StampPart {
+  /** Highest QoS; -1: no subscription of this kind matched. */
+  q: number;
+  retain: boolean;
+  subIds: number[] | undefined;
 }
 
 interface LoggedTarget {
@@ -356,53 +361,45 @@ export class Router {
         const subId = table.subscriptionId(id);
         let st = this.stamp.get(session);
         if (!st) {
-          st = { seq: 0, pq: -1, pRetain: false, pSubIds: undefined, sq: -1, sRetain: false, sSubIds: undefined };
+          st = { seq: 0, p: { q: -1, retain: false, subIds: undefined }, s: { q: -1, retain: false, subIds: undefined } };
           this.stamp.set(session, st);
         }
         if (st.seq !== seq) {
           st.seq = seq;
-          st.pq = -1;
-          st.sq = -1;
+          st.p.q = -1;
+          st.s.q = -1;
           touched.push(session);
         }
-        // The shared and the plain subscriptions a session matches are kept apart: a persistent
-        // session gets a shared delivery pinned, which replay (plain subscriptions only) could
-        // not find again; merged, it would be left to replay at the plain subscriptions' QoS.
-        if (shared) {
-          if (st.sq < 0) {
-            st.sq = qos;
-            st.sRetain = retain;
-            st.sSubIds = subId !== undefined ? [subId] : undefined;
-          } else {
-            if (qos > st.sq) st.sq = qos;
-            st.sRetain ||= retain;
-            if (subId !== undefined) (st.sSubIds ??= []).push(subId);
-          }
-        } else if (st.pq < 0) {
-          st.pq = qos;
-          st.pRetain = retain;
-          st.pSubIds = subId !== undefined ? [subId] : undefined;
+        // The shared and the plain subscriptions a session matches are kept apart: on the log a
+        // shared delivery is pinned, which replay (plain subscriptions only) could not find again;
+        // merged, it would be left to replay at the plain subscriptions' QoS.
+        const part = shared ? st.s : st.p;
+        if (part.q < 0) {
+          part.q = qos;
+          part.retain = retain;
+          part.subIds = subId !== undefined ? [subId] : undefined;
         } else {
-          if (qos > st.pq) st.pq = qos;
-          st.pRetain ||= retain;
-          if (subId !== undefined) (st.pSubIds ??= []).push(subId);
+          if (qos > part.q) part.q = qos;
+          part.retain ||= retain;
+          if (subId !== undefined) (part.subIds ??= []).push(subId);
         }
       }
       for (const session of touched) {
         const st = this.stamp.get(session);
         if (!st) continue;
-        if (st.pq >= 0 && st.sq >= 0 && session.durable?.sharedApart === true) {
+        const { p, s } = st;
+        if (p.q >= 0 && s.q >= 0 && session.durable?.sharedApart === true) {
           // Both kinds, on the log: a copy through each (MQTT 5 §4.8.2: a shared subscription's
           // copy may come besides the plain one's) — the shared one pinned, the plain one through
           // the log, whose replay reads the plain subscriptions only.
-          this.route(session, msg, st.pq as QoS, st.pRetain, st.pSubIds, false, now);
-          this.route(session, msg, st.sq as QoS, st.sRetain, st.sSubIds, true, now);
-        } else if (st.sq < 0) this.route(session, msg, st.pq as QoS, st.pRetain, st.pSubIds, false, now);
-        else if (st.pq < 0) this.route(session, msg, st.sq as QoS, st.sRetain, st.sSubIds, true, now);
+          this.route(session, msg, p.q as QoS, p.retain, p.subIds, false, now);
+          this.route(session, msg, s.q as QoS, s.retain, s.subIds, true, now);
+        } else if (s.q < 0) this.route(session, msg, p.q as QoS, p.retain, p.subIds, false, now);
+        else if (p.q < 0) this.route(session, msg, s.q as QoS, s.retain, s.subIds, true, now);
         else {
           // Both kinds, in memory or on a registry's queue: one copy at the higher QoS.
-          const subIds = st.pSubIds === undefined ? st.sSubIds : st.sSubIds === undefined ? st.pSubIds : [...st.pSubIds, ...st.sSubIds];
-          this.route(session, msg, (st.pq > st.sq ? st.pq : st.sq) as QoS, st.pRetain || st.sRetain, subIds, false, now);
+          const subIds = p.subIds === undefined ? s.subIds : s.subIds === undefined ? p.subIds : [...p.subIds, ...s.subIds];
+          this.route(session, msg, (p.q > s.q ? p.q : s.q) as QoS, p.retain || s.retain, subIds, false, now);
         }
       }
       touched.length = 0;
