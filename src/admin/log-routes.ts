@@ -60,7 +60,7 @@ export function logRoutes(app: FastifyInstance, src: LogSource): void {
     async (req, reply) => {
       const store = storeOr503(src, reply);
       if (!store) return reply;
-      src.logCounts()?.flush(true); // what was counted so far, in the answer (written here and now)
+      await src.logCounts()?.settle(); // what was counted so far, in the answer
       let reader;
       try {
         reader = openLineReader(store, planQuery(store, req.query as LogQueryInput), src.msglog.keyProperty);

@@ -139,7 +139,7 @@ export class LogSink {
 
   /** Stop after the batch in progress and the status updates counted so far (the pool is closed next). */
   async stop(): Promise<void> {
-    this.counts?.flush(true); // what was counted so far (here and now): its first completions are written before the sink stops
+    await this.counts?.settle(); // what was counted so far: its first completions are written before the sink stops
     this.stopped = true;
     this.wake?.();
     await this.done;

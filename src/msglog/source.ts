@@ -9,7 +9,7 @@ export interface LogSource {
   /** The embedded store, null without one. */
   logStore(): DurableStore | null;
   /** The delivery counts, null while they are not kept (a query writes what is counted first). */
-  logCounts(): { flush(sync: boolean): void } | null;
+  logCounts(): { settle(): Promise<void> } | null;
   /** Re-publish a logged message (Broker.republish). */
   readonly republish: Republish;
 }

@@ -165,8 +165,8 @@ export class DeliveryCounts implements DeliveryCounter {
 
   /**
    * Write what was counted: the arrays are copied at once and added on a worker thread (the
-   * counts files' reads and writes, and sorting the entries, off the event loop). `sync` (the
-   * last flush, at close): here and now.
+   * counts files' reads and writes, and sorting the entries, off the event loop). `sync`: here
+   * and now (settle).
    */
   flush(sync = false): void {
     const n = this.n;
@@ -213,11 +213,16 @@ export class DeliveryCounts implements DeliveryCounter {
     }
   }
 
-  /** Write what is left and stop (before the store closes): the flushes under way end first. */
-  async close(): Promise<void> {
-    clearInterval(this.timer);
+  /** Everything counted so far written (a query's answer, the SQL sink's stop): the flushes under way end, the rest here. */
+  async settle(): Promise<void> {
     await Promise.all([...this.inFlight]);
     this.flush(true);
+  }
+
+  /** Write what is left and stop (before the store closes). */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.settle();
     this.closed = true;
   }
 }
