@@ -28,7 +28,6 @@ import type { RetainedStore } from './retained.js';
 import { type FeedHost, type FeedRequest, RetainedFeed } from './retained-feed.js';
 import type { SubscriptionTable } from './subscriptions.js';
 
-/** A persistent session's delivery of a message that goes through the log. */
 /**
  * What one message brings one session (Router.routeMessage, several matches): its plain and its
  * shared subscriptions' part apart, each with the highest QoS, the retain flag if any keeps it,
@@ -49,6 +48,7 @@ interface StampPart {
   subIds: number[] | undefined;
 }
 
+/** A persistent session's delivery of a message that goes through the log. */
 interface LoggedTarget {
   session: Session;
   qos: QoS;

@@ -4,7 +4,7 @@
 //! loop — only copies the bytes, and wakes one thread instead of one per shard.
 use super::packed::Split;
 use super::shard::{Cmd, ShardDone};
-use super::{AppendDone, Completes, Offset, Position};
+use super::{AppendDone, Completes, Log, Offset, Position};
 use crate::error::CoreError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -36,7 +36,7 @@ impl Dispatcher {
                 let n = shards.len() as u32;
                 let send = |s: u32, c: Cmd| {
                     if let Err(e) = shards[s as usize].send(c) {
-                        fail(e.0, closed());
+                        fail(e.0, Log::closed_err());
                     }
                 };
                 for job in rx {
@@ -73,10 +73,6 @@ impl Dispatcher {
             let _ = t.join();
         }
     }
-}
-
-pub(super) fn closed() -> CoreError {
-    CoreError::Closed("log closed".into())
 }
 
 /// Completes `cmd` with `e` (it will not run).

@@ -134,14 +134,17 @@ impl Log {
                 }
             }
         }
-        if let Some(e) = failed {
-            for s in &shards {
-                s.close();
-            }
-            return Err(e);
-        }
-        let senders = shards.iter().filter_map(Shard::sender).collect();
-        let dispatcher = match Dispatcher::start(senders) {
+        // One sender per shard, in shard order: a shard just opened has its writer.
+        let started = match failed {
+            Some(e) => Err(e),
+            None => Dispatcher::start(
+                shards
+                    .iter()
+                    .map(|s| s.sender().expect("a shard just opened has its writer"))
+                    .collect(),
+            ),
+        };
+        let dispatcher = match started {
             Ok(d) => d,
             Err(e) => {
                 for s in &shards {
