@@ -16,7 +16,7 @@ import type { TokenBucket } from './rate.js';
 import type { OutboundAliases } from '../session/topic-aliases.js';
 import type { Duplex } from 'node:stream';
 import type { Packet } from 'mqtt-packet';
-import { encode, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } from '../wire/codec.js';
+import { encode, encodeAcks, Decoder, UnsupportedProtocolVersion, type ProtocolVersion } from '../wire/codec.js';
 import { Framer, type FrameSink } from '../wire/framer.js';
 import { ProtocolViolation, RC, V3_CONNACK } from '../wire/reason-codes.js';
 import type { Client } from '../lifecycle/sessions.js';
@@ -57,6 +57,18 @@ export interface PacketHandlers {
 }
 
 /** A write waiting its turn: bytes, or a send to run once its gate settled (`ready`). */
+/** A place in the acknowledgement queue (ackQueue); `gate` and `acks`: an ackWhen group. */
+interface AckSlot {
+  buf: Buffer | null;
+  ready: boolean;
+  gate: Promise<void> | null;
+  /** `(type << 16) | packet id` per acknowledgement of the group, in the order reserved. */
+  acks: number[] | null;
+}
+
+/** What to send for acknowledgement `type` of packet `id` whose gate rejected with `err` (null: nothing). */
+export type AckFailed = (conn: Connection, type: 4 | 5, id: number, err: unknown) => Buffer | null;
+
 interface Gated {
   ready: boolean;
   run: (() => void) | null;
@@ -129,7 +141,7 @@ export class Connection implements Client, FrameSink, WheelEntry {
    * PUBACK / PUBREC waiting behind an earlier one whose message is not durable yet: they leave
    * in the order the PUBLISH packets came in ([MQTT-4.6.0-2], [MQTT-4.6.0-3]).
    */
-  private ackQueue: { buf: Buffer | null; ready: boolean }[] | null = null;
+  private ackQueue: AckSlot[] | null = null;
   private readonly framer: Framer;
   private readonly decoder = new Decoder();
   private held: Packet[] | null = null;
@@ -377,23 +389,64 @@ export class Connection implements Client, FrameSink, WheelEntry {
   /** Send an acknowledgement now, or after those reserved before it. */
   ack(buf: Buffer): void {
     if (this.ackQueue === null) this.write(buf);
-    else this.ackQueue.push({ buf, ready: true });
+    else this.ackQueue.push({ buf, ready: true, gate: null, acks: null });
   }
 
   /** Reserve the next acknowledgement slot; call the result with the bytes (null: send nothing). */
   reserveAck(): (buf: Buffer | null) => void {
-    const slot: { buf: Buffer | null; ready: boolean } = { buf: null, ready: false };
-    const q = (this.ackQueue ??= []);
-    q.push(slot);
+    const slot: AckSlot = { buf: null, ready: false, gate: null, acks: null };
+    (this.ackQueue ??= []).push(slot);
     return (buf) => {
       slot.buf = buf;
       slot.ready = true;
-      while (q.length > 0 && (q[0] as { ready: boolean }).ready) {
-        const head = q.shift() as { buf: Buffer | null };
-        if (head.buf) this.write(head.buf);
-      }
-      if (q.length === 0) this.ackQueue = null;
+      this.releaseAcks();
     };
+  }
+
+  /**
+   * Acknowledge packet `id` with a `type` packet (PUBACK 4, PUBREC 5) once `gate` resolves, in
+   * the order reserved; if it rejects, `failed` says what to send instead (null: nothing).
+   * Acknowledgements reserved one after another on the same gate (the logged messages of one
+   * event-loop turn share their append batch's promise) share one slot, one pair of handlers and
+   * one buffer: a sync-mode message log's PUBACKs cost no closure, promise or Buffer each.
+   */
+  ackWhen(gate: Promise<void>, type: 4 | 5, id: number, failed: AckFailed): void {
+    const q = (this.ackQueue ??= []);
+    const last = q[q.length - 1];
+    if (last !== undefined && last.gate === gate && !last.ready) {
+      (last.acks as number[]).push((type << 16) | id);
+      return;
+    }
+    const slot: AckSlot = { buf: null, ready: false, gate, acks: [(type << 16) | id] };
+    q.push(slot);
+    gate.then(
+      () => {
+        slot.buf = encodeAcks(slot.acks as number[]);
+        slot.ready = true;
+        this.releaseAcks();
+      },
+      (err: unknown) => {
+        const out: Buffer[] = [];
+        for (const a of slot.acks as number[]) {
+          const b = failed(this, (a >>> 16) as 4 | 5, a & 0xffff, err);
+          if (b !== null) out.push(b);
+        }
+        slot.buf = out.length === 0 ? null : Buffer.concat(out);
+        slot.ready = true;
+        this.releaseAcks();
+      },
+    );
+  }
+
+  /** Write the acknowledgements at the head of the queue that are ready. */
+  private releaseAcks(): void {
+    const q = this.ackQueue;
+    if (q === null) return;
+    while (q.length > 0 && (q[0] as AckSlot).ready) {
+      const head = q.shift() as AckSlot;
+      if (head.buf) this.write(head.buf);
+    }
+    if (q.length === 0) this.ackQueue = null;
   }
 
   /**

@@ -338,3 +338,20 @@ export function encodeAck(type: 4 | 5 | 6 | 7, messageId: number, version: Proto
   b.writeUInt16BE(messageId, 2);
   return b;
 }
+
+/**
+ * Successful PUBACK / PUBREC packets in one buffer, each entry `(type << 16) | packetId` (type 4
+ * or 5): the short form, which means success in every version (v5 §3.4.2.1).
+ */
+export function encodeAcks(acks: readonly number[]): Buffer {
+  const b = Buffer.allocUnsafe(4 * acks.length);
+  let at = 0;
+  for (const a of acks) {
+    b[at] = (a >>> 16) << 4;
+    b[at + 1] = 2;
+    b[at + 2] = (a >>> 8) & 0xff;
+    b[at + 3] = a & 0xff;
+    at += 4;
+  }
+  return b;
+}

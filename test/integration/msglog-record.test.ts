@@ -11,7 +11,8 @@ import { createBroker, loadConfig } from '../../src/index.js';
 import { storeOptions } from '../../src/lifecycle/restore.js';
 import { testInjectPanic, type DurableStore } from '../../src/native.js';
 import { entryJson, openReader, planQuery } from '../../src/msglog/query.js';
-import { client, collect, persistent, recordingClient, sleep, startBroker, type TestBroker } from '../helpers.js';
+import { generate, type IPubackPacket, type Packet } from 'mqtt-packet';
+import { client, collect, persistent, RawClient, recordingClient, sleep, startBroker, type TestBroker } from '../helpers.js';
 
 let tb: TestBroker | null = null;
 afterEach(async () => {
@@ -174,6 +175,38 @@ test('sync: the PUBACK comes once the log has the message; a failed append refus
   v3.end(true);
   assert.ok(store.shardEnd(0) + store.shardEnd(1) >= 21);
   await pub.endAsync();
+});
+
+test('sync: PUBACKs leave in the order the PUBLISHes came when logged and unlogged ones share a turn; a failed batch refuses each of its messages', async () => {
+  tb = await startBroker({ config: { 'msglog.topics': 's/#', 'msglog.mode': 'sync' } });
+  const raw = await RawClient.tcp(tb.port, 5);
+  assert.equal(((await raw.connect('order-pub')) as { reasonCode?: number }).reasonCode, 0);
+  // One write: one read, one turn, one append batch. The logged ones wait for it, the others do
+  // not — their PUBACKs must still not overtake the earlier ones' ([MQTT-4.6.0-2]).
+  const burst = (ids: number[], logged: (id: number) => boolean): void =>
+    raw.sendRaw(Buffer.concat(ids.map((id) => generate({ cmd: 'publish', topic: logged(id) ? 's/x' : 'other', payload: Buffer.from(`m${id}`), qos: 1, messageId: id, retain: false, dup: false } as Packet, { protocolVersion: 5 }))));
+  const acks = async (n: number): Promise<[number, number][]> => {
+    const out: [number, number][] = [];
+    for (let i = 0; i < n; i++) {
+      const a = (await raw.next('puback')) as IPubackPacket | null;
+      assert.ok(a, 'a PUBACK');
+      out.push([a.messageId as number, a.reasonCode ?? 0]);
+    }
+    return out;
+  };
+  burst([1, 2, 3, 4, 5, 6], (id) => id % 2 === 1);
+  assert.deepEqual(await acks(6), [1, 2, 3, 4, 5, 6].map((id) => [id, 0]));
+  assert.deepEqual(query(tb, 's/#').map((e) => e.payload), ['m1', 'm3', 'm5']);
+  testInjectPanic('Store.appendPacked');
+  burst([7, 8, 9, 10], (id) => id !== 9);
+  assert.deepEqual(await acks(4), [
+    [7, 0x80],
+    [8, 0x80],
+    [9, 0],
+    [10, 0x80],
+  ]);
+  assert.equal(tb.broker.metrics.msglog.refused, 3);
+  raw.end();
 });
 
 test('config: a bad filter in msglog.topics or msglog.retention, or the log without the store, stop the broker being built', () => {

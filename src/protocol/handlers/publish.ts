@@ -161,8 +161,6 @@ function watchQos0(conn: Connection, stored: Promise<void>): void {
 
 /** PUBACK / PUBREC only once the message is durable for every persistent subscriber (the log, sync mode). */
 function ackWhenStored(conn: Connection, session: NonNullable<Connection['session']>, durable: Promise<void>, qos: 1 | 2, id: number): void {
-  const broker = conn.broker;
-  const ackType = qos === 1 ? 4 : 5;
   if (qos === 2 && session.durable) {
     const storing = (session.inboundStoring ??= new Map());
     storing.set(id, durable);
@@ -171,15 +169,14 @@ function ackWhenStored(conn: Connection, session: NonNullable<Connection['sessio
     };
     durable.then(done, done);
   }
-  const send = conn.reserveAck();
-  durable.then(
-    () => send(encodeAck(ackType, id, conn.protocolVersion)),
-    (err: unknown) => {
-      if (qos === 2) session.incomingQos2.delete(id);
-      broker.onStoreError(conn.clientId, err as Error);
-      notStored(conn, send, ackType, id);
-    },
-  );
+  conn.ackWhen(durable, qos === 1 ? 4 : 5, id, ackNotStored);
+}
+
+/** A message not stored: reported, its QoS 2 id forgotten (a re-send is a new message), and refused. */
+function ackNotStored(conn: Connection, type: 4 | 5, id: number, err: unknown): Buffer | null {
+  if (type === 5) conn.session?.incomingQos2.delete(id);
+  conn.broker.onStoreError(conn.clientId, err as Error);
+  return refuseNotStored(conn, type, id);
 }
 
 /**
@@ -199,11 +196,7 @@ function duplicateQos2(conn: Connection, session: NonNullable<Connection['sessio
     }
     // The first copy (sent before a takeover) is still being stored: PUBREC once it is, as
     // for the first; a PUBREL sooner would release the id before its "stored" mark lands.
-    const send = conn.reserveAck();
-    storing.then(
-      () => send(encodeAck(5, id, conn.protocolVersion)),
-      () => notStored(conn, send, 5, id),
-    );
+    conn.ackWhen(storing, 5, id, refuseNotStored);
     return;
   }
   // Its record reached the log before a stop, its id still pending: what it needs besides the
@@ -225,11 +218,8 @@ function duplicateQos2(conn: Connection, session: NonNullable<Connection['sessio
  * A PUBLISH whose storing failed: a v5 client is told in its PUBACK / PUBREC (0x80); 3.1.1 cannot
  * refuse a PUBLISH, so the connection closes without the acknowledgement and the client sends it again.
  */
-function notStored(conn: Connection, send: (ack: Buffer | null) => void, ackType: 4 | 5, id: number): void {
-  if (conn.protocolVersion === 5) {
-    send(encodeAck(ackType, id, 5, RC.UnspecifiedError));
-  } else {
-    send(null);
-    conn.close('storage failure: message not acknowledged');
-  }
+function refuseNotStored(conn: Connection, type: 4 | 5, id: number): Buffer | null {
+  if (conn.protocolVersion === 5) return encodeAck(type, id, 5, RC.UnspecifiedError);
+  conn.close('storage failure: message not acknowledged');
+  return null;
 }
