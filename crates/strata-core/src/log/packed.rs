@@ -168,8 +168,18 @@ impl Split {
         let mut groups: Vec<(Vec<usize>, Messages)> =
             (0..n_shards.max(1)).map(|_| Default::default()).collect();
         let mut total = 0;
+        // A publisher's messages come in runs (a connection's reads): its shard is reused.
+        let mut last: Option<(&[u8], u32)> = None;
         for (i, m) in msgs.enumerate() {
-            let g = &mut groups[shard_of(m.publisher, n_shards) as usize];
+            let shard = match last {
+                Some((p, s)) if p == m.publisher => s,
+                _ => {
+                    let s = shard_of(m.publisher, n_shards);
+                    last = Some((m.publisher, s));
+                    s
+                }
+            };
+            let g = &mut groups[shard as usize];
             g.0.push(i);
             g.1.push(m);
             total += 1;

@@ -438,14 +438,15 @@ impl Segment {
         &self.read
     }
 
-    /// Publishes a durable batch to readers (called by the writer only).
+    /// Publishes a durable batch to readers (called by the writer only); `streams`: its
+    /// records per stream id (index).
     pub fn publish(
         &self,
         new_len: u64,
         end_offset: u64,
         last_ts: u64,
         entries: &[IndexEntry],
-        streams: &HashMap<u32, u64>,
+        streams: &[u64],
     ) {
         if !entries.is_empty() {
             self.index
@@ -455,8 +456,8 @@ impl Segment {
         }
         {
             let mut m = self.streams.lock().expect("poisoned");
-            for (k, v) in streams {
-                *m.entry(*k).or_insert(0) += v;
+            for (k, v) in streams.iter().enumerate().filter(|(_, v)| **v > 0) {
+                *m.entry(k as u32).or_insert(0) += v;
             }
         }
         self.last_ts.store(last_ts, Ordering::Release);

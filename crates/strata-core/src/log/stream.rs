@@ -56,9 +56,14 @@ pub fn structure_from_string(s: &str) -> Structure {
         .collect()
 }
 
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Topics whose stream a learner remembers whole ([`Learner::learn`]'s first look), at most.
+const MEMO_MAX: usize = 16_384;
+
 #[derive(Debug, Clone, Default)]
 struct Node {
-    statics: HashMap<String, Node>,
+    statics: Map<String, Node>,
     any: Option<Box<Node>>,
     /// Stream whose structure ends at this node, if any.
     stream: Option<u32>,
@@ -70,6 +75,10 @@ pub struct Learner {
     threshold: usize,
     root: Node,
     next_id: u32,
+    /// Topics already mapped, and their stream: a topic keeps its stream for the life of the
+    /// generation, so one lookup replaces the walk (a level split and a lookup per level) for
+    /// the topics that repeat. Emptied when it holds [`MEMO_MAX`].
+    memo: Map<Box<str>, u32>,
 }
 
 impl Learner {
@@ -79,6 +88,7 @@ impl Learner {
             threshold: threshold.max(1),
             root: Node::default(),
             next_id: 0,
+            memo: Map::default(),
         }
     }
 
@@ -90,6 +100,19 @@ impl Learner {
     /// Maps `topic` to its stream. Returns `(id, Some(structure))` when a new stream was
     /// created (the caller persists it before any record refers to it).
     pub fn learn(&mut self, topic: &str) -> (u32, Option<Structure>) {
+        if let Some(&id) = self.memo.get(topic) {
+            return (id, None);
+        }
+        let (id, new) = self.walk(topic);
+        if self.memo.len() >= MEMO_MAX {
+            self.memo.clear();
+        }
+        self.memo.insert(topic.into(), id);
+        (id, new)
+    }
+
+    /// `learn` without the memo: the walk through the trie.
+    fn walk(&mut self, topic: &str) -> (u32, Option<Structure>) {
         // Nearly every topic maps to a stream already learned: find it without building the
         // structure (one String per level) or changing the trie.
         if let Some(id) = self.known(topic) {

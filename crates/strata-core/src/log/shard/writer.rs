@@ -135,7 +135,8 @@ struct Batch {
     reqs: Vec<(usize, ShardDone)>,
     new_streams: Vec<u8>,
     entries: Vec<IndexEntry>,
-    streams: HashMap<u32, u64>,
+    /// Records per stream id (the index), for the segment's stream counts.
+    streams: Vec<u64>,
 }
 
 impl Writer {
@@ -468,7 +469,7 @@ impl Writer {
             reqs: Vec::with_capacity(reqs.len()),
             new_streams: Vec::new(),
             entries: Vec::new(),
-            streams: HashMap::new(),
+            streams: Vec::new(),
         };
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -504,7 +505,11 @@ impl Writer {
                     sid,
                     &m,
                 );
-                *batch.streams.entry(sid).or_insert(0) += 1;
+                let k = sid as usize;
+                if k >= batch.streams.len() {
+                    batch.streams.resize(k + 1, 0);
+                }
+                batch.streams[k] += 1;
                 self.next_offset += 1;
             }
             batch.reqs.push((first as usize, done));
@@ -662,7 +667,7 @@ impl Writer {
 }
 
 fn validate(m: &MessageRef<'_>) -> Option<CoreError> {
-    if m.topic.is_empty() || m.topic.contains(['+', '#', '\0']) {
+    if m.topic.is_empty() || m.topic.bytes().any(|b| matches!(b, b'+' | b'#' | 0)) {
         return Some(CoreError::InvalidTopic(format!(
             "topic name {:?} is empty or contains a wildcard or NUL",
             m.topic

@@ -117,3 +117,35 @@ fn filter_matcher_equals_topic_matches_and_structure_may_match() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// The memo of whole topics answers as the trie does: for a random sequence of topics
+    /// (repeats included, a low threshold so wildcards are learned along the way), every
+    /// answer equals the walk's (`walk`, no memo) on a learner that saw the same sequence.
+    #[test]
+    fn memo_answers_as_the_walk(topics in prop::collection::vec(levels(false), 1..60), threshold in 1usize..4) {
+        let mut memo = Learner::new(threshold);
+        let mut walk = Learner::new(threshold);
+        for t in &topics {
+            prop_assert_eq!(memo.learn(t), walk.walk(t), "topic {}", t);
+        }
+        // And afterwards, for every topic seen.
+        for t in &topics {
+            prop_assert_eq!(memo.learn(t), walk.walk(t), "topic {} again", t);
+        }
+    }
+}
+
+#[test]
+fn memo_is_bounded() {
+    let mut l = Learner::new(1_000_000);
+    for i in 0..(MEMO_MAX + 10) {
+        let t = format!("m/{i}");
+        assert_eq!(l.learn(&t).0, i as u32);
+    }
+    assert!(l.memo.len() <= MEMO_MAX);
+    // Past the clear, a remembered-then-forgotten topic still maps to its stream.
+    assert_eq!(l.learn("m/0"), (0, None));
+}
