@@ -56,7 +56,6 @@ export interface PacketHandlers {
   puback(conn: Connection, id: number): void;
 }
 
-/** A write waiting its turn: bytes, or a send to run once its gate settled (`ready`). */
 /** A place in the acknowledgement queue (ackQueue); `gate` and `acks`: an ackWhen group. */
 interface AckSlot {
   buf: Buffer | null;
@@ -69,6 +68,7 @@ interface AckSlot {
 /** What to send for acknowledgement `type` of packet `id` whose gate rejected with `err` (null: nothing). */
 export type AckFailed = (conn: Connection, type: 4 | 5, id: number, err: unknown) => Buffer | null;
 
+/** A write waiting its turn: bytes, or a send to run once its gate settled (`ready`). */
 interface Gated {
   ready: boolean;
   run: (() => void) | null;
