@@ -77,7 +77,9 @@ pub struct Learner {
     next_id: u32,
     /// Topics already mapped, and their stream: a topic keeps its stream for the life of the
     /// generation, so one lookup replaces the walk (a level split and a lookup per level) for
-    /// the topics that repeat. Emptied when it holds [`MEMO_MAX`].
+    /// the topics that repeat. The first [`MEMO_MAX`] topics of the generation; later ones are
+    /// walked each time (not remembered in their place: with more topics than that, each
+    /// seen once, emptying it and filling it again cost twice the walk).
     memo: Map<Box<str>, u32>,
 }
 
@@ -104,10 +106,9 @@ impl Learner {
             return (id, None);
         }
         let (id, new) = self.walk(topic);
-        if self.memo.len() >= MEMO_MAX {
-            self.memo.clear();
+        if self.memo.len() < MEMO_MAX {
+            self.memo.insert(topic.into(), id);
         }
-        self.memo.insert(topic.into(), id);
         (id, new)
     }
 

@@ -146,6 +146,8 @@ fn memo_is_bounded() {
         assert_eq!(l.learn(&t).0, i as u32);
     }
     assert!(l.memo.len() <= MEMO_MAX);
-    // Past the clear, a remembered-then-forgotten topic still maps to its stream.
+    // A topic remembered and one past the bound (walked) still map to their streams.
     assert_eq!(l.learn("m/0"), (0, None));
+    let past = MEMO_MAX + 5;
+    assert_eq!(l.learn(&format!("m/{past}")), (past as u32, None));
 }
