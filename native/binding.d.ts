@@ -518,8 +518,14 @@ export interface PackedLayout {
   payloadLen: number
   /** QoS, u8 (12). */
   qos: number
-  /** Retain, u8 (13). */
-  retain: number
+  /** Flags, u8 (13): `flagRetain`, `flagSamePublisher`, `flagSameTopic`. */
+  flags: number
+  /** The message is retained (1). */
+  flagRetain: number
+  /** The previous message's publisher, its bytes not repeated (2). */
+  flagSamePublisher: number
+  /** The previous message's topic, its bytes not repeated (4). */
+  flagSameTopic: number
   /** The publisher's QoS 2 packet id, u16, 0 = none (14). */
   inboundId: number
 }

@@ -646,10 +646,29 @@ export interface PackedMessage {
  * before it returns, so the bytes of `bytes()` may be overwritten by the next `add` after it.
  */
 export class Packer extends PackBuffer {
+  /** The previous message's publisher and topic in this buffer (null: none yet). */
+  private prevPublisher: string | null = null;
+  private prevTopic: string | null = null;
+
   constructor(initial = 64 * 1024) {
     super(initial);
   }
 
+  override reset(): void {
+    super.reset();
+    this.prevPublisher = this.prevTopic = null;
+  }
+
+  override truncate(length: number, count: number): void {
+    super.truncate(length, count);
+    this.prevPublisher = this.prevTopic = null;
+  }
+
+  /**
+   * `publisher` or `topic` equal to the previous message's are not written again (flagged:
+   * a connection's messages come in runs, mostly on one topic; encoding a 20-character
+   * client id costs ~35 ns, comparing it with the previous one a few).
+   */
   add(publisher: string, topic: string, qos: number, retain: boolean, properties: Buffer | null, payload: Buffer, inboundId: number): void {
     const L = LAYOUTS.packed;
     const props = properties?.length ?? 0;
@@ -661,10 +680,21 @@ export class Packer extends PackBuffer {
     let at = o + L.header;
     // Byte stores and TypedArray.set, not Buffer's write/copy/writeUInt*LE: this runs once per
     // logged message, and their argument checks and calls into C++ cost more than the copying.
-    const p = writeString(b, publisher, at);
-    at += p;
-    const t = writeString(b, topic, at);
-    at += t;
+    let flags = retain ? L.flagRetain : 0;
+    let p = 0;
+    if (publisher === this.prevPublisher) flags |= L.flagSamePublisher;
+    else {
+      p = writeString(b, publisher, at);
+      at += p;
+      this.prevPublisher = publisher;
+    }
+    let t = 0;
+    if (topic === this.prevTopic) flags |= L.flagSameTopic;
+    else {
+      t = writeString(b, topic, at);
+      at += t;
+      this.prevTopic = topic;
+    }
     if (properties) {
       b.set(properties, at);
       at += props;
@@ -676,7 +706,7 @@ export class Packer extends PackBuffer {
     put32(b, o + L.propertiesLen, props);
     put32(b, o + L.payloadLen, n);
     b[o + L.qos] = qos;
-    b[o + L.retain] = retain ? 1 : 0;
+    b[o + L.flags] = flags;
     put16(b, o + L.inboundId, inboundId);
     this.length = at;
     this.count++;

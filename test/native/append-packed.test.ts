@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { DurableStore, packMessages, type PackedMessage } from '../../src/native.js';
+import { DurableStore, LAYOUTS, Packer, packMessages, type PackedMessage } from '../../src/native.js';
 import { tempDir } from '../helpers.js';
 
 const tmp = tempDir('strata-packed-');
@@ -44,6 +44,42 @@ test('packed messages are stored as given and come back by position, in input or
     assert.deepEqual(Buffer.from(m.properties), want.properties ?? Buffer.alloc(0));
     assert.deepEqual(Buffer.from(m.payload), want.payload);
   });
+});
+
+test('a publisher or topic repeated from the previous message is packed once and read back whole, batch after batch', async () => {
+  // Runs, alternations, an equal string that is another object, a repeat across the retain
+  // flag: each message read back as given. One Packer for two batches: the second batch's
+  // first message repeats the first batch's last, and must be packed whole (a repeat flag on a
+  // buffer's first message is refused).
+  const same = ['dev', '-1'].join('');
+  const msgs: PackedMessage[] = [
+    { publisher: 'dev-1', topic: 'a/b', qos: 1, retain: false, properties: null, payload: Buffer.from('1') },
+    { publisher: 'dev-1', topic: 'a/b', qos: 1, retain: true, properties: null, payload: Buffer.from('2') },
+    { publisher: same, topic: 'a/c', qos: 0, retain: false, properties: null, payload: Buffer.from('3') },
+    { publisher: 'dev-2', topic: 'a/c', qos: 2, retain: false, properties: Buffer.from([1]), payload: Buffer.from('4') },
+    { publisher: 'dev-1', topic: 'a/b', qos: 1, retain: false, properties: null, payload: Buffer.from('5') },
+    { publisher: 'dev-1', topic: 'a/b', qos: 1, retain: false, properties: null, payload: Buffer.from('6') },
+  ];
+  const p = new Packer(64);
+  const batches = [msgs.slice(0, 4), msgs.slice(4)];
+  const back: PackedMessage[] = [];
+  for (const batch of batches) {
+    for (const m of batch) p.add(m.publisher, m.topic, m.qos, m.retain, m.properties, m.payload, 0);
+    const bytes = Buffer.from(p.bytes());
+    p.reset();
+    const L = LAYOUTS.packed;
+    const repeated = L.flagSamePublisher | L.flagSameTopic;
+    assert.equal((bytes[L.flags] as number) & repeated, 0, "a buffer's first message is packed whole");
+    const pos = await store.appendPacked(bytes, batch.length);
+    const read = store.readAt(batch.map((_m, i) => ({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number })));
+    for (const m of read) {
+      assert.ok(m);
+      back.push({ publisher: m.publisher, topic: m.topic, qos: m.qos, retain: m.retain, properties: m.properties.length > 0 ? Buffer.from(m.properties) : null, payload: Buffer.from(m.payload) });
+    }
+  }
+  assert.deepEqual(back, msgs);
+  // A repeat leaves the publisher's and topic's bytes out: a header and the payload.
+  assert.equal(packMessages(msgs.slice(4, 6)).length - packMessages(msgs.slice(4, 5)).length, LAYOUTS.packed.header + 1);
 });
 
 test('a malformed packed buffer is refused with ERR_INVALID_ARGUMENT and writes nothing', async () => {

@@ -126,8 +126,14 @@ pub struct PackedLayout {
     pub payload_len: u32,
     /// QoS, u8 (12).
     pub qos: u32,
-    /// Retain, u8 (13).
-    pub retain: u32,
+    /// Flags, u8 (13): `flagRetain`, `flagSamePublisher`, `flagSameTopic`.
+    pub flags: u32,
+    /// The message is retained (1).
+    pub flag_retain: u32,
+    /// The previous message's publisher, its bytes not repeated (2).
+    pub flag_same_publisher: u32,
+    /// The previous message's topic, its bytes not repeated (4).
+    pub flag_same_topic: u32,
     /// The publisher's QoS 2 packet id, u16, 0 = none (14).
     pub inbound_id: u32,
 }
@@ -320,7 +326,10 @@ pub fn layouts() -> napi::Result<Layouts, String> {
                 properties_len: n(packed::PROPERTIES_LEN),
                 payload_len: n(packed::PAYLOAD_LEN),
                 qos: n(packed::QOS),
-                retain: n(packed::RETAIN),
+                flags: n(packed::FLAGS),
+                flag_retain: u32::from(packed::FLAG_RETAIN),
+                flag_same_publisher: u32::from(packed::FLAG_SAME_PUBLISHER),
+                flag_same_topic: u32::from(packed::FLAG_SAME_TOPIC),
                 inbound_id: n(packed::INBOUND_ID),
             },
             replay: ReplayLayout {

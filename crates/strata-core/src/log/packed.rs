@@ -6,9 +6,14 @@
 //! Per message, little-endian: a [`HEADER`]-byte header — `u16` publisher length
 //! @[`PUBLISHER_LEN`], `u16` topic length @[`TOPIC_LEN`], `u32` properties length
 //! @[`PROPERTIES_LEN`], `u32` payload length @[`PAYLOAD_LEN`], `u8` QoS @[`QOS`], `u8`
-//! retain (0/1) @[`RETAIN`], `u16` the publisher's QoS 2 packet id @[`INBOUND_ID`] (0 =
-//! none; see [`super::find_inbound`]) — then the publisher, topic, properties and payload
-//! bytes. Messages follow each other with no padding; the buffer ends with the last one.
+//! flags @[`FLAGS`], `u16` the publisher's QoS 2 packet id @[`INBOUND_ID`] (0 = none; see
+//! [`super::find_inbound`]) — then the publisher, topic, properties and payload bytes.
+//! Messages follow each other with no padding; the buffer ends with the last one.
+//!
+//! Flags: [`FLAG_RETAIN`]; [`FLAG_SAME_PUBLISHER`] and [`FLAG_SAME_TOPIC`] — the message has
+//! the previous message's publisher (topic), whose bytes are not repeated (its length field
+//! is 0): a connection's messages come in runs, mostly on one topic, and the packer then
+//! copies neither again. The first message of a buffer cannot have them.
 use super::record::MessageRef;
 use super::{shard_of, NewMessage};
 use crate::error::CoreError;
@@ -25,55 +30,35 @@ pub const PROPERTIES_LEN: usize = 4;
 pub const PAYLOAD_LEN: usize = 8;
 /// QoS (u8).
 pub const QOS: usize = 12;
-/// Retain flag (u8, 0 or 1).
-pub const RETAIN: usize = 13;
+/// Flags (u8): [`FLAG_RETAIN`], [`FLAG_SAME_PUBLISHER`], [`FLAG_SAME_TOPIC`].
+pub const FLAGS: usize = 13;
+/// The message is retained.
+pub const FLAG_RETAIN: u8 = 1;
+/// The previous message's publisher (no publisher bytes follow).
+pub const FLAG_SAME_PUBLISHER: u8 = 2;
+/// The previous message's topic (no topic bytes follow).
+pub const FLAG_SAME_TOPIC: u8 = 4;
 /// The publisher's QoS 2 packet id (u16, 0 = none).
 pub const INBOUND_ID: usize = 14;
 
 /// Splits `b` into exactly `count` messages. `InvalidArgument` (`appendPacked: …`) for a
-/// buffer that is cut short, has bytes after the last message, or a topic that is not
-/// UTF-8. The topic and QoS themselves are checked by the append.
+/// buffer that is cut short, has bytes after the last message, a topic that is not UTF-8 or
+/// a first message that says it repeats the previous one's publisher or topic. The topic and
+/// QoS themselves are checked by the append.
 pub fn unpack(b: &[u8], count: usize) -> Result<Vec<NewMessage>, CoreError> {
-    let bad = |what: &str| CoreError::InvalidArgument(format!("appendPacked: {what}"));
-    let mut out = Vec::with_capacity(count);
-    let mut at = 0usize;
-    let take = |at: &mut usize, n: usize| -> Result<&[u8], CoreError> {
-        let end = at
-            .checked_add(n)
-            .filter(|e| *e <= b.len())
-            .ok_or_else(|| bad("truncated buffer"))?;
-        let s = &b[*at..end];
-        *at = end;
-        Ok(s)
-    };
-    let u16_at = |h: &[u8], p: usize| u16::from_le_bytes([h[p], h[p + 1]]);
-    let u32_at = |h: &[u8], p: usize| u32::from_le_bytes([h[p], h[p + 1], h[p + 2], h[p + 3]]);
-    for _ in 0..count {
-        let h = take(&mut at, HEADER)?;
-        let pub_len = u16_at(h, PUBLISHER_LEN) as usize;
-        let topic_len = u16_at(h, TOPIC_LEN) as usize;
-        let props_len = u32_at(h, PROPERTIES_LEN) as usize;
-        let payload_len = u32_at(h, PAYLOAD_LEN) as usize;
-        let (qos, retain) = (h[QOS], h[RETAIN] != 0);
-        let inbound_id = u16_at(h, INBOUND_ID);
-        let publisher = take(&mut at, pub_len)?.to_vec();
-        let topic = String::from_utf8(take(&mut at, topic_len)?.to_vec())
-            .map_err(|_| bad("topic is not UTF-8"))?;
-        let properties = take(&mut at, props_len)?.to_vec();
-        let payload = take(&mut at, payload_len)?.to_vec();
-        out.push(NewMessage {
-            publisher,
-            topic,
-            qos,
-            retain,
-            properties,
-            payload,
-            inbound_id,
-        });
-    }
-    if at != b.len() {
-        return Err(bad("bytes left after the last message"));
-    }
+    let mut views = Views::new(b, count);
+    let out: Vec<NewMessage> = (&mut views)
+        .map(|m| NewMessage {
+            publisher: m.publisher.to_vec(),
+            topic: m.topic.to_owned(),
+            qos: m.qos,
+            retain: m.retain,
+            properties: m.properties.to_vec(),
+            payload: m.payload.to_vec(),
+            inbound_id: m.inbound_id,
+        })
+        .collect();
+    views.finish()?;
     Ok(out)
 }
 
@@ -204,19 +189,9 @@ impl Split {
     /// the errors of [`unpack`]; each message's bytes are copied once, into its shard's
     /// [`Messages`].
     pub fn packed(b: &[u8], count: usize, n_shards: u32) -> Result<Split, CoreError> {
-        let mut views = Views {
-            b,
-            at: 0,
-            left: count,
-            err: None,
-        };
+        let mut views = Views::new(b, count);
         let split = Split::build(n_shards, &mut views);
-        if let Some(e) = views.err {
-            return Err(e);
-        }
-        if views.at != b.len() {
-            return Err(bad("bytes left after the last message"));
-        }
+        views.finish()?;
         Ok(split)
     }
 }
@@ -231,6 +206,31 @@ struct Views<'a> {
     at: usize,
     left: usize,
     err: Option<CoreError>,
+    /// The previous message's publisher and topic (what the `SAME` flags refer to).
+    prev: Option<(&'a [u8], &'a str)>,
+}
+
+impl<'a> Views<'a> {
+    fn new(b: &'a [u8], count: usize) -> Views<'a> {
+        Views {
+            b,
+            at: 0,
+            left: count,
+            err: None,
+            prev: None,
+        }
+    }
+
+    /// The error that stopped the iteration, or bytes left after the last message.
+    fn finish(self) -> Result<(), CoreError> {
+        if let Some(e) = self.err {
+            return Err(e);
+        }
+        if self.at != self.b.len() {
+            return Err(bad("bytes left after the last message"));
+        }
+        Ok(())
+    }
 }
 
 fn u16_at(h: &[u8], p: usize) -> u16 {
@@ -262,21 +262,33 @@ impl<'a> Iterator for Views<'a> {
                 Ok(s)
             };
             let h = take(HEADER)?;
-            let publisher = take(u16_at(h, PUBLISHER_LEN) as usize)?;
-            let topic = std::str::from_utf8(take(u16_at(h, TOPIC_LEN) as usize)?)
-                .map_err(|_| bad("topic is not UTF-8"))?;
+            let flags = h[FLAGS];
+            let prev = self.prev;
+            let repeat = |what: &str| bad(&format!("the first message repeats a previous {what}"));
+            let publisher = if flags & FLAG_SAME_PUBLISHER != 0 {
+                prev.ok_or_else(|| repeat("publisher"))?.0
+            } else {
+                take(u16_at(h, PUBLISHER_LEN) as usize)?
+            };
+            let topic = if flags & FLAG_SAME_TOPIC != 0 {
+                prev.ok_or_else(|| repeat("topic"))?.1
+            } else {
+                std::str::from_utf8(take(u16_at(h, TOPIC_LEN) as usize)?)
+                    .map_err(|_| bad("topic is not UTF-8"))?
+            };
             let properties = take(u32_at(h, PROPERTIES_LEN) as usize)?;
             let payload = take(u32_at(h, PAYLOAD_LEN) as usize)?;
             let m = MessageRef {
                 publisher,
                 topic,
                 qos: h[QOS],
-                retain: h[RETAIN] != 0,
+                retain: flags & FLAG_RETAIN != 0,
                 properties,
                 payload,
                 inbound_id: u16_at(h, INBOUND_ID),
             };
             self.at = at;
+            self.prev = Some((publisher, topic));
             Ok(m)
         };
         match one() {
@@ -290,21 +302,37 @@ impl<'a> Iterator for Views<'a> {
 }
 
 /// Packs `msgs` in the layout above (for Rust callers and tests; the broker packs in
-/// TypeScript).
+/// TypeScript), a publisher or topic equal to the previous message's not repeated.
 pub fn pack(msgs: &[NewMessage]) -> Vec<u8> {
     let mut b = Vec::new();
+    let mut prev: Option<&NewMessage> = None;
     for m in msgs {
-        b.extend_from_slice(&(m.publisher.len() as u16).to_le_bytes());
-        b.extend_from_slice(&(m.topic.len() as u16).to_le_bytes());
+        let same_pub = prev.is_some_and(|p| p.publisher == m.publisher);
+        let same_topic = prev.is_some_and(|p| p.topic == m.topic);
+        let publisher: &[u8] = if same_pub { &[] } else { &m.publisher };
+        let topic: &[u8] = if same_topic { &[] } else { m.topic.as_bytes() };
+        let mut flags = 0;
+        for (on, flag) in [
+            (m.retain, FLAG_RETAIN),
+            (same_pub, FLAG_SAME_PUBLISHER),
+            (same_topic, FLAG_SAME_TOPIC),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        b.extend_from_slice(&(publisher.len() as u16).to_le_bytes());
+        b.extend_from_slice(&(topic.len() as u16).to_le_bytes());
         b.extend_from_slice(&(m.properties.len() as u32).to_le_bytes());
         b.extend_from_slice(&(m.payload.len() as u32).to_le_bytes());
         b.push(m.qos);
-        b.push(u8::from(m.retain));
+        b.push(flags);
         b.extend_from_slice(&m.inbound_id.to_le_bytes());
-        b.extend_from_slice(&m.publisher);
-        b.extend_from_slice(m.topic.as_bytes());
+        b.extend_from_slice(publisher);
+        b.extend_from_slice(topic);
         b.extend_from_slice(&m.properties);
         b.extend_from_slice(&m.payload);
+        prev = Some(m);
     }
     b
 }
