@@ -108,6 +108,8 @@ const PROGRESS_INTERVAL_MS = 10;
 interface AppendWaiter {
   resolve: (p: LogPosition) => void;
   reject: (e: unknown) => void;
+  /** Its message's index in the batch. */
+  at: number;
 }
 
 /**
@@ -149,8 +151,8 @@ interface Batch {
 interface AppendBatch {
   /** Messages in the batch (packed in DurableSessions.packer as they come). */
   count: number;
-  /** Per message, who waits for its position (null: a message only the message log keeps, see logMessage). */
-  waiters: (AppendWaiter | null)[];
+  /** Who waits for a message's position, in message order (none for what only the message log keeps, see logMessage). */
+  waiters: AppendWaiter[];
   /** The whole batch (logMessage), created with the first such message; its settle functions. */
   all: Promise<void> | null;
   settle: { resolve: () => void; reject: (e: unknown) => void } | null;
@@ -381,7 +383,10 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * the same event-loop turn cross to the store in one call (one promise for the batch).
    */
   saveSessionMessages(msg: Message): Promise<LogPosition> {
-    return new Promise((resolve, reject) => this.batchFor(msg, 0, true).waiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const b = this.batchFor(msg, 0, true);
+      b.waiters.push({ resolve, reject, at: b.count - 1 });
+    });
   }
 
   /**
@@ -393,15 +398,14 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    */
   logMessage(msg: Message, acknowledged = false): Promise<void> {
     const b = this.batchFor(msg, 0, acknowledged);
-    b.waiters.push(null);
     return (b.all ??= new Promise<void>((resolve, reject) => {
       b.settle = { resolve, reject };
     }));
   }
 
   /**
-   * The append batch being filled, with `msg` added; the caller pushes its waiter (one per
-   * message). A waiter is resolved with the batch, in offset order, and is the very promise its
+   * The append batch being filled, with `msg` added (its index: `count - 1`); a caller waiting
+   * for its position pushes a waiter (a message only the log keeps has none). A waiter is resolved with the batch, in offset order, and is the very promise its
    * caller awaits (never one chained behind another): the callers' continuations run in offset
    * order, and a caught-up session takes a shard's messages in that order (LogSession.arrive
    * counts anything below its `next` as read). `prompt`: someone waits for this message, the
@@ -454,12 +458,12 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
         stats.appendBatch.observe(b.count);
         stats.appendSeconds.observe((performance.now() - t0) / 1000);
         this.batchDone(b.seq, pos);
-        b.waiters.forEach((w, i) => w?.resolve({ shard: pos[2 * i] as number, offset: pos[2 * i + 1] as number }));
+        for (const w of b.waiters) w.resolve({ shard: pos[2 * w.at] as number, offset: pos[2 * w.at + 1] as number });
         b.settle?.resolve();
       },
       (e: unknown) => {
         this.batchDone(b.seq, null);
-        b.waiters.forEach((w) => w?.reject(e));
+        for (const w of b.waiters) w.reject(e);
         b.settle?.reject(e);
       },
     );
@@ -502,7 +506,10 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     // Not `await write; return saveSessionMessages(…)`: the promise returned would resolve some
     // microtask hops after the batch's other waiters, behind messages appended after this one.
     return new Promise((resolve, reject) => {
-      this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]).then(() => this.batchFor(msg, id, true).waiters.push({ resolve, reject }), reject);
+      this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]).then(() => {
+        const b = this.batchFor(msg, id, true);
+        b.waiters.push({ resolve, reject, at: b.count - 1 });
+      }, reject);
     });
   }
 
