@@ -568,9 +568,10 @@ fn partition_near(idx: &[IndexEntry], offset: u64) -> usize {
 /// Creates a new segment file with its header, synced, and returns (append handle, read
 /// handle).
 pub fn create(path: &Path, base_offset: u64, base_ts: u64, sync: bool) -> io::Result<(File, File)> {
+    // Not O_APPEND: the writer writes records at their position, over zeros written ahead.
     let mut w = OpenOptions::new()
         .create_new(true)
-        .append(true)
+        .write(true)
         .read(true)
         .open(path)?;
     w.write_all(&header_bytes(base_offset, base_ts))?;

@@ -349,6 +349,7 @@ pub(super) fn recover(
                         }
                         // The last segment of a generation may end in a torn write
                         // (the generation rolled, or the process died, mid-batch).
+                        let zero_tail = zeros_from(&f, s.data_len, flen);
                         if !check {
                             let w = OpenOptions::new()
                                 .write(true)
@@ -358,12 +359,22 @@ pub(super) fn recover(
                             w.sync_all().map_err(|e| io("sync truncated tail", e))?;
                         }
                         rec.truncated_bytes += flen - s.data_len;
-                        rec.events.push(format!(
-                            "{}: truncated {} bytes of torn/corrupt tail ({:?})",
-                            path.display(),
-                            flen - s.data_len,
-                            end
-                        ));
+                        rec.events.push(if zero_tail {
+                            // What a stop without a clean close leaves: the zeros the
+                            // writer writes ahead of its records (writer::zero_ahead).
+                            format!(
+                                "{}: cut {} bytes of zeros after the last record",
+                                path.display(),
+                                flen - s.data_len
+                            )
+                        } else {
+                            format!(
+                                "{}: truncated {} bytes of torn/corrupt tail ({:?})",
+                                path.display(),
+                                flen - s.data_len,
+                                end
+                            )
+                        });
                         clean = true;
                     }
                     let mut s = s;
@@ -461,4 +472,24 @@ fn read_dropped(path: &Path) -> (HashMap<(u32, u32), u64>, u64) {
         }
     }
     (m, end)
+}
+
+/// Whether `f` holds only zero bytes from `from` to `to` (false when it cannot be read).
+fn zeros_from(f: &File, from: u64, to: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(buf.len() as u64) as usize;
+        match f.read_at(&mut buf[..n], at) {
+            Ok(k) if k > 0 => {
+                if buf[..k].iter().any(|b| *b != 0) {
+                    return false;
+                }
+                at += k as u64;
+            }
+            _ => return false,
+        }
+    }
+    true
 }

@@ -13,6 +13,7 @@ use crate::error::CoreError;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -41,6 +42,32 @@ fn sync_records(f: &File, syncs: &AtomicU64) -> std::io::Result<()> {
     f.sync_data()
 }
 
+/// Zeros written ahead of the active segment's records, at most, in one go.
+const ZERO_AHEAD: u64 = 1 << 20;
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// Writes zeros from `zeroed` (the file's length) up to `need + ZERO_AHEAD`, `cap` at most
+/// (unless `need` is past it); returns the file's length after. Records are then written
+/// over blocks the file has already: on ext4 an `fdatasync` of a write that grows the file
+/// also commits the journal for its new size and blocks — 150-270 us here against 95-100 us
+/// for one that overwrites (docs/storage.md, "Zeros written ahead"). The price: the zeros
+/// are written to disk too, by the first `fdatasync` after them. Best effort: a failed write
+/// of zeros (a full disk) stops there, and the records are written as before. A crash
+/// leaves zeros after the last record: recovery finds the end at the first zero length, as
+/// it finds a torn tail, and cuts them off.
+fn zero_ahead(f: &File, zeroed: u64, need: u64, cap: u64) -> u64 {
+    let target = (need + ZERO_AHEAD).min(cap.max(need));
+    let mut at = zeroed;
+    while at < target {
+        let n = (target - at).min(ZEROS.len() as u64) as usize;
+        match f.write_at(&ZEROS[..n], at) {
+            Ok(k) if k > 0 => at += k as u64,
+            _ => break,
+        }
+    }
+    at
+}
+
 /// What the writer thread owns.
 struct Writer {
     shared: Arc<ShardShared>,
@@ -48,6 +75,8 @@ struct Writer {
     rx: Receiver<Cmd>,
     gen: Option<Arc<Generation>>,
     seg: Option<(Arc<Segment>, File, u64)>,
+    /// The active segment file's length: its records, then zeros written ahead (`zero_ahead`).
+    zeroed: u64,
     learner: Learner,
     structures: Vec<Structure>,
     streams_file: Option<File>,
@@ -82,16 +111,21 @@ pub(super) fn start(
         ..
     } = found;
     let gen = gens.last().cloned();
+    // Not O_APPEND: records are written at their position (`write_all_at`), over zeros.
     let seg = match last_segment {
         Some(s) => {
             let w = OpenOptions::new()
-                .append(true)
+                .write(true)
                 .open(&s.path)
                 .map_err(|e| io(format!("open {} for append", s.path.display()), e))?;
             let len = s.committed_len();
             Some((s, w, len))
         }
         None => None,
+    };
+    let zeroed = match &seg {
+        Some((_, w, len)) => w.metadata().map_or(*len, |m| m.len().max(*len)),
+        None => 0,
     };
     let streams_file = match &gen {
         Some(g) => Some(
@@ -110,6 +144,7 @@ pub(super) fn start(
         rx,
         gen,
         seg,
+        zeroed,
         learner,
         structures,
         streams_file,
@@ -181,9 +216,12 @@ impl Writer {
                 self.handle(c);
             }
         }
-        // Clean shutdown: make everything durable.
-        if self.dirty || self.opts.fsync != FsyncPolicy::Always {
-            if let Some((_, f, _)) = &self.seg {
+        // Clean shutdown: the zeros written ahead cut off, everything made durable.
+        if let Some((_, f, len)) = &self.seg {
+            if self.zeroed > *len && f.set_len(*len).is_ok() {
+                self.dirty = true;
+            }
+            if self.dirty || self.opts.fsync != FsyncPolicy::Always {
                 let _ = f.sync_data();
             }
         }
@@ -323,13 +361,7 @@ impl Writer {
             sync_dir(&dir);
             sync_dir(&self.shard_dir());
         }
-        if let Some((s, f, _)) = self.seg.take() {
-            if self.dirty {
-                let _ = f.sync_data();
-                self.dirty = false;
-            }
-            s.seal().map_err(|e| io("write index", e))?;
-        }
+        self.seal_segment()?;
         let g = Arc::new(Generation {
             id,
             start_ts: ts,
@@ -360,13 +392,7 @@ impl Writer {
 
     fn roll_segment(&mut self, ts: u64) -> Result<(), CoreError> {
         let gen = self.gen.clone().expect("generation exists");
-        if let Some((s, f, _)) = self.seg.take() {
-            if self.dirty {
-                let _ = f.sync_data();
-                self.dirty = false;
-            }
-            s.seal().map_err(|e| io("write index", e))?;
-        }
+        self.seal_segment()?;
         let path = gen.dir.join(segment::seg_name(self.next_offset));
         let (w, r) = segment::create(&path, self.next_offset, ts, self.sync_meta())
             .map_err(|e| io(format!("create {}", path.display()), e))?;
@@ -388,6 +414,26 @@ impl Writer {
         ));
         gen.segments.write().expect("poisoned").push(s.clone());
         self.seg = Some((s, w, HEADER_LEN));
+        self.zeroed = HEADER_LEN;
+        Ok(())
+    }
+
+    /// Seals the active segment, if any: the zeros written ahead of its records cut off
+    /// (synced before its index says where it ends), then its index written.
+    fn seal_segment(&mut self) -> Result<(), CoreError> {
+        if let Some((s, f, len)) = self.seg.take() {
+            if self.zeroed > len {
+                f.set_len(len)
+                    .map_err(|e| io("cut the zeros after the last record", e))?;
+                self.dirty = true;
+            }
+            if self.dirty {
+                let _ = f.sync_data();
+                self.dirty = false;
+            }
+            self.zeroed = 0;
+            s.seal().map_err(|e| io("write index", e))?;
+        }
         Ok(())
     }
 
@@ -574,7 +620,18 @@ impl Writer {
         let policy = self.opts.fsync;
         let syncs = &self.shared.syncs;
         let (_, f, _) = self.seg.as_mut().expect("segment exists");
-        let w = f.write_all(buf).map_err(|e| io("append records", e));
+        let end = start_len + buf.len() as u64;
+        // Under `Always` only: elsewhere no acknowledgement waits for an fdatasync, and the
+        // zeros would cost their writes for nothing.
+        if end > self.zeroed && policy == FsyncPolicy::Always {
+            self.zeroed = zero_ahead(f, self.zeroed, end, self.opts.segment_bytes);
+        }
+        let w = f
+            .write_all_at(buf, start_len)
+            .map_err(|e| io("append records", e));
+        if w.is_ok() {
+            self.zeroed = self.zeroed.max(end);
+        }
         let w = w.and_then(|_| match policy {
             FsyncPolicy::Always if durable => {
                 sync_records(f, syncs).map_err(|e| io("fsync records", e))
@@ -584,6 +641,7 @@ impl Writer {
         if let Err(e) = w {
             // Roll back the partial batch so the next one starts on a record boundary.
             let undo = f.set_len(start_len).and_then(|_| f.sync_data());
+            self.zeroed = start_len;
             if let Err(u) = undo {
                 let p = CoreError::Closed(format!(
                     "shard {} stopped: could not roll back a failed write ({u}); reopen the store",
