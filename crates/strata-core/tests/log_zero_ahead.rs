@@ -168,3 +168,27 @@ fn a_clean_stop_and_sealed_segments_keep_no_zeros() {
     );
     assert_eq!(read_all(&log), want);
 }
+
+#[test]
+fn appends_nothing_waits_to_sync_write_no_zeros() {
+    // `Completes::Written` (the message log's async entries): no fdatasync of their own, so
+    // nothing to make faster; the file holds their records only.
+    let d = tempfile::tempdir().unwrap();
+    let log = Log::open(d.path(), one_shard()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let msgs: Vec<NewMessage> = (0..50).map(|i| msg(&payload(i))).collect();
+    let split = strata_core::log::packed::Split::of(&msgs, 1);
+    log.append_split_as(
+        split,
+        strata_core::log::Completes::Written,
+        Box::new(move |r| tx.send(r.map(|p| p.len())).unwrap()),
+    );
+    assert_eq!(rx.recv().unwrap().unwrap(), 50);
+    let seg = segments(d.path()).pop().unwrap();
+    let b = fs::read(&seg).unwrap();
+    assert_ne!(b.last(), Some(&0), "{} bytes, ending in zeros", b.len());
+    assert!(b.len() < 64 * 1024, "{} bytes", b.len());
+    // A durable one writes them.
+    log.append_blocking(vec![msg(&payload(50))]).unwrap();
+    assert!(fs::metadata(&seg).unwrap().len() >= 1 << 20);
+}

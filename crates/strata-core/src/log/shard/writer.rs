@@ -621,9 +621,9 @@ impl Writer {
         let syncs = &self.shared.syncs;
         let (_, f, _) = self.seg.as_mut().expect("segment exists");
         let end = start_len + buf.len() as u64;
-        // Under `Always` only: elsewhere no acknowledgement waits for an fdatasync, and the
-        // zeros would cost their writes for nothing.
-        if end > self.zeroed && policy == FsyncPolicy::Always {
+        // For a batch synced now only (`Always`, `durable`): elsewhere nothing waits for
+        // the fdatasync, and the zeros would cost their writes for nothing.
+        if end > self.zeroed && policy == FsyncPolicy::Always && durable {
             self.zeroed = zero_ahead(f, self.zeroed, end, self.opts.segment_bytes);
         }
         let w = f
