@@ -421,12 +421,16 @@ impl Writer {
     /// Seals the active segment, if any: the zeros written ahead of its records cut off
     /// (synced before its index says where it ends), then its index written.
     fn seal_segment(&mut self) -> Result<(), CoreError> {
-        if let Some((s, f, len)) = self.seg.take() {
-            if self.zeroed > len {
-                f.set_len(len)
+        if let Some((_, f, len)) = &self.seg {
+            if self.zeroed > *len {
+                // Failing, the segment stays the active one (the roll is tried again).
+                f.set_len(*len)
                     .map_err(|e| io("cut the zeros after the last record", e))?;
+                self.zeroed = *len;
                 self.dirty = true;
             }
+        }
+        if let Some((s, f, _)) = self.seg.take() {
             if self.dirty {
                 let _ = f.sync_data();
                 self.dirty = false;
