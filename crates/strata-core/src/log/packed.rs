@@ -311,16 +311,9 @@ pub fn pack(msgs: &[NewMessage]) -> Vec<u8> {
         let same_topic = prev.is_some_and(|p| p.topic == m.topic);
         let publisher: &[u8] = if same_pub { &[] } else { &m.publisher };
         let topic: &[u8] = if same_topic { &[] } else { m.topic.as_bytes() };
-        let mut flags = 0;
-        for (on, flag) in [
-            (m.retain, FLAG_RETAIN),
-            (same_pub, FLAG_SAME_PUBLISHER),
-            (same_topic, FLAG_SAME_TOPIC),
-        ] {
-            if on {
-                flags |= flag;
-            }
-        }
+        let flags = (u8::from(m.retain) * FLAG_RETAIN)
+            | (u8::from(same_pub) * FLAG_SAME_PUBLISHER)
+            | (u8::from(same_topic) * FLAG_SAME_TOPIC);
         b.extend_from_slice(&(publisher.len() as u16).to_le_bytes());
         b.extend_from_slice(&(topic.len() as u16).to_le_bytes());
         b.extend_from_slice(&(m.properties.len() as u32).to_le_bytes());

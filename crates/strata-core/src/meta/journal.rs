@@ -24,6 +24,7 @@
 use super::state::State;
 use super::{Op, Table};
 use crate::error::CoreError;
+use crate::fsutil::rest_is_zero;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -351,19 +352,6 @@ pub(crate) fn read(path: &Path, after: Option<u64>) -> Result<Found, CoreError> 
         resume,
         tail,
     })))
-}
-
-fn rest_is_zero(r: &mut impl Read, mut n: u64) -> io::Result<bool> {
-    let mut buf = [0u8; 64 * 1024];
-    while n > 0 {
-        let k = n.min(buf.len() as u64) as usize;
-        r.read_exact(&mut buf[..k])?;
-        if buf[..k].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        n -= k as u64;
-    }
-    Ok(true)
 }
 
 /// Calls `f` with the operations of every commit frame from `offset` (a

@@ -7,9 +7,10 @@ use super::super::segment::{self, ScanEnd, Segment, HEADER_LEN};
 use super::super::stream::{self, Learner, Level, Structure};
 use super::{io, parse_gen_dir, Generation, Loss, Options, Recovery};
 use crate::error::CoreError;
+use crate::fsutil::rest_is_zero;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
@@ -349,7 +350,10 @@ pub(super) fn recover(
                         }
                         // The last segment of a generation may end in a torn write
                         // (the generation rolled, or the process died, mid-batch).
-                        let zero_tail = zeros_from(&f, s.data_len, flen);
+                        let zero_tail = (&f)
+                            .seek(SeekFrom::Start(s.data_len))
+                            .and_then(|_| rest_is_zero(&mut &f, flen - s.data_len))
+                            .unwrap_or(false);
                         if !check {
                             let w = OpenOptions::new()
                                 .write(true)
@@ -472,24 +476,4 @@ fn read_dropped(path: &Path) -> (HashMap<(u32, u32), u64>, u64) {
         }
     }
     (m, end)
-}
-
-/// Whether `f` holds only zero bytes from `from` to `to` (false when it cannot be read).
-fn zeros_from(f: &File, from: u64, to: u64) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut at = from;
-    while at < to {
-        let n = (to - at).min(buf.len() as u64) as usize;
-        match f.read_at(&mut buf[..n], at) {
-            Ok(k) if k > 0 => {
-                if buf[..k].iter().any(|b| *b != 0) {
-                    return false;
-                }
-                at += k as u64;
-            }
-            _ => return false,
-        }
-    }
-    true
 }

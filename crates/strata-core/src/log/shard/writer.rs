@@ -217,10 +217,8 @@ impl Writer {
             }
         }
         // Clean shutdown: the zeros written ahead cut off, everything made durable.
-        if let Some((_, f, len)) = &self.seg {
-            if self.zeroed > *len && f.set_len(*len).is_ok() {
-                self.dirty = true;
-            }
+        let _ = self.cut_zeros();
+        if let Some((_, f, _)) = &self.seg {
             if self.dirty || self.opts.fsync != FsyncPolicy::Always {
                 let _ = f.sync_data();
             }
@@ -418,18 +416,25 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals the active segment, if any: the zeros written ahead of its records cut off
-    /// (synced before its index says where it ends), then its index written.
-    fn seal_segment(&mut self) -> Result<(), CoreError> {
+    /// Cuts the zeros written ahead of the active segment's records (`dirty`: the new length
+    /// is synced with what is left to sync).
+    fn cut_zeros(&mut self) -> Result<(), CoreError> {
         if let Some((_, f, len)) = &self.seg {
             if self.zeroed > *len {
-                // Failing, the segment stays the active one (the roll is tried again).
                 f.set_len(*len)
                     .map_err(|e| io("cut the zeros after the last record", e))?;
                 self.zeroed = *len;
                 self.dirty = true;
             }
         }
+        Ok(())
+    }
+
+    /// Seals the active segment, if any: the zeros written ahead of its records cut off
+    /// (synced before its index says where it ends), then its index written.
+    fn seal_segment(&mut self) -> Result<(), CoreError> {
+        // Failing, the segment stays the active one (the roll is tried again).
+        self.cut_zeros()?;
         if let Some((s, f, _)) = self.seg.take() {
             if self.dirty {
                 let _ = f.sync_data();
