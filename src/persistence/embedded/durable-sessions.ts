@@ -383,10 +383,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
    * the same event-loop turn cross to the store in one call (one promise for the batch).
    */
   saveSessionMessages(msg: Message): Promise<LogPosition> {
-    return new Promise((resolve, reject) => {
-      const b = this.batchFor(msg, 0, true);
-      b.waiters.push({ resolve, reject, at: b.count - 1 });
-    });
+    return new Promise((resolve, reject) => this.waitFor(msg, 0, resolve, reject));
   }
 
   /**
@@ -403,12 +400,19 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     }));
   }
 
+  /** `msg` appended, its position to `resolve` (or the batch's failure to `reject`) with its batch. */
+  private waitFor(msg: Message, inboundId: number, resolve: (p: LogPosition) => void, reject: (e: unknown) => void): void {
+    const b = this.batchFor(msg, inboundId, true);
+    b.waiters.push({ resolve, reject, at: b.count - 1 });
+  }
+
   /**
    * The append batch being filled, with `msg` added (its index: `count - 1`); a caller waiting
-   * for its position pushes a waiter (a message only the log keeps has none). A waiter is resolved with the batch, in offset order, and is the very promise its
-   * caller awaits (never one chained behind another): the callers' continuations run in offset
-   * order, and a caught-up session takes a shard's messages in that order (LogSession.arrive
-   * counts anything below its `next` as read). `prompt`: someone waits for this message, the
+   * for its position adds a waiter (waitFor; a message only the log keeps has none). A waiter
+   * is resolved with the batch, in offset order, and is the very promise its caller awaits
+   * (never one chained behind another): the callers' continuations run in offset order, and a
+   * caught-up session takes a shard's messages in that order (LogSession.arrive counts anything
+   * below its `next` as read). `prompt`: someone waits for this message, the
    * batch is handed over at the end of this turn (else it may linger, LOG_LINGER_MS).
    */
   private batchFor(msg: Message, inboundId: number, prompt: boolean): AppendBatch {
@@ -506,10 +510,7 @@ export class DurableSessions implements SessionRegistry, MessageLog, RetainedReg
     // Not `await write; return saveSessionMessages(…)`: the promise returned would resolve some
     // microtask hops after the batch's other waiters, behind messages appended after this one.
     return new Promise((resolve, reject) => {
-      this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]).then(() => {
-        const b = this.batchFor(msg, id, true);
-        b.waiters.push({ resolve, reject, at: b.count - 1 });
-      }, reject);
+      this.write([{ op: 'put', table: 'inbound_qos2', key, value: q2Pending(shard, this.store.shardEnd(shard)) }]).then(() => this.waitFor(msg, id, resolve, reject), reject);
     });
   }
 
