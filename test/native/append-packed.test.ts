@@ -89,12 +89,20 @@ test('a malformed packed buffer is refused with ERR_INVALID_ARGUMENT and writes 
   bad.writeUInt32LE(1_000_000, 8); // payload length past the end
   const notUtf8 = Buffer.from(good);
   notUtf8[16 + 1] = 0xff; // the topic byte
+  // A first message claiming the previous one's publisher or topic: there is none.
+  const repeats = [LAYOUTS.packed.flagSamePublisher, LAYOUTS.packed.flagSameTopic].map((flag) => {
+    const b = Buffer.from(good);
+    b[LAYOUTS.packed.flags] = (b[LAYOUTS.packed.flags] as number) | flag;
+    return b;
+  });
   for (const [buf, count] of [
     [good.subarray(0, good.length - 1), 1],
     [bad, 1],
     [good, 2],
     [Buffer.concat([good, Buffer.from([0])]), 1],
     [notUtf8, 1],
+    [repeats[0] as Buffer, 1],
+    [repeats[1] as Buffer, 1],
   ] as const) {
     await assert.rejects(store.appendPacked(buf, count), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'ERR_INVALID_ARGUMENT', e.message);
