@@ -11,7 +11,9 @@
 //   post {type:'ready'}           or {type:'fatal', error}
 //   recv {type:'go', ...times}    -> publish from startNs to endNs, count what
 //                                    arrives in [warmEndNs, endNs); live totals
-//                                    go to the shared counters
+//                                    go to the shared counters. May come again once
+//                                    a window has ended (interleave.ts): publishing
+//                                    resumes, the window counts add up
 //   recv {type:'finish'}          -> post {type:'result', ...}, close sockets
 import net from 'node:net';
 import { BENCH_PASSWORD, BENCH_USER } from './credentials.js';
@@ -120,6 +122,8 @@ class BenchClient {
   private inflight = 0;
   private pid = 0;
   private sentHere = 0;
+  /** sentHere when the window began (the fixed rate counts from there). */
+  private sentAtGo = 0;
   private times: Times = { startNs: Infinity, warmEndNs: Infinity, endNs: -Infinity };
   // subscriber: PUBACK scratch buffer, grown on demand
   private ackBuf = Buffer.alloc(0);
@@ -206,9 +210,12 @@ class BenchClient {
     }
   }
 
-  /** Arms the publisher; subscribers only need the window times. */
+  /** Arms the publisher (again, after an earlier window: interleave.ts); subscribers only need the window times. */
   go(times: Times): void {
+    if (this.closing) return;
     this.times = times;
+    this.stopped = false;
+    this.sentAtGo = this.sentHere;
     if (this.spec.role !== 'pub') return;
     const delayMs = Math.max(0, (times.startNs - nowNs()) / 1e6);
     setTimeout(() => {
@@ -293,13 +300,14 @@ class BenchClient {
     if (t >= this.times.endNs || this.sentHere >= max) {
       this.stopped = true;
       if (this.tick !== null) clearInterval(this.tick);
+      this.tick = null;
       return;
     }
     let n = Math.min(free, max - this.sentHere);
     const rate = this.init.ratePerPublisher;
     if (rate > 0) {
       this.tick ??= setInterval(() => this.fill1(), 1);
-      n = Math.min(n, Math.floor(((t - this.times.startNs) / 1e9) * rate) - this.sentHere);
+      n = Math.min(n, Math.floor(((t - this.times.startNs) / 1e9) * rate) - (this.sentHere - this.sentAtGo));
       if (n <= 0) return;
     }
     this.inflight += n;
@@ -419,6 +427,8 @@ async function workerMain(init: WorkerInit): Promise<void> {
     return;
   }
   let elu = 0;
+  let eluActive = 0;
+  let eluIdle = 0;
   // errors before 'go' were fatal; from here on they are reported with the result
   stats.errors.length = 0;
   port.postMessage({ type: 'ready' } satisfies WorkerMsg);
@@ -447,7 +457,11 @@ async function workerMain(init: WorkerInit): Promise<void> {
       elu0 = performance.eventLoopUtilization();
     }, Math.max(0, (msg.warmEndNs - nowNs()) / 1e6));
     setTimeout(() => {
-      elu = performance.eventLoopUtilization(elu0).utilization;
+      // Over every window so far (one, but for interleave.ts).
+      const w = performance.eventLoopUtilization(elu0);
+      eluActive += w.active;
+      eluIdle += w.idle;
+      elu = eluActive / Math.max(1e-9, eluActive + eluIdle);
     }, Math.max(0, (msg.endNs - nowNs()) / 1e6));
   });
 }

@@ -4,6 +4,7 @@
 //                    [--duration 5] [--warmup 1] [--payload 64] [--workers 2] ...
 //   npm run bench -- --durable      (dpairs, drain, kill9, restart: see durable.ts)
 //   npm run bench -- --log-query    (the message log: a time-range query over 10M messages, logquery.ts)
+//   npm run bench -- --log-cost     (the message log's cost: brokers with and without it taking turns, interleave.ts)
 //   npm run bench -- --redis-floor  (redis-server CPU per message of EMQX's on_message_publish layout, redis-floor.ts)
 //   npm run bench -- --memory       (mretained, mdelivery, msubs, mconns, msessions, mflood,
 //                                    midle: broker RSS per item, see memory.ts)
@@ -57,7 +58,9 @@ import { noWorkDrain } from './nowork.js';
 import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
 import { MEMORY_SCENARIOS, memoryTargetRows, printMemory, printMemoryTargets, runMemory, type MemoryCell, type MemoryCtx, type MemoryName, type MemoryOpts } from './memory.js';
 import { errMsg, sleep } from './util.js';
+import { at, liveWorkers, startWorker, withTimeout, type WorkerSlot } from './workers.js';
 import { runLogQuery } from './logquery.js';
+import { cycleRatios, median, runLogCost, type LogCostOpts, type LogCostRow } from './interleave.js';
 import { type FloorRow, runRedisFloor } from './redis-floor.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
@@ -79,6 +82,10 @@ const HELP = `usage: npm run bench -- [options]
                         msubs, mconns, msessions, mflood, midle
   --log-query           only the message log's query: first result and stream rate of a
                         time-range query over --log-messages (default 10000000) logged messages
+  --log-cost            only the message log's cost targets: three StrataMQ brokers (no log,
+                        logging # async, sync) on the pairs load take turns, --slice seconds
+                        each per cycle for --cycles cycles (default 1 s, 12); the verdict is
+                        the median of the cycles' ratios (see bench/e2e/interleave.ts)
   --redis-floor         only redis-server's CPU per message for EMQX's on_message_publish layout
                         (--redis-messages, default 300000): plain pipelined HSET + ZADD, ZADD
                         per topic, and the rule's own writes (RedisPool, script calls)
@@ -144,6 +151,9 @@ const { values: argv } = parseArgs({
     memory: { type: 'boolean', default: false },
     'log-query': { type: 'boolean', default: false },
     'log-messages': { type: 'string', default: '10000000' },
+    'log-cost': { type: 'boolean', default: false },
+    cycles: { type: 'string', default: '12' },
+    slice: { type: 'string', default: '1' },
     'redis-floor': { type: 'boolean', default: false },
     'redis-messages': { type: 'string', default: '300000' },
     'memory-retained': { type: 'string', default: '200000' },
@@ -284,6 +294,35 @@ const brokerOpts: BrokerOptions = {
   mosquittoInflight: Math.floor(num('mosquitto-inflight', argv['mosquitto-inflight'], 1)),
   readyTimeoutMs: 20_000,
 };
+
+if (argv['log-cost']) {
+  const o: LogCostOpts = { cycles: Math.floor(num('cycles', argv.cycles, 1)), sliceS: num('slice', argv.slice, 0.2), warmS: 0.3, window: opts.window, payload: opts.payload, workers: opts.workers, brokerOpts };
+  process.stdout.write(`message log cost: 3 StrataMQ brokers on the pairs load (window ${o.window}, payload ${o.payload} B) taking turns, ${o.cycles} cycles of ${o.sliceS} s slices\n`);
+  const rows = await runLogCost(o, (line) => process.stdout.write(`${line}\n`));
+  const base = rows.find((r) => r.name === 'pairs') as LogCostRow;
+  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+  const lines = rows.map((r) => {
+    const q = cycleRatios(r, base);
+    return [
+      `${r.name} (${r.title})`,
+      fmtRate(sum(r.rates) / r.rates.length),
+      r === base ? '1' : `${median(q).toFixed(2)}x (${Math.min(...q).toFixed(2)}–${Math.max(...q).toFixed(2)})`,
+      r.delivered > 0 ? ((1e6 * r.cpuS) / r.delivered).toFixed(2) : '-',
+      String(r.errors.length),
+    ];
+  });
+  process.stdout.write('\n' + table(['broker', 'msgs/s', 'to pairs, median of cycles (range)', 'brk CPU us/msg', 'errors'], lines, [false, true, true, true, true]) + '\n');
+  for (const [name, mode, min] of [
+    ['lpairs', 'async', 0.9],
+    ['lspairs', 'sync', 0.75],
+  ] as const) {
+    const r = rows.find((x) => x.name === name) as LogCostRow;
+    const m = median(cycleRatios(r, base));
+    process.stdout.write(`target: logging # in ${mode} mode costs <= ${Math.round((1 - min) * 100)}% of QoS1 pairs (>= ${min}x): ${m.toFixed(2)}x, median of ${r.rates.length} cycles ${m >= min ? 'PASS' : 'MISS'}\n`);
+  }
+  for (const r of rows) for (const e of r.errors.slice(0, 3)) process.stdout.write(`${r.name}: ${e}\n`);
+  process.exit(0);
+}
 
 // ---------------------------------------------------------------- scenarios
 
@@ -490,61 +529,6 @@ interface Cell {
   startFailed?: boolean;
   received?: number;
   sent?: number;
-}
-
-const liveWorkers = new Set<Worker>();
-
-function at(ns: number, fn: () => void): NodeJS.Timeout {
-  return setTimeout(fn, Math.max(0, (ns - nowNs()) / 1e6));
-}
-
-interface WorkerSlot {
-  worker: Worker;
-  ready: Promise<void>;
-  result: Promise<WorkerResult>;
-}
-
-/** Starts a load worker; its promises reject if it reports a fatal error or dies. */
-function startWorker(init: WorkerInit, runtimeErrors: string[]): WorkerSlot {
-  const worker = new Worker(new URL('./load.js', import.meta.url), { workerData: init });
-  liveWorkers.add(worker);
-  let readyRes!: () => void;
-  let readyRej!: (e: Error) => void;
-  let resultRes!: (r: WorkerResult) => void;
-  let resultRej!: (e: Error) => void;
-  const ready = new Promise<void>((res, rej) => {
-    readyRes = res;
-    readyRej = rej;
-  });
-  const result = new Promise<WorkerResult>((res, rej) => {
-    resultRes = res;
-    resultRej = rej;
-  });
-  ready.catch(() => {});
-  result.catch(() => {});
-  const fail = (e: Error): void => {
-    readyRej(e);
-    resultRej(e);
-  };
-  worker.on('message', (m: WorkerMsg) => {
-    if (m.type === 'ready') readyRes();
-    else if (m.type === 'fatal') fail(new Error(m.error));
-    else if (m.type === 'error') runtimeErrors.push(m.error);
-    else if (m.type === 'result') resultRes(m);
-  });
-  worker.on('error', fail);
-  worker.on('exit', (code) => fail(new Error(`load worker exited (code ${code})`)));
-  return { worker, ready, result };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, rej) => {
-      t = setTimeout(() => rej(new Error(`${what} timed out after ${Math.round(ms)} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
 }
 
 async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {

@@ -1,0 +1,169 @@
+// The message log's cost (issue 18 targets), measured so that the machine's own ups and downs
+// fall on both sides of the ratio:
+//
+//   npm run bench -- --log-cost [--cycles 12] [--slice 1] [--window 100] [--payload 64]
+//
+// Three StrataMQ brokers run at once on the 'pairs' load (10 QoS 1 publisher/subscriber pairs,
+// window --window): one without the message log, one logging `#` in async mode, one in sync
+// mode. They take turns: in each cycle every broker gets the load alone for a short warm-up
+// (0.3 s) and a measured slice (--slice seconds), then its deliveries drain, then the next; the
+// order rotates from cycle to cycle. The brokers not loaded sit idle, so each ratio compares
+// slices taken seconds apart, where sequential runs (`--rounds`) compare runs a minute apart —
+// on a shared VM whose speed moves by ±30% from one run to the next (steal), the runs' ratios
+// spread from 0.55 to 1.4 and their median is a coin toss.
+//
+// Reported: each broker's deliveries per second over all its slices, the per-cycle ratios to the
+// broker without the log and their median (the verdict), and each broker's CPU per message.
+import path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { makeTempDir, removeTempDir, startBroker, type BrokerOptions, type RunningBroker } from './brokers.js';
+import { nowNs, type ClientSpec, type FinishMsg, type GoMsg, type WorkerInit } from './load.js';
+import { treesCpuSeconds } from './proc.js';
+import { sleep } from './util.js';
+import { at, liveWorkers, startWorker, withTimeout, type WorkerSlot } from './workers.js';
+
+export interface LogCostOpts {
+  cycles: number;
+  sliceS: number;
+  warmS: number;
+  window: number;
+  payload: number;
+  workers: number;
+  brokerOpts: BrokerOptions;
+}
+
+/** One broker of the comparison and what its slices measured. */
+export interface LogCostRow {
+  name: 'pairs' | 'lpairs' | 'lspairs';
+  title: string;
+  /** Deliveries per second, per cycle. */
+  rates: number[];
+  /** Broker CPU seconds and deliveries over all slices. */
+  cpuS: number;
+  delivered: number;
+  errors: string[];
+}
+
+interface Subject {
+  row: LogCostRow;
+  broker: RunningBroker;
+  dir: string | null;
+  slots: WorkerSlot[];
+  shared: Int32Array;
+}
+
+const CONFIGS: { name: LogCostRow['name']; title: string; conf: string[] | null }[] = [
+  { name: 'pairs', title: 'no message log', conf: null },
+  { name: 'lpairs', title: 'msglog.topics = "#", async', conf: ['msglog.topics = "#"', 'msglog.mode = async'] },
+  { name: 'lspairs', title: 'msglog.topics = "#", sync', conf: ['msglog.topics = "#"', 'msglog.mode = sync'] },
+];
+
+function totals(shared: Int32Array): { sent: number; recv: number } {
+  let sent = 0;
+  let recv = 0;
+  for (let i = 0; i < shared.length; i += 2) {
+    sent += Atomics.load(shared, i);
+    recv += Atomics.load(shared, i + 1);
+  }
+  return { sent, recv };
+}
+
+async function start(c: (typeof CONFIGS)[number], o: LogCostOpts): Promise<Subject> {
+  let dir: string | null = null;
+  let broker: RunningBroker;
+  if (c.conf === null) broker = await startBroker('strata', o.brokerOpts);
+  else {
+    dir = makeTempDir(`strata-${c.name}`);
+    const conf = path.join(dir, 'msglog.conf');
+    writeFileSync(conf, [...c.conf, ''].join('\n'));
+    broker = await startBroker('strata', o.brokerOpts, { dir, strataConfig: conf });
+  }
+  const tag = `i${process.pid}-${c.name}`;
+  const specs: ClientSpec[] = Array.from({ length: 10 }, (_, i): ClientSpec[] => [
+    { id: `${tag}-sub${i}`, role: 'sub', filter: `pairs/${i}`, qos: 1 },
+    { id: `${tag}-pub${i}`, role: 'pub', topic: `pairs/${i}`, qos: 1, window: o.window },
+  ]).flat();
+  const n = Math.max(1, Math.min(o.workers, specs.length));
+  const buckets: ClientSpec[][] = Array.from({ length: n }, () => []);
+  specs.forEach((s, i) => buckets[i % n]!.push(s));
+  const counters = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * 2 * n);
+  const row: LogCostRow = { name: c.name, title: c.title, rates: [], cpuS: 0, delivered: 0, errors: [] };
+  const slots = buckets.map((clients, index) => {
+    const init: WorkerInit = { host: '127.0.0.1', port: broker.port, clients, payloadSize: o.payload, batch: 32, maxPerPublisher: 2 ** 31 - 1, fanout: 1, qos0Inflight: 0, ratePerPublisher: 0, counters, index };
+    return startWorker(init, row.errors);
+  });
+  await withTimeout(Promise.all(slots.map((s) => s.ready)), 20_000, `${c.name}: connect/subscribe`);
+  return { row, broker, dir, slots, shared: new Int32Array(counters) };
+}
+
+/** One slice of `s`: the load for warmS + sliceS, what was delivered in the slice counted, then drained. */
+async function slice(s: Subject, o: LogCostOpts): Promise<void> {
+  const startNs = nowNs() + 20e6;
+  const warmEndNs = startNs + o.warmS * 1e9;
+  const endNs = warmEndNs + o.sliceS * 1e9;
+  const go: GoMsg = { type: 'go', startNs, warmEndNs, endNs };
+  for (const w of s.slots) w.worker.postMessage(go);
+  let r0 = 0;
+  let c0: number | null = null;
+  at(warmEndNs, () => {
+    r0 = totals(s.shared).recv;
+    c0 = treesCpuSeconds([s.broker.pid]);
+  });
+  await new Promise<void>((r) => at(endNs, r));
+  const r1 = totals(s.shared).recv;
+  const c1 = treesCpuSeconds([s.broker.pid]);
+  s.row.rates.push((r1 - r0) / o.sliceS);
+  s.row.delivered += r1 - r0;
+  if (c0 !== null && c1 !== null) s.row.cpuS += c1 - c0;
+  if (!s.broker.alive()) throw new Error(`${s.row.name}: broker process died`);
+  // Everything sent delivered before the next broker's turn (2 s at most).
+  const until = nowNs() + 2e9;
+  while (nowNs() < until) {
+    const t = totals(s.shared);
+    if (t.recv >= t.sent) break;
+    await sleep(10);
+  }
+}
+
+export async function runLogCost(o: LogCostOpts, say: (line: string) => void): Promise<LogCostRow[]> {
+  const subjects: Subject[] = [];
+  try {
+    for (const c of CONFIGS) subjects.push(await start(c, o));
+    // One unmeasured slice each first: the brokers' code is compiled, the log's files exist.
+    for (const s of subjects) await slice(s, o);
+    for (const s of subjects) {
+      s.row.rates.length = 0;
+      s.row.delivered = 0;
+      s.row.cpuS = 0;
+    }
+    for (let cycle = 0; cycle < o.cycles; cycle++) {
+      for (let k = 0; k < subjects.length; k++) await slice(subjects[(cycle + k) % subjects.length]!, o);
+      const last = subjects.map((s) => `${s.row.name} ${((s.row.rates[cycle] ?? 0) / 1000).toFixed(0)}k`).join(', ');
+      say(`  cycle ${cycle + 1} of ${o.cycles}: ${last}`);
+    }
+    return subjects.map((s) => s.row);
+  } finally {
+    for (const s of subjects) {
+      for (const w of s.slots) w.worker.postMessage({ type: 'finish' } satisfies FinishMsg);
+      await Promise.race([Promise.all(s.slots.map((w) => w.result)), sleep(3000)]).catch(() => undefined);
+      for (const w of s.slots) {
+        void w.worker.terminate();
+        liveWorkers.delete(w.worker);
+      }
+      await s.broker.stop().catch(() => undefined);
+      if (s.dir !== null) removeTempDir(s.dir);
+    }
+  }
+}
+
+/** Median of `xs` (not empty). */
+export function median(xs: readonly number[]): number {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 === 1 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
+}
+
+/** Per-cycle ratios of `row` to `base` (slices of one cycle, seconds apart). */
+export function cycleRatios(row: LogCostRow, base: LogCostRow): number[] {
+  return row.rates.map((r, i) => r / Math.max(1, base.rates[i] ?? 0));
+}

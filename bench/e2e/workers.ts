@@ -1,0 +1,61 @@
+// The load workers (load.ts) as the harness drives them: started, ready once every client is
+// connected and subscribed, a result at the end; shared by run.ts and interleave.ts.
+import { Worker } from 'node:worker_threads';
+import type { WorkerInit, WorkerMsg, WorkerResult } from './load.js';
+import { nowNs } from './load.js';
+
+/** Workers alive (terminated on SIGINT / SIGTERM). */
+export const liveWorkers = new Set<Worker>();
+
+export function at(ns: number, fn: () => void): NodeJS.Timeout {
+  return setTimeout(fn, Math.max(0, (ns - nowNs()) / 1e6));
+}
+
+export interface WorkerSlot {
+  worker: Worker;
+  ready: Promise<void>;
+  result: Promise<WorkerResult>;
+}
+
+/** Starts a load worker; its promises reject if it reports a fatal error or dies. */
+export function startWorker(init: WorkerInit, runtimeErrors: string[]): WorkerSlot {
+  const worker = new Worker(new URL('./load.js', import.meta.url), { workerData: init });
+  liveWorkers.add(worker);
+  let readyRes!: () => void;
+  let readyRej!: (e: Error) => void;
+  let resultRes!: (r: WorkerResult) => void;
+  let resultRej!: (e: Error) => void;
+  const ready = new Promise<void>((res, rej) => {
+    readyRes = res;
+    readyRej = rej;
+  });
+  const result = new Promise<WorkerResult>((res, rej) => {
+    resultRes = res;
+    resultRej = rej;
+  });
+  ready.catch(() => {});
+  result.catch(() => {});
+  const fail = (e: Error): void => {
+    readyRej(e);
+    resultRej(e);
+  };
+  worker.on('message', (m: WorkerMsg) => {
+    if (m.type === 'ready') readyRes();
+    else if (m.type === 'fatal') fail(new Error(m.error));
+    else if (m.type === 'error') runtimeErrors.push(m.error);
+    else if (m.type === 'result') resultRes(m);
+  });
+  worker.on('error', fail);
+  worker.on('exit', (code) => fail(new Error(`load worker exited (code ${code})`)));
+  return { worker, ready, result };
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => {
+      t = setTimeout(() => rej(new Error(`${what} timed out after ${Math.round(ms)} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
