@@ -146,6 +146,8 @@ export interface RunningBroker {
 /** Start a broker on durable state in a directory the caller owns and removes. */
 export interface DurableStart {
   dir: string;
+  /** StrataMQ: this build's CLI instead of STRATA_CLI (interleave.ts compares two builds). */
+  strataCli?: string;
   /** Listen on this port (a restart keeps the port); default a free one. */
   port?: number;
   /** Aedes: the redis-server holding its persistence. */
@@ -266,7 +268,7 @@ export async function startBroker(name: BrokerName, opts: BrokerOptions, durable
       // The node flags `npm start` runs the broker with, then BENCH_STRATA_NODE_ARGS: flags for
       // the broker process only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"; a later flag wins).
       const nodeArgs = [...npmStartNodeFlags(), ...(process.env['BENCH_STRATA_NODE_ARGS'] ?? '').split(' ').filter(Boolean)];
-      args = [...nodeArgs, STRATA_CLI, 'start', '--port', String(port), '--ws-port', '0', '--data-dir', dataDir, '--admin-port', '0'];
+      args = [...nodeArgs, durable?.strataCli ?? STRATA_CLI, 'start', '--port', String(port), '--ws-port', '0', '--data-dir', dataDir, '--admin-port', '0'];
       if (strataHasHostFlag()) args.push('--host', '127.0.0.1');
       args.push(...opts.strataArgs);
       if (name === 'strata-secure') args.push('--config', await secureConfig(dir));

@@ -2,6 +2,7 @@
 // fall on both sides of the ratio:
 //
 //   npm run bench -- --log-cost [--cycles 12] [--slice 1] [--window 100] [--payload 64]
+//                               [--log-cost-vs OTHER/dist/src/cli/main.js]
 //
 // Three StrataMQ brokers run at once on the 'pairs' load (10 QoS 1 publisher/subscriber pairs,
 // window --window): one without the message log, one logging `#` in async mode, one in sync
@@ -14,6 +15,8 @@
 //
 // Reported: each broker's deliveries per second over all its slices, the per-cycle ratios to the
 // broker without the log and their median (the verdict), and each broker's CPU per message.
+// --log-cost-vs adds the two logging brokers of another build (an experiment's copy of dist/),
+// taking turns with the rest: a change to the log's cost, A/B within the same cycles.
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { makeTempDir, removeTempDir, startBroker, type BrokerOptions, type RunningBroker } from './brokers.js';
@@ -30,11 +33,14 @@ export interface LogCostOpts {
   payload: number;
   workers: number;
   brokerOpts: BrokerOptions;
+  /** Another build's CLI: its logging brokers join the turns (rows `lpairs@vs`, `lspairs@vs`). */
+  vsCli?: string;
 }
 
 /** One broker of the comparison and what its slices measured. */
 export interface LogCostRow {
-  name: 'pairs' | 'lpairs' | 'lspairs';
+  /** pairs, lpairs, lspairs; `@vs`: on the other build. */
+  name: string;
   title: string;
   /** Deliveries per second, per cycle. */
   rates: number[];
@@ -52,7 +58,14 @@ interface Subject {
   shared: Int32Array;
 }
 
-const CONFIGS: { name: LogCostRow['name']; title: string; conf: string[] | null }[] = [
+interface Config {
+  name: string;
+  title: string;
+  conf: string[] | null;
+  cli?: string;
+}
+
+const CONFIGS: Config[] = [
   { name: 'pairs', title: 'no message log', conf: null },
   { name: 'lpairs', title: 'msglog.topics = "#", async', conf: ['msglog.topics = "#"', 'msglog.mode = async'] },
   { name: 'lspairs', title: 'msglog.topics = "#", sync', conf: ['msglog.topics = "#"', 'msglog.mode = sync'] },
@@ -68,7 +81,7 @@ function totals(shared: Int32Array): { sent: number; recv: number } {
   return { sent, recv };
 }
 
-async function start(c: (typeof CONFIGS)[number], o: LogCostOpts): Promise<Subject> {
+async function start(c: Config, o: LogCostOpts): Promise<Subject> {
   let dir: string | null = null;
   let broker: RunningBroker;
   if (c.conf === null) broker = await startBroker('strata', o.brokerOpts);
@@ -76,9 +89,9 @@ async function start(c: (typeof CONFIGS)[number], o: LogCostOpts): Promise<Subje
     dir = makeTempDir(`strata-${c.name}`);
     const conf = path.join(dir, 'msglog.conf');
     writeFileSync(conf, [...c.conf, ''].join('\n'));
-    broker = await startBroker('strata', o.brokerOpts, { dir, strataConfig: conf });
+    broker = await startBroker('strata', o.brokerOpts, { dir, strataConfig: conf, strataCli: c.cli });
   }
-  const tag = `i${process.pid}-${c.name}`;
+  const tag = `i${process.pid}-${c.name.replace('@', '-')}`;
   const specs: ClientSpec[] = Array.from({ length: 10 }, (_, i): ClientSpec[] => [
     { id: `${tag}-sub${i}`, role: 'sub', filter: `pairs/${i}`, qos: 1 },
     { id: `${tag}-pub${i}`, role: 'pub', topic: `pairs/${i}`, qos: 1, window: o.window },
@@ -128,7 +141,9 @@ async function slice(s: Subject, o: LogCostOpts): Promise<void> {
 export async function runLogCost(o: LogCostOpts, say: (line: string) => void): Promise<LogCostRow[]> {
   const subjects: Subject[] = [];
   try {
-    for (const c of CONFIGS) subjects.push(await start(c, o));
+    const configs = [...CONFIGS];
+    if (o.vsCli !== undefined) for (const c of CONFIGS) if (c.conf !== null) configs.push({ ...c, name: `${c.name}@vs`, title: `${c.title}, ${o.vsCli}`, cli: o.vsCli });
+    for (const c of configs) subjects.push(await start(c, o));
     // One unmeasured slice each first: the brokers' code is compiled, the log's files exist.
     for (const s of subjects) await slice(s, o);
     for (const s of subjects) {

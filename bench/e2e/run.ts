@@ -85,7 +85,8 @@ const HELP = `usage: npm run bench -- [options]
   --log-cost            only the message log's cost targets: three StrataMQ brokers (no log,
                         logging # async, sync) on the pairs load take turns, --slice seconds
                         each per cycle for --cycles cycles (default 1 s, 12); the verdict is
-                        the median of the cycles' ratios (see bench/e2e/interleave.ts)
+                        the median of the cycles' ratios (see bench/e2e/interleave.ts);
+                        --log-cost-vs CLI adds another build's logging brokers to the turns
   --redis-floor         only redis-server's CPU per message for EMQX's on_message_publish layout
                         (--redis-messages, default 300000): plain pipelined HSET + ZADD, ZADD
                         per topic, and the rule's own writes (RedisPool, script calls)
@@ -153,6 +154,7 @@ const { values: argv } = parseArgs({
     'log-messages': { type: 'string', default: '10000000' },
     'log-cost': { type: 'boolean', default: false },
     cycles: { type: 'string', default: '12' },
+    'log-cost-vs': { type: 'string' },
     slice: { type: 'string', default: '1' },
     'redis-floor': { type: 'boolean', default: false },
     'redis-messages': { type: 'string', default: '300000' },
@@ -296,8 +298,8 @@ const brokerOpts: BrokerOptions = {
 };
 
 if (argv['log-cost']) {
-  const o: LogCostOpts = { cycles: Math.floor(num('cycles', argv.cycles, 1)), sliceS: num('slice', argv.slice, 0.2), warmS: 0.3, window: opts.window, payload: opts.payload, workers: opts.workers, brokerOpts };
-  process.stdout.write(`message log cost: 3 StrataMQ brokers on the pairs load (window ${o.window}, payload ${o.payload} B) taking turns, ${o.cycles} cycles of ${o.sliceS} s slices\n`);
+  const o: LogCostOpts = { cycles: Math.floor(num('cycles', argv.cycles, 1)), sliceS: num('slice', argv.slice, 0.2), warmS: 0.3, window: opts.window, payload: opts.payload, workers: opts.workers, brokerOpts, vsCli: argv['log-cost-vs'] };
+  process.stdout.write(`message log cost: ${o.vsCli === undefined ? 3 : 5} StrataMQ brokers on the pairs load (window ${o.window}, payload ${o.payload} B) taking turns, ${o.cycles} cycles of ${o.sliceS} s slices\n`);
   const rows = await runLogCost(o, (line) => process.stdout.write(`${line}\n`));
   const base = rows.find((r) => r.name === 'pairs') as LogCostRow;
   const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
@@ -316,9 +318,11 @@ if (argv['log-cost']) {
     ['lpairs', 'async', 0.9],
     ['lspairs', 'sync', 0.75],
   ] as const) {
-    const r = rows.find((x) => x.name === name) as LogCostRow;
-    const m = median(cycleRatios(r, base));
-    process.stdout.write(`target: logging # in ${mode} mode costs <= ${Math.round((1 - min) * 100)}% of QoS1 pairs (>= ${min}x): ${m.toFixed(2)}x, median of ${r.rates.length} cycles ${m >= min ? 'PASS' : 'MISS'}\n`);
+    for (const r of rows.filter((x) => x.name === name || x.name === `${name}@vs`)) {
+      const m = median(cycleRatios(r, base));
+      const which = r.name === name ? '' : ` (${r.name}: the other build)`;
+      process.stdout.write(`target: logging # in ${mode} mode costs <= ${Math.round((1 - min) * 100)}% of QoS1 pairs (>= ${min}x)${which}: ${m.toFixed(2)}x, median of ${r.rates.length} cycles ${m >= min ? 'PASS' : 'MISS'}\n`);
+    }
   }
   for (const r of rows) for (const e of r.errors.slice(0, 3)) process.stdout.write(`${r.name}: ${e}\n`);
   process.exit(0);
