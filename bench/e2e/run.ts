@@ -324,6 +324,10 @@ if (argv['log-cost']) {
       process.stdout.write(`target: logging # in ${mode} mode costs <= ${Math.round((1 - min) * 100)}% of QoS1 pairs (>= ${min}x)${which}: ${m.toFixed(2)}x, median of ${r.rates.length} cycles ${m >= min ? 'PASS' : 'MISS'}\n`);
     }
   }
+  for (const r of rows.filter((x) => x.name.endsWith('@vs'))) {
+    const q = cycleRatios(r, rows.find((x) => `${x.name}@vs` === r.name) as LogCostRow);
+    process.stdout.write(`${r.name} / ${r.name.slice(0, -3)}: ${median(q).toFixed(3)}x, median of ${q.length} cycles (${q.map((x) => x.toFixed(2)).join(' ')})\n`);
+  }
   for (const r of rows) for (const e of r.errors.slice(0, 3)) process.stdout.write(`${r.name}: ${e}\n`);
   process.exit(0);
 }
