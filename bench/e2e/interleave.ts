@@ -23,7 +23,7 @@ import { makeTempDir, removeTempDir, startBroker, type BrokerOptions, type Runni
 import { nowNs, type ClientSpec, type FinishMsg, type GoMsg, type WorkerInit } from './load.js';
 import { treesCpuSeconds } from './proc.js';
 import { sleep } from './util.js';
-import { at, liveWorkers, startWorker, withTimeout, type WorkerSlot } from './workers.js';
+import { at, counterTotals, dealClients, liveWorkers, startWorker, withTimeout, type WorkerSlot } from './workers.js';
 
 export interface LogCostOpts {
   cycles: number;
@@ -71,16 +71,6 @@ const CONFIGS: Config[] = [
   { name: 'lspairs', title: 'msglog.topics = "#", sync', conf: ['msglog.topics = "#"', 'msglog.mode = sync'] },
 ];
 
-function totals(shared: Int32Array): { sent: number; recv: number } {
-  let sent = 0;
-  let recv = 0;
-  for (let i = 0; i < shared.length; i += 2) {
-    sent += Atomics.load(shared, i);
-    recv += Atomics.load(shared, i + 1);
-  }
-  return { sent, recv };
-}
-
 async function start(c: Config, o: LogCostOpts): Promise<Subject> {
   let dir: string | null = null;
   let broker: RunningBroker;
@@ -96,10 +86,8 @@ async function start(c: Config, o: LogCostOpts): Promise<Subject> {
     { id: `${tag}-sub${i}`, role: 'sub', filter: `pairs/${i}`, qos: 1 },
     { id: `${tag}-pub${i}`, role: 'pub', topic: `pairs/${i}`, qos: 1, window: o.window },
   ]).flat();
-  const n = Math.max(1, Math.min(o.workers, specs.length));
-  const buckets: ClientSpec[][] = Array.from({ length: n }, () => []);
-  specs.forEach((s, i) => buckets[i % n]!.push(s));
-  const counters = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * 2 * n);
+  const buckets = dealClients(specs, o.workers);
+  const counters = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * 2 * buckets.length);
   const row: LogCostRow = { name: c.name, title: c.title, rates: [], cpuS: 0, delivered: 0, errors: [] };
   const slots = buckets.map((clients, index) => {
     const init: WorkerInit = { host: '127.0.0.1', port: broker.port, clients, payloadSize: o.payload, batch: 32, maxPerPublisher: 2 ** 31 - 1, fanout: 1, qos0Inflight: 0, ratePerPublisher: 0, counters, index };
@@ -119,11 +107,11 @@ async function slice(s: Subject, o: LogCostOpts): Promise<void> {
   let r0 = 0;
   let c0: number | null = null;
   at(warmEndNs, () => {
-    r0 = totals(s.shared).recv;
+    r0 = counterTotals(s.shared).recv;
     c0 = treesCpuSeconds([s.broker.pid]);
   });
   await new Promise<void>((r) => at(endNs, r));
-  const r1 = totals(s.shared).recv;
+  const r1 = counterTotals(s.shared).recv;
   const c1 = treesCpuSeconds([s.broker.pid]);
   s.row.rates.push((r1 - r0) / o.sliceS);
   s.row.delivered += r1 - r0;
@@ -132,7 +120,7 @@ async function slice(s: Subject, o: LogCostOpts): Promise<void> {
   // Everything sent delivered before the next broker's turn (2 s at most).
   const until = nowNs() + 2e9;
   while (nowNs() < until) {
-    const t = totals(s.shared);
+    const t = counterTotals(s.shared);
     if (t.recv >= t.sent) break;
     await sleep(10);
   }

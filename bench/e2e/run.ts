@@ -58,7 +58,7 @@ import { noWorkDrain } from './nowork.js';
 import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
 import { MEMORY_SCENARIOS, memoryTargetRows, printMemory, printMemoryTargets, runMemory, type MemoryCell, type MemoryCtx, type MemoryName, type MemoryOpts } from './memory.js';
 import { errMsg, sleep } from './util.js';
-import { at, liveWorkers, startWorker, withTimeout, type WorkerSlot } from './workers.js';
+import { at, counterTotals, dealClients, liveWorkers, startWorker, withTimeout, type WorkerSlot } from './workers.js';
 import { runLogQuery } from './logquery.js';
 import { cycleRatios, median, runLogCost, type LogCostOpts, type LogCostRow } from './interleave.js';
 import { type FloorRow, runRedisFloor } from './redis-floor.js';
@@ -587,21 +587,10 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
   let deathPoll: NodeJS.Timeout | undefined;
   try {
     const specs = sc.clients(`b${process.pid}-${sc.name}`);
-    const nWorkers = Math.max(1, Math.min(opts.workers, specs.length));
-    const buckets: ClientSpec[][] = Array.from({ length: nWorkers }, () => []);
-    specs.forEach((s, i) => buckets[i % nWorkers]!.push(s));
-
-    const counters = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * 2 * nWorkers);
+    const buckets = dealClients(specs, opts.workers);
+    const counters = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * 2 * buckets.length);
     const shared = new Int32Array(counters);
-    const totals = (): { sent: number; recv: number } => {
-      let sent = 0;
-      let recv = 0;
-      for (let i = 0; i < shared.length; i += 2) {
-        sent += Atomics.load(shared, i);
-        recv += Atomics.load(shared, i + 1);
-      }
-      return { sent, recv };
-    };
+    const totals = (): { sent: number; recv: number } => counterTotals(shared);
     const runtimeErrors: string[] = [];
     buckets.forEach((clients, index) => {
       const init: WorkerInit = {

@@ -1,7 +1,7 @@
 // The load workers (load.ts) as the harness drives them: started, ready once every client is
 // connected and subscribed, a result at the end; shared by run.ts and interleave.ts.
 import { Worker } from 'node:worker_threads';
-import type { WorkerInit, WorkerMsg, WorkerResult } from './load.js';
+import type { ClientSpec, WorkerInit, WorkerMsg, WorkerResult } from './load.js';
 import { nowNs } from './load.js';
 
 /** Workers alive (terminated on SIGINT / SIGTERM). */
@@ -58,4 +58,23 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
       t = setTimeout(() => rej(new Error(`${what} timed out after ${Math.round(ms)} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(t));
+}
+
+/** `specs` dealt round-robin to at most `workers` load workers (one list each). */
+export function dealClients(specs: ClientSpec[], workers: number): ClientSpec[][] {
+  const n = Math.max(1, Math.min(workers, specs.length));
+  const buckets: ClientSpec[][] = Array.from({ length: n }, () => []);
+  specs.forEach((s, i) => buckets[i % n]!.push(s));
+  return buckets;
+}
+
+/** Messages sent and received so far by the workers sharing `shared` (WorkerInit.counters: slot 2i sent, 2i+1 received). */
+export function counterTotals(shared: Int32Array): { sent: number; recv: number } {
+  let sent = 0;
+  let recv = 0;
+  for (let i = 0; i < shared.length; i += 2) {
+    sent += Atomics.load(shared, i);
+    recv += Atomics.load(shared, i + 1);
+  }
+  return { sent, recv };
 }
