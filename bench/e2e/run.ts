@@ -113,10 +113,9 @@ const HELP = `usage: npm run bench -- [options]
   --drain SEC           after publishing stops, wait up to SEC for deliveries to finish
                         (stops early once nothing arrives for 0.5 s; default 5)
   --rounds N            run the scenarios N times, one after another in each round, and report
-                        each scenario's median round; a target comparing two scenarios of
-                        StrataMQ (lpairs / pairs) takes the median of the rounds' ratios, each
-                        measured minutes apart at most (default 1; this machine's speed drifts
-                        by ±20% between runs)
+                        each scenario's median round, and for lpairs / pairs the median of the
+                        rounds' ratios (shown, not judged: the log's cost targets are judged by
+                        --log-cost) (default 1; this machine's speed drifts by ±30% between runs)
   --strata-args "..."   extra arguments for 'stratamq start'
   --mosquitto-inflight N  mosquitto max_inflight_messages (default 100)
   --out FILE            JSON output (default bench/results/<timestamp>.json)
@@ -1040,9 +1039,19 @@ function targetRows(cells: Cell[], dcells: DurableCell[], allCells: readonly Cel
   ] as const) {
     if (!scenarioNames.includes(name)) continue;
     const target = `${name}: logging # in ${mode} mode costs <= ${Math.round((1 - min) * 100)}% of QoS1 pairs (>= ${min}x pairs)`;
+    // Runs a minute apart: on a machine whose speed moves within a minute this ratio is a coin
+    // toss (0.55–1.44 between rounds of one build here). The verdict is --log-cost's, whose
+    // brokers take turns in 1 s slices (interleave.ts): here the ratio is shown, not judged.
     const r = roundRatio(allCells, name, 'pairs');
-    if (r === null || r.each.length === 1) ratioT(target, lc('strata', name)?.msgsPerSec, lc('strata', 'pairs')?.msgsPerSec, min);
-    else rows.push({ target, measured: `${r.median.toFixed(2)}x, median of ${r.each.length} rounds (${r.each.map((x) => x.toFixed(2)).join(', ')}; --log-cost: brokers taking turns)`, verdict: verdict(r.median >= min) });
+    const a = lc('strata', name)?.msgsPerSec;
+    const p = lc('strata', 'pairs')?.msgsPerSec;
+    const measured =
+      r !== null && r.each.length > 1
+        ? `${r.median.toFixed(2)}x, median of ${r.each.length} rounds (${r.each.map((x) => x.toFixed(2)).join(', ')})`
+        : a !== undefined && p !== undefined && p > 0
+          ? `${(a / p).toFixed(2)}x (${fmtRate(a)} vs ${fmtRate(p)} msg/s)`
+          : 'not measured';
+    rows.push({ target, measured: `${measured}; the verdict: npm run bench -- --log-cost`, verdict: 'n/a' });
   }
   if (customs.includes('drain')) {
     ratioT(`drain of ${durableOpts.drainMsgs} >= 2x Mosquitto`, dc('strata', 'drain')?.drainMsgsPerSec, dc('mosquitto', 'drain')?.drainMsgsPerSec, 2);
