@@ -22,10 +22,21 @@ import { writeFileSync } from 'node:fs';
 import { makeTempDir, removeTempDir, startBroker, type BrokerOptions, type RunningBroker } from './brokers.js';
 import { nowNs, type ClientSpec, type FinishMsg, type GoMsg, type WorkerInit } from './load.js';
 import { treesCpuSeconds } from './proc.js';
-import { sleep } from './util.js';
-import { at, counterTotals, dealClients, liveWorkers, startWorker, withTimeout, type WorkerSlot } from './workers.js';
+import { sleep, timeout } from './util.js';
+import { at, counterTotals, dealClients, liveWorkers, startWorker, type WorkerSlot } from './workers.js';
+
+/** One broker of the comparison: run.ts's scenario of that name (its clients, its configuration). */
+export interface LogCostSubject {
+  name: string;
+  title: string;
+  /** Configuration lines (null: none, the defaults). */
+  conf: readonly string[] | null;
+  clients: (tag: string) => ClientSpec[];
+}
 
 export interface LogCostOpts {
+  /** pairs, lpairs, lspairs: the first is what the others are compared with. */
+  subjects: LogCostSubject[];
   cycles: number;
   sliceS: number;
   warmS: number;
@@ -58,20 +69,7 @@ interface Subject {
   shared: Int32Array;
 }
 
-interface Config {
-  name: string;
-  title: string;
-  conf: string[] | null;
-  cli?: string;
-}
-
-const CONFIGS: Config[] = [
-  { name: 'pairs', title: 'no message log', conf: null },
-  { name: 'lpairs', title: 'msglog.topics = "#", async', conf: ['msglog.topics = "#"', 'msglog.mode = async'] },
-  { name: 'lspairs', title: 'msglog.topics = "#", sync', conf: ['msglog.topics = "#"', 'msglog.mode = sync'] },
-];
-
-async function start(c: Config, o: LogCostOpts): Promise<Subject> {
+async function start(c: LogCostSubject & { cli?: string }, o: LogCostOpts): Promise<Subject> {
   let dir: string | null = null;
   let broker: RunningBroker;
   if (c.conf === null) broker = await startBroker('strata', o.brokerOpts);
@@ -82,18 +80,14 @@ async function start(c: Config, o: LogCostOpts): Promise<Subject> {
     broker = await startBroker('strata', o.brokerOpts, { dir, strataConfig: conf, strataCli: c.cli });
   }
   const tag = `i${process.pid}-${c.name.replace('@', '-')}`;
-  const specs: ClientSpec[] = Array.from({ length: 10 }, (_, i): ClientSpec[] => [
-    { id: `${tag}-sub${i}`, role: 'sub', filter: `pairs/${i}`, qos: 1 },
-    { id: `${tag}-pub${i}`, role: 'pub', topic: `pairs/${i}`, qos: 1, window: o.window },
-  ]).flat();
-  const buckets = dealClients(specs, o.workers);
+  const buckets = dealClients(c.clients(tag), o.workers);
   const counters = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT * 2 * buckets.length);
   const row: LogCostRow = { name: c.name, title: c.title, rates: [], cpuS: 0, delivered: 0, errors: [] };
   const slots = buckets.map((clients, index) => {
     const init: WorkerInit = { host: '127.0.0.1', port: broker.port, clients, payloadSize: o.payload, batch: 32, maxPerPublisher: 2 ** 31 - 1, fanout: 1, qos0Inflight: 0, ratePerPublisher: 0, counters, index };
     return startWorker(init, row.errors);
   });
-  await withTimeout(Promise.all(slots.map((s) => s.ready)), 20_000, `${c.name}: connect/subscribe`);
+  await timeout(Promise.all(slots.map((s) => s.ready)), 20_000, `${c.name}: connect/subscribe`);
   return { row, broker, dir, slots, shared: new Int32Array(counters) };
 }
 
@@ -129,8 +123,8 @@ async function slice(s: Subject, o: LogCostOpts): Promise<void> {
 export async function runLogCost(o: LogCostOpts, say: (line: string) => void): Promise<LogCostRow[]> {
   const subjects: Subject[] = [];
   try {
-    const configs = [...CONFIGS];
-    if (o.vsCli !== undefined) for (const c of CONFIGS) if (c.conf !== null) configs.push({ ...c, name: `${c.name}@vs`, title: `${c.title}, ${o.vsCli}`, cli: o.vsCli });
+    const configs: (LogCostSubject & { cli?: string })[] = [...o.subjects];
+    if (o.vsCli !== undefined) for (const c of o.subjects) if (c.conf !== null) configs.push({ ...c, name: `${c.name}@vs`, title: `${c.title}, ${o.vsCli}`, cli: o.vsCli });
     for (const c of configs) subjects.push(await start(c, o));
     // One unmeasured slice each first: the brokers' code is compiled, the log's files exist.
     for (const s of subjects) await slice(s, o);
@@ -157,13 +151,6 @@ export async function runLogCost(o: LogCostOpts, say: (line: string) => void): P
       if (s.dir !== null) removeTempDir(s.dir);
     }
   }
-}
-
-/** Median of `xs` (not empty). */
-export function median(xs: readonly number[]): number {
-  const v = [...xs].sort((a, b) => a - b);
-  const m = v.length >> 1;
-  return v.length % 2 === 1 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
 }
 
 /** Per-cycle ratios of `row` to `base` (slices of one cycle, seconds apart). */

@@ -57,10 +57,10 @@ import { DURABLE_MIN_PAYLOAD } from './durable-client.js';
 import { noWorkDrain } from './nowork.js';
 import { RESTART_BROKERS, runDrains, runKill9, runRestart, type DurableCell, type DurableCtx, type DurableOpts } from './durable.js';
 import { MEMORY_SCENARIOS, memoryTargetRows, printMemory, printMemoryTargets, runMemory, type MemoryCell, type MemoryCtx, type MemoryName, type MemoryOpts } from './memory.js';
-import { errMsg, sleep } from './util.js';
-import { at, counterTotals, dealClients, liveWorkers, startWorker, withTimeout, type WorkerSlot } from './workers.js';
+import { errMsg, median, sleep, timeout } from './util.js';
+import { at, counterTotals, dealClients, liveWorkers, startWorker, type WorkerSlot } from './workers.js';
 import { runLogQuery } from './logquery.js';
-import { cycleRatios, median, runLogCost, type LogCostOpts, type LogCostRow } from './interleave.js';
+import { cycleRatios, runLogCost, type LogCostOpts, type LogCostRow } from './interleave.js';
 import { type FloorRow, runRedisFloor } from './redis-floor.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/e2e
@@ -296,41 +296,6 @@ const brokerOpts: BrokerOptions = {
   readyTimeoutMs: 20_000,
 };
 
-if (argv['log-cost']) {
-  const o: LogCostOpts = { cycles: Math.floor(num('cycles', argv.cycles, 1)), sliceS: num('slice', argv.slice, 0.2), warmS: 0.3, window: opts.window, payload: opts.payload, workers: opts.workers, brokerOpts, vsCli: argv['log-cost-vs'] };
-  process.stdout.write(`message log cost: ${o.vsCli === undefined ? 3 : 5} StrataMQ brokers on the pairs load (window ${o.window}, payload ${o.payload} B) taking turns, ${o.cycles} cycles of ${o.sliceS} s slices\n`);
-  const rows = await runLogCost(o, (line) => process.stdout.write(`${line}\n`));
-  const base = rows.find((r) => r.name === 'pairs') as LogCostRow;
-  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
-  const lines = rows.map((r) => {
-    const q = cycleRatios(r, base);
-    return [
-      `${r.name} (${r.title})`,
-      fmtRate(sum(r.rates) / r.rates.length),
-      r === base ? '1' : `${median(q).toFixed(2)}x (${Math.min(...q).toFixed(2)}–${Math.max(...q).toFixed(2)})`,
-      r.delivered > 0 ? ((1e6 * r.cpuS) / r.delivered).toFixed(2) : '-',
-      String(r.errors.length),
-    ];
-  });
-  process.stdout.write('\n' + table(['broker', 'msgs/s', 'to pairs, median of cycles (range)', 'brk CPU us/msg', 'errors'], lines, [false, true, true, true, true]) + '\n');
-  for (const [name, mode, min] of [
-    ['lpairs', 'async', 0.9],
-    ['lspairs', 'sync', 0.75],
-  ] as const) {
-    for (const r of rows.filter((x) => x.name === name || x.name === `${name}@vs`)) {
-      const m = median(cycleRatios(r, base));
-      const which = r.name === name ? '' : ` (${r.name}: the other build)`;
-      process.stdout.write(`target: logging # in ${mode} mode costs <= ${Math.round((1 - min) * 100)}% of QoS1 pairs (>= ${min}x)${which}: ${m.toFixed(2)}x, median of ${r.rates.length} cycles ${m >= min ? 'PASS' : 'MISS'}\n`);
-    }
-  }
-  for (const r of rows.filter((x) => x.name.endsWith('@vs'))) {
-    const q = cycleRatios(r, rows.find((x) => `${x.name}@vs` === r.name) as LogCostRow);
-    process.stdout.write(`${r.name} / ${r.name.slice(0, -3)}: ${median(q).toFixed(3)}x, median of ${q.length} cycles (${q.map((x) => x.toFixed(2)).join(' ')})\n`);
-  }
-  for (const r of rows) for (const e of r.errors.slice(0, 3)) process.stdout.write(`${r.name}: ${e}\n`);
-  process.exit(0);
-}
-
 // ---------------------------------------------------------------- scenarios
 
 interface Scenario {
@@ -353,6 +318,14 @@ interface Scenario {
   clients(tag: string): ClientSpec[];
 }
 
+/** The pairs load (pairs, lpairs, lspairs, dpairs' shape): 10 QoS 1 publisher -> subscriber pairs. */
+function pairsClients(tag: string): ClientSpec[] {
+  return Array.from({ length: 10 }, (_, i): ClientSpec[] => [
+    { id: `${tag}-sub${i}`, role: 'sub', filter: `pairs/${i}`, qos: 1 },
+    { id: `${tag}-pub${i}`, role: 'pub', topic: `pairs/${i}`, qos: 1, window: opts.window },
+  ]).flat();
+}
+
 const SCENARIOS: Scenario[] = [
   {
     name: 'fanin',
@@ -373,11 +346,7 @@ const SCENARIOS: Scenario[] = [
     name: 'pairs',
     title: `QoS1 pairs, 10 publisher->subscriber pairs, window ${opts.window}`,
     fanout: 1,
-    clients: (tag) =>
-      Array.from({ length: 10 }, (_, i): ClientSpec[] => [
-        { id: `${tag}-sub${i}`, role: 'sub', filter: `pairs/${i}`, qos: 1 },
-        { id: `${tag}-pub${i}`, role: 'pub', topic: `pairs/${i}`, qos: 1, window: opts.window },
-      ]).flat(),
+    clients: pairsClients,
   },
   {
     name: 'fanout0',
@@ -447,14 +416,50 @@ const SCENARIOS: Scenario[] = [
       title: `QoS1 pairs as 'pairs', every message in the message log (msglog.topics = #, ${mode}), window ${opts.window}`,
       fanout: 1,
       strataConf: ['msglog.topics = "#"', `msglog.mode = ${mode}`],
-      clients: (tag) =>
-        Array.from({ length: 10 }, (_, i): ClientSpec[] => [
-          { id: `${tag}-sub${i}`, role: 'sub', filter: `pairs/${i}`, qos: 1 },
-          { id: `${tag}-pub${i}`, role: 'pub', topic: `pairs/${i}`, qos: 1, window: opts.window },
-        ]).flat(),
+      clients: pairsClients,
     }),
   ),
 ];
+
+if (argv['log-cost']) {
+  // The very scenarios pairs, lpairs and lspairs: their clients and the log's configuration.
+  const subjects = (['pairs', 'lpairs', 'lspairs'] as const).map((name) => {
+    const sc = SCENARIOS.find((x) => x.name === name) as Scenario;
+    return { name, title: sc.strataConf?.join(', ') ?? 'no message log', conf: sc.strataConf ?? null, clients: sc.clients };
+  });
+  const o: LogCostOpts = { subjects, cycles: Math.floor(num('cycles', argv.cycles, 1)), sliceS: num('slice', argv.slice, 0.2), warmS: 0.3, window: opts.window, payload: opts.payload, workers: opts.workers, brokerOpts, vsCli: argv['log-cost-vs'] };
+  process.stdout.write(`message log cost: ${o.vsCli === undefined ? 3 : 5} StrataMQ brokers on the pairs load (window ${o.window}, payload ${o.payload} B) taking turns, ${o.cycles} cycles of ${o.sliceS} s slices\n`);
+  const rows = await runLogCost(o, (line) => process.stdout.write(`${line}\n`));
+  const base = rows.find((r) => r.name === 'pairs') as LogCostRow;
+  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+  const lines = rows.map((r) => {
+    const q = cycleRatios(r, base);
+    return [
+      `${r.name} (${r.title})`,
+      fmtRate(sum(r.rates) / r.rates.length),
+      r === base ? '1' : `${median(q).toFixed(2)}x (${Math.min(...q).toFixed(2)}–${Math.max(...q).toFixed(2)})`,
+      r.delivered > 0 ? ((1e6 * r.cpuS) / r.delivered).toFixed(2) : '-',
+      String(r.errors.length),
+    ];
+  });
+  process.stdout.write('\n' + table(['broker', 'msgs/s', 'to pairs, median of cycles (range)', 'brk CPU us/msg', 'errors'], lines, [false, true, true, true, true]) + '\n');
+  for (const [name, mode, min] of [
+    ['lpairs', 'async', 0.9],
+    ['lspairs', 'sync', 0.75],
+  ] as const) {
+    for (const r of rows.filter((x) => x.name === name || x.name === `${name}@vs`)) {
+      const m = median(cycleRatios(r, base));
+      const which = r.name === name ? '' : ` (${r.name}: the other build)`;
+      process.stdout.write(`target: logging # in ${mode} mode costs <= ${Math.round((1 - min) * 100)}% of QoS1 pairs (>= ${min}x)${which}: ${m.toFixed(2)}x, median of ${r.rates.length} cycles ${m >= min ? 'PASS' : 'MISS'}\n`);
+    }
+  }
+  for (const r of rows.filter((x) => x.name.endsWith('@vs'))) {
+    const q = cycleRatios(r, rows.find((x) => `${x.name}@vs` === r.name) as LogCostRow);
+    process.stdout.write(`${r.name} / ${r.name.slice(0, -3)}: ${median(q).toFixed(3)}x, median of ${q.length} cycles (${q.map((x) => x.toFixed(2)).join(' ')})\n`);
+  }
+  for (const r of rows) for (const e of r.errors.slice(0, 3)) process.stdout.write(`${r.name}: ${e}\n`);
+  process.exit(0);
+}
 
 /** Durable scenarios with their own drivers (durable.ts), not the load workers. */
 const CUSTOM = ['drain', 'kill9', 'restart'] as const;
@@ -608,7 +613,7 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
       slots.push(startWorker(init, runtimeErrors));
     });
 
-    await withTimeout(Promise.all(slots.map((s) => s.ready)), 20_000, 'connect/subscribe');
+    await timeout(Promise.all(slots.map((s) => s.ready)), 20_000, 'connect/subscribe');
 
     const startNs = nowNs() + 100e6;
     const warmEndNs = startNs + opts.warmupS * 1e9;
@@ -664,7 +669,7 @@ async function runScenario(name: BrokerName, sc: Scenario): Promise<Cell> {
     cell.drainTimedOut = !drained;
 
     for (const s of slots) s.worker.postMessage({ type: 'finish' } satisfies FinishMsg);
-    const res = await withTimeout(Promise.all(slots.map((s) => s.result)), 10_000, 'collecting results');
+    const res = await timeout(Promise.all(slots.map((s) => s.result)), 10_000, 'collecting results');
 
     const hist = newHist();
     let sent = 0;
@@ -995,10 +1000,7 @@ function roundRatio(all: readonly Cell[], a: string, b: string): { median: numbe
     if (x.msgsPerSec !== undefined && y?.msgsPerSec !== undefined && y.msgsPerSec > 0) each.push(x.msgsPerSec / y.msgsPerSec);
   }
   if (each.length === 0) return null;
-  const sorted = [...each].sort((p, q) => p - q);
-  const m = sorted.length;
-  const median = m % 2 === 1 ? (sorted[(m - 1) / 2] as number) : ((sorted[m / 2 - 1] as number) + (sorted[m / 2] as number)) / 2;
-  return { median, each };
+  return { median: median(each), each };
 }
 
 function targetRows(cells: Cell[], dcells: DurableCell[], allCells: readonly Cell[] = cells): TargetRow[] {

@@ -1,4 +1,4 @@
-/** Small helpers the bench drivers share (run.ts, durable.ts, memory.ts). */
+/** Small helpers the bench drivers share (run.ts, durable.ts, memory.ts, interleave.ts). */
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -15,4 +15,11 @@ export function timeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> 
       t = setTimeout(() => rej(new Error(`${what} timed out after ${Math.round(ms / 1000)} s`)), ms);
     }),
   ]).finally(() => clearTimeout(t));
+}
+
+/** Median of `xs` (not empty; the mean of the middle two of an even count). */
+export function median(xs: readonly number[]): number {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 === 1 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
 }

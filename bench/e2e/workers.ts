@@ -50,16 +50,6 @@ export function startWorker(init: WorkerInit, runtimeErrors: string[]): WorkerSl
   return { worker, ready, result };
 }
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, rej) => {
-      t = setTimeout(() => rej(new Error(`${what} timed out after ${Math.round(ms)} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
-
 /** `specs` dealt round-robin to at most `workers` load workers (one list each). */
 export function dealClients(specs: ClientSpec[], workers: number): ClientSpec[][] {
   const n = Math.max(1, Math.min(workers, specs.length));
