@@ -36,6 +36,7 @@ import type { DurableSessions } from './persistence/embedded/durable-sessions.js
 import { openRegistry } from './persistence/open.js';
 import type { QueueStore } from './persistence/queue-registry.js';
 import type { Persistence } from './persistence/registries.js';
+import { Inflow } from './session/inflow.js';
 import { logSession } from './session/log-session.js';
 import { QueueSession } from './session/queue-session.js';
 import { type DeliveryEnv, type DeliveryLimits, deliveryLimits, type DeliveryStats } from './session/session.js';
@@ -48,6 +49,7 @@ import { RC } from './wire/reason-codes.js';
 
 export class Broker extends HookBus implements ProtocolContext {
   readonly config: Config;
+  readonly inflow: Inflow | null;
   readonly log: Logger;
   readonly gates: Gates;
   readonly authenticator: Authenticator;
@@ -101,12 +103,13 @@ export class Broker extends HookBus implements ProtocolContext {
     this.sessions = opts.sessionStore ?? new MemorySessionStore();
     this.retained = opts.retainedStore ?? new NativeRetainedStore();
     const stats = this.stats;
+    const inflow = (this.inflow = c['mqtt.fair_inflow'] ? new Inflow() : null);
     // Getters in the literal (not defineProperty after): the object keeps its fast shape, and
     // routing increments its counters once per delivery.
-    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers, backendPools: {}, backendRules: {}, msglog: { logged: 0, failed: 0, refused: 0, sqlRows: 0, sqlFailed: 0 } };
+    this.metrics = { connections: 0, messagesReceived: 0, messagesRouted: 0, messagesDropped: 0, protocolErrors: 0, storeErrors: 0, get nativeDrains() { return stats.nativeDrains; }, get fastDrained() { return stats.fastDrained; }, get inflowHolds() { return inflow?.holds ?? 0; }, recordsLost: 0, dropReasons: stats.dropReasons, refused, bytesReceived: 0, bytesSent: 0, messagesReceivedByQos: [0, 0, 0], get messagesSentByQos() { return stats.sent; }, get nativeSent() { return stats.nativeSent; }, listenerErrors: this.listenerErrors, consumers: this.consumers, backendPools: {}, backendRules: {}, msglog: { logged: 0, failed: 0, refused: 0, sqlRows: 0, sqlFailed: 0 } };
     this.limits = deliveryLimits(c);
     this.connectRate = c['limits.connect_rate'] > 0 ? new ConnectRate(c['limits.connect_rate']) : null;
-    const env: DeliveryEnv = (this.env = { limits: this.limits, stats, expire: null, delivered: null, acked: null, counts: null });
+    const env: DeliveryEnv = (this.env = { limits: this.limits, stats, expire: null, delivered: null, acked: null, counts: null, inflow: this.inflow });
     this.tapInto(env);
     const onStoreError = (clientId: string | undefined, err: Error): void => this.onStoreError(clientId, err);
     const table = new SubscriptionTable();

@@ -90,6 +90,11 @@ export const CONFIG_KEYS = {
     doc: 'what a full session queue does: `drop_oldest` (as EMQX), `drop_newest` (as Mosquitto), or `disconnect` (a connected client is disconnected with 0x97 Quota exceeded; while it is away, as `drop_newest`)',
   },
   'mqtt.queue_qos0': { kind: 'bool', default: false, doc: 'also queue QoS 0 for offline sessions' },
+  'mqtt.fair_inflow': {
+    kind: 'bool',
+    default: true,
+    doc: 'a connected session whose window is full takes at most a window of queued messages per event-loop iteration: the publisher that fills it is read again the next iteration (held back by TCP), so deliveries keep pace with what is accepted instead of queues growing (counted: `stratamq_inflow_holds_total`); a session that has acknowledged nothing for a second holds no one back',
+  },
   'mqtt.max_topic_alias': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Topic Alias Maximum accepted from v5 clients' },
   'mqtt.max_qos': { kind: 'int', default: 2, min: 0, max: 2, doc: 'highest QoS granted' },
   'mqtt.retain_available': { kind: 'bool', default: true, doc: 'accept retained messages' },

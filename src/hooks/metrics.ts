@@ -63,6 +63,8 @@ export interface BrokerMetrics extends TrafficMetrics {
   nativeDrains: number;
   /** Deliveries drains sent on the event loop's fast path (ready-made packets from the log). */
   fastDrained: number;
+  /** Publishers held to the next event-loop iteration by a session's fair share (mqtt.fair_inflow, session/inflow.ts). */
+  inflowHolds: number;
   /** Stored records found lost (damaged or missing store files), as reported in the log. */
   recordsLost: number;
   /** Deliveries dropped by why: queue full, slow QoS 0 consumer, too large for the client (their sum is messagesDropped). */

@@ -118,6 +118,8 @@ export class Connection implements Client, FrameSink, WheelEntry {
   inMessages: TokenBucket | null = null;
   inBytes: TokenBucket | null = null;
   private paused = false;
+  /** Input held until the next iteration (holdForInflow). */
+  private inflowHeld = false;
   /** Bytes read since the last yield (READ_TURN_BYTES); -1 while yielding (not read until the next turn). */
   private readSinceYield = 0;
   private expiry: LongTimer | null = null;
@@ -261,11 +263,46 @@ export class Connection implements Client, FrameSink, WheelEntry {
   }
 
   private dispatch(packet: Packet): void {
+    const inflow = this.broker.inflow;
+    if (inflow !== null) inflow.hold = false;
     try {
       this.handlers.packet(this, packet);
     } catch (e) {
       this.protocolError(e as Error);
     }
+    if (inflow !== null && inflow.hold) {
+      inflow.hold = false;
+      if (!this.inflowHeld && this.native === null && this.state !== 'closed') this.holdForInflow();
+    }
+  }
+
+  /**
+   * A message of this client filled a session's share of this iteration (session/inflow.ts):
+   * what it sent after it is held, in order, and its socket not read, until the next iteration
+   * (two setImmediate turns: after the next poll phase has read the subscribers'
+   * acknowledgements). Then it is read again and what was held goes on, unless it fills a
+   * share again.
+   */
+  private holdForInflow(): void {
+    this.inflowHeld = true;
+    this.holdInput();
+    const h = this.handoff;
+    const handle = h !== null && h.stopReading();
+    if (!handle) this.socket.pause();
+    setImmediate(() =>
+      setImmediate(() => {
+        this.inflowHeld = false;
+        if (this.state === 'closed') return;
+        if (handle) {
+          const err = (h as SocketHandoff).startReading();
+          if (err !== 0) {
+            this.socket.destroy(new Error(`read start failed (${err})`));
+            return;
+          }
+        } else if (!this.paused) this.socket.resume();
+        this.releaseInput();
+      }),
+    );
   }
 
   /** Hold inbound packets while an asynchronous gate runs. */
@@ -578,7 +615,7 @@ export class Connection implements Client, FrameSink, WheelEntry {
       this.paused = false;
       if (this.state === 'closed') return;
       // While the native drain loop has the socket it reads it; takeBack starts reading again.
-      if (this.native === null) this.socket.resume();
+      if (this.native === null && !this.inflowHeld) this.socket.resume();
       this.releaseInput();
     }, ms).unref();
   }
@@ -601,8 +638,9 @@ export class Connection implements Client, FrameSink, WheelEntry {
     if (!handle) this.socket.pause();
     setImmediate(() => {
       this.readSinceYield = 0;
-      // The native loop cannot have taken it meanwhile (nativeFd refuses while it yields).
-      if (this.state === 'closed') return;
+      // The native loop cannot have taken it meanwhile (nativeFd refuses while it yields); held
+      // for the inflow's fair share, it is read again when that hold ends.
+      if (this.state === 'closed' || this.inflowHeld) return;
       if (handle) {
         // Reading again even under a rate limit's pause (pauseReading): the stream, paused, stops
         // the handle itself once its buffer is full, and its resume restarts it.

@@ -11,9 +11,12 @@ import type { Router } from '../routing/router.js';
 import type { Persistence } from '../persistence/registries.js';
 import type { MsglogConfig } from '../msglog/config.js';
 import type { DurableStore } from '../native.js';
+import type { Inflow } from '../session/inflow.js';
 
 export interface ProtocolContext {
   readonly config: Config;
+  /** Each iteration's fair share for sessions whose window is full (mqtt.fair_inflow; session/inflow.ts); null when off. */
+  readonly inflow: Inflow | null;
   readonly gates: Gates;
   /** The password file / JWT checks, before the gates' authenticate (auth/authenticator.ts). */
   readonly authenticator: Authenticator;

@@ -14,6 +14,7 @@ import { type Config, loadConfig } from '../config.js';
 import type { DeliveryTaps } from '../hooks/bus.js';
 import { NATIVE_DRAIN_SUPPORTED } from '../native.js';
 import type { DeliveryCounter, DurableRef, Pending, SubscriptionOptions } from '../persistence/registries.js';
+import type { Inflow } from './inflow.js';
 import type { Outlet } from './outlet.js';
 import { Queue } from './queue.js';
 
@@ -157,6 +158,8 @@ export interface DeliveryEnv extends DeliveryTaps {
   counts: DeliveryCounter | null;
   /** Deliveries dropped (queue full, too large, slow consumer) and native drains started, for the metrics. */
   readonly stats: DeliveryStats;
+  /** Each iteration's fair share for sessions whose window is full (null: not kept). */
+  readonly inflow: Inflow | null;
 }
 
 /** A `$log/` re-consume reader (msglog/reconsume.ts LogFeed), as the ACL's enforcement sees it. */
@@ -231,6 +234,7 @@ const NO_ENV: DeliveryEnv = {
   delivered: null,
   acked: null,
   counts: null,
+  inflow: null,
   stats: { dropped: 0, dropReasons: { queueFull: 0, slowConsumer: 0, tooLarge: 0 }, nativeDrains: 0, fastDrained: 0, sent: [0, 0, 0], nativeSent: 0 },
 };
 
@@ -462,6 +466,12 @@ export class Session implements WheelEntry {
   dropped = 0;
   /** The next packet id `allocateId` tries (the native drain loop carries it on). */
   nextId = 1;
+  /** Messages queued for it this event-loop iteration while online (session/inflow.ts). */
+  inflowQueued = 0;
+  /** Its acknowledgements as session/inflow.ts sees them (InflowCounted): recently enough, it may hold publishers. */
+  inflowAcked = false;
+  inflowAckAt = 0;
+  inflowProgressing = true;
   /**
    * Logged deliveries of messages routed to this session and still being stored (Broker.store),
    * and the QoS 0 deliveries that do not go through the log waiting for them, so that none

@@ -1,0 +1,140 @@
+/**
+ * mqtt.fair_inflow (session/inflow.ts) with real clients over TCP: a QoS 1 publisher far ahead
+ * of its subscriber (every PUBLISH written at once, none waiting for its PUBACK) is held to the
+ * subscriber's window per event-loop iteration — the subscriber's queue stays near a window,
+ * not the whole backlog — and nothing is lost or reordered on the way: every message delivered
+ * once and in order, every PUBACK in order, and what the publisher sent after its messages
+ * (PINGREQ, DISCONNECT) answered after them. With the option off the same run queues the
+ * backlog (the test that shows the check can fail). A subscriber that stops acknowledging holds
+ * nobody back once it has been silent for a second.
+ */
+import assert from 'node:assert/strict';
+import { connect as netConnect, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { generate, parser as createParser, type IPublishPacket, type Packet } from 'mqtt-packet';
+import { sleep, startBroker, type TestBroker } from '../helpers.js';
+
+const WINDOW = 16;
+const N = 4000;
+
+/** A raw TCP client: packets parsed as they come, each one handed to `on`. */
+async function rawClient(port: number, clientId: string, on: (p: Packet, s: Socket) => void, connectExtra: Record<string, unknown> = {}, version: 4 | 5 = 4): Promise<Socket> {
+  const s = netConnect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', resolve);
+    s.once('error', reject);
+  });
+  s.setNoDelay(true);
+  const p = createParser({ protocolVersion: version });
+  let connack: (() => void) | null = null;
+  const acked = new Promise<void>((r) => (connack = r));
+  p.on('packet', (pk: Packet) => {
+    if (pk.cmd === 'connack') connack?.();
+    else on(pk, s);
+  });
+  s.on('data', (b: Buffer) => p.parse(b));
+  s.on('error', () => undefined);
+  s.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clientId, clean: true, keepalive: 60, ...connectExtra } as never, { protocolVersion: version }));
+  await acked;
+  return s;
+}
+
+function publishes(topic: string, from: number, n: number): Buffer {
+  return Buffer.concat(Array.from({ length: n }, (_, i) => generate({ cmd: 'publish', topic, payload: Buffer.from(String(from + i)), qos: 1, messageId: ((from + i) % 65535) + 1, dup: false, retain: false } as IPublishPacket)));
+}
+
+/** The subscriber's session queue, sampled once per event-loop iteration (a timer), its largest. */
+function sampleQueue(tb: TestBroker, clientId: string): { max: number; stop: () => void } {
+  const r = { max: 0, stop: (): void => undefined };
+  let on = true;
+  const tick = (): void => {
+    const q = tb.broker.sessions.get(clientId)?.queue.length ?? 0;
+    if (q > r.max) r.max = q;
+    if (on) setTimeout(tick, 0);
+  };
+  tick();
+  r.stop = () => (on = false);
+  return r;
+}
+
+async function run(fair: boolean): Promise<{ maxQueue: number; holds: number }> {
+  const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW, 'mqtt.fair_inflow': fair } });
+  try {
+    const got: number[] = [];
+    const sub = await rawClient(tb.port, 'fair-sub', (p, s) => {
+      if (p.cmd !== 'publish') return;
+      got.push(Number((p as IPublishPacket).payload.toString()));
+      s.write(generate({ cmd: 'puback', messageId: p.messageId as number }));
+    });
+    sub.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fair/t', qos: 1 }] }));
+    await sleep(50);
+    const acks: number[] = [];
+    let pingAfter = -1;
+    const pub = await rawClient(tb.port, 'fair-pub', (p) => {
+      if (p.cmd === 'puback') acks.push(p.messageId as number);
+      else if (p.cmd === 'pingresp') pingAfter = acks.length;
+    });
+    const closed = new Promise<void>((r) => pub.once('close', r));
+    const queue = sampleQueue(tb, 'fair-sub');
+    // Everything at once: the broker reads it as fast as it likes.
+    pub.write(Buffer.concat([publishes('fair/t', 0, N), generate({ cmd: 'pingreq' }), generate({ cmd: 'disconnect' })]));
+    const deadline = Date.now() + 30_000;
+    while ((got.length < N || acks.length < N) && Date.now() < deadline) await sleep(20);
+    queue.stop();
+    await closed;
+    assert.equal(acks.length, N, 'every PUBLISH acknowledged');
+    assert.deepEqual(acks, Array.from({ length: N }, (_, i) => (i % 65535) + 1), 'PUBACKs in the order of the PUBLISH packets');
+    assert.equal(pingAfter, N, 'the PINGREQ sent after the messages answered after all of them');
+    assert.deepEqual(got, Array.from({ length: N }, (_, i) => i), 'every message delivered once, in order');
+    assert.equal(tb.broker.metrics.dropReasons.queueFull, 0);
+    sub.destroy();
+    return { maxQueue: queue.max, holds: tb.broker.metrics.inflowHolds };
+  } finally {
+    await tb.close();
+  }
+}
+
+test('a QoS 1 publisher far ahead of its subscriber is held to the subscriber\'s window per iteration: its queue stays near a window, nothing lost or reordered', async () => {
+  const fair = await run(true);
+  assert.ok(fair.holds > 0, 'the publisher was held');
+  assert.ok(fair.maxQueue <= 4 * WINDOW, `the subscriber's queue reached ${fair.maxQueue} (window ${WINDOW})`);
+  const off = await run(false);
+  assert.equal(off.holds, 0);
+  assert.ok(off.maxQueue > 20 * WINDOW, `with mqtt.fair_inflow off the backlog is queued at once (the queue reached ${off.maxQueue})`);
+});
+
+test('a subscriber that stops acknowledging holds no publisher back once it has been silent for a second', async () => {
+  const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW, 'mqtt.max_queued_messages': 100 } });
+  try {
+    let stalled = 0;
+    const stall = await rawClient(tb.port, 'stall-sub', (p) => {
+      if (p.cmd === 'publish') stalled++; // never acknowledged
+    });
+    stall.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'stall/t', qos: 1 }] }));
+    await sleep(50);
+    let acks = 0;
+    const pub = await rawClient(tb.port, 'stall-pub', (p) => {
+      if (p.cmd === 'puback') acks++;
+    });
+    const waitAcks = async (n: number): Promise<void> => {
+      const deadline = Date.now() + 30_000;
+      while (acks < n && Date.now() < deadline) await sleep(10);
+      assert.equal(acks, n);
+    };
+    // Before the silence shows: the session's window is full, its share holds the publisher.
+    pub.write(publishes('stall/t', 0, 500));
+    await waitAcks(500);
+    const holdsBefore = tb.broker.metrics.inflowHolds;
+    assert.ok(holdsBefore > 0, 'held while the session had not been silent for a second');
+    assert.equal(stalled, WINDOW, 'the stalled subscriber got its window');
+    await sleep(1200);
+    pub.write(publishes('stall/t', 500, 2000));
+    await waitAcks(2500);
+    // One iteration may still hold (its share was decided before the silence was seen).
+    assert.ok(tb.broker.metrics.inflowHolds - holdsBefore <= 1, `held ${tb.broker.metrics.inflowHolds - holdsBefore} times after a second of silence`);
+    assert.ok(tb.broker.metrics.dropReasons.queueFull > 0, "the stalled session's queue overflowed as configured");
+    for (const s of [stall, pub]) s.destroy();
+  } finally {
+    await tb.close();
+  }
+});
