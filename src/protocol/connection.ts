@@ -299,7 +299,9 @@ export class Connection implements Client, FrameSink, WheelEntry {
             this.socket.destroy(new Error(`read start failed (${err})`));
             return;
           }
-        } else if (!this.paused) this.socket.resume();
+        }
+        // Also after a rate limit's pause that ended meanwhile (pauseReading leaves the resume to this).
+        if (!this.paused) this.socket.resume();
         this.releaseInput();
       }),
     );

@@ -138,3 +138,31 @@ test('a subscriber that stops acknowledging holds no publisher back once it has 
     await tb.close();
   }
 });
+
+test('a publisher both over limits.messages_rate (3.1.1: read more slowly) and held for a fair share: everything acknowledged and delivered, in order', async () => {
+  const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW, 'limits.messages_rate': 400 } });
+  try {
+    const got: number[] = [];
+    const sub = await rawClient(tb.port, 'rate-sub', (p, s) => {
+      if (p.cmd !== 'publish') return;
+      got.push(Number((p as IPublishPacket).payload.toString()));
+      s.write(generate({ cmd: 'puback', messageId: p.messageId as number }));
+    });
+    sub.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rate/t', qos: 1 }] }));
+    await sleep(50);
+    let acks = 0;
+    const pub = await rawClient(tb.port, 'rate-pub', (p) => {
+      if (p.cmd === 'puback') acks++;
+    });
+    const n = 1000;
+    pub.write(publishes('rate/t', 0, n));
+    const deadline = Date.now() + 20_000;
+    while ((got.length < n || acks < n) && Date.now() < deadline) await sleep(20);
+    assert.equal(acks, n, 'every PUBLISH acknowledged');
+    assert.deepEqual(got, Array.from({ length: n }, (_, i) => i), 'every message delivered once, in order');
+    assert.ok(tb.broker.metrics.inflowHolds > 0, 'held for the fair share too');
+    for (const s of [sub, pub]) s.destroy();
+  } finally {
+    await tb.close();
+  }
+});
