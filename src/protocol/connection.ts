@@ -277,11 +277,10 @@ export class Connection implements Client, FrameSink, WheelEntry {
   }
 
   /**
-   * A message of this client filled a session's share of this iteration (session/inflow.ts):
-   * what it sent after it is held, in order, and its socket not read, until the next iteration
+   * A message of this client was queued for a session with a window's worth queued already
+   * (session/inflow.ts): what it sent after it is held, in order, and its socket not read, until the next iteration
    * (two setImmediate turns: after the next poll phase has read the subscribers'
-   * acknowledgements). Then it is read again and what was held goes on, unless it fills a
-   * share again.
+   * acknowledgements). Then it is read again and what was held goes on, until it is held again.
    */
   private holdForInflow(): void {
     this.inflowHeld = true;
@@ -641,7 +640,7 @@ export class Connection implements Client, FrameSink, WheelEntry {
     setImmediate(() => {
       this.readSinceYield = 0;
       // The native loop cannot have taken it meanwhile (nativeFd refuses while it yields); held
-      // for the inflow's fair share, it is read again when that hold ends.
+      // for a session's queue (holdForInflow), it is read again when that hold ends.
       if (this.state === 'closed' || this.inflowHeld) return;
       if (handle) {
         // Reading again even under a rate limit's pause (pauseReading): the stream, paused, stops

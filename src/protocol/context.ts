@@ -15,7 +15,7 @@ import type { Inflow } from '../session/inflow.js';
 
 export interface ProtocolContext {
   readonly config: Config;
-  /** Each iteration's fair share for sessions whose window is full (mqtt.fair_inflow; session/inflow.ts); null when off. */
+  /** Publishers held to the pace of the sessions they queue for (mqtt.fair_inflow; session/inflow.ts); null when off. */
   readonly inflow: Inflow | null;
   readonly gates: Gates;
   /** The password file / JWT checks, before the gates' authenticate (auth/authenticator.ts). */

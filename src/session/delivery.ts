@@ -132,7 +132,7 @@ export function deliver(
     discard(session, session.dequeue() as Pending);
   }
   session.enqueue(pending);
-  if (conn !== null) session.env.inflow?.queued(session, conn.window);
+  if (conn !== null) session.env.inflow?.queued(session, session.queue.length, conn.window);
   return pending;
 }
 

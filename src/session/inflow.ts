@@ -1,6 +1,5 @@
 /**
- * A fair share of each event-loop iteration between publishers and the online sessions they
- * queue for.
+ * Publishers held to the pace of the connected sessions they queue for (mqtt.fair_inflow).
  *
  * One event loop reads the publishers and writes the subscribers. A subscriber takes at most its
  * window (Receive Maximum / mqtt.max_inflight) of new deliveries per round trip, and its
@@ -11,67 +10,74 @@
  * only the windows: acknowledged 377k msg/s, delivered 44k, queues and RSS growing toward
  * mqtt.max_queued_messages (to ~1 GB, latency in seconds).
  *
- * So an online session whose window is full takes at most a window of queued messages per
- * iteration: the message that fills that share sets `hold`, and the publisher's connection holds
- * the rest of its input (unread, in order) until the next iteration, after the subscribers'
- * acknowledgements were read (Connection.holdForInflow). The publisher is held back by TCP, the
- * queues stay about a window long. A session that acknowledged nothing for a second holds no
- * one (a stalled subscriber does not slow everybody: its queue fills and overflows as
- * configured), and one that never fills its window is never counted.
+ * So a message queued for a connected session that already has a window's worth queued behind
+ * its full window sets `hold`, and the publisher's connection holds the rest of its input (unread,
+ * in order) until the next iteration, after the subscribers' acknowledgements were read
+ * (Connection.holdForInflow): the publisher is held back by TCP, the queue stays about a window
+ * long. A session that acknowledged nothing over a whole sweep period (SWEEP_MS, while messages
+ * were queued for it) holds no one until it acknowledges again: a stalled subscriber does not
+ * slow everybody, its queue fills and overflows as configured.
  */
 
 /** What a session keeps for it (Session's fields of these names). */
-export interface InflowCounted {
-  inflowQueued: number;
-  /** An acknowledgement came since its last counted iteration. */
+export interface InflowSession {
+  /** In `watched`. */
+  inflowWatched: boolean;
+  /** A message was queued for it past its window's worth since the last sweep. */
+  inflowSeen: boolean;
+  /** An acknowledgement came since the last sweep (set by completeOutbound). */
   inflowAcked: boolean;
-  /** When one was last seen so (ms since epoch; 0: not counted yet). */
-  inflowAckAt: number;
+  /** It acknowledged something in the last sweep period it was watched (true until seen otherwise): it may hold publishers. */
   inflowProgressing: boolean;
 }
 
-/** A session that acknowledged nothing for this long holds no publisher (ms). */
-const STALL_MS = 1000;
+/** How often the sessions that held publishers are looked at (ms). */
+const SWEEP_MS = 1000;
 
 export class Inflow {
-  /** The message just routed filled a session's share: its publisher holds the rest of its input. */
+  /** The message just routed found a session's queue full: its publisher holds the rest of its input. */
   hold = false;
-  /** Messages that filled a share (each held its publisher's input, unless it was held already): stratamq_inflow_holds_total. */
+  /** Messages that held their publisher's input (unless it was held already): stratamq_inflow_holds_total. */
   holds = 0;
-  /** Sessions counted this iteration (reset by `reset`, at its end). */
-  private counted: InflowCounted[] = [];
-  private resetScheduled = false;
-  private readonly resetNow = (): void => this.reset();
+  /** Sessions that held a publisher lately (their progress is looked at every SWEEP_MS). */
+  private readonly watched = new Set<InflowSession>();
+  private sweeper: NodeJS.Timeout | null = null;
 
-  /** `session` (online, `window` its outbound window) queued a message instead of sending it. */
-  queued(session: InflowCounted, window: number): void {
-    if (session.inflowQueued++ === 0) {
-      this.counted.push(session);
-      if (!this.resetScheduled) {
-        this.resetScheduled = true;
-        setImmediate(this.resetNow);
+  /** `session`, connected with an outbound window of `window`, queued a message: `queued` wait behind the window now. */
+  queued(session: InflowSession, queued: number, window: number): void {
+    if (queued < window || this.hold) return;
+    session.inflowSeen = true;
+    if (!session.inflowWatched) {
+      session.inflowWatched = true;
+      this.watched.add(session);
+      if (this.sweeper === null) {
+        this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+        this.sweeper.unref();
       }
     }
-    if (session.inflowQueued >= window && session.inflowProgressing && !this.hold) {
-      this.hold = true;
-      this.holds++;
-    }
+    if (!session.inflowProgressing) return;
+    this.hold = true;
+    this.holds++;
   }
 
   /**
-   * The iteration's end: the counts start again. A session that acknowledged nothing for
-   * STALL_MS (since it was first counted) stops holding publishers until it does.
+   * A session queued for over the period: progressing if it acknowledged something. One nothing
+   * was queued for (past its window) is let go, its verdict kept for when it is queued for again.
    */
-  private reset(): void {
-    this.resetScheduled = false;
-    const counted = this.counted;
-    this.counted = [];
-    const now = Date.now();
-    for (const s of counted) {
-      s.inflowQueued = 0;
-      if (s.inflowAcked || s.inflowAckAt === 0) s.inflowAckAt = now;
+  private sweep(): void {
+    for (const s of this.watched) {
+      if (!s.inflowSeen) {
+        s.inflowWatched = false;
+        this.watched.delete(s);
+        continue;
+      }
+      s.inflowSeen = false;
+      s.inflowProgressing = s.inflowAcked;
       s.inflowAcked = false;
-      s.inflowProgressing = now - s.inflowAckAt < STALL_MS;
+    }
+    if (this.watched.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
     }
   }
 }

@@ -158,7 +158,7 @@ export interface DeliveryEnv extends DeliveryTaps {
   counts: DeliveryCounter | null;
   /** Deliveries dropped (queue full, too large, slow consumer) and native drains started, for the metrics. */
   readonly stats: DeliveryStats;
-  /** Each iteration's fair share for sessions whose window is full (null: not kept). */
+  /** Publishers held to the pace of the sessions they queue for (mqtt.fair_inflow; null: off). */
   readonly inflow: Inflow | null;
 }
 
@@ -466,11 +466,10 @@ export class Session implements WheelEntry {
   dropped = 0;
   /** The next packet id `allocateId` tries (the native drain loop carries it on). */
   nextId = 1;
-  /** Messages queued for it this event-loop iteration while online (session/inflow.ts). */
-  inflowQueued = 0;
-  /** Its acknowledgements as session/inflow.ts sees them (InflowCounted): recently enough, it may hold publishers. */
+  /** What session/inflow.ts keeps for it (InflowSession): whether it may hold publishers. */
+  inflowWatched = false;
+  inflowSeen = false;
   inflowAcked = false;
-  inflowAckAt = 0;
   inflowProgressing = true;
   /**
    * Logged deliveries of messages routed to this session and still being stored (Broker.store),

@@ -1,8 +1,8 @@
 /**
  * mqtt.fair_inflow (session/inflow.ts) with real clients over TCP: a QoS 1 publisher far ahead
- * of its subscriber (every PUBLISH written at once, none waiting for its PUBACK) is held to the
- * subscriber's window per event-loop iteration — the subscriber's queue stays near a window,
- * not the whole backlog — and nothing is lost or reordered on the way: every message delivered
+ * of its subscriber (every PUBLISH written at once, none waiting for its PUBACK) is held while
+ * the subscriber has a window's worth queued — its queue stays near a window, not the whole
+ * backlog — and nothing is lost or reordered on the way: every message delivered
  * once and in order, every PUBACK in order, and what the publisher sent after its messages
  * (PINGREQ, DISCONNECT) answered after them. With the option off the same run queues the
  * backlog (the test that shows the check can fail). A subscriber that stops acknowledging holds
@@ -94,7 +94,7 @@ async function run(fair: boolean): Promise<{ maxQueue: number; holds: number }> 
   }
 }
 
-test('a QoS 1 publisher far ahead of its subscriber is held to the subscriber\'s window per iteration: its queue stays near a window, nothing lost or reordered', async () => {
+test('a QoS 1 publisher far ahead of its subscriber is held while the subscriber has a window\'s worth queued: its queue stays near a window, nothing lost or reordered', async () => {
   const fair = await run(true);
   assert.ok(fair.holds > 0, 'the publisher was held');
   assert.ok(fair.maxQueue <= 4 * WINDOW, `the subscriber's queue reached ${fair.maxQueue} (window ${WINDOW})`);
@@ -121,7 +121,7 @@ test('a subscriber that stops acknowledging holds no publisher back once it has 
       while (acks < n && Date.now() < deadline) await sleep(10);
       assert.equal(acks, n);
     };
-    // Before the silence shows: the session's window is full, its share holds the publisher.
+    // Before the silence shows: the session's window is full and a window's worth queued, it holds the publisher.
     pub.write(publishes('stall/t', 0, 500));
     await waitAcks(500);
     const holdsBefore = tb.broker.metrics.inflowHolds;
@@ -130,7 +130,7 @@ test('a subscriber that stops acknowledging holds no publisher back once it has 
     await sleep(1200);
     pub.write(publishes('stall/t', 500, 2000));
     await waitAcks(2500);
-    // One iteration may still hold (its share was decided before the silence was seen).
+    // One hold may come before the silence is seen (the sweep looks once a second).
     assert.ok(tb.broker.metrics.inflowHolds - holdsBefore <= 1, `held ${tb.broker.metrics.inflowHolds - holdsBefore} times after a second of silence`);
     assert.ok(tb.broker.metrics.dropReasons.queueFull > 0, "the stalled session's queue overflowed as configured");
     for (const s of [stall, pub]) s.destroy();
@@ -139,7 +139,7 @@ test('a subscriber that stops acknowledging holds no publisher back once it has 
   }
 });
 
-test('a publisher both over limits.messages_rate (3.1.1: read more slowly) and held for a fair share: everything acknowledged and delivered, in order', async () => {
+test('a publisher both over limits.messages_rate (3.1.1: read more slowly) and held for its subscriber queue: everything acknowledged and delivered, in order', async () => {
   const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW, 'limits.messages_rate': 400 } });
   try {
     const got: number[] = [];
@@ -160,7 +160,7 @@ test('a publisher both over limits.messages_rate (3.1.1: read more slowly) and h
     while ((got.length < n || acks < n) && Date.now() < deadline) await sleep(20);
     assert.equal(acks, n, 'every PUBLISH acknowledged');
     assert.deepEqual(got, Array.from({ length: n }, (_, i) => i), 'every message delivered once, in order');
-    assert.ok(tb.broker.metrics.inflowHolds > 0, 'held for the fair share too');
+    assert.ok(tb.broker.metrics.inflowHolds > 0, 'held for the queue too');
     for (const s of [sub, pub]) s.destroy();
   } finally {
     await tb.close();
