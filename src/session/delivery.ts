@@ -277,7 +277,7 @@ function loadBatch(session: Session, batchSize: number): void {
 /** A QoS 1 PUBACK or QoS 2 PUBCOMP (or a refusing PUBREC) ended this delivery. */
 export function completeOutbound(session: Session, id: number, entry: Inflight): void {
   session.inflight.delete(id);
-  session.inflowAcked = true;
+  session.inflowAcks++;
   if (isRecorded(entry)) session.durable?.completed(entry);
   const counts = session.env.counts;
   if (counts !== null) counts.acked(entry.msg, entry.ref);

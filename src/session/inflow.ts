@@ -14,20 +14,23 @@
  * its full window sets `hold`, and the publisher's connection holds the rest of its input (unread,
  * in order) until the next iteration, after the subscribers' acknowledgements were read
  * (Connection.holdForInflow): the publisher is held back by TCP, the queue stays about a window
- * long. A session that acknowledged nothing over a whole sweep period (SWEEP_MS, while messages
- * were queued for it) holds no one until it acknowledges again: a stalled subscriber does not
- * slow everybody, its queue fills and overflows as configured.
+ * long. But a session that acknowledges less than half of what is queued for it past its
+ * window's worth, over a sweep period (SWEEP_MS), holds no one until it does: a stalled or slow
+ * subscriber does not slow the publishers (and every other subscriber of their topics) to its
+ * pace; its queue fills and overflows as configured, as without this. Measured (1 QoS 1
+ * publisher with 1,000 unacknowledged, 20 subscribers, one acknowledging 200 msg/s): held to the
+ * slow one, the others got 1.6k msg/s each.
  */
 
 /** What a session keeps for it (Session's fields of these names). */
 export interface InflowSession {
   /** In `watched`. */
   inflowWatched: boolean;
-  /** A message was queued for it past its window's worth since the last sweep. */
-  inflowSeen: boolean;
-  /** An acknowledgement came since the last sweep (set by completeOutbound). */
-  inflowAcked: boolean;
-  /** It acknowledged something in the last sweep period it was watched (true until seen otherwise): it may hold publishers. */
+  /** Messages queued for it past its window's worth since the last sweep. */
+  inflowOver: number;
+  /** Deliveries it completed since then (counted by completeOutbound). */
+  inflowAcks: number;
+  /** It kept up in the last sweep period it was watched in (true until seen otherwise): it may hold publishers. */
   inflowProgressing: boolean;
 }
 
@@ -45,35 +48,37 @@ export class Inflow {
 
   /** `session`, connected with an outbound window of `window`, queued a message: `queued` wait behind the window now. */
   queued(session: InflowSession, queued: number, window: number): void {
-    if (queued < window || this.hold) return;
-    session.inflowSeen = true;
+    if (queued < window) return;
+    session.inflowOver++;
     if (!session.inflowWatched) {
       session.inflowWatched = true;
+      session.inflowAcks = 0;
       this.watched.add(session);
       if (this.sweeper === null) {
         this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
         this.sweeper.unref();
       }
     }
-    if (!session.inflowProgressing) return;
+    if (!session.inflowProgressing || this.hold) return;
     this.hold = true;
     this.holds++;
   }
 
   /**
-   * A session queued for over the period: progressing if it acknowledged something. One nothing
-   * was queued for (past its window) is let go, its verdict kept for when it is queued for again.
+   * A session queued for over the period keeps up if it completed at least half as many
+   * deliveries as were queued for it past its window's worth. One nothing was queued for so is
+   * let go, its verdict kept for when it is queued for again.
    */
   private sweep(): void {
     for (const s of this.watched) {
-      if (!s.inflowSeen) {
+      if (s.inflowOver === 0) {
         s.inflowWatched = false;
         this.watched.delete(s);
         continue;
       }
-      s.inflowSeen = false;
-      s.inflowProgressing = s.inflowAcked;
-      s.inflowAcked = false;
+      s.inflowProgressing = s.inflowAcks * 2 >= s.inflowOver;
+      s.inflowOver = 0;
+      s.inflowAcks = 0;
     }
     if (this.watched.size === 0 && this.sweeper !== null) {
       clearInterval(this.sweeper);

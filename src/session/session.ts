@@ -468,8 +468,8 @@ export class Session implements WheelEntry {
   nextId = 1;
   /** What session/inflow.ts keeps for it (InflowSession): whether it may hold publishers. */
   inflowWatched = false;
-  inflowSeen = false;
-  inflowAcked = false;
+  inflowOver = 0;
+  inflowAcks = 0;
   inflowProgressing = true;
   /**
    * Logged deliveries of messages routed to this session and still being stored (Broker.store),

@@ -5,8 +5,8 @@
  * backlog — and nothing is lost or reordered on the way: every message delivered
  * once and in order, every PUBACK in order, and what the publisher sent after its messages
  * (PINGREQ, DISCONNECT) answered after them. With the option off the same run queues the
- * backlog (the test that shows the check can fail). A subscriber that stops acknowledging holds
- * nobody back once it has been silent for a second.
+ * backlog (the test that shows the check can fail). A subscriber that stops acknowledging, or
+ * acknowledges far less than is queued for it, holds nobody back once seen (a sweep a second).
  */
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -162,6 +162,47 @@ test('a publisher both over limits.messages_rate (3.1.1: read more slowly) and h
     assert.deepEqual(got, Array.from({ length: n }, (_, i) => i), 'every message delivered once, in order');
     assert.ok(tb.broker.metrics.inflowHolds > 0, 'held for the queue too');
     for (const s of [sub, pub]) s.destroy();
+  } finally {
+    await tb.close();
+  }
+});
+
+test('a slow subscriber (acknowledging far less than is queued for it) holds no publisher back once seen; the subscriber keeping up gets everything, in order', async () => {
+  const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW } });
+  try {
+    const slowIds: number[] = [];
+    const slow = await rawClient(tb.port, 'slow-sub', (p) => {
+      if (p.cmd === 'publish') slowIds.push(p.messageId as number);
+    });
+    const slowAcks = setInterval(() => {
+      const id = slowIds.shift();
+      if (id !== undefined) slow.write(generate({ cmd: 'puback', messageId: id }));
+    }, 50);
+    slow.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'slow/t', qos: 1 }] }));
+    const got: number[] = [];
+    const fast = await rawClient(tb.port, 'fast-sub', (p, s) => {
+      if (p.cmd !== 'publish') return;
+      got.push(Number((p as IPublishPacket).payload.toString()));
+      s.write(generate({ cmd: 'puback', messageId: p.messageId as number }));
+    });
+    fast.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'slow/t', qos: 1 }] }));
+    await sleep(50);
+    let acks = 0;
+    const pub = await rawClient(tb.port, 'slow-pub', (p) => {
+      if (p.cmd === 'puback') acks++;
+    });
+    const n = 3000;
+    pub.write(publishes('slow/t', 0, n));
+    await sleep(1200);
+    pub.write(publishes('slow/t', n, n));
+    const deadline = Date.now() + 30_000;
+    while ((got.length < 2 * n || acks < 2 * n) && Date.now() < deadline) await sleep(20);
+    clearInterval(slowAcks);
+    assert.equal(acks, 2 * n, 'every PUBLISH acknowledged');
+    assert.deepEqual(got, Array.from({ length: 2 * n }, (_, i) => i), 'the subscriber keeping up got every message, in order');
+    assert.equal(tb.broker.sessions.get('slow-sub')?.inflowProgressing, false, 'the slow subscriber was seen not to keep up');
+    assert.equal(tb.broker.sessions.get('fast-sub')?.inflowProgressing, true);
+    for (const s of [slow, fast, pub]) s.destroy();
   } finally {
     await tb.close();
   }
