@@ -9,22 +9,35 @@
  * acknowledges far less than is queued for it, holds nobody back once seen (a sweep a second).
  */
 import assert from 'node:assert/strict';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { generate, parser as createParser, type IPublishPacket, type Packet } from 'mqtt-packet';
+import WebSocket, { createWebSocketStream } from 'ws';
 import { sleep, startBroker, type TestBroker } from '../helpers.js';
 
 const WINDOW = 16;
 const N = 4000;
 
-/** A raw TCP client: packets parsed as they come, each one handed to `on`. */
-async function rawClient(port: number, clientId: string, on: (p: Packet, s: Socket) => void, connectExtra: Record<string, unknown> = {}, version: 4 | 5 = 4): Promise<Socket> {
-  const s = netConnect(port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    s.once('connect', resolve);
-    s.once('error', reject);
-  });
-  s.setNoDelay(true);
+/** A raw client over TCP (or MQTT over WebSocket to `ws`): packets parsed as they come, each one handed to `on`. */
+async function rawClient(port: number, clientId: string, on: (p: Packet, s: Duplex) => void, connectExtra: Record<string, unknown> = {}, version: 4 | 5 = 4, ws?: string): Promise<Duplex> {
+  let s: Duplex;
+  if (ws !== undefined) {
+    const sock = new WebSocket(ws, 'mqtt');
+    await new Promise<void>((resolve, reject) => {
+      sock.once('open', () => resolve());
+      sock.once('error', reject);
+    });
+    s = createWebSocketStream(sock);
+  } else {
+    const t = netConnect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      t.once('connect', resolve);
+      t.once('error', reject);
+    });
+    t.setNoDelay(true);
+    s = t;
+  }
   const p = createParser({ protocolVersion: version });
   let connack: (() => void) | null = null;
   const acked = new Promise<void>((r) => (connack = r));
@@ -57,8 +70,8 @@ function sampleQueue(tb: TestBroker, clientId: string): { max: number; stop: () 
   return r;
 }
 
-async function run(fair: boolean): Promise<{ maxQueue: number; holds: number }> {
-  const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW, 'mqtt.fair_inflow': fair } });
+async function run(fair: boolean, overWs = false): Promise<{ maxQueue: number; holds: number }> {
+  const tb = await startBroker({ wsPort: overWs ? 0 : null, config: { 'mqtt.max_inflight': WINDOW, 'mqtt.fair_inflow': fair } });
   try {
     const got: number[] = [];
     const sub = await rawClient(tb.port, 'fair-sub', (p, s) => {
@@ -70,11 +83,21 @@ async function run(fair: boolean): Promise<{ maxQueue: number; holds: number }> 
     await sleep(50);
     const acks: number[] = [];
     let pingAfter = -1;
-    const pub = await rawClient(tb.port, 'fair-pub', (p) => {
-      if (p.cmd === 'puback') acks.push(p.messageId as number);
-      else if (p.cmd === 'pingresp') pingAfter = acks.length;
+    const pub = await rawClient(
+      tb.port,
+      'fair-pub',
+      (p) => {
+        if (p.cmd === 'puback') acks.push(p.messageId as number);
+        else if (p.cmd === 'pingresp') pingAfter = acks.length;
+      },
+      {},
+      4,
+      overWs ? `ws://127.0.0.1:${tb.wsPort as number}/mqtt` : undefined,
+    );
+    const closed = new Promise<void>((r) => {
+      pub.once('close', r);
+      pub.once('end', r); // a WebSocket stream ends when the broker closes it
     });
-    const closed = new Promise<void>((r) => pub.once('close', r));
     const queue = sampleQueue(tb, 'fair-sub');
     // Everything at once: the broker reads it as fast as it likes.
     pub.write(Buffer.concat([publishes('fair/t', 0, N), generate({ cmd: 'pingreq' }), generate({ cmd: 'disconnect' })]));
@@ -101,6 +124,12 @@ test('a QoS 1 publisher far ahead of its subscriber is held while the subscriber
   const off = await run(false);
   assert.equal(off.holds, 0);
   assert.ok(off.maxQueue > 20 * WINDOW, `with mqtt.fair_inflow off the backlog is queued at once (the queue reached ${off.maxQueue})`);
+});
+
+test('the same with the publisher on MQTT over WebSocket (its stream paused while held)', async () => {
+  const ws = await run(true, true);
+  assert.ok(ws.holds > 0, 'the publisher was held');
+  assert.ok(ws.maxQueue <= 4 * WINDOW, `the subscriber's queue reached ${ws.maxQueue} (window ${WINDOW})`);
 });
 
 test('a subscriber that stops acknowledging holds no publisher back once it has been silent for a second', async () => {
