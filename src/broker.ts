@@ -266,6 +266,7 @@ export class Broker extends HookBus implements ProtocolContext {
     await new Promise((resolve) => setImmediate(resolve)); // sockets' 'close' (wills) run first
     this.lifecycle.stopTimers();
     this.connectRate?.close();
+    this.inflow?.close();
     await Promise.all([...this.lifecycle.willWrites]);
     await this.backends.close(); // what is queued gets a moment to reach its databases
     for (const session of this.sessions) session.durable?.save(); // exact counts and progress

@@ -80,9 +80,14 @@ export class Inflow {
       s.inflowOver = 0;
       s.inflowAcks = 0;
     }
-    if (this.watched.size === 0 && this.sweeper !== null) {
-      clearInterval(this.sweeper);
-      this.sweeper = null;
-    }
+    if (this.watched.size === 0) this.close();
+  }
+
+  /** No more sweeps (the broker stops; or nobody is watched): the sessions are let go. */
+  close(): void {
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
+    for (const s of this.watched) s.inflowWatched = false;
+    this.watched.clear();
   }
 }

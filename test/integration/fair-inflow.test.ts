@@ -56,6 +56,33 @@ function publishes(topic: string, from: number, n: number): Buffer {
   return Buffer.concat(Array.from({ length: n }, (_, i) => generate({ cmd: 'publish', topic, payload: Buffer.from(String(from + i)), qos: 1, messageId: ((from + i) % 65535) + 1, dup: false, retain: false } as IPublishPacket)));
 }
 
+/** A subscriber to `topic` at QoS 1 acknowledging every message at once; `got`: the payloads as numbers, in arrival order. */
+async function ackingSubscriber(port: number, clientId: string, topic: string): Promise<{ socket: Duplex; got: number[] }> {
+  const got: number[] = [];
+  const socket = await rawClient(port, clientId, (p, s) => {
+    if (p.cmd !== 'publish') return;
+    got.push(Number((p as IPublishPacket).payload.toString()));
+    s.write(generate({ cmd: 'puback', messageId: p.messageId as number }));
+  });
+  socket.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] }));
+  return { socket, got };
+}
+
+/** A publisher counting its PUBACKs. */
+async function countingPublisher(port: number, clientId: string): Promise<{ socket: Duplex; acks: () => number }> {
+  let acks = 0;
+  const socket = await rawClient(port, clientId, (p) => {
+    if (p.cmd === 'puback') acks++;
+  });
+  return { socket, acks: () => acks };
+}
+
+/** Waits (polling) until `done`, 30 s at most. */
+async function until(done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!done() && Date.now() < deadline) await sleep(20);
+}
+
 /** The subscriber's session queue, sampled once per event-loop iteration (a timer), its largest. */
 function sampleQueue(tb: TestBroker, clientId: string): { max: number; stop: () => void } {
   const r = { max: 0, stop: (): void => undefined };
@@ -73,13 +100,7 @@ function sampleQueue(tb: TestBroker, clientId: string): { max: number; stop: () 
 async function run(fair: boolean, overWs = false): Promise<{ maxQueue: number; holds: number }> {
   const tb = await startBroker({ wsPort: overWs ? 0 : null, config: { 'mqtt.max_inflight': WINDOW, 'mqtt.fair_inflow': fair } });
   try {
-    const got: number[] = [];
-    const sub = await rawClient(tb.port, 'fair-sub', (p, s) => {
-      if (p.cmd !== 'publish') return;
-      got.push(Number((p as IPublishPacket).payload.toString()));
-      s.write(generate({ cmd: 'puback', messageId: p.messageId as number }));
-    });
-    sub.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fair/t', qos: 1 }] }));
+    const { socket: sub, got } = await ackingSubscriber(tb.port, 'fair-sub', 'fair/t');
     await sleep(50);
     const acks: number[] = [];
     let pingAfter = -1;
@@ -101,8 +122,7 @@ async function run(fair: boolean, overWs = false): Promise<{ maxQueue: number; h
     const queue = sampleQueue(tb, 'fair-sub');
     // Everything at once: the broker reads it as fast as it likes.
     pub.write(Buffer.concat([publishes('fair/t', 0, N), generate({ cmd: 'pingreq' }), generate({ cmd: 'disconnect' })]));
-    const deadline = Date.now() + 30_000;
-    while ((got.length < N || acks.length < N) && Date.now() < deadline) await sleep(20);
+    await until(() => got.length >= N && acks.length >= N);
     queue.stop();
     await closed;
     assert.equal(acks.length, N, 'every PUBLISH acknowledged');
@@ -141,14 +161,10 @@ test('a subscriber that stops acknowledging holds no publisher back once it has 
     });
     stall.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'stall/t', qos: 1 }] }));
     await sleep(50);
-    let acks = 0;
-    const pub = await rawClient(tb.port, 'stall-pub', (p) => {
-      if (p.cmd === 'puback') acks++;
-    });
+    const { socket: pub, acks } = await countingPublisher(tb.port, 'stall-pub');
     const waitAcks = async (n: number): Promise<void> => {
-      const deadline = Date.now() + 30_000;
-      while (acks < n && Date.now() < deadline) await sleep(10);
-      assert.equal(acks, n);
+      await until(() => acks() >= n);
+      assert.equal(acks(), n);
     };
     // Before the silence shows: the session's window is full and a window's worth queued, it holds the publisher.
     pub.write(publishes('stall/t', 0, 500));
@@ -171,23 +187,13 @@ test('a subscriber that stops acknowledging holds no publisher back once it has 
 test('a publisher both over limits.messages_rate (3.1.1: read more slowly) and held for its subscriber queue: everything acknowledged and delivered, in order', async () => {
   const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW, 'limits.messages_rate': 400 } });
   try {
-    const got: number[] = [];
-    const sub = await rawClient(tb.port, 'rate-sub', (p, s) => {
-      if (p.cmd !== 'publish') return;
-      got.push(Number((p as IPublishPacket).payload.toString()));
-      s.write(generate({ cmd: 'puback', messageId: p.messageId as number }));
-    });
-    sub.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rate/t', qos: 1 }] }));
+    const { socket: sub, got } = await ackingSubscriber(tb.port, 'rate-sub', 'rate/t');
     await sleep(50);
-    let acks = 0;
-    const pub = await rawClient(tb.port, 'rate-pub', (p) => {
-      if (p.cmd === 'puback') acks++;
-    });
+    const { socket: pub, acks } = await countingPublisher(tb.port, 'rate-pub');
     const n = 1000;
     pub.write(publishes('rate/t', 0, n));
-    const deadline = Date.now() + 20_000;
-    while ((got.length < n || acks < n) && Date.now() < deadline) await sleep(20);
-    assert.equal(acks, n, 'every PUBLISH acknowledged');
+    await until(() => got.length >= n && acks() >= n);
+    assert.equal(acks(), n, 'every PUBLISH acknowledged');
     assert.deepEqual(got, Array.from({ length: n }, (_, i) => i), 'every message delivered once, in order');
     assert.ok(tb.broker.metrics.inflowHolds > 0, 'held for the queue too');
     for (const s of [sub, pub]) s.destroy();
@@ -208,26 +214,16 @@ test('a slow subscriber (acknowledging far less than is queued for it) holds no 
       if (id !== undefined) slow.write(generate({ cmd: 'puback', messageId: id }));
     }, 50);
     slow.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'slow/t', qos: 1 }] }));
-    const got: number[] = [];
-    const fast = await rawClient(tb.port, 'fast-sub', (p, s) => {
-      if (p.cmd !== 'publish') return;
-      got.push(Number((p as IPublishPacket).payload.toString()));
-      s.write(generate({ cmd: 'puback', messageId: p.messageId as number }));
-    });
-    fast.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'slow/t', qos: 1 }] }));
+    const { socket: fast, got } = await ackingSubscriber(tb.port, 'fast-sub', 'slow/t');
     await sleep(50);
-    let acks = 0;
-    const pub = await rawClient(tb.port, 'slow-pub', (p) => {
-      if (p.cmd === 'puback') acks++;
-    });
+    const { socket: pub, acks } = await countingPublisher(tb.port, 'slow-pub');
     const n = 3000;
     pub.write(publishes('slow/t', 0, n));
     await sleep(1200);
     pub.write(publishes('slow/t', n, n));
-    const deadline = Date.now() + 30_000;
-    while ((got.length < 2 * n || acks < 2 * n) && Date.now() < deadline) await sleep(20);
+    await until(() => got.length >= 2 * n && acks() >= 2 * n);
     clearInterval(slowAcks);
-    assert.equal(acks, 2 * n, 'every PUBLISH acknowledged');
+    assert.equal(acks(), 2 * n, 'every PUBLISH acknowledged');
     assert.deepEqual(got, Array.from({ length: 2 * n }, (_, i) => i), 'the subscriber keeping up got every message, in order');
     assert.equal(tb.broker.sessions.get('slow-sub')?.inflowProgressing, false, 'the slow subscriber was seen not to keep up');
     assert.equal(tb.broker.sessions.get('fast-sub')?.inflowProgressing, true);
