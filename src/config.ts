@@ -93,7 +93,7 @@ export const CONFIG_KEYS = {
   'mqtt.fair_inflow': {
     kind: 'bool',
     default: true,
-    doc: 'a message queued for a connected session that has a window\'s worth queued behind its full window holds its publisher: the rest of what the publisher sent is read the next event-loop iteration, after the acknowledgements (it is held back by TCP), so deliveries keep pace with what is accepted instead of queues growing (counted: `stratamq_inflow_holds_total`); a session that acknowledges less than half of what is queued for it, over a second, holds no one back (a slow or stalled subscriber does not set everybody\'s pace: its queue overflows as configured)',
+    doc: 'a message most of whose deliveries to connected sessions found a window\'s worth queued behind a full window holds its publisher: the rest of what the publisher sent is read the next event-loop iteration, after the acknowledgements (it is held back by TCP), so deliveries keep pace with what is accepted instead of queues growing (counted: `stratamq_inflow_holds_total`). One slow subscriber among others that take the message holds no one (its queue overflows as configured), nor does a session that completes less than half of what is queued for it over a second',
   },
   'mqtt.max_topic_alias': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Topic Alias Maximum accepted from v5 clients' },
   'mqtt.max_qos': { kind: 'int', default: 2, min: 0, max: 2, doc: 'highest QoS granted' },

@@ -63,7 +63,7 @@ export interface BrokerMetrics extends TrafficMetrics {
   nativeDrains: number;
   /** Deliveries drains sent on the event loop's fast path (ready-made packets from the log). */
   fastDrained: number;
-  /** Publishers held to the next event-loop iteration by a session with a window's worth queued (mqtt.fair_inflow, session/inflow.ts). */
+  /** Publishers held to the next event-loop iteration: most deliveries of their message found full queues (mqtt.fair_inflow, session/inflow.ts). */
   inflowHolds: number;
   /** Stored records found lost (damaged or missing store files), as reported in the log. */
   recordsLost: number;

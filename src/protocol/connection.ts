@@ -264,20 +264,17 @@ export class Connection implements Client, FrameSink, WheelEntry {
 
   private dispatch(packet: Packet): void {
     const inflow = this.broker.inflow;
-    if (inflow !== null) inflow.hold = false;
+    inflow?.begin();
     try {
       this.handlers.packet(this, packet);
     } catch (e) {
       this.protocolError(e as Error);
     }
-    if (inflow !== null && inflow.hold) {
-      inflow.hold = false;
-      if (!this.inflowHeld && this.native === null && this.state !== 'closed') this.holdForInflow();
-    }
+    if (inflow !== null && !this.inflowHeld && this.native === null && this.state !== 'closed' && inflow.shouldHold()) this.holdForInflow();
   }
 
   /**
-   * A message of this client was queued for a session with a window's worth queued already
+   * Most deliveries of a message of this client found a window's worth queued already
    * (session/inflow.ts): what it sent after it is held, in order, and its socket not read, until the next iteration
    * (two setImmediate turns: after the next poll phase has read the subscribers'
    * acknowledgements). Then it is read again and what was held goes on, until it is held again.

@@ -100,6 +100,10 @@ export function deliver(
 ): Pending | null {
   const conn = session.outlet;
   const limits = session.env.limits;
+  if (conn !== null) {
+    const inflow = session.env.inflow;
+    if (inflow !== null) inflow.offered++;
+  }
   if (conn !== null && qos === 0 && !ref) {
     if (conn.backlog > limits.writeHighWatermark) {
       // Slow consumer: QoS 0 is dropped (and counted) rather than buffered without bound.
