@@ -270,7 +270,8 @@ export class Connection implements Client, FrameSink, WheelEntry {
     } catch (e) {
       this.protocolError(e as Error);
     }
-    if (inflow !== null && !this.inflowHeld && this.native === null && this.state !== 'closed' && inflow.shouldHold()) this.holdForInflow();
+    // Publishers only: a SUBSCRIBE queueing its retained messages for the client itself holds no one.
+    if (inflow !== null && packet.cmd === 'publish' && !this.inflowHeld && this.native === null && this.state !== 'closed' && inflow.shouldHold()) this.holdForInflow();
   }
 
   /**

@@ -232,3 +232,21 @@ test('a slow subscriber (acknowledging far less than is queued for it) holds no 
     await tb.close();
   }
 });
+
+test('a QoS 1 subscription matching many retained messages (queued past the window at SUBSCRIBE) holds nobody: only publishers are held', async () => {
+  const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW } });
+  try {
+    const { socket: pub, acks } = await countingPublisher(tb.port, 'ret-pub');
+    const n = 300;
+    pub.write(Buffer.concat(Array.from({ length: n }, (_, i) => generate({ cmd: 'publish', topic: `ret/${i}`, payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, dup: false, retain: true } as IPublishPacket))));
+    await until(() => acks() >= n);
+    const holdsBefore = tb.broker.metrics.inflowHolds;
+    const { socket: sub, got } = await ackingSubscriber(tb.port, 'ret-sub', 'ret/#');
+    await until(() => got.length >= n);
+    assert.equal(got.length, n, 'every retained message delivered');
+    assert.equal(tb.broker.metrics.inflowHolds, holdsBefore, 'the subscriber was not held');
+    for (const s of [sub, pub]) s.destroy();
+  } finally {
+    await tb.close();
+  }
+});
