@@ -419,7 +419,7 @@ export class Router {
       for (const t of live0) {
         const session = t.session;
         // [MQTT-4.6.0-6] not before this session's earlier messages still on their way through the log.
-        if (session.loggedPending > 0) (session.afterLogged ??= []).push(() => this.live(session, msg, t.qos, t.retain, t.subIds, Date.now()));
+        if (session.loggedPending > 0) (session.afterLogged ??= []).push({ after: session.loggedIssued, go: () => this.liveAfterLogged(session, msg, t.qos, t.retain, t.subIds) });
         else this.live(session, msg, t.qos, t.retain, t.subIds, now);
       }
     }
@@ -462,12 +462,43 @@ export class Router {
     return stored === null ? held : Promise.all([stored, held]).then(() => undefined);
   }
 
-  /** A logged delivery for `session` was handed to it (or failed): what waited behind it goes. */
-  private loggedDone(session: Session): void {
-    if (--session.loggedPending > 0) return;
+  /**
+   * A live QoS 0 delivery that waited behind the session's logged ones (publish). If one of
+   * those was left in the log meanwhile (the session fell behind and reads a backlog now), it
+   * goes through the store too, behind them: written at once it would overtake them
+   * ([MQTT-4.6.0-6]; found by the durability checker, seed 9300012).
+   */
+  private liveAfterLogged(session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | undefined): void {
+    const store = this.store;
+    if (store !== null && session.durable?.replaying === true && session.outlet !== null && this.sessions.get(session.clientId) === session) {
+      this.persist(store, msg, [{ session, qos, retain, subIds, pinned: false }], 0, null, false).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+      return;
+    }
+    this.live(session, msg, qos, retain, subIds, Date.now());
+  }
+
+  /**
+   * A logged delivery for `session` (its `ticket`) was handed to it (or failed): what waited
+   * behind it and the ones before it goes — not behind logged deliveries routed later (a live
+   * QoS 0 message waited for every pending one and came after a later message: seed 9300012).
+   */
+  private loggedDone(session: Session, ticket: number): void {
+    session.loggedPending--;
+    const open = session.loggedOpen;
+    if (open !== null) {
+      const i = open.indexOf(ticket);
+      if (i >= 0) open.splice(i, 1);
+    }
     const waiting = session.afterLogged;
-    session.afterLogged = null;
-    if (waiting) for (const go of waiting) go();
+    if (waiting === null) return;
+    let first = Infinity;
+    if (open !== null) for (const t of open) if (t < first) first = t;
+    let n = 0;
+    while (n < waiting.length && (waiting[n] as { after: number }).after < first) n++;
+    if (n === 0) return;
+    const ready = waiting.splice(0, n);
+    if (waiting.length === 0) session.afterLogged = null;
+    for (const w of ready) w.go();
   }
 
   /**
@@ -516,7 +547,13 @@ export class Router {
       await Promise.all(waits);
       return;
     }
-    for (const t of targets) t.session.loggedPending++;
+    const tickets = targets.map((t) => {
+      const s = t.session;
+      s.loggedPending++;
+      const ticket = ++s.loggedIssued;
+      (s.loggedOpen ??= []).push(ticket);
+      return ticket;
+    });
     let pos: LogPosition;
     try {
       const saved = inboundId !== 0 ? store.messages.appendInbound(msg, inboundId, targets) : store.messages.saveSessionMessages(msg, targets);
@@ -528,15 +565,17 @@ export class Router {
       }
       pos = await saved;
     } catch (e) {
-      for (const t of targets) this.loggedDone(t.session);
+      targets.forEach((t, i) => this.loggedDone(t.session, tickets[i] as number));
       throw e;
     }
     const now = Date.now();
-    for (const t of targets) {
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i] as LoggedTarget;
       const session = t.session;
+      const ticket = tickets[i] as number;
       const d = session.durable;
       if (d === null || this.sessions.get(session.clientId) !== session) {
-        this.loggedDone(session);
+        this.loggedDone(session, ticket);
         continue; // ended meanwhile
       }
       if (t.pinned) {
@@ -545,7 +584,7 @@ export class Router {
         const p = deliver(session, msg, t.qos, t.retain, t.subIds, now, pos);
         if (p) waits.push(d.pin(p));
       } else deliverLogged(session, msg, t.qos, t.retain, t.subIds, pos, now);
-      this.loggedDone(session);
+      this.loggedDone(session, ticket);
     }
     // Same turn as the pins above, so the same commit: a restart finds the id stored (or the
     // will's record cleared, alsoStored) only if they are.

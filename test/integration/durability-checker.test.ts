@@ -103,6 +103,39 @@ describe('durability checker: random actions with SIGTERM and kill -9, judged by
     }
   });
 
+  test('a live QoS 0 copy waiting behind a persistent session\'s logged deliveries goes after the ones before it, not after later ones (seed 9300012, shrunk)', async () => {
+    // Found by the checker on 2026-12-07: c0 (persistent, `#` at QoS 0) publishes a/b/x to itself
+    // and to a shared group whose persistent members get some copies through the log: c0's copy
+    // of #13 went through the log, #14 straight (waiting behind #13), #15 through the log again.
+    // #14 waited for every logged delivery still pending — #15's too — and came after it.
+    const actions = [
+      {a: "park", "c": 3, "v": 4, "expiry": 4294967295, "subs": [{"f": 10, "qos": 0, "nl": false}, {"f": 8, "qos": 1, "nl": false}]},
+      {a: "restart", "how": "kill", "settle": false, "reconnect": false},
+      {a: "checkpoint"},
+      {a: "park", "c": 2, "v": 5, "expiry": 3600, "subs": [{"f": 4, "qos": 0, "nl": false}, {"f": 8, "qos": 0, "nl": false}]},
+      {a: "connect", "c": 0, "v": 5, "clean": true, "expiry": 3600, "will": null, "drain": false, "slow": true},
+      {a: "unsubscribe", "c": 3, "fs": [6]},
+      {a: "connect", "c": 3, "v": 4, "clean": false, "expiry": null, "will": null, "drain": true, "slow": false},
+      {a: "publish", "c": 0, "topic": 1, "qos": 2, "n": 4, "retain": false, "clear": false, "expiry": null, "wait": false},
+      {a: "connect", "c": 1, "v": 5, "clean": true, "expiry": 3600, "will": null, "drain": false, "slow": false},
+      {a: "publish", "c": 1, "topic": 3, "qos": 0, "n": 4, "retain": false, "clear": false, "expiry": null, "wait": false},
+      {a: "connect", "c": 2, "v": 4, "clean": false, "expiry": null, "will": null, "drain": false, "slow": false},
+      {a: "park", "c": 0, "v": 4, "expiry": 4294967295, "subs": [{"f": 9, "qos": 2, "nl": false}, {"f": 4, "qos": 0, "nl": false}]},
+      {a: "park", "c": 0, "v": 5, "expiry": 3600, "subs": [{"f": 6, "qos": 1, "nl": false}]},
+      {a: "disconnect", "c": 2, "how": "normal", "expiry": null},
+      {a: "publish", "c": 1, "topic": 1, "qos": 2, "n": 3, "retain": false, "clear": false, "expiry": null, "wait": false},
+      {a: "checkpoint"},
+      {a: "publish", "c": 0, "topic": 2, "qos": 1, "n": 4, "retain": false, "clear": false, "expiry": null, "wait": true},
+    ] as unknown as Action[];
+    for (let i = 0; i < 2; i++) {
+      const r = await runActions(actions, DEFAULT_RUN_CONFIG);
+      assert.deepEqual(
+        r.violations.map((v) => v.text),
+        [],
+      );
+    }
+  });
+
   test('a run the checker could not carry out is an error, never a passing run', async () => {
     // Connections over WebSocket to a broker started without a WebSocket listener: the first
     // connect throws. Shrinking must not then turn a smaller candidate into the seed's run.
