@@ -466,7 +466,7 @@ export class Router {
    * A live QoS 0 delivery that waited behind the session's logged ones (publish). If one of
    * those was left in the log meanwhile (the session fell behind and reads a backlog now), it
    * goes through the store too, behind them: written at once it would overtake them
-   * ([MQTT-4.6.0-6]; found by the durability checker, seed 9300012).
+   * ([MQTT-4.6.0-6]; the narrow case carried in the notes since the tenth session).
    */
   private liveAfterLogged(session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | undefined): void {
     const store = this.store;
