@@ -283,20 +283,12 @@ export class Connection implements Client, FrameSink, WheelEntry {
   private holdForInflow(): void {
     this.inflowHeld = true;
     this.holdInput();
-    const h = this.handoff;
-    const handle = h !== null && h.stopReading();
-    if (!handle) this.socket.pause();
+    const handle = this.stopReading();
     setImmediate(() =>
       setImmediate(() => {
         this.inflowHeld = false;
         if (this.state === 'closed') return;
-        if (handle) {
-          const err = (h as SocketHandoff).startReading();
-          if (err !== 0) {
-            this.socket.destroy(new Error(`read start failed (${err})`));
-            return;
-          }
-        }
+        if (handle && !this.startHandle()) return;
         // Also after a rate limit's pause that ended meanwhile (pauseReading leaves the resume to this).
         if (!this.paused) this.socket.resume();
         this.releaseInput();
@@ -629,24 +621,38 @@ export class Connection implements Client, FrameSink, WheelEntry {
       return;
     }
     this.readSinceYield = -1;
-    // A TCP socket's handle stops reading (the stream stays flowing, nothing is buffered in it:
-    // pausing the stream held every publisher's last chunk in it for a turn and cost the QoS 0
-    // fan-in ~30 MB of peak RSS); other transports' streams pause.
-    const h = this.handoff;
-    const handle = h !== null && h.stopReading();
-    if (!handle) this.socket.pause();
+    const handle = this.stopReading();
     setImmediate(() => {
       this.readSinceYield = 0;
       // The native loop cannot have taken it meanwhile (nativeFd refuses while it yields); held
       // for a session's queue (holdForInflow), it is read again when that hold ends.
       if (this.state === 'closed' || this.inflowHeld) return;
-      if (handle) {
-        // Reading again even under a rate limit's pause (pauseReading): the stream, paused, stops
-        // the handle itself once its buffer is full, and its resume restarts it.
-        const err = (h as SocketHandoff).startReading();
-        if (err !== 0) this.socket.destroy(new Error(`read start failed (${err})`));
-      } else if (!this.paused) this.socket.resume(); // a rate limit's pause resumes it itself
+      // Reading again even under a rate limit's pause (pauseReading): the stream, paused, stops
+      // the handle itself once its buffer is full, and its resume restarts it.
+      if (handle) this.startHandle();
+      else if (!this.paused) this.socket.resume(); // a rate limit's pause resumes it itself
     });
+  }
+
+  /**
+   * Stop reading the socket until startHandle / resume: a TCP socket's handle stops reading
+   * (true; the stream stays flowing, nothing is buffered in it: pausing the stream held every
+   * publisher's last chunk in it for a turn and cost the QoS 0 fan-in ~30 MB of peak RSS);
+   * other transports' streams pause (false).
+   */
+  private stopReading(): boolean {
+    const h = this.handoff;
+    const handle = h !== null && h.stopReading();
+    if (!handle) this.socket.pause();
+    return handle;
+  }
+
+  /** The TCP handle stopReading stopped reads again; false: it could not, the socket is destroyed. */
+  private startHandle(): boolean {
+    const err = (this.handoff as SocketHandoff).startReading();
+    if (err === 0) return true;
+    this.socket.destroy(new Error(`read start failed (${err})`));
+    return false;
   }
 
   /** Flush what is queued and close. The broker is told through onClosed. */

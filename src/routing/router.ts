@@ -56,6 +56,8 @@ interface LoggedTarget {
   subIds: number[] | undefined;
   /** Through shared subscriptions only: recorded explicitly (Pending.pinned). */
   pinned: boolean;
+  /** Its place among the session's logged deliveries (Session.loggedOpen), given by persist. */
+  ticket: number;
 }
 
 /**
@@ -419,7 +421,7 @@ export class Router {
       for (const t of live0) {
         const session = t.session;
         // [MQTT-4.6.0-6] not before this session's earlier messages still on their way through the log.
-        if (session.loggedPending > 0) (session.afterLogged ??= []).push({ after: session.loggedIssued, go: () => this.liveAfterLogged(session, msg, t.qos, t.retain, t.subIds) });
+        if (session.loggedOpen !== null && session.loggedOpen.length > 0) (session.afterLogged ??= []).push({ after: session.loggedIssued, go: () => this.liveAfterLogged(session, msg, t.qos, t.retain, t.subIds) });
         else this.live(session, msg, t.qos, t.retain, t.subIds, now);
       }
     }
@@ -471,7 +473,7 @@ export class Router {
   private liveAfterLogged(session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | undefined): void {
     const store = this.store;
     if (store !== null && session.durable?.replaying === true && session.outlet !== null && this.sessions.get(session.clientId) === session) {
-      this.persist(store, msg, [{ session, qos, retain, subIds, pinned: false }], 0, null, false).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
+      this.persist(store, msg, [{ session, qos, retain, subIds, pinned: false, ticket: 0 }], 0, null, false).catch((e: unknown) => this.onStoreError(session.clientId, e as Error));
       return;
     }
     this.live(session, msg, qos, retain, subIds, Date.now());
@@ -483,7 +485,6 @@ export class Router {
    * QoS 0 message waited for every pending one and came after a later message: seed 9300012).
    */
   private loggedDone(session: Session, ticket: number): void {
-    session.loggedPending--;
     const open = session.loggedOpen;
     if (open !== null) {
       const i = open.indexOf(ticket);
@@ -491,8 +492,8 @@ export class Router {
     }
     const waiting = session.afterLogged;
     if (waiting === null) return;
-    let first = Infinity;
-    if (open !== null) for (const t of open) if (t < first) first = t;
+    // Tickets are issued in increasing order and only taken out: the first open one is the least.
+    const first = open !== null && open.length > 0 ? (open[0] as number) : Infinity;
     let n = 0;
     while (n < waiting.length && (waiting[n] as { after: number }).after < first) n++;
     if (n === 0) return;
@@ -516,7 +517,7 @@ export class Router {
       if (session.outlet !== null) this.live(session, msg, qos, retain, subIds, now);
       return;
     }
-    const t: LoggedTarget = { session, qos, retain, subIds, pinned: shared };
+    const t: LoggedTarget = { session, qos, retain, subIds, pinned: shared, ticket: 0 };
     if (qos > 0) this.logged.push(t);
     else if (session.outlet !== null && !session.durable.replaying) this.live0.push(t);
     // Connected but still reading its backlog (offline QoS 0 among it): through the store, behind
@@ -547,13 +548,11 @@ export class Router {
       await Promise.all(waits);
       return;
     }
-    const tickets = targets.map((t) => {
+    for (const t of targets) {
       const s = t.session;
-      s.loggedPending++;
-      const ticket = ++s.loggedIssued;
-      (s.loggedOpen ??= []).push(ticket);
-      return ticket;
-    });
+      t.ticket = ++s.loggedIssued;
+      (s.loggedOpen ??= []).push(t.ticket);
+    }
     let pos: LogPosition;
     try {
       const saved = inboundId !== 0 ? store.messages.appendInbound(msg, inboundId, targets) : store.messages.saveSessionMessages(msg, targets);
@@ -565,17 +564,15 @@ export class Router {
       }
       pos = await saved;
     } catch (e) {
-      targets.forEach((t, i) => this.loggedDone(t.session, tickets[i] as number));
+      for (const t of targets) this.loggedDone(t.session, t.ticket);
       throw e;
     }
     const now = Date.now();
-    for (let i = 0; i < targets.length; i++) {
-      const t = targets[i] as LoggedTarget;
+    for (const t of targets) {
       const session = t.session;
-      const ticket = tickets[i] as number;
       const d = session.durable;
       if (d === null || this.sessions.get(session.clientId) !== session) {
-        this.loggedDone(session, ticket);
+        this.loggedDone(session, t.ticket);
         continue; // ended meanwhile
       }
       if (t.pinned) {
@@ -584,7 +581,7 @@ export class Router {
         const p = deliver(session, msg, t.qos, t.retain, t.subIds, now, pos);
         if (p) waits.push(d.pin(p));
       } else deliverLogged(session, msg, t.qos, t.retain, t.subIds, pos, now);
-      this.loggedDone(session, ticket);
+      this.loggedDone(session, t.ticket);
     }
     // Same turn as the pins above, so the same commit: a restart finds the id stored (or the
     // will's record cleared, alsoStored) only if they are.

@@ -475,10 +475,10 @@ export class Session implements WheelEntry {
    * Logged deliveries of messages routed to this session and still being stored (Broker.store),
    * and the QoS 0 deliveries that do not go through the log waiting for them, so that none
    * overtakes an earlier message of the same topic ([MQTT-4.6.0-6]). Each logged delivery has a
-   * ticket (`loggedIssued` counts them; `loggedOpen`: those not done); a waiting delivery goes
-   * once every ticket up to its `after` is done — not behind logged ones routed after it.
+   * ticket (`loggedIssued` counts them; `loggedOpen`: those not done, in increasing order); a
+   * waiting delivery goes once every ticket up to its `after` is done — not behind logged ones
+   * routed after it.
    */
-  loggedPending = 0;
   loggedIssued = 0;
   loggedOpen: number[] | null = null;
   afterLogged: { after: number; go: () => void }[] | null = null;
