@@ -21,7 +21,7 @@ import { SessionLifecycle } from './lifecycle/sessions.js';
 import { createLogger, type Logger } from './log.js';
 import { msglogConfig, type MsglogConfig } from './msglog/config.js';
 import { LogRecorder } from './msglog/recorder.js';
-import { Replays, type Republish } from './msglog/replay.js';
+import { Replays, type Republisher } from './msglog/replay.js';
 import { assertCoreVersion, type DurableStore, type LossInfo, releaseFreeMemory } from './native.js';
 import { createConnection } from './protocol/accept.js';
 import { ConnectRate } from './protocol/rate.js';
@@ -314,9 +314,14 @@ export class Broker extends HookBus implements ProtocolContext {
    * A logged message re-published (a replay, admin API): routed as the application's own messages
    * are, under its original publisher's id and properties; resolves once stored where it had to be.
    */
-  readonly republish: Republish = (e, topic) => {
-    const msg = createMessage(topic, Buffer.from(e.payload), e.qos, e.retain, e.properties.length > 0 ? decodeProperties(e.properties) : undefined, e.publisher);
-    return this.router.publish(msg, null);
+  readonly republisher: Republisher = {
+    publish: (e, topic) => {
+      const msg = createMessage(topic, Buffer.from(e.payload), e.qos, e.retain, e.properties.length > 0 ? decodeProperties(e.properties) : undefined, e.publisher);
+      // Its deliveries counted afresh, as a client's PUBLISH's are (Connection.dispatch).
+      this.inflow?.begin();
+      return this.router.publish(msg, null);
+    },
+    held: () => this.inflow !== null && this.inflow.shouldHold(),
   };
 
   /** Publish from the application embedding the broker (like Aedes' broker.publish). */

@@ -81,7 +81,8 @@ export const CONFIG_KEYS = {
   'mqtt.max_session_expiry_interval': { kind: 'duration', default: 4294967295, min: 0, max: 4294967295, doc: 'cap on what v5 clients ask for' },
   'mqtt.max_inflight': { kind: 'int', default: 128, min: 1, max: 65535, doc: 'outbound QoS 1/2 window per client (also capped by the client\'s Receive Maximum)' },
   'mqtt.receive_maximum': { kind: 'int', default: 1024, min: 1, max: 65535, doc: 'inbound QoS 2 window advertised to v5 clients' },
-  'mqtt.max_queued_messages': { kind: 'int', default: 1000000, min: 0, max: 100000000, doc: 'per-session queue behind the window / while offline; the excess is handled per `mqtt.queue_overflow` and counted (`metrics.messagesDropped`). A persistent session\'s queue is the log itself: nothing per message in memory while it is away (its count is kept in the session\'s progress record across restarts)' },
+  'mqtt.max_queued_messages': { kind: 'int', default: 1000000, min: 0, max: 100000000, doc: 'per-session queue behind the window / while offline; the excess is handled per `mqtt.queue_overflow` and counted (`metrics.messagesDropped`). A persistent session\'s queue is the log itself: nothing per message in memory while it is away (its count is kept in the session\'s progress record across restarts); a session kept in memory only is bounded by `max_queued_in_memory` too' },
+  'mqtt.max_queued_in_memory': { kind: 'int', default: 1000, min: 1, max: 100000000, doc: 'messages a session kept in memory only may queue (a clean session\'s queue behind its window, or any session\'s while no store or registry keeps it; as `max_queued_messages` of Mosquitto and `max_mqueue_len` of EMQX, 1,000 by default there too): beyond it, handled per `mqtt.queue_overflow`. Persistent sessions in the log or a registry are bounded by `max_queued_messages` alone' },
   'mqtt.max_queued_bytes': { kind: 'int', default: 0, min: 0, max: Number.MAX_SAFE_INTEGER, doc: 'payload bytes per session queue (0 = no limit), handled like `max_queued_messages`' },
   'mqtt.queue_overflow': {
     kind: 'enum',
@@ -93,7 +94,7 @@ export const CONFIG_KEYS = {
   'mqtt.fair_inflow': {
     kind: 'bool',
     default: true,
-    doc: 'a message most of whose deliveries to connected sessions found a window\'s worth queued behind a full window holds its publisher: the rest of what the publisher sent is read the next event-loop iteration, after the acknowledgements (it is held back by TCP), so deliveries keep pace with what is accepted instead of queues growing (counted: `stratamq_inflow_holds_total`). One slow subscriber among others that take the message holds no one (its queue overflows as configured), nor does a session that completes less than half of what is queued for it over a second',
+    doc: 'a message most of whose deliveries to connected sessions found a window\'s worth queued behind a full window holds its publisher: the rest of what the publisher sent is read the next event-loop iteration, after the acknowledgements (it is held back by TCP), so deliveries keep pace with what is accepted instead of queues growing (counted: `stratamq_inflow_holds_total`). One slow subscriber among others that take the message holds no one (its queue overflows as configured), nor does a session that completes less than half of what is queued for it over a second. A log replay is held the same way (1 ms at a time)',
   },
   'mqtt.max_topic_alias': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Topic Alias Maximum accepted from v5 clients' },
   'mqtt.max_qos': { kind: 'int', default: 2, min: 0, max: 2, doc: 'highest QoS granted' },

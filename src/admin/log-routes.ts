@@ -93,7 +93,7 @@ export function logRoutes(app: FastifyInstance, src: LogSource): void {
       } catch (e) {
         throw badQuery(e);
       }
-      const r = src.replays.start(store, plan, src.republish, { toPrefix: body.toPrefix, rate: body.rate });
+      const r = src.replays.start(store, plan, src.republisher, { toPrefix: body.toPrefix, rate: body.rate });
       return reply.code(201).send(r.progress());
     },
   );

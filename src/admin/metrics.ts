@@ -71,7 +71,7 @@ export function createMetrics(view: AdminView): Registry {
       [{ reason: 'hook_consumer' }, consumers],
     ];
   });
-  counter('stratamq_inflow_holds_total', 'Publishers held to the next event-loop iteration because most deliveries of their message found a window\'s worth queued behind a full window (mqtt.fair_inflow)', [], one(() => m.inflowHolds));
+  counter('stratamq_inflow_holds_total', 'Messages whose publisher (a client, to the next event-loop iteration; a log replay, 1 ms) was held because most of their deliveries found a window\'s worth queued behind a full window (mqtt.fair_inflow)', [], one(() => m.inflowHolds));
   gauge('stratamq_queue_depth_sum', 'Deliveries queued over all sessions (a persistent session away: what waits for it in the log)', [], one(() => view.queues().sum));
   gauge('stratamq_queue_depth_max', 'Deliveries queued for the session with the most', [], one(() => view.queues().max));
   gauge('stratamq_inflight', 'Deliveries in flight (sent, not acknowledged) over all sessions', [], one(() => view.queues().inflight));

@@ -17,7 +17,7 @@
  */
 import { deliver } from '../session/delivery.js';
 import type { Outlet } from '../session/outlet.js';
-import type { LogReaderRef, Session } from '../session/session.js';
+import { type LogReaderRef, pageFor, type Session } from '../session/session.js';
 import type { DurableStore } from '../native.js';
 import type { QoS } from '../wire/codec.js';
 import { createMessage, decodeProperties } from '../wire/message.js';
@@ -107,13 +107,14 @@ export class LogFeed implements LogReaderRef {
 
   private run(): void {
     if (!this.alive()) return;
-    if (this.session.queue.length >= PAGE || this.conn.backlog > BACKLOG) {
+    const page = pageFor(this.session, PAGE);
+    if (this.session.queue.length >= page || this.conn.backlog > BACKLOG) {
       this.later(WAIT_MS);
       return;
     }
     let got;
     try {
-      got = this.reader.take(PAGE);
+      got = this.reader.take(page);
     } catch (e) {
       this.conn.disconnect(0x80, `$log/ read failed: ${(e as Error).message}`);
       this.stop();

@@ -14,8 +14,25 @@
 import { type DurableStore, type StoredMessage, validateTopicName } from '../native.js';
 import { EntryCounter, type LogPlan, LogQueryError, openReader, type LogReader } from './query.js';
 
-/** Routes one message; resolves once it is stored where it had to be (null: nothing to wait for). */
-export type Republish = (e: StoredMessage, topic: string) => Promise<void> | null;
+/** How a replay re-publishes (the broker's router: Broker.republisher). */
+export interface Republisher {
+  /** Route one message; resolves once it is stored where it had to be (null: nothing to wait for). */
+  publish(e: StoredMessage, topic: string): Promise<void> | null;
+  /**
+   * The message just published found most of its connected subscribers' queues a window past
+   * full (mqtt.fair_inflow, session/inflow.ts): the replay goes on in the next event-loop
+   * iteration, after their acknowledgements are read — held as a client publishing faster than
+   * its subscribers take is, instead of filling their queues (in memory, to overflowing).
+   */
+  held(): boolean;
+}
+
+/**
+ * How long a held replay waits before its next message, ms. Not just the next iteration (as a
+ * held client): a client's next PUBLISH must come through TCP, a replay's is at hand, and one a
+ * turn still outran a subscriber acknowledging a window per round trip (its queue overflowed).
+ */
+const HELD_WAIT_MS = 1;
 
 export interface ReplayOptions {
   /** Published under this prefix (`<prefix><topic>`), else to the message's own topic. */
@@ -66,7 +83,7 @@ export class Replay {
     readonly id: string,
     store: DurableStore,
     private readonly plan: LogPlan,
-    private readonly republish: Republish,
+    private readonly republisher: Republisher,
     private readonly opts: ReplayOptions = {},
   ) {
     this.counter = new EntryCounter(store, plan);
@@ -102,8 +119,9 @@ export class Replay {
           const topic = prefix + e.topic;
           // Only the length can make a valid prefix and a logged topic an invalid name.
           if (prefix !== '' && validateTopicName(topic) !== null) throw new Error(`${JSON.stringify(topic)} is not a valid topic name: ${validateTopicName(topic)}`);
-          const p = this.republish(e, topic);
+          const p = this.republisher.publish(e, topic);
           if (p) waits.push(p);
+          if (this.republisher.held()) await new Promise((r) => setTimeout(r, HELD_WAIT_MS));
         }
         if (waits.length > 0) await Promise.all(waits);
         this.sent += got.length;
@@ -169,9 +187,9 @@ export class Replays {
   private readonly byId = new Map<string, Replay>();
   private seq = 0;
 
-  start(store: DurableStore, plan: LogPlan, republish: Republish, opts: ReplayOptions): Replay {
+  start(store: DurableStore, plan: LogPlan, republisher: Republisher, opts: ReplayOptions): Replay {
     const id = `r${++this.seq}`;
-    const r = new Replay(id, store, plan, republish, opts);
+    const r = new Replay(id, store, plan, republisher, opts);
     this.byId.set(id, r);
     if (this.byId.size > 100) {
       for (const [k, old] of this.byId) {

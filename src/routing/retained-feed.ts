@@ -14,7 +14,7 @@
  * messages in the log and reads them once the feed ends. Several subscriptions' feeds of one
  * session run one after the other.
  */
-import type { Hold, LiveHold, Session } from '../session/session.js';
+import { type Hold, type LiveHold, pageFor, queueLimit, type Session } from '../session/session.js';
 import type { QoS } from '../wire/codec.js';
 import type { RetainedCursor } from './retained.js';
 
@@ -71,7 +71,8 @@ export class RetainedFeed implements LiveHold {
     // QoS 0 waits as a backed-up socket would hold it: beyond the slow-consumer watermark it is
     // dropped, as deliver drops it; QoS 1/2 as many as the session's queue takes.
     if (qos === 0 && this.heldBytes + bytes > limits.writeHighWatermark) return 'slow';
-    if (qos > 0 && ((limits.maxQueued > 0 && this.held.length >= limits.maxQueued) || (limits.maxQueuedBytes > 0 && this.heldBytes + bytes > limits.maxQueuedBytes))) return 'full';
+    const limit = queueLimit(this.session);
+    if (qos > 0 && ((limit > 0 && this.held.length >= limit) || (limits.maxQueuedBytes > 0 && this.heldBytes + bytes > limits.maxQueuedBytes))) return 'full';
     this.held.push(deliver);
     this.heldBytes += bytes;
     return 'held';
@@ -95,10 +96,11 @@ export class RetainedFeed implements LiveHold {
     }
     // While the client is away (a persistent session), pages go to its queue as its limits allow.
     const now = Date.now();
+    const page = pageFor(s, FEED_PAGE);
     let sent = 0;
     for (;;) {
       const conn = s.outlet;
-      if (conn !== null && (conn.backlog > FEED_BACKLOG || s.queue.length >= FEED_PAGE)) {
+      if (conn !== null && (conn.backlog > FEED_BACKLOG || s.queue.length >= page)) {
         this.later(FEED_WAIT_MS);
         return;
       }
@@ -112,11 +114,11 @@ export class RetainedFeed implements LiveHold {
         this.cursor = this.host.cursor(next.filter);
         continue;
       }
-      if (sent >= FEED_PAGE) {
+      if (sent >= page) {
         this.later(0);
         return;
       }
-      sent += this.host.send(s, this.cursor, this.current as FeedRequest, FEED_PAGE - sent, now);
+      sent += this.host.send(s, this.cursor, this.current as FeedRequest, page - sent, now);
     }
   }
 

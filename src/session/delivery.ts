@@ -10,7 +10,7 @@ import { encodeAck, type QoS } from '../wire/codec.js';
 import { RC } from '../wire/reason-codes.js';
 import { encodeDelivery, isExpired, type Message, payloadSize } from '../wire/message.js';
 import type { Outlet } from './outlet.js';
-import { type DeliveryLimits, type DurableRef, type Inflight, isRecorded, type Pending, QUEUE_PAGE, type Session } from './session.js';
+import { type DeliveryLimits, type DurableRef, type Inflight, isRecorded, type Pending, QUEUE_PAGE, queueLimit, type Session } from './session.js';
 
 /**
  * Write one PUBLISH. Returns false when the client's Maximum Packet Size forbids it: the
@@ -102,7 +102,8 @@ export function deliver(
   const limits = session.env.limits;
   if (conn !== null) {
     const inflow = session.env.inflow;
-    if (inflow !== null) inflow.offered++;
+    // A session not keeping up counts neither way: the others decide (Inflow).
+    if (inflow !== null && session.inflowProgressing) inflow.offered++;
   }
   if (conn !== null && qos === 0 && !ref) {
     if (conn.backlog > limits.writeHighWatermark) {
@@ -124,7 +125,8 @@ export function deliver(
     return pending;
   }
   if (conn === null && qos === 0 && !limits.queueQos0 && !ref) return null;
-  if (session.queue.length >= limits.maxQueued || queueBytesFull(session, limits, msg)) {
+  const limit = queueLimit(session);
+  if (session.queue.length >= limit || queueBytesFull(session, limits, msg)) {
     session.dropped++;
     session.env.stats.dropped++;
     session.env.stats.dropReasons.queueFull++;
@@ -132,11 +134,12 @@ export function deliver(
       conn.disconnect(RC.QuotaExceeded, 'session queue full');
       return null;
     }
-    if (limits.overflow !== 'drop_oldest' || limits.maxQueued === 0) return null;
+    if (limits.overflow !== 'drop_oldest' || limit === 0) return null;
     discard(session, session.dequeue() as Pending);
   }
   session.enqueue(pending);
-  if (conn !== null) session.env.inflow?.queued(session, session.queue.length, conn.window);
+  // Held before the queue overflows when its limit is below two windows (max_inflight raised past max_queued_in_memory).
+  if (conn !== null) session.env.inflow?.queued(session, session.queue.length, Math.min(conn.window, (limit >> 1) || 1));
   return pending;
 }
 

@@ -18,8 +18,10 @@
  * holds no one (its queue fills and overflows as configured, as without this) — held to it, a
  * publisher's 20 other subscribers got what one acknowledging 1,000 msg/s took (1.8k msg/s each
  * against 3.7k without holding). And a session that completes less than half of what is queued
- * for it past its window's worth, over a sweep period (SWEEP_MS), counts as not full until it
- * does: a stalled subscriber, alone on its topic, does not hold its publishers either.
+ * for it past its window's worth, over a sweep period (SWEEP_MS), is not counted (neither as full
+ * nor among the deliveries) until it does: a stalled subscriber, alone on its topic, does not hold
+ * its publishers either, and beside one that keeps up, that one alone decides (before, the stalled
+ * one counted as a delivery that was not full, and a publisher filled the other's queue).
  */
 
 /** What a session keeps for it (Session's fields of these names). */
@@ -38,7 +40,7 @@ export interface InflowSession {
 const SWEEP_MS = 1000;
 
 export class Inflow {
-  /** Since `begin`: deliveries to connected sessions, and those that found a full queue (of a session keeping up). */
+  /** Since `begin`: deliveries to connected sessions keeping up, and those of them that found a full queue. */
   offered = 0;
   private full = 0;
   /** Messages that held their publisher's input: stratamq_inflow_holds_total. */

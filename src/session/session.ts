@@ -202,6 +202,8 @@ export interface BacklogLimits {
 }
 
 export interface DeliveryLimits extends BacklogLimits {
+  /** The queue of a session kept in memory only (mqtt.max_queued_in_memory; see queueLimit). */
+  maxQueuedInMemory: number;
   queueQos0: boolean;
   writeHighWatermark: number;
   /** Deliveries read from the log per batch when a persistent session catches up. */
@@ -217,6 +219,7 @@ export function deliveryLimits(c: Config): DeliveryLimits {
   return {
     maxQueued: c['mqtt.max_queued_messages'],
     maxQueuedBytes: c['mqtt.max_queued_bytes'],
+    maxQueuedInMemory: c['mqtt.max_queued_in_memory'],
     overflow: c['mqtt.queue_overflow'] as DeliveryLimits['overflow'],
     queueQos0: c['mqtt.queue_qos0'],
     writeHighWatermark: c['mqtt.write_high_watermark'],
@@ -225,6 +228,26 @@ export function deliveryLimits(c: Config): DeliveryLimits {
     // The native loop exists on Linux builds only; elsewhere sessions drain on the event loop.
     nativeDrain: c['durable_sessions.native_drain'] && NATIVE_DRAIN_SUPPORTED,
   };
+}
+
+/**
+ * How many messages `session`'s queue may hold: a session kept in memory only (no log or registry
+ * behind it) at most `mqtt.max_queued_in_memory` too — its queue is held in memory, message by
+ * message, for as long as its subscriber is slow (with the other limit alone, a million).
+ */
+export function queueLimit(session: Session): number {
+  const l = session.env.limits;
+  return session.durable === null && l.maxQueuedInMemory < l.maxQueued ? l.maxQueuedInMemory : l.maxQueued;
+}
+
+/**
+ * How many messages a reader that fills `session`'s queue a page at a time (a retained feed, a
+ * `$log/` re-consumer) puts in at once, and the queue length the next page waits below: `page`,
+ * or half the queue's limit when that is less (a page would overflow it).
+ */
+export function pageFor(session: Session, page: number): number {
+  const half = queueLimit(session) >> 1;
+  return half < page ? half || 1 : page;
 }
 
 /** Until a session is given its environment: no limits beyond the defaults, nobody told. */

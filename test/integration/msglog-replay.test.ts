@@ -21,6 +21,8 @@ let broker: BrokerProcess;
 let url: string;
 let token: string;
 const N = 100_000;
+/** QoS 1 messages on q1/x. */
+const Q1 = 10_000;
 
 const run = (args: string[]): ReturnType<typeof runCli> => runCli([...args, '--url', url, '--data-dir', data], 120000);
 
@@ -46,7 +48,7 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
 }
 
 before(async () => {
-  broker = new BrokerProcess(await freePort(), data, [], { STRATA_ADMIN__PORT: '0', STRATA_LOG__FORMAT: 'json', STRATA_MSGLOG__TOPICS: 'src/#,small/#' });
+  broker = new BrokerProcess(await freePort(), data, [], { STRATA_ADMIN__PORT: '0', STRATA_LOG__FORMAT: 'json', STRATA_MSGLOG__TOPICS: 'src/#,small/#,q1/#' });
   await broker.start();
   url = broker.adminUrl;
   token = broker.adminToken();
@@ -55,7 +57,8 @@ before(async () => {
   for (let i = 0; i < N; i++) pub.publish(`src/${i % 7}`, String(i), { qos: 0 });
   for (let i = 0; i < 10_000; i++) pub.publish('small/x', String(i), { qos: 0 });
   await pub.publishAsync('small/x', 'flush', { qos: 1 }); // everything before it was read
-  await until(async () => (await logged()) === N + 10_001, 'the log to hold everything');
+  await Promise.all(Array.from({ length: Q1 }, (_, i) => pub.publishAsync('q1/x', String(i), { qos: 1 })));
+  await until(async () => (await logged()) === N + 10_001 + Q1, 'the log to hold everything');
   await pub.endAsync();
 });
 after(async () => {
@@ -81,6 +84,28 @@ test('a replay of 100 000 messages under a new prefix arrives complete and in or
   await sleep(200);
   assert.equal(got.length, N, 'nothing more');
   process.stdout.write(`# replayed ${N} messages in ${ms} ms (${Math.round((N * 1000) / ms)} msg/s)\n`);
+  await sub.endAsync();
+});
+
+test('a QoS 1 replay at full speed keeps pace with a clean subscriber: held like a fast publisher, nothing dropped from its in-memory queue', async () => {
+  const dropped = async (): Promise<number> => {
+    const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    return Number(/^stratamq_messages_dropped_total\{reason="queue_full"\} (\d+)/m.exec(await res.text())?.[1] ?? NaN);
+  };
+  const before = await dropped();
+  // A clean session: its queue is held in memory, bounded by mqtt.max_queued_in_memory (1,000);
+  // the replay reads 1,000 messages a batch, far faster than a window (128) a round trip.
+  const sub = await client(broker.url, { clientId: 'q1-sub' });
+  await sub.subscribeAsync('q1again/#', { qos: 1 });
+  const got = recorder(sub);
+  const r = await run(['log', 'replay', '--topic', 'q1/#', '--to-prefix', 'q1again/', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  await until(() => got.length >= Q1, `${Q1} messages (have ${got.length})`, 30000).catch(() => undefined);
+  assert.equal(await dropped(), before, 'nothing dropped from the subscriber\'s queue');
+  assert.deepEqual(
+    got,
+    Array.from({ length: Q1 }, (_, i) => String(i)),
+  );
   await sub.endAsync();
 });
 
