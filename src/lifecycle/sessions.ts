@@ -288,6 +288,8 @@ export class SessionLifecycle {
    */
   end(session: Session): Promise<void> | null {
     session.cancelExpiry();
+    const redispatched = this.p.router.redispatchShared(session);
+    if (redispatched > 0) this.p.log.debug({ clientId: session.clientId, redispatched }, 'session ended: its unacknowledged shared-subscription messages went to other members of their groups');
     this.p.router.removeAll(session);
     session.queue.clear();
     session.queueBytes = 0;

@@ -20,10 +20,11 @@ import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
 import { deliver, deliverLogged, pump, writeRetainedFrames } from '../session/delivery.js';
 import type { Persistence, StoredSubscription } from '../persistence/registries.js';
-import type { DeliveryStats, Session } from '../session/session.js';
+import type { DeliveryStats, Pending, Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
 import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
+import { topicMatches } from '../wire/topic.js';
 import type { RetainedStore } from './retained.js';
 import { type FeedHost, type FeedRequest, RetainedFeed } from './retained-feed.js';
 import type { SubscriptionTable } from './subscriptions.js';
@@ -254,6 +255,48 @@ export class Router {
       }
     }
     return removed;
+  }
+
+  /**
+   * MQTT 5 §4.8.2: a session that ends kept in memory only (a clean session; any, without a
+   * store) with QoS 1/2 messages it took through a shared subscription and did not acknowledge —
+   * queued, or sent with no PUBACK / PUBREC back — hands each to the next member of that group
+   * whose client is connected and whose session is kept in memory too (the group's round-robin),
+   * as EMQX does; with none, they end with it. Before, they all did: a worker of a `$share/`
+   * pool that went away lost what it had taken, acknowledged to its publishers. Call before
+   * removeAll. Returns how many went to another member.
+   */
+  redispatchShared(session: Session): number {
+    if (session.durable !== null) return 0; // pinned in the log (left to its return or expiry)
+    const table = this.table;
+    let shares: { filter: string; id: number }[] | null = null;
+    for (const [filter, id] of session.subscriptions.ids()) {
+      // `$share/{group}/{filter}`: the filter after the group's name.
+      if (table.shared(id)) (shares ??= []).push({ filter: filter.slice(filter.indexOf('/', 7) + 1), id });
+    }
+    if (shares === null) return 0;
+    const left: Pending[] = [];
+    for (const e of session.inflight.values()) if (e.phase === 'publish') left.push(e);
+    for (const p of session.queue) left.push(p);
+    const now = Date.now();
+    const accept = (s: Session): boolean => s !== session && s.durable === null;
+    let n = 0;
+    for (const p of left) {
+      const msg = p.msg;
+      // Retained copies sent on subscribe were this session's own, not the group's.
+      if (msg === null || p.qos === 0 || p.retainedTopic !== undefined) continue;
+      for (const s of shares) {
+        if (!topicMatches(s.filter, msg.topic)) continue;
+        const other = table.onlineMember(s.id, accept);
+        const target = other === s.id ? undefined : table.session(other);
+        if (target === undefined || table.readDenied(other)?.(msg.topic) === true) continue;
+        const sq = table.qos(other);
+        const subId = table.subscriptionId(other);
+        this.live(target, msg, (sq < msg.qos ? sq : msg.qos) as QoS, table.retainAsPublished(other) && msg.retain, subId !== undefined ? [subId] : undefined, now);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Every subscription of an ending session out of the table (its durable records go with the session). */

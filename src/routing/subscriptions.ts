@@ -266,10 +266,11 @@ export class SubscriptionTable implements SubscriptionViews {
   }
 
   /**
-   * A shared subscription's member whose client is connected, taken round-robin among the
-   * group (else `id`, the trie's pick, which keeps the message for it while it is away).
+   * A shared subscription's member whose client is connected (and whose session `accept`s, when
+   * given), taken round-robin among the group (else `id`, the trie's pick, which keeps the
+   * message for it while it is away).
    */
-  onlineMember(id: number): number {
+  onlineMember(id: number, accept?: (s: Session) => boolean): number {
     const group = this.groupOf.get(id);
     if (!group) return id;
     const n = group.ids.length;
@@ -277,7 +278,7 @@ export class SubscriptionTable implements SubscriptionViews {
       const i = (group.next + k) % n;
       const other = group.ids[i] as number;
       const s = this.owners[other];
-      if (s !== undefined && s.outlet !== null) {
+      if (s !== undefined && s.outlet !== null && (accept === undefined || accept(s))) {
         group.next = (i + 1) % n;
         return other;
       }

@@ -1040,7 +1040,10 @@ export class Model {
       for (const iv of ivs) {
         if (!iv.versions.some((v) => v.sentT < e.t)) continue;
         if (iv.endT !== null && iv.endT < m.firstSentT) continue; // unsubscribed before it was sent
-        if (!iv.ghost && !m.will && m.ackT !== null && m.ackT < iv.firstSentT) continue; // processed before the SUBSCRIBE was sent
+        // Processed before the SUBSCRIBE was sent — but a shared group's message a member took and
+        // never acknowledged goes to another member when that one's session ends (MQTT 5 §4.8.2),
+        // which may have joined the group since.
+        if (!iv.ghost && !m.will && m.ackT !== null && m.ackT < iv.firstSentT && !isShared(filter)) continue;
         if (!m.will && iv.versions.every((v) => v.nl) && m.publisher === inc.client) continue; // [MQTT-3.8.3-3]
         if (iv.versions.some((v) => e.qos <= v.qos)) return;
         qosOk = true;

@@ -1,0 +1,110 @@
+/**
+ * MQTT 5 §4.8.2: "If the Client's Session terminates before the Client reconnects, the Server
+ * SHOULD send the Application Message to another Client that is subscribed to the same Shared
+ * Subscription." A worker of a `$share/` pool (a clean session) that goes away with QoS 1/2
+ * messages it took and did not acknowledge: they go to another member of the group, as EMQX does.
+ * Before, they ended with its session — acknowledged to their publisher, delivered to no one.
+ * Real clients over TCP, an in-process broker.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { IPublishPacket, ISubackPacket } from 'mqtt-packet';
+import { client, RawClient, sleep, startBroker, type TestBroker } from '../helpers.js';
+
+const WINDOW = 16;
+
+/** A clean member of `$share/g/job` over raw TCP at `qos`: it acknowledges nothing (its packets wait in the client). */
+async function silentMember(tb: TestBroker, clientId: string, qos: 1 | 2): Promise<RawClient> {
+  const c = await RawClient.tcp(tb.port, 5);
+  await c.connect(clientId);
+  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/job', qos }] });
+  assert.deepEqual(((await c.next('suback')) as ISubackPacket).granted, [qos]);
+  return c;
+}
+
+async function publishAll(tb: TestBroker, n: number, qos: 1 | 2): Promise<void> {
+  const pub = await client(tb, { clientId: 'sh-pub', protocolVersion: 5 });
+  await Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync('job', String(i), { qos })));
+  await pub.endAsync();
+}
+
+async function until(done: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await sleep(20);
+}
+
+for (const qos of [1, 2] as const) {
+  test(`QoS ${qos}: a member that goes away with messages it took and did not acknowledge — queued or in flight — leaves them to another member`, async () => {
+    const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW } });
+    try {
+      const a = await silentMember(tb, 'sh-a', qos);
+      const b = await client(tb, { clientId: 'sh-b', protocolVersion: 5 });
+      const got: string[] = [];
+      b.on('message', (_t, p) => got.push(p.toString()));
+      await b.subscribeAsync('$share/g/job', { qos });
+      const n = 100;
+      await publishAll(tb, n, qos);
+      await until(() => got.length >= n / 2);
+      const taken = tb.broker.sessions.get('sh-a');
+      assert.equal((taken?.inflight.size ?? 0) + (taken?.queue.length ?? 0), n / 2, 'the silent member took half (round-robin)');
+      a.stream.destroy();
+      await until(() => got.length >= n);
+      await sleep(100);
+      assert.deepEqual(
+        got.map(Number).sort((x, y) => x - y),
+        Array.from({ length: n }, (_, i) => i),
+        'every message reached the group once',
+      );
+      await b.endAsync();
+    } finally {
+      await tb.close();
+    }
+  });
+}
+
+test('QoS 2: what the member had received (PUBREC sent) stays with it; only what it never received goes to another member', async () => {
+  const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW } });
+  try {
+    const a = await silentMember(tb, 'sh-a2', 2);
+    const b = await client(tb, { clientId: 'sh-b2', protocolVersion: 5 });
+    const got: string[] = [];
+    b.on('message', (_t, p) => got.push(p.toString()));
+    await b.subscribeAsync('$share/g/job', { qos: 2 });
+    await publishAll(tb, 40, 2);
+    // The silent member's first five: received (PUBREC), and so its application's.
+    const received: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const p = (await a.next('publish')) as IPublishPacket;
+      received.push(p.payload.toString());
+      a.send({ cmd: 'pubrec', messageId: p.messageId as number });
+    }
+    await a.next('pubrel');
+    a.stream.destroy();
+    await until(() => got.length >= 35);
+    await sleep(200);
+    assert.equal(got.length, 35);
+    assert.deepEqual([...got, ...received].map(Number).sort((x, y) => x - y), Array.from({ length: 40 }, (_, i) => i), 'each message once across the group');
+    await b.endAsync();
+  } finally {
+    await tb.close();
+  }
+});
+
+test('with no other member connected they end with the session: a member joining later does not get them', async () => {
+  const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW } });
+  try {
+    const a = await silentMember(tb, 'sh-alone', 1);
+    await publishAll(tb, 20, 1);
+    a.stream.destroy();
+    await sleep(200);
+    const b = await client(tb, { clientId: 'sh-late', protocolVersion: 5 });
+    const got: string[] = [];
+    b.on('message', (_t, p) => got.push(p.toString()));
+    await b.subscribeAsync('$share/g/job', { qos: 1 });
+    await sleep(300);
+    assert.deepEqual(got, []);
+    await b.endAsync();
+  } finally {
+    await tb.close();
+  }
+});
