@@ -12,7 +12,7 @@ import { LongTimer } from '../timers.js';
 import type { Logger } from '../log.js';
 import type { HookBus } from '../hooks/bus.js';
 import { type ClientInfo, clientSnapshot, type Gates } from '../hooks/index.js';
-import type { AlsoStored, Router } from '../routing/router.js';
+import type { AlsoStored, Router, SharedLeftover } from '../routing/router.js';
 import { encodeWill, type SessionRecord, type SessionRegistry } from '../persistence/registries.js';
 import type { Outlet } from '../session/outlet.js';
 import type { DeliveryEnv, Session, SessionPersistence, WillState } from '../session/session.js';
@@ -288,9 +288,9 @@ export class SessionLifecycle {
    */
   end(session: Session): Promise<void> | null {
     session.cancelExpiry();
-    const redispatched = this.p.router.redispatchShared(session);
-    if (redispatched > 0) this.p.log.debug({ clientId: session.clientId, redispatched }, 'session ended: its unacknowledged shared-subscription messages went to other members of their groups');
-    this.p.router.removeAll(session);
+    const router = this.p.router;
+    const left = router.sharedLeftovers(session);
+    router.removeAll(session);
     session.queue.clear();
     session.queueBytes = 0;
     session.inflight.clear();
@@ -304,10 +304,20 @@ export class SessionLifecycle {
     if (sessions.get(session.clientId) === session) sessions.delete(session.clientId);
     if (session.durable && this.store) {
       session.durable = null;
-      return this.store.sessions.deleteSession(session.clientId);
+      const deleted = this.store.sessions.deleteSession(session.clientId);
+      // Handed on once the session is gone from the store: a crash before then finds it again
+      // (and ends it again), never both it and the other member holding a QoS 2 message.
+      if (left !== null) deleted.then(() => this.handOn(left, session), () => undefined);
+      return deleted;
     }
     session.durable = null;
+    if (left !== null) this.handOn(left, session);
     return null;
+  }
+
+  private handOn(left: SharedLeftover[], session: Session): void {
+    const n = this.p.router.handOn(left, session);
+    if (n > 0) this.p.log.debug({ clientId: session.clientId, handedOn: n }, 'session ended: the shared-subscription messages it had not acknowledged went to other members');
   }
 
   /**

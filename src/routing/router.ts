@@ -20,7 +20,7 @@ import type { HookBus } from '../hooks/bus.js';
 import type { LogPosition } from '../native.js';
 import { deliver, deliverLogged, pump, writeRetainedFrames } from '../session/delivery.js';
 import type { Persistence, StoredSubscription } from '../persistence/registries.js';
-import type { DeliveryStats, Pending, Session } from '../session/session.js';
+import type { DeliveryStats, DurableRef, Pending, Session } from '../session/session.js';
 import type { SessionStore } from '../session/store.js';
 import type { QoS } from '../wire/codec.js';
 import type { Message } from '../wire/message.js';
@@ -65,6 +65,14 @@ interface LoggedTarget {
  * The message log's recording side (msglog/recorder.ts), as routing asks it: whether a message is
  * logged, and what its append's outcome means for the publisher.
  */
+/** A message an ending session took through shared subscription `share` and did not acknowledge (Router.sharedLeftovers). */
+export interface SharedLeftover {
+  share: string;
+  msg: Message;
+  /** Its log position (a persistent session's delivery). */
+  ref: DurableRef | undefined;
+}
+
 export interface LogTap {
   /** Messages to `topic` are logged (msglog.topics). */
   selects(topic: string): boolean;
@@ -258,44 +266,70 @@ export class Router {
   }
 
   /**
-   * MQTT 5 §4.8.2: a session that ends kept in memory only (a clean session; any, without a
-   * store) with QoS 1/2 messages it took through a shared subscription and did not acknowledge —
-   * queued, or sent with no PUBACK / PUBREC back — hands each to the next member of that group
-   * whose client is connected and whose session is kept in memory too (the group's round-robin),
-   * as EMQX does; with none, they end with it. Before, they all did: a worker of a `$share/`
-   * pool that went away lost what it had taken, acknowledged to its publishers. Call before
-   * removeAll. Returns how many went to another member.
+   * MQTT 5 §4.8.2: "If the Client's Session terminates before the Client reconnects, the Server
+   * SHOULD send the Application Message to another Client that is subscribed to the same Shared
+   * Subscription." What an ending session took through a shared subscription at QoS 1/2 and did
+   * not acknowledge — queued, or sent with no PUBACK / PUBREC back: a session kept in memory, any
+   * delivery matching one of its shared filters; a persistent one, its pinned deliveries (read
+   * back from the log) — to be handed on by `handOn` once the session's end is settled. Call
+   * before removeAll. Before, they ended with the session, acknowledged to their publishers and
+   * delivered to no one.
    */
-  redispatchShared(session: Session): number {
-    if (session.durable !== null) return 0; // pinned in the log (left to its return or expiry)
+  sharedLeftovers(session: Session): SharedLeftover[] | null {
     const table = this.table;
-    let shares: { filter: string; id: number }[] | null = null;
-    for (const [filter, id] of session.subscriptions.ids()) {
+    let shares: { share: string; filter: string }[] | null = null;
+    for (const [share, id] of session.subscriptions.ids()) {
       // `$share/{group}/{filter}`: the filter after the group's name.
-      if (table.shared(id)) (shares ??= []).push({ filter: filter.slice(filter.indexOf('/', 7) + 1), id });
+      if (table.shared(id)) (shares ??= []).push({ share, filter: share.slice(share.indexOf('/', 7) + 1) });
     }
-    if (shares === null) return 0;
-    const left: Pending[] = [];
-    for (const e of session.inflight.values()) if (e.phase === 'publish') left.push(e);
-    for (const p of session.queue) left.push(p);
-    const now = Date.now();
-    const accept = (s: Session): boolean => s !== session && s.durable === null;
-    let n = 0;
-    for (const p of left) {
+    if (shares === null) return null;
+    const d = session.durable;
+    const pending: Pending[] = [];
+    for (const e of session.inflight.values()) if (e.phase === 'publish') pending.push(e);
+    for (const p of session.queue) pending.push(p);
+    const taken = pending.filter((p) => p.qos > 0 && p.retainedTopic === undefined && (d === null || p.pinned === true));
+    if (taken.length === 0) return null;
+    // A persistent session's deliveries may hold only their log position (it was away, or restarted).
+    if (d !== null && taken.some((p) => p.msg === null)) d.load(taken);
+    const left: SharedLeftover[] = [];
+    for (const p of taken) {
       const msg = p.msg;
-      // Retained copies sent on subscribe were this session's own, not the group's.
-      if (msg === null || p.qos === 0 || p.retainedTopic !== undefined) continue;
-      for (const s of shares) {
-        if (!topicMatches(s.filter, msg.topic)) continue;
-        const other = table.onlineMember(s.id, accept);
-        const target = other === s.id ? undefined : table.session(other);
-        if (target === undefined || table.readDenied(other)?.(msg.topic) === true) continue;
-        const sq = table.qos(other);
-        const subId = table.subscriptionId(other);
-        this.live(target, msg, (sq < msg.qos ? sq : msg.qos) as QoS, table.retainAsPublished(other) && msg.retain, subId !== undefined ? [subId] : undefined, now);
-        n++;
-      }
+      if (msg === null) continue; // gone from the log (retention)
+      for (const s of shares) if (topicMatches(s.filter, msg.topic)) left.push({ share: s.share, msg, ref: p.ref });
     }
+    return left.length > 0 ? left : null;
+  }
+
+  /**
+   * Hand what `ended` left (sharedLeftovers) to other members of the groups: to the next member of
+   * each whose client is connected (the group's round-robin). One kept in memory gets it live; a
+   * persistent one gets it pinned at its log position (as a shared delivery is), which only a
+   * message in the log has — one that is not goes to members kept in memory only. With no member
+   * to take it, it ends. Returns how many were handed on.
+   */
+  handOn(left: SharedLeftover[], ended: Session): number {
+    const table = this.table;
+    const now = Date.now();
+    let n = 0;
+    for (const l of left) {
+      const msg = l.msg;
+      const other = table.memberOf(l.share, (s) => s !== ended && (l.ref !== undefined || s.durable === null) && this.sessions.get(s.clientId) === s);
+      const target = other === undefined ? undefined : table.session(other);
+      if (other === undefined || target === undefined || table.readDenied(other)?.(msg.topic) === true) continue;
+      const sq = table.qos(other);
+      const qos = (sq < msg.qos ? sq : msg.qos) as QoS;
+      const retain = table.retainAsPublished(other) && msg.retain;
+      const subId = table.subscriptionId(other);
+      const subIds = subId !== undefined ? [subId] : undefined;
+      const d = target.durable;
+      if (d === null) this.live(target, msg, qos, retain, subIds, now);
+      else {
+        const p = deliver(target, msg, qos, retain, subIds, now, l.ref);
+        if (p) d.pin(p).catch((e: unknown) => this.onStoreError(target.clientId, e as Error));
+      }
+      n++;
+    }
+    this.syncDrops();
     return n;
   }
 

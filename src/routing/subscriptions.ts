@@ -266,13 +266,21 @@ export class SubscriptionTable implements SubscriptionViews {
   }
 
   /**
-   * A shared subscription's member whose client is connected (and whose session `accept`s, when
-   * given), taken round-robin among the group (else `id`, the trie's pick, which keeps the
-   * message for it while it is away).
+   * A shared subscription's member whose client is connected, taken round-robin among the
+   * group (else `id`, the trie's pick, which keeps the message for it while it is away).
    */
-  onlineMember(id: number, accept?: (s: Session) => boolean): number {
+  onlineMember(id: number): number {
     const group = this.groupOf.get(id);
-    if (!group) return id;
+    return group === undefined ? id : (this.nextOnline(group) ?? id);
+  }
+
+  /** A member of the shared subscription `filter` (`$share/{group}/{filter}`) whose client is connected and whose session `accept`s, round-robin; undefined: none. */
+  memberOf(filter: string, accept: (s: Session) => boolean): number | undefined {
+    const group = this.shareGroups.get(filter);
+    return group === undefined ? undefined : this.nextOnline(group, accept);
+  }
+
+  private nextOnline(group: ShareGroup, accept?: (s: Session) => boolean): number | undefined {
     const n = group.ids.length;
     for (let k = 0; k < n; k++) {
       const i = (group.next + k) % n;
@@ -283,6 +291,6 @@ export class SubscriptionTable implements SubscriptionViews {
         return other;
       }
     }
-    return id;
+    return undefined;
   }
 }

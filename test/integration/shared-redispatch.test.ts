@@ -9,14 +9,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { IPublishPacket, ISubackPacket } from 'mqtt-packet';
-import { client, RawClient, sleep, startBroker, type TestBroker } from '../helpers.js';
+import { client, persistent, RawClient, recordingClient, sleep, startBroker, type TestBroker } from '../helpers.js';
 
 const WINDOW = 16;
 
-/** A clean member of `$share/g/job` over raw TCP at `qos`: it acknowledges nothing (its packets wait in the client). */
-async function silentMember(tb: TestBroker, clientId: string, qos: 1 | 2): Promise<RawClient> {
+/** A member of `$share/g/job` over raw TCP at `qos` (clean, or persistent for `expiry` s): it acknowledges nothing (its packets wait in the client). */
+async function silentMember(tb: TestBroker, clientId: string, qos: 1 | 2, expiry = 0): Promise<RawClient> {
   const c = await RawClient.tcp(tb.port, 5);
-  await c.connect(clientId);
+  await c.connect(clientId, expiry > 0 ? { clean: false, properties: { sessionExpiryInterval: expiry } } : {});
   c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/job', qos }] });
   assert.deepEqual(((await c.next('suback')) as ISubackPacket).granted, [qos]);
   return c;
@@ -104,6 +104,43 @@ test('with no other member connected they end with the session: a member joining
     await sleep(300);
     assert.deepEqual(got, []);
     await b.endAsync();
+  } finally {
+    await tb.close();
+  }
+});
+
+test('a persistent member whose session expires with pinned messages it never acknowledged: they go to a connected member — kept in memory, or persistent (pinned there, once)', async () => {
+  const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW } });
+  try {
+    for (const [round, bPersistent] of [[1, false], [2, true]] as const) {
+      const a = await silentMember(tb, `sh-pa${round}`, 1, 1);
+      const opts = bPersistent ? persistent(5, `sh-pb${round}`) : { clientId: `sh-pb${round}`, protocolVersion: 5 as const };
+      const b = await client(tb, opts);
+      const got: string[] = [];
+      b.on('message', (_t, p) => got.push(p.toString()));
+      await b.subscribeAsync('$share/g/job', { qos: 1 });
+      const n = 60;
+      await publishAll(tb, n, 1);
+      await until(() => got.length >= n / 2);
+      a.stream.destroy(); // its session stays for 1 s, holding what it took
+      await sleep(300);
+      assert.equal(got.length, n / 2, 'kept for the persistent member while its session lasts');
+      await until(() => got.length >= n, 5000);
+      await sleep(100);
+      assert.deepEqual(
+        got.map(Number).sort((x, y) => x - y),
+        Array.from({ length: n }, (_, i) => i),
+        `round ${round}: every message reached the group once`,
+      );
+      if (bPersistent) {
+        // Pinned in b's session and acknowledged: not again when it comes back.
+        await b.endAsync();
+        const again = await recordingClient(tb, persistent(5, `sh-pb${round}`));
+        await sleep(300);
+        assert.deepEqual(again.got, []);
+        await again.c.endAsync();
+      } else await b.endAsync();
+    }
   } finally {
     await tb.close();
   }
