@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import type { IPublishPacket, ISubackPacket } from 'mqtt-packet';
 import { client, persistent, RawClient, recordingClient, sleep, startBroker, type TestBroker } from '../helpers.js';
 
@@ -20,6 +21,15 @@ async function silentMember(tb: TestBroker, clientId: string, qos: 1 | 2, expiry
   c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/job', qos }] });
   assert.deepEqual(((await c.next('suback')) as ISubackPacket).granted, [qos]);
   return c;
+}
+
+/** A member of `$share/g/job` with MQTT.js, acknowledging at once; `got`: the payloads it received. */
+async function member(tb: TestBroker, opts: IClientOptions, qos: 1 | 2): Promise<{ b: MqttClient; got: string[] }> {
+  const b = await client(tb, opts);
+  const got: string[] = [];
+  b.on('message', (_t, p) => got.push(p.toString()));
+  await b.subscribeAsync('$share/g/job', { qos });
+  return { b, got };
 }
 
 async function publishAll(tb: TestBroker, n: number, qos: 1 | 2): Promise<void> {
@@ -38,10 +48,7 @@ for (const qos of [1, 2] as const) {
     const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW } });
     try {
       const a = await silentMember(tb, 'sh-a', qos);
-      const b = await client(tb, { clientId: 'sh-b', protocolVersion: 5 });
-      const got: string[] = [];
-      b.on('message', (_t, p) => got.push(p.toString()));
-      await b.subscribeAsync('$share/g/job', { qos });
+      const { b, got } = await member(tb, { clientId: 'sh-b', protocolVersion: 5 }, qos);
       const n = 100;
       await publishAll(tb, n, qos);
       await until(() => got.length >= n / 2);
@@ -66,10 +73,7 @@ test('QoS 2: what the member had received (PUBREC sent) stays with it; only what
   const tb = await startBroker({ config: { 'mqtt.max_inflight': WINDOW } });
   try {
     const a = await silentMember(tb, 'sh-a2', 2);
-    const b = await client(tb, { clientId: 'sh-b2', protocolVersion: 5 });
-    const got: string[] = [];
-    b.on('message', (_t, p) => got.push(p.toString()));
-    await b.subscribeAsync('$share/g/job', { qos: 2 });
+    const { b, got } = await member(tb, { clientId: 'sh-b2', protocolVersion: 5 }, 2);
     await publishAll(tb, 40, 2);
     // The silent member's first five: received (PUBREC), and so its application's.
     const received: string[] = [];
@@ -97,10 +101,7 @@ test('with no other member connected they end with the session: a member joining
     await publishAll(tb, 20, 1);
     a.stream.destroy();
     await sleep(200);
-    const b = await client(tb, { clientId: 'sh-late', protocolVersion: 5 });
-    const got: string[] = [];
-    b.on('message', (_t, p) => got.push(p.toString()));
-    await b.subscribeAsync('$share/g/job', { qos: 1 });
+    const { b, got } = await member(tb, { clientId: 'sh-late', protocolVersion: 5 }, 1);
     await sleep(300);
     assert.deepEqual(got, []);
     await b.endAsync();
@@ -115,10 +116,7 @@ test('a persistent member whose session expires with pinned messages it never ac
     for (const [round, bPersistent] of [[1, false], [2, true]] as const) {
       const a = await silentMember(tb, `sh-pa${round}`, 1, 1);
       const opts = bPersistent ? persistent(5, `sh-pb${round}`) : { clientId: `sh-pb${round}`, protocolVersion: 5 as const };
-      const b = await client(tb, opts);
-      const got: string[] = [];
-      b.on('message', (_t, p) => got.push(p.toString()));
-      await b.subscribeAsync('$share/g/job', { qos: 1 });
+      const { b, got } = await member(tb, opts, 1);
       const n = 60;
       await publishAll(tb, n, 1);
       await until(() => got.length >= n / 2);
