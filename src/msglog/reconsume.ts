@@ -17,7 +17,7 @@
  */
 import { deliver } from '../session/delivery.js';
 import type { Outlet } from '../session/outlet.js';
-import { type LogReaderRef, pageFor, type Session } from '../session/session.js';
+import { halfLimit, type LogReaderRef, type Session } from '../session/session.js';
 import type { DurableStore } from '../native.js';
 import type { QoS } from '../wire/codec.js';
 import { createMessage, decodeProperties } from '../wire/message.js';
@@ -107,7 +107,7 @@ export class LogFeed implements LogReaderRef {
 
   private run(): void {
     if (!this.alive()) return;
-    const page = pageFor(this.session, PAGE);
+    const page = halfLimit(this.session, PAGE);
     if (this.session.queue.length >= page || this.conn.backlog > BACKLOG) {
       this.later(WAIT_MS);
       return;

@@ -14,7 +14,7 @@
  * messages in the log and reads them once the feed ends. Several subscriptions' feeds of one
  * session run one after the other.
  */
-import { type Hold, type LiveHold, pageFor, queueLimit, type Session } from '../session/session.js';
+import { halfLimit, type Hold, type LiveHold, queueLimit, type Session } from '../session/session.js';
 import type { QoS } from '../wire/codec.js';
 import type { RetainedCursor } from './retained.js';
 
@@ -96,7 +96,7 @@ export class RetainedFeed implements LiveHold {
     }
     // While the client is away (a persistent session), pages go to its queue as its limits allow.
     const now = Date.now();
-    const page = pageFor(s, FEED_PAGE);
+    const page = halfLimit(s, FEED_PAGE);
     let sent = 0;
     for (;;) {
       const conn = s.outlet;

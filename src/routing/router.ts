@@ -61,10 +61,6 @@ interface LoggedTarget {
   ticket: number;
 }
 
-/**
- * The message log's recording side (msglog/recorder.ts), as routing asks it: whether a message is
- * logged, and what its append's outcome means for the publisher.
- */
 /** A message an ending session took through shared subscription `share` and did not acknowledge (Router.sharedLeftovers). */
 export interface SharedLeftover {
   share: string;
@@ -73,6 +69,10 @@ export interface SharedLeftover {
   ref: DurableRef | undefined;
 }
 
+/**
+ * The message log's recording side (msglog/recorder.ts), as routing asks it: whether a message is
+ * logged, and what its append's outcome means for the publisher.
+ */
 export interface LogTap {
   /** Messages to `topic` are logged (msglog.topics). */
   selects(topic: string): boolean;

@@ -10,7 +10,7 @@ import { encodeAck, type QoS } from '../wire/codec.js';
 import { RC } from '../wire/reason-codes.js';
 import { encodeDelivery, isExpired, type Message, payloadSize } from '../wire/message.js';
 import type { Outlet } from './outlet.js';
-import { type DeliveryLimits, type DurableRef, type Inflight, isRecorded, type Pending, QUEUE_PAGE, queueLimit, type Session } from './session.js';
+import { type DeliveryLimits, type DurableRef, type Inflight, isRecorded, type Pending, halfLimit, QUEUE_PAGE, queueLimit, type Session } from './session.js';
 
 /**
  * Write one PUBLISH. Returns false when the client's Maximum Packet Size forbids it: the
@@ -100,11 +100,7 @@ export function deliver(
 ): Pending | null {
   const conn = session.outlet;
   const limits = session.env.limits;
-  if (conn !== null) {
-    const inflow = session.env.inflow;
-    // A session not keeping up counts neither way: the others decide (Inflow).
-    if (inflow !== null && session.inflowProgressing) inflow.offered++;
-  }
+  if (conn !== null) session.env.inflow?.offer(session);
   if (conn !== null && qos === 0 && !ref) {
     if (conn.backlog > limits.writeHighWatermark) {
       // Slow consumer: QoS 0 is dropped (and counted) rather than buffered without bound.
@@ -139,7 +135,7 @@ export function deliver(
   }
   session.enqueue(pending);
   // Held before the queue overflows when its limit is below two windows (max_inflight raised past max_queued_in_memory).
-  if (conn !== null) session.env.inflow?.queued(session, session.queue.length, Math.min(conn.window, (limit >> 1) || 1));
+  if (conn !== null) session.env.inflow?.queued(session, session.queue.length, halfLimit(session, conn.window));
   return pending;
 }
 

@@ -41,7 +41,7 @@ const SWEEP_MS = 1000;
 
 export class Inflow {
   /** Since `begin`: deliveries to connected sessions keeping up, and those of them that found a full queue. */
-  offered = 0;
+  private offered = 0;
   private full = 0;
   /** Messages that held their publisher's input: stratamq_inflow_holds_total. */
   holds = 0;
@@ -60,6 +60,11 @@ export class Inflow {
     if (this.full === 0 || this.full * 2 <= this.offered) return false;
     this.holds++;
     return true;
+  }
+
+  /** A delivery to `session`, connected: counted among the message's deliveries unless the session is not keeping up (it counts neither way: the others decide). */
+  offer(session: InflowSession): void {
+    if (session.inflowProgressing) this.offered++;
   }
 
   /** `session`, connected with an outbound window of `window`, queued a message: `queued` wait behind the window now. */

@@ -241,13 +241,13 @@ export function queueLimit(session: Session): number {
 }
 
 /**
- * How many messages a reader that fills `session`'s queue a page at a time (a retained feed, a
- * `$log/` re-consumer) puts in at once, and the queue length the next page waits below: `page`,
- * or half the queue's limit when that is less (a page would overflow it).
+ * `n`, or half `session`'s queue limit when that is less (at least 1): a count that must fit in the
+ * queue twice over — the page a reader filling it a page at a time (a retained feed, a `$log/`
+ * re-consumer) puts in at once and waits below, the queue length at which an inflow hold starts.
  */
-export function pageFor(session: Session, page: number): number {
+export function halfLimit(session: Session, n: number): number {
   const half = queueLimit(session) >> 1;
-  return half < page ? half || 1 : page;
+  return half < n ? half || 1 : n;
 }
 
 /** Until a session is given its environment: no limits beyond the defaults, nobody told. */

@@ -17,7 +17,7 @@ const session = (): InflowSession => ({ inflowWatched: false, inflowOver: 0, inf
 function route(inflow: Inflow, targets: [InflowSession, number][]): boolean {
   inflow.begin();
   for (const [s, queued] of targets) {
-    inflow.offered++;
+    inflow.offer(s);
     inflow.queued(s, queued, W);
   }
   return inflow.shouldHold();
