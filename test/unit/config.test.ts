@@ -173,6 +173,16 @@ test('integers: numbers and numeric strings; fractions, text, empty and out-of-r
   configError(() => loadConfig({ overrides: { 'listener.tcp.port': 65536 } }), 'listener.tcp.port', '<= 65535');
 });
 
+test('mqtt.max_queued_in_memory: at least 1 (a queue in memory cannot be switched off), a clear error otherwise', () => {
+  const q = (v: unknown): number => loadConfig({ overrides: { 'mqtt.max_queued_in_memory': v } })['mqtt.max_queued_in_memory'];
+  assert.equal(q(1), 1);
+  assert.equal(q('5000'), 5000);
+  configError(() => q(0), 'mqtt.max_queued_in_memory', '>= 1');
+  configError(() => q(-10), 'mqtt.max_queued_in_memory', '>= 1');
+  configError(() => q('lots'), 'mqtt.max_queued_in_memory', 'integer');
+  configError(() => q(100000001), 'mqtt.max_queued_in_memory', '<= 100000000');
+});
+
 test('enums list their allowed values in the error', () => {
   assert.equal(loadConfig({ overrides: { 'log.level': 'silent' } })['log.level'], 'silent');
   configError(() => loadConfig({ overrides: { 'log.level': 'loud' } }), 'log.level', 'one of', 'trace', 'silent', '"loud"');
