@@ -96,7 +96,7 @@ export const CONFIG_KEYS = {
     default: true,
     doc: 'a message most of whose deliveries to connected sessions found a window\'s worth queued behind a full window holds its publisher: the rest of what the publisher sent is read the next event-loop iteration, after the acknowledgements (it is held back by TCP), so deliveries keep pace with what is accepted instead of queues growing (counted: `stratamq_inflow_holds_total`). One slow subscriber among others that take the message holds no one (its queue overflows as configured), nor does a session that completes less than half of what is queued for it over a second. A log replay is held the same way (1 ms at a time)',
   },
-  'mqtt.max_topic_alias': { kind: 'int', default: 65535, min: 0, max: 65535, doc: 'Topic Alias Maximum accepted from v5 clients' },
+  'mqtt.max_topic_alias': { kind: 'int', default: 10, min: 0, max: 65535, doc: 'Topic Alias Maximum accepted from v5 clients (as Mosquitto): each alias keeps a topic name for the connection, and MQTT.js sizes a cache by it at every connect' },
   'mqtt.max_qos': { kind: 'int', default: 2, min: 0, max: 2, doc: 'highest QoS granted' },
   'mqtt.retain_available': { kind: 'bool', default: true, doc: 'accept retained messages' },
   'mqtt.wildcard_subscription': { kind: 'bool', default: true, doc: 'allow `+` and `#` in filters' },

@@ -22,7 +22,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.js';
 import { validateTopicFilter } from '../native.js';
-import { topicMatches } from '../wire/topic.js';
+import { TopicMemo, topicMatches } from '../wire/topic.js';
 
 export type Access = 'read' | 'write' | 'readwrite' | 'deny';
 
@@ -35,8 +35,9 @@ interface Rule {
 /** A file that does not read or parse: a configuration error (the broker does not start). */
 export class AclFileError extends ConfigError {}
 
-/** Topics per client whose PUBLISH answer is kept (the rules cannot change under it: a reload builds a new ClientAcl). */
+/** Topics per client whose PUBLISH answer is kept (the rules cannot change under it: a reload builds a new ClientAcl), and their characters. */
 const PUBLISH_MEMORY = 256;
+const PUBLISH_MEMORY_CHARS = 64 * 1024;
 
 const ACCESS = new Set<Access>(['read', 'write', 'readwrite', 'deny']);
 
@@ -135,13 +136,12 @@ class RulesAcl implements ClientAcl {
   }
 
   /** Answers for the topics this client published to lately: most publish to a few, again and again. */
-  private readonly published = new Map<string, boolean>();
+  private readonly published = new TopicMemo<boolean>(PUBLISH_MEMORY, PUBLISH_MEMORY_CHARS);
 
   canPublish(topic: string): boolean {
     const known = this.published.get(topic);
     if (known !== undefined) return known;
     const ok = this.judgePublish(topic);
-    if (this.published.size >= PUBLISH_MEMORY) this.published.clear();
     this.published.set(topic, ok);
     return ok;
   }

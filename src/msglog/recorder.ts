@@ -14,10 +14,12 @@ import type { MsglogCounters } from '../hooks/metrics.js';
 import type { Logger } from '../log.js';
 import { TopicTrie } from '../native.js';
 import type { LogTap } from '../routing/router.js';
+import { TopicMemo } from '../wire/topic.js';
 import type { MsglogConfig } from './config.js';
 
 const ERROR_LOG_MS = 10_000;
 const SEEN_MAX = 10_000;
+const SEEN_MAX_CHARS = 1024 * 1024;
 
 export class LogRecorder implements LogTap {
   readonly sync: boolean;
@@ -28,8 +30,8 @@ export class LogRecorder implements LogTap {
   private lastErrorLog = 0;
   /** A filter is `#`: every topic but `$` ones is logged, no match needed. */
   private readonly all: boolean;
-  /** Topics matched already (a publisher's topics repeat): cleared when it holds SEEN_MAX. */
-  private readonly seen = new Map<string, boolean>();
+  /** Topics matched already (a publisher's topics repeat): emptied when it holds SEEN_MAX names or SEEN_MAX_CHARS. */
+  private readonly seen = new TopicMemo<boolean>(SEEN_MAX, SEEN_MAX_CHARS);
   /** The last append tracked and how many messages share it. */
   private last: Promise<unknown> | null = null;
   private lastCount: { n: number } | null = null;
@@ -49,7 +51,6 @@ export class LogRecorder implements LogTap {
     if (this.all) return topic.charCodeAt(0) !== 0x24; // `#`: every topic but $ ones ([MQTT-4.7.2-1])
     let hit = this.seen.get(topic);
     if (hit === undefined) {
-      if (this.seen.size >= SEEN_MAX) this.seen.clear();
       hit = this.trie.match(topic).length > 0;
       this.seen.set(topic, hit);
     }

@@ -9,10 +9,13 @@
  *   subscription exists (the trie picks a group member round-robin on each match).
  */
 import { TopicTrie, validateTopicName } from '../native.js';
+import { TopicMemo } from '../wire/topic.js';
 import type { Session, Subscription, SubscriptionViews } from '../session/session.js';
 import type { QoS } from '../wire/codec.js';
 
 const ROUTE_CACHE_MAX = 65536;
+/** Characters of the topic names the route cache keeps, at most (names may be 65,535 bytes long). */
+const ROUTE_CACHE_CHARS = 8 * 1024 * 1024;
 /**
  * Lookups per route-cache window. A window in which fewer than 1 in 8 lookups hit (distinct
  * topics: one per device, each published once in a while) stops filling the cache for the next
@@ -101,8 +104,8 @@ class SubscriptionView implements Subscription {
  */
 export class SubscriptionTable implements SubscriptionViews {
   private readonly trie = new TopicTrie();
-  /** topic → matching subscription ids, valid until the next change; bounded by ROUTE_CACHE_MAX. */
-  private readonly routes = new Map<string, Uint32Array>();
+  /** topic → matching subscription ids, valid until the next change; bounded by ROUTE_CACHE_MAX names and ROUTE_CACHE_CHARS. */
+  private readonly routes = new TopicMemo<Uint32Array>(ROUTE_CACHE_MAX, ROUTE_CACHE_CHARS);
   /** Trie ids of the members of each shared subscription (`$share/{group}/{filter}`). */
   private readonly shareGroups = new Map<string, ShareGroup>();
   /** The group of each shared subscription's trie id (its size: how many shared subscriptions there are). */
@@ -243,7 +246,6 @@ export class SubscriptionTable implements SubscriptionViews {
       return ids;
     }
     ids = this.trie.match(topic);
-    if (this.routes.size >= ROUTE_CACHE_MAX) this.routes.clear();
     this.routes.set(topic, ids.slice()); // the trie's result is a view it reuses
     return ids;
   }

@@ -24,3 +24,48 @@ export function topicMatches(filter: string, topic: string): boolean {
   }
   return f.length === t.length;
 }
+
+/**
+ * Answers kept per topic name (routes, ACL verdicts, the message log's selection), bounded by
+ * entries and by the characters of the names kept: a topic name may be 65,535 bytes long, so
+ * a count alone would let a client that publishes long distinct names make one memo hold
+ * gigabytes. Full, it is emptied and starts again: the topics a workload repeats come back at
+ * once, and a stream of distinct ones never holds more than the bound.
+ */
+export class TopicMemo<V> {
+  private readonly map = new Map<string, V>();
+  private chars = 0;
+
+  constructor(
+    /** Entries at most. */
+    readonly maxEntries: number,
+    /** UTF-16 units of the names kept, at most (a name longer than this is not kept). */
+    readonly maxChars: number,
+  ) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** UTF-16 units of the names kept. */
+  get keptChars(): number {
+    return this.chars;
+  }
+
+  get(topic: string): V | undefined {
+    return this.map.get(topic);
+  }
+
+  set(topic: string, value: V): void {
+    if (topic.length > this.maxChars) return;
+    if (this.map.size >= this.maxEntries || this.chars + topic.length > this.maxChars) this.clear();
+    const before = this.map.size;
+    this.map.set(topic, value);
+    if (this.map.size !== before) this.chars += topic.length;
+  }
+
+  clear(): void {
+    this.map.clear();
+    this.chars = 0;
+  }
+}

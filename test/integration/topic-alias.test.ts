@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { IPublishPacket } from 'mqtt-packet';
+import type { IConnackPacket, IDisconnectPacket, IPublishPacket } from 'mqtt-packet';
 import { client, collect, persistent, RawClient, sleep, startBroker, unconnected } from '../helpers.js';
 
 test('a v5 client with Topic Alias Maximum 2: name + alias first, alias alone after, the third topic by name', async () => {
@@ -72,5 +72,53 @@ test('MQTT.js with topicAliasMaximum gets the right topics live and from a persi
     } finally {
       await tb.close();
     }
+  }
+});
+
+test('the broker accepts 10 topic aliases by default (as Mosquitto): the 11th is refused with 0x94', async () => {
+  const tb = await startBroker();
+  try {
+    const raw = await RawClient.tcp(tb.port, 5);
+    const ack = (await raw.connect('alias-default')) as IConnackPacket;
+    assert.equal(ack.properties?.topicAliasMaximum, 10);
+    raw.send({ cmd: 'publish', topic: 'a/10', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: { topicAlias: 10 } });
+    raw.send({ cmd: 'publish', topic: 'a/11', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: { topicAlias: 11 } });
+    const d = (await raw.next('disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x94);
+    raw.end();
+  } finally {
+    await tb.close();
+  }
+});
+
+test('outbound aliases stop at 64K characters of topic names: long names go out by name after, short ones still get aliases', async () => {
+  const tb = await startBroker();
+  try {
+    const raw = await RawClient.tcp(tb.port, 5);
+    await raw.connect('alias-long', { properties: { topicAliasMaximum: 65535 } });
+    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'l/#', qos: 0 }] });
+    await raw.next('suback');
+    const pub = await client(tb);
+    const long = (i: number): string => `l/${i}/${'x'.repeat(30_000)}`;
+    const topics = [long(1), long(2), long(3), 'l/short', long(1), long(3)];
+    for (const t of topics) await pub.publishAsync(t, 'p', { qos: 1 });
+    const seen: [number, number | undefined][] = [];
+    for (let i = 0; i < topics.length; i++) {
+      const p = (await raw.next('publish')) as IPublishPacket;
+      seen.push([p.topic.length, p.properties?.topicAlias]);
+    }
+    const L = long(1).length;
+    assert.deepEqual(seen, [
+      [L, 1],
+      [L, 2],
+      [L, undefined], // 90,000 characters would be kept: by name
+      [7, 3],
+      [0, 1],
+      [L, undefined],
+    ]);
+    raw.end();
+    await pub.endAsync();
+  } finally {
+    await tb.close();
   }
 });
