@@ -7,5 +7,6 @@ pub mod frame;
 mod fsutil;
 pub mod log;
 pub mod meta;
+mod sched;
 pub mod store;
 pub mod topic;

@@ -515,6 +515,7 @@ fn spawn_ends(
     let t = std::thread::Builder::new()
         .name("strata-ends".into())
         .spawn(move || {
+            crate::sched::background_thread();
             let mut last = Vec::new();
             loop {
                 match rx.recv_timeout(ENDS_EVERY) {

@@ -33,6 +33,7 @@ impl Dispatcher {
         let thread = std::thread::Builder::new()
             .name("strata-dispatch".into())
             .spawn(move || {
+                crate::sched::background_thread();
                 let n = shards.len() as u32;
                 let send = |s: u32, c: Cmd| {
                     if let Err(e) = shards[s as usize].send(c) {

@@ -353,7 +353,10 @@ impl MetaStore {
         };
         let thread = std::thread::Builder::new()
             .name("strata-meta".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                crate::sched::background_thread();
+                writer.run(rx)
+            })
             .map_err(|e| CoreError::from_io("spawn metadata writer", &e))?;
         Ok((
             MetaStore {

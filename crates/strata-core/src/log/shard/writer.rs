@@ -160,7 +160,10 @@ pub(super) fn start(
     };
     let thread = std::thread::Builder::new()
         .name(format!("strata-shard-{id}"))
-        .spawn(move || writer.run())
+        .spawn(move || {
+            crate::sched::background_thread();
+            writer.run()
+        })
         .map_err(|e| io("spawn shard writer", e))?;
     Ok((tx, thread))
 }
