@@ -305,18 +305,18 @@ export class SessionLifecycle {
     if (session.durable && this.store) {
       session.durable = null;
       const deleted = this.store.sessions.deleteSession(session.clientId);
-      // Handed on once the session is gone from the store: a crash before then finds it again
-      // (and ends it again), never both it and the other member holding a QoS 2 message.
-      if (left !== null) deleted.then(() => this.handOn(left, session), () => undefined);
+      // In this turn: a persistent member's pin goes in the same commit as this removal, and
+      // every member gets the messages once it is durable (Router.handOn).
+      if (left !== null) this.handOn(left, session, deleted);
       return deleted;
     }
     session.durable = null;
-    if (left !== null) this.handOn(left, session);
+    if (left !== null) this.handOn(left, session, null);
     return null;
   }
 
-  private handOn(left: SharedLeftover[], session: Session): void {
-    const n = this.p.router.handOn(left, session);
+  private handOn(left: SharedLeftover[], session: Session, ending: Promise<void> | null): void {
+    const n = this.p.router.handOn(left, session, ending);
     if (n > 0) this.p.log.debug({ clientId: session.clientId, handedOn: n }, 'session ended: the shared-subscription messages it had not acknowledged went to other members');
   }
 

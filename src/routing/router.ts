@@ -306,10 +306,15 @@ export class Router {
    * persistent one gets it pinned at its log position (as a shared delivery is), which only a
    * message in the log has — one that is not goes to members kept in memory only. With no member
    * to take it, it ends. Returns how many were handed on.
+   *
+   * `ending`: the persistent ended session's removal from the store, written in this turn (null:
+   * nothing stored). Call in that same turn: a persistent member that can (SessionPersistence.adopt)
+   * records its pin in the same commit as that removal, and gets the message once it is durable —
+   * a crash finds either the ended session holding it or the member, never neither, and never
+   * both. Any other member gets it once the removal is durable.
    */
-  handOn(left: SharedLeftover[], ended: Session): number {
+  handOn(left: SharedLeftover[], ended: Session, ending: Promise<void> | null): number {
     const table = this.table;
-    const now = Date.now();
     let n = 0;
     for (const l of left) {
       const msg = l.msg;
@@ -322,14 +327,34 @@ export class Router {
       const subId = table.subscriptionId(other);
       const subIds = subId !== undefined ? [subId] : undefined;
       const d = target.durable;
-      if (d === null) this.live(target, msg, qos, retain, subIds, now);
-      else {
-        const p = deliver(target, msg, qos, retain, subIds, now, l.ref);
-        if (p) d.pin(p).catch((e: unknown) => this.onStoreError(target.clientId, e as Error));
-      }
+      // Still this member when it is delivered (not ended or replaced meanwhile).
+      const current = (): boolean => this.sessions.get(target.clientId) === target && target.durable === d;
+      const give = (): void => {
+        if (!current()) return;
+        if (d === null) this.live(target, msg, qos, retain, subIds, Date.now());
+        else {
+          const p = deliver(target, msg, qos, retain, subIds, Date.now(), l.ref);
+          if (p) d.pin(p).catch((e: unknown) => this.onStoreError(target.clientId, e as Error));
+        }
+        this.syncDrops();
+      };
+      if (d !== null && d.adopt !== undefined) {
+        d.adopt({ msg, qos, retain, subIds, ref: l.ref }).then(
+          () => {
+            if (!current()) return;
+            const p = deliver(target, msg, qos, retain, subIds, Date.now(), l.ref);
+            // Its pin is durable already; a delivery not taken (expired, or dropped as the
+            // queue is full) leaves it with the member's next record.
+            if (p) p.pinned = true;
+            else d.save();
+            this.syncDrops();
+          },
+          (e: unknown) => this.onStoreError(target.clientId, e as Error),
+        );
+      } else if (ending === null) give();
+      else ending.then(give, () => undefined);
       n++;
     }
-    this.syncDrops();
     return n;
   }
 

@@ -157,6 +157,8 @@ export class LogSession implements SessionPersistence, ProgressSource {
   private gen = 0;
   /** The native drain loop has the connection. */
   private native: Native | null = null;
+  /** Shared deliveries handed to this session (`adopt`), recorded as pins, not delivered until that record is durable. */
+  private adopted: Pending[] | null = null;
 
   constructor(
     private readonly src: LogSource,
@@ -284,6 +286,24 @@ export class LogSession implements SessionPersistence, ProgressSource {
   pin(p: Pending): Promise<void> {
     p.pinned = true;
     return this.src.touch(this);
+  }
+
+  adopt(p: Pending): Promise<void> {
+    p.pinned = true;
+    (this.adopted ??= []).push(p);
+    const recorded = this.src.touch(this);
+    const drop = (): void => {
+      const a = this.adopted;
+      if (a === null) return;
+      const i = a.indexOf(p);
+      if (i >= 0) a.splice(i, 1);
+      if (a.length === 0) this.adopted = null;
+    };
+    // Out of the list when settled; the caller then delivers it, pinned, in the same turn.
+    return recorded.then(drop, (e: unknown) => {
+      drop();
+      throw e;
+    });
   }
 
   sent(p: Pending, _id: number): Promise<void> | null {
@@ -805,6 +825,7 @@ export class LogSession implements SessionPersistence, ProgressSource {
       if (p.pinned) (queued ??= []).push(p);
       else if (ref.offset < (next[ref.shard] as number)) next[ref.shard] = ref.offset;
     }
+    if (this.adopted !== null) for (const p of this.adopted) (queued ??= []).push(p);
     for (const a of this.ahead) lowerToAhead(a, next);
     // Ranges wholly below the recorded `next` can never be read again: forget them.
     this.gaps.forEach((gaps, s) => {

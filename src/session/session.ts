@@ -77,6 +77,13 @@ export interface SessionPersistence {
   arrive(ref: DurableRef, bytes: number, canTake: boolean, connected: boolean): Arrival;
   /** A delivery the log cannot replay (see Pending.pinned): resolves once it is recorded. */
   pin(p: Pending): Promise<void>;
+  /**
+   * A shared delivery another member's ended session left (Router.handOn): recorded as a pin
+   * with the next metadata commit — the one removing that session, when called in the same turn —
+   * and not in the session's queue until then: resolves once durable, and the caller delivers it
+   * (pinned) in that same turn. Absent: the model cannot record it so (a registry's queue).
+   */
+  adopt?(p: Pending): Promise<void>;
   /** A delivery is about to be sent with packet id `id`; QoS 2 sends once this resolves. */
   sent(p: Pending, id: number): Promise<void> | null;
   /** PUBREC received: the delivery enters its PUBREL phase; send PUBREL once this resolves. */

@@ -10,12 +10,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import type { IPublishPacket, ISubackPacket } from 'mqtt-packet';
-import { client, persistent, RawClient, recordingClient, sleep, startBroker, type TestBroker } from '../helpers.js';
+import { BrokerProcess, client, freePort, persistent, RawClient, recordingClient, sleep, startBroker, tempDir, type TestBroker } from '../helpers.js';
 
 const WINDOW = 16;
 
 /** A member of `$share/g/job` over raw TCP at `qos` (clean, or persistent for `expiry` s): it acknowledges nothing (its packets wait in the client). */
-async function silentMember(tb: TestBroker, clientId: string, qos: 1 | 2, expiry = 0): Promise<RawClient> {
+async function silentMember(tb: { port: number }, clientId: string, qos: 1 | 2, expiry = 0): Promise<RawClient> {
   const c = await RawClient.tcp(tb.port, 5);
   await c.connect(clientId, expiry > 0 ? { clean: false, properties: { sessionExpiryInterval: expiry } } : {});
   c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/job', qos }] });
@@ -141,5 +141,50 @@ test('a persistent member whose session expires with pinned messages it never ac
     }
   } finally {
     await tb.close();
+  }
+});
+
+test('kill -9 right after a persistent member got what an expired member left: it gets them again after the restart (its pin went in the same commit as the removal)', async () => {
+  // Metadata commits land 600 ms after their turn: the window between the expired member's
+  // removal and the other member's pin was that wide when the pin was a later commit.
+  const dir = tempDir('strata-shared-kill-');
+  const b = new BrokerProcess(await freePort(), dir.dir, [], { STRATAMQ_TEST_METADATA_DELAY_MS: '600', STRATA_MQTT__MAX_INFLIGHT: '100' });
+  await b.start();
+  try {
+    const a = await silentMember(b, 'shk-a', 1, 1);
+    const m = await silentMember(b, 'shk-b', 1, 3600);
+    const n = 40;
+    const pub = await client(b.url, { clientId: 'shk-pub', protocolVersion: 5 });
+    await Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync('job', String(i), { qos: 1 })));
+    await pub.endAsync();
+    // b acknowledges its half; a keeps the other half and goes (its session lasts 1 s).
+    const mine = new Set<string>();
+    for (let i = 0; i < n / 2; i++) {
+      const p = (await m.next('publish')) as IPublishPacket;
+      mine.add(p.payload.toString());
+      m.send({ cmd: 'puback', messageId: p.messageId });
+    }
+    await sleep(700); // b's acknowledgements recorded
+    a.stream.destroy();
+    const handed: string[] = [];
+    for (let i = 0; i < n / 2; i++) handed.push(((await m.next('publish', 10_000)) as IPublishPacket).payload.toString());
+    await b.kill9(); // b has not acknowledged them
+    const rest = Array.from({ length: n }, (_, i) => String(i)).filter((x) => !mine.has(x));
+    assert.deepEqual([...handed].sort(), [...rest].sort(), 'a\'s half reached b');
+    await b.start();
+    const again = await RawClient.tcp(b.port, 5);
+    await again.connect('shk-b', { clean: false, properties: { sessionExpiryInterval: 3600 } });
+    const back: string[] = [];
+    for (let i = 0; i < n / 2; i++) {
+      const p = (await again.next('publish', 10_000)) as IPublishPacket;
+      back.push(p.payload.toString());
+      again.send({ cmd: 'puback', messageId: p.messageId });
+    }
+    assert.deepEqual(back.sort(), [...rest].sort(), 'after the restart b still holds what a left');
+    again.end();
+    m.end();
+  } finally {
+    await b.stop();
+    dir.remove();
   }
 });
