@@ -327,32 +327,27 @@ export class Router {
       const subId = table.subscriptionId(other);
       const subIds = subId !== undefined ? [subId] : undefined;
       const d = target.durable;
-      // Still this member when it is delivered (not ended or replaced meanwhile).
-      const current = (): boolean => this.sessions.get(target.clientId) === target && target.durable === d;
-      const give = (): void => {
-        if (!current()) return;
+      // `recorded`: its pin is durable already (adopt) — a delivery not taken (expired, or
+      // dropped as the queue is full) leaves it with the member's next record.
+      const give = (recorded: boolean): void => {
+        if (this.sessions.get(target.clientId) !== target || target.durable !== d) return; // ended or replaced meanwhile
         if (d === null) this.live(target, msg, qos, retain, subIds, Date.now());
         else {
           const p = deliver(target, msg, qos, retain, subIds, Date.now(), l.ref);
-          if (p) d.pin(p).catch((e: unknown) => this.onStoreError(target.clientId, e as Error));
+          if (!recorded) {
+            if (p) d.pin(p).catch((e: unknown) => this.onStoreError(target.clientId, e as Error));
+          } else if (p) p.pinned = true;
+          else d.save();
         }
         this.syncDrops();
       };
-      if (d !== null && d.adopt !== undefined) {
+      if (d?.adopt !== undefined) {
         d.adopt({ msg, qos, retain, subIds, ref: l.ref }).then(
-          () => {
-            if (!current()) return;
-            const p = deliver(target, msg, qos, retain, subIds, Date.now(), l.ref);
-            // Its pin is durable already; a delivery not taken (expired, or dropped as the
-            // queue is full) leaves it with the member's next record.
-            if (p) p.pinned = true;
-            else d.save();
-            this.syncDrops();
-          },
+          () => give(true),
           (e: unknown) => this.onStoreError(target.clientId, e as Error),
         );
-      } else if (ending === null) give();
-      else ending.then(give, () => undefined);
+      } else if (ending === null) give(false);
+      else ending.then(() => give(false), () => undefined);
       n++;
     }
     return n;
